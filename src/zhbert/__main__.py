@@ -1,0 +1,5 @@
+import sys
+
+from zhbert.cli import main
+
+sys.exit(main())

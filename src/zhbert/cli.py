@@ -1,0 +1,74 @@
+"""`zhbert` command line.
+
+Each command lives in the module that does the work; that module defines
+``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the
+command being run is imported, so `zhbert --help` stays instant and a data
+command never pays for importing torch.
+
+User errors (``UserError``) print one line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from zhbert import __version__
+from zhbert.errors import UserError
+
+# command words -> (module, one-line help)
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("prepare",): ("zhbert.corpus.prepare", "turn Chinese text into a verified data directory"),
+    ("data", "report"): ("zhbert.corpus.report", "dataset report with pass/fail checks"),
+    ("data", "text"): ("zhbert.corpus.text", "print cleaned text exactly as training sees it"),
+}
+
+
+def _overview() -> str:
+    width = max(len(" ".join(k)) for k in COMMANDS)
+    lines = [f"zhbert {__version__}: pretrain Chinese BERT models and study how they learn",
+             "", "usage: zhbert COMMAND [options]   (zhbert COMMAND --help for details)", "",
+             "commands:"]
+    lines += [f"  {' '.join(k):<{width}}  {help_}" for k, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _find(argv: list[str]) -> tuple[tuple[str, ...], list[str]] | None:
+    for key in sorted(COMMANDS, key=len, reverse=True):
+        if tuple(argv[: len(key)]) == key:
+            return key, argv[len(key):]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_overview())
+        return 0
+    if argv[0] == "--version":
+        print(f"zhbert {__version__}")
+        return 0
+    found = _find(argv)
+    if found is None:
+        print(_overview(), file=sys.stderr)
+        print(f"\nzhbert: error: unknown command {' '.join(argv[:2])!r}", file=sys.stderr)
+        return 2
+    key, rest = found
+    module_name, help_ = COMMANDS[key]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog="zhbert " + " ".join(key), description=help_)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)  # argparse: message + exit 2 on bad options
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"zhbert: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("zhbert: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Corpus pipeline: sources -> cleaning -> dedup -> splits -> vocabulary -> data directory."""

@@ -1,0 +1,164 @@
+"""The data directory: the one thing training reads (format version 1).
+
+Layout (all arrays are .npy, loaded memory-mapped, never pickled)::
+
+    DATA_DIR/
+      manifest.json            format, format_version, zhbert_version, created,
+                               config (resolved prepare options), sources,
+                               splits{name: {documents, sentences, tokens}},
+                               vocab{size, sha256}, dtype, word_boundaries
+      vocab.txt                see zhbert.vocab
+      report.json              dataset report (zhbert data report)
+      {split}.tokens.npy       (T,)   uint16 (uint32 if vocab > 65535): ids of every
+                               sentence of the split, concatenated, no special tokens
+      {split}.sentences.npy    (S+1,) int64: token offset where sentence i starts;
+                               last entry == T
+      {split}.documents.npy    (D+1,) int64: sentence index where document j starts;
+                               last entry == S
+      {split}.word_starts.npy  (T,)   uint8, 1 where a (jieba) word starts; only when
+                               manifest.word_boundaries is true (whole-word masking)
+      downstream/              held-out labelled tasks (e.g. sentiment.jsonl)
+
+Splits are "train", "validation", "test".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zhbert import __version__
+from zhbert.errors import UserError
+from zhbert.fileio import atomic_write_json, read_json
+from zhbert.vocab import Vocab
+
+FORMAT = "zhbert-data"
+FORMAT_VERSION = 1
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    tokens: np.ndarray       # (T,)
+    sentences: np.ndarray    # (S+1,)
+    documents: np.ndarray    # (D+1,)
+    word_starts: np.ndarray | None  # (T,) or None
+
+    @property
+    def num_documents(self) -> int:
+        return len(self.documents) - 1
+
+    @property
+    def num_sentences(self) -> int:
+        return len(self.sentences) - 1
+
+    def sentence(self, i: int) -> np.ndarray:
+        return self.tokens[self.sentences[i]: self.sentences[i + 1]]
+
+    def document_sentences(self, j: int) -> range:
+        return range(int(self.documents[j]), int(self.documents[j + 1]))
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 65535 else np.uint32)
+
+
+def write_split(out: Path, split: str, arrays: SplitArrays) -> None:
+    """Write one split's arrays into ``out`` (a staged directory)."""
+    _check_split(arrays, split)
+    np.save(out / f"{split}.tokens.npy", arrays.tokens, allow_pickle=False)
+    np.save(out / f"{split}.sentences.npy", arrays.sentences.astype(np.int64), allow_pickle=False)
+    np.save(out / f"{split}.documents.npy", arrays.documents.astype(np.int64), allow_pickle=False)
+    if arrays.word_starts is not None:
+        np.save(out / f"{split}.word_starts.npy", arrays.word_starts.astype(np.uint8), allow_pickle=False)
+
+
+def new_manifest(config: dict[str, Any], sources: list[dict[str, Any]], vocab: Vocab,
+                 splits: dict[str, dict[str, int]], word_boundaries: bool) -> dict[str, Any]:
+    import datetime as _dt
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "zhbert_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "sources": sources,
+        "splits": splits,
+        "vocab": {"size": len(vocab), "sha256": vocab.sha256},
+        "dtype": token_dtype(len(vocab)).name,
+        "word_boundaries": word_boundaries,
+    }
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_json(out / "manifest.json", manifest)
+
+
+@dataclass(frozen=True)
+class DataDir:
+    path: Path
+    manifest: dict[str, Any]
+    vocab: Vocab
+
+    def split(self, name: str) -> SplitArrays:
+        if name not in self.manifest.get("splits", {}):
+            raise UserError(f"data directory {self.path} has no split {name!r} "
+                            f"(it has: {', '.join(self.manifest.get('splits', {}))})")
+        arrays = SplitArrays(
+            tokens=self._load(f"{name}.tokens.npy"),
+            sentences=self._load(f"{name}.sentences.npy"),
+            documents=self._load(f"{name}.documents.npy"),
+            word_starts=(self._load(f"{name}.word_starts.npy")
+                         if self.manifest.get("word_boundaries") else None),
+        )
+        _check_split(arrays, name, self.path)
+        return arrays
+
+    def _load(self, fname: str) -> np.ndarray:
+        path = self.path / fname
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise UserError(f"{path} is missing: the data directory is incomplete; "
+                            "recreate it with zhbert prepare") from None
+        except ValueError as exc:
+            raise UserError(f"{path} is corrupt ({exc}); recreate the data directory "
+                            "with zhbert prepare") from None
+
+
+def open_data_dir(path: str | Path, expect_vocab_sha256: str | None = None) -> DataDir:
+    """Open and validate a data directory; every mismatch is a UserError with a hint."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"data directory not found: {path}; create it with "
+                        f"`zhbert prepare builtin --out {path}`")
+    manifest = read_json(path / "manifest.json", "data manifest")
+    if manifest.get("format") != FORMAT:
+        raise UserError(f"{path} is not a zhbert data directory (manifest format "
+                        f"{manifest.get('format')!r}); create one with zhbert prepare")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} has data format version {manifest.get('format_version')}, "
+                        f"this zhbert reads version {FORMAT_VERSION}: re-run zhbert prepare "
+                        "to rebuild it")
+    vocab = Vocab.load(path / "vocab.txt")
+    if vocab.sha256 != manifest.get("vocab", {}).get("sha256"):
+        raise UserError(f"{path / 'vocab.txt'} does not match the manifest's vocab hash "
+                        "(edited or replaced?); re-run zhbert prepare")
+    if expect_vocab_sha256 is not None and vocab.sha256 != expect_vocab_sha256:
+        raise UserError(f"the vocabulary of {path} differs from the one this run was trained "
+                        "with; use the data directory the run was started on, or start a new run")
+    return DataDir(path=path, manifest=manifest, vocab=vocab)
+
+
+def _check_split(a: SplitArrays, split: str, where: Path | None = None) -> None:
+    loc = f" in {where}" if where else ""
+    ok = (a.tokens.ndim == 1 and a.sentences.ndim == 1 and a.documents.ndim == 1
+          and len(a.sentences) >= 1 and len(a.documents) >= 1
+          and int(a.sentences[-1]) == len(a.tokens) and int(a.documents[-1]) == len(a.sentences) - 1
+          and (a.word_starts is None or len(a.word_starts) == len(a.tokens)))
+    if not ok:
+        raise UserError(f"split {split!r}{loc} has inconsistent arrays (truncated or corrupt); "
+                        "recreate the data directory with zhbert prepare")

@@ -1,0 +1,52 @@
+import json
+import os
+
+import pytest
+
+from zhbert.errors import UserError
+from zhbert.fileio import atomic_write_json, read_json, staged_dir
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "a.json"
+    atomic_write_json(p, {"x": 1})
+    atomic_write_json(p, {"x": 2, "名": "中文"})
+    assert read_json(p) == {"x": 2, "名": "中文"}
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]
+
+
+def test_atomic_write_failure_keeps_previous(tmp_path, monkeypatch):
+    p = tmp_path / "a.json"
+    atomic_write_json(p, {"x": 1})
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(UserError, match="No space left"):
+        atomic_write_json(p, {"x": 2})
+    monkeypatch.undo()
+    assert json.loads(p.read_text()) == {"x": 1}
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]
+
+
+def test_read_json_corrupt_is_user_error(tmp_path):
+    p = tmp_path / "m.json"
+    p.write_text('{"a": ')
+    with pytest.raises(UserError, match="corrupt"):
+        read_json(p, "manifest")
+
+
+def test_staged_dir_interrupted_leaves_old_intact(tmp_path):
+    final = tmp_path / "data"
+    with staged_dir(final) as d:
+        (d / "f").write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_dir(final, force=True) as d:
+            (d / "f").write_text("new")
+            raise RuntimeError("killed")
+    assert (final / "f").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+    with pytest.raises(UserError, match="--force"):
+        with staged_dir(final):
+            pass
