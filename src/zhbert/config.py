@@ -1,0 +1,231 @@
+"""Training configuration: frozen dataclasses, TOML presets, `--set` overrides.
+
+A config is resolved in three layers: the dataclass defaults, a preset or TOML
+file (`--config tiny|seed|base|PATH`), then `--set section.key=value`
+overrides. Validation collects *every* problem and reports them together, so a
+user fixes a config in one round instead of one error at a time. The resolved
+config is written into the run directory (config.json) and its hash guards
+resume against a run started with a different config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from zhbert.errors import UserError
+
+PRESETS = ("tiny", "seed", "base")
+OBJECTIVES = ("mlm+nsp", "mlm+sop", "mlm")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    objective: str = "mlm+nsp"
+
+
+@dataclass(frozen=True)
+class DataSection:
+    max_len: int = 128
+    mask_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    whole_word: bool = False
+    num_workers: int = 0
+    eval_sequences: int = 1024  # fixed held-out sequences evaluated at every eval
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    steps: int = 1000
+    batch_size: int = 32          # per process, per micro-step
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0     # cosine/linear decay down to lr * min_lr_ratio
+    clip_norm: float = 1.0
+    eval_every: int = 100
+    log_every: int = 10
+    checkpoint_every: int = 2000
+    keep_last: int = 3            # retention: the newest K checkpoints ...
+    keep_every: int = 0           # ... plus every M-th step (0: none) for dynamics studies
+    seed: int = 42
+    precision: str = "auto"
+    compile: bool = False
+    device: str = "auto"          # auto | cpu | cuda
+    max_nonfinite: int = 3        # consecutive non-finite steps before rolling back
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    preset: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Hash of what defines the run's trajectory (not logging/retention cadence)."""
+        d = self.to_dict()
+        for k in ("eval_every", "log_every", "checkpoint_every", "keep_last", "keep_every"):
+            d["train"].pop(k)
+        d["data"].pop("num_workers")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def global_batch_per_process(self) -> int:
+        return self.train.batch_size * self.train.grad_accum
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection}
+
+
+def _preset_text(name: str) -> str:
+    return resources.files("zhbert").joinpath(f"configs/{name}.toml").read_text(encoding="utf-8")
+
+
+def _read_toml(spec: str) -> tuple[dict[str, Any], str]:
+    if spec in PRESETS:
+        return tomllib.loads(_preset_text(spec)), spec
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(f"config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")), path.stem
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _coerce(value: Any, default: Any, name: str, errors: list[str]) -> Any:
+    """Convert a TOML or --set value to the type of the field's default."""
+    kind = type(default)
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return text.lower() in ("true", "1", "yes")
+            return kind(float(text)) if kind is int and "e" in text.lower() else kind(text)
+        except ValueError:
+            errors.append(f"{name}: {value!r} is not a valid {kind.__name__}")
+            return default
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        errors.append(f"{name}: expected {kind.__name__}, got {value!r}")
+        return default
+    return value
+
+
+def _parse_overrides(overrides: list[str], errors: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            errors.append(f"--set {item!r}: expected section.key=value (e.g. train.lr=5e-4)")
+            continue
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def _build_section(cls: type, values: dict[str, Any], section: str, errors: list[str]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for name, value in values.items():
+        if name not in known:
+            errors.append(f"{section}.{name}: unknown key (known: {', '.join(known)})")
+            continue
+        kwargs[name] = _coerce(value, known[name].default, f"{section}.{name}", errors)
+    return cls(**kwargs)
+
+
+def load_config(spec: str = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve preset/file + overrides into a validated Config (all errors at once)."""
+    errors: list[str] = []
+    raw, name = _read_toml(spec)
+    merged: dict[str, dict[str, Any]] = {}
+    for section, values in raw.items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            errors.append(f"[{section}]: unknown section (known: {', '.join(SECTIONS)})")
+            continue
+        merged[section] = dict(values)
+    for section, values in _parse_overrides(list(overrides), errors).items():
+        if section not in SECTIONS:
+            errors.append(f"--set {section}.*: unknown section (known: {', '.join(SECTIONS)})")
+            continue
+        merged.setdefault(section, {}).update(values)
+    built = {s: _build_section(cls, merged.get(s, {}), s, errors) for s, cls in SECTIONS.items()}
+    config = Config(preset=name, **built)
+    errors += validate(config)
+    if errors:
+        raise UserError("invalid configuration:\n  - " + "\n  - ".join(errors))
+    return config
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config written by `to_dict` (a run's config.json)."""
+    errors: list[str] = []
+    built = {s: _build_section(cls, d.get(s, {}), s, errors) for s, cls in SECTIONS.items()}
+    if errors:
+        raise UserError("invalid configuration in run:\n  - " + "\n  - ".join(errors))
+    return Config(preset=d.get("preset", "custom"), **built)
+
+
+def validate(c: Config) -> list[str]:
+    m, d, t = c.model, c.data, c.train
+    checks = [
+        (m.objective in OBJECTIVES, f"model.objective must be one of {', '.join(OBJECTIVES)}"),
+        (m.hidden_size > 0 and m.num_heads > 0 and m.hidden_size % m.num_heads == 0,
+         "model.hidden_size must be a positive multiple of model.num_heads"),
+        (m.num_layers > 0 and m.intermediate_size > 0, "model.num_layers and intermediate_size must be > 0"),
+        (0 <= m.hidden_dropout < 1 and 0 <= m.attention_dropout < 1, "dropouts must be in [0, 1)"),
+        (8 <= d.max_len <= m.max_position_embeddings,
+         "data.max_len must be in [8, model.max_position_embeddings]"),
+        (0 < d.mask_prob < 1, "data.mask_prob must be in (0, 1)"),
+        (0 <= d.short_seq_prob <= 1, "data.short_seq_prob must be in [0, 1]"),
+        (d.num_workers >= 0 and d.eval_sequences > 0, "data.num_workers >= 0, data.eval_sequences > 0"),
+        (t.steps > 0, "train.steps must be > 0"),
+        (t.batch_size > 0 and t.grad_accum > 0, "train.batch_size and train.grad_accum must be > 0"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (t.weight_decay >= 0 and 0 <= t.min_lr_ratio <= 1, "train.weight_decay >= 0, min_lr_ratio in [0, 1]"),
+        (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1 and t.eps > 0, "train.beta1/beta2 in [0, 1), eps > 0"),
+        (t.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
+        (t.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}"),
+        (t.clip_norm >= 0, "train.clip_norm must be >= 0 (0 disables clipping)"),
+        (t.eval_every > 0 and t.log_every > 0 and t.checkpoint_every > 0,
+         "train.eval_every, log_every and checkpoint_every must be > 0"),
+        (t.keep_last >= 1 and t.keep_every >= 0, "train.keep_last >= 1, train.keep_every >= 0"),
+        (t.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}"),
+        (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
+        (t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1"),
+    ]
+    return [msg for ok, msg in checks if not ok]

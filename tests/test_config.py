@@ -1,0 +1,42 @@
+import pytest
+
+from zhbert.config import config_from_dict, load_config
+from zhbert.errors import UserError
+
+
+def test_presets_load_and_seed_matches_the_study():
+    for name in ("tiny", "seed", "base"):
+        assert load_config(name).preset == name
+    s = load_config("seed")
+    assert (s.model.hidden_size, s.model.num_layers, s.model.num_heads, s.model.intermediate_size) == (512, 12, 8, 2048)
+    assert s.train.batch_size * s.train.grad_accum == 128
+    assert (s.train.lr, s.train.warmup_steps, s.train.steps, s.train.checkpoint_every) == (5e-5, 2000, 100000, 2000)
+
+
+def test_overrides_are_typed():
+    c = load_config("tiny", ["train.lr=5e-4", "train.steps=7", "data.whole_word=true", "model.objective=mlm"])
+    assert c.train.lr == 5e-4 and c.train.steps == 7 and c.data.whole_word is True
+    assert c.model.objective == "mlm"
+
+
+def test_all_errors_reported_at_once():
+    with pytest.raises(UserError) as e:
+        load_config("tiny", ["train.lr=-1", "train.steps=abc", "model.objective=xlnet", "train.nope=1", "bad"])
+    msg = str(e.value)
+    for part in ("train.lr", "train.steps", "model.objective", "train.nope", "'bad'"):
+        assert part in msg
+
+
+def test_toml_file_and_roundtrip(tmp_path):
+    p = tmp_path / "my.toml"
+    p.write_text('[model]\nhidden_size = 64\nnum_heads = 2\n[train]\nsteps = 3\n')
+    c = load_config(str(p))
+    assert c.model.hidden_size == 64 and c.preset == "my"
+    assert config_from_dict(c.to_dict()) == c
+    assert c.hash() == config_from_dict(c.to_dict()).hash()
+    # cadence changes do not change the trajectory hash; lr does
+    assert load_config(str(p), ["train.eval_every=7"]).hash() == c.hash()
+    assert load_config(str(p), ["train.lr=1e-2"]).hash() != c.hash()
+    (tmp_path / "bad.toml").write_text("[model\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_config(str(tmp_path / "bad.toml"))
