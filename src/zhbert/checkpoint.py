@@ -1,0 +1,163 @@
+"""Safe, verifiable checkpoints (nothing is ever unpickled).
+
+    RUN_DIR/checkpoints/step_00002000/
+        model.safetensors      weights (tied embeddings stored once)
+        optimizer.safetensors  AdamW moments, keyed "<param index>.<name>"
+        state.json             step, config hash, optimizer param groups, data
+                               position, log accumulators: everything else a
+                               resume needs, as plain JSON
+        meta.json              format, step, sha256 of the three files above
+
+A checkpoint is written into a hidden temporary directory, fsynced, and
+renamed into place, so a crash or a full disk leaves the previous checkpoints
+untouched. `meta.json` checksums let resume skip a corrupt checkpoint.
+Dropout randomness is re-seeded from (seed, step, rank) every step by the
+trainer, so no RNG state needs saving for an exact resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from zhbert.errors import UserError
+from zhbert.fileio import fsync_dir
+
+FORMAT_VERSION = 1
+FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    step: int
+    path: Path
+
+
+def list_checkpoints(run_dir: str | Path) -> list[CheckpointRef]:
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    refs = []
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit():
+            refs.append(CheckpointRef(int(p.name[5:]), p))
+    return sorted(refs, key=lambda r: r.step)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for name, value in st.items():
+            tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> Path:
+    """Write a complete checkpoint for `step`; returns its directory."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
+    try:
+        save_model(model, str(tmp / "model.safetensors"))
+        opt_tensors, opt_json = _optimizer_tensors(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        full_state = {"format_version": FORMAT_VERSION, "step": step, **state, "optimizer": opt_json}
+        (tmp / "state.json").write_text(json.dumps(full_state, ensure_ascii=False), encoding="utf-8")
+        meta = {"format_version": FORMAT_VERSION, "step": step,
+                "sha256": {f: _sha256(tmp / f) for f in FILES}}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        for f in (*FILES, "meta.json"):
+            with open(tmp / f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():  # re-saving the same step (e.g. SIGTERM right after a save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(root)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"could not write checkpoint {final}: {exc.strerror or exc}; "
+                        "the previous checkpoints are intact. Free disk space and resume.") from None
+    return final
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """None when the checkpoint is complete and its checksums match, else why not."""
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            return f"format version {meta.get('format_version')} (expected {FORMAT_VERSION})"
+        for f in FILES:
+            if _sha256(path / f) != meta["sha256"][f]:
+                return f"{f} does not match its checksum"
+    except FileNotFoundError as exc:
+        return f"missing {Path(exc.filename).name}"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable metadata ({exc})"
+    return None
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+    """Load weights (and optimizer state) in place; return state.json's content."""
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    if missing or unexpected:
+        raise UserError(f"checkpoint {path} does not fit this model (missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]}); was it made with another config?")
+    if optimizer is not None:
+        tensors = load_file(str(path / "optimizer.safetensors"))
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            pid, name = key.split(".", 1)
+            opt_state.setdefault(int(pid), {})[name] = value
+        optimizer.load_state_dict({"state": opt_state,
+                                   "param_groups": state["optimizer"]["param_groups"]})
+    return state
+
+
+def latest_valid_checkpoint(run_dir: str | Path, warn=print) -> CheckpointRef | None:
+    """The newest checkpoint that verifies; corrupt ones are reported and skipped."""
+    for ref in reversed(list_checkpoints(run_dir)):
+        problem = verify_checkpoint(ref.path)
+        if problem is None:
+            return ref
+        warn(f"zhbert: skipping corrupt checkpoint {ref.path}: {problem}")
+    return None
+
+
+def apply_retention(run_dir: str | Path, keep_last: int, keep_every: int) -> list[int]:
+    """Delete checkpoints that are neither among the newest `keep_last` nor a
+    multiple of `keep_every` (kept for studying the dynamics). Returns deleted steps."""
+    refs = list_checkpoints(run_dir)
+    newest = {r.step for r in refs[-keep_last:]}
+    deleted = []
+    for r in refs:
+        if r.step in newest or (keep_every and r.step % keep_every == 0):
+            continue
+        shutil.rmtree(r.path, ignore_errors=True)
+        deleted.append(r.step)
+    return deleted
