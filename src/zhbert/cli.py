@@ -22,6 +22,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("prepare",): ("zhbert.corpus.prepare", "turn Chinese text into a verified data directory"),
     ("data", "report"): ("zhbert.corpus.report", "dataset report with pass/fail checks"),
     ("data", "text"): ("zhbert.corpus.text", "print cleaned text exactly as training sees it"),
+    ("train",): ("zhbert.train", "pretrain a BERT on a data directory (torchrun for many processes)"),
+    ("status",): ("zhbert.status", "where a run stands: step, metrics, speed, ETA, checkpoint"),
+    ("predict",): ("zhbert.analysis.predict", "steps, tokens, hours to reach a target accuracy, with intervals"),
+    ("backtest",): ("zhbert.analysis.cli", "fit learning curves on part of a run, score them on the rest"),
 }
 
 

@@ -1,0 +1,200 @@
+"""Things that went wrong in a run, found in its history.
+
+Each detector returns ``Anomaly`` records (kind, metric, step range, severity and
+one sentence). ``detect(history)`` runs them all. Thresholds are module constants
+so a report can quote them.
+
+  nonfinite  NaN/inf values in any metric (and the trainer's nonfinite_loss events)
+  spike      loss far above its rolling median: robust z = 0.6745 (r - med r) / MAD(r)
+             of the residual r from a centered rolling median, above SPIKE_Z
+  plateau    no progress over a window (smoothed metric moved < PLATEAU_MIN_GAIN
+             between the window's first and last quarter) while the learning rate > 0
+  divergence loss rising over a window: linear trend up, significant with the
+             autocorrelation-corrected n_eff, and by more than DIVERGE_MIN_RISE relative
+  chance     a binary-task accuracy (NSP/SOP) within CHANCE_BAND of 0.5 over the whole
+             run and its last fifth: the task never learned (the seed's NSP)
+  gap        train mlm_acc - eval_mlm_acc growing and above GAP_MIN at the end
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+from scipy import ndimage, stats
+
+from zhbert.analysis.history import History, Series
+from zhbert.analysis.stats import effective_n, lag1_autocorrelation, smooth
+
+SPIKE_Z = 6.0
+PLATEAU_MIN_GAIN = {"acc": 0.005, "loss": 0.01}  # absolute for accuracies, relative for losses
+DIVERGE_MIN_RISE = 0.05
+CHANCE_BAND = 0.03
+GAP_MIN = 0.05
+BINARY_TASKS = ("nsp_acc", "sop_acc", "eval_nsp_acc", "eval_sop_acc")
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str
+    metric: str
+    start: float          # first step affected
+    end: float            # last step affected
+    severity: str         # "info" | "warning" | "error"
+    explanation: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "metric": self.metric, "start": self.start, "end": self.end,
+                "severity": self.severity, "explanation": self.explanation}
+
+
+def _runs(mask: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(first, last) index of each run of True values."""
+    labels, count = ndimage.label(mask)
+    for k in range(1, count + 1):
+        idx = np.nonzero(labels == k)[0]
+        yield int(idx[0]), int(idx[-1])
+
+
+def _is_loss(name: str) -> bool:
+    return any(w in name for w in ("loss", "ppl", "perplex"))
+
+
+def nonfinite(history: History) -> list[Anomaly]:
+    out = []
+    for name, s in history.series.items():
+        for a, b in _runs(~np.isfinite(s.y)):
+            out.append(Anomaly("nonfinite", name, float(s.step[a]), float(s.step[b]), "error",
+                               f"{name} is NaN/inf at {b - a + 1} logged point(s) from step "
+                               f"{s.step[a]:.0f}: training produced non-finite values"))
+    for ev in history.meta.events:
+        if ev.get("kind") == "nonfinite_loss":
+            step = float(ev.get("step", np.nan))
+            out.append(Anomaly("nonfinite", "loss", step, step, "warning",
+                               f"the trainer saw a non-finite loss at step {step:.0f}: "
+                               f"{ev.get('message', '')}".rstrip(": ")))
+    return out
+
+
+def spikes(s: Series, window: int = 21) -> list[Anomaly]:
+    s, _ = s.finite()
+    if len(s) < window:
+        return []
+    r = s.y - ndimage.median_filter(s.y, size=window, mode="nearest")
+    mad = stats.median_abs_deviation(r)
+    if mad == 0:
+        return []
+    z = 0.6745 * (r - np.median(r)) / mad
+    out = []
+    for a, b in _runs(z > SPIKE_Z):
+        peak = float(z[a:b + 1].max())
+        out.append(Anomaly("spike", s.name, float(s.step[a]), float(s.step[b]),
+                           "warning" if peak < 2 * SPIKE_Z else "error",
+                           f"{s.name} jumps {r[a:b + 1].max():.3g} above its rolling median "
+                           f"(robust z {peak:.1f} > {SPIKE_Z:g})"))
+    return out
+
+
+def _windows(n: int, w: int) -> Iterator[slice]:
+    for start in range(0, n - w + 1, max(1, w // 4)):
+        yield slice(start, start + w)
+
+
+def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2) -> list[Anomaly]:
+    """Windows of ``frac`` of the run where the smoothed metric did not improve."""
+    s, _ = s.finite()
+    w = max(10, int(len(s) * frac))
+    if len(s) < 2 * w:
+        return []
+    loss = _is_loss(s.name)
+    sign = -1.0 if loss else 1.0
+    sm = smooth(s.y)
+    flat = np.zeros(len(s), bool)
+    for sl in _windows(len(s), w):
+        q = max(1, w // 4)
+        first, last = sm[sl][:q].mean(), sm[sl][-q:].mean()
+        gain = sign * (last - first)
+        need = PLATEAU_MIN_GAIN["loss"] * abs(first) if loss else PLATEAU_MIN_GAIN["acc"]
+        lr_on = lr is None or np.interp(s.step[sl], lr.step, lr.y).min() > 0
+        if gain < need and lr_on:
+            flat[sl] = True
+    return [Anomaly("plateau", s.name, float(s.step[a]), float(s.step[b]), "info",
+                    f"{s.name} made no progress from step {s.step[a]:.0f} to {s.step[b]:.0f} "
+                    f"(smoothed change below {_need_text(loss)} per {w}-point window) while "
+                    "the learning rate was above zero")
+            for a, b in _runs(flat)]
+
+
+def _need_text(loss: bool) -> str:
+    return f"{PLATEAU_MIN_GAIN['loss']:.0%} relative" if loss else f"{PLATEAU_MIN_GAIN['acc']:g}"
+
+
+def divergence(s: Series, frac: float = 0.1) -> list[Anomaly]:
+    """Windows where a loss rises significantly (autocorrelation-aware) and materially."""
+    s, _ = s.finite()
+    w = max(10, int(len(s) * frac))
+    if len(s) < w:
+        return []
+    rising = np.zeros(len(s), bool)
+    for sl in _windows(len(s), w):
+        x, y = s.step[sl], s.y[sl]
+        if np.ptp(y) == 0:
+            continue
+        fit = stats.linregress(x, y)
+        resid = y - fit.intercept - fit.slope * x
+        n_eff = effective_n(len(y), lag1_autocorrelation(resid))
+        t = fit.slope / fit.stderr * np.sqrt(max(n_eff - 2, 1) / (len(y) - 2)) if fit.stderr > 0 else np.inf
+        rise = fit.slope * np.ptp(x) / max(abs(np.median(y)), 1e-12)
+        if fit.slope > 0 and stats.t.sf(t, max(n_eff - 2, 1)) < 0.01 and rise > DIVERGE_MIN_RISE:
+            rising[sl] = True
+    return [Anomaly("divergence", s.name, float(s.step[a]), float(s.step[b]), "error",
+                    f"{s.name} rises from step {s.step[a]:.0f} to {s.step[b]:.0f}: training is "
+                    "diverging (lower the learning rate or check the data)")
+            for a, b in _runs(rising)]
+
+
+def at_chance(s: Series, chance: float = 0.5) -> list[Anomaly]:
+    s, _ = s.finite()
+    if len(s) < 5:
+        return []
+    tail = s.y[-max(1, len(s) // 5):]
+    if abs(s.y.mean() - chance) <= CHANCE_BAND and abs(tail.mean() - chance) <= CHANCE_BAND:
+        return [Anomaly("chance", s.name, float(s.step[0]), float(s.step[-1]), "error",
+                        f"{s.name} stayed at chance over the whole run (mean {s.y.mean():.3f}, "
+                        f"last fifth {tail.mean():.3f}, chance {chance:g}): the task never "
+                        "learned and its numbers are not a result")]
+    return []
+
+
+def train_eval_gap(train: Series, held_out: Series) -> list[Anomaly]:
+    """Train minus held-out accuracy at the eval steps; flag a growing, large gap."""
+    train, _ = train.finite()
+    held_out, _ = held_out.finite()
+    if len(held_out) < 3 or len(train) < 3:
+        return []
+    gap = np.interp(held_out.step, train.step, smooth(train.y)) - held_out.y
+    fit = stats.linregress(held_out.step, gap)
+    if gap[-1] > GAP_MIN and fit.slope > 0 and fit.pvalue < 0.05:
+        return [Anomaly("gap", f"{train.name}-{held_out.name}", float(held_out.step[0]),
+                        float(held_out.step[-1]), "warning",
+                        f"training accuracy exceeds held-out accuracy by {gap[-1]:.3f} at the end "
+                        f"and the gap is growing: overfitting, or the training measure is optimistic")]
+    return []
+
+
+def detect(history: History) -> list[Anomaly]:
+    """All detectors over the metrics this history has."""
+    ser, out = history.series, nonfinite(history)
+    lr = ser.get("lr")
+    for name, s in ser.items():
+        if _is_loss(name) and name != "lr":
+            out += spikes(s) + divergence(s) + plateaus(s, lr)
+        elif name in BINARY_TASKS:
+            out += at_chance(s)
+    main = ser.get(history.default_metric)
+    if main is not None and not _is_loss(main.name) and main.name not in BINARY_TASKS:
+        out += plateaus(main, lr)
+    if "mlm_acc" in ser and "eval_mlm_acc" in ser:
+        out += train_eval_gap(ser["mlm_acc"], ser["eval_mlm_acc"])
+    return sorted(out, key=lambda a: (a.start, a.kind))

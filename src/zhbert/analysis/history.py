@@ -1,0 +1,398 @@
+"""Load a training history from any of the formats a run leaves behind.
+
+``load_history(path)`` detects the format and returns a ``History``: one ``Series``
+per metric (x as step, and tokens / seconds where the source records them) plus
+``Meta`` (source format, run name, measured throughput) and ``notes`` that say
+what was cleaned up (sorted steps, dropped duplicates, an unterminated last line).
+
+Formats:
+  zhbert     run directory or history.jsonl ("zhbert-history" v1, written by the trainer);
+             a checkpoint_eval.jsonl beside it adds held-out metrics the history lacks
+  ckpt_eval  checkpoint_eval.jsonl from `zhbert eval`
+  seed       the seed study's JSON (parallel lists: steps, mlm_acc, nsp_acc, loss, lr)
+  hf         Hugging Face Trainer trainer_state.json (log_history)
+  tensorboard  an events.out.tfevents.* file or a directory holding them
+  csv        a CSV file with a header; a "step" column and one column per metric
+
+Values are kept as recorded (NaN included, so anomaly detection can see them);
+``Series.finite()`` drops non-finite points for fitting and says how many.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from zhbert.errors import UserError
+from zhbert.fileio import read_json
+
+X_AXES = ("step", "tokens", "seconds")
+# fields of zhbert train/eval records that are bookkeeping, not metrics
+_NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_mlm_acc_ci95", "eval_masked",
+                "tokens_per_s"}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric over training. Arrays are (N,), sorted by step, steps unique."""
+    name: str
+    step: np.ndarray
+    y: np.ndarray
+    tokens: np.ndarray | None = None
+    seconds: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def x(self, axis: str = "step") -> np.ndarray:
+        if axis not in X_AXES:
+            raise UserError(f"unknown x axis {axis!r}; use one of {', '.join(X_AXES)}")
+        values = {"step": self.step, "tokens": self.tokens, "seconds": self.seconds}[axis]
+        if values is None or not np.all(np.isfinite(values)):
+            raise UserError(f"metric {self.name!r} has no {axis} recorded for every point; "
+                            "use --x step")
+        return values
+
+    def finite(self) -> tuple["Series", int]:
+        """This series without NaN/inf values, and how many points were dropped."""
+        keep = np.isfinite(self.y)
+        if keep.all():
+            return self, 0
+        pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        return replace(self, step=self.step[keep], y=self.y[keep], tokens=pick(self.tokens),
+                       seconds=pick(self.seconds)), int((~keep).sum())
+
+
+@dataclass(frozen=True)
+class Meta:
+    source: str                      # format name, see module docstring
+    path: str
+    run: str
+    tokens_per_step: float | None = None
+    tokens_per_s: float | None = None
+    seconds_per_step: float | None = None
+    events: tuple[dict, ...] = ()    # zhbert "event" records (nonfinite_loss, rollback, ...)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "path": self.path, "run": self.run,
+                "tokens_per_step": self.tokens_per_step, "tokens_per_s": self.tokens_per_s,
+                "seconds_per_step": self.seconds_per_step, "events": list(self.events)}
+
+
+@dataclass(frozen=True)
+class History:
+    series: dict[str, Series]
+    meta: Meta
+    default_metric: str
+    default_reason: str
+    notes: tuple[str, ...] = field(default=())
+
+    def metric(self, name: str | None = None) -> Series:
+        name = name or self.default_metric
+        if name not in self.series:
+            raise UserError(f"metric {name!r} is not in {self.meta.path}; it has: "
+                            f"{', '.join(sorted(self.series)) or 'no metrics'}. Pass --metric NAME")
+        return self.series[name]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"meta": self.meta.to_json(), "metrics": {k: len(v) for k, v in self.series.items()},
+                "default_metric": self.default_metric, "default_reason": self.default_reason,
+                "notes": list(self.notes)}
+
+
+# ----------------------------------------------------------------------------- records
+
+Record = dict[str, Any]  # {"step": int, optional "tokens"/"seconds", metric: value, ...}
+
+
+def _num(v: Any) -> float:
+    """A metric value as float; None/strings that are not numbers become NaN."""
+    try:
+        return float(v) if v is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _build_series(records: Iterable[Record], names: Iterable[str], notes: list[str]) -> dict[str, Series]:
+    """Turn step-keyed records into sorted, de-duplicated series (the last duplicate wins)."""
+    out: dict[str, Series] = {}
+    records = list(records)
+    for name in names:
+        rows = [r for r in records if name in r and r[name] is not None and "step" in r]
+        if not rows:
+            continue
+        steps = np.array([_num(r["step"]) for r in rows])
+        if not np.all(np.isfinite(steps)):
+            raise UserError(f"metric {name!r} has a missing or non-numeric step; fix the file")
+        # stable sort, then keep the LAST occurrence of each step (a rollback/resume rewrites it)
+        order = np.argsort(steps, kind="stable")
+        rows, steps = [rows[i] for i in order], steps[order]
+        last = np.r_[steps[1:] != steps[:-1], True]
+        if not np.all(np.diff(order) > 0):
+            notes.append(f"{name}: steps were not in order; sorted them")
+        if not last.all():
+            notes.append(f"{name}: {int((~last).sum())} duplicated step(s); kept the last value of each")
+        rows = [r for r, keep in zip(rows, last) if keep]
+        col = lambda key: np.array([_num(r.get(key)) for r in rows])  # noqa: E731
+        tokens, seconds = col("tokens"), col("seconds")
+        out[name] = Series(name, steps[last], col(name),
+                           tokens if np.isfinite(tokens).all() else None,
+                           seconds if np.isfinite(seconds).all() else None)
+    return out
+
+
+def _pick_default(series: dict[str, Series]) -> tuple[str, str]:
+    if "eval_mlm_acc" in series and len(series["eval_mlm_acc"]) >= 2:
+        return "eval_mlm_acc", ("held-out MLM accuracy (eval_mlm_acc): measured on a fixed "
+                                "held-out set, so it is comparable across steps")
+    if "mlm_acc" in series:
+        why = "no held-out MLM accuracy with 2+ points in this history"
+        return "mlm_acc", (f"training-batch MLM accuracy (mlm_acc), because {why}: "
+                           "noisy and optimistic (the seed's measure)")
+    for name in ("eval_mlm_loss", "loss"):
+        if name in series:
+            return name, f"no MLM accuracy recorded; using {name}"
+    if series:
+        name = sorted(series)[0]
+        return name, f"no MLM accuracy or loss recorded; using the first metric, {name}"
+    raise UserError("the history has no metrics with a step; nothing to analyse")
+
+
+def _make(records: list[Record], names: Iterable[str], meta: Meta, notes: list[str],
+          metric: str | None) -> History:
+    series = _build_series(records, names, notes)
+    if not series:
+        raise UserError(f"{meta.path} holds no data points; is the run started? "
+                        "(an empty history cannot be analysed)")
+    default, reason = _pick_default(series)
+    if metric is not None:
+        default, reason = metric, "chosen with --metric"
+    history = History(series, meta, default, reason, tuple(notes))
+    history.metric(metric)  # fail early, naming what is available
+    return history
+
+
+# ----------------------------------------------------------------------------- formats
+
+def _read_jsonl(path: Path, notes: list[str]) -> list[dict]:
+    """Parse JSON lines; an unterminated last line is a run still writing and is ignored."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"history not found: {path}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; is it the right file?") from None
+    lines = text.split("\n")
+    if lines and lines[-1].strip():
+        notes.append(f"{path.name}: ignored an unterminated last line (run still writing?)")
+    out = []
+    for i, line in enumerate(lines[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{i} is not valid JSON ({exc.msg}); "
+                            "the file is corrupt: restore it or delete that line") from None
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def _zhbert_records(lines: list[dict]) -> tuple[list[Record], set[str], dict]:
+    """Records and metric names from zhbert history lines; also the last header."""
+    records, names, header = [], set(), {}
+    for obj in lines:
+        kind = obj.get("type")
+        if kind == "header":
+            header = obj
+        elif kind in ("train", "eval") or (kind is None and "step" in obj):
+            rec = {k: v for k, v in obj.items() if k not in ("elapsed",)}
+            rec["seconds"] = obj.get("elapsed")
+            names |= {k for k, v in obj.items() if k not in _NOT_METRICS and
+                      (v is None or isinstance(v, (int, float)) and not isinstance(v, bool))}
+            records.append(rec)
+    return records, names, header
+
+
+def _zhbert_throughput(lines: list[dict], header: dict) -> dict[str, float | None]:
+    train = [o for o in lines if o.get("type") == "train"]
+    tps = [float(o["tokens_per_s"]) for o in train if isinstance(o.get("tokens_per_s"), (int, float))]
+    sec = [(o["step"], o["elapsed"]) for o in train if isinstance(o.get("elapsed"), (int, float))]
+    sps = None
+    if len(sec) >= 2 and sec[-1][0] > sec[0][0]:
+        # slope over the whole run: includes evals and checkpoints, which a budget must too
+        sps = (sec[-1][1] - sec[0][1]) / (sec[-1][0] - sec[0][0])
+    tokens_per_step = header.get("tokens_per_step")
+    return {"tokens_per_step": float(tokens_per_step) if tokens_per_step else None,
+            "tokens_per_s": float(np.median(tps)) if tps else None, "seconds_per_step": sps}
+
+
+def load_zhbert(path: Path, metric: str | None) -> History:
+    run_dir = path if path.is_dir() else path.parent
+    hist = run_dir / "history.jsonl" if path.is_dir() else path
+    notes: list[str] = []
+    lines = _read_jsonl(hist, notes)
+    records, names, header = _zhbert_records(lines)
+    ckpt = run_dir / "checkpoint_eval.jsonl"
+    if ckpt.exists() and ckpt != hist:
+        extra, extra_names, _ = _zhbert_records(_read_jsonl(ckpt, notes))
+        # the history's own eval records win; checkpoint evals only fill in what is missing
+        new = extra_names - names
+        records += [{k: v for k, v in r.items() if k in new | {"step", "tokens", "seconds"}} for r in extra]
+        names |= new
+        if new:
+            notes.append(f"added {', '.join(sorted(new))} from {ckpt.name}")
+    run = header.get("run") or run_dir.name
+    meta = Meta("zhbert", str(path), run, **_zhbert_throughput(lines, header),
+                events=tuple(o for o in lines if o.get("type") == "event"))
+    return _make(records, names, meta, notes, metric)
+
+
+def load_ckpt_eval(path: Path, metric: str | None) -> History:
+    notes: list[str] = []
+    records, names, _ = _zhbert_records(_read_jsonl(path, notes))
+    return _make(records, names, Meta("ckpt_eval", str(path), path.parent.name), notes, metric)
+
+
+def load_seed(obj: dict, path: Path, metric: str | None) -> History:
+    steps = obj["steps"]
+    names = [k for k, v in obj.items() if k != "steps" and isinstance(v, list)]
+    bad = [k for k in names if len(obj[k]) != len(steps)]
+    if bad:
+        raise UserError(f"{path}: list(s) {', '.join(bad)} do not have one value per step "
+                        f"({len(steps)} steps); the file is truncated or corrupt")
+    records = [{"step": s, **{k: obj[k][i] for k in names}} for i, s in enumerate(steps)]
+    return _make(records, names, Meta("seed", str(path), path.stem), [], metric)
+
+
+def load_hf(obj: dict, path: Path, metric: str | None) -> History:
+    records, names = [], set()
+    for entry in obj.get("log_history", []):
+        if not isinstance(entry, dict) or "step" not in entry:
+            continue
+        rec = {k: v for k, v in entry.items() if isinstance(v, (int, float))}
+        if "num_input_tokens_seen" in entry:
+            rec["tokens"] = entry["num_input_tokens_seen"]
+        # summary entries (train_runtime, ...) are not curves
+        names |= {k for k in rec if k not in ("step", "epoch", "tokens", "num_input_tokens_seen",
+                                             "total_flos") and not k.startswith("train_")}
+        records.append(rec)
+    meta = Meta("hf", str(path), path.parent.name, **_hf_throughput(obj))
+    return _make(records, names, meta, [], metric)
+
+
+def _hf_throughput(obj: dict) -> dict[str, float | None]:
+    for entry in reversed(obj.get("log_history", [])):
+        if isinstance(entry, dict) and entry.get("train_steps_per_second"):
+            return {"seconds_per_step": 1.0 / float(entry["train_steps_per_second"])}
+    return {}
+
+
+def load_tensorboard(path: Path, metric: str | None) -> History:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    files = sorted(path.rglob("events.out.tfevents*")) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"no TensorBoard event files (events.out.tfevents.*) under {path}")
+    records: list[Record] = []
+    names: set[str] = set()
+    for f in files:
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "tensors": 0})
+        try:
+            acc.Reload()
+        except Exception as exc:  # tensorboard raises several types on corrupt files
+            raise UserError(f"could not read TensorBoard events {f}: {exc}") from None
+        tags = acc.Tags()
+        for tag in tags.get("scalars", []):
+            names.add(tag)
+            records += [{"step": e.step, "wall": e.wall_time, tag: e.value} for e in acc.Scalars(tag)]
+        for tag in tags.get("tensors", []):
+            events = acc.Tensors(tag)
+            vals = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
+            if vals and all(v.size == 1 and v.dtype.kind in "fiu" for v in vals):
+                names.add(tag)
+                records += [{"step": e.step, "wall": e.wall_time, tag: float(v.reshape(()))}
+                            for e, v in zip(events, vals)]
+    if records:  # seconds since the first event, from the writer's wall clock
+        t0 = min(r["wall"] for r in records)
+        for r in records:
+            r["seconds"] = r.pop("wall") - t0
+    return _make(records, names, Meta("tensorboard", str(path), path.name if path.is_dir()
+                                      else path.parent.name), [], metric)
+
+
+_CSV_X = {"step": "step", "steps": "step", "global_step": "step", "tokens": "tokens",
+          "elapsed": "seconds", "seconds": "seconds", "time": "seconds", "wall_time": "seconds"}
+
+
+def load_csv(path: Path, metric: str | None) -> History:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; save the CSV as UTF-8") from None
+    if not rows:
+        raise UserError(f"{path} has no data rows (a header line, then one row per logged step)")
+    cols = {c.strip().lower(): c for c in rows[0] if c is not None}
+    if not any(_CSV_X.get(c) == "step" for c in cols):
+        raise UserError(f"{path} has no 'step' column; columns are: {', '.join(cols)}")
+    records = [{_CSV_X.get(k, k): r[orig] for k, orig in cols.items()
+                if r.get(orig) not in (None, "")} for r in rows]
+    names = [k for k in cols if k not in _CSV_X]
+    return _make(records, names, Meta("csv", str(path), path.stem), [], metric)
+
+
+# ----------------------------------------------------------------------------- detection
+
+def _sniff_jsonl(path: Path) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    return "zhbert"  # let the reader produce the precise error
+                return "zhbert" if isinstance(obj, dict) and "type" in obj else "ckpt_eval"
+    return "zhbert"
+
+
+def load_history(path: str | Path, metric: str | None = None) -> History:
+    """Load any supported history (see module docstring); ``metric`` picks the default series."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"history not found: {path} (give a run directory, history.jsonl, "
+                        "trainer_state.json, TensorBoard events, CSV or the seed's JSON)")
+    if path.is_dir():
+        if (path / "history.jsonl").exists():
+            return load_zhbert(path, metric)
+        if (path / "trainer_state.json").exists():
+            return load_history(path / "trainer_state.json", metric)
+        if (path / "checkpoint_eval.jsonl").exists():
+            return load_ckpt_eval(path / "checkpoint_eval.jsonl", metric)
+        return load_tensorboard(path, metric)
+    if "tfevents" in path.name:
+        return load_tensorboard(path, metric)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        kind = _sniff_jsonl(path)
+        return load_zhbert(path, metric) if kind == "zhbert" else load_ckpt_eval(path, metric)
+    if suffix == ".csv":
+        return load_csv(path, metric)
+    if suffix == ".json":
+        obj = read_json(path, "history")
+        if isinstance(obj, dict) and "log_history" in obj:
+            return load_hf(obj, path, metric)
+        if isinstance(obj, dict) and isinstance(obj.get("steps"), list):
+            return load_seed(obj, path, metric)
+        raise UserError(f"{path}: unknown JSON history (expected a Trainer trainer_state.json "
+                        "with log_history, or parallel lists with 'steps')")
+    raise UserError(f"{path}: unknown history format; give a run directory, history.jsonl, "
+                    "checkpoint_eval.jsonl, trainer_state.json, events.out.tfevents.*, .csv or .json")

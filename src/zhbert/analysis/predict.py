@@ -1,0 +1,451 @@
+"""How long until a target accuracy? And would the curve have told us in time?
+
+``predict_steps`` fits the learning-curve models (curves.py), takes the best by
+AIC, and turns the residual-bootstrap curves into a distribution of the step at
+which the target is reached: the 80% / 95% intervals are its percentiles. A
+bootstrap curve that saturates below the target never reaches it; when more than
+(1 - level)/2 of them do not, the interval's upper end is infinite, and we say so.
+If the fitted ceiling itself is below the target the answer is "not reachable
+with this setup" with the asymptote and its CI -- the seed's
+``predict_training_steps(0.60)`` answered 12,857 steps for a run that never got
+there.
+
+``backtest`` fits each model on the history up to a step and measures how well
+it predicts the rest (the seed's straight line fitted on 50K steps predicts ~91%
+at 95K steps; the run reached ~58%).
+
+This module is also the ``zhbert predict`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from zhbert.analysis.curves import CurveFit, default_models, fit_curve
+from zhbert.analysis.history import History, Meta, Series, load_history
+from zhbert.analysis.stats import _f, smooth
+from zhbert.errors import UserError
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Measured speed of the run, to turn steps into tokens and hours."""
+    tokens_per_step: float | None = None
+    seconds_per_step: float | None = None
+
+    @classmethod
+    def from_meta(cls, meta: Meta, tokens_per_step: float | None = None,
+                  seconds_per_step: float | None = None) -> "Throughput":
+        tps = tokens_per_step or meta.tokens_per_step
+        sps = seconds_per_step or meta.seconds_per_step
+        if sps is None and tps and meta.tokens_per_s:
+            sps = tps / meta.tokens_per_s
+        return cls(tps, sps)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A predicted amount with its 80% and 95% intervals (inf = unbounded)."""
+    value: float
+    interval80: tuple[float, float]
+    interval95: tuple[float, float]
+
+    def scaled(self, k: float) -> "Quantity":
+        return Quantity(self.value * k, (self.interval80[0] * k, self.interval80[1] * k),
+                        (self.interval95[0] * k, self.interval95[1] * k))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": _jnum(self.value), "interval80": [_jnum(v) for v in self.interval80],
+                "interval95": [_jnum(v) for v in self.interval95]}
+
+
+def _jnum(v: float | None) -> float | str | None:
+    """JSON number; an infinite interval end is written as the string "inf"."""
+    if v is None or math.isnan(v):
+        return None
+    return "inf" if math.isinf(v) else float(v)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    target: float
+    metric: str
+    x_axis: str
+    model: str                       # the model that made the prediction (best AIC)
+    reachable: bool
+    message: str                     # one human sentence with the answer
+    x: Quantity | None               # on the x axis the curve was fitted on
+    steps: Quantity | None
+    tokens: Quantity | None
+    hours: Quantity | None
+    cost: Quantity | None
+    unreachable_fraction: float      # bootstrap curves that never reach the target
+    asymptote: float | None
+    asymptote_ci95: tuple[float, float] | None
+    already_reached_at: float | None  # x where the smoothed history first reached the target
+    by_model: dict[str, float]       # each model's point prediction (inf = never)
+    aic_best: str
+    backtest_winner: str | None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def interval80(self) -> tuple[float, float] | None:
+        return self.steps.interval80 if self.steps else None
+
+    @property
+    def interval95(self) -> tuple[float, float] | None:
+        return self.steps.interval95 if self.steps else None
+
+    def to_json(self) -> dict[str, Any]:
+        q = lambda v: None if v is None else v.to_json()  # noqa: E731
+        return {"target": self.target, "metric": self.metric, "x_axis": self.x_axis,
+                "model": self.model, "reachable": self.reachable, "message": self.message,
+                "steps": _jnum(self.steps.value) if self.steps else None,
+                "interval80": [_jnum(v) for v in self.interval80] if self.steps else None,
+                "interval95": [_jnum(v) for v in self.interval95] if self.steps else None,
+                "x": q(self.x), "tokens": q(self.tokens), "hours": q(self.hours), "cost": q(self.cost),
+                "unreachable_fraction": self.unreachable_fraction,
+                "asymptote": _f(self.asymptote),
+                "asymptote_ci95": None if self.asymptote_ci95 is None else [_f(v) for v in self.asymptote_ci95],
+                "already_reached_at": _jnum(self.already_reached_at),
+                "by_model": {k: _jnum(v) for k, v in self.by_model.items()},
+                "aic_best": self.aic_best, "backtest_winner": self.backtest_winner,
+                "notes": list(self.notes)}
+
+
+def _direction(metric: str, fits: Sequence[CurveFit]) -> int:
+    """+1 when higher is better (accuracy), -1 for loss-like metrics."""
+    saturating = [f for f in fits if f.model.asymptote is not None]
+    if saturating:
+        return saturating[0].model.direction
+    return -1 if any(w in metric.lower() for w in ("loss", "ppl", "perplex")) else 1
+
+
+def _interval(samples: np.ndarray, level: float, point: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap reach-steps; inf samples make the upper end inf."""
+    if len(samples) == 0:
+        return (point, point)
+    q = (1 - level) / 2
+    lo, hi = np.quantile(samples, [q, 1 - q], method="inverted_cdf")  # no inf - inf interpolation
+    return float(lo), float(hi)
+
+
+def _convert(x: Quantity, axis: str, tp: Throughput) -> dict[str, Quantity | None]:
+    """The same prediction in steps, tokens and hours, where the throughput allows."""
+    steps = tokens = hours = None
+    if axis == "step":
+        steps = x
+    elif axis == "tokens":
+        tokens = x
+        steps = x.scaled(1 / tp.tokens_per_step) if tp.tokens_per_step else None
+    else:
+        hours = x.scaled(1 / 3600)
+        steps = x.scaled(1 / tp.seconds_per_step) if tp.seconds_per_step else None
+    if steps is not None:
+        tokens = tokens or (steps.scaled(tp.tokens_per_step) if tp.tokens_per_step else None)
+        hours = hours or (steps.scaled(tp.seconds_per_step / 3600) if tp.seconds_per_step else None)
+    return {"steps": steps, "tokens": tokens, "hours": hours}
+
+
+def _already_reached(series_x: np.ndarray, series_y: np.ndarray, target: float, d: int) -> float | None:
+    if len(series_y) < 3:
+        return None
+    hit = np.nonzero(d * (smooth(series_y) - target) >= 0)[0]
+    return float(series_x[hit[0]]) if len(hit) else None
+
+
+def _unreachable_message(fit: CurveFit, target: float, d: int) -> str:
+    if fit.asymptote is not None:
+        ci = fit.asymptote_ci95 or (math.nan, math.nan)
+        return (f"not reachable with this setup: asymptote {fit.asymptote:.4g} "
+                f"[{ci[0]:.4g}, {ci[1]:.4g}] ({fit.name} fit) is "
+                f"{'below' if d > 0 else 'above'} the target {target:g}")
+    return f"not reachable with this setup: the fitted {fit.name} curve moves away from {target:g}"
+
+
+def _fits_for(source: Any, metric: str | None, x: str, n_boot: int,
+              seed: int) -> tuple[list[CurveFit], Series | None, Meta | None, list[str]]:
+    """Fits (best AIC first), the series they came from, and notes, for any input."""
+    if isinstance(source, CurveFit):
+        return [source], None, None, []
+    if isinstance(source, (list, tuple)) and source and all(isinstance(f, CurveFit) for f in source):
+        return sorted(source, key=lambda f: (not f.ok, f.aic)), None, None, []
+    if not isinstance(source, History):
+        raise TypeError("predict_steps takes a History, a CurveFit or a list of CurveFits")
+    series, dropped = source.metric(metric).finite()
+    notes = list(source.notes)
+    if dropped:
+        notes.append(f"{series.name}: ignored {dropped} non-finite value(s)")
+    fits = fit_curve(series.x(x), series.y, n_boot=n_boot, seed=seed, metric=series.name)
+    return fits, series, source.meta, notes
+
+
+def _pick(fits: list[CurveFit], model: str | None) -> CurveFit:
+    ok = [f for f in fits if f.ok]
+    if not ok:
+        raise UserError("no learning-curve model could be fitted: "
+                        + "; ".join(f"{f.name}: {f.error}" for f in fits))
+    if model is None:
+        return ok[0]
+    for f in ok:
+        if f.name == model:
+            return f
+    raise UserError(f"model {model!r} was not fitted successfully; fitted: {', '.join(f.name for f in ok)}")
+
+
+def _reach_all(fits: list[CurveFit], target: float, d: int) -> dict[str, float]:
+    out = {}
+    for f in fits:
+        if f.ok:
+            try:
+                out[f.name] = f.reach(target, d)
+            except UserError:
+                continue  # a loss model asked about an accuracy target
+    return out
+
+
+def predict_steps(history_or_fit: Any, target: float, level: tuple[float, float] = (0.8, 0.95), *,
+                  metric: str | None = None, x: str = "step", model: str | None = None,
+                  price_per_hour: float | None = None, throughput: Throughput | None = None,
+                  n_boot: int = 200, seed: int = 0) -> Prediction:
+    """When does the metric reach ``target``? ``level`` are the two interval levels
+    (reported as interval80 / interval95)."""
+    if not math.isfinite(target):
+        raise UserError(f"--target must be a number, got {target}")
+    fits, series, meta, notes = _fits_for(history_or_fit, metric, x, n_boot, seed)
+    fit = _pick(fits, model)
+    d = _direction(series.name if series else "", fits)
+    tp = throughput or (Throughput.from_meta(meta) if meta else Throughput())
+    already = _already_reached(series.x(x), series.y, target, d) if series is not None else None
+    boot = fit.reach_boot(target, d)
+    point = already if already is not None else fit.reach(target, d)
+    unreach = float(np.mean(np.isinf(boot))) if len(boot) else 0.0
+    reachable = math.isfinite(point)
+    xq = None
+    if reachable:
+        xq = (Quantity(point, (point, point), (point, point)) if already is not None else
+              Quantity(point, _interval(boot, level[0], point), _interval(boot, level[1], point)))
+        if unreach > (1 - level[0]) / 2:
+            notes.append(f"{unreach:.0%} of the bootstrap curves never reach {target:g}: "
+                         "the upper end of the interval is infinite")
+    units = _convert(xq, x, tp) if xq else {"steps": None, "tokens": None, "hours": None}
+    cost = units["hours"].scaled(price_per_hour) if units["hours"] and price_per_hour else None
+    if price_per_hour and reachable and cost is None:
+        notes.append("no cost: the history does not record seconds per step (pass --seconds-per-step)")
+    winner = _backtest_winner(series, x, [f.name for f in fits]) if series is not None else None
+    if winner and winner != fit.name:
+        notes.append(f"the backtest favours {winner} over the AIC choice {fit.name}; compare by_model")
+    return Prediction(
+        target=target, metric=series.name if series else "", x_axis=x, model=fit.name,
+        reachable=reachable, message=_message(fit, target, d, xq, x, already),
+        x=xq, cost=cost, **units, unreachable_fraction=unreach, asymptote=fit.asymptote,
+        asymptote_ci95=fit.asymptote_ci95, already_reached_at=already,
+        by_model=_reach_all(fits, target, d), aic_best=fits[0].name, backtest_winner=winner,
+        notes=tuple(notes))
+
+
+def _message(fit: CurveFit, target: float, d: int, xq: Quantity | None, x: str,
+             already: float | None) -> str:
+    if already is not None:
+        return f"already reached: the smoothed history first reaches {target:g} at {x} {already:,.0f}"
+    if xq is None:
+        return _unreachable_message(fit, target, d)
+    return (f"reaches {target:g} at {x} {_fmt(xq.value)} (80%: {_fmt(xq.interval80[0])} to "
+            f"{_fmt(xq.interval80[1])}; 95%: {_fmt(xq.interval95[0])} to {_fmt(xq.interval95[1])}), "
+            f"{fit.name} fit")
+
+
+def _fmt(v: float | None, digits: int = 0) -> str:
+    if v is None or math.isnan(v):
+        return "-"
+    return "inf (never)" if math.isinf(v) else f"{v:,.{digits}f}"
+
+
+def _backtest_winner(series: Series, x: str, models: list[str]) -> str | None:
+    """The model with the lowest error predicting the second half from the first."""
+    xs = series.x(x)
+    if len(xs) < 20:
+        return None
+    try:
+        result = backtest(series, float(np.median(xs)), x=x, models=models)
+    except UserError:
+        return None
+    return result.winner
+
+
+# ----------------------------------------------------------------------------- backtest
+
+@dataclass(frozen=True)
+class BacktestRow:
+    model: str
+    ok: bool
+    error: str
+    aic: float                 # on the fitted part
+    mae: float                 # mean |pred - smoothed y| over the held-back part
+    max_error: float           # max |pred - smoothed y| there
+    error_last: float          # pred - smoothed y at the last point (signed: + = optimistic)
+    mean_error_window: float   # mean(pred - smoothed y) over the last ``window`` of x (signed)
+    pred_last: float
+    pred_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "ok": self.ok, "error": self.error, "aic": _f(self.aic),
+                "mae": _f(self.mae), "max_error": _f(self.max_error), "error_last": _f(self.error_last),
+                "mean_error_window": _f(self.mean_error_window), "pred_last": _f(self.pred_last),
+                "pred_at": _f(self.pred_at)}
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    metric: str
+    x_axis: str
+    fit_until: float
+    n_fit: int
+    n_test: int
+    last_x: float
+    actual_last: float         # smoothed metric at the last point
+    window: float
+    at: float | None
+    actual_at: float | None    # smoothed metric at ``at``
+    rows: tuple[BacktestRow, ...]
+    winner: str | None         # lowest MAE on the held-back part
+    aic_best: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "x_axis": self.x_axis, "fit_until": self.fit_until,
+                "n_fit": self.n_fit, "n_test": self.n_test, "last_x": self.last_x,
+                "actual_last_smoothed": _f(self.actual_last), "window": self.window, "at": self.at,
+                "actual_at_smoothed": _f(self.actual_at), "winner": self.winner,
+                "aic_best": self.aic_best, "models": [r.to_json() for r in self.rows]}
+
+
+def backtest(source: History | Series, fit_until: float, *, metric: str | None = None,
+             x: str = "step", models: Sequence[str] | None = None, window: float | None = None,
+             at: float | None = None) -> BacktestResult:
+    """Fit each model on x <= fit_until, score its prediction of the rest against the
+    smoothed metric (centered moving average over ~5% of the points, stats.smooth)."""
+    series = source.metric(metric) if isinstance(source, History) else source
+    series, _ = series.finite()
+    xs, ys = series.x(x), series.y
+    fit_mask = (xs <= fit_until) & (xs > 0)
+    test = xs > fit_until
+    if test.sum() == 0:
+        raise UserError(f"--fit-until {fit_until:g} is at or after the last {x} ({xs[-1]:g}); "
+                        "nothing is left to test: choose an earlier step")
+    if fit_mask.sum() < 5:
+        raise UserError(f"only {int(fit_mask.sum())} points at or before --fit-until {fit_until:g}; "
+                        "need at least 5: choose a later step")
+    fits = fit_curve(xs[fit_mask], ys[fit_mask], models or default_models(ys, series.name), n_boot=0)
+    sm = smooth(ys)
+    window = window or (10_000.0 if x == "step" else 0.1 * float(xs[-1] - xs[0]))
+    last = xs >= xs[-1] - window
+    rows = tuple(_score(f, xs, sm, test, last, at) for f in fits)
+    scored = [r for r in rows if r.ok and math.isfinite(r.mae)]
+    return BacktestResult(
+        metric=series.name, x_axis=x, fit_until=float(fit_until), n_fit=int(fit_mask.sum()),
+        n_test=int(test.sum()), last_x=float(xs[-1]), actual_last=float(sm[-1]), window=window,
+        at=at, actual_at=None if at is None else float(np.interp(at, xs, sm)), rows=rows,
+        winner=min(scored, key=lambda r: r.mae).model if scored else None,
+        aic_best=fits[0].name if fits and fits[0].ok else None)
+
+
+def _score(fit: CurveFit, xs, smoothed, test, last, at: float | None) -> BacktestRow:
+    """Errors against the SMOOTHED metric: single noisy batches (+-5 pp on the seed's
+    data) would otherwise swamp the difference between the models' shapes."""
+    nan = math.nan
+    if not fit.ok:
+        return BacktestRow(fit.name, False, fit.error, nan, nan, nan, nan, nan, nan, None)
+    pred = fit.predict(xs)
+    err = pred - smoothed
+    return BacktestRow(fit.name, True, "", fit.aic, float(np.mean(np.abs(err[test]))),
+                       float(np.max(np.abs(err[test]))), float(err[-1]),
+                       float(np.mean(err[last])), float(pred[-1]),
+                       None if at is None else float(fit.predict([at])[0]))
+
+
+def backtest_table(result: BacktestResult) -> str:
+    """Plain-text table of a backtest (errors in the metric's units vs the smoothed metric,
+    + = the model predicted more than was reached)."""
+    r = result
+    head = [f"backtest of {r.metric}: fit on {r.x_axis} <= {r.fit_until:,.0f} ({r.n_fit} points), "
+            f"predict the remaining {r.n_test} points up to {r.last_x:,.0f}",
+            f"smoothed actual at the last point: {r.actual_last:.4f}"
+            + ("" if r.at is None else f"; at {r.at:,.0f}: {r.actual_at:.4f}")]
+    cols = ["model", "MAE", "max err", "err@last", f"mean err last {r.window:,.0f}", "pred@last"]
+    if r.at is not None:
+        cols.append(f"pred@{r.at:,.0f}")
+    lines = [cols]
+    for row in r.rows:
+        cells = [row.model] + [f"{v:+.4f}" if k in (2, 3) else f"{v:.4f}" for k, v in enumerate(
+            (row.mae, row.max_error, row.error_last, row.mean_error_window, row.pred_last))]
+        if r.at is not None:
+            cells.append(f"{row.pred_at:.4f}" if row.pred_at is not None else "-")
+        lines.append(cells if row.ok else [row.model, f"failed: {row.error}"])
+    widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(len(cols))]
+    body = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    tail = [f"best on the held-back part (MAE): {r.winner}; best by AIC on the fitted part: {r.aic_best}"]
+    return "\n".join(head + [""] + body + [""] + tail)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("history", help="run directory, history.jsonl, checkpoint_eval.jsonl, "
+                        "trainer_state.json, TensorBoard events, CSV or the seed's JSON")
+    parser.add_argument("--metric", help="metric to use (default: eval_mlm_acc, else mlm_acc)")
+    parser.add_argument("--x", choices=("step", "tokens", "seconds"), default="step",
+                        help="what the curve is a function of (default: step)")
+    parser.add_argument("--json", action="store_true", help="print JSON for tools")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser)
+    parser.add_argument("--target", type=float, required=True, help="target value, e.g. 0.60")
+    parser.add_argument("--model", help="use this model instead of the best by AIC")
+    parser.add_argument("--price-per-hour", type=float, help="USD per hour of the training machine")
+    parser.add_argument("--tokens-per-step", type=float, help="override the recorded tokens per step")
+    parser.add_argument("--seconds-per-step", type=float, help="override the recorded seconds per step")
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    history = load_history(args.history, args.metric)
+    tp = Throughput.from_meta(history.meta, args.tokens_per_step, args.seconds_per_step)
+    pred = predict_steps(history, args.target, metric=args.metric, x=args.x, model=args.model,
+                         price_per_hour=args.price_per_hour, throughput=tp, n_boot=args.n_boot,
+                         seed=args.seed)
+    if args.json:
+        print(json.dumps({"run": history.meta.run, "metric_reason": history.default_reason
+                          if not args.metric else "chosen with --metric", **pred.to_json()}, indent=2))
+    else:
+        print(prediction_text(pred, history))
+    return 0
+
+
+def prediction_text(pred: Prediction, history: History | None = None) -> str:
+    lines = []
+    if history is not None:
+        lines.append(f"run {history.meta.run} ({history.meta.source}); metric {pred.metric}")
+    lines.append(f"model: {pred.model} (best AIC {pred.aic_best}; backtest winner {pred.backtest_winner})")
+    if pred.asymptote is not None and pred.asymptote_ci95:
+        lo, hi = pred.asymptote_ci95
+        lines.append(f"fitted ceiling: {pred.asymptote:.4f} [{lo:.4f}, {hi:.4f}]")
+    lines.append(pred.message)
+    for name, unit in (("steps", ""), ("tokens", ""), ("hours", ""), ("cost", " USD")):
+        q = getattr(pred, name)
+        if q is not None and pred.already_reached_at is None:
+            digits = 1 if name in ("hours", "cost") else 0
+            lines.append(f"  {name:<6} {_fmt(q.value, digits)}{unit}   80%: {_fmt(q.interval80[0], digits)}"
+                         f" to {_fmt(q.interval80[1], digits)}   95%: {_fmt(q.interval95[0], digits)}"
+                         f" to {_fmt(q.interval95[1], digits)}")
+    lines.append("by model: " + ", ".join(f"{k} {_fmt(v)}" for k, v in pred.by_model.items()))
+    lines += [f"note: {n}" for n in pred.notes]
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Each anomaly detector on a constructed history, and a clean run that raises nothing."""
+
+import json
+
+import numpy as np
+
+from zhbert.analysis.anomalies import (at_chance, detect, divergence, nonfinite, plateaus, spikes,
+                                       train_eval_gap)
+from zhbert.analysis.history import History, Meta, Series
+
+STEPS = np.arange(1, 301) * 100.0
+RNG = np.random.default_rng(0)
+
+
+def _s(name, y, steps=STEPS):
+    return Series(name, np.asarray(steps, float), np.asarray(y, float))
+
+
+def _history(**series):
+    return History({k: _s(k, v) for k, v in series.items()}, Meta("test", "-", "run"), "mlm_acc", "test")
+
+
+def _healthy_loss():
+    return 2 + 6 * (STEPS / 100) ** -0.5 + RNG.normal(0, 0.02, len(STEPS))
+
+
+def test_loss_spike_found_with_its_step():
+    loss = _healthy_loss()
+    loss[150] += 3.0
+    found = spikes(_s("loss", loss))
+    assert [(a.kind, a.start, a.end) for a in found] == [("spike", STEPS[150], STEPS[150])]
+    assert spikes(_s("loss", _healthy_loss())) == []
+
+
+def test_nonfinite_values_and_events():
+    loss = _healthy_loss()
+    loss[10:13] = np.nan
+    h = History({"loss": _s("loss", loss)},
+                Meta("zhbert", "-", "run", events=({"type": "event", "step": 1100, "kind": "nonfinite_loss",
+                                                    "message": "skipped step"},)), "loss", "test")
+    found = nonfinite(h)
+    assert (found[0].start, found[0].end, found[0].severity) == (STEPS[10], STEPS[12], "error")
+    assert found[1].start == 1100 and "skipped step" in found[1].explanation
+
+
+def test_plateau_only_while_lr_positive():
+    acc = np.concatenate([np.linspace(0.1, 0.5, 150), np.full(150, 0.5)]) + RNG.normal(0, 0.002, 300)
+    found = plateaus(_s("mlm_acc", acc), _s("lr", np.full(300, 1e-4)))
+    assert len(found) == 1 and found[0].start >= STEPS[120] and found[0].end == STEPS[-1]
+    assert plateaus(_s("mlm_acc", acc), _s("lr", np.r_[np.full(150, 1e-4), np.zeros(150)])) == []
+    assert plateaus(_s("mlm_acc", np.linspace(0.1, 0.6, 300))) == []
+
+
+def test_divergence_of_rising_loss():
+    loss = _healthy_loss()
+    loss[200:] += np.linspace(0, 2, 100)
+    found = divergence(_s("loss", loss))
+    assert found and found[0].kind == "divergence" and found[0].start >= STEPS[170]
+    assert divergence(_s("loss", _healthy_loss())) == []
+
+
+def test_nsp_at_chance_and_learning_nsp():
+    assert at_chance(_s("nsp_acc", 0.5 + RNG.normal(0, 0.02, 300)))[0].severity == "error"
+    assert at_chance(_s("nsp_acc", np.linspace(0.5, 0.9, 300))) == []
+
+
+def test_growing_train_eval_gap():
+    train = np.linspace(0.2, 0.8, 300)
+    eval_steps = STEPS[::30]
+    held = _s("eval_mlm_acc", np.linspace(0.2, 0.5, len(eval_steps)), eval_steps)
+    found = train_eval_gap(_s("mlm_acc", train), held)
+    # last eval at step 27,100: train 0.2 + 0.6 * 270/299 = 0.742 vs held-out 0.5
+    assert found and found[0].kind == "gap" and "0.242" in found[0].explanation
+    same = _s("eval_mlm_acc", train[::30], eval_steps)
+    assert train_eval_gap(_s("mlm_acc", train), same) == []
+
+
+def test_detect_clean_run_is_quiet_and_json():
+    acc = 0.7 - 0.5 * (STEPS / 100) ** -0.5 + RNG.normal(0, 0.003, 300)
+    h = _history(mlm_acc=acc, loss=_healthy_loss(), lr=np.full(300, 1e-4),
+                 nsp_acc=np.linspace(0.5, 0.95, 300))
+    found = detect(h)
+    assert [a.kind for a in found if a.severity != "info"] == []
+    json.dumps([a.to_json() for a in found])
