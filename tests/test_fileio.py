@@ -50,3 +50,15 @@ def test_staged_dir_interrupted_leaves_old_intact(tmp_path):
     with pytest.raises(UserError, match="--force"):
         with staged_dir(final):
             pass
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {})
+        with staged_dir(tmp_path / "d") as d:
+            pass
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from zhbert.errors import UserError
-from zhbert.fileio import fsync_dir
+from zhbert.fileio import fsync_dir, temp_dir_for
 
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
@@ -80,7 +79,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
+    tmp = temp_dir_for(final)
     try:
         save_model(model, str(tmp / "model.safetensors"))
         opt_tensors, opt_json = _optimizer_tensors(optimizer)

@@ -28,11 +28,19 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; a finished file gets the usual permissions.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -68,6 +76,13 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
                         "recreate it or restore it from a backup") from None
 
 
+def temp_dir_for(final: Path) -> Path:
+    """A hidden sibling directory to build `final` in (normal permissions, not mkdtemp's 0700)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``final``.
@@ -81,7 +96,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise UserError(f"{final} already exists; pass --force to replace it "
                         "(it is replaced only once the new one is complete)")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    tmp = temp_dir_for(final)
     try:
         yield tmp
     except BaseException:

@@ -1,0 +1,545 @@
+"""`zhbert prepare SOURCE... --out DATA_DIR`: raw Chinese text -> a verified data directory.
+
+The pipeline, in order:
+
+1. resolve sources (``sources.resolve_sources``): every file is checked and
+   hashed before any work, so a bad file fails fast (or is skipped, --skip-bad).
+2. stream documents (``sources.iter_documents``); --limit-docs caps them.
+3. clean + MinHash (``clean.clean_document``, ``dedup.sign``) in a process
+   pool over batches of documents. Results come back in input order, so the
+   output is identical for any --workers (workers=1 runs in-process).
+4. dedup (``dedup.Deduplicator.check``) in the main process, in document order.
+   Kept documents' cleaned sentences are spooled to a temporary file in the
+   staging directory: raw text is never held in memory, cleaned text only on disk.
+5. split: the documents with the smallest seeded hashes of their doc_id go to
+   validation, the next ones to test, the rest to train -- a document is never
+   in two splits, and held-out sizes are fractions with a minimum count.
+6. count vocabulary units on the spool (pass 2, in the pool), per split.
+7. build the vocabulary from the train counts (``vocab.build_vocab``).
+8. encode every split and mark jieba word starts (pass 3, in the pool); the
+   arrays are appended to raw files as they come, so memory stays bounded.
+9. write the .npy arrays, vocab.txt, report.json, manifest.json and
+   downstream/sentiment.jsonl (only with the builtin corpus) into
+   ``fileio.staged_dir``: DATA_DIR appears (or is replaced, --force) only once
+   complete, and is validated with ``datadir.open_data_dir`` before that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from zhbert.errors import UserError
+
+BATCH_DOCS = 256          # documents per worker task ...
+BATCH_CHARS = 1 << 20     # ... or fewer when they are long
+AHEAD_PER_WORKER = 4      # tasks in flight per worker: bounds memory, keeps workers busy
+SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+SPLIT_NAMES = tuple(SPLIT_CODES)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    seed: int = 42
+    validation: float = 0.01
+    test: float = 0.01
+    min_docs: int = 500  # held-out splits get at least this many documents (corpus permitting)
+
+    def __post_init__(self) -> None:
+        for name in ("validation", "test"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 0.5:
+                raise UserError(f"--{name} {value} must be a fraction of documents in [0, 0.5)")
+        if self.min_docs < 0:
+            raise UserError(f"--min-split-docs must be >= 0, got {self.min_docs}")
+
+    def sizes(self, n: int) -> tuple[int, int]:
+        """(validation, test) document counts for ``n`` kept documents.
+
+        A fraction, but at least ``min_docs`` (never more than a tenth of the
+        corpus each) and at least 1 when the fraction is positive and n >= 3.
+        """
+        def size(frac: float) -> int:
+            if frac == 0.0:
+                return 0
+            k = max(round(frac * n), min(self.min_docs, n // 10))
+            return max(k, 1) if n >= 3 else 0
+        return size(self.validation), size(self.test)
+
+
+def split_hash(doc_id: str, seed: int) -> float:
+    """A stable number in [0, 1) for a document id (same on every machine)."""
+    digest = hashlib.blake2b(f"{seed}\0{doc_id}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+# ---------------------------------------------------------------- worker tasks
+# Module-level functions: picklable by name, so they run in "spawn" workers.
+
+def _clean_task(task: tuple) -> list[tuple[int, str, Any]]:
+    """Pass 1: [(utf-8 bytes in, source, CleanDocument | None)] for a batch of documents."""
+    from zhbert.corpus.clean import clean_document
+    from zhbert.corpus.dedup import sign
+
+    docs, clean_cfg, dedup_cfg = task
+    out = []
+    for doc in docs:
+        cdoc = clean_document(doc, clean_cfg)
+        if cdoc is not None:
+            cdoc = sign(cdoc, dedup_cfg)
+        out.append((len(doc.text.encode("utf-8")), doc.source, cdoc))
+    return out
+
+
+def _count_task(docs: list[tuple[int, list[str]]]) -> tuple[list, list[int]]:
+    """Pass 2: per split, (unit counts, characters) of a batch of spooled documents."""
+    from zhbert.vocab import count_units
+
+    counts = [collections.Counter() for _ in SPLIT_NAMES]
+    chars = [0] * len(SPLIT_NAMES)
+    for code, sentences in docs:
+        count_units(sentences, counts[code])
+        chars[code] += sum(map(len, sentences))
+    return counts, chars
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_vocab(path: str):
+    from zhbert.vocab import Vocab
+    return Vocab.load(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _jieba():
+    import logging
+
+    import jieba
+    jieba.setLogLevel(logging.WARNING)  # no "Building prefix dict" chatter per worker
+    jieba.initialize()
+    return jieba
+
+
+def _encode_sentence(vocab, sentence: str, word_boundaries: bool) -> tuple[list[int], list[int]]:
+    """(ids, word_starts): 1 at the first token of each jieba word."""
+    if not word_boundaries:
+        return vocab.encode(sentence), []
+    ids, offsets = vocab.encode_with_offsets(sentence)
+    starts = {start for _, start, _ in _jieba().tokenize(sentence)}
+    return ids, [1 if o in starts else 0 for o in offsets]
+
+
+def _encode_task(task: tuple) -> list[tuple]:
+    """Pass 3: per split, (tokens, word_starts, sentence lengths, sentences per doc,
+    sentence hashes, [UNK] count) of a batch of spooled documents."""
+    from zhbert.corpus.clean import normalize_for_hash
+    from zhbert.datadir import token_dtype
+
+    vocab_path, word_boundaries, docs = task
+    vocab = _worker_vocab(vocab_path)
+    parts = [([], [], [], [], []) for _ in SPLIT_NAMES]
+    for code, sentences in docs:
+        tokens, starts, lengths, doc_sizes, hashes = parts[code]
+        for s in sentences:
+            ids, ws = _encode_sentence(vocab, s, word_boundaries)
+            tokens.extend(ids)
+            starts.extend(ws)
+            lengths.append(len(ids))
+            key = normalize_for_hash(s).encode("utf-8")
+            hashes.append(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big"))
+        doc_sizes.append(len(sentences))
+    dtype = token_dtype(len(vocab))
+    out = []
+    for tokens, starts, lengths, doc_sizes, hashes in parts:
+        t = np.array(tokens, dtype=dtype)
+        out.append((t, np.array(starts, np.uint8), np.array(lengths, np.int64),
+                    np.array(doc_sizes, np.int64), np.array(hashes, np.uint64),
+                    int(np.count_nonzero(t == vocab.unk_id))))
+    return out
+
+
+def _ordered_map(fn: Callable, tasks: Iterable, pool) -> Iterator:
+    """``map(fn, tasks)`` over the pool, results in task order.
+
+    Not ``pool.imap``: its feeder thread reads the whole task iterator ahead,
+    i.e. the whole corpus into memory. Here at most AHEAD_PER_WORKER tasks per
+    worker are in flight.
+    """
+    if pool is None:
+        yield from map(fn, tasks)
+        return
+    pending: collections.deque = collections.deque()
+    limit = AHEAD_PER_WORKER * pool._processes  # noqa: SLF001 (no public accessor)
+    for task in tasks:
+        pending.append(pool.apply_async(fn, (task,)))
+        if len(pending) >= limit:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def _batches(items: Iterable, size_of: Callable[[Any], int]) -> Iterator[list]:
+    batch, chars = [], 0
+    for item in items:
+        batch.append(item)
+        chars += size_of(item)
+        if len(batch) >= BATCH_DOCS or chars >= BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+def _progress(desc: str, unit: str = "doc"):
+    from tqdm import tqdm
+    # disable=None: a bar on a terminal, nothing in logs (each pass prints a summary line)
+    return tqdm(desc=desc, unit=unit, file=sys.stderr, disable=None, mininterval=0.5,
+                dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- main-process passes
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    sources: tuple[str, ...]
+    out: Path
+    clean: Any                 # zhbert.corpus.clean.CleanConfig
+    dedup: Any                 # zhbert.corpus.dedup.DedupConfig
+    split: SplitConfig
+    per_line: bool = False
+    skip_bad: bool = False
+    min_freq: int = 1
+    max_vocab: int = 21128
+    word_boundaries: bool = True
+    workers: int = 1
+    force: bool = False
+    limit_docs: int | None = None
+
+    def to_json(self) -> dict:
+        """The resolved options that shape the data (recorded in the manifest)."""
+        return {"sources": list(self.sources), "per_line": self.per_line, "skip_bad": self.skip_bad,
+                "clean": self.clean.to_json(), "dedup": self.dedup.to_json(),
+                "split": self.split.__dict__.copy(),
+                "vocab": {"min_freq": self.min_freq, "max_size": self.max_vocab,
+                          "do_lower_case": False},
+                "word_boundaries": self.word_boundaries, "limit_docs": self.limit_docs}
+
+
+def _documents(infos: list, opts: PrepareOptions) -> Iterator:
+    from zhbert.corpus.sources import iter_documents
+
+    docs = itertools.chain.from_iterable(
+        iter_documents(info, per_line=opts.per_line, skip_bad=opts.skip_bad) for info in infos)
+    return itertools.islice(docs, opts.limit_docs)
+
+
+def _clean_pass(infos: list, opts: PrepareOptions, pool, spool: Path, stats) -> tuple[list[float], dict]:
+    """Pass 1: clean, dedup, spool the kept documents; returns their split hashes."""
+    from zhbert.corpus.dedup import Deduplicator
+
+    dedup = Deduplicator(opts.dedup)
+    tasks = ((batch, opts.clean, opts.dedup)
+             for batch in _batches(_documents(infos, opts), lambda d: len(d.text)))
+    hashes: list[float] = []
+    start = time.perf_counter()
+    with open(spool, "w", encoding="utf-8") as f, _progress("clean") as bar:
+        for results in _ordered_map(_clean_task, tasks, pool):
+            for nbytes, source, cdoc in results:
+                stats.docs_read += 1
+                stats.bytes_read += nbytes
+                stats.docs_read_per_source[source] += 1
+                if cdoc is None:
+                    stats.docs_dropped_clean += 1
+                    continue
+                stats.dropped_sentences.update(cdoc.dropped_sentences)
+                if dedup.check(cdoc) != "keep":
+                    continue
+                f.write(json.dumps(cdoc.sentences, ensure_ascii=False) + "\n")
+                hashes.append(split_hash(cdoc.doc_id, opts.split.seed))
+                stats.docs_kept_per_source[cdoc.source] += 1
+                stats.tags.update(cdoc.tags)
+                stats.sentence_lengths.update(map(len, cdoc.sentences))
+            bar.update(len(results))
+            bar.set_postfix_str(f"{stats.bytes_read / 1e6 / max(time.perf_counter() - start, 1e-9):.1f} MB/s",
+                                refresh=False)
+    seconds = time.perf_counter() - start
+    counts = dedup.state_counts()
+    print(f"zhbert: cleaned {stats.docs_read:,} documents ({stats.bytes_read / 1e6:.1f} MB) in "
+          f"{seconds:.1f} s ({stats.docs_read / seconds:,.0f} docs/s, {stats.bytes_read / 1e6 / seconds:.2f} MB/s); "
+          f"kept {counts['kept']:,}, removed {counts['exact']:,} exact and {counts['near']:,} near "
+          f"duplicates, {stats.docs_dropped_clean:,} empty after cleaning", file=sys.stderr)
+    return hashes, {**counts, "seconds": round(seconds, 2)}
+
+
+def assign_splits(hashes: list[float], cfg: SplitConfig) -> np.ndarray:
+    """(D,) uint8 split codes: the n_val smallest hashes -> validation, the next n_test -> test."""
+    u = np.asarray(hashes, dtype=np.float64)
+    n_val, n_test = cfg.sizes(len(u))
+    codes = np.zeros(len(u), dtype=np.uint8)
+    order = np.argsort(u, kind="stable")
+    codes[order[:n_val]] = SPLIT_CODES["validation"]
+    codes[order[n_val:n_val + n_test]] = SPLIT_CODES["test"]
+    return codes
+
+
+def _spooled(spool: Path, codes: np.ndarray) -> Iterator[tuple[int, list[str]]]:
+    with open(spool, encoding="utf-8") as f:
+        for code, line in zip(codes.tolist(), f):
+            yield code, json.loads(line)
+
+
+def _spool_batches(spool: Path, codes: np.ndarray) -> Iterator[list]:
+    return _batches(_spooled(spool, codes), lambda d: sum(map(len, d[1])))
+
+
+def _count_pass(spool: Path, codes: np.ndarray, pool, stats) -> None:
+    """Pass 2: vocabulary units and characters per split."""
+    stats.units = {name: collections.Counter() for name in SPLIT_NAMES}
+    with _progress("count") as bar:
+        for counts, chars in _ordered_map(_count_task, _spool_batches(spool, codes), pool):
+            for name, c, n in zip(SPLIT_NAMES, counts, chars):
+                stats.units[name].update(c)
+                stats.chars[name] += n
+            bar.update(1)
+
+
+class _SplitWriter:
+    """Appends one split's arrays to raw files; ``finish`` turns them into .npy files."""
+
+    def __init__(self, tmp: Path, name: str, dtype: np.dtype):
+        self.tmp, self.name, self.dtype = tmp, name, dtype
+        self.files = {k: open(tmp / f"{name}.{k}.raw", "wb")
+                      for k in ("tokens", "word_starts", "sentences", "documents")}
+        self.tokens = self.sentences = self.documents = 0
+
+    def append(self, tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+               doc_sizes: np.ndarray) -> None:
+        # offsets: where each sentence / document starts, running over the whole split
+        (self.tokens + np.cumsum(lengths) - lengths).astype(np.int64).tofile(self.files["sentences"])
+        (self.sentences + np.cumsum(doc_sizes) - doc_sizes).astype(np.int64).tofile(self.files["documents"])
+        tokens.astype(self.dtype, copy=False).tofile(self.files["tokens"])
+        starts.tofile(self.files["word_starts"])
+        self.tokens += len(tokens)
+        self.sentences += len(lengths)
+        self.documents += len(doc_sizes)
+
+    def finish(self, out: Path, word_boundaries: bool) -> dict[str, int]:
+        np.array([self.tokens], np.int64).tofile(self.files["sentences"])  # closing offsets
+        np.array([self.sentences], np.int64).tofile(self.files["documents"])
+        for f in self.files.values():
+            f.close()
+        kinds = {"tokens": self.dtype, "sentences": np.dtype(np.int64), "documents": np.dtype(np.int64)}
+        if word_boundaries:
+            kinds["word_starts"] = np.dtype(np.uint8)
+        for kind, dtype in kinds.items():
+            _raw_to_npy(self.tmp / f"{self.name}.{kind}.raw", out / f"{self.name}.{kind}.npy", dtype)
+        return {"documents": self.documents, "sentences": self.sentences, "tokens": self.tokens}
+
+
+def _raw_to_npy(raw: Path, npy: Path, dtype: np.dtype) -> None:
+    """A .npy header followed by the raw bytes, copied in blocks (never all in memory)."""
+    n = raw.stat().st_size // dtype.itemsize
+    with open(npy, "wb") as f, open(raw, "rb") as r:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n,)})
+        shutil.copyfileobj(r, f, 1 << 22)
+    raw.unlink()
+
+
+def _encode_pass(spool: Path, codes: np.ndarray, vocab, opts: PrepareOptions, pool,
+                 staging: Path, tmp: Path, stats) -> dict[str, dict[str, int]]:
+    """Pass 3: token ids, word starts and offsets for every split, written as .npy."""
+    from zhbert.datadir import token_dtype
+
+    writers = [_SplitWriter(tmp, name, token_dtype(len(vocab))) for name in SPLIT_NAMES]
+    hashes = open(tmp / "sentence_hashes.raw", "wb")
+    tasks = ((str(staging / "vocab.txt"), opts.word_boundaries, batch)
+             for batch in _spool_batches(spool, codes))
+    with hashes, _progress("encode") as bar:
+        for parts in _ordered_map(_encode_task, tasks, pool):
+            for name, writer, (tokens, starts, lengths, doc_sizes, sent_hashes, unk) in zip(
+                    SPLIT_NAMES, writers, parts):
+                writer.append(tokens, starts, lengths, doc_sizes)
+                sent_hashes.tofile(hashes)
+                stats.unk_tokens[name] += unk
+            bar.update(1)
+    all_hashes = np.fromfile(tmp / "sentence_hashes.raw", dtype=np.uint64)  # 8 bytes/sentence
+    stats.sentences_total = len(all_hashes)
+    stats.sentences_duplicate = len(all_hashes) - len(np.unique(all_hashes))
+    return {name: w.finish(staging, opts.word_boundaries) for name, w in zip(SPLIT_NAMES, writers)}
+
+
+# ---------------------------------------------------------------- orchestration
+
+def _peak_rss_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
+    """Run passes 1-3 and write everything into ``staging``; returns the report."""
+    from zhbert.corpus.report import CorpusStats, build_report
+    from zhbert.datadir import new_manifest, write_manifest
+    from zhbert.vocab import build_vocab
+
+    started = time.perf_counter()
+    tmp = staging / "tmp"
+    tmp.mkdir()
+    stats = CorpusStats()
+    hashes, dedup_counts = _clean_pass(infos, opts, pool, tmp / "spool.jsonl", stats)
+    if not hashes:
+        raise UserError(f"nothing is left after cleaning and dedup ({stats.docs_read:,} documents "
+                        f"read from {', '.join(opts.sources)}); check the sources hold Chinese text, "
+                        "or relax --min-chinese-ratio / --min-sentence-chars")
+    codes = assign_splits(hashes, opts.split)
+    del hashes
+    _count_pass(tmp / "spool.jsonl", codes, pool, stats)
+    vocab = build_vocab(stats.units["train"], opts.min_freq, opts.max_vocab)
+    vocab.save(staging / "vocab.txt")
+    splits = _encode_pass(tmp / "spool.jsonl", codes, vocab, opts, pool, staging, tmp, stats)
+    shutil.rmtree(tmp)
+    source_json = [i.to_json() for i in infos]
+    if any(i.kind == "builtin" for i in infos):
+        _write_sentiment(staging)
+    resources = {"seconds": round(time.perf_counter() - started, 2),
+                 "clean_seconds": dedup_counts.pop("seconds"),
+                 "peak_rss_mb": round(_peak_rss_mb(resource.RUSAGE_SELF), 1),
+                 "workers": opts.workers}
+    report = build_report(stats, vocab, splits, dedup_counts, source_json, resources)
+    write_manifest(staging, new_manifest(opts.to_json(), source_json, vocab, splits,
+                                         opts.word_boundaries))
+    return report
+
+
+def _write_sentiment(staging: Path) -> None:
+    from zhbert.corpus.sources import sentiment_reserve
+    from zhbert.fileio import atomic_write_text
+
+    rows = sentiment_reserve()
+    atomic_write_text(staging / "downstream" / "sentiment.jsonl",
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def prepare(opts: PrepareOptions) -> dict:
+    """Build the data directory ``opts.out``; returns the dataset report."""
+    from zhbert.corpus.sources import resolve_sources
+    from zhbert.datadir import open_data_dir
+    from zhbert.fileio import atomic_write_json, staged_dir
+
+    infos = resolve_sources(list(opts.sources), skip_bad=opts.skip_bad)
+    if all(i.skipped for i in infos):
+        raise UserError("every corpus file was skipped as unreadable (see the warnings above); "
+                        "fix the files or name other sources")
+    pool = None
+    try:
+        with staged_dir(opts.out, force=opts.force) as staging:
+            if opts.workers > 1:  # spawn: workers never inherit threads or torch state
+                pool = multiprocessing.get_context("spawn").Pool(opts.workers)
+            report = _build(infos, opts, pool, staging)
+            if pool is not None:
+                pool.close()
+                pool.join()
+                pool = None
+            report["resources"]["worker_peak_rss_mb"] = round(_peak_rss_mb(resource.RUSAGE_CHILDREN), 1)
+            atomic_write_json(staging / "report.json", report)
+            open_data_dir(staging)  # the arrays agree with the manifest, or nothing is replaced
+    except OSError as exc:
+        where = exc.filename or opts.out
+        raise UserError(f"could not write {where}: {exc.strerror or exc}; {opts.out} was left as "
+                        "it was. Free disk space or choose a writable --out") from None
+    finally:
+        if pool is not None:
+            pool.terminate()
+    return report
+
+
+# ---------------------------------------------------------------- CLI
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from zhbert.corpus.clean import SCRIPTS
+
+    parser.add_argument("sources", nargs="*", default=["builtin"], metavar="SOURCE",
+                        help="'builtin' (default), files or directories (.txt .jsonl .xml, "
+                             "optionally .gz .bz2 .xz .zst)")
+    parser.add_argument("--out", required=True, help="data directory to create")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out (only once the new one is complete)")
+    g = parser.add_argument_group("reading")
+    g.add_argument("--per-line", action="store_true", help="a document per line in text files")
+    g.add_argument("--skip-bad", action="store_true", help="skip unreadable files and bad lines")
+    g.add_argument("--limit-docs", type=int, default=None, metavar="N", help="read at most N documents")
+    g = parser.add_argument_group("cleaning")
+    g.add_argument("--script", choices=SCRIPTS, default="t2s", help="OpenCC conversion (default t2s)")
+    g.add_argument("--keep-urls", action="store_true", help="do not remove URLs and e-mail addresses")
+    g.add_argument("--min-sentence-chars", type=int, default=5)
+    g.add_argument("--max-sentence-chars", type=int, default=256)
+    g.add_argument("--min-chinese-ratio", type=float, default=0.5)
+    g = parser.add_argument_group("dedup")
+    g.add_argument("--no-near-dedup", action="store_true", help="exact document dedup only")
+    g.add_argument("--dedup-threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold")
+    g.add_argument("--dedup-ngram", type=int, default=5, help="character n-gram size for MinHash")
+    g = parser.add_argument_group("splits")
+    g.add_argument("--split-seed", type=int, default=42)
+    g.add_argument("--validation", type=float, default=0.01, help="fraction of documents")
+    g.add_argument("--test", type=float, default=0.01, help="fraction of documents")
+    g.add_argument("--min-split-docs", type=int, default=500,
+                   help="validation/test get at least this many documents (at most 10%% of the corpus)")
+    g = parser.add_argument_group("vocabulary")
+    g.add_argument("--min-freq", type=int, default=1)
+    g.add_argument("--max-vocab", type=int, default=21128, help="including the 5 special tokens")
+    g.add_argument("--no-word-boundaries", action="store_true",
+                   help="skip jieba word starts (whole-word masking needs them)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="processes for cleaning and encoding (default: all cores)")
+
+
+def options_from_args(args: argparse.Namespace) -> PrepareOptions:
+    from zhbert.corpus.clean import CleanConfig
+    from zhbert.corpus.dedup import DedupConfig
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.limit_docs is not None and args.limit_docs < 1:
+        raise UserError(f"--limit-docs must be at least 1, got {args.limit_docs}")
+    if args.min_freq < 1:
+        raise UserError(f"--min-freq must be at least 1, got {args.min_freq}")
+    if args.max_vocab <= 5:
+        raise UserError(f"--max-vocab must exceed the 5 special tokens, got {args.max_vocab}")
+    return PrepareOptions(
+        sources=tuple(args.sources or ["builtin"]), out=Path(args.out),
+        clean=CleanConfig(script=args.script, remove_urls=not args.keep_urls,
+                          min_sentence_chars=args.min_sentence_chars,
+                          max_sentence_chars=args.max_sentence_chars,
+                          min_chinese_ratio=args.min_chinese_ratio),
+        dedup=DedupConfig(near=not args.no_near_dedup, threshold=args.dedup_threshold,
+                          ngram=args.dedup_ngram),
+        split=SplitConfig(seed=args.split_seed, validation=args.validation, test=args.test,
+                          min_docs=args.min_split_docs),
+        per_line=args.per_line, skip_bad=args.skip_bad, min_freq=args.min_freq,
+        max_vocab=args.max_vocab, word_boundaries=not args.no_word_boundaries,
+        workers=args.workers, force=args.force, limit_docs=args.limit_docs)
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = options_from_args(args)
+    report = prepare(opts)
+    v, t = report["vocab"], report["totals"]
+    print(f"wrote {opts.out}: {t['documents']:,} documents, {t['sentences']:,} sentences, "
+          f"{t['tokens']:,} tokens; vocabulary {v['size']:,} (train coverage {v['train_coverage']:.4%}, "
+          f"validation OOV {v['validation_oov_rate']:.4%}); {report['resources']['seconds']:.0f} s, "
+          f"peak RSS {report['resources']['peak_rss_mb']:.0f} MB. "
+          f"See `zhbert data report {opts.out}`.")
+    return 0

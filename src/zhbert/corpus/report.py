@@ -1,0 +1,253 @@
+"""Dataset report: figures computed at prepare time (report.json) and `zhbert data report`.
+
+``CorpusStats`` collects raw counts while ``zhbert prepare`` runs;
+``build_report`` turns them into report.json. `zhbert data report DATA_DIR`
+prints that file (or ``--json``) with the seed's checks -- >= 100K sentences,
+>= 10K characters in the vocabulary, 30-100 characters average sentence length,
+duplicate rate -- as PASS/FAIL lines, thresholds configurable; exit code 1 when
+a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from zhbert.errors import UserError
+from zhbert.vocab import Vocab
+
+TOP_N = 20
+HIST_BARS = 16  # most bars in the sentence-length histogram
+
+
+@dataclass
+class CorpusStats:
+    """Counts gathered while preparing (a mutable accumulator, filled by prepare)."""
+
+    docs_read: int = 0
+    bytes_read: int = 0
+    docs_dropped_clean: int = 0      # nothing (or too little) left after cleaning
+    dropped_sentences: Counter = field(default_factory=Counter)  # reason -> n
+    sentence_lengths: Counter = field(default_factory=Counter)   # chars -> n (kept docs)
+    docs_read_per_source: Counter = field(default_factory=Counter)
+    docs_kept_per_source: Counter = field(default_factory=Counter)
+    tags: Counter = field(default_factory=Counter)               # kept docs
+    units: dict[str, Counter] = field(default_factory=dict)      # split -> unit counts
+    chars: Counter = field(default_factory=Counter)              # split -> characters
+    unk_tokens: Counter = field(default_factory=Counter)         # split -> [UNK] ids
+    sentences_total: int = 0
+    sentences_duplicate: int = 0     # repeated sentences in the final data (all splits)
+
+
+def _is_cjk(unit: str) -> bool:
+    return len(unit) == 1 and ("\u3400" <= unit <= "\u9fff" or "\uf900" <= unit <= "\ufaff"
+                               or "\U00020000" <= unit <= "\U0003134f")
+
+
+def gb2312_levels() -> tuple[str, str]:
+    """GB2312 level 1 (rows 16-55, 3755 chars) and level 2 (rows 56-87, 3008 chars)."""
+    def rows(lo: int, hi: int) -> str:
+        chars = []
+        for row in range(lo, hi + 1):
+            for col in range(1, 95):
+                try:
+                    chars.append(bytes([0xA0 + row, 0xA0 + col]).decode("gb2312"))
+                except UnicodeDecodeError:
+                    pass  # row 55 ends at column 89
+        return "".join(chars)
+    return rows(16, 55), rows(56, 87)
+
+
+def _length_stats(lengths: Counter) -> dict[str, Any]:
+    n = sum(lengths.values())
+    if not n:
+        return {"mean": 0.0, "median": 0, "p95": 0, "histogram": []}
+    ordered = sorted(lengths.items())
+
+    def quantile(q: float) -> int:
+        seen = 0
+        for length, k in ordered:
+            seen += k
+            if seen >= q * n:
+                return length
+        return ordered[-1][0]
+
+    # bins of 10, 20, 30... characters: at most HIST_BARS bars whatever the longest sentence
+    width = 10 * -(-(ordered[-1][0] + 1) // (10 * HIST_BARS))
+    bins: Counter = Counter()
+    for length, k in ordered:
+        bins[length // width * width] += k
+    return {"mean": round(sum(l * k for l, k in ordered) / n, 2), "median": quantile(0.5),
+            "p95": quantile(0.95), "min": ordered[0][0], "max": ordered[-1][0],
+            "histogram": [[lo, lo + width - 1, bins[lo]] for lo in range(0, max(bins) + 1, width)]}
+
+
+def _coverage(units: Counter, vocab: Vocab) -> float:
+    total = sum(units.values())
+    return sum(n for u, n in units.items() if u in vocab) / total if total else 0.0
+
+
+def build_report(stats: CorpusStats, vocab: Vocab, splits: dict[str, dict[str, int]],
+                 dedup: dict[str, int], sources: list[dict], resources: dict[str, float]) -> dict:
+    """report.json: every figure `zhbert data report` prints and checks."""
+    all_units: Counter = Counter()
+    for c in stats.units.values():
+        all_units.update(c)
+    cjk = sum(n for u, n in all_units.items() if _is_cjk(u))
+    level1, level2 = gb2312_levels()
+    cleaned = dedup.get("kept", 0) + dedup.get("exact", 0) + dedup.get("near", 0)
+    train_chars = Counter({u: n for u, n in stats.units.get("train", Counter()).items()
+                           if not u.startswith("##")})
+    val_tokens = splits.get("validation", {}).get("tokens", 0)
+    return {
+        "splits": {name: {**counts, "characters": stats.chars[name]} for name, counts in splits.items()},
+        "totals": {"documents": sum(s["documents"] for s in splits.values()),
+                   "sentences": sum(s["sentences"] for s in splits.values()),
+                   "tokens": sum(s["tokens"] for s in splits.values()),
+                   "characters": sum(stats.chars.values())},
+        "vocab": {"size": len(vocab), "characters": vocab.num_chars,
+                  "continuation_pieces": sum(t.startswith("##") for t in vocab.tokens),
+                  "train_coverage": round(_coverage(stats.units.get("train", Counter()), vocab), 6),
+                  "validation_oov_rate": round(1 - _coverage(stats.units.get("validation", Counter()), vocab), 6),
+                  "validation_unk_token_rate": round(stats.unk_tokens["validation"] / val_tokens, 6) if val_tokens else 0.0,
+                  "gb2312_level1_coverage": round(sum(c in vocab for c in level1) / len(level1), 4),
+                  "gb2312_level2_coverage": round(sum(c in vocab for c in level2) / len(level2), 4)},
+        "sentence_length": _length_stats(stats.sentence_lengths),
+        "chinese_char_ratio": round(cjk / sum(stats.chars.values()), 4) if stats.chars else 0.0,
+        "duplicates": {"documents_after_cleaning": cleaned,
+                       "exact_documents": dedup.get("exact", 0), "near_documents": dedup.get("near", 0),
+                       "exact_rate": round(dedup.get("exact", 0) / cleaned, 6) if cleaned else 0.0,
+                       "near_rate": round(dedup.get("near", 0) / cleaned, 6) if cleaned else 0.0,
+                       "sentence_duplicate_rate": round(stats.sentences_duplicate / stats.sentences_total, 6)
+                       if stats.sentences_total else 0.0},
+        "input": {"documents_read": stats.docs_read, "bytes_read": stats.bytes_read,
+                  "documents_dropped_by_cleaning": stats.docs_dropped_clean,
+                  "dropped_sentences": dict(sorted(stats.dropped_sentences.items()))},
+        "sources": {"documents_read": dict(stats.docs_read_per_source.most_common()),
+                    "documents_kept": dict(stats.docs_kept_per_source.most_common()),
+                    "files": [{k: s.get(k) for k in ("path", "kind", "encoding", "bytes", "documents", "skipped")}
+                              for s in sources],
+                    "not_utf8": [s["path"] for s in sources if s.get("encoding") not in ("utf-8", "")],
+                    "warnings": [w for s in sources for w in s.get("warnings", [])]},
+        "top_tags": stats.tags.most_common(TOP_N),
+        "top_characters": train_chars.most_common(TOP_N * 2),
+        "resources": resources,
+    }
+
+
+# ---------------------------------------------------------------- `zhbert data report`
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float
+    target: str
+    passed: bool
+
+
+def run_checks(report: dict, min_sentences: int, min_vocab: int,
+               avg_len: tuple[float, float], max_dup_rate: float) -> list[Check]:
+    """The seed's verify_dataset checks, with configurable thresholds."""
+    sentences = report["totals"]["sentences"]
+    chars = report["vocab"]["characters"]
+    mean = report["sentence_length"]["mean"]
+    dup = report["duplicates"]["sentence_duplicate_rate"]
+    lo, hi = avg_len
+    return [
+        Check("sentences", sentences, f">= {min_sentences:,}", sentences >= min_sentences),
+        Check("vocabulary characters", chars, f">= {min_vocab:,}", chars >= min_vocab),
+        Check("average sentence length", mean, f"{lo:g}-{hi:g} chars", lo <= mean <= hi),
+        Check("duplicate sentence rate", dup, f"<= {max_dup_rate:.2%}", dup <= max_dup_rate),
+    ]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+
+
+def _bar(n: int, most: int, width: int = 40) -> str:
+    return "#" * max(1 if n else 0, round(width * n / most)) if most else ""
+
+
+def render(report: dict, checks: list[Check]) -> str:
+    """Human-readable report (plain text, fits 80 columns)."""
+    v, d, s = report["vocab"], report["duplicates"], report["sentence_length"]
+    lines = ["splits:"]
+    for name, c in report["splits"].items():
+        lines.append(f"  {name:<10} {c['documents']:>9,} docs {c['sentences']:>10,} sentences "
+                     f"{c['characters']:>12,} chars")
+    lines += [f"vocabulary: {v['size']:,} tokens ({v['characters']:,} characters, "
+              f"{v['continuation_pieces']:,} ##pieces)",
+              f"  train coverage {v['train_coverage']:.4%}, validation OOV {v['validation_oov_rate']:.4%}, "
+              f"[UNK] tokens {v['validation_unk_token_rate']:.4%}",
+              f"  GB2312 level 1 {v['gb2312_level1_coverage']:.1%}, level 2 {v['gb2312_level2_coverage']:.1%}",
+              f"Chinese-character ratio: {report['chinese_char_ratio']:.1%}",
+              f"sentence length: mean {s['mean']}, median {s['median']}, p95 {s['p95']}"]
+    most = max((b[2] for b in s["histogram"]), default=0)
+    lines += [f"  {lo:>4}-{hi:<4} {_bar(n, most)} {n:,}" for lo, hi, n in s["histogram"]]
+    lines += [f"duplicates: {d['exact_documents']:,} exact ({d['exact_rate']:.2%}) and "
+              f"{d['near_documents']:,} near ({d['near_rate']:.2%}) of {d['documents_after_cleaning']:,} "
+              f"documents removed; repeated sentences {d['sentence_duplicate_rate']:.2%}"]
+    inp = report["input"]
+    lines.append(f"input: {inp['documents_read']:,} documents, {inp['bytes_read'] / 1e6:.1f} MB; "
+                 f"{inp['documents_dropped_by_cleaning']:,} dropped by cleaning")
+    if inp["dropped_sentences"]:
+        lines.append("  dropped sentences: " + ", ".join(f"{k} {n:,}" for k, n in inp["dropped_sentences"].items()))
+    src = report["sources"]
+    lines.append("documents kept per source: " + ", ".join(f"{k} {n:,}" for k, n in src["documents_kept"].items()))
+    if report["top_tags"]:
+        lines.append("top tags: " + ", ".join(f"{t} {n:,}" for t, n in report["top_tags"]))
+    lines.append("top characters: " + " ".join(c for c, _ in report["top_characters"]))
+    lines += [f"not UTF-8: {p}" for p in src["not_utf8"]] + [f"warning: {w}" for w in src["warnings"]]
+    r = report["resources"]
+    workers = (f", {r['workers']} workers {r.get('worker_peak_rss_mb', 0):.0f} MB each at most"
+               if r.get("workers", 1) > 1 else "")
+    lines.append(f"prepared in {r.get('seconds', 0):.1f} s, peak RSS {r.get('peak_rss_mb', 0):.0f} MB{workers}")
+    lines.append("checks:")
+    lines += [f"  {'PASS' if c.passed else 'FAIL'}  {c.name}: {_fmt(c.value)} (target {c.target})"
+              for c in checks]
+    return "\n".join(lines)
+
+
+def _avg_len(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 30,100), got {text!r}") from None
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"LOW must not exceed HIGH, got {text!r}")
+    return lo, hi
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", help="a data directory made by zhbert prepare")
+    parser.add_argument("--json", action="store_true", help="print the report and checks as JSON")
+    parser.add_argument("--min-sentences", type=int, default=100_000)
+    parser.add_argument("--min-vocab", type=int, default=10_000, help="minimum characters in the vocabulary")
+    parser.add_argument("--avg-len", type=_avg_len, default=(30.0, 100.0), metavar="LOW,HIGH",
+                        help="allowed average sentence length in characters")
+    parser.add_argument("--max-dup-rate", type=float, default=0.05,
+                        help="maximum share of repeated sentences")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zhbert.datadir import open_data_dir
+    from zhbert.fileio import read_json
+
+    data = open_data_dir(args.data_dir)
+    report = read_json(data.path / "report.json", "dataset report")
+    try:
+        checks = run_checks(report, args.min_sentences, args.min_vocab, args.avg_len, args.max_dup_rate)
+        text = None if args.json else render(report, checks)
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{data.path / 'report.json'} lacks figures ({exc}); it was written by "
+                        "another zhbert version: re-run zhbert prepare") from None
+    if args.json:
+        print(json.dumps({"report": report, "checks": [c.__dict__ for c in checks]},
+                         ensure_ascii=False, indent=2))
+    else:
+        print(text)
+    return 0 if all(c.passed for c in checks) else 1

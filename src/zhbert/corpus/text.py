@@ -1,0 +1,47 @@
+"""`zhbert data text DATA_DIR`: the token arrays decoded back to text.
+
+What training sees, [UNK] included: a sentence per line, a blank line between
+documents. Each line encodes back to exactly the stored ids (``Vocab.decode``
+joins "##x" pieces and puts spaces only between latin/digit words).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Iterator
+
+from zhbert.datadir import SPLITS, DataDir, open_data_dir
+from zhbert.errors import UserError
+
+
+def iter_text(data: DataDir, split: str, limit: int | None = None) -> Iterator[str]:
+    """Lines of ``split``: sentences, and "" after each document."""
+    arrays = data.split(split)
+    n_docs = arrays.num_documents if limit is None else min(limit, arrays.num_documents)
+    for j in range(n_docs):
+        for i in arrays.document_sentences(j):
+            yield data.vocab.decode(arrays.sentence(i).tolist())
+        yield ""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", help="a data directory made by zhbert prepare")
+    parser.add_argument("--split", choices=SPLITS, default="train")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="print the first N documents only")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 0:
+        raise UserError(f"--limit must be >= 0, got {args.limit}")
+    data = open_data_dir(args.data_dir)
+    try:
+        for line in iter_text(data, args.split, args.limit):
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `zhbert data text ... | head`: the reader has had enough
+        # point stdout at /dev/null so the flush at exit does not complain again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
