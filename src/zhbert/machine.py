@@ -1,0 +1,113 @@
+"""What machine are we on, and what can it do fast?
+
+Two CI machines of the same size can differ by 60x in bf16 speed: an Intel Xeon
+with AMX runs bf16 matmuls ~3x faster than fp32, an AMD EPYC with only AVX2
+falls back to a scalar bf16 kernel ~20x slower than fp32. ``detect_capabilities``
+asks torch (and /proc/cpuinfo as a fallback) so that ``zhbert.precision`` can pick
+a precision that fits, and ``describe_machine`` puts the answer on every figure.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# /proc/cpuinfo flag name -> torch.cpu.get_capabilities() key (used when cpuinfo is missing)
+_FLAGS = {"avx2": "avx2", "avx512f": "avx512_f", "avx512_bf16": "avx512_bf16",
+          "amx_bf16": "amx_bf16"}
+
+
+def _proc_cpuinfo() -> dict[str, str]:
+    """First processor's fields of /proc/cpuinfo ({} off Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _torch_cpu_capabilities() -> dict:
+    get = getattr(torch.cpu, "get_capabilities", None)  # torch >= 2.8
+    return get() if get is not None else {}
+
+
+def _cpu_flags(cpuinfo: dict[str, str], torch_caps: dict) -> dict[str, bool]:
+    if "flags" in cpuinfo:
+        present = set(cpuinfo["flags"].split())
+        return {flag: flag in present for flag in _FLAGS}
+    return {flag: bool(torch_caps.get(key, False)) for flag, key in _FLAGS.items()}
+
+
+def _cpu_name(cpuinfo: dict[str, str], torch_caps: dict) -> str:
+    name = (cpuinfo.get("model name") or torch_caps.get("cpu_name") or platform.processor()
+            or platform.machine() or "unknown CPU")
+    name = re.sub(r"\((R|TM|tm)\)|\bCPU\b|@.*$", " ", name)  # "Intel(R) Xeon(R) CPU @ 2.2GHz"
+    return " ".join(name.split())
+
+
+def _cuda_name() -> str | None:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
+def cpu_info() -> dict:
+    """Facts about this machine that matter for speed, as plain JSON-able values."""
+    cpuinfo, torch_caps = _proc_cpuinfo(), _torch_cpu_capabilities()
+    return {
+        "cpu": _cpu_name(cpuinfo, torch_caps),
+        "flags": _cpu_flags(cpuinfo, torch_caps),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__.split("+")[0],
+        "cuda_device": _cuda_name(),
+    }
+
+
+def describe_machine() -> str:
+    """One line for figures and logs, e.g.
+    "AMD EPYC (AVX2; no avx512_bf16/amx) · 2 threads · torch 2.13.0"."""
+    info = cpu_info()
+    flags = info["flags"]
+    native = [f for f in ("amx_bf16", "avx512_bf16") if flags[f]]
+    bf16 = ", ".join(native) if native else "no avx512_bf16/amx"
+    parts = [f"{info['cpu']} ({info['torch_cpu_capability']}; {bf16})",
+             f"{info['threads']} threads", f"torch {info['torch']}"]
+    if info["cuda_device"]:
+        parts.insert(1, info["cuda_device"])
+    return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    device_type: str          # "cpu" | "cuda" | ...
+    cpu_name: str
+    cpu_native_bf16: bool     # AMX or AVX512-BF16: bf16 matmuls at least as fast as fp32
+    cuda_bf16: bool           # the CUDA device computes bf16 natively (Ampere and later)
+    cuda_name: str | None = None
+    cpu_capability: str = ""  # torch's SIMD level: "AVX2", "AVX512", ...
+
+
+def detect_capabilities(device: str | torch.device = "cpu") -> Capabilities:
+    device = torch.device(device)
+    cpuinfo, torch_caps = _proc_cpuinfo(), _torch_cpu_capabilities()
+    flags = _cpu_flags(cpuinfo, torch_caps)
+    native = any(getattr(torch.cpu, probe, lambda: False)()
+                 for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    native = native or flags["amx_bf16"] or flags["avx512_bf16"]
+    on_cuda = device.type == "cuda" and torch.cuda.is_available()
+    return Capabilities(
+        device_type=device.type,
+        cpu_name=_cpu_name(cpuinfo, torch_caps),
+        cpu_native_bf16=native,
+        # including_emulation=False: an emulated bf16 (pre-Ampere) is not a fast one
+        cuda_bf16=on_cuda and torch.cuda.is_bf16_supported(including_emulation=False),
+        cuda_name=torch.cuda.get_device_name(device) if on_cuda else None,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+    )

@@ -1,0 +1,382 @@
+"""BERT for pretraining (MLM + NSP/SOP), fast and HF-compatible.
+
+Parameter names are exactly those of ``transformers.BertForPreTraining`` (or of
+``BertForMaskedLM`` for objective "mlm", which has no pooler and no NSP head), so
+
+    hf = transformers.BertForPreTraining(cfg.to_hf_config())
+    hf.load_state_dict(model.state_dict())          # strict, no renaming
+
+works both ways. The MLM decoder is tied to the word embeddings as in HF: its
+``weight`` *is* ``bert.embeddings.word_embeddings.weight`` and its ``bias`` *is*
+``cls.predictions.bias``; ``state_dict()`` lists the shared tensors under both
+names (``TIED_KEYS``), like HF does, so strict loading needs no special case.
+(For safetensors use ``safetensors.torch.save_model``/``load_model``, which
+handle shared tensors, or drop the ``TIED_KEYS`` names before ``save_file``.)
+
+What makes it faster than HF at equal shapes:
+- the MLM head runs only at the M masked positions, (B,M,C) -> (B,M,V), never
+  over the whole (B,T,V) sequence;
+- q/k/v are one matmul (weights concatenated at forward, names unchanged) and
+  attention goes through ``F.scaled_dot_product_attention`` with the padding mask;
+- static shapes and no host syncs (accuracy counts stay on-device), so the step
+  compiles into one graph with ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OBJECTIVES = ("mlm+nsp", "mlm+sop", "mlm")
+PAD_ID = 0  # zhbert.vocab: [PAD]=0
+
+# names in state_dict() that share storage with another name (same as HF's _tied_weights_keys)
+TIED_KEYS = {
+    "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+    "cls.predictions.decoder.bias": "cls.predictions.bias",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    objective: str = "mlm+nsp"
+    max_predictions: int = 20  # static M = ceil(mask_prob * T); 20 for T=128
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
+                             f"num_heads {self.num_heads}")
+
+    @property
+    def has_nsp(self) -> bool:
+        return self.objective != "mlm"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_hf_config(self):
+        """The equivalent ``transformers.BertConfig`` (post-LN BERT, exact-erf GELU)."""
+        from transformers import BertConfig
+
+        return BertConfig(
+            vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+            intermediate_size=self.intermediate_size, hidden_act="gelu",
+            hidden_dropout_prob=self.hidden_dropout,
+            attention_probs_dropout_prob=self.attention_dropout,
+            max_position_embeddings=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size, initializer_range=self.initializer_range,
+            layer_norm_eps=self.layer_norm_eps, pad_token_id=PAD_ID,
+            tie_word_embeddings=True)
+
+
+_PRESETS = {  # name -> (hidden, layers, heads, ffn)
+    "tiny": (256, 4, 4, 1024),
+    "seed": (512, 12, 8, 2048),  # the seed study's model
+    "base": (768, 12, 12, 3072),  # BERT-base
+}
+
+
+def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
+    """A named model size; ``overrides`` replace any other ModelConfig field."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(_PRESETS)}")
+    hidden, layers, heads, ffn = _PRESETS[name]
+    cfg = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers,
+                      num_heads=heads, intermediate_size=ffn)
+    return replace(cfg, **overrides)
+
+
+# ----------------------------------------------------------------------------- modules
+# Module nesting mirrors HF's only so that parameter names match 1:1.
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        C = cfg.hidden_size
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, C, padding_idx=PAD_ID)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, C)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, C)
+        self.LayerNorm = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        T = input_ids.shape[1]
+        # positions are always 0..T-1: slice the table instead of an index lookup (cheaper backward)
+        x = (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+             + self.position_embeddings.weight[:T])
+        return self.dropout(self.LayerNorm(x))  # (B, T, C)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        C = cfg.hidden_size
+        self.num_heads = cfg.num_heads
+        self.dropout_p = cfg.attention_dropout
+        self.query, self.key, self.value = nn.Linear(C, C), nn.Linear(C, C), nn.Linear(C, C)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        H = self.num_heads
+        # one (C, 3C) matmul instead of three; the params keep HF's separate names
+        w = torch.cat((self.query.weight, self.key.weight, self.value.weight))
+        b = torch.cat((self.query.bias, self.key.bias, self.value.bias))
+        qkv = F.linear(x, w, b).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+        # mask (B, 1, 1, T) bool, True = real key: padding is never attended to
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask,
+                                           dropout_p=self.dropout_p if self.training else 0.0)
+        return y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+
+
+class AddNorm(nn.Module):
+    """LayerNorm(residual + dropout(dense(x))): HF's BertSelfOutput and BertOutput."""
+
+    def __init__(self, d_in: int, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(d_in, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(residual + self.dropout(self.dense(x)))
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.self = SelfAttention(cfg)
+        self.output = AddNorm(cfg.hidden_size, cfg)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(x, mask), x)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(x))  # exact erf GELU, HF's "gelu"
+
+
+class Layer(nn.Module):
+    """One post-LN transformer block."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = AddNorm(cfg.intermediate_size, cfg)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.attention(x, mask)
+        return self.output(self.intermediate(x), x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x, mask)
+        return x
+
+
+class Pooler(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))  # (B, C) from the [CLS] position
+
+
+class Bert(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embeddings = Embeddings(cfg)
+        self.encoder = Encoder(cfg)
+        if cfg.has_nsp:  # BertForMaskedLM has no pooler either
+            self.pooler = Pooler(cfg)
+
+
+class Transform(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(F.gelu(self.dense(x)))
+
+
+class LMHead(nn.Module):
+    """(..., C) -> (..., V); applied only to the rows it is given."""
+
+    def __init__(self, cfg: ModelConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.transform = Transform(cfg)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.decoder = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        self.decoder.weight = word_embeddings.weight  # tied, as in HF
+        self.decoder.bias = self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(x))
+
+
+class Heads(nn.Module):
+    def __init__(self, cfg: ModelConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = LMHead(cfg, word_embeddings)
+        if cfg.has_nsp:
+            self.seq_relationship = nn.Linear(cfg.hidden_size, 2)
+
+
+class PretrainOutput(NamedTuple):
+    loss: torch.Tensor            # mlm_loss + nsp_loss (or mlm_loss alone)
+    mlm_loss: torch.Tensor
+    nsp_loss: torch.Tensor | None
+    mlm_logits: torch.Tensor      # (B, M, V)
+    nsp_logits: torch.Tensor | None  # (B, 2)
+    # 0-dim on-device counts: accuracy without a host sync in the step
+    mlm_correct: torch.Tensor
+    mlm_count: torch.Tensor
+    nsp_correct: torch.Tensor | None
+    nsp_count: torch.Tensor | None
+
+
+def _correct_and_count(logits: torch.Tensor, labels: torch.Tensor):
+    valid = labels != -100
+    correct = ((logits.argmax(-1) == labels) & valid).sum()
+    return correct, valid.sum()
+
+
+class BertForPretraining(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.bert = Bert(cfg)
+        self.cls = Heads(cfg, self.bert.embeddings.word_embeddings)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """HF's scheme: normal(0, initializer_range), zero biases, LayerNorm (1, 0),
+        and a zero [PAD] embedding row."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            if module is not self.cls.predictions.decoder:  # tied: set by the embedding / bias
+                nn.init.normal_(module.weight, std=std)
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, LMHead):
+            nn.init.zeros_(module.bias)
+
+    def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+               attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids, types and bool mask (True = real token) -> hidden states (B, T, C)."""
+        # (B, 1, 1, T): one key mask broadcast over heads and queries
+        mask = attention_mask.bool()[:, None, None, :]
+        x = self.bert.embeddings(input_ids, token_type_ids)
+        return self.bert.encoder(x, mask)
+
+    def mlm_logits(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits only at ``positions`` (B, M): (B, T, C) -> (B, M, V)."""
+        index = positions[:, :, None].expand(-1, -1, hidden.shape[-1])  # (B, M, C)
+        return self.cls.predictions(torch.gather(hidden, 1, index))
+
+    def fill_mask_logits(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                         attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits (B, M, V) for the tokens at ``positions`` (B, M), e.g. the [MASK] slots."""
+        return self.mlm_logits(self.encode(input_ids, token_type_ids, attention_mask), positions)
+
+    def nsp_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, 2); class 0 = B follows A (NSP) / in order (SOP)."""
+        return self.cls.seq_relationship(self.bert.pooler(hidden))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> PretrainOutput:
+        """One pretraining batch (the data.py batch contract) -> losses, logits, counts."""
+        hidden = self.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        mlm_logits = self.mlm_logits(hidden, batch["mlm_positions"])  # (B, M, V)
+        labels = batch["mlm_labels"]
+        mlm_loss = F.cross_entropy(mlm_logits.flatten(0, 1).float(), labels.flatten(),
+                                   ignore_index=-100)
+        mlm_correct, mlm_count = _correct_and_count(mlm_logits, labels)
+        if not self.config.has_nsp:
+            return PretrainOutput(mlm_loss, mlm_loss, None, mlm_logits, None,
+                                  mlm_correct, mlm_count, None, None)
+        nsp_logits = self.nsp_logits(hidden)
+        nsp_labels = batch["nsp_labels"]
+        nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
+        nsp_correct, nsp_count = _correct_and_count(nsp_logits, nsp_labels)
+        return PretrainOutput(mlm_loss + nsp_loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits,
+                              mlm_correct, mlm_count, nsp_correct, nsp_count)
+
+
+# ----------------------------------------------------------------------------- accounting
+
+def count_parameters(model: nn.Module, non_embedding: bool = True) -> int:
+    """Distinct parameters (the tied decoder counts once); ``non_embedding`` leaves out
+    the word, position and token-type embedding tables (Kaplan et al.'s convention)."""
+    skip = set()
+    if non_embedding:
+        skip = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def encoder_layer_parameters(cfg: ModelConfig) -> int:
+    """Parameters of one transformer block: q, k, v, out (C*C + C each), FFN, two LayerNorms."""
+    C, F_ = cfg.hidden_size, cfg.intermediate_size
+    return 4 * (C * C + C) + (C * F_ + F_) + (F_ * C + C) + 2 * 2 * C
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, masked_fraction: float) -> float:
+    """Training FLOPs (forward + backward = 3 x forward, 2 FLOPs per multiply-add) per
+    input token, counting matmuls only:
+
+    - encoder: 6 x (layers x encoder_layer_parameters) at every token;
+    - attention scores and weighted sum: 12 x layers x hidden x seq_len at every token
+      (QK^T and AV are 2 x T x C multiply-adds per token per layer, x 2 x 3);
+    - MLM head (transform C x C + tied decoder C x V, with biases) at ``masked_fraction``
+      of the tokens: pass max_predictions / seq_len for what this model computes (it runs
+      the head on all M static slots, padded ones included);
+    - pooler + NSP head (C x C + C x 2) once per sequence, i.e. divided by seq_len, when
+      the objective has NSP/SOP.
+
+    Not counted: embedding lookups, LayerNorm, GELU, softmax, dropout, the loss, and the
+    optimizer step (all O(params) or O(T x C) elementwise work).
+    """
+    C, V, L = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
+    encoder = 6 * L * encoder_layer_parameters(cfg)
+    attention = 12 * L * C * seq_len
+    mlm_head = 6 * masked_fraction * ((C * C + C) + 2 * C + (C * V + V))
+    nsp_head = 6 * ((C * C + C) + (2 * C + 2)) / seq_len if cfg.has_nsp else 0.0
+    return float(encoder + attention + mlm_head + nsp_head)

@@ -1,0 +1,253 @@
+"""The BERT model: HF parity, sparse MLM head, padding mask, learning, accounting."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zhbert.model import (TIED_KEYS, BertForPretraining, ModelConfig, count_parameters,
+                          encoder_layer_parameters, flops_per_token, preset)
+
+V, T, M, B = 100, 16, 4, 3
+
+
+def tiny_cfg(**kw) -> ModelConfig:
+    base = dict(vocab_size=V, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
+                max_position_embeddings=32, max_predictions=M)
+    return ModelConfig(**{**base, **kw})
+
+
+def make_batch(seed: int = 0, lengths=(16, 11, 7), objective="mlm+nsp") -> dict:
+    """A contract-shaped batch: [CLS] A [SEP] B [SEP] [PAD]...; some mlm slots padded."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.zeros(B, T, dtype=torch.long)
+    token_type_ids = torch.zeros(B, T, dtype=torch.long)
+    attention_mask = torch.zeros(B, T, dtype=torch.bool)
+    mlm_positions = torch.zeros(B, M, dtype=torch.long)
+    mlm_labels = torch.full((B, M), -100, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids = torch.randint(5, V, (n,), generator=g)
+        a = n // 2
+        ids[0], ids[a], ids[n - 1] = 2, 3, 3
+        input_ids[i, :n] = ids
+        token_type_ids[i, a + 1:n] = 1
+        attention_mask[i, :n] = True
+        k = M if i == 0 else M - 1 - (i % 2)  # rows 1, 2 leave padded slots
+        pos = torch.randperm(n - 2, generator=g)[:k] + 1
+        mlm_positions[i, :k] = pos
+        mlm_labels[i, :k] = input_ids[i, pos]
+        input_ids[i, pos] = 4  # [MASK]
+    batch = dict(input_ids=input_ids, token_type_ids=token_type_ids,
+                 attention_mask=attention_mask, mlm_positions=mlm_positions,
+                 mlm_labels=mlm_labels)
+    if objective != "mlm":
+        batch["nsp_labels"] = torch.tensor([0, 1, 0])
+    return batch
+
+
+def gather_rows(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    return torch.stack([x[i, positions[i]] for i in range(x.shape[0])])
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_hf_parity(attn):
+    from transformers import BertForPreTraining
+
+    torch.manual_seed(0)
+    cfg = tiny_cfg()
+    model = BertForPretraining(cfg).eval()
+    with torch.no_grad():  # non-trivial values everywhere (init leaves biases/LN at 0/1)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    hf = BertForPreTraining._from_config(cfg.to_hf_config(), attn_implementation=attn).eval()
+    hf.load_state_dict(model.state_dict())  # strict: every name maps 1:1
+    assert set(hf.state_dict()) == set(model.state_dict())
+
+    batch = make_batch()
+    with torch.no_grad():
+        ours = model(batch)
+        ref = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                 attention_mask=batch["attention_mask"].long())
+    ref_mlm = gather_rows(ref.prediction_logits, batch["mlm_positions"])
+    torch.testing.assert_close(ours.mlm_logits, ref_mlm, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours.nsp_logits, ref.seq_relationship_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_state_dict_round_trip_from_hf_and_tied_keys():
+    from transformers import BertForMaskedLM, BertForPreTraining
+
+    cfg = tiny_cfg()
+    hf = BertForPreTraining._from_config(cfg.to_hf_config())
+    model = BertForPretraining(cfg)
+    model.load_state_dict(hf.state_dict())
+    sd = model.state_dict()
+    for alias, target in TIED_KEYS.items():
+        assert sd[alias].data_ptr() == sd[target].data_ptr()
+    torch.testing.assert_close(sd["bert.encoder.layer.1.output.dense.weight"],
+                               hf.state_dict()["bert.encoder.layer.1.output.dense.weight"])
+    # objective "mlm" has no pooler/NSP head: it maps onto BertForMaskedLM instead
+    mlm = BertForPretraining(tiny_cfg(objective="mlm"))
+    BertForMaskedLM._from_config(cfg.to_hf_config()).load_state_dict(mlm.state_dict())
+
+
+def test_init_matches_hf_scheme():
+    torch.manual_seed(0)
+    model = BertForPretraining(preset("tiny", 2000))
+    sd = model.state_dict()
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    assert torch.all(sd["bert.embeddings.word_embeddings.weight"][0] == 0)  # [PAD] row
+    w = sd["bert.encoder.layer.0.intermediate.dense.weight"]
+    assert abs(w.std().item() - 0.02) < 1e-3 and abs(w.mean().item()) < 1e-3
+    assert torch.all(sd["bert.encoder.layer.0.attention.self.query.bias"] == 0)
+    assert torch.all(sd["bert.encoder.layer.0.output.LayerNorm.weight"] == 1)
+    assert torch.all(sd["cls.predictions.bias"] == 0)
+
+
+def test_sparse_head_equals_full_head_at_masked_positions():
+    torch.manual_seed(1)
+    model = BertForPretraining(tiny_cfg()).eval()
+    batch = make_batch(1)
+    with torch.no_grad():
+        out = model(batch)
+        hidden = model.encode(batch["input_ids"], batch["token_type_ids"],
+                              batch["attention_mask"])
+        full = model.cls.predictions(hidden)  # (B, T, V): the same module on every position
+        fill = model.fill_mask_logits(batch["input_ids"], batch["token_type_ids"],
+                                      batch["attention_mask"], batch["mlm_positions"])
+    assert out.mlm_logits.shape == (B, M, V)
+    torch.testing.assert_close(out.mlm_logits, gather_rows(full, batch["mlm_positions"]))
+    torch.testing.assert_close(fill, out.mlm_logits)
+
+
+def test_padding_is_masked_out():
+    torch.manual_seed(2)
+    model = BertForPretraining(tiny_cfg()).eval()
+    batch = make_batch(2)
+    changed = dict(batch)
+    pad = ~batch["attention_mask"]
+    changed["input_ids"] = torch.where(pad, torch.randint(5, V, (B, T)), batch["input_ids"])
+    changed["token_type_ids"] = torch.where(pad, 1, batch["token_type_ids"])
+    with torch.no_grad():
+        h1 = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        h2 = model.encode(changed["input_ids"], changed["token_type_ids"],
+                          changed["attention_mask"])
+        o1, o2 = model(batch), model(changed)
+    real = batch["attention_mask"]
+    torch.testing.assert_close(h1[real], h2[real])
+    assert not torch.allclose(h1[pad], h2[pad])  # the change was real
+    torch.testing.assert_close(o1.mlm_logits, o2.mlm_logits)
+    torch.testing.assert_close(o1.nsp_logits, o2.nsp_logits)
+
+
+@pytest.mark.parametrize("objective", ["mlm+nsp", "mlm"])
+def test_loss_decreases_on_repeated_batch(objective):
+    torch.manual_seed(3)
+    model = BertForPretraining(tiny_cfg(objective=objective)).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = make_batch(3, objective=objective)
+    losses = []
+    for _ in range(20):
+        out = model(batch)
+        opt.zero_grad()
+        out.loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        opt.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert abs(losses[0] - (math.log(V) + (math.log(2) if objective != "mlm" else 0))) < 0.5
+
+
+def test_mlm_objective_outputs_and_counts():
+    torch.manual_seed(4)
+    model = BertForPretraining(tiny_cfg(objective="mlm")).eval()
+    assert not hasattr(model.bert, "pooler") and not hasattr(model.cls, "seq_relationship")
+    batch = make_batch(4, objective="mlm")
+    with torch.no_grad():
+        out = model(batch)
+    assert out.nsp_loss is None and out.nsp_logits is None and out.nsp_correct is None
+    labels = batch["mlm_labels"]
+    valid = labels != -100
+    pred = out.mlm_logits.argmax(-1)
+    assert out.mlm_count.dim() == 0 and out.mlm_count.item() == int(valid.sum())
+    assert out.mlm_correct.item() == int((pred[valid] == labels[valid]).sum())
+    ref = F.cross_entropy(out.mlm_logits[valid], labels[valid])
+    torch.testing.assert_close(out.loss, ref)
+
+
+def test_nsp_counts_and_total_loss():
+    torch.manual_seed(5)
+    model = BertForPretraining(tiny_cfg()).eval()
+    batch = make_batch(5)
+    with torch.no_grad():
+        out = model(batch)
+    assert out.nsp_count.item() == B
+    assert out.nsp_correct.item() == int((out.nsp_logits.argmax(-1) == batch["nsp_labels"]).sum())
+    torch.testing.assert_close(out.loss, out.mlm_loss + out.nsp_loss)
+    torch.testing.assert_close(out.nsp_loss, F.cross_entropy(out.nsp_logits, batch["nsp_labels"]))
+
+
+def test_parameter_counts_and_flops():
+    from transformers import BertForPreTraining
+
+    cfg = tiny_cfg()
+    model = BertForPretraining(cfg)
+    hf = BertForPreTraining._from_config(cfg.to_hf_config())
+    assert count_parameters(model, non_embedding=False) == hf.num_parameters()
+    emb = V * 64 + 32 * 64 + 2 * 64
+    assert count_parameters(model) == hf.num_parameters() - emb
+    layer = sum(p.numel() for p in model.bert.encoder.layer[0].parameters())
+    assert encoder_layer_parameters(cfg) == layer
+    # the seed preset at the seed's 10,049-char vocabulary (tied decoder, as in HF)
+    seed = BertForPretraining(preset("seed", 10049))
+    assert count_parameters(seed, non_embedding=False) == 43_775_299
+    f = flops_per_token(cfg, T, M / T)
+    head = 6 * (M / T) * (64 * 64 + 64 + 128 + 64 * V + V)
+    nsp = 6 * (64 * 64 + 64 + 128 + 2) / T
+    assert f == pytest.approx(6 * 2 * layer + 12 * 2 * 64 * T + head + nsp)
+    assert flops_per_token(tiny_cfg(objective="mlm"), T, M / T) == pytest.approx(f - nsp)
+
+
+def test_config_validation_and_hf_config():
+    with pytest.raises(ValueError):
+        tiny_cfg(objective="nsp")
+    with pytest.raises(ValueError):
+        tiny_cfg(num_heads=5)
+    with pytest.raises(ValueError):
+        preset("huge", 100)
+    hf = preset("base", 21128).to_hf_config()
+    assert (hf.hidden_size, hf.num_hidden_layers, hf.num_attention_heads,
+            hf.intermediate_size, hf.hidden_act) == (768, 12, 12, 3072, "gelu")
+    assert preset("tiny", 100, objective="mlm+sop").objective == "mlm+sop"
+
+
+def _step_loss(model, batch):
+    return model(batch).loss
+
+
+def test_no_graph_breaks():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = BertForPretraining(tiny_cfg()).train()
+    explanation = torch._dynamo.explain(_step_loss)(model, make_batch())
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
+@pytest.mark.slow
+def test_compiled_train_step_matches_eager():
+    torch.manual_seed(6)
+    model = BertForPretraining(tiny_cfg(hidden_dropout=0.0, attention_dropout=0.0)).train()
+    batch = make_batch(6)
+    eager = _step_loss(model, batch)
+    eager.backward()
+    g_eager = model.bert.embeddings.word_embeddings.weight.grad.clone()
+    model.zero_grad()
+    compiled = torch.compile(_step_loss)(model, batch)
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight.grad, g_eager,
+                               atol=1e-5, rtol=1e-4)

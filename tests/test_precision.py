@@ -1,0 +1,128 @@
+"""Precision resolver (machine-independent: Capabilities are injected) and machine detection."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from zhbert import precision as P
+from zhbert.errors import UserError
+from zhbert.machine import Capabilities, cpu_info, describe_machine, detect_capabilities
+
+AMD = Capabilities("cpu", "AMD EPYC", cpu_native_bf16=False, cuda_bf16=False,
+                   cpu_capability="AVX2")
+XEON = Capabilities("cpu", "Intel Xeon Platinum 8480+", cpu_native_bf16=True, cuda_bf16=False,
+                    cpu_capability="AVX512")
+A100 = Capabilities("cuda", "AMD EPYC", cpu_native_bf16=False, cuda_bf16=True,
+                    cuda_name="NVIDIA A100")
+T4 = Capabilities("cuda", "Intel Xeon", cpu_native_bf16=True, cuda_bf16=False,
+                  cuda_name="Tesla T4")
+
+
+def no_probe():
+    raise AssertionError("the bf16 probe must only run for explicit bf16 on a slow-bf16 CPU")
+
+
+@pytest.fixture(autouse=True)
+def fresh_warning_state(monkeypatch):
+    monkeypatch.setattr(P, "_warned", set())
+
+
+@pytest.mark.parametrize("requested, caps, expected", [
+    ("auto", AMD, "fp32"),
+    ("auto", XEON, "bf16"),
+    ("auto", A100, "bf16"),
+    ("auto", T4, "fp16"),
+    ("fp32", AMD, "fp32"),
+    ("fp32", XEON, "fp32"),
+    ("fp32", A100, "fp32"),
+    ("bf16", XEON, "bf16"),
+    ("bf16", A100, "bf16"),
+    ("fp16", A100, "fp16"),
+    ("fp16", T4, "fp16"),
+])
+def test_resolution_table(requested, caps, expected):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none of these cases may warn
+        got = P.resolve_precision(requested, caps, probe=no_probe)
+    assert got.precision == expected
+    assert got.reason and caps.device_type in ("cpu", "cuda")
+
+
+def test_auto_never_picks_bf16_on_cpu_without_native_bf16():
+    for name in ("AMD EPYC", "Intel Core i7", "Ampere Altra"):
+        caps = Capabilities("cpu", name, cpu_native_bf16=False, cuda_bf16=True)
+        got = P.resolve_precision("auto", caps, probe=no_probe)
+        assert got.precision == "fp32"
+        assert name in got.reason and "no native bf16" in got.reason
+
+
+def test_explicit_bf16_on_slow_cpu_warns_once_with_factor():
+    calls = []
+
+    def probe():
+        calls.append(1)
+        return 21.5
+
+    with pytest.warns(P.PrecisionWarning, match=r"21\.5x slower than fp32") as rec:
+        got = P.resolve_precision("bf16", AMD, probe=probe)
+    assert got.precision == "bf16" and "21.5x" in got.reason
+    assert len(rec) == 1 and "AMD EPYC" in str(rec[0].message)
+    assert rec[0].filename == __file__  # points at the caller, not at precision.py
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # second time: no warning
+        assert P.resolve_precision("bf16", AMD, probe=probe).precision == "bf16"
+
+
+@pytest.mark.parametrize("requested, caps, words", [
+    ("fp16", AMD, "CUDA"),
+    ("fp16", XEON, "CUDA"),
+    ("bf16", T4, "Tesla T4"),
+    ("fp64", AMD, "--precision"),
+    ("BF16", A100, "--precision"),
+])
+def test_user_errors(requested, caps, words):
+    with pytest.raises(UserError, match=words):
+        P.resolve_precision(requested, caps, probe=no_probe)
+
+
+def test_autocast_and_grad_scaler_helpers():
+    assert P.needs_grad_scaler("fp16", "cuda")
+    assert P.needs_grad_scaler("fp16", torch.device("cuda:0"))
+    assert not P.needs_grad_scaler("bf16", "cuda") and not P.needs_grad_scaler("fp32", "cpu")
+    x = torch.randn(4, 4)
+    with P.autocast_context("fp32", "cpu"):
+        assert (x @ x).dtype == torch.float32
+    with P.autocast_context("bf16", "cpu"):
+        assert (x @ x).dtype == torch.bfloat16
+
+
+def test_probe_measures_a_positive_ratio():
+    factor = P.bf16_slowdown_probe.__wrapped__(n=32, reps=2)  # uncached, tiny: fast anywhere
+    assert factor > 0
+
+
+def test_machine_detection_keys():
+    info = cpu_info()
+    assert set(info) == {"cpu", "flags", "torch_cpu_capability", "threads", "torch", "cuda_device"}
+    assert set(info["flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    assert all(isinstance(v, bool) for v in info["flags"].values())
+    assert info["threads"] == torch.get_num_threads()
+    assert info["torch"] == torch.__version__.split("+")[0]
+    line = describe_machine()
+    assert info["cpu"] in line and f"torch {info['torch']}" in line and "\n" not in line
+    caps = detect_capabilities("cpu")
+    assert caps.device_type == "cpu" and not caps.cuda_bf16 and caps.cuda_name is None
+    assert caps.cpu_capability == torch.backends.cpu.get_cpu_capability()
+    flags = info["flags"]
+    if flags["amx_bf16"] or flags["avx512_bf16"]:
+        assert caps.cpu_native_bf16
+
+
+def test_cpu_name_is_cleaned():
+    from zhbert.machine import _cpu_name
+
+    assert _cpu_name({"model name": "Intel(R) Xeon(R) CPU @ 2.20GHz"}, {}) == "Intel Xeon"
+    assert _cpu_name({}, {"cpu_name": "AMD EPYC"}) == "AMD EPYC"
