@@ -26,6 +26,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("status",): ("zhbert.status", "where a run stands: step, metrics, speed, ETA, checkpoint"),
     ("predict",): ("zhbert.analysis.predict", "steps, tokens, hours to reach a target accuracy, with intervals"),
     ("backtest",): ("zhbert.analysis.cli", "fit learning curves on part of a run, score them on the rest"),
+    ("analyze",): ("zhbert.report", "study a run: correlation, curve fits, prediction, anomalies, charts, report"),
+    ("compare",): ("zhbert.compare", "compare runs aligned by step, tokens or time: table, overlaid curves"),
 }
 
 

@@ -1,0 +1,556 @@
+"""`zhbert train`: data directory -> trained BERT + a history the study can trust.
+
+setup (process group, device, precision) -> main (config, run directory,
+model, optimizer, data, resume) -> fit (the loop). Everything that must survive
+a restart is in the checkpoint: weights, AdamW moments, the data position and
+the logging accumulators; dropout is re-seeded from (seed, step, rank) each
+step, so a killed and resumed run writes the same history as one that never
+stopped (bit for bit on CPU with the same thread count).
+
+Run data-parallel with torchrun:
+    torchrun --nproc_per_node 2 -m zhbert train --data DATA --out RUN
+Global batch = train.batch_size x ranks x train.grad_accum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
+                               save_checkpoint)
+from zhbert.config import Config, config_from_dict, load_config
+from zhbert.errors import UserError
+from zhbert.fileio import atomic_write_json, read_json
+from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_arguments(p) -> None:
+    p.add_argument("--data", required=True, help="data directory made by `zhbert prepare`")
+    p.add_argument("--out", required=True, help="run directory (history, checkpoints, config)")
+    p.add_argument("--config", default="tiny", help="preset (tiny, seed, base) or a TOML file")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=2000 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint that verifies")
+    p.add_argument("--force", action="store_true",
+                   help="start over in a run directory that holds another run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    cfg = load_config(args.config, args.set)
+    main(cfg, args.data, args.out, resume=args.resume, force=args.force,
+         progress=not args.no_progress)
+    return 0
+
+
+# ----------------------------------------------------------------------------- setup
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_type: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    import torch.distributed as dist
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("train.device=cuda but no CUDA device is available; use train.device=cpu")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def model_config_from(cfg: Config, vocab_size: int):
+    """The model's config for a run's Config (M = the data's static masked-slot count)."""
+    from zhbert.data import DataConfig
+    from zhbert.model import ModelConfig
+    m = cfg.model
+    max_predictions = DataConfig(max_len=cfg.data.max_len, mask_prob=cfg.data.mask_prob).max_predictions
+    return ModelConfig(vocab_size=vocab_size, hidden_size=m.hidden_size, num_layers=m.num_layers,
+                       num_heads=m.num_heads, intermediate_size=m.intermediate_size,
+                       max_position_embeddings=m.max_position_embeddings,
+                       hidden_dropout=m.hidden_dropout, attention_dropout=m.attention_dropout,
+                       objective=m.objective, max_predictions=max_predictions)
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    """Learning rate for optimizer step `step` (1-based): linear warm-up, then decay."""
+    t = cfg.train
+    if step <= t.warmup_steps:
+        return t.lr * step / max(1, t.warmup_steps)
+    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+    floor = t.lr * t.min_lr_ratio
+    if t.schedule == "cosine":
+        return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if t.schedule == "linear":
+        return floor + (t.lr - floor) * max(0.0, 1 - progress)
+    return t.lr
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, no weight decay on biases and LayerNorm weights (1-D params)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    t = cfg.train
+    groups = [{"params": decay, "weight_decay": t.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps, fused=True)
+
+
+# ----------------------------------------------------------------------------- run dir
+
+def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, force: bool) -> None:
+    """Refuse to mix runs: a run directory belongs to one config and one data set."""
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        old = read_json(cfg_path, "run config")
+        same = (config_from_dict(old.get("config", {})).hash() == cfg.hash()
+                and old.get("data", {}).get("vocab_sha256") == data_info["vocab_sha256"])
+        if not same and not force:
+            raise UserError(f"{run_dir} holds a run with another config or vocabulary; "
+                            "choose a new --out, or pass --force to start over there")
+        if same and not resume and not force:
+            raise UserError(f"{run_dir} already holds this run; pass --resume to continue it "
+                            "or --force to start over")
+        if force and not resume:
+            _clear_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg_path, {"config": cfg.to_dict(), "config_hash": cfg.hash(), "data": data_info})
+
+
+def _clear_run(run_dir: Path) -> None:
+    import shutil
+    for name in ("history.jsonl", "checkpoints", "tb", "analysis", "checkpoint_eval.jsonl"):
+        p = run_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+# ----------------------------------------------------------------------------- state
+
+@dataclass
+class Interval:
+    """Sums over the current logging interval, kept on the device (no host syncs)."""
+    sums: torch.Tensor  # loss, mlm_loss, nsp_loss, mlm_correct, mlm_count, nsp_correct, nsp_count, grad_norm, steps
+    tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def zeros(cls, device) -> "Interval":
+        return cls(torch.zeros(9, dtype=torch.float64, device=device))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": self.sums.tolist(), "tokens": self.tokens}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.sums = torch.tensor(d["sums"], dtype=torch.float64, device=self.sums.device)
+        self.tokens = d["tokens"]
+
+
+@dataclass
+class Progress:
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0          # training seconds across resumes
+    nonfinite_in_a_row: int = 0
+
+
+class StopRequested:
+    """SIGINT/SIGTERM -> finish the current step, checkpoint, flush, exit 0."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.flag = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# ----------------------------------------------------------------------------- main
+
+@dataclass
+class Trainer:
+    """What the loop needs; built by `main`, consumed by `fit`."""
+    cfg: Config
+    dist: Dist
+    device: torch.device
+    run_dir: Path
+    model: torch.nn.Module        # possibly DDP-wrapped / compiled: call it to train
+    raw_model: torch.nn.Module    # the plain module: checkpoints, evaluation
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    eval_batches: list
+    autocast: Any
+    scaler: Any
+    tokens_per_step: int
+    progress: Progress
+    interval: Interval
+    history: HistoryWriter | None = None
+    tb: Any = None
+
+
+def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
+         force: bool = False, progress: bool = True) -> Progress:
+    from zhbert.data import DataConfig, PretrainingLoader, build_eval_set
+    from zhbert.datadir import open_data_dir
+    from zhbert.machine import describe_machine
+    from zhbert.model import BertForPretraining
+
+    device_type = "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+    dist = setup_distributed(device_type)
+    device = pick_device(cfg.train.device, dist.local_rank)
+    precision, reason, autocast, scaler = _resolve_precision(cfg, device)
+    run_dir = Path(run_dir)
+    dd = open_data_dir(data_dir)
+    data_info = {"dir": str(Path(data_dir).resolve()), "vocab_sha256": dd.vocab.sha256,
+                 "vocab_size": len(dd.vocab)}
+    if dist.main:
+        prepare_run_dir(run_dir, cfg, data_info, resume, force)
+        print(f"zhbert: precision {precision}: {reason}", file=sys.stderr)
+    _barrier(dist)
+
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    raw_model = BertForPretraining(model_config_from(cfg, len(dd.vocab))).to(device)
+    optimizer = build_optimizer(raw_model, cfg, device)
+    dcfg = DataConfig(max_len=cfg.data.max_len, mask_prob=cfg.data.mask_prob,
+                      objective=cfg.model.objective, short_seq_prob=cfg.data.short_seq_prob,
+                      whole_word=cfg.data.whole_word, seed=cfg.train.seed)
+    loader = PretrainingLoader(data_dir, "train", dcfg, batch_size=cfg.train.batch_size,
+                               rank=dist.rank, world_size=dist.world,
+                               num_workers=cfg.data.num_workers)
+    eval_batches = build_eval_set(data_dir, "validation", dcfg,
+                                  max_sequences=cfg.data.eval_sequences) if dist.main else []
+    tr = Trainer(cfg=cfg, dist=dist, device=device, run_dir=run_dir, model=raw_model,
+                 raw_model=raw_model, optimizer=optimizer, loader=loader,
+                 eval_batches=eval_batches, autocast=autocast, scaler=scaler,
+                 tokens_per_step=cfg.train.batch_size * cfg.train.grad_accum * dist.world * cfg.data.max_len,
+                 progress=Progress(), interval=Interval.zeros(device))
+    resumed_from = _maybe_resume(tr) if resume else None
+    tr.model = _wrap(raw_model, cfg, dist, device)
+    if dist.main:
+        tr.history = HistoryWriter(run_dir / "history.jsonl")
+        tr.history.write({"type": "header", "schema": SCHEMA, "version": VERSION,
+                          "run": run_dir.name, "started": _now(), "config": cfg.to_dict(),
+                          "precision": precision, "precision_reason": reason,
+                          "machine": describe_machine(), "total_steps": cfg.train.steps,
+                          "tokens_per_step": tr.tokens_per_step, "world_size": dist.world,
+                          **({"resumed_from": resumed_from} if resumed_from is not None else {})})
+        tr.tb = _tensorboard(run_dir)
+        atomic_write_json(run_dir / "running.json", {"pid": os.getpid(), "host": _host(),
+                                                     "started": _now()})
+    try:
+        fit(tr, show_progress=progress and dist.main)
+    finally:
+        if tr.history:
+            tr.history.close()
+        if tr.tb:
+            tr.tb.close()
+        if dist.main:
+            (run_dir / "running.json").unlink(missing_ok=True)
+    return tr.progress
+
+
+def _resolve_precision(cfg: Config, device: torch.device):
+    from zhbert.machine import detect_capabilities
+    from zhbert.precision import autocast_context, needs_grad_scaler, resolve_precision
+    resolved = resolve_precision(cfg.train.precision, detect_capabilities(device))
+    autocast = lambda: autocast_context(resolved.precision, device)  # noqa: E731
+    scaler = (torch.amp.GradScaler(device.type)
+              if needs_grad_scaler(resolved.precision, device) else None)
+    return resolved.precision, resolved.reason, autocast, scaler
+
+
+def _maybe_resume(tr: Trainer) -> int | None:
+    ref = latest_valid_checkpoint(tr.run_dir, warn=lambda m: print(m, file=sys.stderr))
+    if ref is None:
+        if tr.dist.main:
+            print(f"zhbert: no checkpoint in {tr.run_dir} to resume from; starting at step 0",
+                  file=sys.stderr)
+        return None
+    state = load_checkpoint(ref.path, tr.raw_model, tr.optimizer)
+    if state.get("config_hash") != tr.cfg.hash():
+        raise UserError(f"checkpoint {ref.path} was made with another config; "
+                        "resume with the run's own config or start a new run")
+    tr.loader.load_state_dict(state["data"])
+    tr.progress = Progress(**state["progress"])
+    tr.interval.load_state_dict(state["interval"])
+    if tr.scaler is not None and "scaler" in state:
+        tr.scaler.load_state_dict(state["scaler"])
+    if tr.dist.main:
+        dropped = truncate_after(tr.run_dir / "history.jsonl", ref.step)
+        print(f"zhbert: resuming from step {ref.step} ({ref.path.name}); "
+              f"{dropped} history records after it dropped", file=sys.stderr)
+    return ref.step
+
+
+def _wrap(model: torch.nn.Module, cfg: Config, dist: Dist, device: torch.device):
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        model = torch.compile(model)
+    return model
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: the history still has everything
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def _barrier(dist: Dist) -> None:
+    if dist.world > 1:
+        import torch.distributed
+        torch.distributed.barrier()
+
+
+def _host() -> str:
+    import socket
+    return socket.gethostname()
+
+
+def _now() -> str:
+    import datetime as _dt
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------- fit
+
+def fit(tr: Trainer, show_progress: bool = True) -> None:
+    cfg, t = tr.cfg, tr.cfg.train
+    bar = _progress_bar(tr) if show_progress else None
+    tr.interval.started = time.perf_counter()
+    with StopRequested() as stop:
+        while tr.progress.step < t.steps:
+            step = tr.progress.step + 1
+            ok = train_step(tr, step)
+            if not ok:
+                _handle_nonfinite(tr, step)
+                continue
+            tr.progress.step = step
+            if bar is not None:
+                bar.update(1)
+            if step % t.log_every == 0 or step == t.steps:
+                _log(tr, bar)
+            if tr.dist.main and (step % t.eval_every == 0 or step == t.steps):
+                _eval(tr)
+            stopping = _agree(tr, stop.flag)
+            if step % t.checkpoint_every == 0 or step == t.steps or stopping:
+                _checkpoint(tr, "stop" if stopping else "checkpoint")
+            if stopping:
+                if tr.dist.main:
+                    print(f"\nzhbert: stopped at step {step} by signal; checkpoint saved. "
+                          f"Continue with --resume.", file=sys.stderr)
+                break
+    if bar is not None:
+        bar.close()
+
+
+def train_step(tr: Trainer, step: int) -> bool:
+    """One optimizer step over grad_accum micro-batches. False if non-finite."""
+    cfg = tr.cfg
+    # Dropout randomness as a function of (seed, step, rank): exact resume needs no RNG state.
+    torch.manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + tr.dist.rank)
+    lr = lr_at(step, cfg)
+    for group in tr.optimizer.param_groups:
+        group["lr"] = lr
+    accum = cfg.train.grad_accum
+    stats = torch.zeros(7, dtype=torch.float64, device=tr.device)
+    tokens = 0
+    for micro in range(accum):
+        batch = next(tr.loader)
+        tokens += int(batch["attention_mask"].sum())  # CPU tensor: no device sync
+        batch = {k: v.to(tr.device, non_blocking=True) for k, v in batch.items()}
+        sync = micro == accum - 1 or tr.dist.world == 1
+        ctx = contextlib.nullcontext() if sync else tr.model.no_sync()
+        with ctx:
+            with tr.autocast():
+                out = tr.model(batch)
+            loss = out.loss / accum
+            (tr.scaler.scale(loss) if tr.scaler else loss).backward()
+        stats += _step_stats(out)
+    if tr.scaler is not None:
+        tr.scaler.unscale_(tr.optimizer)
+    clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(tr.raw_model.parameters(), clip)
+    if not bool(torch.isfinite(grad_norm)):  # one host sync per optimizer step
+        tr.optimizer.zero_grad(set_to_none=True)
+        if tr.scaler is not None:
+            tr.scaler.update()
+        return False
+    if tr.scaler is not None:
+        tr.scaler.step(tr.optimizer)
+        tr.scaler.update()
+    else:
+        tr.optimizer.step()
+    tr.optimizer.zero_grad(set_to_none=True)
+    tr.progress.nonfinite_in_a_row = 0
+    # Real (non-padding) tokens; under DDP rank 0's count x ranks, to avoid a per-step all-reduce.
+    tr.progress.tokens += tokens * tr.dist.world
+    tr.interval.tokens += tokens * tr.dist.world
+    tr.interval.sums[:7] += stats
+    tr.interval.sums[7] += grad_norm.double()
+    tr.interval.sums[8] += 1
+    return True
+
+
+def _step_stats(out) -> torch.Tensor:
+    """loss, mlm_loss, nsp_loss, mlm_correct, mlm_count, nsp_correct, nsp_count (detached)."""
+    zero = out.mlm_loss.new_zeros(())
+    parts = [out.loss, out.mlm_loss, out.nsp_loss if out.nsp_loss is not None else zero,
+             out.mlm_correct, out.mlm_count,
+             out.nsp_correct if out.nsp_correct is not None else zero,
+             out.nsp_count if out.nsp_count is not None else zero]
+    return torch.stack([p.detach().double() for p in parts])
+
+
+def _agree(tr: Trainer, flag: bool) -> bool:
+    """All ranks stop at the same step (a signal may reach them at different times)."""
+    if tr.dist.world == 1:
+        return flag
+    import torch.distributed as dist
+    t = torch.tensor([1.0 if flag else 0.0], device=tr.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _log(tr: Trainer, bar) -> None:
+    sums = tr.interval.sums.clone()
+    if tr.dist.world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(sums)
+        sums[7:] /= tr.dist.world  # grad norm and step count are identical on every rank
+    loss, mlm_loss, nsp_loss, mc, mn, nc, nn_, gnorm, steps = sums.tolist()
+    now = time.perf_counter()
+    seconds = now - tr.interval.started
+    tr.progress.elapsed += seconds
+    micro = max(1.0, steps * tr.cfg.train.grad_accum * tr.dist.world)
+    pair = nc / nn_ if nn_ else None
+    objective = tr.cfg.model.objective
+    rec = {"type": "train", "step": tr.progress.step, "tokens": tr.progress.tokens,
+           "elapsed": round(tr.progress.elapsed, 3), "lr": lr_at(tr.progress.step, tr.cfg),
+           "loss": loss / micro, "mlm_loss": mlm_loss / micro,
+           "mlm_acc": mc / mn if mn else None,
+           "nsp_loss": nsp_loss / micro if objective != "mlm" else None,
+           "nsp_acc": pair if objective == "mlm+nsp" else None,
+           "sop_acc": pair if objective == "mlm+sop" else None,
+           "grad_norm": gnorm / max(1.0, steps),
+           "tokens_per_s": tr.interval.tokens / seconds if seconds > 0 else None}
+    tr.interval = Interval.zeros(tr.device)
+    tr.interval.started = time.perf_counter()
+    if not tr.dist.main:
+        return
+    tr.history.write(rec)
+    _tb(tr, rec)
+    if bar is not None:
+        bar.set_postfix(loss=f"{rec['loss']:.3f}", mlm=f"{rec['mlm_acc'] or 0:.3f}",
+                        tok_s=f"{rec['tokens_per_s'] or 0:,.0f}", refresh=False)
+
+
+def _eval(tr: Trainer) -> None:
+    from zhbert.evaluate import evaluate
+    started = time.perf_counter()
+    metrics = evaluate(tr.raw_model, tr.eval_batches, tr.device, tr.autocast, tr.cfg.model.objective)
+    rec = {"type": "eval", "step": tr.progress.step, "tokens": tr.progress.tokens,
+           "elapsed": round(tr.progress.elapsed, 3), **metrics}
+    tr.history.write(rec)
+    tr.history.sync()
+    _tb(tr, rec)
+    # Evaluation time is not training time: keep tokens/s honest.
+    tr.interval.started += time.perf_counter() - started
+
+
+def _tb(tr: Trainer, rec: dict) -> None:
+    if tr.tb is None:
+        return
+    for k, v in rec.items():
+        if isinstance(v, (int, float)) and k not in ("step", "type"):
+            tr.tb.add_scalar(f"{rec['type']}/{k}", v, rec["step"])
+    tr.tb.flush()
+
+
+def _checkpoint(tr: Trainer, kind: str) -> None:
+    if not tr.dist.main:
+        _barrier(tr.dist)
+        return
+    state = {"config_hash": tr.cfg.hash(), "data": tr.loader.state_dict(),
+             "progress": vars(tr.progress).copy(), "interval": tr.interval.state_dict()}
+    if tr.scaler is not None:
+        state["scaler"] = tr.scaler.state_dict()
+    path = save_checkpoint(tr.run_dir, tr.progress.step, tr.raw_model, tr.optimizer, state)
+    apply_retention(tr.run_dir, tr.cfg.train.keep_last, tr.cfg.train.keep_every)
+    tr.history.write({"type": "event", "step": tr.progress.step, "kind": kind,
+                      "message": f"checkpoint {path.name}"})
+    tr.history.sync()
+    _barrier(tr.dist)
+
+
+def _handle_nonfinite(tr: Trainer, step: int) -> None:
+    tr.progress.nonfinite_in_a_row += 1
+    n, limit = tr.progress.nonfinite_in_a_row, tr.cfg.train.max_nonfinite
+    if tr.dist.main:
+        tr.history.write({"type": "event", "step": step, "kind": "nonfinite_loss",
+                          "message": f"non-finite loss/gradient at step {step}: step skipped "
+                                     f"({n} in a row)"})
+    # The skipped step still consumed its batch; move on so the same batch is not retried forever.
+    tr.progress.step = step
+    if n < limit:
+        return
+    ref = latest_valid_checkpoint(tr.run_dir, warn=lambda m: print(m, file=sys.stderr))
+    where = f"rolled back to checkpoint step {ref.step}" if ref else "no checkpoint to roll back to"
+    if ref is not None:
+        load_checkpoint(ref.path, tr.raw_model, tr.optimizer)
+    if tr.dist.main:
+        tr.history.write({"type": "event", "step": step, "kind": "rollback", "message": where})
+        tr.history.sync()
+    raise UserError(f"training diverged: {n} non-finite steps in a row at step {step}; {where}. "
+                    "Lower train.lr, raise train.warmup_steps, or use train.precision=fp32.")
+
+
+def _progress_bar(tr: Trainer):
+    from tqdm import tqdm
+    return tqdm(total=tr.cfg.train.steps, initial=tr.progress.step, desc="train",
+                unit="step", dynamic_ncols=True, file=sys.stderr)

@@ -1,0 +1,139 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from zhbert.cli import main as cli_main
+from zhbert.config import load_config
+from zhbert.history import iter_records
+from zhbert.train import lr_at, main
+
+SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
+         "model.intermediate_size=128", "data.max_len=64", "data.eval_sequences=64",
+         "train.batch_size=8", "train.lr=2e-3", "train.warmup_steps=5", "train.precision=fp32"]
+TIMING = {"elapsed", "tokens_per_s"}
+
+
+def _cfg(*extra):
+    return load_config("tiny", SMALL + list(extra))
+
+
+def _records(run, types=("train", "eval")):
+    return [{k: v for k, v in r.items() if k not in TIMING}
+            for r in iter_records(Path(run) / "history.jsonl") if r["type"] in types]
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = _cfg("train.steps=100", "train.warmup_steps=10", "train.lr=1.0")
+    assert lr_at(5, cfg) == pytest.approx(0.5)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(55, cfg) == pytest.approx(0.5)
+    assert lr_at(100, cfg) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_trains_learns_and_writes_history(synthetic_data, tmp_path):
+    cfg = _cfg("train.steps=60", "train.log_every=10", "train.eval_every=20",
+               "train.checkpoint_every=20", "train.keep_last=2")
+    main(cfg, synthetic_data, tmp_path / "run", progress=False)
+    recs = list(iter_records(tmp_path / "run" / "history.jsonl"))
+    header, train = recs[0], [r for r in recs if r["type"] == "train"]
+    evals = [r for r in recs if r["type"] == "eval"]
+    assert header["schema"] == "zhbert-history" and header["precision"] == "fp32"
+    assert [r["step"] for r in train] == [10, 20, 30, 40, 50, 60]
+    assert [r["step"] for r in evals] == [20, 40, 60]
+    assert train[-1]["loss"] < train[0]["loss"] - 0.1
+    lo, hi = evals[-1]["eval_mlm_acc_ci95"]
+    assert lo < evals[-1]["eval_mlm_acc"] < hi and evals[-1]["eval_masked"] > 100
+    # Held-out accuracy is far above chance (1/120) on learnable synthetic data.
+    assert evals[-1]["eval_mlm_acc"] > 0.05
+    assert train[-1]["tokens"] > train[0]["tokens"] > 0
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert ckpts == ["step_00000040", "step_00000060"]
+    assert not (tmp_path / "run" / "running.json").exists()
+
+
+def _train_cmd(data, run, steps, every):
+    sets = SMALL + [f"train.steps={steps}", "train.log_every=2", "train.eval_every=4",
+                    f"train.checkpoint_every={every}", "train.keep_last=5"]
+    cmd = [sys.executable, "-m", "zhbert", "train", "--data", str(data), "--out", str(run),
+           "--no-progress"]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _wait_for(path: Path, proc, timeout=120):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+
+
+def test_kill9_and_resume_writes_identical_history(synthetic_data, tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    subprocess.run(_train_cmd(synthetic_data, ref, 24, 6), env=ENV, check=True,
+                   capture_output=True)
+    proc = subprocess.Popen(_train_cmd(synthetic_data, run, 24, 6), env=ENV,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for(run / "checkpoints" / "step_00000012", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run(_train_cmd(synthetic_data, run, 24, 6) + ["--resume"], env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from step" in r.stderr
+    assert _records(run) == _records(ref)
+
+
+def test_sigterm_checkpoints_and_exits_zero(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(synthetic_data, run, 100000, 100000), env=ENV,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for(run / "history.jsonl", proc)
+    while not any(r["type"] == "train" for r in iter_records(run / "history.jsonl")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    events = [r for r in iter_records(run / "history.jsonl") if r["type"] == "event"]
+    assert events[-1]["kind"] == "stop"
+    assert (run / "checkpoints" / f"step_{events[-1]['step']:08d}" / "meta.json").exists()
+
+
+def test_refuses_a_run_dir_of_another_config(synthetic_data, tmp_path, capsys):
+    args = ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "run"), "--no-progress"]
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=2"]), [])
+    assert cli_main(args + sets) == 0
+    assert cli_main(args + sets + ["--set", "train.lr=1e-4"]) == 2
+    assert "another config" in capsys.readouterr().err
+    assert cli_main(args + sets) == 2  # same run, neither --resume nor --force
+    assert cli_main(args + ["--data", str(tmp_path / "missing")] + sets) == 2
+
+
+def test_nonfinite_steps_are_skipped_then_roll_back(synthetic_data, tmp_path, monkeypatch):
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def flaky(params, max_norm):
+        calls["n"] += 1
+        norm = real(params, max_norm)
+        return norm * float("nan") if calls["n"] in (3,) or calls["n"] >= 8 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", flaky)
+    cfg = _cfg("train.steps=20", "train.log_every=2", "train.checkpoint_every=4",
+               "train.max_nonfinite=3")
+    from zhbert.errors import UserError
+    with pytest.raises(UserError, match="diverged.*rolled back to checkpoint step 4"):
+        main(cfg, synthetic_data, tmp_path / "run", progress=False)
+    events = [r for r in iter_records(tmp_path / "run" / "history.jsonl") if r["type"] == "event"]
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("nonfinite_loss") == 4 and kinds[-1] == "rollback"
