@@ -1,0 +1,256 @@
+"""``zhbert compare``: runs side by side, aligned honestly.
+
+    zhbert compare runs/base runs/large --x tokens --targets 0.3,0.5
+    zhbert compare seed_100k.json seed_50k.json          # the seed's 50K vs 100K question
+
+Runs of different lengths are compared twice: over each run's whole history and
+over the common range (the x interval every run covers), because a longer run's
+mean and max include training the shorter one never did (the seed compared a 50K
+run's r = 0.64 with a 100K run's r = 0.79 as if r measured progress). The x axis
+is stated everywhere: steps of runs with different batch sizes are not the same
+amount of training; tokens are. Steps to reach an accuracy are observed (the
+first crossing of the smoothed curve), not predicted: ``zhbert predict`` does that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+
+from zhbert.analysis import History, Series, correlate, load_history, summary
+from zhbert.analysis.predict import _already_reached
+from zhbert.errors import UserError
+from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
+from zhbert.report import CORR_BOOT, ZH_NAMES, ZH_X, check_out, correlation_json, fmt, fmt_p, md_table
+
+SCHEMA, VERSION = "zhbert-comparison", 1
+DEFAULT_TARGETS = (0.3, 0.5)  # for accuracy metrics
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    history: History
+    series: Series     # the compared metric, finite values only
+
+
+def load_runs(paths: list[str], metric: str | None, x: str) -> list[Run]:
+    if len(paths) < 2:
+        raise UserError("compare needs at least two runs (run directories or history files)")
+    histories = [load_history(p, metric) for p in paths]
+    name = metric or histories[0].default_metric
+    runs, seen = [], {}
+    for p, h in zip(paths, histories):
+        s, _ = h.metric(name).finite()
+        if len(s) == 0:
+            raise UserError(f"{p}: {name} has no finite values; nothing to compare")
+        s.x(x)  # every run must record the axis: raises a message naming the metric and --x
+        label = h.meta.run
+        seen[label] = seen.get(label, 0) + 1
+        runs.append(Run(label if seen[label] == 1 else f"{label} ({seen[label]})", h, s))
+    return runs
+
+
+def clip(series: Series, x: str, lo: float, hi: float) -> Series:
+    """The part of ``series`` with lo <= x <= hi."""
+    xs = series.x(x)
+    keep = (xs >= lo) & (xs <= hi)
+    pick = lambda a: None if a is None else a[keep]  # noqa: E731
+    return replace(series, step=series.step[keep], y=series.y[keep], tokens=pick(series.tokens),
+                   seconds=pick(series.seconds))
+
+
+def common_range(runs: list[Run], x: str) -> tuple[float, float] | None:
+    lo = max(float(r.series.x(x)[0]) for r in runs)
+    hi = min(float(r.series.x(x)[-1]) for r in runs)
+    return (lo, hi) if hi > lo else None
+
+
+def _corr(s: Series, x: str, skipped: list, what: str) -> dict | None:
+    try:
+        return correlation_json(correlate(s.x(x), s.y, n_boot=CORR_BOOT), None)
+    except UserError as exc:
+        skipped.append({"what": what, "why": str(exc)})
+        return None
+
+
+def _reached(s: Series, x: str, targets: tuple[float, ...], d: int) -> dict[str, Any]:
+    out = {}
+    for t in targets:
+        at = _already_reached(s.x(x), s.y, t, d)
+        step = _already_reached(s.step, s.y, t, d)
+        out[f"{t:g}"] = None if at is None else {"x": at, "step": step}
+    return out
+
+
+def _throughput(h: History) -> dict[str, float | None]:
+    m = h.meta
+    sps = m.seconds_per_step
+    return {"tokens_per_step": m.tokens_per_step, "tokens_per_s": m.tokens_per_s,
+            "seconds_per_step": sps, "steps_per_s": 1.0 / sps if sps else None}
+
+
+def _relative(v: float | None, base: float | None) -> float | None:
+    return None if v is None or base is None or base == 0 else (v - base) / abs(base)
+
+
+def compare(runs: list[Run], *, x: str = "step", targets: tuple[float, ...] | None = None) -> dict:
+    """Everything comparison.json holds; see the module docstring for what is compared how."""
+    name = runs[0].series.name
+    direction = -1 if any(w in name for w in ("loss", "ppl")) else 1
+    if targets is None:
+        targets = DEFAULT_TARGETS if "acc" in name else ()
+    common = common_range(runs, x)
+    shared = [m for m in runs[0].history.series if all(m in r.history.series for r in runs[1:])]
+    metrics = [name] + [m for m in shared if m != name]
+    skipped: list[dict] = []
+    if common is None:
+        skipped.append({"what": "common-range figures", "why": f"the runs do not overlap on {x}"})
+    out_runs = []
+    for r in runs:
+        entry: dict[str, Any] = {
+            "name": r.name, "path": r.history.meta.path, "source": r.history.meta.source,
+            "n": len(r.series), "x_range": [float(r.series.x(x)[0]), float(r.series.x(x)[-1])],
+            "step_range": [float(r.series.step[0]), float(r.series.step[-1])],
+            "throughput": _throughput(r.history), "metrics": {},
+            "correlation": {"full": _corr(r.series, x, skipped, f"correlation of {r.name}")},
+            "reached": _reached(r.series, x, targets, direction)}
+        for m in metrics:
+            s, _ = r.history.series[m].finite()
+            entry["metrics"][m] = summary(s)
+            if common and m == name:
+                entry["metrics"][m]["common"] = summary(clip(s, x, *common))
+        if common:
+            entry["correlation"]["common"] = _corr(clip(r.series, x, *common), x, skipped,
+                                                   f"common-range correlation of {r.name}")
+        out_runs.append(entry)
+    base = out_runs[0]
+    relative = {e["name"]: {m: {k: _relative(e["metrics"][m][k], base["metrics"][m][k])
+                                for k in ("last", "mean", "max")} for m in metrics}
+                for e in out_runs[1:]}
+    for e in out_runs[1:]:
+        if "common" in e["metrics"][name]:
+            relative[e["name"]][name]["common"] = {
+                k: _relative(e["metrics"][name]["common"][k], base["metrics"][name]["common"][k])
+                for k in ("last", "mean", "max")}
+    return {"schema": SCHEMA, "version": VERSION, "x_axis": x, "metric": name, "baseline": runs[0].name,
+            "common_range": list(common) if common else None, "targets": list(targets),
+            "metrics": metrics, "runs": out_runs, "relative": relative, "not_computed": skipped}
+
+
+# ----------------------------------------------------------------------------- text
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.1%}"
+
+
+def comparison_markdown(j: dict, chart: str | None) -> str:
+    x, name, runs, common = j["x_axis"], j["metric"], j["runs"], j["common_range"]
+    lines = [f"# Comparison of {len(runs)} runs: {name} by {x}", "",
+             f"比较 {len(runs)} 个运行：{ZH_NAMES.get(name, name)}，按{ZH_X[x]}对齐", "",
+             f"Aligned by **{x}**. " + ("Common range (every run has data): "
+                                        f"{fmt(common[0])} to {fmt(common[1])} {x}." if common else
+                                        f"The runs do not overlap on {x}: no common-range figures.")
+             + f" Relative differences are against the baseline, **{j['baseline']}**.", "",
+             "## Runs", "",
+             md_table(["run", "source", "points", "step range", f"{x} range", "tokens/step", "tokens/s",
+                       "steps/s"],
+                      [[r["name"], r["source"], r["n"], fmt(r["step_range"]),
+                        fmt(r["x_range"]) if x != "step" else "(same)",
+                        r["throughput"]["tokens_per_step"], r["throughput"]["tokens_per_s"],
+                        r["throughput"]["steps_per_s"]] for r in runs])]
+    lines += ["", f"## {name}: whole run and common range", ""]
+    rows = []
+    for r in runs:
+        s, c = r["metrics"][name], r["metrics"][name].get("common", {})
+        rel = j["relative"].get(r["name"], {}).get(name, {})
+        rows.append([r["name"], s["last"], s["mean"], s["max"], c.get("last"), c.get("mean"), c.get("max"),
+                     _pct(rel.get("last")), _pct(rel.get("common", {}).get("last"))])
+    lines.append(md_table(["run", "final", "mean", "max", "final (common)", "mean (common)", "max (common)",
+                           "Δ final", "Δ final (common)"], rows))
+    lines += ["", "## All shared metrics (whole run)", ""]
+    rows = [[m, r["name"], r["metrics"][m]["last"], r["metrics"][m]["mean"], r["metrics"][m]["max"],
+             _pct(j["relative"].get(r["name"], {}).get(m, {}).get("last"))]
+            for m in j["metrics"] for r in runs]
+    lines.append(md_table(["metric", "run", "final", "mean", "max", "Δ final"], rows))
+    lines += ["", f"## Correlation of {name} with {x}", "",
+              "Naive figures assume independent points; the corrected ones use the effective sample "
+              "size n_eff of the autocorrelated residuals (see `zhbert analyze`). r grows with the length "
+              "of a saturating run, so compare it over the common range.", ""]
+    rows = []
+    for r in runs:
+        for part, c in r["correlation"].items():
+            if c:
+                rows.append([r["name"], part, c["n"], c["pearson"]["r"], c["pearson"]["r2"], fmt_p(c["pearson"]["p"]),
+                             c["autocorrelation"]["rho1"], fmt(c["autocorrelation"]["n_eff"], 1),
+                             fmt(c["corrected"]["ci95"]), fmt_p(c["corrected"]["p"])])
+    lines.append(md_table(["run", "range", "n", "r", "R²", "p (naive)", "rho1", "n_eff", "95% CI (corrected)",
+                           "p (corrected)"], rows))
+    if j["targets"]:
+        lines += ["", f"## When the smoothed {name} first reached each target (observed)", "",
+                  "Smoothed with a centered moving average over 5% of each run's points, so runs of "
+                  "different lengths are smoothed over different spans: differences of a few percent "
+                  "here are within that.", ""]
+        cols = ["x"] + (["step"] if x != "step" else [])
+        rows = [[r["name"], t] + ([v[c] for c in cols] if v else ["not reached"] + ["-"] * (len(cols) - 1))
+                for r in runs for t, v in r["reached"].items()]
+        lines.append(md_table(["run", "target", x] + cols[1:], rows))
+    if chart:
+        lines += ["", f"![comparison]({chart})"]
+    if j["not_computed"]:
+        lines += ["", "## Not computed", ""] + [f"- {n['what']}: {n['why']}" for n in j["not_computed"]]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _targets(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UserError(f"--targets must be comma-separated numbers like 0.3,0.5, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", help="two or more run directories or history files "
+                        "(anything `zhbert analyze` accepts); the first is the baseline")
+    parser.add_argument("--metric", help="metric to compare (default: the first run's default metric)")
+    parser.add_argument("--x", choices=("step", "tokens", "seconds"), default="step",
+                        help="align the runs by this axis (default: step)")
+    parser.add_argument("--targets", help="accuracies to report the first observed crossing of "
+                        f"(default {','.join(map(str, DEFAULT_TARGETS))} for accuracy metrics)")
+    parser.add_argument("--out", default="comparison", help="output directory (default ./comparison)")
+    parser.add_argument("--json", action="store_true", help="print comparison.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zhbert import plots
+
+    runs = load_runs(args.runs, args.metric, args.x)
+    j = compare(runs, x=args.x, targets=_targets(args.targets))
+    out = Path(args.out)
+    check_out(out, "comparison.json")
+    common = tuple(j["common_range"]) if j["common_range"] else None
+    sub = f"比较：{ZH_NAMES.get(j['metric'], j['metric'])}（按{ZH_X[args.x]}对齐）"
+    try:
+        with staged_dir(out, force=True) as tmp:
+            fig = plots.comparison_figure([(r.name, r.series) for r in runs], x=args.x, common=common,
+                                          subtitle=sub)
+            plots.save_figure(fig, tmp, "comparison")
+            atomic_write_json(tmp / "comparison.json", j)
+            atomic_write_text(tmp / "comparison.md", comparison_markdown(j, "comparison.png"))
+    except OSError as exc:
+        raise UserError(f"could not write the comparison to {out}: {exc.strerror or exc}; "
+                        "pass --out DIR to write it somewhere else") from None
+    if args.json:
+        print(json.dumps(j, indent=2, ensure_ascii=False))
+    else:
+        print(comparison_markdown(j, None).split("\n## All shared metrics")[0].rstrip())
+        print(f"\nwrote {out}/ (comparison.json, comparison.md, comparison.png, comparison.svg)")
+    return 0

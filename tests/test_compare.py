@@ -1,0 +1,85 @@
+"""`zhbert compare`: runs of different lengths, aligned by step or tokens, and bad inputs."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_report import write_history
+
+from zhbert.analysis import correlate, load_history
+from zhbert.cli import main
+from zhbert.compare import clip, compare, load_runs
+
+_ROOT = Path(os.environ.get("ZHBERT_SHARED") or Path(__file__).resolve().parents[1] / "../shared")
+SEED = _ROOT / "reference" / "seed_training_history_100k.json"
+
+
+def test_two_runs_of_different_lengths(tmp_path, capsys):
+    long = write_history(tmp_path / "long" / "history.jsonl", n=100, run="long")
+    short = write_history(tmp_path / "short" / "history.jsonl", n=40, seed=1, run="short")
+    out = tmp_path / "cmp"
+    assert main(["compare", str(long.parent), str(short.parent), "--metric", "mlm_acc",
+                 "--targets", "0.3,0.5,0.9", "--out", str(out)]) == 0
+    assert "Common range" in capsys.readouterr().out
+    j = json.loads((out / "comparison.json").read_text())
+    assert (j["schema"], j["x_axis"], j["metric"], j["baseline"]) == ("zhbert-comparison", "step", "mlm_acc", "long")
+    assert j["common_range"] == [100, 4000]
+    a, b = j["runs"]
+    assert a["n"] == 100 and b["n"] == 40 and a["metrics"]["mlm_acc"]["common"]["n"] == 40
+    # the whole-run figures of the longer run include training the shorter run never did
+    assert a["metrics"]["mlm_acc"]["mean"] > a["metrics"]["mlm_acc"]["common"]["mean"]
+    rel = j["relative"]["short"]["mlm_acc"]
+    assert rel["last"] == pytest.approx((b["metrics"]["mlm_acc"]["last"] - a["metrics"]["mlm_acc"]["last"])
+                                        / a["metrics"]["mlm_acc"]["last"])
+    assert abs(rel["common"]["mean"]) < 0.05  # same curve shape, different noise
+    assert a["reached"]["0.9"] is None and 0 < a["reached"]["0.3"]["step"] < a["reached"]["0.5"]["step"]
+    assert a["throughput"]["steps_per_s"] == pytest.approx(2.0)
+    h = load_history(long)
+    s = h.metric("mlm_acc")
+    assert a["correlation"]["full"]["pearson"]["r"] == pytest.approx(correlate(s.step, s.y).statistic)
+    cs = clip(s, "step", 100, 4000)
+    assert a["correlation"]["common"]["pearson"]["r"] == pytest.approx(correlate(cs.step, cs.y).statistic)
+    assert set(j["metrics"]) >= {"mlm_acc", "loss", "eval_mlm_acc", "nsp_acc"}
+    for name in ("comparison.md", "comparison.png", "comparison.svg"):
+        assert (out / name).stat().st_size > 0
+    assert "比较" in (out / "comparison.md").read_text()
+
+
+def test_tokens_axis_and_disjoint_runs(tmp_path):
+    a = write_history(tmp_path / "a" / "history.jsonl", n=30)
+    b = write_history(tmp_path / "b" / "history.jsonl", n=30, start=40)
+    j = compare(load_runs([str(a), str(b)], None, "tokens"), x="tokens")
+    assert j["x_axis"] == "tokens" and j["metric"] == "eval_mlm_acc" and j["common_range"] is None
+    assert j["runs"][0]["name"] == "tiny" and j["runs"][1]["name"] == "tiny (2)"
+    assert any("do not overlap" in n["why"] for n in j["not_computed"])
+
+
+@pytest.mark.skipif(not SEED.exists(), reason=f"seed data not found at {SEED}")
+def test_seed_against_its_first_half(tmp_path):
+    d = json.loads(SEED.read_text())
+    k = sum(s <= 50_000 for s in d["steps"])
+    half = tmp_path / "seed_50k.json"
+    half.write_text(json.dumps({key: v[:k] for key, v in d.items()}))
+    j = compare(load_runs([str(SEED), str(half)], None, "step"))
+    full, part = j["runs"]
+    assert full["correlation"]["full"]["pearson"]["r"] == pytest.approx(0.7869, abs=5e-4)
+    # over the common range the two are the same data: r differs only because the ranges did
+    assert full["correlation"]["common"]["pearson"]["r"] == pytest.approx(part["correlation"]["full"]["pearson"]["r"])
+    assert part["correlation"]["full"]["pearson"]["r"] > full["correlation"]["full"]["pearson"]["r"]
+    assert full["metrics"]["mlm_acc"]["common"]["mean"] == pytest.approx(part["metrics"]["mlm_acc"]["mean"])
+
+
+@pytest.mark.parametrize("argv", [["compare", "ONE"], ["compare", "ONE", "TWO", "--targets", "a,b"],
+                                  ["compare", "ONE", "TWO", "--metric", "nope"],
+                                  ["compare", "ONE", "CSV", "--x", "tokens"]])
+def test_bad_inputs_exit_2(tmp_path, capsys, argv):
+    one = write_history(tmp_path / "one" / "history.jsonl", n=10)
+    two = write_history(tmp_path / "two" / "history.jsonl", n=12)
+    csv = tmp_path / "h.csv"
+    csv.write_text("step,eval_mlm_acc\n" + "".join(f"{i},{i / 100}\n" for i in range(1, 9)))
+    paths = {"ONE": str(one), "TWO": str(two), "CSV": str(csv)}
+    argv = [paths.get(a, a) for a in argv] + ["--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zhbert: error: ") and "Traceback" not in err

@@ -1,0 +1,113 @@
+"""Plot functions: ax in -> same ax out, figures saved as PNG (>= 150 dpi) + SVG, CJK glyphs."""
+
+import struct
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from test_report import write_history
+
+from zhbert import plots
+from zhbert.analysis import correlate, detect, fit_curve, load_history, predict_steps
+from zhbert.fonts import cjk_font_path, setup_cjk_font
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    return load_history(write_history(tmp_path_factory.mktemp("h") / "history.jsonl", n=80))
+
+
+@pytest.fixture(scope="module")
+def fitted(history):
+    s = history.metric("mlm_acc")
+    return s, fit_curve(s.step, s.y, n_boot=10), correlate(s.step, s.y, n_boot=50)
+
+
+def test_axes_functions_draw_on_the_given_ax_and_return_it(history, fitted):
+    s, fits, corr = fitted
+    pred = predict_steps(history, 0.7, metric="mlm_acc", n_boot=10)
+    anomalies = detect(history)
+    calls = [lambda ax: plots.plot_metric(s, ax), lambda ax: plots.plot_loss(history, ax, log_x=True),
+             lambda ax: plots.plot_accuracy(history, ax, anomalies=anomalies),
+             lambda ax: plots.plot_binary_tasks(history, ax, anomalies=anomalies),
+             lambda ax: plots.plot_lr(history, ax), lambda ax: plots.plot_fit(s, fits, ax, corr=corr),
+             lambda ax: plots.plot_residuals(s, fits, ax),
+             lambda ax: plots.plot_prediction(s, fits[0], pred, ax),
+             lambda ax: plots.plot_comparison([("a", s), ("b", s)], ax, common=(100, 8000)),
+             lambda ax: plots.plot_difference([("a", s), ("b", s)], ax, common=(100, 8000))]
+    for call in calls:
+        ax = Figure().subplots()
+        assert call(ax) is ax and (ax.lines or ax.collections)
+        assert isinstance(call(None), Axes)  # ax=None makes its own figure
+
+
+def test_chance_line_and_anomaly_marks(history):
+    ax = plots.plot_binary_tasks(history, anomalies=detect(history))
+    labels = ax.get_legend_handles_labels()[1]
+    assert "chance (50%)" in labels and "anomaly: chance" in labels
+    assert any(line.get_ydata()[0] == 0.5 for line in ax.lines if line.get_label() == "chance (50%)")
+
+
+def test_prediction_shows_interval_when_reachable(history, fitted):
+    s, fits, _ = fitted
+    pred = predict_steps(history, 0.62, metric="mlm_acc", n_boot=10)
+    labels = plots.plot_prediction(s, [f for f in fits if f.name == pred.model][0], pred).get_legend_handles_labels()[1]
+    if pred.reachable:
+        assert any(lbl.startswith("80% interval") for lbl in labels)
+    else:
+        assert any(lbl.startswith("fitted ceiling") for lbl in labels)
+
+
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    return struct.unpack(">II", head[16:24])
+
+
+def test_figures_saved_as_png_and_svg(tmp_path, history, fitted):
+    s, fits, corr = fitted
+    figs = {"tc": plots.training_curves(history, anomalies=detect(history), subtitle="训练曲线"),
+            "ca": plots.correlation_analysis(s, fits, corr), "la": plots.loss_analysis(history),
+            "cmp": plots.comparison_figure([("a", s), ("b", s)], common=(100, 8000))}
+    for name, fig in figs.items():
+        assert isinstance(fig, Figure)
+        png, svg = plots.save_figure(fig, tmp_path, name)
+        w, h = _png_size(png)
+        assert (w, h) == tuple(round(v * plots.DPI) for v in fig.get_size_inches())
+        assert svg.read_text().count("<svg") == 1
+
+
+def test_empty_panels_say_why(tmp_path):
+    csv = tmp_path / "h.csv"
+    csv.write_text("step,mlm_acc\n" + "".join(f"{i},{i / 100}\n" for i in range(1, 8)))
+    fig = plots.training_curves(load_history(csv))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert {"no loss recorded", "no NSP/SOP accuracy recorded", "no learning rate recorded"} <= set(texts)
+
+
+def _glyph_warnings(draw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        draw()
+    return [str(w.message) for w in caught if "missing from font" in str(w.message)]
+
+
+@pytest.mark.skipif(cjk_font_path() is None, reason="cvttf-NotoSansCJK-Regular not installed")
+def test_chinese_renders_without_missing_glyphs(tmp_path):
+    assert setup_cjk_font() == matplotlib.rcParams["font.sans-serif"][0]
+
+    def draw():
+        fig = Figure()
+        ax = fig.subplots()
+        ax.plot(np.arange(3), [-1, 0, 1])
+        ax.set_title("掩码语言模型准确率 MLM accuracy")
+        ax.set_xlabel("训练步数 step")
+        fig.savefig(tmp_path / "zh.png")
+        fig.savefig(tmp_path / "zh.svg")
+
+    assert _glyph_warnings(draw) == []
+    # the check can fail: without the CJK font the same drawing warns about every character
+    with matplotlib.rc_context({"font.sans-serif": ["DejaVu Sans"]}):
+        assert _glyph_warnings(draw)
