@@ -52,8 +52,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
     total = int(header.get("total_steps") or 0)
     step = int(last_train.get("step", 0))
     tps = last_train.get("tokens_per_s") or 0
-    per_step = header.get("tokens_per_step") or 0
-    eta = (total - step) * per_step / tps if tps and total > step else 0.0
+    elapsed = last_train.get("elapsed") or 0.0  # training seconds, summed across resumes
+    eta = (total - step) * elapsed / step if step > 0 and total > step else 0.0
     ckpts = list_checkpoints(run_dir)
     return {"run": str(run_dir), "state": run_state(run_dir, total, step), "step": step,
             "total_steps": total, "percent": 100.0 * step / total if total else None,
