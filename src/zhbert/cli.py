@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from zhbert import __version__
@@ -28,6 +29,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("backtest",): ("zhbert.analysis.cli", "fit learning curves on part of a run, score them on the rest"),
     ("analyze",): ("zhbert.report", "study a run: correlation, curve fits, prediction, anomalies, charts, report"),
     ("compare",): ("zhbert.compare", "compare runs aligned by step, tokens or time: table, overlaid curves"),
+    ("fill-mask",): ("zhbert.fillmask", "most likely tokens for each [MASK] in a sentence"),
+    ("export",): ("zhbert.export", "write a checkpoint as a Hugging Face model directory"),
+    ("eval",): ("zhbert.checkpoint_eval", "re-evaluate checkpoints on a held-out split (resumable)"),
+    ("probe",): ("zhbert.probe", "fine-tune or linear-probe checkpoints on a labelled task"),
 }
 
 
@@ -74,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zhbert: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `zhbert ... | head`: the reader left, nothing is wrong
+        sys.stderr = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":
