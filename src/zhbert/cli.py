@@ -33,6 +33,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("export",): ("zhbert.export", "write a checkpoint as a Hugging Face model directory"),
     ("eval",): ("zhbert.checkpoint_eval", "re-evaluate checkpoints on a held-out split (resumable)"),
     ("probe",): ("zhbert.probe", "fine-tune or linear-probe checkpoints on a labelled task"),
+    ("monitor",): ("zhbert.monitor.server", "live local dashboard for runs: curves, study, anomalies, checkpoints"),
 }
 
 

@@ -150,7 +150,7 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
 
 def _clear_run(run_dir: Path) -> None:
     import shutil
-    for name in ("history.jsonl", "checkpoints", "tb", "analysis", "checkpoint_eval.jsonl"):
+    for name in ("history.jsonl", "checkpoints", "tb", "analysis", "checkpoint_eval.jsonl", "probe.jsonl"):
         p = run_dir / name
         if p.is_dir():
             shutil.rmtree(p)

@@ -1,0 +1,174 @@
+"""`zhbert export`: a run's checkpoint -> a Hugging Face model directory.
+
+    zhbert export runs/demo --out models/demo
+    python -c "from transformers import pipeline; print(pipeline('fill-mask', model='models/demo')('北京是中国的[MASK]都。'))"
+
+The model's parameter names are those of transformers' BertForPreTraining (see
+model.py), so the weights are written as they are, minus the tied decoder
+names (HF re-ties ``cls.predictions.decoder`` to the word embeddings and to
+``cls.predictions.bias`` on load, and writes its own files the same way).
+vocab.txt is the run's vocabulary; with do_lower_case false HF's BERT
+tokenizer gives exactly zhbert's ids (tests/test_vocab.py, tests/test_export.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zhbert.errors import UserError
+from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, staged_dir
+from zhbert.vocab import CLS, MASK, PAD, SEP, UNK, Vocab
+
+ARCHITECTURES = {"mlm+nsp": "BertForPreTraining", "mlm+sop": "BertForPreTraining", "mlm": "BertForMaskedLM"}
+
+
+def hf_state_dict(model) -> dict[str, Any]:
+    """The weights under HF's names, tied duplicates dropped, as contiguous CPU tensors."""
+    from zhbert.model import TIED_KEYS
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in TIED_KEYS}
+
+
+def tokenizer_files(max_len: int) -> dict[str, dict]:
+    special = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
+    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": False, "do_basic_tokenize": True,
+              "tokenize_chinese_chars": True, "strip_accents": None, "model_max_length": max_len,
+              "clean_up_tokenization_spaces": False, **special}
+    return {"tokenizer_config.json": config, "special_tokens_map.json": special}
+
+
+def _last_eval(run_dir: Path, step: int) -> dict[str, Any] | None:
+    from zhbert.history import iter_records
+    path = run_dir / "history.jsonl"
+    if not path.exists():
+        return None
+    evals = [r for r in iter_records(path) if r.get("type") == "eval" and r.get("step", 0) <= step]
+    return evals[-1] if evals else None
+
+
+def model_card(run, step: int, tokens: int | None, last_eval: dict | None, max_len: int) -> str:
+    c = run.cfg
+    lines = [f"# zhbert {run.path.name} (step {step:,})", "",
+             "A Chinese BERT pretrained from scratch with zhbert: character-level vocabulary "
+             f"({run.vocab_size:,} tokens), objective {c.model.objective}.", "",
+             "## Training", "",
+             f"- model: hidden {c.model.hidden_size}, layers {c.model.num_layers}, heads "
+             f"{c.model.num_heads}, FFN {c.model.intermediate_size}",
+             f"- data: max_len {max_len}, mask_prob {c.data.mask_prob}, whole_word {c.data.whole_word}",
+             f"- optimizer: AdamW lr {c.train.lr}, {c.train.schedule} schedule, warm-up "
+             f"{c.train.warmup_steps}, batch {c.train.batch_size} x accum {c.train.grad_accum}",
+             f"- steps: {step:,} of {c.train.steps:,}" + (f"; tokens seen: {tokens:,}" if tokens else ""),
+             f"- config hash: {c.hash()}", "", "## Held-out evaluation", ""]
+    if last_eval:
+        lo, hi = last_eval.get("eval_mlm_acc_ci95") or [float("nan")] * 2
+        lines += [f"At step {last_eval['step']:,} (fixed validation masking, {last_eval.get('eval_masked')} "
+                  "masked tokens):", "",
+                  f"- MLM accuracy {last_eval['eval_mlm_acc']:.4f} (95% CI {lo:.4f}-{hi:.4f})",
+                  f"- MLM loss {last_eval['eval_mlm_loss']:.4f}, perplexity {last_eval['eval_ppl']:.2f}"]
+        for key, name in (("eval_nsp_acc", "NSP"), ("eval_sop_acc", "SOP")):
+            if last_eval.get(key) is not None:
+                lines.append(f"- {name} accuracy {last_eval[key]:.4f}")
+    else:
+        lines.append("No evaluation was recorded up to this step.")
+    lines += ["", "## Use", "", "```python", "from transformers import pipeline",
+              "fill = pipeline(\"fill-mask\", model=\"PATH/TO/THIS/DIR\")",
+              "fill(\"北京是中国的[MASK]都。\")", "```", "",
+              f"Positions beyond {max_len} tokens were never trained (model_max_length).", ""]
+    return "\n".join(lines)
+
+
+def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = None,
+               force: bool = False) -> Path:
+    """Write a transformers-loadable model directory for one checkpoint; returns ``out``."""
+    from safetensors.torch import save_file
+    from zhbert.checkpoint_eval import (checkpoint_tokens, load_run_model, open_run, open_run_data,
+                                       select_checkpoints)
+    import torch
+
+    run = open_run(run_dir)
+    out = Path(out)
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists; pass --force to replace it")
+    ref = select_checkpoints(run.path, checkpoint)[0]
+    vocab = open_run_data(run).vocab
+    model = load_run_model(run, ref, torch.device("cpu"))
+    hf_config = model.config.to_hf_config()
+    hf_config.architectures = [ARCHITECTURES[model.config.objective]]
+    max_len = run.cfg.data.max_len
+    with staged_dir(out, force=force) as tmp:
+        hf_config.to_json_file(str(tmp / "config.json"))
+        save_file(hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        vocab.save(tmp / "vocab.txt")
+        for name, obj in tokenizer_files(max_len).items():
+            atomic_write_json(tmp / name, obj)
+        tokens = checkpoint_tokens(ref)
+        atomic_write_text(tmp / "README.md", model_card(run, ref.step, tokens,
+                                                        _last_eval(run.path, ref.step), max_len))
+    return out
+
+
+# ----------------------------------------------------------------------------- loading back
+
+_HF_FIELDS = {"vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
+              "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
+              "max_position_embeddings": "max_position_embeddings", "type_vocab_size": "type_vocab_size",
+              "layer_norm_eps": "layer_norm_eps", "initializer_range": "initializer_range",
+              "hidden_dropout": "hidden_dropout_prob", "attention_dropout": "attention_probs_dropout_prob"}
+
+
+def model_config_from_hf(d: dict[str, Any], where: Path):
+    from zhbert.model import ModelConfig
+    if d.get("model_type") != "bert" or d.get("hidden_act", "gelu") != "gelu":
+        raise UserError(f"{where} is not a post-LN BERT with exact GELU (model_type "
+                        f"{d.get('model_type')!r}, hidden_act {d.get('hidden_act')!r}); zhbert "
+                        "reads only models it exported")
+    missing = [hf for hf in _HF_FIELDS.values() if hf not in d]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}; re-export the model with zhbert export")
+    archs = d.get("architectures") or ["BertForPreTraining"]
+    objective = "mlm" if "BertForMaskedLM" in archs else "mlm+nsp"
+    return ModelConfig(objective=objective, **{k: d[hf] for k, hf in _HF_FIELDS.items()})
+
+
+def load_exported(path: str | Path):
+    """(model, vocab, model_max_length) from a directory written by ``export_run``."""
+    from safetensors.torch import load_file
+    from zhbert.model import TIED_KEYS, BertForPretraining
+
+    path = Path(path)
+    cfg = model_config_from_hf(read_json(path / "config.json", "model config"), path / "config.json")
+    vocab = Vocab.load(path / "vocab.txt")
+    if len(vocab) != cfg.vocab_size:
+        raise UserError(f"{path / 'vocab.txt'} has {len(vocab)} tokens but config.json says "
+                        f"vocab_size {cfg.vocab_size}; the directory is mixed up, re-export it")
+    model = BertForPretraining(cfg)
+    try:
+        tensors = load_file(str(path / "model.safetensors"))
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise UserError(f"{path / 'model.safetensors'} is unreadable ({exc}); re-export the model") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if k not in TIED_KEYS]
+    unexpected = [k for k in unexpected if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise UserError(f"{path / 'model.safetensors'} does not fit its config.json (missing "
+                        f"{missing[:3]}, unexpected {unexpected[:3]}); re-export the model")
+    tok = read_json(path / "tokenizer_config.json", "tokenizer config") if (path / "tokenizer_config.json").exists() else {}
+    max_len = min(int(tok.get("model_max_length", cfg.max_position_embeddings)), cfg.max_position_embeddings)
+    return model, vocab, max_len
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_arguments(p) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by zhbert train")
+    p.add_argument("--checkpoint", type=int, metavar="STEP", help="default: the latest valid checkpoint")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write")
+    p.add_argument("--force", action="store_true", help="replace MODEL_DIR (only once the new one is complete)")
+
+
+def run(args) -> int:
+    out = export_run(args.run_dir, args.out, args.checkpoint, args.force)
+    print(f"wrote {out}: load it with transformers (AutoModelForMaskedLM / BertForPreTraining / "
+          f"pipeline('fill-mask', model={json.dumps(str(out))}))")
+    return 0

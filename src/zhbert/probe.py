@@ -1,0 +1,421 @@
+"""`zhbert probe`: does held-out MLM accuracy predict downstream accuracy?
+
+For each selected checkpoint, train a classifier on a labelled task and record
+its test accuracy (Wilson 95% interval) in RUN_DIR/probe.jsonl:
+
+- fine-tune (default): the whole network plus a linear head on the pooler
+  output (HF's BertForSequenceClassification; [CLS]'s hidden state for an
+  "mlm"-only model, which has no pooler), AdamW, linear decay, a few epochs;
+- --linear: the network frozen; a logistic regression on the same features,
+  fitted with L-BFGS (the classic probe of what a representation already holds).
+
+Tasks: the builtin sentiment reserve (DATA_DIR/downstream/sentiment.jsonl,
+reviews that never entered pretraining) or --task-file, a CSV/JSONL with
+text,label or text_a,text_b,label (pairs -> [CLS] a [SEP] b [SEP]) and an
+optional split column (train/test; otherwise a fixed seeded 80/20 split).
+
+Then the probed checkpoints are joined with checkpoint_eval.jsonl (evaluating
+any that are missing) and the relation is reported: Pearson r (Fisher-z 95%
+CI), Spearman rho (Fieller's 95% CI), and RUN_DIR/analysis/probe_vs_mlm.png.
+The points are checkpoints of one run, so they are not independent draws:
+read the intervals as descriptive.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from zhbert.errors import UserError
+
+RESULTS = "probe.jsonl"
+MAX_LEN = 128
+
+Example = tuple[str, str | None, int]  # text_a, text_b (or None), label index
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    labels: tuple[str, ...]   # label index -> original label (as text)
+    train: tuple[Example, ...]
+    test: tuple[Example, ...]
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    linear: bool = False
+    epochs: int = 3
+    max_train: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-4
+    seed: int = 0
+
+    @property
+    def mode(self) -> str:
+        return "linear" if self.linear else "finetune"
+
+
+# ----------------------------------------------------------------------------- tasks
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV or JSONL file (by extension; else JSONL when it starts with "{")."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UserError(f"task file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"task file {path} is not UTF-8 text") from None
+    if path.suffix.lower() in (".jsonl", ".json") or (path.suffix.lower() != ".csv" and text.lstrip().startswith("{")):
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise UserError(f"{path}, line {n}: not a JSON object; write one "
+                                    '{"text": ..., "label": ...} per line') from None
+        return rows
+    return list(csv.DictReader(text.splitlines()))
+
+
+def _example(row: Any, path: Path, n: int) -> tuple[str, str | None, str]:
+    if not isinstance(row, dict):
+        raise UserError(f"{path}, row {n}: expected an object with text and label")
+    label = row.get("label")
+    if label is None or str(label).strip() == "":
+        raise UserError(f"{path}, row {n}: missing label; every row needs text,label "
+                        "(or text_a,text_b,label)")
+    a = row.get("text", row.get("text_a"))
+    b = row.get("text_b") if "text" not in row else None
+    if not isinstance(a, str) or not a.strip() or (b is not None and not isinstance(b, str)):
+        raise UserError(f"{path}, row {n}: missing text; give a text column, or text_a and text_b")
+    return a, (b or None), str(label).strip()
+
+
+def _label_order(labels: set[str]) -> tuple[str, ...]:
+    try:
+        return tuple(sorted(labels, key=int))  # 0, 1, 2, 10 numerically
+    except ValueError:
+        return tuple(sorted(labels))
+
+
+def load_task_file(path: str | Path, name: str | None = None, seed: int = 0) -> Task:
+    """A labelled task; rows without a split column get a fixed seeded 80/20 train/test split."""
+    path = Path(path)
+    rows = _read_rows(path)
+    if not rows:
+        raise UserError(f"task file {path} has no rows")
+    examples = [_example(r, path, n) for n, r in enumerate(rows, 1)]
+    labels = _label_order({lab for _, _, lab in examples})
+    if len(labels) < 2:
+        raise UserError(f"task file {path} has one class only ({labels[0]!r}); a classifier "
+                        "needs at least two labels")
+    index = {lab: i for i, lab in enumerate(labels)}
+    items = [(a, b, index[lab]) for a, b, lab in examples]
+    if any("split" in r for r in rows):
+        splits = [str(r.get("split", "")).strip().lower() for r in rows]
+        bad = sorted(set(splits) - {"train", "test"})
+        if bad:
+            raise UserError(f"task file {path}: split must be train or test, found {bad[:3]}")
+        train = [x for x, s in zip(items, splits) if s == "train"]
+        test = [x for x, s in zip(items, splits) if s == "test"]
+    else:
+        order = np.random.default_rng(seed).permutation(len(items))
+        cut = int(round(0.8 * len(items)))
+        train, test = [items[i] for i in order[:cut]], [items[i] for i in order[cut:]]
+    if not train or not test:
+        raise UserError(f"task file {path} needs both train and test examples "
+                        f"(has {len(train)} train, {len(test)} test)")
+    return Task(name or path.name, labels, tuple(train), tuple(test))
+
+
+def builtin_task(name: str, data_dir: Path) -> Task:
+    path = data_dir / "downstream" / f"{name}.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} not found: the builtin {name} task is written by "
+                        "`zhbert prepare builtin`; use a data dir made from it, or --task-file")
+    return load_task_file(path, name)
+
+
+# ----------------------------------------------------------------------------- encoding
+
+def encode_example(vocab, a: str, b: str | None, max_len: int) -> tuple[list[int], list[int]]:
+    """([CLS] a [SEP] (b [SEP]), token types), cut to ``max_len`` as BERT cuts pairs."""
+    from zhbert.data import truncate_lengths
+    ia, ib = vocab.encode(a), vocab.encode(b) if b else []
+    if ib:
+        la, lb = truncate_lengths(len(ia), len(ib), max_len - 3)
+        ids = [vocab.cls_id] + ia[:la] + [vocab.sep_id] + ib[:lb] + [vocab.sep_id]
+        return ids, [0] * (la + 2) + [1] * (lb + 1)
+    ids = [vocab.cls_id] + ia[:max_len - 2] + [vocab.sep_id]
+    return ids, [0] * len(ids)
+
+
+def make_batches(vocab, examples: Sequence[Example], max_len: int, batch_size: int,
+                 order: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Padded batches: input_ids, token_type_ids, attention_mask (B, T), labels (B,)."""
+    import torch
+    order = np.arange(len(examples)) if order is None else order
+    batches = []
+    for i in range(0, len(order), batch_size):
+        enc = [encode_example(vocab, *examples[j][:2], max_len) for j in order[i:i + batch_size]]
+        T = max(len(ids) for ids, _ in enc)
+        ids = torch.zeros(len(enc), T, dtype=torch.long)
+        types = torch.zeros_like(ids)
+        for r, (x, t) in enumerate(enc):
+            ids[r, :len(x)], types[r, :len(t)] = torch.tensor(x), torch.tensor(t)
+        labels = torch.tensor([examples[j][2] for j in order[i:i + batch_size]])
+        batches.append({"input_ids": ids, "token_type_ids": types, "attention_mask": ids != 0,
+                        "labels": labels})
+    return batches
+
+
+# ----------------------------------------------------------------------------- models
+
+def features(model, batch: dict, device) -> "torch.Tensor":
+    """(B, C): the pooler output, or [CLS]'s hidden state for a model without a pooler."""
+    hidden = model.encode(batch["input_ids"].to(device), batch["token_type_ids"].to(device),
+                          batch["attention_mask"].to(device))  # (B, T, C)
+    return model.bert.pooler(hidden) if hasattr(model.bert, "pooler") else hidden[:, 0]
+
+
+def finetune(model, n_classes: int, train: list[dict], s: ProbeSettings, device):
+    """Fine-tune ``model`` with a new linear head; returns predict(batch) -> (B,) labels."""
+    import torch
+    torch.manual_seed(s.seed)
+    head = torch.nn.Linear(model.config.hidden_size, n_classes).to(device)
+    drop = torch.nn.Dropout(model.config.hidden_dropout)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.01)
+    total = max(1, s.epochs * len(train))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min((i + 1) / (0.1 * total), 1.0)
+                                              * max(0.0, 1 - i / total))  # 10% warm-up, linear decay
+    model.train()
+    rng = np.random.default_rng(s.seed)
+    for _ in range(s.epochs):
+        for k in rng.permutation(len(train)):
+            batch = train[k]
+            loss = torch.nn.functional.cross_entropy(head(drop(features(model, batch, device))),
+                                                     batch["labels"].to(device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+    model.eval()
+    return lambda batch: head(features(model, batch, device)).argmax(-1)
+
+
+def linear_probe(model, n_classes: int, train: list[dict], s: ProbeSettings, device, l2: float = 1e-3):
+    """Logistic regression on frozen, standardised features (L-BFGS, L2 penalty)."""
+    import torch
+    with torch.inference_mode():
+        x = torch.cat([features(model, b, device).float() for b in train])
+    y = torch.cat([b["labels"] for b in train]).to(device)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    x = ((x - mean) / std).clone()  # leave inference mode: the head is trained on these
+    torch.manual_seed(s.seed)
+    head = torch.nn.Linear(x.shape[1], n_classes).to(device)
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(x), y) + l2 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return lambda batch: head((features(model, batch, device).float() - mean) / std).argmax(-1)
+
+
+def probe_checkpoint(model, vocab, task: Task, s: ProbeSettings, max_len: int, device) -> dict[str, Any]:
+    """Train on the task's (capped) train split; accuracy on its test split."""
+    import torch
+    from zhbert.evaluate import wilson_interval
+    rng = np.random.default_rng(s.seed)
+    pick = rng.permutation(len(task.train))[:s.max_train]
+    train = make_batches(vocab, task.train, max_len, s.batch_size, pick)
+    test = make_batches(vocab, task.test, max_len, 128)
+    fit = linear_probe if s.linear else finetune
+    predict = fit(model, len(task.labels), train, s, device)
+    correct = 0
+    with torch.inference_mode():
+        for b in test:
+            correct += int((predict(b).cpu() == b["labels"]).sum())
+    n = len(task.test)
+    return {"accuracy": correct / n, "ci95": wilson_interval(correct, n), "n_test": n,
+            "n_train": len(pick)}
+
+
+# ----------------------------------------------------------------------------- runs
+
+def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = ProbeSettings(),
+              step: int | None = None, all_checkpoints: bool = False, device=None,
+              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Probe the selected checkpoints not yet in probe.jsonl; return the new records."""
+    from zhbert.checkpoint_eval import (append_result, checkpoint_tokens, default_device, load_run_model,
+                                       open_run, open_run_data, read_results, select_checkpoints)
+    run = open_run(run_dir)
+    vocab = open_run_data(run).vocab
+    task = builtin_task(task, run.data_dir) if isinstance(task, str) else task
+    out = run.path / RESULTS
+    done = {(r.get("step"), r.get("task"), r.get("mode")) for r in read_results(out)}
+    refs = [r for r in select_checkpoints(run.path, step, all_checkpoints)
+            if (r.step, task.name, settings.mode) not in done]
+    device = device or default_device()
+    max_len = min(MAX_LEN, run.cfg.data.max_len)  # positions past the pretraining length are untrained
+    records = []
+    for ref in refs:
+        model = load_run_model(run, ref, device)
+        result = probe_checkpoint(model, vocab, task, settings, max_len, device)
+        rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "task": task.name,
+               "mode": settings.mode, **result, "epochs": None if settings.linear else settings.epochs}
+        append_result(out, rec)
+        records.append(rec)
+        lo, hi = rec["ci95"]
+        log(f"step {ref.step:>8}  {task.name} ({settings.mode})  accuracy {rec['accuracy']:.4f} "
+            f"[{lo:.4f}, {hi:.4f}]  n_test {rec['n_test']}")
+    return records
+
+
+# ----------------------------------------------------------------------------- relation
+
+@dataclass(frozen=True)
+class Point:
+    step: int
+    mlm_acc: float
+    mlm_ci: tuple[float, float]
+    probe_acc: float
+    probe_ci: tuple[float, float]
+
+
+def joined_points(run_dir: Path, task: str, mode: str) -> list[Point]:
+    """Probe results of (task, mode) with the validation MLM accuracy of the same step."""
+    from zhbert.checkpoint_eval import RESULTS as EVAL_RESULTS, read_results
+    mlm = {r["step"]: r for r in read_results(run_dir / EVAL_RESULTS) if r.get("split") == "validation"}
+    probes = {r["step"]: r for r in read_results(run_dir / RESULTS)
+              if r.get("task") == task and r.get("mode") == mode}
+    return [Point(s, mlm[s]["eval_mlm_acc"], tuple(mlm[s]["eval_mlm_acc_ci95"]),
+                  probes[s]["accuracy"], tuple(probes[s]["ci95"]))
+            for s in sorted(probes) if s in mlm]
+
+
+def spearman_ci(rho: float, n: int) -> tuple[float, float] | None:
+    """Fieller, Hartley & Pearson (1957): Fisher z with standard error sqrt(1.06 / (n - 3))."""
+    if n <= 3 or not math.isfinite(rho):
+        return None
+    z, half = math.atanh(max(min(rho, 0.999999), -0.999999)), 1.959964 * math.sqrt(1.06 / (n - 3))
+    return math.tanh(z - half), math.tanh(z + half)
+
+
+def relate(points: Sequence[Point]) -> dict[str, Any]:
+    """Pearson and Spearman correlation of MLM accuracy with probe accuracy across checkpoints."""
+    from zhbert.analysis.stats import correlate
+    out: dict[str, Any] = {"n": len(points)}
+    if len(points) < 3:
+        out["note"] = "fewer than 3 checkpoints: no correlation (probe more with --all-checkpoints)"
+        return out
+    try:
+        c = correlate([p.mlm_acc for p in points], [p.probe_acc for p in points])
+    except UserError as exc:  # e.g. a constant accuracy
+        out["note"] = f"no correlation: {exc}"
+        return out
+    rho = c.spearman.statistic
+    out["pearson"] = {"r": c.pearson.statistic, "ci95": list(c.pearson.ci95), "p": c.pearson.pvalue}
+    out["spearman"] = {"rho": rho, "ci95": (list(spearman_ci(rho, len(points)))
+                                            if spearman_ci(rho, len(points)) else None),
+                       "p": c.spearman.pvalue}
+    return out
+
+
+def plot_probe_vs_mlm(points: Sequence[Point], task: str = "", ax=None):
+    """Held-out MLM accuracy (x) against downstream accuracy (y), 95% intervals, steps labelled."""
+    from zhbert.plots import new_ax
+    ax = ax if ax is not None else new_ax((6, 4.5))
+    x, y = np.array([p.mlm_acc for p in points]), np.array([p.probe_acc for p in points])
+    xerr = np.array([[p.mlm_acc - p.mlm_ci[0], p.mlm_ci[1] - p.mlm_acc] for p in points]).T
+    yerr = np.array([[p.probe_acc - p.probe_ci[0], p.probe_ci[1] - p.probe_acc] for p in points]).T
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, color="tab:blue", ecolor="0.6")
+    for p in points:
+        ax.annotate(f"{p.step:,}", (p.mlm_acc, p.probe_acc), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("held-out MLM accuracy (validation)")
+    ax.set_ylabel(f"{task} test accuracy" if task else "downstream test accuracy")
+    ax.set_title("downstream accuracy vs MLM accuracy across checkpoints (95% CI)")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def report_relation(run_dir: str | Path, task: str, mode: str,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Evaluate probed checkpoints missing from checkpoint_eval.jsonl, then correlate and plot."""
+    from zhbert.checkpoint_eval import evaluate_checkpoints
+    from zhbert.fileio import atomic_write_json
+    from zhbert.plots import save_figure
+    run_dir = Path(run_dir)
+    joined = {p.step for p in joined_points(run_dir, task, mode)}
+    for step in sorted(_probe_steps(run_dir, task, mode) - joined):
+        evaluate_checkpoints(run_dir, step=step, log=lambda m: None)
+    points = joined_points(run_dir, task, mode)
+    rel = relate(points)
+    log(f"{'step':>8}  {'mlm_acc':>8}  {task + ' acc':>12}")
+    for p in points:
+        log(f"{p.step:>8}  {p.mlm_acc:>8.4f}  {p.probe_acc:>12.4f}")
+    if "pearson" in rel:
+        pr, sp = rel["pearson"], rel["spearman"]
+        sp_ci = f"[{sp['ci95'][0]:.2f}, {sp['ci95'][1]:.2f}]" if sp["ci95"] else "(no CI for n <= 3)"
+        log(f"Pearson r {pr['r']:.3f} [{pr['ci95'][0]:.2f}, {pr['ci95'][1]:.2f}]; "
+            f"Spearman rho {sp['rho']:.3f} {sp_ci}; n = {rel['n']} checkpoints")
+    else:
+        log(rel["note"])
+    if points:
+        out = run_dir / "analysis"
+        save_figure(plot_probe_vs_mlm(points, task).figure, out, "probe_vs_mlm")
+        atomic_write_json(out / "probe_vs_mlm.json", {"task": task, "mode": mode, **rel,
+                                                      "points": [vars(p) for p in points]})
+        log(f"plot: {out / 'probe_vs_mlm.png'}")
+    return rel
+
+
+def _probe_steps(run_dir: Path, task: str, mode: str) -> set[int]:
+    from zhbert.checkpoint_eval import read_results
+    return {r["step"] for r in read_results(run_dir / RESULTS) if r.get("task") == task and r.get("mode") == mode}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_arguments(p) -> None:
+    from zhbert.checkpoint_eval import add_checkpoint_arguments
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by zhbert train")
+    add_checkpoint_arguments(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--task", choices=("sentiment",), help="builtin task from the run's data directory")
+    g.add_argument("--task-file", metavar="FILE", help="CSV/JSONL: text,label or text_a,text_b,label [,split]")
+    p.add_argument("--linear", action="store_true", help="logistic regression on frozen features")
+    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
+    p.add_argument("--max-train", type=int, default=2000, metavar="N", help="cap on training examples")
+    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    if args.epochs < 1 or args.max_train < 1 or args.lr <= 0:
+        raise UserError("--epochs and --max-train must be at least 1 and --lr positive")
+    settings = ProbeSettings(linear=args.linear, epochs=args.epochs, max_train=args.max_train,
+                             lr=args.lr, seed=args.seed)
+    task = load_task_file(args.task_file, seed=args.seed) if args.task_file else args.task
+    records = probe_run(args.run_dir, task, settings, args.checkpoint, args.all_checkpoints)
+    name = task if isinstance(task, str) else task.name
+    if not records:
+        print(f"zhbert: every selected checkpoint is already in {Path(args.run_dir) / RESULTS}",
+              file=sys.stderr)
+    report_relation(args.run_dir, name, settings.mode)
+    return 0

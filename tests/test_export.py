@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+from trained_run import trained_run  # noqa: F401  (session fixture)
+from zhbert.cli import main as cli_main
+from zhbert.fillmask import fill_mask, load_masked_lm
+
+TEXTS = ["北京是中国的[MASK]都。", "他说：“今天的天气很好，1998年的经济发展了。”", "中国人民 abc 123"]
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "model"
+    assert cli_main(["export", str(trained_run), "--out", str(out)]) == 0
+    return out
+
+
+def test_files(exported, trained_run):
+    names = {p.name for p in exported.iterdir()}
+    assert names == {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json",
+                     "special_tokens_map.json", "README.md"}
+    cfg = json.loads((exported / "config.json").read_text())
+    assert cfg["architectures"] == ["BertForPreTraining"] and cfg["hidden_size"] == 64
+    tok = json.loads((exported / "tokenizer_config.json").read_text())
+    assert tok["do_lower_case"] is False and tok["tokenize_chinese_chars"] is True
+    assert tok["model_max_length"] == 64
+    card = (exported / "README.md").read_text()
+    assert "step 30" in card and "MLM accuracy" in card
+
+
+def test_transformers_loads_it_offline(exported, trained_run, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForPreTraining, pipeline
+
+    lm = load_masked_lm(trained_run)  # zhbert's own model, latest checkpoint
+    tok = AutoTokenizer.from_pretrained(exported)
+    for text in TEXTS:
+        assert tok(text)["input_ids"] == [2] + lm.vocab.encode(text) + [3]
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    mask = enc["attention_mask"].bool()
+    with torch.no_grad():
+        hidden = lm.model.encode(enc["input_ids"], enc["token_type_ids"], mask)
+        ours_mlm = lm.model.cls.predictions(hidden)       # (B, T, V)
+        ours_nsp = lm.model.nsp_logits(hidden)            # (B, 2)
+        pre = BertForPreTraining.from_pretrained(exported).eval()(**enc)
+        mlm = AutoModelForMaskedLM.from_pretrained(exported).eval()(**enc).logits
+    for theirs in (pre.prediction_logits, mlm):
+        assert torch.allclose(theirs[mask], ours_mlm[mask], atol=1e-4)
+        assert torch.equal(theirs[mask].argmax(-1), ours_mlm[mask].argmax(-1))
+    assert torch.allclose(pre.seq_relationship_logits, ours_nsp, atol=1e-4)
+
+    top = pipeline("fill-mask", model=str(exported))(TEXTS[0], top_k=3)
+    ours = fill_mask(lm, TEXTS[0], top_k=3)[0][0]
+    assert [c["token_str"] for c in top][0] == ours[0][0]
+    assert [c["score"] for c in top] == pytest.approx([p for _, p in ours], abs=1e-4)
+
+
+def test_fill_mask_reads_the_exported_dir(exported, trained_run):
+    a = fill_mask(exported, TEXTS[0], top_k=4)[0][0]
+    b = fill_mask(trained_run, TEXTS[0], top_k=4)[0][0]
+    assert [t for t, _ in a] == [t for t, _ in b]
+    assert [p for _, p in a] == pytest.approx([p for _, p in b], abs=1e-5)
+
+
+def test_existing_dir_needs_force(exported, trained_run, capsys):
+    before = (exported / "model.safetensors").read_bytes()
+    assert cli_main(["export", str(trained_run), "--checkpoint", "10", "--out", str(exported)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (exported / "model.safetensors").read_bytes() == before
+    assert cli_main(["export", str(trained_run), "--checkpoint", "99", "--out", str(exported), "--force"]) == 2
+    assert (exported / "model.safetensors").read_bytes() == before
+    out = exported.parent / "early"
+    assert cli_main(["export", str(trained_run), "--checkpoint", "10", "--out", str(out)]) == 0
+    assert "step 10" in (out / "README.md").read_text()
+    assert cli_main(["export", str(trained_run), "--out", str(out), "--force"]) == 0
+    assert (out / "model.safetensors").read_bytes() == before  # step 30 again, same bytes
