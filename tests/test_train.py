@@ -117,6 +117,12 @@ def test_refuses_a_run_dir_of_another_config(synthetic_data, tmp_path, capsys):
     assert "another config" in capsys.readouterr().err
     assert cli_main(args + sets) == 2  # same run, neither --resume nor --force
     assert cli_main(args + ["--data", str(tmp_path / "missing")] + sets) == 2
+    # --force starts over: results derived from the old run must not survive
+    for name in ("probe.jsonl", "checkpoint_eval.jsonl"):
+        (tmp_path / "run" / name).write_text('{"step": 2}\n')
+    assert cli_main(args + sets + ["--force"]) == 0
+    assert not (tmp_path / "run" / "probe.jsonl").exists()
+    assert not (tmp_path / "run" / "checkpoint_eval.jsonl").exists()
 
 
 def test_nonfinite_steps_are_skipped_then_roll_back(synthetic_data, tmp_path, monkeypatch):
