@@ -16,6 +16,11 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -r requirements.txt $(TORCH)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@# Browser tests of the dashboard drive Debian's chromium (never a downloaded browser);
+	@# without it (no root, no apt) they skip and say why.
+	@command -v chromium >/dev/null 2>&1 || (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "note: chromium not installed; the dashboard's browser tests will skip"
 	@touch $(STAMP)
 
 # The main job on the built-in corpus: data -> report -> train tiny -> study.

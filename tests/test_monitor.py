@@ -1,0 +1,183 @@
+"""zhbert monitor: JSON API on run directories written here (no browser)."""
+
+import json
+import math
+import socket
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from zhbert.analysis import load_history, predict_steps
+from zhbert.errors import UserError
+from zhbert.monitor.server import bind, create_app, read_new
+
+
+def _line(rec):
+    return json.dumps(rec) + "\n"
+
+
+def write_run(run: Path, n: int = 40, every: int = 10, partial: str = "") -> Path:
+    """A finished-looking run whose held-out accuracy follows 0.6 - 0.5*exp(-step/150)."""
+    run.mkdir(parents=True, exist_ok=True)
+    lines = [_line({"type": "header", "schema": "zhbert-history", "version": 1, "run": run.name,
+                    "total_steps": n * every * 2, "tokens_per_step": 1000, "precision": "fp32"})]
+    for i in range(1, n + 1):
+        step = i * every
+        acc = 0.6 - 0.5 * math.exp(-step / 150) + 0.003 * math.sin(7 * i)
+        lines.append(_line({"type": "train", "step": step, "tokens": 1000 * step, "elapsed": 0.1 * step,
+                            "lr": 1e-3, "loss": 5 - 4 * acc, "mlm_loss": 4 - 4 * acc, "mlm_acc": acc,
+                            "nsp_loss": 0.6, "nsp_acc": 0.7, "sop_acc": None, "grad_norm": 1.0,
+                            "tokens_per_s": 10000.0}))
+        lines.append(_line({"type": "eval", "step": step, "tokens": 1000 * step, "elapsed": 0.1 * step,
+                            "eval_mlm_acc": acc - 0.01, "eval_mlm_acc_ci95": [acc - 0.02, acc],
+                            "eval_mlm_loss": 4 - 4 * acc, "eval_ppl": 10.0, "eval_nsp_acc": 0.7,
+                            "eval_sop_acc": None, "eval_masked": 1000}))
+    (run / "history.jsonl").write_text("".join(lines) + partial)
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root / "a")
+    write_run(root / "b", n=20, partial='{"type": "train", "st')
+    (root / "not_a_run").mkdir()
+    return root
+
+
+def test_runs_listing_and_new_runs_appear(runs, tmp_path):
+    stray = tmp_path / "empty"
+    stray.mkdir()
+    c = TestClient(create_app([runs, stray]))
+    body = c.get("/api/runs").json()
+    assert [r["id"] for r in body["runs"]] == ["a", "b"]
+    a = body["runs"][0]
+    assert a["step"] == 400 and a["total_steps"] == 800 and a["percent"] == pytest.approx(50.0)
+    assert a["tokens_per_s"] == 10000.0 and a["state"].startswith("stopped")
+    assert any("empty" in p and "no runs" in p for p in body["problems"])
+    write_run(runs / "c", n=3)  # a run started after the monitor
+    assert [r["id"] for r in c.get("/api/runs").json()["runs"]] == ["a", "b", "c"]
+
+
+def test_history_is_incremental_and_skips_partial_line(runs):
+    c = TestClient(create_app([runs]))
+    hist = runs / "b" / "history.jsonl"
+    first = c.get("/api/runs/b/history?offset=0").json()
+    assert len(first["records"]) == 1 + 2 * 20
+    whole = hist.read_bytes()
+    assert first["offset"] == whole.rfind(b"\n") + 1 < first["size"]  # partial line left
+    assert c.get(f"/api/runs/b/history?offset={first['offset']}").json()["records"] == []
+    # the trainer finishes the line and writes another: exactly those two arrive
+    with open(hist, "a") as f:
+        f.write('ep": 210}\n' + _line({"type": "event", "step": 210, "kind": "stop", "message": "x"}))
+    nxt = c.get(f"/api/runs/b/history?offset={first['offset']}").json()
+    assert [r.get("step") for r in nxt["records"]] == [210, 210]
+    assert nxt["offset"] == hist.stat().st_size and not nxt["reset"]
+    # a file rewritten shorter (resume truncation) restarts from 0
+    write_run(runs / "b", n=2)
+    again = c.get(f"/api/runs/b/history?offset={nxt['offset']}").json()
+    assert again["reset"] and len(again["records"]) == 5
+
+
+def test_read_new_counts_corrupt_lines(tmp_path):
+    p = tmp_path / "h.jsonl"
+    p.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    out = read_new(p, 0)
+    assert [r["step"] for r in out["records"]] == [1, 2] and out["bad_lines"] == 1
+
+
+def test_study_reuses_analysis_and_predicts(runs):
+    c = TestClient(create_app([runs]))
+    s = c.get("/api/runs/a/study?target=0.5").json()
+    assert s["metric"] == "eval_mlm_acc"
+    assert s["correlation"]["pearson"]["statistic"] > 0.8
+    fit = s["fit"]
+    assert fit["best"]["model"] in ("exp", "power") and len(fit["grid"]) == len(fit["lo"]) == 150
+    assert fit["grid"][-1] == pytest.approx(3 * 400)
+    assert all(lo <= y + 1e-9 and y <= hi + 1e-9 for lo, y, hi in zip(fit["lo"], fit["y"], fit["hi"]))
+    # the same answer as the library gives directly
+    ref = predict_steps(load_history(runs / "a"), 0.5, n_boot=200)
+    assert s["prediction"]["steps"] == pytest.approx(ref.steps.value)
+    assert s["prediction"]["reachable"] and 250 < ref.steps.value < 500
+    assert c.get("/api/runs/a/study?target=abc").status_code == 400
+    bad = c.get("/api/runs/a/study?metric=nope")
+    assert bad.status_code == 422 and "nope" in bad.json()["error"]
+
+
+def test_anomalies_and_checkpoints(tmp_path):
+    run = write_run(tmp_path / "r", n=60)
+    with open(run / "history.jsonl", "a") as f:  # a loss spike the detector must find
+        f.write(_line({"type": "train", "step": 610, "tokens": 610000, "elapsed": 61.0, "lr": 1e-3,
+                       "loss": float("nan"), "mlm_loss": 4.0, "mlm_acc": 0.59, "nsp_loss": 0.6,
+                       "nsp_acc": 0.7, "sop_acc": None, "grad_norm": 1.0, "tokens_per_s": 1e4}))
+    (run / "checkpoints" / "step_00000200").mkdir(parents=True)
+    (run / "checkpoint_eval.jsonl").write_text(
+        _line({"step": 200, "tokens": 200000, "eval_mlm_acc": 0.4, "eval_mlm_acc_ci95": [0.39, 0.41],
+               "eval_mlm_loss": 2.0, "eval_nsp_acc": 0.7}) +
+        _line({"step": 100, "tokens": 100000, "eval_mlm_acc": 0.3, "eval_mlm_acc_ci95": [0.29, 0.31],
+               "eval_mlm_loss": 2.5, "eval_nsp_acc": 0.6}))
+    c = TestClient(create_app([run]))
+    s = c.get("/api/runs/r/study").json()
+    assert any(a["kind"] == "nonfinite" and a["metric"] == "loss" for a in s["anomalies"]), s["anomalies"]
+    assert "prediction" not in s
+    ck = c.get("/api/runs/r/checkpoints").json()["checkpoints"]
+    assert [(k["step"], k["on_disk"], k["eval"]["eval_mlm_acc"]) for k in ck] == [(100, False, 0.3),
+                                                                                  (200, True, 0.4)]
+
+
+def test_traversal_and_unknown_runs_refused(runs):
+    c = TestClient(create_app([runs / "a"]))
+    for url in ["/api/..%2F..%2Fetc%2Fpasswd", "/api/runs/..%2Fb/history",
+                "/api/runs/..%2F..%2F..%2Fetc%2Fpasswd/history", "/api/runs/b/history",
+                "/static/..%2Fserver.py", "/static/%2E%2E/server.py", "/api/runs/a/..%2F..%2Fb"]:
+        r = c.get(url)
+        assert r.status_code == 404, url
+        assert b"zhbert-history" not in r.content and b"import" not in r.content
+    assert c.get("/static/app.js").status_code == 200
+    assert b"uPlot" in c.get("/").content
+
+
+def test_deleted_run_keeps_others_working(runs):
+    c = TestClient(create_app([runs]))
+    (runs / "b" / "history.jsonl").unlink()
+    states = {r["id"]: r["state"] for r in c.get("/api/runs").json()["runs"]}
+    assert states == {"a": states["a"], "b": "missing"} and states["a"].startswith("stopped")
+    assert c.get("/api/runs/b/history").status_code == 410
+    assert c.get("/api/runs/b/study").status_code == 410
+    assert c.get("/api/runs/a/history").status_code == 200
+
+
+def test_server_is_read_only(runs):
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*")}
+    c = TestClient(create_app([runs]))
+    for url in ["/api/runs", "/api/runs/a/history", "/api/runs/a/study?target=0.5",
+                "/api/runs/a/checkpoints"]:
+        assert c.get(url).status_code == 200
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*")} == before
+
+
+def test_port_in_use_is_a_clear_user_error():
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        with pytest.raises(UserError, match=f"127.0.0.1:{port}.*--port"):
+            bind("127.0.0.1", port)
+    finally:
+        busy.close()
+
+
+def test_cli_port_in_use_exits_2(runs, capsys):
+    from zhbert.cli import COMMANDS, main
+    if ("monitor",) not in COMMANDS:
+        pytest.skip("monitor is not registered in cli.COMMANDS yet")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        assert main(["monitor", str(runs), "--port", str(busy.getsockname()[1])]) == 2
+    finally:
+        busy.close()
+    assert "--port" in capsys.readouterr().err
