@@ -1,0 +1,93 @@
+"""Shared by the benchmarks: what machine this is, how busy it is, how fast its
+matmul is, and where results go.
+
+The machine is shared and noisy, so every result carries the load average and the
+matmul peak measured in the same process: a ratio to the peak (or to a reference
+timed alternately in the same run) means more than an absolute number.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).parent / "out"
+
+
+def versions() -> dict[str, str]:
+    import transformers
+
+    return {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
+
+
+def machine() -> dict:
+    """zhbert.machine's facts plus the load average and versions, JSON-able."""
+    from zhbert.machine import cpu_info, describe_machine
+
+    return {"line": describe_machine(), **cpu_info(), **versions(),
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def machine_line(info: dict) -> str:
+    flags = ", ".join(f"{k}={'y' if v else 'n'}" for k, v in info["flags"].items())
+    return (f"{info['line']} · flags {flags} · transformers {info['transformers']} · "
+            f"load {' '.join(str(x) for x in info['loadavg'])}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process so far. VmHWM first: getrusage's ru_maxrss
+    survives exec, so a child would report its (bigger) parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, reps: int = 5) -> float:
+    """Best-of-``reps`` GFLOP/s of an (n, n) @ (n, n) matmul: the practical peak that
+    a model's FLOP/s is compared with."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up: kernel selection, page faults
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def peaks(native_bf16: bool) -> dict[str, float]:
+    """fp32 peak always; bf16 only where the CPU has it natively (elsewhere it is a
+    ~20x slower scalar fallback, and timing it would just waste a minute)."""
+    out = {"fp32": matmul_gflops(torch.float32)}
+    if native_bf16:
+        out["bf16"] = matmul_gflops(torch.bfloat16)
+    return out
+
+
+def write_json(name: str, payload: dict) -> Path:
+    from zhbert.fileio import atomic_write_text
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = OUT / f"{name}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def table(rows: list[list[str]]) -> str:
+    """Plain fixed-width table, first row the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

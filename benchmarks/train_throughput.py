@@ -1,0 +1,246 @@
+"""Training throughput: zhbert's step vs Hugging Face's BertForPreTraining, side by side.
+
+    python -m benchmarks.train_throughput --config tiny|seed [--precision auto|fp32|bf16]
+        [--quick] [--batch-size 32] [--steps N] [--rounds 3] [--compile]
+
+Both models have the same shape and the same weights (HF loads zhbert's state_dict).
+Each side runs a plain loop: zero_grad, forward with MLM + NSP labels, backward,
+AdamW. zhbert gets its batch contract (full packed sequences, M = 20 masked slots
+per row, the head only there; fused AdamW as zhbert.train uses); HF gets the same
+tokens with a (B, T) labels tensor (-100 off the masked slots), SDPA attention and
+the default AdamW, as in the reference issue.
+
+The machine is shared, so the two sides run in alternating timed windows in one
+process (warm-up excluded), each step timed, and the ratio of median-step
+throughputs is what to read. Each side's peak RSS is
+measured in a child process that builds only that side (--child). Ends with
+``ratio: X.XX`` (zhbert tokens/s / reference tokens/s) and writes JSON to
+benchmarks/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from benchmarks import common
+
+VOCAB, T, M = 10_000, 128, 20  # the seed study's vocabulary size and sequence shape
+
+
+def model_config(name: str):
+    from zhbert.model import preset
+
+    return preset(name, VOCAB, max_predictions=M, max_position_embeddings=512)
+
+
+def make_batch(B: int, seed: int, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
+    """A full-length [CLS] A [SEP] B [SEP] batch in zhbert's contract, plus ``labels``
+    (B, T) for HF. 80/10/10 masking does not change the cost, so every slot is [MASK]."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (B, T), generator=g)
+    cut = torch.randint(T // 4, 3 * T // 4, (B,), generator=g)
+    ids[:, 0], ids[:, -1] = 2, 3
+    ids[torch.arange(B), cut] = 3
+    types = (torch.arange(T) > cut[:, None]).long()
+    # M distinct positions per row, never [CLS]/[SEP]; sorted like zhbert.data's
+    score = torch.rand(B, T, generator=g)
+    score[:, 0] = score[:, -1] = 2.0
+    score[torch.arange(B), cut] = 2.0
+    positions = score.argsort(1)[:, :M].sort(1).values
+    mlm_labels = torch.gather(ids, 1, positions)
+    ids.scatter_(1, positions, 4)  # [MASK]
+    labels = torch.full((B, T), -100).scatter_(1, positions, mlm_labels)
+    return {"input_ids": ids, "token_type_ids": types,
+            "attention_mask": torch.ones(B, T, dtype=torch.bool),
+            "mlm_positions": positions, "mlm_labels": mlm_labels,
+            "nsp_labels": torch.randint(0, 2, (B,), generator=g), "labels": labels}
+
+
+def build(side: str, cfg, state: dict | None, compile_: bool):
+    """(model, optimizer, step function) for one side."""
+    if side == "zhbert":
+        from zhbert.model import BertForPretraining
+
+        model = BertForPretraining(cfg).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+        forward = (lambda b: model(b).loss)
+    else:
+        from transformers import BertForPreTraining
+
+        model = BertForPreTraining._from_config(cfg.to_hf_config(), attn_implementation="sdpa").train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        forward = (lambda b: model(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"],
+                                   attention_mask=b["attention_mask"].long(), labels=b["labels"],
+                                   next_sentence_label=b["nsp_labels"]).loss)
+    if state is not None:
+        model.load_state_dict(state)
+    if compile_:
+        forward = torch.compile(forward)
+    return model, opt, forward
+
+
+def make_step(opt, forward, precision: str):
+    from zhbert.precision import autocast_context
+
+    def step(batch):
+        opt.zero_grad(set_to_none=True)
+        with autocast_context(precision, "cpu"):
+            loss = forward(batch)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def timed(step, batches: list, n: int, offset: int = 0) -> list[float]:
+    """Seconds of each of ``n`` steps (the step returns a CPU loss: nothing is pending)."""
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        step(batches[(offset + i) % len(batches)])
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def child_rss(args, side: str) -> float | None:
+    """Peak RSS (MB) of a fresh process that builds and steps only ``side``."""
+    cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--child", side,
+           "--config", args.config, "--batch-size", str(args.batch_size),
+           "--precision", args.precision] + (["--compile"] if args.compile and side == "zhbert" else [])
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        print(f"warning: RSS child for {side} failed: {out.stderr[-500:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def resolve(precision: str) -> str:
+    from zhbert.machine import detect_capabilities
+    from zhbert.precision import resolve_precision
+
+    return resolve_precision(precision, detect_capabilities("cpu")).precision
+
+
+def run_child(args) -> int:
+    precision = resolve(args.precision)
+    _, opt, forward = build(args.child, model_config(args.config), None, args.compile)
+    step = make_step(opt, forward, precision)
+    batch = make_batch(args.batch_size, 0)
+    for _ in range(2):
+        step(batch)
+    print(json.dumps({"peak_rss_mb": round(common.peak_rss_mb(), 1)}))
+    return 0
+
+
+def measure(args, cfg, precision: str) -> dict:
+    """Warm up both sides, then ``rounds`` alternating windows of ``steps`` steps each."""
+    from zhbert.model import BertForPretraining
+
+    torch.manual_seed(0)
+    state = BertForPretraining(cfg).state_dict()
+    sides = {}
+    for side in ("zhbert", "reference"):
+        _, opt, forward = build(side, cfg, state, args.compile and side == "zhbert")
+        sides[side] = make_step(opt, forward, precision)
+    batches = [make_batch(args.batch_size, s) for s in range(4)]
+    warm = {}
+    for side, step in sides.items():  # the first zhbert step includes compile time when compiled
+        t = time.perf_counter()
+        step(batches[0])
+        warm[side] = time.perf_counter() - t
+        timed(step, batches, args.warmup - 1, 1)
+    secs = {side: [] for side in sides}
+    for r in range(args.rounds):
+        order = list(sides) if r % 2 == 0 else list(sides)[::-1]  # neither side always goes first
+        for side in order:
+            secs[side].extend(timed(sides[side], batches, args.steps, r))
+    return {"first_step_s": warm, "step_s": secs}
+
+
+def report(args, cfg, precision: str, result: dict, info: dict, peak: dict, rss: dict) -> dict:
+    from zhbert.model import flops_per_token
+
+    tokens = args.batch_size * T  # per step
+    fpt_ours = flops_per_token(cfg, T, M / T)
+    # HF computes the MLM head at every position: count what each side really does
+    fpt_ref = flops_per_token(cfg, T, 1.0)
+    rows = [["side", "precision", "tokens/s", "mean tok/s", "best..worst step", "model GFLOP/s",
+             "% peak", "peak RSS MB", "first step s"]]
+    summary = {}
+    for side, fpt in (("zhbert", fpt_ours), ("reference", fpt_ref)):
+        s = result["step_s"][side]
+        # the median step is the headline: other engineers' jobs make some steps much slower
+        tps = tokens / statistics.median(s)
+        gflops = tps * fpt / 1e9
+        summary[side] = {"tokens_per_s": tps, "mean_tokens_per_s": tokens * len(s) / sum(s),
+                         "model_gflops": gflops, "peak_fraction": gflops / peak[precision],
+                         "flops_per_token": fpt, "peak_rss_mb": rss.get(side),
+                         "first_step_s": result["first_step_s"][side]}
+        rows.append([side, precision, f"{tps:,.0f}", f"{summary[side]['mean_tokens_per_s']:,.0f}",
+                     f"{tokens / min(s):,.0f}..{tokens / max(s):,.0f}", f"{gflops:.1f}",
+                     f"{100 * gflops / peak[precision]:.0f}%", f"{rss.get(side) or 0:.0f}",
+                     f"{result['first_step_s'][side]:.2f}"])
+    ratio = summary["zhbert"]["tokens_per_s"] / summary["reference"]["tokens_per_s"]
+    print(common.machine_line(info))
+    print(f"config {args.config} (hidden {cfg.hidden_size}, {cfg.num_layers} layers, {cfg.num_heads} "
+          f"heads, FFN {cfg.intermediate_size}, vocab {cfg.vocab_size}), batch {args.batch_size}x{T}, "
+          f"M={M}, {args.rounds} rounds x {args.steps} steps per side, compile={args.compile}")
+    print("matmul peak (1024^3, same run): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
+    print(common.table(rows))
+    print("tokens/s from the median step; mean tok/s from the total time")
+    print("model FLOP/s count what each side computes (zhbert: MLM head at M slots; HF: at all T)")
+    print(f"ratio: {ratio:.2f}")
+    return {"summary": summary, "ratio": ratio}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", choices=("tiny", "seed"), default="tiny")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, help="steps per timed window (default 5; --quick: 3 tiny, 1 seed)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="few steps: under 10 minutes for seed")
+    p.add_argument("--compile", action="store_true", help="torch.compile zhbert's forward")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--no-rss", action="store_true", help="skip the per-side RSS child processes")
+    p.add_argument("--child", choices=("zhbert", "reference"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        return run_child(args)
+    if args.steps is None:
+        args.steps = (1 if args.config == "seed" else 3) if args.quick else 5
+    if args.quick:
+        args.warmup = 1
+    precision = resolve(args.precision)
+    info = common.machine()
+    from zhbert.machine import detect_capabilities
+
+    peak = common.peaks(detect_capabilities("cpu").cpu_native_bf16 or precision == "bf16")
+    cfg = model_config(args.config)
+    result = measure(args, cfg, precision)
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    rss = {} if args.no_rss else {s: child_rss(args, s) for s in ("zhbert", "reference")}
+    out = report(args, cfg, precision, result, info, peak, rss)
+    path = common.write_json(f"train_throughput-{args.config}",
+                             {"args": vars(args), "machine": info, "precision": precision,
+                              "matmul_peak_gflops": peak, "raw": result, **out,
+                              "process_peak_rss_mb": common.peak_rss_mb()})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""zhbert.model's fast paths compute what the straightforward ones do.
+
+Each test runs the same weights and batch through the optimised path and through a
+plain reference (separate q/k/v Linear layers, masked SDPA, nn.Dropout semantics) and
+compares losses and gradients. Dropout is off except where dropout itself is tested,
+since two paths cannot draw the same random masks. Tolerance: fp32, atol 1e-5 on
+losses and rtol 1e-4 / atol 1e-6 on gradients (reordered float sums, nothing more).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zhbert.model import BertForPretraining, Dropout, ModelConfig, SelfAttention
+
+V, T, M, B = 100, 16, 4, 3
+
+
+def cfg(**kw) -> ModelConfig:
+    base = dict(vocab_size=V, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
+                max_position_embeddings=32, max_predictions=M, hidden_dropout=0.0,
+                attention_dropout=0.0)
+    return ModelConfig(**{**base, **kw})
+
+
+def batch(lengths=(T, T, T), seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, V, (B, T), generator=g)
+    mask = torch.arange(T) < torch.tensor(lengths)[:, None]
+    positions = torch.stack([torch.randperm(n - 2, generator=g)[:M] + 1 for n in lengths])
+    labels = torch.gather(ids, 1, positions)
+    ids = ids.scatter(1, positions, 4).masked_fill(~mask, 0)
+    return {"input_ids": ids, "token_type_ids": (torch.arange(T) >= T // 2).long().expand(B, T),
+            "attention_mask": mask, "mlm_positions": positions, "mlm_labels": labels,
+            "nsp_labels": torch.tensor([0, 1, 0])}
+
+
+def reference_attention(self: SelfAttention, x: torch.Tensor, mask) -> torch.Tensor:
+    """The straightforward path: three Linear layers and masked SDPA (mask always given)."""
+    B_, T_, C = x.shape
+    H = self.num_heads
+    heads = [lin(x).view(B_, T_, H, C // H).transpose(1, 2) for lin in (self.query, self.key, self.value)]
+    if mask is None:
+        mask = torch.ones(B_, 1, 1, T_, dtype=torch.bool)
+    y = F.scaled_dot_product_attention(*heads, attn_mask=mask)
+    return y.transpose(1, 2).reshape(B_, T_, C)
+
+
+def loss_and_grads(model, b) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    loss = model(b).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def assert_same(a, b) -> None:
+    torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=1e-5)
+    assert a[1].keys() == b[1].keys()
+    for name in a[1]:
+        torch.testing.assert_close(a[1][name], b[1][name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("lengths", [(T, T, T), (T, 11, 7)], ids=["packed", "padded"])
+def test_fused_qkv_and_mask_skip_match_reference(monkeypatch, lengths):
+    torch.manual_seed(0)
+    model = BertForPretraining(cfg()).train()
+    b = batch(lengths)
+    fast = loss_and_grads(model, b)
+    monkeypatch.setattr(SelfAttention, "forward", reference_attention)
+    assert_same(fast, loss_and_grads(model, b))
+
+
+def test_written_out_attention_matches_sdpa():
+    """The dropout path's attention (dropout set to 0 after construction so that the
+    path is taken but draws nothing) equals SDPA's, with and without a padding mask."""
+    torch.manual_seed(1)
+    attn = SelfAttention(cfg())
+    mask = (torch.arange(T) < torch.tensor([T, 11, 7])[:, None])[:, None, None, :]
+    q, k, v = (torch.randn(B, 4, T, 16, requires_grad=True) for _ in range(3))
+    for m in (None, mask):
+        ours = attn.attend_with_dropout(q, k, v, m)
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
+        g = torch.randn_like(ours)
+        got = torch.autograd.grad(ours, (q, k, v), g)
+        want = torch.autograd.grad(ref, (q, k, v), g)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_dropout_keeps_expectation_and_rate():
+    torch.manual_seed(2)
+    drop = Dropout(0.1).train()
+    x = torch.ones(200_000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.005  # 5 sigma is ~0.0034
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    y.sum().backward()  # the gradient is the same mask and scale
+    torch.testing.assert_close(x.grad, y.detach())
+    assert drop.eval()(x) is x
+
+
+def test_dropout_on_trains_and_eval_is_deterministic():
+    torch.manual_seed(3)
+    model = BertForPretraining(cfg(hidden_dropout=0.1, attention_dropout=0.1)).train()
+    b = batch((T, 11, 7))
+    a1, a2 = model(b).loss, model(b).loss
+    assert torch.isfinite(a1) and a1 != a2  # dropout draws differ between calls
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(b).loss, model(b).loss, atol=0, rtol=0)
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager_with_padding():
+    """Compiled code keeps the mask (no data-dependent branch); same loss and grads."""
+    torch.manual_seed(4)
+    model = BertForPretraining(cfg()).train()
+    b = batch((T, 11, 7))
+    eager = loss_and_grads(model, b)
+    model.zero_grad(set_to_none=True)
+    loss = torch.compile(lambda x: model(x).loss)(b)
+    loss.backward()
+    assert_same(eager, (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
