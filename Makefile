@@ -15,6 +15,7 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -r requirements.txt $(TORCH)
+	$(PY) -m pip install -q "setuptools>=64"
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@# Browser tests of the dashboard drive Debian's chromium (never a downloaded browser);
 	@# without it (no root, no apt) they skip and say why.
