@@ -25,7 +25,7 @@ def _reference(lm, sentence, k):
 
 
 def test_several_masks_sorted_and_equal_to_full_forward(trained_run):
-    lm = load_masked_lm(trained_run)
+    lm = load_masked_lm(trained_run, precision="fp32")  # fp32: compared with an fp64 softmax
     assert lm.source.endswith("step 30") and lm.precision == "fp32"
     results = fill_mask(lm, SENTENCES, top_k=5, batch_size=2)  # batches of mixed lengths: padding
     assert [len(r) for r in results] == [1, 2, 1]
@@ -75,3 +75,14 @@ def test_user_errors(trained_run, capsys, argv, message):
 def test_not_a_model_dir(tmp_path):
     with pytest.raises(UserError, match="neither a run directory"):
         load_masked_lm(tmp_path)
+
+
+@pytest.mark.parametrize("native, expected", [(False, "fp32"), (True, "bf16")])
+def test_auto_precision_follows_the_machine(trained_run, monkeypatch, native, expected):
+    """auto never picks bf16 on a CPU without native bf16 (capabilities injected, not read
+    off the test machine), and takes it where the CPU has it; an explicit choice wins."""
+    import zhbert.machine
+    caps = zhbert.machine.Capabilities("cpu", "test CPU", cpu_native_bf16=native, cuda_bf16=False)
+    monkeypatch.setattr(zhbert.machine, "detect_capabilities", lambda device=None: caps)
+    assert load_masked_lm(trained_run).precision == expected
+    assert load_masked_lm(trained_run, precision="fp32").precision == "fp32"

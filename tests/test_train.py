@@ -117,6 +117,10 @@ def test_refuses_a_run_dir_of_another_config(synthetic_data, tmp_path, capsys):
     assert "another config" in capsys.readouterr().err
     assert cli_main(args + sets) == 2  # same run, neither --resume nor --force
     assert cli_main(args + ["--data", str(tmp_path / "missing")] + sets) == 2
+    (tmp_path / "afile").write_text("x")
+    bad = args[:-2] + [str(tmp_path / "afile" / "run"), "--no-progress"]
+    assert cli_main(bad + sets) == 2
+    assert "cannot create the run directory" in capsys.readouterr().err
     # --force starts over: results derived from the old run must not survive
     for name in ("probe.jsonl", "checkpoint_eval.jsonl"):
         (tmp_path / "run" / name).write_text('{"step": 2}\n')

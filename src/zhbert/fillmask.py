@@ -33,8 +33,10 @@ class MaskedLM:
     source: str           # what was loaded, for messages
 
 
-def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None) -> MaskedLM:
-    """A run directory (latest valid / given checkpoint) or an exported model directory."""
+def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
+                   precision: str = "auto") -> MaskedLM:
+    """A run directory (latest valid / given checkpoint) or an exported model directory.
+    ``precision="auto"`` takes the machine's fast path (bf16 only where it is native)."""
     from zhbert.checkpoint_eval import (default_device, is_run_dir, load_run_model, open_run,
                                        open_run_data, select_checkpoints)
     from zhbert.machine import detect_capabilities
@@ -57,7 +59,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None)
     else:
         raise UserError(f"{path} is neither a run directory (config.json from zhbert train) "
                         "nor an exported model directory (model.safetensors); check the path")
-    precision = resolve_precision("auto", detect_capabilities(device)).precision
+    precision = resolve_precision(precision, detect_capabilities(device)).precision
     return MaskedLM(model, vocab, max_len, device, precision, source)
 
 
@@ -121,6 +123,8 @@ def add_arguments(p) -> None:
     p.add_argument("--checkpoint", type=int, metavar="STEP", help="checkpoint step (run directories)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto: bf16 only where the CPU/GPU runs it natively, else fp32")
 
 
 def _read_sentences(args) -> list[str]:
@@ -141,7 +145,7 @@ def _read_sentences(args) -> list[str]:
 
 def run(args) -> int:
     sentences = _read_sentences(args)
-    lm = load_masked_lm(args.model, args.checkpoint)
+    lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision)
     results = fill_mask(lm, sentences, args.top_k, args.batch_size)
     if args.json:
         rows = [{"sentence": s, "masks": [[{"token": t, "prob": p} for t, p in cands] for cands in masks]}

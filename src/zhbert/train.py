@@ -144,7 +144,11 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
                             "or --force to start over")
         if force and not resume:
             _clear_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the run directory {run_dir}: {exc.strerror}; "
+                        "choose a writable --out") from None
     atomic_write_json(cfg_path, {"config": cfg.to_dict(), "config_hash": cfg.hash(), "data": data_info})
 
 
