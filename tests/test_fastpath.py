@@ -125,3 +125,18 @@ def test_compiled_step_matches_eager_with_padding():
     loss = torch.compile(lambda x: model(x).loss)(b)
     loss.backward()
     assert_same(eager, (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_lanes_are_independent_and_odd_sizes_work(p):
+    """The four 16-bit lanes of one draw must not share bits (a top bit left at 0, say,
+    would make every fourth lane keep more often), and sizes not divisible by 4 work."""
+    torch.manual_seed(5)
+    y = Dropout(p).train()(torch.ones(4 * 50_001 + 3))
+    assert y.shape == (4 * 50_001 + 3,)
+    kept = (y[:-3] != 0).view(-1, 4).float()
+    for lane in range(4):  # each lane alone keeps 1 - p (5 sigma of 50,001 draws ~0.011)
+        assert abs(kept[:, lane].mean().item() - (1 - p)) < 0.011
+    # lanes of one word are uncorrelated
+    corr = torch.corrcoef(kept.T)
+    assert (corr - torch.eye(4)).abs().max() < 0.025

@@ -20,7 +20,8 @@ What makes it faster than HF at equal shapes:
 - no attention mask at all when the batch has no padding; with attention dropout
   the attention is written out (SDPA would take its slow math path anyway), and
   without it SDPA can use its flash kernel;
-- dropout draws ``rand >= p`` (about half the cost of ``nn.Dropout`` on the CPU);
+- dropout draws 16-bit lanes of 64-bit random words (~13x fewer RNG calls than
+  ``nn.Dropout``'s uniform draw on the CPU);
 - static shapes and no host syncs (accuracy counts stay on-device; the padding
   check above is skipped when compiling), so the step compiles into one graph with
   ``torch.compile``.
@@ -112,15 +113,30 @@ def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
 # Module nesting mirrors HF's only so that parameter names match 1:1.
 
 class Dropout(nn.Dropout):
-    """nn.Dropout drawn as ``rand >= p``: on the CPU one vectorised uniform draw and a
-    float mask (saved for backward) cost about half of bernoulli_ + div + mul, and the
-    dropout layers were ~11% of a tiny training step. Same distribution and scaling."""
+    """nn.Dropout with a cheaper draw. The CPU's uniform_ costs ~10 ns an element, and
+    dropout (3 per layer, one on the (B, H, T, T) attention weights) was ~12% of a
+    `seed` training step. One 64-bit draw gives four 16-bit lanes instead: an element
+    is kept when its lane is >= a threshold, so the drop probability is p rounded to
+    1/65536 (0.1 -> 0.100006), ~13x fewer RNG calls. Same scaling as nn.Dropout."""
+
+    LANES = 4  # int16 lanes per int64 draw
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand_like(x).ge_(self.p).to(x.dtype)  # 1 with probability 1 - p
-        return x * keep.mul_(1.0 / (1.0 - self.p))
+        return x * dropout_keep_mask(x, self.p)
+
+
+def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """1/(1-p) where kept and 0 where dropped, shaped and typed like ``x``."""
+    n = x.numel()
+    # the full signed range, so that all 64 bits are random (random_() leaves the top bit 0);
+    # randint rather than random_: torch.compile traces it without a graph break
+    draws = torch.randint(-2**63, 2**63 - 1, ((n + Dropout.LANES - 1) // Dropout.LANES,),
+                          dtype=torch.int64, device=x.device)
+    lanes = draws.view(torch.int16)[:n].view(x.shape)
+    threshold = -2**15 + round(p * 2**16)  # P(lane < threshold) = p, to 1/65536
+    return lanes.ge(threshold).to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 class Embeddings(nn.Module):
