@@ -86,6 +86,14 @@ function anomalyHook(fields) {
   };
 }
 
+// uPlot's default tick labels round to the tick spacing's decimals, which printed every
+// learning-rate tick of a cosine schedule as "0.002": keep 4 significant digits instead.
+function tick(v) {
+  if (v == null) return "";
+  const a = Math.abs(v);
+  return (a >= 1e5 || (a > 0 && a < 1e-3)) ? v.toExponential(2) : String(+v.toPrecision(4));
+}
+
 function draw(title, tables, labels, dashes, container, fields, extra = {}) {
   const log = $("logy").checked, axis = $("xaxis").value;
   if (log) tables = tables.map(([x, y]) => [x, y.map(v => v > 0 ? v : null)]);
@@ -97,7 +105,8 @@ function draw(title, tables, labels, dashes, container, fields, extra = {}) {
   const opts = Object.assign({
     title, width: 600, height: 280,
     scales: {x: {time: false}, y: {distr: log ? 3 : 1}},
-    axes: [{label: axis}, {}],
+    axes: [{label: axis}, {values: (u, splits) => splits.map(tick),
+           size: (u, values) => 24 + 7 * Math.max(4, ...(values || []).map(v => v.length))}],
     series: [{label: axis}].concat(labels.map((l, i) => ({
       label: l, stroke: COLORS[Math.floor(i / 2) % COLORS.length], width: 1.5,
       dash: dashes[i] ? [6, 4] : undefined, spanGaps: true,
