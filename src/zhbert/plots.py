@@ -262,7 +262,7 @@ def plot_fit(series: Series, fits: Sequence[CurveFit], ax: Axes | None = None, *
     best = ok[0] if ok else None  # fit_curve sorts by AIC
     if best is not None:
         lo, hi = best.band(grid)
-        ax.fill_between(grid, lo, hi, color="tab:red", alpha=0.2, label="95% band (block bootstrap)")
+        ax.fill_between(grid, lo, hi, color="tab:red", alpha=0.2, label="95% band (bootstrap refits)")
         ax.plot(grid, best.predict(grid), color="tab:red", lw=2, label=f"best by AIC, {_fit_label(best)}")
     line = next((f for f in ok if f.name == "linear"), None)
     if line is not None and line is not best:

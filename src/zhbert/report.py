@@ -321,7 +321,7 @@ def _fit_md(a: Analysis, j: dict) -> list[str]:
              "-" if r["delta_aic"] is None else f"{r['delta_aic']:.1f}"]
             for r in bf["ranking"]]
     out += [f"Models fitted to {a.metric} with scipy `curve_fit`, ranked by AIC; uncertainty from "
-            f"{bf['n_boot']} residual block-bootstrap refits.", "",
+            f"{bf['n_boot']} bootstrap refits ({bf.get('bootstrap') or 'residual bootstrap'}).", "",
             md_table(["model", "status", "AIC", "ΔAIC"], rows), "",
             f"Best: **{bf['model']}** `{bf['formula']}`"
             + (f", asymptote {fmt(bf['asymptote'])} (95% CI {fmt(bf['asymptote_ci95'])})"

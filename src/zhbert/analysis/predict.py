@@ -1,10 +1,14 @@
 """How long until a target accuracy? And would the curve have told us in time?
 
 ``predict_steps`` fits the learning-curve models (curves.py), takes the best by
-AIC, and turns the residual-bootstrap curves into a distribution of the step at
-which the target is reached: the 80% / 95% intervals are its percentiles. A
-bootstrap curve that saturates below the target never reaches it; when more than
-(1 - level)/2 of them do not, the interval's upper end is infinite, and we say so.
+AIC, and turns the residual-bootstrap curves (a bias-corrected AR-sieve bootstrap,
+so autocorrelated noise widens them) into a distribution of the step at which the
+target is reached: the 80% / 95% intervals are its equal-tailed (B + 1)-rule
+quantiles (``curves.boot_interval``). Measured on generated power-law curves fitted
+up to 50K steps with the truth at 75K, they cover at close to the stated rate with
+iid and with AR(1) noise (tests/test_analysis_curves.py). A bootstrap curve that
+saturates below the target never reaches it; when more than (1 - level)/2 of them
+do not, the interval's upper end is infinite, and we say so.
 If the fitted ceiling itself is below the target the answer is "not reachable
 with this setup" with the asymptote and its CI -- the seed's
 ``predict_training_steps(0.60)`` answered 12,857 steps for a run that never got
@@ -27,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zhbert.analysis.curves import CurveFit, default_models, fit_curve
+from zhbert.analysis.curves import CurveFit, boot_interval, default_models, fit_curve
 from zhbert.analysis.history import History, Meta, Series, load_history
 from zhbert.analysis.stats import _f, smooth
 from zhbert.errors import UserError
@@ -128,12 +132,10 @@ def _direction(metric: str, fits: Sequence[CurveFit]) -> int:
 
 
 def _interval(samples: np.ndarray, level: float, point: float) -> tuple[float, float]:
-    """Percentile interval of bootstrap reach-steps; inf samples make the upper end inf."""
+    """Equal-tailed interval of bootstrap reach-steps; inf samples make the upper end inf."""
     if len(samples) == 0:
         return (point, point)
-    q = (1 - level) / 2
-    lo, hi = np.quantile(samples, [q, 1 - q], method="inverted_cdf")  # no inf - inf interpolation
-    return float(lo), float(hi)
+    return boot_interval(samples, level)
 
 
 def _convert(x: Quantity, axis: str, tp: Throughput) -> dict[str, Quantity | None]:
