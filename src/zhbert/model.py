@@ -183,7 +183,8 @@ class SelfAttention(nn.Module):
         """softmax(q k^T / sqrt(D)) v with dropout on the weights, (B, H, T, D) each.
         With dropout SDPA falls back to its math path anyway (which also turns a bool
         mask into an additive one); written out, it uses the faster Dropout above."""
-        att = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)  # (B, H, T, T)
+        # scale q (B, H, T, D) rather than the scores (B, H, T, T): half the elements at T=128, D=64
+        att = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, T)
         if mask is not None:  # (B, 1, 1, T), True = real key
             att = att.masked_fill(~mask, float("-inf"))
         return self.dropout(att.softmax(-1)) @ v
