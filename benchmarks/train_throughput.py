@@ -6,7 +6,8 @@
 Both models have the same shape and the same weights (HF loads zhbert's state_dict).
 Each side runs a plain loop: zero_grad, forward with MLM + NSP labels, backward,
 AdamW. zhbert gets its batch contract (full packed sequences, M = 20 masked slots
-per row, the head only there; fused AdamW as zhbert.train uses); HF gets the same
+per row, the head only there; fused AdamW, gradient clipping and, in bf16, a bf16
+copy of fp32 master weights, as zhbert.train does); HF gets the same
 tokens with a (B, T) labels tensor (-100 off the masked slots), SDPA attention and
 the default AdamW, as in the reference issue.
 
@@ -64,38 +65,50 @@ def make_batch(B: int, seed: int, vocab: int = VOCAB) -> dict[str, torch.Tensor]
             "nsp_labels": torch.randint(0, 2, (B,), generator=g), "labels": labels}
 
 
-def build(side: str, cfg, state: dict | None, compile_: bool):
-    """(model, optimizer, step function) for one side."""
+def build(side: str, cfg, state: dict | None, compile_: bool, precision: str):
+    """A step function for one side: zero_grad, forward with MLM + NSP labels, backward,
+    optimizer step. zhbert's is what zhbert.train does: in bf16 a bf16 copy of fp32
+    master weights trains (precision.Bf16Weights), and gradients are clipped (a norm
+    over all parameters and one finiteness check per step)."""
+    from zhbert.precision import Bf16Weights, autocast_context
+
     if side == "zhbert":
         from zhbert.model import BertForPretraining
 
         model = BertForPretraining(cfg).train()
+        if state is not None:
+            model.load_state_dict(state)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-        forward = (lambda b: model(b).loss)
+        bf16 = Bf16Weights(model) if precision == "bf16" else None
+        net = bf16.module if bf16 else model
+        forward = (lambda b: net(b).loss)
     else:
         from transformers import BertForPreTraining
 
         model = BertForPreTraining._from_config(cfg.to_hf_config(), attn_implementation="sdpa").train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        if state is not None:
+            model.load_state_dict(state)
+        opt, bf16 = torch.optim.AdamW(model.parameters(), lr=1e-4), None
         forward = (lambda b: model(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"],
                                    attention_mask=b["attention_mask"].long(), labels=b["labels"],
                                    next_sentence_label=b["nsp_labels"]).loss)
-    if state is not None:
-        model.load_state_dict(state)
     if compile_:
         forward = torch.compile(forward)
-    return model, opt, forward
-
-
-def make_step(opt, forward, precision: str):
-    from zhbert.precision import autocast_context
+    use_autocast = precision if bf16 is None else "fp32"
 
     def step(batch):
         opt.zero_grad(set_to_none=True)
-        with autocast_context(precision, "cpu"):
+        with autocast_context(use_autocast, "cpu"):
             loss = forward(batch)
         loss.backward()
+        if side == "zhbert":
+            if bf16 is not None:
+                bf16.grads_to_master()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            assert bool(torch.isfinite(norm))
         opt.step()
+        if bf16 is not None:
+            bf16.sync_from_master()
         return loss
 
     return step
@@ -132,8 +145,7 @@ def resolve(precision: str) -> str:
 
 def run_child(args) -> int:
     precision = resolve(args.precision)
-    _, opt, forward = build(args.child, model_config(args.config), None, args.compile)
-    step = make_step(opt, forward, precision)
+    step = build(args.child, model_config(args.config), None, args.compile, precision)
     batch = make_batch(args.batch_size, 0)
     for _ in range(2):
         step(batch)
@@ -149,8 +161,7 @@ def measure(args, cfg, precision: str) -> dict:
     state = BertForPretraining(cfg).state_dict()
     sides = {}
     for side in ("zhbert", "reference"):
-        _, opt, forward = build(side, cfg, state, args.compile and side == "zhbert")
-        sides[side] = make_step(opt, forward, precision)
+        sides[side] = build(side, cfg, state, args.compile and side == "zhbert", precision)
     batches = [make_batch(args.batch_size, s) for s in range(4)]
     warm = {}
     for side, step in sides.items():  # the first zhbert step includes compile time when compiled

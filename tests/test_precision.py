@@ -126,3 +126,32 @@ def test_cpu_name_is_cleaned():
 
     assert _cpu_name({"model name": "Intel(R) Xeon(R) CPU @ 2.20GHz"}, {}) == "Intel Xeon"
     assert _cpu_name({}, {"cpu_name": "AMD EPYC"}) == "AMD EPYC"
+
+
+def test_bf16_weights_train_a_bf16_copy_of_fp32_masters():
+    from zhbert.model import BertForPretraining, ModelConfig
+    torch.manual_seed(0)
+    master = BertForPretraining(ModelConfig(vocab_size=50, hidden_size=32, num_layers=1,
+                                            num_heads=2, intermediate_size=64)).train()
+    bf = P.Bf16Weights(master)
+    emb = bf.module.bert.embeddings.word_embeddings.weight
+    assert emb.dtype == torch.bfloat16 and bf.module.cls.predictions.decoder.weight is emb  # still tied
+    assert all(p.dtype == torch.float32 for p in master.parameters())
+    opt = torch.optim.AdamW(master.parameters(), lr=1e-2)
+    ids = torch.randint(5, 50, (4, 16))
+    batch = {"input_ids": ids, "token_type_ids": torch.zeros_like(ids),
+             "attention_mask": torch.ones_like(ids, dtype=torch.bool),
+             "mlm_positions": torch.arange(1, 4).expand(4, 3), "mlm_labels": ids[:, 1:4],
+             "nsp_labels": torch.tensor([0, 1, 0, 1])}
+    bf.module(batch).loss.backward()
+    want = [p.grad.float() for p in bf.params]
+    bf.grads_to_master()
+    assert all(p.grad is None for p in bf.params)  # moved, not copied: no stale bf16 grads
+    for m, g in zip(master.parameters(), want):
+        assert m.grad.dtype == torch.float32 and torch.equal(m.grad, g)
+    before = [p.detach().clone() for p in master.parameters()]
+    opt.step()
+    bf.sync_from_master()
+    assert any(not torch.equal(a, b) for a, b in zip(before, master.parameters()))
+    for m, p in zip(master.parameters(), bf.params):  # the copy is the master rounded to bf16
+        assert torch.equal(p, m.detach().to(torch.bfloat16))

@@ -232,6 +232,7 @@ class Trainer:
     interval: Interval
     history: HistoryWriter | None = None
     tb: Any = None
+    bf16: Any = None              # precision.Bf16Weights: the bf16 copy that trains, or None
 
 
 def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
@@ -271,7 +272,10 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
                  tokens_per_step=cfg.train.batch_size * cfg.train.grad_accum * dist.world * cfg.data.max_len,
                  progress=Progress(), interval=Interval.zeros(device))
     resumed_from = _maybe_resume(tr) if resume else None
-    tr.model = _wrap(raw_model, cfg, dist, device)
+    if precision == "bf16":  # a bf16 copy trains; the fp32 raw_model stays the master
+        from zhbert.precision import Bf16Weights
+        tr.bf16 = Bf16Weights(raw_model)
+    tr.model = _wrap(tr.bf16.module if tr.bf16 else raw_model, cfg, dist, device)
     if dist.main:
         tr.history = HistoryWriter(run_dir / "history.jsonl")
         tr.history.write({"type": "header", "schema": SCHEMA, "version": VERSION,
@@ -411,11 +415,13 @@ def train_step(tr: Trainer, step: int) -> bool:
         sync = micro == accum - 1 or tr.dist.world == 1
         ctx = contextlib.nullcontext() if sync else tr.model.no_sync()
         with ctx:
-            with tr.autocast():
+            with contextlib.nullcontext() if tr.bf16 else tr.autocast():
                 out = tr.model(batch)
             loss = out.loss / accum
             (tr.scaler.scale(loss) if tr.scaler else loss).backward()
         stats += _step_stats(out)
+    if tr.bf16 is not None:
+        tr.bf16.grads_to_master()
     if tr.scaler is not None:
         tr.scaler.unscale_(tr.optimizer)
     clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
@@ -431,6 +437,8 @@ def train_step(tr: Trainer, step: int) -> bool:
     else:
         tr.optimizer.step()
     tr.optimizer.zero_grad(set_to_none=True)
+    if tr.bf16 is not None:
+        tr.bf16.sync_from_master()
     tr.progress.nonfinite_in_a_row = 0
     # Real (non-padding) tokens; under DDP rank 0's count x ranks, to avoid a per-step all-reduce.
     tr.progress.tokens += tokens * tr.dist.world
