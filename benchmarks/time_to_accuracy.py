@@ -1,0 +1,488 @@
+"""Time to accuracy: train seconds for zhbert and for the Hugging Face way to reach a
+held-out MLM accuracy, on the built-in corpus with the `tiny` shape.
+
+    python -m benchmarks.time_to_accuracy [--budget-minutes M] [--quick] [--targets 0.25,0.30]
+
+zhbert trains the way `zhbert train --config tiny` does (its Trainer and
+train_step: packed sentence pairs, MLM + NSP, the head at the masked slots only).
+The reference is what a transformers user would write after run_mlm.py
+--line_by_line: the same corpus as text (`zhbert data text`, a sentence per line),
+BertTokenizerFast over the same vocab.txt, each line padded to the same max length,
+DataCollatorForLanguageModeling(mlm_probability=0.15) and BertForMaskedLM (SDPA).
+Both sides get the same shape, initial weights, AdamW settings, lr schedule, batch
+size, clipping and precision (`auto` on this machine).
+
+Both are scored on the same fixed held-out set: zhbert's validation eval set
+(build_eval_set: fixed sequences, fixed masks), accuracy at the masked positions.
+The machine is shared, so the sides alternate in one process in chunks of equal
+training time; each side's clock counts only its own training steps (data loading
+included, evaluation excluded and reported apart). A side stops at the highest
+target, at the end of its lr schedule, or at the budget. Ends with
+``ratio: X.XX`` = reference seconds / zhbert seconds to the first target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks import common
+
+DATA = common.OUT / "builtin-data"  # `zhbert prepare builtin`, reused once made
+
+
+# ----------------------------------------------------------------------------- data
+
+def prepare_builtin(path: Path = DATA) -> Path:
+    """The built-in corpus prepared as `make demo` does; reused when already there
+    (preparing takes ~1.5 minutes here)."""
+    if not (path / "manifest.json").exists():
+        subprocess.run([sys.executable, "-m", "zhbert", "prepare", "builtin", "--out", str(path)],
+                       check=True)
+    return path
+
+
+def hf_tokenizer(vocab):
+    """BertTokenizerFast over zhbert's vocab.txt (same ids, tested in test_vocab);
+    transformers 5 ignores vocab_file=, so the vocab goes in as a dict."""
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab.tokens)}, do_lower_case=False)
+
+
+class LineDataset(torch.utils.data.Dataset):
+    """Tokenized lines kept as arrays; a row comes out as a dict of lists, as an HF
+    datasets row does (a list of dicts of Python ints for 72K x 64 would take ~250 MB)."""
+
+    def __init__(self, encoded: dict[str, list[list[int]]]):
+        self.columns = {k: np.asarray(v, dtype=np.int32) for k, v in encoded.items()}
+
+    def __len__(self) -> int:
+        return len(self.columns["input_ids"])
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return {k: v[i].tolist() for k, v in self.columns.items()}
+
+
+def line_dataset(data_dir: Path, tok, max_len: int) -> LineDataset:
+    """run_mlm.py --line_by_line: every non-empty line of the training text is one
+    example, truncated and padded to max_len, with the special-tokens mask."""
+    from zhbert.corpus.text import iter_text
+    from zhbert.datadir import open_data_dir
+
+    lines = [line for line in iter_text(open_data_dir(data_dir), "train") if line.strip()]
+    enc = tok(lines, truncation=True, max_length=max_len, padding="max_length",
+              return_special_tokens_mask=True)
+    return LineDataset({k: enc[k] for k in ("input_ids", "token_type_ids", "attention_mask",
+                                            "special_tokens_mask")})
+
+
+def forever(make_iter: Callable):
+    """Batches across epochs (the reference may need more than one)."""
+    while True:
+        yield from make_iter()
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate_hf(model, batches, device, autocast) -> dict:
+    """zhbert's held-out metric for a transformers masked-LM model: its logits at
+    zhbert's fixed masked positions, accuracy and mean loss over the masked slots."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+    for b in batches:
+        b = {k: v.to(device) for k, v in b.items()}
+        with autocast():
+            logits = model(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"],
+                           attention_mask=b["attention_mask"].long()).logits  # (B, T, V)
+        index = b["mlm_positions"][:, :, None].expand(-1, -1, logits.shape[-1])
+        picked = logits.gather(1, index).float()  # (B, M, V)
+        labels = b["mlm_labels"]
+        valid = labels != -100
+        sums[0] += F.cross_entropy(picked.flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                   reduction="sum").double().cpu()
+        sums[1] += ((picked.argmax(-1) == labels) & valid).sum().cpu()
+        sums[2] += valid.sum().cpu()
+    model.train(was_training)
+    loss, correct, n = sums.tolist()
+    return {"eval_mlm_acc": correct / n, "eval_mlm_loss": loss / n, "eval_masked": int(n)}
+
+
+def zeroed_types(batches: list[dict]) -> list[dict]:
+    """The eval batches with every token_type_id 0: a line-by-line model never trains
+    the segment-B embedding, so this shows what that costs it on paired sequences."""
+    return [{**b, "token_type_ids": torch.zeros_like(b["token_type_ids"])} for b in batches]
+
+
+# ----------------------------------------------------------------------------- sides
+
+@dataclass
+class Side:
+    """One contender: a training step, an evaluation, and what the race records."""
+    name: str
+    step: Callable[[int], int]        # optimizer step k (1-based) -> real tokens it consumed
+    evaluate: Callable[[], dict]
+    max_steps: int                    # the lr schedule's end: no progress after it
+    positions_per_step: int
+    steps: int = 0
+    tokens: int = 0
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    curve: list[dict] = field(default_factory=list)
+    stopped: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def run_config(steps: int, eval_sequences: int, overrides: list[str] = ()):
+    """The tiny preset, with the schedule length (cosine to 0 at `steps`) set for the budget."""
+    from zhbert.config import load_config
+
+    return load_config("tiny", [f"train.steps={steps}", f"data.eval_sequences={eval_sequences}",
+                                "train.device=cpu", *overrides])
+
+
+def data_config(cfg):
+    from zhbert.data import DataConfig
+
+    return DataConfig(max_len=cfg.data.max_len, mask_prob=cfg.data.mask_prob,
+                      objective=cfg.model.objective, short_seq_prob=cfg.data.short_seq_prob,
+                      whole_word=cfg.data.whole_word, seed=cfg.train.seed)
+
+
+def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side:
+    """zhbert's own Trainer and train_step, built as zhbert.train.main builds them."""
+    from zhbert import train as zt
+    from zhbert.data import PretrainingLoader
+    from zhbert.datadir import open_data_dir
+    from zhbert.evaluate import evaluate
+    from zhbert.model import BertForPretraining
+    from zhbert.precision import autocast_context
+
+    device = torch.device("cpu")
+    torch.manual_seed(cfg.train.seed)
+    model = BertForPretraining(zt.model_config_from(cfg, len(open_data_dir(data_dir).vocab)))
+    autocast = lambda: autocast_context(precision, device)  # noqa: E731
+    loader = PretrainingLoader(data_dir, "train", data_config(cfg), batch_size=cfg.train.batch_size)
+    tr = zt.Trainer(cfg=cfg, dist=zt.Dist(), device=device, run_dir=Path(os.devnull), model=model,
+                    raw_model=model, optimizer=zt.build_optimizer(model, cfg, device), loader=loader,
+                    eval_batches=eval_batches, autocast=autocast, scaler=None,
+                    tokens_per_step=cfg.train.batch_size * cfg.data.max_len,
+                    progress=zt.Progress(), interval=zt.Interval.zeros(device))
+    bf16_weights = train_bf16_copy(tr, precision)
+
+    def step(k: int) -> int:
+        before = tr.progress.tokens
+        if not zt.train_step(tr, k):  # non-finite: zhbert skips the step (no history here)
+            tr.progress.step = k
+        return tr.progress.tokens - before
+
+    return Side("zhbert", step, lambda: evaluate(model, eval_batches, device, autocast,
+                                                 cfg.model.objective),
+                cfg.train.steps, cfg.train.batch_size * cfg.data.max_len,
+                extra={"model": model, "bf16_weights": bf16_weights,
+                       "initial_state": {k: v.clone() for k, v in model.state_dict().items()}})
+
+
+def train_bf16_copy(tr, precision: str) -> bool:
+    """Where zhbert.train.main trains a bf16 copy of the model (precision.Bf16Weights, a
+    newer zhbert) instead of autocasting, do as it does, so that this measures what
+    `zhbert train` runs; evaluation still sees the fp32 master. False: autocast."""
+    try:
+        from zhbert.precision import Bf16Weights
+    except ImportError:
+        return False
+    if precision != "bf16" or not hasattr(tr, "bf16"):
+        return False
+    tr.bf16 = Bf16Weights(tr.raw_model)
+    tr.model = tr.bf16.module
+    return True
+
+
+def mlm_state(state: dict) -> dict:
+    """zhbert's (MLM + NSP) weights under BertForMaskedLM's names: the same names
+    minus the pooler and the NSP head, which a masked-LM model does not have."""
+    return {k: v for k, v in state.items()
+            if not k.startswith(("bert.pooler.", "cls.seq_relationship."))}
+
+
+def reference_side(cfg, data_dir: Path, eval_batches: list, precision: str,
+                   initial_state: dict) -> Side:
+    """transformers' way: line-by-line text, DataCollatorForLanguageModeling,
+    BertForMaskedLM; zhbert's optimizer settings and lr schedule (Trainer's default
+    optimizer is fused AdamW too, and it also exempts biases and LayerNorm from decay)."""
+    from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
+
+    from zhbert import train as zt
+    from zhbert.datadir import open_data_dir
+    from zhbert.precision import autocast_context
+
+    device = torch.device("cpu")
+    tok = hf_tokenizer(open_data_dir(data_dir).vocab)
+    started = time.perf_counter()
+    dataset = line_dataset(data_dir, tok, cfg.data.max_len)
+    tokenize_s = time.perf_counter() - started
+    collator = DataCollatorForLanguageModeling(tok, mlm_probability=cfg.data.mask_prob,
+                                               seed=cfg.train.seed)
+    # its own generators: zhbert's train_step reseeds torch's global RNG every step
+    shuffle = torch.Generator().manual_seed(cfg.train.seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True,
+                                         collate_fn=collator, generator=shuffle)
+    batches = forever(lambda: iter(loader))
+    mcfg = zt.model_config_from(cfg, len(tok))
+    model = BertForMaskedLM._from_config(mcfg.to_hf_config(), attn_implementation="sdpa").train()
+    model.load_state_dict(mlm_state(initial_state))  # strict: same start as zhbert
+    opt = zt.build_optimizer(model, cfg, device)
+    autocast = lambda: autocast_context(precision, device)  # noqa: E731
+
+    def step(k: int) -> int:
+        for group in opt.param_groups:
+            group["lr"] = zt.lr_at(k, cfg)
+        batch = next(batches)
+        with autocast():
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return int(batch["attention_mask"].sum())
+
+    return Side("reference", step, lambda: evaluate_hf(model, eval_batches, device, autocast),
+                cfg.train.steps, cfg.train.batch_size * cfg.data.max_len,
+                extra={"model": model, "autocast": autocast, "tokenize_s": tokenize_s,
+                       "lines": len(dataset),
+                       "padding_fraction": 1 - float(dataset.columns["attention_mask"].mean())})
+
+
+# ----------------------------------------------------------------------------- the race
+
+def record(side: Side, clock: Callable[[], float]) -> float:
+    """Evaluate ``side`` now (not on its training clock) and add the point to its curve."""
+    t = clock()
+    m = side.evaluate()
+    side.eval_s += clock() - t
+    side.curve.append({"train_s": side.train_s, "step": side.steps, "tokens": side.tokens,
+                       "acc": m["eval_mlm_acc"], "loss": m["eval_mlm_loss"]})
+    return m["eval_mlm_acc"]
+
+
+def run_chunk(side: Side, until_s: float, clock: Callable[[], float]) -> None:
+    """Train until the side's own clock passes ``until_s`` (or its schedule ends)."""
+    while side.train_s < until_s and side.steps < side.max_steps:
+        t = clock()
+        side.tokens += side.step(side.steps + 1)
+        side.train_s += clock() - t
+        side.steps += 1
+
+
+def race(sides: list[Side], budget_s: float, chunk_s: float, targets: list[float],
+         clock: Callable[[], float] = time.perf_counter, log=print) -> None:
+    """Alternate chunks of ``chunk_s`` training seconds per side (evaluating after each)
+    until every side has reached max(targets), ended its schedule or used ``budget_s``."""
+    for side in sides:
+        record(side, clock)
+    r = 0
+    while active := [s for s in sides if s.stopped is None]:
+        for side in (active if r % 2 == 0 else active[::-1]):  # neither side always goes first
+            run_chunk(side, min(side.train_s + chunk_s, budget_s), clock)
+            acc = record(side, clock)
+            log(f"  {side.name:9s} step {side.steps:5d}  train {side.train_s:7.1f} s  "
+                f"held-out MLM acc {acc:.4f}")
+            if acc >= max(targets):
+                side.stopped = "target"
+            elif side.steps >= side.max_steps:
+                side.stopped = "schedule end"
+            elif side.train_s >= budget_s:
+                side.stopped = "budget"
+        r += 1
+
+
+# ----------------------------------------------------------------------------- results
+
+def first_reached(curve: list[dict], target: float) -> dict | None:
+    """The first evaluated point at or above ``target``, with the crossing also
+    interpolated linearly in train seconds from the point before it."""
+    for prev, point in zip([None] + curve[:-1], curve):
+        if point["acc"] >= target:
+            interp = point["train_s"]
+            if prev is not None and point["acc"] > prev["acc"]:
+                frac = (target - prev["acc"]) / (point["acc"] - prev["acc"])
+                interp = prev["train_s"] + frac * (point["train_s"] - prev["train_s"])
+            return {**point, "interpolated_s": interp}
+    return None
+
+
+def ratio_line(sides: dict[str, Side], target: float) -> str:
+    """``ratio: X.XX`` (reference / zhbert training seconds to ``target``), a lower bound
+    when only zhbert got there, n/a when zhbert did not."""
+    zh = first_reached(sides["zhbert"].curve, target)
+    ref = first_reached(sides["reference"].curve, target)
+    if zh is None:
+        return "ratio: n/a (zhbert did not reach the target in budget)"
+    if ref is None:  # the reference's whole clock is a lower bound on its time
+        return f"ratio: >= {sides['reference'].train_s / zh['train_s']:.2f}"
+    return f"ratio: {ref['train_s'] / zh['train_s']:.2f}"
+
+
+def summary_rows(sides: dict[str, Side], targets: list[float], precision: str) -> list[list[str]]:
+    rows = [["side", "precision", "steps", "real tokens", "tok/s", "pad %"]
+            + [f"s to {100 * t:g}%" for t in targets]
+            + ["final acc", "eval s", "stopped by"]]
+    for side in sides.values():
+        hits = [first_reached(side.curve, t) for t in targets]
+        pad = 1 - side.tokens / max(1, side.steps * side.positions_per_step)
+        rows.append([side.name, precision, f"{side.steps:,}", f"{side.tokens:,}",
+                     f"{side.tokens / max(side.train_s, 1e-9):,.0f}", f"{100 * pad:.0f}"]
+                    + [f"{h['train_s']:.0f}" if h else "not reached in budget" for h in hits]
+                    + [f"{side.curve[-1]['acc']:.4f}", f"{side.eval_s:.0f}", side.stopped or ""])
+    return rows
+
+
+def plot(sides: dict[str, Side], targets: list[float], title: str, name: str) -> list[Path]:
+    from zhbert.plots import new_ax, save_figure  # sets up the CJK font
+
+    ax = new_ax()
+    for side, color in zip(sides.values(), ("tab:blue", "tab:orange")):
+        ax.plot([p["train_s"] for p in side.curve], [p["acc"] for p in side.curve],
+                marker=".", color=color, label=side.name)
+    for t in targets:
+        ax.axhline(t, color="gray", linestyle="--", linewidth=0.8)
+        ax.annotate(f"{100 * t:g}%", (0, t), xytext=(2, 2), textcoords="offset points",
+                    color="gray", fontsize=8)
+    ax.set_xlabel("training time of the side (s; evaluation excluded)")
+    ax.set_ylabel("held-out MLM accuracy")
+    ax.legend()
+    ax.figure.suptitle(title, fontsize=9)
+    return save_figure(ax.figure, common.OUT, name)
+
+
+# ----------------------------------------------------------------------------- main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget-minutes", type=float,
+                   help="training minutes per side (default 12; --quick 1.5)")
+    p.add_argument("--targets", help="held-out MLM accuracies (default 0.25,0.30; --quick 0.05,0.08)")
+    p.add_argument("--ratio-target", type=float, help="the target of the final ratio line "
+                   "(default 0.25 when among --targets, else the lowest)")
+    p.add_argument("--steps", type=int, help="lr schedule length (cosine to 0), the same for both "
+                   "sides (default 1000: about what zhbert does in 12 minutes here; --quick 400)")
+    p.add_argument("--chunk-seconds", type=float, help="training seconds between evaluations "
+                                                       "(default 30; --quick 15)")
+    p.add_argument("--eval-sequences", type=int, help="held-out sequences (default 512; --quick 128)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    p.add_argument("--quick", action="store_true", help="a ~5 minute check of the script itself")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's); on a box that "
+                   "others load, 1 avoids waiting on descheduled threads in every parallel region")
+    p.add_argument("--data", type=Path, default=DATA, help="prepared built-in corpus (made if missing)")
+    args = p.parse_args(argv)
+    q = args.quick
+    defaults = {"budget_minutes": 1.5 if q else 12.0, "targets": "0.05,0.08" if q else "0.25,0.30",
+                "steps": 400 if q else 1000, "chunk_seconds": 15.0 if q else 30.0,
+                "eval_sequences": 128 if q else 512}
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.targets = sorted(float(t) for t in args.targets.split(","))
+    if args.ratio_target is None:
+        args.ratio_target = 0.25 if 0.25 in args.targets else args.targets[0]
+    return args
+
+
+def resolve(precision: str) -> str:
+    from zhbert.machine import detect_capabilities
+    from zhbert.precision import resolve_precision
+
+    return resolve_precision(precision, detect_capabilities("cpu")).precision
+
+
+def build(args, precision: str) -> tuple[dict[str, Side], object, list]:
+    from zhbert.data import build_eval_set
+
+    data_dir = prepare_builtin(args.data)
+    cfg = run_config(args.steps, args.eval_sequences,
+                     [f"train.precision={precision}"])
+    eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
+                                  max_sequences=cfg.data.eval_sequences)
+    zh = zhbert_side(cfg, data_dir, eval_batches, precision)
+    ref = reference_side(cfg, data_dir, eval_batches, precision, zh.extra["initial_state"])
+    return {"zhbert": zh, "reference": ref}, cfg, eval_batches
+
+
+def report(args, sides, cfg, precision, info, eval_batches) -> dict:
+    ref = sides["reference"]
+    zero = evaluate_hf(ref.extra["model"], zeroed_types(eval_batches), torch.device("cpu"),
+                       ref.extra["autocast"])
+    print(common.machine_line(info))
+    print(f"precision {precision} (--precision {args.precision}) for both sides; tiny shape, "
+          f"batch {cfg.train.batch_size} x {cfg.data.max_len}, lr {cfg.train.lr:g}, "
+          f"warm-up {cfg.train.warmup_steps}, cosine to 0 at step {cfg.train.steps}; "
+          f"budget {args.budget_minutes:g} min of training per side, "
+          f"evaluation every {args.chunk_seconds:g} training s on {cfg.data.eval_sequences} held-out "
+          f"sequences ({sides['zhbert'].curve[0]['acc']:.4f} held-out acc at step 0)")
+    if precision == "bf16":
+        how = ("a bf16 copy with fp32 master weights, as zhbert train does"
+               if sides["zhbert"].extra["bf16_weights"] else "autocast")
+        print(f"zhbert trains under {how}; the reference under autocast")
+    print(f"reference: {ref.extra['lines']:,} lines tokenized in {ref.extra['tokenize_s']:.1f} s "
+          f"(not on its clock), {100 * ref.extra['padding_fraction']:.0f}% of positions padding")
+    print(common.table(summary_rows(sides, args.targets, precision)))
+    print("s to X%: training seconds at the first evaluation at or above X% (evaluations every "
+          f"~{args.chunk_seconds:g} s); final acc: the last evaluation")
+    print(f"reference final acc with token_type_ids zeroed: {zero['eval_mlm_acc']:.4f}")
+    ratios = {t: ratio_line(sides, t) for t in args.targets}
+    short = {t: r.split(": ")[1].split(" (")[0] for t, r in ratios.items()}  # "1.95", ">= 1.81", "n/a"
+    print("ratio by target: " + ", ".join(f"{100 * t:g}% {r}" for t, r in short.items()))
+    line = ratio_line(sides, args.ratio_target)
+    print(f"ratio = reference / zhbert training seconds to {100 * args.ratio_target:g}% "
+          "held-out MLM accuracy")
+    return {"ratio_line": line, "ratios": {str(t): r for t, r in ratios.items()},
+            "reference_final_acc_zeroed_types": zero["eval_mlm_acc"]}
+
+
+def payload(args, sides, cfg, precision, info, extra) -> dict:
+    return {"args": {**vars(args), "data": str(args.data)}, "machine": info, "precision": precision,
+            "config": cfg.to_dict(), **extra,
+            "sides": {n: {"steps": s.steps, "tokens": s.tokens, "train_s": s.train_s,
+                          "eval_s": s.eval_s, "stopped": s.stopped, "curve": s.curve,
+                          "reached": {str(t): first_reached(s.curve, t) for t in args.targets},
+                          **{k: v for k, v in s.extra.items()
+                             if k in ("tokenize_s", "lines", "padding_fraction", "bf16_weights")}}
+                      for n, s in sides.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precision = resolve(args.precision)
+    info = common.machine()
+    sides, cfg, eval_batches = build(args, precision)
+    print(f"race: budget {args.budget_minutes:g} min per side, targets {args.targets}, "
+          f"{torch.get_num_threads()} threads, precision {precision}", flush=True)
+    race(list(sides.values()), 60 * args.budget_minutes, args.chunk_seconds, args.targets,
+         log=lambda m: print(m, flush=True))  # progress shows up in a log file as it goes
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    extra = report(args, sides, cfg, precision, info, eval_batches)
+    path = common.write_json("time_to_accuracy", payload(args, sides, cfg, precision, info, extra))
+    title = (f"time to held-out MLM accuracy: tiny, {precision}, budget {args.budget_minutes:g} min "
+             f"per side\n{info['line']} · load {' '.join(map(str, info['loadavg']))}")
+    png = plot(sides, args.targets, title, path.stem)[0]
+    print(f"wrote {path} and {png}")
+    print(extra["ratio_line"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""benchmarks.time_to_accuracy: the HF evaluation scores like zhbert's own, and the
+race keeps each side's clock honest and stops at the budget or the target."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmarks import time_to_accuracy as tta
+from zhbert.data import DataConfig, build_eval_set
+from zhbert.evaluate import evaluate
+from zhbert.model import BertForPretraining, ModelConfig
+
+
+@pytest.fixture
+def one_thread():
+    """Two threads on a box others load wait ~1 s per step on descheduled threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def fp32():
+    return torch.autocast("cpu", enabled=False)
+
+
+def test_evaluate_hf_matches_zhbert_evaluate(synthetic_data, one_thread):
+    from transformers import BertForMaskedLM
+
+    batches = build_eval_set(synthetic_data, "validation", DataConfig(max_len=32),
+                             max_sequences=48, batch_size=16)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=125, hidden_size=32, num_layers=2, num_heads=2,
+                      intermediate_size=64, max_predictions=5)
+    model = BertForPretraining(cfg).eval()
+    with torch.no_grad():  # varied predictions, and the most frequent character favoured so
+        for p in model.parameters():  # that accuracy is well above zero (Zipf: id 5 is top)
+            p.add_(torch.randn_like(p) * 0.05)
+        model.cls.predictions.bias[5] += 3.0
+    hf = BertForMaskedLM._from_config(cfg.to_hf_config(), attn_implementation="sdpa")
+    hf.load_state_dict(tta.mlm_state(model.state_dict()))  # strict: the names map 1:1
+
+    ours = evaluate(model, batches, torch.device("cpu"), fp32, cfg.objective)
+    ref = tta.evaluate_hf(hf, batches, torch.device("cpu"), fp32)
+    assert ref["eval_masked"] == ours["eval_masked"] > 100
+    assert ours["eval_mlm_acc"] > 0.05
+    assert ref["eval_mlm_acc"] == pytest.approx(ours["eval_mlm_acc"], abs=1.5 / ours["eval_masked"])
+    assert ref["eval_mlm_loss"] == pytest.approx(ours["eval_mlm_loss"], rel=1e-4)
+    assert hf.training  # evaluation puts the model back in the mode it found
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_side(name, clock, step_s, accs, log, eval_s=5.0, max_steps=10_000):
+    """A side whose step takes ``step_s`` on the fake clock and whose held-out
+    accuracy after k steps is accs(k); each evaluation costs ``eval_s``."""
+    side = tta.Side(name, None, None, max_steps, positions_per_step=100)
+
+    def step(k):
+        log.append((name, k))
+        clock.now += step_s
+        return 80
+
+    def evaluate():
+        clock.now += eval_s
+        return {"eval_mlm_acc": accs(side.steps), "eval_mlm_loss": 1.0}
+
+    side.step, side.evaluate = step, evaluate
+    return side
+
+
+def test_race_stops_each_side_at_the_budget_and_excludes_eval_time():
+    clock, log = FakeClock(), []
+    fast = fake_side("zhbert", clock, 0.3, lambda k: 0.01 * k, log)
+    slow = fake_side("reference", clock, 0.7, lambda k: 0.01 * k, log)
+    tta.race([fast, slow], budget_s=2.0, chunk_s=0.5, targets=[0.9], clock=clock, log=lambda m: None)
+    for side, step_s in ((fast, 0.3), (slow, 0.7)):
+        assert side.stopped == "budget"
+        assert side.steps == math.ceil(2.0 / step_s)  # the step that crosses the budget finishes ...
+        assert side.train_s - step_s < 2.0 <= side.train_s  # ... and no step starts after it
+        assert side.train_s == pytest.approx(side.steps * step_s)  # evaluations not on the clock
+        assert side.eval_s == pytest.approx(5.0 * len(side.curve))
+        assert side.tokens == 80 * side.steps
+        assert [p["train_s"] for p in side.curve] == sorted(p["train_s"] for p in side.curve)
+    assert fast.curve[0] == {"train_s": 0.0, "step": 0, "tokens": 0, "acc": 0.0, "loss": 1.0}
+    # interleaved: the reference trains before zhbert has finished
+    first_ref = log.index(("reference", 1))
+    assert first_ref < len(log) - 1 and ("zhbert", fast.steps) in log[first_ref:]
+
+
+def test_race_stops_at_the_target_and_reports_the_ratio():
+    clock, log = FakeClock(), []
+    fast = fake_side("zhbert", clock, 1.0, lambda k: 0.05 * k, log)       # 0.30 after 6 steps
+    slow = fake_side("reference", clock, 1.0, lambda k: 0.01 * k, log)    # 0.25 after 25 steps
+    tta.race([fast, slow], budget_s=100.0, chunk_s=2.0, targets=[0.25, 0.30], clock=clock,
+             log=lambda m: None)
+    assert fast.stopped == slow.stopped == "target"
+    assert fast.steps == 6 and slow.steps == 30
+    hit = tta.first_reached(fast.curve, 0.25)
+    assert (hit["step"], hit["train_s"]) == (6, 6.0)  # evaluated every 2 s: at 4 s (0.20), 6 s
+    assert hit["interpolated_s"] == pytest.approx(5.0)
+    sides = {"zhbert": fast, "reference": slow}
+    assert tta.ratio_line(sides, 0.25) == f"ratio: {26 / 6:.2f}"  # reference's eval at 26 s
+
+
+def test_ratio_is_a_lower_bound_when_the_reference_runs_out_of_budget():
+    clock, log = FakeClock(), []
+    fast = fake_side("zhbert", clock, 1.0, lambda k: 0.05 * k, log)
+    slow = fake_side("reference", clock, 1.0, lambda k: 0.001 * k, log)
+    tta.race([fast, slow], budget_s=12.0, chunk_s=3.0, targets=[0.25], clock=clock, log=lambda m: None)
+    assert (fast.stopped, slow.stopped) == ("target", "budget")
+    assert tta.ratio_line({"zhbert": fast, "reference": slow}, 0.25) == f"ratio: >= {12 / 6:.2f}"
+    rows = tta.summary_rows({"zhbert": fast, "reference": slow}, [0.25], "fp32")
+    assert rows[2][6] == "not reached in budget" and rows[1][6] == "6"
+    assert rows[1][5] == "20"  # 80 of 100 positions real
+
+
+def test_real_sides_train_and_race_on_synthetic_data(synthetic_data, one_thread):
+    cfg = tta.run_config(steps=20, eval_sequences=32, overrides=[
+        "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+        "model.intermediate_size=64", "data.max_len=32", "train.batch_size=8",
+        "train.warmup_steps=3", "train.lr=3e-3", "train.precision=fp32"])
+    batches = build_eval_set(synthetic_data, "validation", tta.data_config(cfg), max_sequences=32)
+    zh = tta.zhbert_side(cfg, synthetic_data, batches, "fp32")
+    ref = tta.reference_side(cfg, synthetic_data, batches, "fp32", zh.extra["initial_state"])
+    # same start: the reference holds zhbert's initial weights
+    torch.testing.assert_close(ref.extra["model"].bert.embeddings.word_embeddings.weight,
+                               zh.extra["initial_state"]["bert.embeddings.word_embeddings.weight"])
+    assert ref.extra["lines"] > 1000 and 0 < ref.extra["padding_fraction"] < 1
+    tta.race([zh, ref], budget_s=60.0, chunk_s=0.5, targets=[0.99], log=lambda m: None)
+    for side in (zh, ref):
+        assert side.stopped == "schedule end" and side.steps == 20
+        assert 0 < side.tokens <= 20 * 8 * 32
+        assert 0.0 <= side.curve[-1]["acc"] <= 1.0 and len(side.curve) >= 2
+    # the same start scores the same; then both learn (the Zipf head of the synthetic text)
+    assert zh.curve[0]["loss"] == pytest.approx(ref.curve[0]["loss"], rel=1e-5)
+    assert zh.curve[-1]["loss"] < zh.curve[0]["loss"] - 0.05
+    assert ref.curve[-1]["loss"] < ref.curve[0]["loss"] - 0.05
