@@ -34,7 +34,7 @@ def test_transformers_loads_it_offline(exported, trained_run, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForPreTraining, pipeline
 
-    lm = load_masked_lm(trained_run)  # zhbert's own model, latest checkpoint
+    lm = load_masked_lm(trained_run, precision="fp32")  # zhbert's own model, latest checkpoint; fp32 like the pipeline
     tok = AutoTokenizer.from_pretrained(exported)
     for text in TEXTS:
         assert tok(text)["input_ids"] == [2] + lm.vocab.encode(text) + [3]

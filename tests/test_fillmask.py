@@ -6,7 +6,7 @@ import torch
 from trained_run import trained_run  # noqa: F401  (session fixture)
 from zhbert.cli import main as cli_main
 from zhbert.errors import UserError
-from zhbert.fillmask import fill_mask, load_masked_lm
+from zhbert.fillmask import fill_mask, load_masked_lm, make_masked_lm
 
 SENTENCES = ["北京是中国的[MASK]都。", "我们[MASK]中国[MASK]，他们也是。", "[MASK]"]
 
@@ -86,3 +86,58 @@ def test_auto_precision_follows_the_machine(trained_run, monkeypatch, native, ex
     monkeypatch.setattr(zhbert.machine, "detect_capabilities", lambda device=None: caps)
     assert load_masked_lm(trained_run).precision == expected
     assert load_masked_lm(trained_run, precision="fp32").precision == "fp32"
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+MORE = SENTENCES + ["这家店的服务[MASK]好，下次还来。", "[MASK]天天气很好，我们去公园吧。", "他说：“我[MASK]知道。”"]
+
+
+@pytest.mark.filterwarnings("ignore::zhbert.precision.PrecisionWarning")  # bf16 on a CPU without it
+@pytest.mark.parametrize("kwargs", [{"precision": "bf16"}, {"quantize": "int8"}])
+def test_fast_paths_agree_with_fp32(trained_run, kwargs):
+    """bf16 weights (fp32 residual, LayerNorm and head) and dynamic int8 Linear layers give
+    the fp32 full forward's top-1 for every mask, and probabilities within 1e-4 (the
+    fixture's top-1 leads the runner-up by ~0.02 in logit, ~50x the measured bf16/int8
+    logit error of ~4e-4)."""
+    fast = load_masked_lm(trained_run, **kwargs)
+    ref = load_masked_lm(trained_run, precision="fp32")
+    assert fast.quantize == kwargs.get("quantize") and ref.engine is not fast.engine
+    results = fill_mask(fast, MORE, top_k=3, batch_size=4)
+    for sentence, masks in zip(MORE, results):
+        for cands, exact in zip(masks, _reference(ref, sentence, 3)):
+            assert cands[0][0] == exact[0][0]
+            assert [p for _, p in cands] == pytest.approx([p for _, p in exact], abs=1e-4)
+
+
+def test_length_sorted_batches_come_back_in_input_order(trained_run, monkeypatch):
+    import zhbert.fillmask as fm
+
+    lm = load_masked_lm(trained_run, precision="fp32")
+    sentences = ["我[MASK]", "今天天气很好，我们一起去公园散步吧，[MASK]天也去。", "[MASK]的",
+                 "北京是中国的[MASK]都。", "他[MASK]了", "这家店的服务[MASK]好，下次还来。"]
+    batches = []
+    real = fm._batch_candidates
+    monkeypatch.setattr(fm, "_batch_candidates", lambda lm, batch, k: batches.append(batch) or real(lm, batch, k))
+    together = fill_mask(lm, sentences, top_k=4, batch_size=2)
+    lengths = [len(ids) for b in batches for ids in b]
+    assert len(batches) == 3 and lengths == sorted(len(s) - 3 for s in sentences)  # [MASK] 1, +[CLS][SEP]
+    monkeypatch.setattr(fm, "_batch_candidates", real)
+    for sentence, result in zip(sentences, together):
+        alone = fill_mask(lm, sentence, top_k=4)[0]
+        for a, b in zip(alone, result):
+            assert [t for t, _ in a] == [t for t, _ in b]
+            assert [p for _, p in a] == pytest.approx([p for _, p in b], abs=1e-5)
+
+
+def test_quantize_options(trained_run, capsys):
+    with pytest.raises(UserError, match="--precision auto or fp32"):
+        load_masked_lm(trained_run, precision="bf16", quantize="int8")
+    with pytest.raises(UserError, match="not one of none, int8"):
+        load_masked_lm(trained_run, quantize="int4")
+    lm = load_masked_lm(trained_run, precision="fp32")
+    with pytest.raises(UserError, match="CPU only"):  # checked before anything touches the GPU
+        make_masked_lm(lm.model, lm.vocab, lm.max_len, "cuda", "fp32", quantize="int8")
+    assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "--quantize", "int8"]) == 0
+    captured = capsys.readouterr()
+    assert "[MASK] 1:" in captured.out and "int8 dynamic" in captured.err

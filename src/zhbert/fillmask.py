@@ -6,6 +6,21 @@ MODEL is a run directory (its latest valid checkpoint, or --checkpoint STEP)
 or a model directory written by `zhbert export`. Text is encoded with zhbert's
 own encoder (the one training used); a literal "[MASK]" is the mask token, as
 in BERT's tokenizer. Only the masked positions go through the vocabulary head.
+
+Inference runs on ``InferenceEncoder``, a copy of the trained model's encoder
+rebuilt for inference (the trained model itself stays untouched, in fp32):
+- q/k/v are one ``nn.Linear`` (the training model concatenates their weights at
+  every forward), so they can also be quantised;
+- bf16/fp16: the Linear weights are cast once (no per-forward autocast casts) and
+  attention runs in that dtype, while the residual stream, LayerNorm and the
+  vocabulary head stay fp32;
+- the last layer computes its attention output and FFN only at the [MASK]
+  positions (nothing after it needs the other positions);
+- sentences are sorted by length and batched with their neighbours, which cuts
+  padding; results come back in input order;
+- ``--quantize int8``: the encoder's Linear layers as dynamic int8 (per-channel
+  weights; torch.ao.quantization.quantize_dynamic, CPU only); embeddings,
+  attention, LayerNorm and the head stay fp32.
 """
 
 from __future__ import annotations
@@ -16,10 +31,100 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
 from zhbert.errors import UserError
 from zhbert.vocab import MASK, Vocab
 
 Candidates = list[tuple[str, float]]  # (token, probability), most likely first
+QUANTIZE = (None, "int8")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ----------------------------------------------------------------------------- inference model
+
+def _linear_copy(src: nn.Linear, dtype: torch.dtype, weight=None, bias=None,
+                 share: bool = True) -> nn.Linear:
+    """``src`` itself when it already is in ``dtype`` and ``share`` (read only), else a
+    new Linear holding its (or the given) weight and bias in ``dtype``."""
+    if share and weight is None and src.weight.dtype == dtype:
+        return src
+    weight = src.weight if weight is None else weight
+    bias = src.bias if bias is None else bias
+    out = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=dtype)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        out.bias.copy_(bias)
+    return out
+
+
+class _Block(nn.Module):
+    """One post-LN encoder layer (zhbert.model.Layer) for inference. The Linear layers
+    run in ``dtype`` (or int8 once quantised); the residual stream and LayerNorm in fp32."""
+
+    def __init__(self, layer, num_heads: int, dtype: torch.dtype, share: bool = True):
+        super().__init__()
+        sa, attn_out = layer.attention.self, layer.attention.output
+        self.num_heads, self.dtype = num_heads, dtype
+        self.qkv = _linear_copy(sa.query, dtype, torch.cat((sa.query.weight, sa.key.weight, sa.value.weight)),
+                                torch.cat((sa.query.bias, sa.key.bias, sa.value.bias)))
+        self.attn_out = _linear_copy(attn_out.dense, dtype, share=share)
+        self.ln1 = attn_out.LayerNorm  # fp32, shared with the trained model (read only)
+        self.ffn_in = _linear_copy(layer.intermediate.dense, dtype, share=share)
+        self.ffn_out = _linear_copy(layer.output.dense, dtype, share=share)
+        self.ln2 = layer.output.LayerNorm
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) fp32 -> (B, T, C), or (B, M, C) at ``rows`` (B, M) only."""
+        B, T, C = x.shape
+        H = self.num_heads
+        q, k, v = self.qkv(x.to(self.dtype)).view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
+        if rows is not None:  # the queries (and everything after attention) at rows only
+            q = q.gather(2, rows[:, None, :, None].expand(-1, H, -1, C // H))
+            x = x.gather(1, rows[:, :, None].expand(-1, -1, C))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # mask None: no padding
+        x = self.ln1(x + self.attn_out(y.transpose(1, 2).reshape(B, -1, C)).float())
+        return self.ln2(x + self.ffn_out(F.gelu(self.ffn_in(x.to(self.dtype)))).float())
+
+
+class InferenceEncoder(nn.Module):
+    """fill-mask logits from a trained zhbert.model.BertForPretraining, rebuilt for
+    inference (see the module docstring). Same results as ``fill_mask_logits`` up to
+    rounding in ``precision``. The embeddings and the MLM head are shared with
+    ``model`` and run in fp32; the model itself is not changed."""
+
+    def __init__(self, model, precision: str = "fp32", quantize: str | None = None):
+        super().__init__()
+        if quantize not in QUANTIZE:
+            raise UserError(f"--quantize {quantize!r} is not one of none, int8")
+        dtype = torch.float32 if quantize else _DTYPES[precision]
+        self.embeddings = model.bert.embeddings
+        # int8: own copies of the Linear layers (quantising annotates the modules it converts)
+        self.blocks = nn.ModuleList(_Block(layer, model.config.num_heads, dtype, share=not quantize)
+                                    for layer in model.bert.encoder.layer)
+        self.head = model.cls.predictions
+        self.eval()
+        if quantize == "int8":
+            import warnings
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+            with warnings.catch_warnings():  # torch.ao's deprecation notices: nothing a user can act on
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
+                # int8 weights with one scale per output channel, activations quantised per batch
+                quantize_dynamic(self.blocks, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                positions: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids and bool mask (True = real token), (B, M) positions -> (B, M, V) fp32."""
+        mask = None if bool(attention_mask.all()) else attention_mask[:, None, None, :]
+        x = self.embeddings(input_ids, torch.zeros_like(input_ids))
+        for block in self.blocks[:-1]:
+            x = block(x, mask)
+        x = self.blocks[-1](x, mask, rows=positions)  # (B, M, C)
+        return self.head(x)
 
 
 @dataclass(frozen=True)
@@ -29,14 +134,30 @@ class MaskedLM:
     vocab: Vocab
     max_len: int          # longest input, special tokens included
     device: Any
-    precision: str        # "fp32" | "bf16" | "fp16"
+    precision: str        # "fp32" | "bf16" | "fp16": the encoder's matmuls
     source: str           # what was loaded, for messages
+    engine: Any = None    # InferenceEncoder over ``model`` (make_masked_lm builds it)
+    quantize: str | None = None  # None | "int8"
+
+    def describe(self) -> str:
+        return "int8 dynamic, fp32 elsewhere" if self.quantize else self.precision
+
+
+def make_masked_lm(model, vocab: Vocab, max_len: int, device, precision: str = "fp32",
+                   source: str = "model", quantize: str | None = None) -> MaskedLM:
+    """A MaskedLM over an eval-mode BertForPretraining; ``precision`` already resolved."""
+    if quantize and torch.device(device).type != "cpu":
+        raise UserError("--quantize int8 runs on the CPU only (dynamic int8 kernels); "
+                        "leave it out on a GPU")
+    engine = InferenceEncoder(model, precision, quantize)
+    return MaskedLM(model, vocab, max_len, device, precision, source, engine, quantize)
 
 
 def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
-                   precision: str = "auto") -> MaskedLM:
+                   precision: str = "auto", quantize: str | None = None) -> MaskedLM:
     """A run directory (latest valid / given checkpoint) or an exported model directory.
-    ``precision="auto"`` takes the machine's fast path (bf16 only where it is native)."""
+    ``precision="auto"`` takes the machine's fast path (bf16 only where it is native);
+    ``quantize="int8"`` runs the encoder's Linear layers in dynamic int8 (CPU)."""
     from zhbert.checkpoint_eval import (default_device, is_run_dir, load_run_model, open_run,
                                        open_run_data, select_checkpoints)
     from zhbert.machine import detect_capabilities
@@ -59,8 +180,15 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
     else:
         raise UserError(f"{path} is neither a run directory (config.json from zhbert train) "
                         "nor an exported model directory (model.safetensors); check the path")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise UserError(f"--quantize {quantize!r} is not one of none, int8")
+    if quantize == "int8":
+        if precision not in ("auto", "fp32"):
+            raise UserError(f"--quantize int8 runs everything that is not int8 in fp32; "
+                            f"use it with --precision auto or fp32, not {precision}")
+        precision = "fp32"  # the int8 layers take fp32 activations
     precision = resolve_precision(precision, detect_capabilities(device)).precision
-    return MaskedLM(model, vocab, max_len, device, precision, source)
+    return make_masked_lm(model, vocab, max_len, device, precision, source, quantize)
 
 
 def encode_masked(vocab: Vocab, sentence: str, max_len: int, where: str = "") -> list[int]:
@@ -76,21 +204,14 @@ def encode_masked(vocab: Vocab, sentence: str, max_len: int, where: str = "") ->
 
 
 def _batch_candidates(lm: MaskedLM, batch: list[list[int]], top_k: int) -> list[list[Candidates]]:
-    import torch
-    from zhbert.precision import autocast_context
-
     B, T = len(batch), max(len(ids) for ids in batch)
     masks = [[t for t, i in enumerate(ids) if i == lm.vocab.mask_id] for ids in batch]
     M = max(len(m) for m in masks)
-    input_ids = torch.zeros(B, T, dtype=torch.long)  # [PAD] = 0
-    positions = torch.zeros(B, M, dtype=torch.long)  # unused slots read position 0, then dropped
-    for b, (ids, pos) in enumerate(zip(batch, masks)):
-        input_ids[b, :len(ids)] = torch.tensor(ids)
-        positions[b, :len(pos)] = torch.tensor(pos)
+    # [PAD] = 0; unused position slots read position 0, then are dropped
+    input_ids = torch.tensor([ids + [0] * (T - len(ids)) for ids in batch])
+    positions = torch.tensor([pos + [0] * (M - len(pos)) for pos in masks])
     attention = input_ids != 0
-    with torch.inference_mode(), autocast_context(lm.precision, lm.device):
-        logits = lm.model.fill_mask_logits(input_ids.to(lm.device), torch.zeros_like(input_ids).to(lm.device),
-                                           attention.to(lm.device), positions.to(lm.device))  # (B, M, V)
+    logits = lm.engine(input_ids.to(lm.device), attention.to(lm.device), positions.to(lm.device))
     probs, ids = logits.float().softmax(-1).topk(top_k, dim=-1)  # (B, M, k)
     probs, ids = probs.cpu().tolist(), ids.cpu().tolist()
     return [[[(lm.vocab.tokens[t], p) for t, p in zip(ids[b][m], probs[b][m])]
@@ -99,17 +220,24 @@ def _batch_candidates(lm: MaskedLM, batch: list[list[int]], top_k: int) -> list[
 
 def fill_mask(model_or_path: MaskedLM | str | Path, sentences: str | Sequence[str], top_k: int = 5,
               batch_size: int = 32, checkpoint: int | None = None) -> list[list[Candidates]]:
-    """For each sentence, for each [MASK] in order: the ``top_k`` (token, probability) pairs."""
+    """For each sentence, for each [MASK] in order: the ``top_k`` (token, probability) pairs.
+    Sentences are batched by length (less padding); the results are in input order."""
     lm = model_or_path if isinstance(model_or_path, MaskedLM) else load_masked_lm(model_or_path, checkpoint)
+    if lm.engine is None:  # a MaskedLM built by hand, not by make_masked_lm
+        lm = make_masked_lm(lm.model, lm.vocab, lm.max_len, lm.device, lm.precision, lm.source, lm.quantize)
     if isinstance(sentences, str):
         sentences = [sentences]
     if top_k < 1 or batch_size < 1:
         raise UserError(f"--top-k and --batch-size must be at least 1 (got {top_k}, {batch_size})")
     top_k = min(top_k, len(lm.vocab))
     encoded = [encode_masked(lm.vocab, s, lm.max_len, f"sentence {i + 1}") for i, s in enumerate(sentences)]
-    out: list[list[Candidates]] = []
-    for i in range(0, len(encoded), batch_size):
-        out += _batch_candidates(lm, encoded[i:i + batch_size], top_k)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # stable: ties keep input order
+    out: list[list[Candidates]] = [[] for _ in encoded]
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, result in zip(chunk, _batch_candidates(lm, [encoded[i] for i in chunk], top_k)):
+                out[i] = result
     return out
 
 
@@ -125,6 +253,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto: bf16 only where the CPU/GPU runs it natively, else fp32")
+    p.add_argument("--quantize", default="none", choices=("none", "int8"),
+                   help="int8: dynamic int8 Linear layers in the encoder (CPU; faster, "
+                        "slightly different probabilities)")
 
 
 def _read_sentences(args) -> list[str]:
@@ -145,14 +276,15 @@ def _read_sentences(args) -> list[str]:
 
 def run(args) -> int:
     sentences = _read_sentences(args)
-    lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision)
+    quantize = None if args.quantize == "none" else args.quantize
+    lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision, quantize=quantize)
     results = fill_mask(lm, sentences, args.top_k, args.batch_size)
     if args.json:
         rows = [{"sentence": s, "masks": [[{"token": t, "prob": p} for t, p in cands] for cands in masks]}
                 for s, masks in zip(sentences, results)]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
-    print(f"# {lm.source} ({lm.precision})", file=sys.stderr)
+    print(f"# {lm.source} ({lm.describe()})", file=sys.stderr)
     for s, masks in zip(sentences, results):
         print(s)
         for m, cands in enumerate(masks, 1):
