@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import resource
 import time
 from pathlib import Path
 
@@ -41,15 +40,10 @@ def machine_line(info: dict) -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set of this process so far. VmHWM first: getrusage's ru_maxrss
-    survives exec, so a child would report its (bigger) parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """Peak resident set of this process so far (zhbert.machine.peak_rss_mb: VmHWM)."""
+    from zhbert.machine import peak_rss_mb as peak
+
+    return peak()
 
 
 def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, reps: int = 5) -> float:

@@ -230,14 +230,25 @@ def test_word_starts_of_a_joined_batch_are_per_sentence_jieba(sentences):
     assert prep._word_start_flags(text).tolist() == np.concatenate(want)[:-1].tolist()
 
 
-def test_batch_encoding_is_the_vocab_encoding(sentences):
-    from zhbert.vocab import build_vocab, count_units
+def test_batch_encoding_is_per_word_encoding(sentences):
+    """Vocab.encode_with_offsets on long joined texts, odd characters and fuzz equals the
+    plain per-word WordPiece encoding (the reference below)."""
+    from zhbert.vocab import SPECIAL_TOKENS, bert_words, build_vocab, count_units
+
+    def reference(vocab, text):
+        ids, offsets = [], []
+        for w, o in bert_words(text):
+            pieces = [vocab.id(w)] if w in SPECIAL_TOKENS or len(w) == 1 else vocab._wordpiece(w)
+            ids += pieces
+            offsets += list(range(o, o + len(w))) if len(pieces) == len(w) > 1 else [o] * len(pieces)
+        return ids, offsets
 
     vocab = build_vocab(count_units(sentences[::2]), min_freq=2)  # leaves some [UNK]s
     texts = ["\n".join(sentences), "\n".join(EDGE_TEXTS)] + EDGE_TEXTS + _fuzz_texts(sentences)
     for text in texts:
-        ids, offsets = prep.encode_with_offsets(vocab, text)
-        assert (ids.tolist(), offsets.tolist()) == vocab.encode_with_offsets(text), text[:80]
+        ids, offsets = vocab.encode_with_offsets(text)
+        assert (ids.tolist(), offsets.tolist()) == reference(vocab, text), text[:80]
+        assert ids.tolist() == vocab.encode(text)
 
 
 @pytest.mark.parametrize("limit", [1 << 16, 100])  # 100: each batch text is cut into many
@@ -259,7 +270,7 @@ def test_encode_task_equals_sentence_by_sentence(sentences, tmp_path, monkeypatc
         flat = [s for d in mine for s in d]
         want_ids, want_starts = [], []
         for s in flat:  # what pass 3 did before, one sentence at a time
-            ids, offsets = vocab.encode_with_offsets(s)
+            ids, offsets = (a.tolist() for a in vocab.encode_with_offsets(s))
             words = {st for _, st, _ in jieba.tokenize(s)}
             want_ids += ids
             want_starts += [1 if o in words else 0 for o in offsets]

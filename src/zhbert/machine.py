@@ -111,3 +111,20 @@ def detect_capabilities(device: str | torch.device = "cpu") -> Capabilities:
         cuda_name=torch.cuda.get_device_name(device) if on_cuda else None,
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
     )
+
+
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """Peak resident set (VmHWM) of a process in MB; for this process without /proc,
+    getrusage's ru_maxrss (which a child started by exec inherits from its parent, so
+    VmHWM comes first); None for another process without /proc."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    if pid != "self":
+        return None
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -18,8 +18,8 @@ The pipeline, in order:
 7. build the vocabulary from the train counts (``vocab.build_vocab``).
 8. encode every split and mark jieba word starts (pass 3, in the pool), a
    batch's sentences at a time rather than one by one (see "pass 3: batch
-   encoding": same ids and word starts, ~4x less CPU); the arrays are appended
-   to raw files as they come, so memory stays bounded.
+   encoding": same ids and word starts); the arrays are appended to raw files as
+   they come, so memory stays bounded.
 9. write the .npy arrays, vocab.txt, report.json, manifest.json and
    downstream/sentiment.jsonl (only with the builtin corpus) into
    ``fileio.staged_dir``: DATA_DIR appears (or is replaced, --force) only once
@@ -37,7 +37,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import re
 import resource
 import shutil
 import sys
@@ -49,6 +48,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from zhbert.errors import UserError
+from zhbert.machine import peak_rss_mb
 
 BATCH_DOCS = 256          # documents per worker task ...
 BATCH_CHARS = 1 << 20     # ... or fewer when they are long
@@ -205,67 +205,10 @@ def _progress(desc: str, unit: str = "doc", total: int | None = None):
 
 
 # ---------------------------------------------------------------- pass 3: batch encoding
-# Pass 3 used to call vocab.encode_with_offsets and jieba.tokenize once per
-# sentence: ~6 us of pure-Python work per character, most of `prepare`'s time.
-# Both now run on a batch's sentences joined with "\n" (up to 64K characters at
-# a time). That gives the same words as sentence by sentence: "\n" is whitespace to BERT's tokenizer and a
-# non-Chinese character to jieba, so no word crosses it (tests compare both).
-
-@functools.lru_cache(maxsize=1)
-def _word_split_re() -> tuple[re.Pattern, re.Pattern]:
-    """(BERT word pattern in a capturing group, removed-characters pattern)."""
-    from zhbert.vocab import _patterns
-
-    word_re, removed_re, _ = _patterns()
-    return re.compile(f"({word_re.pattern})"), removed_re
-
-
-def _encode_piece(vocab, piece: str, base: int) -> tuple[np.ndarray, np.ndarray]:
-    """``vocab.encode_with_offsets(piece)`` (offsets shifted by ``base``), for a piece
-    without special tokens: one C-level ``re.split`` instead of a Python step per word."""
-    split_re, removed_re = _word_split_re()
-    parts = split_re.split(piece)  # [gap, word, gap, word, ..., gap]
-    words = parts[1::2]
-    lens = np.fromiter(map(len, parts), np.int64, len(parts))
-    offsets = (np.cumsum(lens) - lens)[1::2] + base
-    index = vocab._index  # noqa: SLF001 (the encoder's own table, as Vocab.encode uses it)
-    ids = np.fromiter(map(index.get, words, itertools.repeat(vocab.unk_id)), np.int64, len(words))
-    multi = np.flatnonzero(lens[1::2] > 1).tolist()  # latin/digit runs: WordPiece, as in Vocab
-    if not multi:
-        return ids, offsets
-    id_parts, off_parts, prev = [], [], 0
-    for j in multi:
-        w, o = removed_re.sub("", words[j]), int(offsets[j])
-        if len(w) > 1:
-            pieces = vocab._wordpiece(w)  # noqa: SLF001
-            offs = range(o, o + len(w)) if len(pieces) == len(w) else [o] * len(pieces)
-        else:
-            pieces, offs = [vocab.id(w)], [o]
-        id_parts += [ids[prev:j], np.asarray(pieces, np.int64)]
-        off_parts += [offsets[prev:j], np.asarray(offs, np.int64)]
-        prev = j + 1
-    return np.concatenate(id_parts + [ids[prev:]]), np.concatenate(off_parts + [offsets[prev:]])
-
-
-def encode_with_offsets(vocab, text: str) -> tuple[np.ndarray, np.ndarray]:
-    """``vocab.encode_with_offsets(text)`` as int64 arrays, fast on long texts."""
-    from zhbert.vocab import _segments
-
-    if "[" not in text:  # no literal special token: the whole text is one piece
-        return _encode_piece(vocab, text, 0)
-    id_parts, off_parts = [], []
-    for piece, base, special in _segments(text):
-        if special:
-            id_parts.append(np.array([vocab.id(piece)], np.int64))
-            off_parts.append(np.array([base], np.int64))
-        else:
-            ids, offs = _encode_piece(vocab, piece, base)
-            id_parts.append(ids)
-            off_parts.append(offs)
-    if not id_parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(id_parts), np.concatenate(off_parts)
-
+# A batch's sentences are encoded joined with "\n" (up to 64K characters at a
+# time): one Vocab.encode_with_offsets and one jieba.tokenize call per text
+# instead of per sentence. "\n" is whitespace to BERT's tokenizer and not a
+# Chinese character to jieba, so no word crosses it (tests compare both).
 
 def _joined(sentences: list[str], limit: int = 1 << 16) -> Iterator[tuple[int, str]]:
     """(n, the next n sentences joined with "\n"), texts of at most ``limit`` characters
@@ -288,7 +231,7 @@ def _encode_sentences(vocab, sentences: list[str], word_boundaries: bool
     ids_parts, start_parts, length_parts = [], [], []
     done = 0
     for n, text in _joined(sentences):
-        ids, offsets = encode_with_offsets(vocab, text)
+        ids, offsets = vocab.encode_with_offsets(text)
         stride = np.fromiter(map(len, sentences[done:done + n]), np.int64, n) + 1
         first = np.cumsum(stride) - stride  # where each sentence starts in ``text``
         length_parts.append(np.bincount(np.searchsorted(first, offsets, side="right") - 1,
@@ -487,25 +430,6 @@ def _encode_pass(spool: Path, codes: np.ndarray, vocab, opts: PrepareOptions, po
 
 # ---------------------------------------------------------------- orchestration
 
-def _vm_hwm_mb(pid: int | str = "self") -> float | None:
-    """Peak resident set (VmHWM) of a process in MB; None without /proc."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak RSS. VmHWM first: getrusage's ru_maxrss survives exec, so a
-    process started by a bigger one (a benchmark, a notebook) would report that one's peak."""
-    hwm = _vm_hwm_mb()
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _cpu_seconds(who: int) -> float:
     usage = resource.getrusage(who)
     return round(usage.ru_utime + usage.ru_stime, 1)
@@ -513,7 +437,7 @@ def _cpu_seconds(who: int) -> float:
 
 def _workers_peak_rss_mb(pool) -> list[float] | None:
     """Each pool worker's peak RSS, read while the workers are still alive (None without /proc)."""
-    peaks = [_vm_hwm_mb(p.pid) for p in pool._pool]  # noqa: SLF001 (no public accessor)
+    peaks = [peak_rss_mb(p.pid) for p in pool._pool]  # noqa: SLF001 (no public accessor)
     return None if any(p is None for p in peaks) else peaks
 
 
@@ -552,7 +476,7 @@ def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
     resources = {"seconds": round(time.perf_counter() - started, 2),
                  "clean_seconds": dedup_counts.pop("seconds"),
                  "count_seconds": round(t1 - t0, 2), "encode_seconds": round(t2 - t1, 2),
-                 "peak_rss_mb": round(_peak_rss_mb(), 1),
+                 "peak_rss_mb": round(peak_rss_mb(), 1),
                  "cpu_seconds": _cpu_seconds(resource.RUSAGE_SELF),  # this process
                  "workers": opts.workers}
     report = build_report(stats, vocab, splits, dedup_counts, source_json, resources)
