@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from zhbert.errors import UserError
+from zhbert.precision import DTYPES
 from zhbert.vocab import MASK, Vocab
 
 Candidates = list[tuple[str, float]]  # (token, probability), most likely first
 QUANTIZE = (None, "int8")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 # ----------------------------------------------------------------------------- inference model
@@ -100,7 +100,7 @@ class InferenceEncoder(nn.Module):
         super().__init__()
         if quantize not in QUANTIZE:
             raise UserError(f"--quantize {quantize!r} is not one of none, int8")
-        dtype = torch.float32 if quantize else _DTYPES[precision]
+        dtype = torch.float32 if quantize else DTYPES[precision]
         self.embeddings = model.bert.embeddings
         # int8: own copies of the Linear layers (quantising annotates the modules it converts)
         self.blocks = nn.ModuleList(_Block(layer, model.config.num_heads, dtype, share=not quantize)
@@ -136,8 +136,8 @@ class MaskedLM:
     device: Any
     precision: str        # "fp32" | "bf16" | "fp16": the encoder's matmuls
     source: str           # what was loaded, for messages
-    engine: Any = None    # InferenceEncoder over ``model`` (make_masked_lm builds it)
-    quantize: str | None = None  # None | "int8"
+    engine: Any           # InferenceEncoder over ``model`` (make_masked_lm builds it)
+    quantize: str | None  # None | "int8"
 
     def describe(self) -> str:
         return "int8 dynamic, fp32 elsewhere" if self.quantize else self.precision
@@ -180,9 +180,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
     else:
         raise UserError(f"{path} is neither a run directory (config.json from zhbert train) "
                         "nor an exported model directory (model.safetensors); check the path")
-    if quantize is not None and quantize not in QUANTIZE:
-        raise UserError(f"--quantize {quantize!r} is not one of none, int8")
-    if quantize == "int8":
+    if quantize == "int8":  # other values: InferenceEncoder refuses them
         if precision not in ("auto", "fp32"):
             raise UserError(f"--quantize int8 runs everything that is not int8 in fp32; "
                             f"use it with --precision auto or fp32, not {precision}")
@@ -223,8 +221,6 @@ def fill_mask(model_or_path: MaskedLM | str | Path, sentences: str | Sequence[st
     """For each sentence, for each [MASK] in order: the ``top_k`` (token, probability) pairs.
     Sentences are batched by length (less padding); the results are in input order."""
     lm = model_or_path if isinstance(model_or_path, MaskedLM) else load_masked_lm(model_or_path, checkpoint)
-    if lm.engine is None:  # a MaskedLM built by hand, not by make_masked_lm
-        lm = make_masked_lm(lm.model, lm.vocab, lm.max_len, lm.device, lm.precision, lm.source, lm.quantize)
     if isinstance(sentences, str):
         sentences = [sentences]
     if top_k < 1 or batch_size < 1:

@@ -119,12 +119,13 @@ class Dropout(nn.Dropout):
     is kept when its lane is >= a threshold, so the drop probability is p rounded to
     1/65536 (0.1 -> 0.100006), ~13x fewer RNG calls. Same scaling as nn.Dropout."""
 
-    LANES = 4  # int16 lanes per int64 draw
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         return x * dropout_keep_mask(x, self.p)
+
+
+_LANES = 4  # int16 lanes per int64 random draw
 
 
 def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -132,7 +133,7 @@ def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     n = x.numel()
     # the full signed range, so that all 64 bits are random (random_() leaves the top bit 0);
     # randint rather than random_: torch.compile traces it without a graph break
-    draws = torch.randint(-2**63, 2**63 - 1, ((n + Dropout.LANES - 1) // Dropout.LANES,),
+    draws = torch.randint(-2**63, 2**63 - 1, ((n + _LANES - 1) // _LANES,),
                           dtype=torch.int64, device=x.device)
     lanes = draws.view(torch.int16)[:n].view(x.shape)
     threshold = -2**15 + round(p * 2**16)  # P(lane < threshold) = p, to 1/65536

@@ -20,7 +20,7 @@ from zhbert.errors import UserError
 from zhbert.machine import Capabilities
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class PrecisionWarning(UserWarning):
@@ -110,7 +110,7 @@ def autocast_context(precision: str, device: str | torch.device):
     """Context manager for the forward pass: autocast for bf16/fp16, nothing for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(_device_type(device), dtype=_DTYPES[precision])
+    return torch.autocast(_device_type(device), dtype=DTYPES[precision])
 
 
 def needs_grad_scaler(precision: str, device: str | torch.device) -> bool:

@@ -49,8 +49,9 @@ only 0.09 but small positive ones out past lag 30 (means of 100 consecutive
 residuals vary 5.3x as much as for iid noise): AIC picks AR(11), and the ceiling's
 CI is [0.565, 0.583] where blocks of 10 gave [0.570, 0.578].
 
-AIC/BIC use the Gaussian likelihood n log(RSS/n) + 2k; with autocorrelated residuals they over-reward extra parameters a little, one
-reason the backtest is reported beside them.
+AIC/BIC use the Gaussian likelihood n log(RSS/n) + 2k; with autocorrelated residuals
+they over-reward extra parameters a little, one reason the backtest is reported
+beside them.
 """
 
 from __future__ import annotations
