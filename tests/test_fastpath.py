@@ -140,3 +140,15 @@ def test_dropout_lanes_are_independent_and_odd_sizes_work(p):
     # lanes of one word are uncorrelated
     corr = torch.corrcoef(kept.T)
     assert (corr - torch.eye(4)).abs().max() < 0.025
+
+
+@pytest.mark.parametrize("threshold", [-2**15, -2**15 + 1, -2**15 + 6554, -1, 0, 1, 2**15 - 1])
+def test_keep_lanes_is_the_comparison_on_every_int16(threshold):
+    """The clamp form of the keep mask equals ``lanes >= threshold`` on all 65536 values."""
+    from zhbert.model import keep_lanes
+
+    lanes = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16)
+    keep = keep_lanes(lanes, threshold)
+    assert keep.dtype == torch.int16
+    assert torch.equal(keep.bool(), lanes >= threshold)
+    assert set(keep.unique().tolist()) <= {0, 1}

@@ -37,6 +37,7 @@ from torch import nn
 
 from zhbert.errors import UserError
 from zhbert.precision import DTYPES
+from zhbert.kernels import Linear, linear_gelu
 from zhbert.vocab import MASK, Vocab
 
 Candidates = list[tuple[str, float]]  # (token, probability), most likely first
@@ -48,12 +49,15 @@ QUANTIZE = (None, "int8")
 def _linear_copy(src: nn.Linear, dtype: torch.dtype, weight=None, bias=None,
                  share: bool = True) -> nn.Linear:
     """``src`` itself when it already is in ``dtype`` and ``share`` (read only), else a
-    new Linear holding its (or the given) weight and bias in ``dtype``."""
+    new Linear holding its (or the given) weight and bias in ``dtype``: a
+    ``zhbert.kernels.Linear`` (oneDNN where faster), or with ``share=False`` (the copies
+    that int8 quantises) a plain ``nn.Linear``, the exact type quantize_dynamic converts."""
     if share and weight is None and src.weight.dtype == dtype:
         return src
     weight = src.weight if weight is None else weight
     bias = src.bias if bias is None else bias
-    out = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=dtype)
+    out = (Linear if share else nn.Linear)(weight.shape[1], weight.shape[0],
+                                           device=weight.device, dtype=dtype)
     with torch.no_grad():
         out.weight.copy_(weight)
         out.bias.copy_(bias)
@@ -69,7 +73,7 @@ class _Block(nn.Module):
         sa, attn_out = layer.attention.self, layer.attention.output
         self.num_heads, self.dtype = num_heads, dtype
         self.qkv = _linear_copy(sa.query, dtype, torch.cat((sa.query.weight, sa.key.weight, sa.value.weight)),
-                                torch.cat((sa.query.bias, sa.key.bias, sa.value.bias)))
+                                torch.cat((sa.query.bias, sa.key.bias, sa.value.bias)), share=share)
         self.attn_out = _linear_copy(attn_out.dense, dtype, share=share)
         self.ln1 = attn_out.LayerNorm  # fp32, shared with the trained model (read only)
         self.ffn_in = _linear_copy(layer.intermediate.dense, dtype, share=share)
@@ -87,7 +91,9 @@ class _Block(nn.Module):
             x = x.gather(1, rows[:, :, None].expand(-1, -1, C))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # mask None: no padding
         x = self.ln1(x + self.attn_out(y.transpose(1, 2).reshape(B, -1, C)).float())
-        return self.ln2(x + self.ffn_out(F.gelu(self.ffn_in(x.to(self.dtype)))).float())
+        h = linear_gelu(x.to(self.dtype), self.ffn_in.weight, self.ffn_in.bias) \
+            if isinstance(self.ffn_in, Linear) else F.gelu(self.ffn_in(x.to(self.dtype)))
+        return self.ln2(x + self.ffn_out(h).float())
 
 
 class InferenceEncoder(nn.Module):

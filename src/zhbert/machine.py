@@ -128,3 +128,31 @@ def peak_rss_mb(pid: int | str = "self") -> float | None:
         return None
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
+
+
+def tune_malloc() -> bool:
+    """Keep freed tensors' memory in glibc's heap from one training step to the next.
+
+    By default glibc gives big blocks back to the kernel when they are freed (mmap'd
+    blocks at once, the heap's top above M_TRIM_THRESHOLD), so every step page-faults its
+    activations in again: ~105K minor faults and 0.2 s of system time per `seed` bf16
+    step on one thread (~5% of the step), ~256K faults in fp32. Serving blocks up to
+    32 MB from the heap and never trimming it brought that to ~1 fault a step. The
+    peak RSS stays the step's peak; memory is just not handed back between steps.
+    Linux with glibc only; returns whether both settings took."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+                and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

@@ -246,9 +246,10 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
          force: bool = False, progress: bool = True) -> Progress:
     from zhbert.data import DataConfig, PretrainingLoader, build_eval_set
     from zhbert.datadir import open_data_dir
-    from zhbert.machine import describe_machine
+    from zhbert.machine import describe_machine, tune_malloc
     from zhbert.model import BertForPretraining
 
+    tune_malloc()  # no page faults on activations every step (see its docstring)
     device_type = "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
     dist = setup_distributed(device_type)
     device = pick_device(cfg.train.device, dist.local_rank)

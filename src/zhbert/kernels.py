@@ -1,0 +1,101 @@
+"""A faster CPU linear layer: oneDNN's inner product, with the bias fused.
+
+Two measured problems with ``F.linear`` on the CPU (torch 2.13, 1 thread, an AMD EPYC
+with AVX512-BF16; ``benchmarks/RESULTS.md`` has the figures and the command):
+
+- fp32 matmuls go to MKL, which on this non-Intel AVX512 CPU ran at ~85 GFLOP/s where
+  oneDNN's inner product ran at ~140: a (4096, 512) x (512, 2048) forward took 101 ms
+  against 61, the input gradient 96 ms against 44, the weight gradient 98 against 78.
+- with a bias, ``F.linear`` becomes ``addmm``, which first copies the broadcast bias into
+  the output and then accumulates the product into it: in bf16 that took ~1.4x a plain
+  matmul. oneDNN adds the bias inside the kernel.
+
+``linear`` therefore runs ``torch.ops.mkldnn._linear_pointwise`` (the op that torch's own
+compiler emits for CPU linears) forward, and in fp32 on an AVX512 CPU also for both
+gradients. Where it would not help or is not there (CUDA, autocast, torch.compile
+tracing, fp32 on an AVX2 CPU where oneDNN and MKL measured the same, other dtypes, a
+torch without mkldnn) it is ``F.linear``. Results agree with ``F.linear`` to rounding
+(``tests/test_kernels.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+_DTYPES = (torch.float32, torch.bfloat16)
+
+
+@functools.cache
+def _onednn_available() -> bool:
+    return (torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+@functools.cache
+def _onednn_for_fp32_grads() -> bool:
+    """fp32 gradients through oneDNN only where it was measured faster than MKL: AVX512."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+def _inner_product(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """x (..., K) @ w (N, K)^T + b (N,) -> (..., N) in one oneDNN kernel."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return _inner_product(x, w, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.shape[-1])  # (BT, N)
+        x2 = x.reshape(-1, x.shape[-1])        # (BT, K)
+        onednn = grad.dtype == torch.float32 and _onednn_for_fp32_grads()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:  # (..., N) @ (N, K): a linear with weight w^T (K, N)
+            gx = _inner_product(grad, w.t(), None) if onednn else grad @ w
+        if ctx.needs_input_grad[1]:  # (N, BT) @ (BT, K): a linear with weight x^T (K, BT)
+            gw = _inner_product(g2.t(), x2.t(), None) if onednn else g2.t() @ x2
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g2.sum(0)
+        return gx, gw, gb
+
+
+def _fast_path(x: torch.Tensor, w: torch.Tensor) -> bool:
+    if x.device.type != "cpu" or x.dtype not in _DTYPES or w.dtype != x.dtype:
+        return False
+    if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
+        return False  # inductor has its own CPU linears; autocast casts inside F.linear
+    if x.dtype == torch.float32 and not _onednn_for_fp32_grads():
+        return False
+    return _onednn_available()
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, w, b)``, on the CPU through oneDNN where that was measured faster."""
+    if not _fast_path(x, w):
+        return F.linear(x, w, b)
+    return _OneDNNLinear.apply(x, w, b)
+
+
+class Linear(torch.nn.Linear):
+    """``nn.Linear`` (same parameters and state_dict names) whose forward is ``linear``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+def linear_gelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.gelu(F.linear(x, w, b))`` (exact erf GELU) for inference: on the fast path one
+    oneDNN kernel with the GELU fused (bf16 (4096, 512) x (512, 2048): 21 ms against 40).
+    With autograd recording it is the two ops (the backward needs the pre-activation)."""
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad) or not _fast_path(x, w):
+        return F.gelu(linear(x, w, b))
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")

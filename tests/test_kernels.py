@@ -1,0 +1,90 @@
+"""zhbert.kernels.linear gives F.linear's values and gradients (to rounding)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zhbert import kernels
+
+needs_onednn = pytest.mark.skipif(not kernels._onednn_available(), reason="torch without mkldnn")
+
+
+def _run(fn, x, w, b, gy):
+    x, w = x.clone().requires_grad_(), w.clone().requires_grad_()
+    b = None if b is None else b.clone().requires_grad_()
+    y = fn(x, w, b)
+    y.backward(gy)
+    return y.detach(), x.grad, w.grad, None if b is None else b.grad
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(3, 7, 24), (21, 24)])
+@pytest.mark.parametrize("onednn_grads", [True, False])
+def test_onednn_linear_matches_f_linear(monkeypatch, dtype, bias, shape, onednn_grads):
+    """The oneDNN path, forced on (whatever this CPU is), against F.linear in float64:
+    fp32 within 1e-5 relative, bf16 within bf16 rounding (2^-8 relative, a few times)."""
+    monkeypatch.setattr(kernels, "_onednn_for_fp32_grads", lambda: onednn_grads)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).to(dtype)
+    w = torch.randn(40, shape[-1], generator=g).to(dtype)
+    b = torch.randn(40, generator=g).to(dtype) if bias else None
+    gy = torch.randn(*shape[:-1], 40, generator=g).to(dtype)
+    got = _run(kernels._OneDNNLinear.apply, x, w, b, gy)
+    want = _run(F.linear, x.double(), w.double(), None if b is None else b.double(), gy.double())
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=3e-2, atol=3e-2)
+    for a, e in zip(got, want):
+        if e is None:
+            assert a is None
+            continue
+        assert a.dtype == dtype and a.shape == e.shape
+        torch.testing.assert_close(a.double(), e, **tol)
+
+
+def test_linear_falls_back_to_f_linear_where_it_should(monkeypatch):
+    """autocast, float64 and fp32 on a CPU without AVX512
+    take F.linear; the oneDNN path is taken only where it was measured faster."""
+    calls = []
+    monkeypatch.setattr(kernels._OneDNNLinear, "apply", lambda *a: calls.append(a) or F.linear(*a))
+    x, w = torch.randn(4, 8), torch.randn(5, 8)
+    monkeypatch.setattr(kernels, "_onednn_for_fp32_grads", lambda: False)
+    kernels.linear(x, w)
+    assert calls == []  # fp32 on a CPU where MKL measured as fast
+    kernels.linear(x.double(), w.double())
+    assert calls == []
+    monkeypatch.setattr(kernels, "_onednn_for_fp32_grads", lambda: True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kernels.linear(x, w)
+    assert calls == []
+    kernels.linear(x, w)
+    assert len(calls) == int(kernels._onednn_available())
+
+
+def test_linear_module_keeps_nn_linear_names_and_values():
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(8, 3)
+    mine = kernels.Linear(8, 3)
+    mine.load_state_dict(ref.state_dict())
+    assert list(mine.state_dict()) == ["weight", "bias"]
+    x = torch.randn(2, 5, 8)
+    torch.testing.assert_close(mine(x), ref(x), rtol=1e-5, atol=1e-6)
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_linear_gelu_is_exact_erf_gelu_of_linear(monkeypatch, dtype):
+    """The fused inference kernel computes erf GELU (not the tanh approximation)."""
+    monkeypatch.setattr(kernels, "_onednn_for_fp32_grads", lambda: True)
+    g = torch.Generator().manual_seed(1)
+    x, w, b = (torch.randn(s, generator=g) for s in ((2, 9, 32), (64, 32), (64,)))
+    want = F.gelu(F.linear(x.double(), w.double(), b.double()))
+    with torch.no_grad():
+        got = kernels.linear_gelu(x.to(dtype), w.to(dtype), b.to(dtype))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=3e-2, atol=3e-2)
+    torch.testing.assert_close(got.double(), want, **tol)
+    tanh = F.gelu(F.linear(x.double(), w.double(), b.double()), approximate="tanh")
+    if dtype == torch.float32:  # the two GELUs differ by up to ~1e-3: this tells them apart
+        assert (got.double() - tanh).abs().max() > 1e-4
