@@ -467,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     precision = resolve(args.precision)
+    from zhbert.machine import tune_malloc
+    tune_malloc()  # as zhbert train does; the reference shares the process and gains too
     info = common.machine()
     sides, cfg, eval_batches = build(args, precision)
     print(f"race: budget {args.budget_minutes:g} min per side, targets {args.targets}, "

@@ -209,7 +209,7 @@ def report(args, cfg, precision: str, result: dict, info: dict, peak: dict, rss:
     print(f"config {args.config} (hidden {cfg.hidden_size}, {cfg.num_layers} layers, {cfg.num_heads} "
           f"heads, FFN {cfg.intermediate_size}, vocab {cfg.vocab_size}), batch {args.batch_size}x{T}, "
           f"M={M}, {args.rounds} rounds x {args.steps} steps per side, compile={args.compile}")
-    print("matmul peak (1024^3, same run): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
+    print("matmul peak (1024^3, best of before and after the run): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
     print(common.table(rows))
     print("tokens/s from the median step; mean tok/s from the total time")
     print("model FLOP/s count what each side computes (zhbert: MLM head at M slots; HF: at all T)")
@@ -249,9 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine()
     from zhbert.machine import detect_capabilities
 
-    peak = common.peaks(detect_capabilities("cpu").cpu_native_bf16 or precision == "bf16")
+    native = detect_capabilities("cpu").cpu_native_bf16 or precision == "bf16"
+    peak = common.peaks(native)
     cfg = model_config(args.config)
     result = measure(args, cfg, precision)
+    # the peak again after the run, the better of the two: one slow timing on a shared
+    # machine would otherwise put a model above "100% of peak"
+    after = common.peaks(native)
+    peak = {k: max(v, after[k]) for k, v in peak.items()}
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     rss = {} if args.no_rss else {s: child_rss(args, s) for s in ("zhbert", "reference")}
     out = report(args, cfg, precision, result, info, peak, rss)
