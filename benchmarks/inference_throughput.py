@@ -18,6 +18,9 @@ Random weights: only speed and agreement mean anything, and near-flat logits mak
 bf16/int8 top-1 flip easily; ``--agreement RUN_DIR`` measures the fast paths' top-1
 against fp32 on a trained run over its held-out sentences.
 
+Peak RSS per side (zhbert's path and the pipeline, each precision) comes from a fresh
+process that builds only that side and fills two batches (``--no-rss`` skips it).
+
 Precisions: default the best one (zhbert.precision "auto" for this CPU) and fp32
 when they differ; ``--precision`` runs one. ``--quantize int8`` adds zhbert with
 dynamic int8 Linear layers (compared with the best-precision HF sides).
@@ -131,6 +134,51 @@ def sides(cfg, run: list[str], quantize: str | None) -> dict[tuple[str, str], ca
     return fns
 
 
+def child_rss(args) -> int:
+    """``--child SIDE:PRECISION``: build that side only (zhbert's fill-mask path or HF's
+    pipeline, random weights), fill two batches, print the process's peak RSS as JSON."""
+    import json
+
+    from transformers import BertForMaskedLM, pipeline
+
+    from zhbert.fillmask import fill_mask, make_masked_lm
+    from zhbert.model import BertForPretraining, preset
+    from zhbert.vocab import Vocab
+
+    side, precision = args.child.split(":")
+    cfg = preset(args.config, VOCAB, max_position_embeddings=512)
+    texts_ = make_batch(0)["texts"]
+    if side == "zhbert":
+        lm = make_masked_lm(BertForPretraining(cfg).eval(), Vocab(tuple(vocab_tokens())),
+                            cfg.max_position_embeddings, "cpu", precision)
+        run = lambda: fill_mask(lm, texts_, top_k=1, batch_size=B)  # noqa: E731
+    else:
+        hf = BertForMaskedLM._from_config(cfg.to_hf_config(), attn_implementation="sdpa").eval()
+        fill = pipeline("fill-mask", model=hf, tokenizer=hf_tokenizer(), device="cpu", top_k=1)
+
+        def run():
+            with hf_context(precision):
+                fill(texts_, batch_size=B)
+    with torch.inference_mode():
+        run()
+        run()
+    print(json.dumps({"peak_rss_mb": round(common.peak_rss_mb(), 1)}))
+    return 0
+
+
+def side_rss(args, side: str, precision: str) -> float | None:
+    import json
+    import subprocess
+
+    cmd = [sys.executable, "-m", "benchmarks.inference_throughput", "--config", args.config,
+           "--child", f"{side}:{precision}"] + (["--threads", str(args.threads)] if args.threads else [])
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        print(f"warning: RSS child {side} {precision} failed: {out.stderr[-500:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
 def sentence_flops(cfg) -> float:
     """Forward FLOPs of one sentence ([CLS] 48 characters [SEP], one mask): matmuls only,
     the vocabulary head at the mask (zhbert.model.flops_per_token counts training, 3x)."""
@@ -168,9 +216,11 @@ def throughput(args) -> int:
                     fns[k](b)
                     secs[k].append(time.perf_counter() - t)
     peak = {p: max(peak_before[p], matmul_peak(p)) for p in run}
+    rss = {} if args.no_rss else {(side, p): side_rss(args, side, p)
+                                  for p in run for side in ("zhbert", "pipeline")}
     flops = sentence_flops(cfg)
     rows = [["side", "precision", "sentences/s", "best..worst batch", "GFLOP/s", "% peak",
-             "top-1 = zhbert fp32", "top-1 = reference same precision"]]
+             "top-1 = zhbert fp32", "top-1 = reference same precision", "peak RSS MB"]]
     summary = {}
     for (side, p), s in secs.items():
         sps = B / statistics.median(s)
@@ -179,10 +229,12 @@ def throughput(args) -> int:
         agree = (top1[side, p] == top1[base]).float().mean().item()
         agree_ref = (top1[side, p] == top1["reference", ref_p]).float().mean().item()
         summary[f"{side} {p}"] = {"sentences_per_s": sps, "model_gflops": gflops,
-                                  "top1_agreement_zhbert_fp32": agree, "top1_agreement_reference": agree_ref}
+                                  "top1_agreement_zhbert_fp32": agree, "top1_agreement_reference": agree_ref,
+                                  "peak_rss_mb": rss.get((side, p))}
         rows.append([side, p, f"{sps:,.1f}", f"{B / min(s):,.1f}..{B / max(s):,.1f}", f"{gflops:,.0f}",
                      f"{100 * gflops / peak[p]:.0f}%" if p in peak else "-",
-                     f"{100 * agree:.1f}% of {len(top1[side, p])}", f"{100 * agree_ref:.1f}%"])
+                     f"{100 * agree:.1f}% of {len(top1[side, p])}", f"{100 * agree_ref:.1f}%",
+                     f"{rss[side, p]:,.0f}" if rss.get((side, p)) else "-"])
     ratios = {}
     for (side, p) in secs:
         if side != "zhbert":
@@ -295,9 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agreement", metavar="RUN_DIR",
                    help="instead: top-1 agreement of the fast paths with fp32 on a trained run")
     p.add_argument("--sentences", type=int, default=512, help="held-out sentences for --agreement")
+    p.add_argument("--no-rss", action="store_true",
+                   help="skip the per-side peak RSS (a fresh process per side that builds only it)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.child:
+        return child_rss(args)
     return agreement(args) if args.agreement else throughput(args)
 
 
