@@ -175,6 +175,7 @@ def run_prepare(source: str, label: str, workers: int, tmp: Path) -> dict:
         "encode_s": res.get("encode_seconds"),
         "peak_rss_mb": res["peak_rss_mb"], "worker_peak_rss_mb": res.get("worker_peak_rss_mb"),
         "peak_rss_total_mb": round(sampler.peak_kb / 1024, 1),
+        "dedup_index_mb": res.get("dedup_index_mb"),  # on disk during pass 1
         "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
         "summary": [line for line in err.splitlines() if line.startswith(("zhbert:", "wrote"))],
     }

@@ -6,9 +6,12 @@ import sys
 import numpy as np
 import pytest
 
+from datasketch import LeanMinHash, MinHashLSH
+
+from zhbert.corpus import dedup as dedup_module
 from zhbert.corpus.clean import CleanDocument, content_hash
 from zhbert.corpus.dedup import (
-    Deduplicator, DedupConfig, minhash_signature, shingle_hashes, sign,
+    Deduplicator, DedupConfig, exact_key, lsh_params, minhash_signature, shingle_hashes, sign,
 )
 from zhbert.errors import UserError
 
@@ -156,3 +159,111 @@ def test_config_validation_and_json():
             DedupConfig(**bad)
     cfg = DedupConfig(threshold=0.7, ngram=3)
     assert DedupConfig.from_json(cfg.to_json()) == cfg
+
+
+# ---------------------------------------------------------------- the on-disk index
+
+def _near_duplicate_stream(n_bases: int = 50, seed: int = 11) -> list[CleanDocument]:
+    """Bases and copies of them with 0 (exact) to 20 characters changed, shuffled: Jaccard
+    from 1 down to ~0.6, so pairs fall on both sides of 0.8 and of the LSH's bands."""
+    rng = random.Random(seed)
+    docs = []
+    for b in range(n_bases):
+        base = text_of(300, 1000 + b)
+        docs.append(doc_of(f"b{b}", base))
+        for v, k in enumerate(rng.sample([0, 1, 2, 4, 6, 8, 12, 20], 5)):
+            docs.append(doc_of(f"b{b}v{v}", mutate(base, rng.sample(range(300), k), seed=b * 10 + v)))
+    rng.shuffle(docs)
+    return docs
+
+
+def _datasketch_verdicts(docs, cfg):
+    """The reference: the previous implementation, on datasketch.MinHashLSH in memory.
+    Also counts the pairs where banding decides: similar enough but no band in common
+    (kept), and sharing a band but not similar enough (not a near copy)."""
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    sigs, seen, verdicts, unbanded, dissimilar = [], set(), [], 0, 0
+    for d in docs:
+        if d.exact_hash in seen:
+            verdicts.append("exact")
+            continue
+        lean = LeanMinHash(seed=cfg.seed, hashvalues=d.minhash, scheme="affine32")
+        similar = {k for k, s in enumerate(sigs)
+                   if np.count_nonzero(s == d.minhash) >= cfg.threshold * cfg.num_perm}
+        found = set(lsh.query(lean))
+        dissimilar += len(found - similar)
+        if found & similar:
+            verdicts.append("near")
+            continue
+        unbanded += bool(similar)
+        lsh.insert(len(sigs), lean)
+        sigs.append(d.minhash)
+        seen.add(d.exact_hash)
+        verdicts.append("keep")
+    return verdicts, (lsh.b, lsh.r), unbanded, dissimilar
+
+
+@pytest.mark.parametrize("threshold", [0.8, 0.5])
+def test_same_verdicts_as_datasketch_minhashlsh(threshold, tmp_path):
+    cfg = DedupConfig(threshold=threshold)
+    docs = [sign(d, cfg) for d in _near_duplicate_stream()]
+    want, params, unbanded, dissimilar = _datasketch_verdicts(docs, cfg)
+    assert lsh_params(threshold, cfg.num_perm) == params  # (9, 13) at 0.8, (25, 5) at 0.5
+    with Deduplicator(cfg, tmp_path / "index.sqlite", commit_every=32) as dd:
+        assert (dd.bands, dd.rows) == params
+        got = [dd.check(d) for d in docs]
+    assert got == want
+    assert len(docs) == 300 and all(want.count(v) >= 10 for v in ("keep", "exact", "near"))
+    assert unbanded > 0 and dissimilar > 0  # the stream exercises both ways banding matters
+
+
+def test_band_key_collisions_do_not_change_verdicts(monkeypatch):
+    """Every kept document shares every band key: only the exact band comparison and the
+    threshold decide, as in MinHashLSH."""
+    cfg = DedupConfig()
+    docs = [sign(d, cfg) for d in _near_duplicate_stream(n_bases=15)]
+    want = _datasketch_verdicts(docs, cfg)[0]
+    monkeypatch.setattr(dedup_module, "band_keys", lambda sig, bands, rows: list(range(bands)))
+    dd = Deduplicator(cfg)
+    assert [dd.check(d) for d in docs] == want and "near" in want
+
+
+def test_index_on_disk_finds_copies_across_commits_and_is_deleted(tmp_path):
+    cfg = DedupConfig()
+    path = tmp_path / "index.sqlite"
+    texts = [text_of(300, 200 + i) for i in range(40)]
+    dd = Deduplicator(cfg, path, commit_every=8)
+    assert [dd.check(sign(doc_of(f"u{i}", t), cfg)) for i, t in enumerate(texts)] == ["keep"] * 40
+    size = path.stat().st_size
+    assert size > 40 * 512 and dd.index_bytes() >= size  # the signatures alone take 512 B each
+    # copies of documents registered 4 transactions ago
+    assert dd.check(doc_of("x", texts[0])) == "exact"
+    assert dd.check(sign(doc_of("n", mutate(texts[1], [150])), cfg)) == "near"
+    with pytest.raises(FileExistsError):
+        Deduplicator(cfg, path)
+    dd.close()
+    assert not path.exists()
+    dd.close()  # twice is fine
+
+
+def _container_sizes(obj) -> dict:
+    return {k: len(v) if hasattr(v, "__len__") else None for k, v in vars(obj).items()}
+
+
+def test_no_per_document_state_in_python(tmp_path):
+    cfg = DedupConfig()
+    docs = [sign(d, cfg) for d in _near_duplicate_stream(n_bases=20)]
+    with Deduplicator(cfg, tmp_path / "index.sqlite", commit_every=16) as dd:
+        for d in docs[:10]:
+            dd.check(d)
+        sizes, disk = _container_sizes(dd), dd.index_bytes()
+        for d in docs[10:]:
+            dd.check(d)
+        assert _container_sizes(dd) == sizes  # no list, set, dict or array grew
+        assert dd.index_bytes() > disk and dd.state_counts()["kept"] > 30
+
+
+def test_exact_key_is_the_digest_prefix():
+    digest = content_hash(["今天天气很好。"])
+    assert exact_key(digest) == int(digest[:16], 16) - (1 << 64 if int(digest[:16], 16) >> 63 else 0)
+    assert exact_key("f" * 32) == -1 and exact_key("0" * 15 + "1" + "0" * 16) == 1

@@ -123,7 +123,7 @@ def test_duplicate_heavy_text_dir_and_workers_agree(tmp_path, capsys):
     report = json.loads((outs[0] / "report.json").read_text())
     assert report["duplicates"]["exact_documents"] == 5
     assert report["totals"]["documents"] == 57 - 5 - report["duplicates"]["near_documents"]
-    assert report["top_tags"] == [["x", 20]]
+    assert report["top_tags"] == [["x", 20]] and report["top_tags_max_undercount"] == 0
     assert not (outs[0] / "downstream").exists()
     resources = json.loads((outs[1] / "report.json").read_text())["resources"]
     assert len(resources["worker_peak_rss_mb_each"]) == 2 and resources["worker_peak_rss_mb"] > 20
@@ -131,6 +131,39 @@ def test_duplicate_heavy_text_dir_and_workers_agree(tmp_path, capsys):
     a, b = _digest(outs[0]), _digest(outs[1])
     a.pop("manifest.json"), b.pop("manifest.json"), a.pop("report.json"), b.pop("report.json")
     assert a == b  # arrays and vocab do not depend on --workers
+
+
+def test_dedup_index_is_scratch_in_the_staging_dir(tmp_path, capsys, monkeypatch):
+    from zhbert.corpus import dedup
+
+    seen = []
+
+    class Recording(dedup.Deduplicator):
+        def close(self):
+            seen.append((self.path, self.path.stat().st_size))
+            super().close()
+
+    monkeypatch.setattr(dedup, "Deduplicator", Recording)
+    out = tmp_path / "data"
+    assert _run(capsys, "prepare", str(_text_corpus(tmp_path)), "--out", str(out), "--workers", "1")[0] == 0
+    ((path, size),) = seen
+    assert size > 0 and not path.exists()
+    assert path.parent.parent.parent == out.parent and path.parent.parent != out  # staging/tmp
+    assert not [p for p in out.rglob("*") if "sqlite" in p.name or p.name == "tmp"]
+    assert json.loads((out / "report.json").read_text())["resources"]["dedup_index_mb"] > 0
+
+
+def test_sentence_hash_buckets_count_repeats_like_np_unique(tmp_path):
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 2**64, 3000, dtype=np.uint64, endpoint=False)
+    batches = [pool[rng.integers(0, len(pool), n)] for n in (0, 1, 500, 2000, 1500)]
+    hashes = prep._SentenceHashes(tmp_path)
+    for batch in batches:
+        hashes.add(batch)
+    everything = np.concatenate(batches)
+    assert hashes.count() == (len(everything), len(everything) - len(np.unique(everything)))
+    assert len(everything) - len(np.unique(everything)) > 500  # repeats within and across batches
+    assert not list(tmp_path.iterdir())
 
 
 def test_failed_prepare_leaves_existing_dir_intact(tmp_path, capsys, monkeypatch):

@@ -215,3 +215,32 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys, case):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("zhbert: error: ") and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_top_counter_is_exact_until_twice_its_capacity():
+    from zhbert.corpus.report import TopCounter
+
+    keys = [f"分类{i % 37}" for i in range(500)] + [f"分类{i}" for i in range(100, 140)]
+    counter, exact = TopCounter(capacity=40), Counter()
+    for k in keys:
+        counter.update([k])
+        exact.update([k])
+    assert len(exact) == 77 <= 80 and counter.undercount == 0
+    assert counter.most_common(20) == exact.most_common(20)  # ties in first-seen order too
+
+
+def test_top_counter_bounds_memory_and_keeps_the_frequent_tags():
+    """A million-category stream in miniature: 20 frequent tags among 5,000 rare ones."""
+    from zhbert.corpus.report import TopCounter
+
+    rng = np.random.default_rng(0)
+    stream = [f"常见{i}" for i in rng.integers(0, 20, 20_000)] + [f"罕见{i}" for i in range(5_000)] * 2
+    order = rng.permutation(len(stream))
+    counter, exact = TopCounter(capacity=100), Counter(stream)
+    for i in order:
+        counter.update([stream[i]])
+    assert len(counter.counts) <= 200  # never more than twice the capacity
+    assert 0 < counter.undercount <= len(stream) / 101  # the Misra-Gries bound
+    top = dict(counter.most_common(20))
+    assert set(top) == {f"常见{i}" for i in range(20)}
+    assert all(exact[k] - counter.undercount <= n <= exact[k] for k, n in top.items())

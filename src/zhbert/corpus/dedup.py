@@ -2,27 +2,37 @@
 
 * exact: a hash of the document's normalised full text (``clean.content_hash``:
   case-folded, whitespace and punctuation removed), computed in the worker.
-* near: MinHash over character n-grams of the same normalised text, indexed in
-  a ``datasketch.MinHashLSH``; an LSH candidate counts as a near copy only if
-  the MinHash estimate of the Jaccard similarity is >= ``threshold`` (the LSH
-  alone also returns some pairs below it).
+* near: MinHash over character n-grams of the same normalised text, banded as
+  ``datasketch.MinHashLSH`` bands it (its own choice of b bands of r rows); an
+  LSH candidate counts as a near copy only if the MinHash estimate of the
+  Jaccard similarity is >= ``threshold`` (the LSH alone also returns some pairs
+  below it).
 
 The split of work matters: the cleaning workers run in parallel, while
 ``Deduplicator.check`` runs in the main process, in document order, and is the
 pipeline's bottleneck. So workers call ``sign(doc, cfg)`` (the expensive
-hashing of every n-gram); ``check`` then only does a set lookup, a few LSH
-bucket lookups and one vectorised comparison per candidate.
+hashing of every n-gram); ``check`` then only does a few indexed lookups and
+one vectorised comparison per candidate.
+
+Memory: nothing per document stays in Python. The index (exact hashes, band
+keys, kept signatures) is a scratch SQLite database on disk with a bounded page
+cache, written in transactions of COMMIT_EVERY documents and deleted on
+``close``. datasketch's in-memory MinHashLSH cost ~3.3 KB of RAM per kept
+document (measured), i.e. several GB for all of zh.wikipedia.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+from datasketch import MinHash
 
 from zhbert.corpus.clean import CleanDocument, content_hash, normalize_for_hash
 from zhbert.errors import UserError
@@ -30,6 +40,8 @@ from zhbert.errors import UserError
 # datasketch >= 2.0 hash scheme: 32-bit values, uint32 signatures (512 B at 128 perms).
 _SCHEME = "affine32"
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd, 2^64 / golden ratio
+COMMIT_EVERY = 4096    # documents per transaction of the index
+CACHE_MIB = 32         # SQLite page cache: the index's whole share of RAM
 
 
 @dataclass(frozen=True)
@@ -100,17 +112,102 @@ def sign(doc: CleanDocument, cfg: DedupConfig) -> CleanDocument:
     return dataclasses.replace(doc, minhash=minhash_signature(doc.sentences, cfg))
 
 
-class Deduplicator:
-    """Streaming document dedup; ``check`` each document once, in a stable order."""
 
-    def __init__(self, cfg: DedupConfig):
+# ---------------------------------------------------------------- the on-disk index
+
+@functools.cache
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band): datasketch.MinHashLSH's own choice for this threshold and
+    num_perm with its default weights, so the banding is the one MinHashLSH would use."""
+    from datasketch.lsh import _optimal_param  # private, but it is what MinHashLSH calls
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
+@functools.cache
+def _band_weights(bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    powers = np.array([pow(int(_MULT), k + 1, 1 << 64) for k in range(rows)], np.uint64)
+    offsets = (np.arange(1, bands + 1, dtype=np.uint64) * _MULT).astype(np.uint64)
+    return powers, offsets
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[int]:
+    """One signed 64-bit key per band, hashed from the band's number and its values.
+
+    MinHashLSH keys a band by its raw bytes (52 at r=13); 8 bytes keep the index
+    small. Two bands may share a key by chance, so ``check`` then compares the
+    candidates' bands themselves: the candidates are exactly MinHashLSH's.
+    """
+    powers, offsets = _band_weights(bands, rows)
+    h = (sig[:bands * rows].reshape(bands, rows).astype(np.uint64) * powers).sum(axis=1) + offsets
+    h ^= h >> np.uint64(31)  # the sum is linear in the values; mix once so keys spread
+    return (h * _MULT).view(np.int64).tolist()
+
+
+def exact_key(digest: str) -> int:
+    """The first 64 bits of a hex content hash as SQLite's signed integer. Two of the
+    1.4M zh.wikipedia articles share one by chance with probability ~5e-8."""
+    return int.from_bytes(bytes.fromhex(digest[:16]), "big", signed=True)
+
+
+# exact: INTEGER PRIMARY KEY is the rowid itself, so a row is just its 8-byte key.
+# band: MinHashLSH's b hash tables in one, keyed by band_keys.
+# sig: the kept signatures, by the id their band rows point at.
+_SCHEMA = """
+CREATE TABLE exact (hash INTEGER PRIMARY KEY);
+CREATE TABLE band (key INTEGER NOT NULL, doc INTEGER NOT NULL, PRIMARY KEY (key, doc)) WITHOUT ROWID;
+CREATE TABLE sig (doc INTEGER PRIMARY KEY, hashvalues BLOB NOT NULL);
+"""
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """A scratch database: rebuilt on every run, so no journal and no fsync."""
+    con = sqlite3.connect(path, isolation_level=None)  # transactions are begun by hand
+    for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
+                   f"cache_size = {-CACHE_MIB * 1024}"):  # negative: KiB
+        con.execute(f"PRAGMA {pragma}")
+    con.executescript(_SCHEMA)
+    con.execute("BEGIN")
+    return con
+
+
+class Deduplicator:
+    """Streaming document dedup; ``check`` each document once, in a stable order.
+
+    ``path`` names the index file to create (an error if it exists) and ``close``
+    deletes it; without one SQLite keeps the index in a private temporary file.
+    Use it as a context manager, or call ``close``.
+    """
+
+    def __init__(self, cfg: DedupConfig, path: str | os.PathLike | None = None,
+                 commit_every: int = COMMIT_EVERY):
         self.cfg = cfg
-        self._hashes: set[str] = set()
-        self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
-        self._sigs = np.empty((1024, cfg.num_perm), dtype=np.uint32)  # kept docs, by LSH key
-        self._n = 0
+        self.bands, self.rows = lsh_params(cfg.threshold, cfg.num_perm)
+        self.path = None if path is None else Path(path)
+        if self.path is not None and self.path.exists():
+            raise FileExistsError(f"{self.path} exists; the dedup index is always built afresh")
+        self._con = _connect("" if self.path is None else str(self.path))  # "": temporary file
+        self._commit_every, self._uncommitted = commit_every, 0
+        self._n = 0  # kept signatures so far: the id of the next one
         self._docs = {"keep": 0, "exact": 0, "near": 0}
         self._chars = {"keep": 0, "exact": 0, "near": 0}
+        # the kept signatures sharing a band key with the query (IN dedups the ids)
+        self._candidates_sql = ("SELECT hashvalues FROM sig WHERE doc IN (SELECT doc FROM band "
+                                f"WHERE key IN ({', '.join('?' * self.bands)}))")
+
+    def __enter__(self) -> "Deduplicator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the index (uncommitted rows too: nothing reads it again)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
     def _signature(self, doc: CleanDocument) -> np.ndarray:
         sig = doc.minhash
@@ -119,39 +216,52 @@ class Deduplicator:
         if len(sig) != self.cfg.num_perm:
             raise ValueError(f"document {doc.doc_id} was signed with {len(sig)} permutations, "
                              f"the deduplicator uses {self.cfg.num_perm}")
-        return sig
+        return np.asarray(sig, dtype=np.uint32)
 
-    def _near_copy(self, sig: np.ndarray, lean: LeanMinHash) -> bool:
-        for key in self._lsh.query(lean):
-            if np.count_nonzero(self._sigs[key] == sig) >= self.cfg.threshold * len(sig):
-                return True
-        return False
+    def _near_copy(self, sig: np.ndarray, keys: list[int]) -> bool:
+        found = self._con.execute(self._candidates_sql, keys).fetchall()
+        if not found:
+            return False
+        same = np.frombuffer(b"".join(h for h, in found), np.uint32).reshape(len(found), -1) == sig
+        # a candidate of MinHashLSH: some band equal in all its rows (a key match may be chance)
+        banded = same[:, :self.bands * self.rows].reshape(len(found), self.bands, self.rows)
+        candidate = banded.all(axis=2).any(axis=1)
+        similar = np.count_nonzero(same, axis=1) >= self.cfg.threshold * len(sig)
+        return bool(np.any(candidate & similar))
 
-    def _register(self, sig: np.ndarray, lean: LeanMinHash) -> None:
-        if self._n == len(self._sigs):
-            self._sigs = np.concatenate([self._sigs, np.empty_like(self._sigs)])
-        self._sigs[self._n] = sig
-        self._lsh.insert(self._n, lean, check_duplication=False)
+    def _near_verdict(self, sig: np.ndarray) -> str:
+        keys = band_keys(sig, self.bands, self.rows)
+        if self._near_copy(sig, keys):
+            return "near"
+        self._con.execute("INSERT INTO sig VALUES (?, ?)", (self._n, sig.tobytes()))
+        # OR IGNORE: two bands of one signature may share a key by chance
+        self._con.executemany("INSERT OR IGNORE INTO band VALUES (?, ?)", [(k, self._n) for k in keys])
         self._n += 1
+        return "keep"
 
     def check(self, doc: CleanDocument) -> str:
         """Return "keep", "exact" or "near"; a kept document is registered for later checks."""
         verdict = "keep"
-        digest = (doc.exact_hash or content_hash(doc.sentences)) if self.cfg.exact else ""
-        if digest in self._hashes:
+        key = exact_key(doc.exact_hash or content_hash(doc.sentences)) if self.cfg.exact else None
+        if key is not None and self._con.execute("SELECT 1 FROM exact WHERE hash = ?", (key,)).fetchone():
             verdict = "exact"
         elif self.cfg.near:
-            sig = self._signature(doc)
-            lean = LeanMinHash(seed=self.cfg.seed, hashvalues=sig, scheme=_SCHEME)
-            if self._near_copy(sig, lean):
-                verdict = "near"
-            else:
-                self._register(sig, lean)
-        if verdict == "keep" and self.cfg.exact:
-            self._hashes.add(digest)
+            verdict = self._near_verdict(self._signature(doc))
+        if verdict == "keep" and key is not None:
+            self._con.execute("INSERT INTO exact VALUES (?)", (key,))
         self._docs[verdict] += 1
         self._chars[verdict] += doc.chars_out
+        self._uncommitted += 1
+        if self._uncommitted >= self._commit_every:  # bounded transactions; the cache spills anyway
+            self._con.execute("COMMIT")
+            self._con.execute("BEGIN")
+            self._uncommitted = 0
         return verdict
+
+    def index_bytes(self) -> int:
+        """The index's size on disk (pages in use and free)."""
+        (pages,), (size,) = (self._con.execute(f"PRAGMA {p}").fetchone() for p in ("page_count", "page_size"))
+        return pages * size
 
     def state_counts(self) -> dict:
         return {

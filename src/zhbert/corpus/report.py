@@ -21,6 +21,34 @@ from zhbert.vocab import Vocab
 
 TOP_N = 20
 HIST_BARS = 16  # most bars in the sentence-length histogram
+TAG_CAPACITY = 10_000  # distinct tags counted at once (zh.wikipedia has over a million categories)
+
+
+class TopCounter:
+    """Counts of the most frequent keys in bounded memory (Misra-Gries, batched).
+
+    Exact while at most 2 x ``capacity`` distinct keys were seen. Beyond that, whenever
+    the table doubles it keeps the ``capacity`` biggest counts, each reduced by the next
+    biggest one (``cut``); every key losing ``cut`` means >= capacity + 1 keys lose it,
+    so the cuts add up to at most total / (capacity + 1). ``undercount`` is that sum: any
+    count may be short by at most this much, and a key more frequent than it is kept.
+    (A plain Counter of a million distinct categories took ~127 MB, measured.)
+    """
+
+    def __init__(self, capacity: int = TAG_CAPACITY):
+        self.capacity = capacity
+        self.counts: Counter = Counter()
+        self.undercount = 0
+
+    def update(self, keys) -> None:
+        self.counts.update(keys)
+        if len(self.counts) > 2 * self.capacity:
+            cut = sorted(self.counts.values(), reverse=True)[self.capacity]
+            self.undercount += cut
+            self.counts = Counter({k: n - cut for k, n in self.counts.items() if n > cut})
+
+    def most_common(self, n: int) -> list[tuple[str, int]]:
+        return self.counts.most_common(n)
 
 
 @dataclass
@@ -34,7 +62,7 @@ class CorpusStats:
     sentence_lengths: Counter = field(default_factory=Counter)   # chars -> n (kept docs)
     docs_read_per_source: Counter = field(default_factory=Counter)
     docs_kept_per_source: Counter = field(default_factory=Counter)
-    tags: Counter = field(default_factory=Counter)               # kept docs
+    tags: TopCounter = field(default_factory=TopCounter)         # kept docs, the most frequent
     units: dict[str, Counter] = field(default_factory=dict)      # split -> unit counts
     chars: Counter = field(default_factory=Counter)              # split -> characters
     unk_tokens: Counter = field(default_factory=Counter)         # split -> [UNK] ids
@@ -133,6 +161,7 @@ def build_report(stats: CorpusStats, vocab: Vocab, splits: dict[str, dict[str, i
                     "not_utf8": [s["path"] for s in sources if s.get("encoding") not in ("utf-8", "")],
                     "warnings": [w for s in sources for w in s.get("warnings", [])]},
         "top_tags": stats.tags.most_common(TOP_N),
+        "top_tags_max_undercount": stats.tags.undercount,  # 0: the counts are exact
         "top_characters": train_chars.most_common(TOP_N * 2),
         "resources": resources,
     }
@@ -199,7 +228,10 @@ def render(report: dict, checks: list[Check]) -> str:
     src = report["sources"]
     lines.append("documents kept per source: " + ", ".join(f"{k} {n:,}" for k, n in src["documents_kept"].items()))
     if report["top_tags"]:
-        lines.append("top tags: " + ", ".join(f"{t} {n:,}" for t, n in report["top_tags"]))
+        short = report.get("top_tags_max_undercount", 0)
+        lines.append("top tags: " + ", ".join(f"{t} {n:,}" for t, n in report["top_tags"])
+                     + (f" (too many distinct tags to count all: each count may be short by up to "
+                        f"{short:,})" if short else ""))
     lines.append("top characters: " + " ".join(c for c, _ in report["top_characters"]))
     lines += [f"not UTF-8: {p}" for p in src["not_utf8"]] + [f"warning: {w}" for w in src["warnings"]]
     r = report["resources"]
