@@ -14,6 +14,7 @@ from xml.etree.ElementTree import ParseError
 
 import mwparserfromhell
 import mwxml
+from mwxml.element_iterator import ElementIterator
 from mwxml.errors import MalformedXML
 
 from zhbert.corpus.document import Document
@@ -165,11 +166,16 @@ def iter_wiki_pages(stream: BinaryIO, name: str, warn: Callable[[str], None],
     """
     last_title = None
     try:
-        dump = mwxml.Dump.from_file(stream)
-        for page in dump.pages:
+        root = ElementIterator.from_file(stream)
+        if root.tag != "mediawiki":
+            raise MalformedXML(f"the root element is <{root.tag}>, not <mediawiki>")
+        for page in mwxml.Dump.from_element(root).pages:
             # drain the revisions first: a page cut mid-text raises here, before we yield it
             texts = [rev.text for rev in page]
             last_title = page.title
+            # mwxml empties each finished <page> but leaves it on the root (~80 B a page,
+            # ~110 MB for all of zh.wikipedia): detach them, as iterparse loops do
+            root.element.clear()
             if page.namespace != 0 or page.redirect or not texts or not texts[-1]:
                 continue
             yield Document(doc_id=f"wiki:{page.id}", text=texts[-1], source=f"wiki:{name}",
