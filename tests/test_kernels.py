@@ -19,15 +19,20 @@ def _run(fn, x, w, b, gy):
     return y.detach(), x.grad, w.grad, None if b is None else b.grad
 
 
+# bf16 through oneDNN is only ever taken on AVX-512 CPUs (elsewhere oneDNN may lack a bf16 kernel)
+AVX512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+DTYPES = [torch.float32, pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
+    not AVX512, reason="the bf16 oneDNN path runs on AVX-512 CPUs only"))]
+
+
 @needs_onednn
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(3, 7, 24), (21, 24)])
-@pytest.mark.parametrize("onednn_grads", [True, False])
-def test_onednn_linear_matches_f_linear(monkeypatch, dtype, bias, shape, onednn_grads):
-    """The oneDNN path, forced on (whatever this CPU is), against F.linear in float64:
-    fp32 within 1e-5 relative, bf16 within bf16 rounding (2^-8 relative, a few times)."""
-    monkeypatch.setattr(kernels, "_onednn_for_fp32_grads", lambda: onednn_grads)
+def test_onednn_linear_matches_f_linear(dtype, bias, shape):
+    """The oneDNN path (called directly, whatever this CPU is; fp32 gradients through
+    oneDNN, bf16 ones through matmul) against F.linear in float64: fp32 within 1e-5
+    relative, bf16 within bf16 rounding (2^-8 relative, a few times)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g).to(dtype)
     w = torch.randn(40, shape[-1], generator=g).to(dtype)
@@ -45,17 +50,17 @@ def test_onednn_linear_matches_f_linear(monkeypatch, dtype, bias, shape, onednn_
 
 
 def test_linear_falls_back_to_f_linear_where_it_should(monkeypatch):
-    """autocast, float64 and fp32 on a CPU without AVX512
-    take F.linear; the oneDNN path is taken only where it was measured faster."""
+    """A CPU without AVX-512, autocast and float64 take F.linear; the oneDNN path is
+    taken only where it was measured faster."""
     calls = []
     monkeypatch.setattr(kernels._OneDNNLinear, "apply", lambda *a: calls.append(a) or F.linear(*a))
     x, w = torch.randn(4, 8), torch.randn(5, 8)
-    monkeypatch.setattr(kernels, "_onednn_for_fp32_grads", lambda: False)
+    monkeypatch.setattr(kernels, "_measured_faster_here", lambda: False)
     kernels.linear(x, w)
-    assert calls == []  # fp32 on a CPU where MKL measured as fast
+    kernels.linear(x.bfloat16(), w.bfloat16())
+    assert calls == []  # an AVX2 CPU, where oneDNN measured no faster
+    monkeypatch.setattr(kernels, "_measured_faster_here", lambda: True)
     kernels.linear(x.double(), w.double())
-    assert calls == []
-    monkeypatch.setattr(kernels, "_onednn_for_fp32_grads", lambda: True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         kernels.linear(x, w)
     assert calls == []
@@ -74,10 +79,10 @@ def test_linear_module_keeps_nn_linear_names_and_values():
 
 
 @needs_onednn
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_linear_gelu_is_exact_erf_gelu_of_linear(monkeypatch, dtype):
     """The fused inference kernel computes erf GELU (not the tanh approximation)."""
-    monkeypatch.setattr(kernels, "_onednn_for_fp32_grads", lambda: True)
+    monkeypatch.setattr(kernels, "_measured_faster_here", lambda: True)
     g = torch.Generator().manual_seed(1)
     x, w, b = (torch.randn(s, generator=g) for s in ((2, 9, 32), (64, 32), (64,)))
     want = F.gelu(F.linear(x.double(), w.double(), b.double()))

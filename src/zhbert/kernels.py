@@ -11,10 +11,10 @@ with AVX512-BF16; ``benchmarks/RESULTS.md`` has the figures and the command):
   matmul. oneDNN adds the bias inside the kernel.
 
 ``linear`` therefore runs ``torch.ops.mkldnn._linear_pointwise`` (the op that torch's own
-compiler emits for CPU linears) forward, and in fp32 on an AVX512 CPU also for both
+compiler emits for CPU linears) forward on an AVX-512 CPU, and in fp32 also for both
 gradients. Where it would not help or is not there (CUDA, autocast, torch.compile
-tracing, fp32 on an AVX2 CPU where oneDNN and MKL measured the same, other dtypes, a
-torch without mkldnn) it is ``F.linear``. Results agree with ``F.linear`` to rounding
+tracing, AVX2 CPUs, where oneDNN held to AVX2 measured no faster than MKL, other
+dtypes, a torch without mkldnn) it is ``F.linear``. Results agree with ``F.linear`` to rounding
 (``tests/test_kernels.py``).
 """
 
@@ -35,8 +35,9 @@ def _onednn_available() -> bool:
 
 
 @functools.cache
-def _onednn_for_fp32_grads() -> bool:
-    """fp32 gradients through oneDNN only where it was measured faster than MKL: AVX512."""
+def _measured_faster_here() -> bool:
+    """oneDNN's linear was measured faster on an AVX-512 CPU only; with oneDNN held to AVX2
+    it was not, and other CPUs (ARM, plain x86) were not measured: F.linear there."""
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
@@ -57,7 +58,7 @@ class _OneDNNLinear(torch.autograd.Function):
         x, w = ctx.saved_tensors
         g2 = grad.reshape(-1, grad.shape[-1])  # (BT, N)
         x2 = x.reshape(-1, x.shape[-1])        # (BT, K)
-        onednn = grad.dtype == torch.float32 and _onednn_for_fp32_grads()
+        onednn = grad.dtype == torch.float32  # bf16 matmuls are oneDNN's already
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # (..., N) @ (N, K): a linear with weight w^T (K, N)
             gx = _inner_product(grad, w.t(), None) if onednn else grad @ w
@@ -73,9 +74,7 @@ def _fast_path(x: torch.Tensor, w: torch.Tensor) -> bool:
         return False
     if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
         return False  # inductor has its own CPU linears; autocast casts inside F.linear
-    if x.dtype == torch.float32 and not _onednn_for_fp32_grads():
-        return False
-    return _onednn_available()
+    return _measured_faster_here() and _onednn_available()
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
