@@ -39,6 +39,20 @@ def machine_line(info: dict) -> str:
             f"load {' '.join(str(x) for x in info['loadavg'])}")
 
 
+def child_peak_rss_mb(module: str, args: list[str], what: str) -> float | None:
+    """Run ``python -m module *args`` (a benchmark's child mode, which builds one side and
+    prints {"peak_rss_mb": ...} last) and return that figure; None, with a warning, if the
+    child failed."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+    if out.returncode:
+        print(f"warning: RSS child for {what} failed: {out.stderr[-500:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
 def peak_rss_mb() -> float:
     """Peak resident set of this process so far (zhbert.machine.peak_rss_mb: VmHWM)."""
     from zhbert.machine import peak_rss_mb as peak

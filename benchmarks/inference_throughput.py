@@ -167,16 +167,11 @@ def child_rss(args) -> int:
 
 
 def side_rss(args, side: str, precision: str) -> float | None:
-    import json
-    import subprocess
-
-    cmd = [sys.executable, "-m", "benchmarks.inference_throughput", "--config", args.config,
-           "--child", f"{side}:{precision}"] + (["--threads", str(args.threads)] if args.threads else [])
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        print(f"warning: RSS child {side} {precision} failed: {out.stderr[-500:]}", file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    return common.child_peak_rss_mb(
+        "benchmarks.inference_throughput",
+        ["--config", args.config, "--child", f"{side}:{precision}"]
+        + (["--threads", str(args.threads)] if args.threads else []),
+        f"{side} {precision}")
 
 
 def sentence_flops(cfg) -> float:

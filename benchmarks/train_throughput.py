@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -130,14 +129,11 @@ def timed(step, batches: list, n: int, offset: int = 0) -> list[float]:
 
 def child_rss(args, side: str) -> float | None:
     """Peak RSS (MB) of a fresh process that builds and steps only ``side``."""
-    cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--child", side,
-           "--config", args.config, "--batch-size", str(args.batch_size),
-           "--precision", args.precision] + (["--compile"] if args.compile and side == "zhbert" else [])
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        print(f"warning: RSS child for {side} failed: {out.stderr[-500:]}", file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    return common.child_peak_rss_mb(
+        "benchmarks.train_throughput",
+        ["--child", side, "--config", args.config, "--batch-size", str(args.batch_size),
+         "--precision", args.precision] + (["--compile"] if args.compile and side == "zhbert" else []),
+        side)
 
 
 def resolve(precision: str) -> str:
