@@ -153,18 +153,9 @@ def run_config(steps: int, eval_sequences: int, overrides: list[str] = ()):
                                 "train.device=cpu", *overrides])
 
 
-def data_config(cfg):
-    from zhbert.data import DataConfig
-
-    return DataConfig(max_len=cfg.data.max_len, mask_prob=cfg.data.mask_prob,
-                      objective=cfg.model.objective, short_seq_prob=cfg.data.short_seq_prob,
-                      whole_word=cfg.data.whole_word, seed=cfg.train.seed)
-
-
 def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side:
     """zhbert's own Trainer and train_step, built as zhbert.train.main builds them."""
     from zhbert import train as zt
-    from zhbert.data import PretrainingLoader
     from zhbert.datadir import open_data_dir
     from zhbert.evaluate import evaluate
     from zhbert.model import BertForPretraining
@@ -174,7 +165,7 @@ def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side
     torch.manual_seed(cfg.train.seed)
     model = BertForPretraining(zt.model_config_from(cfg, len(open_data_dir(data_dir).vocab)))
     autocast = lambda: autocast_context(precision, device)  # noqa: E731
-    loader = PretrainingLoader(data_dir, "train", data_config(cfg), batch_size=cfg.train.batch_size)
+    loader = zt.build_loader(cfg, data_dir)  # with the preset's sequence-length warm-up, if any
     tr = zt.Trainer(cfg=cfg, dist=zt.Dist(), device=device, run_dir=Path(os.devnull), model=model,
                     raw_model=model, optimizer=zt.build_optimizer(model, cfg, device), loader=loader,
                     eval_batches=eval_batches, autocast=autocast, scaler=None,
@@ -408,12 +399,13 @@ def resolve(precision: str) -> str:
 
 
 def build(args, precision: str) -> tuple[dict[str, Side], object, list]:
+    from zhbert import train as zt
     from zhbert.data import build_eval_set
 
     data_dir = prepare_builtin(args.data)
     cfg = run_config(args.steps, args.eval_sequences,
                      [f"train.precision={precision}"])
-    eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
+    eval_batches = build_eval_set(data_dir, "validation", zt.data_config(cfg),
                                   max_sequences=cfg.data.eval_sequences)
     zh = zhbert_side(cfg, data_dir, eval_batches, precision)
     ref = reference_side(cfg, data_dir, eval_batches, precision, zh.extra["initial_state"])

@@ -40,3 +40,22 @@ def test_toml_file_and_roundtrip(tmp_path):
     (tmp_path / "bad.toml").write_text("[model\n")
     with pytest.raises(UserError, match="not valid TOML"):
         load_config(str(tmp_path / "bad.toml"))
+
+
+def test_length_warmup_settings_are_checked():
+    cfg = load_config("tiny", ["data.max_len=64", "data.warmup_len=32", "data.warmup_len_fraction=0.1"])
+    assert (cfg.data.warmup_len, cfg.data.warmup_len_fraction) == (32, 0.1)
+    for bad in (["data.warmup_len=24", "data.warmup_len_fraction=0.1"],   # does not divide 64
+                ["data.warmup_len=64", "data.warmup_len_fraction=0.1"],   # not shorter
+                ["data.warmup_len=32", "data.warmup_len_fraction=0"]):   # no share of the steps
+        with pytest.raises(UserError, match="warmup_len"):
+            load_config("tiny", ["data.max_len=64", *bad])
+
+
+def test_hash_of_a_config_without_length_warmup_is_unchanged():
+    # runs checkpointed before data.warmup_len existed must still resume: their stored hash
+    # (computed by the code of 2026-12-02, commit 65b6c7f) has to match
+    assert load_config("seed", []).hash() == "1afb3c4aeb070806"
+    assert load_config("seed", ["data.warmup_len_fraction=0.3"]).hash() == "1afb3c4aeb070806"  # off
+    on = load_config("seed", ["data.warmup_len=64", "data.warmup_len_fraction=0.1"])
+    assert on.hash() != load_config("seed", []).hash()

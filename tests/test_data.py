@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from zhbert.data import (DataConfig, PretrainingLoader, build_eval_set, build_instances,
+from zhbert.data import (DataConfig, LengthWarmupLoader, PretrainingLoader, build_eval_set, build_instances,
                          instance_stats, make_batch, truncate_lengths)
 from zhbert.datadir import SplitArrays, new_manifest, open_data_dir, write_manifest, write_split
 from zhbert.errors import UserError
@@ -235,6 +235,34 @@ def test_workers_match_in_process_and_resume(data):
     resumed.load_state_dict(state)
     assert _same(_take(resumed, 3), ref[4:])
     resumed.close()
+
+
+def _warmup_loader(data, short_batches=3):
+    short = PretrainingLoader(data, cfg=DataConfig(max_len=32), batch_size=16)
+    full = PretrainingLoader(data, cfg=DataConfig(max_len=64), batch_size=8)
+    return LengthWarmupLoader(short, full, short_batches)
+
+
+def test_length_warmup_switches_length_and_resumes_in_either_phase(data):
+    ref = _take(_warmup_loader(data), 6)
+    # the short phase: twice the sequences of half the length, then the full loader's own batches
+    assert [tuple(b["input_ids"].shape) for b in ref] == [(16, 32)] * 3 + [(8, 64)] * 3
+    assert [b["mlm_positions"].shape[1] for b in ref] == [5] * 3 + [10] * 3  # ceil(0.15 T)
+    assert _same(ref[3:], _take(PretrainingLoader(data, cfg=DataConfig(max_len=64), batch_size=8), 3))
+    for k in (2, 3, 4):  # resume inside the short phase, at the switch, after it
+        loader = _warmup_loader(data)
+        _take(loader, k)
+        state = json.loads(json.dumps(loader.state_dict()))
+        resumed = _warmup_loader(data)
+        resumed.load_state_dict(state)
+        assert _same(_take(resumed, 6 - k), ref[k:]), k
+    masks = [b["attention_mask"] for b in ref[:4]]  # what `loader` served (k = 4)
+    assert loader.padding_fraction == pytest.approx(
+        1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks))
+    with pytest.raises(UserError, match="warm-up"):
+        _warmup_loader(data, short_batches=5).load_state_dict(state)
+    with pytest.raises(UserError, match="different data settings"):
+        PretrainingLoader(data, cfg=DataConfig(max_len=64)).load_state_dict(state)
 
 
 def test_eval_set_is_fixed(data):

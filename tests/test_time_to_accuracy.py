@@ -12,6 +12,7 @@ from benchmarks import time_to_accuracy as tta
 from zhbert.data import DataConfig, build_eval_set
 from zhbert.evaluate import evaluate
 from zhbert.model import BertForPretraining, ModelConfig
+from zhbert.train import data_config
 
 
 @pytest.fixture
@@ -127,9 +128,9 @@ def test_ratio_is_a_lower_bound_when_the_reference_runs_out_of_budget():
 def test_real_sides_train_and_race_on_synthetic_data(synthetic_data, one_thread):
     cfg = tta.run_config(steps=20, eval_sequences=32, overrides=[
         "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
-        "model.intermediate_size=64", "data.max_len=32", "train.batch_size=8",
+        "model.intermediate_size=64", "data.max_len=32", "data.warmup_len=16", "train.batch_size=8",
         "train.warmup_steps=3", "train.lr=3e-3", "train.precision=fp32"])
-    batches = build_eval_set(synthetic_data, "validation", tta.data_config(cfg), max_sequences=32)
+    batches = build_eval_set(synthetic_data, "validation", data_config(cfg), max_sequences=32)
     zh = tta.zhbert_side(cfg, synthetic_data, batches, "fp32")
     ref = tta.reference_side(cfg, synthetic_data, batches, "fp32", zh.extra["initial_state"])
     # same start: the reference holds zhbert's initial weights

@@ -183,3 +183,23 @@ def test_threads_option(synthetic_data, tmp_path, capsys):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_length_warmup_trains_short_then_full_and_resumes_exactly(synthetic_data, tmp_path):
+    """data.warmup_len: the first steps train on half-length sequences (twice as many per
+    batch); a run resumed from a checkpoint inside that phase writes the same history."""
+    import shutil
+    cfg = _cfg("data.warmup_len=32", "data.warmup_len_fraction=0.5", "train.steps=6", "train.log_every=1",
+               "train.eval_every=3", "train.checkpoint_every=2", "train.keep_last=5")
+    from zhbert.train import build_loader
+    loader = build_loader(cfg, synthetic_data)
+    shapes = [tuple(next(loader)["input_ids"].shape) for _ in range(5)]
+    assert shapes == [(16, 32)] * 3 + [(8, 64)] * 2
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    main(cfg, synthetic_data, ref, progress=False)
+    assert [r["step"] for r in _records(ref, ("eval",))] == [3, 6]
+    shutil.copytree(ref, run)
+    for step in (4, 6):
+        shutil.rmtree(run / "checkpoints" / f"step_{step:08d}")
+    main(cfg, synthetic_data, run, resume=True, progress=False)
+    assert _records(run) == _records(ref)

@@ -159,14 +159,6 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- evaluation
 
-def eval_data_config(cfg: Config):
-    """The DataConfig training used, so the fixed eval set is the history's."""
-    from zhbert.data import DataConfig
-    return DataConfig(max_len=cfg.data.max_len, mask_prob=cfg.data.mask_prob,
-                      objective=cfg.model.objective, short_seq_prob=cfg.data.short_seq_prob,
-                      whole_word=cfg.data.whole_word, seed=cfg.train.seed)
-
-
 def evaluate_checkpoints(run_dir: str | Path, step: int | None = None, all_checkpoints: bool = False,
                          split: str = "validation", max_sequences: int | None = None,
                          device=None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -175,6 +167,7 @@ def evaluate_checkpoints(run_dir: str | Path, step: int | None = None, all_check
     from zhbert.evaluate import evaluate
     from zhbert.machine import detect_capabilities
     from zhbert.precision import autocast_context, resolve_precision
+    from zhbert.train import data_config  # training's settings: the history's eval set
 
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -188,7 +181,7 @@ def evaluate_checkpoints(run_dir: str | Path, step: int | None = None, all_check
     device = device or default_device()
     # the run's own precision, as resolved on this machine (what its history evals used)
     precision = resolve_precision(run.cfg.train.precision, detect_capabilities(device)).precision
-    batches = build_eval_set(open_run_data(run), split, eval_data_config(run.cfg),
+    batches = build_eval_set(open_run_data(run), split, data_config(run.cfg),
                              max_sequences=max_sequences or run.cfg.data.eval_sequences)
     records = []
     for ref in todo:

@@ -51,6 +51,11 @@ class DataSection:
     whole_word: bool = False
     num_workers: int = 0
     eval_sequences: int = 1024  # fixed held-out sequences evaluated at every eval
+    # sequence-length warm-up: the first warmup_len_fraction of train.steps train on
+    # sequences of warmup_len tokens (max_len / warmup_len times as many per batch, the
+    # same positions per step); warmup_len 0 = off. See data.LengthWarmupLoader for why.
+    warmup_len: int = 0
+    warmup_len_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,8 @@ class Config:
         for k in ("eval_every", "log_every", "checkpoint_every", "keep_last", "keep_every"):
             d["train"].pop(k)
         d["data"].pop("num_workers")
+        if not d["data"]["warmup_len"]:  # off: the hash of runs made before the option existed
+            del d["data"]["warmup_len"], d["data"]["warmup_len_fraction"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -213,6 +220,10 @@ def validate(c: Config) -> list[str]:
         (0 < d.mask_prob < 1, "data.mask_prob must be in (0, 1)"),
         (0 <= d.short_seq_prob <= 1, "data.short_seq_prob must be in [0, 1]"),
         (d.num_workers >= 0 and d.eval_sequences > 0, "data.num_workers >= 0, data.eval_sequences > 0"),
+        (d.warmup_len == 0 or (8 <= d.warmup_len < d.max_len and d.max_len % d.warmup_len == 0),
+         "data.warmup_len must be 0 (off) or at least 8, below data.max_len and dividing it"),
+        (d.warmup_len == 0 or 0 < d.warmup_len_fraction < 1,
+         "data.warmup_len_fraction (the share of train.steps at data.warmup_len) must be in (0, 1)"),
         (t.steps > 0, "train.steps must be > 0"),
         (t.batch_size > 0 and t.grad_accum > 0, "train.batch_size and train.grad_accum must be > 0"),
         (t.lr > 0, "train.lr must be > 0"),

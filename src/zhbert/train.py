@@ -244,7 +244,7 @@ class Trainer:
 
 def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
          force: bool = False, progress: bool = True) -> Progress:
-    from zhbert.data import DataConfig, PretrainingLoader, build_eval_set
+    from zhbert.data import build_eval_set
     from zhbert.datadir import open_data_dir
     from zhbert.machine import describe_machine, tune_malloc
     from zhbert.model import BertForPretraining
@@ -266,12 +266,8 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     raw_model = BertForPretraining(model_config_from(cfg, len(dd.vocab))).to(device)
     optimizer = build_optimizer(raw_model, cfg, device)
-    dcfg = DataConfig(max_len=cfg.data.max_len, mask_prob=cfg.data.mask_prob,
-                      objective=cfg.model.objective, short_seq_prob=cfg.data.short_seq_prob,
-                      whole_word=cfg.data.whole_word, seed=cfg.train.seed)
-    loader = PretrainingLoader(data_dir, "train", dcfg, batch_size=cfg.train.batch_size,
-                               rank=dist.rank, world_size=dist.world,
-                               num_workers=cfg.data.num_workers)
+    dcfg = data_config(cfg)
+    loader = build_loader(cfg, data_dir, dist)
     eval_batches = build_eval_set(data_dir, "validation", dcfg,
                                   max_sequences=cfg.data.eval_sequences) if dist.main else []
     tr = Trainer(cfg=cfg, dist=dist, device=device, run_dir=run_dir, model=raw_model,
@@ -305,6 +301,33 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
         if dist.main:
             (run_dir / "running.json").unlink(missing_ok=True)
     return tr.progress
+
+
+def data_config(cfg: Config, max_len: int | None = None):
+    """The data pipeline's settings for a run (at ``max_len``, default data.max_len)."""
+    from zhbert.data import DataConfig
+    return DataConfig(max_len=max_len or cfg.data.max_len, mask_prob=cfg.data.mask_prob,
+                      objective=cfg.model.objective, short_seq_prob=cfg.data.short_seq_prob,
+                      whole_word=cfg.data.whole_word, seed=cfg.train.seed)
+
+
+def build_loader(cfg: Config, data_dir, dist: Dist = Dist()):
+    """The training batches: PretrainingLoader, or with data.warmup_len a
+    LengthWarmupLoader whose batches of the first warmup_len_fraction x train.steps
+    steps hold max_len / warmup_len times as many sequences of warmup_len tokens."""
+    from zhbert.data import LengthWarmupLoader, PretrainingLoader
+    d, b = cfg.data, cfg.train.batch_size
+
+    def loader(max_len: int, batch_size: int) -> PretrainingLoader:
+        return PretrainingLoader(data_dir, "train", data_config(cfg, max_len), batch_size=batch_size,
+                                 rank=dist.rank, world_size=dist.world, num_workers=d.num_workers)
+
+    full = loader(d.max_len, b)
+    if not d.warmup_len:
+        return full
+    short = loader(d.warmup_len, b * (d.max_len // d.warmup_len))
+    short_steps = max(1, round(d.warmup_len_fraction * cfg.train.steps))
+    return LengthWarmupLoader(short, full, short_steps * cfg.train.grad_accum)
 
 
 def _resolve_precision(cfg: Config, device: torch.device):
