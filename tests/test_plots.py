@@ -79,6 +79,16 @@ def test_figures_saved_as_png_and_svg(tmp_path, history, fitted):
         assert svg.read_text().count("<svg") == 1
 
 
+def test_correlation_figure_when_the_corrected_interval_is_undefined(fitted):
+    # a 500-step `make demo` run gave 10 evaluations with n_eff 2.9: the corrected CI is
+    # undefined there, and the figure crashed `zhbert analyze` asking for it
+    from dataclasses import replace
+    s, fits, corr = fitted
+    few = replace(corr, n_eff=2.9, pearson_neff=replace(corr.pearson_neff, ci95=None))
+    fig = plots.correlation_analysis(s, fits, few)
+    assert "corrected 95% CI undefined, n_eff = 2.9" in fig.get_suptitle()
+
+
 def test_empty_panels_say_why(tmp_path):
     csv = tmp_path / "h.csv"
     csv.write_text("step,mlm_acc\n" + "".join(f"{i},{i / 100}\n" for i in range(1, 8)))

@@ -300,9 +300,11 @@ def correlation_analysis(series: Series, fits: Sequence[CurveFit], corr: Correla
     plot_residuals(series, fits, b, x=x)
     title = f"Correlation analysis: {series.name}"
     if corr is not None:
-        lo, hi = corr.confidence_interval()
-        title += (f"  (r = {corr.statistic:.3f}; corrected 95% CI [{lo:.2f}, {hi:.2f}], "
-                  f"n_eff = {corr.n_eff:.0f} of {corr.n})")
+        # with n_eff <= 3 the corrected interval is undefined (Estimate.ci95 is None)
+        ci = corr.pearson_neff.ci95
+        ci_text = "undefined" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+        title += (f"  (r = {corr.statistic:.3f}; corrected 95% CI {ci_text}, "
+                  f"n_eff = {corr.n_eff:.1f} of {corr.n})")
     return _titled(fig, title, subtitle)
 
 
