@@ -93,3 +93,16 @@ def test_linear_gelu_is_exact_erf_gelu_of_linear(monkeypatch, dtype):
     tanh = F.gelu(F.linear(x.double(), w.double(), b.double()), approximate="tanh")
     if dtype == torch.float32:  # the two GELUs differ by up to ~1e-3: this tells them apart
         assert (got.double() - tanh).abs().max() > 1e-4
+
+
+def test_benchmark_peak_skips_a_onednn_kernel_that_this_isa_lacks(monkeypatch):
+    # with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) it has no bf16 inner product and
+    # raises; the benchmarks' matmul peak then comes from torch's matmul alone
+    from benchmarks import common
+
+    def no_primitive(*args):
+        raise RuntimeError("could not create a primitive descriptor for the inner product")
+
+    monkeypatch.setattr(kernels, "_onednn_available", lambda: True)
+    monkeypatch.setattr(kernels, "_inner_product", no_primitive)
+    assert common.matmul_gflops(torch.float32, n=64, reps=1) > 0
