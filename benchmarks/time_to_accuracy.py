@@ -4,7 +4,8 @@ held-out MLM accuracy, on the built-in corpus with the `tiny` shape.
     python -m benchmarks.time_to_accuracy [--budget-minutes M] [--quick] [--targets 0.25,0.30]
 
 zhbert trains the way `zhbert train --config tiny` does (its Trainer and
-train_step: packed sentence pairs, MLM + NSP, the head at the masked slots only).
+train_step: packed sentence pairs, MLM + NSP, the head at the masked slots only, the
+preset's sequence-length warm-up).
 The reference is what a transformers user would write after run_mlm.py
 --line_by_line: the same corpus as text (`zhbert data text`, a sentence per line),
 BertTokenizerFast over the same vocab.txt, each line padded to the same max length,

@@ -19,8 +19,8 @@ SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
          "train.device=cpu", "train.steps=30", "train.log_every=10", "train.eval_every=10",
          "train.checkpoint_every=10", "train.keep_last=5",
          # no length warm-up: the probe tests' thresholds were set on this 30-step run, whose
-         # pooler features are near random; with 8 warm-up steps (MLM/NSP accuracy the same,
-         # 3.1% / 45%) the 6-epoch fine-tune sat at the majority class (10 epochs: 100%)
+         # pooler features are near random; with a warm-up (length 32 for 8 steps, MLM/NSP
+         # accuracy the same, 3.1% / 45%) the 6-epoch fine-tune sat at the majority class
          "data.warmup_len=0"]
 
 

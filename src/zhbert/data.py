@@ -448,8 +448,9 @@ class LengthWarmupLoader:
     from ``full``; resumable like PretrainingLoader.
 
     Why: with the `tiny` shape on the built-in corpus, MLM accuracy sits on a ~14% plateau
-    (frequent characters, little use of context) for a long time at length 64, while at
-    length 32 it leaves it within ~1,000 steps (benchmarks/RESULTS.md, "Time to accuracy").
+    (frequent characters, little use of context) for thousands of steps at length 64, while
+    at length 32 it leaves it within ~1,000 steps and at 16 within ~800
+    (benchmarks/RESULTS.md, "Time to accuracy").
     BERT itself trained 90% of its steps at 128 before 512; Li et al. (2022) warm up the
     length for stability and speed. The full-length loader starts at its own epoch 0.
     """

@@ -98,10 +98,9 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
 
 def model_config_from(cfg: Config, vocab_size: int):
     """The model's config for a run's Config (M = the data's static masked-slot count)."""
-    from zhbert.data import DataConfig
     from zhbert.model import ModelConfig
     m = cfg.model
-    max_predictions = DataConfig(max_len=cfg.data.max_len, mask_prob=cfg.data.mask_prob).max_predictions
+    max_predictions = data_config(cfg).max_predictions
     return ModelConfig(vocab_size=vocab_size, hidden_size=m.hidden_size, num_layers=m.num_layers,
                        num_heads=m.num_heads, intermediate_size=m.intermediate_size,
                        max_position_embeddings=m.max_position_embeddings,
