@@ -21,17 +21,18 @@ import torch
 
 from benchmarks import common, train_throughput as tt
 
-# op-name substring -> kind; the first match wins (order matters: "addmm" before "add")
+# op-name substring -> kind; the first match wins (order matters: "addmm" before "add",
+# "log_softmax" before "softmax")
 KINDS = (
     ("matmul", ("mkldnn::_linear_pointwise", "aten::mm", "aten::addmm", "aten::bmm",
                 "aten::matmul", "aten::linear")),
+    ("loss", ("cross_entropy", "nll_loss", "log_softmax")),  # before "softmax"
     ("attention", ("scaled_dot_product", "flash_attention", "_softmax", "softmax")),
     ("optimizer", ("_fused_adamw", "adamw", "_foreach", "clip_grad", "aten::norm",
                    "linalg_vector_norm")),
     ("rng", ("randint", "random_", "uniform_", "bernoulli")),
     ("layernorm", ("layer_norm",)),
     ("gelu", ("gelu",)),
-    ("loss", ("cross_entropy", "nll_loss", "log_softmax")),
     ("embedding", ("embedding",)),
     ("copy/cast", ("aten::copy_", "aten::to", "aten::_to_copy", "aten::clone", "aten::cat",
                    "aten::contiguous")),

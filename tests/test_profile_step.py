@@ -11,6 +11,7 @@ def test_op_names_map_to_their_kind():
     assert ps.kind_of("mkldnn::_linear_pointwise") == "matmul"
     assert ps.kind_of("aten::addmm") == "matmul"  # not "elementwise" through "add"
     assert ps.kind_of("aten::_softmax_backward_data") == "attention"
+    assert ps.kind_of("aten::_log_softmax_backward_data") == "loss"  # not "attention"
     assert ps.kind_of("aten::_fused_adamw_") == "optimizer"
     assert ps.kind_of("aten::random_") == "rng"
     assert ps.kind_of("aten::native_layer_norm_backward") == "layernorm"
