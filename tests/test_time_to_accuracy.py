@@ -146,3 +146,32 @@ def test_real_sides_train_and_race_on_synthetic_data(synthetic_data, one_thread)
     assert zh.curve[0]["loss"] == pytest.approx(ref.curve[0]["loss"], rel=1e-5)
     assert zh.curve[-1]["loss"] < zh.curve[0]["loss"] - 0.05
     assert ref.curve[-1]["loss"] < ref.curve[0]["loss"] - 0.05
+
+
+def test_recipe_ablation_variants_share_start_seed_and_eval_set(synthetic_data, one_thread):
+    """Variants differ only by their overrides: the same overrides twice give the same curve
+    (same initial weights, seed and eval set), and an override changes it."""
+    from types import SimpleNamespace
+
+    from benchmarks import recipe_ablation as ra
+
+    assert ra.parse_variant("len 32: data.max_len=32, train.batch_size=16") == (
+        "len 32", ["data.max_len=32", "train.batch_size=16"])
+    assert ra.parse_variant("as shipped:") == ("as shipped", [])
+    with pytest.raises(SystemExit, match="NAME:key=value"):
+        ra.parse_variant("no colon")
+    shape = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+             "model.intermediate_size=64", "data.max_len=32", "train.batch_size=8",
+             "train.warmup_steps=2", "train.lr=3e-3", "data.warmup_len=0"]
+    args = SimpleNamespace(steps=20, until=6, eval_every=3, eval_sequences=32)
+    cfg = tta.run_config(20, 32, shape)
+    batches = build_eval_set(synthetic_data, "validation", data_config(cfg), max_sequences=32)
+    runs = [ra.run_variant(name, shape + extra, args, synthetic_data, batches, "fp32",
+                           log=lambda m: None)
+            for name, extra in (("a", []), ("b", []), ("lr", ["train.lr=3e-2"]))]
+    steps = [[p["step"] for p in r["curve"]] for r in runs]
+    assert steps == [[0, 3, 6]] * 3
+    losses = [[p["eval_mlm_loss"] for p in r["curve"]] for r in runs]
+    assert losses[0] == losses[1]
+    assert losses[2][0] == losses[0][0] and losses[2][1:] != losses[0][1:]
+    assert "@3" in ra.table(runs) and "@6" in ra.table(runs)
