@@ -69,10 +69,10 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, reps: int =
 
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     kinds = [lambda: a @ b]
-    if kernels._onednn_available():
+    if kernels.onednn_available():
         try:  # oneDNN has no kernel for some dtypes on some ISAs (bf16 held to AVX2)
-            kernels._inner_product(a, b, None)
-            kinds.append(lambda: kernels._inner_product(a, b, None))
+            kernels.inner_product(a, b, None)
+            kinds.append(lambda: kernels.inner_product(a, b, None))
         except RuntimeError:
             pass
     best = float("inf")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from zhbert import kernels
 
-needs_onednn = pytest.mark.skipif(not kernels._onednn_available(), reason="torch without mkldnn")
+needs_onednn = pytest.mark.skipif(not kernels.onednn_available(), reason="torch without mkldnn")
 
 
 def _run(fn, x, w, b, gy):
@@ -65,7 +65,7 @@ def test_linear_falls_back_to_f_linear_where_it_should(monkeypatch):
         kernels.linear(x, w)
     assert calls == []
     kernels.linear(x, w)
-    assert len(calls) == int(kernels._onednn_available())
+    assert len(calls) == int(kernels.onednn_available())
 
 
 def test_linear_module_keeps_nn_linear_names_and_values():
@@ -103,6 +103,6 @@ def test_benchmark_peak_skips_a_onednn_kernel_that_this_isa_lacks(monkeypatch):
     def no_primitive(*args):
         raise RuntimeError("could not create a primitive descriptor for the inner product")
 
-    monkeypatch.setattr(kernels, "_onednn_available", lambda: True)
-    monkeypatch.setattr(kernels, "_inner_product", no_primitive)
+    monkeypatch.setattr(kernels, "onednn_available", lambda: True)
+    monkeypatch.setattr(kernels, "inner_product", no_primitive)
     assert common.matmul_gflops(torch.float32, n=64, reps=1) > 0

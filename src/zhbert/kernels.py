@@ -29,7 +29,7 @@ _DTYPES = (torch.float32, torch.bfloat16)
 
 
 @functools.cache
-def _onednn_available() -> bool:
+def onednn_available() -> bool:
     return (torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
@@ -41,7 +41,7 @@ def _measured_faster_here() -> bool:
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
-def _inner_product(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+def inner_product(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     """x (..., K) @ w (N, K)^T + b (N,) -> (..., N) in one oneDNN kernel."""
     return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
 
@@ -51,7 +51,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        return _inner_product(x, w, b)
+        return inner_product(x, w, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -61,9 +61,9 @@ class _OneDNNLinear(torch.autograd.Function):
         onednn = grad.dtype == torch.float32  # bf16 matmuls are oneDNN's already
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # (..., N) @ (N, K): a linear with weight w^T (K, N)
-            gx = _inner_product(grad, w.t(), None) if onednn else grad @ w
+            gx = inner_product(grad, w.t(), None) if onednn else grad @ w
         if ctx.needs_input_grad[1]:  # (N, BT) @ (BT, K): a linear with weight x^T (K, BT)
-            gw = _inner_product(g2.t(), x2.t(), None) if onednn else g2.t() @ x2
+            gw = inner_product(g2.t(), x2.t(), None) if onednn else g2.t() @ x2
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(0)
         return gx, gw, gb
@@ -74,7 +74,7 @@ def _fast_path(x: torch.Tensor, w: torch.Tensor) -> bool:
         return False
     if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
         return False  # inductor has its own CPU linears; autocast casts inside F.linear
-    return _measured_faster_here() and _onednn_available()
+    return _measured_faster_here() and onednn_available()
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
