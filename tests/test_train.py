@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,6 +128,47 @@ def test_refuses_a_run_dir_of_another_config(synthetic_data, tmp_path, capsys):
     assert cli_main(args + sets + ["--force"]) == 0
     assert not (tmp_path / "run" / "probe.jsonl").exists()
     assert not (tmp_path / "run" / "checkpoint_eval.jsonl").exists()
+
+
+def test_refuses_to_write_a_run_into_a_data_directory(synthetic_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    before = sorted(p.name for p in data.iterdir())
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=2"]), [])
+    for out in (data, tmp_path / "." / "data"):
+        assert cli_main(["train", "--data", str(data), "--out", str(out), "--no-progress"] + sets) == 2
+        assert "is a data directory" in capsys.readouterr().err
+    assert sorted(p.name for p in data.iterdir()) == before
+
+
+def test_a_config_the_data_cannot_serve_leaves_no_run_behind(tmp_path, capsys):
+    """NSP over a split of one document, or a batch larger than the split, fails before
+    the run directory is made, so the fixed command can use the same --out without --force."""
+    from synthetic import make_data_dir
+
+    data = make_data_dir(tmp_path / "data", n_docs=(1, 1, 1))
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--no-progress"]
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=2", "data.eval_sequences=4",
+                                               "data.warmup_len=0"]), [])
+    assert cli_main(args + sets) == 2
+    assert "at least 2 documents" in capsys.readouterr().err
+    assert not run.exists()
+    mlm = sets + ["--set", "model.objective=mlm"]
+    assert cli_main(args + mlm) == 2  # 8 sequences a batch, fewer in the split
+    assert "fewer than one global batch" in capsys.readouterr().err
+    assert not run.exists()
+    assert cli_main(args + mlm + ["--set", "train.batch_size=2"]) == 0
+    assert (run / "history.jsonl").exists()
+
+
+def test_warns_when_the_warmup_outlasts_the_run(synthetic_data, tmp_path, capsys):
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=3"]), [])
+    base = ["train", "--data", str(synthetic_data), "--no-progress"]
+    assert cli_main(base + ["--out", str(tmp_path / "a")] + sets) == 0  # warm-up 5 >= 3 steps
+    assert "train.warmup_steps (5) >= train.steps (3)" in capsys.readouterr().err
+    assert cli_main(base + ["--out", str(tmp_path / "b")] + sets + ["--set", "train.warmup_steps=1"]) == 0
+    assert "warmup_steps" not in capsys.readouterr().err
 
 
 def test_nonfinite_steps_are_skipped_then_roll_back(synthetic_data, tmp_path, monkeypatch):

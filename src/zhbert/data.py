@@ -339,6 +339,15 @@ class _BatchStream(torch.utils.data.IterableDataset):
             self._epoch_cache = (epoch, build_instances(self.arrays()[1], self.cfg, epoch))
         return self._epoch_cache[1]
 
+    def check(self, epoch: int = 0) -> np.ndarray:
+        """The epoch's instances, or a UserError if they do not fill one global batch."""
+        inst = self.instances(epoch)
+        gb = self.batch_size * self.world_size
+        if len(inst) < gb:
+            raise UserError(f"split {self.split!r} of {self.path} gives only {len(inst)} sequences, "
+                            f"fewer than one global batch ({gb}); use a smaller batch or more data")
+        return inst
+
     def batches(self, epoch: int, position: int, every: int = 1,
                 offset: int = 0) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
         """Yield (epoch, position after the batch, batch); position counts global samples."""
@@ -346,10 +355,7 @@ class _BatchStream(torch.utils.data.IterableDataset):
         b, gb = self.batch_size, self.batch_size * self.world_size
         k = 0
         while True:
-            inst = self.instances(epoch)
-            if len(inst) < gb:
-                raise UserError(f"split {self.split!r} of {self.path} gives only {len(inst)} sequences, "
-                                f"fewer than one global batch ({gb}); use a smaller batch or more data")
+            inst = self.check(epoch)
             while position + gb <= len(inst):  # the last partial batch is dropped
                 if k % every == offset:
                     lo = position + self.rank * b
@@ -402,6 +408,11 @@ class PretrainingLoader:
         self.real_tokens += self.last_real_tokens
         self.total_tokens += batch["attention_mask"].numel()
         return batch
+
+    def check(self) -> None:
+        """Fail now, with a UserError, where the first batch would (too few documents for
+        NSP, fewer sequences than a batch) rather than after the run has started."""
+        self._stream.check(self.epoch)
 
     def _start(self) -> Iterator:
         if self.num_workers == 0:
@@ -458,6 +469,11 @@ class LengthWarmupLoader:
     def __init__(self, short: PretrainingLoader, full: PretrainingLoader, short_batches: int):
         self.short, self.full, self.short_batches = short, full, short_batches
         self.served = 0
+
+    def check(self) -> None:
+        """PretrainingLoader.check for both lengths."""
+        self.short.check()
+        self.full.check()
 
     def __iter__(self) -> "LengthWarmupLoader":
         return self

@@ -136,7 +136,11 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -
 # ----------------------------------------------------------------------------- run dir
 
 def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, force: bool) -> None:
-    """Refuse to mix runs: a run directory belongs to one config and one data set."""
+    """Refuse to mix runs: a run directory belongs to one config and one data set, and is
+    never a data directory (a run written there would mix with, and --force clear, its files)."""
+    if (run_dir / "manifest.json").exists() or run_dir.resolve() == Path(data_info["dir"]):
+        raise UserError(f"{run_dir} is a data directory (it holds manifest.json); choose "
+                        "another --out for the run, e.g. runs/NAME")
     cfg_path = run_dir / "config.json"
     if cfg_path.exists():
         old = read_json(cfg_path, "run config")
@@ -257,18 +261,24 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
     dd = open_data_dir(data_dir)
     data_info = {"dir": str(Path(data_dir).resolve()), "vocab_sha256": dd.vocab.sha256,
                  "vocab_size": len(dd.vocab)}
+    # the data first: a config the data cannot serve (say NSP over one document) fails
+    # here, before the run directory exists, so the fixed command can use the same --out
+    loader = build_loader(cfg, data_dir, dist)
+    loader.check()
+    eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
+                                  max_sequences=cfg.data.eval_sequences) if dist.main else []
     if dist.main:
         prepare_run_dir(run_dir, cfg, data_info, resume, force)
         print(f"zhbert: precision {precision}: {reason}", file=sys.stderr)
+        if cfg.train.warmup_steps >= cfg.train.steps:
+            print(f"zhbert: warning: train.warmup_steps ({cfg.train.warmup_steps}) >= train.steps "
+                  f"({cfg.train.steps}): the learning rate never leaves its warm-up; set "
+                  "train.warmup_steps below train.steps", file=sys.stderr)
     _barrier(dist)
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     raw_model = BertForPretraining(model_config_from(cfg, len(dd.vocab))).to(device)
     optimizer = build_optimizer(raw_model, cfg, device)
-    dcfg = data_config(cfg)
-    loader = build_loader(cfg, data_dir, dist)
-    eval_batches = build_eval_set(data_dir, "validation", dcfg,
-                                  max_sequences=cfg.data.eval_sequences) if dist.main else []
     tr = Trainer(cfg=cfg, dist=dist, device=device, run_dir=run_dir, model=raw_model,
                  raw_model=raw_model, optimizer=optimizer, loader=loader,
                  eval_batches=eval_batches, autocast=autocast, scaler=scaler,
