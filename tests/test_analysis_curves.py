@@ -188,3 +188,19 @@ def test_predict_from_history_already_reached(tmp_path):
     assert p.reachable and p.already_reached_at is not None
     assert p.already_reached_at == pytest.approx(1000 * (0.25 / 0.1) ** 2, rel=0.15)
     assert p.backtest_winner in MODELS and p.metric == "mlm_acc"
+
+
+def test_predict_refuses_a_target_outside_the_metric_range(tmp_path):
+    h = _history_csv(tmp_path, _power(T))
+    for bad in (-1.0, 0.0, 1.0, 1.5, 30.0):
+        with pytest.raises(UserError, match="between 0 and 1"):
+            predict_steps(h, bad, n_boot=10)
+    assert predict_steps(h, 0.6, n_boot=10).reachable
+
+
+def test_huge_step_counts_print_in_scientific_notation():
+    from zhbert.analysis.predict import _fmt
+
+    assert _fmt(6.6654e17) == "6.67e+17"
+    assert _fmt(123_456.4) == "123,456"
+    assert _fmt(float("inf")) == "inf (never)"

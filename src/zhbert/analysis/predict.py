@@ -123,6 +123,16 @@ class Prediction:
                 "notes": list(self.notes)}
 
 
+def _check_target(target: float, metric: str) -> None:
+    """An accuracy target outside (0, 1) or a negative loss target is a typo, not a question."""
+    name = metric.lower()
+    if "acc" in name and not 0.0 < target < 1.0:
+        raise UserError(f"--target {target:g}: {metric} is an accuracy, so the target must lie "
+                        "between 0 and 1, e.g. --target 0.30 for 30%")
+    if any(w in name for w in ("loss", "ppl", "perplex")) and target <= 0.0:
+        raise UserError(f"--target {target:g}: {metric} is positive; give a target above 0")
+
+
 def _direction(metric: str, fits: Sequence[CurveFit]) -> int:
     """+1 when higher is better (accuracy), -1 for loss-like metrics."""
     saturating = [f for f in fits if f.model.asymptote is not None]
@@ -221,6 +231,7 @@ def predict_steps(history_or_fit: Any, target: float, level: tuple[float, float]
     if not math.isfinite(target):
         raise UserError(f"--target must be a number, got {target}")
     fits, series, meta, notes = _fits_for(history_or_fit, metric, x, n_boot, seed)
+    _check_target(target, series.name if series else "")
     fit = _pick(fits, model)
     d = _direction(series.name if series else "", fits)
     tp = throughput or (Throughput.from_meta(meta) if meta else Throughput())
@@ -266,7 +277,10 @@ def _message(fit: CurveFit, target: float, d: int, xq: Quantity | None, x: str,
 def _fmt(v: float | None, digits: int = 0) -> str:
     if v is None or math.isnan(v):
         return "-"
-    return "inf (never)" if math.isinf(v) else f"{v:,.{digits}f}"
+    if math.isinf(v):
+        return "inf (never)"
+    # a curve that barely rises reaches a target after 1e17 steps: say so readably
+    return f"{v:.2e}" if abs(v) >= 1e12 else f"{v:,.{digits}f}"
 
 
 def _backtest_winner(series: Series, x: str, models: list[str]) -> str | None:
