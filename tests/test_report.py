@@ -34,7 +34,8 @@ def test_report_fails_seed_thresholds_then_passes_relaxed(data_dir, capsys):
     assert main(["data", "report", str(data_dir)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  sentences: 80 (target >= 100,000)" in out
-    assert "PASS  duplicate sentence rate" not in out  # 'then a ... ' repeats in every document
+    # 'then a ... ' repeats in every document; the value is a percentage like its target
+    assert "FAIL  duplicate sentence rate: 48.75% (target <= 5.00%)" in out
     assert main(["data", "report", str(data_dir), "--min-sentences", "80", "--min-vocab", "10",
                  "--avg-len", "10,100", "--max-dup-rate", "0.6"]) == 0
     assert "FAIL" not in capsys.readouterr().out
@@ -244,3 +245,21 @@ def test_top_counter_bounds_memory_and_keeps_the_frequent_tags():
     top = dict(counter.most_common(20))
     assert set(top) == {f"常见{i}" for i in range(20)}
     assert all(exact[k] - counter.undercount <= n <= exact[k] for k, n in top.items())
+
+
+def test_empty_held_out_splits_say_so_instead_of_100_percent_oov(tmp_path, capsys):
+    """40 documents with 1% held out leave validation and test empty: the OOV rate of
+    nothing is n/a, not 100%, and both prepare and the report warn."""
+    (tmp_path / "a.txt").write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "data"
+    assert main(["prepare", str(tmp_path / "a.txt"), "--out", str(out), "--workers", "1",
+                 "--no-near-dedup", "--validation", "0.0", "--test", "0.0"]) == 0
+    captured = capsys.readouterr()
+    assert "validation OOV n/a (empty validation split)" in captured.out
+    assert "warning: the validation split is empty" in captured.err
+    assert main(["data", "report", str(out)]) == 1
+    report = capsys.readouterr().out
+    assert "validation OOV n/a (empty validation split), [UNK] tokens n/a" in report
+    assert "warning: the test split is empty" in report
+    assert main(["data", "report", str(out), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["report"]["vocab"]["validation_oov_rate"] is None

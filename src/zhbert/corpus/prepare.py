@@ -638,12 +638,16 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from zhbert.corpus.report import empty_split_warnings, oov_text
+
     opts = options_from_args(args)
     report = prepare(opts)
     v, t = report["vocab"], report["totals"]
     print(f"wrote {opts.out}: {t['documents']:,} documents, {t['sentences']:,} sentences, "
           f"{t['tokens']:,} tokens; vocabulary {v['size']:,} (train coverage {v['train_coverage']:.4%}, "
-          f"validation OOV {v['validation_oov_rate']:.4%}); {report['resources']['seconds']:.0f} s, "
+          f"validation OOV {oov_text(v)}); {report['resources']['seconds']:.0f} s, "
           f"peak RSS {report['resources']['peak_rss_mb']:.0f} MB. "
           f"See `zhbert data report {opts.out}`.")
+    for warning in empty_split_warnings(report):
+        print(f"zhbert: warning: {warning}", file=sys.stderr)
     return 0

@@ -139,8 +139,10 @@ def build_report(stats: CorpusStats, vocab: Vocab, splits: dict[str, dict[str, i
         "vocab": {"size": len(vocab), "characters": vocab.num_chars,
                   "continuation_pieces": sum(t.startswith("##") for t in vocab.tokens),
                   "train_coverage": round(_coverage(stats.units.get("train", Counter()), vocab), 6),
-                  "validation_oov_rate": round(1 - _coverage(stats.units.get("validation", Counter()), vocab), 6),
-                  "validation_unk_token_rate": round(stats.unk_tokens["validation"] / val_tokens, 6) if val_tokens else 0.0,
+                  # None, not 100%, when nothing was held out
+                  "validation_oov_rate": (round(1 - _coverage(stats.units["validation"], vocab), 6)
+                                          if stats.units.get("validation") else None),
+                  "validation_unk_token_rate": round(stats.unk_tokens["validation"] / val_tokens, 6) if val_tokens else None,
                   "gb2312_level1_coverage": round(sum(c in vocab for c in level1) / len(level1), 4),
                   "gb2312_level2_coverage": round(sum(c in vocab for c in level2) / len(level2), 4)},
         "sentence_length": _length_stats(stats.sentence_lengths),
@@ -175,6 +177,23 @@ class Check:
     value: float
     target: str
     passed: bool
+    percent: bool = False  # print the value as a percentage, like its target
+
+
+def oov_text(vocab_report: dict) -> str:
+    rate = vocab_report["validation_oov_rate"]
+    return "n/a (empty validation split)" if rate is None else f"{rate:.4%}"
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4%}"
+
+
+def empty_split_warnings(report: dict) -> list[str]:
+    """One line per held-out split that got no documents (held-out figures need them)."""
+    return [f"the {name} split is empty: held-out evaluation has nothing to score; add "
+            f"documents or raise the share held out (zhbert prepare --{name})"
+            for name, c in report["splits"].items() if name != "train" and not c["documents"]]
 
 
 def run_checks(report: dict, min_sentences: int, min_vocab: int,
@@ -189,7 +208,7 @@ def run_checks(report: dict, min_sentences: int, min_vocab: int,
         Check("sentences", sentences, f">= {min_sentences:,}", sentences >= min_sentences),
         Check("vocabulary characters", chars, f">= {min_vocab:,}", chars >= min_vocab),
         Check("average sentence length", mean, f"{lo:g}-{hi:g} chars", lo <= mean <= hi),
-        Check("duplicate sentence rate", dup, f"<= {max_dup_rate:.2%}", dup <= max_dup_rate),
+        Check("duplicate sentence rate", dup, f"<= {max_dup_rate:.2%}", dup <= max_dup_rate, percent=True),
     ]
 
 
@@ -210,8 +229,8 @@ def render(report: dict, checks: list[Check]) -> str:
                      f"{c['characters']:>12,} chars")
     lines += [f"vocabulary: {v['size']:,} tokens ({v['characters']:,} characters, "
               f"{v['continuation_pieces']:,} ##pieces)",
-              f"  train coverage {v['train_coverage']:.4%}, validation OOV {v['validation_oov_rate']:.4%}, "
-              f"[UNK] tokens {v['validation_unk_token_rate']:.4%}",
+              f"  train coverage {v['train_coverage']:.4%}, validation OOV {oov_text(v)}, "
+              f"[UNK] tokens {_rate(v['validation_unk_token_rate'])}",
               f"  GB2312 level 1 {v['gb2312_level1_coverage']:.1%}, level 2 {v['gb2312_level2_coverage']:.1%}",
               f"Chinese-character ratio: {report['chinese_char_ratio']:.1%}",
               f"sentence length: mean {s['mean']}, median {s['median']}, p95 {s['p95']}"]
@@ -234,12 +253,14 @@ def render(report: dict, checks: list[Check]) -> str:
                         f"{short:,})" if short else ""))
     lines.append("top characters: " + " ".join(c for c, _ in report["top_characters"]))
     lines += [f"not UTF-8: {p}" for p in src["not_utf8"]] + [f"warning: {w}" for w in src["warnings"]]
+    lines += [f"warning: {w}" for w in empty_split_warnings(report)]
     r = report["resources"]
     workers = (f", {r['workers']} workers {r.get('worker_peak_rss_mb', 0):.0f} MB each at most"
                if r.get("workers", 1) > 1 else "")
     lines.append(f"prepared in {r.get('seconds', 0):.1f} s, peak RSS {r.get('peak_rss_mb', 0):.0f} MB{workers}")
     lines.append("checks:")
-    lines += [f"  {'PASS' if c.passed else 'FAIL'}  {c.name}: {_fmt(c.value)} (target {c.target})"
+    lines += [f"  {'PASS' if c.passed else 'FAIL'}  {c.name}: "
+              f"{f'{c.value:.2%}' if c.percent else _fmt(c.value)} (target {c.target})"
               for c in checks]
     return "\n".join(lines)
 
