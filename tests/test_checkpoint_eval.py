@@ -74,3 +74,14 @@ def test_append_result_after_partial_line(tmp_path):
     path.write_bytes(path.read_bytes() + b'{"a": 2')
     append_result(path, {"a": 3})
     assert read_results(path) == [{"a": 1}, {"a": 3}]
+
+
+def test_a_directory_that_is_no_run_says_what_to_give(tmp_path):
+    from zhbert.checkpoint_eval import open_run
+    from zhbert.errors import UserError
+
+    with pytest.raises(UserError, match=r"run config not found: .*config.json; .* is not a run "
+                                        r"directory; give the --out of a `zhbert train` run"):
+        open_run(tmp_path)
+    with pytest.raises(UserError, match="run directory not found: .*; give the --out"):
+        open_run(tmp_path / "nope")

@@ -33,3 +33,9 @@ def test_version_and_vocab_mismatch_are_user_errors(tmp_path):
         open_data_dir(tmp_path)
     with pytest.raises(UserError, match="not found"):
         open_data_dir(tmp_path / "nope")
+
+
+def test_a_directory_without_manifest_says_how_to_make_one(tmp_path):
+    with pytest.raises(UserError, match=r"data manifest not found: .*manifest.json; .* is not a "
+                                        r"data directory; make one with `zhbert prepare"):
+        open_data_dir(tmp_path)

@@ -60,6 +60,15 @@ def test_cli_json_and_input_file(trained_run, tmp_path, capsys):
     assert [[c["token"] for c in m] for m in rows[1]["masks"]] == [[t for t, _ in m] for m in ref]
     assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "--top-k", "2"]) == 0
     assert "[MASK] 1:" in capsys.readouterr().out
+    # the same sentences saved as GBK (a Windows editor's default for Chinese) read the same
+    gbk = tmp_path / "gbk.txt"
+    gbk.write_bytes(("\n".join(SENTENCES[:2]) + "\n").encode("gbk"))
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(gbk), "--json"]) == 0
+    assert [r["sentence"] for r in json.loads(capsys.readouterr().out)] == SENTENCES[:2]
+    blob = tmp_path / "blob.txt"
+    blob.write_bytes(bytes(range(256)) * 8)
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(blob)]) == 2
+    assert f"--input file {blob} is a binary file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

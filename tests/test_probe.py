@@ -83,6 +83,16 @@ def test_task_files_csv_pairs_and_split(tmp_path):
     assert {x[0] for x in task.train}.isdisjoint({x[0] for x in task.test})
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gbk", "big5", "utf-16"])
+def test_task_files_in_the_encodings_prepare_reads(tmp_path, encoding):
+    f = tmp_path / "t.csv"
+    f.write_text("text,label\n" + "".join(f"天氣很好{i},{i % 2}\n" for i in range(20)),
+                 encoding=encoding)
+    task = load_task_file(f)
+    assert task.labels == ("0", "1") and len(task.train) + len(task.test) == 20
+    assert all(text.startswith("天氣很好") for text, *_ in task.train)
+
+
 @pytest.mark.parametrize("content, message", [
     ('{"text": "好的", "label": 1}\n{"text": "不好"}\n', "row 2: missing label"),
     ('{"text": "好的", "label": 1}\n{"text": "不好", "label": 1}\n', "one class only"),

@@ -56,8 +56,9 @@ def is_run_dir(path: str | Path) -> bool:
 def open_run(run_dir: str | Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
-    meta = read_json(run_dir / "config.json", "run config")
+        raise UserError(f"run directory not found: {run_dir}; give the --out of a `zhbert train` run")
+    meta = read_json(run_dir / "config.json", "run config",
+                     f"{run_dir} is not a run directory; give the --out of a `zhbert train` run")
     if "config" not in meta or "data" not in meta:
         raise UserError(f"{run_dir / 'config.json'} is not a zhbert run config "
                         "(no 'config'/'data'); point at a directory made by zhbert train")

@@ -135,7 +135,9 @@ def open_data_dir(path: str | Path, expect_vocab_sha256: str | None = None) -> D
     if not path.is_dir():
         raise UserError(f"data directory not found: {path}; create it with "
                         f"`zhbert prepare builtin --out {path}`")
-    manifest = read_json(path / "manifest.json", "data manifest")
+    manifest = read_json(path / "manifest.json", "data manifest",
+                         f"{path} is not a data directory; make one with "
+                         f"`zhbert prepare SOURCES --out {path}` (SOURCES: builtin, files, a dump)")
     if manifest.get("format") != FORMAT:
         raise UserError(f"{path} is not a zhbert data directory (manifest format "
                         f"{manifest.get('format')!r}); create one with zhbert prepare")

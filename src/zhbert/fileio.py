@@ -63,14 +63,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> Any:
-    """Read a JSON file, turning every failure into a readable UserError."""
+def read_json(path: str | os.PathLike, what: str = "file", missing_hint: str = "") -> Any:
+    """Read a JSON file, turning every failure into a readable UserError; ``missing_hint``
+    is the fix to print when the file is not there."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
+        raise UserError(f"{what} not found: {path}" + (f"; {missing_hint}" if missing_hint else "")) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{what} {path} is corrupt (not valid JSON: {exc}); "
                         "recreate it or restore it from a backup") from None

@@ -263,12 +263,9 @@ def add_arguments(p) -> None:
 def _read_sentences(args) -> list[str]:
     sentences = list(args.sentences)
     if args.input:
-        try:
-            text = Path(args.input).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"--input file not found: {args.input}") from None
-        except UnicodeDecodeError:
-            raise UserError(f"--input file {args.input} is not UTF-8 text") from None
+        from zhbert.corpus.sources import read_small_text
+
+        text = read_small_text(args.input, "--input file")  # UTF-8, GBK, Big5, UTF-16
         sentences += [line.strip() for line in text.splitlines() if line.strip()]
     if not sentences:
         raise UserError('give a sentence with [MASK] (zhbert fill-mask MODEL "北京是中国的[MASK]都。") '

@@ -67,12 +67,9 @@ class ProbeSettings:
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a CSV or JSONL file (by extension; else JSONL when it starts with "{")."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserError(f"task file not found: {path}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"task file {path} is not UTF-8 text") from None
+    from zhbert.corpus.sources import read_small_text
+
+    text = read_small_text(path, "task file")  # UTF-8 (BOM or not), GBK, Big5, UTF-16
     if path.suffix.lower() in (".jsonl", ".json") or (path.suffix.lower() != ".csv" and text.lstrip().startswith("{")):
         rows = []
         for n, line in enumerate(text.splitlines(), 1):

@@ -183,6 +183,27 @@ def _guess_encoding(prefix: bytes) -> str:
     return CANONICAL.get(name, name)
 
 
+def read_small_text(path: str | Path, what: str) -> str:
+    """A small text file (fill-mask sentences, a probe task) in any encoding ``prepare``
+    reads: UTF-8, GB18030/GBK, Big5 or UTF-16, detected as for a corpus file. Every
+    failure is a UserError naming ``what`` and the file."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        encoding = _guess_encoding(data[:65536])
+        _check_text(data[:65536], encoding)
+        return data.decode(DECODE_AS.get(encoding, encoding))
+    except _Bad as exc:
+        raise UserError(f"{what} {path} {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid {encoding} text (undecodable byte at "
+                        f"offset {exc.start}); re-encode it as UTF-8") from None
+
+
 def _clean_head(prefix: bytes) -> bytes:
     """The prefix up to the first byte neither GB18030 nor Big5 can decode: one bad
     byte must not hide the encoding (decoding the whole file then reports its offset)."""
