@@ -38,6 +38,9 @@ def test_roundtrip_restores_weights_and_optimizer(tmp_path):
     assert torch.equal(m2.emb.weight, m.emb.weight) and m2.out.weight is m2.emb.weight
     s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
     assert all(torch.equal(s1[k]["exp_avg_sq"], s2[k]["exp_avg_sq"]) for k in s1)
+    # every file with the same mode as state.json (safetensors' writer makes 0600 files)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert set(modes.values()) == {modes["state.json"]}, modes
 
 
 def test_corrupt_checkpoint_is_skipped(tmp_path):

@@ -28,6 +28,8 @@ def test_files(exported, trained_run):
     assert tok["model_max_length"] == 64
     card = (exported / "README.md").read_text()
     assert "step 30" in card and "MLM accuracy" in card
+    modes = {p.name: p.stat().st_mode & 0o777 for p in exported.iterdir()}
+    assert set(modes.values()) == {modes["config.json"]}, modes  # safetensors made 0600
 
 
 def test_transformers_loads_it_offline(exported, trained_run, monkeypatch):

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from zhbert.errors import UserError
-from zhbert.fileio import fsync_dir, temp_dir_for
+from zhbert.fileio import fsync_dir, temp_dir_for, usual_permissions
 
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
@@ -84,6 +84,8 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
         save_model(model, str(tmp / "model.safetensors"))
         opt_tensors, opt_json = _optimizer_tensors(optimizer)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        for name in ("model.safetensors", "optimizer.safetensors"):
+            usual_permissions(tmp / name)
         full_state = {"format_version": FORMAT_VERSION, "step": step, **state, "optimizer": opt_json}
         (tmp / "state.json").write_text(json.dumps(full_state, ensure_ascii=False), encoding="utf-8")
         meta = {"format_version": FORMAT_VERSION, "step": step,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, staged_dir
+from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, staged_dir, usual_permissions
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK, Vocab
 
 ARCHITECTURES = {"mlm+nsp": "BertForPreTraining", "mlm+sop": "BertForPreTraining", "mlm": "BertForMaskedLM"}
@@ -99,6 +99,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     with staged_dir(out, force=force) as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))
         save_file(hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        usual_permissions(tmp / "model.safetensors")
         vocab.save(tmp / "vocab.txt")
         for name, obj in tokenizer_files(max_len).items():
             atomic_write_json(tmp / name, obj)

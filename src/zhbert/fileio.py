@@ -34,6 +34,12 @@ def _umask() -> int:
     return mask
 
 
+def usual_permissions(path: str | os.PathLike) -> None:
+    """Give a file the mode a plain open() would (0666 less the umask): safetensors'
+    writer creates its files 0600, unlike every other file of a checkpoint or export."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
