@@ -204,3 +204,12 @@ def test_huge_step_counts_print_in_scientific_notation():
     assert _fmt(6.6654e17) == "6.67e+17"
     assert _fmt(123_456.4) == "123,456"
     assert _fmt(float("inf")) == "inf (never)"
+
+
+def test_backtest_window_is_the_last_tenth_of_a_short_history(tmp_path):
+    p = tmp_path / "short.csv"
+    steps = np.arange(5, 105, 5)
+    p.write_text("step,mlm_acc\n" + "".join(f"{s},{0.5 - 0.4 / s ** 0.5}\n" for s in steps))
+    r = backtest(load_history(p), 50)
+    assert r.window == pytest.approx(0.1 * (100 - 5))
+    assert backtest(_history_csv(tmp_path, _power(T)), 50_000).window == min(10_000, 0.1 * (T[-1] - T[0]))

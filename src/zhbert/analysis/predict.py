@@ -359,7 +359,10 @@ def backtest(source: History | Series, fit_until: float, *, metric: str | None =
                         "need at least 5: choose a later step")
     fits = fit_curve(xs[fit_mask], ys[fit_mask], models or default_models(ys, series.name), n_boot=0)
     sm = smooth(ys)
-    window = window or (10_000.0 if x == "step" else 0.1 * float(xs[-1] - xs[0]))
+    # the last tenth of the history (at most the seed's 10,000 steps): a 100-step run's
+    # "last 10,000 steps" would be all of it
+    span = float(xs[-1] - xs[0])
+    window = window or (min(10_000.0, 0.1 * span) if x == "step" else 0.1 * span)
     last = xs >= xs[-1] - window
     rows = tuple(_score(f, xs, sm, test, last, at) for f in fits)
     scored = [r for r in rows if r.ok and math.isfinite(r.mae)]
