@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -166,7 +167,13 @@ def test_warns_when_the_warmup_outlasts_the_run(synthetic_data, tmp_path, capsys
     sets = sum((["--set", s] for s in SMALL + ["train.steps=3"]), [])
     base = ["train", "--data", str(synthetic_data), "--no-progress"]
     assert cli_main(base + ["--out", str(tmp_path / "a")] + sets) == 0  # warm-up 5 >= 3 steps
-    assert "train.warmup_steps (5) >= train.steps (3)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "train.warmup_steps (5) >= train.steps (3)" in err
+    # the last line sums the run up: where it got, how fast, the held-out figures, what next
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"zhbert: {re.escape(str(tmp_path / 'a'))} at step 3 of 3: [0-9.]+ min of "
+                        r"training, [0-9,]+ real tokens/s; held-out MLM accuracy [0-9.]+%, NSP "
+                        r"[0-9.]+% at step 3\. Next: zhbert status .*; zhbert analyze .*", last), last
     assert cli_main(base + ["--out", str(tmp_path / "b")] + sets + ["--set", "train.warmup_steps=1"]) == 0
     assert "warmup_steps" not in capsys.readouterr().err
 

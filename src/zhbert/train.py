@@ -58,9 +58,27 @@ def run(args) -> int:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    main(cfg, args.data, args.out, resume=args.resume, force=args.force,
-         progress=not args.no_progress)
+    progress = main(cfg, args.data, args.out, resume=args.resume, force=args.force,
+                    progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summary_line(Path(args.out), cfg, progress), file=sys.stderr)
     return 0
+
+
+def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
+    """What a finished (or stopped) `zhbert train` says last: where it got, how fast, the
+    latest held-out figures, and what to run next."""
+    from zhbert.history import iter_records
+
+    evals = [r for r in iter_records(run_dir / "history.jsonl") if r.get("type") == "eval"]
+    speed = progress.tokens / progress.elapsed if progress.elapsed > 0 else 0.0
+    line = (f"zhbert: {run_dir} at step {progress.step:,} of {cfg.train.steps:,}: "
+            f"{progress.elapsed / 60:.1f} min of training, {speed:,.0f} real tokens/s")
+    if evals:
+        e = evals[-1]
+        nsp = f", NSP {e['eval_nsp_acc']:.1%}" if e.get("eval_nsp_acc") is not None else ""
+        line += f"; held-out MLM accuracy {e['eval_mlm_acc']:.1%}{nsp} at step {e['step']:,}"
+    return line + f". Next: zhbert status {run_dir}; zhbert analyze {run_dir}"
 
 
 # ----------------------------------------------------------------------------- setup
