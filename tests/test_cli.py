@@ -18,3 +18,17 @@ def test_unknown_command_exit_2(capsys):
 def test_console_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "zhbert", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("zhbert ")
+
+
+def test_a_bad_option_is_one_line_pointing_at_help(capsys):
+    import pytest
+
+    for argv, message in ((["train", "--data", "d", "--out", "o", "--stepz", "3"],
+                           "unrecognized arguments: --stepz 3"),
+                          (["predict", "run", "--target", "abc"], "invalid float value: 'abc'")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2
+        assert err.count("\n") == 1 and message in err, err
+        assert err.startswith(f"zhbert {argv[0]}: error: ") and f"(see zhbert {argv[0]} --help)" in err

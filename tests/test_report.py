@@ -52,7 +52,7 @@ def test_report_json(data_dir, capsys):
 def test_report_user_errors_exit_2(tmp_path, capsys):
     assert main(["data", "report", str(tmp_path / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:  # argparse: usage + exit 2
+    with pytest.raises(SystemExit) as exc:  # argparse: one line + exit 2
         main(["data", "report", str(tmp_path), "--avg-len", "100,30"])
     assert exc.value.code == 2 and "LOW must not exceed HIGH" in capsys.readouterr().err
 

@@ -53,6 +53,14 @@ def _find(argv: list[str]) -> tuple[tuple[str, ...], list[str]] | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (not the usage block) like every other
+    user error, pointing at --help; exit code 2 as argparse's."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -69,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     key, rest = found
     module_name, help_ = COMMANDS[key]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog="zhbert " + " ".join(key), description=help_)
+    parser = _Parser(prog="zhbert " + " ".join(key), description=help_)
     module.add_arguments(parser)
     args = parser.parse_args(rest)  # argparse: message + exit 2 on bad options
     try:
