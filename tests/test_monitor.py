@@ -138,6 +138,48 @@ def test_traversal_and_unknown_runs_refused(runs):
     assert b"uPlot" in c.get("/").content
 
 
+def test_runs_in_sub_folders_are_found_with_path_ids(runs):
+    # runs/w/run1 and runs/v/run1: two levels down, same leaf name
+    write_run(runs / "w" / "run1", n=5)
+    write_run(runs / "v" / "run1", n=7)
+    write_run(runs / "g" / "s" / "r3", n=3)                # 3 levels: the limit
+    write_run(runs / "d1" / "d2" / "d3" / "r4", n=3)       # 4 levels: too deep
+    write_run(runs / ".trash" / "old", n=3)                # hidden
+    write_run(runs / "x" / "checkpoints" / "r", n=3)       # a checkpoint folder
+    write_run(runs / "a" / "copy", n=3)                    # inside a run
+    c = TestClient(create_app([runs]))
+    assert [r["id"] for r in c.get("/api/runs").json()["runs"]] == ["a", "b", "g/s/r3", "v/run1", "w/run1"]
+    # the page asks with encodeURIComponent(id); each id reaches its own run
+    for rid, n in [("w/run1", 5), ("v/run1", 7)]:
+        for url in [f"/api/runs/{rid.replace('/', '%2F')}/history", f"/api/runs/{rid}/history"]:
+            r = c.get(url)
+            assert r.status_code == 200 and len(r.json()["records"]) == 1 + 2 * n, url
+    for what in ["study", "checkpoints"]:
+        assert c.get(f"/api/runs/w%2Frun1/{what}").status_code == 200, what
+    for url in ["/api/runs/w%2F..%2Fa/history", "/api/runs/w%2F..%2F..%2F..%2Fetc%2Fpasswd/history",
+                "/api/runs/d1%2Fd2%2Fd3%2Fr4/history", "/api/runs/.trash%2Fold/history"]:
+        r = c.get(url)
+        assert r.status_code == 404 and b"zhbert-history" not in r.content, url
+
+
+def test_cli_missing_or_file_path_exits_2_without_serving(tmp_path, capsys, monkeypatch):
+    from zhbert.cli import main
+    from zhbert.monitor import server
+
+    def no_server(*a, **k):
+        raise AssertionError("a server was started for a path that is not a folder")
+    monkeypatch.setattr(server, "bind", no_server)
+    missing = tmp_path / "runs" / "nope"
+    assert main(["monitor", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err and "does not exist" in err
+    assert "zhbert monitor runs/" in err
+    hist = write_run(tmp_path / "runs" / "a") / "history.jsonl"
+    assert main(["monitor", str(tmp_path / "runs"), str(hist)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(hist) in err and "run directory" in err
+
+
 def test_deleted_run_keeps_others_working(runs):
     c = TestClient(create_app([runs]))
     (runs / "b" / "history.jsonl").unlink()

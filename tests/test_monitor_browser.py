@@ -116,3 +116,33 @@ def test_dashboard_follows_a_training_run(synthetic_data, tmp_path, server):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_each_run_has_one_colour_on_every_chart(tmp_path, server):
+    # 4 runs, two of them nested (ids with "/", so the page's encoded URLs go through
+    # uvicorn for real). The lr chart has one series per run, the others two: a colour
+    # taken from the series index gave run/run2 one colour there and sweep/run3 run2's.
+    from test_monitor import write_run
+    for name in ["run", "run2", "sweep/run3", "sweep/run4"]:
+        write_run(tmp_path / "runs" / name, n=10)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.goto(server)
+        page.wait_for_function("() => ['loss', 'learning rate'].every(t => monitor.charts[t] && "
+                               "monitor.charts[t].plot.series.length === "
+                               "(t === 'loss' ? 9 : 5))", timeout=30000)
+        colours = page.evaluate("""() => Object.fromEntries(Object.entries(monitor.charts).map(
+            ([t, c]) => [t, c.plot.series.slice(1).map((s, i) => [s.label, s.stroke(c.plot, i + 1)])]))""")
+        browser.close()
+    runs = ["run", "run2", "sweep/run3", "sweep/run4"]
+    by_run = {}  # chart -> run -> set of colours of its series
+    for title, series in colours.items():
+        if title != "study":
+            for label, colour in series:
+                by_run.setdefault(title, {}).setdefault(label.split(" ")[0], set()).add(colour)
+    assert set(by_run) == {"loss", "MLM accuracy", "NSP accuracy", "learning rate"}
+    want = by_run["learning rate"]
+    assert sorted(want) == runs and len({c for s in want.values() for c in s}) == 4, want
+    for title, got in by_run.items():
+        assert got == want, (title, got, want)

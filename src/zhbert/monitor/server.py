@@ -28,11 +28,13 @@ STATIC = Path(__file__).parent / "static"
 STALL_SECONDS = 300.0     # "running" but no new history for this long -> stalled
 MAX_CHUNK = 8 << 20       # bytes of history per response; the page asks again for the rest
 N_BOOT = 200              # bootstrap curves for the fit band and the prediction interval
+MAX_DEPTH = 3             # runs/group/sweep/run: deep enough for sweeps, cheap to rescan each poll
 
 
 def add_arguments(p) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="run directories, or parent directories whose sub-directories are runs")
+                   help="run directories, or folders of runs (searched up to "
+                        f"{MAX_DEPTH} levels down)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     p.add_argument("--port", type=int, default=8008, help="port (default 8008)")
     p.add_argument("--stall-after", type=float, default=STALL_SECONDS,
@@ -67,20 +69,26 @@ class RunSet:
             if (root / "history.jsonl").is_file() or root in known:
                 self._add(root, known)  # a run, or one we watched that has since vanished
             elif root.is_dir():
-                subs = sorted(p for p in root.iterdir() if (p / "history.jsonl").is_file())
+                subs = find_runs(root)
                 for p in subs:
-                    self._add(p, known)
+                    self._add(p, known, root)
                 if not subs:
-                    problems.append(f"{root}: no runs yet (no */history.jsonl); watching for new ones")
+                    problems.append(f"{root}: no runs yet (no history.jsonl up to {MAX_DEPTH} "
+                                    "levels down); watching for new ones")
             else:
                 problems.append(f"{root}: not found")
         self.problems = problems
         return self.runs
 
-    def _add(self, path: Path, known: dict[Path, RunRef]) -> None:
+    def _add(self, path: Path, known: dict[Path, RunRef], root: Path | None = None) -> None:
         if path in known:
             return
-        base, n = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.name) or "run", 1
+        # The id is the path below the root ("w/run1"), so same-named runs in different
+        # folders stay apart; it is only ever a dict key, never joined to a path.
+        parts = path.relative_to(root).parts if root else (path.name,)
+        base = "/".join("".join(c if c.isalnum() or c in "-_." else "_" for c in part)
+                        for part in parts) or "run"
+        n = 1
         rid = base
         while rid in self.runs:
             n += 1
@@ -92,6 +100,35 @@ class RunSet:
         if ref is None:
             raise KeyError(rid)
         return ref
+
+
+def find_runs(folder: Path, depth: int = MAX_DEPTH) -> list[Path]:
+    """Folders up to ``depth`` levels below ``folder`` that hold a history.jsonl. Hidden
+    folders, checkpoint folders and the inside of a run (its checkpoints, analysis) are
+    not searched: they hold no runs, and skipping them keeps the rescan on each poll cheap."""
+    try:
+        subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and p.name != "checkpoints")
+    except OSError:  # unreadable, or removed while we looked: no runs there
+        return []
+    found = []
+    for p in subs:
+        if (p / "history.jsonl").is_file():
+            found.append(p)
+        elif depth > 1:
+            found += find_runs(p, depth - 1)
+    return found
+
+
+def check_roots(paths: list[str]) -> None:
+    """A mistyped path is an error up front, not a server that watches nothing."""
+    for p in paths:
+        if not Path(p).exists():
+            raise UserError(f"{p} does not exist; give a run directory or a folder of runs, "
+                            "e.g. zhbert monitor runs/")
+        if not Path(p).is_dir():
+            raise UserError(f"{p} is a file, not a folder; give a run directory (the folder "
+                            "holding history.jsonl) or a folder of runs, e.g. zhbert monitor runs/")
 
 
 def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
@@ -273,11 +310,13 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
         ref = lookup(request)
         return ref if isinstance(ref, JSONResponse) else JSONResponse(checkpoints(ref.path))
 
+    # {rid:path}: ids of nested runs hold "/" ("w/run1"). Safe, as an id is only looked
+    # up among those the server handed out, so "../x" is just an unknown id (404).
     routes = [Route("/", lambda r: FileResponse(STATIC / "index.html")),
               Route("/api/runs", api_runs),
-              Route("/api/runs/{rid}/history", api_history),
-              Route("/api/runs/{rid}/study", api_study),
-              Route("/api/runs/{rid}/checkpoints", api_checkpoints),
+              Route("/api/runs/{rid:path}/history", api_history),
+              Route("/api/runs/{rid:path}/study", api_study),
+              Route("/api/runs/{rid:path}/checkpoints", api_checkpoints),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     return Starlette(routes=routes)
 
@@ -298,6 +337,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def run(args) -> int:
     import uvicorn
+    check_roots(args.run_dirs)
     app = create_app(args.run_dirs, args.stall_after)
     sock = bind(args.host, args.port)
     print(f"zhbert monitor: http://{args.host}:{sock.getsockname()[1]}/  (Ctrl-C to stop)")

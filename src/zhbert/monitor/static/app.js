@@ -12,7 +12,7 @@ const CHARTS = [  // title, [record field, label, dashed]
 ];
 const X_FIELD = {step: "step", tokens: "tokens", seconds: "elapsed"};
 
-const runs = {};        // id -> {offset, byStep: Map(type:step -> record), events, summary}
+const runs = {};        // id -> {offset, byStep: Map(type:step -> record), events, color}
 const charts = {};      // title -> {plot, key}
 let studyData = null;   // last /study answer for the selected run
 let studyKey = "";
@@ -40,7 +40,10 @@ async function getJSON(url) {
 // ---------------------------------------------------------------- data
 
 async function pullHistory(id) {
-  const run = runs[id] || (runs[id] = {offset: 0, byStep: new Map(), events: [], summary: null});
+  // A run's colour is fixed when first seen, so it is the same on every chart (charts
+  // have one or two series per run) and does not shift when runs come or go.
+  const run = runs[id] || (runs[id] = {offset: 0, byStep: new Map(), events: [],
+                                       color: COLORS[Object.keys(runs).length % COLORS.length]});
   for (let i = 0; i < 50; i++) {  // keep asking while the server says there is more
     const h = await getJSON(`/api/runs/${encodeURIComponent(id)}/history?offset=${run.offset}`);
     if (h.reset) { run.byStep.clear(); run.events = []; }
@@ -94,11 +97,11 @@ function tick(v) {
   return (a >= 1e5 || (a > 0 && a < 1e-3)) ? v.toExponential(2) : String(+v.toPrecision(4));
 }
 
-function draw(title, tables, labels, dashes, container, fields, extra = {}) {
+function draw(title, tables, labels, dashes, colors, container, fields, extra = {}) {
   const log = $("logy").checked, axis = $("xaxis").value;
   if (log) tables = tables.map(([x, y]) => [x, y.map(v => v > 0 ? v : null)]);
   const data = tables.length ? uPlot.join(tables) : [[]];
-  const key = [axis, log, labels.join("|")].join("/");
+  const key = [axis, log, labels.join("|"), colors.join("|")].join("/");  // study: same labels, other run
   const c = charts[title];
   if (c && c.key === key) { c.plot.setData(data); return; }
   if (c) c.plot.destroy();
@@ -108,7 +111,7 @@ function draw(title, tables, labels, dashes, container, fields, extra = {}) {
     axes: [{label: axis}, {values: (u, splits) => splits.map(tick),
            size: (u, values) => 24 + 7 * Math.max(4, ...(values || []).map(v => v.length))}],
     series: [{label: axis}].concat(labels.map((l, i) => ({
-      label: l, stroke: COLORS[Math.floor(i / 2) % COLORS.length], width: 1.5,
+      label: l, stroke: colors[i], width: 1.5,
       dash: dashes[i] ? [6, 4] : undefined, spanGaps: true,
       points: {show: dashes[i]}}))),
     hooks: {draw: [anomalyHook(fields)]},
@@ -129,15 +132,15 @@ function chartBox(title) {
 function redrawCurves() {
   const axis = $("xaxis").value;
   for (const [title, fields] of CHARTS) {
-    const tables = [], labels = [], dashes = [];
+    const tables = [], labels = [], dashes = [], colors = [];
     for (const id of Object.keys(runs)) {
       for (const [field, label, dashed] of fields) {
         const t = series(runs[id], field, axis);
         if (!t[0].length) continue;
-        tables.push(t); labels.push(`${id} ${label}`); dashes.push(!!dashed);
+        tables.push(t); labels.push(`${id} ${label}`); dashes.push(!!dashed); colors.push(runs[id].color);
       }
     }
-    draw(title, tables, labels, dashes, chartBox(title), fields.map(f => f[0]));
+    draw(title, tables, labels, dashes, colors, chartBox(title), fields.map(f => f[0]));
   }
 }
 
@@ -240,8 +243,9 @@ function renderStudy(id) {
 }
 
 function drawStudy(id) {
-  // The metric's points, the best fit extrapolated to 3x the last x, and its 95% band.
-  const s = studyData, pts = series(runs[id], s.metric, s.x);
+  // The metric's points, the best fit extrapolated to 3x the last x, and its 95% band,
+  // all in the run's colour.
+  const s = studyData, pts = series(runs[id], s.metric, s.x), color = runs[id].color;
   const tables = [], labels = [], dashes = [];
   if (pts[0].length) { tables.push(pts); labels.push(s.metric); dashes.push(true); }
   let extra = {};
@@ -249,9 +253,9 @@ function drawStudy(id) {
     tables.push([s.fit.grid, s.fit.y], [s.fit.grid, s.fit.hi], [s.fit.grid, s.fit.lo]);
     labels.push(`fit ${s.fit.best.model}`, "95% band hi", "95% band lo");
     dashes.push(false, false, false);
-    extra = {bands: [{series: [labels.length - 1, labels.length], fill: "rgba(31,119,180,0.15)"}]};
+    extra = {bands: [{series: [labels.length - 1, labels.length], fill: color + "26"}]};  // alpha 0.15
   }
-  draw("study", tables, labels, dashes, $("study-chart"), [s.metric], extra);
+  draw("study", tables, labels, dashes, labels.map(() => color), $("study-chart"), [s.metric], extra);
 }
 
 function renderCheckpoints(list) {
