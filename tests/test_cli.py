@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -32,3 +33,19 @@ def test_a_bad_option_is_one_line_pointing_at_help(capsys):
         assert exc.value.code == 2
         assert err.count("\n") == 1 and message in err, err
         assert err.startswith(f"zhbert {argv[0]}: error: ") and f"(see zhbert {argv[0]} --help)" in err
+
+
+def test_train_help_lists_the_config_keys_with_values_set_accepts(capsys):
+    import pytest
+
+    from zhbert.config import load_config
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    keys = re.findall(r"\b(model|data|train)\.(\w+)=(\S+)", out)
+    cfg = load_config("tiny").to_dict()
+    assert {(s, k) for s, k, _ in keys} == {(s, k) for s, v in cfg.items() if isinstance(v, dict)
+                                             for k in v}
+    # every value as printed goes back through --set unchanged
+    assert load_config("tiny", [f"{s}.{k}={v}" for s, k, v in keys]) == load_config("tiny")

@@ -50,6 +50,14 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: torch's, one per core); on a machine "
                         "shared with other jobs, fewer threads than cores can be much faster")
+    import argparse
+    import textwrap
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = "config keys for --set, with the tiny preset's values:\n" + "\n".join(
+        textwrap.fill(" ".join(f"{section}.{k}={str(v).lower() if isinstance(v, bool) else v}"
+                                 for k, v in values.items()), width=88,
+                      initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+        for section, values in load_config("tiny").to_dict().items() if isinstance(values, dict))
 
 
 def run(args) -> int:
