@@ -413,6 +413,8 @@ class PretrainingLoader:
         """Fail now, with a UserError, where the first batch would (too few documents for
         NSP, fewer sequences than a batch) rather than after the run has started."""
         self._stream.check(self.epoch)
+        if self.num_workers:  # the workers build their own: do not hold the epoch here too
+            self._stream._epoch_cache = None
 
     def _start(self) -> Iterator:
         if self.num_workers == 0:
