@@ -55,7 +55,8 @@ def grouped(events) -> dict[str, float]:
     """Self CPU seconds per kind (self time: a parent op's children are not counted twice)."""
     out: dict[str, float] = {}
     for e in events:
-        out[kind_of(e.key)] = out.get(kind_of(e.key), 0.0) + e.self_cpu_time_total / 1e6
+        kind = kind_of(e.key)
+        out[kind] = out.get(kind, 0.0) + e.self_cpu_time_total / 1e6
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 

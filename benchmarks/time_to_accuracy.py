@@ -370,8 +370,8 @@ def parse_args(argv):
     p.add_argument("--ratio-target", type=float, help="the target of the final ratio line "
                    "(default 0.25 when among --targets, else the lowest)")
     p.add_argument("--steps", type=int, help="lr schedule length (cosine to 0), the same for both "
-                   "sides (default 4000; --quick 400). With 1000 neither side reached 25%%: the "
-                   "lr has decayed before the tiny model leaves its ~14%% plateau")
+                   "sides (default 4000; --quick 400). With 1000 neither side passed 17%% "
+                   "(measured): the lr has decayed before the tiny model leaves its ~14%% plateau")
     p.add_argument("--chunk-seconds", type=float, help="training seconds between evaluations "
                                                        "(default 30; --quick 15)")
     p.add_argument("--eval-sequences", type=int, help="held-out sequences (default 512; --quick 128)")

@@ -196,6 +196,10 @@ def test_predict_refuses_a_target_outside_the_metric_range(tmp_path):
         with pytest.raises(UserError, match="between 0 and 1"):
             predict_steps(h, bad, n_boot=10)
     assert predict_steps(h, 0.6, n_boot=10).reachable
+    loss = tmp_path / "loss.csv"
+    loss.write_text("step,mlm_loss\n" + "".join(f"{s:.0f},{2 + 8 * s ** -0.3}\n" for s in T))
+    with pytest.raises(UserError, match="give a target above 0"):
+        predict_steps(load_history(loss), 0.0, n_boot=10)
 
 
 def test_huge_step_counts_print_in_scientific_notation():

@@ -14,11 +14,13 @@ Global batch = train.batch_size x ranks x train.grad_accum.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
 import signal
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +52,6 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: torch's, one per core); on a machine "
                         "shared with other jobs, fewer threads than cores can be much faster")
-    import argparse
-    import textwrap
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = "config keys for --set, with the tiny preset's values:\n" + "\n".join(
         textwrap.fill(" ".join(f"{section}.{k}={str(v).lower() if isinstance(v, bool) else v}"
@@ -75,15 +75,14 @@ def run(args) -> int:
 
 def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
     """What a finished (or stopped) `zhbert train` says last: where it got, how fast, the
-    latest held-out figures, and what to run next."""
-    from zhbert.history import iter_records
+    latest held-out figures (as `zhbert status` reads them), and what to run next."""
+    from zhbert.status import collect
 
-    evals = [r for r in iter_records(run_dir / "history.jsonl") if r.get("type") == "eval"]
+    e = collect(run_dir)["eval"]
     speed = progress.tokens / progress.elapsed if progress.elapsed > 0 else 0.0
     line = (f"zhbert: {run_dir} at step {progress.step:,} of {cfg.train.steps:,}: "
             f"{progress.elapsed / 60:.1f} min of training, {speed:,.0f} real tokens/s")
-    if evals:
-        e = evals[-1]
+    if e:
         nsp = f", NSP {e['eval_nsp_acc']:.1%}" if e.get("eval_nsp_acc") is not None else ""
         line += f"; held-out MLM accuracy {e['eval_mlm_acc']:.1%}{nsp} at step {e['step']:,}"
     return line + f". Next: zhbert status {run_dir}; zhbert analyze {run_dir}"
@@ -164,7 +163,7 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -
 def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, force: bool) -> None:
     """Refuse to mix runs: a run directory belongs to one config and one data set, and is
     never a data directory (a run written there would mix with, and --force clear, its files)."""
-    if (run_dir / "manifest.json").exists() or run_dir.resolve() == Path(data_info["dir"]):
+    if (run_dir / "manifest.json").exists():  # also when --out is --data under another name
         raise UserError(f"{run_dir} is a data directory (it holds manifest.json); choose "
                         "another --out for the run, e.g. runs/NAME")
     cfg_path = run_dir / "config.json"

@@ -123,13 +123,16 @@ class Prediction:
                 "notes": list(self.notes)}
 
 
+def _loss_like(metric: str) -> bool:
+    return any(w in metric.lower() for w in ("loss", "ppl", "perplex"))
+
+
 def _check_target(target: float, metric: str) -> None:
     """An accuracy target outside (0, 1) or a negative loss target is a typo, not a question."""
-    name = metric.lower()
-    if "acc" in name and not 0.0 < target < 1.0:
+    if "acc" in metric.lower() and not 0.0 < target < 1.0:
         raise UserError(f"--target {target:g}: {metric} is an accuracy, so the target must lie "
                         "between 0 and 1, e.g. --target 0.30 for 30%")
-    if any(w in name for w in ("loss", "ppl", "perplex")) and target <= 0.0:
+    if _loss_like(metric) and target <= 0.0:
         raise UserError(f"--target {target:g}: {metric} is positive; give a target above 0")
 
 
@@ -138,7 +141,7 @@ def _direction(metric: str, fits: Sequence[CurveFit]) -> int:
     saturating = [f for f in fits if f.model.asymptote is not None]
     if saturating:
         return saturating[0].model.direction
-    return -1 if any(w in metric.lower() for w in ("loss", "ppl", "perplex")) else 1
+    return -1 if _loss_like(metric) else 1
 
 
 def _interval(samples: np.ndarray, level: float, point: float) -> tuple[float, float]:

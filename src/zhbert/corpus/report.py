@@ -180,13 +180,12 @@ class Check:
     percent: bool = False  # print the value as a percentage, like its target
 
 
+def _rate(value: float | None, missing: str = "n/a") -> str:
+    return missing if value is None else f"{value:.4%}"
+
+
 def oov_text(vocab_report: dict) -> str:
-    rate = vocab_report["validation_oov_rate"]
-    return "n/a (empty validation split)" if rate is None else f"{rate:.4%}"
-
-
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4%}"
+    return _rate(vocab_report["validation_oov_rate"], "n/a (empty validation split)")
 
 
 def empty_split_warnings(report: dict) -> list[str]:

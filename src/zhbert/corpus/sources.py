@@ -183,27 +183,6 @@ def _guess_encoding(prefix: bytes) -> str:
     return CANONICAL.get(name, name)
 
 
-def read_small_text(path: str | Path, what: str) -> str:
-    """A small text file (fill-mask sentences, a probe task) in any encoding ``prepare``
-    reads: UTF-8, GB18030/GBK, Big5 or UTF-16, detected as for a corpus file. Every
-    failure is a UserError naming ``what`` and the file."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror}") from None
-    try:
-        encoding = _guess_encoding(data[:65536])
-        _check_text(data[:65536], encoding)
-        return data.decode(DECODE_AS.get(encoding, encoding))
-    except _Bad as exc:
-        raise UserError(f"{what} {path} {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{what} {path} is not valid {encoding} text (undecodable byte at "
-                        f"offset {exc.start}); re-encode it as UTF-8") from None
-
-
 def _clean_head(prefix: bytes) -> bytes:
     """The prefix up to the first byte neither GB18030 nor Big5 can decode: one bad
     byte must not hide the encoding (decoding the whole file then reports its offset)."""
@@ -289,6 +268,23 @@ def _check(path: Path, kind: str) -> str:
         for _ in _decoded(path, encoding):  # a full pass: bad bytes are found before any work
             pass
     return encoding
+
+
+def read_small_text(path: str | Path, what: str) -> str:
+    """A small text file (fill-mask sentences, a probe task) read as a corpus file is:
+    UTF-8, GB18030/GBK, Big5 or UTF-16, plain or compressed, checked by ``_check``.
+    Every failure is a UserError naming ``what`` and the file."""
+    path = Path(path)
+    try:
+        return "".join(_decoded(path, _check(path, "text")))
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except _Bad as exc:
+        raise UserError(f"{what} {path} {exc}; re-save it as UTF-8 text") from None
+    except _Truncated as exc:
+        raise UserError(f"{what} {path} is cut short ({exc}); recreate it") from None
 
 
 def _inspect(spec: str, path: Path, skip_bad: bool) -> SourceInfo:
