@@ -21,8 +21,11 @@ Readers ignore an unterminated last line (a record being written).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,27 +37,55 @@ VERSION = 1
 
 
 class HistoryWriter:
-    """Append-only JSONL writer; `sync()` makes everything written so far durable."""
+    """Append-only JSONL writer; `sync()` makes everything written so far durable.
+
+    A write that fails (a full disk) is undone to the last whole line and stops the
+    run with a UserError naming the file and the bytes it needed: the history stays
+    a sequence of complete records, and ``--resume`` continues it once space is freed.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._failed = False
         try:
-            self._f = open(self.path, "a", encoding="utf-8")
+            self._f = open(self.path, "ab", buffering=0)  # unbuffered: nothing left to flush after an error
         except OSError as exc:
             raise UserError(f"cannot write the history {self.path}: {exc.strerror}") from None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n")
-        self._f.flush()  # visible to readers now; durable at the next sync()
+        data = (json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n").encode("utf-8")
+        end = self._f.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:  # visible to readers at once; durable at the next sync()
+                view = view[self._f.write(view):]
+        except OSError as exc:
+            self._failed = True
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._f.fileno(), end)  # no half record (truncating needs no space)
+            raise _write_error(self.path, exc, len(data)) from None
 
     def sync(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        try:
+            os.fsync(self._f.fileno())
+        except OSError as exc:  # some filesystems report a full disk only here
+            self._failed = True
+            raise _write_error(self.path, exc, 0) from None
 
     def close(self) -> None:
         if not self._f.closed:
-            self.sync()
+            if not self._failed:
+                self.sync()
             self._f.close()
+
+
+def _write_error(path: Path, exc: OSError, size: int) -> UserError:
+    need = ""
+    if exc.errno == errno.ENOSPC:
+        free = shutil.disk_usage(path.parent).free
+        need = f" ({size:,} more bytes needed, {free:,} free)" if size else ""
+    return UserError(f"could not append to {path}: {exc.strerror or exc}{need}; every record "
+                     "before this one is intact. Free disk space, then continue with --resume")
 
 
 def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
