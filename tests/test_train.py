@@ -178,7 +178,7 @@ def test_warns_when_the_warmup_outlasts_the_run(synthetic_data, tmp_path, capsys
     assert "warmup_steps" not in capsys.readouterr().err
 
 
-def test_nonfinite_steps_are_skipped_then_roll_back(synthetic_data, tmp_path, monkeypatch):
+def test_nonfinite_steps_are_skipped_then_stop(synthetic_data, tmp_path, monkeypatch):
     real = torch.nn.utils.clip_grad_norm_
     calls = {"n": 0}
 
@@ -191,11 +191,17 @@ def test_nonfinite_steps_are_skipped_then_roll_back(synthetic_data, tmp_path, mo
     cfg = _cfg("train.steps=20", "train.log_every=2", "train.checkpoint_every=4",
                "train.max_nonfinite=3")
     from zhbert.errors import UserError
-    with pytest.raises(UserError, match="diverged.*rolled back to checkpoint step 4"):
+    import zhbert.train
+    loads = []
+    monkeypatch.setattr(zhbert.train, "load_checkpoint", lambda *a, **k: loads.append(a))
+    with pytest.raises(UserError, match=r"diverged: 3 non-finite steps in a row \(steps 8-10\); "
+                                        r"the run stopped \(the last checkpoint is step 4\)"):
         main(cfg, synthetic_data, tmp_path / "run", progress=False)
+    assert loads == []  # no dead rollback: nothing is loaded only to stop anyway
     events = [r for r in iter_records(tmp_path / "run" / "history.jsonl") if r["type"] == "event"]
     kinds = [e["kind"] for e in events]
-    assert kinds.count("nonfinite_loss") == 4 and kinds[-1] == "rollback"
+    assert kinds.count("nonfinite_loss") == 4 and kinds[-1] == "diverged"
+    assert [e["step"] for e in events if e["kind"] == "nonfinite_loss"] == [3, 8, 9, 10]
 
 
 def test_bf16_run_keeps_fp32_weights_and_resumes_exactly(synthetic_data, tmp_path):

@@ -82,7 +82,7 @@ class TrainSection:
     precision: str = "auto"
     compile: bool = False
     device: str = "auto"          # auto | cpu | cuda
-    max_nonfinite: int = 3        # consecutive non-finite steps before rolling back
+    max_nonfinite: int = 3        # consecutive non-finite (skipped) steps before the run stops
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ while training runs. Every record has a "type":
   previous train record; accuracies are fractions)
 - eval:   step, tokens, elapsed, eval_mlm_acc, eval_mlm_acc_ci95 [lo, hi]
   (Wilson), eval_mlm_loss, eval_ppl, eval_nsp_acc, eval_sop_acc, eval_masked
-- event:  step, kind (nonfinite_loss | rollback | resume | checkpoint | stop),
+- event:  step, kind (nonfinite_loss | diverged | resume | checkpoint | stop),
   message
 
 Readers ignore an unterminated last line (a record being written).

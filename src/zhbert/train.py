@@ -30,6 +30,7 @@ import torch
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
                                save_checkpoint)
 from zhbert.config import Config, config_from_dict, load_config
+from zhbert.data import IGNORE_INDEX
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
@@ -459,8 +460,11 @@ def train_step(tr: Trainer, step: int) -> bool:
     accum = cfg.train.grad_accum
     stats = torch.zeros(7, dtype=torch.float64, device=tr.device)
     tokens = 0
-    for micro in range(accum):
-        batch = next(tr.loader)
+    batches = [next(tr.loader) for _ in range(accum)]
+    # a micro-batch's MLM loss is a mean over its masked tokens: weighted by its share of
+    # the step's masked tokens, k accumulated micro-batches equal one batch k times larger
+    masked = [int((b["mlm_labels"] != IGNORE_INDEX).sum()) for b in batches]  # CPU: no sync
+    for micro, batch in enumerate(batches):
         tokens += int(batch["attention_mask"].sum())  # CPU tensor: no device sync
         batch = {k: v.to(tr.device, non_blocking=True) for k, v in batch.items()}
         sync = micro == accum - 1 or tr.dist.world == 1
@@ -468,9 +472,10 @@ def train_step(tr: Trainer, step: int) -> bool:
         with ctx:
             with contextlib.nullcontext() if tr.bf16 else tr.autocast():
                 out = tr.model(batch)
-            loss = out.loss / accum
+            share = masked[micro] / max(1, sum(masked))
+            loss = out.mlm_loss * share + (out.nsp_loss / accum if out.nsp_loss is not None else 0)
             (tr.scaler.scale(loss) if tr.scaler else loss).backward()
-        stats += _step_stats(out)
+        stats += _step_stats(out, share * accum)
     if tr.bf16 is not None:
         tr.bf16.grads_to_master()
     if tr.scaler is not None:
@@ -500,14 +505,20 @@ def train_step(tr: Trainer, step: int) -> bool:
     return True
 
 
-def _step_stats(out) -> torch.Tensor:
-    """loss, mlm_loss, nsp_loss, mlm_correct, mlm_count, nsp_correct, nsp_count (detached)."""
+def _step_stats(out, mlm_weight: float = 1.0) -> torch.Tensor:
+    """loss, mlm_loss, nsp_loss, mlm_correct, mlm_count, nsp_correct, nsp_count (detached);
+    the MLM loss weighted as in the step's gradient (the logged loss is then the mean over
+    the step's masked tokens, whatever grad_accum)."""
     zero = out.mlm_loss.new_zeros(())
     parts = [out.loss, out.mlm_loss, out.nsp_loss if out.nsp_loss is not None else zero,
              out.mlm_correct, out.mlm_count,
              out.nsp_correct if out.nsp_correct is not None else zero,
              out.nsp_count if out.nsp_count is not None else zero]
-    return torch.stack([p.detach().double() for p in parts])
+    stats = torch.stack([p.detach().double() for p in parts])
+    if mlm_weight != 1.0:  # (weight 1: the loss as computed, bit for bit)
+        stats[1] *= mlm_weight
+        stats[0] = stats[1] + stats[2]
+    return stats
 
 
 def _agree(tr: Trainer, flag: bool) -> bool:
@@ -602,15 +613,18 @@ def _handle_nonfinite(tr: Trainer, step: int) -> None:
     tr.progress.step = step
     if n < limit:
         return
+    # Stop at once, with no rollback: a skipped step changes no weight, so the weights are
+    # already the last good ones, and going back to a checkpoint with the same config would
+    # replay the same batches into the same divergence.
     ref = latest_valid_checkpoint(tr.run_dir, warn=lambda m: print(m, file=sys.stderr))
-    where = f"rolled back to checkpoint step {ref.step}" if ref else "no checkpoint to roll back to"
-    if ref is not None:
-        load_checkpoint(ref.path, tr.raw_model, tr.optimizer)
+    last = f"the last checkpoint is step {ref.step}" if ref else "no checkpoint was saved"
     if tr.dist.main:
-        tr.history.write({"type": "event", "step": step, "kind": "rollback", "message": where})
+        tr.history.write({"type": "event", "step": step, "kind": "diverged",
+                          "message": f"{n} non-finite steps in a row: run stopped; {last}"})
         tr.history.sync()
-    raise UserError(f"training diverged: {n} non-finite steps in a row at step {step}; {where}. "
-                    "Lower train.lr, raise train.warmup_steps, or use train.precision=fp32.")
+    raise UserError(f"training diverged: {n} non-finite steps in a row (steps {step - n + 1}-{step}); "
+                    f"the run stopped ({last}). Start it again with a lower train.lr, a longer "
+                    "train.warmup_steps or train.precision=fp32 (--resume would replay the same batches)")
 
 
 def _progress_bar(tr: Trainer):
