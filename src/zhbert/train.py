@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
+import dataclasses
 import os
 import signal
 import sys
 import textwrap
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.run import data_config, model_config_from
+from zhbert.schedule import lr_at
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -121,20 +121,6 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
-
-
-def lr_at(step: int, cfg: Config) -> float:
-    """Learning rate for optimizer step `step` (1-based): linear warm-up, then decay."""
-    t = cfg.train
-    if step <= t.warmup_steps:
-        return t.lr * step / max(1, t.warmup_steps)
-    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
-    floor = t.lr * t.min_lr_ratio
-    if t.schedule == "cosine":
-        return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    if t.schedule == "linear":
-        return floor + (t.lr - floor) * max(0.0, 1 - progress)
-    return t.lr
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
