@@ -141,7 +141,7 @@ def test_tensorboard_events(tmp_path):
 @pytest.mark.parametrize("content, match", [
     ("", "no data points"),
     ('{"type": "header", "run": "x"}\n', "no data points"),
-    ('{"type": "train", "step": 1, "loss": 1.0}\nnot json\n', "not valid JSON"),
+    ('not json\n{"type": "header", "run": "x"}\n', "no data points"),
 ])
 def test_bad_jsonl(tmp_path, content, match):
     p = tmp_path / "history.jsonl"
@@ -172,3 +172,23 @@ def test_bad_inputs(tmp_path):
     empty.mkdir()
     with pytest.raises(UserError, match="no TensorBoard event files"):
         load_history(empty)
+
+
+def test_corrupt_line_is_warned_skipped_and_noted(tmp_path, capsys):
+    """zhbert.history's policy: the records around a corrupt line are kept (it used to
+    abort the whole analysis), the line is named on stderr and in the notes."""
+    text = _zhbert_lines(partial=False).splitlines(keepends=True)
+    (tmp_path / "history.jsonl").write_text("".join(text[:4]) + '{"type": "tr\n' + "".join(text[4:]))
+    h = load_history(tmp_path)
+    assert h.metric("mlm_acc").step.tolist() == [100, 200, 300, 400, 500]
+    assert "history.jsonl, line 5: not a JSON record" in capsys.readouterr().err
+    assert any("skipped 1 corrupt line(s) (line 5)" in n for n in h.notes)
+
+
+def test_series_keep_the_recorded_intervals(tmp_path):
+    (tmp_path / "history.jsonl").write_text(_zhbert_lines())
+    s = load_history(tmp_path).metric("eval_mlm_acc")
+    assert s.ci95.tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    assert load_history(tmp_path).metric("mlm_acc").ci95 is None
+    kept = s.select(np.array([False, True]))
+    assert kept.step.tolist() == [400] and kept.ci95.tolist() == [[0.0, 1.0]]

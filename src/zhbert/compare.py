@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,7 @@ def load_runs(paths: list[str], metric: str | None, x: str) -> list[Run]:
 def clip(series: Series, x: str, lo: float, hi: float) -> Series:
     """The part of ``series`` with lo <= x <= hi."""
     xs = series.x(x)
-    keep = (xs >= lo) & (xs <= hi)
-    pick = lambda a: None if a is None else a[keep]  # noqa: E731
-    return replace(series, step=series.step[keep], y=series.y[keep], tokens=pick(series.tokens),
-                   seconds=pick(series.seconds))
+    return series.select((xs >= lo) & (xs <= hi))
 
 
 def common_range(runs: list[Run], x: str) -> tuple[float, float] | None:

@@ -25,7 +25,6 @@ import numpy as np
 from zhbert import __version__
 from zhbert.analysis import (Anomaly, BacktestResult, CorrelationResult, CurveFit, History, Prediction,
                              backtest, correlate, detect, fit_curve, load_history, predict_steps, summary)
-from zhbert.analysis.history import _read_jsonl
 from zhbert.analysis.predict import add_input_arguments
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
@@ -187,23 +186,12 @@ def _axis_or_none(series, x: str):
 
 
 def eval_ci(history: History) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(step, low, high) of the held-out accuracy's recorded 95% CI (zhbert runs only)."""
-    if history.meta.source not in ("zhbert", "ckpt_eval"):
+    """(step, low, high) of the held-out accuracy's recorded 95% CI (zhbert runs record it)."""
+    s = history.series.get("eval_mlm_acc")
+    if s is None or s.ci95 is None:
         return None
-    path = Path(history.meta.path)
-    files = [path / "history.jsonl", path / "checkpoint_eval.jsonl"] if path.is_dir() else [path]
-    cis: dict[float, tuple[float, float]] = {}
-    for f in files:
-        if f.exists():
-            for obj in _read_jsonl(f, []):
-                ci = obj.get("eval_mlm_acc_ci95")
-                if isinstance(ci, list) and len(ci) == 2 and isinstance(obj.get("step"), (int, float)):
-                    cis.setdefault(float(obj["step"]), (float(ci[0]), float(ci[1])))
-    if not cis:
-        return None
-    steps = np.array(sorted(cis))
-    lo, hi = np.array([cis[s] for s in steps]).T
-    return steps, lo, hi
+    s = s.select(np.isfinite(s.ci95).all(axis=1))
+    return s.step, s.ci95[:, 0], s.ci95[:, 1]
 
 
 # ----------------------------------------------------------------------------- plots
