@@ -192,3 +192,16 @@ def test_series_keep_the_recorded_intervals(tmp_path):
     assert load_history(tmp_path).metric("mlm_acc").ci95 is None
     kept = s.select(np.array([False, True]))
     assert kept.step.tolist() == [400] and kept.ci95.tolist() == [[0.0, 1.0]]
+
+
+def test_meta_names_real_tokens_and_padded_positions(tmp_path):
+    """The header's tokens_per_step counts padded positions; what the reader calls tokens per
+    step comes from the records' real-token counts (here 3,000 of 4,096 positions)."""
+    lines = [json.loads(l) for l in _zhbert_lines(partial=False).splitlines()]
+    for o in lines:
+        if "tokens" in o:
+            o["tokens"] = 3000 * o["step"]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(o) + "\n" for o in lines))
+    h = load_history(tmp_path)
+    assert h.meta.tokens_per_step == 3000.0 and h.meta.positions_per_step == 4096.0
+    assert h.meta.to_json()["positions_per_step"] == 4096.0

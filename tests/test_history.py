@@ -5,7 +5,7 @@ import json
 import pytest
 
 from zhbert.errors import UserError
-from zhbert.history import HistoryReader, iter_records, read_history
+from zhbert.history import HistoryReader, iter_records, positions_per_step, read_history, tokens_per_step
 from zhbert.status import collect
 
 
@@ -92,3 +92,14 @@ def test_status_keeps_going_past_a_corrupt_line(tmp_path, capsys):
     assert "line 3" in capsys.readouterr().err
     with pytest.raises(UserError, match="not found"):
         read_history(tmp_path / "nope.jsonl")
+
+
+def test_tokens_are_real_tokens_and_positions_are_padded_ones():
+    header = {"type": "header", "tokens_per_step": 4096}  # as train.py names it: positions
+    assert positions_per_step(header) == 4096.0
+    assert positions_per_step({"positions_per_step": 512}) == 512.0 and positions_per_step({}) is None
+    recs = [header] + [{"type": "train", "step": s, "tokens": 100 + 3000 * s} for s in (10, 20, 40)]
+    recs.append({"type": "eval", "step": 40, "tokens": 0})  # only train records count
+    assert tokens_per_step(recs) == 3000.0
+    assert tokens_per_step(recs[:2]) == pytest.approx(3010.0)  # one record: tokens / step
+    assert tokens_per_step([header]) is None

@@ -88,7 +88,8 @@ def _reached(s: Series, x: str, targets: tuple[float, ...], d: int) -> dict[str,
 def _throughput(h: History) -> dict[str, float | None]:
     m = h.meta
     sps = m.seconds_per_step
-    return {"tokens_per_step": m.tokens_per_step, "tokens_per_s": m.tokens_per_s,
+    return {"tokens_per_step": m.tokens_per_step, "positions_per_step": m.positions_per_step,
+            "tokens_per_s": m.tokens_per_s,
             "seconds_per_step": sps, "steps_per_s": 1.0 / sps if sps else None}
 
 

@@ -7,8 +7,11 @@ while training runs. Every record has a "type":
 
 - header: schema, version, run, started, config, precision, precision_reason,
   machine, total_steps, tokens_per_step (first line; a resumed run appends
-  another header with resumed_from)
-- train:  step, tokens, elapsed, lr, loss, mlm_loss, mlm_acc, nsp_loss,
+  another header with resumed_from). Its tokens_per_step counts *positions*
+  (batch x max_len x accumulation x processes, padding included); readers call
+  it ``positions_per_step`` (``positions_per_step(header)``)
+- train:  step, tokens (real, non-padding tokens seen so far: what "tokens" means
+  wherever a user reads it; ``tokens_per_step(records)``), elapsed, lr, loss, mlm_loss, mlm_acc, nsp_loss,
   nsp_acc, sop_acc, grad_norm, tokens_per_s (means over the interval since the
   previous train record; accuracies are fractions)
 - eval:   step, tokens, elapsed, eval_mlm_acc, eval_mlm_acc_ci95 [lo, hi]
@@ -150,6 +153,27 @@ def read_history(path: str | Path, warn: Callable[[str], None] = warn_stderr) ->
         raise UserError(f"history not found: {path}") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a directory, not a history file") from None
+
+
+def positions_per_step(header: dict[str, Any]) -> float | None:
+    """Padded positions per optimizer step, from a history header (``positions_per_step``,
+    or ``tokens_per_step`` as headers name it; both mean positions)."""
+    v = header.get("positions_per_step", header.get("tokens_per_step"))
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def tokens_per_step(records: list[dict[str, Any]]) -> float | None:
+    """Real (non-padding) tokens per optimizer step of a run, from its records' cumulative
+    ``tokens``: the slope between the first and the last train record that has them (the
+    mean rate since the first log), or tokens / step with a single one. None without any."""
+    pts = [(float(r["step"]), float(r["tokens"])) for r in records if r.get("type", "train") == "train"
+           and isinstance(r.get("tokens"), (int, float)) and isinstance(r.get("step"), (int, float))
+           and r["step"] > 0]
+    if not pts:
+        return None
+    (s0, t0), (s1, t1) = pts[0], pts[-1]
+    rate = (t1 - t0) / (s1 - s0) if s1 > s0 else t1 / s1
+    return rate if rate > 0 else None
 
 
 def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -35,7 +35,7 @@ import numpy as np
 
 from zhbert.errors import UserError
 from zhbert.fileio import read_json
-from zhbert.history import read_history
+from zhbert.history import positions_per_step, read_history, tokens_per_step
 
 X_AXES = ("step", "tokens", "seconds")
 # fields of zhbert train/eval records that are bookkeeping, not metrics
@@ -84,14 +84,16 @@ class Meta:
     source: str                      # format name, see module docstring
     path: str
     run: str
-    tokens_per_step: float | None = None
+    tokens_per_step: float | None = None     # real (non-padding) tokens per step
     tokens_per_s: float | None = None
     seconds_per_step: float | None = None
     events: tuple[dict, ...] = ()    # zhbert "event" records (nonfinite_loss, rollback, ...)
+    positions_per_step: float | None = None  # padded positions per step (batch x max_len ...)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "path": self.path, "run": self.run,
-                "tokens_per_step": self.tokens_per_step, "tokens_per_s": self.tokens_per_s,
+                "tokens_per_step": self.tokens_per_step, "positions_per_step": self.positions_per_step,
+                "tokens_per_s": self.tokens_per_s,
                 "seconds_per_step": self.seconds_per_step, "events": list(self.events)}
 
 
@@ -234,8 +236,7 @@ def _zhbert_throughput(lines: list[dict], header: dict) -> dict[str, float | Non
     if len(sec) >= 2 and sec[-1][0] > sec[0][0]:
         # slope over the whole run: includes evals and checkpoints, which a budget must too
         sps = (sec[-1][1] - sec[0][1]) / (sec[-1][0] - sec[0][0])
-    tokens_per_step = header.get("tokens_per_step")
-    return {"tokens_per_step": float(tokens_per_step) if tokens_per_step else None,
+    return {"tokens_per_step": tokens_per_step(train), "positions_per_step": positions_per_step(header),
             "tokens_per_s": float(np.median(tps)) if tps else None, "seconds_per_step": sps}
 
 
