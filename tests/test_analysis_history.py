@@ -205,3 +205,10 @@ def test_meta_names_real_tokens_and_padded_positions(tmp_path):
     h = load_history(tmp_path)
     assert h.meta.tokens_per_step == 3000.0 and h.meta.positions_per_step == 4096.0
     assert h.meta.to_json()["positions_per_step"] == 4096.0
+
+
+def test_series_come_in_the_order_the_file_names_them(tmp_path):
+    (tmp_path / "history.jsonl").write_text(_zhbert_lines())
+    assert list(load_history(tmp_path).series) == [
+        "lr", "loss", "mlm_loss", "mlm_acc", "sop_acc", "grad_norm", "eval_mlm_acc", "eval_mlm_loss",
+        "eval_ppl"]

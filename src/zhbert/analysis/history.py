@@ -134,8 +134,10 @@ def _num(v: Any) -> float:
 def _build_series(records: Iterable[Record], names: Iterable[str], notes: list[str]) -> dict[str, Series]:
     """Turn step-keyed records into sorted, de-duplicated series (the last duplicate wins)."""
     out: dict[str, Series] = {}
-    records = list(records)
-    for name in names:
+    records, wanted = list(records), set(names)
+    # in the order the records first name them: a set's order changes with PYTHONHASHSEED,
+    # which reordered analysis.json and the report's tables from one run to the next
+    for name in [k for k in dict.fromkeys(k for r in records for k in r) if k in wanted]:
         rows = [r for r in records if name in r and r[name] is not None and "step" in r]
         if not rows:
             continue
