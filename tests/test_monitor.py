@@ -107,6 +107,8 @@ def test_polls_read_only_what_was_appended(runs, monkeypatch):
     hist = runs / "a" / "history.jsonl"
     size = hist.stat().st_size
     assert sum(parsed) == size and len(first["records"]) == 81
+    assert c.get("/api/runs/a/study").json()["metric"] == "eval_mlm_acc"  # from the records in memory
+    assert sum(parsed) == size
     extra = _line({"type": "train", "step": 410, "tokens": 410000, "elapsed": 41.0, "loss": 2.0})
     with open(hist, "a") as f:
         f.write(extra)

@@ -232,6 +232,7 @@ def _guard(fn) -> dict[str, Any]:
 
 _STUDIES: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
 STUDY_CACHE = 64
+_STUDIES_LOCK = threading.Lock()
 
 
 def study(ref: RunRef, metric: str | None, x: str, target: float | None) -> dict[str, Any]:
@@ -240,16 +241,19 @@ def study(ref: RunRef, metric: str | None, x: str, target: float | None) -> dict
     from zhbert.analysis.history import zhbert_history
     hist = ref.history.refresh()
     key = (ref.path, hist.gen, hist.reader.offset, _ckpt_stamp(ref.path), metric, x, target)
-    if key not in _STUDIES:
-        with hist.lock:
-            lines = list(hist.records)
-            notes = [f"history.jsonl: skipped {len(hist.bad_lines)} corrupt line(s)"] if hist.bad_lines else []
-        ckpt = ref.path / "checkpoint_eval.jsonl"
-        extra = read_history(ckpt).records if ckpt.exists() else []
-        _STUDIES[key] = _study(zhbert_history(lines, extra, ref.path, metric, notes), x, target)
+    found = _STUDIES.get(key)
+    if found is not None:
+        return found
+    with hist.lock:
+        lines = list(hist.records)
+        notes = [f"history.jsonl: skipped {len(hist.bad_lines)} corrupt line(s)"] if hist.bad_lines else []
+    ckpt = ref.path / "checkpoint_eval.jsonl"
+    extra = read_history(ckpt).records if ckpt.exists() else []
+    found = _STUDIES[key] = _study(zhbert_history(lines, extra, ref.path, metric, notes), x, target)
+    with _STUDIES_LOCK:  # endpoints run in a thread pool
         while len(_STUDIES) > STUDY_CACHE:
             _STUDIES.popitem(last=False)
-    return _STUDIES[key]
+    return found
 
 
 def _study(h, x: str, target: float | None) -> dict[str, Any]:
