@@ -88,7 +88,8 @@ def test_history_corrupt_line_is_named_and_skipped(runs, capsys):
     body = c.get("/api/runs/a/history?offset=0").json()
     assert len(body["records"]) == len(lines) and body["bad_lines"] == [4]
     assert "history.jsonl, line 4: not a JSON record" in capsys.readouterr().err
-    c.get("/api/runs")  # the next polls read nothing new, so nothing is warned again
+    assert c.get("/api/runs").json()["runs"][0]["bad_lines"] == [4]  # the page shows it
+    # the next polls read nothing new, so nothing is warned again
     assert c.get(f"/api/runs/a/history?offset={body['offset']}").json()["records"] == []
     assert "line 4" not in capsys.readouterr().err
 

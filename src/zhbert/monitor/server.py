@@ -197,7 +197,7 @@ def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
     age = time.time() - mtime
     if s["state"].startswith("running") and age > stall_after:
         s["state"] = f"stalled (no new history for {age / 60:.0f} min)"
-    return out | s | {"history_age_s": age}
+    return out | s | {"history_age_s": age, "bad_lines": list(ref.history.bad_lines)}
 
 
 # ----------------------------------------------------------------------------- study

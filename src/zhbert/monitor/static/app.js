@@ -155,7 +155,9 @@ function renderRuns(list, problems) {
   for (const s of list) {
     const tr = document.createElement("tr");
     const bad = s.error || /stalled|missing|error|stopped/.test(s.state);
-    cell(tr, s.id); cell(tr, s.state + (s.error ? ": " + s.error : ""), bad ? "bad" : "");
+    const skipped = s.bad_lines && s.bad_lines.length ?  // the reader's warning, shown here too
+      `; skipped corrupt history line${s.bad_lines.length > 1 ? "s" : ""} ${s.bad_lines.slice(0, 5).join(", ")}` : "";
+    cell(tr, s.id); cell(tr, s.state + (s.error ? ": " + s.error : "") + skipped, bad ? "bad" : "");
     cell(tr, s.step == null ? "-" : `${s.step} / ${s.total_steps}`);
     cell(tr, s.percent == null ? "-" : s.percent.toFixed(1) + "%");
     cell(tr, s.tokens_per_s == null ? "-" : Math.round(s.tokens_per_s).toLocaleString());
