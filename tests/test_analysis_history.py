@@ -205,6 +205,9 @@ def test_meta_names_real_tokens_and_padded_positions(tmp_path):
     h = load_history(tmp_path)
     assert h.meta.tokens_per_step == 3000.0 and h.meta.positions_per_step == 4096.0
     assert h.meta.to_json()["positions_per_step"] == 4096.0
+    from zhbert.analysis import predict_steps
+    p = predict_steps(h, 0.3, metric="mlm_acc", n_boot=0)  # steps -> tokens with real tokens
+    assert p.tokens.value == pytest.approx(3000 * p.steps.value)
 
 
 def test_series_come_in_the_order_the_file_names_them(tmp_path):
