@@ -614,6 +614,5 @@ def _handle_nonfinite(tr: Trainer, step: int) -> None:
 
 
 def _progress_bar(tr: Trainer):
-    from tqdm import tqdm
-    return tqdm(total=tr.cfg.train.steps, initial=tr.progress.step, desc="train",
-                unit="step", dynamic_ncols=True, file=sys.stderr)
+    from zhbert.progress import progress_bar
+    return progress_bar(tr.cfg.train.steps, initial=tr.progress.step, desc="train", unit="step")
