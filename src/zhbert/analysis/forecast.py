@@ -90,7 +90,7 @@ class RunData:
     setup: dict[str, Any]            # model / data / batch, to warn when runs differ
     tokens_per_step: float | None    # REAL tokens (not padded positions)
     seconds_per_step: float | None
-    history: History = field(repr=False)
+    history: History | None = field(repr=False, default=None)
 
 
 def _header(path: Path) -> dict[str, Any]:
@@ -257,9 +257,14 @@ class Planner:
             out.update(acc=acc, acc_lo80=acc - Z80 * sd, acc_hi80=acc + Z80 * sd)
         return out
 
+    def floor(self) -> float:
+        """The lowest loss the law allows: L0 less a full anneal (the annealing term is at
+        most its coefficient times the drop from the peak, 1 lr unit)."""
+        return self.law.params["L0"] - self.law.params[self.law.spec.anneal]
+
     def limit(self) -> float | None:
-        """The accuracy the law's floor L0 maps to: the most any length can reach."""
-        return None if self.accmap is None else float(self.accmap(self.law.params["L0"]))
+        """The accuracy the law's floor maps to: the most any length can reach."""
+        return None if self.accmap is None else float(self.accmap(self.floor()))
 
     def compare_schedules(self, steps: int, warmup: int | None = None,
                           peak: float | None = None) -> dict[str, Forecast]:

@@ -98,7 +98,7 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     limit = p.limit()
     if limit is not None and limit < target:
         return Reach(target, False, None, None, None, limit,
-                     f"not reachable with this setup: the law's floor L0 = {p.law.params['L0']:.3f} "
+                     f"not reachable with this setup: the law's floor (L0 less a full anneal) {p.floor():.3f} "
                      f"maps to accuracy {limit:.4f}, below {target:g}")
     longest = max(r.curve.schedule.steps for r in p.runs)
     grid = np.unique(np.geomspace(max(10, p.base.warmup + 1), longest * MAX_STRETCH, 60).astype(int))
