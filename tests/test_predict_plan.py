@@ -50,8 +50,8 @@ def runs(tmp_path_factory):
         "wide": write_run(root / "wide", 1000, seed=9, overrides=["model.hidden_size=128"])}
 
 
-def cli(module, argv, capsys):
-    rc = main([{"predict_cli": "predict", "backtest_cli": "backtest"}[module], *argv])
+def cli(module, argv, capsys, n_boot="40"):
+    rc = main([{"predict_cli": "predict", "backtest_cli": "backtest"}[module], *argv, "--n-boot", n_boot])
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -111,7 +111,7 @@ def test_history_without_lr_falls_back_and_says_so(tmp_path, capsys):
     (tmp_path / "h.csv").write_text("\n".join(rows) + "\n")
     rc, out, _ = cli("predict_cli", [str(tmp_path / "h.csv"), "--target", "0.3"], capsys)
     assert rc == 0 and "schedule-free" in out and "no learning rate" in out
-    f = forecast_final(tmp_path / "h.csv", 4000)
+    f = forecast_final(tmp_path / "h.csv", 4000, n_boot=40)
     assert "schedule-free" in f.method and f.lo80 <= f.mean <= f.hi80
     rc, _, err = cli("predict_cli", [str(tmp_path / "h.csv"), "--steps", "4000"], capsys)
     assert rc == 2 and "only --target" in err
@@ -131,12 +131,12 @@ def test_bad_questions_exit_2_with_the_fix(runs, capsys, argv, msg):
 
 
 def test_forecast_final_is_the_sweep_entry_point(runs):
-    f = forecast_final(runs[2000])
-    p = plan([runs[2000]])
+    f = forecast_final(runs[2000], n_boot=40)
+    p = plan([runs[2000]], n_boot=0)
     last = load_run(runs[2000]).acc[-1]
     assert f.lo95 < last < f.hi95 and f.lo95 < f.lo80 < f.mean < f.hi80 < f.hi95
     assert "lr_annealing" in f.method
-    longer = forecast_final(runs[2000], 8000)
+    longer = forecast_final(runs[2000], 8000, n_boot=40)
     assert longer.mean > f.mean and p.limit() > longer.mean
 
 

@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the runs to fit on (same model and data, shorter or other schedules)")
     parser.add_argument("--law", default="lr_annealing,multi_power",
                         help="schedule-aware laws to score (comma-separated; default both)")
+    parser.add_argument("--n-boot", type=int, default=200,
+                        help="bootstrap refits of each law for its interval (default 200)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +65,6 @@ def _run_between(args: argparse.Namespace) -> int:
     if bad:
         raise UserError(f"--law {','.join(bad)}: unknown; use {', '.join(LAWS)}")
     result = backtest_runs(load_run(args.predict), [load_run(r) for r in args.from_runs], laws,
-                           until=args.fit_until)
+                           until=args.fit_until, n_boot=args.n_boot)
     print(json.dumps(result.to_json(), indent=2) if args.json else backtest_runs_table(result))
     return 0

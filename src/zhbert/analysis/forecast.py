@@ -46,6 +46,7 @@ LOSS_METRICS = ("eval_mlm_loss", "eval_loss", "loss", "mlm_loss")
 ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")
 LR_SERIES = ("lr", "learning_rate")
 Z80, Z95 = 1.2815516, 1.9599640
+N_BOOT = 200
 
 
 class NoLearningRate(UserError):
@@ -70,7 +71,7 @@ class Forecast:
 
     def covers(self, value: float, level: int = 80) -> bool:
         lo, hi = (self.lo80, self.hi80) if level == 80 else (self.lo95, self.hi95)
-        return lo <= value <= hi
+        return bool(lo <= value <= hi)
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "interval80": [self.lo80, self.hi80],
@@ -193,13 +194,6 @@ def setup_warnings(runs: Sequence[RunData]) -> list[str]:
 
 # ----------------------------------------------------------------------------- the planner
 
-def _ar1(r: np.ndarray) -> float:
-    r = r - r.mean()
-    den = float(r @ r)
-    phi = float(r[1:] @ r[:-1]) / den if den > 0 and len(r) > 2 else 0.0
-    return min(max(phi + (1 + 3 * phi) / max(len(r), 1), 0.0), 0.98)
-
-
 def _mean_var(sd: float, phi: float, m: int) -> float:
     """Variance of the mean of m consecutive AR(1) points of marginal sd ``sd``."""
     if m <= 1:
@@ -232,19 +226,26 @@ class Planner:
 
     def accuracy(self, schedule: Schedule, steps: Any, window: int = 1, noise: bool = True) -> Forecast:
         """Accuracy at ``steps`` (their mean when several), observation noise included unless
-        ``noise`` is False (then: the expected accuracy)."""
+        ``noise`` is False (then: the expected accuracy). With bootstrap refits (plan's
+        n_boot) the interval is their percentile interval, else the delta method's."""
         if self.accmap is None:
             raise UserError("no accuracy was recorded beside the loss: only the loss can be forecast")
         steps = np.atleast_1d(steps)
         L, se_L = self.law.band(schedule, steps)
         acc, se_map = self.accmap.predict(L)
-        slope = self.accmap.slope(L)
+        var_noise = _mean_var(self.acc_sd, self.acc_phi, window) if noise else 0.0
+        var_map = float(np.mean(se_map)) ** 2
+        if len(self.law.boot):
+            draws = np.atleast_2d(self.law.predict(schedule, steps, self.law.boot)).mean(axis=1)
+            rng = np.random.default_rng(0)
+            a = self.accmap(draws) + rng.normal(0.0, math.sqrt(var_map + var_noise), len(draws))
+            q = np.quantile(a, [0.025, 0.1, 0.9, 0.975])
+            return Forecast(float(np.mean(acc)), q[1], q[2], q[0], q[3],
+                            self.method + f", {len(draws)} bootstrap refits", float(np.std(a)), self.notes)
         # the law's error is shared by all steps of a window (one curve): average, then square
-        se_law = float(np.mean(slope * se_L))
-        var = se_law ** 2 + float(np.mean(se_map)) ** 2
-        if noise:
-            var += _mean_var(self.acc_sd, self.acc_phi, window)
-        return Forecast.normal(float(np.mean(acc)), math.sqrt(var), self.method, self.notes)
+        se_law = float(np.mean(self.accmap.slope(L) * se_L))
+        return Forecast.normal(float(np.mean(acc)), math.sqrt(se_law ** 2 + var_map + var_noise),
+                               self.method, self.notes)
 
     def curve(self, schedule: Schedule, steps: Any) -> dict[str, np.ndarray]:
         """Loss and expected accuracy along a run, with 80% bands (for tables and plots)."""
@@ -272,13 +273,14 @@ class Planner:
                 for k in SCHEDULES}
 
 
-def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing") -> Planner:
-    """Fit one law (and the accuracy map) to the given runs (paths or RunData)."""
+def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = N_BOOT) -> Planner:
+    """Fit one law (and the accuracy map) to the given runs (paths or RunData); ``n_boot``
+    parametric AR(1) bootstrap refits give the accuracy intervals (0: delta method)."""
     runs = [r if isinstance(r, RunData) else load_run(r) for r in paths_or_runs]
     if not runs:
         raise UserError("give at least one run")
     notes = setup_warnings(runs)
-    fit = fit_law([r.curve for r in runs], law)
+    fit = fit_law([r.curve for r in runs], law, n_boot=n_boot)
     if not fit.identifiable:
         notes.append("the lr never falls in these runs (constant lr): the annealing term "
                      f"({fit.spec.anneal}) cannot be identified; it is taken as anywhere from no "
@@ -294,43 +296,43 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing") -> Planner:
 
 
 def _acc_noise(fit: Any, accmap: AccuracyMap, runs: Sequence[RunData]) -> tuple[float, float]:
-    """Robust sd and AR(1) of observed accuracy around map(law), second half of each fitted run."""
-    late = []
+    """sd and AR(1) of observed accuracy around map(law) on each run's fitted points
+    (the estimators of laws.py)."""
+    from zhbert.analysis.laws import ar1_estimate, marginal_sd
+    resid = []
     for r in runs:
         keep = r.curve.steps >= r.curve.fit_from
-        s = r.curve.steps[keep]
-        if len(s) < 2:
-            continue
-        resid = r.acc[keep] - accmap(fit.predict(r.curve.schedule, s))
-        late.append(resid[len(resid) // 2:])
-    if not late:
+        if keep.sum() >= 3:
+            resid.append(r.acc[keep] - accmap(fit.predict(r.curve.schedule, r.curve.steps[keep])))
+    if not resid:
         return 0.0, 0.0
-    res = np.concatenate(late)
-    sd = float(1.4826 * np.median(np.abs(res - np.median(res))))
-    return sd, _ar1(np.concatenate([x - x.mean() for x in late]))
+    lengths = [len(x) for x in resid]
+    stacked = np.concatenate(resid)
+    phi = ar1_estimate(stacked, lengths)
+    return marginal_sd(stacked, lengths, phi), phi
 
 
 def forecast_final(run_dir_or_history: Any, total_steps: int | None = None,
-                   law: str = "lr_annealing") -> Forecast:
+                   law: str = "lr_annealing", n_boot: int = N_BOOT) -> Forecast:
     """Held-out MLM accuracy at the end of the run's own schedule stretched to
     ``total_steps`` (default: the run's planned length). Schedule-free fallback (with
     ``method`` saying so) where the history records no learning rate."""
     try:
-        p = plan([run_dir_or_history], law)
+        p = plan([run_dir_or_history], law, n_boot)
     except NoLearningRate as why:
-        return _fallback(run_dir_or_history, total_steps, str(why))
+        return _fallback(run_dir_or_history, total_steps, str(why), n_boot)
     n = int(total_steps or p.base.steps)
     if n <= 0:
         raise UserError(f"total_steps must be > 0 (got {n})")
     return p.accuracy(p.base.stretched(n), [n])
 
 
-def _fallback(source: Any, total_steps: int | None, why: str) -> Forecast:
+def _fallback(source: Any, total_steps: int | None, why: str, n_boot: int) -> Forecast:
     from zhbert.analysis.curves import boot_interval, fit_curve
     h = source if isinstance(source, History) else load_history(source)
     s, _ = h.metric().finite()
     n = float(total_steps or s.step[-1])
-    fit = fit_curve(s.step, s.y, n_boot=200, metric=s.name)[0]
+    fit = fit_curve(s.step, s.y, n_boot=n_boot, metric=s.name)[0]
     if not fit.ok:
         raise UserError(f"no curve could be fitted to {h.meta.path}: {fit.error}")
     boot = np.array([fit.model.f(n / fit.x_scale, *q) for q in fit.boot]) if len(fit.boot) else np.array([])

@@ -41,7 +41,7 @@ intervals), and says so.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -181,6 +181,8 @@ class LawFit:
     identifiable: bool              # False: no lr drop in the data, the annealing term is a guess
     resid: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     fitted_steps: tuple[np.ndarray, ...] = field(repr=False, default=())
+    innovation_var: float = 0.0     # of the prewhitened residuals in noise-sd units
+    boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def spec(self) -> LawSpec:
@@ -260,20 +262,44 @@ def _whiten(r: np.ndarray, lengths: list[int], phi: float) -> np.ndarray:
     return out
 
 
-def _ar1(r: np.ndarray, lengths: list[int]) -> float:
-    """Pooled lag-1 autocorrelation of residuals within runs, bias-corrected, in [0, 0.98]."""
-    num = den = 0.0
+def _segments(r: np.ndarray, lengths: list[int]):
     i = 0
     for n in lengths:
-        seg = r[i:i + n] - r[i:i + n].mean()
-        num += float(seg[1:] @ seg[:-1])
-        den += float(seg @ seg)
+        yield r[i:i + n]
         i += n
+
+
+def ar1_estimate(r: np.ndarray, lengths: list[int]) -> float:
+    """AR(1) coefficient of the noise, pooled over runs, in [0, 0.95]: the larger of two
+    estimates. From the residuals (bias-corrected: E[phi_hat] ~ phi - (1 + 3 phi) / n) it
+    is biased towards 0 when the curve soaks up slow noise, badly so with few points (16
+    points of phi = 0.7 noise around a 4-parameter curve gave ~0.1); from their first
+    differences (lag-1 autocorrelation -(1 - phi) / 2 for AR(1)) it is not, since what a
+    smooth curve absorbs is slow, but it is noisier. Taking the larger keeps intervals
+    from being too narrow."""
+    num = den = dnum = dden = 0.0
+    for seg in _segments(r, lengths):
+        seg = seg - seg.mean()
+        d = np.diff(seg)
+        num, den = num + float(seg[1:] @ seg[:-1]), den + float(seg @ seg)
+        dnum, dden = dnum + float(d[1:] @ d[:-1]), dden + float(d @ d)
     if den <= 0:
         return 0.0
     phi = num / den
-    n_eff = sum(lengths) / max(len(lengths), 1)
-    return float(min(max(phi + (1 + 3 * phi) / n_eff, 0.0), 0.98))
+    phi += (1 + 3 * phi) / (sum(lengths) / max(len(lengths), 1))
+    phi_d = 1 + 2 * dnum / dden if dden > 0 else 0.0
+    return float(min(max(phi, phi_d, 0.0), 0.95))
+
+
+def marginal_sd(r: np.ndarray, lengths: list[int], phi: float) -> float:
+    """The noise sd of one point late in a run (where forecasts are asked): the larger of the
+    residuals' robust sd in the second half of each run and the sd implied by their first
+    differences (var(diff) = 2 sd^2 (1 - phi)), which a fitted curve does not shrink."""
+    late = np.concatenate([seg[len(seg) // 2:] for seg in _segments(r, lengths)])
+    d = np.concatenate([np.diff(seg) for seg in _segments(r, lengths)])
+    robust = float(1.4826 * np.median(np.abs(late - np.median(late)))) if len(late) else 0.0
+    from_diff = math.sqrt(float(np.mean(d * d)) / (2 * (1 - phi))) if len(d) else 0.0
+    return max(robust, from_diff)
 
 
 def local_sd(y: np.ndarray, window: int = 51) -> np.ndarray:
@@ -292,8 +318,10 @@ def local_sd(y: np.ndarray, window: int = 51) -> np.ndarray:
     return np.maximum(med / 0.954, floor)
 
 
-def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing") -> LawFit:
-    """Fit one law to all ``runs`` at once (same model and data; see module docstring)."""
+def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0,
+            seed: int = 0) -> LawFit:
+    """Fit one law to all ``runs`` at once (same model and data; see module docstring);
+    ``n_boot`` > 0 adds that many parametric AR(1) bootstrap refits (``LawFit.boot``)."""
     if law not in SPECS:
         raise UserError(f"unknown law {law!r}; use one of {', '.join(LAWS)}")
     spec = SPECS[law]
@@ -314,9 +342,9 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing") -> LawFit:
 
     sd = np.concatenate([local_sd(l) for _, l in data])
 
-    def resid(p, phi):  # in units of each point's noise sd, prewhitened
+    def resid(p, phi, target=y):  # in units of each point's noise sd, prewhitened
         pred = np.concatenate([spec.predict(p, f) for f in feats])
-        return _whiten((pred - y) / sd, lengths, phi)
+        return _whiten((pred - target) / sd, lengths, phi)
 
     best = None
     for hint in spec.starts:
@@ -325,10 +353,40 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing") -> LawFit:
                             f_scale=HUBER, max_nfev=400)
         if best is None or res.cost < best.cost:
             best = res
-    phi = _ar1(best.fun, lengths)
+    phi = ar1_estimate(best.fun, lengths)
+    scale = HUBER * math.sqrt(max(1 - phi * phi, 0.05))
     res = least_squares(resid, best.x, args=(phi,), bounds=(lower, upper), loss="huber",
-                        f_scale=HUBER * math.sqrt(max(1 - phi * phi, 0.05)), max_nfev=400)
-    return _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data)
+                        f_scale=scale, max_nfev=400)
+    fit = _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data)
+    if n_boot <= 0:
+        return fit
+    pred = y + fit.resid
+    rng = np.random.default_rng(seed)
+    rel_sd = math.sqrt(fit.innovation_var / max(1 - phi * phi, 1e-6))
+    boot = []
+    for _ in range(n_boot):
+        noise = np.concatenate([_ar1_noise(n, phi, rel_sd, rng) for n in lengths]) * sd
+        r = least_squares(resid, res.x, args=(phi, pred + noise), bounds=(lower, upper),
+                          loss="huber", f_scale=scale, max_nfev=200)
+        boot.append(r.x)
+    return replace(fit, boot=_unidentified(np.array(boot), fit, spec, rng))
+
+
+def _ar1_noise(n: int, phi: float, sd: float, rng: np.random.Generator) -> np.ndarray:
+    """n points of stationary AR(1) noise with marginal sd ``sd``."""
+    e = rng.normal(0.0, sd * math.sqrt(1 - phi * phi), n)
+    e[0] = rng.normal(0.0, sd)
+    return lfilter([1.0], [1.0, -phi], e) if phi else e
+
+
+def _unidentified(boot: np.ndarray, fit: LawFit, spec: LawSpec, rng: np.random.Generator) -> np.ndarray:
+    """Replicates with the annealing coefficient drawn uniformly over its possible range when
+    no lr drop was seen (see the module docstring)."""
+    if not fit.identifiable:
+        ia = spec.params.index(spec.anneal)
+        gap = 2 * fit.vector[ia]
+        boot[:, ia] = rng.uniform(0.0, gap, len(boot))
+    return boot
 
 
 def _jacobian(fun, x: np.ndarray, spec: LawSpec) -> np.ndarray:
@@ -343,17 +401,6 @@ def _jacobian(fun, x: np.ndarray, spec: LawSpec) -> np.ndarray:
         xi[i] += h
         J[:, i] = (fun(xi) - f0) / h
     return J
-
-
-def _late_sd(raw: np.ndarray, lengths: list[int]) -> float:
-    """The noise of one point late in a run (where forecasts are asked): robust sd of the
-    residuals in the second half of each run's fitted points."""
-    late, i = [], 0
-    for n in lengths:
-        late.append(raw[i + n // 2:i + n])
-        i += n
-    r = np.concatenate(late)
-    return float(1.4826 * np.median(np.abs(r - np.median(r)))) if len(r) else 0.0
 
 
 def _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data) -> LawFit:
@@ -376,5 +423,5 @@ def _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data) 
         x[ia] = gap / 2
         cov[ia, ia] = gap ** 2 / 12
     return LawFit(spec.name, dict(zip(spec.params, map(float, x))), cov, units, phi,
-                  _late_sd(raw, lengths), n, tuple(r.name for r in runs),
-                  identifiable, raw, tuple(s for s, _ in data))
+                  marginal_sd(raw, lengths, phi), n, tuple(r.name for r in runs),
+                  identifiable, raw, tuple(s for s, _ in data), s2u)

@@ -219,7 +219,7 @@ class RunBacktest:
 
 
 def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[str] = ("lr_annealing",),
-                  until: float | None = None) -> RunBacktest:
+                  until: float | None = None, n_boot: int = 200) -> RunBacktest:
     """Fit on ``sources`` (and on ``target`` up to ``until`` when given), predict the
     target run's accuracy at each later eval step: each law beside the schedule-free
     families (fitted on the longest source, against steps)."""
@@ -234,7 +234,7 @@ def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[st
         raise UserError(f"nothing of {target.curve.name} is left to predict after step {until:g}")
     rows = []
     for law in laws:
-        p = plan(fit_runs, law)
+        p = plan(fit_runs, law, n_boot)
         pred = p.curve(target.curve.schedule, steps)["acc"]
         final = p.accuracy(target.curve.schedule, [steps[-1]])
         rows.append(_row(law, pred, actual, final))

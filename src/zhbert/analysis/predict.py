@@ -437,7 +437,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--price-per-hour", type=float, help="USD per hour of the training machine")
     parser.add_argument("--tokens-per-step", type=float, help="override the recorded tokens per step")
     parser.add_argument("--seconds-per-step", type=float, help="override the recorded seconds per step")
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits (default 200)")
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits of the law or "
+                        "curve (default 200; 0: the law's delta-method intervals)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -450,7 +451,7 @@ def run(args: argparse.Namespace) -> int:
     why = "--law none"
     if args.law != "none" and not args.metric:
         try:
-            p = plan(args.history, args.law)
+            p = plan(args.history, args.law, args.n_boot)
         except NoLearningRate as exc:
             why = str(exc)
         else:
