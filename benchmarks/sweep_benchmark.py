@@ -45,7 +45,32 @@ def parse_args(argv=None):
                    help="trials of the 1- vs 2-worker check (0: skip it)")
     p.add_argument("--workers-check-steps", type=int, help="steps per trial there (default --steps)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed of every sweep")
+    p.add_argument("--fixed", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a value fixed for the preset run and every trial (repeatable), e.g. "
+                        "model.num_layers=2 for a reduced run on a busy machine")
     return p.parse_args(argv)
+
+
+def _toml_literal(text: str) -> str:
+    """A --fixed value as a TOML literal: numbers and booleans as they are, else a string."""
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return json.dumps(text)
+
+
+def space_with_fixed(space: Path, fixed: list[str], out: Path) -> Path:
+    """The space file with the --fixed values as dotted keys before its first table."""
+    if not fixed:
+        return space
+    head = "".join(f"{k.strip()} = {_toml_literal(v.strip())}\n"
+                   for k, _, v in (item.partition("=") for item in fixed))
+    path = out / "space.toml"
+    path.write_text(head + space.read_text(encoding="utf-8"), encoding="utf-8")
+    return path
 
 
 def zhbert(*args: str) -> float:
@@ -55,12 +80,12 @@ def zhbert(*args: str) -> float:
     return time.perf_counter() - t0
 
 
-def preset_baseline(data: Path, out: Path, steps: int) -> dict:
+def preset_baseline(data: Path, out: Path, steps: int, fixed: list[str]) -> dict:
     from zhbert.status import collect
     run = out / "preset"
+    sets = [f"train.steps={steps}", f"train.eval_every={max(1, steps // 20)}"] + fixed
     secs = zhbert("train", "--data", str(data), "--out", str(run), "--config", "tiny", "--force",
-                  "--no-progress", "--set", f"train.steps={steps}",
-                  "--set", f"train.eval_every={max(1, steps // 20)}")
+                  "--no-progress", *sum((["--set", s] for s in sets), []))
     return {"eval_mlm_acc": collect(run)["eval"]["eval_mlm_acc"], "wall_s": secs}
 
 
@@ -97,7 +122,7 @@ def journal_check(sweep_dir: Path, expected: int) -> dict:
 def summary(res: dict) -> str:
     a, b, p = res["none"], res["forecast"], res["preset"]
     saved = 1 - b["steps_run"] / a["steps_run"] if a["steps_run"] else float("nan")
-    lines = [f"machine: {res['machine']}", "",
+    lines = [f"machine: {res['machine']}", f"fixed: {res['fixed'] or 'nothing (the tiny preset)'}", "",
              "| run | trials | states | steps trained | best held-out MLM acc | wall |",
              "|---|---|---|---|---|---|",
              f"| `tiny` preset, {res['steps']} steps | 1 | - | {res['steps']:,} | {p['eval_mlm_acc']:.4f} | {p['wall_s'] / 60:.1f} min |"]
@@ -120,8 +145,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     res = {"machine": common.machine_line(common.machine()), "steps": args.steps,
            "budget_minutes": args.budget_minutes, "cores": len(os.sched_getaffinity(0)),
-           "command": " ".join(sys.argv)}
-    res["preset"] = preset_baseline(args.data, args.out, args.steps)
+           "command": " ".join(sys.argv), "fixed": args.fixed}
+    args.space = space_with_fixed(args.space, args.fixed, args.out)
+    res["preset"] = preset_baseline(args.data, args.out, args.steps, args.fixed)
     res["none"] = sweep(args.data, args.out / "none", args.space, args.steps, args.trials, "none",
                         args.budget_minutes, args.seed)
     n = res["none"]["trials"]
