@@ -223,3 +223,14 @@ def test_a_stopped_worker_loses_nothing_and_its_trial_resumes(tmp_path, syntheti
     assert steps == sorted(set(steps)) and steps[-1] == 40  # no step twice, none lost
     other = next(t for t in done if t is not retry)  # the next new trial: numbered after the retry
     assert other.user_attrs["trial_dir"] == f"trials/{other.number:04d}" != "trials/0000"
+
+
+def test_a_worker_that_sees_only_the_database_joins_with_its_own_sweep_dir(tmp_path, synthetic_data):
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    _, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "a", trials=3, steps=8,
+                                    storage=url))
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    joined_dir, joined = command.prepare(p.parse_args([str(tmp_path / "b"), "--worker", "--storage", url]))
+    assert joined.identity() == spec.identity() and joined.storage == url
+    assert read_spec(joined_dir).identity() == spec.identity()  # b/sweep.json for its reports

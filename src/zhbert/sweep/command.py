@@ -18,7 +18,7 @@ from pathlib import Path
 
 from zhbert.errors import UserError
 from zhbert.sweep.pruner import PRUNERS
-from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, SweepSpec, open_storage, read_spec,
+from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, load_study, open_storage, read_spec,
                                 spec_from_storage, start_over, stored_identity, with_runtime,
                                 write_spec)
 
@@ -113,16 +113,19 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     target = Path(args.target)
     runtime = dict(trials=args.trials, budget_minutes=args.budget_minutes, pruner=args.pruner,
                    workers_per_machine=args.workers_per_machine)
-    if target.is_dir():
-        spec = read_spec(target)
-        if spec is None and args.storage:
+    if target.is_dir() or (args.worker and args.storage):
+        spec = read_spec(target) if target.is_dir() else None
+        joined = spec is None and bool(args.storage)
+        if joined:  # a machine that sees only the database: its own SWEEP_DIR for trials
             spec = spec_from_storage(open_storage(target, args.storage), args.study)
         if spec is None:
             raise UserError(f"{target} holds no sweep (no sweep.json); start one with `zhbert "
                             f"sweep SPACE.toml --data DATA --out {target}`")
         spec = with_runtime(spec, **runtime)
-        if not args.worker:
+        if joined:
             write_spec(target, spec)
+        elif not args.worker:
+            publish(target, spec)
         return target, spec
     spec = new_spec(args)
     sweep_dir = Path(args.out)
@@ -137,8 +140,16 @@ def prepare(args) -> tuple[Path, SweepSpec]:
         if not args.force:
             _refuse_other(sweep_dir, f"the storage's study {spec.study_name!r}")
         start_over(sweep_dir, spec.storage, spec.study_name)
-    write_spec(sweep_dir, with_runtime(old, **runtime) if old else spec)
-    return sweep_dir, read_spec(sweep_dir)
+    spec = with_runtime(old, **runtime) if old else spec
+    publish(sweep_dir, spec)
+    return sweep_dir, spec
+
+
+def publish(sweep_dir: Path, spec: SweepSpec) -> None:
+    """The spec in sweep.json and in the study (a worker that sees only the database
+    reads it there), with this command's --trials, --budget-minutes, --pruner."""
+    write_spec(sweep_dir, spec)
+    load_study(open_storage(sweep_dir, spec.storage), spec).set_user_attr(STUDY_ATTR, spec.to_json())
 
 
 def _spawn(sweep_dir: Path, k: int, threads: int, args) -> int:
@@ -162,7 +173,6 @@ def _spawn(sweep_dir: Path, k: int, threads: int, args) -> int:
 def summary(sweep_dir: Path, spec: SweepSpec) -> str:
     from optuna.trial import TrialState
 
-    from zhbert.sweep.study import load_study
     from zhbert.sweep.worker import finished_count
     study = load_study(open_storage(sweep_dir, spec.storage), spec)
     trials = study.get_trials(deepcopy=False)
