@@ -106,3 +106,12 @@ def test_the_forecast_reads_a_run_directory(tmp_path):
     assert fc.lo80 <= fc.mean <= fc.hi80 and abs(fc.mean - 0.30) < 0.01
     assert fc.step == 600 and fc.n_points == 12 and fc.total_steps == TOTAL
     assert all(v is None or math.isfinite(v) for v in fc.to_json().values() if not isinstance(v, str))
+
+
+@pytest.mark.parametrize("name,cls", [("forecast", ForecastPruner),
+                                      ("median", optuna.pruners.MedianPruner),
+                                      ("hyperband", optuna.pruners.HyperbandPruner),
+                                      ("none", optuna.pruners.NopPruner)])
+def test_each_pruner_choice_is_the_named_pruner(tmp_path, name, cls):
+    from zhbert.sweep.pruner import make_pruner
+    assert isinstance(make_pruner(name, tmp_path, "eval_mlm_acc", 1000, 50), cls)
