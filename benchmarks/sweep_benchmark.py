@@ -45,6 +45,8 @@ def parse_args(argv=None):
                    help="trials of the 1- vs 2-worker check (0: skip it)")
     p.add_argument("--workers-check-steps", type=int, help="steps per trial there (default --steps)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed of every sweep")
+    p.add_argument("--summarize", action="store_true",
+                   help="train nothing: measure the runs already in --out (e.g. sweeps run by hand)")
     p.add_argument("--fixed", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="a value fixed for the preset run and every trial (repeatable), e.g. "
                         "model.num_layers=2 for a reduced run on a busy machine")
@@ -81,29 +83,46 @@ def zhbert(*args: str) -> float:
 
 
 def preset_baseline(data: Path, out: Path, steps: int, fixed: list[str]) -> dict:
-    from zhbert.status import collect
     run = out / "preset"
     sets = [f"train.steps={steps}", f"train.eval_every={max(1, steps // 20)}"] + fixed
-    secs = zhbert("train", "--data", str(data), "--out", str(run), "--config", "tiny", "--force",
-                  "--no-progress", *sum((["--set", s] for s in sets), []))
-    return {"eval_mlm_acc": collect(run)["eval"]["eval_mlm_acc"], "wall_s": secs}
+    zhbert("train", "--data", str(data), "--out", str(run), "--config", "tiny", "--force",
+           "--no-progress", *sum((["--set", s] for s in sets), []))
+    return measure_preset(run)
+
+
+def measure_preset(run: Path) -> dict:
+    from zhbert.status import collect
+    s = collect(run)
+    return {"eval_mlm_acc": s["eval"]["eval_mlm_acc"], "wall_s": s["train"]["elapsed"],
+            "steps": s["step"]}
 
 
 def sweep(data: Path, out: Path, space: Path, steps: int, trials: int, pruner: str,
           budget: float, seed: int, workers: int = 1) -> dict:
+    zhbert("sweep", str(space), "--data", str(data), "--out", str(out), "--force",
+           "--steps", str(steps), "--trials", str(trials), "--pruner", pruner,
+           "--budget-minutes", str(budget), "--sampler-seed", str(seed),
+           "--workers-per-machine", str(workers))
+    return measure_sweep(out)
+
+
+def measure_sweep(out: Path) -> dict:
+    """A finished sweep's figures, from its journal and its trial directories."""
     from zhbert.sweep.report import collect
-    secs = zhbert("sweep", str(space), "--data", str(data), "--out", str(out), "--force",
-                  "--steps", str(steps), "--trials", str(trials), "--pruner", pruner,
-                  "--budget-minutes", str(budget), "--sampler-seed", str(seed),
-                  "--workers-per-machine", str(workers))
+    from zhbert.sweep.study import load_study, open_storage
     zhbert("sweep", "report", str(out))
     rep = collect(out)
-    states = Counter(r.state for r in rep.rows)
-    return {"pruner": pruner, "workers": workers, "wall_s": secs, "trials": len(rep.rows),
-            "states": dict(states), "steps_run": sum(r.steps_run for r in rep.rows),
+    trials = load_study(open_storage(out, rep.spec.storage), rep.spec).get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    return {"pruner": rep.spec.pruner, "workers": rep.spec.workers_per_machine,
+            "wall_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
+            "trials": len(rep.rows), "states": dict(Counter(r.state for r in rep.rows)),
+            "steps_run": sum(r.steps_run for r in rep.rows),
             "best": rep.best.value if rep.best else None,
             "best_params": rep.best.params if rep.best else None,
-            "journal_check": journal_check(out, trials)}
+            "values": [(r.number, r.state, r.value, r.steps_run) for r in rep.rows],
+            "journal_check": journal_check(out, rep.spec.trials)}
 
 
 def journal_check(sweep_dir: Path, expected: int) -> dict:
@@ -125,28 +144,19 @@ def summary(res: dict) -> str:
     lines = [f"machine: {res['machine']}", f"fixed: {res['fixed'] or 'nothing (the tiny preset)'}", "",
              "| run | trials | states | steps trained | best held-out MLM acc | wall |",
              "|---|---|---|---|---|---|",
-             f"| `tiny` preset, {res['steps']} steps | 1 | - | {res['steps']:,} | {p['eval_mlm_acc']:.4f} | {p['wall_s'] / 60:.1f} min |"]
+             f"| `tiny` preset, {res['steps']} steps | 1 | - | {p['steps']:,} | {p['eval_mlm_acc']:.4f} | {p['wall_s'] / 60:.1f} min (training) |"]
     for s in (a, b):
         lines.append(f"| sweep, --pruner {s['pruner']} | {s['trials']} | {s['states']} | {s['steps_run']:,} | "
-                     f"{s['best'] if s['best'] is None else format(s['best'], '.4f')} | {s['wall_s'] / 60:.1f} min |")
+                     f"{s['best'] if s['best'] is None else format(s['best'], '.4f')} | {(s['wall_s'] or 0) / 60:.1f} min |")
     lines += ["", f"forecast pruning trained {saved:.0%} fewer steps than no pruning (issue: >= 40%); "
               f"best {b['best']} vs {a['best']} (issue: within 0.01); preset {p['eval_mlm_acc']:.4f}"]
     for w in res.get("workers", []):
-        lines.append(f"workers {w['workers']}: {w['trials']} trials in {w['wall_s'] / 60:.1f} min; "
+        lines.append(f"workers {w['workers']}: {w['trials']} trials in {(w['wall_s'] or 0) / 60:.1f} min; "
                      f"journal: {w['journal_check']}")
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.data is None:
-        from benchmarks.time_to_accuracy import prepare_builtin
-        args.data = prepare_builtin()
-    args.out.mkdir(parents=True, exist_ok=True)
-    res = {"machine": common.machine_line(common.machine()), "steps": args.steps,
-           "budget_minutes": args.budget_minutes, "cores": len(os.sched_getaffinity(0)),
-           "command": " ".join(sys.argv), "fixed": args.fixed}
-    args.space = space_with_fixed(args.space, args.fixed, args.out)
+def run_all(args, res: dict) -> None:
     res["preset"] = preset_baseline(args.data, args.out, args.steps, args.fixed)
     res["none"] = sweep(args.data, args.out / "none", args.space, args.steps, args.trials, "none",
                         args.budget_minutes, args.seed)
@@ -158,6 +168,25 @@ def main(argv=None) -> int:
         res["workers"] = [sweep(args.data, args.out / f"workers{k}", args.space, ws,
                                 args.workers_check_trials, "none", args.budget_minutes, args.seed, k)
                           for k in (1, 2)]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.data is None and not args.summarize:
+        from benchmarks.time_to_accuracy import prepare_builtin
+        args.data = prepare_builtin()
+    args.out.mkdir(parents=True, exist_ok=True)
+    res = {"machine": common.machine_line(common.machine()), "steps": args.steps,
+           "budget_minutes": args.budget_minutes, "cores": len(os.sched_getaffinity(0)),
+           "command": " ".join(sys.argv), "fixed": args.fixed}
+    args.space = space_with_fixed(args.space, args.fixed, args.out)
+    if args.summarize:
+        res["preset"] = measure_preset(args.out / "preset")
+        res["none"], res["forecast"] = (measure_sweep(args.out / n) for n in ("none", "forecast"))
+        res["workers"] = [measure_sweep(args.out / f"workers{k}") for k in (1, 2)
+                          if (args.out / f"workers{k}").exists()]
+    else:
+        run_all(args, res)
     (args.out / "sweep_benchmark.json").write_text(json.dumps(res, indent=2) + "\n")
     print(summary(res))
     return 0
