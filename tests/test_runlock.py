@@ -64,3 +64,9 @@ def test_unreadable_holder_still_refused(tmp_path):
         path.write_text("garbage")  # e.g. being rewritten this instant
         with pytest.raises(UserError, match=r"running as PID \?"):
             WriterLock(path, "zhbert train").acquire()
+
+
+def test_unwritable_place(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match="cannot create the run directory .*afile/run"):
+        WriterLock(tmp_path / "afile" / "run" / ".train.lock", "zhbert train").acquire()

@@ -29,13 +29,14 @@ from typing import Any
 import torch
 
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
-                               save_checkpoint)
+                               remove_partial, save_checkpoint)
 from zhbert.config import OBJECTIVES, Config, config_from_dict, load_config
 from zhbert.data import IGNORE_INDEX
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.run import data_config, model_config_from
+from zhbert.runlock import WriterLock, lock_path
 from zhbert.schedule import lr_at
 
 
@@ -271,6 +272,12 @@ class Trainer:
 
 def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
          force: bool = False, progress: bool = True) -> Progress:
+    with contextlib.ExitStack() as held:  # the run directory's lock, released however it ends
+        return _main(cfg, data_dir, run_dir, held, resume=resume, force=force, progress=progress)
+
+
+def _main(cfg: Config, data_dir: str | Path, run_dir: str | Path, held: contextlib.ExitStack, *,
+          resume: bool, force: bool, progress: bool) -> Progress:
     from zhbert.data import build_eval_set
     from zhbert.datadir import open_data_dir
     from zhbert.machine import tune_malloc
@@ -292,6 +299,7 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
     eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
                                   max_sequences=cfg.data.eval_sequences) if dist.main else []
     if dist.main:
+        _claim(run_dir, held)
         prepare_run_dir(run_dir, cfg, data_info, resume, force)
         print(f"zhbert: precision {precision}: {reason}", file=sys.stderr)
         _warn_warmup(cfg)
@@ -329,6 +337,19 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
         if dist.main:
             (run_dir / "running.json").unlink(missing_ok=True)
     return tr.progress
+
+
+def _claim(run_dir: Path, held: contextlib.ExitStack) -> None:
+    """Lock the run directory for this process's life (a second trainer exits 2 naming
+    this PID), then clear what a save killed midway left. A data directory is left
+    untouched: prepare_run_dir refuses it next."""
+    if (run_dir / "manifest.json").exists():
+        return
+    held.enter_context(WriterLock(lock_path(run_dir / "train"), "zhbert train"))
+    gone = remove_partial(run_dir)  # safe under the lock: no other save can be in progress
+    if gone:
+        print(f"zhbert: removed {len(gone)} unfinished checkpoint directories left by an "
+              f"interrupted save: {', '.join(gone)}", file=sys.stderr)
 
 
 def _warn_warmup(cfg: Config) -> None:
@@ -393,9 +414,10 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, raw_model: torch.nn.Mod
     saved from. (None, None) when there is none."""
     ref = latest_valid_checkpoint(run_dir, warn=lambda m: print(m, file=sys.stderr))
     if ref is None:
-        if dist.main:
-            print(f"zhbert: no checkpoint in {run_dir} to resume from; starting at step 0",
-                  file=sys.stderr)
+        if dist.main:  # the records of an attempt killed before its first checkpoint go too
+            dropped = truncate_after(run_dir / "history.jsonl", 0)
+            print(f"zhbert: no checkpoint in {run_dir} to resume from; starting at step 0 "
+                  f"({dropped} history records dropped)", file=sys.stderr)
         return None, None
     state = load_checkpoint(ref.path, raw_model, optimizer)
     if state.get("config_hash") != cfg.hash():
