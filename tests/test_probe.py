@@ -93,17 +93,18 @@ def test_task_files_in_the_encodings_prepare_reads(tmp_path, encoding):
     assert all(text.startswith("天氣很好") for text, *_ in task.train)
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"text": "好的", "label": 1}\n{"text": "不好"}\n', "row 2: missing label"),
-    ('{"text": "好的", "label": 1}\n{"text": "不好", "label": 1}\n', "one class only"),
-    ('{"label": 1}\n{"text": "不好", "label": 0}\n', "row 1: missing text"),
-    ('{"text": "a", "label": 1, "split": "dev"}\n{"text": "b", "label": 0, "split": "test"}\n', "train or test"),
+@pytest.mark.parametrize("content, message, strict", [
+    ('{"text": "好的", "label": 1}\n{"text": "不好"}\n', "line 2: empty 'label'", True),
+    ('{"text": "好的", "label": 1}\n{"text": "不好"}\n', "one class only", False),  # row 2 skipped
+    ('{"text": "好的", "label": 1}\n{"text": "不好", "label": 1}\n', "one class only", False),
+    ('{"label": 1}\n{"text": "不好", "label": 0}\n', "line 1: empty 'text'", True),
+    ('{"text": "a", "label": 1, "split": "dev"}\n{"text": "b", "label": 0, "split": "test"}\n', "train or test", False),
 ])
-def test_bad_task_files(tmp_path, content, message):
+def test_bad_task_files(tmp_path, content, message, strict):
     f = tmp_path / "t.jsonl"
     f.write_text(content, encoding="utf-8")
     with pytest.raises(UserError, match=message):
-        load_task_file(f)
+        load_task_file(f, strict=strict)
 
 
 def test_bad_task_file_cli_exit_2(run, tmp_path, capsys):

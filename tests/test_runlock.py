@@ -4,6 +4,7 @@ lock never blocks."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import textwrap
 
 import pytest
 
+from trained_run import trained_run  # noqa: F401  (session fixture)
 from zhbert.errors import UserError
 from zhbert.runlock import WriterLock, is_locked, lock_path
 
@@ -70,3 +72,22 @@ def test_unwritable_place(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(UserError, match="cannot create the run directory .*afile/run"):
         WriterLock(tmp_path / "afile" / "run" / ".train.lock", "zhbert train").acquire()
+
+
+def test_eval_and_probe_writers_take_their_file_locks(trained_run, tmp_path):
+    """A second `eval` (or `probe`) on a run is refused while one writes its results;
+    evaluation alongside a trainer is fine (different files)."""
+    from zhbert.checkpoint_eval import evaluate_checkpoints
+    from zhbert.probe import ProbeSettings, probe_run
+    from zhbert.run import EVAL_RESULTS
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    with WriterLock(lock_path(run / EVAL_RESULTS), "zhbert eval"):
+        with pytest.raises(UserError, match=f"zhbert eval is running as PID {os.getpid()}"):
+            evaluate_checkpoints(run, step=10, log=lambda m: None)
+    with WriterLock(lock_path(run / "probe.jsonl"), "zhbert probe"):
+        with pytest.raises(UserError, match=f"zhbert probe is running as PID {os.getpid()}"):
+            probe_run(run, "sentiment", ProbeSettings(linear=True), step=10, log=lambda m: None)
+    assert not (run / EVAL_RESULTS).exists() and not (run / "probe.jsonl").exists()
+    with WriterLock(lock_path(run / "train"), "zhbert train"):  # a live trainer does not block eval
+        assert len(evaluate_checkpoints(run, step=10, log=lambda m: None)) == 1

@@ -122,3 +122,46 @@ def test_cli_options():
     add_table_arguments(parser, pair=False, label=False)
     assert table_options(parser.parse_args([])) == {"text_column": None, "pair_column": None,
                                                     "label_column": None, "strict": False}
+
+
+# -- the readers that use it: probe --task-file, fill-mask --input
+
+def test_probe_task_file_label_review_with_an_empty_row(tmp_path, capsys):
+    """The issue's sentiment CSV: label,review, one empty review among the rows."""
+    from zhbert.probe import load_task_file
+
+    rows = [(str(i % 2), f"评论{i}很好" if i % 2 else f"评论{i}很差") for i in range(40)]
+    path = write_csv(tmp_path / "s.csv", ["label", "review"], rows[:17] + [("1", "")] + rows[17:])
+    task = load_task_file(path)
+    assert len(task.train) + len(task.test) == 40 and task.labels == ("0", "1")
+    assert "skipped 1 of 41 rows" in capsys.readouterr().err
+    with pytest.raises(UserError, match="line 19: empty 'review'"):
+        load_task_file(path, strict=True)
+    renamed = write_csv(tmp_path / "r.csv", ["y", "q"], rows)
+    task = load_task_file(renamed, text_column="q", label_column="y")
+    assert len(task.train) + len(task.test) == 40
+
+
+def test_probe_cli_options():
+    from zhbert import probe
+
+    parser = argparse.ArgumentParser()
+    probe.add_arguments(parser)
+    args = parser.parse_args(["RUN", "--task-file", "t.csv", "--text-column", "q",
+                              "--label-column", "y", "--strict"])
+    assert table_options(args) == {"text_column": "q", "pair_column": None,
+                                   "label_column": "y", "strict": True}
+
+
+def test_fill_mask_input_table_or_lines(tmp_path):
+    from zhbert.fillmask import _read_sentences
+
+    table = tmp_path / "in.jsonl"
+    table.write_text('{"id": 1, "sentence": "北京是中国的[MASK]都。"}\n{"id": 2, "sentence": ""}\n'
+                     '{"id": 3, "sentence": "[MASK]天"}\n', encoding="utf-8")
+    args = argparse.Namespace(sentences=[], input=str(table), text_column=None, strict=False)
+    assert _read_sentences(args) == ["北京是中国的[MASK]都。", "[MASK]天"]
+    lines = tmp_path / "in.txt"
+    lines.write_bytes("第一[MASK]\n\n第二[MASK]\n".encode("gbk"))
+    args = argparse.Namespace(sentences=["零[MASK]"], input=str(lines), text_column=None, strict=False)
+    assert _read_sentences(args) == ["零[MASK]", "第一[MASK]", "第二[MASK]"]

@@ -35,34 +35,36 @@ def evaluate_checkpoints(run_dir: str | Path, step: int | None = None, all_check
     from zhbert.evaluate import evaluate
     from zhbert.machine import detect_capabilities
     from zhbert.precision import autocast_context, resolve_precision
+    from zhbert.runlock import WriterLock, lock_path
 
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     run = open_run(run_dir)
     out = run.path / EVAL_RESULTS
-    done = {(r.get("step"), r.get("split")) for r in read_results(out)}
-    todo = [r for r in select_checkpoints(run.path, step, all_checkpoints) if (r.step, split) not in done]
-    if not todo:
-        log(f"zhbert: nothing to evaluate; {out} already has every selected checkpoint on {split}")
-        return []
-    device = device or default_device()
-    # the run's own precision, as resolved on this machine (what its history evals used)
-    precision = resolve_precision(run.cfg.train.precision, detect_capabilities(device)).precision
-    # training's data settings: the same eval set as the history's
-    batches = build_eval_set(open_run_data(run), split, data_config(run.cfg),
-                             max_sequences=max_sequences or run.cfg.data.eval_sequences)
-    records = []
-    for ref in todo:
-        model = load_run_model(run, ref, device)
-        metrics = evaluate(model, batches, device, lambda: autocast_context(precision, device),
-                           run.cfg.model.objective)
-        rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "split": split, **metrics}
-        append_result(out, rec)
-        records.append(rec)
-        lo, hi = metrics["eval_mlm_acc_ci95"]
-        log(f"step {ref.step:>8}  {split}  mlm_acc {metrics['eval_mlm_acc']:.4f} "
-            f"[{lo:.4f}, {hi:.4f}]  loss {metrics['eval_mlm_loss']:.4f}  "
-            f"masked {metrics['eval_masked']}")
+    with WriterLock(lock_path(out), "zhbert eval"):  # one writer of checkpoint_eval.jsonl at a time
+        done = {(r.get("step"), r.get("split")) for r in read_results(out)}
+        todo = [r for r in select_checkpoints(run.path, step, all_checkpoints) if (r.step, split) not in done]
+        if not todo:
+            log(f"zhbert: nothing to evaluate; {out} already has every selected checkpoint on {split}")
+            return []
+        device = device or default_device()
+        # the run's own precision, as resolved on this machine (what its history evals used)
+        precision = resolve_precision(run.cfg.train.precision, detect_capabilities(device)).precision
+        # training's data settings: the same eval set as the history's
+        batches = build_eval_set(open_run_data(run), split, data_config(run.cfg),
+                                 max_sequences=max_sequences or run.cfg.data.eval_sequences)
+        records = []
+        for ref in todo:
+            model = load_run_model(run, ref, device)
+            metrics = evaluate(model, batches, device, lambda: autocast_context(precision, device),
+                               run.cfg.model.objective)
+            rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "split": split, **metrics}
+            append_result(out, rec)
+            records.append(rec)
+            lo, hi = metrics["eval_mlm_acc_ci95"]
+            log(f"step {ref.step:>8}  {split}  mlm_acc {metrics['eval_mlm_acc']:.4f} "
+                f"[{lo:.4f}, {hi:.4f}]  loss {metrics['eval_mlm_loss']:.4f}  "
+                f"masked {metrics['eval_masked']}")
     return records
 
 

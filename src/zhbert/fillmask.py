@@ -248,7 +248,8 @@ def fill_mask(model_or_path: MaskedLM | str | Path, sentences: str | Sequence[st
 def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="run directory or exported model directory")
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help='text with [MASK], e.g. "北京是中国的[MASK]都。"')
-    p.add_argument("--input", metavar="FILE", help="a file of sentences, one per line")
+    p.add_argument("--input", metavar="FILE", help="a file of sentences, one per line, or a "
+                   "CSV/TSV/JSONL table (its text column: see --text-column)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--checkpoint", type=int, metavar="STEP", help="checkpoint step (run directories)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -258,11 +259,18 @@ def add_arguments(p) -> None:
     p.add_argument("--quantize", default="none", choices=("none", "int8"),
                    help="int8: dynamic int8 Linear layers in the encoder (CPU; faster, "
                         "slightly different probabilities)")
+    from zhbert.tables import add_table_arguments
+    add_table_arguments(p, pair=False, label=False)  # --input as a table: its text column
 
 
 def _read_sentences(args) -> list[str]:
+    from zhbert.tables import is_table, read_table, table_options
+
     sentences = list(args.sentences)
-    if args.input:
+    if args.input and is_table(args.input):
+        sentences += [r.text for r in read_table(args.input, what="--input file", need_label=False,
+                                                 **table_options(args)).rows]
+    elif args.input:
         from zhbert.corpus.sources import read_small_text
 
         text = read_small_text(args.input, "--input file")  # UTF-8, GBK, Big5, UTF-16

@@ -10,9 +10,11 @@ its test accuracy (Wilson 95% interval) in RUN_DIR/probe.jsonl:
   fitted with L-BFGS (the classic probe of what a representation already holds).
 
 Tasks: the builtin sentiment reserve (DATA_DIR/downstream/sentiment.jsonl,
-reviews that never entered pretraining) or --task-file, a CSV/JSONL with
-text,label or text_a,text_b,label (pairs -> [CLS] a [SEP] b [SEP]) and an
-optional split column (train/test; otherwise a fixed seeded 80/20 split).
+reviews that never entered pretraining) or --task-file, a CSV/TSV/JSONL read by
+zhbert.tables (text,label or text_a,text_b,label, or the columns named with
+--text-column and co.; pairs -> [CLS] a [SEP] b [SEP]; empty rows skipped and
+counted) and an optional split column (train/test; otherwise a fixed seeded
+80/20 split).
 
 Then the probed checkpoints are joined with checkpoint_eval.jsonl (evaluating
 any that are missing) and the relation is reported: Pearson r (Fisher-z 95%
@@ -23,8 +25,6 @@ read the intervals as descriptive.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -65,38 +65,6 @@ class ProbeSettings:
 
 # ----------------------------------------------------------------------------- tasks
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV or JSONL file (by extension; else JSONL when it starts with "{")."""
-    from zhbert.corpus.sources import read_small_text
-
-    text = read_small_text(path, "task file")  # UTF-8 (BOM or not), GBK, Big5, UTF-16
-    if path.suffix.lower() in (".jsonl", ".json") or (path.suffix.lower() != ".csv" and text.lstrip().startswith("{")):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise UserError(f"{path}, line {n}: not a JSON object; write one "
-                                    '{"text": ..., "label": ...} per line') from None
-        return rows
-    return list(csv.DictReader(text.splitlines()))
-
-
-def _example(row: Any, path: Path, n: int) -> tuple[str, str | None, str]:
-    if not isinstance(row, dict):
-        raise UserError(f"{path}, row {n}: expected an object with text and label")
-    label = row.get("label")
-    if label is None or str(label).strip() == "":
-        raise UserError(f"{path}, row {n}: missing label; every row needs text,label "
-                        "(or text_a,text_b,label)")
-    a = row.get("text", row.get("text_a"))
-    b = row.get("text_b") if "text" not in row else None
-    if not isinstance(a, str) or not a.strip() or (b is not None and not isinstance(b, str)):
-        raise UserError(f"{path}, row {n}: missing text; give a text column, or text_a and text_b")
-    return a, (b or None), str(label).strip()
-
-
 def _label_order(labels: set[str]) -> tuple[str, ...]:
     try:
         return tuple(sorted(labels, key=int))  # 0, 1, 2, 10 numerically
@@ -104,21 +72,24 @@ def _label_order(labels: set[str]) -> tuple[str, ...]:
         return tuple(sorted(labels))
 
 
-def load_task_file(path: str | Path, name: str | None = None, seed: int = 0) -> Task:
-    """A labelled task; rows without a split column get a fixed seeded 80/20 train/test split."""
+def load_task_file(path: str | Path, name: str | None = None, seed: int = 0, **columns) -> Task:
+    """A labelled task read by ``tables.read_table`` (``columns``: its column names and
+    ``strict``); rows without a split column get a fixed seeded 80/20 train/test split."""
+    from zhbert.tables import read_table
+
     path = Path(path)
-    rows = _read_rows(path)
+    rows = read_table(path, what="task file", **columns).rows
     if not rows:
-        raise UserError(f"task file {path} has no rows")
-    examples = [_example(r, path, n) for n, r in enumerate(rows, 1)]
+        raise UserError(f"task file {path} has no usable rows")
+    examples = [(r.text, r.pair, r.label) for r in rows]
     labels = _label_order({lab for _, _, lab in examples})
     if len(labels) < 2:
         raise UserError(f"task file {path} has one class only ({labels[0]!r}); a classifier "
                         "needs at least two labels")
     index = {lab: i for i, lab in enumerate(labels)}
     items = [(a, b, index[lab]) for a, b, lab in examples]
-    if any("split" in r for r in rows):
-        splits = [str(r.get("split", "")).strip().lower() for r in rows]
+    if any("split" in r.extra for r in rows):
+        splits = [r.extra.get("split", "").strip().lower() for r in rows]
         bad = sorted(set(splits) - {"train", "test"})
         if bad:
             raise UserError(f"task file {path}: split must be train or test, found {bad[:3]}")
@@ -260,26 +231,28 @@ def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = P
     """Probe the selected checkpoints not yet in probe.jsonl; return the new records."""
     from zhbert.run import (append_result, checkpoint_tokens, default_device, load_run_model,
                             open_run, open_run_data, read_results, select_checkpoints)
+    from zhbert.runlock import WriterLock, lock_path
     run = open_run(run_dir)
     vocab = open_run_data(run).vocab
     task = builtin_task(task, run.data_dir) if isinstance(task, str) else task
     out = run.path / RESULTS
-    done = {(r.get("step"), r.get("task"), r.get("mode")) for r in read_results(out)}
-    refs = [r for r in select_checkpoints(run.path, step, all_checkpoints)
-            if (r.step, task.name, settings.mode) not in done]
-    device = device or default_device()
-    max_len = min(MAX_LEN, run.cfg.data.max_len)  # positions past the pretraining length are untrained
-    records = []
-    for ref in refs:
-        model = load_run_model(run, ref, device)
-        result = probe_checkpoint(model, vocab, task, settings, max_len, device)
-        rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "task": task.name,
-               "mode": settings.mode, **result, "epochs": None if settings.linear else settings.epochs}
-        append_result(out, rec)
-        records.append(rec)
-        lo, hi = rec["ci95"]
-        log(f"step {ref.step:>8}  {task.name} ({settings.mode})  accuracy {rec['accuracy']:.4f} "
-            f"[{lo:.4f}, {hi:.4f}]  n_test {rec['n_test']}")
+    with WriterLock(lock_path(out), "zhbert probe"):  # one writer of probe.jsonl at a time
+        done = {(r.get("step"), r.get("task"), r.get("mode")) for r in read_results(out)}
+        refs = [r for r in select_checkpoints(run.path, step, all_checkpoints)
+                if (r.step, task.name, settings.mode) not in done]
+        device = device or default_device()
+        max_len = min(MAX_LEN, run.cfg.data.max_len)  # positions past the pretraining length are untrained
+        records = []
+        for ref in refs:
+            model = load_run_model(run, ref, device)
+            result = probe_checkpoint(model, vocab, task, settings, max_len, device)
+            rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "task": task.name,
+                   "mode": settings.mode, **result, "epochs": None if settings.linear else settings.epochs}
+            append_result(out, rec)
+            records.append(rec)
+            lo, hi = rec["ci95"]
+            log(f"step {ref.step:>8}  {task.name} ({settings.mode})  accuracy {rec['accuracy']:.4f} "
+                f"[{lo:.4f}, {hi:.4f}]  n_test {rec['n_test']}")
     return records
 
 
@@ -393,11 +366,14 @@ def _probe_steps(run_dir: Path, task: str, mode: str) -> set[int]:
 
 def add_arguments(p) -> None:
     from zhbert.run import add_checkpoint_arguments
+    from zhbert.tables import add_table_arguments
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by zhbert train")
     add_checkpoint_arguments(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--task", choices=("sentiment",), help="builtin task from the run's data directory")
-    g.add_argument("--task-file", metavar="FILE", help="CSV/JSONL: text,label or text_a,text_b,label [,split]")
+    g.add_argument("--task-file", metavar="FILE", help="CSV/TSV/JSONL: text,label or text_a,text_b,label "
+                   "[,split] (other column names: --text-column and co.)")
+    add_table_arguments(p)
     p.add_argument("--linear", action="store_true", help="logistic regression on frozen features")
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
     p.add_argument("--max-train", type=int, default=2000, metavar="N", help="cap on training examples")
@@ -406,11 +382,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from zhbert.tables import table_options
+
     if args.epochs < 1 or args.max_train < 1 or args.lr <= 0:
         raise UserError("--epochs and --max-train must be at least 1 and --lr positive")
     settings = ProbeSettings(linear=args.linear, epochs=args.epochs, max_train=args.max_train,
                              lr=args.lr, seed=args.seed)
-    task = load_task_file(args.task_file, seed=args.seed) if args.task_file else args.task
+    task = (load_task_file(args.task_file, seed=args.seed, **table_options(args))
+            if args.task_file else args.task)
     records = probe_run(args.run_dir, task, settings, args.checkpoint, args.all_checkpoints)
     name = task if isinstance(task, str) else task.name
     if not records:
