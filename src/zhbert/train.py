@@ -34,6 +34,7 @@ from zhbert.config import Config, config_from_dict, load_config
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
+from zhbert.instance_cache import instance_cache_dir
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -288,7 +289,7 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
                  "vocab_size": len(dd.vocab)}
     # the data first: a config the data cannot serve (say NSP over one document) fails
     # here, before the run directory exists, so the fixed command can use the same --out
-    loader = build_loader(cfg, data_dir, dist)
+    loader = build_loader(cfg, data_dir, dist, device.type)
     loader.check()
     eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
                                   max_sequences=cfg.data.eval_sequences) if dist.main else []
@@ -345,16 +346,21 @@ def data_config(cfg: Config, max_len: int | None = None):
                       whole_word=cfg.data.whole_word, seed=cfg.train.seed)
 
 
-def build_loader(cfg: Config, data_dir, dist: Dist = Dist()):
+def build_loader(cfg: Config, data_dir, dist: Dist = Dist(), device_type: str = "cpu"):
     """The training batches: PretrainingLoader, or with data.warmup_len a
     LengthWarmupLoader whose batches of the first warmup_len_fraction x train.steps
-    steps hold max_len / warmup_len times as many sequences of warmup_len tokens."""
-    from zhbert.data import LengthWarmupLoader, PretrainingLoader
+    steps hold max_len / warmup_len times as many sequences of warmup_len tokens.
+    On CUDA: loader workers (data.num_workers -1) and pinned batches; with several
+    processes on a node, one build of each epoch for all of them (instance_cache)."""
+    from zhbert.data import LengthWarmupLoader, PretrainingLoader, loader_workers
     d, b = cfg.data, cfg.train.batch_size
+    workers = loader_workers(d.num_workers, device_type, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    cache = instance_cache_dir() if dist.world > 1 or workers > 0 else None
 
     def loader(max_len: int, batch_size: int) -> PretrainingLoader:
         return PretrainingLoader(data_dir, "train", data_config(cfg, max_len), batch_size=batch_size,
-                                 rank=dist.rank, world_size=dist.world, num_workers=d.num_workers)
+                                 rank=dist.rank, world_size=dist.world, num_workers=workers,
+                                 pin_memory=device_type == "cuda", cache_dir=cache)
 
     full = loader(d.max_len, b)
     if not d.warmup_len:
