@@ -155,3 +155,55 @@ def test_bf16_weights_train_a_bf16_copy_of_fp32_masters():
     assert any(not torch.equal(a, b) for a, b in zip(before, master.parameters()))
     for m, p in zip(master.parameters(), bf.params):  # the copy is the master rounded to bf16
         assert torch.equal(p, m.detach().to(torch.bfloat16))
+
+
+def test_fp32_on_ampere_uses_tf32_and_says_so(monkeypatch):
+    got = P.resolve_precision("fp32", A100, probe=no_probe)
+    assert got.tf32 and "TF32" in got.reason
+    for caps in (T4, AMD):  # pre-Ampere GPUs and CPUs have no TF32
+        assert not P.resolve_precision("fp32", caps, probe=no_probe).tf32
+    assert not P.resolve_precision("auto", A100, probe=no_probe).tf32  # bf16: no fp32 matmuls
+    monkeypatch.setenv("ZHBERT_TF32", "0")
+    assert not P.resolve_precision("fp32", A100, probe=no_probe).tf32
+
+
+def test_apply_matmul_precision_sets_the_tf32_backend_flag(monkeypatch):
+    before = torch.backends.cuda.matmul.fp32_precision
+    try:
+        P.apply_matmul_precision(P.resolve_precision("fp32", A100, probe=no_probe))
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+        torch.backends.cuda.matmul.fp32_precision = before
+        P.apply_matmul_precision(P.resolve_precision("fp32", T4, probe=no_probe))
+        assert torch.backends.cuda.matmul.fp32_precision == before
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = before
+
+
+@pytest.mark.parametrize("requested, caps, words", [
+    ("auto", A100, "bf16 copy of the model trains"),  # not "bf16 autocast": that is not what runs
+    ("bf16", XEON, "bf16 copy of the model trains"),
+    ("auto", XEON, "bf16 copy of the model trains"),
+    ("auto", T4, "fp16 autocast with dynamic loss scaling"),
+])
+def test_reason_says_what_the_step_does(requested, caps, words):
+    reason = P.resolve_precision(requested, caps, probe=no_probe).reason
+    assert words in reason and "bf16 autocast" not in reason
+
+
+def test_a_gpu_that_torch_cannot_use_is_named_once_with_the_setup_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    msg = P.unused_gpu_message(nvidia_smi="/usr/bin/nvidia-smi", dev_nodes=[])
+    assert "CPU-only build" in msg and 'make setup TORCH="torch==2.13.0 --index-url' in msg
+    assert P.unused_gpu_message(nvidia_smi="", dev_nodes=["/dev/nvidia0"]) is not None
+    assert P.unused_gpu_message(nvidia_smi="", dev_nodes=[]) is None  # no GPU: nothing to say
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    assert "finds no usable device" in P.unused_gpu_message(nvidia_smi="x", dev_nodes=[])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert P.unused_gpu_message(nvidia_smi="x", dev_nodes=[]) is None  # it is used
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(P, "unused_gpu_message", lambda: "GPU unused")
+    with pytest.warns(P.PrecisionWarning, match="GPU unused") as record:
+        P.warn_unused_gpu()
+        P.warn_unused_gpu()
+    assert len(record) == 1

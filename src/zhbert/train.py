@@ -311,8 +311,8 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
                  tokens_per_step=cfg.train.batch_size * cfg.train.grad_accum * dist.world * cfg.data.max_len,
                  progress=Progress(), interval=Interval.zeros(device))
     resumed_from = _maybe_resume(tr) if resume else None
-    if precision == "bf16":  # a bf16 copy trains; the fp32 raw_model stays the master
-        from zhbert.precision import Bf16Weights
+    from zhbert.precision import Bf16Weights, trains_bf16_copy
+    if trains_bf16_copy(precision):  # the fp32 raw_model stays the master
         tr.bf16 = Bf16Weights(raw_model)
     tr.model = _wrap(tr.bf16.module if tr.bf16 else raw_model, cfg, dist, device)
     if dist.main:
@@ -372,8 +372,10 @@ def build_loader(cfg: Config, data_dir, dist: Dist = Dist(), device_type: str = 
 
 def _resolve_precision(cfg: Config, device: torch.device):
     from zhbert.machine import detect_capabilities
-    from zhbert.precision import autocast_context, needs_grad_scaler, resolve_precision
+    from zhbert.precision import (apply_matmul_precision, autocast_context, needs_grad_scaler,
+                                  resolve_precision)
     resolved = resolve_precision(cfg.train.precision, detect_capabilities(device))
+    apply_matmul_precision(resolved)  # TF32 for fp32 on Ampere+
     autocast = lambda: autocast_context(resolved.precision, device)  # noqa: E731
     scaler = (torch.amp.GradScaler(device.type)
               if needs_grad_scaler(resolved.precision, device) else None)
@@ -470,6 +472,7 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
 
 def train_step(tr: Trainer, step: int) -> bool:
     """One optimizer step over grad_accum micro-batches. False if non-finite."""
+    from zhbert.model import any_padding
     cfg = tr.cfg
     # Dropout randomness as a function of (seed, step, rank): exact resume needs no RNG state.
     torch.manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + tr.dist.rank)
@@ -482,12 +485,13 @@ def train_step(tr: Trainer, step: int) -> bool:
     for micro in range(accum):
         batch = next(tr.loader)
         tokens += int(batch["attention_mask"].sum())  # CPU tensor: no device sync
+        padded = any_padding(batch["attention_mask"])  # read here, on the host (see model.encode)
         batch = {k: v.to(tr.device, non_blocking=True) for k, v in batch.items()}
         sync = micro == accum - 1 or tr.dist.world == 1
         ctx = contextlib.nullcontext() if sync else tr.model.no_sync()
         with ctx:
             with contextlib.nullcontext() if tr.bf16 else tr.autocast():
-                out = tr.model(batch)
+                out = tr.model(batch, padded=padded)
             loss = out.loss / accum
             (tr.scaler.scale(loss) if tr.scaler else loss).backward()
         stats += _step_stats(out)
