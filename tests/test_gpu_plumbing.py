@@ -149,7 +149,15 @@ def _scenarios(dist):
             "none": D.agree_on_step(dist, None, cpu, "runs/x"),
             "text": D.broadcast_text(dist, "检查点 ✓" if dist.main else "", cpu),
             "ok": D.on_main(dist, cpu, lambda: "saved"),
-            "max": D.agree_max(dist, float(dist.rank), cpu)}
+            "max": D.agree_max(dist, float(dist.rank), cpu),
+            "mean": _mean_of_grads(dist)}
+
+
+def _mean_of_grads(dist):
+    """fp32 gradients that bf16 cannot hold: the fp32 all-reduce keeps them."""
+    g = [torch.full((3,), 1.0 + dist.rank * 2**-10), torch.full((2, 2), float(dist.rank))]
+    D.all_reduce_mean_(dist, g)
+    return [t.tolist() for t in g]
 
 
 @pytest.mark.skipif(not tdist.is_available(), reason="torch.distributed not built")
@@ -165,3 +173,5 @@ def test_collective_helpers_on_two_gloo_ranks(tmp_path):
         assert r["same"] == 400 and r["none"] is None
         assert r["text"] == "检查点 ✓" and r["max"] == 1.0
     assert r0["ok"] == "saved" and r1["ok"] is None
+    mean = [[1.0 + 2**-11] * 3, [[0.5, 0.5], [0.5, 0.5]]]  # 1 + 2^-11 is not a bf16 number
+    assert r0["mean"] == r1["mean"] == mean

@@ -207,3 +207,24 @@ def test_a_gpu_that_torch_cannot_use_is_named_once_with_the_setup_line(monkeypat
         P.warn_unused_gpu()
         P.warn_unused_gpu()
     assert len(record) == 1
+
+
+def test_bf16_gradient_accumulation_adds_up_in_fp32():
+    """grads_to_master after every micro-batch: the sum is the fp32 sum of the bf16
+    micro-batch gradients, not a bf16 sum rounded at every add (what DDP's no_sync
+    accumulation in the bf16 copy did)."""
+    master = torch.nn.Linear(64, 64)
+    bf = P.Bf16Weights(master)
+    x = torch.randn(8, 64)
+    per_micro = []
+    for scale in (1.0, 1e-3, 1e-3, 1e-3):  # small later contributions: lost in a bf16 sum
+        bf.module(x.bfloat16() * scale).sum().backward()
+        per_micro.append(bf.module.weight.grad.float().clone())
+        bf.grads_to_master()
+        assert bf.module.weight.grad is None
+    fp32_sum = torch.stack(per_micro).sum(0)
+    torch.testing.assert_close(master.weight.grad, fp32_sum, rtol=1e-6, atol=1e-6)
+    bf16_sum = per_micro[0].bfloat16()
+    for g in per_micro[1:]:
+        bf16_sum = bf16_sum + g.bfloat16()
+    assert (bf16_sum.float() - fp32_sum).abs().max() > 10 * (master.weight.grad - fp32_sum).abs().max()

@@ -106,6 +106,19 @@ def agree_max(dist: Dist, value: float, device: torch.device) -> float:
     return float(t.item())
 
 
+def all_reduce_mean_(dist: Dist, tensors: list[torch.Tensor]) -> None:
+    """Average ``tensors`` over the ranks in place, as one flat all-reduce in their own
+    dtype (the trainer passes the fp32 master gradients of a bf16 run, which DDP would
+    have reduced in bf16)."""
+    if dist.world == 1 or not tensors:
+        return
+    import torch.distributed
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    torch.distributed.all_reduce(flat)
+    flat /= dist.world
+    torch._foreach_copy_(tensors, [f.view_as(t) for f, t in zip(flat.split([t.numel() for t in tensors]), tensors)])
+
+
 def gather_ints(dist: Dist, value: int, device: torch.device) -> list[int]:
     """Every rank's ``value``, in rank order, on every rank."""
     if dist.world == 1:

@@ -200,7 +200,8 @@ class Bf16Weights:
     clipping, checkpoints and evaluation see only the fp32 ``master``. After backward
     the bf16 gradients move to the master (``grads_to_master``); after the optimizer step
     the master values are copied back (``sync_from_master``). With gradient accumulation
-    the micro-batch gradients add up in bf16 before the move (DDP reduces them there).
+    the micro-batch gradients add up in the fp32 masters (``grads_to_master`` after each
+    one), and under DDP they are averaged there, in fp32.
     """
 
     def __init__(self, master: torch.nn.Module):
@@ -211,8 +212,12 @@ class Bf16Weights:
         self.params = list(self.module.parameters())
 
     def grads_to_master(self) -> None:
+        """Add the bf16 copy's gradients into the fp32 masters' and clear them. Called after
+        every micro-batch, so that gradient accumulation (and, under DDP, the all-reduce:
+        distributed.all_reduce_mean_ on the masters) happens in fp32, not bf16."""
         for m, p in zip(self.master_params, self.params):
-            m.grad = None if p.grad is None else p.grad.float()
+            if p.grad is not None:
+                m.grad = p.grad.float() if m.grad is None else m.grad.add_(p.grad)
             p.grad = None
 
     @torch.no_grad()
