@@ -228,3 +228,27 @@ def test_bf16_gradient_accumulation_adds_up_in_fp32():
     for g in per_micro[1:]:
         bf16_sum = bf16_sum + g.bfloat16()
     assert (bf16_sum.float() - fp32_sum).abs().max() > 10 * (master.weight.grad - fp32_sum).abs().max()
+
+
+def test_grad_scaler_overflow_skips_are_not_divergence():
+    """GradScaler("cpu") with forced overflows: each is a skip (the scale halves, the
+    weights stay), classified as the scaler's, until the scale falls below 1."""
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    before = model.weight.detach().clone()
+    kinds = []
+    for _ in range(4):
+        loss = model(torch.ones(2, 4)).sum()
+        scaler.scale(loss * float("inf")).backward()  # an overflow in the backward
+        scaler.unscale_(opt)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        assert not torch.isfinite(norm)
+        kinds.append(P.classify_bad_step(bool(torch.isfinite(loss)), scaler))
+        scaler.step(opt)  # skipped
+        scaler.update()
+        opt.zero_grad()
+    assert scaler.get_scale() == 0.25 and torch.equal(model.weight, before)
+    assert kinds == [P.SCALER_SKIP] * 3 + [P.NONFINITE]  # scales 4, 2, 1, then 0.5 < 1
+    assert P.classify_bad_step(False, torch.amp.GradScaler("cpu")) == P.NONFINITE  # nan loss
+    assert P.classify_bad_step(True, None) == P.NONFINITE  # no scaler: inf grads diverge

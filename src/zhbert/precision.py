@@ -223,3 +223,21 @@ class Bf16Weights:
     @torch.no_grad()
     def sync_from_master(self) -> None:
         torch._foreach_copy_(self.params, self.master_params)  # casts fp32 -> bf16
+
+
+# what a step whose loss or gradient was not finite was
+NONFINITE, SCALER_SKIP = "nonfinite", "scaler_skip"
+
+
+def classify_bad_step(loss_finite: bool, scaler) -> str:
+    """A step whose gradient norm was not finite: divergence, or fp16 loss scaling at work.
+
+    With a GradScaler, inf/nan gradients from a finite loss are its normal overflow
+    skips: it starts at 2^16 and halves the scale after each one until the gradients
+    fit (a few skips at the start of every fp16 run, one now and then later). They are
+    recorded, but do not count toward train.max_nonfinite, unless the scale has fallen
+    below 1: then even unscaled gradients overflow, which is divergence. A non-finite
+    loss is always divergence."""
+    if loss_finite and scaler is not None and scaler.get_scale() >= 1.0:
+        return SCALER_SKIP
+    return NONFINITE
