@@ -82,8 +82,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
                force: bool = False) -> Path:
     """Write a transformers-loadable model directory for one checkpoint; returns ``out``."""
     from safetensors.torch import save_file
-    from zhbert.checkpoint_eval import (checkpoint_tokens, load_run_model, open_run, open_run_data,
-                                       select_checkpoints)
+    from zhbert.run import (checkpoint_tokens, load_run_model, open_run, open_run_data,
+                            select_checkpoints)
     import torch
 
     run = open_run(run_dir)
