@@ -34,7 +34,7 @@ from zhbert.fileio import read_json
 
 X_AXES = ("step", "tokens", "seconds")
 # fields of zhbert train/eval records that are bookkeeping, not metrics
-_NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_mlm_acc_ci95", "eval_masked",
+_NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_mlm_acc_ci95", "eval_masked", "data_wait",
                 "tokens_per_s"}
 
 
