@@ -66,6 +66,7 @@ class CorpusStats:
     units: dict[str, Counter] = field(default_factory=dict)      # split -> unit counts
     chars: Counter = field(default_factory=Counter)              # split -> characters
     unk_tokens: Counter = field(default_factory=Counter)         # split -> [UNK] ids
+    script_filter: Counter = field(default_factory=Counter)      # sentences read, dropped by script
     sentences_total: int = 0
     sentences_duplicate: int = 0     # repeated sentences in the final data (all splits)
 
@@ -155,7 +156,10 @@ def build_report(stats: CorpusStats, vocab: Vocab, splits: dict[str, dict[str, i
                        if stats.sentences_total else 0.0},
         "input": {"documents_read": stats.docs_read, "bytes_read": stats.bytes_read,
                   "documents_dropped_by_cleaning": stats.docs_dropped_clean,
-                  "dropped_sentences": dict(sorted(stats.dropped_sentences.items()))},
+                  "dropped_sentences": dict(sorted(stats.dropped_sentences.items())),
+                  # of all sentences read, dropped documents included (a wrong --language shows here)
+                  "script_filtered_share": (round(stats.script_filter["dropped"] / stats.script_filter["sentences"], 6)
+                                            if stats.script_filter["sentences"] else 0.0)},
         "sources": {"documents_read": dict(stats.docs_read_per_source.most_common()),
                     "documents_kept": dict(stats.docs_kept_per_source.most_common()),
                     "files": [{k: s.get(k) for k in ("path", "kind", "encoding", "bytes", "documents", "skipped")}
