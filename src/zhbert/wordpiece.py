@@ -4,9 +4,11 @@ The trainer sees text exactly as BERT's tokenizer will cut it (BertNormalizer
 without lower-casing or accent stripping, BertPreTokenizer: CJK ideographs and
 punctuation are words of their own), so every piece it learns can be matched.
 The result is an ordinary ``zhbert.vocab.Vocab``: the five special tokens, then
-the pieces sorted (words before "##" continuations, then by codepoint), which
-makes vocab.txt the same file for the same text whatever order the trainer's
-hash maps produce. Ids equal ``BertTokenizerFast(vocab=vocab.txt,
+the pieces sorted (words before "##" continuations, then by codepoint), so the
+file does not depend on the order of the trainer's hash maps. Which of several
+equally frequent merges make the last places can still differ from run to run
+(the trainer breaks such ties in hash order, measured on a 100-sentence text):
+the tokenizer of a data directory is its vocab.txt, never a re-training. Ids equal ``BertTokenizerFast(vocab=vocab.txt,
 do_lower_case=False)``'s (tests/test_vocab.py).
 
 The trainer always keeps the whole alphabet (every character of the text and

@@ -44,6 +44,9 @@ class Language:
     wiki_file: tuple[str, ...]
     wiki_disambig_templates: tuple[str, ...]
     wiki_disambig_categories: tuple[str, ...]
+    # templates whose text is prose (every other template is dropped): name (lower case) ->
+    # the positional parameters shown, joined by a space ({{lang|en|word}} -> "word")
+    wiki_text_templates: tuple[tuple[str, tuple[int, ...]], ...]
     # `zhbert data report` defaults: vocabulary size and average sentence length (characters)
     report_min_vocab: int
     report_avg_len: tuple[float, float]
@@ -70,6 +73,7 @@ LANGUAGES: dict[str, Language] = {
         wiki_disambig_templates=("disambig", "disambiguation", "dab", "消歧义", "消歧義", "消歧义页",
                                  "消歧義頁", "hndis", "geodis"),
         wiki_disambig_categories=("消歧义", "消歧義", "消歧义页", "消歧義頁", "disambiguation pages"),
+        wiki_text_templates=(),
         report_min_vocab=10_000, report_avg_len=(30.0, 100.0)),
     "ja": Language(
         code="ja", name="Japanese", script=_IDEO + _KANA, script_name="kanji and kana",
@@ -80,6 +84,10 @@ LANGUAGES: dict[str, Language] = {
         wiki_disambig_templates=("aimai", "曖昧さ回避", "人名の曖昧さ回避", "地名の曖昧さ回避",
                                  "disambig"),
         wiki_disambig_categories=("曖昧さ回避",),
+        wiki_text_templates=(("仮リンク", (1,)), ("lang", (2,)), ("en", (1,)), ("読み仮名", (1,)),
+                             ("読み仮名 ruby不使用", (1,)), ("ruby", (1,)), ("要出典範囲", (1,)),
+                             ("nowrap", (1,)), ("補助漢字フォント", (1,)), ("jis2004フォント", (1,)),
+                             ("unicode", (1,)), ("convert", (1, 2))),
         report_min_vocab=3_000, report_avg_len=(20.0, 100.0)),
     "en": Language(
         code="en", name="English", script=_LATIN, script_name="Latin letters",
@@ -90,6 +98,9 @@ LANGUAGES: dict[str, Language] = {
         wiki_disambig_templates=("disambiguation", "disambig", "dab", "hndis", "geodis",
                                  "set index article"),
         wiki_disambig_categories=("disambiguation pages", "all disambiguation pages"),
+        wiki_text_templates=(("lang", (2,)), ("nowrap", (1,)), ("convert", (1, 2)),
+                             ("ill", (1,)), ("interlanguage link", (1,)), ("transl", (2,)),
+                             ("nihongo", (1,)), ("nobr", (1,)), ("small", (1,)), ("em", (1,))),
         report_min_vocab=5_000, report_avg_len=(40.0, 250.0)),
 }
 DEFAULT = "zh"

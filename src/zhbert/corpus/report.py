@@ -282,9 +282,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", help="a data directory made by zhbert prepare")
     parser.add_argument("--json", action="store_true", help="print the report and checks as JSON")
     parser.add_argument("--min-sentences", type=int, default=100_000)
-    parser.add_argument("--min-vocab", type=int, default=10_000, help="minimum characters in the vocabulary")
-    parser.add_argument("--avg-len", type=_avg_len, default=(30.0, 100.0), metavar="LOW,HIGH",
-                        help="allowed average sentence length in characters")
+    parser.add_argument("--min-vocab", type=int, default=None,
+                        help="minimum characters (word-initial tokens) in the vocabulary "
+                             "(default per language: zh 10000, ja 3000, en 5000)")
+    parser.add_argument("--avg-len", type=_avg_len, default=None, metavar="LOW,HIGH",
+                        help="allowed average sentence length in characters "
+                             "(default per language: zh 30,100, ja 20,100, en 40,250)")
     parser.add_argument("--max-dup-rate", type=float, default=0.05,
                         help="maximum share of repeated sentences")
 
@@ -293,10 +296,15 @@ def run(args: argparse.Namespace) -> int:
     from zhbert.datadir import open_data_dir
     from zhbert.fileio import read_json
 
+    from zhbert.corpus.languages import get as language
+
     data = open_data_dir(args.data_dir)
     report = read_json(data.path / "report.json", "dataset report")
+    lang = language(data.language)
+    min_vocab = lang.report_min_vocab if args.min_vocab is None else args.min_vocab
+    avg_len = lang.report_avg_len if args.avg_len is None else args.avg_len
     try:
-        checks = run_checks(report, args.min_sentences, args.min_vocab, args.avg_len, args.max_dup_rate)
+        checks = run_checks(report, args.min_sentences, min_vocab, avg_len, args.max_dup_rate)
         text = None if args.json else render(report, checks)
     except (KeyError, TypeError) as exc:
         raise UserError(f"{data.path / 'report.json'} lacks figures ({exc}); it was written by "

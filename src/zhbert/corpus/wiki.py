@@ -131,10 +131,36 @@ def _droppable(node, link_prefixes: frozenset) -> bool:
     return False
 
 
+@functools.cache
+def _text_templates(language: str) -> dict[str, tuple[int, ...]]:
+    return dict(languages.get(language).wiki_text_templates)
+
+
+def _template_text(node, shown: tuple[int, ...], language: str) -> str:
+    """The positional parameters ``shown`` of a template, joined by a space, their own
+    markup handled first (a template inside a kept parameter)."""
+    values = []
+    for i in shown:
+        if node.has(str(i)):
+            value = node.get(str(i)).value
+            _remove_nodes(value, language)
+            values.append(str(value).strip())
+    return " ".join(v for v in values if v)
+
+
 def _remove_nodes(code, language: str) -> None:
     categories, files, _, _ = _conventions(language)
+    keep = _text_templates(language)
     # filter() yields parents before children; a child of a removed parent is gone already
     for node in code.filter(recursive=True, matches=None):
+        if keep and isinstance(node, mwparserfromhell.nodes.Template):
+            shown = keep.get(str(node.name).strip().lower().replace("_", " "))
+            if shown:
+                try:
+                    code.replace(node, _template_text(node, shown, language))
+                except ValueError:
+                    pass
+                continue
         if _droppable(node, categories | files):
             try:
                 code.remove(node)
