@@ -24,11 +24,11 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from zhbert.errors import UserError
+from zhbert.schedule import DEFAULT_DECAY_FRACTION, SCHEDULES
 
 PRESETS = ("tiny", "seed", "base")
 OBJECTIVES = ("mlm+nsp", "mlm+sop", "mlm")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-SCHEDULES = ("cosine", "linear", "constant")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,8 @@ class TrainSection:
     eps: float = 1e-6
     warmup_steps: int = 100
     schedule: str = "cosine"
-    min_lr_ratio: float = 0.0     # cosine/linear decay down to lr * min_lr_ratio
+    min_lr_ratio: float = 0.0     # cosine/linear/wsd decay down to lr * min_lr_ratio
+    decay_fraction: float = DEFAULT_DECAY_FRACTION  # wsd: share of post-warm-up steps that decay
     clip_norm: float = 1.0
     eval_every: int = 100
     log_every: int = 10
@@ -102,6 +103,8 @@ class Config:
         d["data"].pop("num_workers")
         if not d["data"]["warmup_len"]:  # off: the hash of runs made before the option existed
             del d["data"]["warmup_len"], d["data"]["warmup_len_fraction"]
+        if d["train"]["schedule"] != "wsd":  # only wsd reads it: older runs keep their hash
+            del d["train"]["decay_fraction"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -231,6 +234,7 @@ def validate(c: Config) -> list[str]:
         (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1 and t.eps > 0, "train.beta1/beta2 in [0, 1), eps > 0"),
         (t.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (t.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}"),
+        (0 < t.decay_fraction <= 1, "train.decay_fraction (wsd's decaying share) must be in (0, 1]"),
         (t.clip_norm >= 0, "train.clip_norm must be >= 0 (0 disables clipping)"),
         (t.eval_every > 0 and t.log_every > 0 and t.checkpoint_every > 0,
          "train.eval_every, log_every and checkpoint_every must be > 0"),

@@ -29,21 +29,19 @@ from zhbert.analysis.history import _read_jsonl
 from zhbert.analysis.predict import add_input_arguments
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
+from zhbert.metrics import metric_info
 
 SCHEMA, VERSION = "zhbert-analysis", 1
 DEFAULT_TARGET = 0.6          # for accuracy metrics when --target is not given
 CORR_BOOT = 2000              # block-bootstrap resamples for r (vectorised, cheap)
 MIN_BACKTEST_POINTS = 20
-ZH_NAMES = {"mlm_acc": "掩码语言模型准确率（训练批次）", "eval_mlm_acc": "掩码语言模型准确率（留出集）",
-            "loss": "训练损失", "mlm_loss": "掩码语言模型损失", "eval_mlm_loss": "留出集掩码语言模型损失",
-            "nsp_acc": "下一句预测准确率", "sop_acc": "句序预测准确率", "lr": "学习率"}
 ZH_X = {"step": "训练步数", "tokens": "训练词元数", "seconds": "训练时间"}
 T = TypeVar("T")
 
 
 def zh_subtitle(run: str, metric: str, x: str) -> str:
     """The Chinese line under each title: run name, metric, axis."""
-    return f"运行 {run}：{ZH_NAMES.get(metric, metric)}与{ZH_X[x]}的关系"
+    return f"运行 {run}：{metric_info(metric).zh}与{ZH_X[x]}的关系"
 
 
 # ----------------------------------------------------------------------------- the analysis
@@ -132,8 +130,7 @@ def _attempt(what: str, skipped: list, fn: Callable[[], T]) -> T | None:
 def _fit_metrics(history: History, main: str, anomalies: list[Anomaly]) -> list[str]:
     """Learning curves worth fitting: accuracies and losses, not a task stuck at chance."""
     chance = {a.metric for a in anomalies if a.kind == "chance"}
-    names = [n for n in history.series if n != main and n not in chance
-             and any(w in n for w in ("acc", "loss", "ppl"))]
+    names = [n for n in history.series if n != main and n not in chance and metric_info(n).is_curve]
     return [main] + names
 
 
@@ -163,7 +160,7 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
                        lambda: fit_curve(mx, s.y, n_boot=n_boot, seed=seed, metric=m))
         if got:
             fits[m] = got
-    if target is None and "acc" in name:
+    if target is None and metric_info(name).kind == "accuracy":
         target = DEFAULT_TARGET
     prediction = None
     if target is None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import signal
 import sys
@@ -34,6 +33,7 @@ from zhbert.config import Config, config_from_dict, load_config
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
+from zhbert.schedule import lr_at
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -131,20 +131,6 @@ def model_config_from(cfg: Config, vocab_size: int):
                        max_position_embeddings=m.max_position_embeddings,
                        hidden_dropout=m.hidden_dropout, attention_dropout=m.attention_dropout,
                        objective=m.objective, max_predictions=max_predictions)
-
-
-def lr_at(step: int, cfg: Config) -> float:
-    """Learning rate for optimizer step `step` (1-based): linear warm-up, then decay."""
-    t = cfg.train
-    if step <= t.warmup_steps:
-        return t.lr * step / max(1, t.warmup_steps)
-    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
-    floor = t.lr * t.min_lr_ratio
-    if t.schedule == "cosine":
-        return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    if t.schedule == "linear":
-        return floor + (t.lr - floor) * max(0.0, 1 - progress)
-    return t.lr
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:

@@ -68,6 +68,7 @@ from scipy.signal import lfilter
 
 from zhbert.analysis.stats import _f, block_indices, lag1_autocorrelation
 from zhbert.errors import UserError
+from zhbert.metrics import metric_info
 
 ACCURACY_MODELS = ("power", "exp", "loglinear", "linear")
 LOSS_MODELS = ("loss_power", "loss_exp", "loglinear", "linear")
@@ -466,15 +467,9 @@ def _clean(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def default_models(y: Any, metric: str | None = None) -> tuple[str, ...]:
-    """Loss-like metrics (name has loss/ppl, or the curve falls) get the loss models."""
-    name = (metric or "").lower()
-    if "loss" in name or "ppl" in name or "perplexity" in name:
-        return LOSS_MODELS
-    if "acc" in name:
-        return ACCURACY_MODELS
-    y = np.asarray(y, dtype=float)
-    y = y[np.isfinite(y)]
-    return LOSS_MODELS if len(y) >= 2 and _tail(y) < _head(y) else ACCURACY_MODELS
+    """Metrics where lower is better get the loss models: zhbert.metrics says which, from
+    the name, or for a name it does not know from whether the curve ``y`` falls."""
+    return LOSS_MODELS if metric_info(metric or "").direction_for(y) < 0 else ACCURACY_MODELS
 
 
 def fit_curve(x: Any, y: Any, models: Sequence[str] | None = None, *, n_boot: int = 200,

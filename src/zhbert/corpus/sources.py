@@ -10,8 +10,8 @@ known encoding) and records size, sha256 and encoding for the manifest;
 Inputs: plain text (a document per blank-line-separated block, or per line),
 JSONL (a ``text`` field per line) and MediaWiki XML dumps, each optionally
 compressed (.gz .bz2 .xz .zst); Parquet files and saved Hugging Face datasets
-(a document per row of the text column: corpus.tables). Text need not be UTF-8: GB18030/GBK, Big5 and
-UTF-16 are detected with charset-normalizer on a prefix.
+(a document per row of the text column: corpus.tables). Text need not be UTF-8:
+GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``).
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-import charset_normalizer
 import zstandard
 
 from zhbert.corpus import builtin_en, tables
 from zhbert.corpus.document import Document
+from zhbert.corpus.encoding import ALLOWED_CONTROL, DECODE_AS, guess_encoding
+from zhbert.corpus.encoding import NotText as _Bad
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
@@ -130,75 +131,6 @@ def _prefix(path: Path) -> tuple[bytes, str | None]:
 
 # -- encodings ---------------------------------------------------------------------
 
-# charset-normalizer's answer -> the codec we record; GBK/GB2312 text decodes as its
-# superset GB18030, Big5 as Big5-HKSCS (a superset that also covers the cp950 extras)
-CANONICAL = {"gbk": "gb18030", "gb2312": "gb18030", "hz": "gb18030", "big5": "big5",
-             "cp950": "big5", "big5hkscs": "big5", "utf-8": "utf-8", "ascii": "utf-8"}
-DECODE_AS = {"utf-8": "utf-8-sig", "big5": "big5hkscs"}  # utf-8-sig drops a BOM
-CHINESE = ["gb18030", "big5", "big5hkscs", "cp950"]
-ALLOWED_CONTROL = frozenset("\t\n\r\f\v")
-
-
-class _Bad(Exception):
-    """A file we cannot read as text; the message completes "<path> ..."."""
-
-
-def _readable_share(text: str) -> float:
-    """Share of characters that plain text is made of: ASCII, CJK, CJK punctuation."""
-    ok = sum(c.isascii() and (c.isprintable() or c in ALLOWED_CONTROL)
-             or "\u3000" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef" for c in text)
-    return ok / max(1, len(text))
-
-
-def _utf16_without_bom(prefix: bytes) -> str:
-    """NUL bytes: UTF-16 (LE or BE, whichever reads as text) or a binary file."""
-    best, share = None, 0.0
-    for encoding in ("utf-16-le", "utf-16-be"):
-        try:
-            text = prefix[: len(prefix) // 2 * 2].decode(encoding)
-        except UnicodeDecodeError:  # e.g. a lone surrogate, or cut inside a pair
-            text = prefix[: len(prefix) // 2 * 2 - 2].decode(encoding, errors="replace")
-        if _readable_share(text) > share:
-            best, share = encoding, _readable_share(text)
-    if share < 0.9:
-        raise _Bad("is a binary file, not text (it contains NUL bytes)")
-    return best
-
-
-def _guess_encoding(prefix: bytes) -> str:
-    if prefix.startswith(codecs.BOM_UTF8):
-        return "utf-8"
-    if prefix.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if b"\0" in prefix:
-        return _utf16_without_bom(prefix)
-    bad = prefix.decode("utf-8", errors="replace").count("\ufffd")
-    if bad <= max(1, len(prefix) // 100):
-        return "utf-8"  # UTF-8, perhaps with a damaged byte: decoding will say where
-    # only the encodings Chinese text comes in: a single-byte guess (e.g. iso8859-5)
-    # would decode anything, silently, into mojibake
-    head = _clean_head(prefix)
-    best = charset_normalizer.from_bytes(head, cp_isolation=CHINESE).best()
-    if best is None or head.isascii():  # ASCII then a bad byte: no evidence of any of them
-        raise _Bad("is not text in a supported encoding (UTF-8, GB18030/GBK, Big5, UTF-16; "
-                   "a binary file?); re-encode it as UTF-8")
-    name = codecs.lookup(best.encoding).name
-    return CANONICAL.get(name, name)
-
-
-def _clean_head(prefix: bytes) -> bytes:
-    """The prefix up to the first byte neither GB18030 nor Big5 can decode: one bad
-    byte must not hide the encoding (decoding the whole file then reports its offset)."""
-    end = 0
-    for codec in ("gb18030", "big5hkscs"):
-        try:
-            codecs.getincrementaldecoder(codec)().decode(prefix)  # a cut last character is fine
-            return prefix
-        except UnicodeDecodeError as exc:
-            end = max(end, exc.start)
-    return prefix[:end]
-
-
 def _decoded(path: Path, encoding: str) -> Iterator[str]:
     """Decoded text chunks; _Bad names the byte offset of the first undecodable byte."""
     decoder = codecs.getincrementaldecoder(DECODE_AS.get(encoding, encoding))("strict")
@@ -279,7 +211,7 @@ def _check(path: Path, kind: str) -> str:
         if b"<mediawiki" not in prefix[:4096]:
             raise _Bad("is not a MediaWiki XML dump (no <mediawiki> element at its start)")
         return "utf-8"  # XML declares its own encoding; dumps are UTF-8
-    encoding = _guess_encoding(prefix)
+    encoding = guess_encoding(prefix)
     _check_text(prefix, encoding)
     with contextlib.suppress(_Truncated):  # reported (once) when the documents are read
         for _ in _decoded(path, encoding):  # a full pass: bad bytes are found before any work

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
+from zhbert.metrics import metric_info
 
 STATIC = Path(__file__).parent / "static"
 STALL_SECONDS = 300.0     # "running" but no new history for this long -> stalled
@@ -216,6 +217,7 @@ def study(run_dir: Path, stamp: tuple, metric: str | None, x: str,
     h = load_history(run_dir, metric)
     s, dropped = h.metric().finite()
     out: dict[str, Any] = {"metric": s.name, "metrics": sorted(h.series), "x": x,
+                           "info": {m: metric_info(m).to_json() for m in sorted(h.series)},
                            "notes": list(h.notes), "dropped": dropped,
                            "anomalies": [a.to_json() for a in detect(h)]}
     out["correlation"] = _guard(lambda: correlate(s.step, s.y, n_boot=1000).to_json())

@@ -207,11 +207,14 @@ async function refreshStudy(force) {
   renderCheckpoints(ck.checkpoints);
 }
 
+// A metric's name as zhbert.metrics gives it (the server sends each metric's info).
+const label = (s, m) => (s.info && s.info[m] && s.info[m].label !== m) ? `${s.info[m].label} (${m})` : m;
+
 function renderStudy(id) {
   const s = studyData, sel = $("study-metric");
   if ([...sel.options].map(o => o.value).join() !== s.metrics.join()) {
     sel.textContent = "";
-    for (const m of s.metrics) sel.add(new Option(m, m));
+    for (const m of s.metrics) sel.add(new Option(label(s, m), m));
   }
   sel.value = s.metric;
   const p = s.prediction;
@@ -247,7 +250,7 @@ function drawStudy(id) {
   // all in the run's colour.
   const s = studyData, pts = series(runs[id], s.metric, s.x), color = runs[id].color;
   const tables = [], labels = [], dashes = [];
-  if (pts[0].length) { tables.push(pts); labels.push(s.metric); dashes.push(true); }
+  if (pts[0].length) { tables.push(pts); labels.push(label(s, s.metric)); dashes.push(true); }
   let extra = {};
   if (!s.fit.error) {
     tables.push([s.fit.grid, s.fit.y], [s.fit.grid, s.fit.hi], [s.fit.grid, s.fit.lo]);
