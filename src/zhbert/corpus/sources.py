@@ -10,7 +10,7 @@ known encoding) and records size, sha256 and encoding for the manifest;
 Inputs: plain text (a document per blank-line-separated block, or per line),
 JSONL (a ``text`` field per line) and MediaWiki XML dumps, each optionally
 compressed (.gz .bz2 .xz .zst); Parquet files and saved Hugging Face datasets
-(a document per row of the text column: corpus.tables). Text need not be UTF-8:
+(a document per row of the text column: corpus.columnar). Text need not be UTF-8:
 GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``).
 """
 
@@ -35,7 +35,7 @@ from typing import BinaryIO, Iterator
 
 import zstandard
 
-from zhbert.corpus import builtin_en, tables
+from zhbert.corpus import builtin_en, columnar
 from zhbert.corpus.document import Document
 from zhbert.corpus.encoding import ALLOWED_CONTROL, DECODE_AS, guess_encoding
 from zhbert.corpus.encoding import NotText as _Bad
@@ -189,8 +189,8 @@ def _builtin_en_infos() -> list[SourceInfo]:
 
 
 def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
-    tables.check_dataset(path, text_column)
-    size, sha = tables.dataset_fingerprint(path)
+    columnar.check_dataset(path, text_column)
+    size, sha = columnar.dataset_fingerprint(path)
     return SourceInfo(spec, "hf-dataset", str(path), size, sha, "utf-8")
 
 
@@ -245,7 +245,7 @@ def _inspect(spec: str, path: Path, skip_bad: bool, text_column: str = "text") -
                         "check its permissions") from None
     info = SourceInfo(spec, kind, str(path), size, sha, encoding="")
     if kind == "parquet":  # a missing column is the user's option, not a bad file: no skipping
-        tables.check_parquet(path, text_column)
+        columnar.check_parquet(path, text_column)
         info.encoding = "utf-8"  # Arrow strings are UTF-8
         return info
     try:
@@ -279,7 +279,7 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
             found = _builtin_en_infos()
         elif spec == "builtin":
             found = _builtin_infos()
-        elif tables.is_saved_dataset(Path(spec).expanduser()):
+        elif columnar.is_saved_dataset(Path(spec).expanduser()):
             found = [_dataset_info(spec, Path(spec).expanduser().resolve(), text_column)]
         else:
             path = Path(spec).expanduser()
@@ -403,9 +403,9 @@ def _wiki_documents(info: SourceInfo) -> Iterator[Document]:
 
 
 def _table_documents(info: SourceInfo, text_column: str) -> Iterator[Document]:
-    """A document per row of a Parquet file or saved dataset (corpus.tables)."""
+    """A document per row of a Parquet file or saved dataset (corpus.columnar)."""
     source = _source_name(info) if info.kind == "parquet" else f"{info.kind}:{Path(info.path).name}"
-    read = tables.parquet_texts if info.kind == "parquet" else tables.dataset_texts
+    read = columnar.parquet_texts if info.kind == "parquet" else columnar.dataset_texts
     for row, text in enumerate(read(Path(info.path), text_column)):
         yield Document(f"{source}#{row}", text, source)
 
