@@ -293,3 +293,13 @@ def test_jawiki_dump_first_pages_make_a_verified_data_dir(tmp_path, capsys):
     rc, report, _ = _run(capsys, "data", "report", str(out), "--min-sentences", "100",
                          "--min-vocab", "1000")
     assert rc == 0 and "PASS  average sentence length" in report and "(target 20-100 chars)" in report
+
+
+def test_spaced_decode_encodes_back_to_the_same_ids():
+    vocab = train_wordpiece(ENGLISH_TEXTS, 150)
+    for text in ENGLISH_TEXTS[:5] + ["A left-wing (radical) party's plan, i.e. 50% and/or $3.50!"]:
+        ids = vocab.encode(text)
+        spaced = vocab.decode(ids, spaced=True)
+        assert vocab.encode(spaced) == ids
+    assert vocab.decode(vocab.encode("The fox's jump (about 3.5 feet) was unbelievable."),
+                        spaced=True) == "The fox's jump (about 3.5 feet) was unbelievable."

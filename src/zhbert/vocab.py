@@ -64,6 +64,8 @@ _HF_WORD_CHARS = (
 _HF_PUNCT = (0x166D, 0x111C9)
 # HF matches added (special) tokens in the raw text before anything else, so a
 # literal "[MASK]" in a corpus becomes the [MASK] id; we do the same for parity.
+_CLOSING = frozenset(".,;:!?)]}%-'/")  # no space before these when decoding spaced text
+_OPENING = frozenset("([{$-'/")          # nor after these ("left-wing", "don't", "and/or")
 _SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
 
 
@@ -332,8 +334,16 @@ class Vocab:
             offset += len(tok) - 2 if tok.startswith("##") else len(tok)
         return out
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text that encodes back to ``ids``: "##x" joined, spaces only between words."""
+    def decode(self, ids: Iterable[int], spaced: bool = False) -> str:
+        """Text that encodes back to ``ids``: "##x" joined, spaces only between words.
+
+        ``spaced``: English typography instead, which encodes back the same (BERT splits
+        punctuation with or without spaces): a space between tokens, except before a
+        "##" piece or closing punctuation, after opening punctuation, and next to
+        CJK characters and punctuation.
+        """
+        if spaced:
+            return self._decode_spaced(ids)
         _, _, isolated = _patterns()
         out: list[str] = []
         prev_wordish = False
@@ -348,6 +358,22 @@ class Vocab:
                 out.append(" ")  # two words of latin/digits: BERT split them at a space
             out.append(tok)
             prev_wordish = wordish and tok[-1] not in isolated
+        return "".join(out)
+
+    def _decode_spaced(self, ids: Iterable[int]) -> str:
+        _, _, isolated = _patterns()
+        out: list[str] = []
+        prev = prev2 = ""
+        for i in ids:
+            tok = self.tokens[int(i)]
+            if tok.startswith("##") and len(tok) > 2:
+                out.append(tok[2:])
+            else:
+                number = prev in ".," and prev2[-1:].isdigit() and tok[0].isdigit()  # 3.5, 1,000
+                tight = not out or number or tok in _CLOSING or prev in _OPENING or any(
+                    t in isolated and not t.isascii() for t in (tok, prev))
+                out.append(tok if tight else " " + tok)
+            prev2, prev = prev, tok
         return "".join(out)
 
     # -- files -------------------------------------------------------------------
