@@ -303,3 +303,20 @@ def test_spaced_decode_encodes_back_to_the_same_ids():
         assert vocab.encode(spaced) == ids
     assert vocab.decode(vocab.encode("The fox's jump (about 3.5 feet) was unbelievable."),
                         spaced=True) == "The fox's jump (about 3.5 feet) was unbelievable."
+
+
+def test_builtin_en_alone_means_english_and_wordpiece(tmp_path):
+    import argparse
+
+    from zhbert.corpus.prepare import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    opts = options_from_args(parser.parse_args(["builtin-en", "--out", str(tmp_path / "d")]))
+    assert (opts.language, opts.tokenizer, opts.max_vocab, opts.clean.script) == ("en", "wordpiece", 30522, "keep")
+    assert opts.clean.max_sentence_chars == 512 and opts.segmenter == "wordpiece"
+    opts = options_from_args(parser.parse_args(["x.txt", "--out", str(tmp_path / "d")]))
+    assert (opts.language, opts.tokenizer, opts.max_vocab, opts.clean.script) == ("zh", "char", 21128, "t2s")
+    with pytest.raises(UserError, match="Chinese only"):
+        options_from_args(parser.parse_args(["x.txt", "--language", "ja", "--script", "t2s",
+                                             "--out", str(tmp_path / "d")]))

@@ -621,9 +621,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="data directory to create")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing --out (only once the new one is complete)")
-    parser.add_argument("--language", choices=tuple(LANGUAGES), default="zh",
-                        help="the corpus language (default zh): script filter, sentence splitting, "
-                             "tokenizer and word boundaries; recorded in the manifest")
+    parser.add_argument("--language", choices=tuple(LANGUAGES), default=None,
+                        help="the corpus language (default zh; en for builtin-en alone): script "
+                             "filter, sentence splitting, tokenizer and word boundaries; recorded "
+                             "in the manifest")
     g = parser.add_argument_group("reading")
     g.add_argument("--text-column", default="text",
                    help="the text column of .parquet files and saved datasets (default text)")
@@ -670,7 +671,10 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     from zhbert.corpus.dedup import DedupConfig
     from zhbert.wordpiece import DEFAULT_SIZE
 
-    lang = languages.get(args.language)
+    from zhbert.corpus.builtin_en import SPEC as BUILTIN_EN
+
+    sources = tuple(args.sources or ["builtin"])
+    lang = languages.get(args.language or ("en" if set(sources) == {BUILTIN_EN} else languages.DEFAULT))
     tokenizer = args.tokenizer or lang.tokenizer
     max_vocab = args.max_vocab or (DEFAULT_SIZE if tokenizer == "wordpiece" else 21128)
     if args.workers < 1:
@@ -682,7 +686,7 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     if max_vocab <= 5:
         raise UserError(f"--vocab-size (--max-vocab) must exceed the 5 special tokens, got {max_vocab}")
     return PrepareOptions(
-        sources=tuple(args.sources or ["builtin"]), out=Path(args.out),
+        sources=sources, out=Path(args.out),
         clean=CleanConfig(script=args.script or ("t2s" if lang.opencc else "keep"),
                           remove_urls=not args.keep_urls,
                           min_sentence_chars=args.min_sentence_chars,
