@@ -40,6 +40,7 @@ class Language:
     segmenter: str            # whole-word masking boundaries: "jieba" | "fugashi" | "wordpiece"
     max_sentence_chars: int   # default --max-sentence-chars (English sentences are longer in characters)
     word_spaces: bool         # words are written with spaces between them (decoded text too)
+    mask_example: str         # a fill-mask example (model cards, messages)
     # MediaWiki dumps: namespace names of categories and files, disambiguation markers
     wiki_category: tuple[str, ...]
     wiki_file: tuple[str, ...]
@@ -68,6 +69,7 @@ LANGUAGES: dict[str, Language] = {
         code="zh", name="Chinese", script=_IDEO, script_name="CJK ideographs",
         drop_reason="low_chinese", splitter="zh", opencc=True, tokenizer="char",
         segmenter="jieba", max_sentence_chars=256, word_spaces=False,
+        mask_example="北京是中国的[MASK]都。",
         wiki_category=("category", "分类", "分類"),
         wiki_file=("file", "image", "media", "文件", "檔案", "档案", "图像", "圖像", "图片", "圖片",
                    "媒体", "媒體", "媒体文件", "媒體檔案"),
@@ -80,6 +82,7 @@ LANGUAGES: dict[str, Language] = {
         code="ja", name="Japanese", script=_IDEO + _KANA, script_name="kanji and kana",
         drop_reason="low_script", splitter="ja", opencc=False, tokenizer="char",
         segmenter="fugashi", max_sentence_chars=256, word_spaces=False,
+        mask_example="東京は日本の[MASK]都です。",
         wiki_category=("category", "カテゴリ"),
         wiki_file=("file", "image", "media", "ファイル", "画像", "メディア"),
         wiki_disambig_templates=("aimai", "曖昧さ回避", "人名の曖昧さ回避", "地名の曖昧さ回避",
@@ -94,6 +97,7 @@ LANGUAGES: dict[str, Language] = {
         code="en", name="English", script=_LATIN, script_name="Latin letters",
         drop_reason="low_script", splitter="en", opencc=False, tokenizer="wordpiece",
         segmenter="wordpiece", max_sentence_chars=512, word_spaces=True,
+        mask_example="Paris is the [MASK] of France.",
         wiki_category=("category",),
         wiki_file=("file", "image", "media"),
         wiki_disambig_templates=("disambiguation", "disambig", "dab", "hndis", "geodis",
