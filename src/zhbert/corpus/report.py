@@ -223,8 +223,9 @@ def _bar(n: int, most: int, width: int = 40) -> str:
     return "#" * max(1 if n else 0, round(width * n / most)) if most else ""
 
 
-def render(report: dict, checks: list[Check]) -> str:
-    """Human-readable report (plain text, fits 80 columns)."""
+def render(report: dict, checks: list[Check], language: str = "zh") -> str:
+    """Human-readable report (plain text, fits 80 columns); the GB2312 and Chinese-character
+    lines only for Chinese data."""
     v, d, s = report["vocab"], report["duplicates"], report["sentence_length"]
     lines = ["splits:"]
     for name, c in report["splits"].items():
@@ -236,7 +237,11 @@ def render(report: dict, checks: list[Check]) -> str:
               f"[UNK] tokens {_rate(v['validation_unk_token_rate'])}",
               f"  GB2312 level 1 {v['gb2312_level1_coverage']:.1%}, level 2 {v['gb2312_level2_coverage']:.1%}",
               f"Chinese-character ratio: {report['chinese_char_ratio']:.1%}",
+              f"language: {language}; share of the sentences read dropped by its script filter: "
+              f"{report['input'].get('script_filtered_share', 0.0):.1%}",
               f"sentence length: mean {s['mean']}, median {s['median']}, p95 {s['p95']}"]
+    if language != "zh":
+        lines = [line for line in lines if not line.startswith(("  GB2312", "Chinese-character"))]
     most = max((b[2] for b in s["histogram"]), default=0)
     lines += [f"  {lo:>4}-{hi:<4} {_bar(n, most)} {n:,}" for lo, hi, n in s["histogram"]]
     lines += [f"duplicates: {d['exact_documents']:,} exact ({d['exact_rate']:.2%}) and "
@@ -305,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
     avg_len = lang.report_avg_len if args.avg_len is None else args.avg_len
     try:
         checks = run_checks(report, args.min_sentences, min_vocab, avg_len, args.max_dup_rate)
-        text = None if args.json else render(report, checks)
+        text = None if args.json else render(report, checks, data.language)
     except (KeyError, TypeError) as exc:
         raise UserError(f"{data.path / 'report.json'} lacks figures ({exc}); it was written by "
                         "another zhbert version: re-run zhbert prepare") from None
