@@ -24,8 +24,6 @@ from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, staged_dir, usual_permissions
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK, Vocab
 
-ARCHITECTURES = {"mlm+nsp": "BertForPreTraining", "mlm+sop": "BertForPreTraining", "mlm": "BertForMaskedLM"}
-
 
 def hf_state_dict(model) -> dict[str, Any]:
     """The weights under HF's names, tied duplicates dropped, as contiguous CPU tensors."""
@@ -98,8 +96,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
                force: bool = False) -> Path:
     """Write a transformers-loadable model directory for one checkpoint; returns ``out``."""
     from safetensors.torch import save_file
-    from zhbert.checkpoint_eval import (checkpoint_tokens, load_run_model, open_run, open_run_data,
-                                       select_checkpoints)
+    from zhbert.run import (checkpoint_tokens, load_run_model, open_run, open_run_data,
+                            select_checkpoints)
     import torch
 
     run = open_run(run_dir)
@@ -111,7 +109,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     vocab = data.vocab
     model = load_run_model(run, ref, torch.device("cpu"))
     hf_config = model.config.to_hf_config()
-    hf_config.architectures = [ARCHITECTURES[model.config.objective]]
+    # a sentence-pair head (NSP or SOP) is BertForPreTraining's; MLM alone is BertForMaskedLM's
+    hf_config.architectures = ["BertForPreTraining" if model.config.has_nsp else "BertForMaskedLM"]
     hf_config.zhbert_language = data.language  # fill-mask shows English with spaces
     max_len = run.cfg.data.max_len
     with staged_dir(out, force=force) as tmp:
