@@ -518,7 +518,7 @@ def train_step(tr: Trainer, step: int) -> str | None:
             (tr.scaler.scale(loss) if tr.scaler else loss).backward()
         if tr.bf16 is not None:  # accumulate in fp32, not in the bf16 copy's gradients
             tr.bf16.grads_to_master()
-        stats += _step_stats(out, share * accum)
+        stats += _mlm_weighted(_step_stats(out), share * accum)
     if tr.bf16 is not None and tr.dist.world > 1:
         all_reduce_mean_(tr.dist, [p.grad for p in tr.raw_model.parameters() if p.grad is not None])
     if tr.scaler is not None:
@@ -552,18 +552,22 @@ def train_step(tr: Trainer, step: int) -> str | None:
     return None
 
 
-def _step_stats(out, mlm_weight: float = 1.0) -> torch.Tensor:
-    """loss, mlm_loss, nsp_loss, mlm_correct, mlm_count, nsp_correct, nsp_count (detached);
-    the MLM loss weighted as in the step's gradient (the logged loss is then the mean over
-    the step's masked tokens, whatever grad_accum)."""
+def _step_stats(out) -> torch.Tensor:
+    """loss, mlm_loss, nsp_loss, mlm_correct, mlm_count, nsp_correct, nsp_count (detached)."""
     zero = out.mlm_loss.new_zeros(())
     parts = [out.loss, out.mlm_loss, out.nsp_loss if out.nsp_loss is not None else zero,
              out.mlm_correct, out.mlm_count,
              out.nsp_correct if out.nsp_correct is not None else zero,
              out.nsp_count if out.nsp_count is not None else zero]
-    stats = torch.stack([p.detach().double() for p in parts])
-    if mlm_weight != 1.0:  # (weight 1: the loss as computed, bit for bit)
-        stats[1] *= mlm_weight
+    return torch.stack([p.detach().double() for p in parts])
+
+
+def _mlm_weighted(stats: torch.Tensor, weight: float) -> torch.Tensor:
+    """A micro-batch's stats with its MLM loss weighted as in the step's gradient: the
+    logged loss is then the mean over the step's masked tokens, whatever grad_accum.
+    Weight 1 (no accumulation) leaves the loss as computed, bit for bit."""
+    if weight != 1.0:
+        stats[1] *= weight
         stats[0] = stats[1] + stats[2]
     return stats
 
