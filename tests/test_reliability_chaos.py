@@ -25,7 +25,7 @@ from zhbert.history import iter_records
 STEPS, KILLS, SEED = 300, 5, 18
 SETS = [f"train.steps={STEPS}", "train.checkpoint_every=25", "train.keep_last=3",
         "train.eval_every=50", "train.log_every=5"]
-TIMING = {"elapsed", "tokens_per_s"}  # wall-clock figures: never equal between two runs
+TIMING = {"elapsed", "tokens_per_s", "data_wait"}  # wall-clock figures: never equal between two runs
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
 
 

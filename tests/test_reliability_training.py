@@ -50,7 +50,7 @@ def _train_args(data, run):
 
 
 def _records(run):
-    return [{k: v for k, v in r.items() if k not in ("elapsed", "tokens_per_s")}
+    return [{k: v for k, v in r.items() if k not in ("elapsed", "tokens_per_s", "data_wait")}
             for r in iter_records(run / "history.jsonl") if r["type"] in ("train", "eval")]
 
 
