@@ -1,9 +1,9 @@
 """`zhbert train`: data directory -> trained BERT + a history the study can trust.
 
-setup (process group, device, precision) -> main (config, run directory,
-model, optimizer, data, resume) -> fit (the loop). Everything that must survive
-a restart is in the checkpoint: weights, AdamW moments, the data position and
-the logging accumulators; dropout is re-seeded from (seed, step, rank) each
+build_trainer (process group, device, precision, data, run directory, model,
+optimizer, resume) -> fit (the loop). Everything that must survive a restart is
+in the checkpoint: weights and AdamW moments (safetensors) and Trainer.state_dict()
+(the data position, progress and logging accumulators); dropout is re-seeded from (seed, step, rank) each
 step, so a killed and resumed run writes the same history as one that never
 stopped (bit for bit on CPU with the same thread count).
 
@@ -270,6 +270,26 @@ class Trainer:
 
 def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
          force: bool = False, progress: bool = True) -> Progress:
+    tr = build_trainer(cfg, data_dir, run_dir, resume=resume, force=force)
+    if tr.dist.main:
+        atomic_write_json(tr.run_dir / "running.json", {"pid": os.getpid(), "host": _host(),
+                                                        "started": _now()})
+    try:
+        fit(tr, show_progress=progress and tr.dist.main)
+    finally:
+        if tr.history:
+            tr.history.close()
+        if tr.tb:
+            tr.tb.close()
+        if tr.dist.main:
+            (tr.run_dir / "running.json").unlink(missing_ok=True)
+    return tr.progress
+
+
+def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, *,
+                  resume: bool = False, force: bool = False) -> Trainer:
+    """The complete Trainer of a run: process group, device, data, run directory, model,
+    optimizer, logs, and with ``resume`` the newest valid checkpoint's state loaded."""
     from zhbert.data import build_eval_set
     from zhbert.datadir import open_data_dir
     from zhbert.machine import tune_malloc
@@ -315,19 +335,7 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
                  tb=_tensorboard(run_dir) if dist.main else None, bf16=bf16)
     if state is not None:
         tr.load_state_dict(state)
-    if dist.main:
-        atomic_write_json(run_dir / "running.json", {"pid": os.getpid(), "host": _host(),
-                                                     "started": _now()})
-    try:
-        fit(tr, show_progress=progress and dist.main)
-    finally:
-        if tr.history:
-            tr.history.close()
-        if tr.tb:
-            tr.tb.close()
-        if dist.main:
-            (run_dir / "running.json").unlink(missing_ok=True)
-    return tr.progress
+    return tr
 
 
 def _warn_warmup(cfg: Config) -> None:
