@@ -19,7 +19,7 @@ from zhbert.train import lr_at, main
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
          "model.intermediate_size=128", "data.max_len=64", "data.eval_sequences=64",
          "train.batch_size=8", "train.lr=2e-3", "train.warmup_steps=5", "train.precision=fp32"]
-TIMING = {"elapsed", "tokens_per_s"}
+TIMING = {"elapsed", "tokens_per_s", "data_wait"}
 
 
 def _cfg(*extra):
@@ -258,7 +258,8 @@ def test_a_checkpoint_state_is_the_dict_of_the_trainers_parts():
     """Trainer.state_dict() is state.json's layout as the trainer has always written it
     (config hash, loader position, Progress's fields, interval sums), so the checkpoints of
     earlier runs resume: load_state_dict takes that layout back into every part."""
-    from zhbert.train import Dist, Interval, Progress, Trainer
+    from zhbert.distributed import Dist
+    from zhbert.train import Interval, Progress, Trainer
 
     class Loader:  # PretrainingLoader's own state_dict is tested in test_data
         def __init__(self):
