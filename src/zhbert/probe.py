@@ -356,7 +356,7 @@ def plot_probe_vs_mlm(points: Sequence[Point], task: str = "", ax=None):
 def report_relation(run_dir: str | Path, task: str, mode: str,
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate probed checkpoints missing from checkpoint_eval.jsonl, then correlate and plot."""
-    from zhbert.checkpoint_eval import evaluate_checkpoints
+    from zhbert.evaluate import evaluate_checkpoints
     from zhbert.fileio import atomic_write_json
     from zhbert.plots import save_figure
     run_dir = Path(run_dir)
