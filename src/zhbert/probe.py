@@ -34,8 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from zhbert.errors import UserError
-
-RESULTS = "probe.jsonl"
+from zhbert.run import PROBE_RESULTS as RESULTS
 MAX_LEN = 128
 
 Example = tuple[str, str | None, int]  # text_a, text_b (or None), label index

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from zhbert.checkpoint import CheckpointRef
 
 EVAL_RESULTS = "checkpoint_eval.jsonl"  # `zhbert eval`'s results, one record per (step, split)
+PROBE_RESULTS = "probe.jsonl"           # `zhbert probe`'s, one per (step, task, mode)
 
 
 # ----------------------------------------------------------------------------- settings

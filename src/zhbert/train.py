@@ -38,7 +38,7 @@ from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.instance_cache import instance_cache_dir
-from zhbert.run import data_config, model_config_from
+from zhbert.run import EVAL_RESULTS, PROBE_RESULTS, data_config, model_config_from
 from zhbert.schedule import lr_at
 
 
@@ -138,7 +138,7 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
 
 def _clear_run(run_dir: Path) -> None:
     import shutil
-    for name in ("history.jsonl", "checkpoints", "tb", "analysis", "checkpoint_eval.jsonl", "probe.jsonl"):
+    for name in ("history.jsonl", "checkpoints", "tb", "analysis", EVAL_RESULTS, PROBE_RESULTS):
         p = run_dir / name
         if p.is_dir():
             shutil.rmtree(p)
