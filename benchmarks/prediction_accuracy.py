@@ -136,9 +136,9 @@ def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
 HF_DIR = DATA / "hf-tiny-bert"
 
 
-def make_hf_history(data_dir: Path, steps: int = 600, out: Path = HF_DIR) -> Path:
+def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR) -> Path:
     """transformers' Trainer on a tiny BertForMaskedLM over the built-in corpus, line by line,
-    cosine schedule, eval loss and accuracy every 20 steps; keeps only trainer_state.json."""
+    cosine schedule, eval loss and accuracy every steps/20 steps; keeps only trainer_state.json."""
     import tempfile
 
     import torch
@@ -170,11 +170,11 @@ def make_hf_history(data_dir: Path, steps: int = 600, out: Path = HF_DIR) -> Pat
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=32,
                                  learning_rate=2e-3, lr_scheduler_type="cosine", warmup_steps=steps // 10,
-                                 eval_strategy="steps", eval_steps=20, logging_steps=20, save_strategy="no",
+                                 eval_strategy="steps", eval_steps=max(1, steps // 20), logging_steps=max(1, steps // 20), save_strategy="no",
                                  report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
                                  per_device_eval_batch_size=64)
         tr = Trainer(model=model, args=args, train_dataset=lines("train", 40_000),
-                     eval_dataset=lines("validation", 512),
+                     eval_dataset=lines("validation", 256),
                      data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0),
                      compute_metrics=metrics,
                      preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sims", type=int, default=200, help="generated curves per coverage scenario")
     ap.add_argument("--make-hf", metavar="DATA_DIR", help="first make the HF Trainer history from "
                     "this data directory (`zhbert prepare builtin`)")
-    ap.add_argument("--hf-steps", type=int, default=600)
+    ap.add_argument("--hf-steps", type=int, default=200)
     args = ap.parse_args(argv)
     if args.make_hf:
         make_hf_history(Path(args.make_hf), args.hf_steps)

@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predict", metavar="RUN_B", help="the run to predict from other runs")
     parser.add_argument("--from", dest="from_runs", nargs="+", metavar="RUN_A", default=[],
                         help="the runs to fit on (same model and data, shorter or other schedules)")
-    parser.add_argument("--law", default="lr_annealing,multi_power",
-                        help="schedule-aware laws to score (comma-separated; default both)")
+    parser.add_argument("--law", default="lr_annealing",
+                        help="schedule-aware laws to score, comma-separated: lr_annealing (default), "
+                             "multi_power (slower, delta-method interval)")
     parser.add_argument("--n-boot", type=int, default=200,
                         help="bootstrap refits of each law for its interval (default 200)")
 

@@ -244,8 +244,10 @@ class Planner:
                             self.method + f", {len(draws)} bootstrap refits", float(np.std(a)), self.notes)
         # the law's error is shared by all steps of a window (one curve): average, then square
         se_law = float(np.mean(self.accmap.slope(L) * se_L))
-        return Forecast.normal(float(np.mean(acc)), math.sqrt(se_law ** 2 + var_map + var_noise),
-                               self.method, self.notes)
+        f = Forecast.normal(float(np.mean(acc)), math.sqrt(se_law ** 2 + var_map + var_noise),
+                            self.method + ", delta method", self.notes)
+        clip = lambda v: min(max(v, 0.0), 1.0)  # noqa: E731  (an accuracy)
+        return Forecast(f.mean, clip(f.lo80), clip(f.hi80), clip(f.lo95), clip(f.hi95), f.method, f.sd, f.notes)
 
     def curve(self, schedule: Schedule, steps: Any) -> dict[str, np.ndarray]:
         """Loss and expected accuracy along a run, with 80% bands (for tables and plots)."""
