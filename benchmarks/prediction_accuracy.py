@@ -70,13 +70,27 @@ def own_runs() -> list[RunData]:
 
 
 def own_figures(laws=("lr_annealing", "multi_power")) -> dict:
+    """From the shorter runs -> the longest; the longest's first half -> the rest. A run
+    still short of its planned steps (this session's CPU did not finish it) is used as far
+    as it got, and the figures say so: the halfway point is then between the first fitted
+    step and the last one observed."""
+    from zhbert.errors import UserError
     runs = own_runs()
-    if len(runs) < 2:
-        return {"skipped": f"fewer than 2 runs under {DATA}"}
+    if not runs:
+        return {"skipped": f"no runs under {DATA}"}
     longest, shorter = runs[-1], runs[:-1]
-    out = {"runs": [r.curve.name for r in runs],
-           "from_shorter": backtest_runs(longest, shorter, laws).to_json(),
-           "first_half": backtest_runs(longest, [], laws, until=longest.curve.schedule.steps // 2).to_json()}
+    last = int(longest.curve.steps[-1])
+    complete = last >= longest.curve.schedule.steps
+    until = longest.curve.schedule.steps // 2 if complete else (longest.curve.fit_from + last) // 2
+    out = {"runs": {r.curve.name: {"planned": r.curve.schedule.steps, "observed": int(r.curve.steps[-1])}
+                    for r in runs}}
+    for name, args in (("from_shorter", (shorter, None)), ("first_half", ([], until))):
+        try:
+            if name == "from_shorter" and not shorter:
+                raise UserError("only one run")
+            out[name] = backtest_runs(longest, args[0], laws, until=args[1]).to_json()
+        except UserError as why:
+            out[name] = {"skipped": str(why)}
     return out
 
 

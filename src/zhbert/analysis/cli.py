@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from zhbert.analysis.backtest import backtest, backtest_table
 from zhbert.analysis.history import load_history
-from zhbert.analysis.predict import add_input_arguments, backtest, backtest_table
+from zhbert.analysis.predict import add_input_arguments
 from zhbert.errors import UserError
 
 

@@ -164,7 +164,7 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
         n = args.steps or p.base.steps
         cmp = p.compare_schedules(n, warmup=args.warmup, peak=args.lr)
         out["compare_schedules"] = {"steps": n, **{k: f.to_json() for k, f in cmp.items()}}
-        text.append(f"final held-out accuracy of a {n:,}-step run by schedule:")
+        text.append(f"final accuracy ({p.runs[0].acc_metric}) of a {n:,}-step run by schedule:")
         text += [f"  {k:<9} {_fc(f)}" for k, f in cmp.items()]
     if args.target is not None:
         r = reach(p, args.target, lambda n: schedule_for(p, args, n))
@@ -190,10 +190,11 @@ def _steps(p: Planner, args, n: int, price: float | None) -> tuple[dict[str, Any
     out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
            "final_accuracy": acc and acc.to_json(), "units": units(p, n, price),
            "curve": {k: [float(v) for v in vals] for k, vals in curve.items()}}
+    r0 = p.runs[0]
     lines = [f"a {n:,}-step {sched.kind} run (warm-up {sched.warmup}, peak lr {sched.peak:g}):",
-             f"  final held-out loss     {_fc(loss, pct=False)}"]
+             f"  final loss ({r0.loss_metric}) {_fc(loss, pct=False)}"]
     if acc:
-        lines.append(f"  final held-out accuracy {_fc(acc)}")
+        lines.append(f"  final accuracy ({r0.acc_metric}) {_fc(acc)}")
     lines.append(f"  {_fmt_units(out['units'])}")
     lines.append("  step      " + " ".join(f"{s:>8,}" for s in marks))
     lines.append("  loss      " + " ".join(f"{v:8.3f}" for v in curve["loss"]))
