@@ -251,3 +251,84 @@ def test_compiled_train_step_matches_eager():
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight.grad, g_eager,
                                atol=1e-5, rtol=1e-4)
+
+
+def test_sdpa_path_equals_the_written_out_attention_with_padding():
+    """On CUDA the attention (with dropout) is SDPA's; on the CPU it is written out. With
+    dropout 0 both compute the same thing, padding mask included."""
+    from zhbert.model import SelfAttention
+
+    torch.manual_seed(7)
+    att = SelfAttention(tiny_cfg(attention_dropout=0.0))
+    q, k, v = torch.randn(3, B, 4, T, 16).unbind(0)
+    mask = make_batch(7)["attention_mask"][:, None, None, :]
+    assert not mask.all()  # rows 1 and 2 are padded
+    for m in (mask, None):
+        sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        torch.testing.assert_close(att.attend_with_dropout(q, k, v, m), sdpa, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_dropout_goes_to_sdpa_off_the_cpu(monkeypatch):
+    """Off the CPU (CUDA), SDPA gets the attention dropout (its fused kernels apply it);
+    on the CPU it is written out. The device list is patched to play CUDA on the CPU."""
+    import zhbert.model as model_mod
+
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, dropout_p=0.0):
+        seen.append(dropout_p)
+        return real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+
+    monkeypatch.setattr(model_mod.F, "scaled_dot_product_attention", spy)
+    model = BertForPretraining(tiny_cfg(attention_dropout=0.25)).train()
+    model(make_batch())
+    assert seen == []  # the CPU writes it out
+    monkeypatch.setattr(model_mod, "EXPLICIT_DROPOUT_DEVICES", ())
+    model(make_batch())
+    assert seen == [0.25, 0.25]  # one call per layer, with the dropout
+    model.eval()(make_batch())
+    assert seen[2:] == [0.0, 0.0]
+
+
+def test_forward_reads_no_values_off_the_host():
+    """No host sync in the step: a forward + backward on the meta device (whose tensors
+    have no values, so any read raises) works, padded or not, with padded given or not."""
+    model = BertForPretraining(tiny_cfg()).to("meta").train()
+    batch = {k: v.to("meta") for k, v in make_batch().items()}
+    for padded in (None, True, False):
+        out = model(batch, padded=padded)
+        out.loss.backward()
+        assert out.loss.device.type == "meta"
+
+
+def test_padded_flag_from_the_host_matches_reading_the_mask():
+    from zhbert.model import any_padding
+
+    torch.manual_seed(8)
+    model = BertForPretraining(tiny_cfg()).eval()
+    padded_batch, full = make_batch(8), make_batch(8, lengths=(16, 16, 16))
+    assert any_padding(padded_batch["attention_mask"]) and not any_padding(full["attention_mask"])
+    assert any_padding(padded_batch["attention_mask"].to("meta"))  # off the host: keep the mask
+    with torch.no_grad():
+        for batch in (padded_batch, full):
+            flag = any_padding(batch["attention_mask"])
+            torch.testing.assert_close(model(batch, padded=flag).mlm_logits, model(batch).mlm_logits)
+        # a mask kept on an unpadded batch changes nothing
+        torch.testing.assert_close(model(full, padded=True).mlm_logits, model(full).mlm_logits)
+
+
+def test_a_runs_model_config_is_its_config_section_completed():
+    """ModelConfig extends config.ModelSection (one declaration of the sizes, dropouts and
+    objective): every setting of a run's [model] reaches the model, plus vocab and M."""
+    from dataclasses import asdict, fields
+
+    from zhbert.config import ModelSection, load_config
+    from zhbert.run import model_config_from
+
+    cfg = load_config("tiny", ["model.hidden_dropout=0.2", "model.objective=mlm+sop",
+                               "model.max_position_embeddings=256"])
+    m = model_config_from(cfg, 1000)
+    assert {f.name: getattr(m, f.name) for f in fields(ModelSection)} == asdict(cfg.model)
+    assert (m.vocab_size, m.max_predictions, m.has_nsp) == (1000, 10, True)
+    assert not model_config_from(load_config("tiny", ["model.objective=mlm"]), 1000).has_nsp

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from zhbert.analysis import History, Series, correlate, load_history, summary
 from zhbert.analysis.predict import _already_reached
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
-from zhbert.report import CORR_BOOT, ZH_NAMES, ZH_X, check_out, correlation_json, fmt, fmt_p, md_table
+from zhbert.metrics import metric_info
+from zhbert.report_analysis import CORR_BOOT, correlation_json
+from zhbert.report_render import ZH_X, check_out, fmt, fmt_p, md_table
 
 SCHEMA, VERSION = "zhbert-comparison", 1
 DEFAULT_TARGETS = (0.3, 0.5)  # for accuracy metrics
@@ -58,10 +60,7 @@ def load_runs(paths: list[str], metric: str | None, x: str) -> list[Run]:
 def clip(series: Series, x: str, lo: float, hi: float) -> Series:
     """The part of ``series`` with lo <= x <= hi."""
     xs = series.x(x)
-    keep = (xs >= lo) & (xs <= hi)
-    pick = lambda a: None if a is None else a[keep]  # noqa: E731
-    return replace(series, step=series.step[keep], y=series.y[keep], tokens=pick(series.tokens),
-                   seconds=pick(series.seconds))
+    return series.select((xs >= lo) & (xs <= hi))
 
 
 def common_range(runs: list[Run], x: str) -> tuple[float, float] | None:
@@ -90,7 +89,8 @@ def _reached(s: Series, x: str, targets: tuple[float, ...], d: int) -> dict[str,
 def _throughput(h: History) -> dict[str, float | None]:
     m = h.meta
     sps = m.seconds_per_step
-    return {"tokens_per_step": m.tokens_per_step, "tokens_per_s": m.tokens_per_s,
+    return {"tokens_per_step": m.tokens_per_step, "positions_per_step": m.positions_per_step,
+            "tokens_per_s": m.tokens_per_s,
             "seconds_per_step": sps, "steps_per_s": 1.0 / sps if sps else None}
 
 
@@ -101,9 +101,10 @@ def _relative(v: float | None, base: float | None) -> float | None:
 def compare(runs: list[Run], *, x: str = "step", targets: tuple[float, ...] | None = None) -> dict:
     """Everything comparison.json holds; see the module docstring for what is compared how."""
     name = runs[0].series.name
-    direction = -1 if any(w in name for w in ("loss", "ppl")) else 1
+    info = metric_info(name)
+    direction = info.direction_for(runs[0].series.y)
     if targets is None:
-        targets = DEFAULT_TARGETS if "acc" in name else ()
+        targets = DEFAULT_TARGETS if info.kind == "accuracy" else ()
     common = common_range(runs, x)
     shared = [m for m in runs[0].history.series if all(m in r.history.series for r in runs[1:])]
     metrics = [name] + [m for m in shared if m != name]
@@ -151,7 +152,7 @@ def _pct(v: float | None) -> str:
 def comparison_markdown(j: dict, chart: str | None) -> str:
     x, name, runs, common = j["x_axis"], j["metric"], j["runs"], j["common_range"]
     lines = [f"# Comparison of {len(runs)} runs: {name} by {x}", "",
-             f"比较 {len(runs)} 个运行：{ZH_NAMES.get(name, name)}，按{ZH_X[x]}对齐", "",
+             f"比较 {len(runs)} 个运行：{metric_info(name).zh}，按{ZH_X[x]}对齐", "",
              f"Aligned by **{x}**. " + ("Common range (every run has data): "
                                         f"{fmt(common[0])} to {fmt(common[1])} {x}." if common else
                                         f"The runs do not overlap on {x}: no common-range figures.")
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_out(out, "comparison.json")
     common = tuple(j["common_range"]) if j["common_range"] else None
-    sub = f"比较：{ZH_NAMES.get(j['metric'], j['metric'])}（按{ZH_X[args.x]}对齐）"
+    sub = f"比较：{metric_info(j['metric']).zh}（按{ZH_X[args.x]}对齐）"
     try:
         with staged_dir(out, force=True) as tmp:
             fig = plots.comparison_figure([(r.name, r.series) for r in runs], x=args.x, common=common,

@@ -17,28 +17,29 @@ What makes it faster than HF at equal shapes:
 - the MLM head runs only at the M masked positions, (B,M,C) -> (B,M,V), never
   over the whole (B,T,V) sequence;
 - q/k/v are one matmul (weights concatenated at forward, names unchanged);
-- no attention mask at all when the batch has no padding; with attention dropout
-  the attention is written out (SDPA would take its slow math path anyway), and
-  without it SDPA can use its flash kernel;
+- no attention mask at all when the batch has no padding (known on the host when the
+  batch is built: no device-to-host sync); on the CPU with attention dropout the
+  attention is written out (SDPA would take its slow math path anyway), and without
+  it SDPA can use its flash kernel; on CUDA SDPA does the dropout in its fused kernels;
 - dropout draws 16-bit lanes of 64-bit random words (~13x fewer RNG calls than
   ``nn.Dropout``'s uniform draw on the CPU);
 - static shapes and no host syncs (accuracy counts stay on-device; the padding
-  check above is skipped when compiling), so the step compiles into one graph with
+  check above is read on the host, or skipped), so the step compiles into one graph with
   ``torch.compile``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zhbert.config import OBJECTIVES, ModelSection
 from zhbert.kernels import Linear, linear
 
-OBJECTIVES = ("mlm+nsp", "mlm+sop", "mlm")
 PAD_ID = 0  # zhbert.vocab: [PAD]=0
 
 # names in state_dict() that share storage with another name (same as HF's _tied_weights_keys)
@@ -48,32 +49,27 @@ TIED_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ModelSection):
+    """A config's [model] section (config.ModelSection: sizes, dropouts, objective) completed
+    by the vocabulary, the data's masked-slot count and BERT's constants."""
     vocab_size: int
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    max_position_embeddings: int = 512
     type_vocab_size: int = 2
-    hidden_dropout: float = 0.1
-    attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
-    objective: str = "mlm+nsp"
     max_predictions: int = 20  # static M = ceil(mask_prob * T); 20 for T=128
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+            raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
                              f"num_heads {self.num_heads}")
 
     @property
     def has_nsp(self) -> bool:
-        return self.objective != "mlm"
+        """A sentence-pair head (pooler + NSP/SOP classifier)."""
+        return OBJECTIVES[self.objective] is not None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,21 +90,13 @@ class ModelConfig:
             tie_word_embeddings=True)
 
 
-_PRESETS = {  # name -> (hidden, layers, heads, ffn)
-    "tiny": (256, 4, 4, 1024),
-    "seed": (512, 12, 8, 2048),  # the seed study's model
-    "base": (768, 12, 12, 3072),  # BERT-base
-}
-
-
 def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
-    """A named model size; ``overrides`` replace any other ModelConfig field."""
-    if name not in _PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(_PRESETS)}")
-    hidden, layers, heads, ffn = _PRESETS[name]
-    cfg = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers,
-                      num_heads=heads, intermediate_size=ffn)
-    return replace(cfg, **overrides)
+    """The model of a config preset (configs/NAME.toml); ``overrides`` replace any other
+    ModelConfig field."""
+    from zhbert.config import PRESETS, load_config
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return ModelConfig(**{**asdict(load_config(name).model), "vocab_size": vocab_size, **overrides})
 
 
 # ----------------------------------------------------------------------------- modules
@@ -169,6 +157,12 @@ class Embeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))  # (B, T, C)
 
 
+# Devices where attention dropout is written out (attend_with_dropout). Elsewhere (CUDA)
+# SDPA applies its own dropout inside its flash / memory-efficient kernels, which never
+# materialise the (B, H, T, T) weights; the CPU has no such fused kernel with dropout.
+EXPLICIT_DROPOUT_DEVICES = ("cpu",)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -185,16 +179,17 @@ class SelfAttention(nn.Module):
         b = torch.cat((self.query.bias, self.key.bias, self.value.bias))
         # split (not select) into q, k, v: its backward is a cat, not zeros + 3 copies
         q, k, v = linear(x, w, b).view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
-        if self.training and self.dropout.p > 0:
+        p = self.dropout.p if self.training else 0.0
+        if p > 0 and x.device.type in EXPLICIT_DROPOUT_DEVICES:
             y = self.attend_with_dropout(q, k, v, mask)
-        else:  # mask None (no padding) lets SDPA take its flash kernel on the CPU
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:  # mask None (no padding) lets SDPA take its flash kernel
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
 
     def attend_with_dropout(self, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax(q k^T / sqrt(D)) v with dropout on the weights, (B, H, T, D) each.
-        With dropout SDPA falls back to its math path anyway (which also turns a bool
-        mask into an additive one); written out, it uses the faster Dropout above."""
+        On the CPU, SDPA with dropout falls back to its math path anyway (which also turns
+        a bool mask into an additive one); written out, it uses the faster Dropout above."""
         # scale q (B, H, T, D) rather than the scores (B, H, T, T): half the elements at T=128, D=64
         att = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, T)
         if mask is not None:  # (B, 1, 1, T), True = real key
@@ -323,6 +318,17 @@ class PretrainOutput(NamedTuple):
     nsp_count: torch.Tensor | None
 
 
+def any_padding(attention_mask: torch.Tensor) -> bool:
+    """Whether to apply the mask. The trainer asks while the batch is still on the host
+    and passes the answer as ``padded``. Reading the mask is free on
+    the CPU; on an accelerator it would make the host wait for the device at every
+    forward, and a compiled graph would have to break for it: there the mask is kept
+    (the result is the same, only the mask-free kernels are skipped)."""
+    if torch.compiler.is_compiling() or attention_mask.device.type != "cpu":
+        return True
+    return not bool(attention_mask.all())
+
+
 def _correct_and_count(logits: torch.Tensor, labels: torch.Tensor):
     valid = labels != -100
     correct = ((logits.argmax(-1) == labels) & valid).sum()
@@ -357,14 +363,15 @@ class BertForPretraining(nn.Module):
             nn.init.zeros_(module.bias)
 
     def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
-               attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids, types and bool mask (True = real token) -> hidden states (B, T, C)."""
+               attention_mask: torch.Tensor, padded: bool | None = None) -> torch.Tensor:
+        """(B, T) ids, types and bool mask (True = real token) -> hidden states (B, T, C).
+        ``padded`` False says no row is padded (known on the host when the batch was
+        built); None reads the mask where that is free (see ``any_padding``)."""
         # (B, 1, 1, T): one key mask broadcast over heads and queries; None when nothing
-        # is padded (packed batches), so attention skips the masking work. Eager only: the
-        # check reads a value, which a compiled graph would have to break for.
-        mask = attention_mask.bool()[:, None, None, :]
-        if not torch.compiler.is_compiling() and bool(attention_mask.all()):
-            mask = None
+        # is padded (packed batches), so attention skips the masking work.
+        if padded is None:
+            padded = any_padding(attention_mask)
+        mask = attention_mask.bool()[:, None, None, :] if padded else None
         x = self.bert.embeddings(input_ids, token_type_ids)
         return self.bert.encoder(x, mask)
 
@@ -382,9 +389,11 @@ class BertForPretraining(nn.Module):
         """(B, T, C) -> (B, 2); class 0 = B follows A (NSP) / in order (SOP)."""
         return self.cls.seq_relationship(self.bert.pooler(hidden))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> PretrainOutput:
-        """One pretraining batch (the data.py batch contract) -> losses, logits, counts."""
-        hidden = self.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    def forward(self, batch: dict[str, torch.Tensor], padded: bool | None = None) -> PretrainOutput:
+        """One pretraining batch (the data.py batch contract) -> losses, logits, counts.
+        ``padded``: as in ``encode``; the trainer passes what the host-side batch says."""
+        hidden = self.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                             padded)
         mlm_logits = self.mlm_logits(hidden, batch["mlm_positions"])  # (B, M, V)
         labels = batch["mlm_labels"]
         mlm_loss = F.cross_entropy(mlm_logits.flatten(0, 1).float(), labels.flatten(),

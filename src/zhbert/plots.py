@@ -23,10 +23,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from zhbert.analysis import Anomaly, CurveFit, CorrelationResult, History, Prediction, Series, smooth
-from zhbert.analysis.anomalies import BINARY_TASKS
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_bytes
 from zhbert.fonts import setup_cjk_font
+from zhbert.metrics import BINARY_TASKS
 
 setup_cjk_font()  # before any Text is created: text objects pick their font when made
 

@@ -1,5 +1,7 @@
 """Things that went wrong in a run, found in its history.
 
+Which metrics are losses and which have a chance level is zhbert.metrics' to say.
+
 Each detector returns ``Anomaly`` records (kind, metric, step range, severity and
 one sentence). ``detect(history)`` runs them all. Thresholds are module constants
 so a report can quote them.
@@ -11,8 +13,9 @@ so a report can quote them.
              between the window's first and last quarter) while the learning rate > 0
   divergence loss rising over a window: linear trend up, significant with the
              autocorrelation-corrected n_eff, and by more than DIVERGE_MIN_RISE relative
-  chance     a binary-task accuracy (NSP/SOP) within CHANCE_BAND of 0.5 over the whole
-             run and its last fifth: the task never learned (the seed's NSP)
+  chance     an accuracy with a declared chance level (NSP/SOP: 0.5, see zhbert.metrics)
+             within CHANCE_BAND of it over the whole run and its last fifth: the task
+             never learned (the seed's NSP)
   gap        train mlm_acc - eval_mlm_acc growing and above GAP_MIN at the end
 """
 
@@ -26,13 +29,13 @@ from scipy import ndimage, stats
 
 from zhbert.analysis.history import History, Series
 from zhbert.analysis.stats import effective_n, lag1_autocorrelation, smooth
+from zhbert.metrics import metric_info
 
 SPIKE_Z = 6.0
 PLATEAU_MIN_GAIN = {"acc": 0.005, "loss": 0.01}  # absolute for accuracies, relative for losses
 DIVERGE_MIN_RISE = 0.05
 CHANCE_BAND = 0.03
 GAP_MIN = 0.05
-BINARY_TASKS = ("nsp_acc", "sop_acc", "eval_nsp_acc", "eval_sop_acc")
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,6 @@ def _runs(mask: np.ndarray) -> Iterator[tuple[int, int]]:
     for k in range(1, count + 1):
         idx = np.nonzero(labels == k)[0]
         yield int(idx[0]), int(idx[-1])
-
-
-def _is_loss(name: str) -> bool:
-    return any(w in name for w in ("loss", "ppl", "perplex"))
 
 
 def nonfinite(history: History) -> list[Anomaly]:
@@ -107,7 +106,7 @@ def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2) -> list[Ano
     w = max(10, int(len(s) * frac))
     if len(s) < 2 * w:
         return []
-    loss = _is_loss(s.name)
+    loss = metric_info(s.name).direction_for(s.y) < 0
     sign = -1.0 if loss else 1.0
     sm = smooth(s.y)
     flat = np.zeros(len(s), bool)
@@ -188,12 +187,14 @@ def detect(history: History) -> list[Anomaly]:
     ser, out = history.series, nonfinite(history)
     lr = ser.get("lr")
     for name, s in ser.items():
-        if _is_loss(name) and name != "lr":
+        info = metric_info(name)
+        if info.lower_is_better:
             out += spikes(s) + divergence(s) + plateaus(s, lr)
-        elif name in BINARY_TASKS:
-            out += at_chance(s)
+        elif info.chance is not None:
+            out += at_chance(s, info.chance)
     main = ser.get(history.default_metric)
-    if main is not None and not _is_loss(main.name) and main.name not in BINARY_TASKS:
+    info = metric_info(main.name) if main is not None else None
+    if info is not None and not info.lower_is_better and info.chance is None:
         out += plateaus(main, lr)
     if "mlm_acc" in ser and "eval_mlm_acc" in ser:
         out += train_eval_gap(ser["mlm_acc"], ser["eval_mlm_acc"])

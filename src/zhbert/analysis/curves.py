@@ -68,6 +68,7 @@ from scipy.signal import lfilter
 
 from zhbert.analysis.stats import _f, block_indices, lag1_autocorrelation
 from zhbert.errors import UserError
+from zhbert.metrics import metric_info
 
 ACCURACY_MODELS = ("power", "exp", "loglinear", "linear")
 LOSS_MODELS = ("loss_power", "loss_exp", "loglinear", "linear")
@@ -208,8 +209,9 @@ def solve_for(model: Model, params: np.ndarray, target: float, direction: int) -
     return model.solve(params, target)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CurveFit:
+    """One model fitted to one curve (built by keyword: it has twenty fields)."""
     model: Model
     ok: bool
     error: str                              # why the fit failed ("" when ok)
@@ -297,8 +299,10 @@ def _fit_once(model: Model, u: np.ndarray, y: np.ndarray, starts: list, bounds: 
 
 def _failed(model: Model, n: int, scale: float, xr: tuple[float, float], why: str) -> CurveFit:
     nan = math.nan
-    return CurveFit(model, False, why, {k: nan for k in model.params}, {}, scale, n, xr, nan, nan,
-                    math.inf, math.inf, nan, 0, (), "", None, None, np.empty((0, len(model.params))))
+    return CurveFit(model=model, ok=False, error=why, params={k: nan for k in model.params},
+                    param_ci95={}, x_scale=scale, n=n, x_range=xr, rss=nan, sigma=nan,
+                    aic=math.inf, bic=math.inf, rho1=nan, block=0, ar=(), bootstrap="",
+                    asymptote=None, asymptote_ci95=None, boot=np.empty((0, len(model.params))))
 
 
 def boot_interval(samples: Any, level: float) -> tuple[float, float]:
@@ -336,10 +340,13 @@ def fit_model(model: Model, x: np.ndarray, y: np.ndarray, *, n_boot: int = 200,
     ci = {name: boot_interval(boot[:, i], 0.95) for i, name in enumerate(model.params)} if len(boot) else {}
     ll = n * math.log(max(rss, 1e-300) / n)
     a = model.asymptote
-    return CurveFit(model, True, "", dict(zip(model.params, map(float, p))), ci, scale, n, xr, rss,
-                    math.sqrt(rss / max(n - k + 1, 1)), ll + 2 * k, ll + k * math.log(n), rho1,
-                    block or 0, ar, how, None if a is None else float(p[a]),
-                    None if a is None or not ci else ci[model.params[a]], boot, len(boot))
+    return CurveFit(model=model, ok=True, error="", params=dict(zip(model.params, map(float, p))),
+                    param_ci95=ci, x_scale=scale, n=n, x_range=xr, rss=rss,
+                    sigma=math.sqrt(rss / max(n - k + 1, 1)), aic=ll + 2 * k, bic=ll + k * math.log(n),
+                    rho1=rho1, block=block or 0, ar=ar, bootstrap=how,
+                    asymptote=None if a is None else float(p[a]),
+                    asymptote_ci95=None if a is None or not ci else ci[model.params[a]],
+                    boot=boot, n_boot=len(boot))
 
 
 def _refits(model: Model, u, fitted, noise, p, bounds) -> tuple[np.ndarray, np.ndarray]:
@@ -466,15 +473,9 @@ def _clean(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def default_models(y: Any, metric: str | None = None) -> tuple[str, ...]:
-    """Loss-like metrics (name has loss/ppl, or the curve falls) get the loss models."""
-    name = (metric or "").lower()
-    if "loss" in name or "ppl" in name or "perplexity" in name:
-        return LOSS_MODELS
-    if "acc" in name:
-        return ACCURACY_MODELS
-    y = np.asarray(y, dtype=float)
-    y = y[np.isfinite(y)]
-    return LOSS_MODELS if len(y) >= 2 and _tail(y) < _head(y) else ACCURACY_MODELS
+    """Metrics where lower is better get the loss models: zhbert.metrics says which, from
+    the name, or for a name it does not know from whether the curve ``y`` falls."""
+    return LOSS_MODELS if metric_info(metric or "").direction_for(y) < 0 else ACCURACY_MODELS
 
 
 def fit_curve(x: Any, y: Any, models: Sequence[str] | None = None, *, n_boot: int = 200,
