@@ -22,6 +22,7 @@ import numpy as np
 
 from zhbert.analysis.forecast import Forecast, Planner, RunData, Z80, Z95
 from zhbert.errors import UserError
+from zhbert.metrics import metric_info
 from zhbert.schedule import SCHEDULES, Schedule
 
 MAX_STRETCH = 100       # --target searches up to this many times the longest run
@@ -42,7 +43,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_plan_args(args: argparse.Namespace) -> None:
     """Bad questions exit 2 with the fix, before anything is fitted."""
-    if args.target is not None and not (0.0 < args.target < 1.0) and "loss" not in (args.metric or ""):
+    if args.target is not None and not (0.0 < args.target < 1.0) and (
+            args.metric is None or metric_info(args.metric).kind == "accuracy"):
         raise UserError(f"--target {args.target:g}: accuracy targets lie between 0 and 1, "
                         "e.g. --target 0.30 for 30%")
     if args.steps is not None and args.steps <= 0:

@@ -37,6 +37,7 @@ from zhbert.analysis.curves import CurveFit, boot_interval, fit_curve
 from zhbert.analysis.history import History, Meta, Series, load_history
 from zhbert.analysis.stats import _f, smooth
 from zhbert.errors import UserError
+from zhbert.metrics import metric_info
 
 
 @dataclass(frozen=True)
@@ -125,25 +126,27 @@ class Prediction:
                 "notes": list(self.notes)}
 
 
-def _loss_like(metric: str) -> bool:
-    return any(w in metric.lower() for w in ("loss", "ppl", "perplex"))
-
-
 def _check_target(target: float, metric: str) -> None:
-    """An accuracy target outside (0, 1) or a negative loss target is a typo, not a question."""
-    if "acc" in metric.lower() and not 0.0 < target < 1.0:
+    """A target outside the metric's bounds (zhbert.metrics) is a typo, not a question."""
+    info = metric_info(metric)
+    if info.kind == "accuracy" and not 0.0 < target < 1.0:
         raise UserError(f"--target {target:g}: {metric} is an accuracy, so the target must lie "
                         "between 0 and 1, e.g. --target 0.30 for 30%")
-    if _loss_like(metric) and target <= 0.0:
-        raise UserError(f"--target {target:g}: {metric} is positive; give a target above 0")
+    if info.lower is not None and info.kind != "accuracy" and target <= info.lower:
+        raise UserError(f"--target {target:g}: {metric} is above {info.lower:g}; "
+                        f"give a target above {info.lower:g}")
 
 
-def _direction(metric: str, fits: Sequence[CurveFit]) -> int:
-    """+1 when higher is better (accuracy), -1 for loss-like metrics."""
+def _direction(metric: str, fits: Sequence[CurveFit], y: Any = None) -> int:
+    """+1 when higher is better (accuracy), -1 for losses: the metric registry, else the
+    saturating fit's direction, else the curve's own trend."""
+    info = metric_info(metric)
+    if info.direction:
+        return info.direction
     saturating = [f for f in fits if f.model.asymptote is not None]
     if saturating:
         return saturating[0].model.direction
-    return -1 if _loss_like(metric) else 1
+    return info.direction_for(y)
 
 
 def _interval(samples: np.ndarray, level: float, point: float) -> tuple[float, float]:
@@ -238,7 +241,7 @@ def predict_steps(history_or_fit: Any, target: float, level: tuple[float, float]
     fits, series, meta, notes = _fits_for(history_or_fit, metric, x, n_boot, seed)
     _check_target(target, series.name if series else "")
     fit = _pick(fits, model)
-    d = _direction(series.name if series else "", fits)
+    d = _direction(series.name if series else "", fits, series.y if series is not None else None)
     tp = throughput or (Throughput.from_meta(meta) if meta else Throughput())
     already = _already_reached(series.x(x), series.y, target, d) if series is not None else None
     boot = fit.reach_boot(target, d)
