@@ -121,7 +121,7 @@ def synthetic_run(n_steps: int, rng, phi: float, every: int = 50) -> RunData:
     return RunData(curve, acc, "eval_mlm_loss", "eval_mlm_acc", "config", {}, None, None)
 
 
-def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
+def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0, n_boot: int = 100) -> dict:
     rng = np.random.default_rng(seed)
     out = {}
     for name in ("two_runs_to_longer", "first_half_to_end"):
@@ -133,7 +133,7 @@ def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
                 fit_runs = [synthetic_run(1000, rng, phi), synthetic_run(2000, rng, phi)]
             else:
                 fit_runs = [truncated(target, 1000)]
-            p = plan(fit_runs)
+            p = plan(fit_runs, n_boot=n_boot)
             end = int(target.curve.steps[-1])
             f = p.accuracy(target.curve.schedule, [end])
             actual = float(target.acc[-1])
@@ -141,7 +141,7 @@ def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
             hits95 += f.covers(actual, 95)
             errs.append(f.mean - actual)
         out[name] = {"sims": sims, "coverage80": hits80 / sims, "coverage95": hits95 / sims,
-                     "mean_abs_error": float(np.mean(np.abs(errs))), "phi": phi}
+                     "mean_abs_error": float(np.mean(np.abs(errs))), "phi": phi, "n_boot": n_boot}
     return out
 
 
@@ -187,7 +187,7 @@ def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR) -> Pat
                                  eval_strategy="steps", eval_steps=max(1, steps // 20), logging_steps=max(1, steps // 20), save_strategy="no",
                                  report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
                                  per_device_eval_batch_size=64)
-        tr = Trainer(model=model, args=args, train_dataset=lines("train", 40_000),
+        tr = Trainer(model=model, args=args, train_dataset=lines("train", 40 * steps),
                      eval_dataset=lines("validation", 256),
                      data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0),
                      compute_metrics=metrics,
@@ -237,6 +237,7 @@ def _summary(res: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sims", type=int, default=200, help="generated curves per coverage scenario")
+    ap.add_argument("--boot", type=int, default=100, help="bootstrap refits per coverage fit")
     ap.add_argument("--make-hf", metavar="DATA_DIR", help="first make the HF Trainer history from "
                     "this data directory (`zhbert prepare builtin`)")
     ap.add_argument("--hf-steps", type=int, default=200)
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         res["seed"] = seed_figure()
     res["own"] = own_figures()
     res["hf"] = hf_figure()
-    res["coverage"] = coverage_figure(args.sims)
+    res["coverage"] = coverage_figure(args.sims, n_boot=args.boot)
     res["seconds"] = time.time() - started
     res["load_end"] = os.getloadavg()
     print("\n".join(_summary(res)))
