@@ -335,8 +335,8 @@ def run(args: argparse.Namespace) -> int:
     from zhbert.analysis import planning
     from zhbert.analysis.forecast import NoLearningRate, plan
     planning.check_plan_args(args)
-    why = "--law none"
-    if args.law != "none" and not args.metric:
+    why = "--law none" if args.law == "none" else "--metric / --model / --x name a schedule-free fit"
+    if args.law != "none" and not (args.metric or args.model or args.x != "step"):
         try:
             p = plan(args.history, args.law, args.n_boot)
         except NoLearningRate as exc:
