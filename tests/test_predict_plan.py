@@ -173,3 +173,13 @@ def test_trainer_state_json_uses_its_logged_learning_rate(tmp_path):
     truth = expit(1.7 - 0.48 * SPECS["lr_annealing"].predict(TRUE, features(sched.stretched(800), [800], UNITS,
                                                                            "lr_annealing")))
     assert abs(f.mean - truth) < 0.01
+
+
+def test_schedule_warmup_and_peak_overrides_reach_the_forecast(runs, capsys):
+    base = json.loads(cli("predict_cli", [str(runs[2000]), "--steps", "3000", "--json"], capsys, "0")[1])
+    j = json.loads(cli("predict_cli", [str(runs[2000]), "--steps", "3000", "--json", "--schedule", "wsd",
+                                       "--warmup", "300", "--lr", "5e-4"], capsys, "0")[1])
+    s = j["forecast"]["schedule"]
+    assert (s["kind"], s["warmup"], s["peak"], s["steps"]) == ("wsd", 300, 5e-4, 3000)
+    assert j["forecast"]["final_loss"]["mean"] != base["forecast"]["final_loss"]["mean"]
+    assert "delta method" in j["forecast"]["final_accuracy"]["method"]
