@@ -332,7 +332,7 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     lengths = [len(s) for s, _ in data]
     if sum(lengths) < MIN_POINTS or min(lengths) < 2:
         raise UserError(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
-                        f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every)")
+                        f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every) or train further")
     units = _units(runs)
     feats = [features(r.schedule, s, units, law) for r, (s, _) in zip(runs, data)]
     y = np.concatenate([l for _, l in data])
