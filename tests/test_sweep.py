@@ -12,13 +12,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 from zhbert.cli import main as cli_main
 from zhbert.config import load_config
-from zhbert.errors import UserError
 from zhbert.history import iter_records
 from zhbert.sweep import command
 from zhbert.sweep.study import load_study, open_storage, read_spec
