@@ -265,7 +265,7 @@ def throughput(args) -> int:
 def held_out_sentences(run_dir, count: int, max_chars: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """``count`` held-out (validation) sentences of a run, each with one CJK character
     replaced by [MASK]: (texts, masked characters)."""
-    from zhbert.checkpoint_eval import open_run, open_run_data
+    from zhbert.run import open_run, open_run_data
 
     data = open_run_data(open_run(run_dir))
     split, tokens = data.split("validation"), data.vocab.tokens

@@ -80,15 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
     if args.threads:
         torch.set_num_threads(args.threads)
-    from zhbert import train as zt
     from zhbert.data import build_eval_set
     from zhbert.machine import tune_malloc
+    from zhbert.run import data_config
 
     tune_malloc()
     precision = tta.resolve(args.precision)
     data_dir = tta.prepare_builtin(args.data)
     base = tta.run_config(args.steps, args.eval_sequences)
-    eval_batches = build_eval_set(data_dir, "validation", zt.data_config(base),
+    eval_batches = build_eval_set(data_dir, "validation", data_config(base),
                                   max_sequences=args.eval_sequences)
     info = common.machine()
     results = [run_variant(name, sets, args, data_dir, eval_batches, precision,

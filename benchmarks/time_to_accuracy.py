@@ -161,10 +161,11 @@ def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side
     from zhbert.evaluate import evaluate
     from zhbert.model import BertForPretraining
     from zhbert.precision import autocast_context
+    from zhbert.run import model_config_from
 
     device = torch.device("cpu")
     torch.manual_seed(cfg.train.seed)
-    model = BertForPretraining(zt.model_config_from(cfg, len(open_data_dir(data_dir).vocab)))
+    model = BertForPretraining(model_config_from(cfg, len(open_data_dir(data_dir).vocab)))
     autocast = lambda: autocast_context(precision, device)  # noqa: E731
     loader = zt.build_loader(cfg, data_dir)  # with the preset's sequence-length warm-up, if any
     tr = zt.Trainer(cfg=cfg, dist=zt.Dist(), device=device, run_dir=Path(os.devnull), model=model,
@@ -219,6 +220,7 @@ def reference_side(cfg, data_dir: Path, eval_batches: list, precision: str,
     from zhbert import train as zt
     from zhbert.datadir import open_data_dir
     from zhbert.precision import autocast_context
+    from zhbert.run import model_config_from
 
     device = torch.device("cpu")
     tok = hf_tokenizer(open_data_dir(data_dir).vocab)
@@ -232,7 +234,7 @@ def reference_side(cfg, data_dir: Path, eval_batches: list, precision: str,
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True,
                                          collate_fn=collator, generator=shuffle)
     batches = forever(lambda: iter(loader))
-    mcfg = zt.model_config_from(cfg, len(tok))
+    mcfg = model_config_from(cfg, len(tok))
     model = BertForMaskedLM._from_config(mcfg.to_hf_config(), attn_implementation="sdpa").train()
     model.load_state_dict(mlm_state(initial_state))  # strict: same start as zhbert
     opt = zt.build_optimizer(model, cfg, device)
@@ -403,13 +405,13 @@ def resolve(precision: str) -> str:
 
 
 def build(args, precision: str) -> tuple[dict[str, Side], object, list]:
-    from zhbert import train as zt
     from zhbert.data import build_eval_set
+    from zhbert.run import data_config
 
     data_dir = prepare_builtin(args.data)
     cfg = run_config(args.steps, args.eval_sequences,
                      [f"train.precision={precision}"])
-    eval_batches = build_eval_set(data_dir, "validation", zt.data_config(cfg),
+    eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
                                   max_sequences=cfg.data.eval_sequences)
     zh = zhbert_side(cfg, data_dir, eval_batches, precision)
     ref = reference_side(cfg, data_dir, eval_batches, precision, zh.extra["initial_state"])

@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from trained_run import trained_run  # noqa: F401  (session fixture)
-from zhbert.checkpoint_eval import RESULTS, append_result, read_results
+from zhbert.run import EVAL_RESULTS as RESULTS, append_result, read_results
 from zhbert.cli import main as cli_main
 from zhbert.history import iter_records
 
@@ -77,7 +77,7 @@ def test_append_result_after_partial_line(tmp_path):
 
 
 def test_a_directory_that_is_no_run_says_what_to_give(tmp_path):
-    from zhbert.checkpoint_eval import open_run
+    from zhbert.run import open_run
     from zhbert.errors import UserError
 
     with pytest.raises(UserError, match=r"run config not found: .*config.json; .* is not a run "

@@ -12,7 +12,7 @@ from benchmarks import time_to_accuracy as tta
 from zhbert.data import DataConfig, build_eval_set
 from zhbert.evaluate import evaluate
 from zhbert.model import BertForPretraining, ModelConfig
-from zhbert.train import data_config
+from zhbert.run import data_config
 
 
 @pytest.fixture

@@ -252,3 +252,35 @@ def test_length_warmup_trains_short_then_full_and_resumes_exactly(synthetic_data
         shutil.rmtree(run / "checkpoints" / f"step_{step:08d}")
     main(cfg, synthetic_data, run, resume=True, progress=False)
     assert _records(run) == _records(ref)
+
+
+def test_a_checkpoint_state_is_the_dict_of_the_trainers_parts():
+    """Trainer.state_dict() is state.json's layout as the trainer has always written it
+    (config hash, loader position, Progress's fields, interval sums), so the checkpoints of
+    earlier runs resume: load_state_dict takes that layout back into every part."""
+    from zhbert.train import Dist, Interval, Progress, Trainer
+
+    class Loader:  # PretrainingLoader's own state_dict is tested in test_data
+        def __init__(self):
+            self.position = {"epoch": 0, "cursor": 0}
+
+        def state_dict(self):
+            return dict(self.position)
+
+        def load_state_dict(self, d):
+            self.position = dict(d)
+
+    cfg = _cfg()
+    tr = Trainer(cfg=cfg, dist=Dist(), device=torch.device("cpu"), run_dir=Path(os.devnull),
+                 model=None, raw_model=None, optimizer=None, loader=Loader(), eval_batches=[],
+                 autocast=None, scaler=None, tokens_per_step=0, progress=Progress(),
+                 interval=Interval.zeros("cpu"))
+    written = {"config_hash": cfg.hash(), "data": {"epoch": 2, "cursor": 17},
+               "progress": {"step": 30, "tokens": 61440, "elapsed": 12.5, "nonfinite_in_a_row": 1},
+               "interval": {"sums": [float(i) for i in range(9)], "tokens": 512}}
+    tr.load_state_dict(written)
+    assert tr.progress == Progress(step=30, tokens=61440, elapsed=12.5, nonfinite_in_a_row=1)
+    assert tr.interval.sums.tolist() == written["interval"]["sums"] and tr.loader.position["cursor"] == 17
+    assert json.dumps(tr.state_dict()) == json.dumps(written)  # same keys in the same order
+    with pytest.raises(TypeError):
+        tr.progress.load_state_dict({**written["progress"], "stray": 1})

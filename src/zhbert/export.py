@@ -21,8 +21,6 @@ from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, staged_dir, usual_permissions
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK, Vocab
 
-ARCHITECTURES = {"mlm+nsp": "BertForPreTraining", "mlm+sop": "BertForPreTraining", "mlm": "BertForMaskedLM"}
-
 
 def hf_state_dict(model) -> dict[str, Any]:
     """The weights under HF's names, tied duplicates dropped, as contiguous CPU tensors."""
@@ -82,8 +80,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
                force: bool = False) -> Path:
     """Write a transformers-loadable model directory for one checkpoint; returns ``out``."""
     from safetensors.torch import save_file
-    from zhbert.checkpoint_eval import (checkpoint_tokens, load_run_model, open_run, open_run_data,
-                                       select_checkpoints)
+    from zhbert.run import (checkpoint_tokens, load_run_model, open_run, open_run_data,
+                            select_checkpoints)
     import torch
 
     run = open_run(run_dir)
@@ -94,7 +92,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     vocab = open_run_data(run).vocab
     model = load_run_model(run, ref, torch.device("cpu"))
     hf_config = model.config.to_hf_config()
-    hf_config.architectures = [ARCHITECTURES[model.config.objective]]
+    # a sentence-pair head (NSP or SOP) is BertForPreTraining's; MLM alone is BertForMaskedLM's
+    hf_config.architectures = ["BertForPreTraining" if model.config.has_nsp else "BertForMaskedLM"]
     max_len = run.cfg.data.max_len
     with staged_dir(out, force=force) as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))

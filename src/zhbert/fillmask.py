@@ -164,8 +164,8 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
     """A run directory (latest valid / given checkpoint) or an exported model directory.
     ``precision="auto"`` takes the machine's fast path (bf16 only where it is native);
     ``quantize="int8"`` runs the encoder's Linear layers in dynamic int8 (CPU)."""
-    from zhbert.checkpoint_eval import (default_device, is_run_dir, load_run_model, open_run,
-                                       open_run_data, select_checkpoints)
+    from zhbert.run import (default_device, is_run_dir, load_run_model, open_run,
+                            open_run_data, select_checkpoints)
     from zhbert.machine import detect_capabilities
     from zhbert.precision import resolve_precision
 

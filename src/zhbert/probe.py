@@ -258,8 +258,8 @@ def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = P
               step: int | None = None, all_checkpoints: bool = False, device=None,
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Probe the selected checkpoints not yet in probe.jsonl; return the new records."""
-    from zhbert.checkpoint_eval import (append_result, checkpoint_tokens, default_device, load_run_model,
-                                       open_run, open_run_data, read_results, select_checkpoints)
+    from zhbert.run import (append_result, checkpoint_tokens, default_device, load_run_model,
+                            open_run, open_run_data, read_results, select_checkpoints)
     run = open_run(run_dir)
     vocab = open_run_data(run).vocab
     task = builtin_task(task, run.data_dir) if isinstance(task, str) else task
@@ -296,7 +296,7 @@ class Point:
 
 def joined_points(run_dir: Path, task: str, mode: str) -> list[Point]:
     """Probe results of (task, mode) with the validation MLM accuracy of the same step."""
-    from zhbert.checkpoint_eval import RESULTS as EVAL_RESULTS, read_results
+    from zhbert.run import EVAL_RESULTS, read_results
     mlm = {r["step"]: r for r in read_results(run_dir / EVAL_RESULTS) if r.get("split") == "validation"}
     probes = {r["step"]: r for r in read_results(run_dir / RESULTS)
               if r.get("task") == task and r.get("mode") == mode}
@@ -309,7 +309,9 @@ def spearman_ci(rho: float, n: int) -> tuple[float, float] | None:
     """Fieller, Hartley & Pearson (1957): Fisher z with standard error sqrt(1.06 / (n - 3))."""
     if n <= 3 or not math.isfinite(rho):
         return None
-    z, half = math.atanh(max(min(rho, 0.999999), -0.999999)), 1.959964 * math.sqrt(1.06 / (n - 3))
+    from scipy.stats import norm  # the normal quantile as analysis.stats takes it
+    z = math.atanh(max(min(rho, 0.999999), -0.999999))
+    half = norm.ppf(0.975) * math.sqrt(1.06 / (n - 3))
     return math.tanh(z - half), math.tanh(z + half)
 
 
@@ -383,14 +385,14 @@ def report_relation(run_dir: str | Path, task: str, mode: str,
 
 
 def _probe_steps(run_dir: Path, task: str, mode: str) -> set[int]:
-    from zhbert.checkpoint_eval import read_results
+    from zhbert.run import read_results
     return {r["step"] for r in read_results(run_dir / RESULTS) if r.get("task") == task and r.get("mode") == mode}
 
 
 # ----------------------------------------------------------------------------- CLI
 
 def add_arguments(p) -> None:
-    from zhbert.checkpoint_eval import add_checkpoint_arguments
+    from zhbert.run import add_checkpoint_arguments
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by zhbert train")
     add_checkpoint_arguments(p)
     g = p.add_mutually_exclusive_group(required=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -29,10 +30,11 @@ import torch
 
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
                                save_checkpoint)
-from zhbert.config import Config, config_from_dict, load_config
+from zhbert.config import OBJECTIVES, Config, config_from_dict, load_config
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
+from zhbert.run import data_config, model_config_from
 from zhbert.schedule import lr_at
 
 
@@ -121,18 +123,6 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def model_config_from(cfg: Config, vocab_size: int):
-    """The model's config for a run's Config (M = the data's static masked-slot count)."""
-    from zhbert.model import ModelConfig
-    m = cfg.model
-    max_predictions = data_config(cfg).max_predictions
-    return ModelConfig(vocab_size=vocab_size, hidden_size=m.hidden_size, num_layers=m.num_layers,
-                       num_heads=m.num_heads, intermediate_size=m.intermediate_size,
-                       max_position_embeddings=m.max_position_embeddings,
-                       hidden_dropout=m.hidden_dropout, attention_dropout=m.attention_dropout,
-                       objective=m.objective, max_predictions=max_predictions)
-
-
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
     """AdamW, no weight decay on biases and LayerNorm weights (1-D params)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -211,6 +201,12 @@ class Progress:
     elapsed: float = 0.0          # training seconds across resumes
     nonfinite_in_a_row: int = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        vars(self).update(vars(Progress(**d)))  # Progress(**d): an unknown or odd key fails here
+
 
 class StopRequested:
     """SIGINT/SIGTERM -> finish the current step, checkpoint, flush, exit 0."""
@@ -236,7 +232,7 @@ class StopRequested:
 
 @dataclass
 class Trainer:
-    """What the loop needs; built by `main`, consumed by `fit`."""
+    """What the loop needs; built complete by `main`, consumed by `fit`."""
     cfg: Config
     dist: Dist
     device: torch.device
@@ -255,12 +251,28 @@ class Trainer:
     tb: Any = None
     bf16: Any = None              # precision.Bf16Weights: the bf16 copy that trains, or None
 
+    def state_dict(self) -> dict[str, Any]:
+        """A checkpoint's state.json: the state of every part a resume needs, except the
+        weights and AdamW moments (raw_model, optimizer: zhbert.checkpoint's safetensors)."""
+        state = {"config_hash": self.cfg.hash(), "data": self.loader.state_dict(),
+                 "progress": self.progress.state_dict(), "interval": self.interval.state_dict()}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loader.load_state_dict(state["data"])
+        self.progress.load_state_dict(state["progress"])
+        self.interval.load_state_dict(state["interval"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
 
 def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
          force: bool = False, progress: bool = True) -> Progress:
     from zhbert.data import build_eval_set
     from zhbert.datadir import open_data_dir
-    from zhbert.machine import describe_machine, tune_malloc
+    from zhbert.machine import tune_malloc
     from zhbert.model import BertForPretraining
 
     tune_malloc()  # no page faults on activations every step (see its docstring)
@@ -281,34 +293,29 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
     if dist.main:
         prepare_run_dir(run_dir, cfg, data_info, resume, force)
         print(f"zhbert: precision {precision}: {reason}", file=sys.stderr)
-        if cfg.train.warmup_steps >= cfg.train.steps:
-            print(f"zhbert: warning: train.warmup_steps ({cfg.train.warmup_steps}) >= train.steps "
-                  f"({cfg.train.steps}): the learning rate never leaves its warm-up; set "
-                  "train.warmup_steps below train.steps", file=sys.stderr)
+        _warn_warmup(cfg)
     _barrier(dist)
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     raw_model = BertForPretraining(model_config_from(cfg, len(dd.vocab))).to(device)
     optimizer = build_optimizer(raw_model, cfg, device)
-    tr = Trainer(cfg=cfg, dist=dist, device=device, run_dir=run_dir, model=raw_model,
+    # weights and moments before the bf16 copy is made of them; the history cut back
+    # to the checkpoint before it is reopened for appending
+    ref, state = _load_resume(cfg, run_dir, dist, raw_model, optimizer) if resume else (None, None)
+    bf16 = _bf16_copy(raw_model) if precision == "bf16" else None
+    tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * dist.world * cfg.data.max_len
+    history = _open_history(run_dir, cfg, dist, precision, reason, tokens_per_step,
+                            ref.step if ref else None) if dist.main else None
+    tr = Trainer(cfg=cfg, dist=dist, device=device, run_dir=run_dir,
+                 model=_wrap(bf16.module if bf16 else raw_model, cfg, dist, device),
                  raw_model=raw_model, optimizer=optimizer, loader=loader,
                  eval_batches=eval_batches, autocast=autocast, scaler=scaler,
-                 tokens_per_step=cfg.train.batch_size * cfg.train.grad_accum * dist.world * cfg.data.max_len,
-                 progress=Progress(), interval=Interval.zeros(device))
-    resumed_from = _maybe_resume(tr) if resume else None
-    if precision == "bf16":  # a bf16 copy trains; the fp32 raw_model stays the master
-        from zhbert.precision import Bf16Weights
-        tr.bf16 = Bf16Weights(raw_model)
-    tr.model = _wrap(tr.bf16.module if tr.bf16 else raw_model, cfg, dist, device)
+                 tokens_per_step=tokens_per_step, progress=Progress(),
+                 interval=Interval.zeros(device), history=history,
+                 tb=_tensorboard(run_dir) if dist.main else None, bf16=bf16)
+    if state is not None:
+        tr.load_state_dict(state)
     if dist.main:
-        tr.history = HistoryWriter(run_dir / "history.jsonl")
-        tr.history.write({"type": "header", "schema": SCHEMA, "version": VERSION,
-                          "run": run_dir.name, "started": _now(), "config": cfg.to_dict(),
-                          "precision": precision, "precision_reason": reason,
-                          "machine": describe_machine(), "total_steps": cfg.train.steps,
-                          "tokens_per_step": tr.tokens_per_step, "world_size": dist.world,
-                          **({"resumed_from": resumed_from} if resumed_from is not None else {})})
-        tr.tb = _tensorboard(run_dir)
         atomic_write_json(run_dir / "running.json", {"pid": os.getpid(), "host": _host(),
                                                      "started": _now()})
     try:
@@ -323,12 +330,30 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
     return tr.progress
 
 
-def data_config(cfg: Config, max_len: int | None = None):
-    """The data pipeline's settings for a run (at ``max_len``, default data.max_len)."""
-    from zhbert.data import DataConfig
-    return DataConfig(max_len=max_len or cfg.data.max_len, mask_prob=cfg.data.mask_prob,
-                      objective=cfg.model.objective, short_seq_prob=cfg.data.short_seq_prob,
-                      whole_word=cfg.data.whole_word, seed=cfg.train.seed)
+def _warn_warmup(cfg: Config) -> None:
+    if cfg.train.warmup_steps >= cfg.train.steps:
+        print(f"zhbert: warning: train.warmup_steps ({cfg.train.warmup_steps}) >= train.steps "
+              f"({cfg.train.steps}): the learning rate never leaves its warm-up; set "
+              "train.warmup_steps below train.steps", file=sys.stderr)
+
+
+def _bf16_copy(raw_model: torch.nn.Module):
+    """The bf16 copy that trains; the fp32 raw_model stays the master."""
+    from zhbert.precision import Bf16Weights
+    return Bf16Weights(raw_model)
+
+
+def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason: str,
+                  tokens_per_step: int, resumed_from: int | None) -> HistoryWriter:
+    from zhbert.machine import describe_machine
+    history = HistoryWriter(run_dir / "history.jsonl")
+    history.write({"type": "header", "schema": SCHEMA, "version": VERSION,
+                   "run": run_dir.name, "started": _now(), "config": cfg.to_dict(),
+                   "precision": precision, "precision_reason": reason,
+                   "machine": describe_machine(), "total_steps": cfg.train.steps,
+                   "tokens_per_step": tokens_per_step, "world_size": dist.world,
+                   **({"resumed_from": resumed_from} if resumed_from is not None else {})})
+    return history
 
 
 def build_loader(cfg: Config, data_dir, dist: Dist = Dist()):
@@ -360,27 +385,26 @@ def _resolve_precision(cfg: Config, device: torch.device):
     return resolved.precision, resolved.reason, autocast, scaler
 
 
-def _maybe_resume(tr: Trainer) -> int | None:
-    ref = latest_valid_checkpoint(tr.run_dir, warn=lambda m: print(m, file=sys.stderr))
+def _load_resume(cfg: Config, run_dir: Path, dist: Dist, raw_model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer):
+    """(ref, state) of the newest valid checkpoint, its weights and AdamW moments loaded
+    into ``raw_model`` and ``optimizer``; state is the Trainer's state_dict() it was
+    saved from. (None, None) when there is none."""
+    ref = latest_valid_checkpoint(run_dir, warn=lambda m: print(m, file=sys.stderr))
     if ref is None:
-        if tr.dist.main:
-            print(f"zhbert: no checkpoint in {tr.run_dir} to resume from; starting at step 0",
+        if dist.main:
+            print(f"zhbert: no checkpoint in {run_dir} to resume from; starting at step 0",
                   file=sys.stderr)
-        return None
-    state = load_checkpoint(ref.path, tr.raw_model, tr.optimizer)
-    if state.get("config_hash") != tr.cfg.hash():
+        return None, None
+    state = load_checkpoint(ref.path, raw_model, optimizer)
+    if state.get("config_hash") != cfg.hash():
         raise UserError(f"checkpoint {ref.path} was made with another config; "
                         "resume with the run's own config or start a new run")
-    tr.loader.load_state_dict(state["data"])
-    tr.progress = Progress(**state["progress"])
-    tr.interval.load_state_dict(state["interval"])
-    if tr.scaler is not None and "scaler" in state:
-        tr.scaler.load_state_dict(state["scaler"])
-    if tr.dist.main:
-        dropped = truncate_after(tr.run_dir / "history.jsonl", ref.step)
+    if dist.main:
+        dropped = truncate_after(run_dir / "history.jsonl", ref.step)
         print(f"zhbert: resuming from step {ref.step} ({ref.path.name}); "
               f"{dropped} history records after it dropped", file=sys.stderr)
-    return ref.step
+    return ref, state
 
 
 def _wrap(model: torch.nn.Module, cfg: Config, dist: Dist, device: torch.device):
@@ -532,14 +556,14 @@ def _log(tr: Trainer, bar) -> None:
     tr.progress.elapsed += seconds
     micro = max(1.0, steps * tr.cfg.train.grad_accum * tr.dist.world)
     pair = nc / nn_ if nn_ else None
-    objective = tr.cfg.model.objective
+    task = OBJECTIVES[tr.cfg.model.objective]  # the sentence-pair task: nsp, sop or None
     rec = {"type": "train", "step": tr.progress.step, "tokens": tr.progress.tokens,
            "elapsed": round(tr.progress.elapsed, 3), "lr": lr_at(tr.progress.step, tr.cfg),
            "loss": loss / micro, "mlm_loss": mlm_loss / micro,
            "mlm_acc": mc / mn if mn else None,
-           "nsp_loss": nsp_loss / micro if objective != "mlm" else None,
-           "nsp_acc": pair if objective == "mlm+nsp" else None,
-           "sop_acc": pair if objective == "mlm+sop" else None,
+           "nsp_loss": nsp_loss / micro if task else None,
+           "nsp_acc": pair if task == "nsp" else None,
+           "sop_acc": pair if task == "sop" else None,
            "grad_norm": gnorm / max(1.0, steps),
            "tokens_per_s": tr.interval.tokens / seconds if seconds > 0 else None}
     tr.interval = Interval.zeros(tr.device)
@@ -579,11 +603,8 @@ def _checkpoint(tr: Trainer, kind: str) -> None:
     if not tr.dist.main:
         _barrier(tr.dist)
         return
-    state = {"config_hash": tr.cfg.hash(), "data": tr.loader.state_dict(),
-             "progress": vars(tr.progress).copy(), "interval": tr.interval.state_dict()}
-    if tr.scaler is not None:
-        state["scaler"] = tr.scaler.state_dict()
-    path = save_checkpoint(tr.run_dir, tr.progress.step, tr.raw_model, tr.optimizer, state)
+    path = save_checkpoint(tr.run_dir, tr.progress.step, tr.raw_model, tr.optimizer,
+                           tr.state_dict())
     apply_retention(tr.run_dir, tr.cfg.train.keep_last, tr.cfg.train.keep_every)
     tr.history.write({"type": "event", "step": tr.progress.step, "kind": kind,
                       "message": f"checkpoint {path.name}"})
