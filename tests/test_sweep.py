@@ -232,3 +232,15 @@ def test_a_worker_that_sees_only_the_database_joins_with_its_own_sweep_dir(tmp_p
     joined_dir, joined = command.prepare(p.parse_args([str(tmp_path / "b"), "--worker", "--storage", url]))
     assert joined.identity() == spec.identity() and joined.storage == url
     assert read_spec(joined_dir).identity() == spec.identity()  # b/sweep.json for its reports
+
+
+def test_a_resumed_sweep_does_not_repeat_the_samplers_first_draws(tmp_path, synthetic_data):
+    from zhbert.sweep.worker import sampler_seed
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=3, steps=8))
+    storage = open_storage(sweep_dir, spec.storage)
+    first = load_study(storage, spec, sampler_seed(storage, spec, 0)).ask(spec.space.distributions())
+    assert sampler_seed(storage, spec, 0) != spec.sampler_seed  # one trial exists now
+    again = load_study(storage, spec, sampler_seed(storage, spec, 0)).ask(spec.space.distributions())
+    assert again.params["train.lr"] != first.params["train.lr"]
+    fresh = load_study(open_storage(tmp_path / "t", ""), spec, spec.sampler_seed)
+    assert fresh.ask(spec.space.distributions()).params == first.params  # same seed, same draw

@@ -338,12 +338,19 @@ def _others_running(study: optuna.Study) -> bool:
     return any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
 
 
+def sampler_seed(storage, spec: SweepSpec, index: int) -> int:
+    """The sweep's seed (+ the worker's index) for a new sweep; on a resumed one a seed
+    that depends on the trials so far, or the sampler would repeat its first draws."""
+    done = len(load_study(storage, spec).get_trials(deepcopy=False))
+    return spec.sampler_seed + index + 7919 * done
+
+
 def run_worker(spec: SweepSpec, opts: WorkerOptions, log=print) -> Tally:
     """Run trials until the sweep has spec.trials counted trials, the budget is spent, or
     Ctrl-C; while other workers' trials run, wait (one may die and need a retry)."""
     storage = open_storage(opts.sweep_dir, spec.storage)
     pruner = make_pruner(spec.pruner, opts.sweep_dir, spec.metric, spec.steps, spec.eval_every)
-    study = load_study(storage, spec, spec.sampler_seed + opts.index, pruner)
+    study = load_study(storage, spec, sampler_seed(storage, spec, opts.index), pruner)
     tally = Tally()
     with _Stop() as stop:
         while not stop.flag:
