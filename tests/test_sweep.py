@@ -124,8 +124,12 @@ def test_a_sweep_dir_of_another_space_is_refused_unless_force(tmp_path, syntheti
     _, spec = command.prepare(_args(other, synthetic_data, out, trials=2, steps=8, force=True))
     assert spec.space.params["train.lr"].high == 9e-3 and not (out / "trials").exists()
     # the same space again is a resume, not a refusal; --trials may change
+    (out / "trials" / "0000").mkdir(parents=True)
     _, again = command.prepare(_args(other, synthetic_data, out, trials=5, steps=8))
-    assert again.trials == 5 and again.identity() == spec.identity()
+    assert again.trials == 5 and again.identity() == spec.identity() and (out / "trials").exists()
+    # --force starts over even with the same space
+    command.prepare(_args(other, synthetic_data, out, trials=5, steps=8, force=True))
+    assert not (out / "trials").exists()
 
 
 def test_a_crashing_trial_is_failed_with_its_message_and_counted(tmp_path, synthetic_data):
