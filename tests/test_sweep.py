@@ -248,3 +248,25 @@ def test_a_resumed_sweep_does_not_repeat_the_samplers_first_draws(tmp_path, synt
     assert again.params["train.lr"] != first.params["train.lr"]
     fresh = load_study(open_storage(tmp_path / "t", ""), spec, spec.sampler_seed)
     assert fresh.ask(spec.space.distributions()).params == first.params  # same seed, same draw
+
+
+def test_a_trainer_that_fails_after_its_last_eval_completes_the_trial(tmp_path, synthetic_data):
+    from types import SimpleNamespace
+
+    from zhbert.sweep.worker import TrialRun, _finish
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=2, steps=4))
+    _, study = _study(sweep_dir)
+    runs = []
+    for n, last in enumerate((4, 2)):  # one reached step 4 of 4, one stopped at step 2
+        trial = claim(study, spec, sweep_dir)
+        d = sweep_dir / "trials" / f"{n:04d}"
+        d.mkdir(parents=True)
+        (d / "history.jsonl").write_text("".join(json.dumps({"type": "eval", "step": s, "eval_mlm_acc": 0.1 * s}) + "\n"
+                                                 for s in range(2, last + 1, 2)))
+        (d / "train.log").write_text("zhbert: error: something broke while exiting\n")
+        runs.append(TrialRun(trial, spec, WorkerOptions(sweep_dir, 1), d, proc=SimpleNamespace(returncode=1)))
+    assert _finish(study, runs[0]).startswith("complete: eval_mlm_acc 0.4000")
+    assert _finish(study, runs[1]) == "failed: zhbert: error: something broke while exiting"
+    done, failed = study.get_trials()
+    assert done.state == TrialState.COMPLETE and "exit code 1 after the last step" in done.user_attrs["message"]
+    assert failed.state == TrialState.FAIL and failed.user_attrs["failure"] == "trainer"

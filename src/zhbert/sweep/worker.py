@@ -312,10 +312,12 @@ def _finish(study: optuna.Study, run: TrialRun) -> str:
     trial, spec = run.trial, run.spec
     evals = dict(_evals(run.trial_dir, spec.metric))
     rc = run.proc.returncode
-    if rc == 0 and spec.steps in evals:
+    msg = _failure_message(run.trial_dir / "train.log", rc) if rc else ""
+    if spec.steps in evals:  # trained to the end; a trainer that failed after its last
+        if msg:              # (fsynced) eval still has its result: keep it, say what happened
+            trial.set_user_attr("message", f"exit code {rc} after the last step: {msg}")
         study.tell(trial, evals[spec.steps])
         return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
-    msg = _failure_message(run.trial_dir / "train.log", rc)
     _tell_failed(study, trial, "trainer", msg, retry=False)
     return f"failed: {msg}"
 
