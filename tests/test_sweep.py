@@ -270,3 +270,35 @@ def test_a_trainer_that_fails_after_its_last_eval_completes_the_trial(tmp_path, 
     done, failed = study.get_trials()
     assert done.state == TrialState.COMPLETE and "exit code 1 after the last step" in done.user_attrs["message"]
     assert failed.state == TrialState.FAIL and failed.user_attrs["failure"] == "trainer"
+
+
+def test_the_report_writes_the_table_best_config_importances_and_charts(tmp_path, synthetic_data):
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=4, steps=4))
+    _, study = _study(sweep_dir)
+    for n in range(4):
+        trial = claim(study, spec, sweep_dir)
+        rel = f"trials/{n:04d}"
+        trial.set_user_attr("trial_dir", rel)
+        curve = [(s, 0.05 * s + 0.01 * n) for s in (2, 4)]
+        (sweep_dir / rel).mkdir(parents=True)
+        (sweep_dir / rel / "history.jsonl").write_text("".join(
+            json.dumps({"type": "eval", "step": s, "eval_mlm_acc": v}) + "\n" for s, v in curve))
+        if n == 3:  # pruned at step 2, with the record the worker writes
+            trial.report(curve[0][1], 2)
+            trial.set_user_attr("pruned_by", {"reason": "forecast said no", "step": 2})
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, curve[-1][1])
+    assert cli_main(["sweep", "report", str(sweep_dir)]) == 0
+    rep = sweep_dir / "report"
+    best = load_config(str(rep / "best_config.toml"))
+    assert best.train.lr == study.best_params["train.lr"] and best.train.steps == 4
+    assert best.model.hidden_size == 32  # the space's fixed values are in it
+    md = (rep / "report.md").read_text()
+    assert "| 3 | trials/0003 | pruned |" in md and "forecast said no" in md and "**Best: trial 2**" in md
+    for name in ("curves", "history", "importances"):
+        assert (rep / f"{name}.png").stat().st_size > 1000 and (rep / f"{name}.svg").exists()
+        assert f"({name}.png)" in md
+    assert "data:image/png;base64," in (rep / "report.html").read_text()
+    assert [t["state"] for t in json.loads((rep / "sweep_report.json").read_text())["trials"]] == \
+        ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
