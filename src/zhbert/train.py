@@ -308,6 +308,9 @@ def _main(cfg: Config, data_dir, run_dir, dist: Dist, device: torch.device, resu
                                                      "started": _now()})
     try:
         fit(tr, show_progress=progress and dist.main)
+        barrier(dist)  # every rank is done with the node's shared epoch files
+        if dist.local_rank == 0:
+            loader.drop_shared_cache()
     finally:
         if tr.history:
             tr.history.close()
