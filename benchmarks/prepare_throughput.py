@@ -1,12 +1,16 @@
 """Throughput and memory of `zhbert prepare`: input MB/s per worker, pages/s, peak RSS.
 
     python -m benchmarks.prepare_throughput [--workers 1,2] [--dump-mb 50,200] [--format xml.bz2]
+        [--language zh|en|ja] [--source PATH ...]
 
 Runs `zhbert prepare` (a fresh process per run) on the built-in corpus and on
 generated MediaWiki dumps of --dump-mb megabytes (uncompressed XML; written as
 .xml.bz2 by default, like the real dumps): export-schema XML whose pages are 8
 random People's Daily paragraphs each (so dedup keeps them), with wiki markup
-(bold, headings, links, categories) for the parser to strip.
+(bold, headings, links, categories) for the parser to strip. ``--language en``
+builds them from the built-in English news (Lee corpus, two sentences a
+paragraph) and prepares with ``--language en``; ``--source`` adds real files
+(e.g. the truncated jawiki dump with ``--language ja``).
 
 Per run: wall seconds, input MB/s (input = text bytes of the documents read:
 wikitext for a dump, not the compressed file), MB/s per worker, pages
@@ -48,22 +52,40 @@ def _builtin_paragraphs() -> list[str]:
         return [p for p in (untag_line(line) for line in f) if len(p) > 20]
 
 
-def _linked(paragraph: str, target: int) -> str:
+def _english_paragraphs() -> list[str]:
+    from zhbert.corpus import builtin_en
+    from zhbert.corpus.sentences import split_english
+
+    path = dict(builtin_en.files())["builtin-en"]
+    sentences = [s for line in path.read_text(encoding="utf-8").splitlines() for s in split_english(line)]
+    return [" ".join(sentences[k:k + 2]) for k in range(0, len(sentences) - 1, 2)]
+
+
+# per language: (comma, period, lead sentence, heading, category, link prefix)
+_WORDS = {"zh": ("，", "。", "'''条目{i}'''是一个测试条目，编号为{i}。", "== 第{k}节 ==", "测试分类", "链接"),
+          "en": (", ", ". ", "'''Entry {i}''' is a test article, number {i}.", "== Section {k} ==",
+                 "Test category ", "Link ")}
+
+
+def _linked(paragraph: str, target: int, language: str = "zh") -> str:
     """The paragraph with its first clause after a comma turned into a piped wikilink."""
-    i = paragraph.find("，")
-    j = paragraph.find("。", i + 2) if i >= 0 else -1
+    comma, period, _, _, _, link = _WORDS[language]
+    i = paragraph.find(comma)
+    j = paragraph.find(period, i + 2) if i >= 0 else -1
     if j < 0:
         return paragraph
-    return f"{paragraph[:i + 1]}[[链接{target}|{paragraph[i + 1:j]}]]{paragraph[j:]}"
+    i += len(comma)
+    return f"{paragraph[:i]}[[{link}{target}|{paragraph[i:j]}]]{paragraph[j:]}"
 
 
-def _page(i: int, paras: list[str], rng: random.Random) -> str:
-    body = [f"'''条目{i}'''是一个测试条目，编号为{i}。"]
+def _page(i: int, paras: list[str], rng: random.Random, language: str = "zh") -> str:
+    _, _, lead, heading, category, _ = _WORDS[language]
+    body = [lead.format(i=i)]
     for k, p in enumerate(rng.sample(paras, 8)):
         if k % 3 == 0:
-            body.append(f"== 第{k}节 ==")
-        body.append(_linked(p, rng.randrange(1000)))
-    body.append(f"[[Category:测试分类{i % 50}]]")
+            body.append(heading.format(k=k))
+        body.append(_linked(p, rng.randrange(1000), language))
+    body.append(f"[[Category:{category}{i % 50}]]")
     text = escape("\n\n".join(body))
     return (f"  <page>\n    <title>条目{i}</title>\n    <ns>0</ns>\n    <id>{i}</id>\n"
             f"    <revision>\n      <id>{i}</id>\n      <timestamp>2024-01-01T00:00:00Z</timestamp>\n"
@@ -73,10 +95,11 @@ def _page(i: int, paras: list[str], rng: random.Random) -> str:
             f"    </revision>\n  </page>\n")
 
 
-def make_dump(path: Path, megabytes: float, seed: int = 0) -> Path:
+def make_dump(path: Path, megabytes: float, seed: int = 0, language: str = "zh") -> Path:
     """A MediaWiki export (schema 0.10) of about ``megabytes`` MB of XML; bz2-compressed
     when ``path`` ends in .bz2. Written to a temporary name and renamed when complete."""
-    rng, paras = random.Random(seed), _builtin_paragraphs()
+    rng = random.Random(seed)
+    paras = _english_paragraphs() if language == "en" else _builtin_paragraphs()
     tmp = path.with_name(path.name + ".partial")
     raw = open(tmp, "wb")
     f = bz2.BZ2File(raw, "wb", compresslevel=9) if path.suffix == ".bz2" else raw
@@ -89,7 +112,7 @@ def make_dump(path: Path, megabytes: float, seed: int = 0) -> Path:
         written, i = 0, 0
         while written < megabytes * 1e6:
             i += 1
-            page = _page(i, paras, rng).encode()
+            page = _page(i, paras, rng, language).encode()
             f.write(page)
             written += len(page)
         f.write(b"</mediawiki>\n")
@@ -142,10 +165,10 @@ def _cpu_children() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_prepare(source: str, label: str, workers: int, tmp: Path) -> dict:
+def run_prepare(source: str, label: str, workers: int, tmp: Path, language: str = "zh") -> dict:
     out = tmp / f"data-{workers}"
     cmd = [sys.executable, "-m", "zhbert", "prepare", source, "--out", str(out), "--force",
-           "--workers", str(workers)]
+           "--workers", str(workers), "--language", language]
     load_before = os.getloadavg()[0]
     cpu0, start = _cpu_children(), time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -163,7 +186,7 @@ def run_prepare(source: str, label: str, workers: int, tmp: Path) -> dict:
     mb = report["input"]["bytes_read"] / 1e6
     pages = report["input"]["documents_read"]
     return {
-        "source": label, "workers": workers, "input_mb": round(mb, 2), "pages": pages,
+        "source": label, "language": language, "workers": workers, "input_mb": round(mb, 2), "pages": pages,
         "documents_kept": report["totals"]["documents"], "tokens": report["totals"]["tokens"],
         "seconds": round(seconds, 2), "mb_per_s": round(mb / seconds, 3),
         "mb_per_s_per_worker": round(mb / seconds / workers, 3),
@@ -204,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated sizes of generated dumps in MB of XML; 0 = none")
     parser.add_argument("--format", choices=("xml.bz2", "xml"), default="xml.bz2")
     parser.add_argument("--no-builtin", action="store_true", help="skip the built-in corpus")
+    parser.add_argument("--language", choices=("zh", "en", "ja"), default="zh",
+                        help="prepare --language; the generated dumps are in it (zh or en)")
+    parser.add_argument("--source", action="append", default=[], metavar="PATH",
+                        help="also run on this file (repeatable), e.g. a real dump")
     parser.add_argument("--dump-dir", type=Path, default=None,
                         help="keep (and reuse) the generated dumps here instead of a temporary folder")
     args = parser.parse_args(argv)
@@ -217,18 +244,20 @@ def main(argv: list[str] | None = None) -> int:
         dump_dir = args.dump_dir or tmp
         dump_dir.mkdir(parents=True, exist_ok=True)
         sources = [] if args.no_builtin else [("builtin", "builtin", None)]
+        sources += [(p, Path(p).name, Path(p).stat().st_size) for p in args.source]
         for mb in sizes:
-            path = dump_dir / f"bench-{mb:g}mb.{args.format}"
+            suffix = "" if args.language == "zh" else f"-{args.language}"
+            path = dump_dir / f"bench-{mb:g}mb{suffix}.{args.format}"
             if not path.exists():
                 t = time.perf_counter()
-                make_dump(path, mb)
+                make_dump(path, mb, language=args.language)
                 print(f"generated {path} ({path.stat().st_size / 1e6:.1f} MB on disk) in "
                       f"{time.perf_counter() - t:.0f} s", flush=True)
             sources.append((str(path), f"dump {mb:g} MB", path.stat().st_size))
         print(common.table([HEADER]), flush=True)
         for source, label, file_size in sources:
             for w in workers:
-                r = run_prepare(source, label, w, tmp)
+                r = run_prepare(source, label, w, tmp, args.language)
                 r["file_mb"] = round(file_size / 1e6, 2) if file_size else None
                 rows.append(r)
                 print(common.table([HEADER, _row(r)]).splitlines()[-1], flush=True)

@@ -141,7 +141,7 @@ def test_tensorboard_events(tmp_path):
 @pytest.mark.parametrize("content, match", [
     ("", "no data points"),
     ('{"type": "header", "run": "x"}\n', "no data points"),
-    ('{"type": "train", "step": 1, "loss": 1.0}\nnot json\n', "not valid JSON"),
+    ('not json\n{"type": "header", "run": "x"}\n', "no data points"),
 ])
 def test_bad_jsonl(tmp_path, content, match):
     p = tmp_path / "history.jsonl"
@@ -172,3 +172,46 @@ def test_bad_inputs(tmp_path):
     empty.mkdir()
     with pytest.raises(UserError, match="no TensorBoard event files"):
         load_history(empty)
+
+
+def test_corrupt_line_is_warned_skipped_and_noted(tmp_path, capsys):
+    """zhbert.history's policy: the records around a corrupt line are kept (it used to
+    abort the whole analysis), the line is named on stderr and in the notes."""
+    text = _zhbert_lines(partial=False).splitlines(keepends=True)
+    (tmp_path / "history.jsonl").write_text("".join(text[:4]) + '{"type": "tr\n' + "".join(text[4:]))
+    h = load_history(tmp_path)
+    assert h.metric("mlm_acc").step.tolist() == [100, 200, 300, 400, 500]
+    assert "history.jsonl, line 5: not a JSON record" in capsys.readouterr().err
+    assert any("skipped 1 corrupt line(s) (line 5)" in n for n in h.notes)
+
+
+def test_series_keep_the_recorded_intervals(tmp_path):
+    (tmp_path / "history.jsonl").write_text(_zhbert_lines())
+    s = load_history(tmp_path).metric("eval_mlm_acc")
+    assert s.ci95.tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    assert load_history(tmp_path).metric("mlm_acc").ci95 is None
+    kept = s.select(np.array([False, True]))
+    assert kept.step.tolist() == [400] and kept.ci95.tolist() == [[0.0, 1.0]]
+
+
+def test_meta_names_real_tokens_and_padded_positions(tmp_path):
+    """The header's tokens_per_step counts padded positions; what the reader calls tokens per
+    step comes from the records' real-token counts (here 3,000 of 4,096 positions)."""
+    lines = [json.loads(l) for l in _zhbert_lines(partial=False).splitlines()]
+    for o in lines:
+        if "tokens" in o:
+            o["tokens"] = 3000 * o["step"]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(o) + "\n" for o in lines))
+    h = load_history(tmp_path)
+    assert h.meta.tokens_per_step == 3000.0 and h.meta.positions_per_step == 4096.0
+    assert h.meta.to_json()["positions_per_step"] == 4096.0
+    from zhbert.analysis import predict_steps
+    p = predict_steps(h, 0.3, metric="mlm_acc", n_boot=0)  # steps -> tokens with real tokens
+    assert p.tokens.value == pytest.approx(3000 * p.steps.value)
+
+
+def test_series_come_in_the_order_the_file_names_them(tmp_path):
+    (tmp_path / "history.jsonl").write_text(_zhbert_lines())
+    assert list(load_history(tmp_path).series) == [
+        "lr", "loss", "mlm_loss", "mlm_acc", "sop_acc", "grad_norm", "eval_mlm_acc", "eval_mlm_loss",
+        "eval_ppl"]

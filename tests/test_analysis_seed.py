@@ -73,9 +73,15 @@ def _cli(module, argv):
 
 
 def test_cli_predict_and_backtest(capsys):
-    assert _cli(predict_cli, [str(SEED), "--target", "0.6", "--n-boot", "50", "--json"]) == 0
+    # the schedule-free families (--law none) see the cosine flatten and call 0.6 unreachable
+    assert _cli(predict_cli, [str(SEED), "--target", "0.6", "--n-boot", "50", "--json", "--law", "none"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["reachable"] is False and out["asymptote"] < 0.6 and out["steps"] is None
+    assert "schedule-free" in out["method"]
+    # the schedule-aware law knows the lr reached 0: a longer run gets there
+    assert _cli(predict_cli, [str(SEED), "--target", "0.6", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["target"]["reachable"] is True and out["target"]["steps"] > 100_000
     assert _cli(backtest_cli, [str(SEED), "--fit-until", "50000", "--at", "95000"]) == 0
     text = capsys.readouterr().out
     assert "linear" in text and "0.911" in text

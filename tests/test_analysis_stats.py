@@ -86,8 +86,32 @@ def test_bad_inputs_and_summary():
     assert s == {"mean": pytest.approx(0.5), "max": 0.9, "min": 0.2, "std": pytest.approx(np.std([0.2, 0.4, 0.9])),
                  "first": 0.2, "last": 0.9, "n": 3}
     assert summary([])["n"] == 0
-    with pytest.raises(ValueError):
-        r.pearson.confidence_interval(0.9)
+    with pytest.raises(ValueError, match="no confidence interval"):
+        r.spearman.confidence_interval(0.9)
+
+
+def test_confidence_interval_at_any_level():
+    """Every interval of a correlation is available at any level (only 0.95 used to be),
+    by the same method as its stored 95% one, and nests as the level grows."""
+    from scipy import stats
+    rng = np.random.default_rng(1)
+    x = np.arange(1.0, 201.0)
+    y = 0.002 * x + rng.normal(0, 0.1, 200)
+    r = correlate(x, y, n_boot=500)
+    pr = stats.pearsonr(x, y)
+    assert r.pearson.confidence_interval(0.9) == pytest.approx(tuple(pr.confidence_interval(0.9)), abs=1e-12)
+    for est in (r.pearson, r.pearson_neff, r.pearson_block, r.slope, r.slope_neff, r.slope_log):
+        assert tuple(est.confidence_interval(0.95)) == est.ci95
+        lo80, hi80 = est.confidence_interval(0.8)
+        lo99, hi99 = est.confidence_interval(0.99)
+        assert lo99 < est.ci95[0] < lo80 < hi80 < est.ci95[1] < hi99, est.name
+    assert r.confidence_interval(0.5) == r.pearson_neff.confidence_interval(0.5)
+    b, dof = r.slope.statistic, r.n - 2
+    se = (r.slope.ci95[1] - b) / stats.t.ppf(0.975, dof)
+    q80 = stats.t.ppf(0.9, dof)
+    assert r.slope.confidence_interval(0.8) == pytest.approx((b - q80 * se, b + q80 * se))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        r.pearson.confidence_interval(95)
 
 
 def test_smooth():

@@ -136,7 +136,7 @@ def test_clean_document_none_when_nothing_left():
 
 @pytest.fixture
 def fake_wiki(monkeypatch):
-    def wikitext_to_text(wikitext):
+    def wikitext_to_text(wikitext, language="zh"):
         if "{{disambig}}" in wikitext:
             return None
         return wikitext.replace("'''", ""), ["中國歷史", "新闻"]
@@ -167,8 +167,8 @@ def test_config_validation_and_json():
         CleanConfig(script="x2y")
     with pytest.raises(UserError, match="min_sentence_chars"):
         CleanConfig(min_sentence_chars=10, max_sentence_chars=5)
-    with pytest.raises(UserError, match="min_chinese_ratio"):
-        CleanConfig(min_chinese_ratio=1.5)
+    with pytest.raises(UserError, match="min_script_ratio"):
+        CleanConfig(min_script_ratio=1.5)
     cfg = CleanConfig(script="s2t", min_sentence_chars=3)
     assert CleanConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(UserError, match="bogus"):

@@ -20,7 +20,7 @@ def exported(trained_run, tmp_path_factory):
 def test_files(exported, trained_run):
     names = {p.name for p in exported.iterdir()}
     assert names == {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json",
-                     "special_tokens_map.json", "README.md"}
+                     "special_tokens_map.json", "tokenizer.json", "README.md"}
     cfg = json.loads((exported / "config.json").read_text())
     assert cfg["architectures"] == ["BertForPreTraining"] and cfg["hidden_size"] == 64
     tok = json.loads((exported / "tokenizer_config.json").read_text())

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, read_json, staged_dir
+from zhbert.fileio import atomic_write_json, json_safe, read_json, staged_dir
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
@@ -62,3 +62,18 @@ def test_written_files_get_normal_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_json_safe_writes_nan_and_infinity_one_way():
+    import math
+
+    import numpy as np
+
+    v = {"a": math.nan, "b": [math.inf, -math.inf, 1.5, None], "c": (np.float64("inf"), 2),
+         "d": {"e": "inf", "f": True, "g": 3}}
+    safe = json_safe(v)
+    assert safe == {"a": None, "b": ["inf", "-inf", 1.5, None], "c": ["inf", 2],
+                    "d": {"e": "inf", "f": True, "g": 3}}
+    json.dumps(safe, allow_nan=False)  # strict JSON: no NaN/Infinity literals left
+    with pytest.raises(ValueError):
+        json.dumps(v, allow_nan=False)

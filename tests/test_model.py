@@ -316,3 +316,19 @@ def test_padded_flag_from_the_host_matches_reading_the_mask():
             torch.testing.assert_close(model(batch, padded=flag).mlm_logits, model(batch).mlm_logits)
         # a mask kept on an unpadded batch changes nothing
         torch.testing.assert_close(model(full, padded=True).mlm_logits, model(full).mlm_logits)
+
+
+def test_a_runs_model_config_is_its_config_section_completed():
+    """ModelConfig extends config.ModelSection (one declaration of the sizes, dropouts and
+    objective): every setting of a run's [model] reaches the model, plus vocab and M."""
+    from dataclasses import asdict, fields
+
+    from zhbert.config import ModelSection, load_config
+    from zhbert.run import model_config_from
+
+    cfg = load_config("tiny", ["model.hidden_dropout=0.2", "model.objective=mlm+sop",
+                               "model.max_position_embeddings=256"])
+    m = model_config_from(cfg, 1000)
+    assert {f.name: getattr(m, f.name) for f in fields(ModelSection)} == asdict(cfg.model)
+    assert (m.vocab_size, m.max_predictions, m.has_nsp) == (1000, 10, True)
+    assert not model_config_from(load_config("tiny", ["model.objective=mlm"]), 1000).has_nsp

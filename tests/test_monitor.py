@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from zhbert.analysis import load_history, predict_steps
 from zhbert.errors import UserError
-from zhbert.monitor.server import bind, create_app, read_new
+from zhbert.monitor.server import bind, create_app
 
 
 def _line(rec):
@@ -80,11 +80,48 @@ def test_history_is_incremental_and_skips_partial_line(runs):
     assert again["reset"] and len(again["records"]) == 5
 
 
-def test_read_new_counts_corrupt_lines(tmp_path):
-    p = tmp_path / "h.jsonl"
-    p.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
-    out = read_new(p, 0)
-    assert [r["step"] for r in out["records"]] == [1, 2] and out["bad_lines"] == 1
+def test_history_corrupt_line_is_named_and_skipped(runs, capsys):
+    hist = runs / "a" / "history.jsonl"
+    lines = hist.read_text().splitlines(keepends=True)
+    hist.write_text("".join(lines[:3]) + "not json\n" + "".join(lines[3:]))
+    c = TestClient(create_app([runs]))
+    body = c.get("/api/runs/a/history?offset=0").json()
+    assert len(body["records"]) == len(lines) and body["bad_lines"] == [4]
+    assert "history.jsonl, line 4: not a JSON record" in capsys.readouterr().err
+    assert c.get("/api/runs").json()["runs"][0]["bad_lines"] == [4]  # the page shows it
+    # the next polls read nothing new, so nothing is warned again
+    assert c.get(f"/api/runs/a/history?offset={body['offset']}").json()["records"] == []
+    assert "line 4" not in capsys.readouterr().err
+
+
+def test_polls_read_only_what_was_appended(runs, monkeypatch):
+    """The run table and the history requests parse each byte of a history once."""
+    from zhbert import history
+    parsed = []
+    real = history.HistoryReader._parse
+    monkeypatch.setattr(history.HistoryReader, "_parse",
+                        lambda self, data: parsed.append(len(data)) or real(self, data))
+    c = TestClient(create_app([runs / "a"]))
+    for _ in range(3):
+        assert c.get("/api/runs").json()["runs"][0]["step"] == 400
+        first = c.get("/api/runs/a/history?offset=0").json()
+    hist = runs / "a" / "history.jsonl"
+    size = hist.stat().st_size
+    assert sum(parsed) == size and len(first["records"]) == 81
+    assert c.get("/api/runs/a/study").json()["metric"] == "eval_mlm_acc"  # from the records in memory
+    assert sum(parsed) == size
+    extra = _line({"type": "train", "step": 410, "tokens": 410000, "elapsed": 41.0, "loss": 2.0})
+    with open(hist, "a") as f:
+        f.write(extra)
+    assert c.get("/api/runs").json()["runs"][0]["step"] == 410
+    nxt = c.get(f"/api/runs/a/history?offset={first['offset']}&gen={first['gen']}").json()
+    assert [r["step"] for r in nxt["records"]] == [410] and sum(parsed) == size + len(extra.encode())
+    # a resume replaces the file (a new inode) with one that is no shorter: a new gen, from 0
+    tmp = hist.with_name("new.jsonl")
+    tmp.write_text(hist.read_text() + extra)
+    tmp.replace(hist)
+    again = c.get(f"/api/runs/a/history?offset={nxt['offset']}&gen={nxt['gen']}").json()
+    assert again["reset"] and again["gen"] == nxt["gen"] + 1 and len(again["records"]) == 83
 
 
 def test_study_reuses_analysis_and_predicts(runs):

@@ -8,6 +8,7 @@ import pytest
 
 from zhbert.cli import main
 from zhbert.corpus import prepare as prep
+from zhbert.corpus import segment
 from zhbert.datadir import SPLITS, open_data_dir
 
 ARTICLE = ("今天天气很好，我们去公园散步。公园里有很多人在锻炼身体。"
@@ -251,7 +252,7 @@ def _fuzz_texts(sentences, n=60, seed=0):
 
 def test_word_starts_of_a_joined_batch_are_per_sentence_jieba(sentences):
     """One jieba call per batch of "\n"-joined sentences cuts each sentence as alone."""
-    jieba = prep._jieba()
+    jieba = segment.jieba()
     batch = sentences[:200] + EDGE_TEXTS
     text = "\n".join(batch)
     want = []
@@ -260,7 +261,7 @@ def test_word_starts_of_a_joined_batch_are_per_sentence_jieba(sentences):
         flags[[start for _, start, _ in jieba.tokenize(s)]] = 1
         flags[-1] = 1  # the "\n" after it: a word of its own
         want.append(flags)
-    assert prep._word_start_flags(text).tolist() == np.concatenate(want)[:-1].tolist()
+    assert segment.word_start_flags("jieba", text).tolist() == np.concatenate(want)[:-1].tolist()
 
 
 def test_batch_encoding_is_per_word_encoding(sentences):
@@ -296,8 +297,8 @@ def test_encode_task_equals_sentence_by_sentence(sentences, tmp_path, monkeypatc
     vocab.save(tmp_path / "vocab.txt")
     edge = [t for t in EDGE_TEXTS if t]  # spooled sentences are never empty
     docs = [(i % 3, sentences[i * 7:(i + 1) * 7] + [edge[i % len(edge)]]) for i in range(40)]
-    parts = prep._encode_task((str(tmp_path / "vocab.txt"), True, docs))
-    jieba = prep._jieba()
+    parts = prep._encode_task((str(tmp_path / "vocab.txt"), "jieba", docs))
+    jieba = segment.jieba()
     for code, (tokens, starts, lengths, doc_sizes, hashes, unk) in enumerate(parts):
         mine = [d for c, d in docs if c == code]
         flat = [s for d in mine for s in d]

@@ -14,7 +14,7 @@ import pytest
 from zhbert.analysis import load_history
 from zhbert.cli import main
 from zhbert.corpus.report import _length_stats, gb2312_levels, run_checks
-from zhbert.report import analyze, eval_ci
+from zhbert.report_analysis import analyze, eval_ci
 
 TEXT = "\n\n".join(f"第{i}段：城市里的居民每天早上都会去河边散步，然后一起喝茶聊天。天气好的时候还会去爬山。"
                    for i in range(40))

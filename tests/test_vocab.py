@@ -138,3 +138,19 @@ def _codepoint_parity(chars: list[str], tmp_path) -> None:
             for c in text[1::5]:
                 probe = f"a{c}a {c} "
                 assert vocab.encode(probe) == _hf_ids(tok, probe), f"U+{ord(c):04X}"
+
+
+def test_wordpiece_vocab_ids_equal_hf_on_tricky_text(tmp_path):
+    """A trained WordPiece vocab.txt (multi-character pieces, "##" pieces) encodes every
+    tricky text as BertTokenizerFast loaded from the same file does."""
+    from zhbert.wordpiece import train_wordpiece
+
+    english = ["The tokenizer splits unbelievable words into pieces, doesn't it?",
+               "Wordpieces: tokenization, tokenizers, tokenized; 3.14159 and 2,718!"]
+    vocab = train_wordpiece((TRICKY + english) * 3, 400)
+    assert any(len(t) > 3 and t.startswith("##") for t in vocab.tokens)
+    tok = _hf(vocab, tmp_path)
+    for text in TRICKY + english + ["untokenizable ##x tokenizations"]:
+        assert vocab.encode(text) == _hf_ids(tok, text), text
+        ids, offsets = vocab.encode_with_offsets(text)
+        assert ids.tolist() == vocab.encode(text)

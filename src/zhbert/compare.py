@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from zhbert.analysis.predict import _already_reached
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
 from zhbert.metrics import metric_info
-from zhbert.report import CORR_BOOT, ZH_X, check_out, correlation_json, fmt, fmt_p, md_table
+from zhbert.report_analysis import CORR_BOOT, correlation_json
+from zhbert.report_render import ZH_X, check_out, fmt, fmt_p, md_table
 
 SCHEMA, VERSION = "zhbert-comparison", 1
 DEFAULT_TARGETS = (0.3, 0.5)  # for accuracy metrics
@@ -59,10 +60,7 @@ def load_runs(paths: list[str], metric: str | None, x: str) -> list[Run]:
 def clip(series: Series, x: str, lo: float, hi: float) -> Series:
     """The part of ``series`` with lo <= x <= hi."""
     xs = series.x(x)
-    keep = (xs >= lo) & (xs <= hi)
-    pick = lambda a: None if a is None else a[keep]  # noqa: E731
-    return replace(series, step=series.step[keep], y=series.y[keep], tokens=pick(series.tokens),
-                   seconds=pick(series.seconds))
+    return series.select((xs >= lo) & (xs <= hi))
 
 
 def common_range(runs: list[Run], x: str) -> tuple[float, float] | None:
@@ -91,7 +89,8 @@ def _reached(s: Series, x: str, targets: tuple[float, ...], d: int) -> dict[str,
 def _throughput(h: History) -> dict[str, float | None]:
     m = h.meta
     sps = m.seconds_per_step
-    return {"tokens_per_step": m.tokens_per_step, "tokens_per_s": m.tokens_per_s,
+    return {"tokens_per_step": m.tokens_per_step, "positions_per_step": m.positions_per_step,
+            "tokens_per_s": m.tokens_per_s,
             "seconds_per_step": sps, "steps_per_s": 1.0 / sps if sps else None}
 
 

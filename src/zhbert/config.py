@@ -26,13 +26,17 @@ except ModuleNotFoundError:  # Python 3.10
 from zhbert.errors import UserError
 from zhbert.schedule import DEFAULT_DECAY_FRACTION, SCHEDULES
 
-PRESETS = ("tiny", "seed", "base")
-OBJECTIVES = ("mlm+nsp", "mlm+sop", "mlm")
+PRESETS = ("tiny", "seed", "base")  # configs/NAME.toml: the one home of each preset's shape
+# the pretraining objectives -> the sentence-pair task of their second head (None: MLM only);
+# the model, the data pipeline, training's and evaluation's records all read it here
+OBJECTIVES: dict[str, str | None] = {"mlm+nsp": "nsp", "mlm+sop": "sop", "mlm": None}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
 class ModelSection:
+    """The model settings a config chooses; model.ModelConfig adds what the vocabulary
+    and the data fix (vocab_size, max_predictions) and the constants of BERT."""
     hidden_size: int = 256
     num_layers: int = 4
     num_heads: int = 4

@@ -39,10 +39,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from zhbert.config import OBJECTIVES
 from zhbert.datadir import DataDir, SplitArrays, open_data_dir
 from zhbert.errors import UserError
 
-OBJECTIVES = ("mlm+nsp", "mlm+sop", "mlm")
 FIRST_REGULAR_ID = 5      # ids below are [PAD] [UNK] [CLS] [SEP] [MASK]
 IGNORE_INDEX = -100       # mlm_labels padding, what cross_entropy ignores
 _INSTANCE_STREAM = 1      # keeps the instance RNG apart from the masking RNGs
@@ -74,7 +74,7 @@ class DataConfig:
 
     @property
     def paired(self) -> bool:
-        return self.objective != "mlm"
+        return OBJECTIVES[self.objective] is not None
 
 
 # ----------------------------------------------------------------------------- instances

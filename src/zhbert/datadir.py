@@ -6,7 +6,8 @@ Layout (all arrays are .npy, loaded memory-mapped, never pickled)::
       manifest.json            format, format_version, zhbert_version, created,
                                config (resolved prepare options), sources,
                                splits{name: {documents, sentences, tokens}},
-                               vocab{size, sha256}, dtype, word_boundaries
+                               vocab{size, sha256}, dtype, word_boundaries,
+                               language ("zh" when absent), tokenizer ("char" | "wordpiece")
       vocab.txt                see zhbert.vocab
       report.json              dataset report (zhbert data report)
       {split}.tokens.npy       (T,)   uint16 (uint32 if vocab > 65535): ids of every
@@ -15,7 +16,8 @@ Layout (all arrays are .npy, loaded memory-mapped, never pickled)::
                                last entry == T
       {split}.documents.npy    (D+1,) int64: sentence index where document j starts;
                                last entry == S
-      {split}.word_starts.npy  (T,)   uint8, 1 where a (jieba) word starts; only when
+      {split}.word_starts.npy  (T,)   uint8, 1 where a word starts (jieba, fugashi, or not
+                               a WordPiece "##" piece: corpus.segment); only when
                                manifest.word_boundaries is true (whole-word masking)
       downstream/              held-out labelled tasks (e.g. sentiment.jsonl)
 
@@ -77,7 +79,8 @@ def write_split(out: Path, split: str, arrays: SplitArrays) -> None:
 
 
 def new_manifest(config: dict[str, Any], sources: list[dict[str, Any]], vocab: Vocab,
-                 splits: dict[str, dict[str, int]], word_boundaries: bool) -> dict[str, Any]:
+                 splits: dict[str, dict[str, int]], word_boundaries: bool,
+                 language: str = "zh", tokenizer: str = "char") -> dict[str, Any]:
     import datetime as _dt
     return {
         "format": FORMAT,
@@ -90,6 +93,8 @@ def new_manifest(config: dict[str, Any], sources: list[dict[str, Any]], vocab: V
         "vocab": {"size": len(vocab), "sha256": vocab.sha256},
         "dtype": token_dtype(len(vocab)).name,
         "word_boundaries": word_boundaries,
+        "language": language,
+        "tokenizer": tokenizer,
     }
 
 
@@ -102,6 +107,16 @@ class DataDir:
     path: Path
     manifest: dict[str, Any]
     vocab: Vocab
+
+    @property
+    def language(self) -> str:
+        """The corpus language (corpus.languages); data made before --language are Chinese."""
+        return self.manifest.get("language", "zh")
+
+    @property
+    def tokenizer(self) -> str:
+        """"char" (one character per token, "##c" inside latin words) or "wordpiece"."""
+        return self.manifest.get("tokenizer", "char")
 
     def split(self, name: str) -> SplitArrays:
         if name not in self.manifest.get("splits", {}):

@@ -11,6 +11,8 @@ from typing import Any, Iterable
 import torch
 from scipy.stats import binomtest
 
+from zhbert.config import OBJECTIVES
+
 
 def wilson_interval(correct: int, total: int, level: float = 0.95) -> list[float]:
     if total == 0:
@@ -46,7 +48,7 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
         "eval_mlm_acc_ci95": wilson_interval(int(correct), int(n)),
         "eval_mlm_loss": mlm_loss,
         "eval_ppl": math.exp(min(mlm_loss, 700.0)),
-        "eval_nsp_acc": pair_acc if objective == "mlm+nsp" else None,
-        "eval_sop_acc": pair_acc if objective == "mlm+sop" else None,
+        "eval_nsp_acc": pair_acc if OBJECTIVES[objective] == "nsp" else None,
+        "eval_sop_acc": pair_acc if OBJECTIVES[objective] == "sop" else None,
         "eval_masked": int(n),
     }

@@ -7,8 +7,11 @@ The model's parameter names are those of transformers' BertForPreTraining (see
 model.py), so the weights are written as they are, minus the tied decoder
 names (HF re-ties ``cls.predictions.decoder`` to the word embeddings and to
 ``cls.predictions.bias`` on load, and writes its own files the same way).
-vocab.txt is the run's vocabulary; with do_lower_case false HF's BERT
-tokenizer gives exactly zhbert's ids (tests/test_vocab.py, tests/test_export.py).
+vocab.txt is the run's vocabulary (characters or WordPiece); with do_lower_case
+false HF's BERT tokenizer gives exactly zhbert's ids (tests/test_vocab.py,
+tests/test_export.py, tests/test_lang_model.py), and tokenizer.json is the same
+tokenizer for the fast loader. config.json records the corpus language
+(``zhbert_language``), which fill-mask reads back for its output.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ from typing import Any
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, staged_dir, usual_permissions
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK, Vocab
-
-ARCHITECTURES = {"mlm+nsp": "BertForPreTraining", "mlm+sop": "BertForPreTraining", "mlm": "BertForMaskedLM"}
 
 
 def hf_state_dict(model) -> dict[str, Any]:
@@ -38,6 +39,15 @@ def tokenizer_files(max_len: int) -> dict[str, dict]:
     return {"tokenizer_config.json": config, "special_tokens_map.json": special}
 
 
+def write_tokenizer_json(vocab_path: Path, out: Path) -> None:
+    """tokenizer.json: BertTokenizerFast over ``vocab_path`` (do_lower_case false), serialised."""
+    from transformers import BertTokenizerFast
+
+    tok = BertTokenizerFast(vocab=str(vocab_path), do_lower_case=False, tokenize_chinese_chars=True,
+                            strip_accents=None)
+    tok.backend_tokenizer.save(str(out))
+
+
 def _last_eval(run_dir: Path, step: int) -> dict[str, Any] | None:
     from zhbert.history import iter_records
     path = run_dir / "history.jsonl"
@@ -47,10 +57,14 @@ def _last_eval(run_dir: Path, step: int) -> dict[str, Any] | None:
     return evals[-1] if evals else None
 
 
-def model_card(run, step: int, tokens: int | None, last_eval: dict | None, max_len: int) -> str:
-    c = run.cfg
+def model_card(run, step: int, tokens: int | None, last_eval: dict | None, max_len: int,
+               language: str = "zh", tokenizer: str = "char") -> str:
+    from zhbert.corpus.languages import get as get_language
+
+    c, lang = run.cfg, get_language(language)
+    kind = "WordPiece" if tokenizer == "wordpiece" else "character-level"
     lines = [f"# zhbert {run.path.name} (step {step:,})", "",
-             "A Chinese BERT pretrained from scratch with zhbert: character-level vocabulary "
+             f"A BERT for {lang.name} pretrained from scratch with zhbert: {kind} vocabulary "
              f"({run.vocab_size:,} tokens), objective {c.model.objective}.", "",
              "## Training", "",
              f"- model: hidden {c.model.hidden_size}, layers {c.model.num_layers}, heads "
@@ -73,7 +87,7 @@ def model_card(run, step: int, tokens: int | None, last_eval: dict | None, max_l
         lines.append("No evaluation was recorded up to this step.")
     lines += ["", "## Use", "", "```python", "from transformers import pipeline",
               "fill = pipeline(\"fill-mask\", model=\"PATH/TO/THIS/DIR\")",
-              "fill(\"北京是中国的[MASK]都。\")", "```", "",
+              f"fill({json.dumps(lang.mask_example, ensure_ascii=False)})", "```", "",
               f"Positions beyond {max_len} tokens were never trained (model_max_length).", ""]
     return "\n".join(lines)
 
@@ -91,10 +105,13 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     if out.exists() and not force:
         raise UserError(f"{out} already exists; pass --force to replace it")
     ref = select_checkpoints(run.path, checkpoint)[0]
-    vocab = open_run_data(run).vocab
+    data = open_run_data(run)
+    vocab = data.vocab
     model = load_run_model(run, ref, torch.device("cpu"))
     hf_config = model.config.to_hf_config()
-    hf_config.architectures = [ARCHITECTURES[model.config.objective]]
+    # a sentence-pair head (NSP or SOP) is BertForPreTraining's; MLM alone is BertForMaskedLM's
+    hf_config.architectures = ["BertForPreTraining" if model.config.has_nsp else "BertForMaskedLM"]
+    hf_config.zhbert_language = data.language  # fill-mask shows English with spaces
     max_len = run.cfg.data.max_len
     with staged_dir(out, force=force) as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))
@@ -103,9 +120,11 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
         vocab.save(tmp / "vocab.txt")
         for name, obj in tokenizer_files(max_len).items():
             atomic_write_json(tmp / name, obj)
+        write_tokenizer_json(tmp / "vocab.txt", tmp / "tokenizer.json")
         tokens = checkpoint_tokens(ref)
         atomic_write_text(tmp / "README.md", model_card(run, ref.step, tokens,
-                                                        _last_eval(run.path, ref.step), max_len))
+                                                        _last_eval(run.path, ref.step), max_len,
+                                                        data.language, data.tokenizer))
     return out
 
 

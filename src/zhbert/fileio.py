@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -67,6 +68,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
+
+
+def json_safe(v: Any) -> Any:
+    """``v`` with every float JSON can carry: NaN becomes None (no value) and an infinity
+    the string "inf" or "-inf" (a step never reached, an open interval end), the one way
+    zhbert writes them. json.dumps would write NaN and Infinity, which are not JSON: a
+    browser's JSON.parse and strict readers reject the file. Dicts, lists and tuples are
+    walked (tuples become lists, as json.dumps writes them)."""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return None
+        return ("inf" if v > 0 else "-inf") if math.isinf(v) else v
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
 
 
 def read_json(path: str | os.PathLike, what: str = "file", missing_hint: str = "") -> Any:

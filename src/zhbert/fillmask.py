@@ -144,19 +144,21 @@ class MaskedLM:
     source: str           # what was loaded, for messages
     engine: Any           # InferenceEncoder over ``model`` (make_masked_lm builds it)
     quantize: str | None  # None | "int8"
+    language: str = "zh"  # the corpus language (zhbert.corpus.languages): how filled text is written
 
     def describe(self) -> str:
         return "int8 dynamic, fp32 elsewhere" if self.quantize else self.precision
 
 
 def make_masked_lm(model, vocab: Vocab, max_len: int, device, precision: str = "fp32",
-                   source: str = "model", quantize: str | None = None) -> MaskedLM:
+                   source: str = "model", quantize: str | None = None,
+                   language: str = "zh") -> MaskedLM:
     """A MaskedLM over an eval-mode BertForPretraining; ``precision`` already resolved."""
     if quantize and torch.device(device).type != "cpu":
         raise UserError("--quantize int8 runs on the CPU only (dynamic int8 kernels); "
                         "leave it out on a GPU")
     engine = InferenceEncoder(model, precision, quantize)
-    return MaskedLM(model, vocab, max_len, device, precision, source, engine, quantize)
+    return MaskedLM(model, vocab, max_len, device, precision, source, engine, quantize, language)
 
 
 def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
@@ -174,7 +176,8 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
     if is_run_dir(path):
         run = open_run(path)
         ref = select_checkpoints(path, checkpoint)[0]
-        model, vocab = load_run_model(run, ref, device), open_run_data(run).vocab
+        data = open_run_data(run)
+        model, vocab, language = load_run_model(run, ref, device), data.vocab, data.language
         max_len, source = run.cfg.data.max_len, f"{path} step {ref.step}"
     elif (path / "model.safetensors").is_file():
         if checkpoint is not None:
@@ -182,6 +185,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
                             "applies to run directories only")
         from zhbert.export import load_exported
         model, vocab, max_len = load_exported(path)
+        language = json.loads((path / "config.json").read_text(encoding="utf-8")).get("zhbert_language", "zh")
         model, source = model.to(device).eval(), str(path)
     else:
         raise UserError(f"{path} is neither a run directory (config.json from zhbert train) "
@@ -192,7 +196,26 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
                             f"use it with --precision auto or fp32, not {precision}")
         precision = "fp32"  # the int8 layers take fp32 activations
     precision = resolve_precision(precision, detect_capabilities(device)).precision
-    return make_masked_lm(model, vocab, max_len, device, precision, source, quantize)
+    return make_masked_lm(model, vocab, max_len, device, precision, source, quantize, language)
+
+
+def filled_text(lm: MaskedLM, sentence: str, masks: list[Candidates]) -> str:
+    """``sentence`` with each [MASK] replaced by its most likely token, as text: a "##"
+    piece joins the token before it, so a word predicted in pieces reads as one word."""
+    from zhbert.corpus.languages import get as get_language
+
+    best = iter([lm.vocab.id(cands[0][0]) for cands in masks])
+    ids = [next(best) if i == lm.vocab.mask_id else i for i in lm.vocab.encode(sentence)]
+    return lm.vocab.decode(ids, spaced=get_language(lm.language).word_spaces)
+
+
+def _show_filled(lm: MaskedLM, masks: list[Candidates]) -> bool:
+    """The filled sentence is worth a line when it is more than one token's swap: several
+    masks, a "##" piece, or a language written with spaces."""
+    from zhbert.corpus.languages import get as get_language
+
+    return (len(masks) > 1 or get_language(lm.language).word_spaces
+            or any(cands[0][0].startswith("##") for cands in masks))
 
 
 def encode_masked(vocab: Vocab, sentence: str, max_len: int, where: str = "") -> list[int]:
@@ -279,8 +302,8 @@ def run(args) -> int:
     lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision, quantize=quantize)
     results = fill_mask(lm, sentences, args.top_k, args.batch_size)
     if args.json:
-        rows = [{"sentence": s, "masks": [[{"token": t, "prob": p} for t, p in cands] for cands in masks]}
-                for s, masks in zip(sentences, results)]
+        rows = [{"sentence": s, "masks": [[{"token": t, "prob": p} for t, p in cands] for cands in masks],
+                 "filled": filled_text(lm, s, masks)} for s, masks in zip(sentences, results)]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     print(f"# {lm.source} ({lm.describe()})", file=sys.stderr)
@@ -288,4 +311,6 @@ def run(args) -> int:
         print(s)
         for m, cands in enumerate(masks, 1):
             print(f"  [MASK] {m}: " + "  ".join(f"{t} {p:.3f}" for t, p in cands))
+        if _show_filled(lm, masks):
+            print(f"  filled: {filled_text(lm, s, masks)}")
     return 0

@@ -7,8 +7,11 @@ while training runs. Every record has a "type":
 
 - header: schema, version, run, started, config, precision, precision_reason,
   machine, total_steps, tokens_per_step (first line; a resumed run appends
-  another header with resumed_from)
-- train:  step, tokens, elapsed, lr, loss, mlm_loss, mlm_acc, nsp_loss,
+  another header with resumed_from). Its tokens_per_step counts *positions*
+  (batch x max_len x accumulation x processes, padding included); readers call
+  it ``positions_per_step`` (``positions_per_step(header)``)
+- train:  step, tokens (real, non-padding tokens seen so far: what "tokens" means
+  wherever a user reads it; ``tokens_per_step(records)``), elapsed, lr, loss, mlm_loss, mlm_acc, nsp_loss,
   nsp_acc, sop_acc, grad_norm, tokens_per_s (means over the interval since the
   previous train record; accuracies are fractions)
 - eval:   step, tokens, elapsed, eval_mlm_acc, eval_mlm_acc_ci95 [lo, hi]
@@ -16,15 +19,30 @@ while training runs. Every record has a "type":
 - event:  step, kind (nonfinite_loss | rollback | resume | checkpoint | stop),
   message
 
-Readers ignore an unterminated last line (a record being written).
+Reading (every reader goes through ``read_history`` / ``HistoryReader``; the same
+rules for history.jsonl and checkpoint_eval.jsonl):
+
+- an unterminated last line is a record being written: it is left for the next
+  read, silently (``Chunk.partial`` says it was there);
+- a complete line that is not a JSON object (a torn write in the middle, a disk
+  error) is skipped with a warning on stderr naming the file and the line number
+  (``Chunk.bad_lines``); the records around it are kept;
+- ``HistoryReader.read()`` returns only what was appended since its last read; a
+  file that shrank or was replaced (``truncate_after`` on resume rewrites it) is
+  read again from the start, with ``Chunk.reset`` set.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_text
@@ -34,45 +52,164 @@ VERSION = 1
 
 
 class HistoryWriter:
-    """Append-only JSONL writer; `sync()` makes everything written so far durable."""
+    """Append-only JSONL writer; `sync()` makes everything written so far durable.
+
+    A write that fails (a full disk) is undone to the last whole line and stops the
+    run with a UserError naming the file and the bytes it needed: the history stays
+    a sequence of complete records, and ``--resume`` continues it once space is freed.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._failed = False
         try:
-            self._f = open(self.path, "a", encoding="utf-8")
+            self._f = open(self.path, "ab", buffering=0)  # unbuffered: nothing left to flush after an error
         except OSError as exc:
             raise UserError(f"cannot write the history {self.path}: {exc.strerror}") from None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n")
-        self._f.flush()  # visible to readers now; durable at the next sync()
+        data = (json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n").encode("utf-8")
+        end = self._f.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:  # visible to readers at once; durable at the next sync()
+                view = view[self._f.write(view):]
+        except OSError as exc:
+            self._failed = True
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._f.fileno(), end)  # no half record (truncating needs no space)
+            raise _write_error(self.path, exc, len(data)) from None
 
     def sync(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        try:
+            os.fsync(self._f.fileno())
+        except OSError as exc:  # some filesystems report a full disk only here
+            self._failed = True
+            raise _write_error(self.path, exc, 0) from None
 
     def close(self) -> None:
         if not self._f.closed:
-            self.sync()
+            if not self._failed:
+                self.sync()
             self._f.close()
 
 
-def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Complete records of a history file (a partial last line is skipped)."""
-    path = Path(path)
+MAX_WARNINGS = 10  # corrupt lines named one by one per read; the rest are counted
+
+
+def warn_stderr(message: str) -> None:
+    print(f"zhbert: warning: {message}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What one read of a JSONL file found."""
+    records: list[dict[str, Any]]   # complete records, in file order
+    starts: list[int]               # byte offset at which each record's line starts
+    offset: int                     # just past the last complete line: where the next read starts
+    size: int                       # the file's size when read
+    reset: bool = False             # the file shrank or was replaced: records start at byte 0
+    partial: bool = False           # an unterminated last line was left for the next read
+    more: bool = False              # stopped at max_bytes: read again for the rest
+    bad_lines: tuple[int, ...] = () # 1-based numbers of the corrupt lines skipped
+
+
+class HistoryReader:
+    """Reads a JSONL file incrementally under the module's bad-line policy: each
+    ``read()`` parses only the bytes appended since the previous one."""
+
+    def __init__(self, path: str | Path, warn: Callable[[str], None] = warn_stderr):
+        self.path = Path(path)
+        self.warn = warn
+        self.offset = 0       # bytes consumed (complete lines only)
+        self.line = 0         # lines consumed
+        self._ident: tuple[int, int] | None = None
+
+    def read(self, max_bytes: int | None = None) -> Chunk:
+        """New complete records; FileNotFoundError when the file is gone."""
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            reset = self._ident not in (None, (st.st_dev, st.st_ino)) or st.st_size < self.offset
+            if reset:
+                self.offset = self.line = 0
+            self._ident = (st.st_dev, st.st_ino)
+            f.seek(self.offset)
+            want = st.st_size - self.offset
+            data = f.read(want if max_bytes is None else min(want, max_bytes))
+        end = data.rfind(b"\n") + 1  # 0: no complete line yet
+        records, starts, bad = self._parse(data[:end])
+        start = self.offset
+        self.offset += end
+        left = st.st_size - self.offset
+        return Chunk(records, [start + s for s in starts], self.offset, st.st_size, reset,
+                     partial=left > 0 and len(data) == want, more=left > 0 and len(data) < want and end > 0,
+                     bad_lines=bad)
+
+    def _parse(self, data: bytes) -> tuple[list[dict], list[int], tuple[int, ...]]:
+        records, starts, bad, pos = [], [], [], 0
+        for raw in data.split(b"\n")[:-1]:
+            self.line += 1
+            if raw.strip():
+                try:
+                    rec = json.loads(raw)
+                except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+                    rec = None
+                if isinstance(rec, dict):
+                    records.append(rec)
+                    starts.append(pos)
+                else:
+                    bad.append(self.line)
+            pos += len(raw) + 1
+        for n in bad[:MAX_WARNINGS]:
+            self.warn(f"{self.path}, line {n}: not a JSON record (a corrupt line); skipped it")
+        if len(bad) > MAX_WARNINGS:
+            self.warn(f"{self.path}: {len(bad) - MAX_WARNINGS} more corrupt lines skipped")
+        return records, starts, tuple(bad)
+
+
+def _write_error(path: Path, exc: OSError, size: int) -> UserError:
+    need = ""
+    if exc.errno == errno.ENOSPC:
+        free = shutil.disk_usage(path.parent).free
+        need = f" ({size:,} more bytes needed, {free:,} free)" if size else ""
+    return UserError(f"could not append to {path}: {exc.strerror or exc}{need}; every record "
+                     "before this one is intact. Free disk space, then continue with --resume")
+
+
+def read_history(path: str | Path, warn: Callable[[str], None] = warn_stderr) -> Chunk:
+    """Every complete record of a JSONL history (see the module docstring for bad lines)."""
     try:
-        data = path.read_bytes()
+        return HistoryReader(path, warn).read()
     except FileNotFoundError:
         raise UserError(f"history not found: {path}") from None
-    lines = data.split(b"\n")
-    # The last element is b"" when the file ends with a newline, else a partial line.
-    for lineno, raw in enumerate(lines[:-1], start=1):
-        if not raw.strip():
-            continue
-        try:
-            yield json.loads(raw)
-        except json.JSONDecodeError:
-            raise UserError(f"{path}, line {lineno}: not a JSON record (corrupt history)") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a history file") from None
+
+
+def positions_per_step(header: dict[str, Any]) -> float | None:
+    """Padded positions per optimizer step, from a history header (``positions_per_step``,
+    or ``tokens_per_step`` as headers name it; both mean positions)."""
+    v = header.get("positions_per_step", header.get("tokens_per_step"))
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def tokens_per_step(records: list[dict[str, Any]]) -> float | None:
+    """Real (non-padding) tokens per optimizer step of a run, from its records' cumulative
+    ``tokens``: the slope between the first and the last train record that has them (the
+    mean rate since the first log), or tokens / step with a single one. None without any."""
+    pts = [(float(r["step"]), float(r["tokens"])) for r in records if r.get("type", "train") == "train"
+           and isinstance(r.get("tokens"), (int, float)) and isinstance(r.get("step"), (int, float))
+           and r["step"] > 0]
+    if not pts:
+        return None
+    (s0, t0), (s1, t1) = pts[0], pts[-1]
+    rate = (t1 - t0) / (s1 - s0) if s1 > s0 else t1 / s1
+    return rate if rate > 0 else None
+
+
+def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Complete records of a history file: ``read_history(path).records``."""
+    yield from read_history(path).records
 
 
 def truncate_after(path: str | Path, step: int) -> int:

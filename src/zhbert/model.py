@@ -30,16 +30,16 @@ What makes it faster than HF at equal shapes:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zhbert.config import OBJECTIVES, ModelSection
 from zhbert.kernels import Linear, linear
 
-OBJECTIVES = ("mlm+nsp", "mlm+sop", "mlm")
 PAD_ID = 0  # zhbert.vocab: [PAD]=0
 
 # names in state_dict() that share storage with another name (same as HF's _tied_weights_keys)
@@ -49,32 +49,27 @@ TIED_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ModelSection):
+    """A config's [model] section (config.ModelSection: sizes, dropouts, objective) completed
+    by the vocabulary, the data's masked-slot count and BERT's constants."""
     vocab_size: int
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    max_position_embeddings: int = 512
     type_vocab_size: int = 2
-    hidden_dropout: float = 0.1
-    attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
-    objective: str = "mlm+nsp"
     max_predictions: int = 20  # static M = ceil(mask_prob * T); 20 for T=128
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+            raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
                              f"num_heads {self.num_heads}")
 
     @property
     def has_nsp(self) -> bool:
-        return self.objective != "mlm"
+        """A sentence-pair head (pooler + NSP/SOP classifier)."""
+        return OBJECTIVES[self.objective] is not None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,21 +90,13 @@ class ModelConfig:
             tie_word_embeddings=True)
 
 
-_PRESETS = {  # name -> (hidden, layers, heads, ffn)
-    "tiny": (256, 4, 4, 1024),
-    "seed": (512, 12, 8, 2048),  # the seed study's model
-    "base": (768, 12, 12, 3072),  # BERT-base
-}
-
-
 def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
-    """A named model size; ``overrides`` replace any other ModelConfig field."""
-    if name not in _PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(_PRESETS)}")
-    hidden, layers, heads, ffn = _PRESETS[name]
-    cfg = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers,
-                      num_heads=heads, intermediate_size=ffn)
-    return replace(cfg, **overrides)
+    """The model of a config preset (configs/NAME.toml); ``overrides`` replace any other
+    ModelConfig field."""
+    from zhbert.config import PRESETS, load_config
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return ModelConfig(**{**asdict(load_config(name).model), "vocab_size": vocab_size, **overrides})
 
 
 # ----------------------------------------------------------------------------- modules

@@ -309,7 +309,9 @@ def spearman_ci(rho: float, n: int) -> tuple[float, float] | None:
     """Fieller, Hartley & Pearson (1957): Fisher z with standard error sqrt(1.06 / (n - 3))."""
     if n <= 3 or not math.isfinite(rho):
         return None
-    z, half = math.atanh(max(min(rho, 0.999999), -0.999999)), 1.959964 * math.sqrt(1.06 / (n - 3))
+    from scipy.stats import norm  # the normal quantile as analysis.stats takes it
+    z = math.atanh(max(min(rho, 0.999999), -0.999999))
+    half = norm.ppf(0.975) * math.sqrt(1.06 / (n - 3))
     return math.tanh(z - half), math.tanh(z + half)
 
 

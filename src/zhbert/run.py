@@ -15,6 +15,7 @@ function needs it (so `status` and the dashboard can open a run cheaply).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -45,13 +46,8 @@ def data_config(cfg: Config, max_len: int | None = None):
 def model_config_from(cfg: Config, vocab_size: int):
     """The model's config for a run's Config (M = the data's static masked-slot count)."""
     from zhbert.model import ModelConfig
-    m = cfg.model
-    max_predictions = data_config(cfg).max_predictions
-    return ModelConfig(vocab_size=vocab_size, hidden_size=m.hidden_size, num_layers=m.num_layers,
-                       num_heads=m.num_heads, intermediate_size=m.intermediate_size,
-                       max_position_embeddings=m.max_position_embeddings,
-                       hidden_dropout=m.hidden_dropout, attention_dropout=m.attention_dropout,
-                       objective=m.objective, max_predictions=max_predictions)
+    return ModelConfig(**dataclasses.asdict(cfg.model), vocab_size=vocab_size,
+                       max_predictions=data_config(cfg).max_predictions)
 
 
 # ----------------------------------------------------------------------------- runs

@@ -10,7 +10,7 @@ from typing import Any
 
 from zhbert.checkpoint import list_checkpoints
 from zhbert.errors import UserError
-from zhbert.history import iter_records
+from zhbert.history import read_history
 
 
 def add_arguments(p) -> None:
@@ -35,20 +35,26 @@ def run_state(run_dir: Path, total: int, last_step: int) -> str:
     return "finished" if total and last_step >= total else "stopped (continue with --resume)"
 
 
+def latest(records: list[dict[str, Any]], into: dict[str, dict] | None = None) -> dict[str, dict]:
+    """The last record of each type ("header", "train", "eval", "event"); ``into`` is
+    updated in place, so a reader that follows a file keeps it current from new records."""
+    last = {} if into is None else into
+    for rec in records:
+        last[rec.get("type")] = rec
+    return last
+
+
 def collect(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not (run_dir / "history.jsonl").exists():
         raise UserError(f"{run_dir} is not a zhbert run (no history.jsonl); "
                         "start one with `zhbert train --data DATA --out RUN`")
-    header, last_train, last_eval = {}, {}, {}
-    for rec in iter_records(run_dir / "history.jsonl"):
-        kind = rec.get("type")
-        if kind == "header":
-            header = rec
-        elif kind == "train":
-            last_train = rec
-        elif kind == "eval":
-            last_eval = rec
+    return summarize(run_dir, latest(read_history(run_dir / "history.jsonl").records))
+
+
+def summarize(run_dir: Path, last: dict[str, dict]) -> dict[str, Any]:
+    """Where the run stands, from the last header, train and eval records (``latest``)."""
+    header, last_train, last_eval = (last.get(k, {}) for k in ("header", "train", "eval"))
     total = int(header.get("total_steps") or 0)
     step = int(last_train.get("step", 0))
     tps = last_train.get("tokens_per_s") or 0

@@ -30,8 +30,8 @@ import torch
 
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
                                save_checkpoint)
-from zhbert.config import Config, config_from_dict, load_config
-from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, barrier, on_main,
+from zhbert.config import OBJECTIVES, Config, config_from_dict, load_config
+from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, on_main,
                                 setup, shutdown)
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
@@ -555,14 +555,14 @@ def _log(tr: Trainer, bar) -> None:
     tr.progress.elapsed += seconds
     micro = max(1.0, steps * tr.cfg.train.grad_accum * tr.dist.world)
     pair = nc / nn_ if nn_ else None
-    objective = tr.cfg.model.objective
+    task = OBJECTIVES[tr.cfg.model.objective]  # the sentence-pair task: nsp, sop or None
     rec = {"type": "train", "step": tr.progress.step, "tokens": tr.progress.tokens,
            "elapsed": round(tr.progress.elapsed, 3), "lr": lr_at(tr.progress.step, tr.cfg),
            "loss": loss / micro, "mlm_loss": mlm_loss / micro,
            "mlm_acc": mc / mn if mn else None,
-           "nsp_loss": nsp_loss / micro if objective != "mlm" else None,
-           "nsp_acc": pair if objective == "mlm+nsp" else None,
-           "sop_acc": pair if objective == "mlm+sop" else None,
+           "nsp_loss": nsp_loss / micro if task else None,
+           "nsp_acc": pair if task == "nsp" else None,
+           "sop_acc": pair if task == "sop" else None,
            "grad_norm": gnorm / max(1.0, steps),
            "tokens_per_s": tr.interval.tokens / seconds if seconds > 0 else None,
            "data_wait": tr.interval.data_wait / seconds if seconds > 0 else None}
@@ -661,6 +661,5 @@ def _handle_nonfinite(tr: Trainer, step: int, kind: str = "nonfinite") -> None:
 
 
 def _progress_bar(tr: Trainer):
-    from tqdm import tqdm
-    return tqdm(total=tr.cfg.train.steps, initial=tr.progress.step, desc="train",
-                unit="step", dynamic_ncols=True, file=sys.stderr)
+    from zhbert.progress import progress_bar
+    return progress_bar(tr.cfg.train.steps, initial=tr.progress.step, desc="train", unit="step")

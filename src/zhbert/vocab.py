@@ -1,4 +1,4 @@
-"""Character vocabulary in BERT's vocab.txt format, and the encoder that uses it.
+"""Vocabulary in BERT's vocab.txt format (character-level, or WordPiece), and its encoder.
 
 Layout: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4, then tokens by
 descending frequency (ties by codepoint). Tokens are single characters; a
@@ -8,6 +8,11 @@ as BERT's WordPiece would produce it over a character vocabulary, so that
 same ids as ``Vocab.encode``. (transformers 5 silently ignores ``vocab_file=``
 in that constructor and maps everything to [UNK]; pass ``vocab=`` or use
 ``from_pretrained(DIR)``.)
+
+A WordPiece vocabulary (``zhbert.wordpiece``, trained with Hugging Face
+``tokenizers``) uses the same file layout and the same encoder: greedy
+longest-match-first WordPiece is BERT's algorithm whatever the pieces are
+(tests/test_vocab.py compares it with BertTokenizerFast too).
 
 The encoder re-implements BERT's tokenizer (clean_text, CJK isolation,
 punctuation split, greedy WordPiece, do_lower_case=False) with C-speed regular
@@ -59,6 +64,8 @@ _HF_WORD_CHARS = (
 _HF_PUNCT = (0x166D, 0x111C9)
 # HF matches added (special) tokens in the raw text before anything else, so a
 # literal "[MASK]" in a corpus becomes the [MASK] id; we do the same for parity.
+_CLOSING = frozenset(".,;:!?)]}%-'/")  # no space before these when decoding spaced text
+_OPENING = frozenset("([{$-'/")          # nor after these ("left-wing", "don't", "and/or")
 _SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
 
 
@@ -203,6 +210,8 @@ class Vocab:
         if tuple(self.tokens[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
             raise UserError("vocabulary must start with " + ", ".join(SPECIAL_TOKENS))
         object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
+        # word -> WordPiece ids: English text repeats its words (a few MB per worker at most)
+        object.__setattr__(self, "_pieces", {})
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -233,6 +242,15 @@ class Vocab:
 
     def _wordpiece(self, word: str) -> list[int]:
         """Greedy longest-match-first WordPiece, as BERT does it (one [UNK] on failure)."""
+        cache = self._pieces  # type: ignore[attr-defined]
+        ids = cache.get(word)
+        if ids is None:
+            ids = self._wordpiece_uncached(word)
+            if len(cache) < 1 << 18:
+                cache[word] = ids
+        return ids
+
+    def _wordpiece_uncached(self, word: str) -> list[int]:
         index = self._index  # type: ignore[attr-defined]
         if len(word) > MAX_WORD_CHARS:
             return [1]
@@ -264,8 +282,9 @@ class Vocab:
     def encode_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, char offset in ``text`` of the word each id comes from / starts), int64.
 
-        Continuation pieces ("##c") get the offset of their own character, so
-        an id starts a word of some segmentation iff its offset is a word start.
+        Continuation pieces ("##c", "##ing") get the offset of their own first
+        character, so an id starts a word of some segmentation iff its offset is a
+        word start (a whole-word [UNK] gets the word's offset).
         Built for long texts (prepare encodes a batch of sentences per call): one
         C-level ``re.split`` per special-token-free segment, not a step per word.
         """
@@ -298,7 +317,7 @@ class Vocab:
             w, o = removed_re.sub("", words[j]), int(offsets[j])
             if len(w) > 1:
                 pieces = self._wordpiece(w)
-                offs = range(o, o + len(w)) if len(pieces) == len(w) else [o] * len(pieces)
+                offs = self._piece_offsets(pieces, o)
             else:
                 pieces, offs = [self.id(w)], [o]
             id_parts += [ids[prev:j], np.asarray(pieces, np.int64)]
@@ -306,8 +325,25 @@ class Vocab:
             prev = j + 1
         return np.concatenate(id_parts + [ids[prev:]]), np.concatenate(off_parts + [offsets[prev:]])
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text that encodes back to ``ids``: "##x" joined, spaces only between words."""
+    def _piece_offsets(self, pieces: list[int], offset: int) -> list[int]:
+        """Where each WordPiece piece of a word starting at ``offset`` starts."""
+        out = []
+        for i in pieces:
+            out.append(offset)
+            tok = self.tokens[i]
+            offset += len(tok) - 2 if tok.startswith("##") else len(tok)
+        return out
+
+    def decode(self, ids: Iterable[int], spaced: bool = False) -> str:
+        """Text that encodes back to ``ids``: "##x" joined, spaces only between words.
+
+        ``spaced``: English typography instead, which encodes back the same (BERT splits
+        punctuation with or without spaces): a space between tokens, except before a
+        "##" piece or closing punctuation, after opening punctuation, and next to
+        CJK characters and punctuation.
+        """
+        if spaced:
+            return self._decode_spaced(ids)
         _, _, isolated = _patterns()
         out: list[str] = []
         prev_wordish = False
@@ -322,6 +358,22 @@ class Vocab:
                 out.append(" ")  # two words of latin/digits: BERT split them at a space
             out.append(tok)
             prev_wordish = wordish and tok[-1] not in isolated
+        return "".join(out)
+
+    def _decode_spaced(self, ids: Iterable[int]) -> str:
+        _, _, isolated = _patterns()
+        out: list[str] = []
+        prev = prev2 = ""
+        for i in ids:
+            tok = self.tokens[int(i)]
+            if tok.startswith("##") and len(tok) > 2:
+                out.append(tok[2:])
+            else:
+                number = prev in ".," and prev2[-1:].isdigit() and tok[0].isdigit()  # 3.5, 1,000
+                tight = not out or number or tok in _CLOSING or prev in _OPENING or any(
+                    t in isolated and not t.isascii() for t in (tok, prev))
+                out.append(tok if tight else " " + tok)
+            prev2, prev = prev, tok
         return "".join(out)
 
     # -- files -------------------------------------------------------------------

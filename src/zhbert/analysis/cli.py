@@ -1,5 +1,14 @@
 """``zhbert backtest``: would the learning curve have predicted the rest of the run?
 
+Two modes:
+  zhbert backtest RUN --fit-until X          fit the schedule-free families on x <= X,
+                                             score them on the rest of RUN
+  zhbert backtest --predict RUN_B --from RUN_A [RUN_A2 ...] [--fit-until X]
+                                             fit the schedule-aware law on the shorter runs
+                                             (and on RUN_B up to X when given), predict
+                                             RUN_B's held-out accuracy point by point;
+                                             the schedule-free families beside it
+
 (``zhbert predict`` lives in predict.py; each command is one module.)
 """
 
@@ -10,17 +19,29 @@ import json
 
 from zhbert.analysis.history import load_history
 from zhbert.analysis.predict import add_input_arguments, backtest, backtest_table
+from zhbert.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_input_arguments(parser)
-    parser.add_argument("--fit-until", type=float, required=True,
+    add_input_arguments(parser, nargs="?")
+    parser.add_argument("--fit-until", type=float,
                         help="fit on the history up to this x (e.g. 50000), predict the rest")
     parser.add_argument("--at", type=float, help="also show each model's prediction at this x")
     parser.add_argument("--models", help="comma-separated models (default: all for the metric)")
+    parser.add_argument("--predict", metavar="RUN_B", help="the run to predict from other runs")
+    parser.add_argument("--from", dest="from_runs", nargs="+", metavar="RUN_A", default=[],
+                        help="the runs to fit on (same model and data, shorter or other schedules)")
+    parser.add_argument("--law", default="lr_annealing,multi_power",
+                        help="schedule-aware laws to score (comma-separated; default both)")
+    parser.add_argument("--n-boot", type=int, default=200,
+                        help="bootstrap refits of each law for its interval (default 200)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.predict or args.from_runs:
+        return _run_between(args)
+    if args.history is None or args.fit_until is None:
+        raise UserError("give RUN --fit-until X, or --predict RUN_B --from RUN_A [RUN_A2 ...]")
     history = load_history(args.history, args.metric)
     models = [m.strip() for m in args.models.split(",")] if args.models else None
     result = backtest(history, args.fit_until, metric=args.metric, x=args.x, models=models, at=args.at)
@@ -30,4 +51,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {history.meta.run} ({history.meta.source}); metric {result.metric}: "
               f"{history.default_reason if not args.metric else 'chosen with --metric'}")
         print(backtest_table(result))
+    return 0
+
+
+def _run_between(args: argparse.Namespace) -> int:
+    from zhbert.analysis.forecast import load_run
+    from zhbert.analysis.laws import LAWS
+    from zhbert.analysis.planning import backtest_runs, backtest_runs_table
+    if not args.predict or not (args.from_runs or args.fit_until):
+        raise UserError("--predict RUN_B needs --from RUN_A [RUN_A2 ...] (or --fit-until X)")
+    laws = [w.strip() for w in args.law.split(",") if w.strip()]
+    bad = [w for w in laws if w not in LAWS]
+    if bad:
+        raise UserError(f"--law {','.join(bad)}: unknown; use {', '.join(LAWS)}")
+    result = backtest_runs(load_run(args.predict), [load_run(r) for r in args.from_runs], laws,
+                           until=args.fit_until, n_boot=args.n_boot)
+    print(json.dumps(result.to_json(), indent=2) if args.json else backtest_runs_table(result))
     return 0

@@ -209,8 +209,9 @@ def solve_for(model: Model, params: np.ndarray, target: float, direction: int) -
     return model.solve(params, target)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CurveFit:
+    """One model fitted to one curve (built by keyword: it has twenty fields)."""
     model: Model
     ok: bool
     error: str                              # why the fit failed ("" when ok)
@@ -298,8 +299,10 @@ def _fit_once(model: Model, u: np.ndarray, y: np.ndarray, starts: list, bounds: 
 
 def _failed(model: Model, n: int, scale: float, xr: tuple[float, float], why: str) -> CurveFit:
     nan = math.nan
-    return CurveFit(model, False, why, {k: nan for k in model.params}, {}, scale, n, xr, nan, nan,
-                    math.inf, math.inf, nan, 0, (), "", None, None, np.empty((0, len(model.params))))
+    return CurveFit(model=model, ok=False, error=why, params={k: nan for k in model.params},
+                    param_ci95={}, x_scale=scale, n=n, x_range=xr, rss=nan, sigma=nan,
+                    aic=math.inf, bic=math.inf, rho1=nan, block=0, ar=(), bootstrap="",
+                    asymptote=None, asymptote_ci95=None, boot=np.empty((0, len(model.params))))
 
 
 def boot_interval(samples: Any, level: float) -> tuple[float, float]:
@@ -337,10 +340,13 @@ def fit_model(model: Model, x: np.ndarray, y: np.ndarray, *, n_boot: int = 200,
     ci = {name: boot_interval(boot[:, i], 0.95) for i, name in enumerate(model.params)} if len(boot) else {}
     ll = n * math.log(max(rss, 1e-300) / n)
     a = model.asymptote
-    return CurveFit(model, True, "", dict(zip(model.params, map(float, p))), ci, scale, n, xr, rss,
-                    math.sqrt(rss / max(n - k + 1, 1)), ll + 2 * k, ll + k * math.log(n), rho1,
-                    block or 0, ar, how, None if a is None else float(p[a]),
-                    None if a is None or not ci else ci[model.params[a]], boot, len(boot))
+    return CurveFit(model=model, ok=True, error="", params=dict(zip(model.params, map(float, p))),
+                    param_ci95=ci, x_scale=scale, n=n, x_range=xr, rss=rss,
+                    sigma=math.sqrt(rss / max(n - k + 1, 1)), aic=ll + 2 * k, bic=ll + k * math.log(n),
+                    rho1=rho1, block=block or 0, ar=ar, bootstrap=how,
+                    asymptote=None if a is None else float(p[a]),
+                    asymptote_ci95=None if a is None or not ci else ci[model.params[a]],
+                    boot=boot, n_boot=len(boot))
 
 
 def _refits(model: Model, u, fitted, noise, p, bounds) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,11 @@
 ``load_history(path)`` detects the format and returns a ``History``: one ``Series``
 per metric (x as step, and tokens / seconds where the source records them) plus
 ``Meta`` (source format, run name, measured throughput) and ``notes`` that say
-what was cleaned up (sorted steps, dropped duplicates, an unterminated last line).
+what was cleaned up (sorted steps, dropped duplicates, an unterminated last line,
+corrupt lines skipped). zhbert's JSONL files are read by ``zhbert.history.read_history``
+(its bad-line policy: a partial last line is left silently, a corrupt line is warned
+about and skipped). A metric recorded with ``<metric>_ci95`` [low, high] beside it
+(the held-out accuracy's Wilson interval) keeps it as ``Series.ci95``.
 
 Formats:
   zhbert     run directory or history.jsonl ("zhbert-history" v1, written by the trainer);
@@ -31,11 +35,13 @@ import numpy as np
 
 from zhbert.errors import UserError
 from zhbert.fileio import read_json
+from zhbert.history import positions_per_step, read_history, tokens_per_step
 
 X_AXES = ("step", "tokens", "seconds")
 # fields of zhbert train/eval records that are bookkeeping, not metrics
-_NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_mlm_acc_ci95", "eval_masked", "data_wait",
-                "tokens_per_s"}
+_NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_masked", "tokens_per_s",
+                "data_wait"}
+CI_SUFFIX = "_ci95"  # "eval_mlm_acc_ci95": [low, high] is eval_mlm_acc's 95% interval
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Series:
     y: np.ndarray
     tokens: np.ndarray | None = None
     seconds: np.ndarray | None = None
+    ci95: np.ndarray | None = None   # (N, 2) recorded 95% interval per point, NaN where none
 
     def __len__(self) -> int:
         return len(self.step)
@@ -64,9 +71,13 @@ class Series:
         keep = np.isfinite(self.y)
         if keep.all():
             return self, 0
+        return self.select(keep), int((~keep).sum())
+
+    def select(self, keep: np.ndarray) -> "Series":
+        """The points where the boolean mask ``keep`` is true (every array cut alike)."""
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
         return replace(self, step=self.step[keep], y=self.y[keep], tokens=pick(self.tokens),
-                       seconds=pick(self.seconds)), int((~keep).sum())
+                       seconds=pick(self.seconds), ci95=pick(self.ci95))
 
 
 @dataclass(frozen=True)
@@ -74,14 +85,16 @@ class Meta:
     source: str                      # format name, see module docstring
     path: str
     run: str
-    tokens_per_step: float | None = None
+    tokens_per_step: float | None = None     # real (non-padding) tokens per step
     tokens_per_s: float | None = None
     seconds_per_step: float | None = None
     events: tuple[dict, ...] = ()    # zhbert "event" records (nonfinite_loss, rollback, ...)
+    positions_per_step: float | None = None  # padded positions per step (batch x max_len ...)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "path": self.path, "run": self.run,
-                "tokens_per_step": self.tokens_per_step, "tokens_per_s": self.tokens_per_s,
+                "tokens_per_step": self.tokens_per_step, "positions_per_step": self.positions_per_step,
+                "tokens_per_s": self.tokens_per_s,
                 "seconds_per_step": self.seconds_per_step, "events": list(self.events)}
 
 
@@ -122,8 +135,10 @@ def _num(v: Any) -> float:
 def _build_series(records: Iterable[Record], names: Iterable[str], notes: list[str]) -> dict[str, Series]:
     """Turn step-keyed records into sorted, de-duplicated series (the last duplicate wins)."""
     out: dict[str, Series] = {}
-    records = list(records)
-    for name in names:
+    records, wanted = list(records), set(names)
+    # in the order the records first name them: a set's order changes with PYTHONHASHSEED,
+    # which reordered analysis.json and the report's tables from one run to the next
+    for name in [k for k in dict.fromkeys(k for r in records for k in r) if k in wanted]:
         rows = [r for r in records if name in r and r[name] is not None and "step" in r]
         if not rows:
             continue
@@ -140,11 +155,20 @@ def _build_series(records: Iterable[Record], names: Iterable[str], notes: list[s
             notes.append(f"{name}: {int((~last).sum())} duplicated step(s); kept the last value of each")
         rows = [r for r, keep in zip(rows, last) if keep]
         col = lambda key: np.array([_num(r.get(key)) for r in rows])  # noqa: E731
-        tokens, seconds = col("tokens"), col("seconds")
+        tokens, seconds, ci = col("tokens"), col("seconds"), _ci_column(rows, name + CI_SUFFIX)
         out[name] = Series(name, steps[last], col(name),
                            tokens if np.isfinite(tokens).all() else None,
-                           seconds if np.isfinite(seconds).all() else None)
+                           seconds if np.isfinite(seconds).all() else None,
+                           ci if np.isfinite(ci).any() else None)
     return out
+
+
+def _ci_column(rows: list[Record], key: str) -> np.ndarray:
+    """(N, 2) intervals recorded under ``key``; NaN rows where a record has none."""
+    def pair(v: Any) -> tuple[float, float]:
+        ok = isinstance(v, (list, tuple)) and len(v) == 2
+        return (_num(v[0]), _num(v[1])) if ok else (math.nan, math.nan)
+    return np.array([pair(r.get(key)) for r in rows], dtype=float).reshape(len(rows), 2)
 
 
 def _pick_default(series: dict[str, Series]) -> tuple[str, str]:
@@ -181,28 +205,14 @@ def _make(records: list[Record], names: Iterable[str], meta: Meta, notes: list[s
 # ----------------------------------------------------------------------------- formats
 
 def _read_jsonl(path: Path, notes: list[str]) -> list[dict]:
-    """Parse JSON lines; an unterminated last line is a run still writing and is ignored."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"history not found: {path}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; is it the right file?") from None
-    lines = text.split("\n")
-    if lines and lines[-1].strip():
+    """Records of a zhbert JSONL file (zhbert.history's policy); notes say what was left out."""
+    chunk = read_history(path)
+    if chunk.partial:
         notes.append(f"{path.name}: ignored an unterminated last line (run still writing?)")
-    out = []
-    for i, line in enumerate(lines[:-1], 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{i} is not valid JSON ({exc.msg}); "
-                            "the file is corrupt: restore it or delete that line") from None
-        if isinstance(obj, dict):
-            out.append(obj)
-    return out
+    if chunk.bad_lines:
+        lines = ", ".join(map(str, chunk.bad_lines[:10])) + (" ..." if len(chunk.bad_lines) > 10 else "")
+        notes.append(f"{path.name}: skipped {len(chunk.bad_lines)} corrupt line(s) (line {lines})")
+    return chunk.records
 
 
 def _zhbert_records(lines: list[dict]) -> tuple[list[Record], set[str], dict]:
@@ -229,8 +239,7 @@ def _zhbert_throughput(lines: list[dict], header: dict) -> dict[str, float | Non
     if len(sec) >= 2 and sec[-1][0] > sec[0][0]:
         # slope over the whole run: includes evals and checkpoints, which a budget must too
         sps = (sec[-1][1] - sec[0][1]) / (sec[-1][0] - sec[0][0])
-    tokens_per_step = header.get("tokens_per_step")
-    return {"tokens_per_step": float(tokens_per_step) if tokens_per_step else None,
+    return {"tokens_per_step": tokens_per_step(train), "positions_per_step": positions_per_step(header),
             "tokens_per_s": float(np.median(tps)) if tps else None, "seconds_per_step": sps}
 
 
@@ -239,16 +248,27 @@ def load_zhbert(path: Path, metric: str | None) -> History:
     hist = run_dir / "history.jsonl" if path.is_dir() else path
     notes: list[str] = []
     lines = _read_jsonl(hist, notes)
-    records, names, header = _zhbert_records(lines)
     ckpt = run_dir / "checkpoint_eval.jsonl"
-    if ckpt.exists() and ckpt != hist:
-        extra, extra_names, _ = _zhbert_records(_read_jsonl(ckpt, notes))
+    extra = _read_jsonl(ckpt, notes) if ckpt.exists() and ckpt != hist else []
+    return zhbert_history(lines, extra, path, metric, notes)
+
+
+def zhbert_history(lines: list[dict], ckpt_lines: list[dict], path: Path, metric: str | None = None,
+                   notes: list[str] | None = None) -> History:
+    """A History from zhbert records already read: ``lines`` of history.jsonl and
+    ``ckpt_lines`` of the checkpoint_eval.jsonl beside it (the dashboard keeps both in memory)."""
+    notes = [] if notes is None else notes
+    run_dir = path if path.is_dir() else path.parent
+    records, names, header = _zhbert_records(lines)
+    if ckpt_lines:
+        extra, extra_names, _ = _zhbert_records(ckpt_lines)
         # the history's own eval records win; checkpoint evals only fill in what is missing
         new = extra_names - names
-        records += [{k: v for k, v in r.items() if k in new | {"step", "tokens", "seconds"}} for r in extra]
+        keep = new | {n + CI_SUFFIX for n in new} | {"step", "tokens", "seconds"}
+        records += [{k: v for k, v in r.items() if k in keep} for r in extra]
         names |= new
         if new:
-            notes.append(f"added {', '.join(sorted(new))} from {ckpt.name}")
+            notes.append(f"added {', '.join(sorted(new))} from checkpoint_eval.jsonl")
     run = header.get("run") or run_dir.name
     meta = Meta("zhbert", str(path), run, **_zhbert_throughput(lines, header),
                 events=tuple(o for o in lines if o.get("type") == "event"))

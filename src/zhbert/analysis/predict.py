@@ -418,9 +418,10 @@ def backtest_table(result: BacktestResult) -> str:
 
 # ----------------------------------------------------------------------------- CLI
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("history", help="run directory, history.jsonl, checkpoint_eval.jsonl, "
-                        "trainer_state.json, TensorBoard events, CSV or the seed's JSON")
+def add_input_arguments(parser: argparse.ArgumentParser, nargs: str | None = None) -> None:
+    parser.add_argument("history", nargs=nargs, help="run directory, history.jsonl, checkpoint_eval.jsonl, "
+                        "trainer_state.json, TensorBoard events, CSV or the seed's JSON"
+                        + (" (several: one law for all)" if nargs == "+" else ""))
     parser.add_argument("--metric", help="metric to use (default: eval_mlm_acc, else mlm_acc)")
     parser.add_argument("--x", choices=("step", "tokens", "seconds"), default="step",
                         help="what the curve is a function of (default: step)")
@@ -428,27 +429,56 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_input_arguments(parser)
-    parser.add_argument("--target", type=float, required=True, help="target value, e.g. 0.60")
-    parser.add_argument("--model", help="use this model instead of the best by AIC")
+    from zhbert.analysis.planning import add_plan_arguments
+    add_input_arguments(parser, nargs="+")
+    parser.add_argument("--target", type=float, help="target value, e.g. 0.60")
+    add_plan_arguments(parser)
+    parser.add_argument("--model", help="schedule-free family to use instead of the best by AIC")
     parser.add_argument("--price-per-hour", type=float, help="USD per hour of the training machine")
     parser.add_argument("--tokens-per-step", type=float, help="override the recorded tokens per step")
     parser.add_argument("--seconds-per-step", type=float, help="override the recorded seconds per step")
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits (default 200)")
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits of the law or "
+                        "curve (default 200; 0: the law's delta-method intervals)")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
+    """The schedule-aware law where the lr is known (planning.py); else, or with --law none,
+    the schedule-free families of one run, saying why."""
+    from zhbert.analysis import planning
+    from zhbert.analysis.forecast import NoLearningRate, plan
+    planning.check_plan_args(args)
+    why = "--law none"
+    if args.law != "none" and not args.metric:
+        try:
+            p = plan(args.history, args.law, args.n_boot)
+        except NoLearningRate as exc:
+            why = str(exc)
+        else:
+            out, text = planning.answer(p, args)
+            print(json.dumps(out, indent=2, default=float) if args.json else "\n".join(text))
+            return 0
+    if len(args.history) > 1:
+        raise UserError(f"the schedule-free families fit one run at a time ({why}); give one run")
+    if args.target is None:
+        raise UserError(f"without a schedule-aware law ({why}) only --target can be answered")
+    args.history = args.history[0]
+    return _run_families(args, why)
+
+
+def _run_families(args: argparse.Namespace, why: str) -> int:
     history = load_history(args.history, args.metric)
     tp = Throughput.from_meta(history.meta, args.tokens_per_step, args.seconds_per_step)
     pred = predict_steps(history, args.target, metric=args.metric, x=args.x, model=args.model,
                          price_per_hour=args.price_per_hour, throughput=tp, n_boot=args.n_boot,
                          seed=args.seed)
+    fallback = f"schedule-free curve families, not the schedule-aware law: {why}"
     if args.json:
         print(json.dumps({"run": history.meta.run, "metric_reason": history.default_reason
-                          if not args.metric else "chosen with --metric", **pred.to_json()}, indent=2))
+                          if not args.metric else "chosen with --metric", "method": fallback,
+                          **pred.to_json()}, indent=2))
     else:
-        print(prediction_text(pred, history))
+        print(prediction_text(pred, history) + f"\nnote: {fallback}")
     return 0
 
 

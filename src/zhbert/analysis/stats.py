@@ -24,8 +24,8 @@ wrong shape for a saturating curve. So next to scipy's textbook numbers we repor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -42,24 +42,38 @@ class ConfidenceInterval(NamedTuple):
 
 @dataclass(frozen=True)
 class Estimate:
-    """A statistic with its p-value and 95% CI, read like a scipy result."""
+    """A statistic with its p-value and 95% CI, read like a scipy result;
+    ``confidence_interval(level)`` gives the interval at any level by the same method."""
     name: str
     statistic: float
     pvalue: float | None
     ci95: tuple[float, float] | None
     method: str = ""
+    interval: Callable[[float], tuple[float, float]] | None = field(default=None, repr=False,
+                                                                   compare=False)
 
     def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
-        if not math.isclose(confidence_level, 0.95):
-            raise ValueError(f"{self.name}: only the 95% interval was computed")
         if self.ci95 is None:
             raise ValueError(f"{self.name}: no confidence interval ({self.method})")
-        return ConfidenceInterval(*self.ci95)
+        if not 0.0 < confidence_level < 1.0:
+            raise ValueError(f"{self.name}: confidence_level must lie between 0 and 1, "
+                             f"got {confidence_level}")
+        if self.interval is None:  # an Estimate built by hand with only its 95% interval
+            if not math.isclose(confidence_level, 0.95):
+                raise ValueError(f"{self.name}: only the 95% interval is known")
+            return ConfidenceInterval(*self.ci95)
+        return ConfidenceInterval(*self.interval(confidence_level))
 
     def to_json(self) -> dict[str, Any]:
         return {"statistic": _f(self.statistic), "pvalue": _f(self.pvalue),
                 "ci95": None if self.ci95 is None else [_f(v) for v in self.ci95],
                 "method": self.method}
+
+
+def _estimate(name: str, statistic: float, pvalue: float | None, method: str,
+              interval: Callable[[float], tuple[float, float]]) -> Estimate:
+    """An Estimate whose ci95 is ``interval(0.95)``: one formula for every level."""
+    return Estimate(name, statistic, pvalue, interval(0.95), method, interval)
 
 
 @dataclass(frozen=True)
@@ -163,8 +177,12 @@ def _pearson_neff(r: float, n_eff: float) -> Estimate:
     dof = n_eff - 2
     t = r * math.sqrt(dof / max(1e-300, 1 - r * r))
     p = float(2 * stats.t.sf(abs(t), dof))
-    z, half = math.atanh(min(max(r, -0.999999), 0.999999)), stats.norm.ppf(0.975) / math.sqrt(n_eff - 3)
-    return Estimate("pearson_neff", r, p, (math.tanh(z - half), math.tanh(z + half)), method)
+    z = math.atanh(min(max(r, -0.999999), 0.999999))
+
+    def fisher(level: float) -> tuple[float, float]:
+        half = stats.norm.ppf(0.5 + level / 2) / math.sqrt(n_eff - 3)
+        return (math.tanh(z - half), math.tanh(z + half))
+    return _estimate("pearson_neff", r, p, method, fisher)
 
 
 def _slope(fit: Any, dof: float, scale: float, name: str, method: str,
@@ -173,10 +191,13 @@ def _slope(fit: Any, dof: float, scale: float, name: str, method: str,
     (sqrt((n-2)/(n_eff-2)) when the residuals are autocorrelated)."""
     if dof <= 0:
         return Estimate(name, fit.slope * scale, None, None, method + " (too few points)")
-    q = stats.t.ppf(0.975, dof)
     b, se = fit.slope * scale, fit.stderr * scale * inflate
     p = float(2 * stats.t.sf(abs(b / se), dof)) if se > 0 else 0.0
-    return Estimate(name, b, p, (b - q * se, b + q * se), method)
+
+    def t_interval(level: float) -> tuple[float, float]:
+        q = stats.t.ppf(0.5 + level / 2, dof)
+        return (b - q * se, b + q * se)
+    return _estimate(name, b, p, method, t_interval)
 
 
 def correlate(x: Any, y: Any, *, block: int | None = None, n_boot: int = 2000,
@@ -185,7 +206,6 @@ def correlate(x: Any, y: Any, *, block: int | None = None, n_boot: int = 2000,
     x, y = _xy(x, y)
     n = len(x)
     pr = stats.pearsonr(x, y)
-    ci = pr.confidence_interval(0.95)
     sp, kt = stats.spearmanr(x, y), stats.kendalltau(x, y)
     lin = stats.linregress(x, y)
     resid = y - (lin.intercept + lin.slope * x)
@@ -197,8 +217,9 @@ def correlate(x: Any, y: Any, *, block: int | None = None, n_boot: int = 2000,
     lin_log = stats.linregress(np.log2(x[pos]), y[pos]) if pos.sum() >= 3 else None
     return CorrelationResult(
         n=n,
-        pearson=Estimate("pearson", float(pr.statistic), float(pr.pvalue),
-                         (float(ci.low), float(ci.high)), "scipy.stats.pearsonr, Fisher z CI"),
+        pearson=_estimate("pearson", float(pr.statistic), float(pr.pvalue),
+                          "scipy.stats.pearsonr, Fisher z CI",
+                          lambda level: tuple(map(float, pr.confidence_interval(level)))),
         r2=float(pr.statistic) ** 2,
         spearman=Estimate("spearman", float(sp.statistic), float(sp.pvalue), None,
                           "scipy.stats.spearmanr"),
@@ -221,9 +242,13 @@ def _block_bootstrap_r(x: np.ndarray, y: np.ndarray, block: int, n_boot: int, se
     xb, yb = x[idx], y[idx]  # (n_boot, n)
     ok = (np.ptp(xb, axis=1) > 0) & (np.ptp(yb, axis=1) > 0)  # a resample can be constant
     r = stats.pearsonr(xb[ok], yb[ok], axis=1).statistic
-    lo, hi = np.percentile(r, [2.5, 97.5])
-    return Estimate("pearson_block", float(stats.pearsonr(x, y).statistic), None, (float(lo), float(hi)),
-                    f"moving-block bootstrap, block {block}, {int(ok.sum())} resamples, percentile CI")
+
+    def percentile(level: float) -> tuple[float, float]:
+        lo, hi = np.percentile(r, [50 - 50 * level, 50 + 50 * level])
+        return (float(lo), float(hi))
+    return _estimate("pearson_block", float(stats.pearsonr(x, y).statistic), None,
+                     f"moving-block bootstrap, block {block}, {int(ok.sum())} resamples, percentile CI",
+                     percentile)
 
 
 def summary(series: Any) -> dict[str, float | int | None]:

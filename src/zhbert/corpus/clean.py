@@ -1,4 +1,4 @@
-"""Cleaning and sentence splitting of Chinese documents.
+"""Cleaning and sentence splitting of documents (Chinese by default; see corpus.languages).
 
 ``clean_text`` normalises raw text in this order:
 
@@ -12,14 +12,16 @@
    punctuation (as private-use placeholders) and deletes the invisible
    characters, then NFKC runs, then the placeholders are mapped back.
 3. URLs and e-mail addresses removed (``CleanConfig.remove_urls``).
-4. Script conversion with OpenCC: t2s (default), s2t, or keep.
+4. Script conversion with OpenCC: t2s (default), s2t, or keep (Chinese only:
+   other languages always keep).
 5. Whitespace collapsed: runs of spaces become one, lines are stripped, blank
    lines dropped, and a space between two CJK characters (ideographs or CJK
    punctuation) is removed, as Chinese has none. Spaces between latin words stay.
 
-``split_sentences`` then cuts at sentence-final punctuation and newlines, and
-``clean_document`` filters the sentences (length, Chinese ratio, duplicates
-within the document). A document stays one unit with its sentence list, since
+``split_sentences`` then cuts at sentence-final punctuation and newlines (the
+language's splitter: ``corpus.sentences`` for Japanese and English), and
+``clean_document`` filters the sentences (length, the share of the language's
+own script, duplicates within the document). A document stays one unit with its sentence list, since
 NSP needs document boundaries.
 
 Everything here is module-level and picklable: ``clean_document`` runs in
@@ -36,7 +38,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from zhbert.corpus import languages
 from zhbert.corpus.document import Document
+from zhbert.corpus.sentences import split_english, split_japanese
 from zhbert.errors import UserError
 
 SCRIPTS = ("t2s", "s2t", "keep")
@@ -48,8 +52,9 @@ class CleanConfig:
     remove_urls: bool = True        # URLs and e-mail addresses
     min_sentence_chars: int = 5     # after cleaning
     max_sentence_chars: int = 256   # longer "sentences" are split at commas/semicolons, then hard-cut
-    min_chinese_ratio: float = 0.5  # share of CJK ideographs among non-space chars of a sentence
+    min_script_ratio: float = 0.5   # share of the language's script among non-space chars of a sentence
     min_document_sentences: int = 1
+    language: str = languages.DEFAULT  # a code of corpus.languages.LANGUAGES
 
     def __post_init__(self) -> None:
         if self.script not in SCRIPTS:
@@ -58,17 +63,27 @@ class CleanConfig:
         if not 1 <= self.min_sentence_chars <= self.max_sentence_chars:
             raise UserError("clean options need 1 <= min_sentence_chars <= max_sentence_chars, "
                             f"got {self.min_sentence_chars} and {self.max_sentence_chars}")
-        if not 0.0 <= self.min_chinese_ratio <= 1.0:
-            raise UserError(f"clean option min_chinese_ratio={self.min_chinese_ratio} "
+        if not 0.0 <= self.min_script_ratio <= 1.0:
+            raise UserError(f"clean option min_script_ratio={self.min_script_ratio} "
                             "must lie between 0 and 1")
+        if self.script != "keep" and not languages.get(self.language).opencc:
+            raise UserError(f"OpenCC script conversion ({self.script}) is for Chinese only; "
+                            f"drop --script for --language {self.language}")
         if self.min_document_sentences < 1:
             raise UserError("clean option min_document_sentences must be at least 1")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def lang(self) -> languages.Language:
+        return languages.get(self.language)
+
     @classmethod
     def from_json(cls, obj: dict) -> "CleanConfig":
+        if "min_chinese_ratio" in obj:  # manifests written before --language existed
+            obj = {**{k: v for k, v in obj.items() if k != "min_chinese_ratio"},
+                   "min_script_ratio": obj["min_chinese_ratio"]}
         unknown = set(obj) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise UserError(f"unknown clean option(s) {', '.join(sorted(unknown))}; "
@@ -84,7 +99,7 @@ class CleanDocument:
     sentences: tuple[str, ...]
     chars_in: int                    # raw input characters (markup included)
     chars_out: int                   # characters in the kept sentences
-    dropped_sentences: dict[str, int]  # reason -> count: too_short, low_chinese, duplicate
+    dropped_sentences: dict[str, int]  # reason -> count: too_short, low_chinese|low_script, duplicate
     # Filled for the deduplicator: exact_hash here, minhash by zhbert.corpus.dedup.sign()
     # in the worker, so that the main process only has to look things up.
     exact_hash: str = ""
@@ -244,11 +259,13 @@ def content_hash(sentences) -> str:
 def _filter_sentences(sentences: list[str], cfg: CleanConfig) -> tuple[list[str], list[str], dict[str, int]]:
     """(kept sentences, their hash keys, reason -> dropped count)."""
     kept, keys, dropped = [], {}, {}
+    lang = cfg.lang
+    ratio = chinese_ratio if lang.code == "zh" else lang.script_ratio  # the same figure for zh
     for s in sentences:
         if len(s) < cfg.min_sentence_chars:
             reason = "too_short"
-        elif chinese_ratio(s) < cfg.min_chinese_ratio:
-            reason = "low_chinese"
+        elif ratio(s) < cfg.min_script_ratio:
+            reason = lang.drop_reason
         else:
             key = normalize_for_hash(s)
             if key not in keys:
@@ -268,7 +285,7 @@ def _plain_text(doc: Document, cfg: CleanConfig) -> tuple[str, tuple[str, ...]] 
         raise ValueError(f"unknown markup {doc.markup!r} in document {doc.doc_id}")
     from zhbert.corpus import wiki  # the markup parser is heavy; only workers need it
 
-    converted = wiki.wikitext_to_text(doc.text)
+    converted = wiki.wikitext_to_text(doc.text, cfg.language)
     if converted is None:
         return None
     text, categories = converted
@@ -278,16 +295,24 @@ def _plain_text(doc: Document, cfg: CleanConfig) -> tuple[str, tuple[str, ...]] 
     return text, tags
 
 
-def clean_document(doc: Document, cfg: CleanConfig) -> CleanDocument | None:
-    """Clean, split and filter one document; None when nothing (or too little) is left."""
+def clean_document(doc: Document, cfg: CleanConfig,
+                   script_counts: list[int] | None = None) -> CleanDocument | None:
+    """Clean, split and filter one document; None when nothing (or too little) is left.
+
+    ``script_counts`` ([sentences, dropped by the script filter]) is added to even for a
+    document that is dropped whole: the share tells a wrong --language (prepare warns).
+    """
     plain = _plain_text(doc, cfg)
     if plain is None:
         return None
     text, tags = plain
     sentences = []
-    for s in split_sentences(clean_text(text, cfg)):
+    for s in _SPLITTERS[cfg.lang.splitter](clean_text(text, cfg)):
         sentences.extend(split_long(s, cfg.max_sentence_chars))
     kept, keys, dropped = _filter_sentences(sentences, cfg)
+    if script_counts is not None:
+        script_counts[0] += len(sentences)
+        script_counts[1] += dropped.get(cfg.lang.drop_reason, 0)
     if len(kept) < cfg.min_document_sentences:
         return None
     return CleanDocument(
@@ -295,3 +320,6 @@ def clean_document(doc: Document, cfg: CleanConfig) -> CleanDocument | None:
         chars_in=len(doc.text), chars_out=sum(map(len, kept)), dropped_sentences=dropped,
         exact_hash=_hash_keys(keys),
     )
+
+
+_SPLITTERS = {"zh": split_sentences, "ja": split_japanese, "en": split_english}

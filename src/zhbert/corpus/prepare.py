@@ -1,4 +1,7 @@
-"""`zhbert prepare SOURCE... --out DATA_DIR`: raw Chinese text -> a verified data directory.
+"""`zhbert prepare SOURCE... --out DATA_DIR`: raw text -> a verified data directory.
+
+Chinese by default; ``--language ja|en`` takes the rules of corpus.languages
+(script filter, sentence splitter, no OpenCC, tokenizer and word segmenter).
 
 The pipeline, in order:
 
@@ -16,8 +19,10 @@ The pipeline, in order:
    validation, the next ones to test, the rest to train -- a document is never
    in two splits, and held-out sizes are fractions with a minimum count.
 6. count vocabulary units on the spool (pass 2, in the pool), per split.
-7. build the vocabulary from the train counts (``vocab.build_vocab``).
-8. encode every split and mark jieba word starts (pass 3, in the pool), a
+7. build the vocabulary from the train counts (``vocab.build_vocab``), or
+   train a WordPiece vocabulary on the train split (``wordpiece.train_wordpiece``).
+8. encode every split and mark word starts (pass 3, in the pool; jieba,
+   fugashi or BERT words: ``corpus.segment``), a
    batch's sentences at a time rather than one by one (see "pass 3: batch
    encoding": same ids and word starts); the arrays are appended to raw files as
    they come, so memory stays bounded.
@@ -98,17 +103,19 @@ def split_hash(doc_id: str, seed: int) -> float:
 # Module-level functions: picklable by name, so they run in "spawn" workers.
 
 def _clean_task(task: tuple) -> list[tuple[int, str, Any]]:
-    """Pass 1: [(utf-8 bytes in, source, CleanDocument | None)] for a batch of documents."""
+    """Pass 1: [(utf-8 bytes in, source, CleanDocument | None, [sentences, dropped by the
+    script filter])] for a batch of documents."""
     from zhbert.corpus.clean import clean_document
     from zhbert.corpus.dedup import sign
 
     docs, clean_cfg, dedup_cfg = task
     out = []
     for doc in docs:
-        cdoc = clean_document(doc, clean_cfg)
+        script_counts = [0, 0]
+        cdoc = clean_document(doc, clean_cfg, script_counts)
         if cdoc is not None:
             cdoc = sign(cdoc, dedup_cfg)
-        out.append((len(doc.text.encode("utf-8")), doc.source, cdoc))
+        out.append((len(doc.text.encode("utf-8")), doc.source, cdoc, script_counts))
     return out
 
 
@@ -137,28 +144,18 @@ def _worker_vocab(path: str):
     return Vocab.load(path)
 
 
-@functools.lru_cache(maxsize=1)
-def _jieba():
-    import logging
-
-    import jieba
-    jieba.setLogLevel(logging.WARNING)  # no "Building prefix dict" chatter per worker
-    jieba.initialize()
-    return jieba
-
-
 def _encode_task(task: tuple) -> list[tuple]:
     """Pass 3: per split, (tokens, word_starts, sentence lengths, sentences per doc,
     sentence hashes, [UNK] count) of a batch of spooled documents."""
     from zhbert.corpus.clean import normalize_for_hash
     from zhbert.datadir import token_dtype
 
-    vocab_path, word_boundaries, docs = task
+    vocab_path, segmenter, docs = task
     vocab = _worker_vocab(vocab_path)
     dtype = token_dtype(len(vocab))
     out = []
     for code, sentences in _by_split(docs):
-        ids, starts, lengths = _encode_sentences(vocab, sentences, word_boundaries)
+        ids, starts, lengths = _encode_sentences(vocab, sentences, segmenter)
         hashes = [int.from_bytes(hashlib.blake2b(normalize_for_hash(s).encode("utf-8"),
                                                  digest_size=8).digest(), "big") for s in sentences]
         doc_sizes = [len(sents) for c, sents in docs if c == code]
@@ -210,7 +207,8 @@ def _progress(desc: str, unit: str = "doc", total: int | None = None):
 # A batch's sentences are encoded joined with "\n" (up to 64K characters at a
 # time): one Vocab.encode_with_offsets and one jieba.tokenize call per text
 # instead of per sentence. "\n" is whitespace to BERT's tokenizer and not a
-# Chinese character to jieba, so no word crosses it (tests compare both).
+# Chinese character to jieba (fugashi goes line by line), so no word crosses it
+# (tests compare both).
 
 def _joined(sentences: list[str], limit: int = 1 << 16) -> Iterator[tuple[int, str]]:
     """(n, the next n sentences joined with "\n"), texts of at most ``limit`` characters
@@ -227,9 +225,11 @@ def _joined(sentences: list[str], limit: int = 1 << 16) -> Iterator[tuple[int, s
         yield len(group), "\n".join(group)
 
 
-def _encode_sentences(vocab, sentences: list[str], word_boundaries: bool
+def _encode_sentences(vocab, sentences: list[str], segmenter: str | None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(token ids, word starts (empty without word boundaries), tokens per sentence)."""
+    """(token ids, word starts (empty without a segmenter), tokens per sentence)."""
+    from zhbert.corpus.segment import word_start_flags
+
     ids_parts, start_parts, length_parts = [], [], []
     done = 0
     for n, text in _joined(sentences):
@@ -239,23 +239,14 @@ def _encode_sentences(vocab, sentences: list[str], word_boundaries: bool
         length_parts.append(np.bincount(np.searchsorted(first, offsets, side="right") - 1,
                                         minlength=n))
         ids_parts.append(ids)
-        if word_boundaries:
-            start_parts.append(_word_start_flags(text)[offsets])
+        if segmenter:
+            start_parts.append(word_start_flags(segmenter, text)[offsets])
         done += n
     if not ids_parts:
         return np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int64)
-    starts = np.concatenate(start_parts) if word_boundaries else np.zeros(0, np.uint8)
+    starts = np.concatenate(start_parts) if segmenter else np.zeros(0, np.uint8)
     return (np.concatenate(ids_parts), starts.astype(np.uint8, copy=False),
             np.concatenate(length_parts).astype(np.int64))
-
-
-def _word_start_flags(text: str) -> np.ndarray:
-    """(len(text),) uint8: 1 where a jieba word starts (default mode, HMM on). jieba's
-    blocks never span a "\n", so sentences joined by "\n" are cut exactly as each
-    sentence alone (tested), with one call per batch instead of one per sentence."""
-    flags = np.zeros(len(text), np.uint8)
-    flags[[start for _, start, _ in _jieba().tokenize(text)]] = 1
-    return flags
 
 
 # ---------------------------------------------------------------- main-process passes
@@ -275,22 +266,36 @@ class PrepareOptions:
     workers: int = 1
     force: bool = False
     limit_docs: int | None = None
+    tokenizer: str = "char"          # "char" | "wordpiece" (corpus.languages.TOKENIZERS)
+    text_column: str = "text"        # .parquet files and saved Hugging Face datasets
+
+    @property
+    def language(self) -> str:
+        return self.clean.language
+
+    @property
+    def segmenter(self) -> str | None:
+        """Word-start segmenter for pass 3; None without word boundaries."""
+        return self.clean.lang.segmenter if self.word_boundaries else None
 
     def to_json(self) -> dict:
         """The resolved options that shape the data (recorded in the manifest)."""
         return {"sources": list(self.sources), "per_line": self.per_line, "skip_bad": self.skip_bad,
+                "language": self.language, "text_column": self.text_column,
                 "clean": self.clean.to_json(), "dedup": self.dedup.to_json(),
                 "split": self.split.__dict__.copy(),
-                "vocab": {"min_freq": self.min_freq, "max_size": self.max_vocab,
-                          "do_lower_case": False},
-                "word_boundaries": self.word_boundaries, "limit_docs": self.limit_docs}
+                "vocab": {"tokenizer": self.tokenizer, "min_freq": self.min_freq,
+                          "max_size": self.max_vocab, "do_lower_case": False},
+                "word_boundaries": self.word_boundaries, "segmenter": self.segmenter,
+                "limit_docs": self.limit_docs}
 
 
 def _documents(infos: list, opts: PrepareOptions) -> Iterator:
     from zhbert.corpus.sources import iter_documents
 
     docs = itertools.chain.from_iterable(
-        iter_documents(info, per_line=opts.per_line, skip_bad=opts.skip_bad) for info in infos)
+        iter_documents(info, per_line=opts.per_line, skip_bad=opts.skip_bad,
+                       text_column=opts.text_column) for info in infos)
     return itertools.islice(docs, opts.limit_docs)
 
 
@@ -320,9 +325,10 @@ def _dedup_and_spool(infos: list, opts: PrepareOptions, pool, dedup, spool: Path
     start = time.perf_counter()
     with open(spool, "w", encoding="utf-8") as f, _progress("clean") as bar:
         for results in _ordered_map(_clean_task, tasks, pool):
-            for nbytes, source, cdoc in results:
+            for nbytes, source, cdoc, script_counts in results:
                 stats.docs_read += 1
                 stats.bytes_read += nbytes
+                stats.script_filter.update(sentences=script_counts[0], dropped=script_counts[1])
                 stats.docs_read_per_source[source] += 1
                 if cdoc is None:
                     stats.docs_dropped_clean += 1
@@ -356,6 +362,27 @@ def _spooled(spool: Path, codes: np.ndarray) -> Iterator[tuple[int, list[str]]]:
     with open(spool, encoding="utf-8") as f:
         for code, line in zip(codes.tolist(), f):
             yield code, json.loads(line)
+
+
+def _split_sentences(spool: Path, codes: np.ndarray, code: int) -> Iterator[str]:
+    """The sentences of one split, in order (what the WordPiece trainer reads)."""
+    for c, sentences in _spooled(spool, codes):
+        if c == code:
+            yield from sentences
+
+
+MISMATCH_SHARE = 0.3  # warn when the script filter drops more than this share of sentences
+
+
+def script_mismatch_warning(script_filter: collections.Counter, lang) -> str | None:
+    """A warning when the script filter dropped more than MISMATCH_SHARE of all sentences
+    read (text in another language than --language), None otherwise."""
+    total, dropped = script_filter["sentences"], script_filter["dropped"]
+    if not total or dropped / total <= MISMATCH_SHARE:
+        return None
+    return (f"{dropped / total:.0%} of the sentences read ({dropped:,} of {total:,}) were "
+            f"dropped for too few {lang.script_name}: is the text {lang.name} (--language "
+            f"{lang.code})? Name the sources' language, or lower --min-script-ratio")
 
 
 def _spool_batches(spool: Path, codes: np.ndarray) -> Iterator[list]:
@@ -451,7 +478,7 @@ def _encode_pass(spool: Path, codes: np.ndarray, vocab, opts: PrepareOptions, po
 
     writers = [_SplitWriter(tmp, name, token_dtype(len(vocab))) for name in SPLIT_NAMES]
     hashes = _SentenceHashes(tmp)
-    tasks = ((str(staging / "vocab.txt"), opts.word_boundaries, batch)
+    tasks = ((str(staging / "vocab.txt"), opts.segmenter, batch)
              for batch in _spool_batches(spool, codes))
     with _progress("encode", total=len(codes)) as bar:
         for parts in _ordered_map(_encode_task, tasks, pool):
@@ -489,15 +516,24 @@ def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
     tmp.mkdir()
     stats = CorpusStats()
     hashes, dedup_counts = _clean_pass(infos, opts, pool, tmp, stats)
+    lang = opts.clean.lang
     if not hashes:
         raise UserError(f"nothing is left after cleaning and dedup ({stats.docs_read:,} documents "
-                        f"read from {', '.join(opts.sources)}); check the sources hold Chinese text, "
-                        "or relax --min-chinese-ratio / --min-sentence-chars")
+                        f"read from {', '.join(opts.sources)}); check the sources hold {lang.name} "
+                        f"text (--language), or relax --min-script-ratio / --min-sentence-chars")
+    warning = script_mismatch_warning(stats.script_filter, lang)
+    if warning:
+        print(f"zhbert: warning: {warning}", file=sys.stderr)
     codes = assign_splits(hashes, opts.split)
     del hashes
     t0 = time.perf_counter()
     _count_pass(tmp / "spool.jsonl", codes, pool, stats)
-    vocab = build_vocab(stats.units["train"], opts.min_freq, opts.max_vocab)
+    if opts.tokenizer == "wordpiece":
+        from zhbert.wordpiece import train_wordpiece
+        vocab = train_wordpiece(_split_sentences(tmp / "spool.jsonl", codes, SPLIT_CODES["train"]),
+                                opts.max_vocab, opts.min_freq)
+    else:
+        vocab = build_vocab(stats.units["train"], opts.min_freq, opts.max_vocab)
     vocab.save(staging / "vocab.txt")
     t1 = time.perf_counter()
     splits = _encode_pass(tmp / "spool.jsonl", codes, vocab, opts, pool, staging, tmp, stats)
@@ -508,7 +544,7 @@ def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
           f"encoded{' with word starts' if opts.word_boundaries else ''})", file=sys.stderr)
     shutil.rmtree(tmp)
     source_json = [i.to_json() for i in infos]
-    if any(i.kind == "builtin" for i in infos):
+    if any(i.kind == "builtin" for i in infos):  # the Chinese builtin's reviews
         _write_sentiment(staging)
     resources = {"seconds": round(time.perf_counter() - started, 2),
                  "clean_seconds": dedup_counts.pop("seconds"),
@@ -519,7 +555,8 @@ def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
                  "workers": opts.workers}
     report = build_report(stats, vocab, splits, dedup_counts, source_json, resources)
     write_manifest(staging, new_manifest(opts.to_json(), source_json, vocab, splits,
-                                         opts.word_boundaries))
+                                         opts.word_boundaries, language=opts.language,
+                                         tokenizer=opts.tokenizer))
     return report
 
 
@@ -538,7 +575,8 @@ def prepare(opts: PrepareOptions) -> dict:
     from zhbert.datadir import open_data_dir
     from zhbert.fileio import atomic_write_json, staged_dir
 
-    infos = resolve_sources(list(opts.sources), skip_bad=opts.skip_bad)
+    infos = resolve_sources(list(opts.sources), skip_bad=opts.skip_bad, language=opts.language,
+                            text_column=opts.text_column)
     if all(i.skipped for i in infos):
         raise UserError("every corpus file was skipped as unreadable (see the warnings above); "
                         "fix the files or name other sources")
@@ -574,23 +612,35 @@ def prepare(opts: PrepareOptions) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from zhbert.corpus.clean import SCRIPTS
+    from zhbert.corpus.languages import LANGUAGES, TOKENIZERS
 
     parser.add_argument("sources", nargs="*", default=["builtin"], metavar="SOURCE",
-                        help="'builtin' (default), files or directories (.txt .jsonl .xml, "
-                             "optionally .gz .bz2 .xz .zst)")
+                        help="'builtin' (default; the English one with --language en), "
+                             "'builtin-en', files or directories (.txt .jsonl .xml .parquet, "
+                             "optionally .gz .bz2 .xz .zst), or a saved Hugging Face dataset")
     parser.add_argument("--out", required=True, help="data directory to create")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing --out (only once the new one is complete)")
+    parser.add_argument("--language", choices=tuple(LANGUAGES), default=None,
+                        help="the corpus language (default zh; en for builtin-en alone): script "
+                             "filter, sentence splitting, tokenizer and word boundaries; recorded "
+                             "in the manifest")
     g = parser.add_argument_group("reading")
+    g.add_argument("--text-column", default="text",
+                   help="the text column of .parquet files and saved datasets (default text)")
     g.add_argument("--per-line", action="store_true", help="a document per line in text files")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable files and bad lines")
     g.add_argument("--limit-docs", type=int, default=None, metavar="N", help="read at most N documents")
     g = parser.add_argument_group("cleaning")
-    g.add_argument("--script", choices=SCRIPTS, default="t2s", help="OpenCC conversion (default t2s)")
+    g.add_argument("--script", choices=SCRIPTS, default=None,
+                   help="OpenCC conversion (Chinese only; default t2s, other languages keep)")
     g.add_argument("--keep-urls", action="store_true", help="do not remove URLs and e-mail addresses")
     g.add_argument("--min-sentence-chars", type=int, default=5)
-    g.add_argument("--max-sentence-chars", type=int, default=256)
-    g.add_argument("--min-chinese-ratio", type=float, default=0.5)
+    g.add_argument("--max-sentence-chars", type=int, default=None,
+                   help="default 256 (English 512)")
+    g.add_argument("--min-script-ratio", "--min-chinese-ratio", dest="min_script_ratio", type=float,
+                   default=0.5, help="minimum share of the language's script in a sentence "
+                                     "(CJK ideographs; kanji+kana; Latin letters)")
     g = parser.add_argument_group("dedup")
     g.add_argument("--no-near-dedup", action="store_true", help="exact document dedup only")
     g.add_argument("--dedup-threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold")
@@ -602,39 +652,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--min-split-docs", type=int, default=500,
                    help="validation/test get at least this many documents (at most 10%% of the corpus)")
     g = parser.add_argument_group("vocabulary")
+    g.add_argument("--tokenizer", choices=TOKENIZERS, default=None,
+                   help="char (default for zh, ja) or wordpiece (default for en; trained with "
+                        "Hugging Face tokenizers)")
     g.add_argument("--min-freq", type=int, default=1)
-    g.add_argument("--max-vocab", type=int, default=21128, help="including the 5 special tokens")
+    g.add_argument("--vocab-size", "--max-vocab", dest="max_vocab", type=int, default=None,
+                   help="including the 5 special tokens (default 21128 char, 30522 wordpiece)")
     g.add_argument("--no-word-boundaries", action="store_true",
-                   help="skip jieba word starts (whole-word masking needs them)")
+                   help="skip word starts (jieba, fugashi or WordPiece words; whole-word "
+                        "masking needs them)")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="processes for cleaning and encoding (default: all cores)")
 
 
 def options_from_args(args: argparse.Namespace) -> PrepareOptions:
+    from zhbert.corpus import languages
     from zhbert.corpus.clean import CleanConfig
     from zhbert.corpus.dedup import DedupConfig
+    from zhbert.wordpiece import DEFAULT_SIZE
 
+    from zhbert.corpus.builtin_en import SPEC as BUILTIN_EN
+
+    sources = tuple(args.sources or ["builtin"])
+    lang = languages.get(args.language or ("en" if set(sources) == {BUILTIN_EN} else languages.DEFAULT))
+    tokenizer = args.tokenizer or lang.tokenizer
+    max_vocab = args.max_vocab or (DEFAULT_SIZE if tokenizer == "wordpiece" else 21128)
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.limit_docs is not None and args.limit_docs < 1:
         raise UserError(f"--limit-docs must be at least 1, got {args.limit_docs}")
     if args.min_freq < 1:
         raise UserError(f"--min-freq must be at least 1, got {args.min_freq}")
-    if args.max_vocab <= 5:
-        raise UserError(f"--max-vocab must exceed the 5 special tokens, got {args.max_vocab}")
+    if max_vocab <= 5:
+        raise UserError(f"--vocab-size (--max-vocab) must exceed the 5 special tokens, got {max_vocab}")
     return PrepareOptions(
-        sources=tuple(args.sources or ["builtin"]), out=Path(args.out),
-        clean=CleanConfig(script=args.script, remove_urls=not args.keep_urls,
+        sources=sources, out=Path(args.out),
+        clean=CleanConfig(script=args.script or ("t2s" if lang.opencc else "keep"),
+                          remove_urls=not args.keep_urls,
                           min_sentence_chars=args.min_sentence_chars,
-                          max_sentence_chars=args.max_sentence_chars,
-                          min_chinese_ratio=args.min_chinese_ratio),
+                          max_sentence_chars=args.max_sentence_chars or lang.max_sentence_chars,
+                          min_script_ratio=args.min_script_ratio, language=lang.code),
         dedup=DedupConfig(near=not args.no_near_dedup, threshold=args.dedup_threshold,
                           ngram=args.dedup_ngram),
         split=SplitConfig(seed=args.split_seed, validation=args.validation, test=args.test,
                           min_docs=args.min_split_docs),
         per_line=args.per_line, skip_bad=args.skip_bad, min_freq=args.min_freq,
-        max_vocab=args.max_vocab, word_boundaries=not args.no_word_boundaries,
-        workers=args.workers, force=args.force, limit_docs=args.limit_docs)
+        max_vocab=max_vocab, word_boundaries=not args.no_word_boundaries,
+        workers=args.workers, force=args.force, limit_docs=args.limit_docs,
+        tokenizer=tokenizer, text_column=args.text_column)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -66,6 +66,7 @@ class CorpusStats:
     units: dict[str, Counter] = field(default_factory=dict)      # split -> unit counts
     chars: Counter = field(default_factory=Counter)              # split -> characters
     unk_tokens: Counter = field(default_factory=Counter)         # split -> [UNK] ids
+    script_filter: Counter = field(default_factory=Counter)      # sentences read, dropped by script
     sentences_total: int = 0
     sentences_duplicate: int = 0     # repeated sentences in the final data (all splits)
 
@@ -155,7 +156,10 @@ def build_report(stats: CorpusStats, vocab: Vocab, splits: dict[str, dict[str, i
                        if stats.sentences_total else 0.0},
         "input": {"documents_read": stats.docs_read, "bytes_read": stats.bytes_read,
                   "documents_dropped_by_cleaning": stats.docs_dropped_clean,
-                  "dropped_sentences": dict(sorted(stats.dropped_sentences.items()))},
+                  "dropped_sentences": dict(sorted(stats.dropped_sentences.items())),
+                  # of all sentences read, dropped documents included (a wrong --language shows here)
+                  "script_filtered_share": (round(stats.script_filter["dropped"] / stats.script_filter["sentences"], 6)
+                                            if stats.script_filter["sentences"] else 0.0)},
         "sources": {"documents_read": dict(stats.docs_read_per_source.most_common()),
                     "documents_kept": dict(stats.docs_kept_per_source.most_common()),
                     "files": [{k: s.get(k) for k in ("path", "kind", "encoding", "bytes", "documents", "skipped")}
@@ -219,8 +223,9 @@ def _bar(n: int, most: int, width: int = 40) -> str:
     return "#" * max(1 if n else 0, round(width * n / most)) if most else ""
 
 
-def render(report: dict, checks: list[Check]) -> str:
-    """Human-readable report (plain text, fits 80 columns)."""
+def render(report: dict, checks: list[Check], language: str = "zh") -> str:
+    """Human-readable report (plain text, fits 80 columns); the GB2312 and Chinese-character
+    lines only for Chinese data."""
     v, d, s = report["vocab"], report["duplicates"], report["sentence_length"]
     lines = ["splits:"]
     for name, c in report["splits"].items():
@@ -232,7 +237,11 @@ def render(report: dict, checks: list[Check]) -> str:
               f"[UNK] tokens {_rate(v['validation_unk_token_rate'])}",
               f"  GB2312 level 1 {v['gb2312_level1_coverage']:.1%}, level 2 {v['gb2312_level2_coverage']:.1%}",
               f"Chinese-character ratio: {report['chinese_char_ratio']:.1%}",
+              f"language: {language}; share of the sentences read dropped by its script filter: "
+              f"{report['input'].get('script_filtered_share', 0.0):.1%}",
               f"sentence length: mean {s['mean']}, median {s['median']}, p95 {s['p95']}"]
+    if language != "zh":
+        lines = [line for line in lines if not line.startswith(("  GB2312", "Chinese-character"))]
     most = max((b[2] for b in s["histogram"]), default=0)
     lines += [f"  {lo:>4}-{hi:<4} {_bar(n, most)} {n:,}" for lo, hi, n in s["histogram"]]
     lines += [f"duplicates: {d['exact_documents']:,} exact ({d['exact_rate']:.2%}) and "
@@ -278,9 +287,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", help="a data directory made by zhbert prepare")
     parser.add_argument("--json", action="store_true", help="print the report and checks as JSON")
     parser.add_argument("--min-sentences", type=int, default=100_000)
-    parser.add_argument("--min-vocab", type=int, default=10_000, help="minimum characters in the vocabulary")
-    parser.add_argument("--avg-len", type=_avg_len, default=(30.0, 100.0), metavar="LOW,HIGH",
-                        help="allowed average sentence length in characters")
+    parser.add_argument("--min-vocab", type=int, default=None,
+                        help="minimum characters (word-initial tokens) in the vocabulary "
+                             "(default per language: zh 10000, ja 3000, en 5000)")
+    parser.add_argument("--avg-len", type=_avg_len, default=None, metavar="LOW,HIGH",
+                        help="allowed average sentence length in characters "
+                             "(default per language: zh 30,100, ja 20,100, en 40,250)")
     parser.add_argument("--max-dup-rate", type=float, default=0.05,
                         help="maximum share of repeated sentences")
 
@@ -289,11 +301,16 @@ def run(args: argparse.Namespace) -> int:
     from zhbert.datadir import open_data_dir
     from zhbert.fileio import read_json
 
+    from zhbert.corpus.languages import get as language
+
     data = open_data_dir(args.data_dir)
     report = read_json(data.path / "report.json", "dataset report")
+    lang = language(data.language)
+    min_vocab = lang.report_min_vocab if args.min_vocab is None else args.min_vocab
+    avg_len = lang.report_avg_len if args.avg_len is None else args.avg_len
     try:
-        checks = run_checks(report, args.min_sentences, args.min_vocab, args.avg_len, args.max_dup_rate)
-        text = None if args.json else render(report, checks)
+        checks = run_checks(report, args.min_sentences, min_vocab, avg_len, args.max_dup_rate)
+        text = None if args.json else render(report, checks, data.language)
     except (KeyError, TypeError) as exc:
         raise UserError(f"{data.path / 'report.json'} lacks figures ({exc}); it was written by "
                         "another zhbert version: re-run zhbert prepare") from None

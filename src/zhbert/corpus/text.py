@@ -2,7 +2,9 @@
 
 What training sees, [UNK] included: a sentence per line, a blank line between
 documents. Each line encodes back to exactly the stored ids (``Vocab.decode``
-joins "##x" pieces and puts spaces only between latin/digit words).
+joins "##x" pieces and puts spaces only between latin/digit words; for a
+language written with spaces, English, between words and before/after
+punctuation as English is typeset).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from zhbert.errors import UserError
 
 def iter_text(data: DataDir, split: str, limit: int | None = None) -> Iterator[str]:
     """Lines of ``split``: sentences, and "" after each document."""
+    from zhbert.corpus.languages import get as language
+
+    spaced = language(data.language).word_spaces
     arrays = data.split(split)
     n_docs = arrays.num_documents if limit is None else min(limit, arrays.num_documents)
     for j in range(n_docs):
         for i in arrays.document_sentences(j):
-            yield data.vocab.decode(arrays.sentence(i).tolist())
+            yield data.vocab.decode(arrays.sentence(i).tolist(), spaced=spaced)
         yield ""
 
 

@@ -8,6 +8,7 @@ cleaning worker processes.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import BinaryIO, Callable, Iterator
 from xml.etree.ElementTree import ParseError
@@ -17,6 +18,7 @@ import mwxml
 from mwxml.element_iterator import ElementIterator
 from mwxml.errors import MalformedXML
 
+from zhbert.corpus import languages
 from zhbert.corpus.document import Document
 
 # -- language variants: -{ ... }- ------------------------------------------------
@@ -70,12 +72,8 @@ def resolve_variants(wikitext: str) -> str:
 
 # -- wikitext -> plain text --------------------------------------------------------
 
-DISAMBIG_TEMPLATES = {"disambig", "disambiguation", "dab", "消歧义", "消歧義", "消歧义页", "消歧義頁",
-                      "hndis", "geodis"}
-DISAMBIG_CATEGORIES = {"消歧义", "消歧義", "消歧义页", "消歧義頁", "disambiguation pages"}
-CATEGORY_PREFIXES = ("category", "分类", "分類")
-FILE_PREFIXES = ("file", "image", "media", "文件", "檔案", "档案", "图像", "圖像", "图片", "圖片",
-                 "媒体", "媒體", "媒体文件", "媒體檔案")
+# Namespace and template names differ per wiki: corpus.languages holds each language's
+# (category and file namespaces, disambiguation templates and categories).
 # tags whose content is not prose
 DROP_TAGS = {"ref", "references", "table", "gallery", "math", "chem", "ce", "score", "timeline",
              "imagemap", "syntaxhighlight", "source", "pre", "code", "graph", "mapframe",
@@ -94,23 +92,32 @@ def _prefix(title: str) -> str:
     return head.strip().lower().replace("_", " ") if sep else ""
 
 
-def _categories(code) -> list[str]:
+@functools.cache
+def _conventions(language: str) -> tuple[frozenset, frozenset, frozenset, frozenset]:
+    """(category prefixes, file prefixes, disambiguation templates, disambiguation categories)."""
+    lang = languages.get(language)
+    return (frozenset(lang.wiki_category), frozenset(lang.wiki_file),
+            frozenset(lang.wiki_disambig_templates), frozenset(lang.wiki_disambig_categories))
+
+
+def _categories(code, category_prefixes: frozenset) -> list[str]:
     cats = []
     for link in code.filter_wikilinks():
         title = str(link.title).strip()
-        if not title.startswith(":") and _prefix(title) in CATEGORY_PREFIXES:
+        if not title.startswith(":") and _prefix(title) in category_prefixes:
             name = title.partition(":")[2].strip().replace("_", " ")
             if name and name not in cats:
                 cats.append(name)
     return cats
 
 
-def _is_disambiguation(code, categories: list[str]) -> bool:
+def _is_disambiguation(code, categories: list[str], language: str) -> bool:
+    _, _, templates, disambig_categories = _conventions(language)
     names = {str(t.name).strip().lower().replace("_", " ") for t in code.filter_templates()}
-    return bool(names & DISAMBIG_TEMPLATES) or any(c.lower() in DISAMBIG_CATEGORIES for c in categories)
+    return bool(names & templates) or any(c.lower() in disambig_categories for c in categories)
 
 
-def _droppable(node) -> bool:
+def _droppable(node, link_prefixes: frozenset) -> bool:
     """Nodes that carry no prose: templates, refs/tables/..., file and category links."""
     if isinstance(node, mwparserfromhell.nodes.Template):
         return True
@@ -120,31 +127,63 @@ def _droppable(node) -> bool:
         title = str(node.title).strip()
         if title.startswith(":"):
             return False  # [[:Category:X]] is an ordinary link
-        return _prefix(title) in FILE_PREFIXES + CATEGORY_PREFIXES or bool(_INTERWIKI.match(title))
+        return _prefix(title) in link_prefixes or bool(_INTERWIKI.match(title))
     return False
 
 
-def _remove_nodes(code) -> None:
+@functools.cache
+def _text_templates(language: str) -> dict[str, tuple[int, ...]]:
+    return dict(languages.get(language).wiki_text_templates)
+
+
+def _template_text(node, shown: tuple[int, ...], language: str) -> str:
+    """The positional parameters ``shown`` of a template, joined by a space, their own
+    markup handled first (a template inside a kept parameter)."""
+    values = []
+    for i in shown:
+        if node.has(str(i)):
+            value = node.get(str(i)).value
+            _remove_nodes(value, language)
+            values.append(str(value).strip())
+    return " ".join(v for v in values if v)
+
+
+def _remove_nodes(code, language: str) -> None:
+    categories, files, _, _ = _conventions(language)
+    keep = _text_templates(language)
     # filter() yields parents before children; a child of a removed parent is gone already
     for node in code.filter(recursive=True, matches=None):
-        if _droppable(node):
+        if keep and isinstance(node, mwparserfromhell.nodes.Template):
+            shown = keep.get(str(node.name).strip().lower().replace("_", " "))
+            if shown:
+                try:
+                    code.replace(node, _template_text(node, shown, language))
+                except ValueError:
+                    pass
+                continue
+        if _droppable(node, categories | files):
             try:
                 code.remove(node)
             except ValueError:
                 pass
 
 
-def wikitext_to_text(wikitext: str) -> tuple[str, tuple[str, ...]] | None:
+def wikitext_to_text(wikitext: str, language: str = languages.DEFAULT
+                     ) -> tuple[str, tuple[str, ...]] | None:
     """Plain text and category names of one article; None for a disambiguation page.
 
     Headings stay as their own lines, links become their labels, and every piece
     of markup (templates, refs, tables, files, HTML, variant rules) disappears.
+    ``language`` picks the wiki's namespace and template names (corpus.languages);
+    -{ }- variant rules exist only on the Chinese wiki.
     """
-    code = mwparserfromhell.parse(_INDENTED_TABLE.sub("", resolve_variants(wikitext)))
-    categories = _categories(code)
-    if _is_disambiguation(code, categories):
+    if languages.get(language).opencc:
+        wikitext = resolve_variants(wikitext)
+    code = mwparserfromhell.parse(_INDENTED_TABLE.sub("", wikitext))
+    categories = _categories(code, _conventions(language)[0])
+    if _is_disambiguation(code, categories, language):
         return None
-    _remove_nodes(code)
+    _remove_nodes(code, language)
     text = code.strip_code(normalize=True, collapse=True)
     text = _LEFTOVER.sub("", _MAGIC_WORD.sub("", text))
     lines = (line.strip() for line in text.splitlines())

@@ -1,9 +1,12 @@
 """`zhbert monitor RUN_DIR [RUN_DIR...]`: a live local dashboard for training runs.
 
-A small read-only JSON API (Starlette) plus one static page (uPlot charts). The page
-polls each run's history with a byte offset, so a refresh only moves the new lines.
-The study (correlation, curve fit, prediction, anomalies) is zhbert.analysis, cached
-per history size so a 1,000-point run is fitted once per change, not once per poll.
+A small read-only JSON API (Starlette) plus one static page (uPlot charts). The server
+follows each run's history with a ``zhbert.history.HistoryReader``: every poll parses
+only the bytes appended since the last one (a file that shrank or was replaced, as a
+resume does, is read again from the start) and keeps the records in memory, from which
+it answers the run table, the page's byte-offset history requests and the study. The
+study (correlation, curve fit, prediction, anomalies) is zhbert.analysis, cached per
+history change so a 1,000-point run is fitted once per change, not once per poll.
 
 Safety: runs are addressed by an id the server hands out (never by a path from the
 client), so nothing outside the given directories can be read, and nothing is written.
@@ -11,18 +14,18 @@ client), so nothing outside the given directories can be read, and nothing is wr
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from functools import lru_cache
+from bisect import bisect_left
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
+from zhbert.history import HistoryReader, read_history
 from zhbert.metrics import metric_info
 
 STATIC = Path(__file__).parent / "static"
@@ -44,10 +47,58 @@ def add_arguments(p) -> None:
 
 # ----------------------------------------------------------------------------- runs
 
+class RunHistory:
+    """One run's history.jsonl, followed: ``refresh()`` reads what was appended since the
+    last call and keeps every record, the byte offset its line starts at, and the last
+    record of each type (for the run table). ``gen`` counts restarts from byte 0."""
+
+    def __init__(self, path: Path):
+        self.reader = HistoryReader(path)
+        self.records: list[dict] = []
+        self.starts: list[int] = []
+        self.latest: dict[str, dict] = {}
+        self.bad_lines: list[int] = []
+        self.gen, self.size = 0, 0
+        self.lock = threading.Lock()  # endpoints run in a thread pool
+
+    def refresh(self) -> "RunHistory":
+        """Read the new lines; FileNotFoundError when the history is gone."""
+        from zhbert.status import latest
+        with self.lock:
+            while True:
+                chunk = self.reader.read(MAX_CHUNK)
+                if chunk.reset:
+                    self.records, self.starts, self.latest, self.bad_lines = [], [], {}, []
+                    self.gen += 1
+                self.records += chunk.records
+                self.starts += chunk.starts
+                self.bad_lines += chunk.bad_lines
+                latest(chunk.records, self.latest)
+                self.size = chunk.size
+                if not chunk.more:
+                    return self
+
+    def since(self, offset: int, gen: int | None = None) -> dict[str, Any]:
+        """The records from byte ``offset`` on (at most MAX_CHUNK bytes' worth; ``more``
+        says there are others), as the page asks for them. An offset past what was read,
+        or from an earlier ``gen``, means the file was rewritten: start again at 0."""
+        with self.lock:
+            end_all = self.reader.offset
+            reset = offset < 0 or offset > end_all or (gen is not None and gen != self.gen)
+            offset = 0 if reset else offset
+            i = bisect_left(self.starts, offset)
+            j = max(bisect_left(self.starts, offset + MAX_CHUNK), min(i + 1, len(self.starts)))
+            end = self.starts[j] if j < len(self.starts) else end_all
+            return {"offset": end, "size": self.size, "reset": reset, "gen": self.gen,
+                    "records": self.records[i:j], "bad_lines": list(self.bad_lines),
+                    "more": j < len(self.starts)}
+
+
 @dataclass(frozen=True)
 class RunRef:
     id: str
     path: Path
+    history: RunHistory = field(compare=False, repr=False)
 
 
 class RunSet:
@@ -94,7 +145,7 @@ class RunSet:
         while rid in self.runs:
             n += 1
             rid = f"{base}-{n}"
-        self.runs[rid] = known[path] = RunRef(rid, path)
+        self.runs[rid] = known[path] = RunRef(rid, path, RunHistory(path / "history.jsonl"))
 
     def get(self, rid: str) -> RunRef:
         ref = self.runs.get(rid) or self.scan().get(rid)
@@ -133,46 +184,20 @@ def check_roots(paths: list[str]) -> None:
 
 
 def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
-    """zhbert status for one run, plus 'stalled' and 'missing'; never raises for bad runs."""
-    from zhbert.status import collect
+    """zhbert status for one run, plus 'stalled' and 'missing'; never raises for bad runs.
+    Reads only what the history gained since the last poll."""
+    from zhbert.status import summarize
     hist = ref.path / "history.jsonl"
     out: dict[str, Any] = {"id": ref.id, "path": str(ref.path)}
     try:
         mtime = hist.stat().st_mtime
-        s = collect(ref.path)
+        s = summarize(ref.path, ref.history.refresh().latest)
     except FileNotFoundError:
         return out | {"state": "missing", "error": f"{hist} was deleted or moved"}
-    except UserError as exc:
-        return out | {"state": "error", "error": str(exc)}
     age = time.time() - mtime
     if s["state"].startswith("running") and age > stall_after:
         s["state"] = f"stalled (no new history for {age / 60:.0f} min)"
-    return out | s | {"history_age_s": age}
-
-
-def read_new(path: Path, offset: int) -> dict[str, Any]:
-    """Complete lines of a JSONL file from byte ``offset``. A partial last line is left
-    for the next call; a file shorter than ``offset`` was rewritten (resume), so restart."""
-    reset = False
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if offset > size or offset < 0:
-            offset, reset = 0, True
-        f.seek(offset)
-        data = f.read(min(size - offset, MAX_CHUNK))
-    end = data.rfind(b"\n") + 1  # 0 when there is no complete line yet
-    records, bad = [], 0
-    for raw in data[:end].split(b"\n"):
-        if raw.strip():
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError:
-                bad += 1  # a corrupt line: skip it, say so, keep the rest
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
-    return {"offset": offset + end, "size": size, "reset": reset, "records": records,
-            "bad_lines": bad, "more": offset + end < size and end > 0}
+    return out | s | {"history_age_s": age, "bad_lines": list(ref.history.bad_lines)}
 
 
 # ----------------------------------------------------------------------------- study
@@ -188,16 +213,14 @@ def _num(v: Any) -> Any:
     return v
 
 
-def _stamp(run_dir: Path) -> tuple:
-    """Changes whenever the history or the checkpoint evals change: the cache key."""
-    out = []
-    for name in ("history.jsonl", "checkpoint_eval.jsonl"):
-        try:
-            st = (run_dir / name).stat()
-            out.append((st.st_size, st.st_mtime_ns))
-        except FileNotFoundError:
-            out.append(None)
-    return tuple(out)
+def _ckpt_stamp(run_dir: Path) -> tuple | None:
+    """Changes whenever checkpoint_eval.jsonl changes (with the history's gen and offset,
+    the study's cache key)."""
+    try:
+        st = (run_dir / "checkpoint_eval.jsonl").stat()
+        return (st.st_size, st.st_mtime_ns)
+    except FileNotFoundError:
+        return None
 
 
 def _guard(fn) -> dict[str, Any]:
@@ -207,14 +230,37 @@ def _guard(fn) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-@lru_cache(maxsize=64)
-def study(run_dir: Path, stamp: tuple, metric: str | None, x: str,
-          target: float | None) -> dict[str, Any]:
+_STUDIES: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+STUDY_CACHE = 64
+_STUDIES_LOCK = threading.Lock()
+
+
+def study(ref: RunRef, metric: str | None, x: str, target: float | None) -> dict[str, Any]:
+    """The study of a run's history as it is now, from the records in memory; cached until
+    the history or the checkpoint evaluations change."""
+    from zhbert.analysis.history import zhbert_history
+    hist = ref.history.refresh()
+    key = (ref.path, hist.gen, hist.reader.offset, _ckpt_stamp(ref.path), metric, x, target)
+    found = _STUDIES.get(key)
+    if found is not None:
+        return found
+    with hist.lock:
+        lines = list(hist.records)
+        notes = [f"history.jsonl: skipped {len(hist.bad_lines)} corrupt line(s)"] if hist.bad_lines else []
+    ckpt = ref.path / "checkpoint_eval.jsonl"
+    extra = read_history(ckpt).records if ckpt.exists() else []
+    found = _STUDIES[key] = _study(zhbert_history(lines, extra, ref.path, metric, notes), x, target)
+    with _STUDIES_LOCK:  # endpoints run in a thread pool
+        while len(_STUDIES) > STUDY_CACHE:
+            _STUDIES.popitem(last=False)
+    return found
+
+
+def _study(h, x: str, target: float | None) -> dict[str, Any]:
     """Correlation, best curve fit with extrapolation and band, prediction, anomalies."""
     import numpy as np
-    from zhbert.analysis import correlate, detect, fit_curve, load_history, predict_steps
+    from zhbert.analysis import correlate, detect, fit_curve, predict_steps
 
-    h = load_history(run_dir, metric)
     s, dropped = h.metric().finite()
     out: dict[str, Any] = {"metric": s.name, "metrics": sorted(h.series), "x": x,
                            "info": {m: metric_info(m).to_json() for m in sorted(h.series)},
@@ -246,7 +292,7 @@ def checkpoints(run_dir: Path) -> dict[str, Any]:
     evals: dict[int, dict] = {}
     ce = run_dir / "checkpoint_eval.jsonl"
     if ce.exists():
-        for rec in read_new(ce, 0)["records"]:
+        for rec in read_history(ce).records:
             if "step" in rec:
                 evals[int(rec["step"])] = rec
     steps = sorted({c.step for c in list_checkpoints(run_dir)} | set(evals))
@@ -283,11 +329,13 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
         ref = lookup(request)
         if isinstance(ref, JSONResponse):
             return ref
+        q = request.query_params
         try:
-            offset = int(request.query_params.get("offset", "0"))
-            return JSONResponse(_num(read_new(ref.path / "history.jsonl", offset)))
+            offset, gen = int(q.get("offset", "0")), int(q["gen"]) if q.get("gen") else None
         except ValueError:
-            return err(400, "offset must be an integer byte offset")
+            return err(400, "offset and gen must be integers (from the previous answer)")
+        try:
+            return JSONResponse(_num(ref.history.refresh().since(offset, gen)))
         except FileNotFoundError:
             return err(410, f"{ref.path}/history.jsonl was deleted or moved")
 
@@ -303,10 +351,11 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
         if not (ref.path / "history.jsonl").exists():
             return err(410, f"{ref.path}/history.jsonl was deleted or moved")
         try:
-            return JSONResponse(study(ref.path, _stamp(ref.path), q.get("metric") or None,
-                                      q.get("x", "step"), target))
+            return JSONResponse(study(ref, q.get("metric") or None, q.get("x", "step"), target))
         except UserError as exc:
             return err(422, str(exc))
+        except FileNotFoundError:
+            return err(410, f"{ref.path}/history.jsonl was deleted or moved")
 
     def api_checkpoints(request):
         ref = lookup(request)

@@ -45,7 +45,9 @@ async function pullHistory(id) {
   const run = runs[id] || (runs[id] = {offset: 0, byStep: new Map(), events: [],
                                        color: COLORS[Object.keys(runs).length % COLORS.length]});
   for (let i = 0; i < 50; i++) {  // keep asking while the server says there is more
-    const h = await getJSON(`/api/runs/${encodeURIComponent(id)}/history?offset=${run.offset}`);
+    // gen: the server's count of restarts of this file (a resume rewrites it); a stale one resets us
+    const gen = run.gen == null ? "" : run.gen;
+    const h = await getJSON(`/api/runs/${encodeURIComponent(id)}/history?offset=${run.offset}&gen=${gen}`);
     if (h.reset) { run.byStep.clear(); run.events = []; }
     for (const rec of h.records) {
       if (rec.type === "train" || rec.type === "eval") run.byStep.set(rec.type + ":" + rec.step, rec);
@@ -53,6 +55,7 @@ async function pullHistory(id) {
     }
     const grew = h.offset !== run.offset || h.reset;
     run.offset = h.offset;
+    run.gen = h.gen;
     if (!h.more) return grew;
   }
   return true;
@@ -152,7 +155,9 @@ function renderRuns(list, problems) {
   for (const s of list) {
     const tr = document.createElement("tr");
     const bad = s.error || /stalled|missing|error|stopped/.test(s.state);
-    cell(tr, s.id); cell(tr, s.state + (s.error ? ": " + s.error : ""), bad ? "bad" : "");
+    const skipped = s.bad_lines && s.bad_lines.length ?  // the reader's warning, shown here too
+      `; skipped corrupt history line${s.bad_lines.length > 1 ? "s" : ""} ${s.bad_lines.slice(0, 5).join(", ")}` : "";
+    cell(tr, s.id); cell(tr, s.state + (s.error ? ": " + s.error : "") + skipped, bad ? "bad" : "");
     cell(tr, s.step == null ? "-" : `${s.step} / ${s.total_steps}`);
     cell(tr, s.percent == null ? "-" : s.percent.toFixed(1) + "%");
     cell(tr, s.tokens_per_s == null ? "-" : Math.round(s.tokens_per_s).toLocaleString());

@@ -1,0 +1,250 @@
+"""How well does the schedule-aware planner predict runs it has not seen? (issue 16)
+
+    python -m benchmarks.prediction_accuracy [--sims 200] [--make-hf]
+
+Four figures, each beside the schedule-free families (curves.py) where they apply:
+
+1. seed: the seed's 100K-step cosine history, fitted on steps <= 50,000; the mean
+   training-batch MLM accuracy over steps 90,000-100,000 (target: within 1.0 point,
+   the 80% interval covering it).
+2. own runs (tests/data/tiny-*: `tiny` preset on the built-in corpus): the final held-out
+   MLM accuracy of the longest run from the shorter run(s); and from the first half of
+   the longest run, its end (target: within 1.5 points).
+3. coverage: curves generated from the annealing law with AR(1) noise (phi 0.7) on the
+   loss and the accuracy; how often the 80% / 95% intervals of the final accuracy cover
+   the observed one (target: nominal within 5 points).
+4. a history zhbert did not write: transformers' Trainer on a tiny BERT (tests/data/
+   hf-tiny-bert/trainer_state.json, made offline by --make-hf), first half -> its end.
+
+The fits take seconds; the JSON goes to benchmarks/out/prediction_accuracy-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.special import expit
+
+from zhbert.analysis.forecast import RunData, load_run, plan, truncated
+from zhbert.analysis.laws import SPECS, RunCurve, Units, features
+from zhbert.analysis.planning import backtest_runs
+from zhbert.schedule import Schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+SHARED = Path(os.environ.get("ZHBERT_SHARED") or ROOT / ".." / "shared")
+SEED = SHARED / "reference" / "seed_training_history_100k.json"
+OUT = ROOT / "benchmarks" / "out"
+
+
+# ----------------------------------------------------------------------------- 1. seed
+
+def seed_figure(law: str = "lr_annealing") -> dict:
+    from zhbert.analysis import backtest, load_history
+    run = load_run(SEED)
+    fit_part = truncated(run, 50_000)
+    p = plan([fit_part], law)
+    window = run.curve.steps[run.curve.steps >= 90_000]
+    window = window[window > 90_000] if len(window) > 100 else window
+    actual = float(np.mean(run.acc[np.isin(run.curve.steps, window)]))
+    f = p.accuracy(run.curve.schedule, window, window=len(window))
+    old = backtest(load_history(SEED), 50_000)
+    families = {r.model: r.mean_error_window for r in old.rows if r.ok}
+    return {"actual": actual, "law": law, "forecast": f.to_json(), "error": f.mean - actual,
+            "covered80": f.covers(actual, 80), "covered95": f.covers(actual, 95),
+            "window_points": len(window), "aic_choice": old.aic_best,
+            "families_mean_error_window": families, "law_params": p.law.to_json()}
+
+
+# ----------------------------------------------------------------------------- 2. own runs
+
+def own_runs() -> list[RunData]:
+    dirs = sorted(DATA.glob("tiny-*"), key=lambda d: int(d.name.split("-")[1]))
+    return [load_run(d) for d in dirs if (d / "history.jsonl").exists()]
+
+
+def own_figures(laws=("lr_annealing", "multi_power")) -> dict:
+    runs = own_runs()
+    if len(runs) < 2:
+        return {"skipped": f"fewer than 2 runs under {DATA}"}
+    longest, shorter = runs[-1], runs[:-1]
+    out = {"runs": [r.curve.name for r in runs],
+           "from_shorter": backtest_runs(longest, shorter, laws).to_json(),
+           "first_half": backtest_runs(longest, [], laws, until=longest.curve.schedule.steps // 2).to_json()}
+    return out
+
+
+# ----------------------------------------------------------------------------- 3. coverage
+
+TRUE = np.array([2.0, 1.5, 0.5, 0.8])
+UNITS = Units(1e-3, 1000.0)
+MAP = (1.7, -0.48)
+
+
+def _ar1(n: int, phi: float, sd: float, rng) -> np.ndarray:
+    e = np.empty(n)
+    e[0] = rng.normal(0, sd)
+    for i in range(1, n):
+        e[i] = phi * e[i - 1] + rng.normal(0, sd * np.sqrt(1 - phi * phi))
+    return e
+
+
+def synthetic_run(n_steps: int, rng, phi: float, every: int = 50) -> RunData:
+    """A run whose loss follows the annealing law; accuracy = the logistic map of the noisy
+    loss plus its own noise; both noises AR(1) with ``phi``."""
+    sched = Schedule("cosine", 1e-3, n_steps, 100)
+    steps = np.arange(every, n_steps + 1, every)
+    loss = SPECS["lr_annealing"].predict(TRUE, features(sched, steps, UNITS, "lr_annealing"))
+    loss = loss + _ar1(len(steps), phi, 0.02, rng)
+    acc = expit(MAP[0] + MAP[1] * loss) + _ar1(len(steps), phi, 0.003, rng)
+    curve = RunCurve(f"sim{n_steps}", steps, loss, sched, fit_from=201)
+    return RunData(curve, acc, "eval_mlm_loss", "eval_mlm_acc", "config", {}, None, None)
+
+
+def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in ("two_runs_to_longer", "first_half_to_end"):
+        hits80 = hits95 = 0
+        errs = []
+        for _ in range(sims):
+            target = synthetic_run(4000 if name == "two_runs_to_longer" else 2000, rng, phi)
+            if name == "two_runs_to_longer":
+                fit_runs = [synthetic_run(1000, rng, phi), synthetic_run(2000, rng, phi)]
+            else:
+                fit_runs = [truncated(target, 1000)]
+            p = plan(fit_runs)
+            end = int(target.curve.steps[-1])
+            f = p.accuracy(target.curve.schedule, [end])
+            actual = float(target.acc[-1])
+            hits80 += f.covers(actual, 80)
+            hits95 += f.covers(actual, 95)
+            errs.append(f.mean - actual)
+        out[name] = {"sims": sims, "coverage80": hits80 / sims, "coverage95": hits95 / sims,
+                     "mean_abs_error": float(np.mean(np.abs(errs))), "phi": phi}
+    return out
+
+
+# ----------------------------------------------------------------------------- 4. HF Trainer
+
+HF_DIR = DATA / "hf-tiny-bert"
+
+
+def make_hf_history(data_dir: Path, steps: int = 600, out: Path = HF_DIR) -> Path:
+    """transformers' Trainer on a tiny BertForMaskedLM over the built-in corpus, line by line,
+    cosine schedule, eval loss and accuracy every 20 steps; keeps only trainer_state.json."""
+    import tempfile
+
+    import torch
+    from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer,
+                              TrainingArguments)
+
+    from benchmarks.time_to_accuracy import LineDataset, hf_tokenizer
+    from zhbert.corpus.text import iter_text
+    from zhbert.datadir import open_data_dir
+
+    torch.set_num_threads(1)
+    dd = open_data_dir(data_dir)
+    tok = hf_tokenizer(dd.vocab)
+
+    def lines(split, n):
+        got = [s for s in iter_text(dd, split) if s.strip()][:n]
+        enc = tok(got, truncation=True, max_length=32, padding="max_length", return_special_tokens_mask=True)
+        return LineDataset({k: enc[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")})
+
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=128,
+                                       max_position_embeddings=32))
+
+    def metrics(pred):
+        logits, labels = pred
+        keep = labels != -100
+        return {"accuracy": float((logits[keep] == labels[keep]).mean())}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=32,
+                                 learning_rate=2e-3, lr_scheduler_type="cosine", warmup_steps=steps // 10,
+                                 eval_strategy="steps", eval_steps=20, logging_steps=20, save_strategy="no",
+                                 report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
+                                 per_device_eval_batch_size=64)
+        tr = Trainer(model=model, args=args, train_dataset=lines("train", 40_000),
+                     eval_dataset=lines("validation", 512),
+                     data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0),
+                     compute_metrics=metrics,
+                     preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
+        tr.train()
+        out.mkdir(parents=True, exist_ok=True)
+        tr.state.save_to_json(str(out / "trainer_state.json"))
+    return out / "trainer_state.json"
+
+
+def hf_figure(laws=("lr_annealing", "multi_power")) -> dict:
+    path = HF_DIR / "trainer_state.json"
+    if not path.exists():
+        return {"skipped": f"{path} not made (run with --make-hf)"}
+    run = load_run(path)
+    return backtest_runs(run, [], laws, until=run.curve.schedule.steps // 2).to_json()
+
+
+# ----------------------------------------------------------------------------- main
+
+def _summary(res: dict) -> list[str]:
+    lines = []
+    s = res.get("seed")
+    if s:
+        f = s["forecast"]
+        lines.append(f"1. seed, fit <= 50K, mean mlm_acc 90-100K: actual {s['actual'] * 100:.2f}%, "
+                     f"law {f['mean'] * 100:.2f}% (error {s['error'] * 100:+.2f} points; 80% "
+                     f"{f['interval80'][0] * 100:.2f}-{f['interval80'][1] * 100:.2f}%, "
+                     f"{'covers' if s['covered80'] else 'misses'}); AIC choice {s['aic_choice']} "
+                     f"{s['families_mean_error_window'][s['aic_choice']] * 100:+.2f} points")
+    for key, title in (("own", "2. own tiny runs"), ("hf", "4. HF Trainer history")):
+        part = res.get(key, {})
+        for sub, b in ([("", part)] if key == "hf" else [(k, part.get(k)) for k in ("from_shorter", "first_half")]):
+            if not b or "methods" not in b:
+                continue
+            lines.append(f"{title} {sub}: predict {b['predict']} from {', '.join(b['from'])}; "
+                         f"actual final {b['actual_final'] * 100:.2f}%")
+            lines += [f"   {m['method']:<40} final error {m['error_final'] * 100:+6.2f} points"
+                      + ("" if m["covered80"] is None else
+                         f", 80% {'covers' if m['covered80'] else 'misses'}") for m in b["methods"]]
+    for name, c in res.get("coverage", {}).items():
+        lines.append(f"3. coverage {name} ({c['sims']} sims, AR(1) phi {c['phi']}): "
+                     f"80% -> {c['coverage80'] * 100:.1f}%, 95% -> {c['coverage95'] * 100:.1f}%")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sims", type=int, default=200, help="generated curves per coverage scenario")
+    ap.add_argument("--make-hf", metavar="DATA_DIR", help="first make the HF Trainer history from "
+                    "this data directory (`zhbert prepare builtin`)")
+    ap.add_argument("--hf-steps", type=int, default=600)
+    args = ap.parse_args(argv)
+    if args.make_hf:
+        make_hf_history(Path(args.make_hf), args.hf_steps)
+    started = time.time()
+    res = {"load_start": os.getloadavg()}
+    if SEED.exists():
+        res["seed"] = seed_figure()
+    res["own"] = own_figures()
+    res["hf"] = hf_figure()
+    res["coverage"] = coverage_figure(args.sims)
+    res["seconds"] = time.time() - started
+    res["load_end"] = os.getloadavg()
+    print("\n".join(_summary(res)))
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"prediction_accuracy-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(res, indent=2, default=float))
+    print(f"({res['seconds']:.0f} s; JSON {path.relative_to(ROOT)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

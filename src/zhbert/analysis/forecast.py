@@ -1,0 +1,353 @@
+"""Plan a run: held-out loss and accuracy for any length and schedule, from runs that exist.
+
+    from zhbert.analysis.forecast import forecast_final, plan
+    f = forecast_final("runs/tiny", 8000)   # accuracy at the end of an 8,000-step run
+    f.mean, f.lo80, f.hi80, f.lo95, f.hi95, f.method
+    p = plan(["runs/a", "runs/b"])          # one law fitted to several runs
+    p.accuracy(p.base.stretched(8000, kind="wsd"), [8000])
+
+``forecast_final(run_dir_or_history, total_steps)`` is the one call the sweep
+needs: held-out MLM accuracy at the end of the run's own schedule stretched to
+``total_steps`` (default: its planned length), as a ``Forecast``. Where the history
+records no learning rate it falls back to the schedule-free curve families
+(curves.py) and ``method`` says so.
+
+How (``plan``): each run's held-out MLM loss at its eval steps, with the lr of
+every step from its config (zhbert runs) or from the logged lr (the seed's JSON,
+a Trainer's trainer_state.json; ``schedule.infer_schedule``), is fitted with one
+schedule-aware law (laws.py) after the lr warm-up and, for zhbert's sequence-length
+warm-up, after the short-sequence phase (the held-out set is at full length, so
+that phase's eval loss follows other dynamics: the ~14% plateau). The loss ->
+accuracy map (accmap.py) is fitted on every eval point of every run.
+
+Intervals (normal, delta method): the law's parameter covariance (AR(1)-aware),
+the map's, and the noise of the observed accuracy itself: residuals of observed
+accuracy around map(law) late in the fitted runs, AR(1) (for a window of several
+points, the variance of their mean). ``reach`` (steps to a target) inverts the
+band of the expected accuracy, without the observation noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
+from zhbert.analysis.history import History, load_history
+from zhbert.analysis.laws import RunCurve, fit_law
+from zhbert.errors import UserError
+from zhbert.schedule import SCHEDULES, Schedule, infer_schedule
+
+LOSS_METRICS = ("eval_mlm_loss", "eval_loss", "loss", "mlm_loss")
+ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")
+LR_SERIES = ("lr", "learning_rate")
+Z80, Z95 = 1.2815516, 1.9599640
+N_BOOT = 200
+
+
+class NoLearningRate(UserError):
+    """The history records no learning rate and no config: no schedule-aware law."""
+
+
+@dataclass(frozen=True)
+class Forecast:
+    mean: float
+    lo80: float
+    hi80: float
+    lo95: float
+    hi95: float
+    method: str
+    sd: float = math.nan
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def normal(cls, mean: float, sd: float, method: str, notes: Sequence[str] = ()) -> "Forecast":
+        return cls(float(mean), float(mean - Z80 * sd), float(mean + Z80 * sd),
+                   float(mean - Z95 * sd), float(mean + Z95 * sd), method, float(sd), tuple(notes))
+
+    def covers(self, value: float, level: int = 80) -> bool:
+        lo, hi = (self.lo80, self.hi80) if level == 80 else (self.lo95, self.hi95)
+        return bool(lo <= value <= hi)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "interval80": [self.lo80, self.hi80],
+                "interval95": [self.lo95, self.hi95], "sd": self.sd, "method": self.method,
+                "notes": list(self.notes)}
+
+
+# ----------------------------------------------------------------------------- runs
+
+@dataclass(frozen=True)
+class RunData:
+    curve: RunCurve
+    acc: np.ndarray | None           # accuracy at curve.steps (same metric family as the loss)
+    loss_metric: str
+    acc_metric: str | None
+    schedule_source: str             # "config" | "logged lr"
+    setup: dict[str, Any]            # model / data / batch, to warn when runs differ
+    tokens_per_step: float | None    # REAL tokens (not padded positions)
+    seconds_per_step: float | None
+    history: History | None = field(repr=False, default=None)
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """The zhbert history header (config, total_steps), or the Trainer state's max_steps."""
+    from zhbert.fileio import read_json
+    from zhbert.history import iter_records
+    if path.is_dir():
+        for name in ("history.jsonl", "trainer_state.json"):
+            if (path / name).exists():
+                return _header(path / name)
+        return {}
+    if path.suffix == ".jsonl":
+        for rec in iter_records(path):
+            if rec.get("type") == "header":
+                return rec
+        return {}
+    if path.name == "trainer_state.json":
+        obj = read_json(path, "trainer state")
+        return {"total_steps": obj.get("max_steps")} if isinstance(obj, dict) else {}
+    return {}
+
+
+def real_tokens_per_step(history: History) -> float | None:
+    """Real (non-padding) tokens per optimizer step: the slope of the records' cumulative
+    ``tokens``. (Swap for history.py's function once it lands: one home.)"""
+    for s in history.series.values():
+        if s.tokens is not None and len(s) >= 2 and s.step[-1] > s.step[0]:
+            return float((s.tokens[-1] - s.tokens[0]) / (s.step[-1] - s.step[0]))
+    return None
+
+
+def _fit_from(schedule: Schedule, cfg: Any | None) -> int:
+    """First step the law is fitted at: after the lr warm-up and zhbert's short-sequence phase."""
+    start = schedule.warmup
+    if cfg is not None and cfg.data.warmup_len:
+        start = max(start, int(round(cfg.data.warmup_len_fraction * cfg.train.steps)))
+    return start + 1
+
+
+def _schedule(history: History, header: dict[str, Any]) -> tuple[Schedule, Any, str]:
+    if header.get("config"):
+        from zhbert.config import config_from_dict
+        cfg = config_from_dict(header["config"])
+        return Schedule.from_config(cfg), cfg, "config"
+    for name in LR_SERIES:
+        if name in history.series:
+            s, _ = history.series[name].finite()
+            return infer_schedule(s.step, s.y, header.get("total_steps")), None, "logged lr"
+    raise NoLearningRate(f"{history.meta.path} records no learning rate (no lr / learning_rate "
+                         "column, no zhbert config): the schedule-aware law cannot be fitted")
+
+
+def _pick(history: History, names: Sequence[str]) -> str | None:
+    for n in names:
+        if n in history.series and np.isfinite(history.series[n].y).sum() >= 2:
+            return n
+    return None
+
+
+def load_run(path: str | Path) -> RunData:
+    """A run's loss curve, accuracy and schedule for the planner."""
+    path = Path(path)
+    history = load_history(path)
+    header = _header(path)
+    schedule, cfg, source = _schedule(history, header)
+    loss_name = _pick(history, LOSS_METRICS)
+    if loss_name is None:
+        raise UserError(f"{path} records no loss ({', '.join(LOSS_METRICS)}): the law forecasts "
+                        "the loss; evaluate with a held-out loss")
+    acc_name = _pick(history, ACC_METRICS[:2] if loss_name.startswith("eval") else ACC_METRICS[2:])
+    loss = history.series[loss_name]
+    steps, y, acc = loss.step, loss.y, None
+    if acc_name:
+        a = history.series[acc_name]
+        common, ia, ib = np.intersect1d(steps, a.step, return_indices=True)
+        steps, y, acc = common, y[ia], a.y[ib]
+    curve = RunCurve(history.meta.run, steps.astype(int), y, schedule, _fit_from(schedule, cfg))
+    setup = {} if cfg is None else {"model": cfg.model.__dict__, "max_len": cfg.data.max_len,
+                                    "batch": cfg.train.batch_size * cfg.train.grad_accum,
+                                    "objective": cfg.model.objective}
+    return RunData(curve, acc, loss_name, acc_name, source, setup, real_tokens_per_step(history),
+                   history.meta.seconds_per_step, history)
+
+
+def setup_warnings(runs: Sequence[RunData]) -> list[str]:
+    """One line per way the runs differ in model, sequence length or batch."""
+    out = []
+    first = runs[0]
+    for r in runs[1:]:
+        for key in ("model", "max_len", "batch", "objective"):
+            a, b = first.setup.get(key), r.setup.get(key)
+            if a is not None and b is not None and a != b:
+                out.append(f"warning: {r.curve.name} differs from {first.curve.name} in {key} "
+                           f"({b} vs {a}): one law assumes the same model and data")
+    if len({r.loss_metric for r in runs}) > 1:
+        out.append("warning: the runs record different loss metrics ("
+                   + ", ".join(sorted({r.loss_metric for r in runs})) + "); fitting them together")
+    return out
+
+
+# ----------------------------------------------------------------------------- the planner
+
+def _mean_var(sd: float, phi: float, m: int) -> float:
+    """Variance of the mean of m consecutive AR(1) points of marginal sd ``sd``."""
+    if m <= 1:
+        return sd * sd
+    k = np.arange(1, m)
+    return sd * sd / m * (1 + 2 * float(np.sum((1 - k / m) * phi ** k)))
+
+
+@dataclass(frozen=True)
+class Planner:
+    law: Any                          # laws.LawFit
+    accmap: AccuracyMap | None
+    base: Schedule                    # the longest run's schedule: what "stretched to N" stretches
+    acc_sd: float                     # one observed accuracy point around map(law), late in the runs
+    acc_phi: float
+    runs: tuple[RunData, ...] = field(repr=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def method(self) -> str:
+        return f"{self.law.law} law on {len(self.runs)} run(s)" + (
+            " + loss->accuracy map" if self.accmap else "")
+
+    def loss(self, schedule: Schedule, steps: Any, window: int = 1) -> Forecast:
+        """Loss at ``steps`` (their mean when several: a window of ``window`` eval points)."""
+        steps = np.atleast_1d(steps)
+        m, se = self.law.band(schedule, steps, mean=True)
+        sd = math.sqrt(se[0] ** 2 + _mean_var(self.law.sigma, self.law.phi, window))
+        return Forecast.normal(m[0], sd, self.method, self.notes)
+
+    def accuracy(self, schedule: Schedule, steps: Any, window: int = 1, noise: bool = True) -> Forecast:
+        """Accuracy at ``steps`` (their mean when several), observation noise included unless
+        ``noise`` is False (then: the expected accuracy). With bootstrap refits (plan's
+        n_boot) the interval is their percentile interval, else the delta method's."""
+        if self.accmap is None:
+            raise UserError("no accuracy was recorded beside the loss: only the loss can be forecast")
+        steps = np.atleast_1d(steps)
+        L, se_L = self.law.band(schedule, steps)
+        acc, se_map = self.accmap.predict(L)
+        var_noise = _mean_var(self.acc_sd, self.acc_phi, window) if noise else 0.0
+        var_map = float(np.mean(se_map)) ** 2
+        if len(self.law.boot):
+            draws = np.atleast_2d(self.law.predict(schedule, steps, self.law.boot)).mean(axis=1)
+            rng = np.random.default_rng(0)
+            a = self.accmap(draws) + rng.normal(0.0, math.sqrt(var_map + var_noise), len(draws))
+            q = np.quantile(a, [0.025, 0.1, 0.9, 0.975])
+            return Forecast(float(np.mean(acc)), q[1], q[2], q[0], q[3],
+                            self.method + f", {len(draws)} bootstrap refits", float(np.std(a)), self.notes)
+        # the law's error is shared by all steps of a window (one curve): average, then square
+        se_law = float(np.mean(self.accmap.slope(L) * se_L))
+        return Forecast.normal(float(np.mean(acc)), math.sqrt(se_law ** 2 + var_map + var_noise),
+                               self.method, self.notes)
+
+    def curve(self, schedule: Schedule, steps: Any) -> dict[str, np.ndarray]:
+        """Loss and expected accuracy along a run, with 80% bands (for tables and plots)."""
+        steps = np.asarray(steps)
+        L, se = self.law.band(schedule, steps)
+        out = {"step": steps, "loss": L, "loss_lo80": L - Z80 * se, "loss_hi80": L + Z80 * se}
+        if self.accmap is not None:
+            acc, se_map = self.accmap.predict(L)
+            sd = np.sqrt((self.accmap.slope(L) * se) ** 2 + se_map ** 2)
+            out.update(acc=acc, acc_lo80=acc - Z80 * sd, acc_hi80=acc + Z80 * sd)
+        return out
+
+    def floor(self) -> float:
+        """The lowest loss the law allows: L0 less a full anneal (the annealing term is at
+        most its coefficient times the drop from the peak, 1 lr unit)."""
+        return self.law.params["L0"] - self.law.params[self.law.spec.anneal]
+
+    def limit(self) -> float | None:
+        """The accuracy the law's floor maps to: the most any length can reach."""
+        return None if self.accmap is None else float(self.accmap(self.floor()))
+
+    def compare_schedules(self, steps: int, warmup: int | None = None,
+                          peak: float | None = None) -> dict[str, Forecast]:
+        return {k: self.accuracy(self.base.stretched(steps, kind=k, warmup=warmup, peak=peak), [steps])
+                for k in SCHEDULES}
+
+
+def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = N_BOOT) -> Planner:
+    """Fit one law (and the accuracy map) to the given runs (paths or RunData); ``n_boot``
+    parametric AR(1) bootstrap refits give the accuracy intervals (0: delta method)."""
+    runs = [r if isinstance(r, RunData) else load_run(r) for r in paths_or_runs]
+    if not runs:
+        raise UserError("give at least one run")
+    notes = setup_warnings(runs)
+    fit = fit_law([r.curve for r in runs], law, n_boot=n_boot)
+    if not fit.identifiable:
+        notes.append("the lr never falls in these runs (constant lr): the annealing term "
+                     f"({fit.spec.anneal}) cannot be identified; it is taken as anywhere from no "
+                     "gain to all of the remaining loss above L0, so intervals are wide")
+    accmap, acc_sd, acc_phi = None, 0.0, 0.0
+    with_acc = [r for r in runs if r.acc is not None]
+    if with_acc:
+        accmap = fit_accuracy_map(np.concatenate([r.curve.loss for r in with_acc]),
+                                  np.concatenate([r.acc for r in with_acc]))
+        acc_sd, acc_phi = _acc_noise(fit, accmap, with_acc)
+    base = max(runs, key=lambda r: r.curve.schedule.steps).curve.schedule
+    return Planner(fit, accmap, base, acc_sd, acc_phi, tuple(runs), tuple(notes))
+
+
+def _acc_noise(fit: Any, accmap: AccuracyMap, runs: Sequence[RunData]) -> tuple[float, float]:
+    """sd and AR(1) of observed accuracy around map(law) on each run's fitted points
+    (the estimators of laws.py)."""
+    from zhbert.analysis.laws import ar1_estimate, marginal_sd
+    resid = []
+    for r in runs:
+        keep = r.curve.steps >= r.curve.fit_from
+        if keep.sum() >= 3:
+            resid.append(r.acc[keep] - accmap(fit.predict(r.curve.schedule, r.curve.steps[keep])))
+    if not resid:
+        return 0.0, 0.0
+    lengths = [len(x) for x in resid]
+    stacked = np.concatenate(resid)
+    phi = ar1_estimate(stacked, lengths)
+    return marginal_sd(stacked, lengths, phi), phi
+
+
+def forecast_final(run_dir_or_history: Any, total_steps: int | None = None,
+                   law: str = "lr_annealing", n_boot: int = N_BOOT) -> Forecast:
+    """Held-out MLM accuracy at the end of the run's own schedule stretched to
+    ``total_steps`` (default: the run's planned length). Schedule-free fallback (with
+    ``method`` saying so) where the history records no learning rate."""
+    try:
+        p = plan([run_dir_or_history], law, n_boot)
+    except NoLearningRate as why:
+        return _fallback(run_dir_or_history, total_steps, str(why), n_boot)
+    n = int(total_steps or p.base.steps)
+    if n <= 0:
+        raise UserError(f"total_steps must be > 0 (got {n})")
+    return p.accuracy(p.base.stretched(n), [n])
+
+
+def _fallback(source: Any, total_steps: int | None, why: str, n_boot: int) -> Forecast:
+    from zhbert.analysis.curves import boot_interval, fit_curve
+    h = source if isinstance(source, History) else load_history(source)
+    s, _ = h.metric().finite()
+    n = float(total_steps or s.step[-1])
+    fit = fit_curve(s.step, s.y, n_boot=n_boot, metric=s.name)[0]
+    if not fit.ok:
+        raise UserError(f"no curve could be fitted to {h.meta.path}: {fit.error}")
+    boot = np.array([fit.model.f(n / fit.x_scale, *q) for q in fit.boot]) if len(fit.boot) else np.array([])
+    mean = float(fit.predict([n])[0])
+    lo80, hi80 = boot_interval(boot, 0.8) if len(boot) else (mean, mean)
+    lo95, hi95 = boot_interval(boot, 0.95) if len(boot) else (mean, mean)
+    return Forecast(mean, lo80, hi80, lo95, hi95,
+                    f"schedule-free {fit.name} fit of {s.name} (fallback: {why})")
+
+
+def truncated(run: RunData, until: float) -> RunData:
+    """The run as it stood at step ``until`` (its schedule unchanged: the plan it was on)."""
+    from dataclasses import replace
+    keep = run.curve.steps <= until
+    if keep.sum() < 2:
+        raise UserError(f"{run.curve.name} has fewer than 2 eval points up to step {until:g}")
+    curve = replace(run.curve, steps=run.curve.steps[keep], loss=run.curve.loss[keep])
+    return replace(run, curve=curve, acc=None if run.acc is None else run.acc[keep])

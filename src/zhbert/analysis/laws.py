@@ -1,0 +1,427 @@
+"""Schedule-aware laws for the (held-out) MLM loss, fitted with scipy.
+
+A schedule-free curve (curves.py) fitted to a warm-up + cosine run learns where
+*that* schedule flattens, not what a longer run would reach. These laws take
+the learning rate of every step, so one fit answers for any length and
+schedule. lr is measured in units of ``ref`` (the largest peak among the fitted
+runs), areas in units of ``scale`` lr-steps (the largest area fitted), so every
+parameter is O(1).
+
+  lr_annealing (Tissue et al. 2024, arXiv 2408.11029)
+      L(t) = L0 + A * S1(t)^(-alpha) - C * S2(t)
+      S1(t) = sum_{i<=t} eta_i                          forward area
+      S2(t) = sum_{i<=t} m_i,  m_i = lam m_{i-1} + (1 - lam) max(0, eta_{i-1} - eta_i)
+  The (1 - lam) makes S2 the lr drop seen so far, delayed by ~1/(1 - lam) steps
+  (the paper's S2 is ours times 1/(1 - lam), the same law with another C);
+  lam = 0.999 as in the paper. Warm-up (rising lr) adds to S1 only.
+
+  multi_power (Luo et al. 2025, arXiv 2503.12811)
+      L(t) = L0 + A * S1(t)^(-alpha) - B * sum_k d_k G(eta_k^(-gamma) S_k(t))
+      d_k = max(0, eta_{k-1} - eta_k),  S_k(t) = sum_{k<=tau<=t} eta_tau,
+      G(x) = 1 - (C x + 1)^(-beta)
+  Drops are summed in at most ``MAX_BLOCKS`` blocks (a 100K-step run in blocks
+  of 100 steps), each at its drop-weighted centre, so a fit stays fast.
+
+Fitting (``fit_law``): ``scipy.optimize.least_squares`` (trust-region with
+bounds, Huber loss scaled by the noise read off first differences), from
+several starting points, on every given run at once. Then the residuals'
+AR(1) coefficient (pooled over runs, bias-corrected: E[phi_hat] ~ phi - (1 +
+3 phi) / n) prewhitens the residuals and the fit is repeated (Cochrane-Orcutt),
+so the Jacobian gives a covariance that knows the noise is autocorrelated.
+``LawFit.draws`` samples parameters from it (clipped to the bounds) for the
+Monte Carlo intervals in forecast.py.
+
+When no fitted run's lr ever falls (one constant-lr run), S2 is 0 at every
+point and C (B) cannot be identified: it is fixed at 0 in the fit and
+``identifiable`` is False; forecast.py then draws it from 0 to the value at
+which a full anneal would recover all of the remaining loss above L0 (wider
+intervals), and says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.signal import lfilter
+
+from zhbert.errors import UserError
+from zhbert.schedule import Schedule
+
+LAWS = ("lr_annealing", "multi_power")
+LAM = 0.999
+MAX_BLOCKS = 1000
+MAX_GRID = 200_000   # lr values summed per schedule (beyond: every k-th step, times k)
+MIN_POINTS = 6
+HUBER = 1.5     # Huber threshold in noise sds: points beyond it count linearly
+
+
+@dataclass(frozen=True)
+class RunCurve:
+    """One run's loss at its eval steps and the schedule that produced them."""
+    name: str
+    steps: np.ndarray
+    loss: np.ndarray
+    schedule: Schedule
+    fit_from: int = 0               # points before this step are not fitted (warm-up, plateau)
+
+    def fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        keep = (self.steps >= max(self.fit_from, 1)) & np.isfinite(self.loss)
+        return self.steps[keep].astype(int), self.loss[keep]
+
+
+@dataclass(frozen=True)
+class Units:
+    ref: float      # lr unit (largest fitted peak)
+    scale: float    # area unit (largest fitted S1)
+
+
+def _eta(schedule: Schedule, upto: int, ref: float) -> np.ndarray:
+    """lr of steps 0..upto in units of ref (step 0: lr 0, before training)."""
+    return schedule.curve(np.arange(0, upto + 1)) / ref
+
+
+def _drops(eta: np.ndarray) -> np.ndarray:
+    return np.r_[0.0, np.maximum(0.0, eta[:-1] - eta[1:])]
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a law needs at some steps of one schedule (precomputed once per schedule)."""
+    s1: np.ndarray                   # (n,)
+    s2: np.ndarray                   # (n,) lr_annealing
+    gap: np.ndarray | None = None    # (n, K) S_k(t) per drop block (multi_power), 0 where k > t
+    eta_b: np.ndarray | None = None  # (K,) lr at each block
+    d_b: np.ndarray | None = None    # (K,) drop in each block
+
+
+def features(schedule: Schedule, steps: Any, units: Units, law: str) -> Features:
+    """Areas at ``steps``: exact sums over every step up to MAX_GRID steps; beyond, sums over
+    every k-th step times k (a 100M-step forecast would otherwise hold 100M lr values)."""
+    steps = np.asarray(steps, dtype=int)
+    top = int(steps.max(initial=1))
+    k = max(1, -(-top // MAX_GRID))
+    grid = np.arange(0, top + k, k)
+    eta = schedule.curve(grid) / units.ref
+    cum = np.cumsum(eta) * k
+    d = _drops(eta)
+    lam = LAM ** k
+    s2 = np.cumsum(lfilter([1 - lam], [1, -lam], d))
+    at = lambda a: a[steps // k] if k == 1 else np.interp(steps, grid, a)  # noqa: E731
+    f = Features(at(cum) / units.scale, at(s2))
+    if law != "multi_power":
+        return f
+    nz = np.nonzero(d > 0)[0]
+    if len(nz) == 0:
+        return Features(f.s1, f.s2, np.zeros((len(steps), 0)), np.zeros(0), np.zeros(0))
+    groups = np.array_split(nz, min(MAX_BLOCKS, len(nz)))
+    d_b = np.array([d[g].sum() for g in groups])
+    centre = np.array([int(round(np.average(g, weights=d[g]))) for g in groups])
+    gap = (at(cum)[:, None] - cum[centre - 1][None, :]) / units.scale
+    gap = np.where(grid[centre][None, :] <= steps[:, None], gap, 0.0)
+    # eta -> 0 at the end of a decay-to-zero: eta^(-gamma) would be inf times a 0 area
+    return Features(f.s1, f.s2, gap, np.maximum(eta[centre], 1e-4), d_b)
+
+
+@dataclass(frozen=True)
+class LawSpec:
+    name: str
+    params: tuple[str, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    anneal: str                                    # the parameter that scales the annealing term
+    starts: tuple[dict[str, float], ...]
+
+    def predict(self, p: np.ndarray, f: Features) -> np.ndarray:
+        p = np.asarray(p, dtype=float)
+        if self.name == "lr_annealing":
+            q = p[:, :, None] if p.ndim == 2 else p  # draws (D, P) -> (D, n)
+            return q[0] + q[1] * np.power(f.s1, -q[2]) - q[3] * f.s2 if p.ndim == 1 else \
+                q[:, 0] + q[:, 1] * np.power(f.s1[None, :], -q[:, 2]) - q[:, 3] * f.s2[None, :]
+        return _mpl(p, f)
+
+
+def _mpl(p: np.ndarray, f: Features) -> np.ndarray:
+    """multi_power for one parameter vector (P,) or many (D, P) -> (n,) or (D, n)."""
+    P = np.atleast_2d(p)
+    out = []
+    for L0, A, alpha, B, C, beta, gamma in P:
+        base = L0 + A * np.power(f.s1, -alpha)
+        if f.d_b is not None and len(f.d_b):
+            x = C * np.power(f.eta_b, -gamma)[None, :] * f.gap
+            G = 1.0 - np.power(x + 1.0, -beta)
+            base = base - B * (G * f.d_b[None, :]).sum(axis=1)
+        out.append(base)
+    return np.array(out) if np.ndim(p) == 2 else out[0]
+
+
+SPECS = {
+    "lr_annealing": LawSpec("lr_annealing", ("L0", "A", "alpha", "C"),
+                            (0.0, 0.0, 0.01, 0.0), (50.0, 1e3, 3.0, 1e3), "C",
+                            tuple({"alpha": a, "L0f": l0} for a in (0.3, 0.7, 1.5) for l0 in (0.3, 0.8))),
+    "multi_power": LawSpec("multi_power", ("L0", "A", "alpha", "B", "C", "beta", "gamma"),
+                           (0.0, 0.0, 0.01, 0.0, 1e-3, 0.05, 0.0), (50.0, 1e3, 3.0, 1e3, 1e3, 5.0, 1.5), "B",
+                           tuple({"alpha": a, "L0f": l0, "C": 2.0} for a in (0.4, 1.0) for l0 in (0.3, 0.8))),
+}
+
+
+@dataclass(frozen=True)
+class LawFit:
+    law: str
+    params: dict[str, float]
+    cov: np.ndarray                 # covariance of the parameter vector (prewhitened Jacobian)
+    units: Units
+    phi: float                      # AR(1) of the residuals (bias-corrected)
+    sigma: float                    # marginal residual sd (the noise of one eval point)
+    n: int
+    runs: tuple[str, ...]
+    identifiable: bool              # False: no lr drop in the data, the annealing term is a guess
+    resid: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    fitted_steps: tuple[np.ndarray, ...] = field(repr=False, default=())
+    innovation_var: float = 0.0     # of the prewhitened residuals in noise-sd units
+    boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def spec(self) -> LawSpec:
+        return SPECS[self.law]
+
+    @property
+    def vector(self) -> np.ndarray:
+        return np.array([self.params[k] for k in self.spec.params])
+
+    def predict(self, schedule: Schedule, steps: Any, p: np.ndarray | None = None) -> np.ndarray:
+        """Loss at ``steps`` of a run with ``schedule`` (``p``: (P,) or draws (D, P))."""
+        f = features(schedule, steps, self.units, self.law)
+        return self.spec.predict(self.vector if p is None else p, f)
+
+    def band(self, schedule: Schedule, steps: Any, mean: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted loss at ``steps`` (or their mean) and its standard error from the
+        parameter covariance (delta method: gradient by forward differences)."""
+        f = features(schedule, steps, self.units, self.law)
+        spec, x = self.spec, self.vector
+        g = lambda p: np.atleast_1d(spec.predict(p, f)).mean(keepdims=True) if mean else \
+            np.atleast_1d(spec.predict(p, f))  # noqa: E731
+        y0 = g(x)
+        grad = np.empty((len(y0), len(x)))
+        for i in range(len(x)):
+            h = 1e-6 * max(abs(x[i]), 1e-3)
+            xi = x.copy()
+            xi[i] += h
+            grad[:, i] = (g(xi) - y0) / h
+        var = np.einsum("ni,ij,nj->n", grad, self.cov, grad)
+        return y0, np.sqrt(np.clip(var, 0, None))
+
+    def draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Parameter vectors from the fit's normal approximation, clipped to the bounds."""
+        s = self.spec
+        cov = (self.cov + self.cov.T) / 2
+        w, v = np.linalg.eigh(cov)
+        z = rng.standard_normal((n, len(w))) * np.sqrt(np.clip(w, 0, None))
+        return np.clip(self.vector + z @ v.T, s.lower, s.upper)
+
+    def to_json(self) -> dict[str, Any]:
+        sd = np.sqrt(np.clip(np.diag(self.cov), 0, None))
+        return {"law": self.law, "params": self.params,
+                "params_sd": dict(zip(self.spec.params, map(float, sd))),
+                "lr_unit": self.units.ref, "area_unit": self.units.scale, "ar1_phi": self.phi,
+                "residual_sd": self.sigma, "n_points": self.n, "runs": list(self.runs),
+                "annealing_identifiable": self.identifiable}
+
+
+def _units(runs: Sequence[RunCurve]) -> Units:
+    ref = max(r.schedule.peak for r in runs)
+    scale = max(float(np.sum(_eta(r.schedule, int(r.fitted()[0].max(initial=1)), ref))) for r in runs)
+    return Units(ref, max(scale, 1e-12))
+
+
+def _start(spec: LawSpec, hint: dict[str, float], y: np.ndarray, f_all: list[Features]) -> np.ndarray:
+    """A starting vector: L0 a fraction of the lowest loss, A so the curve passes the first point."""
+    s1 = np.concatenate([f.s1 for f in f_all])
+    L0 = hint["L0f"] * float(np.min(y))
+    A = max(float(y[np.argmin(s1)]) - L0, 1e-3) * float(np.min(s1)) ** hint["alpha"]
+    vals = {"L0": L0, "A": A, "alpha": hint["alpha"], "C": hint.get("C", 0.5), "B": 0.5,
+            "beta": 0.5, "gamma": 0.5}
+    if spec.name == "lr_annealing":
+        vals["C"] = 0.5
+    return np.clip([vals[k] for k in spec.params], spec.lower, spec.upper)
+
+
+def _whiten(r: np.ndarray, lengths: list[int], phi: float) -> np.ndarray:
+    """Prais-Winsten transform of the stacked residuals, run by run."""
+    if phi == 0.0:
+        return r
+    out, i = np.empty_like(r), 0
+    for n in lengths:
+        seg = r[i:i + n]
+        out[i] = math.sqrt(1 - phi * phi) * seg[0]
+        out[i + 1:i + n] = seg[1:] - phi * seg[:-1]
+        i += n
+    return out
+
+
+def _segments(r: np.ndarray, lengths: list[int]):
+    i = 0
+    for n in lengths:
+        yield r[i:i + n]
+        i += n
+
+
+def ar1_estimate(r: np.ndarray, lengths: list[int]) -> float:
+    """AR(1) coefficient of the noise, pooled over runs, in [0, 0.95]: the larger of two
+    estimates. From the residuals (bias-corrected: E[phi_hat] ~ phi - (1 + 3 phi) / n) it
+    is biased towards 0 when the curve soaks up slow noise, badly so with few points (16
+    points of phi = 0.7 noise around a 4-parameter curve gave ~0.1); from their first
+    differences (lag-1 autocorrelation -(1 - phi) / 2 for AR(1)) it is not, since what a
+    smooth curve absorbs is slow, but it is noisier. Taking the larger keeps intervals
+    from being too narrow."""
+    num = den = dnum = dden = 0.0
+    for seg in _segments(r, lengths):
+        seg = seg - seg.mean()
+        d = np.diff(seg)
+        num, den = num + float(seg[1:] @ seg[:-1]), den + float(seg @ seg)
+        dnum, dden = dnum + float(d[1:] @ d[:-1]), dden + float(d @ d)
+    if den <= 0:
+        return 0.0
+    phi = num / den
+    phi += (1 + 3 * phi) / (sum(lengths) / max(len(lengths), 1))
+    phi_d = 1 + 2 * dnum / dden if dden > 0 else 0.0
+    return float(min(max(phi, phi_d, 0.0), 0.95))
+
+
+def marginal_sd(r: np.ndarray, lengths: list[int], phi: float) -> float:
+    """The noise sd of one point late in a run (where forecasts are asked): the larger of the
+    residuals' robust sd in the second half of each run and the sd implied by their first
+    differences (var(diff) = 2 sd^2 (1 - phi)), which a fitted curve does not shrink."""
+    late = np.concatenate([seg[len(seg) // 2:] for seg in _segments(r, lengths)])
+    d = np.concatenate([np.diff(seg) for seg in _segments(r, lengths)])
+    robust = float(1.4826 * np.median(np.abs(late - np.median(late)))) if len(late) else 0.0
+    from_diff = math.sqrt(float(np.mean(d * d)) / (2 * (1 - phi))) if len(d) else 0.0
+    return max(robust, from_diff)
+
+
+def local_sd(y: np.ndarray, window: int = 51) -> np.ndarray:
+    """Each point's noise sd: a running median of |first differences| / 0.954 (for white
+    noise the median |difference| is 0.954 sd). A training-batch loss is far noisier
+    early (the seed's: 0.55 at 2-5K steps, 0.24 after 20K); unweighted, those points
+    would decide the curve's shape. The fit divides each residual by it."""
+    d = np.abs(np.diff(y))
+    if len(d) == 0:
+        return np.ones_like(y)
+    d = np.r_[d[0], d]
+    half = min(window, len(d)) // 2
+    pad = np.r_[np.full(half, d[0]), d, np.full(half, d[-1])]
+    med = np.array([np.median(pad[i:i + 2 * half + 1]) for i in range(len(d))])
+    floor = max(float(np.median(d)), 1e-9) * 0.25
+    return np.maximum(med / 0.954, floor)
+
+
+def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0,
+            seed: int = 0) -> LawFit:
+    """Fit one law to all ``runs`` at once (same model and data; see module docstring);
+    ``n_boot`` > 0 adds that many parametric AR(1) bootstrap refits (``LawFit.boot``)."""
+    if law not in SPECS:
+        raise UserError(f"unknown law {law!r}; use one of {', '.join(LAWS)}")
+    spec = SPECS[law]
+    data = [r.fitted() for r in runs]
+    lengths = [len(s) for s, _ in data]
+    if sum(lengths) < MIN_POINTS or min(lengths) < 2:
+        raise UserError(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
+                        f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every)")
+    units = _units(runs)
+    feats = [features(r.schedule, s, units, law) for r, (s, _) in zip(runs, data)]
+    y = np.concatenate([l for _, l in data])
+    identifiable = any(float(np.max(f.s2, initial=0)) > 1e-9 for f in feats)
+    lower, upper = np.array(spec.lower), np.array(spec.upper)
+    ia = spec.params.index(spec.anneal)
+    if not identifiable:  # pin the annealing term at 0 (least_squares needs lower < upper)
+        upper = upper.copy()
+        upper[ia] = lower[ia] + 1e-12
+
+    sd = np.concatenate([local_sd(l) for _, l in data])
+
+    def resid(p, phi, target=y):  # in units of each point's noise sd, prewhitened
+        pred = np.concatenate([spec.predict(p, f) for f in feats])
+        return _whiten((pred - target) / sd, lengths, phi)
+
+    best = None
+    for hint in spec.starts:
+        x0 = np.clip(_start(spec, hint, y, feats), lower, np.maximum(upper, lower))
+        res = least_squares(resid, x0, args=(0.0,), bounds=(lower, upper), loss="huber",
+                            f_scale=HUBER, max_nfev=400)
+        if best is None or res.cost < best.cost:
+            best = res
+    phi = ar1_estimate(best.fun, lengths)
+    scale = HUBER * math.sqrt(max(1 - phi * phi, 0.05))
+    res = least_squares(resid, best.x, args=(phi,), bounds=(lower, upper), loss="huber",
+                        f_scale=scale, max_nfev=400)
+    fit = _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data)
+    if n_boot <= 0:
+        return fit
+    pred = y + fit.resid
+    rng = np.random.default_rng(seed)
+    rel_sd = math.sqrt(fit.innovation_var / max(1 - phi * phi, 1e-6))
+    boot = []
+    for _ in range(n_boot):
+        noise = np.concatenate([_ar1_noise(n, phi, rel_sd, rng) for n in lengths]) * sd
+        r = least_squares(resid, res.x, args=(phi, pred + noise), bounds=(lower, upper),
+                          loss="huber", f_scale=scale, max_nfev=200)
+        boot.append(r.x)
+    return replace(fit, boot=_unidentified(np.array(boot), fit, spec, rng))
+
+
+def _ar1_noise(n: int, phi: float, sd: float, rng: np.random.Generator) -> np.ndarray:
+    """n points of stationary AR(1) noise with marginal sd ``sd``."""
+    e = rng.normal(0.0, sd * math.sqrt(1 - phi * phi), n)
+    e[0] = rng.normal(0.0, sd)
+    return lfilter([1.0], [1.0, -phi], e) if phi else e
+
+
+def _unidentified(boot: np.ndarray, fit: LawFit, spec: LawSpec, rng: np.random.Generator) -> np.ndarray:
+    """Replicates with the annealing coefficient drawn uniformly over its possible range when
+    no lr drop was seen (see the module docstring)."""
+    if not fit.identifiable:
+        ia = spec.params.index(spec.anneal)
+        gap = 2 * fit.vector[ia]
+        boot[:, ia] = rng.uniform(0.0, gap, len(boot))
+    return boot
+
+
+def _jacobian(fun, x: np.ndarray, spec: LawSpec) -> np.ndarray:
+    """Forward-difference Jacobian of the (unweighted) residuals, stepping inside the bounds."""
+    f0 = fun(x)
+    J = np.empty((len(f0), len(x)))
+    for i in range(len(x)):
+        h = 1e-6 * max(abs(x[i]), 1e-3)
+        if x[i] + h > spec.upper[i]:
+            h = -h
+        xi = x.copy()
+        xi[i] += h
+        J[:, i] = (fun(xi) - f0) / h
+    return J
+
+
+def _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data) -> LawFit:
+    n, k = len(y), len(spec.params)
+    rw = resid(res.x, phi)
+    s2u = float(rw @ rw) / max(n - k, 1)          # innovation variance
+    J = _jacobian(lambda p: resid(p, phi), res.x, spec)
+    free = np.ones(k, dtype=bool)
+    if not identifiable:
+        free[spec.params.index(spec.anneal)] = False
+    cov = np.zeros((k, k))
+    cov[np.ix_(free, free)] = s2u * np.linalg.pinv(J[:, free].T @ J[:, free])
+    raw = resid(res.x, 0.0) * np.concatenate([local_sd(l) for _, l in data])
+    x = res.x.copy()
+    if not identifiable:
+        # no lr drop was seen: an anneal may recover anything from none to all of the loss
+        # left above L0 at the last fitted point (a full drop is 1 lr unit): uniform on that
+        ia = spec.params.index(spec.anneal)
+        gap = max(float(np.max(y[-lengths[-1]:].min() - x[0], 0)), 1e-6)
+        x[ia] = gap / 2
+        cov[ia, ia] = gap ** 2 / 12
+    return LawFit(spec.name, dict(zip(spec.params, map(float, x))), cov, units, phi,
+                  marginal_sd(raw, lengths, phi), n, tuple(r.name for r in runs),
+                  identifiable, raw, tuple(s for s, _ in data), s2u)

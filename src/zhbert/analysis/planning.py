@@ -1,0 +1,271 @@
+"""The planner's questions for ``zhbert predict`` and ``zhbert backtest --predict``.
+
+predict.py parses the command line and falls back to the schedule-free families
+where no learning rate is known; this module answers, with forecast.py's law:
+
+  --steps N [--schedule K] [--warmup W] [--lr PEAK]  the curve of that run, final values
+  --target T        the smallest N (the schedule stretched to N) whose final accuracy reaches T
+  --compare-schedules  the final accuracy of an N-step run under each schedule
+
+and ``backtest_runs`` fits on shorter runs and scores the prediction of a longer
+one point by point, the law beside the schedule-free families.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from zhbert.analysis.forecast import Forecast, Planner, RunData, Z80, Z95
+from zhbert.errors import UserError
+from zhbert.schedule import SCHEDULES, Schedule
+
+MAX_STRETCH = 100       # --target searches up to this many times the longest run
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, help="forecast a run of N steps (default schedule: "
+                        "the run's own, stretched to N)")
+    parser.add_argument("--schedule", help=f"schedule of the forecast run: {', '.join(SCHEDULES)}")
+    parser.add_argument("--warmup", type=int, help="warm-up steps of the forecast run (default: the run's)")
+    parser.add_argument("--lr", type=float, help="peak learning rate of the forecast run (default: the run's)")
+    parser.add_argument("--compare-schedules", action="store_true",
+                        help="final accuracy of an N-step run under each schedule")
+    parser.add_argument("--law", default="lr_annealing", choices=("lr_annealing", "multi_power", "none"),
+                        help="schedule-aware law (default lr_annealing); none: the schedule-free "
+                             "curve families of one run")
+
+
+def check_plan_args(args: argparse.Namespace) -> None:
+    """Bad questions exit 2 with the fix, before anything is fitted."""
+    if args.target is not None and not (0.0 < args.target < 1.0) and "loss" not in (args.metric or ""):
+        raise UserError(f"--target {args.target:g}: accuracy targets lie between 0 and 1, "
+                        "e.g. --target 0.30 for 30%")
+    if args.steps is not None and args.steps <= 0:
+        raise UserError(f"--steps {args.steps}: give a number of steps > 0, e.g. --steps 4000")
+    if args.schedule is not None and args.schedule not in SCHEDULES:
+        raise UserError(f"--schedule {args.schedule}: unknown; use one of {', '.join(SCHEDULES)}")
+    if args.warmup is not None and args.warmup < 0:
+        raise UserError(f"--warmup {args.warmup}: give warm-up steps >= 0")
+    if args.lr is not None and not args.lr > 0:
+        raise UserError(f"--lr {args.lr:g}: give a peak learning rate > 0, e.g. --lr 1e-3")
+    if args.target is None and args.steps is None and not args.compare_schedules:
+        raise UserError("ask a question: --target 0.40, --steps N, or --compare-schedules")
+
+
+def schedule_for(p: Planner, args: argparse.Namespace, steps: int) -> Schedule:
+    return p.base.stretched(steps, kind=args.schedule, warmup=args.warmup, peak=args.lr)
+
+
+@dataclass(frozen=True)
+class Reach:
+    target: float
+    reachable: bool
+    steps: float | None
+    steps80: tuple[float, float] | None
+    steps95: tuple[float, float] | None
+    limit: float | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        j = lambda v: None if v is None else ("inf" if math.isinf(v) else float(v))  # noqa: E731
+        return {"target": self.target, "reachable": self.reachable, "steps": j(self.steps),
+                "steps_interval80": None if self.steps80 is None else [j(v) for v in self.steps80],
+                "steps_interval95": None if self.steps95 is None else [j(v) for v in self.steps95],
+                "limit_accuracy": self.limit, "message": self.message}
+
+
+def _crossing(grid: np.ndarray, values: np.ndarray, target: float) -> float:
+    """First N of the grid where values reach the target (log-interpolated; inf if never)."""
+    hit = np.nonzero(values >= target)[0]
+    if len(hit) == 0:
+        return math.inf
+    i = hit[0]
+    if i == 0:
+        return float(grid[0])
+    x0, x1, y0, y1 = math.log(grid[i - 1]), math.log(grid[i]), values[i - 1], values[i]
+    return float(math.exp(x0 + (target - y0) / (y1 - y0) * (x1 - x0)))
+
+
+def reach(p: Planner, target: float, make: Any) -> Reach:
+    """Smallest N whose final expected accuracy reaches ``target``; ``make(N)`` is the
+    schedule of an N-step run. Interval: where the 80% / 95% band of the expected
+    accuracy crosses the target."""
+    limit = p.limit()
+    if limit is not None and limit < target:
+        return Reach(target, False, None, None, None, limit,
+                     f"not reachable with this setup: the law's floor (L0 less a full anneal) {p.floor():.3f} "
+                     f"maps to accuracy {limit:.4f}, below {target:g}")
+    longest = max(r.curve.schedule.steps for r in p.runs)
+    grid = np.unique(np.geomspace(max(10, p.base.warmup + 1), longest * MAX_STRETCH, 60).astype(int))
+    fc = [p.accuracy(make(int(n)), [int(n)], noise=False) for n in grid]
+    mean = np.array([f.mean for f in fc])
+    sd = np.array([f.sd for f in fc])
+    point = _crossing(grid, mean, target)
+    i80 = (_crossing(grid, mean + Z80 * sd, target), _crossing(grid, mean - Z80 * sd, target))
+    i95 = (_crossing(grid, mean + Z95 * sd, target), _crossing(grid, mean - Z95 * sd, target))
+    if math.isinf(point):
+        return Reach(target, False, math.inf, i80, i95, limit,
+                     f"not reached within {grid[-1]:,} steps ({MAX_STRETCH}x the longest run): "
+                     f"forecast at that length {mean[-1]:.4f}; the law's limit is {limit:.4f}")
+    return Reach(target, True, point, i80, i95, limit,
+                 f"reaches {target:g} with a run of {point:,.0f} steps (80%: {i80[0]:,.0f} to "
+                 f"{_n(i80[1])}; 95%: {i95[0]:,.0f} to {_n(i95[1])})")
+
+
+def _n(v: float) -> str:
+    return "inf (never)" if math.isinf(v) else f"{v:,.0f}"
+
+
+def units(p: Planner, steps: float, price: float | None) -> dict[str, float | None]:
+    """Tokens (real, not padded), hours (measured seconds per step) and cost of ``steps``."""
+    tps = [r.tokens_per_step for r in p.runs if r.tokens_per_step]
+    sps = [r.seconds_per_step for r in p.runs if r.seconds_per_step]
+    tokens = steps * float(np.mean(tps)) if tps and math.isfinite(steps) else None
+    hours = steps * float(np.median(sps)) / 3600 if sps and math.isfinite(steps) else None
+    return {"steps": steps, "tokens": tokens, "hours": hours,
+            "cost": hours * price if hours is not None and price else None}
+
+
+def _fmt_units(u: dict[str, float | None]) -> str:
+    parts = [f"{u['tokens']:,.0f} real tokens" if u["tokens"] else "tokens unknown",
+             f"{u['hours']:,.2f} h at the measured speed" if u["hours"] is not None else "hours unknown"]
+    if u["cost"] is not None:
+        parts.append(f"{u['cost']:,.2f} USD")
+    return ", ".join(parts)
+
+
+def _fc(f: Forecast, pct: bool = True) -> str:
+    k, d = (100, 1) if pct else (1, 3)
+    unit = "%" if pct else ""
+    return (f"{f.mean * k:.{d}f}{unit} (80%: {f.lo80 * k:.{d}f}-{f.hi80 * k:.{d}f}{unit}; "
+            f"95%: {f.lo95 * k:.{d}f}-{f.hi95 * k:.{d}f}{unit})")
+
+
+def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """Every question asked on the command line: (JSON, text lines)."""
+    out: dict[str, Any] = {"runs": [r.curve.name for r in p.runs], "method": p.method,
+                           "law": p.law.to_json(), "accuracy_map": p.accmap and p.accmap.to_json(),
+                           "base_schedule": p.base.to_json(), "notes": list(p.notes)}
+    text = [f"runs: {', '.join(out['runs'])}; {p.method}",
+            f"law: {_law_line(p)}"]
+    if p.accmap is not None:
+        text.append(f"loss -> accuracy: acc = expit({p.accmap.a:.3f} {p.accmap.b:+.3f} * loss); "
+                    f"the law's floor maps to {p.limit():.4f}")
+    price = getattr(args, "price_per_hour", None)
+    if args.steps is not None:
+        out["forecast"], lines = _steps(p, args, args.steps, price)
+        text += lines
+    if args.compare_schedules:
+        n = args.steps or p.base.steps
+        cmp = p.compare_schedules(n, warmup=args.warmup, peak=args.lr)
+        out["compare_schedules"] = {"steps": n, **{k: f.to_json() for k, f in cmp.items()}}
+        text.append(f"final held-out accuracy of a {n:,}-step run by schedule:")
+        text += [f"  {k:<9} {_fc(f)}" for k, f in cmp.items()]
+    if args.target is not None:
+        r = reach(p, args.target, lambda n: schedule_for(p, args, n))
+        out["target"] = {**r.to_json(), **({"units": units(p, r.steps, price)} if r.reachable else {})}
+        text.append(r.message)
+        if r.reachable:
+            text.append(f"  = {_fmt_units(units(p, r.steps, price))} (point estimate)")
+    text += [f"note: {n}" for n in p.notes]
+    return out, text
+
+
+def _law_line(p: Planner) -> str:
+    prm = ", ".join(f"{k} {v:.4g}" for k, v in p.law.params.items())
+    return f"{p.law.law}: {prm}; residual sd {p.law.sigma:.4f}, AR(1) {p.law.phi:.2f}, {p.law.n} points"
+
+
+def _steps(p: Planner, args, n: int, price: float | None) -> tuple[dict[str, Any], list[str]]:
+    sched = schedule_for(p, args, n)
+    loss = p.loss(sched, [n])
+    acc = p.accuracy(sched, [n]) if p.accmap else None
+    marks = np.unique(np.linspace(max(sched.warmup, 1), n, 9).astype(int))
+    curve = p.curve(sched, marks)
+    out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
+           "final_accuracy": acc and acc.to_json(), "units": units(p, n, price),
+           "curve": {k: [float(v) for v in vals] for k, vals in curve.items()}}
+    lines = [f"a {n:,}-step {sched.kind} run (warm-up {sched.warmup}, peak lr {sched.peak:g}):",
+             f"  final held-out loss     {_fc(loss, pct=False)}"]
+    if acc:
+        lines.append(f"  final held-out accuracy {_fc(acc)}")
+    lines.append(f"  {_fmt_units(out['units'])}")
+    lines.append("  step      " + " ".join(f"{s:>8,}" for s in marks))
+    lines.append("  loss      " + " ".join(f"{v:8.3f}" for v in curve["loss"]))
+    if "acc" in curve:
+        lines.append("  accuracy  " + " ".join(f"{v * 100:7.1f}%" for v in curve["acc"]))
+    return out, lines
+
+
+# ----------------------------------------------------------------------------- backtest
+
+@dataclass(frozen=True)
+class RunBacktest:
+    target_run: str
+    from_runs: tuple[str, ...]
+    metric: str
+    n_points: int
+    actual_final: float
+    rows: tuple[dict[str, Any], ...]   # one per method: mae, error at the end, interval, covered
+
+    def to_json(self) -> dict[str, Any]:
+        return {"predict": self.target_run, "from": list(self.from_runs), "metric": self.metric,
+                "n_points": self.n_points, "actual_final": self.actual_final, "methods": list(self.rows)}
+
+
+def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[str] = ("lr_annealing",),
+                  until: float | None = None, n_boot: int = 200) -> RunBacktest:
+    """Fit on ``sources`` (and on ``target`` up to ``until`` when given), predict the
+    target run's accuracy at each later eval step: each law beside the schedule-free
+    families (fitted on the longest source, against steps)."""
+    from zhbert.analysis.curves import fit_curve
+    from zhbert.analysis.forecast import plan, truncated
+    if target.acc is None:
+        raise UserError(f"{target.curve.name} records no accuracy beside its loss: nothing to score")
+    fit_runs = list(sources) + ([truncated(target, until)] if until is not None else [])
+    after = target.curve.steps > (until or 0)
+    steps, actual = target.curve.steps[after], target.acc[after]
+    if len(steps) == 0:
+        raise UserError(f"nothing of {target.curve.name} is left to predict after step {until:g}")
+    rows = []
+    for law in laws:
+        p = plan(fit_runs, law, n_boot)
+        pred = p.curve(target.curve.schedule, steps)["acc"]
+        final = p.accuracy(target.curve.schedule, [steps[-1]])
+        rows.append(_row(law, pred, actual, final))
+    longest = max(fit_runs, key=lambda r: r.curve.steps[-1])
+    for fit in fit_curve(longest.curve.steps, longest.acc, n_boot=0, metric=longest.acc_metric):
+        if fit.ok:
+            rows.append(_row(f"{fit.name} (schedule-free, {longest.curve.name})", fit.predict(steps),
+                             actual, None))
+    return RunBacktest(target.curve.name, tuple(r.curve.name for r in fit_runs),
+                       target.acc_metric or "", len(steps), float(actual[-1]), tuple(rows))
+
+
+def _row(name: str, pred: np.ndarray, actual: np.ndarray, final: Forecast | None) -> dict[str, Any]:
+    err = pred - actual
+    return {"method": name, "mae": float(np.mean(np.abs(err))), "error_final": float(err[-1]),
+            "pred_final": float(pred[-1]),
+            "interval80": None if final is None else [final.lo80, final.hi80],
+            "interval95": None if final is None else [final.lo95, final.hi95],
+            "covered80": None if final is None else final.covers(float(actual[-1]), 80),
+            "covered95": None if final is None else final.covers(float(actual[-1]), 95)}
+
+
+def backtest_runs_table(b: RunBacktest) -> str:
+    head = [f"backtest: fit on {', '.join(b.from_runs)}; predict {b.target_run}'s {b.metric} at "
+            f"{b.n_points} eval steps; actual at the end {b.actual_final * 100:.2f}%", ""]
+    w = max(len(r["method"]) for r in b.rows)
+    lines = [f"{'method':<{w}}  {'MAE':>6}  {'err@end':>8}  {'pred@end':>8}  80% interval at the end"]
+    for r in b.rows:
+        iv = "-" if r["interval80"] is None else (
+            f"{r['interval80'][0] * 100:.1f}-{r['interval80'][1] * 100:.1f}% "
+            f"({'covers' if r['covered80'] else 'misses'})")
+        lines.append(f"{r['method']:<{w}}  {r['mae'] * 100:5.2f}p  {r['error_final'] * 100:+7.2f}p  "
+                     f"{r['pred_final'] * 100:7.2f}%  {iv}")
+    return "\n".join(head + lines + ["", "(p = percentage points; + = predicted more than reached)"])

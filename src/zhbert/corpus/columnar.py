@@ -1,0 +1,107 @@
+"""Columnar corpus sources: Parquet files and Hugging Face datasets saved with ``save_to_disk``.
+
+Both are read a record batch at a time (pyarrow's ``iter_batches``; the
+dataset's Arrow files are memory-mapped by ``datasets.load_from_disk``), so
+memory stays bounded whatever the size. Only the text column is read
+(``--text-column``, default ``text``); a missing column is a UserError that
+names the columns the file has. Null and empty texts are skipped.
+
+A saved dataset is a directory with ``state.json`` (a Dataset) or
+``dataset_dict.json`` (a DatasetDict: every split is read, in sorted order).
+``datasets`` is imported only here, offline (HF_DATASETS_OFFLINE=1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+from zhbert.errors import UserError
+
+BATCH_ROWS = 1024
+
+
+def _columns_error(where: Path, column: str, columns: list[str]) -> UserError:
+    return UserError(f"{where} has no column {column!r} (its columns: {', '.join(columns) or 'none'}); "
+                     "name the text column with --text-column")
+
+
+def _parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
+        raise UserError(f"corpus file {path} is not a readable Parquet file ({exc}); "
+                        "fix or remove it") from None
+
+
+def check_parquet(path: Path, column: str) -> None:
+    """UserError unless ``path`` is a Parquet file with a string column ``column``."""
+    schema = _parquet(path).schema_arrow
+    if column not in schema.names:
+        raise _columns_error(path, column, schema.names)
+    import pyarrow as pa
+
+    kind = schema.field(column).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise UserError(f"column {column!r} of {path} holds {kind}, not text; "
+                        "name the text column with --text-column")
+
+
+def parquet_texts(path: Path, column: str) -> Iterator[str]:
+    """The non-empty texts of ``column``, a record batch at a time."""
+    for batch in _parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+        yield from (t for t in batch.column(0).to_pylist() if t)
+
+
+# -- saved Hugging Face datasets -------------------------------------------------------
+
+def is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
+
+
+def dataset_fingerprint(path: Path) -> tuple[int, str]:
+    """(bytes, sha256) over the dataset's files in a stable order (what the manifest records)."""
+    digest, size = hashlib.sha256(), 0
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(path)).encode("utf-8") + b"\0")
+        with open(f, "rb") as r:
+            while block := r.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+    return size, digest.hexdigest()
+
+
+def _load(path: Path):
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # never reach for the hub
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(f"{path} is a saved Hugging Face dataset: reading it needs the datasets "
+                        "package (pip install datasets)") from None
+    datasets.disable_progress_bars()
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (OSError, ValueError, json.JSONDecodeError, FileNotFoundError) as exc:
+        raise UserError(f"cannot read the saved dataset {path} ({exc}); save it again with "
+                        "save_to_disk") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        return [loaded[name] for name in sorted(loaded)]
+    return [loaded]
+
+
+def check_dataset(path: Path, column: str) -> None:
+    for ds in _load(path):
+        if column not in ds.column_names:
+            raise _columns_error(path, column, ds.column_names)
+
+
+def dataset_texts(path: Path, column: str) -> Iterator[str]:
+    """The non-empty texts of ``column`` of every split, BATCH_ROWS rows at a time."""
+    for ds in _load(path):
+        for batch in ds.select_columns([column]).iter(batch_size=BATCH_ROWS):
+            yield from (t for t in batch[column] if t)

@@ -1,0 +1,86 @@
+"""An English WordPiece run end to end: prepare -> train -> export -> fill-mask, and the
+Hugging Face tokenizer and pipeline agree with zhbert's own output."""
+
+import json
+
+import pytest
+
+from trained_run import SMALL
+from zhbert.cli import main as cli_main
+
+SENTENCES = ["The fire [MASK] are working in the Blue Mountains.", "The government said it would [MASK] the plan!",
+             "Police have [MASK] two men over the attack."]
+
+
+@pytest.fixture(scope="module")
+def english_run(tmp_path_factory):
+    from zhbert.config import load_config
+    from zhbert.train import main as train_main
+
+    pytest.importorskip("gensim")  # ships the English news used here
+    from zhbert.corpus import builtin_en
+
+    root = tmp_path_factory.mktemp("en_run")
+    news = dict(builtin_en.files())["builtin-en"].read_text(encoding="utf-8").splitlines()[:120]
+    src = root / "en.txt"
+    src.write_text("\n\n".join(news), encoding="utf-8")
+    data = root / "data"
+    assert cli_main(["prepare", str(src), "--language", "en", "--vocab-size", "600", "--out", str(data),
+                     "--workers", "1", "--min-split-docs", "4", "--validation", "0.1", "--test", "0.1"]) == 0
+    run = root / "run"
+    train_main(load_config("tiny", SMALL + ["train.steps=10", "train.checkpoint_every=10",
+                                            "train.eval_every=10"]), data, run, progress=False)
+    out = root / "model"
+    assert cli_main(["export", str(run), "--out", str(out)]) == 0
+    return run, out
+
+
+def test_export_carries_the_wordpiece_tokenizer(english_run, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    from zhbert.fillmask import load_masked_lm
+
+    run, out = english_run
+    assert json.loads((out / "config.json").read_text())["zhbert_language"] == "en"
+    card = (out / "README.md").read_text()
+    assert "A BERT for English" in card and "WordPiece vocabulary" in card and "Paris is the [MASK]" in card
+    lm = load_masked_lm(run, precision="fp32")
+    assert any(t.startswith("##") and len(t) > 3 for t in lm.vocab.tokens)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.is_fast  # tokenizer.json
+    for text in SENTENCES + ["Unbelievable wordings, e.g. 3.14 and café!"]:
+        assert tok(text)["input_ids"] == [2] + lm.vocab.encode(text) + [3]
+
+
+def test_pipeline_agrees_with_fill_mask(english_run, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import pipeline
+
+    from zhbert.fillmask import fill_mask, load_masked_lm
+
+    run, out = english_run
+    lm = load_masked_lm(out, precision="fp32")
+    assert lm.language == "en"
+    ours = fill_mask(lm, SENTENCES, top_k=5)
+    fill = pipeline("fill-mask", model=str(out), top_k=5)
+    for sentence, masks in zip(SENTENCES, ours):
+        theirs = fill(sentence)
+        assert [t for t, _ in masks[0]] == [r["token_str"].replace(" ", "") for r in theirs]
+        assert [p for _, p in masks[0]] == pytest.approx([r["score"] for r in theirs], abs=1e-4)
+
+
+def test_filled_text_joins_pieces_into_words(english_run, capsys):
+    from types import SimpleNamespace
+
+    from zhbert.fillmask import filled_text, load_masked_lm
+
+    run, out = english_run
+    vocab = load_masked_lm(run, precision="fp32").vocab
+    lm = SimpleNamespace(vocab=vocab, language="en")
+    piece = next(t for t in vocab.tokens if t.startswith("##") and len(t) > 3)
+    masks = [[("the", 0.5)], [(piece, 0.4)], [("fire", 0.3)]]
+    text = filled_text(lm, "A [MASK][MASK] [MASK], (really).", masks)
+    assert text == f"A the{piece[2:]} fire, (really)."
+    assert cli_main(["fill-mask", str(run), "Police [MASK] two men, [MASK] they?", "--precision", "fp32"]) == 0
+    assert "  filled: Police" in capsys.readouterr().out  # the two predictions, "##" joined

@@ -1,0 +1,155 @@
+"""`zhbert predict` / `zhbert backtest --predict` with the schedule-aware law: each question, each bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from zhbert.analysis import cli as backtest_cli
+from zhbert.analysis import predict as predict_cli
+from zhbert.analysis.forecast import forecast_final, load_run, plan
+from zhbert.analysis.laws import SPECS, Units, features
+from zhbert.cli import main
+from zhbert.config import load_config
+from zhbert.schedule import Schedule
+
+TRUE = np.array([2.0, 1.5, 0.5, 0.8])
+UNITS = Units(1e-3, 1000.0)
+
+
+def write_run(d, steps, kind="cosine", seed=0, every=50, overrides=(), sd=0.01):
+    """A zhbert run directory whose held-out loss follows the annealing law (AR(1) noise)."""
+    cfg = load_config("tiny", [f"train.steps={steps}", f"train.schedule={kind}", *overrides])
+    sched = Schedule.from_config(cfg)
+    rng = np.random.default_rng(seed)
+    ev = np.arange(every, steps + 1, every)
+    loss = SPECS["lr_annealing"].predict(TRUE, features(sched, ev, UNITS, "lr_annealing"))
+    e = np.zeros(len(ev))
+    for i in range(1, len(ev)):
+        e[i] = 0.7 * e[i - 1] + rng.normal(0, sd)
+    loss = loss + e
+    acc = expit(1.7 - 0.48 * loss) + rng.normal(0, 0.002, len(ev))
+    d.mkdir(parents=True)
+    recs = [{"type": "header", "run": d.name, "config": cfg.to_dict(), "total_steps": steps,
+             "tokens_per_step": 4096}]
+    for s, lo, a in zip(ev, loss, acc):
+        recs.append({"type": "train", "step": int(s), "tokens": int(s) * 3500, "elapsed": s * 0.5,
+                     "lr": sched.at(int(s)), "loss": lo + 0.7, "mlm_acc": a, "tokens_per_s": 7000.0})
+        recs.append({"type": "eval", "step": int(s), "tokens": int(s) * 3500, "elapsed": s * 0.5,
+                     "eval_mlm_acc": a, "eval_mlm_loss": lo})
+    (d / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return d
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return {n: write_run(root / f"r{n}", n, seed=n) for n in (1000, 2000)} | {
+        "const": write_run(root / "const", 2000, "constant", seed=7),
+        "wide": write_run(root / "wide", 1000, seed=9, overrides=["model.hidden_size=128"])}
+
+
+def cli(module, argv, capsys, n_boot="40"):
+    rc = main([{"predict_cli": "predict", "backtest_cli": "backtest"}[module], *argv, "--n-boot", n_boot])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_steps_question_forecasts_loss_accuracy_tokens_hours(runs, capsys):
+    rc, out, _ = cli("predict_cli", [str(runs[1000]), str(runs[2000]), "--steps", "4000", "--json",
+                                     "--price-per-hour", "3"], capsys)
+    assert rc == 0
+    j = json.loads(out)
+    f = j["forecast"]
+    truth = expit(1.7 - 0.48 * SPECS["lr_annealing"].predict(
+        TRUE, features(Schedule.from_config(load_config("tiny", ["train.steps=4000"])), [4000], UNITS, "lr_annealing")))
+    acc = f["final_accuracy"]
+    assert acc["interval95"][0] - 0.01 < truth < acc["interval95"][1] + 0.01
+    assert abs(acc["mean"] - truth) < 0.01
+    assert f["schedule"]["kind"] == "cosine" and f["schedule"]["steps"] == 4000
+    assert f["units"]["tokens"] == pytest.approx(4000 * 3500)        # real tokens, not 4096 padded
+    assert f["units"]["hours"] == pytest.approx(4000 * 0.5 / 3600)
+    assert f["units"]["cost"] == pytest.approx(3 * 4000 * 0.5 / 3600)
+
+
+def test_target_question_and_unreachable(runs, capsys):
+    beyond = float(load_run(runs[2000]).acc[-1]) + 0.03     # above what the run reached
+    rc, out, _ = cli("predict_cli", [str(runs[2000]), "--target", f"{beyond:.3f}", "--json"], capsys)
+    j = json.loads(out)["target"]
+    assert rc == 0 and j["reachable"] and j["steps"] > 2000
+    lo, hi = j["steps_interval80"]
+    assert lo <= j["steps"] <= hi
+    rc, out, _ = cli("predict_cli", [str(runs[2000]), "--target", "0.99"], capsys)
+    assert rc == 0 and "not reachable" in out and "floor" in out
+
+
+def test_compare_schedules_and_text_output(runs, capsys):
+    rc, out, _ = cli("predict_cli", [str(runs[1000]), str(runs[2000]), "--steps", "3000",
+                                     "--compare-schedules"], capsys)
+    assert rc == 0
+    for k in ("cosine", "linear", "constant", "wsd"):
+        assert f"  {k}" in out
+    j = json.loads(cli("predict_cli", [str(runs[2000]), "--steps", "3000", "--compare-schedules",
+                                       "--json"], capsys)[1])["compare_schedules"]
+    # the law's annealing bonus: decaying to 0 beats holding the peak at the same length
+    assert j["cosine"]["mean"] > j["constant"]["mean"]
+
+
+def test_constant_lr_run_says_the_annealing_term_is_unidentifiable(runs, capsys):
+    rc, out, _ = cli("predict_cli", [str(runs["const"]), "--steps", "4000", "--schedule", "cosine"], capsys)
+    assert rc == 0 and "cannot be identified" in out
+
+
+def test_runs_of_different_models_warn(runs, capsys):
+    rc, out, _ = cli("predict_cli", [str(runs[2000]), str(runs["wide"]), "--steps", "3000"], capsys)
+    assert rc == 0 and "differs from" in out and "model" in out
+
+
+def test_history_without_lr_falls_back_and_says_so(tmp_path, capsys):
+    rows = ["step,eval_mlm_acc"] + [f"{s},{0.1 + 0.3 * (1 - np.exp(-s / 800)):.4f}" for s in range(50, 2001, 50)]
+    (tmp_path / "h.csv").write_text("\n".join(rows) + "\n")
+    rc, out, _ = cli("predict_cli", [str(tmp_path / "h.csv"), "--target", "0.3"], capsys)
+    assert rc == 0 and "schedule-free" in out and "no learning rate" in out
+    f = forecast_final(tmp_path / "h.csv", 4000, n_boot=40)
+    assert "schedule-free" in f.method and f.lo80 <= f.mean <= f.hi80
+    rc, _, err = cli("predict_cli", [str(tmp_path / "h.csv"), "--steps", "4000"], capsys)
+    assert rc == 2 and "only --target" in err
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--target", "1.5"], "between 0 and 1"),
+    (["--target", "0"], "between 0 and 1"),
+    (["--steps", "0"], "steps > 0"),
+    (["--steps", "100", "--schedule", "step"], "unknown; use one of"),
+    (["--steps", "100", "--lr", "-1"], "learning rate > 0"),
+    ([], "ask a question"),
+])
+def test_bad_questions_exit_2_with_the_fix(runs, capsys, argv, msg):
+    rc, _, err = cli("predict_cli", [str(runs[1000]), *argv], capsys)
+    assert rc == 2 and msg in err
+
+
+def test_forecast_final_is_the_sweep_entry_point(runs):
+    f = forecast_final(runs[2000], n_boot=40)
+    p = plan([runs[2000]], n_boot=0)
+    last = load_run(runs[2000]).acc[-1]
+    assert f.lo95 < last < f.hi95 and f.lo95 < f.lo80 < f.mean < f.hi80 < f.hi95
+    assert "lr_annealing" in f.method
+    longer = forecast_final(runs[2000], 8000, n_boot=40)
+    assert longer.mean > f.mean and p.limit() > longer.mean
+
+
+def test_backtest_predict_from_shorter_runs(runs, capsys):
+    rc, out, _ = cli("backtest_cli", ["--predict", str(runs[2000]), "--from", str(runs[1000]),
+                                      "--law", "lr_annealing", "--json"], capsys)
+    j = json.loads(out)
+    assert rc == 0 and j["from"] == ["r1000"] and j["predict"] == "r2000"
+    law = j["methods"][0]
+    assert law["method"] == "lr_annealing" and abs(law["error_final"]) < 0.01
+    assert any("schedule-free" in m["method"] for m in j["methods"][1:])
+    rc, out, _ = cli("backtest_cli", ["--predict", str(runs[2000]), "--fit-until", "1000",
+                                      "--law", "lr_annealing"], capsys)
+    assert rc == 0 and "r2000" in out and "80% interval" in out
+    rc, _, err = cli("backtest_cli", ["--predict", str(runs[2000])], capsys)
+    assert rc == 2 and "--from" in err
