@@ -31,7 +31,7 @@ import torch
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
                                save_checkpoint)
 from zhbert.config import OBJECTIVES, Config, config_from_dict, load_config
-from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, on_main,
+from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, barrier, on_main,
                                 setup, shutdown)
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
