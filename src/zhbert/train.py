@@ -199,6 +199,10 @@ class StopRequested:
         self.flag = True
         self.since = self.since or time.monotonic()
 
+    def waited(self) -> float:
+        """Seconds since the first signal, -1 if none came."""
+        return time.monotonic() - self.since if self.flag else -1.0
+
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
@@ -455,11 +459,13 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 _log(tr, bar)
             if tr.dist.main and (step % t.eval_every == 0 or step == t.steps):
                 _eval(tr)
-            # all ranks stop at the same step (a signal may reach them at different times)
-            stopping = bool(agree_max(tr.dist, stop.flag, tr.device))
+            # all ranks stop at the same step (a signal may reach them at different times,
+            # or only one of them): the longest time since a signal, -1 when none
+            waited = agree_max(tr.dist, stop.waited(), tr.device)
+            stopping = waited >= 0
             if step % t.checkpoint_every == 0 or step == t.steps or stopping:
                 _checkpoint(tr, "stop" if stopping else "checkpoint",
-                            since=stop.since if stopping else None)
+                            since=time.monotonic() - waited if stopping else None)
             if stopping:
                 if tr.dist.main:
                     print(f"\nzhbert: stopped at step {step} by signal; checkpoint saved. "
