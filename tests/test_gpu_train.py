@@ -117,3 +117,16 @@ def test_stop_checkpoint_says_how_long_after_the_signal(synthetic_data, tmp_path
     stop = _events(run, "stop")
     assert [e["step"] for e in stop] == [2]
     assert "s after the signal (torchrun allows 0 s): too slow" in stop[0]["message"]
+
+
+def test_the_process_group_is_left_at_exit_even_after_an_error(synthetic_data, tmp_path, monkeypatch):
+    """destroy_process_group (distributed.shutdown) runs when training ends, and when it
+    fails: NCCL may hang at interpreter exit with a group still open."""
+    left = []
+    monkeypatch.setattr(T, "shutdown", lambda dist: left.append(dist))
+    T.main(_cfg("train.steps=1"), synthetic_data, tmp_path / "ok", progress=False)
+    (tmp_path / "data_as_out").mkdir()
+    (tmp_path / "data_as_out" / "manifest.json").write_text("{}")
+    with pytest.raises(UserError, match="is a data directory"):
+        T.main(_cfg("train.steps=1"), synthetic_data, tmp_path / "data_as_out", progress=False)
+    assert left == [T.Dist(), T.Dist()]
