@@ -130,3 +130,46 @@ def test_the_process_group_is_left_at_exit_even_after_an_error(synthetic_data, t
     with pytest.raises(UserError, match="is a data directory"):
         T.main(_cfg("train.steps=1"), synthetic_data, tmp_path / "data_as_out", progress=False)
     assert left == [T.Dist(), T.Dist()]
+
+
+def _rank_trains(rank, port, data, out, queue):
+    """One of two gloo ranks running zhbert.train.main; rank 0's history writes fail
+    from step 2 on (a full disk)."""
+    import os
+    import traceback
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    from zhbert.history import HistoryWriter
+    real = HistoryWriter.write
+
+    def write(self, rec):
+        if rec.get("type") == "train" and rec["step"] >= 2:
+            raise OSError(28, "No space left on device")
+        return real(self, rec)
+
+    HistoryWriter.write = write
+    try:
+        T.main(_cfg("train.steps=6", "train.log_every=1"), data, out, progress=False)
+        queue.put((rank, "finished"))
+    except BaseException as e:  # noqa: BLE001 - the test reads it
+        queue.put((rank, f"{type(e).__name__}: {e}" if str(e) else traceback.format_exc()))
+
+
+@pytest.mark.slow
+def test_a_rank0_write_failure_stops_both_ranks_with_its_message(synthetic_data, tmp_path):
+    import multiprocessing as mp
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_rank_trains, args=(r, port, synthetic_data, tmp_path / "run", queue))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict(queue.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert got[0].startswith("OSError") and "No space left" in got[0]
+    assert got[1].startswith("UserError: rank 0 failed: OSError") and "No space left" in got[1]

@@ -457,8 +457,8 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 bar.update(1)
             if step % t.log_every == 0 or step == t.steps:
                 _log(tr, bar)
-            if tr.dist.main and (step % t.eval_every == 0 or step == t.steps):
-                _eval(tr)
+            if step % t.eval_every == 0 or step == t.steps:  # rank 0 evaluates; a failure stops all
+                on_main(tr.dist, tr.device, lambda: _eval(tr))
             # all ranks stop at the same step (a signal may reach them at different times,
             # or only one of them): the longest time since a signal, -1 when none
             waited = agree_max(tr.dist, stop.waited(), tr.device)
@@ -574,13 +574,14 @@ def _log(tr: Trainer, bar) -> None:
            "data_wait": tr.interval.data_wait / seconds if seconds > 0 else None}
     tr.interval = Interval.zeros(tr.device)
     tr.interval.started = time.perf_counter()
-    if not tr.dist.main:
-        return
-    tr.history.write(rec)
-    _tb(tr, rec)
-    if bar is not None:
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", mlm=f"{rec['mlm_acc'] or 0:.3f}",
-                        tok_s=f"{rec['tokens_per_s'] or 0:,.0f}", refresh=False)
+
+    def write() -> None:  # rank 0 writes; a failure (a full disk) stops every rank
+        tr.history.write(rec)
+        _tb(tr, rec)
+        if bar is not None:
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", mlm=f"{rec['mlm_acc'] or 0:.3f}",
+                            tok_s=f"{rec['tokens_per_s'] or 0:,.0f}", refresh=False)
+    on_main(tr.dist, tr.device, write)
 
 
 def _eval(tr: Trainer) -> None:
