@@ -173,3 +173,16 @@ def test_a_rank0_write_failure_stops_both_ranks_with_its_message(synthetic_data,
         p.join(timeout=60)
     assert got[0].startswith("OSError") and "No space left" in got[0]
     assert got[1].startswith("UserError: rank 0 failed: OSError") and "No space left" in got[1]
+
+
+def test_on_cuda_the_loader_uses_workers_pinned_memory_and_the_node_cache(synthetic_data, monkeypatch):
+    """build_loader for a CUDA device (nothing touches CUDA until the first batch):
+    data.num_workers -1 means workers and pinned batches there, in-process on the CPU."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    gpu = T.build_loader(_cfg(), synthetic_data, T.Dist(rank=3, world=8, local_rank=3), "cuda")
+    assert gpu.num_workers == 1 and gpu.pin_memory and gpu._spec[6] is not None
+    cpu = T.build_loader(_cfg(), synthetic_data, T.Dist(), "cpu")
+    assert cpu.num_workers == 0 and not cpu.pin_memory and cpu._spec[6] is None
+    explicit = T.build_loader(_cfg("data.num_workers=0"), synthetic_data, T.Dist(), "cuda")
+    assert explicit.num_workers == 0 and explicit.pin_memory
