@@ -32,7 +32,7 @@ import torch
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
                                save_checkpoint)
 from zhbert.config import OBJECTIVES, Config, config_from_dict, load_config
-from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, on_main,
+from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, barrier, on_main,
                                 setup, shutdown)
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
@@ -200,6 +200,10 @@ class StopRequested:
         self.flag = True
         self.since = self.since or time.monotonic()
 
+    def waited(self) -> float:
+        """Seconds since the first signal, -1 if none came."""
+        return time.monotonic() - self.since if self.flag else -1.0
+
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
@@ -315,6 +319,9 @@ def _fit_and_close(tr: Trainer, show_progress: bool) -> Progress:
                                                         "started": _now()})
     try:
         fit(tr, show_progress=show_progress)
+        barrier(tr.dist)  # every rank is done with the node's shared epoch files
+        if tr.dist.local_rank == 0:
+            tr.loader.drop_shared_cache()
     finally:
         if tr.history:
             tr.history.close()
@@ -457,13 +464,15 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 bar.update(1)
             if step % t.log_every == 0 or step == t.steps:
                 _log(tr, bar)
-            if tr.dist.main and (step % t.eval_every == 0 or step == t.steps):
-                _eval(tr)
-            # all ranks stop at the same step (a signal may reach them at different times)
-            stopping = bool(agree_max(tr.dist, stop.flag, tr.device))
+            if step % t.eval_every == 0 or step == t.steps:  # rank 0 evaluates; a failure stops all
+                on_main(tr.dist, tr.device, lambda: _eval(tr))
+            # all ranks stop at the same step (a signal may reach them at different times,
+            # or only one of them): the longest time since a signal, -1 when none
+            waited = agree_max(tr.dist, stop.waited(), tr.device)
+            stopping = waited >= 0
             if step % t.checkpoint_every == 0 or step == t.steps or stopping:
                 _checkpoint(tr, "stop" if stopping else "checkpoint",
-                            since=stop.since if stopping else None)
+                            since=time.monotonic() - waited if stopping else None)
             if stopping:
                 if tr.dist.main:
                     print(f"\nzhbert: stopped at step {step} by signal; checkpoint saved. "
@@ -572,13 +581,14 @@ def _log(tr: Trainer, bar) -> None:
            "data_wait": tr.interval.data_wait / seconds if seconds > 0 else None}
     tr.interval = Interval.zeros(tr.device)
     tr.interval.started = time.perf_counter()
-    if not tr.dist.main:
-        return
-    tr.history.write(rec)
-    _tb(tr, rec)
-    if bar is not None:
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", mlm=f"{rec['mlm_acc'] or 0:.3f}",
-                        tok_s=f"{rec['tokens_per_s'] or 0:,.0f}", refresh=False)
+
+    def write() -> None:  # rank 0 writes; a failure (a full disk) stops every rank
+        tr.history.write(rec)
+        _tb(tr, rec)
+        if bar is not None:
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", mlm=f"{rec['mlm_acc'] or 0:.3f}",
+                            tok_s=f"{rec['tokens_per_s'] or 0:,.0f}", refresh=False)
+    on_main(tr.dist, tr.device, write)
 
 
 def _eval(tr: Trainer) -> None:
