@@ -320,3 +320,121 @@ def test_user_errors(tmp_path, data):
     assert len(build_instances(one_doc, DataConfig(objective="mlm+sop", max_len=16), epoch=0)) > 0
     with pytest.raises(UserError, match="global batch"):
         next(PretrainingLoader(plain, split="validation", batch_size=100_000))
+
+
+def _per_row_reference(split, rows, indices, epoch, cfg, seed, vocab_size, mask_id):
+    """make_batch as it was before the batch-wide layout: one row at a time (the
+    vectorised version must give the same batches for the same seed)."""
+    from zhbert.data import mask_row, masking_rng
+    B, T, M = len(rows), cfg.max_len, cfg.max_predictions
+    ids, types = np.zeros((B, T), np.int64), np.zeros((B, T), np.int64)
+    positions, labels = np.zeros((B, M), np.int64), np.full((B, M), -100, np.int64)
+    ws = split.word_starts if cfg.whole_word else None
+    for i, (a_lo, a_hi, b_lo, b_hi, _) in enumerate(rows.tolist()):
+        la, lb = a_hi - a_lo, b_hi - b_lo
+        ids[i, 0] = 2
+        ids[i, 1:1 + la] = split.tokens[a_lo:a_hi]
+        ids[i, 1 + la] = 3
+        cand = np.arange(1, 1 + la)
+        if lb:
+            ids[i, 2 + la:2 + la + lb] = split.tokens[b_lo:b_hi]
+            ids[i, 2 + la + lb] = 3
+            types[i, 2 + la:3 + la + lb] = 1
+            cand = np.concatenate([cand, np.arange(2 + la, 2 + la + lb)])
+        starts = None
+        if ws is not None:
+            starts = np.concatenate([ws[a_lo:a_hi], ws[b_lo:b_hi]]).astype(bool)
+            starts[0] = True
+            if lb:
+                starts[la] = True
+        pos, lab = mask_row(ids[i], cand, cfg, vocab_size, mask_id,
+                            masking_rng(seed, epoch, int(indices[i])), starts)
+        positions[i, :len(pos)], labels[i, :len(lab)] = pos, lab
+    lb_all = rows[:, 3] - rows[:, 2]
+    lengths = 2 + (rows[:, 1] - rows[:, 0]) + np.where(lb_all > 0, lb_all + 1, 0)
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": np.arange(T) < lengths[:, None],
+            "mlm_positions": positions, "mlm_labels": labels}
+
+
+@pytest.mark.parametrize("objective,whole_word,max_len", [
+    ("mlm+nsp", False, 64), ("mlm+sop", True, 128), ("mlm", False, 32), ("mlm", True, 64)])
+def test_batch_wide_layout_gives_the_per_row_batches(data, objective, whole_word, max_len):
+    cfg = DataConfig(max_len=max_len, objective=objective, whole_word=whole_word, short_seq_prob=0.3)
+    split = open_data_dir(data).split("train")
+    rows = build_instances(split, cfg, epoch=1)[:96]
+    idx = np.arange(500, 596)
+    got = make_batch(split, rows, idx, 1, cfg, 42, V, 4)
+    want = _per_row_reference(split, rows, idx, 1, cfg, 42, V, 4)
+    assert (want["attention_mask"].sum(1) < max_len).any()  # padded rows are covered
+    for key, value in want.items():
+        np.testing.assert_array_equal(got[key].numpy(), value, err_msg=key)
+
+
+def test_loader_workers_auto_on_cuda_only(monkeypatch):
+    from zhbert.data import loader_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert loader_workers(-1, "cpu") == 0
+    assert loader_workers(-1, "cuda", local_world=1) == 4
+    assert loader_workers(-1, "cuda", local_world=8) == 1  # 2 cores a rank: one for the loop
+    assert loader_workers(3, "cuda") == 3 and loader_workers(0, "cuda") == 0  # explicit wins
+
+
+def test_pin_memory_pins_batches_in_process_and_asks_the_dataloader(data, monkeypatch):
+    """No CUDA here: Tensor.pin_memory is patched to record the call (the real one needs
+    an accelerator); with workers the DataLoader is asked to pin."""
+    import zhbert.data as data_mod
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t, *a, **k: pinned.append(1) or t.clone())
+    cfg = DataConfig(max_len=32)
+    ref = _take(PretrainingLoader(data, cfg=cfg, batch_size=4), 2)
+    got = _take(PretrainingLoader(data, cfg=cfg, batch_size=4, pin_memory=True), 2)
+    assert _same(got, ref) and len(pinned) == 2 * len(ref[0])
+    seen = {}
+    real_loader = torch.utils.data.DataLoader
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_loader(*args, **{**kwargs, "pin_memory": False})
+
+    monkeypatch.setattr(data_mod.torch.utils.data, "DataLoader", spy)
+    loader = PretrainingLoader(data, cfg=cfg, batch_size=4, num_workers=1, pin_memory=True)
+    assert _same(_take(loader, 2), ref)
+    loader.close()
+    assert seen["pin_memory"] is True
+
+
+def test_ranks_of_a_node_build_each_epoch_once(data, tmp_path, monkeypatch):
+    """Two ranks and their loader workers share one build of each epoch through the cache
+    directory, and get the batches they get without it."""
+    import zhbert.data as data_mod
+
+    builds = []
+    real = data_mod.build_instances
+    monkeypatch.setattr(data_mod, "build_instances",
+                        lambda *a, **k: builds.append(a[2]) or real(*a, **k))
+    cfg = DataConfig(max_len=32)
+    plain = [_take(PretrainingLoader(data, cfg=cfg, batch_size=8, rank=r, world_size=2), 3)
+             for r in range(2)]
+    n_plain = len(builds)
+    builds.clear()
+    cache = tmp_path / "cache"
+    cached = [_take(PretrainingLoader(data, cfg=cfg, batch_size=8, rank=r, world_size=2,
+                                      cache_dir=cache), 3) for r in range(2)]
+    assert n_plain == 2 and builds == [0]  # one build of epoch 0 for both ranks
+    assert all(_same(a, b) for a, b in zip(plain, cached))
+    assert [p.name for p in cache.glob("*.npy")] and not list(cache.glob("*.tmp"))
+
+
+def test_instance_cache_keeps_two_epochs_and_falls_back_without_a_disk(tmp_path):
+    from zhbert.instance_cache import cached_epoch
+
+    for epoch in range(4):
+        got = cached_epoch(lambda: np.full((3, 5), epoch), {"k": 1}, epoch, tmp_path)
+        assert (np.asarray(got) == epoch).all()
+    assert sorted(p.name.rsplit("-e", 1)[1] for p in tmp_path.glob("*.npy")) == ["2.npy", "3.npy"]
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    got = cached_epoch(lambda: np.ones((2, 5)), {"k": 2}, 0, blocked / "cache")  # mkdir fails
+    assert got.shape == (2, 5)

@@ -155,3 +155,100 @@ def test_bf16_weights_train_a_bf16_copy_of_fp32_masters():
     assert any(not torch.equal(a, b) for a, b in zip(before, master.parameters()))
     for m, p in zip(master.parameters(), bf.params):  # the copy is the master rounded to bf16
         assert torch.equal(p, m.detach().to(torch.bfloat16))
+
+
+def test_fp32_on_ampere_uses_tf32_and_says_so(monkeypatch):
+    got = P.resolve_precision("fp32", A100, probe=no_probe)
+    assert got.tf32 and "TF32" in got.reason
+    for caps in (T4, AMD):  # pre-Ampere GPUs and CPUs have no TF32
+        assert not P.resolve_precision("fp32", caps, probe=no_probe).tf32
+    assert not P.resolve_precision("auto", A100, probe=no_probe).tf32  # bf16: no fp32 matmuls
+    monkeypatch.setenv("ZHBERT_TF32", "0")
+    assert not P.resolve_precision("fp32", A100, probe=no_probe).tf32
+
+
+def test_apply_matmul_precision_sets_the_tf32_backend_flag(monkeypatch):
+    before = torch.backends.cuda.matmul.fp32_precision
+    try:
+        P.apply_matmul_precision(P.resolve_precision("fp32", A100, probe=no_probe))
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+        torch.backends.cuda.matmul.fp32_precision = before
+        P.apply_matmul_precision(P.resolve_precision("fp32", T4, probe=no_probe))
+        assert torch.backends.cuda.matmul.fp32_precision == before
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = before
+
+
+@pytest.mark.parametrize("requested, caps, words", [
+    ("auto", A100, "bf16 copy of the model trains"),  # not "bf16 autocast": that is not what runs
+    ("bf16", XEON, "bf16 copy of the model trains"),
+    ("auto", XEON, "bf16 copy of the model trains"),
+    ("auto", T4, "fp16 autocast with dynamic loss scaling"),
+])
+def test_reason_says_what_the_step_does(requested, caps, words):
+    reason = P.resolve_precision(requested, caps, probe=no_probe).reason
+    assert words in reason and "bf16 autocast" not in reason
+
+
+def test_a_gpu_that_torch_cannot_use_is_named_once_with_the_setup_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    msg = P.unused_gpu_message(nvidia_smi="/usr/bin/nvidia-smi", dev_nodes=[])
+    assert "CPU-only build" in msg and 'make setup TORCH="torch==2.13.0 --index-url' in msg
+    assert P.unused_gpu_message(nvidia_smi="", dev_nodes=["/dev/nvidia0"]) is not None
+    assert P.unused_gpu_message(nvidia_smi="", dev_nodes=[]) is None  # no GPU: nothing to say
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    assert "finds no usable device" in P.unused_gpu_message(nvidia_smi="x", dev_nodes=[])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert P.unused_gpu_message(nvidia_smi="x", dev_nodes=[]) is None  # it is used
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(P, "unused_gpu_message", lambda: "GPU unused")
+    with pytest.warns(P.PrecisionWarning, match="GPU unused") as record:
+        P.warn_unused_gpu()
+        P.warn_unused_gpu()
+    assert len(record) == 1
+
+
+def test_bf16_gradient_accumulation_adds_up_in_fp32():
+    """grads_to_master after every micro-batch: the sum is the fp32 sum of the bf16
+    micro-batch gradients, not a bf16 sum rounded at every add (what DDP's no_sync
+    accumulation in the bf16 copy did)."""
+    master = torch.nn.Linear(64, 64)
+    bf = P.Bf16Weights(master)
+    x = torch.randn(8, 64)
+    per_micro = []
+    for scale in (1.0, 1e-3, 1e-3, 1e-3):  # small later contributions: lost in a bf16 sum
+        bf.module(x.bfloat16() * scale).sum().backward()
+        per_micro.append(bf.module.weight.grad.float().clone())
+        bf.grads_to_master()
+        assert bf.module.weight.grad is None
+    fp32_sum = torch.stack(per_micro).sum(0)
+    torch.testing.assert_close(master.weight.grad, fp32_sum, rtol=1e-6, atol=1e-6)
+    bf16_sum = per_micro[0].bfloat16()
+    for g in per_micro[1:]:
+        bf16_sum = bf16_sum + g.bfloat16()
+    assert (bf16_sum.float() - fp32_sum).abs().max() > 10 * (master.weight.grad - fp32_sum).abs().max()
+
+
+def test_grad_scaler_overflow_skips_are_not_divergence():
+    """GradScaler("cpu") with forced overflows: each is a skip (the scale halves, the
+    weights stay), classified as the scaler's, until the scale falls below 1."""
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    before = model.weight.detach().clone()
+    kinds = []
+    for _ in range(4):
+        loss = model(torch.ones(2, 4)).sum()
+        scaler.scale(loss * float("inf")).backward()  # an overflow in the backward
+        scaler.unscale_(opt)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        assert not torch.isfinite(norm)
+        kinds.append(P.classify_bad_step(bool(torch.isfinite(loss)), scaler))
+        scaler.step(opt)  # skipped
+        scaler.update()
+        opt.zero_grad()
+    assert scaler.get_scale() == 0.25 and torch.equal(model.weight, before)
+    assert kinds == [P.SCALER_SKIP] * 3 + [P.NONFINITE]  # scales 4, 2, 1, then 0.5 < 1
+    assert P.classify_bad_step(False, torch.amp.GradScaler("cpu")) == P.NONFINITE  # nan loss
+    assert P.classify_bad_step(True, None) == P.NONFINITE  # no scaler: inf grads diverge

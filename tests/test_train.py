@@ -19,7 +19,7 @@ from zhbert.train import lr_at, main
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
          "model.intermediate_size=128", "data.max_len=64", "data.eval_sequences=64",
          "train.batch_size=8", "train.lr=2e-3", "train.warmup_steps=5", "train.precision=fp32"]
-TIMING = {"elapsed", "tokens_per_s"}
+TIMING = {"elapsed", "tokens_per_s", "data_wait"}
 
 
 def _cfg(*extra):

@@ -17,15 +17,18 @@ trainer, so no RNG state needs saving for an exact resume.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from zhbert.errors import UserError
@@ -81,9 +84,9 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     final = root / checkpoint_name(step)
     tmp = temp_dir_for(final)
     try:
-        save_model(model, str(tmp / "model.safetensors"))
+        _safetensors_io(save_model, model, str(tmp / "model.safetensors"))
         opt_tensors, opt_json = _optimizer_tensors(optimizer)
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        _safetensors_io(save_file, opt_tensors, str(tmp / "optimizer.safetensors"))
         for name in ("model.safetensors", "optimizer.safetensors"):
             usual_permissions(tmp / name)
         full_state = {"format_version": FORMAT_VERSION, "step": step, **state, "optimizer": opt_json}
@@ -100,9 +103,45 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
         fsync_dir(root)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"could not write checkpoint {final}: {exc.strerror or exc}; "
+        need = (f" (it needs about {_mb(_checkpoint_bytes(model, optimizer))}, "
+                f"{_mb(shutil.disk_usage(root).free)} free)" if exc.errno == errno.ENOSPC else "")
+        raise UserError(f"could not write checkpoint {final}: {exc.strerror or exc}{need}; "
                         "the previous checkpoints are intact. Free disk space and resume.") from None
     return final
+
+
+def _safetensors_io(save, *args) -> None:
+    """safetensors reports a full disk as SafetensorError("... (os error 28)"), which an
+    ``except OSError`` misses: give such errors back their errno."""
+    try:
+        save(*args)
+    except SafetensorError as exc:
+        found = re.search(r"os error (\d+)", str(exc))
+        if not found:  # not an I/O error (a programming error): as it is
+            raise
+        raise OSError(int(found.group(1)), os.strerror(int(found.group(1)))) from exc
+
+
+def _checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """What a checkpoint's tensors take on disk (tied weights counted twice: an upper bound)."""
+    tensors = [*model.state_dict().values(),
+               *(v for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v))]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def remove_partial(run_dir: str | Path) -> list[str]:
+    """Remove the hidden ``.step_*.partial`` directories of saves that were killed midway;
+    returns their names. Only a process holding the run's train lock may call this:
+    another trainer's save in progress looks the same."""
+    root = Path(run_dir) / "checkpoints"
+    gone = sorted(p.name for p in root.glob(".step_*.partial") if p.is_dir())
+    for name in gone:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return gone
 
 
 def verify_checkpoint(path: Path) -> str | None:

@@ -34,6 +34,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("eval",): ("zhbert.checkpoint_eval", "re-evaluate checkpoints on a held-out split (resumable)"),
     ("probe",): ("zhbert.probe", "fine-tune or linear-probe checkpoints on a labelled task"),
     ("monitor",): ("zhbert.monitor.server", "live local dashboard for runs: curves, study, anomalies, checkpoints"),
+    ("sweep",): ("zhbert.sweep.command", "hyper-parameter search on Optuna, pruned by curve forecasts, many workers"),
+    ("sweep", "report"): ("zhbert.sweep.report", "a sweep's trials, best config as TOML, importances, curves"),
 }
 
 

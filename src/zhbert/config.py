@@ -53,7 +53,7 @@ class DataSection:
     mask_prob: float = 0.15
     short_seq_prob: float = 0.1
     whole_word: bool = False
-    num_workers: int = 0
+    num_workers: int = -1         # -1: auto (workers on CUDA, none on the CPU: data.loader_workers)
     eval_sequences: int = 1024  # fixed held-out sequences evaluated at every eval
     # sequence-length warm-up: the first warmup_len_fraction of train.steps train on
     # sequences of warmup_len tokens (max_len / warmup_len times as many per batch, the
@@ -226,7 +226,7 @@ def validate(c: Config) -> list[str]:
          "data.max_len must be in [8, model.max_position_embeddings]"),
         (0 < d.mask_prob < 1, "data.mask_prob must be in (0, 1)"),
         (0 <= d.short_seq_prob <= 1, "data.short_seq_prob must be in [0, 1]"),
-        (d.num_workers >= 0 and d.eval_sequences > 0, "data.num_workers >= 0, data.eval_sequences > 0"),
+        (d.num_workers >= -1 and d.eval_sequences > 0, "data.num_workers >= -1 (auto), data.eval_sequences > 0"),
         (d.warmup_len == 0 or (8 <= d.warmup_len < d.max_len and d.max_len % d.warmup_len == 0),
          "data.warmup_len must be 0 (off) or at least 8, below data.max_len and dividing it"),
         (d.warmup_len == 0 or 0 < d.warmup_len_fraction < 1,

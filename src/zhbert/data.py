@@ -30,6 +30,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -254,38 +255,44 @@ def mask_row(ids: np.ndarray, candidates: np.ndarray, cfg: DataConfig, vocab_siz
     return pos, labels
 
 
+def _layout(split: SplitArrays, rows: np.ndarray, T: int, cls_id: int, sep_id: int,
+            whole_word: bool):
+    """The batch's ids, token types, masking candidates and word starts, for all rows at
+    once: (B, T) arrays built by indexing (no Python loop over rows)."""
+    a_lo, a_hi, b_lo, b_hi = (rows[:, j, None] for j in range(4))
+    la, lb = a_hi - a_lo, b_hi - b_lo
+    j = np.arange(T)[None, :]
+    in_a = (j >= 1) & (j <= la)
+    in_b = (lb > 0) & (j >= 2 + la) & (j < 2 + la + lb)
+    src = np.where(in_a, a_lo + j - 1, np.where(in_b, b_lo + j - 2 - la, 0))  # token offsets
+    cand = in_a | in_b
+    ids = np.where(cand, split.tokens[src], 0).astype(np.int64)  # [PAD] = 0
+    ids[:, 0] = cls_id
+    ids[(j == 1 + la) | ((lb > 0) & (j == 2 + la + lb))] = sep_id
+    types = ((lb > 0) & (j >= 2 + la) & (j <= 2 + la + lb)).astype(np.int64)
+    starts = None
+    if whole_word:  # a segment always starts a word, even if cut mid-word
+        starts = cand & ((split.word_starts[src] != 0) | (j == 1) | (in_b & (j == 2 + la)))
+    real = 2 + la[:, 0] + np.where(lb[:, 0] > 0, lb[:, 0] + 1, 0)
+    return ids, types, cand, starts, real
+
+
 def make_batch(split: SplitArrays, rows: np.ndarray, indices: np.ndarray, epoch: int,
                cfg: DataConfig, seed: int, vocab_size: int, mask_id: int,
                cls_id: int = 2, sep_id: int = 3) -> dict[str, torch.Tensor]:
     """Assemble and mask the batch of instance ``rows``; ``indices`` are their
-    positions in the epoch's order (the masking RNG keys)."""
+    positions in the epoch's order (the masking RNG keys). The layout is built for the
+    whole batch at once; the masking draws stay per row, from each row's own RNG, so a
+    sample is masked the same whichever batch, rank or worker it falls in."""
     B, T, M = len(rows), cfg.max_len, cfg.max_predictions
-    ids = np.zeros((B, T), np.int64)  # [PAD] = 0
-    types = np.zeros((B, T), np.int64)
+    ids, types, cand, starts, lengths = _layout(split, rows, T, cls_id, sep_id, cfg.whole_word)
     positions = np.zeros((B, M), np.int64)
     labels = np.full((B, M), IGNORE_INDEX, np.int64)
-    lb_all = rows[:, 3] - rows[:, 2]
-    lengths = 2 + (rows[:, 1] - rows[:, 0]) + np.where(lb_all > 0, lb_all + 1, 0)  # real tokens
-    ws = split.word_starts if cfg.whole_word else None
-    for i, (a_lo, a_hi, b_lo, b_hi, _) in enumerate(rows.tolist()):
-        la, lb = a_hi - a_lo, b_hi - b_lo
-        ids[i, 0] = cls_id
-        ids[i, 1:1 + la] = split.tokens[a_lo:a_hi]
-        ids[i, 1 + la] = sep_id
-        cand = np.arange(1, 1 + la)
-        if lb:
-            ids[i, 2 + la:2 + la + lb] = split.tokens[b_lo:b_hi]
-            ids[i, 2 + la + lb] = sep_id
-            types[i, 2 + la:3 + la + lb] = 1
-            cand = np.concatenate([cand, np.arange(2 + la, 2 + la + lb)])
-        starts = None
-        if ws is not None:  # a segment always starts a word, even if cut mid-word
-            starts = np.concatenate([ws[a_lo:a_hi], ws[b_lo:b_hi]]).astype(bool)
-            starts[0] = True
-            if lb:
-                starts[la] = True
-        pos, lab = mask_row(ids[i], cand, cfg, vocab_size, mask_id,
-                            masking_rng(seed, epoch, int(indices[i])), starts)
+    for i in range(B):
+        c = np.flatnonzero(cand[i])
+        pos, lab = mask_row(ids[i], c, cfg, vocab_size, mask_id,
+                            masking_rng(seed, epoch, int(indices[i])),
+                            None if starts is None else starts[i, c])
         positions[i, :len(pos)] = pos
         labels[i, :len(lab)] = lab
     batch = {
@@ -298,7 +305,6 @@ def make_batch(split: SplitArrays, rows: np.ndarray, indices: np.ndarray, epoch:
     if cfg.paired:
         batch["nsp_labels"] = torch.from_numpy(rows[:, 4].copy())
     return batch
-
 
 
 # ----------------------------------------------------------------------------- loading
@@ -321,9 +327,10 @@ class _BatchStream(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, path: Path, split: str, cfg: DataConfig, batch_size: int,
-                 rank: int, world_size: int, epoch: int = 0, position: int = 0):
+                 rank: int, world_size: int, cache_dir: Path | None = None,
+                 epoch: int = 0, position: int = 0):
         super().__init__()
-        self.path, self.split, self.cfg = path, split, cfg
+        self.path, self.split, self.cfg, self.cache_dir = path, split, cfg, cache_dir
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.start = (epoch, position)
         self._arrays: tuple[DataDir, SplitArrays] | None = None
@@ -336,7 +343,12 @@ class _BatchStream(torch.utils.data.IterableDataset):
 
     def instances(self, epoch: int) -> np.ndarray:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            self._epoch_cache = (epoch, build_instances(self.arrays()[1], self.cfg, epoch))
+            from zhbert.instance_cache import cached_epoch
+            dd, arrays = self.arrays()
+            key = {"data": str(Path(dd.path).resolve()), "manifest": dd.manifest, "split": self.split,
+                   "config": asdict(self.cfg)}
+            self._epoch_cache = (epoch, cached_epoch(lambda: build_instances(arrays, self.cfg, epoch),
+                                                     key, epoch, self.cache_dir))
         return self._epoch_cache[1]
 
     def check(self, epoch: int = 0) -> np.ndarray:
@@ -373,6 +385,19 @@ class _BatchStream(torch.utils.data.IterableDataset):
         return self.batches(*self.start, every=every, offset=offset)
 
 
+def loader_workers(requested: int, device_type: str, local_world: int = 1) -> int:
+    """``data.num_workers``, with -1 (auto) resolved: on CUDA, batches are built in worker
+    processes (up to 4 a rank, leaving a core per rank for the training loop) so that the
+    GPU does not wait for the masking; on the CPU in the training process, where workers
+    would take cores from the step itself."""
+    if requested >= 0:
+        return requested
+    if device_type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores // max(1, local_world) - 1))
+
+
 class PretrainingLoader:
     """Infinite iterator of training batches; resumable with state_dict().
 
@@ -380,17 +405,22 @@ class PretrainingLoader:
     [pos + r*b, pos + (r+1)*b) and pos advances by b*W, so 2 ranks x 4 see the
     samples of 1 rank x 8. ``num_workers`` > 0 builds batches in DataLoader
     worker processes (in order, prefetched); the batches are the same.
+    ``pin_memory`` (for CUDA) hands out page-locked batches, so that the copy to the
+    GPU can be asynchronous; ``cache_dir`` shares each epoch's instances between the
+    processes of a node (``zhbert.instance_cache``).
     """
 
     def __init__(self, data_dir: str | Path | DataDir, split: str = "train",
                  cfg: DataConfig = DataConfig(), batch_size: int = 32, rank: int = 0,
-                 world_size: int = 1, num_workers: int = 0):
+                 world_size: int = 1, num_workers: int = 0, pin_memory: bool = False,
+                 cache_dir: str | Path | None = None):
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size or num_workers < 0:
             raise UserError(f"invalid loader setup: batch_size={batch_size}, rank={rank}, "
                             f"world_size={world_size}, num_workers={num_workers}")
-        self.cfg, self.split, self.num_workers = cfg, split, num_workers
+        self.cfg, self.split, self.num_workers, self.pin_memory = cfg, split, num_workers, pin_memory
         self.data, arrays = _open_split(data_dir, split, cfg)  # fail here, not in a worker
-        self._spec = (self.data.path, split, cfg, batch_size, rank, world_size)
+        self._spec = (self.data.path, split, cfg, batch_size, rank, world_size,
+                      None if cache_dir is None else Path(cache_dir))
         self._stream = _BatchStream(*self._spec)
         self._stream._arrays = (self.data, arrays)
         self.epoch, self.position = 0, 0
@@ -404,6 +434,8 @@ class PretrainingLoader:
         if self._it is None:
             self._it = self._start()
         self.epoch, self.position, batch = next(self._it)
+        if self.pin_memory and self.num_workers == 0:  # workers: the DataLoader pins
+            batch = {k: v.pin_memory() for k, v in batch.items()}
         self.last_real_tokens = int(batch["attention_mask"].sum())
         self.real_tokens += self.last_real_tokens
         self.total_tokens += batch["attention_mask"].numel()
@@ -421,7 +453,7 @@ class PretrainingLoader:
             return self._stream.batches(self.epoch, self.position)
         stream = _BatchStream(*self._spec, epoch=self.epoch, position=self.position)
         return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.num_workers,
-                                                prefetch_factor=4))
+                                                prefetch_factor=4, pin_memory=self.pin_memory))
 
     @property
     def padding_fraction(self) -> float:

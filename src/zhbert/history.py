@@ -34,8 +34,11 @@ rules for history.jsonl and checkpoint_eval.jsonl):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,26 +52,45 @@ VERSION = 1
 
 
 class HistoryWriter:
-    """Append-only JSONL writer; `sync()` makes everything written so far durable."""
+    """Append-only JSONL writer; `sync()` makes everything written so far durable.
+
+    A write that fails (a full disk) is undone to the last whole line and stops the
+    run with a UserError naming the file and the bytes it needed: the history stays
+    a sequence of complete records, and ``--resume`` continues it once space is freed.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._failed = False
         try:
-            self._f = open(self.path, "a", encoding="utf-8")
+            self._f = open(self.path, "ab", buffering=0)  # unbuffered: nothing left to flush after an error
         except OSError as exc:
             raise UserError(f"cannot write the history {self.path}: {exc.strerror}") from None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n")
-        self._f.flush()  # visible to readers now; durable at the next sync()
+        data = (json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n").encode("utf-8")
+        end = self._f.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:  # visible to readers at once; durable at the next sync()
+                view = view[self._f.write(view):]
+        except OSError as exc:
+            self._failed = True
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._f.fileno(), end)  # no half record (truncating needs no space)
+            raise _write_error(self.path, exc, len(data)) from None
 
     def sync(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        try:
+            os.fsync(self._f.fileno())
+        except OSError as exc:  # some filesystems report a full disk only here
+            self._failed = True
+            raise _write_error(self.path, exc, 0) from None
 
     def close(self) -> None:
         if not self._f.closed:
-            self.sync()
+            if not self._failed:
+                self.sync()
             self._f.close()
 
 
@@ -143,6 +165,15 @@ class HistoryReader:
         if len(bad) > MAX_WARNINGS:
             self.warn(f"{self.path}: {len(bad) - MAX_WARNINGS} more corrupt lines skipped")
         return records, starts, tuple(bad)
+
+
+def _write_error(path: Path, exc: OSError, size: int) -> UserError:
+    need = ""
+    if exc.errno == errno.ENOSPC:
+        free = shutil.disk_usage(path.parent).free
+        need = f" ({size:,} more bytes needed, {free:,} free)" if size else ""
+    return UserError(f"could not append to {path}: {exc.strerror or exc}{need}; every record "
+                     "before this one is intact. Free disk space, then continue with --resume")
 
 
 def read_history(path: str | Path, warn: Callable[[str], None] = warn_stderr) -> Chunk:

@@ -31,9 +31,12 @@ import torch
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
                                save_checkpoint)
 from zhbert.config import OBJECTIVES, Config, config_from_dict, load_config
+from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, on_main,
+                                setup, shutdown)
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
+from zhbert.instance_cache import instance_cache_dir
 from zhbert.run import data_config, model_config_from
 from zhbert.schedule import lr_at
 
@@ -91,37 +94,6 @@ def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
 
 
 # ----------------------------------------------------------------------------- setup
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device_type: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    import torch.distributed as dist
-    backend = "nccl" if device_type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(requested: str, local_rank: int) -> torch.device:
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise UserError("train.device=cuda but no CUDA device is available; use train.device=cpu")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
     """AdamW, no weight decay on biases and LayerNorm weights (1-D params)."""
@@ -181,6 +153,7 @@ class Interval:
     sums: torch.Tensor  # loss, mlm_loss, nsp_loss, mlm_correct, mlm_count, nsp_correct, nsp_count, grad_norm, steps
     tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
+    data_wait: float = 0.0        # seconds blocked in next(loader): is the GPU fed?
 
     @classmethod
     def zeros(cls, device) -> "Interval":
@@ -220,8 +193,11 @@ class StopRequested:
             self._old[sig] = signal.signal(sig, self._handler)
         return self
 
+    since: float | None = None    # when the first signal came (time.monotonic)
+
     def _handler(self, signum, frame) -> None:
         self.flag = True
+        self.since = self.since or time.monotonic()
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
@@ -270,15 +246,23 @@ class Trainer:
 
 def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
          force: bool = False, progress: bool = True) -> Progress:
-    from zhbert.data import build_eval_set
-    from zhbert.datadir import open_data_dir
     from zhbert.machine import tune_malloc
-    from zhbert.model import BertForPretraining
 
     tune_malloc()  # no page faults on activations every step (see its docstring)
-    device_type = "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
-    dist = setup_distributed(device_type)
-    device = pick_device(cfg.train.device, dist.local_rank)
+    dist, device = setup(cfg.train.device)
+    try:
+        return _main(cfg, data_dir, run_dir, dist, device, resume, force, progress)
+    finally:
+        shutdown(dist)
+
+
+def _main(cfg: Config, data_dir, run_dir, dist: Dist, device: torch.device, resume: bool,
+          force: bool, progress: bool) -> Progress:
+    from zhbert.data import build_eval_set
+    from zhbert.datadir import open_data_dir
+    from zhbert.model import BertForPretraining
+    from zhbert.precision import trains_bf16_copy
+
     precision, reason, autocast, scaler = _resolve_precision(cfg, device)
     run_dir = Path(run_dir)
     dd = open_data_dir(data_dir)
@@ -286,28 +270,30 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
                  "vocab_size": len(dd.vocab)}
     # the data first: a config the data cannot serve (say NSP over one document) fails
     # here, before the run directory exists, so the fixed command can use the same --out
-    loader = build_loader(cfg, data_dir, dist)
+    loader = build_loader(cfg, data_dir, dist, device.type)
     loader.check()
     eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
                                   max_sequences=cfg.data.eval_sequences) if dist.main else []
-    if dist.main:
+
+    def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
         prepare_run_dir(run_dir, cfg, data_info, resume, force)
         print(f"zhbert: precision {precision}: {reason}", file=sys.stderr)
         _warn_warmup(cfg)
-    _barrier(dist)
+    on_main(dist, device, prepare)
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     raw_model = BertForPretraining(model_config_from(cfg, len(dd.vocab))).to(device)
     optimizer = build_optimizer(raw_model, cfg, device)
     # weights and moments before the bf16 copy is made of them; the history cut back
     # to the checkpoint before it is reopened for appending
-    ref, state = _load_resume(cfg, run_dir, dist, raw_model, optimizer) if resume else (None, None)
-    bf16 = _bf16_copy(raw_model) if precision == "bf16" else None
+    ref, state = (_load_resume(cfg, run_dir, dist, device, raw_model, optimizer) if resume
+                  else (None, None))
+    bf16 = _bf16_copy(raw_model) if trains_bf16_copy(precision) else None
     tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * dist.world * cfg.data.max_len
     history = _open_history(run_dir, cfg, dist, precision, reason, tokens_per_step,
                             ref.step if ref else None) if dist.main else None
     tr = Trainer(cfg=cfg, dist=dist, device=device, run_dir=run_dir,
-                 model=_wrap(bf16.module if bf16 else raw_model, cfg, dist, device),
+                 model=_wrap(bf16.module if bf16 else raw_model, cfg, dist, device, ddp=bf16 is None),
                  raw_model=raw_model, optimizer=optimizer, loader=loader,
                  eval_batches=eval_batches, autocast=autocast, scaler=scaler,
                  tokens_per_step=tokens_per_step, progress=Progress(),
@@ -315,6 +301,8 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
                  tb=_tensorboard(run_dir) if dist.main else None, bf16=bf16)
     if state is not None:
         tr.load_state_dict(state)
+        if not dist.main:  # the saved interval sums are all ranks' (see _checkpoint)
+            tr.interval = Interval.zeros(device)
     if dist.main:
         atomic_write_json(run_dir / "running.json", {"pid": os.getpid(), "host": _host(),
                                                      "started": _now()})
@@ -356,16 +344,21 @@ def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason
     return history
 
 
-def build_loader(cfg: Config, data_dir, dist: Dist = Dist()):
+def build_loader(cfg: Config, data_dir, dist: Dist = Dist(), device_type: str = "cpu"):
     """The training batches: PretrainingLoader, or with data.warmup_len a
     LengthWarmupLoader whose batches of the first warmup_len_fraction x train.steps
-    steps hold max_len / warmup_len times as many sequences of warmup_len tokens."""
-    from zhbert.data import LengthWarmupLoader, PretrainingLoader
+    steps hold max_len / warmup_len times as many sequences of warmup_len tokens.
+    On CUDA: loader workers (data.num_workers -1) and pinned batches; with several
+    processes on a node, one build of each epoch for all of them (instance_cache)."""
+    from zhbert.data import LengthWarmupLoader, PretrainingLoader, loader_workers
     d, b = cfg.data, cfg.train.batch_size
+    workers = loader_workers(d.num_workers, device_type, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    cache = instance_cache_dir() if dist.world > 1 or workers > 0 else None
 
     def loader(max_len: int, batch_size: int) -> PretrainingLoader:
         return PretrainingLoader(data_dir, "train", data_config(cfg, max_len), batch_size=batch_size,
-                                 rank=dist.rank, world_size=dist.world, num_workers=d.num_workers)
+                                 rank=dist.rank, world_size=dist.world, num_workers=workers,
+                                 pin_memory=device_type == "cuda", cache_dir=cache)
 
     full = loader(d.max_len, b)
     if not d.warmup_len:
@@ -377,20 +370,23 @@ def build_loader(cfg: Config, data_dir, dist: Dist = Dist()):
 
 def _resolve_precision(cfg: Config, device: torch.device):
     from zhbert.machine import detect_capabilities
-    from zhbert.precision import autocast_context, needs_grad_scaler, resolve_precision
+    from zhbert.precision import (apply_matmul_precision, autocast_context, needs_grad_scaler,
+                                  resolve_precision)
     resolved = resolve_precision(cfg.train.precision, detect_capabilities(device))
+    apply_matmul_precision(resolved)  # TF32 for fp32 on Ampere+
     autocast = lambda: autocast_context(resolved.precision, device)  # noqa: E731
     scaler = (torch.amp.GradScaler(device.type)
               if needs_grad_scaler(resolved.precision, device) else None)
     return resolved.precision, resolved.reason, autocast, scaler
 
 
-def _load_resume(cfg: Config, run_dir: Path, dist: Dist, raw_model: torch.nn.Module,
-                 optimizer: torch.optim.Optimizer):
+def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
+                 raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer):
     """(ref, state) of the newest valid checkpoint, its weights and AdamW moments loaded
     into ``raw_model`` and ``optimizer``; state is the Trainer's state_dict() it was
     saved from. (None, None) when there is none."""
     ref = latest_valid_checkpoint(run_dir, warn=lambda m: print(m, file=sys.stderr))
+    agree_on_step(dist, ref.step if ref else None, device, str(run_dir))  # all ranks, or none
     if ref is None:
         if dist.main:
             print(f"zhbert: no checkpoint in {run_dir} to resume from; starting at step 0",
@@ -407,8 +403,10 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, raw_model: torch.nn.Mod
     return ref, state
 
 
-def _wrap(model: torch.nn.Module, cfg: Config, dist: Dist, device: torch.device):
-    if dist.world > 1:
+def _wrap(model: torch.nn.Module, cfg: Config, dist: Dist, device: torch.device, ddp: bool = True):
+    """DDP (when several ranks and ``ddp``) and torch.compile. A bf16 copy is not wrapped:
+    its gradients are accumulated and all-reduced in fp32 on the masters (train_step)."""
+    if dist.world > 1 and ddp:
         from torch.nn.parallel import DistributedDataParallel
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.train.compile:
@@ -422,12 +420,6 @@ def _tensorboard(run_dir: Path):
     except ImportError:  # tensorboard not installed: the history still has everything
         return None
     return SummaryWriter(str(run_dir / "tb"))
-
-
-def _barrier(dist: Dist) -> None:
-    if dist.world > 1:
-        import torch.distributed
-        torch.distributed.barrier()
 
 
 def _host() -> str:
@@ -449,9 +441,9 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
     with StopRequested() as stop:
         while tr.progress.step < t.steps:
             step = tr.progress.step + 1
-            ok = train_step(tr, step)
-            if not ok:
-                _handle_nonfinite(tr, step)
+            bad = train_step(tr, step)
+            if bad:
+                _handle_nonfinite(tr, step, bad)
                 continue
             tr.progress.step = step
             if bar is not None:
@@ -460,9 +452,11 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 _log(tr, bar)
             if tr.dist.main and (step % t.eval_every == 0 or step == t.steps):
                 _eval(tr)
-            stopping = _agree(tr, stop.flag)
+            # all ranks stop at the same step (a signal may reach them at different times)
+            stopping = bool(agree_max(tr.dist, stop.flag, tr.device))
             if step % t.checkpoint_every == 0 or step == t.steps or stopping:
-                _checkpoint(tr, "stop" if stopping else "checkpoint")
+                _checkpoint(tr, "stop" if stopping else "checkpoint",
+                            since=stop.since if stopping else None)
             if stopping:
                 if tr.dist.main:
                     print(f"\nzhbert: stopped at step {step} by signal; checkpoint saved. "
@@ -472,8 +466,11 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
         bar.close()
 
 
-def train_step(tr: Trainer, step: int) -> bool:
-    """One optimizer step over grad_accum micro-batches. False if non-finite."""
+def train_step(tr: Trainer, step: int) -> str | None:
+    """One optimizer step over grad_accum micro-batches. None if it was taken, else why
+    not (precision.classify_bad_step: a non-finite step, or a loss-scaler skip)."""
+    from zhbert.model import any_padding
+    from zhbert.precision import classify_bad_step
     cfg = tr.cfg
     # Dropout randomness as a function of (seed, step, rank): exact resume needs no RNG state.
     torch.manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + tr.dist.rank)
@@ -483,29 +480,38 @@ def train_step(tr: Trainer, step: int) -> bool:
     accum = cfg.train.grad_accum
     stats = torch.zeros(7, dtype=torch.float64, device=tr.device)
     tokens = 0
+    ddp = tr.dist.world > 1 and tr.bf16 is None  # the bf16 copy reduces on its masters
     for micro in range(accum):
+        waited = time.perf_counter()
         batch = next(tr.loader)
+        tr.interval.data_wait += time.perf_counter() - waited
         tokens += int(batch["attention_mask"].sum())  # CPU tensor: no device sync
+        padded = any_padding(batch["attention_mask"])  # read here, on the host (see model.encode)
         batch = {k: v.to(tr.device, non_blocking=True) for k, v in batch.items()}
-        sync = micro == accum - 1 or tr.dist.world == 1
-        ctx = contextlib.nullcontext() if sync else tr.model.no_sync()
+        ctx = tr.model.no_sync() if ddp and micro < accum - 1 else contextlib.nullcontext()
         with ctx:
             with contextlib.nullcontext() if tr.bf16 else tr.autocast():
-                out = tr.model(batch)
+                out = tr.model(batch, padded=padded)
             loss = out.loss / accum
             (tr.scaler.scale(loss) if tr.scaler else loss).backward()
+        if tr.bf16 is not None:  # accumulate in fp32, not in the bf16 copy's gradients
+            tr.bf16.grads_to_master()
         stats += _step_stats(out)
-    if tr.bf16 is not None:
-        tr.bf16.grads_to_master()
+    if tr.bf16 is not None and tr.dist.world > 1:
+        all_reduce_mean_(tr.dist, [p.grad for p in tr.raw_model.parameters() if p.grad is not None])
     if tr.scaler is not None:
         tr.scaler.unscale_(tr.optimizer)
     clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(tr.raw_model.parameters(), clip)
-    if not bool(torch.isfinite(grad_norm)):  # one host sync per optimizer step
+    finite = torch.isfinite(torch.stack([grad_norm.double(), stats[0]])).tolist()  # one host sync
+    if not all(finite):
         tr.optimizer.zero_grad(set_to_none=True)
+        # the same verdict on every rank (the gradient norm is the same, the losses are not)
+        loss_finite = agree_max(tr.dist, 0.0 if finite[1] else 1.0, tr.device) == 0.0
+        kind = classify_bad_step(loss_finite, tr.scaler)  # before update() lowers the scale
         if tr.scaler is not None:
             tr.scaler.update()
-        return False
+        return kind
     if tr.scaler is not None:
         tr.scaler.step(tr.optimizer)
         tr.scaler.update()
@@ -521,7 +527,7 @@ def train_step(tr: Trainer, step: int) -> bool:
     tr.interval.sums[:7] += stats
     tr.interval.sums[7] += grad_norm.double()
     tr.interval.sums[8] += 1
-    return True
+    return None
 
 
 def _step_stats(out) -> torch.Tensor:
@@ -532,16 +538,6 @@ def _step_stats(out) -> torch.Tensor:
              out.nsp_correct if out.nsp_correct is not None else zero,
              out.nsp_count if out.nsp_count is not None else zero]
     return torch.stack([p.detach().double() for p in parts])
-
-
-def _agree(tr: Trainer, flag: bool) -> bool:
-    """All ranks stop at the same step (a signal may reach them at different times)."""
-    if tr.dist.world == 1:
-        return flag
-    import torch.distributed as dist
-    t = torch.tensor([1.0 if flag else 0.0], device=tr.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
 
 
 def _log(tr: Trainer, bar) -> None:
@@ -565,7 +561,8 @@ def _log(tr: Trainer, bar) -> None:
            "nsp_acc": pair if task == "nsp" else None,
            "sop_acc": pair if task == "sop" else None,
            "grad_norm": gnorm / max(1.0, steps),
-           "tokens_per_s": tr.interval.tokens / seconds if seconds > 0 else None}
+           "tokens_per_s": tr.interval.tokens / seconds if seconds > 0 else None,
+           "data_wait": tr.interval.data_wait / seconds if seconds > 0 else None}
     tr.interval = Interval.zeros(tr.device)
     tr.interval.started = time.perf_counter()
     if not tr.dist.main:
@@ -599,20 +596,46 @@ def _tb(tr: Trainer, rec: dict) -> None:
     tr.tb.flush()
 
 
-def _checkpoint(tr: Trainer, kind: str) -> None:
-    if not tr.dist.main:
-        _barrier(tr.dist)
+TORCHRUN_GRACE_S = 30  # torchrun: SIGTERM to the workers, then SIGKILL this much later
+
+
+def _checkpoint(tr: Trainer, kind: str, since: float | None = None) -> None:
+    """Rank 0 writes, as a collective: a failure there (a full disk) stops every rank
+    with its message. The logging interval's sums are all-reduced onto rank 0 first, so
+    the checkpoint holds every rank's share and a resume logs what an unbroken run logs."""
+    if tr.dist.world > 1:
+        import torch.distributed
+        torch.distributed.all_reduce(tr.interval.sums)
+        if not tr.dist.main:
+            tr.interval.sums.zero_()
+
+    def save() -> None:
+        path = save_checkpoint(tr.run_dir, tr.progress.step, tr.raw_model, tr.optimizer,
+                               tr.state_dict())
+        apply_retention(tr.run_dir, tr.cfg.train.keep_last, tr.cfg.train.keep_every)
+        message = f"checkpoint {path.name}"
+        if since is not None:  # a stop: did it fit before torchrun's SIGKILL?
+            took = time.monotonic() - since
+            fits = took <= TORCHRUN_GRACE_S
+            message += (f", {took:.1f} s after the signal (torchrun allows {TORCHRUN_GRACE_S} s)"
+                        + ("" if fits else ": too slow, torchrun would have killed it first"))
+            if not fits:
+                print(f"zhbert: warning: the stop {message}", file=sys.stderr)
+        tr.history.write({"type": "event", "step": tr.progress.step, "kind": kind,
+                          "message": message})
+        tr.history.sync()
+    on_main(tr.dist, tr.device, save)
+
+
+def _handle_nonfinite(tr: Trainer, step: int, kind: str = "nonfinite") -> None:
+    from zhbert.precision import SCALER_SKIP
+    if kind == SCALER_SKIP:  # fp16 loss scaling finding its scale: recorded, not divergence
+        if tr.dist.main:
+            tr.history.write({"type": "event", "step": step, "kind": "scaler_skip",
+                              "message": f"fp16 gradient overflow at step {step}: step skipped, "
+                                         f"loss scale now {tr.scaler.get_scale():g}"})
+        tr.progress.step = step
         return
-    path = save_checkpoint(tr.run_dir, tr.progress.step, tr.raw_model, tr.optimizer,
-                           tr.state_dict())
-    apply_retention(tr.run_dir, tr.cfg.train.keep_last, tr.cfg.train.keep_every)
-    tr.history.write({"type": "event", "step": tr.progress.step, "kind": kind,
-                      "message": f"checkpoint {path.name}"})
-    tr.history.sync()
-    _barrier(tr.dist)
-
-
-def _handle_nonfinite(tr: Trainer, step: int) -> None:
     tr.progress.nonfinite_in_a_row += 1
     n, limit = tr.progress.nonfinite_in_a_row, tr.cfg.train.max_nonfinite
     if tr.dist.main:

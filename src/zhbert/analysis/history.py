@@ -39,7 +39,8 @@ from zhbert.history import positions_per_step, read_history, tokens_per_step
 
 X_AXES = ("step", "tokens", "seconds", "characters")
 # fields of zhbert train/eval records that are bookkeeping, not metrics
-_NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_masked", "tokens_per_s"}
+_NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_masked", "tokens_per_s",
+                "data_wait"}
 CI_SUFFIX = "_ci95"  # "eval_mlm_acc_ci95": [low, high] is eval_mlm_acc's 95% interval
 
 

@@ -1,0 +1,135 @@
+"""The one script to run when a GPU is lent: the seed preset's real training speed.
+
+    python -m benchmarks.gpu_check [--steps 60] [--precisions bf16,fp16] [--quick]
+
+For each precision it runs ``zhbert train`` (the real loop: loader workers, pinned
+batches, the bf16 master-weight copy or fp16 with the GradScaler) with the seed
+preset (hidden 512, 12 layers, batch 32 x 4, length 128) on a generated data
+directory with the seed's vocabulary size, for ``--steps`` optimizer steps, and
+reads the run's own history:
+
+- tokens/s (all positions, padding included, as the seed's step count implies) and
+  real tokens/s, from the elapsed time between log records, the first interval
+  (warm-up: CUDA context, kernel selection) left out;
+- the share of training time the loop spent waiting for the next batch
+  (``data_wait`` in the history: time blocked in the loader / interval time);
+- the seed study extrapolated: 100K steps at the measured steps/s, against the
+  seed's 22.5 h on an RTX 3070 and the 30-minute goal (issue 22).
+
+``--quick`` runs the tiny preset for a few steps on the CPU in fp32: it checks the
+script itself (tests/test_gpu_check.py), not a speed. Writes
+benchmarks/out/gpu_check.json and prints one line per precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common
+
+SEED_STEPS, SEED_HOURS, GOAL_MINUTES = 100_000, 22.5, 30.0
+VOCAB = 10_000  # the seed study's vocabulary size (as benchmarks.train_throughput)
+
+
+def make_data(path: Path, tokens: int, vocab: int = VOCAB, seed: int = 0) -> Path:
+    """A data directory of Zipf-distributed 'sentences' in documents: the cost of a step
+    does not depend on what the tokens say, only on their shapes."""
+    from zhbert.datadir import SplitArrays, new_manifest, write_manifest, write_split
+    from zhbert.vocab import SPECIAL_TOKENS, Vocab
+
+    rng = np.random.default_rng(seed)
+    chars = tuple(chr(0x4E00 + i) for i in range(vocab - len(SPECIAL_TOKENS)))
+    v = Vocab(SPECIAL_TOKENS + chars)
+    path.mkdir(parents=True, exist_ok=True)
+    v.save(path / "vocab.txt")
+    zipf = 1.0 / np.arange(1, len(chars) + 1)
+    splits = {}
+    for name, n in (("train", tokens), ("validation", max(20_000, tokens // 50))):
+        lens = rng.integers(8, 60, n // 30 + 2)
+        sents = np.concatenate([[0], np.cumsum(lens)])
+        docs = np.concatenate([np.arange(0, len(lens), 10), [len(lens)]])
+        toks = (rng.choice(len(chars), int(sents[-1]), p=zipf / zipf.sum()) + 5).astype(np.uint16)
+        write_split(path, name, SplitArrays(toks, sents, docs, None))
+        splits[name] = {"documents": len(docs) - 1, "sentences": len(lens), "tokens": len(toks)}
+    write_manifest(path, new_manifest({"generated": "benchmarks.gpu_check"}, [], v, splits, False))
+    return path
+
+
+def train(data: Path, out: Path, config: str, precision: str, steps: int, log_every: int,
+          extra: list[str]) -> subprocess.CompletedProcess:
+    sets = [f"train.steps={steps}", f"train.precision={precision}", f"train.log_every={log_every}",
+            f"train.eval_every={10 * steps}", f"train.checkpoint_every={10 * steps}",
+            "data.eval_sequences=64", "train.warmup_steps=1", *extra]
+    cmd = [sys.executable, "-m", "zhbert", "train", "--data", str(data), "--out", str(out),
+           "--config", config, "--no-progress", "--force"] + sum((["--set", s] for s in sets), [])
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def speeds(history: Path) -> dict:
+    """Steps/s, tokens/s and the data-wait share from the train records after the first."""
+    from zhbert.history import iter_records
+
+    records = list(iter_records(history))
+    header = next(r for r in records if r["type"] == "header")
+    train = [r for r in records if r["type"] == "train"]
+    if len(train) < 2:
+        raise SystemExit(f"{history}: fewer than 2 train records; raise --steps")
+    first, last = train[0], train[-1]
+    steps, seconds = last["step"] - first["step"], last["elapsed"] - first["elapsed"]
+    waits = [r["data_wait"] for r in train[1:] if r.get("data_wait") is not None]
+    steps_s = steps / seconds
+    return {"device": header["machine"], "precision": header["precision"],
+            "precision_reason": header["precision_reason"], "steps_timed": steps,
+            "seconds": round(seconds, 3), "steps_per_s": steps_s,
+            "tokens_per_s": steps_s * header["tokens_per_step"],
+            "real_tokens_per_s": (last["tokens"] - first["tokens"]) / seconds,
+            "data_wait_share": sum(waits) / len(waits) if waits else None,
+            "seed_study_minutes": SEED_STEPS / steps_s / 60}
+
+
+def line(r: dict) -> str:
+    wait = "n/a" if r["data_wait_share"] is None else f"{r['data_wait_share']:.1%}"
+    return (f"{r['precision']:>4}: {r['tokens_per_s']:,.0f} tokens/s ({r['real_tokens_per_s']:,.0f} real), "
+            f"{r['steps_per_s']:.2f} steps/s, waiting for data {wait}; the seed's {SEED_STEPS:,} steps "
+            f"in {r['seed_study_minutes']:,.1f} min (seed: {SEED_HOURS} h on an RTX 3070; goal "
+            f"< {GOAL_MINUTES:.0f} min: {'met' if r['seed_study_minutes'] < GOAL_MINUTES else 'not met'})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--precisions", default="bf16,fp16")
+    p.add_argument("--quick", action="store_true", help="tiny preset, 6 steps, CPU, fp32")
+    p.add_argument("--work", help="folder for the data and runs (default: a temporary one)")
+    args = p.parse_args(argv)
+    config, steps, precisions, extra = "seed", args.steps, args.precisions.split(","), []
+    if args.quick:
+        config, steps, precisions = "tiny", 6, ["fp32"]
+        extra = ["train.device=cpu", "train.batch_size=4", "data.max_len=32"]
+    log_every = max(1, steps // 6)
+    work = Path(args.work or tempfile.mkdtemp(prefix="gpu_check-"))
+    data = make_data(work / "data", tokens=200_000 if args.quick else 4_000_000)
+    results = []
+    for precision in precisions:
+        done = train(data, work / f"run-{precision}", config, precision, steps, log_every, extra)
+        if done.returncode:
+            print(f"{precision}: zhbert train failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+            continue
+        results.append(speeds(work / f"run-{precision}" / "history.jsonl"))
+        print(line(results[-1]), flush=True)
+    payload = {"config": config, "steps": steps, "machine": common.machine(), "results": results}
+    print(f"wrote {common.write_json('gpu_check', payload)}")
+    return 0 if len(results) == len(precisions) else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

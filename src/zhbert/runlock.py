@@ -1,0 +1,100 @@
+"""One writer at a time: an OS lock held for a process's life.
+
+Two trainers on one run directory would both append to history.jsonl and both
+write checkpoints; two `checkpoint-eval`s or `probe`s would interleave their
+result files. Each writer holds ``fcntl.flock`` on a lock file next to what it
+writes. The kernel releases the lock when the process dies, however it dies
+(SIGKILL, OOM, power loss of the process), so a stale lock never blocks: the
+lock file left behind only says who held it last. The lock file is never
+deleted (a process could be holding the old inode while another creates a new
+one). flock is reliable on local filesystems; on NFS it may be advisory per host.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import socket
+from pathlib import Path
+
+from zhbert.errors import UserError
+
+
+def lock_path(target: str | Path) -> Path:
+    """The lock file guarding ``target``: ``RUN/.train.lock`` for a run directory is
+    ``lock_path(RUN / "train")``; ``RUN/.probe.jsonl.lock`` guards probe.jsonl."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.lock")
+
+
+class WriterLock:
+    """``with WriterLock(path, "zhbert train"):`` -- exclusive, non-blocking; a second
+    holder gets a UserError (exit 2) naming the live PID."""
+
+    def __init__(self, path: str | Path, what: str):
+        self.path = Path(path)
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "WriterLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise UserError(f"{self.path.parent} is in use: {holder.get('what', 'another zhbert')} "
+                            f"is running as PID {holder.get('pid', '?')} on "
+                            f"{holder.get('host', '?')} (since {holder.get('started', '?')}); "
+                            "wait for it to finish or stop it, then run this again") from None
+        except OSError as exc:
+            os.close(fd)
+            raise UserError(f"cannot lock {self.path}: {exc.strerror or exc}; "
+                            "is the directory on a filesystem without locks?") from None
+        holder = {"what": self.what, "pid": os.getpid(), "host": socket.gethostname(),
+                  "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)  # who holds it, for the next one
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> "WriterLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):  # being written this instant, or damaged
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def is_locked(path: str | Path) -> bool:
+    """True while some live process holds the lock at ``path`` (e.g. a trainer)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -1,0 +1,13 @@
+"""`zhbert sweep`: hyper-parameter search on Optuna, pruned by zhbert's own forecasts.
+
+space     the TOML search space -> Optuna distributions, checked with config.py's own
+          `--set` validation before any trial starts
+forecast  one function, ``forecast_final(run_dir, total_steps)``: the trial's final
+          held-out metric with an 80% interval
+pruner    the forecast pruner (an ``optuna.pruners.BasePruner``) and the --pruner choices
+study     the sweep's spec (sweep.json), its storage (a JournalStorage file in SWEEP_DIR
+          by default, or an RDB URL) and the refusal of a SWEEP_DIR holding another space
+worker    the loop: ask Optuna, run an ordinary `zhbert train` in trials/NNNN, report
+          every held-out eval, prune, tell; dead workers' trials are failed and retried
+command   the `zhbert sweep` command; report: `zhbert sweep report`
+"""

@@ -1,0 +1,209 @@
+"""`zhbert sweep`: start, resume or join a hyper-parameter sweep.
+
+    zhbert sweep SPACE.toml --data DATA --out SWEEP_DIR [--config tiny] [--trials N]
+                 [--budget-minutes M] [--steps S] [--pruner forecast|median|hyperband|none]
+                 [--workers-per-machine K] [--storage URL]
+    zhbert sweep SWEEP_DIR              # resume (after Ctrl-C, a crash, or for more trials)
+    zhbert sweep SWEEP_DIR --worker     # join from another process or machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from zhbert.errors import UserError
+from zhbert.sweep.pruner import PRUNERS
+from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, load_study, open_storage, read_spec,
+                                spec_from_storage, start_over, stored_identity, with_runtime,
+                                write_spec)
+
+DEFAULT_STUDY = "zhbert-sweep"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="search space TOML (a new sweep) or SWEEP_DIR (resume / join)")
+    p.add_argument("--data", help="data directory (new sweep; for --worker: this machine's path)")
+    p.add_argument("--out", help="SWEEP_DIR for a new sweep (trials/NNNN are ordinary runs)")
+    p.add_argument("--config", default="tiny", help="base preset or TOML file (default tiny)")
+    p.add_argument("--trials", type=int, help="finished trials to reach (default 20)")
+    p.add_argument("--budget-minutes", type=float,
+                   help="no trial starts after this many minutes (running ones finish)")
+    p.add_argument("--steps", type=int, help="training steps per trial (default: the config's)")
+    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="acc",
+                   help="final held-out MLM accuracy (maximised, default) or loss (minimised)")
+    p.add_argument("--pruner", choices=PRUNERS,
+                   help="forecast (default): stop a trial whose forecast 80%% interval cannot "
+                        "reach the best finished trial; median, hyperband (Optuna's), none")
+    p.add_argument("--workers-per-machine", type=int,
+                   help="workers this command starts (default 1); each trains on cores / K threads")
+    p.add_argument("--threads", type=int, help="threads per trial (default: cores / workers)")
+    p.add_argument("--storage", help="RDB URL (sqlite:///f.db, postgresql://...); default: "
+                                     "the Optuna journal file in SWEEP_DIR")
+    p.add_argument("--study", default=DEFAULT_STUDY, help="study name in the storage")
+    p.add_argument("--sampler-seed", type=int, default=0, help="TPE sampler seed (default 0)")
+    p.add_argument("--worker", action="store_true", help="join SWEEP_DIR as one worker")
+    p.add_argument("--force", action="store_true",
+                   help="start over in a SWEEP_DIR that holds a sweep of another space")
+    p.add_argument("--grace-seconds", type=float, default=120.0,
+                   help="a running trial whose worker sent no heartbeat for this long is "
+                        "failed and retried (default 120)")
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _check_counts(args) -> None:
+    for name in ("trials", "steps", "workers_per_machine", "threads"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    if args.budget_minutes is not None and args.budget_minutes <= 0:
+        raise UserError(f"--budget-minutes must be > 0, got {args.budget_minutes}")
+
+
+def new_spec(args) -> SweepSpec:
+    """Parse and check everything a new sweep needs, before any trial starts."""
+    from zhbert.config import PRESETS, load_config
+    from zhbert.datadir import open_data_dir
+    from zhbert.sweep.space import parse_space
+
+    if not args.data or not args.out:
+        raise UserError("a new sweep needs --data DATA and --out SWEEP_DIR "
+                        "(or give an existing SWEEP_DIR to resume it)")
+    base = load_config(args.config)
+    space = parse_space(args.target, args.config)
+    for key in ("train.steps", "train.eval_every"):
+        if key in space.params:
+            raise UserError(f"{args.target}: {key} cannot be searched (the sweep sets it: "
+                            "--steps; evaluations every steps / 20)")
+    open_data_dir(args.data)
+    steps = args.steps or int(space.fixed.get("train.steps", base.train.steps))
+    eval_every = int(space.fixed.get("train.eval_every", max(1, steps // 20)))
+    is_preset = args.config in PRESETS
+    return SweepSpec(
+        space=space, data=str(Path(args.data).resolve()),
+        config=args.config if is_preset else BASE_TOML,
+        config_text="" if is_preset else Path(args.config).read_text(encoding="utf-8"),
+        steps=steps, eval_every=eval_every, objective=args.objective, trials=args.trials or 20,
+        budget_minutes=args.budget_minutes, pruner=args.pruner or "forecast",
+        workers_per_machine=args.workers_per_machine or 1, sampler_seed=args.sampler_seed,
+        storage=args.storage or "", study_name=args.study)
+
+
+def _refuse_other(sweep_dir: Path, what: str) -> None:
+    raise UserError(f"{sweep_dir} holds another sweep ({what} differs); resume it with "
+                    f"`zhbert sweep {sweep_dir}`, choose another --out, or pass --force to "
+                    "start over there (its trials are deleted)")
+
+
+def prepare(args) -> tuple[Path, SweepSpec]:
+    """The sweep directory and its spec: a new sweep (refusing a SWEEP_DIR of another
+    space unless --force), or the one in SWEEP_DIR / the storage."""
+    _check_counts(args)
+    target = Path(args.target)
+    runtime = dict(trials=args.trials, budget_minutes=args.budget_minutes, pruner=args.pruner,
+                   workers_per_machine=args.workers_per_machine)
+    if target.is_dir() or (args.worker and args.storage):
+        spec = read_spec(target) if target.is_dir() else None
+        joined = spec is None and bool(args.storage)
+        if joined:  # a machine that sees only the database: its own SWEEP_DIR for trials
+            spec = spec_from_storage(open_storage(target, args.storage), args.study)
+        if spec is None:
+            raise UserError(f"{target} holds no sweep (no sweep.json); start one with `zhbert "
+                            f"sweep SPACE.toml --data DATA --out {target}`")
+        spec = with_runtime(spec, **runtime)
+        if joined:
+            write_spec(target, spec)
+        elif not args.worker:
+            publish(target, spec)
+        return target, spec
+    spec = new_spec(args)
+    sweep_dir = Path(args.out)
+    old = read_spec(sweep_dir)
+    if old is not None and old.identity() != spec.identity():
+        if not args.force:
+            _refuse_other(sweep_dir, "space, base config, steps or objective")
+        start_over(sweep_dir, spec.storage, old.study_name)
+        old = None
+    stored = stored_identity(open_storage(sweep_dir, spec.storage), spec.study_name)
+    if stored is not None and stored != spec.identity():
+        if not args.force:
+            _refuse_other(sweep_dir, f"the storage's study {spec.study_name!r}")
+        start_over(sweep_dir, spec.storage, spec.study_name)
+    spec = with_runtime(old, **runtime) if old else spec
+    publish(sweep_dir, spec)
+    return sweep_dir, spec
+
+
+def publish(sweep_dir: Path, spec: SweepSpec) -> None:
+    """The spec in sweep.json and in the study (a worker that sees only the database
+    reads it there), with this command's --trials, --budget-minutes, --pruner."""
+    write_spec(sweep_dir, spec)
+    load_study(open_storage(sweep_dir, spec.storage), spec).set_user_attr(STUDY_ATTR, spec.to_json())
+
+
+def _spawn(sweep_dir: Path, k: int, threads: int, args) -> int:
+    """K worker processes; Ctrl-C reaches them all (one process group) and each stops
+    its trial cleanly; this process waits for them."""
+    base = [sys.executable, "-m", "zhbert", "sweep", str(sweep_dir), "--worker",
+            "--threads", str(threads), "--grace-seconds", str(args.grace_seconds)]
+    if args.data:
+        base += ["--data", args.data]
+    procs = [subprocess.Popen(base + ["--worker-index", str(i)]) for i in range(k)]
+    interrupted = False
+    while any(p.poll() is None for p in procs):
+        try:
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            interrupted = True
+    codes = [p.returncode for p in procs]
+    return 130 if interrupted or 130 in codes else max(codes)
+
+
+def summary(sweep_dir: Path, spec: SweepSpec) -> str:
+    from optuna.trial import TrialState
+
+    from zhbert.sweep.worker import finished_count
+    study = load_study(open_storage(sweep_dir, spec.storage), spec)
+    trials = study.get_trials(deepcopy=False)
+    n = {s: sum(t.state == s for t in trials) for s in TrialState}
+    line = (f"sweep: {sweep_dir}: {finished_count(study)} of {spec.trials} trials finished "
+            f"({n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned, "
+            f"{n[TrialState.FAIL]} failed attempts, {n[TrialState.WAITING]} waiting)")
+    if n[TrialState.COMPLETE]:
+        best = study.best_trial
+        line += (f"; best: trial {best.number} ({best.user_attrs.get('trial_dir')}), "
+                 f"{spec.metric} {best.value:.4f}")
+    return line + f". Next: zhbert sweep report {sweep_dir}"
+
+
+def run(args) -> int:
+    from zhbert.sweep.worker import WorkerOptions, run_worker
+
+    sweep_dir, spec = prepare(args)
+    k = 1 if args.worker else spec.workers_per_machine
+    threads = args.threads or max(1, _cores() // k)
+    deadline = time.time() + 60 * spec.budget_minutes if spec.budget_minutes else None
+    if args.worker or k == 1:
+        opts = WorkerOptions(sweep_dir, threads, index=args.worker_index, data=args.data if args.worker else None,
+                             grace_s=args.grace_seconds, deadline=deadline)
+        tally = run_worker(spec, opts, log=lambda m: print(m, file=sys.stderr, flush=True))
+        code = 130 if tally.interrupted else 0
+    else:
+        print(f"sweep: {k} workers, {threads} thread(s) each", file=sys.stderr)
+        code = _spawn(sweep_dir, k, threads, args)
+    if not args.worker:
+        print(summary(sweep_dir, spec), file=sys.stderr)
+        if code == 130:
+            print(f"sweep: stopped; continue with `zhbert sweep {sweep_dir}`", file=sys.stderr)
+    return code

@@ -1,0 +1,93 @@
+"""Pruners: the forecast pruner and the `--pruner` choices.
+
+The forecast pruner stops a trial when even the optimistic end of its forecast cannot
+beat the best finished trial: for accuracy, the upper end of the 80% interval of the
+forecast final held-out accuracy below the best final accuracy (for loss, the lower
+end above the best loss). Until a trial has run ``min_fraction`` of its steps, or
+while no trial has finished, or when the history cannot support a forecast, it keeps
+the trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.pruners import BasePruner
+from optuna.trial import FrozenTrial, TrialState
+
+from zhbert.errors import UserError
+from zhbert.sweep.forecast import Forecast, forecast_final
+
+PRUNERS = ("forecast", "median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class Decision:
+    prune: bool
+    reason: str
+    best: float | None = None
+    forecast: Forecast | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prune": self.prune, "reason": self.reason, "best_finished": self.best,
+                "forecast": self.forecast.to_json() if self.forecast else None}
+
+
+def decide(forecast: Forecast, best: float, maximize: bool) -> Decision:
+    """Prune when the forecast's 80% interval lies wholly on the losing side of ``best``."""
+    prune = forecast.hi80 < best if maximize else forecast.lo80 > best
+    why = (f"forecast {forecast.metric} at step {forecast.total_steps:,}: {forecast.mean:.4f} "
+           f"(80%: {forecast.lo80:.4f} to {forecast.hi80:.4f}); best finished {best:.4f}")
+    return Decision(prune, why, best, forecast)
+
+
+class ForecastPruner(BasePruner):
+    """An Optuna pruner over zhbert run directories (trial user attrs ``trial_dir``,
+    relative to ``sweep_dir``, and ``total_steps``)."""
+
+    def __init__(self, sweep_dir: str | Path, metric: str = "eval_mlm_acc",
+                 min_fraction: float = 0.25,
+                 forecaster: Callable[[Path, int, str], Forecast] | None = None) -> None:
+        self.sweep_dir = Path(sweep_dir)
+        self.metric = metric
+        self.min_fraction = min_fraction
+        self.forecaster = forecaster or (lambda d, n, m: forecast_final(d, n, m))
+        self.decisions: dict[int, Decision] = {}
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        decision = self.decide_trial(study, trial)
+        self.decisions[trial.number] = decision
+        return decision.prune
+
+    def decide_trial(self, study: optuna.Study, trial: FrozenTrial) -> Decision:
+        step, total = trial.last_step, trial.user_attrs.get("total_steps")
+        if step is None or not total:
+            return Decision(False, "no intermediate value yet")
+        if step < self.min_fraction * total:
+            return Decision(False, f"step {step} < {self.min_fraction:.0%} of {total} steps")
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        done = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None]
+        if not done:
+            return Decision(False, "no finished trial to compare with")
+        best = max(done) if maximize else min(done)
+        try:
+            fc = self.forecaster(self.sweep_dir / trial.user_attrs["trial_dir"], int(total), self.metric)
+        except (UserError, KeyError, ValueError) as exc:
+            return Decision(False, f"no forecast: {exc}", best)
+        return decide(fc, best, maximize)
+
+
+def make_pruner(name: str, sweep_dir: Path, metric: str, steps: int, eval_every: int) -> BasePruner:
+    if name == "forecast":
+        return ForecastPruner(sweep_dir, metric)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=steps // 4)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, eval_every), max_resource=steps)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UserError(f"--pruner {name!r}: choose one of {', '.join(PRUNERS)}")

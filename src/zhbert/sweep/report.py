@@ -1,0 +1,260 @@
+"""`zhbert sweep report SWEEP_DIR`: what the sweep found.
+
+Writes SWEEP_DIR/report/: sweep_report.json, report.md, report.html (charts embedded),
+best_config.toml (a file `zhbert train --config` takes: checked by loading it), and the
+charts as PNG + SVG: every trial's held-out curve (pruned ones marked), the optimisation
+history and Optuna's parameter importances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zhbert.errors import UserError
+from zhbert.fileio import atomic_write_text, staged_dir
+from zhbert.sweep.study import SweepSpec, load_study, open_storage, read_spec, spec_from_storage
+
+MARKER = "sweep_report.json"
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int                 # Optuna's trial number
+    trial_dir: str
+    state: str                  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
+    params: dict[str, Any]
+    value: float | None         # final value (complete) or last reported value (pruned)
+    steps_run: int
+    train_minutes: float | None
+    note: str                   # why pruned / failed, retries
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SweepReport:
+    spec: SweepSpec
+    rows: list[TrialRow]
+    best: TrialRow | None
+    importances: dict[str, float]
+    importance_note: str
+    curves: list[tuple[str, str, np.ndarray, np.ndarray]] = field(repr=False)
+    best_toml: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_json(), "trials": [r.to_json() for r in self.rows],
+                "best": self.best.to_json() if self.best else None,
+                "importances": self.importances, "importance_note": self.importance_note,
+                "total_steps_run": sum(r.steps_run for r in self.rows)}
+
+
+def _run_progress(run_dir: Path) -> tuple[int, float | None]:
+    """Steps trained and training minutes, as `zhbert status` reads them."""
+    from zhbert.status import collect
+    try:
+        s = collect(run_dir)
+    except UserError:
+        return 0, None
+    elapsed = s["train"].get("elapsed")
+    return int(s["step"]), None if elapsed is None else elapsed / 60
+
+
+def _note(t) -> str:
+    a = t.user_attrs
+    parts = []
+    if a.get("pruned_by"):
+        p = a["pruned_by"]
+        parts.append(p.get("reason") or f"{p.get('pruner')} at step {p.get('step')}")
+    if a.get("message"):
+        parts.append(str(a["message"]))
+    retried = t.system_attrs.get("failed_trial")
+    if retried is not None:
+        parts.append(f"retry of trial {retried}")
+    return "; ".join(parts)
+
+
+def _row(t, sweep_dir: Path) -> TrialRow:
+    rel = t.user_attrs.get("trial_dir", "")
+    steps, minutes = _run_progress(sweep_dir / rel) if rel else (0, None)
+    value = t.value if t.value is not None else (
+        t.intermediate_values[t.last_step] if t.last_step is not None else None)
+    return TrialRow(t.number, rel, t.state.name, dict(t.params), value, steps, minutes, _note(t))
+
+
+def _importances(study) -> tuple[dict[str, float], str]:
+    import optuna
+    from optuna.trial import TrialState
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < 2:
+        return {}, f"needs at least 2 complete trials (have {len(done)})"
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator()  # Optuna's default
+    try:
+        with warnings.catch_warnings():  # "quantiles select the same trials": few trials
+            warnings.simplefilter("ignore", UserWarning)
+            imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError) as exc:
+        return {}, f"Optuna could not compute them: {exc}"
+    return ({k: float(v) for k, v in imp.items()},
+            f"Optuna's PED-ANOVA over {len(done)} complete trials; few trials make it coarse")
+
+
+def _curves(rows: list[TrialRow], sweep_dir: Path, metric: str):
+    from zhbert.history import iter_records
+    out = []
+    for r in rows:
+        path = sweep_dir / r.trial_dir / "history.jsonl"
+        if not r.trial_dir or not path.exists():
+            continue
+        pts = {int(x["step"]): x[metric] for x in iter_records(path)
+               if x.get("type") == "eval" and isinstance(x.get(metric), (int, float))}
+        steps = np.array(sorted(pts), dtype=float)
+        out.append((r.trial_dir.split("/")[-1], r.state, steps, np.array([pts[s] for s in sorted(pts)])))
+    return out
+
+
+def collect(sweep_dir: Path, storage_url: str | None = None, study_name: str | None = None) -> SweepReport:
+    from zhbert.sweep.worker import NOT_COUNTED
+    spec = read_spec(sweep_dir)
+    if spec is None and storage_url:
+        spec = spec_from_storage(open_storage(sweep_dir, storage_url), study_name or "zhbert-sweep")
+    if spec is None:
+        raise UserError(f"{sweep_dir} holds no sweep (no sweep.json); run `zhbert sweep "
+                        f"SPACE.toml --data DATA --out {sweep_dir}` first")
+    study = load_study(open_storage(sweep_dir, storage_url or spec.storage), spec)
+    trials = study.get_trials(deepcopy=False)
+    # one row per trial; an attempt whose worker died is shown through its retry's note
+    rows = [_row(t, sweep_dir) for t in trials
+            if not (t.state.name == "FAIL" and t.user_attrs.get("failure") in NOT_COUNTED)]
+    complete = [r for r in rows if r.state == "COMPLETE" and r.value is not None]
+    maximize = spec.direction == "maximize"
+    best = (max if maximize else min)(complete, key=lambda r: r.value) if complete else None
+    imp, note = _importances(study)
+    rep = SweepReport(spec, rows, best, imp, note,
+                      _curves(rows, sweep_dir, spec.metric))
+    if best is not None:
+        rep.best_toml = best_config_toml(spec, sweep_dir, best)
+    return rep
+
+
+# ----------------------------------------------------------------------------- best config
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+    return str(v)
+
+
+def best_config_toml(spec: SweepSpec, sweep_dir: Path, best: TrialRow) -> str:
+    """The best trial's full resolved config as TOML for `zhbert train --config`."""
+    from zhbert.config import load_config
+    cfg = load_config(spec.config_spec(sweep_dir), spec.trial_overrides(best.params))
+    lines = [f"# best trial of the sweep {sweep_dir} ({best.trial_dir}): {spec.metric} "
+             f"{best.value:.4f} at step {spec.steps:,}", "# zhbert train --config THIS_FILE --data DATA --out RUN"]
+    for section, values in cfg.to_dict().items():
+        if isinstance(values, dict):
+            lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- output
+
+def _fmt_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                     for k, v in params.items())
+
+
+def report_markdown(rep: SweepReport, images: dict[str, str]) -> str:
+    from zhbert.report import md_table
+    s = rep.spec
+    lines = ["# Sweep report", "",
+             f"{len(rep.rows)} trials of {s.steps:,} steps over {', '.join(s.space.params)}; "
+             f"objective: final held-out {s.metric} ({s.direction}); pruner: {s.pruner}; "
+             f"steps trained in all: {sum(r.steps_run for r in rep.rows):,}.", ""]
+    if rep.best:
+        lines += [f"**Best: trial {rep.best.number}** ({rep.best.trial_dir}), {s.metric} "
+                  f"{rep.best.value:.4f}: {_fmt_params(rep.best.params)}. Its full config is "
+                  "`best_config.toml` (`zhbert train --config best_config.toml ...`).", ""]
+    header = ["trial", "dir", "state"] + list(s.space.params) + [s.metric, "steps run", "train min", "note"]
+    body = [[r.number, r.trial_dir, r.state.lower()] + [r.params.get(k) for k in s.space.params]
+            + [r.value, r.steps_run, r.train_minutes, r.note or "-"] for r in rep.rows]
+    lines += ["## Trials", "", md_table(header, body), ""]
+    lines += ["## Parameter importances", ""]
+    lines += ([md_table(["parameter", "importance"], [[k, v] for k, v in rep.importances.items()]),
+               "", f"({rep.importance_note})"] if rep.importances else [f"Not computed: {rep.importance_note}."])
+    for name, title in (("importances", None), ("history", "## Optimisation history"),
+                        ("curves", "## All trials' curves")):
+        if name in images:
+            lines += (["", title] if title else []) + ["", f"![{name}]({images[name]})"]
+    return "\n".join(lines) + "\n"
+
+
+def _charts(rep: SweepReport, out: Path) -> list[str]:
+    from zhbert.plots import save_figure
+    from zhbert.sweep.charts import plot_history, plot_importances, plot_trial_curves
+    axes = {"curves": plot_trial_curves(rep.curves, rep.spec.metric,
+                                        rep.best.trial_dir.split("/")[-1] if rep.best else None),
+            "history": plot_history([(r.number, r.state, r.value) for r in rep.rows if r.value is not None],
+                                    rep.spec.direction == "maximize", rep.spec.metric)}
+    if rep.importances:
+        axes["importances"] = plot_importances(rep.importances)
+    for name, ax in axes.items():
+        save_figure(ax.figure, out, name)
+    return list(axes)
+
+
+def write_report(rep: SweepReport, out: Path) -> None:
+    import html
+
+    import markdown
+
+    from zhbert.config import load_config
+    from zhbert.report import HTML_PAGE, check_out
+    check_out(out, MARKER)
+    with staged_dir(out, force=True) as tmp:
+        atomic_write_text(tmp / MARKER, json.dumps(rep.to_json(), indent=2, ensure_ascii=False) + "\n")
+        if rep.best_toml:
+            atomic_write_text(tmp / "best_config.toml", rep.best_toml)
+            load_config(str(tmp / "best_config.toml"))  # it must be a config train takes
+        names = _charts(rep, tmp)
+        atomic_write_text(tmp / "report.md", report_markdown(rep, {n: f"{n}.png" for n in names}))
+        images = {n: "data:image/png;base64," + base64.b64encode((tmp / f"{n}.png").read_bytes()).decode()
+                  for n in names}
+        body = markdown.markdown(report_markdown(rep, images), extensions=["tables"])
+        atomic_write_text(tmp / "report.html", HTML_PAGE.format(title=html.escape("Sweep report"), body=body))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep_dir", help="SWEEP_DIR made by `zhbert sweep`")
+    p.add_argument("--out", help="report directory (default SWEEP_DIR/report)")
+    p.add_argument("--storage", help="RDB URL when SWEEP_DIR's sweep.json is absent")
+    p.add_argument("--study", default="zhbert-sweep", help="study name in the storage")
+
+
+def run(args) -> int:
+    sweep_dir = Path(args.sweep_dir)
+    rep = collect(sweep_dir, args.storage, args.study)
+    out = Path(args.out) if args.out else sweep_dir / "report"
+    write_report(rep, out)
+    states = {}
+    for r in rep.rows:
+        states[r.state.lower()] = states.get(r.state.lower(), 0) + 1
+    line = f"sweep report: {len(rep.rows)} trials (" + ", ".join(f"{n} {s}" for s, n in states.items()) + ")"
+    if rep.best:
+        line += f"; best trial {rep.best.number}: {rep.spec.metric} {rep.best.value:.4f} ({_fmt_params(rep.best.params)})"
+    print(line)
+    print(f"wrote {out}/ (report.md, report.html, best_config.toml, charts as PNG + SVG)")
+    return 0

@@ -1,0 +1,187 @@
+"""A sweep's spec (SWEEP_DIR/sweep.json) and its Optuna study.
+
+The study lives in an Optuna JournalStorage file, SWEEP_DIR/optuna.journal, guarded by
+Optuna's JournalFileOpenLock (an O_EXCL lock file, safe on NFS v3+), unless
+``--storage URL`` names an RDB (sqlite:///... for one machine, postgresql://... or
+mysql://... for several). The spec is also kept in the study's user attributes, so a
+worker on a machine that sees only the database can join with `--worker --storage URL`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from zhbert.errors import UserError
+from zhbert.fileio import atomic_write_json, atomic_write_text, read_json
+from zhbert.sweep.space import Space
+
+SPEC_FILE = "sweep.json"
+JOURNAL = "optuna.journal"
+BASE_TOML = "base.toml"
+STUDY_ATTR = "zhbert_sweep"
+OBJECTIVES = {"acc": ("eval_mlm_acc", "maximize"), "loss": ("eval_mlm_loss", "minimize")}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    space: Space
+    data: str                    # absolute path of the data directory
+    config: str                  # preset name, or BASE_TOML (its text in config_text)
+    config_text: str
+    steps: int
+    eval_every: int
+    objective: str               # acc | loss
+    trials: int                  # finished (complete + pruned) trials to reach
+    budget_minutes: float | None
+    pruner: str
+    workers_per_machine: int
+    sampler_seed: int
+    storage: str                 # "" = the journal file in SWEEP_DIR
+    study_name: str
+
+    @property
+    def metric(self) -> str:
+        return OBJECTIVES[self.objective][0]
+
+    @property
+    def direction(self) -> str:
+        return OBJECTIVES[self.objective][1]
+
+    def identity(self) -> str:
+        """What makes two sweeps the same search (trials, budget, pruner, workers may change)."""
+        d = {"space": self.space.to_json(), "config": self.config, "config_text": self.config_text,
+             "steps": self.steps, "eval_every": self.eval_every, "objective": self.objective}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["space"] = self.space.to_json()
+        d["identity"] = self.identity()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SweepSpec":
+        d = {k: v for k, v in d.items() if k != "identity"}
+        return cls(**{**d, "space": Space.from_json(d["space"])})
+
+    def config_spec(self, sweep_dir: Path) -> str:
+        """`--config` for the trials: the preset's name or the sweep's own copy of the file."""
+        return self.config if self.config != BASE_TOML else str(sweep_dir / BASE_TOML)
+
+    def trial_overrides(self, params: dict[str, Any]) -> list[str]:
+        return [f"train.steps={self.steps}", f"train.eval_every={self.eval_every}"] + \
+            self.space.overrides(params)
+
+
+def read_spec(sweep_dir: Path) -> SweepSpec | None:
+    path = sweep_dir / SPEC_FILE
+    if not path.exists():
+        return None
+    try:
+        return SweepSpec.from_json(read_json(path, "sweep spec"))
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{path} is not a zhbert sweep spec ({exc}); start the sweep again "
+                        "with --force") from None
+
+
+def write_spec(sweep_dir: Path, spec: SweepSpec) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if spec.config == BASE_TOML:
+        atomic_write_text(sweep_dir / BASE_TOML, spec.config_text)
+    atomic_write_json(sweep_dir / SPEC_FILE, spec.to_json())
+
+
+def _safe_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
+        return url
+
+
+def open_storage(sweep_dir: Path, url: str):
+    """The Optuna storage: the journal file in SWEEP_DIR, or an RDB URL (one clear line
+    when it cannot be reached)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    if not url:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        path = str(sweep_dir / JOURNAL)
+        return optuna.storages.JournalStorage(
+            JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except Exception as exc:  # noqa: BLE001 - drivers raise many types; one line for all
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot open the sweep storage {_safe_url(url)}: {first}. Check the "
+                        "URL, that the server is up and reachable, and its driver is installed "
+                        "(PostgreSQL: pip install psycopg2-binary); or leave out --storage to "
+                        "use the journal file in SWEEP_DIR") from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    # a server that does not answer should fail in seconds, not hang the sweep
+    if url.startswith(("postgresql", "mysql")):
+        return {"connect_args": {"connect_timeout": 10}}
+    return {}
+
+
+def load_study(storage, spec: SweepSpec, sampler_seed: int | None = None, pruner=None):
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed if sampler_seed is None else sampler_seed)
+    study = optuna.create_study(storage=storage, study_name=spec.study_name, direction=spec.direction,
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    stored = study.user_attrs.get(STUDY_ATTR)
+    if stored is None:
+        study.set_user_attr(STUDY_ATTR, spec.to_json())
+    return study
+
+
+def spec_from_storage(storage, study_name: str) -> SweepSpec:
+    import optuna
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise UserError(f"the storage holds no sweep named {study_name!r}; start one with "
+                        "`zhbert sweep SPACE.toml --data DATA --out SWEEP_DIR --storage URL`") from None
+    if STUDY_ATTR not in study.user_attrs:
+        raise UserError(f"study {study_name!r} was not made by zhbert sweep (no spec in it)")
+    return SweepSpec.from_json(study.user_attrs[STUDY_ATTR])
+
+
+def stored_identity(storage, study_name: str) -> str | None:
+    import optuna
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return None
+    d = study.user_attrs.get(STUDY_ATTR)
+    return SweepSpec.from_json(d).identity() if d else None
+
+
+def start_over(sweep_dir: Path, url: str, study_name: str) -> None:
+    """--force: forget the old sweep in SWEEP_DIR (its study, trials and report)."""
+    if url:
+        import optuna
+        try:
+            optuna.delete_study(study_name=study_name, storage=open_storage(sweep_dir, url))
+        except KeyError:
+            pass
+    else:
+        for name in (JOURNAL, JOURNAL + ".lock"):
+            (sweep_dir / name).unlink(missing_ok=True)
+    for name in ("trials", "report"):
+        shutil.rmtree(sweep_dir / name, ignore_errors=True)
+    (sweep_dir / SPEC_FILE).unlink(missing_ok=True)
+
+
+def with_runtime(spec: SweepSpec, **changes: Any) -> SweepSpec:
+    """The spec with the options a resumed sweep may change (None = keep)."""
+    return replace(spec, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,369 @@
+"""The worker loop: claim a trial, run it as an ordinary `zhbert train`, report, tell.
+
+Each trial is a `python -m zhbert train` subprocess writing SWEEP_DIR/trials/NNNN/, so a
+trial is a normal run (status, analyze, compare, export work on it), a diverging trial
+fails like a normal run, and its threads are set like a normal run's. The worker tails
+the trial's history.jsonl and reports every held-out eval as an Optuna intermediate
+value; when the pruner says so it sends SIGTERM (the trainer checkpoints and exits 0)
+and tells Optuna the trial was pruned, with the forecast that pruned it.
+
+Dead workers: each running trial carries its worker's host, pid and a heartbeat (user
+attributes). A worker that finds a running trial whose worker process is gone (same
+host) or whose heartbeat is older than the grace period fails it and enqueues a retry
+(Optuna's RetryHeartbeatStaleTrialCallback: same parameters, WAITING); the retry runs
+in the same trial directory and resumes from its last checkpoint. Counting: a trial
+failed because its worker died or was interrupted is not counted (its retry is); a
+trial that completes, is pruned, or fails on its own (divergence, crash) counts once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from zhbert.fileio import atomic_write_json
+from zhbert.history import iter_records
+from zhbert.sweep.pruner import ForecastPruner, make_pruner
+from zhbert.sweep.study import SweepSpec, load_study, open_storage
+
+NOT_COUNTED = ("worker_lost", "interrupted")   # failures that are retried, not counted
+MAX_RETRY = 3
+
+
+@dataclass
+class WorkerOptions:
+    sweep_dir: Path
+    threads: int
+    index: int = 0
+    data: str | None = None          # this machine's path to the data, when it differs
+    poll_s: float = 0.5
+    heartbeat_s: float = 15.0
+    grace_s: float = 120.0
+    deadline: float | None = None    # time.time() after which no trial starts
+
+
+@dataclass
+class Tally:
+    ran: list[tuple[int, str]] = field(default_factory=list)   # (trial number, outcome)
+    interrupted: bool = False
+
+
+class _Stop:
+    """SIGINT/SIGTERM: stop the running trial cleanly (the trainer checkpoints), then exit."""
+
+    def __init__(self) -> None:
+        self.flag = False
+
+    def __enter__(self) -> "_Stop":
+        self._old = {s: signal.signal(s, self._set) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _set(self, signum, frame) -> None:
+        self.flag = True
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+# ----------------------------------------------------------------------------- counting
+
+def counted(t: optuna.trial.FrozenTrial) -> bool:
+    """Does this trial count towards --trials? (see the module docstring)"""
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return t.state == TrialState.FAIL and t.user_attrs.get("failure") not in NOT_COUNTED
+
+
+def finished_count(study: optuna.Study) -> int:
+    return sum(counted(t) for t in study.get_trials(deepcopy=False))
+
+
+# ----------------------------------------------------------------------------- dead workers
+
+def _alive(t: optuna.trial.FrozenTrial, now: float, grace_s: float) -> bool:
+    a = t.user_attrs
+    if now - float(a.get("heartbeat", now)) > grace_s:
+        return False
+    if a.get("worker_host") == socket.gethostname() and a.get("worker_pid"):
+        try:
+            os.kill(int(a["worker_pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
+def reap_stale(study: optuna.Study, grace_s: float) -> list[int]:
+    """Fail the running trials whose worker is gone and enqueue their retries."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    reaped, now = [], time.time()
+    storage = study._storage  # Optuna's own fail_stale_trials works the same way
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _alive(t, now, grace_s):
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, "failure", "worker_lost")
+            storage.set_trial_user_attr(t._trial_id, "message",
+                                        f"worker {t.user_attrs.get('worker_host')}:"
+                                        f"{t.user_attrs.get('worker_pid')} stopped answering")
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another worker reaped it first
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(t._trial_id))
+        reaped.append(t.number)
+    return reaped
+
+
+# ----------------------------------------------------------------------------- claiming
+
+def claim(study: optuna.Study, spec: SweepSpec, sweep_dir: Path) -> optuna.Trial | None:
+    """A trial to run (a waiting retry first), or None when every slot is taken.
+    The ask lock keeps two workers sharing SWEEP_DIR from both taking the last slot."""
+    from optuna.storages.journal import JournalFileOpenLock
+
+    lock = JournalFileOpenLock(str(sweep_dir / "ask"), grace_period=60)
+    lock.acquire()
+    try:
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        busy = sum(counted(t) or t.state == TrialState.RUNNING for t in trials)
+        if not waiting and busy >= spec.trials:
+            return None
+        return study.ask(spec.space.distributions())
+    finally:
+        lock.release()
+
+
+def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for k, v in attrs.items():
+        trial.set_user_attr(k, v)
+
+
+# ----------------------------------------------------------------------------- one trial
+
+def _pdeathsig() -> None:
+    """In the trainer: get SIGTERM when the worker dies, even by kill -9 (Linux), so the
+    trainer checkpoints and exits instead of training on beside the retry."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def train_command(spec: SweepSpec, opts: WorkerOptions, trial_dir: Path, params: dict) -> list[str]:
+    from zhbert.checkpoint import list_checkpoints
+    cmd = [sys.executable, "-m", "zhbert", "train", "--data", opts.data or spec.data,
+           "--out", str(trial_dir), "--config", spec.config_spec(opts.sweep_dir),
+           "--no-progress", "--threads", str(opts.threads)]
+    for item in spec.trial_overrides(params):
+        cmd += ["--set", item]
+    if list_checkpoints(trial_dir):
+        cmd.append("--resume")                      # a retry: continue where it stopped
+    elif (trial_dir / "config.json").exists():
+        cmd.append("--force")                       # started but never checkpointed
+    return cmd
+
+
+def _evals(trial_dir: Path, metric: str) -> list[tuple[int, float]]:
+    path = trial_dir / "history.jsonl"
+    if not path.exists():
+        return []
+    out = {}
+    for r in iter_records(path):
+        v = r.get(metric)
+        if r.get("type") == "eval" and isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
+            out[int(r["step"])] = float(v)
+    return sorted(out.items())
+
+
+def _failure_message(log: Path, rc: int) -> str:
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors[-1] if errors else lines[-1] if lines else "") or f"trainer exited with code {rc}"
+
+
+def _wait_for_old_trainer(trial_dir: Path, timeout_s: float = 300) -> None:
+    """A retry after kill -9: the dead worker's trainer got SIGTERM and is saving its
+    checkpoint; let it finish before resuming from that checkpoint."""
+    from zhbert.status import run_state
+    t0 = time.time()
+    while (trial_dir / "running.json").exists() and run_state(trial_dir, 0, 0) == "running":
+        if time.time() - t0 > timeout_s:
+            break
+        time.sleep(0.5)
+
+
+@dataclass
+class TrialRun:
+    """One trial in flight: the Optuna trial, its directory and its trainer process."""
+    trial: optuna.Trial
+    spec: SweepSpec
+    opts: WorkerOptions
+    trial_dir: Path
+    proc: subprocess.Popen | None = None
+    reported: set = field(default_factory=set)
+    last_beat: float = 0.0
+
+    def start(self) -> None:
+        self.trial_dir.mkdir(parents=True, exist_ok=True)
+        _wait_for_old_trainer(self.trial_dir)
+        cmd = train_command(self.spec, self.opts, self.trial_dir, self.trial.params)
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.opts.threads)}
+        with open(self.trial_dir / "train.log", "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True, preexec_fn=_pdeathsig)
+
+    def beat(self) -> bool:
+        """Heartbeat; False when another worker has failed this trial meanwhile."""
+        now = time.time()
+        if now - self.last_beat < self.opts.heartbeat_s:
+            return True
+        self.last_beat = now
+        t = self.trial.study._storage.get_trial(self.trial._trial_id)
+        if t.state != TrialState.RUNNING:
+            return False
+        self.trial.set_user_attr("heartbeat", now)
+        return True
+
+    def report_new(self, prune: bool) -> bool:
+        """Report new evals; True when the pruner wants the trial stopped."""
+        total = self.spec.steps
+        for step, value in _evals(self.trial_dir, self.spec.metric):
+            if step in self.reported:
+                continue
+            self.trial.report(value, step)
+            self.reported.add(step)
+            if prune and step < total and self.trial.should_prune():
+                return True
+        return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the trainer checkpoints, then exits 0
+            try:
+                self.proc.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _record_prune(run: TrialRun, pruner) -> str:
+    step = max(run.reported)
+    info: dict[str, Any] = {"pruner": type(pruner).__name__, "step": step,
+                            "value": run.trial.study._storage.get_trial(
+                                run.trial._trial_id).intermediate_values.get(step)}
+    if isinstance(pruner, ForecastPruner) and run.trial.number in pruner.decisions:
+        info.update(pruner.decisions[run.trial.number].to_json())
+    run.trial.set_user_attr("pruned_by", info)
+    atomic_write_json(run.trial_dir / "pruned.json", info)
+    return info.get("reason") or f"{info['pruner']} at step {step}"
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: WorkerOptions,
+              pruner, stop: _Stop) -> str:
+    rel = trial.user_attrs.get("trial_dir") or f"trials/{trial.number:04d}"
+    _set_attrs(trial, {"trial_dir": rel, "total_steps": spec.steps, "worker_host": socket.gethostname(),
+                       "worker_pid": os.getpid(), "heartbeat": time.time(), "failure": None,
+                       "message": None, "started": time.time()})
+    run = TrialRun(trial, spec, opts, opts.sweep_dir / rel, last_beat=time.time())
+    run.start()
+    prune_on = spec.pruner != "none"
+    while run.proc.poll() is None:
+        time.sleep(opts.poll_s)
+        if stop.flag or not run.beat():
+            run.stop()
+            if stop.flag:
+                _tell_failed(study, trial, "interrupted", "stopped by Ctrl-C/SIGTERM; resumes "
+                             "from its checkpoint on the next `zhbert sweep SWEEP_DIR`", retry=True)
+                return "interrupted (will resume)"
+            return "taken over by another worker"
+        if run.report_new(prune_on):
+            run.stop()
+            why = _record_prune(run, pruner)
+            study.tell(trial, state=TrialState.PRUNED)
+            return f"pruned at step {max(run.reported):,}: {why}"
+    run.report_new(prune=False)
+    return _finish(study, run)
+
+
+def _finish(study: optuna.Study, run: TrialRun) -> str:
+    trial, spec = run.trial, run.spec
+    evals = dict(_evals(run.trial_dir, spec.metric))
+    rc = run.proc.returncode
+    if rc == 0 and spec.steps in evals:
+        study.tell(trial, evals[spec.steps])
+        return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
+    msg = _failure_message(run.trial_dir / "train.log", rc)
+    _tell_failed(study, trial, "trainer", msg, retry=False)
+    return f"failed: {msg}"
+
+
+def _tell_failed(study: optuna.Study, trial: optuna.Trial, kind: str, message: str,
+                 retry: bool) -> None:
+    _set_attrs(trial, {"failure": kind, "message": message})
+    study.tell(trial, state=TrialState.FAIL)
+    if retry:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(
+                study, study._storage.get_trial(trial._trial_id))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def _others_running(study: optuna.Study) -> bool:
+    return any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+
+
+def run_worker(spec: SweepSpec, opts: WorkerOptions, log=print) -> Tally:
+    """Run trials until the sweep has spec.trials counted trials, the budget is spent, or
+    Ctrl-C; while other workers' trials run, wait (one may die and need a retry)."""
+    storage = open_storage(opts.sweep_dir, spec.storage)
+    pruner = make_pruner(spec.pruner, opts.sweep_dir, spec.metric, spec.steps, spec.eval_every)
+    study = load_study(storage, spec, spec.sampler_seed + opts.index, pruner)
+    tally = Tally()
+    with _Stop() as stop:
+        while not stop.flag:
+            for n in reap_stale(study, opts.grace_s):
+                log(f"sweep: trial {n}: its worker is gone; failed it and queued a retry")
+            if finished_count(study) >= spec.trials:
+                break
+            if opts.deadline is not None and time.time() >= opts.deadline:
+                log("sweep: the time budget is spent; no new trial starts")
+                break
+            trial = claim(study, spec, opts.sweep_dir)
+            if trial is None:
+                if not _others_running(study):
+                    break
+                time.sleep(max(opts.poll_s, 1.0))
+                continue
+            started = time.time()
+            outcome = run_trial(study, trial, spec, opts, pruner, stop)
+            tally.ran.append((trial.number, outcome))
+            log(f"sweep: trial {trial.number} ({trial.user_attrs.get('trial_dir', '')}) {outcome}; "
+                f"{(time.time() - started) / 60:.1f} min")
+        tally.interrupted = stop.flag
+    return tally

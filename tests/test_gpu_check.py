@@ -1,0 +1,52 @@
+"""benchmarks.gpu_check, the script prepared for a lent GPU: checked on the CPU."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package
+
+from benchmarks import gpu_check  # noqa: E402
+
+
+def _history(path: Path, records: list[dict]) -> Path:
+    header = {"type": "header", "machine": "NVIDIA H100 · test", "precision": "bf16",
+              "precision_reason": "why", "tokens_per_step": 16384}
+    path.write_text("\n".join(json.dumps(r) for r in [header, *records]) + "\n")
+    return path
+
+
+def test_speeds_leave_out_the_first_interval_and_extrapolate_the_seed_study(tmp_path):
+    h = _history(tmp_path / "history.jsonl", [
+        {"type": "train", "step": 10, "elapsed": 30.0, "tokens": 100_000, "data_wait": 0.5},
+        {"type": "train", "step": 20, "elapsed": 31.0, "tokens": 250_000, "data_wait": 0.02},
+        {"type": "train", "step": 30, "elapsed": 32.0, "tokens": 400_000, "data_wait": 0.04}])
+    r = gpu_check.speeds(h)
+    assert r["steps_per_s"] == pytest.approx(10.0)  # 20 steps in 2 s; warm-up's 30 s left out
+    assert r["tokens_per_s"] == pytest.approx(163_840)
+    assert r["real_tokens_per_s"] == pytest.approx(150_000)
+    assert r["data_wait_share"] == pytest.approx(0.03)
+    assert r["seed_study_minutes"] == pytest.approx(100_000 / 10 / 60)
+    assert "166.7 min" in gpu_check.line(r) and "goal < 30 min: not met" in gpu_check.line(r)
+    fast = {**r, "seed_study_minutes": 27.8}  # 60 steps/s: ~1M tokens/s at the seed shape
+    assert "goal < 30 min: met" in gpu_check.line(fast)
+
+
+def test_generated_data_has_the_seed_vocabulary(tmp_path):
+    from zhbert.datadir import open_data_dir
+    dd = open_data_dir(gpu_check.make_data(tmp_path / "d", tokens=50_000))
+    assert len(dd.vocab) == gpu_check.VOCAB and dd.split("train").tokens.max() < gpu_check.VOCAB
+    assert dd.split("train").num_documents > 100
+
+
+@pytest.mark.slow
+def test_quick_run_on_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr("benchmarks.common.OUT", tmp_path / "out")
+    assert gpu_check.main(["--quick", "--work", str(tmp_path / "w")]) == 0
+    result = json.loads(next((tmp_path / "out").glob("gpu_check-*.json")).read_text())["results"][0]
+    assert result["precision"] == "fp32" and result["steps_per_s"] > 0
+    assert result["data_wait_share"] is not None and 0 <= result["data_wait_share"] < 1

@@ -1,0 +1,236 @@
+"""zhbert sweep's workers: the journal shared by two workers, kill -9 of a worker and its
+retry, Ctrl-C and resume, a crashing trial, the refusal of another space, the report."""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from zhbert.cli import main as cli_main
+from zhbert.config import load_config
+from zhbert.errors import UserError
+from zhbert.history import iter_records
+from zhbert.sweep import command
+from zhbert.sweep.study import load_study, open_storage, read_spec
+from zhbert.sweep.worker import WorkerOptions, claim, counted, finished_count, reap_stale, run_worker
+
+SPACE = """
+[model]
+hidden_size = 32
+num_layers = 1
+num_heads = 2
+intermediate_size = 64
+[data]
+max_len = 32
+eval_sequences = 16
+warmup_len = 0
+[train]
+batch_size = 4
+precision = "fp32"
+warmup_steps = 2
+log_every = 2
+checkpoint_every = 4
+eval_every = 2
+[train.lr]
+low = 1e-3
+high = 5e-3
+log = true
+[data.mask_prob]
+choices = [0.1, 0.2]
+"""
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent / "src"),
+                                      os.environ.get("PYTHONPATH", "")])}
+
+
+def _space(tmp_path, text=SPACE) -> Path:
+    p = tmp_path / "space.toml"
+    p.write_text(text)
+    return p
+
+
+def _args(space, data, out, **kw):
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    argv = [str(space), "--data", str(data), "--out", str(out)]
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return p.parse_args(argv)
+
+
+def _study(sweep_dir):
+    spec = read_spec(sweep_dir)
+    return spec, load_study(open_storage(sweep_dir, spec.storage), spec)
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+# ----------------------------------------------------------------------------- fast: no training
+
+def test_a_dead_workers_trial_is_failed_once_and_retried_in_its_own_directory(tmp_path, synthetic_data):
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=2, steps=8))
+    _, study = _study(sweep_dir)
+    trial = claim(study, spec, sweep_dir)
+    for k, v in {"trial_dir": "trials/0000", "total_steps": 8, "worker_host": socket.gethostname(),
+                 "worker_pid": _dead_pid(), "heartbeat": time.time()}.items():
+        trial.set_user_attr(k, v)
+    alive = claim(study, spec, sweep_dir)  # a second trial whose worker (this process) lives
+    for k, v in {"worker_host": socket.gethostname(), "worker_pid": os.getpid(), "heartbeat": time.time()}.items():
+        alive.set_user_attr(k, v)
+    assert reap_stale(study, grace_s=120) == [0]
+    _, other = _study(sweep_dir)  # a second worker's view of the journal: nothing left to reap
+    assert reap_stale(other, grace_s=120) == []
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    assert trials[0].user_attrs["failure"] == "worker_lost" and not counted(trials[0])
+    assert trials[2].params == trials[0].params and trials[2].user_attrs["trial_dir"] == "trials/0000"
+    retry = claim(study, spec, sweep_dir)  # the waiting retry is taken before any new trial
+    assert retry.number == 2 and retry.params == trials[0].params
+    assert claim(study, spec, sweep_dir) is None  # 2 trials running = --trials 2: no slot
+    assert finished_count(study) == 0
+
+
+def test_a_silent_heartbeat_fails_a_trial_from_another_host(tmp_path, synthetic_data):
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=2, steps=8))
+    _, study = _study(sweep_dir)
+    trial = claim(study, spec, sweep_dir)
+    for k, v in {"worker_host": "elsewhere", "worker_pid": 1, "heartbeat": time.time() - 30}.items():
+        trial.set_user_attr(k, v)
+    assert reap_stale(study, grace_s=60) == []
+    assert reap_stale(study, grace_s=10) == [0]
+
+
+def test_a_sweep_dir_of_another_space_is_refused_unless_force(tmp_path, synthetic_data, capsys):
+    out = tmp_path / "s"
+    command.prepare(_args(_space(tmp_path), synthetic_data, out, trials=2, steps=8))
+    (out / "trials" / "0000").mkdir(parents=True)
+    other = _space(tmp_path, SPACE.replace("high = 5e-3", "high = 9e-3"))
+    code = cli_main(["sweep", str(other), "--data", str(synthetic_data), "--out", str(out), "--trials", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds another sweep" in err and "--force" in err
+    assert (out / "trials" / "0000").exists()
+    _, spec = command.prepare(_args(other, synthetic_data, out, trials=2, steps=8, force=True))
+    assert spec.space.params["train.lr"].high == 9e-3 and not (out / "trials").exists()
+    # the same space again is a resume, not a refusal; --trials may change
+    _, again = command.prepare(_args(other, synthetic_data, out, trials=5, steps=8))
+    assert again.trials == 5 and again.identity() == spec.identity()
+
+
+def test_a_crashing_trial_is_failed_with_its_message_and_counted(tmp_path, synthetic_data):
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=1, steps=4))
+    opts = WorkerOptions(sweep_dir, threads=1, data=str(tmp_path / "no-such-data"))
+    tally = run_worker(spec, opts, log=lambda m: None)
+    assert len(tally.ran) == 1 and "data directory not found" in tally.ran[0][1]
+    _, study = _study(sweep_dir)
+    (t,) = study.get_trials()
+    assert t.state == TrialState.FAIL and t.user_attrs["failure"] == "trainer" and counted(t)
+    assert "data directory not found" in t.user_attrs["message"]
+
+
+# ----------------------------------------------------------------------------- real trainings
+
+def _sweep_cmd(*args):
+    return [sys.executable, "-m", "zhbert", "sweep", *map(str, args)]
+
+
+def _eval_steps(run_dir):
+    return [r["step"] for r in iter_records(run_dir / "history.jsonl") if r["type"] == "eval"]
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_journal_without_duplicate_or_lost_trial(tmp_path, synthetic_data):
+    out = tmp_path / "s"
+    r = subprocess.run(_sweep_cmd(_space(tmp_path), "--data", synthetic_data, "--out", out, "--trials", 4,
+                                  "--steps", 6, "--workers-per-machine", 2, "--pruner", "none"),
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    spec, study = _study(out)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    dirs = Counter(t.user_attrs["trial_dir"] for t in trials)
+    assert sorted(dirs) == [f"trials/{i:04d}" for i in range(4)] and set(dirs.values()) == {1}
+    assert len({t.user_attrs["worker_pid"] for t in trials}) == 2  # both workers ran trials
+    for t in trials:
+        assert _eval_steps(out / t.user_attrs["trial_dir"]) == [2, 4, 6]
+    assert "2 workers, 1 thread(s) each" in r.stderr
+    # the report: the best config is one `zhbert train --config` takes
+    assert cli_main(["sweep", "report", str(out)]) == 0
+    rep = out / "report"
+    best = load_config(str(rep / "best_config.toml"))
+    assert best.train.lr == study.best_params["train.lr"] and best.train.steps == 6
+    for name in ("curves", "history", "importances"):
+        assert (rep / f"{name}.png").stat().st_size > 1000 and (rep / f"{name}.svg").exists()
+        assert f"({name}.png)" in (rep / "report.md").read_text()
+    assert "data:image/png;base64," in (rep / "report.html").read_text()
+    assert len(json.loads((rep / "sweep_report.json").read_text())["trials"]) == 4
+
+
+def _wait(predicate, proc, timeout=300):
+    t0 = time.time()
+    while not predicate():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
+        assert time.time() - t0 < timeout
+        time.sleep(0.1)
+
+
+def _trainer_gone(run_dir, timeout=120):
+    t0 = time.time()
+    while (run_dir / "running.json").exists() and time.time() - t0 < timeout:
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["kill9", "ctrl_c"])
+def test_a_stopped_worker_loses_nothing_and_its_trial_resumes(tmp_path, synthetic_data, how):
+    out = tmp_path / "s"
+    proc = subprocess.Popen(_sweep_cmd(_space(tmp_path), "--data", synthetic_data, "--out", out,
+                                       "--trials", 2, "--steps", 40, "--pruner", "none"),
+                            env=ENV, stderr=subprocess.PIPE, text=True)
+    run0 = out / "trials" / "0000"
+    _wait(lambda: (run0 / "checkpoints" / "step_00000004").exists(), proc)
+    proc.send_signal(signal.SIGKILL if how == "kill9" else signal.SIGINT)
+    code = proc.wait(timeout=120)
+    assert code == (-signal.SIGKILL if how == "kill9" else 130)
+    _trainer_gone(run0)  # kill -9: the trainer got SIGTERM from the kernel (PDEATHSIG) and stopped
+    r = subprocess.run(_sweep_cmd(out), env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    spec, study = _study(out)
+    trials = study.get_trials()
+    first = trials[0]
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs["failure"] == ("worker_lost" if how == "kill9" else "interrupted")
+    done = [t for t in trials if counted(t)]
+    assert len(done) == 2 and all(t.state == TrialState.COMPLETE for t in done)
+    retry = next(t for t in done if t.system_attrs.get("failed_trial") == 0)
+    assert retry.user_attrs["trial_dir"] == "trials/0000" and retry.params == first.params
+    log = (run0 / "train.log").read_text()
+    assert "resuming from step" in log
+    steps = _eval_steps(run0)
+    assert steps == sorted(set(steps)) and steps[-1] == 40  # no step twice, none lost
+    other = next(t for t in done if t is not retry)  # the next new trial: numbered after the retry
+    assert other.user_attrs["trial_dir"] == f"trials/{other.number:04d}" != "trials/0000"
+
+
+def test_a_worker_that_sees_only_the_database_joins_with_its_own_sweep_dir(tmp_path, synthetic_data):
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    _, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "a", trials=3, steps=8,
+                                    storage=url))
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    joined_dir, joined = command.prepare(p.parse_args([str(tmp_path / "b"), "--worker", "--storage", url]))
+    assert joined.identity() == spec.identity() and joined.storage == url
+    assert read_spec(joined_dir).identity() == spec.identity()  # b/sweep.json for its reports

@@ -1,0 +1,117 @@
+"""The forecast pruner's decision on made-up curves, through a real Optuna study."""
+
+import json
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from zhbert.sweep.forecast import Forecast, forecast_final
+from zhbert.sweep.pruner import ForecastPruner, decide
+
+TOTAL = 1000
+
+
+def _history(run_dir, steps, values):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lines = [{"type": "header", "schema": "zhbert-history", "version": 1, "run": run_dir.name,
+              "total_steps": TOTAL, "tokens_per_step": 4096}]
+    lines += [{"type": "eval", "step": int(s), "tokens": int(s) * 4096, "elapsed": float(s),
+               "eval_mlm_acc": float(v)} for s, v in zip(steps, values)]
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def _curve(ceiling, rate, steps, noise=0.002, seed=0):
+    rng = np.random.default_rng(seed)
+    return ceiling - (ceiling - 0.05) * np.exp(-steps / rate) + rng.normal(0, noise, len(steps))
+
+
+def _study_with_best(best):
+    study = optuna.create_study(direction="maximize", storage=optuna.storages.InMemoryStorage())
+    if best is not None:
+        study.add_trial(optuna.create_trial(value=best, params={}, distributions={}))
+    return study
+
+
+def _running(study, sweep_dir, name, steps, values):
+    trial = study.ask()
+    trial.set_user_attr("trial_dir", name)
+    trial.set_user_attr("total_steps", TOTAL)
+    _history(sweep_dir / name, steps, values)
+    for s, v in zip(steps, values):
+        trial.report(float(v), int(s))
+    return study._storage.get_trial(trial._trial_id)
+
+
+STEPS = np.arange(50, 450, 50)  # 8 evals, 40% of the run
+
+
+def test_a_curve_saturating_far_below_the_best_is_pruned(tmp_path):
+    study = _study_with_best(0.40)
+    frozen = _running(study, tmp_path, "low", STEPS, _curve(0.20, 120, STEPS))
+    pruner = ForecastPruner(tmp_path)
+    assert pruner.prune(study, frozen)
+    d = pruner.decisions[frozen.number]
+    assert d.forecast.hi80 < 0.40 and abs(d.forecast.mean - 0.20) < 0.02
+    assert d.best == 0.40 and "best finished 0.4000" in d.reason
+
+
+def test_a_curve_still_climbing_towards_the_best_is_kept(tmp_path):
+    study = _study_with_best(0.40)
+    values = _curve(0.55, 600, STEPS)  # at step 400 it is ~0.30, far below 0.40 today
+    assert values[-1] < 0.40
+    frozen = _running(study, tmp_path, "climbing", STEPS, values)
+    pruner = ForecastPruner(tmp_path)
+    assert not pruner.prune(study, frozen)
+    assert pruner.decisions[frozen.number].forecast.hi80 >= 0.40
+
+
+def test_nothing_is_pruned_without_a_finished_trial_or_too_early(tmp_path):
+    values = _curve(0.20, 120, STEPS)
+    study = _study_with_best(None)
+    frozen = _running(study, tmp_path, "a", STEPS, values)
+    pruner = ForecastPruner(tmp_path)
+    assert not pruner.prune(study, frozen)
+    assert "no finished trial" in pruner.decisions[frozen.number].reason
+    study = _study_with_best(0.40)
+    early = STEPS[:4]  # up to step 200 < 25% of 1000
+    frozen = _running(study, tmp_path, "b", early, values[:4])
+    assert not pruner.prune(study, frozen)
+    assert "25%" in pruner.decisions[frozen.number].reason
+
+
+def test_a_history_too_short_to_forecast_keeps_the_trial(tmp_path):
+    study = _study_with_best(0.40)
+    steps = np.array([300, 400])
+    frozen = _running(study, tmp_path, "short", steps, [0.1, 0.11])
+    pruner = ForecastPruner(tmp_path)
+    assert not pruner.prune(study, frozen)
+    assert pruner.decisions[frozen.number].reason.startswith("no forecast")
+
+
+@pytest.mark.parametrize("maximize,hi,lo,best,prune", [
+    (True, 0.39, 0.30, 0.40, True), (True, 0.41, 0.30, 0.40, False),
+    (False, 3.0, 2.6, 2.5, True), (False, 3.0, 2.4, 2.5, False)])
+def test_decide_uses_the_optimistic_end_of_the_interval(maximize, hi, lo, best, prune):
+    fc = Forecast(mean=(hi + lo) / 2, lo80=lo, hi80=hi, method="made up", metric="m", step=1,
+                  total_steps=2, n_points=5)
+    assert decide(fc, best, maximize).prune is prune
+
+
+def test_the_forecast_reads_a_run_directory(tmp_path):
+    steps = np.arange(50, 650, 50)
+    _history(tmp_path / "run", steps, _curve(0.30, 150, steps, noise=0.001))
+    fc = forecast_final(tmp_path / "run", TOTAL)
+    assert fc.lo80 <= fc.mean <= fc.hi80 and abs(fc.mean - 0.30) < 0.01
+    assert fc.step == 600 and fc.n_points == 12 and fc.total_steps == TOTAL
+    assert all(v is None or math.isfinite(v) for v in fc.to_json().values() if not isinstance(v, str))
+
+
+@pytest.mark.parametrize("name,cls", [("forecast", ForecastPruner),
+                                      ("median", optuna.pruners.MedianPruner),
+                                      ("hyperband", optuna.pruners.HyperbandPruner),
+                                      ("none", optuna.pruners.NopPruner)])
+def test_each_pruner_choice_is_the_named_pruner(tmp_path, name, cls):
+    from zhbert.sweep.pruner import make_pruner
+    assert isinstance(make_pruner(name, tmp_path, "eval_mlm_acc", 1000, 50), cls)

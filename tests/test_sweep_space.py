@@ -1,0 +1,94 @@
+"""The sweep's search space and its bad inputs (exit 2, the line and the fix, no trial)."""
+
+from pathlib import Path
+
+import pytest
+
+from zhbert.cli import main as cli_main
+from zhbert.config import load_config
+from zhbert.errors import UserError
+from zhbert.sweep.space import parse_space
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _space(tmp_path, text: str) -> Path:
+    p = tmp_path / "space.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_the_shipped_example_parses_into_optuna_distributions():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    space = parse_space(ROOT / "examples" / "sweep_space.toml")
+    d = space.distributions()
+    assert d["train.lr"] == FloatDistribution(3e-4, 3e-3, log=True)
+    assert d["train.warmup_steps"] == IntDistribution(0, 200, step=20)
+    assert d["train.batch_size"] == CategoricalDistribution([32, 64])
+    assert set(d) == {"train.lr", "train.warmup_steps", "train.batch_size", "data.mask_prob",
+                      "model.hidden_dropout"}
+
+
+def test_fixed_values_and_sampled_ones_become_set_overrides_train_accepts(tmp_path):
+    space = parse_space(_space(tmp_path, "[train]\nlog_every = 5\n[train.lr]\nlow = 1e-4\nhigh = 1e-3\n"
+                                         "[data.whole_word]\nchoices = [true, false]\n"))
+    assert space.fixed == {"train.log_every": 5}
+    items = space.overrides({"train.lr": 0.000123456789, "data.whole_word": True})
+    assert items == ["train.log_every=5", "train.lr=0.000123456789", "data.whole_word=true"]
+    cfg = load_config("tiny", items)
+    assert cfg.train.lr == 0.000123456789 and cfg.data.whole_word is True and cfg.train.log_every == 5
+
+
+def test_int_keys_become_int_ranges_and_the_hash_follows_the_space(tmp_path):
+    a = parse_space(_space(tmp_path, "[train.warmup_steps]\nlow = 0\nhigh = 100\n"))
+    assert a.params["train.warmup_steps"].kind == "int"
+    b = parse_space(_space(tmp_path, "[train.warmup_steps]\nlow = 0\nhigh = 120\n"))
+    assert a.hash() != b.hash()
+
+
+BAD = [
+    ("[train.lrr]\nlow = 1e-4\nhigh = 1e-3\n", "line 1", "train.lrr: unknown key"),
+    ("[train]\nsteps = 10\n\n[train.lr]\nlow = 1e-3\nhigh = 1e-3\n", "line 4", "empty range"),
+    ("[train.lr]\nlow = 1e-2\nhigh = 1e-3\n", "line 1", "swap them"),
+    ("[train.batch_size]\nchoices = [32]\n", "line 1", "at least two different choices"),
+    ("[train.lr\nlow = 1\n", "not valid TOML", "line 1"),
+    ("[data.mask_prob]\nlow = 0.1\nhigh = 1.5\n", "line 1", "data.mask_prob must be in (0, 1)"),
+    ("[train.lr]\nlow = 0\nhigh = 1e-3\nlog = true\n", "line 1", "log = true needs low > 0"),
+    ("[train.warmup_steps]\nlow = 0.5\nhigh = 10\n", "line 1", "whole numbers"),
+    ("[train]\nsteps = 10\n", "searches nothing", "choices"),
+    ("[optim.lr]\nlow = 1\nhigh = 2\n", "line 1", "not a config section"),
+]
+
+
+@pytest.mark.parametrize("text,where,fix", BAD)
+def test_bad_spaces_are_one_line_errors_with_the_line_and_the_fix(tmp_path, text, where, fix):
+    with pytest.raises(UserError) as e:
+        parse_space(_space(tmp_path, text))
+    msg = str(e.value)
+    assert where in msg and fix in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("text,where,fix", BAD[:5])
+def test_the_cli_exits_2_before_any_trial(tmp_path, synthetic_data, capsys, text, where, fix):
+    out = tmp_path / "sweep"
+    code = cli_main(["sweep", str(_space(tmp_path, text)), "--data", str(synthetic_data),
+                     "--out", str(out), "--trials", "1", "--steps", "4"])
+    err = capsys.readouterr().err
+    assert code == 2 and fix in err and err.count("\n") == 1
+    assert not (out / "trials").exists()
+
+
+def test_a_space_that_searches_steps_is_refused(tmp_path, synthetic_data, capsys):
+    space = _space(tmp_path, "[train.steps]\nlow = 10\nhigh = 20\n")
+    code = cli_main(["sweep", str(space), "--data", str(synthetic_data), "--out", str(tmp_path / "s")])
+    assert code == 2 and "--steps" in capsys.readouterr().err
+
+
+def test_an_unreachable_storage_url_is_one_clear_line(tmp_path, synthetic_data, capsys):
+    space = _space(tmp_path, "[train.lr]\nlow = 1e-4\nhigh = 1e-3\n")
+    url = "sqlite:////nonexistent-dir/deeper/sweep.db"
+    code = cli_main(["sweep", str(space), "--data", str(synthetic_data), "--out", str(tmp_path / "s"),
+                     "--storage", url])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot open the sweep storage sqlite:////nonexistent-dir" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
