@@ -93,7 +93,7 @@ def test_compare_by_characters_scales_tokens_by_the_data(english_run, tmp_path):
 
     run, _ = english_run
     cpt = open_data_dir(run.parent / "data").characters_per_token()
-    assert 3.0 < cpt < 6.0  # English WordPiece: several characters a token
+    assert 1.5 < cpt < 6.0  # English WordPiece: several characters a token (600 pieces here)
     out = tmp_path / "cmp"
     assert cli_main(["compare", str(run), str(run), "--x", "characters", "--metric", "eval_mlm_acc",
                      "--out", str(out)]) == 0
