@@ -18,7 +18,7 @@ from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
 from zhbert.metrics import metric_info
 from zhbert.report_analysis import Analysis, _attempt, eval_ci
 
-ZH_X = {"step": "训练步数", "tokens": "训练词元数", "seconds": "训练时间"}
+ZH_X = {"step": "训练步数", "tokens": "训练词元数", "seconds": "训练时间", "characters": "训练字符数"}
 
 
 def zh_subtitle(run: str, metric: str, x: str) -> str:
