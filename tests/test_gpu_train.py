@@ -138,7 +138,8 @@ def _rank_trains(rank, port, data, out, queue):
     import os
     import traceback
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
+                      ZHBERT_CACHE_DIR=str(out.parent / "instance-cache"))
     from zhbert.history import HistoryWriter
     real = HistoryWriter.write
 
