@@ -84,3 +84,23 @@ def test_filled_text_joins_pieces_into_words(english_run, capsys):
     assert text == f"A the{piece[2:]} fire, (really)."
     assert cli_main(["fill-mask", str(run), "Police [MASK] two men, [MASK] they?", "--precision", "fp32"]) == 0
     assert "  filled: Police" in capsys.readouterr().out  # the two predictions, "##" joined
+
+
+def test_compare_by_characters_scales_tokens_by_the_data(english_run, tmp_path):
+    from zhbert.analysis import load_history
+    from zhbert.datadir import open_data_dir
+    from zhbert.errors import UserError
+
+    run, _ = english_run
+    cpt = open_data_dir(run.parent / "data").characters_per_token()
+    assert 1.5 < cpt < 6.0  # English WordPiece: several characters a token (600 pieces here)
+    out = tmp_path / "cmp"
+    assert cli_main(["compare", str(run), str(run), "--x", "characters", "--metric", "eval_mlm_acc",
+                     "--out", str(out)]) == 0
+    j = json.loads((out / "comparison.json").read_text())
+    tokens = load_history(run, "eval_mlm_acc").metric("eval_mlm_acc").tokens
+    assert j["x_axis"] == "characters"
+    assert j["runs"][0]["x_range"] == pytest.approx([tokens[0] * cpt, tokens[-1] * cpt])
+    from zhbert.compare import load_runs
+    with pytest.raises(UserError, match="needs run directories"):
+        load_runs([str(run / "history.jsonl"), str(run)], "eval_mlm_acc", "characters")

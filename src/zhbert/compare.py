@@ -22,6 +22,7 @@ from typing import Any
 
 
 from zhbert.analysis import History, Series, correlate, load_history, summary
+from zhbert.analysis.history import with_characters
 from zhbert.analysis.predict import _already_reached
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
@@ -44,6 +45,8 @@ def load_runs(paths: list[str], metric: str | None, x: str) -> list[Run]:
     if len(paths) < 2:
         raise UserError("compare needs at least two runs (run directories or history files)")
     histories = [load_history(p, metric) for p in paths]
+    if x == "characters":  # runs of different languages/tokenizers: aligned by text seen
+        histories = [with_characters(h, _characters_per_token(p)) for p, h in zip(paths, histories)]
     name = metric or histories[0].default_metric
     runs, seen = [], {}
     for p, h in zip(paths, histories):
@@ -55,6 +58,14 @@ def load_runs(paths: list[str], metric: str | None, x: str) -> list[Run]:
         seen[label] = seen.get(label, 0) + 1
         runs.append(Run(label if seen[label] == 1 else f"{label} ({seen[label]})", h, s))
     return runs
+
+
+def _characters_per_token(path: str) -> float:
+    from zhbert.run import open_run, open_run_data
+    if not Path(path).is_dir():
+        raise UserError(f"{path}: --x characters needs run directories (their data directory "
+                        "gives characters per token); use --x tokens for history files")
+    return open_run_data(open_run(path)).characters_per_token()
 
 
 def clip(series: Series, x: str, lo: float, hi: float) -> Series:
@@ -222,8 +233,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", help="two or more run directories or history files "
                         "(anything `zhbert analyze` accepts); the first is the baseline")
     parser.add_argument("--metric", help="metric to compare (default: the first run's default metric)")
-    parser.add_argument("--x", choices=("step", "tokens", "seconds"), default="step",
-                        help="align the runs by this axis (default: step)")
+    parser.add_argument("--x", choices=("step", "tokens", "seconds", "characters"), default="step",
+                        help="align the runs by this axis (default: step); characters = tokens x "
+                             "each run's characters per token, for runs of other languages or "
+                             "tokenizers")
     parser.add_argument("--targets", help="accuracies to report the first observed crossing of "
                         f"(default {','.join(map(str, DEFAULT_TARGETS))} for accuracy metrics)")
     parser.add_argument("--out", default="comparison", help="output directory (default ./comparison)")

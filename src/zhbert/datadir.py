@@ -118,6 +118,16 @@ class DataDir:
         """"char" (one character per token, "##c" inside latin words) or "wordpiece"."""
         return self.manifest.get("tokenizer", "char")
 
+    def characters_per_token(self, split: str = "train") -> float:
+        """Characters of text per token in ``split`` (report.json), what `compare --x
+        characters` scales tokens by: ~1 for a Chinese character vocabulary."""
+        from zhbert.fileio import read_json
+        counts = read_json(self.path / "report.json", "dataset report").get("splits", {}).get(split, {})
+        if not counts.get("tokens") or "characters" not in counts:
+            raise UserError(f"{self.path / 'report.json'} has no {split} characters and tokens; "
+                            "re-run zhbert prepare")
+        return counts["characters"] / counts["tokens"]
+
     def split(self, name: str) -> SplitArrays:
         if name not in self.manifest.get("splits", {}):
             raise UserError(f"data directory {self.path} has no split {name!r} "

@@ -31,7 +31,8 @@ from zhbert.metrics import BINARY_TASKS
 setup_cjk_font()  # before any Text is created: text objects pick their font when made
 
 DPI = 150
-X_LABELS = {"step": "optimizer step", "tokens": "tokens seen", "seconds": "training time (s)"}
+X_LABELS = {"step": "optimizer step", "tokens": "tokens seen", "seconds": "training time (s)",
+            "characters": "characters of text seen"}
 ANOMALY_COLORS = {"spike": "tab:red", "nonfinite": "black", "divergence": "darkred",
                   "plateau": "tab:gray", "chance": "tab:purple", "gap": "tab:orange"}
 LOSS_NAMES = ("loss", "mlm_loss", "eval_mlm_loss")

@@ -37,7 +37,7 @@ from zhbert.errors import UserError
 from zhbert.fileio import read_json
 from zhbert.history import positions_per_step, read_history, tokens_per_step
 
-X_AXES = ("step", "tokens", "seconds")
+X_AXES = ("step", "tokens", "seconds", "characters")
 # fields of zhbert train/eval records that are bookkeeping, not metrics
 _NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_masked", "tokens_per_s",
                 "data_wait"}
@@ -53,6 +53,7 @@ class Series:
     tokens: np.ndarray | None = None
     seconds: np.ndarray | None = None
     ci95: np.ndarray | None = None   # (N, 2) recorded 95% interval per point, NaN where none
+    characters: np.ndarray | None = None  # text seen: tokens x the data's characters per token
 
     def __len__(self) -> int:
         return len(self.step)
@@ -60,7 +61,12 @@ class Series:
     def x(self, axis: str = "step") -> np.ndarray:
         if axis not in X_AXES:
             raise UserError(f"unknown x axis {axis!r}; use one of {', '.join(X_AXES)}")
-        values = {"step": self.step, "tokens": self.tokens, "seconds": self.seconds}[axis]
+        values = {"step": self.step, "tokens": self.tokens, "seconds": self.seconds,
+                  "characters": self.characters}[axis]
+        if axis == "characters" and values is None:
+            raise UserError(f"metric {self.name!r} has no characters: they come from a run "
+                            "directory's data (characters per token); give run directories, or "
+                            "use --x tokens")
         if values is None or not np.all(np.isfinite(values)):
             raise UserError(f"metric {self.name!r} has no {axis} recorded for every point; "
                             "use --x step")
@@ -77,7 +83,16 @@ class Series:
         """The points where the boolean mask ``keep`` is true (every array cut alike)."""
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
         return replace(self, step=self.step[keep], y=self.y[keep], tokens=pick(self.tokens),
-                       seconds=pick(self.seconds), ci95=pick(self.ci95))
+                       seconds=pick(self.seconds), ci95=pick(self.ci95),
+                       characters=pick(self.characters))
+
+
+def with_characters(history: "History", characters_per_token: float) -> "History":
+    """``history`` with every series' characters axis: tokens x ``characters_per_token`` (a
+    character-level Chinese vocabulary reads ~1 character a token, English WordPiece ~4)."""
+    def add(s: Series) -> Series:
+        return s if s.tokens is None else replace(s, characters=s.tokens * characters_per_token)
+    return replace(history, series={k: add(s) for k, s in history.series.items()})
 
 
 @dataclass(frozen=True)
@@ -197,6 +212,10 @@ def _make(records: list[Record], names: Iterable[str], meta: Meta, notes: list[s
     default, reason = _pick_default(series)
     if metric is not None:
         default, reason = metric, "chosen with --metric"
+    if meta.tokens_per_step is None:  # Trainer's num_input_tokens_seen, a CSV "tokens" column
+        counted = [{"step": _num(r.get("step")), "tokens": _num(r["tokens"])} for r in records
+                   if "tokens" in r and math.isfinite(_num(r["tokens"])) and math.isfinite(_num(r.get("step")))]
+        meta = replace(meta, tokens_per_step=tokens_per_step(counted))
     history = History(series, meta, default, reason, tuple(notes))
     history.metric(metric)  # fail early, naming what is available
     return history
