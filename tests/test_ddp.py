@@ -157,7 +157,9 @@ def test_ranks_with_different_out_contents_fail_loudly(synthetic_data, tmp_path)
                                       env=env, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300)[1] for p in procs]
     for p, err in zip(procs, outs):
-        assert p.returncode == 2, err[-2000:]
+        # exit 2 (a user error); sometimes gloo then aborts the process at exit
+        # ("terminate called without an active exception", -6): still a loud stop
+        assert p.returncode in (2, -6), err[-2000:]
         assert "rank 0: step 8, rank 1: none" in err and "shared file system" in err
     assert _checkpoints(tmp_path / "node0") == ["step_00000004", "step_00000008"]
 
