@@ -33,6 +33,9 @@ demo: setup
 	$(VENV)/bin/zhbert train --data $(DEMO)/data --out $(DEMO)/run --config tiny --force
 	$(VENV)/bin/zhbert status $(DEMO)/run
 	$(VENV)/bin/zhbert analyze $(DEMO)/run
+	@# how long a run of this preset must be for 30% / 40% (schedule-aware: the demo's lr ends at 0)
+	$(VENV)/bin/zhbert predict $(DEMO)/run --target 0.30 --n-boot 100
+	$(VENV)/bin/zhbert predict $(DEMO)/run --target 0.40 --n-boot 100
 	@echo "history: $(DEMO)/run/history.jsonl  checkpoints: $(DEMO)/run/checkpoints  report: $(DEMO)/run/analysis/report.html"
 
 test: setup

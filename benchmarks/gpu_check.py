@@ -24,7 +24,6 @@ benchmarks/out/gpu_check.json and prints one line per precision.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

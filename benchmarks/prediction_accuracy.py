@@ -70,13 +70,27 @@ def own_runs() -> list[RunData]:
 
 
 def own_figures(laws=("lr_annealing", "multi_power")) -> dict:
+    """From the shorter runs -> the longest; the longest's first half -> the rest. A run
+    still short of its planned steps (this session's CPU did not finish it) is used as far
+    as it got, and the figures say so: the halfway point is then between the first fitted
+    step and the last one observed."""
+    from zhbert.errors import UserError
     runs = own_runs()
-    if len(runs) < 2:
-        return {"skipped": f"fewer than 2 runs under {DATA}"}
+    if not runs:
+        return {"skipped": f"no runs under {DATA}"}
     longest, shorter = runs[-1], runs[:-1]
-    out = {"runs": [r.curve.name for r in runs],
-           "from_shorter": backtest_runs(longest, shorter, laws).to_json(),
-           "first_half": backtest_runs(longest, [], laws, until=longest.curve.schedule.steps // 2).to_json()}
+    last = int(longest.curve.steps[-1])
+    complete = last >= longest.curve.schedule.steps
+    until = longest.curve.schedule.steps // 2 if complete else (longest.curve.fit_from + last) // 2
+    out = {"runs": {r.curve.name: {"planned": r.curve.schedule.steps, "observed": int(r.curve.steps[-1])}
+                    for r in runs}}
+    for name, args in (("from_shorter", (shorter, None)), ("first_half", ([], until))):
+        try:
+            if name == "from_shorter" and not shorter:
+                raise UserError("only one run")
+            out[name] = backtest_runs(longest, args[0], laws, until=args[1]).to_json()
+        except UserError as why:
+            out[name] = {"skipped": str(why)}
     return out
 
 
@@ -107,7 +121,7 @@ def synthetic_run(n_steps: int, rng, phi: float, every: int = 50) -> RunData:
     return RunData(curve, acc, "eval_mlm_loss", "eval_mlm_acc", "config", {}, None, None)
 
 
-def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
+def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0, n_boot: int = 100) -> dict:
     rng = np.random.default_rng(seed)
     out = {}
     for name in ("two_runs_to_longer", "first_half_to_end"):
@@ -119,7 +133,7 @@ def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
                 fit_runs = [synthetic_run(1000, rng, phi), synthetic_run(2000, rng, phi)]
             else:
                 fit_runs = [truncated(target, 1000)]
-            p = plan(fit_runs)
+            p = plan(fit_runs, n_boot=n_boot)
             end = int(target.curve.steps[-1])
             f = p.accuracy(target.curve.schedule, [end])
             actual = float(target.acc[-1])
@@ -127,7 +141,7 @@ def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
             hits95 += f.covers(actual, 95)
             errs.append(f.mean - actual)
         out[name] = {"sims": sims, "coverage80": hits80 / sims, "coverage95": hits95 / sims,
-                     "mean_abs_error": float(np.mean(np.abs(errs))), "phi": phi}
+                     "mean_abs_error": float(np.mean(np.abs(errs))), "phi": phi, "n_boot": n_boot}
     return out
 
 
@@ -136,9 +150,9 @@ def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0) -> dict:
 HF_DIR = DATA / "hf-tiny-bert"
 
 
-def make_hf_history(data_dir: Path, steps: int = 600, out: Path = HF_DIR) -> Path:
+def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR) -> Path:
     """transformers' Trainer on a tiny BertForMaskedLM over the built-in corpus, line by line,
-    cosine schedule, eval loss and accuracy every 20 steps; keeps only trainer_state.json."""
+    cosine schedule, eval loss and accuracy every steps/20 steps; keeps only trainer_state.json."""
     import tempfile
 
     import torch
@@ -170,11 +184,11 @@ def make_hf_history(data_dir: Path, steps: int = 600, out: Path = HF_DIR) -> Pat
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=32,
                                  learning_rate=2e-3, lr_scheduler_type="cosine", warmup_steps=steps // 10,
-                                 eval_strategy="steps", eval_steps=20, logging_steps=20, save_strategy="no",
+                                 eval_strategy="steps", eval_steps=max(1, steps // 20), logging_steps=max(1, steps // 20), save_strategy="no",
                                  report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
                                  per_device_eval_batch_size=64)
-        tr = Trainer(model=model, args=args, train_dataset=lines("train", 40_000),
-                     eval_dataset=lines("validation", 512),
+        tr = Trainer(model=model, args=args, train_dataset=lines("train", 40 * steps),
+                     eval_dataset=lines("validation", 256),
                      data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0),
                      compute_metrics=metrics,
                      preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
@@ -223,9 +237,10 @@ def _summary(res: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sims", type=int, default=200, help="generated curves per coverage scenario")
+    ap.add_argument("--boot", type=int, default=100, help="bootstrap refits per coverage fit")
     ap.add_argument("--make-hf", metavar="DATA_DIR", help="first make the HF Trainer history from "
                     "this data directory (`zhbert prepare builtin`)")
-    ap.add_argument("--hf-steps", type=int, default=600)
+    ap.add_argument("--hf-steps", type=int, default=200)
     args = ap.parse_args(argv)
     if args.make_hf:
         make_hf_history(Path(args.make_hf), args.hf_steps)
@@ -235,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         res["seed"] = seed_figure()
     res["own"] = own_figures()
     res["hf"] = hf_figure()
-    res["coverage"] = coverage_figure(args.sims)
+    res["coverage"] = coverage_figure(args.sims, n_boot=args.boot)
     res["seconds"] = time.time() - started
     res["load_end"] = os.getloadavg()
     print("\n".join(_summary(res)))

@@ -177,7 +177,7 @@ def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side
 
     def step(k: int) -> int:
         before = tr.progress.tokens
-        if not zt.train_step(tr, k):  # non-finite: zhbert skips the step (no history here)
+        if zt.train_step(tr, k) is not None:  # skipped (non-finite): no history here
             tr.progress.step = k
         return tr.progress.tokens - before
 

@@ -118,6 +118,7 @@ def test_hf_trainer_state(tmp_path):
     assert h.metric("loss").y.tolist() == [5.0, 4.0]
     assert h.metric("loss").x("tokens").tolist() == [1000, 2000]
     assert "train_loss" not in h.series and h.meta.seconds_per_step == pytest.approx(2.0)
+    assert h.meta.tokens_per_step == 100.0  # from num_input_tokens_seen, as for zhbert's records
 
 
 def test_tensorboard_events(tmp_path):

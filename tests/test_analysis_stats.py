@@ -118,3 +118,17 @@ def test_smooth():
     y = np.arange(100, dtype=float)
     np.testing.assert_allclose(smooth(y)[10:-10], y[10:-10])  # linear data is unchanged inside
     assert smooth(np.array([1.0, 5.0, 1.0]), window=3)[1] == pytest.approx(7 / 3)
+
+
+def test_statistics_write_infinity_the_one_way():
+    """NaN -> None and an infinity -> "inf" (fileio.json_safe), as predictions already
+    wrote them; a failed fit's AIC used to become None here and "inf" in a prediction."""
+    import json
+
+    from zhbert.analysis.curves import MODELS, _failed
+    from zhbert.analysis.stats import _f
+    assert (_f(float("inf")), _f(-float("inf")), _f(float("nan")), _f(None)) == ("inf", "-inf", None, None)
+    assert _f(np.float32(1.5)) == 1.5 and type(_f(np.float64(2.0))) is float
+    j = _failed(MODELS["exp"], 5, 1.0, (1.0, 5.0), "did not converge").to_json()
+    assert j["aic"] == "inf" and j["params"]["a"] is None
+    json.dumps(j, allow_nan=False)  # strict JSON

@@ -438,3 +438,14 @@ def test_instance_cache_keeps_two_epochs_and_falls_back_without_a_disk(tmp_path)
     blocked.write_text("not a directory")
     got = cached_epoch(lambda: np.ones((2, 5)), {"k": 2}, 0, blocked / "cache")  # mkdir fails
     assert got.shape == (2, 5)
+
+
+def test_a_loader_drops_its_shared_cache_files(data, tmp_path):
+    cfg = DataConfig(max_len=32)
+    other = PretrainingLoader(data, cfg=DataConfig(max_len=48), batch_size=4, cache_dir=tmp_path)
+    loader = PretrainingLoader(data, cfg=cfg, batch_size=4, cache_dir=tmp_path)
+    _take(other, 1), _take(loader, 1)
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+    loader.drop_shared_cache()
+    assert len(list(tmp_path.glob("*.npy"))) == 1  # another run's files stay
+    PretrainingLoader(data, cfg=cfg, batch_size=4).drop_shared_cache()  # no cache: nothing to do

@@ -117,3 +117,72 @@ def test_stop_checkpoint_says_how_long_after_the_signal(synthetic_data, tmp_path
     stop = _events(run, "stop")
     assert [e["step"] for e in stop] == [2]
     assert "s after the signal (torchrun allows 0 s): too slow" in stop[0]["message"]
+
+
+def test_the_process_group_is_left_at_exit_even_after_an_error(synthetic_data, tmp_path, monkeypatch):
+    """destroy_process_group (distributed.shutdown) runs when training ends, and when it
+    fails: NCCL may hang at interpreter exit with a group still open."""
+    left = []
+    monkeypatch.setattr(T, "shutdown", lambda dist: left.append(dist))
+    T.main(_cfg("train.steps=1"), synthetic_data, tmp_path / "ok", progress=False)
+    (tmp_path / "data_as_out").mkdir()
+    (tmp_path / "data_as_out" / "manifest.json").write_text("{}")
+    with pytest.raises(UserError, match="is a data directory"):
+        T.main(_cfg("train.steps=1"), synthetic_data, tmp_path / "data_as_out", progress=False)
+    assert left == [T.Dist(), T.Dist()]
+
+
+def _rank_trains(rank, port, data, out, queue):
+    """One of two gloo ranks running zhbert.train.main; rank 0's history writes fail
+    from step 2 on (a full disk)."""
+    import os
+    import traceback
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    from zhbert.history import HistoryWriter
+    real = HistoryWriter.write
+
+    def write(self, rec):
+        if rec.get("type") == "train" and rec["step"] >= 2:
+            raise OSError(28, "No space left on device")
+        return real(self, rec)
+
+    HistoryWriter.write = write
+    try:
+        T.main(_cfg("train.steps=6", "train.log_every=1"), data, out, progress=False)
+        queue.put((rank, "finished"))
+    except BaseException as e:  # noqa: BLE001 - the test reads it
+        queue.put((rank, f"{type(e).__name__}: {e}" if str(e) else traceback.format_exc()))
+
+
+@pytest.mark.slow
+def test_a_rank0_write_failure_stops_both_ranks_with_its_message(synthetic_data, tmp_path):
+    import multiprocessing as mp
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_rank_trains, args=(r, port, synthetic_data, tmp_path / "run", queue))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict(queue.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert got[0].startswith("OSError") and "No space left" in got[0]
+    assert got[1].startswith("UserError: rank 0 failed: OSError") and "No space left" in got[1]
+
+
+def test_on_cuda_the_loader_uses_workers_pinned_memory_and_the_node_cache(synthetic_data, monkeypatch):
+    """build_loader for a CUDA device (nothing touches CUDA until the first batch):
+    data.num_workers -1 means workers and pinned batches there, in-process on the CPU."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    gpu = T.build_loader(_cfg(), synthetic_data, T.Dist(rank=3, world=8, local_rank=3), "cuda")
+    assert gpu.num_workers == 1 and gpu.pin_memory and gpu._spec[6] is not None
+    cpu = T.build_loader(_cfg(), synthetic_data, T.Dist(), "cpu")
+    assert cpu.num_workers == 0 and not cpu.pin_memory and cpu._spec[6] is None
+    explicit = T.build_loader(_cfg("data.num_workers=0"), synthetic_data, T.Dist(), "cuda")
+    assert explicit.num_workers == 0 and explicit.pin_memory

@@ -100,3 +100,16 @@ def test_accuracy_map_recovers_a_logistic_map_and_is_monotone():
     assert np.all(se > 0) and se[0] > se[1]          # less sure outside the data
     with pytest.raises(UserError, match="at least 4"):
         fit_accuracy_map([5.0, 4.0], [0.1, 0.2])
+
+
+@pytest.mark.slow
+def test_interval_coverage_on_generated_ar1_curves():
+    """Two runs (1,000 and 2,000 steps) -> a 4,000-step run's final accuracy, AR(1) phi 0.7
+    noise: the 80% / 95% intervals cover near their rate (60 curves: +-5 points of sampling
+    error on the 80% figure, so the bounds are wider than the benchmark's)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.prediction_accuracy import coverage_figure
+    c = coverage_figure(60, n_boot=60)["two_runs_to_longer"]
+    assert abs(c["coverage80"] - 0.8) <= 0.12 and abs(c["coverage95"] - 0.95) <= 0.08

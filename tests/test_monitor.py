@@ -260,3 +260,15 @@ def test_cli_port_in_use_exits_2(runs, capsys):
     finally:
         busy.close()
     assert "--port" in capsys.readouterr().err
+
+
+def test_non_finite_values_are_json_the_browser_reads(tmp_path):
+    """NaN and infinity in a history (the writer allows them) reach the page as null and
+    "inf", zhbert's one way of writing them (fileio.json_safe), never as bare NaN/Infinity."""
+    run = write_run(tmp_path / "r", n=3)
+    with open(run / "history.jsonl", "a") as f:
+        f.write('{"type": "train", "step": 40, "loss": NaN, "grad_norm": Infinity, "lr": -Infinity}\n')
+    c = TestClient(create_app([run]))
+    r = c.get("/api/runs/r/history")
+    rec = json.loads(r.text, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))["records"][-1]
+    assert (rec["loss"], rec["grad_norm"], rec["lr"]) == (None, "inf", "-inf")

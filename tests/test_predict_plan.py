@@ -153,3 +153,33 @@ def test_backtest_predict_from_shorter_runs(runs, capsys):
     assert rc == 0 and "r2000" in out and "80% interval" in out
     rc, _, err = cli("backtest_cli", ["--predict", str(runs[2000])], capsys)
     assert rc == 2 and "--from" in err
+
+
+def test_trainer_state_json_uses_its_logged_learning_rate(tmp_path):
+    """A Hugging Face Trainer history: eval_loss / eval_accuracy, the lr from learning_rate."""
+    sched = Schedule("cosine", 2e-3, 400, 40)
+    ev = np.arange(20, 401, 20)
+    loss = SPECS["lr_annealing"].predict(TRUE, features(sched, ev, UNITS, "lr_annealing"))
+    log = [{"step": int(s), "loss": float(lo + 0.1), "learning_rate": sched.at(int(s)), "epoch": 0.1}
+           for s, lo in zip(ev, loss)]
+    log += [{"step": int(s), "eval_loss": float(lo), "eval_accuracy": float(expit(1.7 - 0.48 * lo))}
+            for s, lo in zip(ev, loss)]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": log, "max_steps": 400}))
+    run = load_run(tmp_path)
+    assert run.schedule_source == "logged lr" and run.loss_metric == "eval_loss"
+    assert run.acc_metric == "eval_accuracy"
+    assert (run.curve.schedule.kind, run.curve.schedule.warmup, run.curve.schedule.steps) == ("cosine", 40, 400)
+    f = plan([tmp_path], n_boot=0).accuracy(sched.stretched(800), [800])
+    truth = expit(1.7 - 0.48 * SPECS["lr_annealing"].predict(TRUE, features(sched.stretched(800), [800], UNITS,
+                                                                           "lr_annealing")))
+    assert abs(f.mean - truth) < 0.01
+
+
+def test_schedule_warmup_and_peak_overrides_reach_the_forecast(runs, capsys):
+    base = json.loads(cli("predict_cli", [str(runs[2000]), "--steps", "3000", "--json"], capsys, "0")[1])
+    j = json.loads(cli("predict_cli", [str(runs[2000]), "--steps", "3000", "--json", "--schedule", "wsd",
+                                       "--warmup", "300", "--lr", "5e-4"], capsys, "0")[1])
+    s = j["forecast"]["schedule"]
+    assert (s["kind"], s["warmup"], s["peak"], s["steps"]) == ("wsd", 300, 5e-4, 3000)
+    assert j["forecast"]["final_loss"]["mean"] != base["forecast"]["final_loss"]["mean"]
+    assert "delta method" in j["forecast"]["final_accuracy"]["method"]

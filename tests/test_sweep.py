@@ -12,13 +12,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 from zhbert.cli import main as cli_main
 from zhbert.config import load_config
-from zhbert.errors import UserError
 from zhbert.history import iter_records
 from zhbert.sweep import command
 from zhbert.sweep.study import load_study, open_storage, read_spec
@@ -126,8 +124,12 @@ def test_a_sweep_dir_of_another_space_is_refused_unless_force(tmp_path, syntheti
     _, spec = command.prepare(_args(other, synthetic_data, out, trials=2, steps=8, force=True))
     assert spec.space.params["train.lr"].high == 9e-3 and not (out / "trials").exists()
     # the same space again is a resume, not a refusal; --trials may change
+    (out / "trials" / "0000").mkdir(parents=True)
     _, again = command.prepare(_args(other, synthetic_data, out, trials=5, steps=8))
-    assert again.trials == 5 and again.identity() == spec.identity()
+    assert again.trials == 5 and again.identity() == spec.identity() and (out / "trials").exists()
+    # --force starts over even with the same space
+    command.prepare(_args(other, synthetic_data, out, trials=5, steps=8, force=True))
+    assert not (out / "trials").exists()
 
 
 def test_a_crashing_trial_is_failed_with_its_message_and_counted(tmp_path, synthetic_data):
@@ -234,3 +236,69 @@ def test_a_worker_that_sees_only_the_database_joins_with_its_own_sweep_dir(tmp_p
     joined_dir, joined = command.prepare(p.parse_args([str(tmp_path / "b"), "--worker", "--storage", url]))
     assert joined.identity() == spec.identity() and joined.storage == url
     assert read_spec(joined_dir).identity() == spec.identity()  # b/sweep.json for its reports
+
+
+def test_a_resumed_sweep_does_not_repeat_the_samplers_first_draws(tmp_path, synthetic_data):
+    from zhbert.sweep.worker import sampler_seed
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=3, steps=8))
+    storage = open_storage(sweep_dir, spec.storage)
+    first = load_study(storage, spec, sampler_seed(storage, spec, 0)).ask(spec.space.distributions())
+    assert sampler_seed(storage, spec, 0) != spec.sampler_seed  # one trial exists now
+    again = load_study(storage, spec, sampler_seed(storage, spec, 0)).ask(spec.space.distributions())
+    assert again.params["train.lr"] != first.params["train.lr"]
+    fresh = load_study(open_storage(tmp_path / "t", ""), spec, spec.sampler_seed)
+    assert fresh.ask(spec.space.distributions()).params == first.params  # same seed, same draw
+
+
+def test_a_trainer_that_fails_after_its_last_eval_completes_the_trial(tmp_path, synthetic_data):
+    from types import SimpleNamespace
+
+    from zhbert.sweep.worker import TrialRun, _finish
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=2, steps=4))
+    _, study = _study(sweep_dir)
+    runs = []
+    for n, last in enumerate((4, 2)):  # one reached step 4 of 4, one stopped at step 2
+        trial = claim(study, spec, sweep_dir)
+        d = sweep_dir / "trials" / f"{n:04d}"
+        d.mkdir(parents=True)
+        (d / "history.jsonl").write_text("".join(json.dumps({"type": "eval", "step": s, "eval_mlm_acc": 0.1 * s}) + "\n"
+                                                 for s in range(2, last + 1, 2)))
+        (d / "train.log").write_text("zhbert: error: something broke while exiting\n")
+        runs.append(TrialRun(trial, spec, WorkerOptions(sweep_dir, 1), d, proc=SimpleNamespace(returncode=1)))
+    assert _finish(study, runs[0]).startswith("complete: eval_mlm_acc 0.4000")
+    assert _finish(study, runs[1]) == "failed: zhbert: error: something broke while exiting"
+    done, failed = study.get_trials()
+    assert done.state == TrialState.COMPLETE and "exit code 1 after the last step" in done.user_attrs["message"]
+    assert failed.state == TrialState.FAIL and failed.user_attrs["failure"] == "trainer"
+
+
+def test_the_report_writes_the_table_best_config_importances_and_charts(tmp_path, synthetic_data):
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=4, steps=4))
+    _, study = _study(sweep_dir)
+    for n in range(4):
+        trial = claim(study, spec, sweep_dir)
+        rel = f"trials/{n:04d}"
+        trial.set_user_attr("trial_dir", rel)
+        curve = [(s, 0.05 * s + 0.01 * n) for s in (2, 4)]
+        (sweep_dir / rel).mkdir(parents=True)
+        (sweep_dir / rel / "history.jsonl").write_text("".join(
+            json.dumps({"type": "eval", "step": s, "eval_mlm_acc": v}) + "\n" for s, v in curve))
+        if n == 3:  # pruned at step 2, with the record the worker writes
+            trial.report(curve[0][1], 2)
+            trial.set_user_attr("pruned_by", {"reason": "forecast said no", "step": 2})
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, curve[-1][1])
+    assert cli_main(["sweep", "report", str(sweep_dir)]) == 0
+    rep = sweep_dir / "report"
+    best = load_config(str(rep / "best_config.toml"))
+    assert best.train.lr == study.best_params["train.lr"] and best.train.steps == 4
+    assert best.model.hidden_size == 32  # the space's fixed values are in it
+    md = (rep / "report.md").read_text()
+    assert "| 3 | trials/0003 | pruned |" in md and "forecast said no" in md and "**Best: trial 2**" in md
+    for name in ("curves", "history", "importances"):
+        assert (rep / f"{name}.png").stat().st_size > 1000 and (rep / f"{name}.svg").exists()
+        assert f"({name}.png)" in md
+    assert "data:image/png;base64," in (rep / "report.html").read_text()
+    assert [t["state"] for t in json.loads((rep / "sweep_report.json").read_text())["trials"]] == \
+        ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]

@@ -258,7 +258,8 @@ def test_a_checkpoint_state_is_the_dict_of_the_trainers_parts():
     """Trainer.state_dict() is state.json's layout as the trainer has always written it
     (config hash, loader position, Progress's fields, interval sums), so the checkpoints of
     earlier runs resume: load_state_dict takes that layout back into every part."""
-    from zhbert.train import Dist, Interval, Progress, Trainer
+    from zhbert.distributed import Dist
+    from zhbert.train import Interval, Progress, Trainer
 
     class Loader:  # PretrainingLoader's own state_dict is tested in test_data
         def __init__(self):

@@ -344,12 +344,16 @@ class _BatchStream(torch.utils.data.IterableDataset):
     def instances(self, epoch: int) -> np.ndarray:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             from zhbert.instance_cache import cached_epoch
-            dd, arrays = self.arrays()
-            key = {"data": str(Path(dd.path).resolve()), "manifest": dd.manifest, "split": self.split,
-                   "config": asdict(self.cfg)}
+            arrays = self.arrays()[1]
             self._epoch_cache = (epoch, cached_epoch(lambda: build_instances(arrays, self.cfg, epoch),
-                                                     key, epoch, self.cache_dir))
+                                                     self.cache_key(), epoch, self.cache_dir))
         return self._epoch_cache[1]
+
+    def cache_key(self) -> dict:
+        """What the epoch arrays depend on besides the epoch (instance_cache's key)."""
+        dd = self.arrays()[0]
+        return {"data": str(Path(dd.path).resolve()), "manifest": dd.manifest, "split": self.split,
+                "config": asdict(self.cfg)}
 
     def check(self, epoch: int = 0) -> np.ndarray:
         """The epoch's instances, or a UserError if they do not fill one global batch."""
@@ -486,6 +490,12 @@ class PretrainingLoader:
         """Stop the worker processes (if any); iteration restarts from the current state."""
         self._it = None
 
+    def drop_shared_cache(self) -> None:
+        """Remove this loader's files from the node's instance cache (one process per node,
+        when every process is done with them)."""
+        from zhbert.instance_cache import drop_cached
+        drop_cached(self._stream.cache_key(), self._spec[6])
+
 
 class LengthWarmupLoader:
     """Sequence-length warm-up: the first ``short_batches`` batches come from ``short``
@@ -541,6 +551,10 @@ class LengthWarmupLoader:
     def close(self) -> None:
         self.short.close()
         self.full.close()
+
+    def drop_shared_cache(self) -> None:
+        self.short.drop_shared_cache()
+        self.full.drop_shared_cache()
 
 
 def build_eval_set(data_dir: str | Path | DataDir, split: str = "validation",

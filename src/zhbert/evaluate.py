@@ -1,17 +1,24 @@
 """Held-out evaluation on a fixed set: the same sequences and the same masked
 positions at every evaluation, so successive figures measure the same thing
-(the seed measured accuracy on the current training batch instead).
+(the seed measured accuracy on the current training batch instead). ``evaluate``
+scores a model (training calls it at every eval); ``evaluate_checkpoints`` scores a
+finished run's checkpoints into its checkpoint_eval.jsonl (`zhbert eval`, probe).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import torch
 from scipy.stats import binomtest
 
 from zhbert.config import OBJECTIVES
+from zhbert.datadir import SPLITS
+from zhbert.errors import UserError
+
+HELD_OUT_SPLITS = tuple(s for s in SPLITS if s != "train")
 
 
 def wilson_interval(correct: int, total: int, level: float = 0.95) -> list[float]:
@@ -52,3 +59,45 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
         "eval_sop_acc": pair_acc if OBJECTIVES[objective] == "sop" else None,
         "eval_masked": int(n),
     }
+
+
+def evaluate_checkpoints(run_dir: str | Path, step: int | None = None, all_checkpoints: bool = False,
+                         split: str = "validation", max_sequences: int | None = None,
+                         device=None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Evaluate the selected checkpoints of a run not yet in its checkpoint_eval.jsonl on a
+    held-out split, each record appended durably; return the new records (`zhbert eval`)."""
+    from zhbert.data import build_eval_set
+    from zhbert.machine import detect_capabilities
+    from zhbert.precision import autocast_context, resolve_precision
+    from zhbert.run import (EVAL_RESULTS, append_result, checkpoint_tokens, data_config,
+                            default_device, load_run_model, open_run, open_run_data,
+                            read_results, select_checkpoints)
+
+    if split not in HELD_OUT_SPLITS:
+        raise UserError(f"--split must be one of {', '.join(HELD_OUT_SPLITS)}, got {split!r}")
+    run = open_run(run_dir)
+    out = run.path / EVAL_RESULTS
+    done = {(r.get("step"), r.get("split")) for r in read_results(out)}
+    todo = [r for r in select_checkpoints(run.path, step, all_checkpoints) if (r.step, split) not in done]
+    if not todo:
+        log(f"zhbert: nothing to evaluate; {out} already has every selected checkpoint on {split}")
+        return []
+    device = device or default_device()
+    # the run's own precision, as resolved on this machine (what its history evals used)
+    precision = resolve_precision(run.cfg.train.precision, detect_capabilities(device)).precision
+    # training's data settings: the same eval set as the history's
+    batches = build_eval_set(open_run_data(run), split, data_config(run.cfg),
+                             max_sequences=max_sequences or run.cfg.data.eval_sequences)
+    records = []
+    for ref in todo:
+        model = load_run_model(run, ref, device)
+        metrics = evaluate(model, batches, device, lambda: autocast_context(precision, device),
+                           run.cfg.model.objective)
+        rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "split": split, **metrics}
+        append_result(out, rec)
+        records.append(rec)
+        lo, hi = metrics["eval_mlm_acc_ci95"]
+        log(f"step {ref.step:>8}  {split}  mlm_acc {metrics['eval_mlm_acc']:.4f} "
+            f"[{lo:.4f}, {hi:.4f}]  loss {metrics['eval_mlm_loss']:.4f}  "
+            f"masked {metrics['eval_masked']}")
+    return records

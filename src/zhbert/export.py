@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, staged_dir, usual_permissions
-from zhbert.vocab import CLS, MASK, PAD, SEP, UNK, Vocab
+from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir, usual_permissions
+from zhbert.vocab import CLS, MASK, PAD, SEP, UNK
 
 
 def hf_state_dict(model) -> dict[str, Any]:
@@ -126,56 +126,6 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
                                                         _last_eval(run.path, ref.step), max_len,
                                                         data.language, data.tokenizer))
     return out
-
-
-# ----------------------------------------------------------------------------- loading back
-
-_HF_FIELDS = {"vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
-              "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
-              "max_position_embeddings": "max_position_embeddings", "type_vocab_size": "type_vocab_size",
-              "layer_norm_eps": "layer_norm_eps", "initializer_range": "initializer_range",
-              "hidden_dropout": "hidden_dropout_prob", "attention_dropout": "attention_probs_dropout_prob"}
-
-
-def model_config_from_hf(d: dict[str, Any], where: Path):
-    from zhbert.model import ModelConfig
-    if d.get("model_type") != "bert" or d.get("hidden_act", "gelu") != "gelu":
-        raise UserError(f"{where} is not a post-LN BERT with exact GELU (model_type "
-                        f"{d.get('model_type')!r}, hidden_act {d.get('hidden_act')!r}); zhbert "
-                        "reads only models it exported")
-    missing = [hf for hf in _HF_FIELDS.values() if hf not in d]
-    if missing:
-        raise UserError(f"{where} lacks {', '.join(missing)}; re-export the model with zhbert export")
-    archs = d.get("architectures") or ["BertForPreTraining"]
-    objective = "mlm" if "BertForMaskedLM" in archs else "mlm+nsp"
-    return ModelConfig(objective=objective, **{k: d[hf] for k, hf in _HF_FIELDS.items()})
-
-
-def load_exported(path: str | Path):
-    """(model, vocab, model_max_length) from a directory written by ``export_run``."""
-    from safetensors.torch import load_file
-    from zhbert.model import TIED_KEYS, BertForPretraining
-
-    path = Path(path)
-    cfg = model_config_from_hf(read_json(path / "config.json", "model config"), path / "config.json")
-    vocab = Vocab.load(path / "vocab.txt")
-    if len(vocab) != cfg.vocab_size:
-        raise UserError(f"{path / 'vocab.txt'} has {len(vocab)} tokens but config.json says "
-                        f"vocab_size {cfg.vocab_size}; the directory is mixed up, re-export it")
-    model = BertForPretraining(cfg)
-    try:
-        tensors = load_file(str(path / "model.safetensors"))
-    except Exception as exc:  # safetensors raises its own error types for a damaged file
-        raise UserError(f"{path / 'model.safetensors'} is unreadable ({exc}); re-export the model") from None
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if k not in TIED_KEYS]
-    unexpected = [k for k in unexpected if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise UserError(f"{path / 'model.safetensors'} does not fit its config.json (missing "
-                        f"{missing[:3]}, unexpected {unexpected[:3]}); re-export the model")
-    tok = read_json(path / "tokenizer_config.json", "tokenizer config") if (path / "tokenizer_config.json").exists() else {}
-    max_len = min(int(tok.get("model_max_length", cfg.max_position_embeddings)), cfg.max_position_embeddings)
-    return model, vocab, max_len
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -183,7 +183,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
         if checkpoint is not None:
             raise UserError(f"{path} is an exported model (one set of weights); --checkpoint "
                             "applies to run directories only")
-        from zhbert.export import load_exported
+        from zhbert.run import load_exported
         model, vocab, max_len = load_exported(path)
         language = json.loads((path / "config.json").read_text(encoding="utf-8")).get("zhbert_language", "zh")
         model, source = model.to(device).eval(), str(path)

@@ -195,14 +195,15 @@ def positions_per_step(header: dict[str, Any]) -> float | None:
 
 def tokens_per_step(records: list[dict[str, Any]]) -> float | None:
     """Real (non-padding) tokens per optimizer step of a run, from its records' cumulative
-    ``tokens``: the slope between the first and the last train record that has them (the
-    mean rate since the first log), or tokens / step with a single one. None without any."""
+    ``tokens``: the slope between the train records with the lowest and the highest step
+    (the mean rate since the first log), or tokens / step with a single one. None without
+    any. Records without a "type" (imported logs) count as train records."""
     pts = [(float(r["step"]), float(r["tokens"])) for r in records if r.get("type", "train") == "train"
            and isinstance(r.get("tokens"), (int, float)) and isinstance(r.get("step"), (int, float))
            and r["step"] > 0]
     if not pts:
         return None
-    (s0, t0), (s1, t1) = pts[0], pts[-1]
+    (s0, t0), (s1, t1) = min(pts), max(pts)  # by step: an imported log may be out of order
     rate = (t1 - t0) / (s1 - s0) if s1 > s0 else t1 / s1
     return rate if rate > 0 else None
 

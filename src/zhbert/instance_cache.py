@@ -27,13 +27,26 @@ except ImportError:  # not POSIX: no shared cache
     fcntl = None  # type: ignore[assignment]
 
 
+def _digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def drop_cached(key: dict, cache_dir: Path | None) -> None:
+    """Remove ``key``'s epochs and lock (at the end of a run: the cache is for the run's
+    own processes; a process that still maps a file keeps its pages)."""
+    if cache_dir is None or not Path(cache_dir).is_dir():
+        return
+    for path in Path(cache_dir).glob(f"instances-{_digest(key)}*"):
+        path.unlink(missing_ok=True)
+
+
 def cached_epoch(build: Callable[[], np.ndarray], key: dict, epoch: int,
                  cache_dir: Path | None) -> np.ndarray:
     """``build()``'s array for ``epoch``, built once per ``cache_dir`` (None: no cache).
     ``key`` must name everything the array depends on besides the epoch."""
     if cache_dir is None or fcntl is None:
         return build()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = _digest(key)
     path = Path(cache_dir) / f"instances-{digest}-e{epoch}.npy"
     built = None
     try:

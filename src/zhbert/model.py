@@ -78,16 +78,18 @@ class ModelConfig(ModelSection):
         """The equivalent ``transformers.BertConfig`` (post-LN BERT, exact-erf GELU)."""
         from transformers import BertConfig
 
-        return BertConfig(
-            vocab_size=self.vocab_size, hidden_size=self.hidden_size,
-            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
-            intermediate_size=self.intermediate_size, hidden_act="gelu",
-            hidden_dropout_prob=self.hidden_dropout,
-            attention_probs_dropout_prob=self.attention_dropout,
-            max_position_embeddings=self.max_position_embeddings,
-            type_vocab_size=self.type_vocab_size, initializer_range=self.initializer_range,
-            layer_norm_eps=self.layer_norm_eps, pad_token_id=PAD_ID,
-            tie_word_embeddings=True)
+        return BertConfig(**{hf: getattr(self, k) for k, hf in HF_NAMES.items()},
+                          hidden_act="gelu", pad_token_id=PAD_ID, tie_word_embeddings=True)
+
+
+# ModelConfig field -> its name in transformers' BertConfig: both ways (export, loading back)
+HF_NAMES = {"vocab_size": "vocab_size", "hidden_size": "hidden_size",
+            "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
+            "intermediate_size": "intermediate_size",
+            "max_position_embeddings": "max_position_embeddings",
+            "type_vocab_size": "type_vocab_size", "layer_norm_eps": "layer_norm_eps",
+            "initializer_range": "initializer_range", "hidden_dropout": "hidden_dropout_prob",
+            "attention_dropout": "attention_probs_dropout_prob"}
 
 
 def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:

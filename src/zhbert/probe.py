@@ -34,8 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from zhbert.errors import UserError
-
-RESULTS = "probe.jsonl"
+from zhbert.run import PROBE_RESULTS as RESULTS
 MAX_LEN = 128
 
 Example = tuple[str, str | None, int]  # text_a, text_b (or None), label index
@@ -356,7 +355,7 @@ def plot_probe_vs_mlm(points: Sequence[Point], task: str = "", ax=None):
 def report_relation(run_dir: str | Path, task: str, mode: str,
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate probed checkpoints missing from checkpoint_eval.jsonl, then correlate and plot."""
-    from zhbert.checkpoint_eval import evaluate_checkpoints
+    from zhbert.evaluate import evaluate_checkpoints
     from zhbert.fileio import atomic_write_json
     from zhbert.plots import save_figure
     run_dir = Path(run_dir)

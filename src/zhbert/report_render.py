@@ -135,7 +135,7 @@ def _fit_md(a: Analysis, j: dict) -> list[str]:
     out = ["## Learning-curve fit and prediction", ""]
     if bf is None:
         return out + ["No learning-curve model could be fitted (see *Not computed*)."]
-    rows = [[r["model"], "ok" if r["ok"] else f"failed: {r['error']}", r["aic"],
+    rows = [[r["model"], "ok" if r["ok"] else f"failed: {r['error']}", r["aic"] if r["ok"] else None,
              "-" if r["delta_aic"] is None else f"{r['delta_aic']:.1f}"]
             for r in bf["ranking"]]
     out += [f"Models fitted to {a.metric} with scipy `curve_fit`, ranked by AIC; uncertainty from "

@@ -8,7 +8,8 @@
 
 The settings a run's Config implies for the model (``model_config_from``) and for
 the data pipeline (``data_config``) are built here, so that training, evaluation,
-probing, export and fill-mask all build the very same model and eval set.
+probing, export and fill-mask all build the very same model and eval set. A model
+directory written by `zhbert export` is opened here too (``load_exported``).
 Commands import this module; it imports no command, and torch only when a
 function needs it (so `status` and the dashboard can open a run cheaply).
 """
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from zhbert.checkpoint import CheckpointRef
 
 EVAL_RESULTS = "checkpoint_eval.jsonl"  # `zhbert eval`'s results, one record per (step, split)
+PROBE_RESULTS = "probe.jsonl"           # `zhbert probe`'s, one per (step, task, mode)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -184,3 +186,48 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
         f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
+
+
+# ----------------------------------------------------------------------------- exported models
+
+def model_config_from_hf(d: dict[str, Any], where: Path):
+    """The ModelConfig of an exported model's config.json (`zhbert export` wrote it)."""
+    from zhbert.model import HF_NAMES, ModelConfig
+    if d.get("model_type") != "bert" or d.get("hidden_act", "gelu") != "gelu":
+        raise UserError(f"{where} is not a post-LN BERT with exact GELU (model_type "
+                        f"{d.get('model_type')!r}, hidden_act {d.get('hidden_act')!r}); zhbert "
+                        "reads only models it exported")
+    missing = [hf for hf in HF_NAMES.values() if hf not in d]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}; re-export the model with zhbert export")
+    archs = d.get("architectures") or ["BertForPreTraining"]
+    objective = "mlm" if "BertForMaskedLM" in archs else "mlm+nsp"
+    return ModelConfig(objective=objective, **{k: d[hf] for k, hf in HF_NAMES.items()})
+
+
+def load_exported(path: str | Path):
+    """(model, vocab, model_max_length) from a directory written by ``export_run``."""
+    from safetensors.torch import load_file
+    from zhbert.model import TIED_KEYS, BertForPretraining
+    from zhbert.vocab import Vocab
+
+    path = Path(path)
+    cfg = model_config_from_hf(read_json(path / "config.json", "model config"), path / "config.json")
+    vocab = Vocab.load(path / "vocab.txt")
+    if len(vocab) != cfg.vocab_size:
+        raise UserError(f"{path / 'vocab.txt'} has {len(vocab)} tokens but config.json says "
+                        f"vocab_size {cfg.vocab_size}; the directory is mixed up, re-export it")
+    model = BertForPretraining(cfg)
+    try:
+        tensors = load_file(str(path / "model.safetensors"))
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise UserError(f"{path / 'model.safetensors'} is unreadable ({exc}); re-export the model") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if k not in TIED_KEYS]
+    unexpected = [k for k in unexpected if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise UserError(f"{path / 'model.safetensors'} does not fit its config.json (missing "
+                        f"{missing[:3]}, unexpected {unexpected[:3]}); re-export the model")
+    tok = read_json(path / "tokenizer_config.json", "tokenizer config") if (path / "tokenizer_config.json").exists() else {}
+    max_len = min(int(tok.get("model_max_length", cfg.max_position_embeddings)), cfg.max_position_embeddings)
+    return model, vocab, max_len

@@ -1,11 +1,12 @@
 """`zhbert train`: data directory -> trained BERT + a history the study can trust.
 
-setup (process group, device, precision) -> main (config, run directory,
-model, optimizer, data, resume) -> fit (the loop). Everything that must survive
-a restart is in the checkpoint: weights, AdamW moments, the data position and
-the logging accumulators; dropout is re-seeded from (seed, step, rank) each
-step, so a killed and resumed run writes the same history as one that never
-stopped (bit for bit on CPU with the same thread count).
+main: process group and device -> build_trainer (precision, data, run directory,
+model, optimizer, resume) -> fit (the loop). Everything that must survive a
+restart is in the checkpoint: weights and AdamW moments (safetensors) and
+Trainer.state_dict() (the data position, progress and logging accumulators);
+dropout is re-seeded from (seed, step, rank) each step, so a killed and resumed
+run writes the same history as one that never stopped (bit for bit on CPU with
+the same thread count).
 
 Run data-parallel with torchrun:
     torchrun --nproc_per_node 2 -m zhbert train --data DATA --out RUN
@@ -31,13 +32,13 @@ import torch
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
                                save_checkpoint)
 from zhbert.config import OBJECTIVES, Config, config_from_dict, load_config
-from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, on_main,
+from zhbert.distributed import (Dist, agree_max, agree_on_step, all_reduce_mean_, barrier, on_main,
                                 setup, shutdown)
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.instance_cache import instance_cache_dir
-from zhbert.run import data_config, model_config_from
+from zhbert.run import EVAL_RESULTS, PROBE_RESULTS, data_config, model_config_from
 from zhbert.schedule import lr_at
 
 
@@ -137,7 +138,7 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
 
 def _clear_run(run_dir: Path) -> None:
     import shutil
-    for name in ("history.jsonl", "checkpoints", "tb", "analysis", "checkpoint_eval.jsonl", "probe.jsonl"):
+    for name in ("history.jsonl", "checkpoints", "tb", "analysis", EVAL_RESULTS, PROBE_RESULTS):
         p = run_dir / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -199,6 +200,10 @@ class StopRequested:
         self.flag = True
         self.since = self.since or time.monotonic()
 
+    def waited(self) -> float:
+        """Seconds since the first signal, -1 if none came."""
+        return time.monotonic() - self.since if self.flag else -1.0
+
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
@@ -239,7 +244,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loader.load_state_dict(state["data"])
         self.progress.load_state_dict(state["progress"])
-        self.interval.load_state_dict(state["interval"])
+        if self.dist.main:  # the saved interval sums are all ranks' (see _checkpoint)
+            self.interval.load_state_dict(state["interval"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
 
@@ -251,13 +257,16 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
     tune_malloc()  # no page faults on activations every step (see its docstring)
     dist, device = setup(cfg.train.device)
     try:
-        return _main(cfg, data_dir, run_dir, dist, device, resume, force, progress)
+        tr = build_trainer(cfg, data_dir, run_dir, dist, device, resume=resume, force=force)
+        return _fit_and_close(tr, show_progress=progress and dist.main)
     finally:
         shutdown(dist)
 
 
-def _main(cfg: Config, data_dir, run_dir, dist: Dist, device: torch.device, resume: bool,
-          force: bool, progress: bool) -> Progress:
+def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: Dist,
+                  device: torch.device, *, resume: bool = False, force: bool = False) -> Trainer:
+    """The complete Trainer of a run: precision, data, run directory, model, optimizer,
+    logs, and with ``resume`` the newest valid checkpoint's state loaded."""
     from zhbert.data import build_eval_set
     from zhbert.datadir import open_data_dir
     from zhbert.model import BertForPretraining
@@ -301,20 +310,25 @@ def _main(cfg: Config, data_dir, run_dir, dist: Dist, device: torch.device, resu
                  tb=_tensorboard(run_dir) if dist.main else None, bf16=bf16)
     if state is not None:
         tr.load_state_dict(state)
-        if not dist.main:  # the saved interval sums are all ranks' (see _checkpoint)
-            tr.interval = Interval.zeros(device)
-    if dist.main:
-        atomic_write_json(run_dir / "running.json", {"pid": os.getpid(), "host": _host(),
-                                                     "started": _now()})
+    return tr
+
+
+def _fit_and_close(tr: Trainer, show_progress: bool) -> Progress:
+    if tr.dist.main:
+        atomic_write_json(tr.run_dir / "running.json", {"pid": os.getpid(), "host": _host(),
+                                                        "started": _now()})
     try:
-        fit(tr, show_progress=progress and dist.main)
+        fit(tr, show_progress=show_progress)
+        barrier(tr.dist)  # every rank is done with the node's shared epoch files
+        if tr.dist.local_rank == 0:
+            tr.loader.drop_shared_cache()
     finally:
         if tr.history:
             tr.history.close()
         if tr.tb:
             tr.tb.close()
-        if dist.main:
-            (run_dir / "running.json").unlink(missing_ok=True)
+        if tr.dist.main:
+            (tr.run_dir / "running.json").unlink(missing_ok=True)
     return tr.progress
 
 
@@ -450,13 +464,15 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 bar.update(1)
             if step % t.log_every == 0 or step == t.steps:
                 _log(tr, bar)
-            if tr.dist.main and (step % t.eval_every == 0 or step == t.steps):
-                _eval(tr)
-            # all ranks stop at the same step (a signal may reach them at different times)
-            stopping = bool(agree_max(tr.dist, stop.flag, tr.device))
+            if step % t.eval_every == 0 or step == t.steps:  # rank 0 evaluates; a failure stops all
+                on_main(tr.dist, tr.device, lambda: _eval(tr))
+            # all ranks stop at the same step (a signal may reach them at different times,
+            # or only one of them): the longest time since a signal, -1 when none
+            waited = agree_max(tr.dist, stop.waited(), tr.device)
+            stopping = waited >= 0
             if step % t.checkpoint_every == 0 or step == t.steps or stopping:
                 _checkpoint(tr, "stop" if stopping else "checkpoint",
-                            since=stop.since if stopping else None)
+                            since=time.monotonic() - waited if stopping else None)
             if stopping:
                 if tr.dist.main:
                     print(f"\nzhbert: stopped at step {step} by signal; checkpoint saved. "
@@ -565,13 +581,14 @@ def _log(tr: Trainer, bar) -> None:
            "data_wait": tr.interval.data_wait / seconds if seconds > 0 else None}
     tr.interval = Interval.zeros(tr.device)
     tr.interval.started = time.perf_counter()
-    if not tr.dist.main:
-        return
-    tr.history.write(rec)
-    _tb(tr, rec)
-    if bar is not None:
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", mlm=f"{rec['mlm_acc'] or 0:.3f}",
-                        tok_s=f"{rec['tokens_per_s'] or 0:,.0f}", refresh=False)
+
+    def write() -> None:  # rank 0 writes; a failure (a full disk) stops every rank
+        tr.history.write(rec)
+        _tb(tr, rec)
+        if bar is not None:
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", mlm=f"{rec['mlm_acc'] or 0:.3f}",
+                            tok_s=f"{rec['tokens_per_s'] or 0:,.0f}", refresh=False)
+    on_main(tr.dist, tr.device, write)
 
 
 def _eval(tr: Trainer) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from zhbert.analysis.backtest import backtest, backtest_table
 from zhbert.analysis.history import load_history
-from zhbert.analysis.predict import add_input_arguments, backtest, backtest_table
+from zhbert.analysis.predict import add_input_arguments
 from zhbert.errors import UserError
 
 
@@ -31,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predict", metavar="RUN_B", help="the run to predict from other runs")
     parser.add_argument("--from", dest="from_runs", nargs="+", metavar="RUN_A", default=[],
                         help="the runs to fit on (same model and data, shorter or other schedules)")
-    parser.add_argument("--law", default="lr_annealing,multi_power",
-                        help="schedule-aware laws to score (comma-separated; default both)")
+    parser.add_argument("--law", default="lr_annealing",
+                        help="schedule-aware laws to score, comma-separated: lr_annealing (default), "
+                             "multi_power (slower, delta-method interval)")
     parser.add_argument("--n-boot", type=int, default=200,
                         help="bootstrap refits of each law for its interval (default 200)")
 

@@ -114,13 +114,12 @@ def _header(path: Path) -> dict[str, Any]:
     return {}
 
 
-def real_tokens_per_step(history: History) -> float | None:
-    """Real (non-padding) tokens per optimizer step: the slope of the records' cumulative
-    ``tokens``. (Swap for history.py's function once it lands: one home.)"""
-    for s in history.series.values():
-        if s.tokens is not None and len(s) >= 2 and s.step[-1] > s.step[0]:
-            return float((s.tokens[-1] - s.tokens[0]) / (s.step[-1] - s.step[0]))
-    return None
+def real_tokens_per_step(path: Path) -> float | None:
+    """Real (non-padding) tokens per optimizer step of a zhbert run (history.tokens_per_step);
+    None for other formats (a Trainer's state records no token counts by default)."""
+    from zhbert.history import iter_records, tokens_per_step
+    hist = path / "history.jsonl" if path.is_dir() else path
+    return tokens_per_step(list(iter_records(hist))) if hist.suffix == ".jsonl" and hist.exists() else None
 
 
 def _fit_from(schedule: Schedule, cfg: Any | None) -> int:
@@ -172,7 +171,7 @@ def load_run(path: str | Path) -> RunData:
     setup = {} if cfg is None else {"model": cfg.model.__dict__, "max_len": cfg.data.max_len,
                                     "batch": cfg.train.batch_size * cfg.train.grad_accum,
                                     "objective": cfg.model.objective}
-    return RunData(curve, acc, loss_name, acc_name, source, setup, real_tokens_per_step(history),
+    return RunData(curve, acc, loss_name, acc_name, source, setup, real_tokens_per_step(path),
                    history.meta.seconds_per_step, history)
 
 
@@ -244,8 +243,10 @@ class Planner:
                             self.method + f", {len(draws)} bootstrap refits", float(np.std(a)), self.notes)
         # the law's error is shared by all steps of a window (one curve): average, then square
         se_law = float(np.mean(self.accmap.slope(L) * se_L))
-        return Forecast.normal(float(np.mean(acc)), math.sqrt(se_law ** 2 + var_map + var_noise),
-                               self.method, self.notes)
+        f = Forecast.normal(float(np.mean(acc)), math.sqrt(se_law ** 2 + var_map + var_noise),
+                            self.method + ", delta method", self.notes)
+        clip = lambda v: min(max(v, 0.0), 1.0)  # noqa: E731  (an accuracy)
+        return Forecast(f.mean, clip(f.lo80), clip(f.hi80), clip(f.lo95), clip(f.hi95), f.method, f.sd, f.notes)
 
     def curve(self, schedule: Schedule, steps: Any) -> dict[str, np.ndarray]:
         """Loss and expected accuracy along a run, with 80% bands (for tables and plots)."""

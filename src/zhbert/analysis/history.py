@@ -212,6 +212,10 @@ def _make(records: list[Record], names: Iterable[str], meta: Meta, notes: list[s
     default, reason = _pick_default(series)
     if metric is not None:
         default, reason = metric, "chosen with --metric"
+    if meta.tokens_per_step is None:  # Trainer's num_input_tokens_seen, a CSV "tokens" column
+        counted = [{"step": _num(r.get("step")), "tokens": _num(r["tokens"])} for r in records
+                   if "tokens" in r and math.isfinite(_num(r["tokens"])) and math.isfinite(_num(r.get("step")))]
+        meta = replace(meta, tokens_per_step=tokens_per_step(counted))
     history = History(series, meta, default, reason, tuple(notes))
     history.metric(metric)  # fail early, naming what is available
     return history

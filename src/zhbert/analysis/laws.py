@@ -20,7 +20,9 @@ parameter is O(1).
       d_k = max(0, eta_{k-1} - eta_k),  S_k(t) = sum_{k<=tau<=t} eta_tau,
       G(x) = 1 - (C x + 1)^(-beta)
   Drops are summed in at most ``MAX_BLOCKS`` blocks (a 100K-step run in blocks
-  of 100 steps), each at its drop-weighted centre, so a fit stays fast.
+  of 333 steps), each at its drop-weighted centre, so a fit stays fast. Its fit is
+  still ~50x the annealing law's, so it gets no bootstrap (``MPL_BOOT``): delta-method
+  intervals only, which are unreliable where its 7 parameters are poorly pinned.
 
 Fitting (``fit_law``): ``scipy.optimize.least_squares`` (trust-region with
 bounds, Huber loss scaled by the noise read off first differences), from
@@ -53,7 +55,8 @@ from zhbert.schedule import Schedule
 
 LAWS = ("lr_annealing", "multi_power")
 LAM = 0.999
-MAX_BLOCKS = 1000
+MAX_BLOCKS = 300
+MPL_BOOT = 0          # bootstrap refits for multi_power (each is seconds: see above)
 MAX_GRID = 200_000   # lr values summed per schedule (beyond: every k-th step, times k)
 MIN_POINTS = 6
 HUBER = 1.5     # Huber threshold in noise sds: points beyond it count linearly
@@ -329,7 +332,7 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     lengths = [len(s) for s, _ in data]
     if sum(lengths) < MIN_POINTS or min(lengths) < 2:
         raise UserError(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
-                        f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every)")
+                        f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every) or train further")
     units = _units(runs)
     feats = [features(r.schedule, s, units, law) for r, (s, _) in zip(runs, data)]
     y = np.concatenate([l for _, l in data])
@@ -358,6 +361,8 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     res = least_squares(resid, best.x, args=(phi,), bounds=(lower, upper), loss="huber",
                         f_scale=scale, max_nfev=400)
     fit = _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data)
+    if law == "multi_power":
+        n_boot = min(n_boot, MPL_BOOT)
     if n_boot <= 0:
         return fit
     pred = y + fit.resid

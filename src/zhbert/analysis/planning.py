@@ -22,6 +22,7 @@ import numpy as np
 
 from zhbert.analysis.forecast import Forecast, Planner, RunData, Z80, Z95
 from zhbert.errors import UserError
+from zhbert.metrics import metric_info
 from zhbert.schedule import SCHEDULES, Schedule
 
 MAX_STRETCH = 100       # --target searches up to this many times the longest run
@@ -42,7 +43,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_plan_args(args: argparse.Namespace) -> None:
     """Bad questions exit 2 with the fix, before anything is fitted."""
-    if args.target is not None and not (0.0 < args.target < 1.0) and "loss" not in (args.metric or ""):
+    if args.target is not None and not (0.0 < args.target < 1.0) and (
+            args.metric is None or metric_info(args.metric).kind == "accuracy"):
         raise UserError(f"--target {args.target:g}: accuracy targets lie between 0 and 1, "
                         "e.g. --target 0.30 for 30%")
     if args.steps is not None and args.steps <= 0:
@@ -164,7 +166,7 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
         n = args.steps or p.base.steps
         cmp = p.compare_schedules(n, warmup=args.warmup, peak=args.lr)
         out["compare_schedules"] = {"steps": n, **{k: f.to_json() for k, f in cmp.items()}}
-        text.append(f"final held-out accuracy of a {n:,}-step run by schedule:")
+        text.append(f"final accuracy ({p.runs[0].acc_metric}) of a {n:,}-step run by schedule:")
         text += [f"  {k:<9} {_fc(f)}" for k, f in cmp.items()]
     if args.target is not None:
         r = reach(p, args.target, lambda n: schedule_for(p, args, n))
@@ -190,10 +192,11 @@ def _steps(p: Planner, args, n: int, price: float | None) -> tuple[dict[str, Any
     out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
            "final_accuracy": acc and acc.to_json(), "units": units(p, n, price),
            "curve": {k: [float(v) for v in vals] for k, vals in curve.items()}}
+    r0 = p.runs[0]
     lines = [f"a {n:,}-step {sched.kind} run (warm-up {sched.warmup}, peak lr {sched.peak:g}):",
-             f"  final held-out loss     {_fc(loss, pct=False)}"]
+             f"  final loss ({r0.loss_metric}) {_fc(loss, pct=False)}"]
     if acc:
-        lines.append(f"  final held-out accuracy {_fc(acc)}")
+        lines.append(f"  final accuracy ({r0.acc_metric}) {_fc(acc)}")
     lines.append(f"  {_fmt_units(out['units'])}")
     lines.append("  step      " + " ".join(f"{s:>8,}" for s in marks))
     lines.append("  loss      " + " ".join(f"{v:8.3f}" for v in curve["loss"]))
@@ -211,11 +214,15 @@ class RunBacktest:
     metric: str
     n_points: int
     actual_final: float
-    rows: tuple[dict[str, Any], ...]   # one per method: mae, error at the end, interval, covered
+    rows: tuple[dict[str, Any], ...]   # one per method: mae, errors at the end, interval, covered
+    actual_last_tenth: float = math.nan  # mean of the metric over the last tenth of the run
+    last_tenth: tuple[int, int] = (0, 0)
 
     def to_json(self) -> dict[str, Any]:
         return {"predict": self.target_run, "from": list(self.from_runs), "metric": self.metric,
-                "n_points": self.n_points, "actual_final": self.actual_final, "methods": list(self.rows)}
+                "n_points": self.n_points, "actual_final": self.actual_final,
+                "actual_last_tenth": self.actual_last_tenth, "last_tenth_steps": list(self.last_tenth),
+                "methods": list(self.rows)}
 
 
 def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[str] = ("lr_annealing",),
@@ -233,39 +240,48 @@ def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[st
     if len(steps) == 0:
         raise UserError(f"nothing of {target.curve.name} is left to predict after step {until:g}")
     rows = []
+    last = steps >= 0.9 * steps[-1]          # the last tenth of the run: a mean, not one noisy point
     for law in laws:
         p = plan(fit_runs, law, n_boot)
         pred = p.curve(target.curve.schedule, steps)["acc"]
-        final = p.accuracy(target.curve.schedule, [steps[-1]])
-        rows.append(_row(law, pred, actual, final))
+        final = p.accuracy(target.curve.schedule, steps[last], window=int(last.sum()))
+        rows.append(_row(law, pred, actual, last, final))
     longest = max(fit_runs, key=lambda r: r.curve.steps[-1])
     for fit in fit_curve(longest.curve.steps, longest.acc, n_boot=0, metric=longest.acc_metric):
         if fit.ok:
             rows.append(_row(f"{fit.name} (schedule-free, {longest.curve.name})", fit.predict(steps),
-                             actual, None))
+                             actual, last, None))
     return RunBacktest(target.curve.name, tuple(r.curve.name for r in fit_runs),
-                       target.acc_metric or "", len(steps), float(actual[-1]), tuple(rows))
+                       target.acc_metric or "", len(steps), float(actual[-1]), tuple(rows),
+                       float(np.mean(actual[last])), (int(steps[last][0]), int(steps[-1])))
 
 
-def _row(name: str, pred: np.ndarray, actual: np.ndarray, final: Forecast | None) -> dict[str, Any]:
+def _row(name: str, pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
+         final: Forecast | None) -> dict[str, Any]:
+    """Errors (+ = predicted more): at the last point, and of the mean over the last tenth
+    (the interval is for that mean)."""
     err = pred - actual
+    tail = float(np.mean(actual[last]))
     return {"method": name, "mae": float(np.mean(np.abs(err))), "error_final": float(err[-1]),
-            "pred_final": float(pred[-1]),
+            "pred_final": float(pred[-1]), "error_last_tenth": float(np.mean(pred[last]) - tail),
             "interval80": None if final is None else [final.lo80, final.hi80],
             "interval95": None if final is None else [final.lo95, final.hi95],
-            "covered80": None if final is None else final.covers(float(actual[-1]), 80),
-            "covered95": None if final is None else final.covers(float(actual[-1]), 95)}
+            "covered80": None if final is None else final.covers(tail, 80),
+            "covered95": None if final is None else final.covers(tail, 95)}
 
 
 def backtest_runs_table(b: RunBacktest) -> str:
+    lo, hi = b.last_tenth
     head = [f"backtest: fit on {', '.join(b.from_runs)}; predict {b.target_run}'s {b.metric} at "
-            f"{b.n_points} eval steps; actual at the end {b.actual_final * 100:.2f}%", ""]
+            f"{b.n_points} eval steps; actual at the end {b.actual_final * 100:.2f}%, mean over "
+            f"steps {lo:,}-{hi:,} {b.actual_last_tenth * 100:.2f}%", ""]
     w = max(len(r["method"]) for r in b.rows)
-    lines = [f"{'method':<{w}}  {'MAE':>6}  {'err@end':>8}  {'pred@end':>8}  80% interval at the end"]
+    lines = [f"{'method':<{w}}  {'MAE':>6}  {'err@end':>8}  {'err last tenth':>14}  "
+             "80% interval of the last tenth's mean"]
     for r in b.rows:
         iv = "-" if r["interval80"] is None else (
             f"{r['interval80'][0] * 100:.1f}-{r['interval80'][1] * 100:.1f}% "
             f"({'covers' if r['covered80'] else 'misses'})")
         lines.append(f"{r['method']:<{w}}  {r['mae'] * 100:5.2f}p  {r['error_final'] * 100:+7.2f}p  "
-                     f"{r['pred_final'] * 100:7.2f}%  {iv}")
+                     f"{r['error_last_tenth'] * 100:+13.2f}p  {iv}")
     return "\n".join(head + lines + ["", "(p = percentage points; + = predicted more than reached)"])

@@ -14,11 +14,11 @@ with this setup" with the asymptote and its CI -- the seed's
 ``predict_training_steps(0.60)`` answered 12,857 steps for a run that never got
 there.
 
-``backtest`` fits each model on the history up to a step and measures how well
-it predicts the rest (the seed's straight line fitted on 50K steps predicts ~91%
-at 95K steps; the run reached ~58%).
-
-This module is also the ``zhbert predict`` command.
+These families are blind to the learning-rate schedule: on a warm-up + cosine run
+they learn where that schedule flattens. This module is also the ``zhbert predict``
+command, which answers with the schedule-aware law (forecast.py, planning.py)
+wherever the history's lr is known and falls back to the families here, saying
+so, where it is not (or with ``--law none``). ``backtest`` lives in backtest.py.
 """
 
 from __future__ import annotations
@@ -31,10 +31,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zhbert.analysis.curves import CurveFit, boot_interval, default_models, fit_curve
+# backtest moved to backtest.py; re-exported for existing importers
+from zhbert.analysis.backtest import BacktestResult, BacktestRow, backtest, backtest_table  # noqa: F401
+from zhbert.analysis.curves import CurveFit, boot_interval, fit_curve
 from zhbert.analysis.history import History, Meta, Series, load_history
 from zhbert.analysis.stats import _f, smooth
 from zhbert.errors import UserError
+from zhbert.metrics import metric_info
 
 
 @dataclass(frozen=True)
@@ -123,25 +126,27 @@ class Prediction:
                 "notes": list(self.notes)}
 
 
-def _loss_like(metric: str) -> bool:
-    return any(w in metric.lower() for w in ("loss", "ppl", "perplex"))
-
-
 def _check_target(target: float, metric: str) -> None:
-    """An accuracy target outside (0, 1) or a negative loss target is a typo, not a question."""
-    if "acc" in metric.lower() and not 0.0 < target < 1.0:
+    """A target outside the metric's bounds (zhbert.metrics) is a typo, not a question."""
+    info = metric_info(metric)
+    if info.kind == "accuracy" and not 0.0 < target < 1.0:
         raise UserError(f"--target {target:g}: {metric} is an accuracy, so the target must lie "
                         "between 0 and 1, e.g. --target 0.30 for 30%")
-    if _loss_like(metric) and target <= 0.0:
-        raise UserError(f"--target {target:g}: {metric} is positive; give a target above 0")
+    if info.lower is not None and info.kind != "accuracy" and target <= info.lower:
+        raise UserError(f"--target {target:g}: {metric} is above {info.lower:g}; "
+                        f"give a target above {info.lower:g}")
 
 
-def _direction(metric: str, fits: Sequence[CurveFit]) -> int:
-    """+1 when higher is better (accuracy), -1 for loss-like metrics."""
+def _direction(metric: str, fits: Sequence[CurveFit], y: Any = None) -> int:
+    """+1 when higher is better (accuracy), -1 for losses: the metric registry, else the
+    saturating fit's direction, else the curve's own trend."""
+    info = metric_info(metric)
+    if info.direction:
+        return info.direction
     saturating = [f for f in fits if f.model.asymptote is not None]
     if saturating:
         return saturating[0].model.direction
-    return -1 if _loss_like(metric) else 1
+    return info.direction_for(y)
 
 
 def _interval(samples: np.ndarray, level: float, point: float) -> tuple[float, float]:
@@ -236,7 +241,7 @@ def predict_steps(history_or_fit: Any, target: float, level: tuple[float, float]
     fits, series, meta, notes = _fits_for(history_or_fit, metric, x, n_boot, seed)
     _check_target(target, series.name if series else "")
     fit = _pick(fits, model)
-    d = _direction(series.name if series else "", fits)
+    d = _direction(series.name if series else "", fits, series.y if series is not None else None)
     tp = throughput or (Throughput.from_meta(meta) if meta else Throughput())
     already = _already_reached(series.x(x), series.y, target, d) if series is not None else None
     boot = fit.reach_boot(target, d)
@@ -298,124 +303,6 @@ def _backtest_winner(series: Series, x: str, models: list[str]) -> str | None:
     return result.winner
 
 
-# ----------------------------------------------------------------------------- backtest
-
-@dataclass(frozen=True)
-class BacktestRow:
-    model: str
-    ok: bool
-    error: str
-    aic: float                 # on the fitted part
-    mae: float                 # mean |pred - smoothed y| over the held-back part
-    max_error: float           # max |pred - smoothed y| there
-    error_last: float          # pred - smoothed y at the last point (signed: + = optimistic)
-    mean_error_window: float   # mean(pred - smoothed y) over the last ``window`` of x (signed)
-    pred_last: float
-    pred_at: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "ok": self.ok, "error": self.error, "aic": _f(self.aic),
-                "mae": _f(self.mae), "max_error": _f(self.max_error), "error_last": _f(self.error_last),
-                "mean_error_window": _f(self.mean_error_window), "pred_last": _f(self.pred_last),
-                "pred_at": _f(self.pred_at)}
-
-
-@dataclass(frozen=True)
-class BacktestResult:
-    metric: str
-    x_axis: str
-    fit_until: float
-    n_fit: int
-    n_test: int
-    last_x: float
-    actual_last: float         # smoothed metric at the last point
-    window: float
-    at: float | None
-    actual_at: float | None    # smoothed metric at ``at``
-    rows: tuple[BacktestRow, ...]
-    winner: str | None         # lowest MAE on the held-back part
-    aic_best: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "x_axis": self.x_axis, "fit_until": self.fit_until,
-                "n_fit": self.n_fit, "n_test": self.n_test, "last_x": self.last_x,
-                "actual_last_smoothed": _f(self.actual_last), "window": self.window, "at": self.at,
-                "actual_at_smoothed": _f(self.actual_at), "winner": self.winner,
-                "aic_best": self.aic_best, "models": [r.to_json() for r in self.rows]}
-
-
-def backtest(source: History | Series, fit_until: float, *, metric: str | None = None,
-             x: str = "step", models: Sequence[str] | None = None, window: float | None = None,
-             at: float | None = None) -> BacktestResult:
-    """Fit each model on x <= fit_until, score its prediction of the rest against the
-    smoothed metric (centered moving average over ~5% of the points, stats.smooth)."""
-    series = source.metric(metric) if isinstance(source, History) else source
-    series, _ = series.finite()
-    xs, ys = series.x(x), series.y
-    fit_mask = (xs <= fit_until) & (xs > 0)
-    test = xs > fit_until
-    if test.sum() == 0:
-        raise UserError(f"--fit-until {fit_until:g} is at or after the last {x} ({xs[-1]:g}); "
-                        "nothing is left to test: choose an earlier step")
-    if fit_mask.sum() < 5:
-        raise UserError(f"only {int(fit_mask.sum())} points at or before --fit-until {fit_until:g}; "
-                        "need at least 5: choose a later step")
-    fits = fit_curve(xs[fit_mask], ys[fit_mask], models or default_models(ys, series.name), n_boot=0)
-    sm = smooth(ys)
-    # the last tenth of the history (at most the seed's 10,000 steps): a 100-step run's
-    # "last 10,000 steps" would be all of it
-    span = float(xs[-1] - xs[0])
-    window = window or (min(10_000.0, 0.1 * span) if x == "step" else 0.1 * span)
-    last = xs >= xs[-1] - window
-    rows = tuple(_score(f, xs, sm, test, last, at) for f in fits)
-    scored = [r for r in rows if r.ok and math.isfinite(r.mae)]
-    return BacktestResult(
-        metric=series.name, x_axis=x, fit_until=float(fit_until), n_fit=int(fit_mask.sum()),
-        n_test=int(test.sum()), last_x=float(xs[-1]), actual_last=float(sm[-1]), window=window,
-        at=at, actual_at=None if at is None else float(np.interp(at, xs, sm)), rows=rows,
-        winner=min(scored, key=lambda r: r.mae).model if scored else None,
-        aic_best=fits[0].name if fits and fits[0].ok else None)
-
-
-def _score(fit: CurveFit, xs, smoothed, test, last, at: float | None) -> BacktestRow:
-    """Errors against the SMOOTHED metric: single noisy batches (+-5 pp on the seed's
-    data) would otherwise swamp the difference between the models' shapes."""
-    nan = math.nan
-    if not fit.ok:
-        return BacktestRow(fit.name, False, fit.error, nan, nan, nan, nan, nan, nan, None)
-    pred = fit.predict(xs)
-    err = pred - smoothed
-    return BacktestRow(fit.name, True, "", fit.aic, float(np.mean(np.abs(err[test]))),
-                       float(np.max(np.abs(err[test]))), float(err[-1]),
-                       float(np.mean(err[last])), float(pred[-1]),
-                       None if at is None else float(fit.predict([at])[0]))
-
-
-def backtest_table(result: BacktestResult) -> str:
-    """Plain-text table of a backtest (errors in the metric's units vs the smoothed metric,
-    + = the model predicted more than was reached)."""
-    r = result
-    head = [f"backtest of {r.metric}: fit on {r.x_axis} <= {r.fit_until:,.0f} ({r.n_fit} points), "
-            f"predict the remaining {r.n_test} points up to {r.last_x:,.0f}",
-            f"smoothed actual at the last point: {r.actual_last:.4f}"
-            + ("" if r.at is None else f"; at {r.at:,.0f}: {r.actual_at:.4f}")]
-    cols = ["model", "MAE", "max err", "err@last", f"mean err last {r.window:,.0f}", "pred@last"]
-    if r.at is not None:
-        cols.append(f"pred@{r.at:,.0f}")
-    lines = [cols]
-    for row in r.rows:
-        cells = [row.model] + [f"{v:+.4f}" if k in (2, 3) else f"{v:.4f}" for k, v in enumerate(
-            (row.mae, row.max_error, row.error_last, row.mean_error_window, row.pred_last))]
-        if r.at is not None:
-            cells.append(f"{row.pred_at:.4f}" if row.pred_at is not None else "-")
-        lines.append(cells if row.ok else [row.model, f"failed: {row.error}"])
-    widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(len(cols))]
-    body = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
-            for line in lines]
-    tail = [f"best on the held-back part (MAE): {r.winner}; best by AIC on the fitted part: {r.aic_best}"]
-    return "\n".join(head + [""] + body + [""] + tail)
-
-
 # ----------------------------------------------------------------------------- CLI
 
 def add_input_arguments(parser: argparse.ArgumentParser, nargs: str | None = None) -> None:
@@ -448,8 +335,8 @@ def run(args: argparse.Namespace) -> int:
     from zhbert.analysis import planning
     from zhbert.analysis.forecast import NoLearningRate, plan
     planning.check_plan_args(args)
-    why = "--law none"
-    if args.law != "none" and not args.metric:
+    why = "--law none" if args.law == "none" else "--metric / --model / --x name a schedule-free fit"
+    if args.law != "none" and not (args.metric or args.model or args.x != "step"):
         try:
             p = plan(args.history, args.law, args.n_boot)
         except NoLearningRate as exc:

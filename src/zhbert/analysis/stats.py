@@ -31,6 +31,7 @@ import numpy as np
 from scipy import stats
 
 from zhbert.errors import UserError
+from zhbert.fileio import json_safe
 
 SLOPE_UNIT = 10_000  # slopes are reported per 10K steps (the x unit), as the seed read them
 
@@ -118,9 +119,10 @@ class CorrelationResult:
         return out
 
 
-def _f(v: float | None) -> float | None:
-    """JSON-safe float: NaN/inf become None (JSON has no NaN)."""
-    return None if v is None or not math.isfinite(v) else float(v)
+def _f(v: float | None) -> float | str | None:
+    """A statistic for JSON, written the one zhbert way (fileio.json_safe): NaN becomes
+    None, an infinity "inf" / "-inf" (a failed fit's AIC, an unbounded interval end)."""
+    return json_safe(None if v is None else float(v))
 
 
 def _xy(x: Any, y: Any, min_n: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,6 @@ client), so nothing outside the given directories can be read, and nothing is wr
 
 from __future__ import annotations
 
-import math
 import socket
 import threading
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
+from zhbert.fileio import json_safe
 from zhbert.history import HistoryReader, read_history
 from zhbert.metrics import metric_info
 
@@ -203,14 +203,9 @@ def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- study
 
 def _num(v: Any) -> Any:
-    """JSON-safe number: NaN/inf become None (the browser's JSON.parse rejects them)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _num(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_num(x) for x in v]
-    return v
+    """JSON the browser's JSON.parse accepts, written the one zhbert way (fileio.json_safe):
+    NaN -> null, an infinity -> "inf" (the page draws only numbers: anything else is a gap)."""
+    return json_safe(v)
 
 
 def _ckpt_stamp(run_dir: Path) -> tuple | None:

@@ -3,7 +3,8 @@
 space     the TOML search space -> Optuna distributions, checked with config.py's own
           `--set` validation before any trial starts
 forecast  one function, ``forecast_final(run_dir, total_steps)``: the trial's final
-          held-out metric with an 80% interval
+          held-out metric with an 80% interval (the schedule-aware law of
+          zhbert.analysis.forecast, the curve families until the law can fit)
 pruner    the forecast pruner (an ``optuna.pruners.BasePruner``) and the --pruner choices
 study     the sweep's spec (sweep.json), its storage (a JournalStorage file in SWEEP_DIR
           by default, or an RDB URL) and the refusal of a SWEEP_DIR holding another space

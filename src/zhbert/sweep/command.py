@@ -130,10 +130,10 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     spec = new_spec(args)
     sweep_dir = Path(args.out)
     old = read_spec(sweep_dir)
-    if old is not None and old.identity() != spec.identity():
+    if old is not None and (args.force or old.identity() != spec.identity()):
         if not args.force:
             _refuse_other(sweep_dir, "space, base config, steps or objective")
-        start_over(sweep_dir, spec.storage, old.study_name)
+        start_over(sweep_dir, old.storage, old.study_name)  # --force: over, even the same space
         old = None
     stored = stored_identity(open_storage(sweep_dir, spec.storage), spec.study_name)
     if stored is not None and stored != spec.identity():

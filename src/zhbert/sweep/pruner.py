@@ -19,7 +19,8 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
 from zhbert.errors import UserError
-from zhbert.sweep.forecast import Forecast, forecast_final
+from zhbert.analysis.forecast import Forecast
+from zhbert.sweep.forecast import forecast_final
 
 PRUNERS = ("forecast", "median", "hyperband", "none")
 
@@ -36,11 +37,13 @@ class Decision:
                 "forecast": self.forecast.to_json() if self.forecast else None}
 
 
-def decide(forecast: Forecast, best: float, maximize: bool) -> Decision:
+def decide(forecast: Forecast, best: float, maximize: bool, metric: str = "eval_mlm_acc",
+           total_steps: int | None = None) -> Decision:
     """Prune when the forecast's 80% interval lies wholly on the losing side of ``best``."""
     prune = forecast.hi80 < best if maximize else forecast.lo80 > best
-    why = (f"forecast {forecast.metric} at step {forecast.total_steps:,}: {forecast.mean:.4f} "
-           f"(80%: {forecast.lo80:.4f} to {forecast.hi80:.4f}); best finished {best:.4f}")
+    at = f" at step {total_steps:,}" if total_steps else ""
+    why = (f"forecast {metric}{at}: {forecast.mean:.4f} (80%: {forecast.lo80:.4f} to "
+           f"{forecast.hi80:.4f}); best finished {best:.4f}")
     return Decision(prune, why, best, forecast)
 
 
@@ -78,7 +81,7 @@ class ForecastPruner(BasePruner):
             fc = self.forecaster(self.sweep_dir / trial.user_attrs["trial_dir"], int(total), self.metric)
         except (UserError, KeyError, ValueError) as exc:
             return Decision(False, f"no forecast: {exc}", best)
-        return decide(fc, best, maximize)
+        return decide(fc, best, maximize, self.metric, int(total))
 
 
 def make_pruner(name: str, sweep_dir: Path, metric: str, steps: int, eval_every: int) -> BasePruner:

@@ -178,7 +178,7 @@ def _fmt_params(params: dict[str, Any]) -> str:
 
 
 def report_markdown(rep: SweepReport, images: dict[str, str]) -> str:
-    from zhbert.report import md_table
+    from zhbert.report_render import md_table
     s = rep.spec
     lines = ["# Sweep report", "",
              f"{len(rep.rows)} trials of {s.steps:,} steps over {', '.join(s.space.params)}; "
@@ -222,7 +222,7 @@ def write_report(rep: SweepReport, out: Path) -> None:
     import markdown
 
     from zhbert.config import load_config
-    from zhbert.report import HTML_PAGE, check_out
+    from zhbert.report_render import HTML_PAGE, check_out
     check_out(out, MARKER)
     with staged_dir(out, force=True) as tmp:
         atomic_write_text(tmp / MARKER, json.dumps(rep.to_json(), indent=2, ensure_ascii=False) + "\n")

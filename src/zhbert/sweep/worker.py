@@ -312,10 +312,12 @@ def _finish(study: optuna.Study, run: TrialRun) -> str:
     trial, spec = run.trial, run.spec
     evals = dict(_evals(run.trial_dir, spec.metric))
     rc = run.proc.returncode
-    if rc == 0 and spec.steps in evals:
+    msg = _failure_message(run.trial_dir / "train.log", rc) if rc else ""
+    if spec.steps in evals:  # trained to the end; a trainer that failed after its last
+        if msg:              # (fsynced) eval still has its result: keep it, say what happened
+            trial.set_user_attr("message", f"exit code {rc} after the last step: {msg}")
         study.tell(trial, evals[spec.steps])
         return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
-    msg = _failure_message(run.trial_dir / "train.log", rc)
     _tell_failed(study, trial, "trainer", msg, retry=False)
     return f"failed: {msg}"
 
@@ -338,12 +340,19 @@ def _others_running(study: optuna.Study) -> bool:
     return any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
 
 
+def sampler_seed(storage, spec: SweepSpec, index: int) -> int:
+    """The sweep's seed (+ the worker's index) for a new sweep; on a resumed one a seed
+    that depends on the trials so far, or the sampler would repeat its first draws."""
+    done = len(load_study(storage, spec).get_trials(deepcopy=False))
+    return spec.sampler_seed + index + 7919 * done
+
+
 def run_worker(spec: SweepSpec, opts: WorkerOptions, log=print) -> Tally:
     """Run trials until the sweep has spec.trials counted trials, the budget is spent, or
     Ctrl-C; while other workers' trials run, wait (one may die and need a retry)."""
     storage = open_storage(opts.sweep_dir, spec.storage)
     pruner = make_pruner(spec.pruner, opts.sweep_dir, spec.metric, spec.steps, spec.eval_every)
-    study = load_study(storage, spec, spec.sampler_seed + opts.index, pruner)
+    study = load_study(storage, spec, sampler_seed(storage, spec, opts.index), pruner)
     tally = Tally()
     with _Stop() as stop:
         while not stop.flag:

@@ -66,7 +66,7 @@ function series(run, field, axis) {
   const pts = [];
   for (const r of run.byStep.values()) {
     const x = r[X_FIELD[axis]], y = r[field];
-    if (x != null && y != null) pts.push([x, y]);
+    if (typeof x === "number" && typeof y === "number") pts.push([x, y]);  // "inf"/null: a gap
   }
   pts.sort((a, b) => a[0] - b[0]);
   return [pts.map(p => p[0]), pts.map(p => p[1])];
@@ -258,7 +258,8 @@ function drawStudy(id) {
   if (pts[0].length) { tables.push(pts); labels.push(label(s, s.metric)); dashes.push(true); }
   let extra = {};
   if (!s.fit.error) {
-    tables.push([s.fit.grid, s.fit.y], [s.fit.grid, s.fit.hi], [s.fit.grid, s.fit.lo]);
+    const num = (a) => a.map(v => typeof v === "number" ? v : null);  // the server writes inf as "inf"
+    tables.push([s.fit.grid, num(s.fit.y)], [s.fit.grid, num(s.fit.hi)], [s.fit.grid, num(s.fit.lo)]);
     labels.push(`fit ${s.fit.best.model}`, "95% band hi", "95% band lo");
     dashes.push(false, false, false);
     extra = {bands: [{series: [labels.length - 1, labels.length], fill: color + "26"}]};  // alpha 0.15
