@@ -22,6 +22,13 @@ NO_DROPOUT = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
               "train.steps=6", "train.log_every=1", "train.eval_every=6", "train.lr=1e-3",
               "train.warmup_steps=2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _env(tmp_path):
+    """The node's shared instance cache inside the test's folder, not the temp folder."""
+    return {**ENV, "ZHBERT_CACHE_DIR": str(tmp_path / "instance-cache")}
+
+
 TORCHRUN = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2"]
 
 
@@ -72,9 +79,9 @@ def _train_records_seen(run: Path) -> int:
 
 
 def test_two_processes_match_one_with_the_same_global_batch(synthetic_data, tmp_path):
-    subprocess.run(_cmd([sys.executable], synthetic_data, tmp_path / "one", 8), env=ENV,
+    subprocess.run(_cmd([sys.executable], synthetic_data, tmp_path / "one", 8), env=_env(tmp_path),
                    check=True, capture_output=True)
-    r = subprocess.run(_cmd(TORCHRUN, synthetic_data, tmp_path / "two", 4), env=ENV,
+    r = subprocess.run(_cmd(TORCHRUN, synthetic_data, tmp_path / "two", 4), env=_env(tmp_path),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
@@ -95,10 +102,10 @@ def test_grad_accum_on_two_ranks_matches_one_process(synthetic_data, tmp_path, p
     """grad_accum=2 on 2 ranks (no_sync on the first micro-batch; in bf16 the fp32
     masters accumulate and are all-reduced) = 1 process with the whole global batch."""
     p = f"train.precision={precision}"
-    subprocess.run(_cmd([sys.executable], synthetic_data, tmp_path / "one", 8, p), env=ENV,
+    subprocess.run(_cmd([sys.executable], synthetic_data, tmp_path / "one", 8, p), env=_env(tmp_path),
                    check=True, capture_output=True)
     r = subprocess.run(_cmd(TORCHRUN, synthetic_data, tmp_path / "two", 2, p, "train.grad_accum=2"),
-                       env=ENV, capture_output=True, text=True, timeout=400)
+                       env=_env(tmp_path), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one) == len(two) == 6
@@ -112,15 +119,15 @@ def test_grad_accum_on_two_ranks_matches_one_process(synthetic_data, tmp_path, p
 def test_kill9_of_one_rank_and_resume_equals_uninterrupted(synthetic_data, tmp_path):
     extra = ("train.steps=12", "train.checkpoint_every=4", "train.eval_every=100")
     ref, run = tmp_path / "ref", tmp_path / "run"
-    r = subprocess.run(_cmd(TORCHRUN, synthetic_data, ref, 4, *extra), env=ENV,
+    r = subprocess.run(_cmd(TORCHRUN, synthetic_data, ref, 4, *extra), env=_env(tmp_path),
                        capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
-    proc = subprocess.Popen(_cmd(TORCHRUN, synthetic_data, run, 4, *extra), env=ENV,
+    proc = subprocess.Popen(_cmd(TORCHRUN, synthetic_data, run, 4, *extra), env=_env(tmp_path),
                             stderr=subprocess.PIPE, text=True)
     _wait_for(run / "checkpoints" / "step_00000004" / "meta.json", proc)
     os.kill(_children(proc.pid)[-1], signal.SIGKILL)
     assert proc.wait(timeout=120) != 0  # torchrun stops the job when a worker dies
-    r = subprocess.run(_cmd(TORCHRUN, synthetic_data, run, 4, *extra) + ["--resume"], env=ENV,
+    r = subprocess.run(_cmd(TORCHRUN, synthetic_data, run, 4, *extra) + ["--resume"], env=_env(tmp_path),
                        capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming from step" in r.stderr
@@ -139,18 +146,20 @@ def test_ranks_with_different_out_contents_fail_loudly(synthetic_data, tmp_path)
     both with one message, not start rank 1 from step 0 and drift."""
     extra = ("train.steps=8", "train.checkpoint_every=4")
     subprocess.run(_cmd([sys.executable], synthetic_data, tmp_path / "node0", 4, *extra),
-                   env=ENV, check=True, capture_output=True)
+                   env=_env(tmp_path), check=True, capture_output=True)
     port = _free_port()
     procs = []
     for rank in range(2):
-        env = {**ENV, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+        env = {**_env(tmp_path), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
                "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
         procs.append(subprocess.Popen(_cmd([sys.executable], synthetic_data, tmp_path / f"node{rank}",
                                            4, *extra) + ["--resume"],
                                       env=env, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300)[1] for p in procs]
     for p, err in zip(procs, outs):
-        assert p.returncode == 2, err[-2000:]
+        # exit 2 (a user error); sometimes gloo then aborts the process at exit
+        # ("terminate called without an active exception", -6): still a loud stop
+        assert p.returncode in (2, -6), err[-2000:]
         assert "rank 0: step 8, rank 1: none" in err and "shared file system" in err
     assert _checkpoints(tmp_path / "node0") == ["step_00000004", "step_00000008"]
 
@@ -160,7 +169,7 @@ def test_sigterm_to_one_rank_stops_both_at_one_step_with_one_checkpoint(syntheti
     run = tmp_path / "run"
     proc = subprocess.Popen(_cmd(TORCHRUN, synthetic_data, run, 4, "train.steps=100000",
                                  "train.checkpoint_every=100000", "train.eval_every=100000"),
-                            env=ENV, stderr=subprocess.PIPE, text=True)
+                            env=_env(tmp_path), stderr=subprocess.PIPE, text=True)
     _wait_for(run / "history.jsonl", proc)
     while _train_records_seen(run) < 2:
         assert proc.poll() is None, proc.communicate()[1][-3000:]

@@ -131,3 +131,21 @@ def test_the_schedule_aware_law_answers_once_it_has_the_points(tmp_path):
 def test_each_pruner_choice_is_the_named_pruner(tmp_path, name, cls):
     from zhbert.sweep.pruner import make_pruner
     assert isinstance(make_pruner(name, tmp_path, "eval_mlm_acc", 1000, 50), cls)
+
+
+def test_a_flat_plateau_is_not_pruned_within_one_measurements_noise(tmp_path):
+    """The benchmark's pruned trial: flat at 0.0537 for five evals, its curve-family band
+    0 wide, pruned against a best of 0.0573 that it went on to beat (0.0610). The eval's
+    own Wilson interval (about +-0.013 here) now sets the narrowest interval."""
+    study = _study_with_best(0.0573)
+    steps = np.arange(300, 550, 50)
+    frozen = _running(study, tmp_path, "flat", steps, [0.0537] * len(steps))
+    lines = (tmp_path / "flat" / "history.jsonl").read_text().splitlines()
+    with_ci = [json.loads(x) for x in lines]
+    for r in with_ci[1:]:
+        r["eval_mlm_acc_ci95"] = [0.0417, 0.0688]
+    (tmp_path / "flat" / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in with_ci))
+    pruner = ForecastPruner(tmp_path)
+    assert not pruner.prune(study, frozen)
+    fc = pruner.decisions[frozen.number].forecast
+    assert fc.hi80 > 0.0573 and abs(fc.sd - 0.0069) < 0.0002

@@ -287,8 +287,9 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     # here, before the run directory exists, so the fixed command can use the same --out
     loader = build_loader(cfg, data_dir, dist, device.type)
     loader.check()
-    eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
-                                  max_sequences=cfg.data.eval_sequences) if dist.main else []
+    # rank 0 evaluates; its held-out set failing (an empty split) stops every rank
+    eval_batches = on_main(dist, device, lambda: build_eval_set(
+        data_dir, "validation", data_config(cfg), max_sequences=cfg.data.eval_sequences)) or []
 
     def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
         _claim(run_dir, held)

@@ -14,9 +14,11 @@ says which answered. For the loss objective only the curve families are used.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
-from zhbert.analysis.forecast import Forecast
+from zhbert.analysis.forecast import Z80, Z95, Forecast
 from zhbert.errors import UserError
 
 N_BOOT = 100  # refits per forecast: the worker forecasts at every eval, beside a training run
@@ -29,14 +31,25 @@ def forecast_final(run_dir: str | Path, total_steps: int, metric: str = "eval_ml
     Raises UserError when the history supports no forecast at all (too few evaluations,
     no model converged); the pruner then keeps the trial running.
     """
-    law_failed = ""
+    law_failed, fc = "", None
     if metric == "eval_mlm_acc":
         from zhbert.analysis.forecast import forecast_final as law_forecast
         try:
-            return law_forecast(run_dir, total_steps, n_boot=n_boot)
+            fc = law_forecast(run_dir, total_steps, n_boot=n_boot)
         except UserError as exc:
             law_failed = f" (schedule-aware law: {exc})"
-    return curve_forecast(run_dir, total_steps, metric, n_boot, law_failed)
+    return noise_floor(fc or curve_forecast(run_dir, total_steps, metric, n_boot, law_failed),
+                       _eval_noise_sd(run_dir, metric))
+
+
+def noise_floor(fc: Forecast, sd: float) -> Forecast:
+    """The forecast's intervals, never narrower than one held-out measurement's own
+    sampling noise ``sd``: a curve flat on a plateau has ~0 residuals, and a 0-wide
+    interval pruned the benchmark sweep's best trial."""
+    m = fc.mean
+    return replace(fc, lo80=min(fc.lo80, m - Z80 * sd), hi80=max(fc.hi80, m + Z80 * sd),
+                   lo95=min(fc.lo95, m - Z95 * sd), hi95=max(fc.hi95, m + Z95 * sd),
+                   sd=sd if math.isnan(fc.sd) else max(fc.sd, sd))
 
 
 def curve_forecast(run_dir: str | Path, total_steps: int, metric: str, n_boot: int,
@@ -49,8 +62,21 @@ def curve_forecast(run_dir: str | Path, total_steps: int, metric: str, n_boot: i
     if not fits:
         raise UserError(f"{run_dir}: no learning-curve model fitted {metric}")
     best, x = fits[0], [float(total_steps)]
-    lo80, hi80 = best.band(x, level=0.8, noise=True)
-    lo95, hi95 = best.band(x, level=0.95, noise=True)
-    return Forecast(float(best.predict(x)[0]), float(lo80[0]), float(hi80[0]), float(lo95[0]),
-                    float(hi95[0]), f"curve families: {best.name} (best AIC) on {len(series)} "
-                                    f"evals up to step {int(series.step[-1]):,}{why}")
+    (lo80,), (hi80,) = best.band(x, level=0.8, noise=True)
+    (lo95,), (hi95,) = best.band(x, level=0.95, noise=True)
+    return Forecast(float(best.predict(x)[0]), float(lo80), float(hi80), float(lo95), float(hi95),
+                    f"curve families: {best.name} (best AIC) on {len(series)} evals up to step "
+                    f"{int(series.step[-1]):,}{why}")
+
+
+def _eval_noise_sd(run_dir: str | Path, metric: str) -> float:
+    """sd of one held-out measurement, from the last eval's recorded 95% interval
+    (the trainer's Wilson interval, ``<metric>_ci95``); 0 when none is recorded."""
+    from zhbert.history import iter_records
+    path = Path(run_dir) / "history.jsonl"
+    ci = None
+    if path.exists():
+        for r in iter_records(path):
+            if r.get("type") == "eval" and isinstance(r.get(f"{metric}_ci95"), list):
+                ci = r[f"{metric}_ci95"]
+    return (float(ci[1]) - float(ci[0])) / (2 * Z95) if ci else 0.0
