@@ -150,3 +150,26 @@ def test_quantize_options(trained_run, capsys):
     assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "--quantize", "int8"]) == 0
     captured = capsys.readouterr()
     assert "[MASK] 1:" in captured.out and "int8 dynamic" in captured.err
+
+
+def test_answer_column_ranks_the_expected_token_and_counts_hits(trained_run, tmp_path, capsys):
+    """A cloze table with an `answer` column (examples/demo_cloze.tsv, the demo's check):
+    each answer's rank among the first mask's candidates and the count in the top k."""
+    from zhbert.fillmask import answer_rank
+
+    lm = load_masked_lm(trained_run, precision="fp32")
+    top = fill_mask(lm, ["北京是中国的[MASK]都。"], top_k=5)[0]
+    hit, miss = top[0][1][0], "龘"  # the model's second choice; a character it never predicts
+    assert answer_rank(top, hit) == 2 and answer_rank(top, miss) == 0 and answer_rank(top, None) is None
+    table = tmp_path / "cloze.tsv"
+    table.write_text(f"text\tanswer\n北京是中国的[MASK]都。\t{hit}\n北京是中国的[MASK]都。\t{miss}\n"
+                     "我们[MASK]中国。\t\n", encoding="utf-8")
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(table), "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert f"answer {hit}: rank 2" in out and f"answer {miss}: not in the top 5" in out
+    assert out.strip().endswith("answers in the top 5: 1 of 2 (top 1: 0)")
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(table), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["answer_rank"] for r in rows] == [2, 0, None]
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(table), "--answer-column", "x"]) == 2
+    assert "no column 'x' for --answer-column" in capsys.readouterr().err

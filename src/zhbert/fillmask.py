@@ -284,41 +284,80 @@ def add_arguments(p) -> None:
                         "slightly different probabilities)")
     from zhbert.tables import add_table_arguments
     add_table_arguments(p, pair=False, label=False)  # --input as a table: its text column
+    p.add_argument("--answer-column", metavar="NAME", default=ANSWER_COLUMN,
+                   help="table column with the expected token of each sentence's first [MASK]: "
+                        "its rank is printed, and how many answers are in the top k "
+                        f"(default: {ANSWER_COLUMN!r} when the table has it)")
 
 
-def _read_sentences(args) -> list[str]:
+ANSWER_COLUMN = "answer"
+
+
+def _read_sentences(args) -> tuple[list[str], list[str | None]]:
+    """The sentences, and each one's expected answer (None: not given)."""
     from zhbert.tables import is_table, read_table, table_options
 
     sentences = list(args.sentences)
+    answers: list[str | None] = [None] * len(sentences)
     if args.input and is_table(args.input):
-        sentences += [r.text for r in read_table(args.input, what="--input file", need_label=False,
-                                                 **table_options(args)).rows]
+        table = read_table(args.input, what="--input file", need_label=False, **table_options(args))
+        column = getattr(args, "answer_column", ANSWER_COLUMN)
+        if column != ANSWER_COLUMN and table.rows and column not in table.rows[0].extra:
+            raise UserError(f"{args.input}: no column {column!r} for --answer-column "
+                            f"(it has {', '.join([table.columns.text, *table.rows[0].extra])})")
+        sentences += [r.text for r in table.rows]
+        answers += [(r.extra.get(column) or "").strip() or None for r in table.rows]
     elif args.input:
         from zhbert.corpus.sources import read_small_text
 
         text = read_small_text(args.input, "--input file")  # UTF-8, GBK, Big5, UTF-16
-        sentences += [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        sentences += lines
+        answers += [None] * len(lines)
     if not sentences:
         raise UserError('give a sentence with [MASK] (zhbert fill-mask MODEL "北京是中国的[MASK]都。") '
                         "or --input FILE")
-    return sentences
+    return sentences, answers
+
+
+def answer_rank(masks: list[Candidates], answer: str | None) -> int | None:
+    """1-based rank of the expected answer among the first [MASK]'s candidates; 0 when it is
+    not among them; None when there is no answer (or no mask) to check."""
+    if answer is None or not masks:
+        return None
+    tokens = [t for t, _ in masks[0]]
+    return tokens.index(answer) + 1 if answer in tokens else 0
+
+
+def _answer_line(answer: str, rank: int, masks: list[Candidates], top_k: int) -> str:
+    if rank:
+        return f"  answer {answer}: rank {rank} ({masks[0][rank - 1][1]:.3f})"
+    return f"  answer {answer}: not in the top {top_k}"
 
 
 def run(args) -> int:
-    sentences = _read_sentences(args)
+    sentences, answers = _read_sentences(args)
     quantize = None if args.quantize == "none" else args.quantize
     lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision, quantize=quantize)
     results = fill_mask(lm, sentences, args.top_k, args.batch_size)
+    ranks = [answer_rank(masks, a) for masks, a in zip(results, answers)]
     if args.json:
         rows = [{"sentence": s, "masks": [[{"token": t, "prob": p} for t, p in cands] for cands in masks],
-                 "filled": filled_text(lm, s, masks)} for s, masks in zip(sentences, results)]
+                 "filled": filled_text(lm, s, masks), "answer": a, "answer_rank": r}
+                for s, masks, a, r in zip(sentences, results, answers, ranks)]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     print(f"# {lm.source} ({lm.describe()})", file=sys.stderr)
-    for s, masks in zip(sentences, results):
+    for s, masks, a, r in zip(sentences, results, answers, ranks):
         print(s)
         for m, cands in enumerate(masks, 1):
             print(f"  [MASK] {m}: " + "  ".join(f"{t} {p:.3f}" for t, p in cands))
         if _show_filled(lm, masks):
             print(f"  filled: {filled_text(lm, s, masks)}")
+        if r is not None:
+            print(_answer_line(a, r, masks, args.top_k))
+    checked = [r for r in ranks if r is not None]
+    if checked:
+        print(f"answers in the top {args.top_k}: {sum(1 for r in checked if r)} of {len(checked)}"
+              f" (top 1: {sum(1 for r in checked if r == 1)})")
     return 0
