@@ -449,3 +449,17 @@ def test_a_loader_drops_its_shared_cache_files(data, tmp_path):
     loader.drop_shared_cache()
     assert len(list(tmp_path.glob("*.npy"))) == 1  # another run's files stay
     PretrainingLoader(data, cfg=cfg, batch_size=4).drop_shared_cache()  # no cache: nothing to do
+
+
+def test_held_out_set_is_masked_at_bert_rate_whatever_the_training_rate(synthetic_data):
+    """A run training at 30% masking is scored on the same held-out task as one at 15%."""
+    from zhbert.data import EVAL_MASK_PROB, DataConfig, build_eval_set
+
+    base = build_eval_set(synthetic_data, "validation", DataConfig(max_len=32), max_sequences=40)
+    high = build_eval_set(synthetic_data, "validation", DataConfig(max_len=32, mask_prob=0.3),
+                          max_sequences=40)
+    assert EVAL_MASK_PROB == 0.15 and len(base) == len(high)
+    for a, b in zip(base, high):
+        assert set(a) == set(b)
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
