@@ -6,7 +6,7 @@ import pytest
 
 from zhbert.errors import UserError
 from zhbert.history import HistoryReader, iter_records, positions_per_step, read_history, tokens_per_step
-from zhbert.status import collect
+from zhbert.runstate import collect
 
 
 def _lines(*steps):

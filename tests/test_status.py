@@ -1,7 +1,7 @@
 import json
 
 from zhbert.cli import main as cli_main
-from zhbert.status import collect
+from zhbert.runstate import collect
 
 
 def test_status_of_a_stopped_run(tmp_path, capsys):

@@ -84,7 +84,7 @@ def run(args) -> int:
 def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
     """What a finished (or stopped) `zhbert train` says last: where it got, how fast, the
     latest held-out figures (as `zhbert status` reads them), and what to run next."""
-    from zhbert.status import collect
+    from zhbert.runstate import collect
 
     e = collect(run_dir)["eval"]
     speed = progress.tokens / progress.elapsed if progress.elapsed > 0 else 0.0

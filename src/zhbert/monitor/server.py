@@ -63,7 +63,7 @@ class RunHistory:
 
     def refresh(self) -> "RunHistory":
         """Read the new lines; FileNotFoundError when the history is gone."""
-        from zhbert.status import latest
+        from zhbert.runstate import latest
         with self.lock:
             while True:
                 chunk = self.reader.read(MAX_CHUNK)
@@ -186,7 +186,7 @@ def check_roots(paths: list[str]) -> None:
 def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
     """zhbert status for one run, plus 'stalled' and 'missing'; never raises for bad runs.
     Reads only what the history gained since the last poll."""
-    from zhbert.status import summarize
+    from zhbert.runstate import summarize
     hist = ref.path / "history.jsonl"
     out: dict[str, Any] = {"id": ref.id, "path": str(ref.path)}
     try:

@@ -60,7 +60,7 @@ class SweepReport:
 
 def _run_progress(run_dir: Path) -> tuple[int, float | None]:
     """Steps trained and training minutes, as `zhbert status` reads them."""
-    from zhbert.status import collect
+    from zhbert.runstate import collect
     try:
         s = collect(run_dir)
     except UserError:

@@ -207,7 +207,7 @@ def _failure_message(log: Path, rc: int) -> str:
 def _wait_for_old_trainer(trial_dir: Path, timeout_s: float = 300) -> None:
     """A retry after kill -9: the dead worker's trainer got SIGTERM and is saving its
     checkpoint; let it finish before resuming from that checkpoint."""
-    from zhbert.status import run_state
+    from zhbert.runstate import run_state
     t0 = time.time()
     while (trial_dir / "running.json").exists() and run_state(trial_dir, 0, 0) == "running":
         if time.time() - t0 > timeout_s:
