@@ -175,3 +175,18 @@ def test_collective_helpers_on_two_gloo_ranks(tmp_path):
     assert r0["ok"] == "saved" and r1["ok"] is None
     mean = [[1.0 + 2**-11] * 3, [[0.5, 0.5], [0.5, 0.5]]]  # 1 + 2^-11 is not a bf16 number
     assert r0["mean"] == r1["mean"] == mean
+
+
+def test_shutdown_destroys_an_nccl_group_and_leaves_gloo_to_exit(monkeypatch):
+    """NCCL may hang at exit without destroy_process_group; destroying a gloo group while the
+    peer tears down its sockets aborted a rank now and then (SIGABRT in test_ddp under load)."""
+    destroyed = []
+    monkeypatch.setattr(tdist, "is_initialized", lambda: True)
+    monkeypatch.setattr(tdist, "destroy_process_group", lambda: destroyed.append(True))
+    for backend, expected in (("nccl", [True]), ("gloo", [])):
+        destroyed.clear()
+        monkeypatch.setattr(tdist, "get_backend", lambda group=None, b=backend: b)
+        D.shutdown(D.Dist(0, 2, 0))
+        assert destroyed == expected, backend
+    D.shutdown(D.Dist())  # one process: nothing to leave
+    assert destroyed == []

@@ -83,10 +83,14 @@ def setup(requested_device: str) -> tuple[Dist, torch.device]:
 
 
 def shutdown(dist: Dist) -> None:
-    """Leave the process group (torch warns, and NCCL may hang at exit, without it)."""
+    """Leave an NCCL process group (torch warns, and NCCL may hang at exit, without it).
+    A gloo group is left to process exit, as before: destroying it while the peer
+    process is already tearing down its sockets aborted a rank now and then
+    (SIGABRT, "terminate called without an active exception", seen under load in
+    tests/test_ddp.py), and gloo has no exit hang to avoid."""
     if dist.world > 1:
         import torch.distributed
-        if torch.distributed.is_initialized():
+        if torch.distributed.is_initialized() and torch.distributed.get_backend() == "nccl":
             torch.distributed.destroy_process_group()
 
 
