@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.stats import norm
 
 from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
 from zhbert.analysis.history import History, load_history
@@ -45,7 +46,7 @@ from zhbert.schedule import SCHEDULES, Schedule, infer_schedule
 LOSS_METRICS = ("eval_mlm_loss", "eval_loss", "loss", "mlm_loss")
 ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")
 LR_SERIES = ("lr", "learning_rate")
-Z80, Z95 = 1.2815516, 1.9599640
+Z80, Z95 = (float(norm.ppf(0.5 + level / 2)) for level in (0.80, 0.95))  # two-sided normal quantiles
 N_BOOT = 200
 
 
