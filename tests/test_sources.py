@@ -14,9 +14,9 @@ import unicodedata
 import pytest
 import zstandard
 
-from zhbert.corpus import sources
-from zhbert.corpus.sources import (SourceInfo, is_reserved_review, iter_documents,
-                                   resolve_sources, sentiment_reserve)
+from zhbert.corpus import builtin as builtin_corpus, sources
+from zhbert.corpus.builtin import is_reserved_review, sentiment_reserve
+from zhbert.corpus.sources import SourceInfo, iter_documents, resolve_sources
 from zhbert.errors import UserError
 
 SIMPLIFIED = "中华人民共和国是一个位于东亚的国家。\n首都是北京，人口众多。\n\n第二段讲述历史与文化。\n"
@@ -205,13 +205,13 @@ def builtin():
 
 
 def test_untag_line():
-    assert sources.untag_line("[中国/ns  政府/n]nt  发表/v  １/２/m  ，/w") == "中国政府发表１/２，"
+    assert builtin_corpus.untag_line("[中国/ns  政府/n]nt  发表/v  １/２/m  ，/w") == "中国政府发表１/２，"
 
 
 def test_headline_heuristic():
     lines = ["新年讲话（附图片１张）", "江泽民", "（一九九七年十二月三十一日）", "同胞们：",
              "正文第一段。", "（新华社记者摄）", "第二篇标题", "副标题", "正文。", "第三篇", "正文！"]
-    articles = list(sources.peoples_daily_articles(iter(lines)))
+    articles = list(builtin_corpus.peoples_daily_articles(iter(lines)))
     assert [a[0] for a in articles] == ["新年讲话（附图片１张）", "第二篇标题", "第三篇"]
     assert articles[0][-1] == "（新华社记者摄）" and articles[1][:2] == ["第二篇标题", "副标题"]
 

@@ -561,7 +561,7 @@ def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
 
 
 def _write_sentiment(staging: Path) -> None:
-    from zhbert.corpus.sources import sentiment_reserve
+    from zhbert.corpus.builtin import sentiment_reserve
     from zhbert.fileio import atomic_write_text
 
     rows = sentiment_reserve()
