@@ -177,7 +177,7 @@ def side_rss(args, side: str, precision: str) -> float | None:
 def sentence_flops(cfg) -> float:
     """Forward FLOPs of one sentence ([CLS] 48 characters [SEP], one mask): matmuls only,
     the vocabulary head at the mask (zhbert.model.flops_per_token counts training, 3x)."""
-    from zhbert.model import flops_per_token
+    from zhbert.accounting import flops_per_token
 
     T = CHARS + 2
     return flops_per_token(cfg, T, 1 / T) / 3 * T

@@ -178,7 +178,7 @@ def measure(args, cfg, precision: str) -> dict:
 
 
 def report(args, cfg, precision: str, result: dict, info: dict, peak: dict, rss: dict) -> dict:
-    from zhbert.model import flops_per_token
+    from zhbert.accounting import flops_per_token
 
     tokens = args.batch_size * T  # per step
     fpt_ours = flops_per_token(cfg, T, M / T)

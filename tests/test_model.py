@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zhbert.model import (TIED_KEYS, BertForPretraining, ModelConfig, count_parameters,
-                          encoder_layer_parameters, flops_per_token, preset)
+from zhbert.accounting import count_parameters, encoder_layer_parameters, flops_per_token
+from zhbert.model import TIED_KEYS, BertForPretraining, ModelConfig, preset
 
 V, T, M, B = 100, 16, 4, 3
 

@@ -1,0 +1,47 @@
+"""What a model costs: parameter counts and training FLOPs per token (benchmarks and
+the model's tests read them; nothing in the training step needs them)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from zhbert.model import ModelConfig
+
+
+def count_parameters(model: nn.Module, non_embedding: bool = True) -> int:
+    """Distinct parameters (the tied decoder counts once); ``non_embedding`` leaves out
+    the word, position and token-type embedding tables (Kaplan et al.'s convention)."""
+    skip = set()
+    if non_embedding:
+        skip = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def encoder_layer_parameters(cfg: ModelConfig) -> int:
+    """Parameters of one transformer block: q, k, v, out (C*C + C each), FFN, two LayerNorms."""
+    C, F_ = cfg.hidden_size, cfg.intermediate_size
+    return 4 * (C * C + C) + (C * F_ + F_) + (F_ * C + C) + 2 * 2 * C
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, masked_fraction: float) -> float:
+    """Training FLOPs (forward + backward = 3 x forward, 2 FLOPs per multiply-add) per
+    input token, counting matmuls only:
+
+    - encoder: 6 x (layers x encoder_layer_parameters) at every token;
+    - attention scores and weighted sum: 12 x layers x hidden x seq_len at every token
+      (QK^T and AV are 2 x T x C multiply-adds per token per layer, x 2 x 3);
+    - MLM head (transform C x C + tied decoder C x V, with biases) at ``masked_fraction``
+      of the tokens: pass max_predictions / seq_len for what this model computes (it runs
+      the head on all M static slots, padded ones included);
+    - pooler + NSP head (C x C + C x 2) once per sequence, i.e. divided by seq_len, when
+      the objective has NSP/SOP.
+
+    Not counted: embedding lookups, LayerNorm, GELU, softmax, dropout, the loss, and the
+    optimizer step (all O(params) or O(T x C) elementwise work).
+    """
+    C, V, L = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
+    encoder = 6 * L * encoder_layer_parameters(cfg)
+    attention = 12 * L * C * seq_len
+    mlm_head = 6 * masked_fraction * ((C * C + C) + 2 * C + (C * V + V))
+    nsp_head = 6 * ((C * C + C) + (2 * C + 2)) / seq_len if cfg.has_nsp else 0.0
+    return float(encoder + attention + mlm_head + nsp_head)
