@@ -176,7 +176,7 @@ def side_rss(args, side: str, precision: str) -> float | None:
 
 def sentence_flops(cfg) -> float:
     """Forward FLOPs of one sentence ([CLS] 48 characters [SEP], one mask): matmuls only,
-    the vocabulary head at the mask (zhbert.model.flops_per_token counts training, 3x)."""
+    the vocabulary head at the mask (zhbert.accounting.flops_per_token counts training, 3x)."""
     from zhbert.accounting import flops_per_token
 
     T = CHARS + 2
