@@ -62,10 +62,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy.linalg import solve_toeplitz
 from scipy.optimize import OptimizeWarning, curve_fit
-from scipy.signal import lfilter
 
+from zhbert.analysis.ar import ar_select, innovations, simulate_ar, stationary, yule_walker
 from zhbert.analysis.stats import _f, block_indices, lag1_autocorrelation
 from zhbert.errors import UserError
 from zhbert.metrics import metric_info
@@ -369,64 +368,6 @@ def _block_bootstrap(model: Model, u, fitted, resid, p, bounds, block, n_boot, r
     return boot, (), f"moving-block residual bootstrap, block {block}"
 
 
-def _autocov(e: np.ndarray, lags: int) -> np.ndarray:
-    e = e - e.mean()
-    return np.array([e[: len(e) - j] @ e[j:] for j in range(lags + 1)]) / len(e)
-
-
-def yule_walker(e: Any, order: int) -> np.ndarray:
-    """AR(order) coefficients of ``e`` by Yule-Walker (always a stationary model)."""
-    r = _autocov(np.asarray(e, dtype=float), order)
-    if order == 0 or r[0] <= 0:
-        return np.zeros(order)
-    return solve_toeplitz(r[:order], r[1:])
-
-
-def ar_select(e: Any, max_order: int | None = None) -> np.ndarray:
-    """AR coefficients of ``e``, the order chosen by AIC (n log s2_p + 2p) up to
-    10 log10 n (as R's ``ar``); empty when white noise is the best description."""
-    e = np.asarray(e, dtype=float)
-    n = len(e)
-    pmax = max_order if max_order is not None else min(int(10 * math.log10(n)), (n - 1) // 4)
-    r = _autocov(e, max(pmax, 0))
-    if r[0] <= 0:
-        return np.zeros(0)
-    best, best_aic = np.zeros(0), n * math.log(r[0])
-    for order in range(1, pmax + 1):
-        phi = solve_toeplitz(r[:order], r[1:order + 1])
-        s2 = r[0] - phi @ r[1:order + 1]
-        if s2 <= 0:
-            break
-        aic = n * math.log(s2) + 2 * order
-        if aic < best_aic:
-            best, best_aic = phi, aic
-    return best
-
-
-def _stationary(phi: np.ndarray, toward: np.ndarray) -> np.ndarray:
-    """``phi`` moved towards ``toward`` until every root is inside 0.99 (Kilian 1998)."""
-    for d in np.linspace(1.0, 0.0, 21):
-        cand = toward + d * (phi - toward)
-        if len(cand) == 0 or np.max(np.abs(np.roots(np.r_[1.0, -cand]))) < 0.99:
-            return cand
-    return toward
-
-
-def _innovations(e: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    e = e - e.mean()
-    out = lfilter(np.r_[1.0, -phi], [1.0], e)[len(phi):] if len(phi) else e
-    return out - out.mean()
-
-
-def _simulate(phis: np.ndarray, innov: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """One AR series per row of ``phis`` (B, p), driven by resampled innovations."""
-    burn = 100 + 10 * phis.shape[1]
-    eps = rng.choice(innov, size=(len(phis), n + burn))
-    if phis.shape[1] == 0:
-        return eps[:, burn:]
-    return np.stack([lfilter([1.0], np.r_[1.0, -phi], row)[burn:] for phi, row in zip(phis, eps)])
-
-
 def _sieve_bootstrap(model: Model, u, fitted, resid, p, bounds, n_boot, rng):
     """Bias-corrected AR-sieve residual bootstrap (see the module docstring)."""
     n, k = len(u), len(p)
@@ -436,22 +377,22 @@ def _sieve_bootstrap(model: Model, u, fitted, resid, p, bounds, n_boot, rng):
     if n_boot <= 0:
         return np.empty((0, k)), tuple(map(float, phi)), ""
     if order == 0:
-        noise = _simulate(np.zeros((n_boot, 0)), _innovations(resid, phi) * dof, n, rng)
+        noise = simulate_ar(np.zeros((n_boot, 0)), innovations(resid, phi) * dof, n, rng)
         boot, _ = _refits(model, u, fitted, noise, p, bounds)
         return boot, (), "iid residual bootstrap (residuals show no autocorrelation by AIC)"
     # stage 1: how far are AR coefficients re-estimated from refit residuals off the truth?
     n1 = max(10, min(FIRST_STAGE, n_boot // 4))
-    noise = _simulate(np.tile(phi, (n1, 1)), _innovations(resid, phi) * dof, n, rng)
+    noise = simulate_ar(np.tile(phi, (n1, 1)), innovations(resid, phi) * dof, n, rng)
     q1, ok = _refits(model, u, fitted, noise, p, bounds)
     est = np.array([yule_walker(fitted + noise[i] - model.f(u, *q), order) for i, q in zip(ok, q1)])
     if len(est) >= 2:
-        corrected = _stationary(phi - (est.mean(axis=0) - phi), phi)
-        draws = [_stationary(corrected + d, corrected) for d in est - est.mean(axis=0)]
+        corrected = stationary(phi - (est.mean(axis=0) - phi), phi)
+        draws = [stationary(corrected + d, corrected) for d in est - est.mean(axis=0)]
     else:
         corrected, draws = phi, [phi]
     # stage 2: corrected coefficients, each replicate with its own draw of them
     phis = np.array([draws[i % len(draws)] for i in range(n_boot)])
-    noise = _simulate(phis, _innovations(resid, corrected) * dof, n, rng)
+    noise = simulate_ar(phis, innovations(resid, corrected) * dof, n, rng)
     boot, _ = _refits(model, u, fitted, noise, p, bounds)
     how = (f"AR({order}) sieve residual bootstrap, phi1 {corrected[0]:.3f} "
            f"(bias-corrected from {phi[0]:.3f} by {len(est)} first-stage refits)")
