@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from zhbert.data import (DataConfig, LengthWarmupLoader, PretrainingLoader, build_eval_set, build_instances,
-                         instance_stats, make_batch, truncate_lengths)
+from zhbert.data import (DataConfig, build_eval_set, build_instances, instance_stats, make_batch,
+                         truncate_lengths)
+from zhbert.loader import LengthWarmupLoader, PretrainingLoader
 from zhbert.datadir import SplitArrays, new_manifest, open_data_dir, write_manifest, write_split
 from zhbert.errors import UserError
 from zhbert.vocab import SPECIAL_TOKENS, Vocab
@@ -371,7 +372,7 @@ def test_batch_wide_layout_gives_the_per_row_batches(data, objective, whole_word
 
 
 def test_loader_workers_auto_on_cuda_only(monkeypatch):
-    from zhbert.data import loader_workers
+    from zhbert.loader import loader_workers
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert loader_workers(-1, "cpu") == 0
@@ -383,7 +384,7 @@ def test_loader_workers_auto_on_cuda_only(monkeypatch):
 def test_pin_memory_pins_batches_in_process_and_asks_the_dataloader(data, monkeypatch):
     """No CUDA here: Tensor.pin_memory is patched to record the call (the real one needs
     an accelerator); with workers the DataLoader is asked to pin."""
-    import zhbert.data as data_mod
+    import zhbert.loader as data_mod
 
     pinned = []
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t, *a, **k: pinned.append(1) or t.clone())
@@ -408,7 +409,7 @@ def test_pin_memory_pins_batches_in_process_and_asks_the_dataloader(data, monkey
 def test_ranks_of_a_node_build_each_epoch_once(data, tmp_path, monkeypatch):
     """Two ranks and their loader workers share one build of each epoch through the cache
     directory, and get the batches they get without it."""
-    import zhbert.data as data_mod
+    import zhbert.loader as data_mod
 
     builds = []
     real = data_mod.build_instances

@@ -57,7 +57,7 @@ class DataSection:
     eval_sequences: int = 1024  # fixed held-out sequences evaluated at every eval
     # sequence-length warm-up: the first warmup_len_fraction of train.steps train on
     # sequences of warmup_len tokens (max_len / warmup_len times as many per batch, the
-    # same positions per step); warmup_len 0 = off. See data.LengthWarmupLoader for why.
+    # same positions per step); warmup_len 0 = off. See loader.LengthWarmupLoader for why.
     warmup_len: int = 0
     warmup_len_fraction: float = 0.0
 

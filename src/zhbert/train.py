@@ -385,7 +385,7 @@ def build_loader(cfg: Config, data_dir, dist: Dist = Dist(), device_type: str = 
     steps hold max_len / warmup_len times as many sequences of warmup_len tokens.
     On CUDA: loader workers (data.num_workers -1) and pinned batches; with several
     processes on a node, one build of each epoch for all of them (instance_cache)."""
-    from zhbert.data import LengthWarmupLoader, PretrainingLoader, loader_workers
+    from zhbert.loader import LengthWarmupLoader, PretrainingLoader, loader_workers
     d, b = cfg.data, cfg.train.batch_size
     workers = loader_workers(d.num_workers, device_type, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     cache = instance_cache_dir() if dist.world > 1 or workers > 0 else None
@@ -471,7 +471,7 @@ def _now() -> str:
 # ----------------------------------------------------------------------------- fit
 
 def fit(tr: Trainer, show_progress: bool = True) -> None:
-    cfg, t = tr.cfg, tr.cfg.train
+    t = tr.cfg.train
     bar = _progress_bar(tr) if show_progress else None
     tr.interval.started = time.perf_counter()
     with StopRequested() as stop:
