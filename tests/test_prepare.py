@@ -8,6 +8,7 @@ import pytest
 
 from zhbert.cli import main
 from zhbert.corpus import prepare as prep
+from zhbert.corpus import prepare_tasks as tasks
 from zhbert.corpus import segment
 from zhbert.datadir import SPLITS, open_data_dir
 
@@ -292,12 +293,12 @@ def test_encode_task_equals_sentence_by_sentence(sentences, tmp_path, monkeypatc
     from zhbert.corpus.clean import normalize_for_hash
     from zhbert.vocab import build_vocab, count_units
 
-    monkeypatch.setattr(prep, "_joined", functools.partial(prep._joined, limit=limit))
+    monkeypatch.setattr(tasks, "_joined", functools.partial(tasks._joined, limit=limit))
     vocab = build_vocab(count_units(sentences))
     vocab.save(tmp_path / "vocab.txt")
     edge = [t for t in EDGE_TEXTS if t]  # spooled sentences are never empty
     docs = [(i % 3, sentences[i * 7:(i + 1) * 7] + [edge[i % len(edge)]]) for i in range(40)]
-    parts = prep._encode_task((str(tmp_path / "vocab.txt"), "jieba", docs))
+    parts = tasks.encode_task((str(tmp_path / "vocab.txt"), "jieba", docs))
     jieba = segment.jieba()
     for code, (tokens, starts, lengths, doc_sizes, hashes, unk) in enumerate(parts):
         mine = [d for c, d in docs if c == code]
@@ -338,7 +339,7 @@ def test_progress_bars_count_documents(tmp_path, capsys, monkeypatch):
         def set_postfix_str(self, *args, **kwargs):
             pass
 
-    monkeypatch.setattr(prep, "_progress", Bar)
+    monkeypatch.setattr(prep, "progress", Bar)
     out = tmp_path / "data"
     assert _run(capsys, "prepare", str(_text_corpus(tmp_path)), "--out", str(out), "--workers", "1")[0] == 0
     kept = json.loads((out / "report.json").read_text())["totals"]["documents"]
