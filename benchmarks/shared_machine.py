@@ -4,8 +4,11 @@
 
 Each scenario starts one or two `zhbert train` processes (the tiny preset at length 64
 on the built-in corpus, no evaluation or checkpoint inside the window), lets them train
-for ``--seconds``, stops them with SIGTERM and reads each one's real (non-padding)
-tokens per second from its history, the first ``--warm`` seconds of training left out.
+for ``--seconds`` and stops them with SIGTERM. From the moment every one has logged a
+step (and ``--warm`` seconds have passed) to the end, it reads each one's real
+(non-padding) tokens from its history and its CPU seconds from /proc: tokens per wall
+second, cores used (CPU seconds per wall second: spinning OpenMP threads use CPU and
+train nothing) and tokens per CPU second.
 With ``--rounds R`` the scenario list runs R times in turn (the load of a shared machine
 drifts; each scenario's median over the rounds is reported).
 Scenarios are named BEHAVIOUR-COUNT:
@@ -39,7 +42,7 @@ from benchmarks import common
 
 BEHAVIOURS = ("new", "old", "share-spin", "all-passive")
 TRAIN_SETS = ["data.warmup_len=0", "train.steps=1000000", "train.eval_every=1000000",
-              "train.checkpoint_every=1000000", "train.log_every=2"]
+              "train.checkpoint_every=1000000", "train.log_every=1"]
 # torch (and libgomp) loaded before zhbert.train runs quiet_openmp_waits: the old wait
 TORCH_FIRST = "import sys, torch; from zhbert.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -58,59 +61,89 @@ def train_command(behaviour: str, data: Path, run: Path, cores: int) -> tuple[li
     return head + argv, env
 
 
-def throughput(history: Path, warm: float) -> dict:
-    """Real tokens/s over the train records after ``warm`` seconds of training, and the
-    thread counts the machine line of the header names."""
-    recs = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    train = [r for r in recs if r.get("type") == "train" and r["elapsed"] >= warm]
-    if len(train) < 2:
-        return {"tokens_per_s": None, "steps": len(train)}
-    first, last = train[0], train[-1]
-    return {"tokens_per_s": (last["tokens"] - first["tokens"]) / (last["elapsed"] - first["elapsed"]),
-            "steps": last["step"] - first["step"], "seconds": last["elapsed"] - first["elapsed"]}
+def sample(pid: int, history: Path) -> tuple[float, int, float]:
+    """(now, real tokens trained so far as the last train record says, CPU seconds the
+    process and its threads have used)."""
+    tokens = 0
+    if history.exists():
+        for line in history.read_text().splitlines():
+            if '"type": "train"' in line:
+                try:
+                    tokens = json.loads(line)["tokens"]
+                except ValueError:  # a line being written
+                    pass
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return time.monotonic(), tokens, cpu
 
 
 def scenario(behaviour: str, count: int, data: Path, seconds: float, warm: float,
              work: Path) -> dict:
+    """Start ``count`` trainings; from the moment all have logged and ``warm`` seconds
+    have passed until ``seconds`` after the start: each one's real tokens per wall
+    second, the cores it used (CPU seconds per wall second) and tokens per CPU second."""
     cores = len(os.sched_getaffinity(0))
     registry = work / f"registry-{behaviour}-{count}"
     procs, runs = [], []
-    load_before = os.getloadavg()
     work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    t0 = time.monotonic()
     for i in range(count):
         run = work / f"{behaviour}-{count}-{i}"
         cmd, env = train_command(behaviour, data, run, cores)
         env["ZHBERT_TRAINERS_DIR"] = str(registry)
         log = open(work / f"{run.name}.log", "w")
         procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-        runs.append(run)
-    time.sleep(seconds)
+        runs.append(run / "history.jsonl")
+    first = None
+    while time.monotonic() < t0 + seconds and first is None:
+        time.sleep(0.5)
+        now = [sample(p.pid, h) for (p, _), h in zip(procs, runs)]
+        if time.monotonic() >= t0 + warm and all(tok > 0 for _, tok, _ in now):
+            first = now
+    time.sleep(max(0.0, t0 + seconds - time.monotonic()))
+    last = [sample(p.pid, h) for (p, _), h in zip(procs, runs)]
     load_during = os.getloadavg()
-    for p, _ in procs:
-        p.send_signal(signal.SIGTERM)
     for p, log in procs:
+        p.send_signal(signal.SIGTERM)
         p.wait()
         log.close()
-    each = [throughput(r / "history.jsonl", warm) for r in runs]
+    each = []
+    for a, b in zip(first or last, last):
+        wall, tokens, cpu = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+        each.append({"tokens_per_s": tokens / wall if tokens and wall else None,
+                     "cores_used": cpu / wall if wall else None,
+                     "tokens_per_cpu_s": tokens / cpu if tokens and cpu else None,
+                     "window_s": wall})
     rates = [e["tokens_per_s"] for e in each]
-    total = sum(rates) if None not in rates else None
-    return {"behaviour": behaviour, "count": count, "each": each, "total_tokens_per_s": total,
+    return {"behaviour": behaviour, "count": count, "each": each,
+            "total_tokens_per_s": sum(rates) if None not in rates else None,
             "loadavg_before": load_before, "loadavg_during": load_during}
 
 
+def _fmt(xs, spec=",.0f") -> str:
+    return ", ".join("-" if x is None else format(x, spec) for x in xs)
+
+
 def _line(name: str, r: dict) -> str:
-    rates = ", ".join(f"{e['tokens_per_s']:,.0f}" if e["tokens_per_s"] else "-" for e in r["each"])
     total = f"{r['total_tokens_per_s']:,.0f}" if r["total_tokens_per_s"] else "-"
-    return (f"{name:<16} each {rates:<16} together {total:>8} real tokens/s  "
-            f"(load {r['loadavg_before'][0]:.2f} before, {r['loadavg_during'][0]:.2f} at the end)")
+    e = r["each"]
+    return (f"{name:<14} each {_fmt([x['tokens_per_s'] for x in e]):<14} together {total:>7} "
+            f"real tokens/s; cores used {_fmt([x['cores_used'] for x in e], '.2f')}; tokens "
+            f"per CPU s {_fmt([x['tokens_per_cpu_s'] for x in e])}  (load "
+            f"{r['loadavg_before'][0]:.2f} before, {r['loadavg_during'][0]:.2f} at the end)")
 
 
 def _median_line(name: str, runs: list[dict]) -> str:
-    def med(xs):
+    def med(xs, spec=",.0f"):
         xs = [x for x in xs if x is not None]
-        return f"{statistics.median(xs):,.0f}" if xs else "-"
-    each = med([e["tokens_per_s"] for r in runs for e in r["each"]])
-    return f"  {name:<16} each {each:>8}  together {med([r['total_tokens_per_s'] for r in runs]):>8}"
+        return format(statistics.median(xs), spec) if xs else "-"
+
+    def of(key, spec=",.0f"):
+        return med([e[key] for r in runs for e in r["each"]], spec)
+    return (f"  {name:<14} each {of('tokens_per_s'):>7}  together "
+            f"{med([r['total_tokens_per_s'] for r in runs]):>7}  tokens per CPU s "
+            f"{of('tokens_per_cpu_s'):>7}  cores used {of('cores_used', '.2f')} each")
 
 
 def main(argv=None) -> int:
@@ -118,7 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", help="a data directory (default: the built-in corpus, prepared "
                                    "into benchmarks/out/shared_machine-data)")
     ap.add_argument("--seconds", type=float, default=75.0, help="wall seconds each scenario trains")
-    ap.add_argument("--warm", type=float, default=10.0, help="training seconds left out at the start")
+    ap.add_argument("--warm", type=float, default=20.0,
+                    help="wall seconds after the start before the window opens (at least)")
     ap.add_argument("--rounds", type=int, default=1, help="times the scenario list runs, in turn")
     ap.add_argument("--scenarios", nargs="+",
                     default=["new-1", "old-1", "old-2", "new-2", "share-spin-2", "all-passive-2"])

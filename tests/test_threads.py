@@ -132,3 +132,15 @@ def test_train_sets_a_passive_openmp_wait_before_torch_loads():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=True)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_a_sweep_counts_the_trainings_already_running(tmp_path, monkeypatch):
+    from zhbert.sweep.command import sweep_threads
+
+    monkeypatch.setenv("ZHBERT_TRAINERS_DIR", str(tmp_path))
+    monkeypatch.setattr("zhbert.threads.available_cores", lambda: 4)
+    assert sweep_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with ThreadShare(None, directory=tmp_path):
+        assert sweep_threads(2) == 1  # 4 cores among 2 workers and the training
+        assert sweep_threads(8) == 1
