@@ -278,7 +278,17 @@ def _study(h, x: str, target: float | None) -> dict[str, Any]:
     if target is not None:
         out["prediction"] = _guard(lambda: predict_steps(h, target, metric=s.name, x=x,
                                                          n_boot=N_BOOT).to_json())
+        out["outlook"] = _guard(lambda: _outlook(h.meta.path, target))
     return _num(out)
+
+
+def _outlook(path, target: float) -> dict[str, Any]:
+    """Steps to target by the schedule-aware law (analysis.outlook); the families above
+    only see where this run's schedule flattens."""
+    from zhbert.analysis.outlook import outlook
+    o = outlook(path, target)
+    return {"summary": o.summary(), "reach": o.reach and o.reach.to_json(),
+            "final": o.final.to_json(), "final_longer": o.final_longer.to_json(), "longer_steps": o.longer}
 
 
 def checkpoints(run_dir: Path) -> dict[str, Any]:

@@ -227,6 +227,9 @@ function renderStudy(id) {
     p.error ? "prediction: " + p.error :
     `${p.message}` + (p.steps != null ? `  [steps ${fmt(p.steps, 4)}, 80% ${fmt(p.interval80[0], 4)}–${fmt(p.interval80[1], 4)}` +
       (p.hours ? `, ${fmt(p.hours.value, 3)} h` : "") + "]" : "");
+  // the schedule-aware law: a run of N steps (its schedule stretched), not this run continued
+  const o = s.outlook;
+  if (o) $("prediction").textContent += "\nschedule-aware law: " + (o.error ? o.error : o.summary);
   const c = s.correlation;
   $("correlation").textContent = c.error ? "correlation: " + c.error :
     `correlation with step: Pearson r ${fmt(c.pearson.statistic)} (r² ${fmt(c.r2)}), Spearman ${fmt(c.spearman.statistic)}, ` +
