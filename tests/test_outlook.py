@@ -63,3 +63,13 @@ def test_dashboard_steps_to_target_uses_the_law(tiny2000, tmp_path):
     ref = outlook(root / "r", 0.4)
     assert s["outlook"]["reach"]["steps"] == pytest.approx(ref.reach.steps)
     assert s["outlook"]["summary"] == ref.summary()
+
+
+def test_compare_adds_each_runs_forecast(tiny2000, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", str(DATA / "tiny-1000"), str(tiny2000), "--out", str(out), "--targets", "0.3,0.4"]) == 0
+    j = json.loads((out / "comparison.json").read_text())
+    f = {r["name"]: r["forecast"] for r in j["runs"]}
+    assert f["tiny-2000"]["reach"]["0.4"]["steps"] == pytest.approx(outlook(tiny2000, 0.4).reach.steps)
+    assert not f["tiny-1000"]["reach"]["0.4"]["reachable"]  # its own law: it never left the plateau
+    assert "## Forecast by the schedule-aware law" in (out / "comparison.md").read_text()

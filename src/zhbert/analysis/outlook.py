@@ -87,3 +87,15 @@ def outlook(source: Any, target: float | None = None, n_boot: int = 0) -> Outloo
                    {"step": [float(s) for s in run.curve.steps], "acc": [float(a) for a in run.acc]},
                    base.steps, longer, _curve(p, base, base.steps), _curve(p, far, longer),
                    p.accuracy(base, [base.steps]), p.accuracy(far, [longer]), got, tuple(p.notes))
+
+
+def steps_to_targets(source: Any, targets: tuple[float, ...]) -> dict[str, Any]:
+    """One law fitted to one run, asked for several targets (``compare``): the accuracy at
+    the end of its schedule and, per target, the steps a run of that schedule needs."""
+    p = plan([source], n_boot=0)
+    if p.accmap is None:
+        from zhbert.errors import UserError
+        raise UserError(f"{p.runs[0].curve.name} records no accuracy beside its loss")
+    return {"method": p.method, "final": p.accuracy(p.base, [p.base.steps]).to_json(),
+            "planned_steps": p.base.steps,
+            "reach": {f"{t:g}": reach(p, t, p.base.stretched).to_json() for t in targets}}
