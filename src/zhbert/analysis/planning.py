@@ -197,7 +197,8 @@ def _steps(p: Planner, args, n: int, price: float | None) -> tuple[dict[str, Any
     sched = schedule_for(p, args, n)
     loss = p.loss(sched, [n])
     acc = p.accuracy(sched, [n]) if p.accmap else None
-    marks = np.unique(np.linspace(max(sched.warmup, 1), n, 9).astype(int))
+    # where the law holds: after the lr warm-up and the short-sequence phase (forecast.load_run)
+    marks = np.unique(np.linspace(min(max(sched.warmup, sched.short_steps) + 1, n), n, 9).astype(int))
     curve = p.curve(sched, marks)
     out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
            "final_accuracy": acc and acc.to_json(), "units": units(p, n, price),
