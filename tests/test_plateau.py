@@ -26,9 +26,7 @@ from zhbert.datadir import SplitArrays, new_manifest, write_manifest, write_spli
 from zhbert.history import read_history
 from zhbert.vocab import SPECIAL_TOKENS, Vocab
 
-# held-out MLM accuracy crossed 20% at step 160 of a 300-step schedule of the plain
-# tiny preset (evaluated every 20 steps; AMD EPYC, bf16, 2 threads); the test
-# allows 300 (tests/test_plateau.py, benchmarks/RESULTS.md "A shared machine")
+# being measured (`python tests/test_plateau.py STEPS WORDS [KEY=VALUE ...]`); not yet final
 PLATEAU_STEPS = 300
 THRESHOLD = 0.20
 
