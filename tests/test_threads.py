@@ -144,3 +144,35 @@ def test_a_sweep_counts_the_trainings_already_running(tmp_path, monkeypatch):
     with ThreadShare(None, directory=tmp_path):
         assert sweep_threads(2) == 1  # 4 cores among 2 workers and the training
         assert sweep_threads(8) == 1
+
+
+def test_zhbert_train_takes_its_share_and_rebalances_between_steps(synthetic_data, tmp_path,
+                                                                   monkeypatch):
+    """The CLI path: with another training registered on a 6-core machine, `zhbert train`
+    runs on 3 threads (its history's machine line says so) and looks again each step."""
+    import json
+
+    import zhbert.train as train
+    from zhbert.cli import main as cli_main
+
+    monkeypatch.setenv("ZHBERT_TRAINERS_DIR", str(tmp_path / "registry"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("zhbert.threads.available_cores", lambda: 6)
+    calls = []
+    monkeypatch.setattr(train, "rebalance", lambda: calls.append(1))
+    sets = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+            "model.intermediate_size=64", "data.max_len=32", "data.eval_sequences=16",
+            "data.warmup_len=0", "train.batch_size=4", "train.steps=3", "train.warmup_steps=1",
+            "train.eval_every=3", "train.checkpoint_every=3", "train.precision=fp32"]
+    before = torch.get_num_threads()
+    try:
+        with ThreadShare(None, run=tmp_path / "other", directory=tmp_path / "registry", cores=6):
+            run = tmp_path / "run"
+            assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run),
+                             "--no-progress", *sum((["--set", s] for s in sets), [])]) == 0
+    finally:
+        torch.set_num_threads(before)
+    header = json.loads((run / "history.jsonl").read_text().splitlines()[0])
+    assert "· 3 threads ·" in header["machine"]
+    assert len(calls) == 3
+    assert live_trainers(tmp_path / "registry") == []
