@@ -25,9 +25,20 @@ def test_recent_speed_far_below_its_best_while_others_compete_is_starved():
     s = starvation(recs, HEADER, BUSY)
     assert s is not None and s.recent_tokens_per_s == 3000.0 and s.best_tokens_per_s == 8000.0
     advice = s.advice()
-    assert "3,000 tokens/s, 38% of its best 8,000" in advice
-    assert "1 other zhbert training and load 4.0 on 2 cores" in advice
+    assert advice.startswith("starved: 3,000 tokens/s, 38% of its best 8,000; ")
+    assert "1 other zhbert training shares the 2 cores" in advice
+    assert "other work keeps the load at 4.0 on 2 cores" in advice
     assert "--resume --threads 1" in advice
+
+
+def test_the_advice_names_only_the_competition_there_is():
+    recs = _train([8000.0] * 10 + [3000.0] * 5, start=210)
+    sharing = starvation(recs, HEADER, Competition(load=2.0, cores=2, other_trainings=2)).advice()
+    assert "2 other zhbert trainings share the 2 cores" in sharing
+    assert "--threads" not in sharing.split("(")[0] and "other work" not in sharing
+    loaded = starvation(recs, HEADER, Competition(load=6.5, cores=4, other_trainings=0)).advice()
+    assert "zhbert training" not in loaded
+    assert "load at 6.5 on 4 cores" in loaded and "--resume --threads 4" in loaded
 
 
 def test_not_starved_when_nothing_competes_or_the_drop_is_small():
@@ -68,7 +79,7 @@ def test_status_shows_the_starved_line_for_a_running_run(tmp_path, monkeypatch, 
     assert s["state"] == "running" and s["starved"]["recent_tokens_per_s"] == 3000.0
     assert cli_main(["status", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "cpu        starved: 3,000 tokens/s" in out and "load 5.0 on" in out
+    assert "cpu        starved: 3,000 tokens/s" in out and "the load at 5.0 on" in out
     monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))
     assert collect(run)["starved"] is None
     assert cli_main(["status", str(run)]) == 0

@@ -43,7 +43,8 @@ def test_fixed_threads_from_the_option_or_the_environment(monkeypatch):
     assert fixed_threads(None) is None
 
 
-def test_a_second_training_halves_the_first_and_leaving_gives_the_cores_back(tmp_path, monkeypatch):
+def test_a_second_training_halves_the_first_and_leaving_gives_the_cores_back(tmp_path, monkeypatch,
+                                                                             capsys):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     try:
@@ -51,6 +52,8 @@ def test_a_second_training_halves_the_first_and_leaving_gives_the_cores_back(tmp
             assert first.threads == 4 and torch.get_num_threads() == 4
             with ThreadShare(None, directory=tmp_path, cores=4, poll_seconds=0) as second:
                 assert second.threads == 2
+                assert "zhbert: 2 of 4 cores: 1 other zhbert training on this machine shares" \
+                    in capsys.readouterr().err
                 assert first.rebalance() == 2
                 assert len(live_trainers(tmp_path)) == 2
             assert first.rebalance() == 4 and torch.get_num_threads() == 4

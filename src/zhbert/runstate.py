@@ -116,16 +116,23 @@ class Starved:
         return asdict(self)
 
     def advice(self) -> str:
+        """Why, and what to do: zhbert trainings sharing the cores is by design (each
+        started without --threads takes cores / trainings); other work is not."""
         c = self.competition
-        what = (f"{c.other_trainings} other zhbert training{'s' if c.other_trainings != 1 else ''}"
-                f" and " if c.other_trainings else "") + f"load {c.load:.1f} on {c.cores} cores"
-        share = max(1, c.cores // (c.other_trainings + 1))
+        why = []
+        if c.other_trainings:
+            n = c.other_trainings
+            why.append(f"{n} other zhbert training{'s share' if n > 1 else ' shares'} the "
+                       f"{c.cores} cores (trainings started without --threads split them; "
+                       "this one speeds up again when they end)")
+        if c.load > c.cores:
+            share = max(1, c.cores // (c.other_trainings + 1))
+            why.append(f"other work keeps the load at {c.load:.1f} on {c.cores} cores: stop it, "
+                       "or stop this run (Ctrl-C saves a checkpoint) and continue it with "
+                       f"fewer threads: zhbert train ... --resume --threads {share}")
         return (f"starved: {self.recent_tokens_per_s:,.0f} tokens/s, "
                 f"{self.recent_tokens_per_s / self.best_tokens_per_s:.0%} of its best "
-                f"{self.best_tokens_per_s:,.0f}, with {what}. Other work is taking the cores: "
-                f"stop it, or stop this run (Ctrl-C saves a checkpoint) and continue it with "
-                f"fewer threads: zhbert train ... --resume --threads {share} (trainings started "
-                "without --threads share the cores among themselves)")
+                f"{self.best_tokens_per_s:,.0f}; " + "; ".join(why))
 
 
 def length_phase_end(header: dict) -> int:

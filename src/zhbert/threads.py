@@ -142,6 +142,7 @@ class ThreadShare:
                           str(Path(run).resolve()) if run is not None else None)
         self.poll_seconds = poll_seconds
         self.threads = 0
+        self.others = 0  # other live trainings at the last look
         self._fd: int | None = None
         self._path: Path | None = None
         self._next_poll = 0.0
@@ -150,6 +151,11 @@ class ThreadShare:
         self._register()
         _ACTIVE.add(self)
         self.rebalance(force=True)
+        if self.me.threads is None and self.others and os.environ.get("RANK", "0") == "0":
+            print(f"zhbert: {self.threads} of {self.cores} cores: {self.others} other zhbert "
+                  f"training{'s' if self.others > 1 else ''} on this machine "
+                  f"{'share' if self.others > 1 else 'shares'} them "
+                  "(--threads N fixes the count)", file=sys.stderr)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -187,6 +193,7 @@ class ThreadShare:
             return self.threads
         self._next_poll = now + self.poll_seconds
         others = [t for t in live_trainers(self.directory) if t != self.me]
+        self.others = len(others)
         threads = share(self.me, [self.me, *others], self.cores)
         if threads != self.threads:
             import torch
