@@ -1,6 +1,7 @@
 """Two trainings on one machine: does the second cost about its share, or collapse both?
 
-    python -m benchmarks.shared_machine [--data DIR] [--seconds 75] [--rounds 1] [--scenarios ...]
+    python -m benchmarks.shared_machine [--data DIR] [--seconds 75] [--rounds 1] [--stagger S]
+        [--scenarios ...]
 
 Each scenario starts one or two `zhbert train` processes (the tiny preset at length 64
 on the built-in corpus, no evaluation or checkpoint inside the window), lets them train
@@ -78,10 +79,12 @@ def sample(pid: int, history: Path) -> tuple[float, int, float]:
 
 
 def scenario(behaviour: str, count: int, data: Path, seconds: float, warm: float,
-             work: Path) -> dict:
+             work: Path, stagger: float = 0.0) -> dict:
     """Start ``count`` trainings; from the moment all have logged and ``warm`` seconds
     have passed until ``seconds`` after the start: each one's real tokens per wall
-    second, the cores it used (CPU seconds per wall second) and tokens per CPU second."""
+    second, the cores it used (CPU seconds per wall second) and tokens per CPU second.
+    With ``stagger`` the i-th training starts i x stagger seconds after the first (the
+    window opens once the last has logged): did the first give cores up?"""
     cores = len(os.sched_getaffinity(0))
     registry = work / f"registry-{behaviour}-{count}"
     procs, runs = [], []
@@ -89,6 +92,7 @@ def scenario(behaviour: str, count: int, data: Path, seconds: float, warm: float
     load_before = os.getloadavg()
     t0 = time.monotonic()
     for i in range(count):
+        time.sleep(max(0.0, t0 + i * stagger - time.monotonic()))
         run = work / f"{behaviour}-{count}-{i}"
         cmd, env = train_command(behaviour, data, run, cores)
         env["ZHBERT_TRAINERS_DIR"] = str(registry)
@@ -99,7 +103,8 @@ def scenario(behaviour: str, count: int, data: Path, seconds: float, warm: float
     while time.monotonic() < t0 + seconds and first is None:
         time.sleep(0.5)
         now = [sample(p.pid, h) for (p, _), h in zip(procs, runs)]
-        if time.monotonic() >= t0 + warm and all(tok > 0 for _, tok, _ in now):
+        if (time.monotonic() >= t0 + (count - 1) * stagger + warm
+                and all(tok > 0 for _, tok, _ in now)):
             first = now
     time.sleep(max(0.0, t0 + seconds - time.monotonic()))
     last = [sample(p.pid, h) for (p, _), h in zip(procs, runs)]
@@ -116,7 +121,7 @@ def scenario(behaviour: str, count: int, data: Path, seconds: float, warm: float
                      "tokens_per_cpu_s": tokens / cpu if tokens and cpu else None,
                      "window_s": wall})
     rates = [e["tokens_per_s"] for e in each]
-    return {"behaviour": behaviour, "count": count, "each": each,
+    return {"behaviour": behaviour, "count": count, "stagger": stagger, "each": each,
             "total_tokens_per_s": sum(rates) if None not in rates else None,
             "loadavg_before": load_before, "loadavg_during": load_during}
 
@@ -153,6 +158,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=75.0, help="wall seconds each scenario trains")
     ap.add_argument("--warm", type=float, default=20.0,
                     help="wall seconds after the start before the window opens (at least)")
+    ap.add_argument("--stagger", type=float, default=0.0,
+                    help="seconds between the starts of a scenario's trainings (default together)")
     ap.add_argument("--rounds", type=int, default=1, help="times the scenario list runs, in turn")
     ap.add_argument("--scenarios", nargs="+",
                     default=["new-1", "old-1", "old-2", "new-2", "share-spin-2", "all-passive-2"])
@@ -172,7 +179,7 @@ def main(argv=None) -> int:
             for name in args.scenarios:
                 behaviour, count = name.rsplit("-", 1)
                 r = scenario(behaviour, int(count), data, args.seconds, args.warm,
-                             Path(tmp) / str(round_))
+                             Path(tmp) / str(round_), args.stagger)
                 results.append({"name": name, "round": round_, **r})
                 print(_line(name, r), flush=True)
     if args.rounds > 1:
@@ -182,6 +189,7 @@ def main(argv=None) -> int:
     common.OUT.mkdir(parents=True, exist_ok=True)
     out = common.OUT / f"shared_machine-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"machine": info, "seconds": args.seconds, "warm": args.warm,
+                               "stagger": args.stagger,
                                "results": results}, indent=2))
     print(f"wrote {out}")
     return 0
