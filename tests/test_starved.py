@@ -26,7 +26,7 @@ def test_recent_speed_far_below_its_best_while_others_compete_is_starved():
     assert s is not None and s.recent_tokens_per_s == 3000.0 and s.best_tokens_per_s == 8000.0
     advice = s.advice()
     assert advice.startswith("starved: 3,000 tokens/s, 38% of its best 8,000; ")
-    assert "1 other zhbert training shares the 2 cores" in advice
+    assert "1 other zhbert training runs on the 2 cores" in advice
     assert "other work keeps the load at 4.0 on 2 cores" in advice
     assert "--resume --threads 1" in advice
 
@@ -34,7 +34,7 @@ def test_recent_speed_far_below_its_best_while_others_compete_is_starved():
 def test_the_advice_names_only_the_competition_there_is():
     recs = _train([8000.0] * 10 + [3000.0] * 5, start=210)
     sharing = starvation(recs, HEADER, Competition(load=2.0, cores=2, other_trainings=2)).advice()
-    assert "2 other zhbert trainings share the 2 cores" in sharing
+    assert "2 other zhbert trainings run on the 2 cores" in sharing
     assert "--threads" not in sharing.split("(")[0] and "other work" not in sharing
     loaded = starvation(recs, HEADER, Competition(load=6.5, cores=4, other_trainings=0)).advice()
     assert "zhbert training" not in loaded
@@ -45,6 +45,9 @@ def test_not_starved_when_nothing_competes_or_the_drop_is_small():
     slow = _train([8000.0] * 10 + [3000.0] * 5, start=210)
     assert starvation(slow, HEADER, QUIET) is None  # slower for some other reason
     assert starvation(_train([8000.0] * 10 + [6000.0] * 5, start=210), HEADER, BUSY) is None
+    # half its best is the line (dips to ~60% happen to a run alone on a shared machine)
+    assert starvation(_train([8000.0] * 10 + [4100.0] * 5, start=210), HEADER, BUSY) is None
+    assert starvation(_train([8000.0] * 10 + [3900.0] * 5, start=210), HEADER, BUSY) is not None
     assert starvation(_train([8000.0] * 6 + [3000.0] * 3, start=210), HEADER, BUSY) is None  # too few
     # the load alone (no other zhbert training) is competition when it exceeds the cores
     assert starvation(slow, HEADER, Competition(2.5, 2, 0)) is not None

@@ -21,8 +21,9 @@ from zhbert.errors import UserError
 from zhbert.history import read_history
 
 # a run is starved when its recent speed is below this share of its own best, at the
-# same sequence length, while something else competes for the cores
-STARVED_BELOW = 0.6
+# same sequence length, while something else competes for the cores. Not higher: a tiny
+# run alone on a shared 2-core machine dipped to ~0.6 of its best for 5-8 logs at a time
+STARVED_BELOW = 0.5
 RECENT_LOGS = 5  # the train records "recent" is the median of
 
 
@@ -122,9 +123,9 @@ class Starved:
         why = []
         if c.other_trainings:
             n = c.other_trainings
-            why.append(f"{n} other zhbert training{'s share' if n > 1 else ' shares'} the "
-                       f"{c.cores} cores (trainings started without --threads split them; "
-                       "this one speeds up again when they end)")
+            why.append(f"{n} other zhbert training{'s run' if n > 1 else ' runs'} on the "
+                       f"{c.cores} cores (those started without --threads split the cores with "
+                       "this one, which speeds up again when they end)")
         if c.load > c.cores:
             share = max(1, c.cores // (c.other_trainings + 1))
             why.append(f"other work keeps the load at {c.load:.1f} on {c.cores} cores: stop it, "
