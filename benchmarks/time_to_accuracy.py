@@ -157,6 +157,7 @@ def run_config(steps: int, eval_sequences: int, overrides: list[str] = ()):
 def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side:
     """zhbert's own Trainer and train_step, built as zhbert.train.main builds them."""
     from zhbert import train as zt
+    from zhbert import trainloop as tl
     from zhbert.datadir import open_data_dir
     from zhbert.evaluate import evaluate
     from zhbert.model import BertForPretraining
@@ -168,16 +169,16 @@ def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side
     model = BertForPretraining(model_config_from(cfg, len(open_data_dir(data_dir).vocab)))
     autocast = lambda: autocast_context(precision, device)  # noqa: E731
     loader = zt.build_loader(cfg, data_dir)  # with the preset's sequence-length warm-up, if any
-    tr = zt.Trainer(cfg=cfg, dist=zt.Dist(), device=device, run_dir=Path(os.devnull), model=model,
+    tr = tl.Trainer(cfg=cfg, dist=tl.Dist(), device=device, run_dir=Path(os.devnull), model=model,
                     raw_model=model, optimizer=zt.build_optimizer(model, cfg, device), loader=loader,
                     eval_batches=eval_batches, autocast=autocast, scaler=None,
                     tokens_per_step=cfg.train.batch_size * cfg.data.max_len,
-                    progress=zt.Progress(), interval=zt.Interval.zeros(device))
+                    progress=tl.Progress(), interval=tl.Interval.zeros(device))
     bf16_weights = train_bf16_copy(tr, precision)
 
     def step(k: int) -> int:
         before = tr.progress.tokens
-        if zt.train_step(tr, k) is not None:  # skipped (non-finite): no history here
+        if tl.train_step(tr, k) is not None:  # skipped (non-finite): no history here
             tr.progress.step = k
         return tr.progress.tokens - before
 
@@ -219,6 +220,7 @@ def reference_side(cfg, data_dir: Path, eval_batches: list, precision: str,
 
     from zhbert import train as zt
     from zhbert.datadir import open_data_dir
+    from zhbert.schedule import lr_at
     from zhbert.precision import autocast_context
     from zhbert.run import model_config_from
 
@@ -242,7 +244,7 @@ def reference_side(cfg, data_dir: Path, eval_batches: list, precision: str,
 
     def step(k: int) -> int:
         for group in opt.param_groups:
-            group["lr"] = zt.lr_at(k, cfg)
+            group["lr"] = lr_at(k, cfg)
         batch = next(batches)
         with autocast():
             loss = model(**batch).loss

@@ -201,7 +201,7 @@ def _sigkill_rank1_at_step_6(rank: int) -> None:
     logged step 5 (rank 1 leaves each collective write only once rank 0 has written)."""
     if rank != 1:
         return
-    import zhbert.train as T
+    import zhbert.trainloop as T
     real = T.train_step
 
     def step(tr, n):

@@ -1,7 +1,7 @@
 """Golden per-step losses of a tiny config (torchtitan's guard against silent numerics changes).
 
 Six fp32 optimizer steps of a 2-layer model with dropout on, from a fixed seed, through
-the trainer's own ``train.train_step``: its dropout seeding, lr schedule (warm-up then
+the trainer's own ``trainloop.train_step``: its dropout seeding, lr schedule (warm-up then
 cosine), AdamW with decoupled weight decay on matrices only, gradient clipping (the
 clip engages: the pre-clip norms are > clip_norm) and micro-batch accumulation. Any
 change to initialisation, dropout draws, the fast paths, the optimizer, the schedule or
@@ -17,7 +17,7 @@ import contextlib
 
 import torch
 
-from zhbert import train
+from zhbert import train, trainloop
 from zhbert.config import load_config
 from zhbert.model import BertForPretraining, ModelConfig
 
@@ -45,7 +45,7 @@ def _batch(step: int, size: int = B) -> dict[str, torch.Tensor]:
             "nsp_labels": torch.randint(0, 2, (size,), generator=g)}
 
 
-def trainer(accum: int, batches, dropout: float = 0.1) -> train.Trainer:
+def trainer(accum: int, batches, dropout: float = 0.1) -> trainloop.Trainer:
     """A Trainer as ``train.main`` builds one, on an in-memory stream of batches."""
     cfg = load_config("tiny", SETTINGS + [f"train.grad_accum={accum}", f"train.batch_size={B // accum}"])
     cpu = torch.device("cpu")
@@ -54,19 +54,19 @@ def trainer(accum: int, batches, dropout: float = 0.1) -> train.Trainer:
                                            intermediate_size=128, max_position_embeddings=T,
                                            max_predictions=M, hidden_dropout=dropout,
                                            attention_dropout=dropout)).train()
-    return train.Trainer(cfg=cfg, dist=train.Dist(), device=cpu, run_dir=None, model=model,
+    return trainloop.Trainer(cfg=cfg, dist=trainloop.Dist(), device=cpu, run_dir=None, model=model,
                          raw_model=model, optimizer=train.build_optimizer(model, cfg, cpu),
                          loader=iter(batches), eval_batches=[], autocast=contextlib.nullcontext,
-                         scaler=None, tokens_per_step=B * T, progress=train.Progress(),
-                         interval=train.Interval.zeros(cpu))
+                         scaler=None, tokens_per_step=B * T, progress=trainloop.Progress(),
+                         interval=trainloop.Interval.zeros(cpu))
 
 
-def run_steps(tr: train.Trainer, steps) -> tuple[list[float], list[float]]:
+def run_steps(tr: trainloop.Trainer, steps) -> tuple[list[float], list[float]]:
     """Per-step mean loss and pre-clip gradient norm, read from the trainer's interval sums."""
     losses, norms = [], []
     for step in steps:
         before = tr.interval.sums.clone()
-        assert train.train_step(tr, step) is None  # None: the step was taken
+        assert trainloop.train_step(tr, step) is None  # None: the step was taken
         delta = (tr.interval.sums - before).tolist()
         losses.append(delta[0] / tr.cfg.train.grad_accum)
         norms.append(delta[7])

@@ -10,6 +10,7 @@ from torch.overrides import TorchFunctionMode
 
 import zhbert.precision as P
 import zhbert.train as T
+import zhbert.trainloop as TL
 from zhbert.config import load_config
 from zhbert.errors import UserError
 from zhbert.history import iter_records
@@ -53,8 +54,8 @@ def test_loss_scaler_overflows_are_skips_not_divergence(synthetic_data, tmp_path
 
 def test_a_non_finite_loss_under_the_scaler_still_counts(synthetic_data, tmp_path, monkeypatch):
     monkeypatch.setattr(P, "needs_grad_scaler", lambda precision, device: True)
-    real_stats = T._step_stats
-    monkeypatch.setattr(T, "_step_stats", lambda out: real_stats(out) * float("nan"))
+    real_stats = TL._step_stats
+    monkeypatch.setattr(TL, "_step_stats", lambda out: real_stats(out) * float("nan"))
     with pytest.raises(UserError, match="training diverged: 3 non-finite steps"):
         T.main(_cfg("train.steps=8", "train.max_nonfinite=3"), synthetic_data, tmp_path / "run",
                progress=False)
@@ -83,7 +84,7 @@ class DeviceLess(TorchFunctionMode):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_every_tensor_the_step_makes_is_put_on_the_models_device(synthetic_data, tmp_path,
                                                                   monkeypatch, precision):
-    mode, real_step = DeviceLess(), T.train_step
+    mode, real_step = DeviceLess(), TL.train_step
     with mode:
         torch.zeros(1)
     assert mode.missing == ["zeros"]  # the check sees factories
@@ -93,7 +94,7 @@ def test_every_tensor_the_step_makes_is_put_on_the_models_device(synthetic_data,
         with mode:
             return real_step(tr, step)
 
-    monkeypatch.setattr(T, "train_step", watched)
+    monkeypatch.setattr(TL, "train_step", watched)
     T.main(_cfg("train.steps=3", f"train.precision={precision}", "train.grad_accum=2"),
            synthetic_data, tmp_path / "run", progress=False)
     assert mode.missing == []
@@ -103,15 +104,15 @@ def test_stop_checkpoint_says_how_long_after_the_signal(synthetic_data, tmp_path
     """SIGTERM: the stop checkpoint's event says how long after the signal it was saved,
     against torchrun's 30 s before SIGKILL, and warns when it did not fit."""
     import signal
-    real_step = T.train_step
+    real_step = TL.train_step
 
     def signalled(tr, step):
         if step == 2:
             signal.raise_signal(signal.SIGTERM)
         return real_step(tr, step)
 
-    monkeypatch.setattr(T, "train_step", signalled)
-    monkeypatch.setattr(T, "TORCHRUN_GRACE_S", 0)  # every stop "too slow": the warning path
+    monkeypatch.setattr(TL, "train_step", signalled)
+    monkeypatch.setattr(TL, "TORCHRUN_GRACE_S", 0)  # every stop "too slow": the warning path
     run = tmp_path / "run"
     T.main(_cfg("train.steps=50"), synthetic_data, run, progress=False)
     stop = _events(run, "stop")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from test_golden import B, _batch, halves, run_steps, trainer
-from zhbert import train
+from zhbert import trainloop
 from zhbert.cli import main as cli_main
 from zhbert.history import iter_records
 from zhbert.runlock import WriterLock, is_locked, lock_path
@@ -84,7 +84,7 @@ def test_killed_before_the_first_checkpoint_inside_a_save(synthetic_data, tmp_pa
         (partial / "model.safetensors").write_bytes(b"half")
         raise _Killed()
     with monkeypatch.context() as mp:
-        mp.setattr(train, "save_checkpoint", dies_mid_save)
+        mp.setattr(trainloop, "save_checkpoint", dies_mid_save)
         with pytest.raises(_Killed):
             cli_main(_train_args(synthetic_data, run))
     assert [r["step"] for r in _records(run)] == [2, 4, 4]  # train 2, 4 and eval 4 written

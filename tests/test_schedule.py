@@ -31,9 +31,9 @@ def test_lr_at_is_bit_identical_to_the_old_formula(kind):
         assert lr_at(step, cfg) == _lr_before_the_move(step, cfg)
 
 
-def test_train_still_exports_lr_at():
-    from zhbert import train
-    assert train.lr_at is lr_at
+def test_the_training_loop_asks_the_one_lr_formula():
+    from zhbert import trainloop
+    assert trainloop.lr_at is lr_at
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear", "constant", "wsd"])

@@ -155,14 +155,14 @@ def test_zhbert_train_takes_its_share_and_rebalances_between_steps(synthetic_dat
     runs on 3 threads (its history's machine line says so) and looks again each step."""
     import json
 
-    import zhbert.train as train
+    import zhbert.trainloop as trainloop
     from zhbert.cli import main as cli_main
 
     monkeypatch.setenv("ZHBERT_TRAINERS_DIR", str(tmp_path / "registry"))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("zhbert.threads.available_cores", lambda: 6)
     calls = []
-    monkeypatch.setattr(train, "rebalance", lambda: calls.append(1))
+    monkeypatch.setattr(trainloop, "rebalance", lambda: calls.append(1))
     sets = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
             "model.intermediate_size=64", "data.max_len=32", "data.eval_sequences=16",
             "data.warmup_len=0", "train.batch_size=4", "train.steps=3", "train.warmup_steps=1",

@@ -14,7 +14,8 @@ import torch
 from zhbert.cli import main as cli_main
 from zhbert.config import load_config
 from zhbert.history import iter_records
-from zhbert.train import lr_at, main
+from zhbert.schedule import lr_at
+from zhbert.train import main
 
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2",
          "model.intermediate_size=128", "data.max_len=64", "data.eval_sequences=64",
@@ -265,7 +266,7 @@ def test_a_checkpoint_state_is_the_dict_of_the_trainers_parts():
     (config hash, loader position, Progress's fields, interval sums), so the checkpoints of
     earlier runs resume: load_state_dict takes that layout back into every part."""
     from zhbert.distributed import Dist
-    from zhbert.train import Interval, Progress, Trainer
+    from zhbert.trainloop import Interval, Progress, Trainer
 
     class Loader:  # PretrainingLoader's own state_dict is tested in test_data
         def __init__(self):
