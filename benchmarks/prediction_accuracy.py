@@ -153,9 +153,16 @@ def coverage_figure(sims: int, phi: float = 0.7, seed: int = 0, n_boot: int = 10
 HF_DIR = DATA / "hf-tiny-bert"
 
 
-def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR) -> Path:
-    """transformers' Trainer on a tiny BertForMaskedLM over the built-in corpus, line by line,
-    cosine schedule, eval loss and accuracy every steps/20 steps; keeps only trainer_state.json."""
+HF_SHAPES = {  # name -> (hidden, layers, heads, intermediate, max_len, batch, peak lr, eval lines)
+    "tiny-bert": (64, 2, 2, 128, 32, 32, 2e-3, 256),     # ends on the plateau (14% at 2,000 steps)
+    "small-bert": (128, 2, 2, 512, 64, 64, 2e-3, 512),
+}
+
+
+def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR, shape: str = "tiny-bert") -> Path:
+    """transformers' Trainer on a small BertForMaskedLM over the built-in corpus, line by line,
+    cosine schedule, eval loss and accuracy every steps/20 (tiny-bert) or steps/40 steps;
+    keeps only trainer_state.json."""
     import tempfile
 
     import torch
@@ -170,14 +177,17 @@ def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR) -> Pat
     dd = open_data_dir(data_dir)
     tok = hf_tokenizer(dd.vocab)
 
+    hidden, layers, heads, inter, max_len, batch, lr, n_eval = HF_SHAPES[shape]
+
     def lines(split, n):
         got = [s for s in iter_text(dd, split) if s.strip()][:n]
-        enc = tok(got, truncation=True, max_length=32, padding="max_length", return_special_tokens_mask=True)
+        enc = tok(got, truncation=True, max_length=max_len, padding="max_length", return_special_tokens_mask=True)
         return LineDataset({k: enc[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")})
 
-    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2,
-                                       num_attention_heads=2, intermediate_size=128,
-                                       max_position_embeddings=32))
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
+                                       num_attention_heads=heads, intermediate_size=inter,
+                                       max_position_embeddings=max_len))
+    every = max(1, steps // (20 if shape == "tiny-bert" else 40))
 
     def metrics(pred):
         logits, labels = pred
@@ -185,13 +195,13 @@ def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR) -> Pat
         return {"accuracy": float((logits[keep] == labels[keep]).mean())}
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=32,
-                                 learning_rate=2e-3, lr_scheduler_type="cosine", warmup_steps=steps // 10,
-                                 eval_strategy="steps", eval_steps=max(1, steps // 20), logging_steps=max(1, steps // 20), save_strategy="no",
+        args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch,
+                                 learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=steps // 10,
+                                 eval_strategy="steps", eval_steps=every, logging_steps=every, save_strategy="no",
                                  report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
                                  per_device_eval_batch_size=64)
-        tr = Trainer(model=model, args=args, train_dataset=lines("train", 40 * steps),
-                     eval_dataset=lines("validation", 256),
+        tr = Trainer(model=model, args=args, train_dataset=lines("train", batch * steps),
+                     eval_dataset=lines("validation", n_eval),
                      data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0),
                      compute_metrics=metrics,
                      preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
@@ -201,8 +211,8 @@ def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR) -> Pat
     return out / "trainer_state.json"
 
 
-def hf_figure(laws=("lr_annealing", "multi_power")) -> dict:
-    path = HF_DIR / "trainer_state.json"
+def hf_figure(laws=("lr_annealing", "multi_power"), shape: str = "tiny-bert") -> dict:
+    path = DATA / f"hf-{shape}" / "trainer_state.json"
     if not path.exists():
         return {"skipped": f"{path} not made (run with --make-hf)"}
     run = load_run(path)
@@ -222,9 +232,9 @@ def _summary(res: dict) -> list[str]:
                      f"{'covers' if s['covered80'] else 'misses'}); AIC choice {s['aic_choice']} "
                      f"{s['families_mean_error_window'][s['aic_choice']] * 100:+.2f} points")
     for key, title in (("own", "2. own tiny runs"), ("own_demo", "2'. own runs, the demo's recipe"),
-                       ("hf", "4. HF Trainer history")):
+                       ("hf", "4. HF Trainer history"), ("hf_small", "4'. HF Trainer history")):
         part = res.get(key, {})
-        for sub, b in ([("", part)] if key == "hf" else [(k, part.get(k)) for k in ("from_shorter", "first_half")]):
+        for sub, b in ([("", part)] if key.startswith("hf") else [(k, part.get(k)) for k in ("from_shorter", "first_half")]):
             if not b or "methods" not in b:
                 continue
             lines.append(f"{title} {sub}: predict {b['predict']} from {', '.join(b['from'])}; "
@@ -244,11 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boot", type=int, default=100, help="bootstrap refits per coverage fit")
     ap.add_argument("--make-hf", metavar="DATA_DIR", help="first make the HF Trainer history from "
                     "this data directory (`zhbert prepare builtin`)")
+    ap.add_argument("--hf-shape", choices=sorted(HF_SHAPES), default="tiny-bert")
     ap.add_argument("--hf-steps", type=int, default=2000, help="its steps (200 leaves it on the "
                     "unigram plateau, 3%% accuracy: nothing to forecast)")
     args = ap.parse_args(argv)
     if args.make_hf:
-        make_hf_history(Path(args.make_hf), args.hf_steps)
+        make_hf_history(Path(args.make_hf), args.hf_steps, DATA / f"hf-{args.hf_shape}", args.hf_shape)
     started = time.time()
     res = {"load_start": os.getloadavg()}
     if SEED.exists():
@@ -256,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     res["own"] = own_figures()
     res["own_demo"] = own_figures(recipe="demo")
     res["hf"] = hf_figure()
+    res["hf_small"] = hf_figure(shape="small-bert")
     if args.sims > 0:
         res["coverage"] = coverage_figure(args.sims, n_boot=args.boot)
     res["seconds"] = time.time() - started
