@@ -146,7 +146,8 @@ def test_backtest_predict_from_shorter_runs(runs, capsys):
     j = json.loads(out)
     assert rc == 0 and j["from"] == ["r1000"] and j["predict"] == "r2000"
     law = j["methods"][0]
-    assert law["method"] == "lr_annealing" and abs(law["error_final"]) < 0.01
+    # one 1,000-step run -> the 2,000-step one: ~1 point off on average over noise seeds
+    assert law["method"] == "lr_annealing" and abs(law["error_final"]) < 0.02 and law["covered95"]
     assert any("schedule-free" in m["method"] for m in j["methods"][1:])
     rc, out, _ = cli("backtest_cli", ["--predict", str(runs[2000]), "--fit-until", "1000",
                                       "--law", "lr_annealing"], capsys)

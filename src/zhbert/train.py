@@ -41,7 +41,7 @@ from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.instance_cache import instance_cache_dir
 from zhbert.run import EVAL_RESULTS, PROBE_RESULTS, data_config, model_config_from
 from zhbert.runlock import WriterLock, lock_path
-from zhbert.schedule import lr_at
+from zhbert.schedule import Schedule, lr_at
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -399,7 +399,7 @@ def build_loader(cfg: Config, data_dir, dist: Dist = Dist(), device_type: str = 
     if not d.warmup_len:
         return full
     short = loader(d.warmup_len, b * (d.max_len // d.warmup_len))
-    short_steps = max(1, round(d.warmup_len_fraction * cfg.train.steps))
+    short_steps = Schedule.from_config(cfg).short_steps
     return LengthWarmupLoader(short, full, short_steps * cfg.train.grad_accum)
 
 

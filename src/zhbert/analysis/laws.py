@@ -59,6 +59,11 @@ MAX_BLOCKS = 300
 MPL_BOOT = 0          # bootstrap refits for multi_power (each is seconds: see above)
 MAX_GRID = 200_000   # lr values summed per schedule (beyond: every k-th step, times k)
 MIN_POINTS = 6
+# Residual AR(1) near 1 is a curve the law does not fit (a plateau's edge), not noise:
+# whitening with it would fit first differences and drop the level the forecast extends
+# (tiny-1000 + tiny-2000 -> tiny-4000: -11 points at phi 0.95, +1.4 at 0.7). Refits whiten
+# with at most this; the covariance is widened for the rest (_finish).
+MAX_WHITEN = 0.7
 HUBER = 1.5     # Huber threshold in noise sds: points beyond it count linearly
 
 
@@ -83,8 +88,9 @@ class Units:
 
 
 def _eta(schedule: Schedule, upto: int, ref: float) -> np.ndarray:
-    """lr of steps 0..upto in units of ref (step 0: lr 0, before training)."""
-    return schedule.curve(np.arange(0, upto + 1)) / ref
+    """lr of steps 0..upto in units of ref (step 0: lr 0, before training), weighted as S1 counts it."""
+    grid = np.arange(0, upto + 1)
+    return schedule.curve(grid) * schedule.area_weight(grid) / ref
 
 
 def _drops(eta: np.ndarray) -> np.ndarray:
@@ -109,7 +115,7 @@ def features(schedule: Schedule, steps: Any, units: Units, law: str) -> Features
     k = max(1, -(-top // MAX_GRID))
     grid = np.arange(0, top + k, k)
     eta = schedule.curve(grid) / units.ref
-    cum = np.cumsum(eta) * k
+    cum = np.cumsum(eta * schedule.area_weight(grid)) * k   # S1: the length warm-up counts less
     d = _drops(eta)
     lam = LAM ** k
     s2 = np.cumsum(lfilter([1 - lam], [1, -lam], d))
@@ -306,19 +312,23 @@ def marginal_sd(r: np.ndarray, lengths: list[int], phi: float) -> float:
 
 
 def local_sd(y: np.ndarray, window: int = 51) -> np.ndarray:
-    """Each point's noise sd: a running median of |first differences| / 0.954 (for white
-    noise the median |difference| is 0.954 sd). A training-batch loss is far noisier
-    early (the seed's: 0.55 at 2-5K steps, 0.24 after 20K); unweighted, those points
-    would decide the curve's shape. The fit divides each residual by it."""
-    d = np.abs(np.diff(y))
+    """Each point's noise sd: a running median of |second differences| / 1.652 (for white
+    noise the median |second difference| is 0.6745 * sqrt(6) sd). A training-batch loss
+    is far noisier early (the seed's: 0.55 at 2-5K steps, 0.24 after 20K); unweighted,
+    those points would decide the curve's shape. The fit divides each residual by it.
+    Second, not first, differences: a held-out curve is smooth, and its first differences
+    are mostly the descent itself, which would down-weight the steepest (most telling)
+    part of a run just after it leaves a plateau (tiny-2000: its forecast of tiny-4000
+    moved from -1.5 to +0.7 points)."""
+    d = np.abs(np.diff(y, 2))
     if len(d) == 0:
         return np.ones_like(y)
-    d = np.r_[d[0], d]
+    d = np.r_[d[0], d, d[-1]]
     half = min(window, len(d)) // 2
     pad = np.r_[np.full(half, d[0]), d, np.full(half, d[-1])]
     med = np.array([np.median(pad[i:i + 2 * half + 1]) for i in range(len(d))])
     floor = max(float(np.median(d)), 1e-9) * 0.25
-    return np.maximum(med / 0.954, floor)
+    return np.maximum(med / 1.652, floor)
 
 
 def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0,
@@ -357,10 +367,11 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
         if best is None or res.cost < best.cost:
             best = res
     phi = ar1_estimate(best.fun, lengths)
-    scale = HUBER * math.sqrt(max(1 - phi * phi, 0.05))
-    res = least_squares(resid, best.x, args=(phi,), bounds=(lower, upper), loss="huber",
+    phi_w = min(phi, MAX_WHITEN)
+    scale = HUBER * math.sqrt(max(1 - phi_w * phi_w, 0.05))
+    res = least_squares(resid, best.x, args=(phi_w,), bounds=(lower, upper), loss="huber",
                         f_scale=scale, max_nfev=400)
-    fit = _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data)
+    fit = _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid, data)
     if law == "multi_power":
         n_boot = min(n_boot, MPL_BOOT)
     if n_boot <= 0:
@@ -371,7 +382,7 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     boot = []
     for _ in range(n_boot):
         noise = np.concatenate([_ar1_noise(n, phi, rel_sd, rng) for n in lengths]) * sd
-        r = least_squares(resid, res.x, args=(phi, pred + noise), bounds=(lower, upper),
+        r = least_squares(resid, res.x, args=(phi_w, pred + noise), bounds=(lower, upper),
                           loss="huber", f_scale=scale, max_nfev=200)
         boot.append(r.x)
     return replace(fit, boot=_unidentified(np.array(boot), fit, spec, rng))
@@ -408,16 +419,23 @@ def _jacobian(fun, x: np.ndarray, spec: LawSpec) -> np.ndarray:
     return J
 
 
-def _finish(spec, res, phi, y, lengths, units, runs, identifiable, resid, data) -> LawFit:
+def _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid, data) -> LawFit:
     n, k = len(y), len(spec.params)
-    rw = resid(res.x, phi)
-    s2u = float(rw @ rw) / max(n - k, 1)          # innovation variance
-    J = _jacobian(lambda p: resid(p, phi), res.x, spec)
+    rw = resid(res.x, phi_w)
+    var_w = float(rw @ rw) / max(n - k, 1)
+    # rw = e_t - phi_w e_(t-1) with e AR(1) at phi: its variance is var(e)(1 + phi_w^2 -
+    # 2 phi_w phi), its long-run variance var(e)(1 - phi_w)^2 (1 + phi)/(1 - phi); both
+    # ratios are 1 at phi_w = phi. The covariance takes the long-run one, the bootstrap
+    # the innovation variance at phi.
+    mix = 1 + phi_w * phi_w - 2 * phi_w * phi
+    s2u = var_w * (1 - phi * phi) / mix
+    lrv = var_w * (1 - phi_w) ** 2 * (1 + phi) / ((1 - phi) * mix)
+    J = _jacobian(lambda p: resid(p, phi_w), res.x, spec)
     free = np.ones(k, dtype=bool)
     if not identifiable:
         free[spec.params.index(spec.anneal)] = False
     cov = np.zeros((k, k))
-    cov[np.ix_(free, free)] = s2u * np.linalg.pinv(J[:, free].T @ J[:, free])
+    cov[np.ix_(free, free)] = lrv * np.linalg.pinv(J[:, free].T @ J[:, free])
     raw = resid(res.x, 0.0) * np.concatenate([local_sd(l) for _, l in data])
     x = res.x.copy()
     if not identifiable:
