@@ -9,7 +9,8 @@ import pytest
 
 from zhbert.analysis.curves import MODELS, boot_interval, fit_curve
 from zhbert.analysis.history import load_history
-from zhbert.analysis.predict import Throughput, backtest, predict_steps
+from zhbert.analysis.backtest import backtest
+from zhbert.analysis.predict import Throughput, predict_steps
 from zhbert.errors import UserError
 
 T = np.linspace(500, 100_000, 200)

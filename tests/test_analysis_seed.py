@@ -10,7 +10,7 @@ import pytest
 
 from zhbert.analysis import backtest, correlate, detect, load_history, predict_steps, smooth, summary
 from zhbert.analysis import cli as backtest_cli
-from zhbert.analysis import predict as predict_cli
+from zhbert.analysis import predict_command as predict_cli
 from zhbert.errors import UserError
 
 _ROOT = Path(os.environ.get("ZHBERT_SHARED") or Path(__file__).resolve().parents[1] / "../shared")

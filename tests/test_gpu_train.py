@@ -132,54 +132,6 @@ def test_the_process_group_is_left_at_exit_even_after_an_error(synthetic_data, t
     assert left == [T.Dist(), T.Dist()]
 
 
-def _rank_trains(rank, port, data, out, queue):
-    """One of two gloo ranks running zhbert.train.main; rank 0's history writes fail
-    from step 2 on (a full disk), or ``data`` has no held-out sequences (rank 0's eval set)."""
-    import os
-    import traceback
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                      ZHBERT_CACHE_DIR=str(out.parent / "instance-cache"))
-    from zhbert.history import HistoryWriter
-    real = HistoryWriter.write
-
-    def write(self, rec):
-        if rec.get("type") == "train" and rec["step"] >= 2:
-            raise OSError(28, "No space left on device")
-        return real(self, rec)
-
-    HistoryWriter.write = write
-    try:
-        T.main(_cfg("train.steps=6", "train.log_every=1"), data, out, progress=False)
-        queue.put((rank, "finished"))
-    except BaseException as e:  # noqa: BLE001 - the test reads it
-        queue.put((rank, f"{type(e).__name__}: {e}" if str(e) else traceback.format_exc()))
-
-
-def _two_ranks_train(data, out):
-    import multiprocessing as mp
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_rank_trains, args=(r, port, data, out, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    got = dict(queue.get(timeout=240) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-    return got
-
-
-@pytest.mark.slow
-def test_a_rank0_write_failure_stops_both_ranks_with_its_message(synthetic_data, tmp_path):
-    got = _two_ranks_train(synthetic_data, tmp_path / "run")
-    assert got[0].startswith("OSError") and "No space left" in got[0]
-    assert got[1].startswith("UserError: rank 0 failed: OSError") and "No space left" in got[1]
-
-
 def test_on_cuda_the_loader_uses_workers_pinned_memory_and_the_node_cache(synthetic_data, monkeypatch):
     """build_loader for a CUDA device (nothing touches CUDA until the first batch):
     data.num_workers -1 means workers and pinned batches there, in-process on the CPU."""
@@ -191,12 +143,3 @@ def test_on_cuda_the_loader_uses_workers_pinned_memory_and_the_node_cache(synthe
     assert cpu.num_workers == 0 and not cpu.pin_memory and cpu._spec[6] is None
     explicit = T.build_loader(_cfg("data.num_workers=0"), synthetic_data, T.Dist(), "cuda")
     assert explicit.num_workers == 0 and explicit.pin_memory
-
-
-@pytest.mark.slow
-def test_rank0s_held_out_set_failing_stops_both_ranks(tmp_path):
-    from synthetic import make_data_dir
-    data = make_data_dir(tmp_path / "data", n_docs=(200, 1, 20))  # one held-out document
-    got = _two_ranks_train(data, tmp_path / "run")
-    assert got[0].startswith("UserError") and "at least 2 documents per split" in got[0]
-    assert got[1].startswith("UserError: rank 0 failed") and "at least 2 documents" in got[1]

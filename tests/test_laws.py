@@ -1,5 +1,7 @@
 """Schedule-aware laws (analysis/laws.py) and the loss->accuracy map (accmap.py) on generated curves."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,14 @@ def test_interval_coverage_on_generated_ar1_curves():
     from benchmarks.prediction_accuracy import coverage_figure
     c = coverage_figure(60, n_boot=60)["two_runs_to_longer"]
     assert abs(c["coverage80"] - 0.8) <= 0.12 and abs(c["coverage95"] - 0.95) <= 0.08
+
+
+def test_small_sample_ratio_widens_few_autocorrelated_points():
+    """Student-t over normal for the law's error: > 1, more at 95% than 80%, more with fewer
+    or more autocorrelated points, -> 1 with many independent ones."""
+    fit = fit_law([make_run("lr_annealing", 4000, seed=1)], n_boot=0)
+    r = lambda n, phi, level=0.8: replace(fit, n=n, phi=phi).small_sample_ratio(level)  # noqa: E731
+    assert r(36, 0.7) > r(100, 0.7) > r(10_000, 0.0) > 1.0
+    assert abs(r(10_000, 0.0) - 1.0) < 0.01
+    assert r(36, 0.7, 0.95) > r(36, 0.7, 0.8)
+    assert r(36, 0.9) > r(36, 0.5)

@@ -272,3 +272,26 @@ def test_non_finite_values_are_json_the_browser_reads(tmp_path):
     r = c.get("/api/runs/r/history")
     rec = json.loads(r.text, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))["records"][-1]
     assert (rec["loss"], rec["grad_norm"], rec["lr"]) == (None, "inf", "-inf")
+
+
+def test_a_sweep_shows_as_a_group_with_its_best_trial(tmp_path):
+    sweep = tmp_path / "runs" / "sw"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"objective": "acc"}))
+    for name, n in (("0000", 40), ("0001", 10), ("0002", 20)):
+        write_run(sweep / "trials" / name, n=n)  # accuracy rises with steps: 0000 ends highest
+    (sweep / "trials" / "0001" / "pruned.json").write_text(json.dumps({"why": "forecast"}))
+    with open(sweep / "trials" / "0002" / "history.jsonl", "a") as f:  # lowest loss, not highest acc
+        f.write(json.dumps({"type": "eval", "step": 999, "eval_mlm_acc": 0.01, "eval_mlm_loss": 0.1}) + "\n")
+    write_run(tmp_path / "runs" / "plain")
+    body = TestClient(create_app([tmp_path / "runs"])).get("/api/runs").json()
+    (g,) = body["sweeps"]
+    assert g["sweep"] == "sw" and g["metric"] == "eval_mlm_acc" and len(g["trials"]) == 3
+    assert g["best"] == "sw/trials/0000" and g["pruned"] == ["sw/trials/0001"]
+    by_id = {r["id"]: r for r in body["runs"]}
+    assert by_id["sw/trials/0001"]["pruned"] and not by_id["sw/trials/0002"]["pruned"]
+    assert "sweep" not in by_id["plain"]
+    # a loss objective: the lowest is best
+    (sweep / "sweep.json").write_text(json.dumps({"objective": "loss"}))
+    (g,) = TestClient(create_app([tmp_path / "runs"])).get("/api/runs").json()["sweeps"]
+    assert g["metric"] == "eval_mlm_loss" and g["best"] == "sw/trials/0002"

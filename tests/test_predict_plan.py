@@ -7,7 +7,7 @@ import pytest
 from scipy.special import expit
 
 from zhbert.analysis import cli as backtest_cli
-from zhbert.analysis import predict as predict_cli
+from zhbert.analysis import predict_command as predict_cli
 from zhbert.analysis.forecast import forecast_final, load_run, plan
 from zhbert.analysis.laws import SPECS, Units, features
 from zhbert.cli import main

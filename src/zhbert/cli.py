@@ -25,7 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("data", "text"): ("zhbert.corpus.text", "print cleaned text exactly as training sees it"),
     ("train",): ("zhbert.train", "pretrain a BERT on a data directory (torchrun for many processes)"),
     ("status",): ("zhbert.status", "where a run stands: step, metrics, speed, ETA, checkpoint"),
-    ("predict",): ("zhbert.analysis.predict", "steps, tokens, hours to reach a target accuracy, with intervals"),
+    ("predict",): ("zhbert.analysis.predict_command", "steps, tokens, hours to reach a target accuracy, with intervals"),
     ("backtest",): ("zhbert.analysis.cli", "fit learning curves on part of a run, score them on the rest"),
     ("analyze",): ("zhbert.report", "study a run: correlation, curve fits, prediction, anomalies, charts, report"),
     ("compare",): ("zhbert.compare", "compare runs aligned by step, tokens or time: table, overlaid curves"),

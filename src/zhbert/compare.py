@@ -97,6 +97,16 @@ def _reached(s: Series, x: str, targets: tuple[float, ...], d: int) -> dict[str,
     return out
 
 
+def _forecast(r: Run, targets: tuple[float, ...], skipped: list) -> dict | None:
+    """The schedule-aware law's answer for the run (analysis.outlook), where its lr is known."""
+    from zhbert.analysis.outlook import steps_to_targets
+    try:
+        return steps_to_targets(r.history.meta.path, targets)
+    except UserError as why:
+        skipped.append({"what": f"schedule-aware forecast of {r.name}", "why": str(why)})
+        return None
+
+
 def _throughput(h: History) -> dict[str, float | None]:
     m = h.meta
     sps = m.seconds_per_step
@@ -130,7 +140,8 @@ def compare(runs: list[Run], *, x: str = "step", targets: tuple[float, ...] | No
             "step_range": [float(r.series.step[0]), float(r.series.step[-1])],
             "throughput": _throughput(r.history), "metrics": {},
             "correlation": {"full": _corr(r.series, x, skipped, f"correlation of {r.name}")},
-            "reached": _reached(r.series, x, targets, direction)}
+            "reached": _reached(r.series, x, targets, direction),
+            "forecast": _forecast(r, targets, skipped) if info.kind == "accuracy" else None}
         for m in metrics:
             s, _ = r.history.series[m].finite()
             entry["metrics"][m] = summary(s)
@@ -211,11 +222,31 @@ def comparison_markdown(j: dict, chart: str | None) -> str:
         rows = [[r["name"], t] + ([v[c] for c in cols] if v else ["not reached"] + ["-"] * (len(cols) - 1))
                 for r in runs for t, v in r["reached"].items()]
         lines.append(md_table(["run", "target", x] + cols[1:], rows))
+    lines += _forecast_md(j)
     if chart:
         lines += ["", f"![comparison]({chart})"]
     if j["not_computed"]:
         lines += ["", "## Not computed", ""] + [f"- {n['what']}: {n['why']}" for n in j["not_computed"]]
     return "\n".join(lines) + "\n"
+
+
+def _forecast_md(j: dict) -> list[str]:
+    rows = []
+    for r in j["runs"]:
+        f = r.get("forecast")
+        if not f:
+            continue
+        steps = [(t, g["steps"] if g["reachable"] else "not reachable") for t, g in f["reach"].items()]
+        rows.append([r["name"], f["planned_steps"], f["final"]["mean"], fmt(f["final"]["interval80"])]
+                    + [v for _, v in steps])
+    if not rows:
+        return []
+    targets = list(next(r["forecast"] for r in j["runs"] if r.get("forecast"))["reach"])
+    return ["", "## Forecast by the schedule-aware law (`zhbert predict`)", "",
+            "Each run's own law: the accuracy where its schedule ends, and the steps a run of the "
+            "same schedule, stretched, needs for each target (predicted, unlike the table above).", "",
+            md_table(["run", "planned steps", "forecast at its end", "80% interval"]
+                     + [f"steps to {t}" for t in targets], rows)]
 
 
 # ----------------------------------------------------------------------------- CLI

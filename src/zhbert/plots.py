@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -346,11 +346,40 @@ def plot_prediction(series: Series, fit: CurveFit, prediction: Prediction, ax: A
     return ax
 
 
-def prediction_figure(series: Series, fit: CurveFit, prediction: Prediction, *, x: str = "step",
-                      subtitle: str | None = None) -> Figure:
-    fig = Figure(figsize=(10, 6), layout="constrained")
-    plot_prediction(series, fit, prediction, fig.subplots(), x=x)
-    return _titled(fig, f"Prediction: {series.name} reaching {prediction.target:g}", subtitle)
+def plot_outlook(o: Any, ax: Axes | None = None) -> Axes:
+    """The schedule-aware forecast (analysis.outlook.Outlook): the run's held-out accuracy,
+    the law's curve along its own schedule and along the same schedule stretched to a longer
+    run (80% bands), the target and the steps it needs."""
+    ax = ax or new_ax()
+    ax.plot(o.observed["step"], o.observed["acc"], ".", ms=3, color="tab:blue", label=f"{o.acc_metric} (measured)")
+    for c, color, label in ((o.current, "tab:red", f"this schedule ({o.planned:,} steps)"),
+                            (o.stretched, "tab:purple", f"stretched to {o.longer:,} steps")):
+        if "acc" in c:
+            ax.fill_between(c["step"], c["acc_lo80"], c["acc_hi80"], color=color, alpha=0.15)
+            ax.plot(c["step"], c["acc"], color=color, lw=1.8, label=label + " (law, 80% band)")
+    r = o.reach
+    if r is not None:
+        ax.axhline(r.target, color="tab:green", ls="--", lw=1.2, label=f"target {r.target:g}")
+        if r.reachable and r.steps is not None and math.isfinite(r.steps):
+            ax.axvline(r.steps, color="tab:green", lw=1.5, label=f"a {r.steps:,.0f}-step run reaches it")
+    ax.set(xlabel="step", ylabel=o.acc_metric, title=(r.message if r else o.method)[:110])
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+def prediction_figure(series: Series, fit: CurveFit | None, prediction: Prediction | None, *,
+                      x: str = "step", subtitle: str | None = None, outlook: Any = None) -> Figure:
+    """The schedule-free families' prediction and, where the run's lr is known, the
+    schedule-aware law's outlook beside it."""
+    panels = int(prediction is not None and fit is not None) + int(outlook is not None)
+    fig = Figure(figsize=(10 * max(panels, 1), 6), layout="constrained")
+    axes = list(np.atleast_1d(fig.subplots(1, max(panels, 1))))
+    if prediction is not None and fit is not None:
+        plot_prediction(series, fit, prediction, axes.pop(0), x=x)
+    if outlook is not None:
+        plot_outlook(outlook, axes.pop(0))
+    target = prediction.target if prediction is not None else outlook.reach.target if outlook and outlook.reach else None
+    return _titled(fig, f"Prediction: {series.name}" + (f" reaching {target:g}" if target is not None else ""), subtitle)
 
 
 # ----------------------------------------------------------------------------- comparison

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from zhbert.analysis import load_history
-from zhbert.analysis.predict import add_input_arguments
+from zhbert.analysis.planning import add_input_arguments
 from zhbert.errors import UserError
 from zhbert.report_analysis import DEFAULT_TARGET, analyze
 from zhbert.report_render import check_out, summary_text, write_analysis

@@ -41,6 +41,7 @@ class Analysis:
     backtest: BacktestResult | None
     anomalies: tuple[Anomaly, ...]
     not_computed: tuple[tuple[str, str], ...]  # (what, why)
+    outlook: Any = None                        # analysis.outlook.Outlook: the schedule-aware law's
 
     @property
     def series(self):
@@ -58,6 +59,7 @@ class Analysis:
                             for name, s in h.series.items()},
                 "target": self.target,
                 "prediction": self.prediction.to_json() if self.prediction else None,
+                "outlook": self.outlook.to_json() if self.outlook else None,
                 "backtest": self.backtest.to_json() if self.backtest else None,
                 "anomalies": [a.to_json() for a in self.anomalies],
                 "not_computed": [{"what": w, "why": y} for w, y in self.not_computed]}
@@ -156,8 +158,26 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
         bt = _attempt("backtest", skipped, lambda: backtest(history, float(np.median(xs)), metric=name, x=x))
     else:
         skipped.append(("backtest", f"needs {MIN_BACKTEST_POINTS}+ points of {name}, have {len(series)}"))
+    look = _outlook(history, name, target, skipped)
     return Analysis(history, name, x, target, n_boot, corr, corr_log, fits, prediction, bt,
-                    tuple(anomalies), tuple(skipped))
+                    tuple(anomalies), tuple(skipped), look)
+
+
+def _outlook(history: History, metric: str, target: float | None, skipped: list) -> Any:
+    """The schedule-aware law's forecast, where the run's lr is known and the metric is its
+    held-out (or training-batch) MLM accuracy; else why not."""
+    from zhbert.analysis.forecast import ACC_METRICS, NoLearningRate
+    from zhbert.analysis.outlook import outlook
+    if metric not in ACC_METRICS:
+        skipped.append(("schedule-aware forecast", f"the law forecasts MLM loss and accuracy, not {metric}"))
+        return None
+    try:
+        return outlook(history.meta.path, target)
+    except NoLearningRate as why:
+        skipped.append(("schedule-aware forecast", f"{why}; the schedule-free families above stand alone"))
+    except UserError as why:
+        skipped.append(("schedule-aware forecast", str(why)))
+    return None
 
 
 def _axis_or_none(series, x: str):

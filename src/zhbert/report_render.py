@@ -41,9 +41,10 @@ def make_plots(a: Analysis, out: Path) -> tuple[list[str], list[tuple[str, str]]
         "correlation_analysis": lambda: plots.correlation_analysis(series, fits, a.corr, x=x, subtitle=sub),
         "loss_analysis": lambda: plots.loss_analysis(h, x=x, anomalies=a.anomalies, subtitle=sub),
     }
-    if a.prediction is not None and fits:
-        fit = next(f for f in fits if f.name == a.prediction.model)
-        jobs["prediction"] = lambda: plots.prediction_figure(series, fit, a.prediction, x=x, subtitle=sub)
+    fit = next((f for f in fits if a.prediction and f.name == a.prediction.model), None)
+    if (a.prediction is not None and fit is not None) or a.outlook is not None:
+        jobs["prediction"] = lambda: plots.prediction_figure(series, fit, a.prediction, x=x, subtitle=sub,
+                                                             outlook=a.outlook)
     names, skipped = [], []
     if len(series) == 0:
         return [], [("plots", f"{a.metric} has no finite values to draw")]
@@ -151,7 +152,24 @@ def _fit_md(a: Analysis, j: dict) -> list[str]:
             out += ["", "Each model's answer: " + ", ".join(f"{k} {fmt(v)}" for k, v in p["by_model"].items())
                     + f" ({j['x_axis']})."]
         out += [f"- note: {n}" for n in p["notes"]]
-    return out
+    return out + _outlook_md(a)
+
+
+def _outlook_md(a: Analysis) -> list[str]:
+    o = a.outlook
+    if o is None:
+        return []
+    f, g = o.final, o.final_longer
+    out = ["", "### Schedule-aware forecast", "",
+           f"The families above are blind to the learning rate: they learn where *this* schedule "
+           f"flattens. {o.method} (`zhbert predict`) knows it:", "",
+           md_table(["run", f"{o.acc_metric} at its end", "80% interval", "95% interval"],
+                    [[f"this schedule, {o.planned:,} steps", f.mean, fmt([f.lo80, f.hi80]), fmt([f.lo95, f.hi95])],
+                     [f"the same stretched to {o.longer:,} steps", g.mean, fmt([g.lo80, g.hi80]),
+                      fmt([g.lo95, g.hi95])]])]
+    if o.reach is not None:
+        out += ["", f"**Target {o.reach.target:g}:** {o.reach.message}."]
+    return out + [f"- note: {n}" for n in o.notes]
 
 
 def _backtest_md(j: dict) -> list[str]:
@@ -233,6 +251,8 @@ def summary_text(a: Analysis, j: dict, out: Path) -> str:
                      f"{fmt(bf['asymptote_ci95'])}" if bf["asymptote"] is not None else ""))
     if j["prediction"]:
         lines.append(f"  target {j['prediction']['target']:g}: {j['prediction']['message']}")
+    if a.outlook is not None:
+        lines.append(f"  schedule-aware: {a.outlook.summary()}")
     for an in j["anomalies"]:
         lines.append(f"  anomaly ({an['severity']}): {an['kind']} in {an['metric']}")
     for n in j["not_computed"]:

@@ -9,7 +9,7 @@ Two modes:
                                              RUN_B's held-out accuracy point by point;
                                              the schedule-free families beside it
 
-(``zhbert predict`` lives in predict.py; each command is one module.)
+(``zhbert predict`` lives in predict_command.py; each command is one module.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 
 from zhbert.analysis.backtest import backtest, backtest_table
 from zhbert.analysis.history import load_history
-from zhbert.analysis.predict import add_input_arguments
+from zhbert.analysis.planning import add_input_arguments
 from zhbert.errors import UserError
 
 

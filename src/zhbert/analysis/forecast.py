@@ -232,19 +232,26 @@ class Planner:
         acc, se_map = self.accmap.predict(L)
         var_noise = _mean_var(self.acc_sd, self.acc_phi, window) if noise else 0.0
         var_map = float(np.mean(se_map)) ** 2
+        r80, r95 = self.law.small_sample_ratio(0.80), self.law.small_sample_ratio(0.95)
         if len(self.law.boot):
             draws = np.atleast_2d(self.law.predict(schedule, steps, self.law.boot)).mean(axis=1)
             rng = np.random.default_rng(0)
-            a = self.accmap(draws) + rng.normal(0.0, math.sqrt(var_map + var_noise), len(draws))
-            q = np.quantile(a, [0.025, 0.1, 0.9, 0.975])
-            return Forecast(float(np.mean(acc)), q[1], q[2], q[0], q[3],
-                            self.method + f", {len(draws)} bootstrap refits", float(np.std(a)), self.notes)
+            extra = rng.normal(0.0, math.sqrt(var_map + var_noise), len(draws))
+            centre = float(np.median(draws))
+
+            def widened(r):  # the refits' spread stretched by the small-sample ratio
+                return self.accmap(centre + (draws - centre) * r) + extra
+            a80, a95 = widened(r80), widened(r95)
+            (lo80, hi80), (lo95, hi95) = np.quantile(a80, [0.1, 0.9]), np.quantile(a95, [0.025, 0.975])
+            return Forecast(float(np.mean(acc)), lo80, hi80, lo95, hi95,
+                            self.method + f", {len(draws)} bootstrap refits", float(np.std(a80)), self.notes)
         # the law's error is shared by all steps of a window (one curve): average, then square
         se_law = float(np.mean(self.accmap.slope(L) * se_L))
-        f = Forecast.normal(float(np.mean(acc)), math.sqrt(se_law ** 2 + var_map + var_noise),
-                            self.method + ", delta method", self.notes)
+        m = float(np.mean(acc))
+        half = [z * math.sqrt((se_law * r) ** 2 + var_map + var_noise) for z, r in ((Z80, r80), (Z95, r95))]
         clip = lambda v: min(max(v, 0.0), 1.0)  # noqa: E731  (an accuracy)
-        return Forecast(f.mean, clip(f.lo80), clip(f.hi80), clip(f.lo95), clip(f.hi95), f.method, f.sd, f.notes)
+        return Forecast(m, clip(m - half[0]), clip(m + half[0]), clip(m - half[1]), clip(m + half[1]),
+                        self.method + ", delta method", half[0] / Z80, self.notes)
 
     def curve(self, schedule: Schedule, steps: Any) -> dict[str, np.ndarray]:
         """Loss and expected accuracy along a run, with 80% bands (for tables and plots)."""

@@ -49,6 +49,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.signal import lfilter
+from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from zhbert.errors import UserError
 from zhbert.schedule import Schedule
@@ -222,6 +224,18 @@ class LawFit:
             grad[:, i] = (g(xi) - y0) / h
         var = np.einsum("ni,ij,nj->n", grad, self.cov, grad)
         return y0, np.sqrt(np.clip(var, 0, None))
+
+    def small_sample_ratio(self, level: float) -> float:
+        """Student-t over normal quantile at ``level`` for the law's own error: its noise
+        variance is estimated from n points that, autocorrelated at phi, hold about
+        n (1 - phi) / (1 + phi) independent ones, less one per fitted parameter. (Neither the
+        delta method nor refits around the fitted curve see that the noise level and the
+        curve come from the same few effective points: on law-generated curves with AR(1)
+        noise at phi 0.7 their 80% intervals covered 60-70%.)"""
+        k = len(self.spec.params) - (0 if self.identifiable else 1)
+        dof = max(self.n * (1 - self.phi) / (1 + self.phi) - k, 1.0)
+        q = 0.5 + level / 2
+        return float(student_t.ppf(q, dof) / norm.ppf(q))
 
     def draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Parameter vectors from the fit's normal approximation, clipped to the bounds."""

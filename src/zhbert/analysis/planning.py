@@ -28,6 +28,16 @@ from zhbert.schedule import SCHEDULES, Schedule
 MAX_STRETCH = 100       # --target searches up to this many times the longest run
 
 
+def add_input_arguments(parser: argparse.ArgumentParser, nargs: str | None = None) -> None:
+    parser.add_argument("history", nargs=nargs, help="run directory, history.jsonl, checkpoint_eval.jsonl, "
+                        "trainer_state.json, TensorBoard events, CSV or the seed's JSON"
+                        + (" (several: one law for all)" if nargs == "+" else ""))
+    parser.add_argument("--metric", help="metric to use (default: eval_mlm_acc, else mlm_acc)")
+    parser.add_argument("--x", choices=("step", "tokens", "seconds"), default="step",
+                        help="what the curve is a function of (default: step)")
+    parser.add_argument("--json", action="store_true", help="print JSON for tools")
+
+
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="forecast a run of N steps (default schedule: "
                         "the run's own, stretched to N)")
@@ -187,7 +197,8 @@ def _steps(p: Planner, args, n: int, price: float | None) -> tuple[dict[str, Any
     sched = schedule_for(p, args, n)
     loss = p.loss(sched, [n])
     acc = p.accuracy(sched, [n]) if p.accmap else None
-    marks = np.unique(np.linspace(max(sched.warmup, 1), n, 9).astype(int))
+    # where the law holds: after the lr warm-up and the short-sequence phase (forecast.load_run)
+    marks = np.unique(np.linspace(min(max(sched.warmup, sched.short_steps) + 1, n), n, 9).astype(int))
     curve = p.curve(sched, marks)
     out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
            "final_accuracy": acc and acc.to_json(), "units": units(p, n, price),

@@ -14,6 +14,7 @@ client), so nothing outside the given directories can be read, and nothing is wr
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
-from zhbert.fileio import json_safe
+from zhbert.fileio import json_safe, read_json
 from zhbert.history import HistoryReader, read_history
 from zhbert.metrics import metric_info
 
@@ -200,6 +201,43 @@ def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
     return out | s | {"history_age_s": age, "bad_lines": list(ref.history.bad_lines)}
 
 
+def _sweep_of(path: Path) -> tuple[Path, str] | None:
+    """(sweep dir, objective metric) when ``path`` is a trial, SWEEP_DIR/trials/NNNN."""
+    from zhbert.sweep.study import OBJECTIVES, SPEC_FILE
+    spec = path.parent.parent / SPEC_FILE
+    if path.parent.name != "trials" or not spec.is_file():
+        return None
+    try:
+        objective = read_json(spec, "sweep spec").get("objective", "acc")
+    except (UserError, OSError, AttributeError):  # a sweep being written: its default objective
+        objective = "acc"
+    return path.parent.parent, OBJECTIVES.get(objective, OBJECTIVES["acc"])[0]
+
+
+def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials of each sweep among the runs, grouped, with the best one so far (by the
+    sweep's objective on the trial's last held-out eval) and the pruned ones. Each listed
+    run of a sweep gains ``sweep`` (its group) and ``pruned``."""
+    groups: dict[Path, dict[str, Any]] = {}
+    for ref, s in zip(refs, listed):
+        found = _sweep_of(ref.path)
+        if found is None:
+            continue
+        where, metric = found
+        g = groups.setdefault(where, {"sweep": where.name, "path": str(where), "metric": metric,
+                                      "trials": [], "pruned": [], "best": None, "best_value": None})
+        s["sweep"], s["pruned"] = where.name, (ref.path / "pruned.json").exists()
+        g["trials"].append(ref.id)
+        if s["pruned"]:
+            g["pruned"].append(ref.id)
+        value = (s.get("eval") or {}).get(metric)
+        better = metric_info(metric).direction
+        if isinstance(value, (int, float)) and math.isfinite(value) and (
+                g["best_value"] is None or (value - g["best_value"]) * better > 0):
+            g["best"], g["best_value"] = ref.id, float(value)
+    return list(groups.values())
+
+
 # ----------------------------------------------------------------------------- study
 
 def _num(v: Any) -> Any:
@@ -278,7 +316,17 @@ def _study(h, x: str, target: float | None) -> dict[str, Any]:
     if target is not None:
         out["prediction"] = _guard(lambda: predict_steps(h, target, metric=s.name, x=x,
                                                          n_boot=N_BOOT).to_json())
+        out["outlook"] = _guard(lambda: _outlook(h.meta.path, target))
     return _num(out)
+
+
+def _outlook(path, target: float) -> dict[str, Any]:
+    """Steps to target by the schedule-aware law (analysis.outlook); the families above
+    only see where this run's schedule flattens."""
+    from zhbert.analysis.outlook import outlook
+    o = outlook(path, target)
+    return {"summary": o.summary(), "reach": o.reach and o.reach.to_json(),
+            "final": o.final.to_json(), "final_longer": o.final_longer.to_json(), "longer_steps": o.longer}
 
 
 def checkpoints(run_dir: Path) -> dict[str, Any]:
@@ -317,7 +365,8 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
 
     def api_runs(request):
         runs.scan()
-        return JSONResponse(_num({"runs": [run_summary(r, stall_after) for r in runs.runs.values()],
+        listed = [run_summary(r, stall_after) for r in runs.runs.values()]
+        return JSONResponse(_num({"runs": listed, "sweeps": sweep_groups(runs.runs.values(), listed),
                                   "problems": runs.problems}))
 
     def api_history(request):

@@ -28,6 +28,7 @@ function cell(tr, text, cls) {
   td.textContent = text;  // textContent: run names come from the file system
   if (cls) td.className = cls;
   tr.appendChild(td);
+  return td;
 }
 
 async function getJSON(url) {
@@ -149,15 +150,29 @@ function redrawCurves() {
 
 // ---------------------------------------------------------------- runs table
 
-function renderRuns(list, problems) {
+function renderRuns(list, problems, sweeps) {
   const body = $("runs").tBodies[0];
   body.textContent = "";
-  for (const s of list) {
+  // a sweep's trials together, under one header row naming its best trial so far
+  const order = [...list].sort((a, b) => (a.sweep || "").localeCompare(b.sweep || ""));
+  const best = Object.fromEntries((sweeps || []).map(g => [g.sweep, g]));
+  let group = null;
+  for (const s of order) {
+    if (s.sweep && s.sweep !== group) {
+      const g = best[s.sweep], head = document.createElement("tr");
+      cell(head, `sweep ${g.sweep}: ${g.trials.length} trials, ${g.pruned.length} pruned; best ` +
+        (g.best ? `${g.best} (${g.metric} ${fmt(g.best_value)})` : "none yet")).colSpan = 8;
+      head.className = "sweep";
+      body.appendChild(head);
+    }
+    group = s.sweep || null;
     const tr = document.createElement("tr");
     const bad = s.error || /stalled|missing|error|stopped/.test(s.state);
     const skipped = s.bad_lines && s.bad_lines.length ?  // the reader's warning, shown here too
       `; skipped corrupt history line${s.bad_lines.length > 1 ? "s" : ""} ${s.bad_lines.slice(0, 5).join(", ")}` : "";
-    cell(tr, s.id); cell(tr, s.state + (s.error ? ": " + s.error : "") + skipped, bad ? "bad" : "");
+    const mark = s.sweep && best[s.sweep] && best[s.sweep].best === s.id ? " ★" : "";
+    cell(tr, s.id + mark);
+    cell(tr, (s.pruned ? "pruned; " : "") + s.state + (s.error ? ": " + s.error : "") + skipped, bad ? "bad" : "");
     cell(tr, s.step == null ? "-" : `${s.step} / ${s.total_steps}`);
     cell(tr, s.percent == null ? "-" : s.percent.toFixed(1) + "%");
     cell(tr, s.tokens_per_s == null ? "-" : Math.round(s.tokens_per_s).toLocaleString());
@@ -227,6 +242,9 @@ function renderStudy(id) {
     p.error ? "prediction: " + p.error :
     `${p.message}` + (p.steps != null ? `  [steps ${fmt(p.steps, 4)}, 80% ${fmt(p.interval80[0], 4)}–${fmt(p.interval80[1], 4)}` +
       (p.hours ? `, ${fmt(p.hours.value, 3)} h` : "") + "]" : "");
+  // the schedule-aware law: a run of N steps (its schedule stretched), not this run continued
+  const o = s.outlook;
+  if (o) $("prediction").textContent += "\nschedule-aware law: " + (o.error ? o.error : o.summary);
   const c = s.correlation;
   $("correlation").textContent = c.error ? "correlation: " + c.error :
     `correlation with step: Pearson r ${fmt(c.pearson.statistic)} (r² ${fmt(c.r2)}), Spearman ${fmt(c.spearman.statistic)}, ` +
@@ -290,7 +308,7 @@ async function poll() {
       if (s.state === "missing" || s.state === "error") continue;  // keep what we have, say so
       try { grew = (await pullHistory(s.id)) || grew; } catch (e) { s.error = e.message; }
     }
-    renderRuns(r.runs, r.problems);
+    renderRuns(r.runs, r.problems, r.sweeps);
     if (grew || !charts["loss"]) redrawCurves();
     refreshStudy(false);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();

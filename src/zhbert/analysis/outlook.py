@@ -1,0 +1,101 @@
+"""A run's outlook under the schedule-aware law, computed once for every place that shows it.
+
+    from zhbert.analysis.outlook import outlook
+    o = outlook("runs/tiny", target=0.40)
+    o.final.mean, o.final_longer.mean, o.reach.steps, o.to_json()
+
+``analyze`` (report and prediction.png), the dashboard's "steps to target" and
+``compare`` all ask this: the held-out accuracy where the run's own schedule ends,
+where the same schedule stretched to a longer run would end, and how many steps
+(the schedule stretched to them) a target costs, with intervals (forecast.py,
+planning.reach). Where the history records no learning rate it raises
+forecast.NoLearningRate and the caller falls back to the schedule-free families.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from zhbert.analysis.forecast import Forecast, plan
+from zhbert.analysis.planning import Reach, reach
+
+LONGER = 2            # the longer run drawn beside the current one: this many times its length
+MAX_LONGER = 16       # ... or as long as the target needs, up to this many times
+POINTS = 60
+
+
+@dataclass(frozen=True)
+class Outlook:
+    run: str
+    method: str
+    acc_metric: str
+    observed: dict[str, list[float]]    # step, acc: what the run measured
+    planned: int                        # the run's own schedule length
+    longer: int                         # the stretched run drawn beside it
+    current: dict[str, list[float]]     # Planner.curve along the run's own schedule
+    stretched: dict[str, list[float]]   # ... along the schedule stretched to ``longer``
+    final: Forecast                     # accuracy at the end of the run's own schedule
+    final_longer: Forecast
+    reach: Reach | None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "method": self.method, "metric": self.acc_metric,
+                "planned_steps": self.planned, "longer_steps": self.longer,
+                "final": self.final.to_json(), "final_longer": self.final_longer.to_json(),
+                "reach": self.reach and self.reach.to_json(), "current": self.current,
+                "stretched": self.stretched, "notes": list(self.notes)}
+
+    def summary(self) -> str:
+        line = (f"{self.method}: {self.acc_metric} {self.final.mean:.4f} at the end of this schedule "
+                f"({self.planned:,} steps; 80% {self.final.lo80:.4f}-{self.final.hi80:.4f}), "
+                f"{self.final_longer.mean:.4f} for the same schedule over {self.longer:,} steps")
+        return line + (f"; {self.reach.message}" if self.reach else "")
+
+
+def _curve(p, schedule, n: int) -> dict[str, list[float]]:
+    """The law's curve where it holds: after the lr warm-up and the short-sequence phase
+    (forecast.load_run fits from there), accuracy bands clipped to [0, 1]."""
+    steps = np.unique(np.linspace(max(schedule.warmup, schedule.short_steps) + 1, n, POINTS).astype(int))
+    c = p.curve(schedule, steps)
+    for k in ("acc", "acc_lo80", "acc_hi80"):
+        if k in c:
+            c[k] = np.clip(c[k], 0.0, 1.0)
+    return {k: [float(v) for v in vals] for k, vals in c.items()}
+
+
+def outlook(source: Any, target: float | None = None, n_boot: int = 0) -> Outlook:
+    """The outlook of one run (a run directory or history file) under the annealing law;
+    ``target``: also the steps a run (this schedule, stretched) needs to reach it."""
+    p = plan([source], n_boot=n_boot)
+    run = p.runs[0]
+    if p.accmap is None or run.acc is None:
+        from zhbert.errors import UserError
+        raise UserError(f"{run.curve.name} records no held-out accuracy beside its loss: "
+                        "only the loss can be forecast (zhbert predict)")
+    base = p.base
+    got = reach(p, target, base.stretched) if target is not None else None
+    longer = LONGER * base.steps
+    if got is not None and got.reachable and got.steps and math.isfinite(got.steps):
+        longer = int(min(max(longer, math.ceil(got.steps * 1.1)), MAX_LONGER * base.steps))
+    far = base.stretched(longer)
+    return Outlook(run.curve.name, p.method, run.acc_metric or "accuracy",
+                   {"step": [float(s) for s in run.curve.steps], "acc": [float(a) for a in run.acc]},
+                   base.steps, longer, _curve(p, base, base.steps), _curve(p, far, longer),
+                   p.accuracy(base, [base.steps]), p.accuracy(far, [longer]), got, tuple(p.notes))
+
+
+def steps_to_targets(source: Any, targets: tuple[float, ...]) -> dict[str, Any]:
+    """One law fitted to one run, asked for several targets (``compare``): the accuracy at
+    the end of its schedule and, per target, the steps a run of that schedule needs."""
+    p = plan([source], n_boot=0)
+    if p.accmap is None:
+        from zhbert.errors import UserError
+        raise UserError(f"{p.runs[0].curve.name} records no accuracy beside its loss")
+    return {"method": p.method, "final": p.accuracy(p.base, [p.base.steps]).to_json(),
+            "planned_steps": p.base.steps,
+            "reach": {f"{t:g}": reach(p, t, p.base.stretched).to_json() for t in targets}}

@@ -1,0 +1,91 @@
+"""``zhbert predict``: steps, tokens, hours to reach a target, with intervals.
+
+The schedule-aware law (forecast.py, planning.py) wherever the history's lr is known;
+else, or with ``--law none``, the schedule-free families of one run (predict.py),
+saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from zhbert.analysis.history import History, load_history
+from zhbert.analysis.planning import add_input_arguments
+from zhbert.analysis.predict import Prediction, Throughput, _fmt, predict_steps
+from zhbert.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from zhbert.analysis.planning import add_plan_arguments
+    add_input_arguments(parser, nargs="+")
+    parser.add_argument("--target", type=float, help="target value, e.g. 0.60")
+    add_plan_arguments(parser)
+    parser.add_argument("--model", help="schedule-free family to use instead of the best by AIC")
+    parser.add_argument("--price-per-hour", type=float, help="USD per hour of the training machine")
+    parser.add_argument("--tokens-per-step", type=float, help="override the recorded tokens per step")
+    parser.add_argument("--seconds-per-step", type=float, help="override the recorded seconds per step")
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits of the law or "
+                        "curve (default 200; 0: the law's delta-method intervals)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The schedule-aware law where the lr is known (planning.py); else, or with --law none,
+    the schedule-free families of one run, saying why."""
+    from zhbert.analysis import planning
+    from zhbert.analysis.forecast import NoLearningRate, plan
+    planning.check_plan_args(args)
+    why = "--law none" if args.law == "none" else "--metric / --model / --x name a schedule-free fit"
+    if args.law != "none" and not (args.metric or args.model or args.x != "step"):
+        try:
+            p = plan(args.history, args.law, args.n_boot)
+        except NoLearningRate as exc:
+            why = str(exc)
+        else:
+            out, text = planning.answer(p, args)
+            print(json.dumps(out, indent=2, default=float) if args.json else "\n".join(text))
+            return 0
+    if len(args.history) > 1:
+        raise UserError(f"the schedule-free families fit one run at a time ({why}); give one run")
+    if args.target is None:
+        raise UserError(f"without a schedule-aware law ({why}) only --target can be answered")
+    args.history = args.history[0]
+    return _run_families(args, why)
+
+
+def _run_families(args: argparse.Namespace, why: str) -> int:
+    history = load_history(args.history, args.metric)
+    tp = Throughput.from_meta(history.meta, args.tokens_per_step, args.seconds_per_step)
+    pred = predict_steps(history, args.target, metric=args.metric, x=args.x, model=args.model,
+                         price_per_hour=args.price_per_hour, throughput=tp, n_boot=args.n_boot,
+                         seed=args.seed)
+    fallback = f"schedule-free curve families, not the schedule-aware law: {why}"
+    if args.json:
+        print(json.dumps({"run": history.meta.run, "metric_reason": history.default_reason
+                          if not args.metric else "chosen with --metric", "method": fallback,
+                          **pred.to_json()}, indent=2))
+    else:
+        print(prediction_text(pred, history) + f"\nnote: {fallback}")
+    return 0
+
+
+def prediction_text(pred: Prediction, history: History | None = None) -> str:
+    lines = []
+    if history is not None:
+        lines.append(f"run {history.meta.run} ({history.meta.source}); metric {pred.metric}")
+    lines.append(f"model: {pred.model} (best AIC {pred.aic_best}; backtest winner {pred.backtest_winner})")
+    if pred.asymptote is not None and pred.asymptote_ci95:
+        lo, hi = pred.asymptote_ci95
+        lines.append(f"fitted ceiling: {pred.asymptote:.4f} [{lo:.4f}, {hi:.4f}]")
+    lines.append(pred.message)
+    for name, unit in (("steps", ""), ("tokens", ""), ("hours", ""), ("cost", " USD")):
+        q = getattr(pred, name)
+        if q is not None and pred.already_reached_at is None:
+            digits = 1 if name in ("hours", "cost") else 0
+            lines.append(f"  {name:<6} {_fmt(q.value, digits)}{unit}   80%: {_fmt(q.interval80[0], digits)}"
+                         f" to {_fmt(q.interval80[1], digits)}   95%: {_fmt(q.interval95[0], digits)}"
+                         f" to {_fmt(q.interval95[1], digits)}")
+    lines.append("by model: " + ", ".join(f"{k} {_fmt(v)}" for k, v in pred.by_model.items()))
+    lines += [f"note: {n}" for n in pred.notes]
+    return "\n".join(lines)

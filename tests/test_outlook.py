@@ -1,0 +1,75 @@
+"""The schedule-aware outlook (analysis.outlook) where the study shows a forecast: analyze's
+report and prediction.png, the dashboard's steps to target."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from zhbert.analysis.outlook import outlook
+from zhbert.cli import main
+from zhbert.monitor.server import create_app
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def tiny2000():
+    return DATA / "tiny-2000"
+
+
+def test_outlook_knows_the_schedule(tiny2000):
+    o = outlook(tiny2000, target=0.40)
+    last = o.observed["acc"][-1]
+    # where its own (cosine to zero) schedule ends: near what it measured, inside the 95% band
+    assert o.final.lo95 <= last <= o.final.hi95 and abs(o.final.mean - last) < 0.03
+    # a longer run of the same schedule ends higher; 0.40 costs more than this run, finitely many steps
+    assert o.final_longer.mean > o.final.mean + 0.03
+    assert o.reach.reachable and 2000 < o.reach.steps < 8000 and o.longer >= 4000
+    assert o.current["step"][0] > 400  # drawn where the law holds: after the short-sequence phase
+    assert all(0 <= v <= 1 for v in o.stretched["acc_lo80"] + o.stretched["acc_hi80"])
+    j = json.loads(json.dumps(o.to_json()))
+    assert j["reach"]["steps"] == pytest.approx(o.reach.steps) and j["planned_steps"] == 2000
+
+
+def test_analyze_reports_and_draws_the_outlook(tiny2000, tmp_path, capsys):
+    out = tmp_path / "an"
+    assert main(["analyze", str(tiny2000), "--out", str(out), "--target", "0.4", "--n-boot", "50"]) == 0
+    said = capsys.readouterr().out
+    assert "schedule-aware: lr_annealing law" in said
+    md = (out / "report.md").read_text()
+    assert "### Schedule-aware forecast" in md and "stretched to" in md
+    assert json.loads((out / "analysis.json").read_text())["outlook"]["reach"]["reachable"]
+    assert (out / "prediction.png").stat().st_size > 10_000
+
+
+def test_analyze_without_lr_says_why(tmp_path, capsys):
+    run = tmp_path / "nolr"
+    run.mkdir()
+    rows = [{"type": "eval", "step": s, "eval_mlm_acc": 0.5 - 0.4 * 0.99 ** s, "eval_mlm_loss": 2 + 0.99 ** s}
+            for s in range(10, 410, 10)]
+    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["analyze", str(run), "--out", str(tmp_path / "o"), "--n-boot", "20"]) == 0
+    said = capsys.readouterr().out
+    assert "not computed: schedule-aware forecast" in said and "no learning rate" in said
+
+
+def test_dashboard_steps_to_target_uses_the_law(tiny2000, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(tiny2000, root / "r")
+    s = TestClient(create_app([root])).get("/api/runs/r/study?target=0.4").json()
+    ref = outlook(root / "r", 0.4)
+    assert s["outlook"]["reach"]["steps"] == pytest.approx(ref.reach.steps)
+    assert s["outlook"]["summary"] == ref.summary()
+
+
+def test_compare_adds_each_runs_forecast(tiny2000, tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", str(DATA / "tiny-1000"), str(tiny2000), "--out", str(out), "--targets", "0.3,0.4"]) == 0
+    j = json.loads((out / "comparison.json").read_text())
+    f = {r["name"]: r["forecast"] for r in j["runs"]}
+    assert f["tiny-2000"]["reach"]["0.4"]["steps"] == pytest.approx(outlook(tiny2000, 0.4).reach.steps)
+    assert not f["tiny-1000"]["reach"]["0.4"]["reachable"]  # its own law: it never left the plateau
+    assert "## Forecast by the schedule-aware law" in (out / "comparison.md").read_text()
