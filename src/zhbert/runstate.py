@@ -1,5 +1,6 @@
 """Where a run stands, computed from its directory: state (running / finished /
-stopped), step, speed, ETA, the latest train and eval records, the last checkpoint.
+stopped), step, speed, ETA, the latest train and eval records, the last checkpoint,
+and whether a running run is starved of CPU by other work.
 
 The `status` command renders it; `train`'s closing line, the dashboard and the sweep
 worker ask it too, so it lives here, below every command module.
@@ -10,12 +11,20 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from zhbert.checkpoint import list_checkpoints
 from zhbert.errors import UserError
 from zhbert.history import read_history
+
+# a run is starved when its recent speed is below this share of its own best, at the
+# same sequence length, while something else competes for the cores. Not higher: a tiny
+# run alone on a shared 2-core machine dipped to ~0.6 of its best for 5-8 logs at a time
+STARVED_BELOW = 0.5
+RECENT_LOGS = 5  # the train records "recent" is the median of
 
 
 def run_state(run_dir: Path, total: int, last_step: int) -> str:
@@ -49,11 +58,14 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
     if not (run_dir / "history.jsonl").exists():
         raise UserError(f"{run_dir} is not a zhbert run (no history.jsonl); "
                         "start one with `zhbert train --data DATA --out RUN`")
-    return summarize(run_dir, latest(read_history(run_dir / "history.jsonl").records))
+    records = read_history(run_dir / "history.jsonl").records
+    return summarize(run_dir, latest(records), [r for r in records if r.get("type") == "train"])
 
 
-def summarize(run_dir: Path, last: dict[str, dict]) -> dict[str, Any]:
-    """Where the run stands, from the last header, train and eval records (``latest``)."""
+def summarize(run_dir: Path, last: dict[str, dict],
+              train: list[dict] | None = None) -> dict[str, Any]:
+    """Where the run stands, from the last header, train and eval records (``latest``);
+    with all its ``train`` records, whether a running run is starved (``starvation``)."""
     header, last_train, last_eval = (last.get(k, {}) for k in ("header", "train", "eval"))
     total = int(header.get("total_steps") or 0)
     step = int(last_train.get("step", 0))
@@ -61,8 +73,91 @@ def summarize(run_dir: Path, last: dict[str, dict]) -> dict[str, Any]:
     elapsed = last_train.get("elapsed") or 0.0  # training seconds, summed across resumes
     eta = (total - step) * elapsed / step if step > 0 and total > step else 0.0
     ckpts = list_checkpoints(run_dir)
-    return {"run": str(run_dir), "state": run_state(run_dir, total, step), "step": step,
+    state = run_state(run_dir, total, step)
+    starved = (starvation(train, header, machine_competition(run_dir))
+               if train and state == "running" else None)
+    return {"run": str(run_dir), "state": state, "step": step,
             "total_steps": total, "percent": 100.0 * step / total if total else None,
             "train": last_train, "eval": last_eval, "tokens_per_s": tps,
             "eta_seconds": eta, "last_checkpoint": ckpts[-1].step if ckpts else None,
-            "precision": header.get("precision"), "machine": header.get("machine")}
+            "precision": header.get("precision"), "machine": header.get("machine"),
+            "starved": starved.to_dict() if starved else None,
+            "starved_advice": starved.advice() if starved else None}
+
+
+@dataclass(frozen=True)
+class Competition:
+    """What else wants this machine's cores now: the 1-minute load average (this run's
+    own threads included), the cores this process may use, other zhbert trainings."""
+    load: float
+    cores: int
+    other_trainings: int
+
+    @property
+    def competes(self) -> bool:
+        return self.other_trainings > 0 or self.load > self.cores
+
+
+def machine_competition(run_dir: Path) -> Competition:
+    from zhbert.threads import available_cores, live_trainers
+
+    me = str(Path(run_dir).resolve())
+    others = sum(1 for t in live_trainers() if t.run != me)
+    return Competition(os.getloadavg()[0], available_cores(), others)
+
+
+@dataclass(frozen=True)
+class Starved:
+    """A running run training well below its own best speed while other work competes."""
+    recent_tokens_per_s: float   # median of the last RECENT_LOGS train records
+    best_tokens_per_s: float     # 90th percentile of the earlier ones at the same length
+    competition: Competition
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def advice(self) -> str:
+        """Why, and what to do: zhbert trainings sharing the cores is by design (each
+        started without --threads takes cores / trainings); other work is not."""
+        c = self.competition
+        why = []
+        if c.other_trainings:
+            n = c.other_trainings
+            why.append(f"{n} other zhbert training{'s run' if n > 1 else ' runs'} on the "
+                       f"{c.cores} cores (those started without --threads split the cores with "
+                       "this one, which speeds up again when they end)")
+        if c.load > c.cores:
+            share = max(1, c.cores // (c.other_trainings + 1))
+            why.append(f"other work keeps the load at {c.load:.1f} on {c.cores} cores: stop it, "
+                       "or stop this run (Ctrl-C saves a checkpoint) and continue it with "
+                       f"fewer threads: zhbert train ... --resume --threads {share}")
+        return (f"starved: {self.recent_tokens_per_s:,.0f} tokens/s, "
+                f"{self.recent_tokens_per_s / self.best_tokens_per_s:.0%} of its best "
+                f"{self.best_tokens_per_s:,.0f}; " + "; ".join(why))
+
+
+def length_phase_end(header: dict) -> int:
+    """The last step of the length warm-up (data.warmup_len: short sequences, another
+    speed), as zhbert.train.build_loader sets it; 0 without one."""
+    cfg = header.get("config") or {}
+    data, steps = cfg.get("data") or {}, (cfg.get("train") or {}).get("steps") or 0
+    if not data.get("warmup_len"):
+        return 0
+    return max(1, round(float(data.get("warmup_len_fraction") or 0) * steps))
+
+
+def starvation(train: list[dict], header: dict, competition: Competition) -> Starved | None:
+    """Starved when the recent speed is under STARVED_BELOW of the 90th percentile of the
+    run's earlier speeds at the same sequence length, and something competes; None when
+    it is not, or when there are too few records to say."""
+    if not competition.competes:
+        return None
+    end = length_phase_end(header)
+    last_step = train[-1].get("step", 0)
+    same = [r["tokens_per_s"] for r in train if r.get("tokens_per_s")
+            and (r.get("step", 0) > end) == (last_step > end)]
+    if len(same) < 2 * RECENT_LOGS:
+        return None
+    recent = statistics.median(same[-RECENT_LOGS:])
+    best = statistics.quantiles(same[:-RECENT_LOGS], n=10)[-1]
+    return Starved(recent, best, competition) if recent < STARVED_BELOW * best else None

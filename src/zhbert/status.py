@@ -35,5 +35,7 @@ def run(args) -> int:
              f"speed      {s['tokens_per_s']:,.0f} tokens/s  ETA {s['eta_seconds'] / 60:.1f} min",
              f"checkpoint {s['last_checkpoint'] if s['last_checkpoint'] is not None else '-'}",
              f"precision  {s['precision']} on {s['machine']}"]
+    if s["starved_advice"]:
+        lines.append(f"cpu        {s['starved_advice']}")
     print("\n".join(lines))
     return 0

@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+from zhbert.threads import ThreadShare, quiet_openmp_waits, rebalance
+
+quiet_openmp_waits()  # before torch loads libgomp, which reads its wait policy once
+import torch  # noqa: E402
 
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, load_checkpoint,
                                remove_partial, save_checkpoint)
@@ -58,8 +61,9 @@ def add_arguments(p) -> None:
                    help="start over in a run directory that holds another run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch (default: torch's, one per core); on a machine "
-                        "shared with other jobs, fewer threads than cores can be much faster")
+                   help="CPU threads for torch (default: OMP_NUM_THREADS if set, else this "
+                        "training's share of the cores: cores / zhbert trainings on the machine, "
+                        "followed as others start and end)")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = "config keys for --set, with the tiny preset's values:\n" + "\n".join(
         textwrap.fill(" ".join(f"{section}.{k}={str(v).lower() if isinstance(v, bool) else v}"
@@ -70,12 +74,11 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     cfg = load_config(args.config, args.set)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    progress = main(cfg, args.data, args.out, resume=args.resume, force=args.force,
-                    progress=not args.no_progress)
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    with ThreadShare(args.threads, run=args.out):  # its share of the cores, following other trainings
+        progress = main(cfg, args.data, args.out, resume=args.resume, force=args.force,
+                        progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary_line(Path(args.out), cfg, progress), file=sys.stderr)
     return 0
@@ -482,6 +485,7 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 _handle_nonfinite(tr, step, bad)
                 continue
             tr.progress.step = step
+            rebalance()  # every few seconds: other trainings may have started or ended
             if bar is not None:
                 bar.update(1)
             if step % t.log_every == 0 or step == t.steps:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -55,11 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+def sweep_threads(workers: int) -> int:
+    """Each worker's share of the cores, zhbert trainings already running counted
+    (zhbert.threads: they give up cores to the sweep's fixed counts in turn)."""
+    from zhbert.threads import available_cores, live_trainers
+
+    return max(1, available_cores() // (workers + len(live_trainers())))
 
 
 def _check_counts(args) -> None:
@@ -192,7 +192,7 @@ def run(args) -> int:
 
     sweep_dir, spec = prepare(args)
     k = 1 if args.worker else spec.workers_per_machine
-    threads = args.threads or max(1, _cores() // k)
+    threads = args.threads or sweep_threads(k)
     deadline = time.time() + 60 * spec.budget_minutes if spec.budget_minutes else None
     if args.worker or k == 1:
         opts = WorkerOptions(sweep_dir, threads, index=args.worker_index, data=args.data if args.worker else None,
