@@ -10,6 +10,7 @@ from zhbert.cli import main
 from zhbert.corpus import prepare as prep
 from zhbert.corpus import prepare_tasks as tasks
 from zhbert.corpus import segment
+from zhbert.corpus import splits
 from zhbert.datadir import SPLITS, open_data_dir
 
 ARTICLE = ("今天天气很好，我们去公园散步。公园里有很多人在锻炼身体。"
@@ -88,14 +89,14 @@ def test_data_text_round_trips(builtin_dir, capsys):
 
 
 def test_assign_splits_is_exact_and_order_free():
-    hashes = [prep.split_hash(f"doc{i}", 42) for i in range(1000)]
-    cfg = prep.SplitConfig(validation=0.05, test=0.02, min_docs=10)
-    codes = prep.assign_splits(hashes, cfg)
+    hashes = [splits.split_hash(f"doc{i}", 42) for i in range(1000)]
+    cfg = splits.SplitConfig(validation=0.05, test=0.02, min_docs=10)
+    codes = splits.assign_splits(hashes, cfg)
     assert np.bincount(codes, minlength=3).tolist() == [930, 50, 20]
     perm = np.random.default_rng(0).permutation(1000)
-    assert (prep.assign_splits([hashes[k] for k in perm], cfg) == codes[perm]).all()
-    assert prep.SplitConfig(validation=0.01, min_docs=500).sizes(17000) == (500, 500)
-    assert prep.SplitConfig(validation=0.0).sizes(100)[0] == 0
+    assert (splits.assign_splits([hashes[k] for k in perm], cfg) == codes[perm]).all()
+    assert splits.SplitConfig(validation=0.01, min_docs=500).sizes(17000) == (500, 500)
+    assert splits.SplitConfig(validation=0.0).sizes(100)[0] == 0
 
 
 def _digest(path):
@@ -159,7 +160,7 @@ def test_sentence_hash_buckets_count_repeats_like_np_unique(tmp_path):
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 2**64, 3000, dtype=np.uint64, endpoint=False)
     batches = [pool[rng.integers(0, len(pool), n)] for n in (0, 1, 500, 2000, 1500)]
-    hashes = prep._SentenceHashes(tmp_path)
+    hashes = splits.SentenceHashes(tmp_path)
     for batch in batches:
         hashes.add(batch)
     everything = np.concatenate(batches)
