@@ -73,3 +73,17 @@ def test_compare_adds_each_runs_forecast(tiny2000, tmp_path):
     assert f["tiny-2000"]["reach"]["0.4"]["steps"] == pytest.approx(outlook(tiny2000, 0.4).reach.steps)
     assert not f["tiny-1000"]["reach"]["0.4"]["reachable"]  # its own law: it never left the plateau
     assert "## Forecast by the schedule-aware law" in (out / "comparison.md").read_text()
+
+
+def test_a_forecast_that_climbs_past_the_data_is_flagged(capsys):
+    """The law has no plateau term: a Trainer run still at ~14% after 1,000 of its 2,000 steps
+    is forecast ~20 points too high. That forecast says so; one from runs that had left
+    the plateau (tiny-2000 -> a 4,000-step run: within 1 point) does not."""
+    from zhbert.analysis.forecast import load_run, plan, truncated
+    hf = load_run(DATA / "hf-tiny-bert")
+    p = plan([truncated(hf, 1000)], n_boot=0)
+    f = p.accuracy(hf.curve.schedule, [2000])
+    assert f.mean > hf.acc[-1] + 0.1 and "upper estimate" in p.climb_warning(f.mean)
+    assert main(["predict", str(DATA / "tiny-2000"), "--steps", "4000", "--json", "--n-boot", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["forecast"]["warning"] is None
+    assert outlook(DATA / "tiny-2000", 0.4).summary().count("warning") == 0

@@ -54,7 +54,8 @@ class Outlook:
         line = (f"{self.method}: {self.acc_metric} {self.final.mean:.4f} at the end of this schedule "
                 f"({self.planned:,} steps; 80% {self.final.lo80:.4f}-{self.final.hi80:.4f}), "
                 f"{self.final_longer.mean:.4f} for the same schedule over {self.longer:,} steps")
-        return line + (f"; {self.reach.message}" if self.reach else "")
+        line += f"; {self.reach.message}" if self.reach else ""
+        return line + "".join(f"; warning: {n}" for n in self.notes if n.startswith("the forecast ("))
 
 
 def _curve(p, schedule, n: int) -> dict[str, list[float]]:
@@ -83,10 +84,13 @@ def outlook(source: Any, target: float | None = None, n_boot: int = 0) -> Outloo
     if got is not None and got.reachable and got.steps and math.isfinite(got.steps):
         longer = int(min(max(longer, math.ceil(got.steps * 1.1)), MAX_LONGER * base.steps))
     far = base.stretched(longer)
+    final_longer = p.accuracy(far, [longer])
+    warning = p.climb_warning(final_longer.mean)
     return Outlook(run.curve.name, p.method, run.acc_metric or "accuracy",
                    {"step": [float(s) for s in run.curve.steps], "acc": [float(a) for a in run.acc]},
                    base.steps, longer, _curve(p, base, base.steps), _curve(p, far, longer),
-                   p.accuracy(base, [base.steps]), p.accuracy(far, [longer]), got, tuple(p.notes))
+                   p.accuracy(base, [base.steps]), final_longer, got,
+                   tuple(p.notes) + ((warning,) if warning else ()))
 
 
 def steps_to_targets(source: Any, targets: tuple[float, ...]) -> dict[str, Any]:

@@ -208,6 +208,8 @@ def _steps(p: Planner, args, n: int, price: float | None) -> tuple[dict[str, Any
              f"  final loss ({r0.loss_metric}) {_fc(loss, pct=False)}"]
     if acc:
         lines.append(f"  final accuracy ({r0.acc_metric}) {_fc(acc)}")
+        out["warning"] = p.climb_warning(acc.mean)
+        lines += [f"  warning: {out['warning']}"] if out["warning"] else []
     lines.append(f"  {_fmt_units(out['units'])}")
     lines.append("  step      " + " ".join(f"{s:>8,}" for s in marks))
     lines.append("  loss      " + " ".join(f"{v:8.3f}" for v in curve["loss"]))
