@@ -149,3 +149,47 @@ def test_a_flat_plateau_is_not_pruned_within_one_measurements_noise(tmp_path):
     assert not pruner.prune(study, frozen)
     fc = pruner.decisions[frozen.number].forecast
     assert fc.hi80 > 0.0573 and abs(fc.sd - 0.0069) < 0.0002
+
+
+def test_a_trial_flat_on_the_plateau_is_kept():
+    """The reduced sweep benchmark's would-be best trial: at step 75 of 300 every trial still
+    predicted the most frequent character (0.0517), forecast 0.052 against a best of 0.0754,
+    pruned; unpruned it ended at 0.1167. Flat for its last evals: kept."""
+    from zhbert.sweep.pruner import on_plateau
+    study = _study_with_best(0.0754)
+    values = [0.031, 0.046, 0.0517, 0.0517, 0.0517]
+    assert on_plateau(values) and not on_plateau([0.03, 0.05, 0.07, 0.09, 0.11])
+    assert not on_plateau([0.05] * 5)  # no movement at all: nothing to compare with
+    trial = study.ask()
+    trial.set_user_attr("total_steps", 300)
+    trial.set_user_attr("trial_dir", "t")
+    for s, v in zip(range(15, 90, 15), values):
+        trial.report(v, s)
+    frozen = study._storage.get_trial(trial._trial_id)
+    calls = []
+    pruner = ForecastPruner(".", forecaster=lambda *a: calls.append(a))
+    assert not pruner.prune(study, frozen) and not calls  # decided before any forecast
+    assert "plateau" in pruner.decisions[frozen.number].reason
+
+
+def test_a_trial_that_finished_before_the_prune_is_not_pruned(tmp_path):
+    """A fast trial's trainer had written its last eval when the worker read its evals: it
+    pruned on an early one and marked a complete trial pruned (trial 0001 of the reduced
+    sweep: ran to step 300, 0.1126, recorded as pruned at 75)."""
+    from types import SimpleNamespace
+
+    from zhbert.sweep.worker import TrialRun
+    steps = [75, 150, 225, 300]
+    _history(tmp_path, steps, [0.05, 0.07, 0.09, 0.11])
+
+    class Trial:  # a pruner that would prune at every report
+        def report(self, value, step):
+            pass
+
+        def should_prune(self):
+            return True
+    spec = SimpleNamespace(steps=300, metric="eval_mlm_acc")
+    run = TrialRun(Trial(), spec, None, tmp_path)
+    assert run.report_new(prune=True) is False and run.reported == set(steps)
+    (tmp_path / "history.jsonl").write_text((tmp_path / "history.jsonl").read_text().rsplit("\n", 2)[0] + "\n")
+    assert TrialRun(Trial(), spec, None, tmp_path).report_new(prune=True) is True  # still running: pruned

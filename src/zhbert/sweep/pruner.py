@@ -4,8 +4,12 @@ The forecast pruner stops a trial when even the optimistic end of its forecast c
 beat the best finished trial: for accuracy, the upper end of the 80% interval of the
 forecast final held-out accuracy below the best final accuracy (for loss, the lower
 end above the best loss). Until a trial has run ``min_fraction`` of its steps, or
-while no trial has finished, or when the history cannot support a forecast, it keeps
-the trial.
+while no trial has finished, or when the history cannot support a forecast, or while
+the trial sits on a plateau (its last ``FLAT_EVALS`` values moved less than
+``FLAT_SHARE`` of all its movement so far), it keeps the trial: a forecast fitted to a
+plateau cannot see it end. (A 6-trial sweep of 300-step trials pruned its would-be
+best trial at step 75, where every trial still predicted the most frequent character:
+11.7% at the end unpruned, forecast 5.2%.)
 """
 
 from __future__ import annotations
@@ -23,6 +27,18 @@ from zhbert.analysis.forecast import Forecast
 from zhbert.sweep.forecast import forecast_final
 
 PRUNERS = ("forecast", "median", "hyperband", "none")
+FLAT_EVALS = 3
+FLAT_SHARE = 0.05
+
+
+def on_plateau(values: list[float]) -> bool:
+    """The last FLAT_EVALS values (in step order) span less than FLAT_SHARE of the span
+    of all of them: the curve has stopped moving, for now."""
+    if len(values) < FLAT_EVALS + 1:
+        return False
+    whole = max(values) - min(values)
+    recent = max(values[-FLAT_EVALS:]) - min(values[-FLAT_EVALS:])
+    return whole > 0 and recent < FLAT_SHARE * whole
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,10 @@ class ForecastPruner(BasePruner):
         if not done:
             return Decision(False, "no finished trial to compare with")
         best = max(done) if maximize else min(done)
+        values = [v for _, v in sorted(trial.intermediate_values.items())]
+        if on_plateau(values):
+            return Decision(False, f"on a plateau at step {step} (its last {FLAT_EVALS} evals barely "
+                                   "moved): a forecast cannot see it end", best)
         try:
             fc = self.forecaster(self.sweep_dir / trial.user_attrs["trial_dir"], int(total), self.metric)
         except (UserError, KeyError, ValueError) as exc:

@@ -250,7 +250,9 @@ class TrialRun:
     def report_new(self, prune: bool) -> bool:
         """Report new evals; True when the pruner wants the trial stopped."""
         total = self.spec.steps
-        for step, value in _evals(self.trial_dir, self.spec.metric):
+        evals = list(_evals(self.trial_dir, self.spec.metric))
+        prune = prune and all(step < total for step, _ in evals)  # finished: nothing to save
+        for step, value in evals:
             if step in self.reported:
                 continue
             self.trial.report(value, step)
@@ -301,6 +303,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: W
             return "taken over by another worker"
         if run.report_new(prune_on):
             run.stop()
+            if spec.steps in dict(_evals(run.trial_dir, spec.metric)):
+                break  # it finished before the stop reached it: complete, not pruned
             why = _record_prune(run, pruner)
             study.tell(trial, state=TrialState.PRUNED)
             return f"pruned at step {max(run.reported):,}: {why}"
