@@ -193,3 +193,22 @@ def test_a_trial_that_finished_before_the_prune_is_not_pruned(tmp_path):
     assert run.report_new(prune=True) is False and run.reported == set(steps)
     (tmp_path / "history.jsonl").write_text((tmp_path / "history.jsonl").read_text().rsplit("\n", 2)[0] + "\n")
     assert TrialRun(Trial(), spec, None, tmp_path).report_new(prune=True) is True  # still running: pruned
+
+
+def test_a_trial_bending_up_off_the_plateau_is_kept():
+    """Trial 0003 of the reduced sweep at step 120: 0.0517 x4, 0.0527 x2, then 0.061 (it went
+    on to 0.1167); the forecast fitted to the flat part said at most 0.064 against a best of
+    0.0754. A saturating curve (shrinking gains) is not 'bending up'."""
+    from zhbert.sweep.pruner import accelerating
+    bending = [0.0041, 0.0517, 0.0517, 0.0517, 0.0517, 0.0527, 0.0527, 0.061]
+    assert accelerating(bending) and not accelerating([0.10, 0.15, 0.18, 0.195, 0.20, 0.203])
+    assert accelerating([5.0, 4.99, 4.99, 4.98, 4.80], sign=-1)  # a loss, falling faster
+    study = _study_with_best(0.0754)
+    trial = study.ask()
+    trial.set_user_attr("total_steps", 300)
+    trial.set_user_attr("trial_dir", "t")
+    for s, v in zip(range(15, 135, 15), bending):
+        trial.report(v, s)
+    pruner = ForecastPruner(".", forecaster=lambda *a: pytest.fail("no forecast should be asked"))
+    assert not pruner.prune(study, study._storage.get_trial(trial._trial_id))
+    assert "bending up" in pruner.decisions[trial.number].reason

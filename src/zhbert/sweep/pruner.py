@@ -6,8 +6,8 @@ forecast final held-out accuracy below the best final accuracy (for loss, the lo
 end above the best loss). Until a trial has run ``min_fraction`` of its steps, or
 while no trial has finished, or when the history cannot support a forecast, or while
 the trial sits on a plateau (its last ``FLAT_EVALS`` values moved less than
-``FLAT_SHARE`` of all its movement so far), it keeps the trial: a forecast fitted to a
-plateau cannot see it end. (A 6-trial sweep of 300-step trials pruned its would-be
+``FLAT_SHARE`` of all its movement so far) or bends up off one (``accelerating``), it
+keeps the trial: a forecast fitted to a plateau cannot see it end. (A 6-trial sweep of 300-step trials pruned its would-be
 best trial at step 75, where every trial still predicted the most frequent character:
 11.7% at the end unpruned, forecast 5.2%.)
 """
@@ -39,6 +39,18 @@ def on_plateau(values: list[float]) -> bool:
     whole = max(values) - min(values)
     recent = max(values[-FLAT_EVALS:]) - min(values[-FLAT_EVALS:])
     return whole > 0 and recent < FLAT_SHARE * whole
+
+
+def accelerating(values: list[float], sign: int = 1) -> bool:
+    """The last step between evals is more than twice the mean size of the FLAT_EVALS
+    before it, in the improving direction: the curve is bending up, leaving a plateau,
+    which a forecast fitted mostly to the flat part cannot see (a saturating curve's
+    steps shrink). A noisy flat curve passes this by chance ~5% of the time."""
+    if len(values) < FLAT_EVALS + 2:
+        return False
+    d = [sign * (b - a) for a, b in zip(values[:-1], values[1:])]
+    before = sum(abs(x) for x in d[-FLAT_EVALS - 1:-1]) / FLAT_EVALS
+    return d[-1] > 0 and d[-1] > 2 * before
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,9 @@ class ForecastPruner(BasePruner):
         if on_plateau(values):
             return Decision(False, f"on a plateau at step {step} (its last {FLAT_EVALS} evals barely "
                                    "moved): a forecast cannot see it end", best)
+        if accelerating(values, 1 if maximize else -1):
+            return Decision(False, f"bending up at step {step} (its last gain is more than twice the "
+                                   "ones before): leaving a plateau, which a forecast cannot see", best)
         try:
             fc = self.forecaster(self.sweep_dir / trial.user_attrs["trial_dir"], int(total), self.metric)
         except (UserError, KeyError, ValueError) as exc:
