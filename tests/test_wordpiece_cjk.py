@@ -142,18 +142,10 @@ def test_japanese_wordpiece_has_kana_pieces_and_mecab_word_starts(ja_run):
     ("ja_run", ["吾輩は[MASK]である。", "東京タワーの高さは[MASK]メートルです。"])])
 def test_pipeline_agrees_with_fill_mask(fixture, sentences, request, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from transformers import pipeline
-
-    from zhbert.fillmask import fill_mask, load_masked_lm
+    from pipeline_check import assert_pipeline_agrees
 
     _, _, out = request.getfixturevalue(fixture)
-    lm = load_masked_lm(out, precision="fp32")
-    ours = fill_mask(lm, sentences, top_k=5)
-    fill = pipeline("fill-mask", model=str(out), top_k=5)
-    for sentence, masks in zip(sentences, ours):
-        theirs = fill(sentence)
-        assert [t for t, _ in masks[0]] == [r["token_str"].replace(" ", "") for r in theirs]
-        assert [p for _, p in masks[0]] == pytest.approx([r["score"] for r in theirs], abs=1e-4)
+    assert_pipeline_agrees(out, sentences)
 
 
 @pytest.mark.parametrize("fixture,sentence,prefix", [
