@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit
 
+from zhbert.analysis.ar import ar1_noise
 from zhbert.analysis.forecast import RunData, load_run, plan, truncated
 from zhbert.analysis.laws import SPECS, RunCurve, Units, features
 from zhbert.analysis.planning import backtest_runs
@@ -104,22 +105,14 @@ UNITS = Units(1e-3, 1000.0)
 MAP = (1.7, -0.48)
 
 
-def _ar1(n: int, phi: float, sd: float, rng) -> np.ndarray:
-    e = np.empty(n)
-    e[0] = rng.normal(0, sd)
-    for i in range(1, n):
-        e[i] = phi * e[i - 1] + rng.normal(0, sd * np.sqrt(1 - phi * phi))
-    return e
-
-
 def synthetic_run(n_steps: int, rng, phi: float, every: int = 50) -> RunData:
     """A run whose loss follows the annealing law; accuracy = the logistic map of the noisy
     loss plus its own noise; both noises AR(1) with ``phi``."""
     sched = Schedule("cosine", 1e-3, n_steps, 100)
     steps = np.arange(every, n_steps + 1, every)
     loss = SPECS["lr_annealing"].predict(TRUE, features(sched, steps, UNITS, "lr_annealing"))
-    loss = loss + _ar1(len(steps), phi, 0.02, rng)
-    acc = expit(MAP[0] + MAP[1] * loss) + _ar1(len(steps), phi, 0.003, rng)
+    loss = loss + ar1_noise(len(steps), phi, 0.02, rng)
+    acc = expit(MAP[0] + MAP[1] * loss) + ar1_noise(len(steps), phi, 0.003, rng)
     curve = RunCurve(f"sim{n_steps}", steps, loss, sched, fit_from=201)
     return RunData(curve, acc, "eval_mlm_loss", "eval_mlm_acc", "config", {}, None, None)
 

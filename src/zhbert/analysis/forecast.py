@@ -327,7 +327,7 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = 
 def _acc_noise(fit: Any, accmap: AccuracyMap, runs: Sequence[RunData]) -> tuple[float, float]:
     """sd and AR(1) of observed accuracy around map(law) on each run's fitted points
     (the estimators of laws.py)."""
-    from zhbert.analysis.laws import ar1_estimate, marginal_sd
+    from zhbert.analysis.ar import ar1_estimate, marginal_sd
     resid = []
     for r in runs:
         keep = r.curve.steps >= r.curve.fit_from

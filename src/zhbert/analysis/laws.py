@@ -27,7 +27,7 @@ parameter is O(1).
 Fitting (``fit_law``): ``scipy.optimize.least_squares`` (trust-region with
 bounds, Huber loss scaled by the noise read off first differences), from
 several starting points, on every given run at once. Then the residuals'
-AR(1) coefficient (pooled over runs, bias-corrected: E[phi_hat] ~ phi - (1 +
+AR(1) coefficient (ar.py: pooled over runs, bias-corrected: E[phi_hat] ~ phi - (1 +
 3 phi) / n) prewhitens the residuals and the fit is repeated (Cochrane-Orcutt),
 so the Jacobian gives a covariance that knows the noise is autocorrelated.
 ``LawFit.draws`` samples parameters from it (clipped to the bounds) for the
@@ -52,6 +52,7 @@ from scipy.signal import lfilter
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
+from zhbert.analysis.ar import ar1_estimate, ar1_noise, local_sd, marginal_sd, whiten
 from zhbert.errors import UserError
 from zhbert.schedule import Schedule
 
@@ -272,79 +273,6 @@ def _start(spec: LawSpec, hint: dict[str, float], y: np.ndarray, f_all: list[Fea
     return np.clip([vals[k] for k in spec.params], spec.lower, spec.upper)
 
 
-def _whiten(r: np.ndarray, lengths: list[int], phi: float) -> np.ndarray:
-    """Prais-Winsten transform of the stacked residuals, run by run."""
-    if phi == 0.0:
-        return r
-    out, i = np.empty_like(r), 0
-    for n in lengths:
-        seg = r[i:i + n]
-        out[i] = math.sqrt(1 - phi * phi) * seg[0]
-        out[i + 1:i + n] = seg[1:] - phi * seg[:-1]
-        i += n
-    return out
-
-
-def _segments(r: np.ndarray, lengths: list[int]):
-    i = 0
-    for n in lengths:
-        yield r[i:i + n]
-        i += n
-
-
-def ar1_estimate(r: np.ndarray, lengths: list[int]) -> float:
-    """AR(1) coefficient of the noise, pooled over runs, in [0, 0.95]: the larger of two
-    estimates. From the residuals (bias-corrected: E[phi_hat] ~ phi - (1 + 3 phi) / n) it
-    is biased towards 0 when the curve soaks up slow noise, badly so with few points (16
-    points of phi = 0.7 noise around a 4-parameter curve gave ~0.1); from their first
-    differences (lag-1 autocorrelation -(1 - phi) / 2 for AR(1)) it is not, since what a
-    smooth curve absorbs is slow, but it is noisier. Taking the larger keeps intervals
-    from being too narrow."""
-    num = den = dnum = dden = 0.0
-    for seg in _segments(r, lengths):
-        seg = seg - seg.mean()
-        d = np.diff(seg)
-        num, den = num + float(seg[1:] @ seg[:-1]), den + float(seg @ seg)
-        dnum, dden = dnum + float(d[1:] @ d[:-1]), dden + float(d @ d)
-    if den <= 0:
-        return 0.0
-    phi = num / den
-    phi += (1 + 3 * phi) / (sum(lengths) / max(len(lengths), 1))
-    phi_d = 1 + 2 * dnum / dden if dden > 0 else 0.0
-    return float(min(max(phi, phi_d, 0.0), 0.95))
-
-
-def marginal_sd(r: np.ndarray, lengths: list[int], phi: float) -> float:
-    """The noise sd of one point late in a run (where forecasts are asked): the larger of the
-    residuals' robust sd in the second half of each run and the sd implied by their first
-    differences (var(diff) = 2 sd^2 (1 - phi)), which a fitted curve does not shrink."""
-    late = np.concatenate([seg[len(seg) // 2:] for seg in _segments(r, lengths)])
-    d = np.concatenate([np.diff(seg) for seg in _segments(r, lengths)])
-    robust = float(1.4826 * np.median(np.abs(late - np.median(late)))) if len(late) else 0.0
-    from_diff = math.sqrt(float(np.mean(d * d)) / (2 * (1 - phi))) if len(d) else 0.0
-    return max(robust, from_diff)
-
-
-def local_sd(y: np.ndarray, window: int = 51) -> np.ndarray:
-    """Each point's noise sd: a running median of |second differences| / 1.652 (for white
-    noise the median |second difference| is 0.6745 * sqrt(6) sd). A training-batch loss
-    is far noisier early (the seed's: 0.55 at 2-5K steps, 0.24 after 20K); unweighted,
-    those points would decide the curve's shape. The fit divides each residual by it.
-    Second, not first, differences: a held-out curve is smooth, and its first differences
-    are mostly the descent itself, which would down-weight the steepest (most telling)
-    part of a run just after it leaves a plateau (tiny-2000: its forecast of tiny-4000
-    moved from -1.5 to +0.7 points)."""
-    d = np.abs(np.diff(y, 2))
-    if len(d) == 0:
-        return np.ones_like(y)
-    d = np.r_[d[0], d, d[-1]]
-    half = min(window, len(d)) // 2
-    pad = np.r_[np.full(half, d[0]), d, np.full(half, d[-1])]
-    med = np.array([np.median(pad[i:i + 2 * half + 1]) for i in range(len(d))])
-    floor = max(float(np.median(d)), 1e-9) * 0.25
-    return np.maximum(med / 1.652, floor)
-
-
 def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0,
             seed: int = 0) -> LawFit:
     """Fit one law to all ``runs`` at once (same model and data; see module docstring);
@@ -371,7 +299,7 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
 
     def resid(p, phi, target=y):  # in units of each point's noise sd, prewhitened
         pred = np.concatenate([spec.predict(p, f) for f in feats])
-        return _whiten((pred - target) / sd, lengths, phi)
+        return whiten((pred - target) / sd, lengths, phi)
 
     best = None
     for hint in spec.starts:
@@ -395,18 +323,11 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     rel_sd = math.sqrt(fit.innovation_var / max(1 - phi * phi, 1e-6))
     boot = []
     for _ in range(n_boot):
-        noise = np.concatenate([_ar1_noise(n, phi, rel_sd, rng) for n in lengths]) * sd
+        noise = np.concatenate([ar1_noise(n, phi, rel_sd, rng) for n in lengths]) * sd
         r = least_squares(resid, res.x, args=(phi_w, pred + noise), bounds=(lower, upper),
                           loss="huber", f_scale=scale, max_nfev=200)
         boot.append(r.x)
     return replace(fit, boot=_unidentified(np.array(boot), fit, spec, rng))
-
-
-def _ar1_noise(n: int, phi: float, sd: float, rng: np.random.Generator) -> np.ndarray:
-    """n points of stationary AR(1) noise with marginal sd ``sd``."""
-    e = rng.normal(0.0, sd * math.sqrt(1 - phi * phi), n)
-    e[0] = rng.normal(0.0, sd)
-    return lfilter([1.0], [1.0, -phi], e) if phi else e
 
 
 def _unidentified(boot: np.ndarray, fit: LawFit, spec: LawSpec, rng: np.random.Generator) -> np.ndarray:

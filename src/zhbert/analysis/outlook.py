@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from zhbert.analysis.forecast import Forecast, plan
+from zhbert.analysis.forecast import Forecast, Planner, plan
 from zhbert.analysis.planning import Reach, reach
+from zhbert.errors import UserError
 
 LONGER = 2            # the longer run drawn beside the current one: this many times its length
 MAX_LONGER = 16       # ... or as long as the target needs, up to this many times
@@ -58,6 +59,14 @@ class Outlook:
         return line + "".join(f"; warning: {n}" for n in self.notes if n.startswith("the forecast ("))
 
 
+def _plan_with_accuracy(source: Any, n_boot: int) -> Planner:
+    p = plan([source], n_boot=n_boot)
+    if p.accmap is None or p.runs[0].acc is None:
+        raise UserError(f"{p.runs[0].curve.name} records no held-out accuracy beside its loss: "
+                        "only the loss can be forecast (zhbert predict)")
+    return p
+
+
 def _curve(p, schedule, n: int) -> dict[str, list[float]]:
     """The law's curve where it holds: after the lr warm-up and the short-sequence phase
     (forecast.load_run fits from there), accuracy bands clipped to [0, 1]."""
@@ -72,12 +81,8 @@ def _curve(p, schedule, n: int) -> dict[str, list[float]]:
 def outlook(source: Any, target: float | None = None, n_boot: int = 0) -> Outlook:
     """The outlook of one run (a run directory or history file) under the annealing law;
     ``target``: also the steps a run (this schedule, stretched) needs to reach it."""
-    p = plan([source], n_boot=n_boot)
+    p = _plan_with_accuracy(source, n_boot)
     run = p.runs[0]
-    if p.accmap is None or run.acc is None:
-        from zhbert.errors import UserError
-        raise UserError(f"{run.curve.name} records no held-out accuracy beside its loss: "
-                        "only the loss can be forecast (zhbert predict)")
     base = p.base
     got = reach(p, target, base.stretched) if target is not None else None
     longer = LONGER * base.steps
@@ -96,10 +101,7 @@ def outlook(source: Any, target: float | None = None, n_boot: int = 0) -> Outloo
 def steps_to_targets(source: Any, targets: tuple[float, ...]) -> dict[str, Any]:
     """One law fitted to one run, asked for several targets (``compare``): the accuracy at
     the end of its schedule and, per target, the steps a run of that schedule needs."""
-    p = plan([source], n_boot=0)
-    if p.accmap is None:
-        from zhbert.errors import UserError
-        raise UserError(f"{p.runs[0].curve.name} records no accuracy beside its loss")
+    p = _plan_with_accuracy(source, 0)
     return {"method": p.method, "final": p.accuracy(p.base, [p.base.steps]).to_json(),
             "planned_steps": p.base.steps,
             "reach": {f"{t:g}": reach(p, t, p.base.stretched).to_json() for t in targets}}
