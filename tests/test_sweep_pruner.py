@@ -212,3 +212,50 @@ def test_a_trial_bending_up_off_the_plateau_is_kept():
     pruner = ForecastPruner(".", forecaster=lambda *a: pytest.fail("no forecast should be asked"))
     assert not pruner.prune(study, study._storage.get_trial(trial._trial_id))
     assert "bending up" in pruner.decisions[trial.number].reason
+
+
+def test_climb_bound_is_the_steepest_gain_within_the_span():
+    from zhbert.sweep.pruner import climb_bound
+    curves = [{100: 0.10, 200: 0.11, 300: 0.20, 400: 0.26}, {100: 0.05, 300: 0.15}]
+    assert climb_bound(curves, 100) == pytest.approx(0.09)   # 200 -> 300 of the first
+    assert climb_bound(curves, 200) == pytest.approx(0.15)   # 200 -> 400
+    assert climb_bound(curves, 50) is None                   # no two evals that close
+    assert climb_bound([{1: 5.0, 2: 4.0, 3: 4.5}], 1, sign=-1) == pytest.approx(1.0)  # a loss
+
+
+def _escaped_and_plateau(step):
+    """A finished trial that left the plateau at step 300 and ended at 0.34, and a trial still
+    flat at 0.14 at ``step`` of 1,000."""
+    study = optuna.create_study(direction="maximize", storage=optuna.storages.InMemoryStorage())
+    climb = {50: 0.05, 100: 0.14, 200: 0.14, 300: 0.14, 400: 0.20, 500: 0.26, 600: 0.32,
+             800: 0.335, 1000: 0.34}
+    study.add_trial(optuna.create_trial(value=0.34, params={}, distributions={},
+                                        intermediate_values=climb))
+    trial = study.ask()
+    trial.set_user_attr("total_steps", TOTAL)
+    trial.set_user_attr("trial_dir", "flat")
+    for s in range(50, step + 1, 50):
+        trial.report(0.05 if s == 50 else 0.14 + 0.0005 * (s % 100 == 0), s)
+    return study, study._storage.get_trial(trial._trial_id)
+
+
+def test_a_plateau_trial_that_no_climb_seen_can_save_is_pruned():
+    """Flat at 0.14 with 300 steps left: the steepest 300 steps this sweep has seen gained
+    0.18 (0.14 -> 0.32), which ends at ~0.32 < 0.34. With 500 left it could (0.05 -> 0.26
+    within 450 steps): kept; in the first half the bound is not asked. The forecast is never asked on a plateau."""
+    from zhbert.sweep import pruner as P
+    pruner = ForecastPruner(".", forecaster=lambda *a: pytest.fail("no forecast on a plateau"))
+    study, late = _escaped_and_plateau(700)
+    assert pruner.prune(study, late)
+    reason = pruner.decisions[late.number].reason
+    assert "0.1800" in reason and "best finished 0.3400" in reason
+    study, half = _escaped_and_plateau(500)  # 500 left: 0.05 -> 0.26 within 450 steps
+    assert not pruner.prune(study, half)
+    assert "0.2100" in pruner.decisions[half.number].reason
+    study, first_half = _escaped_and_plateau(400)
+    P.CLIMB_FROM, saved = 0.3, P.CLIMB_FROM
+    try:  # the same trial with the bound asked from 30% of the steps: 600 left, gain 0.27
+        assert not pruner.prune(study, first_half)
+    finally:
+        P.CLIMB_FROM = saved
+    assert "0.2700" in pruner.decisions[first_half.number].reason

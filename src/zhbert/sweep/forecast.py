@@ -39,7 +39,7 @@ def forecast_final(run_dir: str | Path, total_steps: int, metric: str = "eval_ml
         except UserError as exc:
             law_failed = f" (schedule-aware law: {exc})"
     return noise_floor(fc or curve_forecast(run_dir, total_steps, metric, n_boot, law_failed),
-                       _eval_noise_sd(run_dir, metric))
+                       eval_noise_sd(run_dir, metric))
 
 
 def noise_floor(fc: Forecast, sd: float) -> Forecast:
@@ -69,7 +69,7 @@ def curve_forecast(run_dir: str | Path, total_steps: int, metric: str, n_boot: i
                     f"{int(series.step[-1]):,}{why}")
 
 
-def _eval_noise_sd(run_dir: str | Path, metric: str) -> float:
+def eval_noise_sd(run_dir: str | Path, metric: str) -> float:
     """sd of one held-out measurement, from the last eval's recorded 95% interval
     (the trainer's Wilson interval, ``<metric>_ci95``); 0 when none is recorded."""
     from zhbert.history import iter_records
