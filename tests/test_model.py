@@ -332,3 +332,30 @@ def test_a_runs_model_config_is_its_config_section_completed():
     assert {f.name: getattr(m, f.name) for f in fields(ModelSection)} == asdict(cfg.model)
     assert (m.vocab_size, m.max_predictions, m.has_nsp) == (1000, 10, True)
     assert not model_config_from(load_config("tiny", ["model.objective=mlm"]), 1000).has_nsp
+
+
+def test_bf16_attention_on_the_cpu_is_written_out_and_fp32_goes_to_sdpa(monkeypatch):
+    """SDPA's CPU flash kernel in bf16 ran 1.5-6x slower than the written-out path
+    (benchmarks.attention_paths): a bf16 model without dropout must not call it, in
+    training or inference; an fp32 one without dropout still does. Same result either way."""
+    import zhbert.model as model_mod
+
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(*a, **kw):
+        calls.append(a[0].dtype)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(model_mod.F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(3)
+    model = BertForPretraining(tiny_cfg(attention_dropout=0.0, hidden_dropout=0.0))
+    batch = make_batch(7)
+    fp32 = model.eval()(batch).mlm_loss
+    assert calls == [torch.float32, torch.float32]
+    calls.clear()
+    model = model.to(torch.bfloat16)
+    for mode in (model.train, model.eval):
+        out = mode()(batch)
+        assert calls == []
+    torch.testing.assert_close(out.mlm_loss.float(), fp32, atol=0.05, rtol=0.02)

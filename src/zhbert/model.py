@@ -165,6 +165,18 @@ class Embeddings(nn.Module):
 EXPLICIT_DROPOUT_DEVICES = ("cpu",)
 
 
+def written_out_attention(q: torch.Tensor, p: float) -> bool:
+    """Whether attention runs as the written-out softmax(q k^T) v rather than SDPA: on the
+    CPU with dropout (no fused kernel there), and on the CPU in bf16, where SDPA's flash
+    kernel took 1.5-6x as long as the written-out path, forward + backward (a training step
+    at length 16 spent a fifth of its time in SDPA's backward) and forward alone, at every
+    shape measured, T = 16..512 (torch 2.13, AMD EPYC with AVX512-BF16; `python -m
+    benchmarks.attention_paths`). In fp32 SDPA was as fast or up to 2.2x faster: kept."""
+    if q.device.type not in EXPLICIT_DROPOUT_DEVICES:
+        return False
+    return p > 0 or q.dtype == torch.bfloat16
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -182,7 +194,7 @@ class SelfAttention(nn.Module):
         # split (not select) into q, k, v: its backward is a cat, not zeros + 3 copies
         q, k, v = linear(x, w, b).view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
         p = self.dropout.p if self.training else 0.0
-        if p > 0 and x.device.type in EXPLICIT_DROPOUT_DEVICES:
+        if written_out_attention(q, p):
             y = self.attend_with_dropout(q, k, v, mask)
         else:  # mask None (no padding) lets SDPA take its flash kernel
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
