@@ -22,10 +22,10 @@ def test_the_shipped_example_parses_into_optuna_distributions():
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     space = parse_space(ROOT / "examples" / "sweep_space.toml")
     d = space.distributions()
-    assert d["train.lr"] == FloatDistribution(3e-4, 3e-3, log=True)
+    assert d["train.lr"] == FloatDistribution(5e-4, 3e-3, log=True)
     assert d["train.warmup_steps"] == IntDistribution(0, 200, step=20)
     assert d["train.batch_size"] == CategoricalDistribution([32, 64])
-    assert d["data.mask_prob"] == FloatDistribution(0.10, 0.40)
+    assert d["data.mask_prob"] == FloatDistribution(0.15, 0.40)
     assert set(d) == {"train.lr", "train.warmup_steps", "train.batch_size", "data.mask_prob",
                       "data.warmup_len_fraction", "model.hidden_dropout"}
 
