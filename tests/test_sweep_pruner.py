@@ -221,15 +221,20 @@ def test_climb_bound_is_the_steepest_gain_within_the_span():
     assert climb_bound(curves, 200) == pytest.approx(0.15)   # 200 -> 400
     assert climb_bound(curves, 50) is None                   # no two evals that close
     assert climb_bound([{1: 5.0, 2: 4.0, 3: 4.5}], 1, sign=-1) == pytest.approx(1.0)  # a loss
+    # from where a trial is: the rise 0.05 -> 0.15 starts below 0.10 and does not count
+    assert climb_bound(curves, 200, start_at=0.10) == pytest.approx(0.15)
+    assert climb_bound(curves, 100, start_at=0.12) == pytest.approx(0.06)  # 0.20 -> 0.26
+    assert climb_bound(curves, 300, start_at=0.30) is None
+    assert climb_bound([{1: 5.0, 2: 4.0, 3: 4.5}], 1, sign=-1, start_at=3.9) is None
 
 
-def _escaped_and_plateau(step):
-    """A finished trial that left the plateau at step 300 and ended at 0.34, and a trial still
-    flat at 0.14 at ``step`` of 1,000."""
+def _escaped_and_plateau(step, best=0.34):
+    """A finished trial that left the plateau at step 300 and ended at ``best``, and a trial
+    still flat at 0.14 at ``step`` of 1,000."""
     study = optuna.create_study(direction="maximize", storage=optuna.storages.InMemoryStorage())
     climb = {50: 0.05, 100: 0.14, 200: 0.14, 300: 0.14, 400: 0.20, 500: 0.26, 600: 0.32,
-             800: 0.335, 1000: 0.34}
-    study.add_trial(optuna.create_trial(value=0.34, params={}, distributions={},
+             800: best - 0.005, 1000: best}
+    study.add_trial(optuna.create_trial(value=best, params={}, distributions={},
                                         intermediate_values=climb))
     trial = study.ask()
     trial.set_user_attr("total_steps", TOTAL)
@@ -240,22 +245,19 @@ def _escaped_and_plateau(step):
 
 
 def test_a_plateau_trial_that_no_climb_seen_can_save_is_pruned():
-    """Flat at 0.14 with 300 steps left: the steepest 300 steps this sweep has seen gained
-    0.18 (0.14 -> 0.32), which ends at ~0.32 < 0.34. With 500 left it could (0.05 -> 0.26
-    within 450 steps): kept; in the first half the bound is not asked. The forecast is never asked on a plateau."""
-    from zhbert.sweep import pruner as P
+    """Flat at ~0.14 with 300 steps left: the steepest 300 steps this sweep has seen from
+    0.14 or better gained 0.18 (0.14 -> 0.32), which ends at ~0.32 < 0.34: pruned. The rise
+    0.05 -> 0.32 within 550 steps is larger, but starts below the plateau: not counted.
+    With a best of 0.32 the same climb could reach it: kept. In the first half of its steps
+    the bound is not asked. The forecast is never asked on a plateau."""
     pruner = ForecastPruner(".", forecaster=lambda *a: pytest.fail("no forecast on a plateau"))
     study, late = _escaped_and_plateau(700)
     assert pruner.prune(study, late)
     reason = pruner.decisions[late.number].reason
     assert "0.1800" in reason and "best finished 0.3400" in reason
-    study, half = _escaped_and_plateau(500)  # 500 left: 0.05 -> 0.26 within 450 steps
-    assert not pruner.prune(study, half)
-    assert "0.2100" in pruner.decisions[half.number].reason
-    study, first_half = _escaped_and_plateau(400)
-    P.CLIMB_FROM, saved = 0.3, P.CLIMB_FROM
-    try:  # the same trial with the bound asked from 30% of the steps: 600 left, gain 0.27
-        assert not pruner.prune(study, first_half)
-    finally:
-        P.CLIMB_FROM = saved
-    assert "0.2700" in pruner.decisions[first_half.number].reason
+    study, close = _escaped_and_plateau(700, best=0.32)
+    assert not pruner.prune(study, close)
+    assert "0.1800" in pruner.decisions[close.number].reason
+    study, early = _escaped_and_plateau(450)
+    assert not pruner.prune(study, early)
+    assert pruner.decisions[early.number].reason.endswith("a forecast cannot see it end")

@@ -11,9 +11,10 @@ keeps the trial: a forecast fitted to a plateau cannot see it end. (A 6-trial sw
 best trial at step 75, where every trial still predicted the most frequent character:
 11.7% at the end unpruned, forecast 5.2%.) A trial on a plateau is pruned by another
 bound instead, one that needs no forecast: the most any curve of this sweep gained in as
-many steps as the trial has left (``climb_bound``, its own curve and every other trial's,
-the rise off the untrained start included, so it only loosens), plus the 80% band of one
-held-out measurement. When even that climb, starting now from the best of its recent
+many steps as the trial has left, starting from a value at least as good as the trial's
+now (``climb_bound``, its own curve and every other trial's; the rise of an untrained
+model to the plateau is not a climb a plateau trial can still make), plus the 80% band of
+one held-out measurement. When even that climb, starting now from the best of its recent
 evals, ends below the best finished trial, the plateau would have to end sooner and the
 climb be steeper than anything this sweep has seen. That bound is asked only in the second
 half of a trial (``CLIMB_FROM``): early in a sweep no trial has climbed far yet, and the
@@ -64,14 +65,19 @@ def accelerating(values: list[float], sign: int = 1) -> bool:
     return d[-1] > 0 and d[-1] > 2 * before
 
 
-def climb_bound(curves: list[dict[int, float]], span: int, sign: int = 1) -> float | None:
+def climb_bound(curves: list[dict[int, float]], span: int, sign: int = 1,
+                start_at: float | None = None) -> float | None:
     """The most any curve gained within ``span`` steps: max over the curves and over their
-    eval pairs (t, t') with 0 < t' - t <= span of sign * (v(t') - v(t)); None when no curve
-    has two evals that close."""
+    eval pairs (t, t') with 0 < t' - t <= span of sign * (v(t') - v(t)), counting only
+    pairs that start at least as well as ``start_at`` (sign * v(t) >= sign * start_at):
+    the climb from where a trial is, not the rise of an untrained model to the plateau.
+    None when no pair qualifies."""
     best = None
     for curve in curves:
         pts = sorted(curve.items())
         for i, (t0, v0) in enumerate(pts):
+            if start_at is not None and sign * v0 < sign * start_at:
+                continue
             for t1, v1 in pts[i + 1:]:
                 if t1 - t0 > span:
                     break
@@ -155,12 +161,14 @@ class ForecastPruner(BasePruner):
                 "a forecast cannot see it end")
         if step < CLIMB_FROM * total:
             return Decision(False, kept, best)
+        recent = sorted(sign * v for v in values[-FLAT_EVALS:])
+        now, low = recent[-1] * sign, recent[0] * sign  # its best and worst recent evals
+        sd = eval_noise_sd(self.sweep_dir / trial.user_attrs.get("trial_dir", ""), self.metric)
         curves = [t.intermediate_values for t in study.get_trials(deepcopy=False)]
-        gain = climb_bound(curves, total - step, sign)
+        # climbs that started no worse than its worst recent eval, less one eval's noise
+        gain = climb_bound(curves, total - step, sign, start_at=low - sign * Z80 * sd)
         if gain is None or gain <= 0:
             return Decision(False, kept, best)
-        now = max(sign * v for v in values[-FLAT_EVALS:]) * sign
-        sd = eval_noise_sd(self.sweep_dir / trial.user_attrs.get("trial_dir", ""), self.metric)
         reach = now + sign * (gain + Z80 * sd)
         left = f"{total - step:,} steps"
         why = (f"on a plateau at step {step} at {now:.4f}; the most any trial of this sweep gained "
