@@ -80,7 +80,7 @@ def test_written_out_attention_matches_sdpa():
     mask = (torch.arange(T) < torch.tensor([T, 11, 7])[:, None])[:, None, None, :]
     q, k, v = (torch.randn(B, 4, T, 16, requires_grad=True) for _ in range(3))
     for m in (None, mask):
-        ours = attn.attend_with_dropout(q, k, v, m)
+        ours = attn.attend_written_out(q, k, v, m)
         ref = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
         torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
         g = torch.randn_like(ours)

@@ -265,7 +265,7 @@ def test_sdpa_path_equals_the_written_out_attention_with_padding():
     assert not mask.all()  # rows 1 and 2 are padded
     for m in (mask, None):
         sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
-        torch.testing.assert_close(att.attend_with_dropout(q, k, v, m), sdpa, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(att.attend_written_out(q, k, v, m), sdpa, atol=1e-5, rtol=1e-5)
 
 
 def test_attention_dropout_goes_to_sdpa_off_the_cpu(monkeypatch):

@@ -159,7 +159,7 @@ class Embeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))  # (B, T, C)
 
 
-# Devices where attention dropout is written out (attend_with_dropout). Elsewhere (CUDA)
+# Devices where attention dropout is written out (attend_written_out). Elsewhere (CUDA)
 # SDPA applies its own dropout inside its flash / memory-efficient kernels, which never
 # materialise the (B, H, T, T) weights; the CPU has no such fused kernel with dropout.
 EXPLICIT_DROPOUT_DEVICES = ("cpu",)
@@ -171,7 +171,8 @@ def written_out_attention(q: torch.Tensor, p: float) -> bool:
     kernel took 1.5-6x as long as the written-out path, forward + backward (a training step
     at length 16 spent a fifth of its time in SDPA's backward) and forward alone, at every
     shape measured, T = 16..512 (torch 2.13, AMD EPYC with AVX512-BF16; `python -m
-    benchmarks.attention_paths`). In fp32 SDPA was as fast or up to 2.2x faster: kept."""
+    benchmarks.attention_paths`). In fp32 neither won throughout (written out up to 1.4x
+    faster at T <= 32, SDPA up to 2.2x faster at T >= 64): SDPA kept."""
     if q.device.type not in EXPLICIT_DROPOUT_DEVICES:
         return False
     return p > 0 or q.dtype == torch.bfloat16
@@ -195,15 +196,16 @@ class SelfAttention(nn.Module):
         q, k, v = linear(x, w, b).view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
         p = self.dropout.p if self.training else 0.0
         if written_out_attention(q, p):
-            y = self.attend_with_dropout(q, k, v, mask)
+            y = self.attend_written_out(q, k, v, mask)
         else:  # mask None (no padding) lets SDPA take its flash kernel
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
 
-    def attend_with_dropout(self, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
-        """softmax(q k^T / sqrt(D)) v with dropout on the weights, (B, H, T, D) each.
-        On the CPU, SDPA with dropout falls back to its math path anyway (which also turns
-        a bool mask into an additive one); written out, it uses the faster Dropout above."""
+    def attend_written_out(self, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(D)) v with dropout on the weights (none in eval or at p = 0),
+        (B, H, T, D) each. On the CPU, SDPA with dropout falls back to its math path anyway
+        (which also turns a bool mask into an additive one); written out, it uses the faster
+        Dropout above. Where it runs: ``written_out_attention``."""
         # scale q (B, H, T, D) rather than the scores (B, H, T, T): half the elements at T=128, D=64
         att = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, T)
         if mask is not None:  # (B, 1, 1, T), True = real key
