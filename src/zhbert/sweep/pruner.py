@@ -3,24 +3,20 @@
 The forecast pruner stops a trial when even the optimistic end of its forecast cannot
 beat the best finished trial: for accuracy, the upper end of the 80% interval of the
 forecast final held-out accuracy below the best final accuracy (for loss, the lower
-end above the best loss). Until a trial has run ``min_fraction`` of its steps, or
-while no trial has finished, or when the history cannot support a forecast, or while
-the trial sits on a plateau (its last ``FLAT_EVALS`` values moved less than
-``FLAT_SHARE`` of all its movement so far) or bends up off one (``accelerating``), it
-keeps the trial: a forecast fitted to a plateau cannot see it end. (A 6-trial sweep of 300-step trials pruned its would-be
-best trial at step 75, where every trial still predicted the most frequent character:
-11.7% at the end unpruned, forecast 5.2%.) A trial on a plateau is pruned by another
-bound instead, one that needs no forecast: the most any curve of this sweep gained in as
-many steps as the trial has left, starting from a value at least as good as the trial's
-now (``climb_bound``, its own curve and every other trial's; the rise of an untrained
-model to the plateau is not a climb a plateau trial can still make), plus the 80% band of
-one held-out measurement. When even that climb, starting now from the best of its recent
-evals, ends below the best finished trial, the plateau would have to end sooner and the
-climb be steeper than anything this sweep has seen. That bound is asked only in the second
-half of a trial (``CLIMB_FROM``): early in a sweep no trial has climbed far yet, and the
-reduced sweep's would-be best trial, flat at 0.0517 at step 75 of 300, would have been
-pruned by the 0.021 its own curve and the best finished one had gained by then. Late in a
-schedule the learning rate is low, so a climb there is slower than the ones seen earlier.
+end above the best loss). It keeps the trial until it has run ``min_fraction`` of its
+steps, while no trial has finished, and when its history supports no forecast.
+
+A forecast fitted to a plateau cannot see it end (a 6-trial sweep of 300-step trials
+pruned its would-be best trial at step 75, forecast 5.2%, unpruned 11.7%). So a trial on
+a plateau (``on_plateau``) or bending up off one (``accelerating``) is never pruned by its
+forecast. From half its steps on (``CLIMB_FROM``) a plateau trial meets a bound that needs
+no forecast instead (``climb_bound``): the most any trial of this sweep gained in as many
+steps as it has left, from a value no worse than its own (the rise of an untrained model to
+the plateau does not count), plus one held-out eval's 80% noise. When even that climb ends
+below the best finished trial, it is pruned. Not earlier: early in a sweep nothing has
+climbed far yet (that 300-step trial, flat at 0.0517 at step 75, would have been pruned by
+the 0.021 the sweep had gained by then); late in a schedule the learning rate is low and a
+climb slower than the ones seen earlier.
 """
 
 from __future__ import annotations
@@ -149,7 +145,6 @@ class ForecastPruner(BasePruner):
         except (UserError, KeyError, ValueError) as exc:
             return Decision(False, f"no forecast: {exc}", best)
         return decide(fc, best, maximize, self.metric, int(total))
-
 
     def plateau_decision(self, study: optuna.Study, trial: FrozenTrial, values: list[float],
                          best: float, maximize: bool) -> Decision:
