@@ -2,6 +2,7 @@
 held-out MLM accuracy, on the built-in corpus with the `tiny` shape.
 
     python -m benchmarks.time_to_accuracy [--budget-minutes M] [--quick] [--targets 0.25,0.30]
+        [--set data.mask_prob=0.3 ...]
 
 zhbert trains the way `zhbert train --config tiny` does (its Trainer and
 train_step: packed sentence pairs, MLM + NSP, the head at the masked slots only, the
@@ -384,6 +385,10 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, help="torch threads (default: torch's); on a box that "
                    "others load, 1 avoids waiting on descheduled threads in every parallel region")
     p.add_argument("--data", type=Path, default=DATA, help="prepared built-in corpus (made if missing)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the tiny preset, as zhbert train --set takes it (repeatable), "
+                        "for both sides where it applies: the reference has no length warm-up "
+                        "(data.warmup_len*), but takes the masking rate, dropout and optimizer")
     args = p.parse_args(argv)
     q = args.quick
     defaults = {"budget_minutes": 1.5 if q else 13.0,
@@ -406,13 +411,17 @@ def resolve(precision: str) -> str:
     return resolve_precision(precision, detect_capabilities("cpu")).precision
 
 
+def race_config(args, precision: str):
+    """The preset both sides train: the schedule and eval size of ``args``, its --set overrides."""
+    return run_config(args.steps, args.eval_sequences, [f"train.precision={precision}", *args.overrides])
+
+
 def build(args, precision: str) -> tuple[dict[str, Side], object, list]:
     from zhbert.data import build_eval_set
     from zhbert.run import data_config
 
     data_dir = prepare_builtin(args.data)
-    cfg = run_config(args.steps, args.eval_sequences,
-                     [f"train.precision={precision}"])
+    cfg = race_config(args, precision)
     eval_batches = build_eval_set(data_dir, "validation", data_config(cfg),
                                   max_sequences=cfg.data.eval_sequences)
     zh = zhbert_side(cfg, data_dir, eval_batches, precision)
@@ -427,7 +436,8 @@ def report(args, sides, cfg, precision, info, eval_batches) -> dict:
     print(common.machine_line(info))
     print(f"precision {precision} (--precision {args.precision}) for both sides; tiny shape, "
           f"batch {cfg.train.batch_size} x {cfg.data.max_len}, lr {cfg.train.lr:g}, "
-          f"warm-up {cfg.train.warmup_steps}, cosine to 0 at step {cfg.train.steps}; "
+          f"warm-up {cfg.train.warmup_steps}, cosine to 0 at step {cfg.train.steps}, "
+          f"overrides {args.overrides or 'none'}; "
           f"budget {args.budget_minutes:g} min of training per side, "
           f"evaluation every {args.chunk_seconds:g} training s on {cfg.data.eval_sequences} held-out "
           f"sequences ({sides['zhbert'].curve[0]['acc']:.4f} held-out acc at step 0)")

@@ -359,3 +359,17 @@ def test_bf16_attention_on_the_cpu_is_written_out_and_fp32_goes_to_sdpa(monkeypa
         out = mode()(batch)
         assert calls == []
     torch.testing.assert_close(out.mlm_loss.float(), fp32, atol=0.05, rtol=0.02)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_top1_is_argmax_first_of_equal_maxima_included(dtype):
+    """The training step's MLM accuracy takes `top1` (max(-1).indices in bf16, for speed):
+    it must pick what argmax picks, ties in the coarse bf16 logits included."""
+    from zhbert.model import top1
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 5036, generator=g).to(dtype)
+    x[:100, 17] = 9.0
+    x[:100, 4000] = 9.0  # a tie: the first index wins
+    assert torch.equal(top1(x), x.float().argmax(-1))
+    assert (top1(x)[:100] == 17).all()

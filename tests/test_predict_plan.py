@@ -184,3 +184,14 @@ def test_schedule_warmup_and_peak_overrides_reach_the_forecast(runs, capsys):
     assert (s["kind"], s["warmup"], s["peak"], s["steps"]) == ("wsd", 300, 5e-4, 3000)
     assert j["forecast"]["final_loss"]["mean"] != base["forecast"]["final_loss"]["mean"]
     assert "delta method" in j["forecast"]["final_accuracy"]["method"]
+
+
+def test_a_target_met_by_the_shortest_run_searched_reads_as_at_most(runs, capsys):
+    """A crossing at the search grid's first length (the warm-up + 1) is only a bound:
+    the demo once printed "80%: 101 to inf" for it."""
+    low = float(load_run(runs[2000]).acc[0]) / 2          # below every evaluation of the run
+    rc, out, _ = cli("predict_cli", [str(runs[2000]), "--target", f"{low:.4f}", "--json"], capsys)
+    j = json.loads(out)["target"]
+    first = j["shortest_searched"]
+    assert rc == 0 and j["reachable"] and j["steps"] == first
+    assert f"with a run of <= {first:,} steps" in j["message"]

@@ -175,3 +175,14 @@ def test_recipe_ablation_variants_share_start_seed_and_eval_set(synthetic_data, 
     assert losses[0] == losses[1]
     assert losses[2][0] == losses[0][0] and losses[2][1:] != losses[0][1:]
     assert "@3" in ra.table(runs) and "@6" in ra.table(runs)
+
+
+def test_race_settings_reach_the_preset_both_sides_train():
+    """`--set` changes the recipe of the race (the demo's, say); without it, the preset."""
+    args = tta.parse_args(["--steps", "3000", "--set", "data.mask_prob=0.3",
+                           "--set", "model.hidden_dropout=0"])
+    cfg = tta.race_config(args, "fp32")
+    assert (cfg.data.mask_prob, cfg.model.hidden_dropout, cfg.train.steps) == (0.3, 0.0, 3000)
+    plain = tta.race_config(tta.parse_args([]), "fp32")
+    assert (plain.data.mask_prob, plain.model.hidden_dropout) == (0.15, 0.1)
+    assert plain.train.steps == 4000

@@ -345,9 +345,20 @@ def any_padding(attention_mask: torch.Tensor) -> bool:
     return not bool(attention_mask.all())
 
 
+def top1(logits: torch.Tensor) -> torch.Tensor:
+    """The index of the largest logit along the last dimension, as ``argmax(-1)`` gives it
+    (the first of equal maxima). ATen's CPU argmax has no vectorized bf16 path: on the
+    (640, 5036) MLM logits of a `tiny` step it took 17.7 ms against 3.7 ms for
+    ``max(-1).indices`` (1 thread, AMD EPYC AVX512-BF16), ~5% of the step; in fp32 argmax
+    is the faster of the two (1.9 against 3.3 ms)."""
+    if logits.dtype in (torch.bfloat16, torch.float16) and logits.device.type == "cpu":
+        return logits.max(-1).indices
+    return logits.argmax(-1)
+
+
 def _correct_and_count(logits: torch.Tensor, labels: torch.Tensor):
     valid = labels != -100
-    correct = ((logits.argmax(-1) == labels) & valid).sum()
+    correct = ((top1(logits) == labels) & valid).sum()
     return correct, valid.sum()
 
 

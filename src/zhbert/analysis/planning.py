@@ -82,13 +82,15 @@ class Reach:
     steps95: tuple[float, float] | None
     limit: float | None
     message: str
+    shortest: int | None = None  # the shortest run searched: a bound equal to it means "<= it"
 
     def to_json(self) -> dict[str, Any]:
         j = lambda v: None if v is None else ("inf" if math.isinf(v) else float(v))  # noqa: E731
         return {"target": self.target, "reachable": self.reachable, "steps": j(self.steps),
                 "steps_interval80": None if self.steps80 is None else [j(v) for v in self.steps80],
                 "steps_interval95": None if self.steps95 is None else [j(v) for v in self.steps95],
-                "limit_accuracy": self.limit, "message": self.message}
+                "limit_accuracy": self.limit, "message": self.message,
+                "shortest_searched": self.shortest}
 
 
 def _crossing(grid: np.ndarray, values: np.ndarray, target: float) -> float:
@@ -124,13 +126,18 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
         return Reach(target, False, math.inf, i80, i95, limit,
                      f"not reached within {grid[-1]:,} steps ({MAX_STRETCH}x the longest run): "
                      f"forecast at that length {mean[-1]:.4f}; the law's limit is {limit:.4f}")
+    n = lambda v: _n(v, int(grid[0]))  # noqa: E731
     return Reach(target, True, point, i80, i95, limit,
-                 f"reaches {target:g} with a run of {point:,.0f} steps (80%: {i80[0]:,.0f} to "
-                 f"{_n(i80[1])}; 95%: {i95[0]:,.0f} to {_n(i95[1])})")
+                 f"reaches {target:g} with a run of {n(point)} steps (80%: {n(i80[0])} to "
+                 f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", int(grid[0]))
 
 
-def _n(v: float) -> str:
-    return "inf (never)" if math.isinf(v) else f"{v:,.0f}"
+def _n(v: float, first: int | None = None) -> str:
+    """Steps as text. ``first``: the search grid's shortest run (the warm-up + 1); a
+    crossing there only says the target is met by then, so it reads "<= first"."""
+    if math.isinf(v):
+        return "inf (never)"
+    return f"<= {first:,}" if first is not None and v <= first else f"{v:,.0f}"
 
 
 def units(p: Planner, steps: float, price: float | None) -> dict[str, float | None]:
