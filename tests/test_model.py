@@ -72,7 +72,8 @@ def test_hf_parity(attn):
         ref = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
                  attention_mask=batch["attention_mask"].long())
     ref_mlm = gather_rows(ref.prediction_logits, batch["mlm_positions"])
-    torch.testing.assert_close(ours.mlm_logits, ref_mlm, atol=1e-4, rtol=1e-4)
+    valid = batch["mlm_labels"] != -100  # the step scores only the labelled slots (mlm_rows)
+    torch.testing.assert_close(ours.mlm_logits, ref_mlm[valid], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ours.nsp_logits, ref.seq_relationship_logits, atol=1e-4, rtol=1e-4)
 
 
@@ -117,9 +118,12 @@ def test_sparse_head_equals_full_head_at_masked_positions():
         full = model.cls.predictions(hidden)  # (B, T, V): the same module on every position
         fill = model.fill_mask_logits(batch["input_ids"], batch["token_type_ids"],
                                       batch["attention_mask"], batch["mlm_positions"])
-    assert out.mlm_logits.shape == (B, M, V)
-    torch.testing.assert_close(out.mlm_logits, gather_rows(full, batch["mlm_positions"]))
-    torch.testing.assert_close(fill, out.mlm_logits)
+    valid = batch["mlm_labels"] != -100
+    assert 0 < valid.sum() < B * M  # some slots are padding: the head skips them on the CPU
+    assert out.mlm_logits.shape == (valid.sum(), V)
+    torch.testing.assert_close(out.mlm_logits, gather_rows(full, batch["mlm_positions"])[valid])
+    assert fill.shape == (B, M, V)
+    torch.testing.assert_close(fill[valid], out.mlm_logits)
 
 
 def test_padding_is_masked_out():
@@ -170,10 +174,10 @@ def test_mlm_objective_outputs_and_counts():
     assert out.nsp_loss is None and out.nsp_logits is None and out.nsp_correct is None
     labels = batch["mlm_labels"]
     valid = labels != -100
-    pred = out.mlm_logits.argmax(-1)
+    pred = out.mlm_logits.argmax(-1)  # the labelled slots only (mlm_rows)
     assert out.mlm_count.dim() == 0 and out.mlm_count.item() == int(valid.sum())
-    assert out.mlm_correct.item() == int((pred[valid] == labels[valid]).sum())
-    ref = F.cross_entropy(out.mlm_logits[valid], labels[valid])
+    assert out.mlm_correct.item() == int((pred == labels[valid]).sum())
+    ref = F.cross_entropy(out.mlm_logits, labels[valid])
     torch.testing.assert_close(out.loss, ref)
 
 
@@ -373,3 +377,28 @@ def test_top1_is_argmax_first_of_equal_maxima_included(dtype):
     x[:100, 4000] = 9.0  # a tie: the first index wins
     assert torch.equal(top1(x), x.float().argmax(-1))
     assert (top1(x)[:100] == 17).all()
+
+
+def test_labelled_rows_only_on_the_cpu_give_the_loss_and_grads_of_all_slots(monkeypatch):
+    """mlm_rows skips the padded (B, M) slots on the CPU; the path kept for accelerators
+    and compiled graphs (all slots, -100 ignored) must give the same loss, counts, grads."""
+    torch.manual_seed(9)
+    model = BertForPretraining(tiny_cfg()).train()
+    batch = make_batch(9)
+
+    def run():
+        model.zero_grad()
+        torch.manual_seed(0)  # the same dropout draws
+        out = model(batch)
+        out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    sparse, g1 = run()
+    assert sparse.mlm_logits.shape[0] == int((batch["mlm_labels"] != -100).sum())
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    full, g2 = run()
+    assert full.mlm_logits.shape[0] == B * M
+    torch.testing.assert_close(sparse.loss, full.loss)
+    assert (sparse.mlm_correct, sparse.mlm_count) == (full.mlm_correct, full.mlm_count)
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], msg=name)

@@ -325,7 +325,7 @@ class PretrainOutput(NamedTuple):
     loss: torch.Tensor            # mlm_loss + nsp_loss (or mlm_loss alone)
     mlm_loss: torch.Tensor
     nsp_loss: torch.Tensor | None
-    mlm_logits: torch.Tensor      # (B, M, V)
+    mlm_logits: torch.Tensor      # (N, V) at the labelled slots: see mlm_rows
     nsp_logits: torch.Tensor | None  # (B, 2)
     # 0-dim on-device counts: accuracy without a host sync in the step
     mlm_correct: torch.Tensor
@@ -407,6 +407,18 @@ class BertForPretraining(nn.Module):
         index = positions[:, :, None].expand(-1, -1, hidden.shape[-1])  # (B, M, C)
         return self.cls.predictions(torch.gather(hidden, 1, index))
 
+    def mlm_rows(self, hidden: torch.Tensor, positions: torch.Tensor,
+                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, V) and labels (N,) of the masked slots, in (B, M) order. On the CPU
+        only the labelled slots: a fifth of the (B, M) slots are padding (labels -100) in a
+        `tiny` batch, and the head, the loss and the accuracy skip them. Elsewhere all B * M
+        slots (the padding ignored by its -100), because counting the labelled ones would
+        make the host wait for the device, and a compiled graph break, at every step."""
+        if labels.device.type != "cpu" or torch.compiler.is_compiling():
+            return self.mlm_logits(hidden, positions).flatten(0, 1), labels.flatten()
+        b, m = (labels != -100).nonzero(as_tuple=True)
+        return self.cls.predictions(hidden[b, positions[b, m]]), labels[b, m]
+
     def fill_mask_logits(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
                          attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits (B, M, V) for the tokens at ``positions`` (B, M), e.g. the [MASK] slots."""
@@ -421,10 +433,8 @@ class BertForPretraining(nn.Module):
         ``padded``: as in ``encode``; the trainer passes what the host-side batch says."""
         hidden = self.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
                              padded)
-        mlm_logits = self.mlm_logits(hidden, batch["mlm_positions"])  # (B, M, V)
-        labels = batch["mlm_labels"]
-        mlm_loss = F.cross_entropy(mlm_logits.flatten(0, 1).float(), labels.flatten(),
-                                   ignore_index=-100)
+        mlm_logits, labels = self.mlm_rows(hidden, batch["mlm_positions"], batch["mlm_labels"])
+        mlm_loss = F.cross_entropy(mlm_logits.float(), labels, ignore_index=-100)
         mlm_correct, mlm_count = _correct_and_count(mlm_logits, labels)
         if not self.config.has_nsp:
             return PretrainOutput(mlm_loss, mlm_loss, None, mlm_logits, None,
