@@ -6,13 +6,19 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.zhbert-setup
 DEMO   ?= runs/demo
-# The demo's recipe: the tiny preset for 1,200 steps, half of them at length 16, no dropout,
-# 30% masking (held-out accuracy is always scored at 15%). The recipe's ablation: a 1,000-step
-# schedule ends at 32.1% held-out MLM where the preset as shipped ends at 14.1%
+# The demo's recipe: the tiny preset for DEMO_STEPS steps, half of them at length 16, no
+# dropout, 30% masking (held-out accuracy is always scored at 15%). The recipe's ablation: a
+# 1,000-step schedule ends at 32.1% held-out MLM where the preset as shipped ends at 14.1%
 # (benchmarks/RESULTS.md, "A demo that leaves the plateau"); at 1,100 steps half at length 16
-# beats 40% (33.3% vs 32.4%, "Toward 45% in 10 minutes"). 1,200 steps: a 4 min 23 s demo
-# on an AMD EPYC with AVX512-BF16 (same section).
-DEMO_RECIPE ?= --set train.steps=1200 --set data.warmup_len_fraction=0.5 --set data.mask_prob=0.3 \
+# beats 40% (33.3% vs 32.4%, "Toward 45% in 10 minutes").
+# DEMO_STEPS: 1,200 where precision=auto trains in bf16 (a CPU with AMX / AVX512-BF16; a
+# 4 min 23 s demo on an AMD EPYC with AVX512-BF16), 1,000 where it trains in fp32 (a step
+# cost 0.54 s in an AVX2 emulation: 1,200 steps took 11 min 29 s, over the 10 minutes asked).
+# Expanded when the demo runs, after setup.
+DEMO_STEPS ?= $(shell $(PY) -c "from zhbert.machine import detect_capabilities as caps; \
+  from zhbert.precision import resolve_precision as resolve; \
+  print(1200 if resolve('auto', caps('cpu')).precision == 'bf16' else 1000)")
+DEMO_RECIPE ?= --set train.steps=$(DEMO_STEPS) --set data.warmup_len_fraction=0.5 --set data.mask_prob=0.3 \
   --set model.hidden_dropout=0 --set model.attention_dropout=0
 
 .PHONY: setup demo test test-all clean
