@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zhbert.model import BertForPretraining, Dropout, ModelConfig, SelfAttention
+from zhbert.dropout import Dropout
+from zhbert.model import BertForPretraining, ModelConfig, SelfAttention
 
 V, T, M, B = 100, 16, 4, 3
 
@@ -145,7 +146,7 @@ def test_dropout_lanes_are_independent_and_odd_sizes_work(p):
 @pytest.mark.parametrize("threshold", [-2**15, -2**15 + 1, -2**15 + 6554, -1, 0, 1, 2**15 - 1])
 def test_keep_lanes_is_the_comparison_on_every_int16(threshold):
     """The clamp form of the keep mask equals ``lanes >= threshold`` on all 65536 values."""
-    from zhbert.model import keep_lanes
+    from zhbert.dropout import keep_lanes
 
     lanes = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16)
     keep = keep_lanes(lanes, threshold)

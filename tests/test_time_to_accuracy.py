@@ -186,3 +186,21 @@ def test_race_settings_reach_the_preset_both_sides_train():
     plain = tta.race_config(tta.parse_args([]), "fp32")
     assert (plain.data.mask_prob, plain.model.hidden_dropout) == (0.15, 0.1)
     assert plain.train.steps == 4000
+
+
+def test_recipe_step_times_the_warm_up_length_then_the_full_length(synthetic_data, one_thread):
+    """benchmarks.recipe_step: its first phase's timed steps fall in the length warm-up of
+    its long schedule, its second phase trains at full length from the first step."""
+    from benchmarks import recipe_step as rs
+    from zhbert import train as zt
+
+    shape = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+             "model.intermediate_size=64", "data.max_len=32", "data.warmup_len=16",
+             "train.batch_size=8", "data.warmup_len_fraction=0.5"]
+    lengths = {}
+    for name, overrides in rs.phases(shape).items():
+        cfg = tta.run_config(rs.SCHEDULE, 32, overrides)
+        batch = next(iter(zt.build_loader(cfg, synthetic_data)))
+        lengths[name] = batch["input_ids"].shape[1]
+    assert lengths == {"warm-up length": 16, "full length": 32}
+    assert rs.seconds_per_step(shape, synthetic_data, "fp32", warmup=1, steps=2) > 0

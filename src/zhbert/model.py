@@ -15,17 +15,17 @@ handle shared tensors, or drop the ``TIED_KEYS`` names before ``save_file``.)
 
 What makes it faster than HF at equal shapes:
 - the MLM head runs only at the M masked positions, (B,M,C) -> (B,M,V), never
-  over the whole (B,T,V) sequence;
+  over the whole (B,T,V) sequence; on the CPU only at the labelled ones (``mlm_rows``);
 - q/k/v are one matmul (weights concatenated at forward, names unchanged);
 - no attention mask at all when the batch has no padding (known on the host when the
   batch is built: no device-to-host sync); on the CPU with attention dropout the
   attention is written out (SDPA would take its slow math path anyway), and without
   it SDPA can use its flash kernel; on CUDA SDPA does the dropout in its fused kernels;
-- dropout draws 16-bit lanes of 64-bit random words (~13x fewer RNG calls than
-  ``nn.Dropout``'s uniform draw on the CPU);
-- static shapes and no host syncs (accuracy counts stay on-device; the padding
-  check above is read on the host, or skipped), so the step compiles into one graph with
-  ``torch.compile``.
+- dropout draws 16-bit lanes of 64-bit random words (``zhbert.dropout``: ~13x fewer
+  RNG calls than ``nn.Dropout``'s uniform draw on the CPU);
+- off the CPU, static shapes and no host syncs (accuracy counts stay on-device; the
+  padding check and the labelled-slot count are read on the host only on the CPU, where
+  that is free), so the step compiles into one graph with ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zhbert.config import OBJECTIVES, ModelSection
+from zhbert.dropout import Dropout
 from zhbert.kernels import Linear, linear
 
 PAD_ID = 0  # zhbert.vocab: [PAD]=0
@@ -104,43 +105,6 @@ def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
 # ----------------------------------------------------------------------------- modules
 # Module nesting mirrors HF's only so that parameter names match 1:1.
 
-class Dropout(nn.Dropout):
-    """nn.Dropout with a cheaper draw. The CPU's uniform_ costs ~10 ns an element, and
-    dropout (3 per layer, one on the (B, H, T, T) attention weights) was ~12% of a
-    `seed` training step. One 64-bit draw gives four 16-bit lanes instead: an element
-    is kept when its lane is >= a threshold, so the drop probability is p rounded to
-    1/65536 (0.1 -> 0.100006), ~13x fewer RNG calls. Same scaling as nn.Dropout."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        return x * dropout_keep_mask(x, self.p)
-
-
-_LANES = 4  # int16 lanes per int64 random draw
-
-
-def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """1/(1-p) where kept and 0 where dropped, shaped and typed like ``x``."""
-    n = x.numel()
-    # the full signed range, so that all 64 bits are random (random_() leaves the top bit 0);
-    # randint rather than random_: torch.compile traces it without a graph break
-    draws = torch.randint(-2**63, 2**63 - 1, ((n + _LANES - 1) // _LANES,),
-                          dtype=torch.int64, device=x.device)
-    lanes = draws.view(torch.int16)[:n].view(x.shape)
-    threshold = -2**15 + round(p * 2**16)  # P(lane < threshold) = p, to 1/65536
-    return keep_lanes(lanes, threshold).to(x.dtype).mul_(1.0 / (1.0 - p))
-
-
-def keep_lanes(lanes: torch.Tensor, threshold: int) -> torch.Tensor:
-    """``lanes >= threshold`` as 0/1 in the lanes' integer dtype, by clamping into
-    [threshold - 1, threshold]: on the CPU bool -> float is not vectorised (4 ms per 4M
-    elements, more than clamp + sub + the integer -> float cast together)."""
-    if threshold <= torch.iinfo(lanes.dtype).min:  # p rounded to 0: keep all (no underflow)
-        return torch.ones_like(lanes)
-    return lanes.clamp(threshold - 1, threshold).sub_(threshold - 1)
-
-
 class Embeddings(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -205,7 +169,7 @@ class SelfAttention(nn.Module):
         """softmax(q k^T / sqrt(D)) v with dropout on the weights (none in eval or at p = 0),
         (B, H, T, D) each. On the CPU, SDPA with dropout falls back to its math path anyway
         (which also turns a bool mask into an additive one); written out, it uses the faster
-        Dropout above. Where it runs: ``written_out_attention``."""
+        ``zhbert.dropout.Dropout``. Where it runs: ``written_out_attention``."""
         # scale q (B, H, T, D) rather than the scores (B, H, T, T): half the elements at T=128, D=64
         att = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, T)
         if mask is not None:  # (B, 1, 1, T), True = real key
@@ -332,7 +296,7 @@ class PretrainOutput(NamedTuple):
     mlm_count: torch.Tensor
     nsp_correct: torch.Tensor | None
     nsp_count: torch.Tensor | None
-    mlm_labels: torch.Tensor | None = None  # (N,) the labels of mlm_logits' rows (-100: padding)
+    mlm_labels: torch.Tensor      # (N,) the labels of mlm_logits' rows (-100: padding)
 
 
 def any_padding(attention_mask: torch.Tensor) -> bool:
@@ -353,7 +317,7 @@ def top1(logits: torch.Tensor) -> torch.Tensor:
     """``argmax(-1)`` (the first of equal maxima), by the faster op: ATen's CPU argmax has no
     vectorized bf16 path (17.7 ms against 3.7 ms for ``max(-1).indices`` on a `tiny` step's
     (640, 5036) logits, 1 thread, AMD EPYC AVX512-BF16); in fp32 argmax is faster (1.9/3.3)."""
-    if logits.dtype in (torch.bfloat16, torch.float16) and logits.device.type == "cpu":
+    if logits.dtype == torch.bfloat16 and logits.device.type == "cpu":
         return logits.max(-1).indices
     return logits.argmax(-1)
 
@@ -425,8 +389,8 @@ class BertForPretraining(nn.Module):
         # machine.tune_malloc) fragmented and a demo run's peak RSS went 0.82 -> 1.39 GB
         n = -(-int((flat != -100).sum()) // ROW_BUCKET) * ROW_BUCKET
         order = torch.argsort((flat == -100).to(torch.uint8), stable=True)[:n]
-        b, m = order // labels.shape[1], order % labels.shape[1]
-        return self.cls.predictions(hidden[b, positions[b, m]]), flat[order]
+        rows = hidden[order // labels.shape[1], positions.flatten()[order]]  # (N, C)
+        return self.cls.predictions(rows), flat[order]
 
     def fill_mask_logits(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
                          attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -126,10 +126,11 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
         return Reach(target, False, math.inf, i80, i95, limit,
                      f"not reached within {grid[-1]:,} steps ({MAX_STRETCH}x the longest run): "
                      f"forecast at that length {mean[-1]:.4f}; the law's limit is {limit:.4f}")
-    n = lambda v: _n(v, int(grid[0]))  # noqa: E731
+    first = int(grid[0])
+    n = lambda v: _n(v, first)  # noqa: E731
     return Reach(target, True, point, i80, i95, limit,
                  f"reaches {target:g} with a run of {n(point)} steps (80%: {n(i80[0])} to "
-                 f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", int(grid[0]))
+                 f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", first)
 
 
 def _n(v: float, first: int | None = None) -> str:
