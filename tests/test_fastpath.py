@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zhbert.dropout import Dropout
+from zhbert.dropout import Dropout, effective_p
 from zhbert.model import BertForPretraining, ModelConfig, SelfAttention
 
 V, T, M, B = 100, 16, 4, 3
@@ -97,8 +97,12 @@ def test_dropout_keeps_expectation_and_rate():
     x = torch.ones(200_000, requires_grad=True)
     y = drop(x)
     kept = y != 0
-    assert abs(kept.float().mean().item() - 0.9) < 0.005  # 5 sigma is ~0.0034
-    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    q = effective_p(0.1)
+    assert q == 26 / 256  # 0.1 rounded to 1/256
+    assert abs(kept.float().mean().item() - (1 - q)) < 0.0035  # 5 sigma is ~0.0034
+    # the expectation is exact: kept elements scale by 1 / (1 - q), not 1 / (1 - p)
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - q)))
+    assert abs(y.mean().item() - 1.0) < 0.004
     y.sum().backward()  # the gradient is the same mask and scale
     torch.testing.assert_close(x.grad, y.detach())
     assert drop.eval()(x) is x
@@ -130,26 +134,33 @@ def test_compiled_step_matches_eager_with_padding():
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_dropout_lanes_are_independent_and_odd_sizes_work(p):
-    """The four 16-bit lanes of one draw must not share bits (a top bit left at 0, say,
-    would make every fourth lane keep more often), and sizes not divisible by 4 work."""
+    """The eight 8-bit lanes of one draw must not share bits (a top bit left at 0, say,
+    would make every eighth lane keep more often), and sizes not divisible by 8 work."""
     torch.manual_seed(5)
-    y = Dropout(p).train()(torch.ones(4 * 50_001 + 3))
-    assert y.shape == (4 * 50_001 + 3,)
-    kept = (y[:-3] != 0).view(-1, 4).float()
-    for lane in range(4):  # each lane alone keeps 1 - p (5 sigma of 50,001 draws ~0.011)
-        assert abs(kept[:, lane].mean().item() - (1 - p)) < 0.011
+    y = Dropout(p).train()(torch.ones(8 * 50_001 + 3))
+    assert y.shape == (8 * 50_001 + 3,)
+    kept = (y[:-3] != 0).view(-1, 8).float()
+    for lane in range(8):  # each lane alone keeps 1 - p (5 sigma of 50,001 draws ~0.011)
+        assert abs(kept[:, lane].mean().item() - (1 - effective_p(p))) < 0.011
     # lanes of one word are uncorrelated
     corr = torch.corrcoef(kept.T)
-    assert (corr - torch.eye(4)).abs().max() < 0.025
+    assert (corr - torch.eye(8)).abs().max() < 0.025
 
 
-@pytest.mark.parametrize("threshold", [-2**15, -2**15 + 1, -2**15 + 6554, -1, 0, 1, 2**15 - 1])
-def test_keep_lanes_is_the_comparison_on_every_int16(threshold):
-    """The clamp form of the keep mask equals ``lanes >= threshold`` on all 65536 values."""
+@pytest.mark.parametrize("p, kept", [(1.0, 0.0), (0.999, 0.0), (0.001, 1.0)])
+def test_dropout_at_the_ends_of_the_rounding(p, kept):
+    """p rounding to 1 drops everything (as nn.Dropout(1.0)); p rounding to 0 keeps all."""
+    y = Dropout(p).train()(torch.ones(10_000))
+    assert torch.equal(y, torch.full_like(y, kept))
+
+
+@pytest.mark.parametrize("threshold", [-2**7, -2**7 + 1, -2**7 + 26, -1, 0, 1, 2**7 - 1])
+def test_keep_lanes_is_the_comparison_on_every_int8(threshold):
+    """The clamp form of the keep mask equals ``lanes >= threshold`` on all 256 values."""
     from zhbert.dropout import keep_lanes
 
-    lanes = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16)
+    lanes = torch.arange(-2**7, 2**7, dtype=torch.int32).to(torch.int8)
     keep = keep_lanes(lanes, threshold)
-    assert keep.dtype == torch.int16
+    assert keep.dtype == torch.int8
     assert torch.equal(keep.bool(), lanes >= threshold)
     assert set(keep.unique().tolist()) <= {0, 1}

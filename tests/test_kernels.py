@@ -1,4 +1,5 @@
-"""zhbert.kernels.linear gives F.linear's values and gradients (to rounding)."""
+"""zhbert.kernels: linear gives F.linear's values and gradients (to rounding); cross_entropy
+gives F.cross_entropy's."""
 
 from __future__ import annotations
 
@@ -106,3 +107,47 @@ def test_benchmark_peak_skips_a_onednn_kernel_that_this_isa_lacks(monkeypatch):
     monkeypatch.setattr(kernels, "onednn_available", lambda: True)
     monkeypatch.setattr(kernels, "inner_product", no_primitive)
     assert common.matmul_gflops(torch.float32, n=64, reps=1) > 0
+
+
+def _ce(fn, logits, labels, grad=1.0):
+    x = logits.clone().requires_grad_()
+    loss = fn(x, labels)
+    (loss * grad).backward()
+    return loss.detach().double(), x.grad.double()
+
+
+def _reference_ce(logits, labels, grad=1.0):
+    return _ce(lambda x, y: F.cross_entropy(x.double(), y, ignore_index=-100), logits, labels,
+               grad)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2**-7)])
+@pytest.mark.parametrize("sharpness", [1.0, 8.0, 40.0])
+def test_cross_entropy_matches_f_cross_entropy(dtype, tol, sharpness):
+    """Loss and gradient against F.cross_entropy in float64 on the same (rounded) logits,
+    with ignored rows (-100), confident rows (p(label) near 1, where 1 - p must not cancel)
+    and, at sharpness 40, labels whose probability underflows fp32 (the loss from the logits)."""
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(96, 300, generator=g) * sharpness).to(dtype)
+    labels = logits.float().argmax(-1)  # confident where the spread is wide
+    labels[::3] = torch.randint(0, 300, (32,), generator=g)
+    labels[5::7] = -100
+    want_loss, want_grad = _reference_ce(logits, labels, grad=0.5)
+    loss, grad = _ce(kernels.cross_entropy, logits, labels, grad=0.5)
+    assert abs(loss - want_loss) <= tol * abs(want_loss)
+    assert (grad - want_grad).abs().max() <= tol * want_grad.abs().max()
+    assert torch.all(grad[5::7] == 0)  # ignored rows get no gradient
+    # the label entries, -(1 - p) * scale, to their own relative precision, down to fp32's
+    # cancellation (1 - p is computed in fp32): a bf16 p near 1 would be off by ~2^-9 * scale
+    rows = (labels != -100).nonzero().squeeze(1)
+    at, want_at = grad[rows, labels[rows]], want_grad[rows, labels[rows]]
+    floor = 4 * torch.finfo(torch.float32).eps * want_grad.abs().max()
+    assert ((at - want_at).abs() <= 4 * tol * want_at.abs() + floor).all()
+
+
+def test_cross_entropy_without_labels_is_nan_like_f():
+    """No labelled row: 0 / 0, as F.cross_entropy with every label ignored."""
+    logits = torch.randn(4, 10)
+    labels = torch.full((4,), -100)
+    assert torch.isnan(kernels.cross_entropy(logits, labels))
+    assert torch.isnan(F.cross_entropy(logits, labels, ignore_index=-100))

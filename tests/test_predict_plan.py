@@ -84,6 +84,21 @@ def test_target_question_and_unreachable(runs, capsys):
     assert rc == 0 and "not reachable" in out and "floor" in out
 
 
+def test_a_floor_just_below_the_target_is_uncertain_not_unreachable(tmp_path, capsys):
+    """One noisy run pins the floor loosely: a target just above the floor's point value,
+    inside the 80% band, is "uncertain" with the band's run length, not "not reachable"
+    (the demo's run said 40% was out of reach; a 3,300-step run measured 42.6%)."""
+    run = write_run(tmp_path / "short", 1000, seed=4, sd=0.03)
+    limit = json.loads(cli("predict_cli", [str(run), "--target", "0.99", "--json"],
+                           capsys)[1])["target"]["limit_accuracy"]
+    rc, out, _ = cli("predict_cli", [str(run), "--target", f"{limit + 0.003:.4f}", "--json"], capsys)
+    t = json.loads(out)["target"]
+    assert rc == 0 and not t["reachable"] and t["message"].startswith("uncertain")
+    assert 1000 < t["steps_interval80"][0] < float("inf") and t["steps_interval80"][1] == "inf"
+    rc, out, _ = cli("predict_cli", [str(run), "--target", "0.99"], capsys)
+    assert rc == 0 and "not reachable" in out and "floor" in out  # far above: still unreachable
+
+
 def test_compare_schedules_and_text_output(runs, capsys):
     rc, out, _ = cli("predict_cli", [str(runs[1000]), str(runs[2000]), "--steps", "3000",
                                      "--compare-schedules"], capsys)

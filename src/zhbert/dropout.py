@@ -1,4 +1,4 @@
-"""A cheaper dropout for the CPU: 16-bit lanes of 64-bit random draws (``Dropout``)."""
+"""A cheaper dropout for the CPU: 8-bit lanes of 64-bit random draws (``Dropout``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from torch import nn
 class Dropout(nn.Dropout):
     """nn.Dropout with a cheaper draw. The CPU's uniform_ costs ~10 ns an element, and
     dropout (3 per layer, one on the (B, H, T, T) attention weights) was ~12% of a
-    `seed` training step. One 64-bit draw gives four 16-bit lanes instead: an element
-    is kept when its lane is >= a threshold, so the drop probability is p rounded to
-    1/65536 (0.1 -> 0.100006), ~13x fewer RNG calls. Same scaling as nn.Dropout."""
+    `seed` training step. One 64-bit draw gives eight 8-bit lanes instead: an element is
+    kept when its lane is >= a threshold, so the drop probability is p rounded to 1/256
+    (``effective_p``: 0.1 -> 0.1016). PyTorch's own CUDA flash
+    attention rounds its dropout to 8 bits the same way (``p_dropout_in_uint8_t``).
+    Kept elements are scaled by 1/(1 - effective p), so the expectation is exact.
+    16-bit lanes (p to 1/65536) took ~1.5x as long: see benchmarks/RESULTS.md."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -19,19 +22,28 @@ class Dropout(nn.Dropout):
         return x * dropout_keep_mask(x, self.p)
 
 
-_LANES = 4  # int16 lanes per int64 random draw
+_BITS = 8
+_LANES = 64 // _BITS  # int8 lanes per int64 random draw
+
+
+def effective_p(p: float) -> float:
+    """The drop probability a lane threshold gives: ``p`` rounded to 1/256."""
+    return round(p * 2**_BITS) / 2**_BITS
 
 
 def dropout_keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """1/(1-p) where kept and 0 where dropped, shaped and typed like ``x``."""
+    """1/(1 - effective_p(p)) where kept and 0 where dropped, shaped and typed like ``x``."""
+    q = effective_p(p)
+    if q >= 1.0:  # everything dropped, as nn.Dropout(1.0)
+        return torch.zeros_like(x)
     n = x.numel()
     # the full signed range, so that all 64 bits are random (random_() leaves the top bit 0);
     # randint rather than random_: torch.compile traces it without a graph break
     draws = torch.randint(-2**63, 2**63 - 1, ((n + _LANES - 1) // _LANES,),
                           dtype=torch.int64, device=x.device)
-    lanes = draws.view(torch.int16)[:n].view(x.shape)
-    threshold = -2**15 + round(p * 2**16)  # P(lane < threshold) = p, to 1/65536
-    return keep_lanes(lanes, threshold).to(x.dtype).mul_(1.0 / (1.0 - p))
+    lanes = draws.view(torch.int8)[:n].view(x.shape)
+    threshold = -2**(_BITS - 1) + round(q * 2**_BITS)  # P(lane < threshold) = q
+    return keep_lanes(lanes, threshold).to(x.dtype).mul_(1.0 / (1.0 - q))
 
 
 def keep_lanes(lanes: torch.Tensor, threshold: int) -> torch.Tensor:
