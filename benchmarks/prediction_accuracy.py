@@ -162,7 +162,7 @@ def make_hf_history(data_dir: Path, steps: int = 200, out: Path = HF_DIR, shape:
     from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer,
                               TrainingArguments)
 
-    from benchmarks.time_to_accuracy import LineDataset, hf_tokenizer
+    from benchmarks.race_sides import LineDataset, hf_tokenizer
     from zhbert.corpus.text import iter_text
     from zhbert.datadir import open_data_dir
 

@@ -4,7 +4,7 @@
         [--variant "NAME:key=value,key=value" ...] [--threads 1]
 
 Each variant is zhbert's `tiny` preset on the built-in corpus (the race's zhbert side,
-``benchmarks.time_to_accuracy.zhbert_side``: zhbert's own Trainer and train_step) with
+``benchmarks.race_sides.zhbert_side``: zhbert's own Trainer and train_step) with
 ``--set``-style overrides, trained for ``--until`` optimizer steps of a cosine schedule
 that ends at ``--steps``, and scored every ``--eval-every`` steps on one fixed held-out
 set (the preset's validation eval set, length 64, whatever the variant trains on). The
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import common, time_to_accuracy as tta
+from benchmarks import common, race_sides, time_to_accuracy as tta
 
 DEFAULT_VARIANTS = ["as shipped:", "no warm-up:data.warmup_len=0"]
 
@@ -43,9 +43,9 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 def run_variant(name: str, overrides: list[str], args, data_dir: Path, eval_batches: list,
                 precision: str, log=print) -> dict:
     """Train one variant for ``args.until`` steps; its held-out curve and seconds."""
-    cfg = tta.run_config(args.steps, args.eval_sequences,
+    cfg = race_sides.run_config(args.steps, args.eval_sequences,
                          [f"train.precision={precision}", *overrides])
-    side = tta.zhbert_side(cfg, data_dir, eval_batches, precision)
+    side = race_sides.zhbert_side(cfg, data_dir, eval_batches, precision)
     curve = [{"step": 0, **side.evaluate()}]
     started = time.perf_counter()
     for k in range(1, args.until + 1):
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     precision = tta.resolve(args.precision)
     data_dir = tta.prepare_builtin(args.data)
-    base = tta.run_config(args.steps, args.eval_sequences)
+    base = race_sides.run_config(args.steps, args.eval_sequences)
     eval_batches = build_eval_set(data_dir, "validation", data_config(base),
                                   max_sequences=args.eval_sequences)
     info = common.machine()

@@ -2,7 +2,7 @@
 
     python -m benchmarks.recipe_step [--set data.mask_prob=0.3 ...] [--steps 50] [--threads 2]
 
-The step is the race's zhbert side (``benchmarks.time_to_accuracy.zhbert_side``: zhbert's
+The step is the race's zhbert side (``benchmarks.race_sides.zhbert_side``: zhbert's
 own Trainer and train_step, data loading included) on the built-in corpus. The warm-up
 phase is timed in the first steps of a long schedule; the full-length phase with the
 warm-up off (``data.warmup_len=0``), which changes only the batch's shape. To compare two
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import common, time_to_accuracy as tta
+from benchmarks import common, race_sides, time_to_accuracy as tta
 
 SCHEDULE = 10_000  # long enough that the timed steps of the warm-up phase stay in it
 
@@ -35,9 +35,9 @@ def seconds_per_step(overrides: list[str], data_dir: Path, precision: str, warmu
     from zhbert.data import build_eval_set
     from zhbert.run import data_config
 
-    cfg = tta.run_config(SCHEDULE, 32, [f"train.precision={precision}", *overrides])
+    cfg = race_sides.run_config(SCHEDULE, 32, [f"train.precision={precision}", *overrides])
     batches = build_eval_set(data_dir, "validation", data_config(cfg), max_sequences=32)
-    side = tta.zhbert_side(cfg, data_dir, batches, precision)
+    side = race_sides.zhbert_side(cfg, data_dir, batches, precision)
     for k in range(1, warmup + 1):
         side.step(k)
     started = time.perf_counter()

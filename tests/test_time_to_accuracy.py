@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from benchmarks import race_sides
 from benchmarks import time_to_accuracy as tta
 from zhbert.data import DataConfig, build_eval_set
 from zhbert.evaluate import evaluate
@@ -42,10 +43,10 @@ def test_evaluate_hf_matches_zhbert_evaluate(synthetic_data, one_thread):
             p.add_(torch.randn_like(p) * 0.05)
         model.cls.predictions.bias[5] += 3.0
     hf = BertForMaskedLM._from_config(cfg.to_hf_config(), attn_implementation="sdpa")
-    hf.load_state_dict(tta.mlm_state(model.state_dict()))  # strict: the names map 1:1
+    hf.load_state_dict(race_sides.mlm_state(model.state_dict()))  # strict: the names map 1:1
 
     ours = evaluate(model, batches, torch.device("cpu"), fp32, cfg.objective)
-    ref = tta.evaluate_hf(hf, batches, torch.device("cpu"), fp32)
+    ref = race_sides.evaluate_hf(hf, batches, torch.device("cpu"), fp32)
     assert ref["eval_masked"] == ours["eval_masked"] > 100
     assert ours["eval_mlm_acc"] > 0.05
     assert ref["eval_mlm_acc"] == pytest.approx(ours["eval_mlm_acc"], abs=1.5 / ours["eval_masked"])
@@ -64,7 +65,7 @@ class FakeClock:
 def fake_side(name, clock, step_s, accs, log, eval_s=5.0, max_steps=10_000):
     """A side whose step takes ``step_s`` on the fake clock and whose held-out
     accuracy after k steps is accs(k); each evaluation costs ``eval_s``."""
-    side = tta.Side(name, None, None, max_steps, positions_per_step=100)
+    side = race_sides.Side(name, None, None, max_steps, positions_per_step=100)
 
     def step(k):
         log.append((name, k))
@@ -126,13 +127,13 @@ def test_ratio_is_a_lower_bound_when_the_reference_runs_out_of_budget():
 
 
 def test_real_sides_train_and_race_on_synthetic_data(synthetic_data, one_thread):
-    cfg = tta.run_config(steps=20, eval_sequences=32, overrides=[
+    cfg = race_sides.run_config(steps=20, eval_sequences=32, overrides=[
         "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
         "model.intermediate_size=64", "data.max_len=32", "data.warmup_len=16", "train.batch_size=8",
         "train.warmup_steps=3", "train.lr=3e-3", "train.precision=fp32"])
     batches = build_eval_set(synthetic_data, "validation", data_config(cfg), max_sequences=32)
-    zh = tta.zhbert_side(cfg, synthetic_data, batches, "fp32")
-    ref = tta.reference_side(cfg, synthetic_data, batches, "fp32", zh.extra["initial_state"])
+    zh = race_sides.zhbert_side(cfg, synthetic_data, batches, "fp32")
+    ref = race_sides.reference_side(cfg, synthetic_data, batches, "fp32", zh.extra["initial_state"])
     # same start: the reference holds zhbert's initial weights
     torch.testing.assert_close(ref.extra["model"].bert.embeddings.word_embeddings.weight,
                                zh.extra["initial_state"]["bert.embeddings.word_embeddings.weight"])
@@ -164,7 +165,7 @@ def test_recipe_ablation_variants_share_start_seed_and_eval_set(synthetic_data, 
              "model.intermediate_size=64", "data.max_len=32", "train.batch_size=8",
              "train.warmup_steps=2", "train.lr=3e-3", "data.warmup_len=0"]
     args = SimpleNamespace(steps=20, until=6, eval_every=3, eval_sequences=32)
-    cfg = tta.run_config(20, 32, shape)
+    cfg = race_sides.run_config(20, 32, shape)
     batches = build_eval_set(synthetic_data, "validation", data_config(cfg), max_sequences=32)
     runs = [ra.run_variant(name, shape + extra, args, synthetic_data, batches, "fp32",
                            log=lambda m: None)
@@ -199,7 +200,7 @@ def test_recipe_step_times_the_warm_up_length_then_the_full_length(synthetic_dat
              "train.batch_size=8", "data.warmup_len_fraction=0.5"]
     lengths = {}
     for name, overrides in rs.phases(shape).items():
-        cfg = tta.run_config(rs.SCHEDULE, 32, overrides)
+        cfg = race_sides.run_config(rs.SCHEDULE, 32, overrides)
         batch = next(iter(zt.build_loader(cfg, synthetic_data)))
         lengths[name] = batch["input_ids"].shape[1]
     assert lengths == {"warm-up length": 16, "full length": 32}
