@@ -151,3 +151,16 @@ def test_cross_entropy_without_labels_is_nan_like_f():
     labels = torch.full((4,), -100)
     assert torch.isnan(kernels.cross_entropy(logits, labels))
     assert torch.isnan(F.cross_entropy(logits, labels, ignore_index=-100))
+
+
+def test_cross_entropy_benchmark_makes_confident_and_ignored_rows():
+    """benchmarks.cross_entropy's logits: the asked share of rows with p(label) > 0.5 (the
+    costly case late in training), the last 50 rows ignored; its timer runs both losses."""
+    from benchmarks import cross_entropy as bench
+
+    x, labels = bench.logits_and_labels(1000, 300, torch.bfloat16, confident=0.4)
+    valid = labels != -100
+    assert valid.sum() == 950 and not valid[-50:].any()
+    p = torch.softmax(x.float(), -1)[valid].gather(1, labels[valid][:, None]).squeeze(1)
+    assert abs((p > 0.5).float().mean().item() - 0.4) < 0.05
+    assert bench.median_ms(kernels.cross_entropy, x, labels, repeats=2) > 0
