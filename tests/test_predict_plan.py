@@ -210,3 +210,19 @@ def test_a_target_met_by_the_shortest_run_searched_reads_as_at_most(runs, capsys
     first = j["shortest_searched"]
     assert rc == 0 and j["reachable"] and j["steps"] == first
     assert f"with a run of <= {first:,} steps" in j["message"]
+
+
+def test_a_band_above_the_target_only_at_tiny_lengths_does_not_count():
+    """The run length a band gives is where it stays at or above the target: the demo's
+    80% band was above 40% at 101 steps (wide there, far shorter than the run), fell
+    below, and rose to 40% again near 1,900 steps; the answer was "<= 101"."""
+    from zhbert.analysis.planning import _crossing
+
+    grid = np.array([100, 200, 400, 800, 1600, 3200])
+    band = np.array([0.45, 0.38, 0.33, 0.35, 0.39, 0.42])
+    n = _crossing(grid, band, 0.40)
+    assert 1600 < n < 3200
+    assert _crossing(grid, band, 0.30) == 100  # at or above throughout: the grid's first
+    assert _crossing(grid, band, 0.50) == float("inf")
+    assert _crossing(grid, np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.7]), 0.4) == pytest.approx(
+        float(np.exp(np.log(400) + 0.5 * np.log(2))))  # monotone: as before
