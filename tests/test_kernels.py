@@ -121,7 +121,8 @@ def _reference_ce(logits, labels, grad=1.0):
                grad)
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2**-7)])
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2**-7),
+                                        (torch.float16, 2**-9)])
 @pytest.mark.parametrize("sharpness", [1.0, 8.0, 40.0])
 def test_cross_entropy_matches_f_cross_entropy(dtype, tol, sharpness):
     """Loss and gradient against F.cross_entropy in float64 on the same (rounded) logits,
@@ -164,3 +165,14 @@ def test_cross_entropy_benchmark_makes_confident_and_ignored_rows():
     p = torch.softmax(x.float(), -1)[valid].gather(1, labels[valid][:, None]).squeeze(1)
     assert abs((p > 0.5).float().mean().item() - 0.4) < 0.05
     assert bench.median_ms(kernels.cross_entropy, x, labels, repeats=2) > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_cross_entropy_of_an_unlikely_label_in_every_dtype(dtype):
+    """p(label) ~ 8e-7 is subnormal in fp16 (its softmax output keeps ~3 bits there): the
+    loss comes from the logits instead, to the dtype's rounding of the logits."""
+    logits = torch.zeros(4, 300)
+    logits[:, 7] = 14.0  # the label (0) trails by 14: p ~ exp(-14) ~ 8e-7
+    labels = torch.zeros(4, dtype=torch.long)
+    want = F.cross_entropy(logits.to(dtype).double(), labels).item()
+    assert abs(kernels.cross_entropy(logits.to(dtype), labels).item() - want) < 1e-4 * want

@@ -102,7 +102,7 @@ def linear_gelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None)
 
 
 _TINY = torch.finfo(torch.float32).tiny
-_FAR = 1e-30  # below this p(label) loses digits in bf16 / fp32 subnormals
+_FAR = 1e-30  # below this (or the dtype's smallest normal) p(label) loses digits
 
 
 class _SoftmaxCrossEntropy(torch.autograd.Function):
@@ -127,7 +127,7 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
         p.index_put_((rows, safe), p.new_zeros(()))
         others = p.sum(-1).float()  # 1 - p(label)
         per_row = torch.log1p(others / picked.clamp_min(_TINY))
-        far = valid & (picked < _FAR)
+        far = valid & (picked < max(_FAR, torch.finfo(p.dtype).tiny))  # fp16: under 6e-5
         if bool(far.any()):
             r = far.nonzero().squeeze(1)
             exact = torch.logsumexp(logits[r].float(), -1) - logits[r, safe[r]].float()
