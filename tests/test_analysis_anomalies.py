@@ -82,3 +82,38 @@ def test_detect_clean_run_is_quiet_and_json():
     found = detect(h)
     assert [a.kind for a in found if a.severity != "info"] == []
     json.dumps([a.to_json() for a in found])
+
+
+def test_the_sequence_length_switch_is_not_a_spike():
+    """zhbert's length warm-up: training loss steps up where batches go from short to full
+    length, and the full-length phase is noisier. With the switch as a break, neither is a
+    spike (the demo's analysis reported an "error" spike there and four "warning" ones
+    after it); a real spike in the full-length phase still is."""
+    short = 5 + 2 * (STEPS[:150] / 100) ** -0.5 + RNG.normal(0, 0.002, 150)  # smooth
+    full = 5.8 + 2 * (STEPS[150:] / 100) ** -0.5 + RNG.normal(0, 0.02, 150)  # up 0.8, noisier
+    loss = _s("loss", np.r_[short, full])
+    assert any(a.severity == "error" for a in spikes(loss))  # what the break is for
+    assert spikes(loss, breaks=(int(STEPS[149]),)) == []
+    real = np.r_[short, full]
+    real[220] += 0.5
+    found = spikes(_s("loss", real), breaks=(int(STEPS[149]),))
+    assert [(a.start, a.end) for a in found] == [(STEPS[220], STEPS[220])]
+
+
+def test_a_zhbert_history_knows_its_length_switch(tmp_path):
+    """Meta.regimes comes from the run's config (Schedule.short_steps), and detect() uses it."""
+    from zhbert.analysis.history import load_zhbert
+    from zhbert.config import load_config
+
+    def write(name, cfg):
+        d = tmp_path / name
+        d.mkdir()
+        recs = [{"type": "header", "run": name, **({"config": cfg.to_dict()} if cfg else {})}]
+        recs += [{"type": "train", "step": s, "loss": 7.0 - s / 1000} for s in range(10, 1001, 10)]
+        (d / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        return load_zhbert(d, "loss")
+
+    cfg = load_config("tiny", ["train.steps=1000", "data.warmup_len_fraction=0.5"])
+    assert write("switch", cfg).meta.regimes == (500,)
+    assert write("none", load_config("tiny", ["train.steps=1000", "data.warmup_len=0"])).meta.regimes == ()
+    assert write("no-config", None).meta.regimes == ()

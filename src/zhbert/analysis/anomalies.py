@@ -8,7 +8,8 @@ so a report can quote them.
 
   nonfinite  NaN/inf values in any metric (and the trainer's nonfinite_loss events)
   spike      loss far above its rolling median: robust z = 0.6745 (r - med r) / MAD(r)
-             of the residual r from a centered rolling median, above SPIKE_Z
+             of the residual r from a centered rolling median, above SPIKE_Z; the median
+             restarts at the sequence-length switch (``Meta.regimes``)
   plateau    no progress over a window (smoothed metric moved < PLATEAU_MIN_GAIN
              between the window's first and last quarter) while the learning rate > 0
   divergence loss rising over a window: linear trend up, significant with the
@@ -76,11 +77,24 @@ def nonfinite(history: History) -> list[Anomaly]:
     return out
 
 
-def spikes(s: Series, window: int = 21) -> list[Anomaly]:
+def spikes(s: Series, window: int = 21, breaks: tuple[int, ...] = ()) -> list[Anomaly]:
+    """``breaks``: steps after which the training batches changed shape (zhbert's
+    sequence-length switch, ``Meta.regimes``). Each stretch between them gets its own
+    rolling median and its own noise scale: the step up in loss from short to
+    full-length sequences is not a spike, and neither is the larger batch-to-batch noise
+    of the full-length phase measured against the smooth short one."""
     s, _ = s.finite()
-    if len(s) < window:
-        return []
-    r = s.y - ndimage.median_filter(s.y, size=window, mode="nearest")
+    edges = [0, *np.searchsorted(s.step, sorted(breaks), side="right"), len(s.y)]
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b - a >= window:
+            out += _spikes_in(s, a, b, window)
+    return out
+
+
+def _spikes_in(s: Series, lo: int, hi: int, window: int) -> list[Anomaly]:
+    y = s.y[lo:hi]
+    r = y - ndimage.median_filter(y, size=window, mode="nearest")
     mad = stats.median_abs_deviation(r)
     if mad == 0:
         return []
@@ -88,7 +102,7 @@ def spikes(s: Series, window: int = 21) -> list[Anomaly]:
     out = []
     for a, b in _runs(z > SPIKE_Z):
         peak = float(z[a:b + 1].max())
-        out.append(Anomaly("spike", s.name, float(s.step[a]), float(s.step[b]),
+        out.append(Anomaly("spike", s.name, float(s.step[lo + a]), float(s.step[lo + b]),
                            "warning" if peak < 2 * SPIKE_Z else "error",
                            f"{s.name} jumps {r[a:b + 1].max():.3g} above its rolling median "
                            f"(robust z {peak:.1f} > {SPIKE_Z:g})"))
@@ -189,7 +203,7 @@ def detect(history: History) -> list[Anomaly]:
     for name, s in ser.items():
         info = metric_info(name)
         if info.lower_is_better:
-            out += spikes(s) + divergence(s) + plateaus(s, lr)
+            out += spikes(s, breaks=history.meta.regimes) + divergence(s) + plateaus(s, lr)
         elif info.chance is not None:
             out += at_chance(s, info.chance)
     main = ser.get(history.default_metric)

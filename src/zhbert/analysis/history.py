@@ -105,12 +105,14 @@ class Meta:
     seconds_per_step: float | None = None
     events: tuple[dict, ...] = ()    # zhbert "event" records (nonfinite_loss, rollback, ...)
     positions_per_step: float | None = None  # padded positions per step (batch x max_len ...)
+    regimes: tuple[int, ...] = ()    # steps after which the batches changed shape (length switch)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "path": self.path, "run": self.run,
                 "tokens_per_step": self.tokens_per_step, "positions_per_step": self.positions_per_step,
                 "tokens_per_s": self.tokens_per_s,
-                "seconds_per_step": self.seconds_per_step, "events": list(self.events)}
+                "seconds_per_step": self.seconds_per_step, "events": list(self.events),
+                "regimes": list(self.regimes)}
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,18 @@ def _zhbert_throughput(lines: list[dict], header: dict) -> dict[str, float | Non
             "tokens_per_s": float(np.median(tps)) if tps else None, "seconds_per_step": sps}
 
 
+def _regimes(header: dict) -> tuple[int, ...]:
+    """The step after which a zhbert run's batches go from short to full length (its
+    config's sequence-length warm-up, ``Schedule.short_steps``); none if it has none."""
+    from zhbert.config import config_from_dict
+    from zhbert.schedule import Schedule
+    try:
+        short = Schedule.from_config(config_from_dict(header["config"])).short_steps
+    except (KeyError, TypeError, UserError):  # no config, or one this version cannot read
+        return ()
+    return (short,) if short else ()
+
+
 def load_zhbert(path: Path, metric: str | None) -> History:
     run_dir = path if path.is_dir() else path.parent
     hist = run_dir / "history.jsonl" if path.is_dir() else path
@@ -290,7 +304,7 @@ def zhbert_history(lines: list[dict], ckpt_lines: list[dict], path: Path, metric
             notes.append(f"added {', '.join(sorted(new))} from checkpoint_eval.jsonl")
     run = header.get("run") or run_dir.name
     meta = Meta("zhbert", str(path), run, **_zhbert_throughput(lines, header),
-                events=tuple(o for o in lines if o.get("type") == "event"))
+                events=tuple(o for o in lines if o.get("type") == "event"), regimes=_regimes(header))
     return _make(records, names, meta, notes, metric)
 
 
