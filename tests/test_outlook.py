@@ -39,6 +39,8 @@ def test_analyze_reports_and_draws_the_outlook(tiny2000, tmp_path, capsys):
     assert main(["analyze", str(tiny2000), "--out", str(out), "--target", "0.4", "--n-boot", "50"]) == 0
     said = capsys.readouterr().out
     assert "schedule-aware: lr_annealing law" in said
+    # two answers to "when 0.4?": the one that ignores the lr schedule says so
+    assert "target 0.4 (the curve fit, blind to the lr schedule):" in said
     md = (out / "report.md").read_text()
     assert "### Schedule-aware forecast" in md and "stretched to" in md
     assert json.loads((out / "analysis.json").read_text())["outlook"]["reach"]["reachable"]
