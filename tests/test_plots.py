@@ -121,3 +121,17 @@ def test_chinese_renders_without_missing_glyphs(tmp_path):
     # the check can fail: without the CJK font the same drawing warns about every character
     with matplotlib.rc_context({"font.sans-serif": ["DejaVu Sans"]}):
         assert _glyph_warnings(draw)
+
+
+def test_a_straight_line_fit_of_an_accuracy_stays_under_100_percent(history, fitted):
+    """The demo's analysis drew its linear fit of mlm accuracy up to ~1.8 (band to 2.3): an
+    accuracy's fit and band are drawn within its bounds (zhbert.metrics: 0..1)."""
+    s, fits, _ = fitted
+    linear = [f for f in fits if f.name == "linear"][0]
+    pred = predict_steps(history, 0.99, metric="mlm_acc", n_boot=10)
+    ax = plots.plot_prediction(s, linear, pred)
+    fit_line = [line for line in ax.lines if line.get_label() == "linear fit"][0]
+    assert np.max(fit_line.get_ydata()) <= 1.0
+    band = [c for c in ax.collections if c.get_label() == "95% band of the fit"][0]
+    assert np.max(band.get_paths()[0].vertices[:, 1]) <= 1.0
+    assert "\n" in ax.get_title() or len(ax.get_title()) <= 90  # wrapped, not cut off

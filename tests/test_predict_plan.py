@@ -212,17 +212,26 @@ def test_a_target_met_by_the_shortest_run_searched_reads_as_at_most(runs, capsys
     assert f"with a run of <= {first:,} steps" in j["message"]
 
 
-def test_a_band_above_the_target_only_at_tiny_lengths_does_not_count():
-    """The run length a band gives is where it stays at or above the target: the demo's
-    80% band was above 40% at 101 steps (wide there, far shorter than the run), fell
-    below, and rose to 40% again near 1,900 steps; the answer was "<= 101"."""
-    from zhbert.analysis.planning import _crossing
+def test_run_lengths_are_searched_from_where_the_law_was_fitted(tmp_path, capsys):
+    """No answer shorter than the first fitted step (after the warm-up and the
+    short-sequence phase): the law was never checked there and its band is wide (the
+    demo's 80% band read "reaches 40% with <= 101 steps", its fit starting at 601)."""
+    run = write_run(tmp_path / "switch", 1000, seed=4, sd=0.03,
+                    overrides=["data.warmup_len_fraction=0.5"])
+    for target in ("0.05", "0.99"):
+        j = json.loads(cli("predict_cli", [str(run), "--target", target, "--json"], capsys)[1])["target"]
+        for v in [j["steps"], *(j["steps_interval80"] or []), *(j["steps_interval95"] or [])]:
+            assert v is None or v == "inf" or v >= 501
+    low = json.loads(cli("predict_cli", [str(run), "--target", "0.05", "--json"], capsys)[1])["target"]
+    assert low["reachable"] and low["shortest_searched"] == 501 and "<= 501" in low["message"]
 
-    grid = np.array([100, 200, 400, 800, 1600, 3200])
-    band = np.array([0.45, 0.38, 0.33, 0.35, 0.39, 0.42])
-    n = _crossing(grid, band, 0.40)
-    assert 1600 < n < 3200
-    assert _crossing(grid, band, 0.30) == 100  # at or above throughout: the grid's first
-    assert _crossing(grid, band, 0.50) == float("inf")
-    assert _crossing(grid, np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.7]), 0.4) == pytest.approx(
-        float(np.exp(np.log(400) + 0.5 * np.log(2))))  # monotone: as before
+
+def test_the_same_run_twice_and_a_run_too_short_are_refused_by_name(runs, tmp_path, capsys):
+    """A repeated run would count its points twice (a newcomer's predict gave narrower bands
+    for `run run`); a run without two fitted points is named, not "needs 6 (have 12)"."""
+    rc, _, err = cli("predict_cli", [str(runs[1000]), str(runs[1000] / "history.jsonl"),
+                                     "--steps", "2000"], capsys)
+    assert rc == 2 and "same run" in err and "r1000" in err
+    short = write_run(tmp_path / "short", 100, every=50)
+    rc, _, err = cli("predict_cli", [str(runs[1000]), str(short), "--steps", "2000"], capsys)
+    assert rc == 2 and "short" in err and "(have" not in err

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -26,7 +27,7 @@ from zhbert.analysis import Anomaly, CurveFit, CorrelationResult, History, Predi
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_bytes
 from zhbert.fonts import setup_cjk_font
-from zhbert.metrics import BINARY_TASKS
+from zhbert.metrics import BINARY_TASKS, metric_info
 
 setup_cjk_font()  # before any Text is created: text objects pick their font when made
 
@@ -324,9 +325,12 @@ def plot_prediction(series: Series, fit: CurveFit, prediction: Prediction, ax: A
         end = min(max([end] + [1.15 * v for v in ends]), 10 * last)  # keep the data readable
     plot_metric(s, ax, x=x, color="tab:blue")
     grid = _grid(xs, end)
+    info = metric_info(s.name)  # an accuracy's straight line must not be drawn past 100%
+    bounded = lambda v: np.clip(v, -np.inf if info.lower is None else info.lower,  # noqa: E731
+                                np.inf if info.upper is None else info.upper)
     lo, hi = fit.band(grid)
-    ax.fill_between(grid, lo, hi, color="tab:red", alpha=0.2, label="95% band of the fit")
-    ax.plot(grid, fit.predict(grid), color="tab:red", lw=2, label=f"{fit.name} fit")
+    ax.fill_between(grid, bounded(lo), bounded(hi), color="tab:red", alpha=0.2, label="95% band of the fit")
+    ax.plot(grid, bounded(fit.predict(grid)), color="tab:red", lw=2, label=f"{fit.name} fit")
     ax.axvline(last, color="black", lw=0.8, ls=":", label="end of data")
     ax.axhline(prediction.target, color="tab:green", ls="--", lw=1.2, label=f"target {prediction.target:g}")
     if q is not None and prediction.already_reached_at is None:
@@ -341,7 +345,7 @@ def plot_prediction(series: Series, fit: CurveFit, prediction: Prediction, ax: A
                    label=f"fitted ceiling {prediction.asymptote:.3f}")
         if prediction.asymptote_ci95:
             ax.axhspan(*prediction.asymptote_ci95, color="tab:red", alpha=0.12, label="ceiling 95% CI")
-    ax.set(xlabel=X_LABELS[x], ylabel=s.name, title=prediction.message[:110])
+    ax.set(xlabel=X_LABELS[x], ylabel=s.name, title=textwrap.fill(prediction.message, 90))
     ax.legend(fontsize=7, loc="lower right")
     return ax
 
@@ -362,7 +366,7 @@ def plot_outlook(o: Any, ax: Axes | None = None) -> Axes:
         ax.axhline(r.target, color="tab:green", ls="--", lw=1.2, label=f"target {r.target:g}")
         if r.reachable and r.steps is not None and math.isfinite(r.steps):
             ax.axvline(r.steps, color="tab:green", lw=1.5, label=f"a {r.steps:,.0f}-step run reaches it")
-    ax.set(xlabel="step", ylabel=o.acc_metric, title=(r.message if r else o.method)[:110])
+    ax.set(xlabel="step", ylabel=o.acc_metric, title=textwrap.fill(r.message if r else o.method, 90))
     ax.legend(fontsize=7, loc="lower right")
     return ax
 

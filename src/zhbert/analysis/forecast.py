@@ -298,9 +298,22 @@ class Planner:
                 for k in SCHEDULES}
 
 
+def _refuse_repeats(paths: Sequence[Any]) -> None:
+    """The same run twice would count its points twice and narrow every interval."""
+    seen: dict[Path, str] = {}
+    for p in paths:
+        key = Path(p).resolve()
+        key = key / "history.jsonl" if key.is_dir() else key  # a run directory or its history
+        if key in seen:
+            raise UserError(f"{p} is the same run as {seen[key]}: give each run once (a repeated "
+                            "run would count its points twice and narrow the intervals)")
+        seen[key] = str(p)
+
+
 def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = N_BOOT) -> Planner:
     """Fit one law (and the accuracy map) to the given runs (paths or RunData); ``n_boot``
     parametric AR(1) bootstrap refits give the accuracy intervals (0: delta method)."""
+    _refuse_repeats([r for r in paths_or_runs if not isinstance(r, RunData)])
     runs = [r if isinstance(r, RunData) else load_run(r) for r in paths_or_runs]
     if not runs:
         raise UserError("give at least one run")

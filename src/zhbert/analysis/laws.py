@@ -282,7 +282,12 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     spec = SPECS[law]
     data = [r.fitted() for r in runs]
     lengths = [len(s) for s, _ in data]
-    if sum(lengths) < MIN_POINTS or min(lengths) < 2:
+    short = [r.name for r, n in zip(runs, lengths) if n < 2]
+    if short:  # each run needs two fitted points: name the ones that lack them
+        raise UserError(f"a schedule-aware law needs at least 2 eval points after the warm-up in each "
+                        f"run; {', '.join(short)} {'has' if len(short) == 1 else 'have'} fewer; "
+                        "leave it out, or evaluate more often (train.eval_every) or train further")
+    if sum(lengths) < MIN_POINTS:
         raise UserError(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
                         f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every) or train further")
     units = _units(runs)
