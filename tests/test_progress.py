@@ -39,3 +39,20 @@ def test_a_terminal_gets_tqdm():
     bar = progress_bar(10, file=Tty())
     assert type(bar).__name__ == "tqdm"
     bar.close()
+
+
+def test_lines_fall_where_the_metrics_are_new():
+    """A 50-step run logging every 10 steps printed a line every 2-3 steps (5%), four of
+    five repeating the last metrics; lines now come at multiples of the log interval."""
+    out = io.StringIO()
+    bar = progress_bar(50, desc="train", unit="step", file=out, every=10)
+    for _ in range(50):
+        bar.update(1)
+    bar.close()
+    steps = [int(line.split()[1].split("/")[0]) for line in out.getvalue().splitlines()]
+    assert steps == [10, 20, 30, 40, 50]
+    out = io.StringIO()
+    bar = progress_bar(1200, desc="train", unit="step", file=out, every=10)
+    for _ in range(1200):
+        bar.update(1)
+    assert len(out.getvalue().splitlines()) == 20  # 5% of 1,200 is already a multiple of 10

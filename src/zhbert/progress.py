@@ -3,7 +3,8 @@
 `make demo > demo.log` used to hold hundreds of carriage-return redraws of one
 bar on a single line. Off a terminal a bar is useless, so the training loop
 gets a `LineProgress` instead: one ordinary line every `every_percent` of the
-run (and at the end), with the same postfix fields the bar shows.
+run (and at the end), with the same postfix fields the bar shows; the interval is a
+multiple of the metrics' own (`every`), so no line repeats the last one's figures.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ class LineProgress:
     """The subset of tqdm's interface the training loop uses, printing plain lines."""
 
     def __init__(self, total: int, initial: int = 0, desc: str = "", unit: str = "it",
-                 file: IO[str] | None = None, every_percent: float = 5.0):
+                 file: IO[str] | None = None, every_percent: float = 5.0, every: int = 1):
         self.total, self.n, self.desc, self.unit = max(1, int(total)), int(initial), desc, unit
         self.file = file if file is not None else sys.stderr
-        self._step = max(1, round(self.total * every_percent / 100))
+        # a 50-step run logging every 10 steps printed a line every 2-3 steps, four of five stale
+        self._step = max(1, round(self.total * every_percent / 100 / every)) * every
         self._next = (self.n // self._step + 1) * self._step
         self._postfix: dict[str, Any] = {}
         self._start, self._start_n = time.perf_counter(), self.n
@@ -52,10 +54,11 @@ class LineProgress:
 
 
 def progress_bar(total: int, initial: int = 0, desc: str = "", unit: str = "it",
-                 file: IO[str] | None = None):
-    """tqdm on a terminal; `LineProgress` when `file` (stderr by default) is not one."""
+                 file: IO[str] | None = None, every: int = 1):
+    """tqdm on a terminal; `LineProgress` when `file` (stderr by default) is not one, a line
+    at multiples of ``every`` steps (where the postfix fields are new)."""
     file = file if file is not None else sys.stderr
     if hasattr(file, "isatty") and file.isatty():
         from tqdm import tqdm
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=file)
-    return LineProgress(total, initial=initial, desc=desc, unit=unit, file=file)
+    return LineProgress(total, initial=initial, desc=desc, unit=unit, file=file, every=every)

@@ -72,6 +72,8 @@ def summarize(run_dir: Path, last: dict[str, dict],
     tps = last_train.get("tokens_per_s") or 0
     elapsed = last_train.get("elapsed") or 0.0  # training seconds, summed across resumes
     eta = (total - step) * elapsed / step if step > 0 and total > step else 0.0
+    tokens = last_train.get("tokens")
+    average = tokens / elapsed if tokens and elapsed > 0 else None  # over all training seconds
     ckpts = list_checkpoints(run_dir)
     state = run_state(run_dir, total, step)
     starved = (starvation(train, header, machine_competition(run_dir))
@@ -79,6 +81,7 @@ def summarize(run_dir: Path, last: dict[str, dict],
     return {"run": str(run_dir), "state": state, "step": step,
             "total_steps": total, "percent": 100.0 * step / total if total else None,
             "train": last_train, "eval": last_eval, "tokens_per_s": tps,
+            "average_tokens_per_s": average,
             "eta_seconds": eta, "last_checkpoint": ckpts[-1].step if ckpts else None,
             "precision": header.get("precision"), "machine": header.get("machine"),
             "starved": starved.to_dict() if starved else None,

@@ -32,7 +32,9 @@ def run(args) -> int:
              f"nsp acc {_fmt(t.get('nsp_acc'), True)}  lr {_fmt(t.get('lr'))}",
              f"held-out   mlm acc {_fmt(e.get('eval_mlm_acc'), True)}  "
              f"nsp acc {_fmt(e.get('eval_nsp_acc'), True)}  (step {e.get('step', '-')})",
-             f"speed      {s['tokens_per_s']:,.0f} tokens/s  ETA {s['eta_seconds'] / 60:.1f} min",
+             f"speed      {s['tokens_per_s']:,.0f} tokens/s in the last log interval"
+             + (f", {s['average_tokens_per_s']:,.0f} over the run" if s["average_tokens_per_s"] else "")
+             + f"  ETA {s['eta_seconds'] / 60:.1f} min",
              f"checkpoint {s['last_checkpoint'] if s['last_checkpoint'] is not None else '-'}",
              f"precision  {s['precision']} on {s['machine']}"]
     if s["starved_advice"]:

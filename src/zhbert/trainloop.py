@@ -379,4 +379,5 @@ def _handle_nonfinite(tr: Trainer, step: int, kind: str = "nonfinite") -> None:
 
 def _progress_bar(tr: Trainer):
     from zhbert.progress import progress_bar
-    return progress_bar(tr.cfg.train.steps, initial=tr.progress.step, desc="train", unit="step")
+    return progress_bar(tr.cfg.train.steps, initial=tr.progress.step, desc="train", unit="step",
+                        every=tr.cfg.train.log_every)
