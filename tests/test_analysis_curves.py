@@ -218,3 +218,15 @@ def test_backtest_window_is_the_last_tenth_of_a_short_history(tmp_path):
     r = backtest(load_history(p), 50)
     assert r.window == pytest.approx(0.1 * (100 - 5))
     assert backtest(_history_csv(tmp_path, _power(T)), 50_000).window == min(10_000, 0.1 * (T[-1] - T[0]))
+
+
+def test_a_perplexity_floor_is_never_fitted_below_1():
+    """zhbert.metrics bounds a perplexity below by 1; the demo's eval_ppl floor came out at
+    3.8e-20 [2.7e-25, 53.8]. A falling curve whose data point to a floor under 1 is fitted
+    at 1 or above for a perplexity, and free for a name without that bound."""
+    steps = np.arange(50, 1201, 50, dtype=float)
+    y = 200 * np.exp(-steps / 400) + np.random.default_rng(0).normal(0, 0.5, len(steps))
+    free = [f for f in fit_curve(steps, y, n_boot=10, metric="some_loss") if f.name == "loss_exp"][0]
+    assert free.asymptote < 1
+    ppl = [f for f in fit_curve(steps, y, n_boot=10, metric="eval_ppl") if f.name == "loss_exp"][0]
+    assert ppl.ok and ppl.asymptote >= 1 and ppl.asymptote_ci95[0] >= 1

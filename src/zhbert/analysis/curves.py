@@ -318,12 +318,17 @@ def boot_interval(samples: Any, level: float) -> tuple[float, float]:
 
 
 def fit_model(model: Model, x: np.ndarray, y: np.ndarray, *, n_boot: int = 200,
-              block: int | None = None, seed: int = 0) -> CurveFit:
-    """Fit one model; ``block`` switches the bootstrap to a moving-block one of that length."""
+              block: int | None = None, seed: int = 0, floor: float | None = None) -> CurveFit:
+    """Fit one model; ``block`` switches the bootstrap to a moving-block one of that length;
+    ``floor``: the least a falling metric can reach (a perplexity's 1: zhbert.metrics)."""
     scale = float(x[-1])
     u, n, k = x / scale, len(x), len(model.params) + 1  # +1: the noise variance
     cap = _cap(y)
     bounds = model.bounds(u, y, cap)
+    if floor is not None and model.direction < 0 and model.asymptote is not None:
+        lo = list(bounds[0])  # the demo's eval_ppl floor came out at 3.8e-20 without this
+        lo[model.asymptote] = min(max(lo[model.asymptote], floor), bounds[1][model.asymptote])
+        bounds = (lo, bounds[1])
     xr = (float(x[0]), float(x[-1]))
     p = _fit_once(model, u, y, model.starts(u, y, cap), bounds)
     if p is None:
@@ -427,5 +432,7 @@ def fit_curve(x: Any, y: Any, models: Sequence[str] | None = None, *, n_boot: in
     unknown = [m for m in names if m not in MODELS]
     if unknown:
         raise UserError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
-    fits = [fit_model(MODELS[m], x, y, n_boot=n_boot, block=block, seed=seed) for m in names]
+    floor = metric_info(metric or "").lower
+    fits = [fit_model(MODELS[m], x, y, n_boot=n_boot, block=block, seed=seed, floor=floor)
+            for m in names]
     return sorted(fits, key=lambda f: (not f.ok, f.aic))
