@@ -83,3 +83,17 @@ def test_bad_inputs_exit_2(tmp_path, capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("zhbert: error: ") and "Traceback" not in err
+
+
+def test_runs_sharing_one_point_are_told_so(tmp_path):
+    """A newcomer compared the demo with a 50-step run: both evaluate at step 50, yet the
+    comparison said the runs "do not overlap". One shared point is no range; say that."""
+    a = write_history(tmp_path / "a" / "history.jsonl", n=30)
+    last = load_history(a).metric().step[-1]
+    for start in range(20, 40):  # the b that begins exactly where a ends
+        b = write_history(tmp_path / f"b{start}" / "history.jsonl", n=30, start=start)
+        if load_history(b).metric().step[0] == last:
+            break
+    j = compare(load_runs([str(a), str(b)], None, "step"), x="step")
+    assert j["common_range"] is None
+    assert any(f"share only step {last:,.0f}, one point" in n["why"] for n in j["not_computed"])

@@ -75,9 +75,21 @@ def clip(series: Series, x: str, lo: float, hi: float) -> Series:
 
 
 def common_range(runs: list[Run], x: str) -> tuple[float, float] | None:
-    lo = max(float(r.series.x(x)[0]) for r in runs)
-    hi = min(float(r.series.x(x)[-1]) for r in runs)
+    lo, hi = _overlap(runs, x)
     return (lo, hi) if hi > lo else None
+
+
+def _overlap(runs: list[Run], x: str) -> tuple[float, float]:
+    return (max(float(r.series.x(x)[0]) for r in runs), min(float(r.series.x(x)[-1]) for r in runs))
+
+
+def no_common_range(runs: list[Run], x: str) -> str:
+    """Why there is no common range: no overlap, or a single shared point (a 50-step run's
+    one eval at step 50 beside a longer run's), which is no range to compare over."""
+    lo, hi = _overlap(runs, x)
+    if hi == lo:
+        return f"the runs share only {x} {lo:,.0f}, one point: no range to compare over"
+    return f"the runs do not overlap on {x}"
 
 
 def _corr(s: Series, x: str, skipped: list, what: str) -> dict | None:
@@ -131,7 +143,7 @@ def compare(runs: list[Run], *, x: str = "step", targets: tuple[float, ...] | No
     metrics = [name] + [m for m in shared if m != name]
     skipped: list[dict] = []
     if common is None:
-        skipped.append({"what": "common-range figures", "why": f"the runs do not overlap on {x}"})
+        skipped.append({"what": "common-range figures", "why": no_common_range(runs, x)})
     out_runs = []
     for r in runs:
         entry: dict[str, Any] = {
@@ -177,7 +189,9 @@ def comparison_markdown(j: dict, chart: str | None) -> str:
              f"比较 {len(runs)} 个运行：{metric_info(name).zh}，按{ZH_X[x]}对齐", "",
              f"Aligned by **{x}**. " + ("Common range (every run has data): "
                                         f"{fmt(common[0])} to {fmt(common[1])} {x}." if common else
-                                        f"The runs do not overlap on {x}: no common-range figures.")
+                                        "No common-range figures: " + next(
+                                            (k["why"] for k in j["not_computed"]
+                                             if k["what"] == "common-range figures"), "") + ".")
              + f" Relative differences are against the baseline, **{j['baseline']}**.", "",
              "## Runs", "",
              md_table(["run", "source", "points", "step range", f"{x} range", "tokens/step", "tokens/s",
