@@ -104,6 +104,17 @@ def write_json(name: str, payload: dict) -> Path:
     return path
 
 
+def finish(name: str, info: dict, lines: list[str], payload: dict) -> Path:
+    """A benchmark's end: the machine line and ``lines`` printed, ``payload`` (with the
+    machine) written to benchmarks/out/NAME-<time>.json, its path printed and returned."""
+    print(machine_line(info))
+    for line in lines:
+        print(line)
+    path = write_json(name, {**payload, "machine": info})
+    print(f"wrote {path}")
+    return path
+
+
 def table(rows: list[list[str]]) -> str:
     """Plain fixed-width table, first row the header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

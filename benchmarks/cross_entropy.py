@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     def reference(x, y):
         return F.cross_entropy(x.float(), y, ignore_index=-100)
 
-    print(common.machine_line(common.machine()))
     rows = [["logits", "dtype", "F.cross_entropy ms", "zhbert ms"]]
     results = []
     for n, v, dtype in CASES:
@@ -67,10 +66,8 @@ def main(argv: list[str] | None = None) -> int:
               "zhbert": median_ms(cross_entropy, x, labels, args.repeats)}
         results.append({"shape": [n, v], "dtype": str(dtype).split(".")[-1], "ms": ms})
         rows.append([f"({n}, {v})", results[-1]["dtype"], f"{ms['reference']:.2f}", f"{ms['zhbert']:.2f}"])
-    print(common.table(rows))
-    path = common.write_json("cross_entropy", {"args": vars(args), "threads": torch.get_num_threads(),
-                                               "results": results, "machine": common.machine()})
-    print(f"wrote {path}")
+    common.finish("cross_entropy", common.machine(), [common.table(rows)],
+                  {"args": vars(args), "threads": torch.get_num_threads(), "results": results})
     return 0
 
 

@@ -93,14 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine()
     results = [run_variant(name, sets, args, data_dir, eval_batches, precision,
                            log=lambda m: print(m, flush=True)) for name, sets in variants]
-    print(common.machine_line(info))
-    print(f"tiny preset, {precision}, cosine schedule to step {args.steps:,}, "
-          f"{args.eval_sequences} held-out sequences of length {base.data.max_len}")
-    print(table(results))
-    path = common.write_json("recipe_ablation", {"args": {**vars(args), "data": str(args.data)},
-                                                 "machine": info, "precision": precision,
-                                                 "results": results})
-    print(f"wrote {path}")
+    common.finish("recipe_ablation", info,
+                  [f"tiny preset, {precision}, cosine schedule to step {args.steps:,}, "
+                   f"{args.eval_sequences} held-out sequences of length {base.data.max_len}",
+                   table(results)],
+                  {"args": {**vars(args), "data": str(args.data)}, "precision": precision,
+                   "results": results})
     return 0
 
 

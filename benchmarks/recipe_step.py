@@ -68,15 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, overrides in phases(args.overrides).items():
         result[name] = seconds_per_step(overrides, data_dir, precision, args.warmup, args.steps)
         rows.append([name, f"{result[name]:.4f}"])
-    info = common.machine()
-    print(common.machine_line(info))
-    print(f"tiny, {precision}, {torch.get_num_threads()} threads, overrides {args.overrides or 'none'}, "
-          f"{args.steps} steps after {args.warmup}")
-    print(common.table(rows))
-    path = common.write_json("recipe_step", {"args": {**vars(args), "data": str(args.data)},
-                                             "machine": info, "precision": precision,
-                                             "seconds_per_step": result})
-    print(f"wrote {path}")
+    common.finish("recipe_step", common.machine(),
+                  [f"tiny, {precision}, {torch.get_num_threads()} threads, overrides "
+                   f"{args.overrides or 'none'}, {args.steps} steps after {args.warmup}",
+                   common.table(rows)],
+                  {"args": {**vars(args), "data": str(args.data)}, "precision": precision,
+                   "seconds_per_step": result})
     return 0
 
 

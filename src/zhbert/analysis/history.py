@@ -17,6 +17,7 @@ Formats:
   hf         Hugging Face Trainer trainer_state.json (log_history)
   tensorboard  an events.out.tfevents.* file or a directory holding them
   csv        a CSV file with a header; a "step" column and one column per metric
+(seed, hf, tensorboard and csv are read in ``foreign_history``)
 
 Values are kept as recorded (NaN included, so anomaly detection can see them);
 ``Series.finite()`` drops non-finite points for fitting and says how many.
@@ -24,7 +25,6 @@ Values are kept as recorded (NaN included, so anomaly detection can see them);
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field, replace
@@ -205,8 +205,8 @@ def _pick_default(series: dict[str, Series]) -> tuple[str, str]:
     raise UserError("the history has no metrics with a step; nothing to analyse")
 
 
-def _make(records: list[Record], names: Iterable[str], meta: Meta, notes: list[str],
-          metric: str | None) -> History:
+def build_history(records: list[Record], names: Iterable[str], meta: Meta, notes: list[str],
+                  metric: str | None) -> History:
     series = _build_series(records, names, notes)
     if not series:
         raise UserError(f"{meta.path} holds no data points; is the run started? "
@@ -305,102 +305,13 @@ def zhbert_history(lines: list[dict], ckpt_lines: list[dict], path: Path, metric
     run = header.get("run") or run_dir.name
     meta = Meta("zhbert", str(path), run, **_zhbert_throughput(lines, header),
                 events=tuple(o for o in lines if o.get("type") == "event"), regimes=_regimes(header))
-    return _make(records, names, meta, notes, metric)
+    return build_history(records, names, meta, notes, metric)
 
 
 def load_ckpt_eval(path: Path, metric: str | None) -> History:
     notes: list[str] = []
     records, names, _ = _zhbert_records(_read_jsonl(path, notes))
-    return _make(records, names, Meta("ckpt_eval", str(path), path.parent.name), notes, metric)
-
-
-def load_seed(obj: dict, path: Path, metric: str | None) -> History:
-    steps = obj["steps"]
-    names = [k for k, v in obj.items() if k != "steps" and isinstance(v, list)]
-    bad = [k for k in names if len(obj[k]) != len(steps)]
-    if bad:
-        raise UserError(f"{path}: list(s) {', '.join(bad)} do not have one value per step "
-                        f"({len(steps)} steps); the file is truncated or corrupt")
-    records = [{"step": s, **{k: obj[k][i] for k in names}} for i, s in enumerate(steps)]
-    return _make(records, names, Meta("seed", str(path), path.stem), [], metric)
-
-
-def load_hf(obj: dict, path: Path, metric: str | None) -> History:
-    records, names = [], set()
-    for entry in obj.get("log_history", []):
-        if not isinstance(entry, dict) or "step" not in entry:
-            continue
-        rec = {k: v for k, v in entry.items() if isinstance(v, (int, float))}
-        if "num_input_tokens_seen" in entry:
-            rec["tokens"] = entry["num_input_tokens_seen"]
-        # summary entries (train_runtime, ...) are not curves
-        names |= {k for k in rec if k not in ("step", "epoch", "tokens", "num_input_tokens_seen",
-                                             "total_flos") and not k.startswith("train_")}
-        records.append(rec)
-    meta = Meta("hf", str(path), path.parent.name, **_hf_throughput(obj))
-    return _make(records, names, meta, [], metric)
-
-
-def _hf_throughput(obj: dict) -> dict[str, float | None]:
-    for entry in reversed(obj.get("log_history", [])):
-        if isinstance(entry, dict) and entry.get("train_steps_per_second"):
-            return {"seconds_per_step": 1.0 / float(entry["train_steps_per_second"])}
-    return {}
-
-
-def load_tensorboard(path: Path, metric: str | None) -> History:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.util import tensor_util
-
-    files = sorted(path.rglob("events.out.tfevents*")) if path.is_dir() else [path]
-    if not files:
-        raise UserError(f"no TensorBoard event files (events.out.tfevents.*) under {path}")
-    records: list[Record] = []
-    names: set[str] = set()
-    for f in files:
-        acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "tensors": 0})
-        try:
-            acc.Reload()
-        except Exception as exc:  # tensorboard raises several types on corrupt files
-            raise UserError(f"could not read TensorBoard events {f}: {exc}") from None
-        tags = acc.Tags()
-        for tag in tags.get("scalars", []):
-            names.add(tag)
-            records += [{"step": e.step, "wall": e.wall_time, tag: e.value} for e in acc.Scalars(tag)]
-        for tag in tags.get("tensors", []):
-            events = acc.Tensors(tag)
-            vals = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
-            if vals and all(v.size == 1 and v.dtype.kind in "fiu" for v in vals):
-                names.add(tag)
-                records += [{"step": e.step, "wall": e.wall_time, tag: float(v.reshape(()))}
-                            for e, v in zip(events, vals)]
-    if records:  # seconds since the first event, from the writer's wall clock
-        t0 = min(r["wall"] for r in records)
-        for r in records:
-            r["seconds"] = r.pop("wall") - t0
-    return _make(records, names, Meta("tensorboard", str(path), path.name if path.is_dir()
-                                      else path.parent.name), [], metric)
-
-
-_CSV_X = {"step": "step", "steps": "step", "global_step": "step", "tokens": "tokens",
-          "elapsed": "seconds", "seconds": "seconds", "time": "seconds", "wall_time": "seconds"}
-
-
-def load_csv(path: Path, metric: str | None) -> History:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; save the CSV as UTF-8") from None
-    if not rows:
-        raise UserError(f"{path} has no data rows (a header line, then one row per logged step)")
-    cols = {c.strip().lower(): c for c in rows[0] if c is not None}
-    if not any(_CSV_X.get(c) == "step" for c in cols):
-        raise UserError(f"{path} has no 'step' column; columns are: {', '.join(cols)}")
-    records = [{_CSV_X.get(k, k): r[orig] for k, orig in cols.items()
-                if r.get(orig) not in (None, "")} for r in rows]
-    names = [k for k in cols if k not in _CSV_X]
-    return _make(records, names, Meta("csv", str(path), path.stem), [], metric)
+    return build_history(records, names, Meta("ckpt_eval", str(path), path.parent.name), notes, metric)
 
 
 # ----------------------------------------------------------------------------- detection
@@ -419,6 +330,8 @@ def _sniff_jsonl(path: Path) -> str:
 
 def load_history(path: str | Path, metric: str | None = None) -> History:
     """Load any supported history (see module docstring); ``metric`` picks the default series."""
+    # other tools' formats live in foreign_history, which builds on this module's types
+    from zhbert.analysis.foreign_history import load_csv, load_hf, load_seed, load_tensorboard
     path = Path(path)
     if not path.exists():
         raise UserError(f"history not found: {path} (give a run directory, history.jsonl, "
