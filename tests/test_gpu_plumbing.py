@@ -178,8 +178,8 @@ def test_collective_helpers_on_two_gloo_ranks(tmp_path):
 
 
 def test_shutdown_destroys_an_nccl_group_and_leaves_gloo_to_exit(monkeypatch):
-    """NCCL may hang at exit without destroy_process_group; destroying a gloo group while the
-    peer tears down its sockets aborted a rank now and then (SIGABRT in test_ddp under load)."""
+    """NCCL may hang at exit without destroy_process_group; a gloo group is ended by
+    distributed.exit_process instead (its workers outlive a destroy while DDP holds it)."""
     destroyed = []
     monkeypatch.setattr(tdist, "is_initialized", lambda: True)
     monkeypatch.setattr(tdist, "destroy_process_group", lambda: destroyed.append(True))
@@ -190,3 +190,40 @@ def test_shutdown_destroys_an_nccl_group_and_leaves_gloo_to_exit(monkeypatch):
         assert destroyed == expected, backend
     D.shutdown(D.Dist())  # one process: nothing to leave
     assert destroyed == []
+
+
+_RANK_SCRIPT = """
+import sys
+import torch.distributed as td
+from zhbert import cli
+td.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+if sys.argv[2] == "crash":
+    def boom(argv):
+        raise RuntimeError("boom")
+    cli._main = boom
+print("main returned", cli.main(["--version"]), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how, code, printed", [("version", 0, "zhbert "),
+                                                ("crash", 1, "RuntimeError: boom")])
+def test_a_gloo_rank_ends_without_interpreter_finalization(tmp_path, how, code, printed):
+    """With a gloo group open, the CLI ends the process itself (os._exit, output flushed)
+    with the command's exit code, an uncaught exception's traceback and code 1 included:
+    a gloo worker releasing a collective's Python tensors during finalization aborted
+    ranks of test_ddp (distributed.exit_process). Without it, main() returns."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", _RANK_SCRIPT, str(tmp_path / "store"), how],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == code, r.stderr[-2000:]
+    assert printed in r.stdout + r.stderr
+    assert "main returned" not in r.stdout
+
+
+def test_without_a_group_the_cli_returns_and_raises_as_before(monkeypatch):
+    from zhbert import cli
+    assert cli.main(["--version"]) == 0
+    monkeypatch.setattr(cli, "_main", lambda argv: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli.main([])

@@ -104,6 +104,20 @@ def test_accuracy_map_recovers_a_logistic_map_and_is_monotone():
         fit_accuracy_map([5.0, 4.0], [0.1, 0.2])
 
 
+def test_accuracy_map_takes_its_ar1_within_each_run():
+    """Two runs whose accuracy sits 0.03 apart at the same loss, white noise within each:
+    stacked, the jump between them looked like slow noise (phi 0.98, intervals inflated
+    ~100x); per run it is not. Lengths that do not add up are a programming error."""
+    rng = np.random.default_rng(5)
+    loss = np.tile(np.linspace(6.0, 3.5, 30), 2)
+    offset = np.repeat([0.015, -0.015], 30)
+    acc = 1 / (1 + np.exp(-(1.7 - 0.48 * loss))) + offset + rng.normal(0, 0.004, loss.size)
+    assert fit_accuracy_map(loss, acc, [30, 30]).phi < 0.4
+    assert fit_accuracy_map(loss, acc).phi > 0.8      # one run: the offset is slow noise
+    with pytest.raises(ValueError, match="add up"):
+        fit_accuracy_map(loss, acc, [30, 20])
+
+
 @pytest.mark.slow
 def test_interval_coverage_on_generated_ar1_curves():
     """Two runs (1,000 and 2,000 steps) -> a 4,000-step run's final accuracy, AR(1) phi 0.7

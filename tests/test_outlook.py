@@ -47,6 +47,19 @@ def test_analyze_reports_and_draws_the_outlook(tiny2000, tmp_path, capsys):
     assert (out / "prediction.png").stat().st_size > 10_000
 
 
+def test_analyze_and_predict_give_one_answer(tiny2000, tmp_path, capsys):
+    """`analyze --n-boot N` and `predict --n-boot N` ask the same planner the same question:
+    the same steps to the target, not two bands from two methods."""
+    assert main(["predict", str(tiny2000), "--target", "0.43", "--n-boot", "30", "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)["target"]
+    assert main(["analyze", str(tiny2000), "--out", str(tmp_path / "an"), "--target", "0.43",
+                 "--n-boot", "30"]) == 0
+    capsys.readouterr()
+    got = json.loads((tmp_path / "an" / "analysis.json").read_text())["outlook"]["reach"]
+    assert got["steps"] == pytest.approx(said["steps"])
+    assert got["steps_interval80"] == pytest.approx(said["steps_interval80"])
+
+
 def test_analyze_without_lr_says_why(tmp_path, capsys):
     run = tmp_path / "nolr"
     run.mkdir()

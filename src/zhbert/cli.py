@@ -14,6 +14,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from zhbert import __version__
 from zhbert.errors import UserError
@@ -64,6 +65,40 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+    except BaseException as exc:  # noqa: BLE001 - re-raised unless a gloo group is open
+        if not _gloo_open():
+            raise
+        code = _uncaught(exc)
+    if _gloo_open():
+        from zhbert.distributed import exit_process
+        exit_process(code)  # ends the process here
+    return code
+
+
+def _gloo_open() -> bool:
+    """Whether this process is a rank of a gloo process group (distributed.exit_process
+    says why that matters at exit). Only a command that imported torch.distributed can
+    be, and the CLI does not import torch for the others."""
+    if "torch.distributed" not in sys.modules:
+        return False
+    from zhbert.distributed import gloo_group_open
+    return gloo_group_open()
+
+
+def _uncaught(exc: BaseException) -> int:
+    """What the interpreter would print and exit with for an exception left uncaught."""
+    if isinstance(exc, SystemExit):
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    traceback.print_exception(exc)
+    return 1
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_overview())

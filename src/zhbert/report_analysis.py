@@ -158,21 +158,24 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
         bt = _attempt("backtest", skipped, lambda: backtest(history, float(np.median(xs)), metric=name, x=x))
     else:
         skipped.append(("backtest", f"needs {MIN_BACKTEST_POINTS}+ points of {name}, have {len(series)}"))
-    look = _outlook(history, name, target, skipped)
+    look = _outlook(history, name, target, n_boot, skipped)
     return Analysis(history, name, x, target, n_boot, corr, corr_log, fits, prediction, bt,
                     tuple(anomalies), tuple(skipped), look)
 
 
-def _outlook(history: History, metric: str, target: float | None, skipped: list) -> Any:
+def _outlook(history: History, metric: str, target: float | None, n_boot: int,
+             skipped: list) -> Any:
     """The schedule-aware law's forecast, where the run's lr is known and the metric is its
-    held-out (or training-batch) MLM accuracy; else why not."""
+    held-out (or training-batch) MLM accuracy; else why not. Its bands come from the same
+    ``n_boot`` bootstrap refits that ``zhbert predict --n-boot`` takes, so both commands give
+    one answer (without them they came from the delta method: 1,893 steps here, 1,918 there)."""
     from zhbert.analysis.forecast import ACC_METRICS, NoLearningRate
     from zhbert.analysis.outlook import outlook
     if metric not in ACC_METRICS:
         skipped.append(("schedule-aware forecast", f"the law forecasts MLM loss and accuracy, not {metric}"))
         return None
     try:
-        return outlook(history.meta.path, target)
+        return outlook(history.meta.path, target, n_boot)
     except NoLearningRate as why:
         skipped.append(("schedule-aware forecast", f"{why}; the schedule-free families above stand alone"))
     except UserError as why:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import expit, logit
 
+from zhbert.analysis.ar import ar1_estimate
 from zhbert.errors import UserError
 
 
@@ -61,18 +62,17 @@ class AccuracyMap:
                 "loss_range": list(self.loss_range)}
 
 
-def _ar1(r: np.ndarray) -> float:
-    r = r - r.mean()
-    den = float(r @ r)
-    phi = float(r[1:] @ r[:-1]) / den if den > 0 else 0.0
-    return min(max(phi + (1 + 3 * phi) / max(len(r), 1), 0.0), 0.98)
-
-
-def fit_accuracy_map(loss: Any, acc: Any) -> AccuracyMap:
-    """Fit the map on paired (loss, accuracy) eval points (all runs stacked, each run in
-    step order, so neighbours are neighbours in time for the AR(1) estimate)."""
+def fit_accuracy_map(loss: Any, acc: Any, lengths: Sequence[int] | None = None) -> AccuracyMap:
+    """Fit the map on paired (loss, accuracy) eval points: all runs stacked, each in step
+    order, ``lengths`` points each (default: one run). The residuals' AR(1) is the laws'
+    estimator (``ar.ar1_estimate``), within each run, so the jump from one run's last
+    point to the next run's first is not taken for correlation."""
     x, y = np.asarray(loss, dtype=float), np.asarray(acc, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y) & (y > 0) & (y < 1)
+    bounds = np.cumsum([0, *(lengths if lengths is not None else [len(x)])])
+    if bounds[-1] != len(x):
+        raise ValueError(f"lengths add up to {bounds[-1]}, not the {len(x)} points given")
+    kept = [int(keep[lo:hi].sum()) for lo, hi in zip(bounds[:-1], bounds[1:])]
     x, y = x[keep], y[keep]
     if len(x) < 4 or np.ptp(x) <= 0:
         raise UserError("the loss -> accuracy map needs at least 4 eval points with both held-out "
@@ -81,7 +81,7 @@ def fit_accuracy_map(loss: Any, acc: Any) -> AccuracyMap:
     res = least_squares(lambda p: expit(p[0] + p[1] * x) - y, [a0, min(b0, -1e-3)],
                         bounds=([-50, -50], [50, 0]))
     r = res.fun
-    phi = _ar1(r)
+    phi = ar1_estimate(r, [n for n in kept if n])
     s2 = float(r @ r) / max(len(r) - 2, 1)
     J = res.jac
     # OLS covariance inflated for AR(1) noise: the long-run variance factor (1 + phi) / (1 - phi)

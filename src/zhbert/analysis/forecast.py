@@ -331,7 +331,8 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = 
         # run's final loss at 41.5% accuracy for 40.5% observed; on the fitted ones, 40.5%)
         fitted = [r.curve.steps >= r.curve.fit_from for r in with_acc]
         accmap = fit_accuracy_map(np.concatenate([r.curve.loss[k] for r, k in zip(with_acc, fitted)]),
-                                  np.concatenate([r.acc[k] for r, k in zip(with_acc, fitted)]))
+                                  np.concatenate([r.acc[k] for r, k in zip(with_acc, fitted)]),
+                                  [int(k.sum()) for k in fitted])
         acc_sd, acc_phi = _acc_noise(fit, accmap, with_acc)
     base = max(runs, key=lambda r: r.curve.schedule.steps).curve.schedule
     return Planner(fit, accmap, base, acc_sd, acc_phi, tuple(runs), tuple(notes))
