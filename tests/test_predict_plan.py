@@ -1,6 +1,7 @@
 """`zhbert predict` / `zhbert backtest --predict` with the schedule-aware law: each question, each bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,52 @@ def test_the_same_run_twice_and_a_run_too_short_are_refused_by_name(runs, tmp_pa
     short = write_run(tmp_path / "short", 100, every=50)
     rc, _, err = cli("predict_cli", [str(runs[1000]), str(short), "--steps", "2000"], capsys)
     assert rc == 2 and "short" in err and "(have" not in err
+
+
+def test_given_speeds_and_price_set_tokens_hours_and_cost(runs, capsys):
+    """--tokens-per-step / --seconds-per-step override the recorded speeds (they were ignored)."""
+    rc, out, _ = cli("predict_cli", [str(runs[2000]), "--steps", "4000", "--json", "--tokens-per-step",
+                                     "1000", "--seconds-per-step", "2", "--price-per-hour", "3"], capsys)
+    u = json.loads(out)["forecast"]["units"]
+    assert rc == 0 and u["speed"] == "given"
+    assert u["tokens"] == pytest.approx(4_000_000) and u["hours"] == pytest.approx(4000 * 2 / 3600)
+    assert u["cost"] == pytest.approx(3 * 4000 * 2 / 3600)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--target", "0.3", "--price-per-hour", "-3"], "--price-per-hour -3: give a number > 0"),
+    (["--target", "0.3", "--seconds-per-step", "0"], "--seconds-per-step 0: give a number > 0"),
+    (["--target", "0.3", "--n-boot", "-1"], "--n-boot -1"),
+    (["--steps", "120"], "does not hold before it"),   # inside the length warm-up
+])
+def test_nonsense_values_and_runs_shorter_than_the_fit_are_refused(runs, capsys, argv, msg):
+    rc = main(["predict", str(runs[1000]), *argv])
+    assert rc == 2 and msg in capsys.readouterr().err
+
+
+def test_bounds_stay_within_what_the_metrics_can_be(capsys):
+    """Two runs still on the plateau pin the law loosely, so their bands are wide; an
+    accuracy band still lies in [0, 1] and a loss band above 0 (they read -4.3-103.3% and
+    a loss of -3.97 before)."""
+    data = Path(__file__).parent / "data"
+    rc, out, _ = cli("predict_cli", [str(data / "tiny-1000"), str(data / "tiny-2000"), "--steps",
+                                     "8000", "--compare-schedules", "--json"], capsys)
+    j = json.loads(out)
+    assert rc == 0
+    by_schedule = [v for k, v in j["compare_schedules"].items() if k != "steps"]
+    for f in [j["forecast"]["final_accuracy"], *by_schedule]:
+        assert all(0.0 <= v <= 1.0 for v in f["interval80"] + f["interval95"]), f
+    assert j["forecast"]["final_loss"]["interval95"][0] >= 0.0
+
+
+def test_steps_to_a_target_agree_with_the_expected_accuracy_band():
+    """Where an N-step run's 80% band of expected accuracy starts above the target, the 80%
+    interval of the steps to reach it ends by N: both are the refits' own quantiles. (On
+    the demo run the old mean - z sd bound read "1,299 to inf (never)" for 35% while a
+    2,000-step run's band started at 35.1%.)"""
+    from zhbert.analysis.planning import reach
+    p = plan([Path(__file__).parent / "data" / "demo-1000"], n_boot=60)
+    n = 3000                                           # the old bound: 1,501 to inf
+    lo80 = p.accuracy(p.base.stretched(n), [n], noise=False).lo80
+    r = reach(p, lo80 - 0.002, p.base.stretched)
+    assert r.reachable and r.steps80[1] <= n * 1.02    # the grid's log interpolation

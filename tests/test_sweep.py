@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from zhbert.cli import main as cli_main
 from zhbert.config import load_config
+from zhbert.errors import UserError
 from zhbert.history import iter_records
 from zhbert.sweep import command
 from zhbert.sweep.study import load_study, open_storage, read_spec
@@ -250,26 +251,76 @@ def test_a_resumed_sweep_does_not_repeat_the_samplers_first_draws(tmp_path, synt
     assert fresh.ask(spec.space.distributions()).params == first.params  # same seed, same draw
 
 
-def test_a_trainer_that_fails_after_its_last_eval_completes_the_trial(tmp_path, synthetic_data):
+def _fake_run(study, spec, sweep_dir, n, last, rc, log):
+    """A claimed trial whose trainer exited with ``rc``, its history evaluated up to ``last``."""
     from types import SimpleNamespace
 
-    from zhbert.sweep.worker import TrialRun, _finish
+    from zhbert.sweep.worker import TrialRun
+    trial = claim(study, spec, sweep_dir)
+    rel = f"trials/{n:04d}"
+    trial.set_user_attr("trial_dir", rel)
+    d = sweep_dir / rel
+    d.mkdir(parents=True)
+    (d / "history.jsonl").write_text("".join(json.dumps({"type": "eval", "step": s, "eval_mlm_acc": 0.1 * s}) + "\n"
+                                             for s in range(2, last + 1, 2)))
+    (d / "train.log").write_text(log)
+    return TrialRun(trial, spec, WorkerOptions(sweep_dir, 1), d, proc=SimpleNamespace(returncode=rc))
+
+
+def test_a_trainer_that_exits_nonzero_fails_the_trial_even_with_a_final_eval(tmp_path, synthetic_data):
+    from zhbert.sweep.worker import _finish
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=3, steps=4))
+    _, study = _study(sweep_dir)
+    refused = "zhbert: error: s/trials/0000 holds a run with another config or vocabulary\n"
+    runs = [_fake_run(study, spec, sweep_dir, 0, 4, 2, refused),  # an older run's history, to step 4
+            _fake_run(study, spec, sweep_dir, 1, 2, 1, "zhbert: error: diverged\n"),
+            _fake_run(study, spec, sweep_dir, 2, 4, 0, "")]
+    assert _finish(study, runs[0]) == "failed: " + refused.strip()
+    assert _finish(study, runs[1]) == "failed: zhbert: error: diverged"
+    assert _finish(study, runs[2]).startswith("complete: eval_mlm_acc 0.4000")
+    refused_t, diverged, done = study.get_trials()
+    assert refused_t.state == TrialState.FAIL and refused_t.value is None and counted(refused_t)
+    assert refused_t.user_attrs["failure"] == "trainer" and "another config" in refused_t.user_attrs["message"]
+    assert diverged.state == TrialState.FAIL and done.state == TrialState.COMPLETE
+    line = command.summary(sweep_dir, spec)
+    assert "(1 complete, 0 pruned, 2 failed attempts" in line and "best: trials/0002, eval_mlm_acc 0.4000" in line
+
+
+def test_the_report_names_a_retry_by_its_directory_and_its_optuna_number(tmp_path, synthetic_data, capsys):
+    from zhbert.sweep.worker import _tell_failed
     sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=2, steps=4))
     _, study = _study(sweep_dir)
-    runs = []
-    for n, last in enumerate((4, 2)):  # one reached step 4 of 4, one stopped at step 2
-        trial = claim(study, spec, sweep_dir)
-        d = sweep_dir / "trials" / f"{n:04d}"
-        d.mkdir(parents=True)
-        (d / "history.jsonl").write_text("".join(json.dumps({"type": "eval", "step": s, "eval_mlm_acc": 0.1 * s}) + "\n"
-                                                 for s in range(2, last + 1, 2)))
-        (d / "train.log").write_text("zhbert: error: something broke while exiting\n")
-        runs.append(TrialRun(trial, spec, WorkerOptions(sweep_dir, 1), d, proc=SimpleNamespace(returncode=1)))
-    assert _finish(study, runs[0]).startswith("complete: eval_mlm_acc 0.4000")
-    assert _finish(study, runs[1]) == "failed: zhbert: error: something broke while exiting"
-    done, failed = study.get_trials()
-    assert done.state == TrialState.COMPLETE and "exit code 1 after the last step" in done.user_attrs["message"]
-    assert failed.state == TrialState.FAIL and failed.user_attrs["failure"] == "trainer"
+    first = claim(study, spec, sweep_dir)
+    first.set_user_attr("trial_dir", "trials/0000")
+    _tell_failed(study, first, "interrupted", "stopped by Ctrl-C", retry=True)
+    retry = claim(study, spec, sweep_dir)      # Optuna trial 1, run in trials/0000
+    other = claim(study, spec, sweep_dir)      # Optuna trial 2, run in trials/0002
+    other.set_user_attr("trial_dir", "trials/0002")
+    assert (retry.number, retry.user_attrs["trial_dir"]) == (1, "trials/0000")
+    study.tell(retry, 0.5)
+    study.tell(other, 0.4)
+    assert "best: trials/0000 (Optuna trial 1), eval_mlm_acc 0.5000" in command.summary(sweep_dir, spec)
+    assert cli_main(["sweep", "report", str(sweep_dir)]) == 0
+    assert "best: trials/0000 (Optuna trial 1): eval_mlm_acc 0.5000" in capsys.readouterr().out
+    md = (sweep_dir / "report" / "report.md").read_text()
+    assert "**Best: trials/0000 (Optuna trial 1)**" in md and "| Optuna trial | dir | state |" in md
+    assert "| 1 | trials/0000 | complete |" in md and "retry of Optuna trial 0" in md
+
+
+def test_a_report_without_a_complete_trial_writes_and_claims_no_best_config(tmp_path, synthetic_data, capsys,
+                                                                              recwarn):
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=1, steps=4))
+    _, study = _study(sweep_dir)
+    trial = claim(study, spec, sweep_dir)
+    trial.set_user_attr("trial_dir", "trials/0000")
+    study.tell(trial, state=TrialState.FAIL)
+    assert cli_main(["sweep", "report", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "no complete trial, so no best config" in out and "best_config.toml" not in out
+    rep = sweep_dir / "report"
+    assert not (rep / "best_config.toml").exists() and (rep / "report.md").exists()
+    assert "No complete trial" in (rep / "report.md").read_text()
+    assert not [w for w in recwarn if "No artists with labels" in str(w.message)]
 
 
 def test_the_report_writes_the_table_best_config_importances_and_charts(tmp_path, synthetic_data):
@@ -295,10 +346,58 @@ def test_the_report_writes_the_table_best_config_importances_and_charts(tmp_path
     assert best.train.lr == study.best_params["train.lr"] and best.train.steps == 4
     assert best.model.hidden_size == 32  # the space's fixed values are in it
     md = (rep / "report.md").read_text()
-    assert "| 3 | trials/0003 | pruned |" in md and "forecast said no" in md and "**Best: trial 2**" in md
+    assert "| 3 | trials/0003 | pruned |" in md and "forecast said no" in md and "**Best: trials/0002**" in md
     for name in ("curves", "history", "importances"):
         assert (rep / f"{name}.png").stat().st_size > 1000 and (rep / f"{name}.svg").exists()
         assert f"({name}.png)" in md
     assert "data:image/png;base64," in (rep / "report.html").read_text()
     assert [t["state"] for t in json.loads((rep / "sweep_report.json").read_text())["trials"]] == \
         ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
+
+
+def test_a_relative_sqlite_url_is_kept_absolute_so_a_resume_elsewhere_reuses_the_study(
+        tmp_path, synthetic_data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").mkdir()
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, "w/sw2", trials=3, steps=8,
+                                            storage="sqlite:///w/sw2.db"))
+    url = f"sqlite:///{tmp_path / 'w' / 'sw2.db'}"
+    assert spec.storage == url and read_spec(sweep_dir).storage == url
+    _, study = _study(sweep_dir)
+    claim(study, spec, sweep_dir)
+    monkeypatch.chdir(tmp_path / "w")
+    (tmp_path / "w" / "w").mkdir()  # where the relative path would now point
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    resumed_dir, resumed = command.prepare(p.parse_args(["sw2", "--trials", "3"]))
+    assert resumed.storage == url and len(_study(resumed_dir)[1].get_trials()) == 1
+    assert not (tmp_path / "w" / "w" / "sw2.db").exists()
+
+
+def test_a_resume_that_finds_no_study_in_its_storage_is_refused(tmp_path, synthetic_data, monkeypatch, capsys):
+    """A sweep.json written with a relative URL (before they were made absolute),
+    resumed from another directory: no new empty study, no trial."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").mkdir()
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, "w/sw2", trials=3, steps=8,
+                                            storage="sqlite:///w/sw2.db"))
+    d = json.loads((sweep_dir / "sweep.json").read_text())
+    (sweep_dir / "sweep.json").write_text(json.dumps({**d, "storage": "sqlite:///w/sw2.db"}))
+    monkeypatch.chdir(tmp_path / "w")
+    assert cli_main(["sweep", "sw2", "--trials", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "unable to open database file" in err and "w/sw2.db is read from the current directory" in err
+    (tmp_path / "w" / "w").mkdir()  # the relative path opens: a new database, no study in it
+    p = argparse.ArgumentParser()
+    command.add_arguments(p)
+    with pytest.raises(UserError, match="holds no study named 'zhbert-sweep'"):
+        command.prepare(p.parse_args(["sw2", "--trials", "3"]))
+
+
+def test_absolute_url_leaves_other_urls_as_they_are(tmp_path, monkeypatch):
+    from zhbert.sweep.study import absolute_url
+    monkeypatch.chdir(tmp_path)
+    assert absolute_url("sqlite:///a.db") == f"sqlite:///{tmp_path / 'a.db'}"
+    for url in ("sqlite:////abs/a.db", "sqlite://", "sqlite:///:memory:",
+                "postgresql://u:p@host/db", "not a url"):
+        assert absolute_url(url) == url

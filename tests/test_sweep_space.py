@@ -53,7 +53,7 @@ BAD = [
     ("[train.lr]\nlow = 1e-2\nhigh = 1e-3\n", "line 1", "swap them"),
     ("[train.batch_size]\nchoices = [32]\n", "line 1", "at least two different choices"),
     ("[train.lr\nlow = 1\n", "not valid TOML", "line 1"),
-    ("[data.mask_prob]\nlow = 0.1\nhigh = 1.5\n", "line 1", "data.mask_prob must be in (0, 1)"),
+    ("[data.mask_prob]\nlow = 0.1\nhigh = 1.5\n", "line 1", "data.mask_prob = 1.5: must be in (0, 1)"),
     ("[train.lr]\nlow = 0\nhigh = 1e-3\nlog = true\n", "line 1", "log = true needs low > 0"),
     ("[train.warmup_steps]\nlow = 0.5\nhigh = 10\n", "line 1", "whole numbers"),
     ("[train]\nsteps = 10\n", "searches nothing", "choices"),
@@ -93,3 +93,27 @@ def test_an_unreachable_storage_url_is_one_clear_line(tmp_path, synthetic_data, 
     err = capsys.readouterr().err
     assert code == 2 and "cannot open the sweep storage sqlite:////nonexistent-dir" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_every_problem_of_a_space_file_is_told_at_once_with_the_key_once_and_a_hint(
+        tmp_path, synthetic_data, capsys):
+    space = _space(tmp_path, "[train.lrr]\nlow = 1e-4\nhigh = 1e-3\n\n[data.mask_prob]\nlow = 0.15\nhigh = 1.40\n"
+                             "\n[trian]\nseed = 1\n")
+    with pytest.raises(UserError) as e:
+        parse_space(space)
+    msg = str(e.value)
+    assert "3 problems" in msg and msg.count("\n  - ") == 3
+    assert "line 1: train.lrr: unknown key" in msg and msg.count("train.lrr") == 1
+    assert "did you mean train.lr?" in msg
+    assert "line 5: data.mask_prob = 1.4: must be in (0, 1)" in msg
+    assert "line 9: [trian] is not a config section" in msg and "did you mean train?" in msg
+    code = cli_main(["sweep", str(space), "--data", str(synthetic_data), "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "did you mean train.lr?" in err and "must be in (0, 1)" in err
+    assert "Traceback" not in err and not (tmp_path / "s").exists()
+
+
+def test_a_key_far_from_every_known_one_gets_no_hint(tmp_path):
+    with pytest.raises(UserError) as e:
+        parse_space(_space(tmp_path, "[train.foo]\nlow = 1\nhigh = 2\n"))
+    assert "train.foo: unknown key" in str(e.value) and "did you mean" not in str(e.value)

@@ -117,7 +117,10 @@ def test_refuses_a_run_dir_of_another_config(synthetic_data, tmp_path, capsys):
     sets = sum((["--set", s] for s in SMALL + ["train.steps=2"]), [])
     assert cli_main(args + sets) == 0
     assert cli_main(args + sets + ["--set", "train.lr=1e-4"]) == 2
-    assert "another config" in capsys.readouterr().err
+    err = capsys.readouterr().err   # names what differs, and what --force would do
+    assert "other settings (train.lr: 0.002 -> 0.0001)" in err and "delete that run" in err
+    assert cli_main(args + sets + ["--set", "train.lr=1e-4", "--resume"]) == 2
+    assert "repeat its --config and --set flags" in capsys.readouterr().err
     assert cli_main(args + sets) == 2  # same run, neither --resume nor --force
     assert cli_main(args + ["--data", str(tmp_path / "missing")] + sets) == 2
     (tmp_path / "afile").write_text("x")

@@ -101,6 +101,17 @@ class Config:
 
     def hash(self) -> str:
         """Hash of what defines the run's trajectory (not logging/retention cadence)."""
+        return hashlib.sha256(json.dumps(self._trajectory(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def differences(self, other: "Config") -> list[str]:
+        """The settings of the trajectory (those ``hash`` covers) that differ, as
+        "section.key: this -> other"."""
+        a, b = self._trajectory(), other._trajectory()
+        keys = sorted({(sec, k) for d in (a, b) for sec in d if isinstance(d[sec], dict) for k in d[sec]})
+        return [f"{sec}.{k}: {a.get(sec, {}).get(k)!r} -> {b.get(sec, {}).get(k)!r}"
+                for sec, k in keys if a.get(sec, {}).get(k) != b.get(sec, {}).get(k)]
+
+    def _trajectory(self) -> dict[str, Any]:
         d = self.to_dict()
         for k in ("eval_every", "log_every", "checkpoint_every", "keep_last", "keep_every"):
             d["train"].pop(k)
@@ -109,7 +120,7 @@ class Config:
             del d["data"]["warmup_len"], d["data"]["warmup_len_fraction"]
         if d["train"]["schedule"] != "wsd":  # only wsd reads it: older runs keep their hash
             del d["train"]["decay_fraction"]
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return d
 
     @property
     def global_batch_per_process(self) -> int:

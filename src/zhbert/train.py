@@ -116,11 +116,12 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
     cfg_path = run_dir / "config.json"
     if cfg_path.exists():
         old = read_json(cfg_path, "run config")
-        same = (config_from_dict(old.get("config", {})).hash() == cfg.hash()
-                and old.get("data", {}).get("vocab_sha256") == data_info["vocab_sha256"])
+        changed = config_from_dict(old.get("config", {})).differences(cfg)
+        if old.get("data", {}).get("vocab_sha256") != data_info["vocab_sha256"]:
+            changed.append(f"the vocabulary ({old.get('data', {}).get('dir')} -> {data_info['dir']})")
+        same = not changed
         if not same and not force:
-            raise UserError(f"{run_dir} holds a run with another config or vocabulary; "
-                            "choose a new --out, or pass --force to start over there")
+            raise UserError(_other_run_message(run_dir, changed, resume))
         if same and not resume and not force:
             raise UserError(f"{run_dir} already holds this run; pass --resume to continue it "
                             "or --force to start over")
@@ -132,6 +133,14 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
         raise UserError(f"cannot create the run directory {run_dir}: {exc.strerror}; "
                         "choose a writable --out") from None
     atomic_write_json(cfg_path, {"config": cfg.to_dict(), "config_hash": cfg.hash(), "data": data_info})
+
+
+def _other_run_message(run_dir: Path, changed: list[str], resume: bool) -> str:
+    shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+    fix = ("to continue it, repeat its --config and --set flags (its settings are in "
+           f"{run_dir / 'config.json'}); " if resume else "")
+    return (f"{run_dir} holds a run with other settings ({shown}); {fix}choose a new --out for "
+            "a new run, or pass --force to delete that run and start over there")
 
 
 def _clear_run(run_dir: Path) -> None:

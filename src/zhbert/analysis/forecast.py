@@ -30,7 +30,7 @@ band of the expected accuracy, without the observation noise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -219,7 +219,8 @@ class Planner:
         steps = np.atleast_1d(steps)
         m, se = self.law.band(schedule, steps, mean=True)
         sd = math.sqrt(se[0] ** 2 + _mean_var(self.law.sigma, self.law.phi, window))
-        return Forecast.normal(m[0], sd, self.method, self.notes)
+        f = Forecast.normal(m[0], sd, self.method, self.notes)
+        return replace(f, lo80=max(f.lo80, 0.0), lo95=max(f.lo95, 0.0))  # a cross-entropy is >= 0
 
     def accuracy(self, schedule: Schedule, steps: Any, window: int = 1, noise: bool = True) -> Forecast:
         """Accuracy at ``steps`` (their mean when several), observation noise included unless
@@ -242,7 +243,9 @@ class Planner:
             def widened(r):  # the refits' spread stretched by the small-sample ratio
                 return self.accmap(centre + (draws - centre) * r) + extra
             a80, a95 = widened(r80), widened(r95)
-            (lo80, hi80), (lo95, hi95) = np.quantile(a80, [0.1, 0.9]), np.quantile(a95, [0.025, 0.975])
+            # an accuracy: the noise added to the refits must not carry the bounds past 0 or 1
+            (lo80, hi80), (lo95, hi95) = (np.clip(np.quantile(a80, [0.1, 0.9]), 0.0, 1.0),
+                                          np.clip(np.quantile(a95, [0.025, 0.975]), 0.0, 1.0))
             return Forecast(float(np.mean(acc)), lo80, hi80, lo95, hi95,
                             self.method + f", {len(draws)} bootstrap refits", float(np.std(a80)), self.notes)
         # the law's error is shared by all steps of a window (one curve): average, then square

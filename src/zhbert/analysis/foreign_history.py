@@ -1,13 +1,16 @@
 """Histories other tools leave behind, as ``History`` objects (``load_history`` picks
 the reader): the seed study's JSON, a Hugging Face Trainer's trainer_state.json,
-TensorBoard event files and CSV. zhbert's own formats are read in ``history``."""
+TensorBoard event files and CSV. zhbert's own formats are read in ``history``; so are the
+TensorBoard events zhbert's trainer writes (tags "train/lr", "eval/eval_mlm_acc"), which
+become the records they were written from."""
 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
-from zhbert.analysis.history import History, Meta, Record, build_history
+from zhbert.analysis.history import History, Meta, Record, build_history, zhbert_history
 from zhbert.errors import UserError
 
 
@@ -45,38 +48,70 @@ def _hf_throughput(obj: dict) -> dict[str, float | None]:
     return {}
 
 
-def load_tensorboard(path: Path, metric: str | None) -> History:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.util import tensor_util
+Scalar = tuple[str, int, float, float]  # (tag, step, wall time, value) of one TensorBoard event
+# zhbert's trainer (trainloop._tb) tags each number of a history record "<record type>/<field>"
+_ZHBERT_TB_TYPES = ("train", "eval")
 
+
+def load_tensorboard(path: Path, metric: str | None) -> History:
     files = sorted(path.rglob("events.out.tfevents*")) if path.is_dir() else [path]
     if not files:
         raise UserError(f"no TensorBoard event files (events.out.tfevents.*) under {path}")
-    records: list[Record] = []
-    names: set[str] = set()
-    for f in files:
-        acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "tensors": 0})
-        try:
-            acc.Reload()
-        except Exception as exc:  # tensorboard raises several types on corrupt files
-            raise UserError(f"could not read TensorBoard events {f}: {exc}") from None
-        tags = acc.Tags()
-        for tag in tags.get("scalars", []):
-            names.add(tag)
-            records += [{"step": e.step, "wall": e.wall_time, tag: e.value} for e in acc.Scalars(tag)]
-        for tag in tags.get("tensors", []):
-            events = acc.Tensors(tag)
-            vals = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
-            if vals and all(v.size == 1 and v.dtype.kind in "fiu" for v in vals):
-                names.add(tag)
-                records += [{"step": e.step, "wall": e.wall_time, tag: float(v.reshape(()))}
-                            for e, v in zip(events, vals)]
+    scalars = [s for f in files for s in _tb_scalars(f)]
+    if _written_by_zhbert({tag for tag, *_ in scalars}):
+        return _zhbert_tensorboard(scalars, path, metric)
+    records: list[Record] = [{"step": step, "seconds": wall, tag: value}
+                             for tag, step, wall, value in scalars]
     if records:  # seconds since the first event, from the writer's wall clock
-        t0 = min(r["wall"] for r in records)
+        t0 = min(r["seconds"] for r in records)
         for r in records:
-            r["seconds"] = r.pop("wall") - t0
-    return build_history(records, names, Meta("tensorboard", str(path), path.name if path.is_dir()
-                                      else path.parent.name), [], metric)
+            r["seconds"] -= t0
+    return build_history(records, {tag for tag, *_ in scalars},
+                         Meta("tensorboard", str(path), _tb_run(path)), [], metric)
+
+
+def _tb_run(path: Path) -> str:
+    return path.name if path.is_dir() else path.parent.name
+
+
+def _tb_scalars(f: Path) -> list[Scalar]:
+    """Every scalar of one event file: simple values, and one-number tensors (tf.summary v2)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "tensors": 0})
+    try:
+        acc.Reload()
+    except Exception as exc:  # tensorboard raises several types on corrupt files
+        raise UserError(f"could not read TensorBoard events {f}: {exc}") from None
+    tags = acc.Tags()
+    out = [(tag, e.step, e.wall_time, e.value) for tag in tags.get("scalars", [])
+           for e in acc.Scalars(tag)]
+    for tag in tags.get("tensors", []):
+        events = acc.Tensors(tag)
+        vals = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
+        if vals and all(v.size == 1 and v.dtype.kind in "fiu" for v in vals):
+            out += [(tag, e.step, e.wall_time, float(v.reshape(()))) for e, v in zip(events, vals)]
+    return out
+
+
+def _written_by_zhbert(tags: set[str]) -> bool:
+    """Every zhbert train/eval record holds tokens and elapsed, so its events do too; other
+    tools' tags (a Trainer's train/loss, eval/runtime, ...) never include both of these."""
+    types = {tag.split("/", 1)[0] for tag in tags}
+    return bool(tags) and types <= set(_ZHBERT_TB_TYPES) and any(
+        {f"{t}/tokens", f"{t}/elapsed"} <= tags for t in types)
+
+
+def _zhbert_tensorboard(scalars: list[Scalar], path: Path, metric: str | None) -> History:
+    """The history.jsonl records the events were written from, read as the history is: the
+    same metric names (eval_mlm_acc, lr, loss), elapsed as seconds, tokens as tokens."""
+    lines: dict[tuple[str, int], dict] = {}
+    for tag, step, _, value in scalars:
+        kind, name = tag.split("/", 1)
+        lines.setdefault((kind, step), {"type": kind, "step": step})[name] = value
+    history = zhbert_history(list(lines.values()), [], path, metric)
+    return replace(history, meta=replace(history.meta, source="tensorboard"))
 
 
 _CSV_X = {"step": "step", "steps": "step", "global_step": "step", "tokens": "tokens",

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zhbert.analysis.forecast import Forecast, Planner, RunData, Z80, Z95
+from zhbert.analysis.forecast import Forecast, Planner, RunData
 from zhbert.errors import UserError
 from zhbert.metrics import metric_info
 from zhbert.schedule import SCHEDULES, Schedule
@@ -65,6 +65,12 @@ def check_plan_args(args: argparse.Namespace) -> None:
         raise UserError(f"--warmup {args.warmup}: give warm-up steps >= 0")
     if args.lr is not None and not args.lr > 0:
         raise UserError(f"--lr {args.lr:g}: give a peak learning rate > 0, e.g. --lr 1e-3")
+    for name in ("price_per_hour", "tokens_per_step", "seconds_per_step"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise UserError(f"--{name.replace('_', '-')} {value:g}: give a number > 0")
+    if getattr(args, "n_boot", 0) < 0:
+        raise UserError(f"--n-boot {args.n_boot}: give 0 (the delta method) or more refits, e.g. 200")
     if args.target is None and args.steps is None and not args.compare_schedules:
         raise UserError("ask a question: --target 0.40, --steps N, or --compare-schedules")
 
@@ -120,11 +126,13 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     grid = np.unique(np.geomspace(max(10, p.base.warmup + 1, start), longest * MAX_STRETCH,
                                   60).astype(int))
     fc = [p.accuracy(make(int(n)), [int(n)], noise=False) for n in grid]
-    mean = np.array([f.mean for f in fc])
-    sd = np.array([f.sd for f in fc])
+    band = {k: np.array([getattr(f, k) for f in fc]) for k in ("mean", "lo80", "hi80", "lo95", "hi95")}
+    mean = band["mean"]
     point = _crossing(grid, mean, target)
-    i80 = (_crossing(grid, mean + Z80 * sd, target), _crossing(grid, mean - Z80 * sd, target))
-    i95 = (_crossing(grid, mean + Z95 * sd, target), _crossing(grid, mean - Z95 * sd, target))
+    # the forecasts' own bounds (the refits' quantiles), not mean +- z sd: the refits' spread
+    # has long tails, and their sd put "never" beside a 2,000-step band that reached the target
+    i80 = (_crossing(grid, band["hi80"], target), _crossing(grid, band["lo80"], target))
+    i95 = (_crossing(grid, band["hi95"], target), _crossing(grid, band["lo95"], target))
     first = int(grid[0])
     n = lambda v: _n(v, first)  # noqa: E731
     below = limit is not None and limit < target
@@ -155,19 +163,25 @@ def _n(v: float, first: int | None = None) -> str:
     return f"<= {first:,}" if first is not None and v <= first else f"{v:,.0f}"
 
 
-def units(p: Planner, steps: float, price: float | None) -> dict[str, float | None]:
-    """Tokens (real, not padded), hours (measured seconds per step) and cost of ``steps``."""
-    tps = [r.tokens_per_step for r in p.runs if r.tokens_per_step]
-    sps = [r.seconds_per_step for r in p.runs if r.seconds_per_step]
+def units(p: Planner, steps: float, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """Tokens (real, not padded), hours and cost of ``steps``: from the speeds the runs
+    recorded, or those given with --tokens-per-step / --seconds-per-step (their
+    ``"speed"`` says which) at --price-per-hour."""
+    tps_given, sps_given, price = (getattr(args, k, None) for k in
+                                   ("tokens_per_step", "seconds_per_step", "price_per_hour"))
+    tps = [tps_given] if tps_given else [r.tokens_per_step for r in p.runs if r.tokens_per_step]
+    sps = [sps_given] if sps_given else [r.seconds_per_step for r in p.runs if r.seconds_per_step]
     tokens = steps * float(np.mean(tps)) if tps and math.isfinite(steps) else None
     hours = steps * float(np.median(sps)) / 3600 if sps and math.isfinite(steps) else None
     return {"steps": steps, "tokens": tokens, "hours": hours,
-            "cost": hours * price if hours is not None and price else None}
+            "cost": hours * price if hours is not None and price else None,
+            "speed": "given" if sps_given else "measured"}
 
 
-def _fmt_units(u: dict[str, float | None]) -> str:
+def _fmt_units(u: dict[str, Any]) -> str:
     parts = [f"{u['tokens']:,.0f} real tokens" if u["tokens"] else "tokens unknown",
-             f"{u['hours']:,.2f} h at the measured speed" if u["hours"] is not None else "hours unknown"]
+             f"{u['hours']:,.2f} h at the {u['speed']} speed" if u["hours"] is not None
+             else "hours unknown (pass --seconds-per-step)"]
     if u["cost"] is not None:
         parts.append(f"{u['cost']:,.2f} USD")
     return ", ".join(parts)
@@ -190,9 +204,8 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
     if p.accmap is not None:
         text.append(f"loss -> accuracy: acc = expit({p.accmap.a:.3f} {p.accmap.b:+.3f} * loss); "
                     f"the law's floor maps to {p.limit():.4f}")
-    price = getattr(args, "price_per_hour", None)
     if args.steps is not None:
-        out["forecast"], lines = _steps(p, args, args.steps, price)
+        out["forecast"], lines = _steps(p, args, args.steps)
         text += lines
     if args.compare_schedules:
         n = args.steps or p.base.steps
@@ -202,10 +215,10 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
         text += [f"  {k:<9} {_fc(f)}" for k, f in cmp.items()]
     if args.target is not None:
         r = reach(p, args.target, lambda n: schedule_for(p, args, n))
-        out["target"] = {**r.to_json(), **({"units": units(p, r.steps, price)} if r.reachable else {})}
+        out["target"] = {**r.to_json(), **({"units": units(p, r.steps, args)} if r.reachable else {})}
         text.append(r.message)
         if r.reachable:
-            text.append(f"  = {_fmt_units(units(p, r.steps, price))} (point estimate)")
+            text.append(f"  = {_fmt_units(units(p, r.steps, args))} (point estimate)")
     text += [f"note: {n}" for n in p.notes]
     return out, text
 
@@ -215,7 +228,12 @@ def _law_line(p: Planner) -> str:
     return f"{p.law.law}: {prm}; residual sd {p.law.sigma:.4f}, AR(1) {p.law.phi:.2f}, {p.law.n} points"
 
 
-def _steps(p: Planner, args, n: int, price: float | None) -> tuple[dict[str, Any], list[str]]:
+def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
+    first = min(int(r.curve.fit_from) for r in p.runs)
+    if n < first:  # the law's power of the lr area runs away below its fitted range
+        raise UserError(f"--steps {n:,}: the law was fitted from step {first:,} on (after the lr "
+                        f"warm-up and the short-sequence phase) and does not hold before it; ask "
+                        f"about a run of at least {first:,} steps")
     sched = schedule_for(p, args, n)
     loss = p.loss(sched, [n])
     acc = p.accuracy(sched, [n]) if p.accmap else None
@@ -223,7 +241,7 @@ def _steps(p: Planner, args, n: int, price: float | None) -> tuple[dict[str, Any
     marks = np.unique(np.linspace(min(max(sched.warmup, sched.short_steps) + 1, n), n, 9).astype(int))
     curve = p.curve(sched, marks)
     out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
-           "final_accuracy": acc and acc.to_json(), "units": units(p, n, price),
+           "final_accuracy": acc and acc.to_json(), "units": units(p, n, args),
            "curve": {k: [float(v) for v in vals] for k, vals in curve.items()}}
     r0 = p.runs[0]
     lines = [f"a {n:,}-step {sched.kind} run (warm-up {sched.warmup}, peak lr {sched.peak:g}):",

@@ -1,4 +1,5 @@
-"""Columnar corpus sources: Parquet files and Hugging Face datasets saved with ``save_to_disk``.
+"""Columnar corpus sources: Parquet files, Hugging Face datasets saved with ``save_to_disk``,
+and CSV/TSV tables.
 
 Both are read a record batch at a time (pyarrow's ``iter_batches``; the
 dataset's Arrow files are memory-mapped by ``datasets.load_from_disk``), so
@@ -9,15 +10,20 @@ names the columns the file has. Null and empty texts are skipped.
 A saved dataset is a directory with ``state.json`` (a Dataset) or
 ``dataset_dict.json`` (a DatasetDict: every split is read, in sorted order).
 ``datasets`` is imported only here, offline (HF_DATASETS_OFFLINE=1).
+
+CSV and TSV are parsed here from the lines ``sources`` decodes (any corpus encoding,
+optionally compressed, a line at a time): the first non-blank row is the header, and a
+quoted field may hold commas, quotes and line breaks.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from zhbert.errors import UserError
 
@@ -105,3 +111,49 @@ def dataset_texts(path: Path, column: str) -> Iterator[str]:
     for ds in _load(path):
         for batch in ds.select_columns([column]).iter(batch_size=BATCH_ROWS):
             yield from (t for t in batch[column] if t)
+
+
+# -- CSV and TSV tables ------------------------------------------------------------------
+
+DIALECTS = {"csv": csv.excel, "tsv": csv.excel_tab}  # corpus kind -> how its rows are written
+
+
+def _csv_rows(lines: Iterable[str], kind: str):
+    # each line gets its newline back: csv joins the lines of a quoted field with it
+    return csv.reader((line + "\n" for line in lines), DIALECTS[kind])
+
+
+def _header(rows) -> list[str]:
+    """The first non-blank row, its names stripped (a BOM is gone already: utf-8-sig)."""
+    for fields in rows:
+        if any(f.strip() for f in fields):
+            return [f.strip() for f in fields]
+    return []
+
+
+def check_csv(path: Path, lines: Iterable[str], kind: str, column: str) -> None:
+    """UserError unless the table's header names ``column``."""
+    try:
+        header = _header(_csv_rows(lines, kind))
+    except csv.Error as exc:  # the header row itself is over csv's field size limit
+        raise UserError(f"{path}: cannot read its header row ({exc}); fix the file") from None
+    if column not in header:
+        raise _columns_error(path, column, header)
+
+
+def csv_texts(lines: Iterable[str], kind: str, column: str,
+              bad: Callable[[int, str], None]) -> Iterator[str]:
+    """The non-blank texts of ``column``, a row at a time; a row csv cannot parse (a field
+    over its size limit) goes to ``bad(line, why)``, which raises or lets the reading go on."""
+    rows = _csv_rows(lines, kind)
+    index = _header(rows).index(column)  # check_csv has seen it there
+    while True:
+        try:
+            fields = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            bad(rows.line_num, str(exc))
+            continue
+        if index < len(fields) and fields[index].strip():
+            yield fields[index]

@@ -77,7 +77,7 @@ class PrepareOptions:
     force: bool = False
     limit_docs: int | None = None
     tokenizer: str = "char"          # "char" | "wordpiece" (corpus.languages.TOKENIZERS)
-    text_column: str = "text"        # .parquet files and saved Hugging Face datasets
+    text_column: str = "text"        # .parquet/.csv/.tsv files and saved Hugging Face datasets
 
     @property
     def language(self) -> str:
@@ -341,11 +341,12 @@ def prepare(opts: PrepareOptions) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from zhbert.corpus.clean import SCRIPTS
     from zhbert.corpus.languages import LANGUAGES, TOKENIZERS
+    from zhbert.corpus.sources import file_types
 
     parser.add_argument("sources", nargs="*", default=["builtin"], metavar="SOURCE",
                         help="'builtin' (default; the English one with --language en), "
-                             "'builtin-en', files or directories (.txt .jsonl .xml .parquet, "
-                             "optionally .gz .bz2 .xz .zst), or a saved Hugging Face dataset")
+                             f"'builtin-en', files or directories ({file_types()}), "
+                             "or a saved Hugging Face dataset")
     parser.add_argument("--out", required=True, help="data directory to create")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing --out (only once the new one is complete)")
@@ -355,7 +356,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in the manifest")
     g = parser.add_argument_group("reading")
     g.add_argument("--text-column", default="text",
-                   help="the text column of .parquet files and saved datasets (default text)")
+                   help="the text column of .parquet, .csv and .tsv files and saved datasets "
+                        "(default text)")
     g.add_argument("--per-line", action="store_true", help="a document per line in text files")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable files and bad lines")
     g.add_argument("--limit-docs", type=int, default=None, metavar="N", help="read at most N documents")

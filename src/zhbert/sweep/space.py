@@ -16,17 +16,19 @@
 Every key and every value a trial can take (each range's ends, each choice, every
 fixed value) goes through config.py's own `load_config`, the one validation
 `--set` uses, so an unknown key or a value the trainer refuses fails here, with the
-line of the space file and the fix, before any trial starts.
+line of the space file and the fix, before any trial starts; like `--set`, every
+problem of the file is told at once.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from zhbert.config import SECTIONS, load_config, tomllib
 from zhbert.errors import UserError
@@ -119,42 +121,42 @@ def _kind_of(name: str) -> type | None:
     return type(known[key].default) if key in known else None
 
 
-def _parse_param(name: str, spec: dict[str, Any], err) -> Param:
-    """One table of the space file -> a Param; ``err(msg)`` raises with the line."""
+def _parse_param(name: str, spec: dict[str, Any]) -> Param:
+    """One table of the space file -> a Param; _Bad for the first problem in it."""
     kind = _kind_of(name)
     if "choices" in spec:
         extra = set(spec) - {"choices"}
         if extra:
-            err(f"a categorical takes only choices = [...], not {', '.join(sorted(extra))}")
+            _bad(f"a categorical takes only choices = [...], not {', '.join(sorted(extra))}")
         choices = spec["choices"]
         if not isinstance(choices, list) or len(set(map(repr, choices))) < 2:
-            err("a categorical needs at least two different choices, e.g. choices = [32, 64]; "
-                f"for one value write it as a fixed value: {name.partition('.')[2]} = VALUE "
-                f"under [{name.partition('.')[0]}]")
+            _bad("a categorical needs at least two different choices, e.g. choices = [32, 64]; "
+                 f"for one value write it as a fixed value: {name.partition('.')[2]} = VALUE "
+                 f"under [{name.partition('.')[0]}]")
         return Param(name, "categorical", choices=tuple(choices))
     unknown = set(spec) - RANGE_KEYS
     if unknown or not {"low", "high"} <= set(spec):
-        err(f"a range takes low, high and optionally log, step (got {', '.join(sorted(spec))}); "
-            "a categorical takes choices = [...]")
+        _bad(f"a range takes low, high and optionally log, step (got {', '.join(sorted(spec))}); "
+             "a categorical takes choices = [...]")
     low, high = spec["low"], spec["high"]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-        err(f"low and high must be numbers (got {low!r}, {high!r})")
+        _bad(f"low and high must be numbers (got {low!r}, {high!r})")
     if kind in (bool, str):
-        err(f"{name} is a {kind.__name__}: search it with choices = [...], not a range")
+        _bad(f"{name} is a {kind.__name__}: search it with choices = [...], not a range")
     if low > high:
-        err(f"low ({low}) > high ({high}): swap them")
+        _bad(f"low ({low}) > high ({high}): swap them")
     if low == high:
-        err(f"empty range (low = high = {low}): widen it, or fix the value with "
-            f"{name.partition('.')[2]} = {low} under [{name.partition('.')[0]}]")
+        _bad(f"empty range (low = high = {low}): widen it, or fix the value with "
+             f"{name.partition('.')[2]} = {low} under [{name.partition('.')[0]}]")
     log = bool(spec.get("log", False))
     if log and low <= 0:
-        err(f"log = true needs low > 0 (got {low}): raise low or drop log")
+        _bad(f"log = true needs low > 0 (got {low}): raise low or drop log")
     step = spec.get("step")
     if step is not None and (log or not step > 0):
-        err("step must be > 0 and cannot be combined with log = true")
+        _bad("step must be > 0 and cannot be combined with log = true")
     is_int = kind is int
     if is_int and not all(float(v).is_integer() for v in (low, high, step or 1)):
-        err(f"{name} is an integer: give whole numbers for low, high and step")
+        _bad(f"{name} is an integer: give whole numbers for low, high and step")
     cast = int if is_int else float
     return Param(name, "int" if is_int else "float", cast(low), cast(high), log,
                  None if step is None else cast(step))
@@ -164,24 +166,80 @@ def _probe_values(p: Param) -> list[Any]:
     return list(p.choices) if p.kind == "categorical" else [p.low, p.high]
 
 
-def _check_with_config(space: Space, base: str, path: Path, text: str) -> None:
+def _check_with_config(space: Space, base: str, text: str) -> list[str]:
     """Each fixed value and each range end / choice through load_config (the `--set` check)."""
     fixed = space.overrides({})
     try:
         load_config(base, fixed)
     except UserError as exc:
-        raise UserError(f"{path}: fixed values: {_flat(exc)}") from None
+        return [f"fixed values: {_flat(exc)}"]  # every probe below would repeat it
+    problems = []
     for name, p in space.params.items():
         for value in _probe_values(p):
             try:
                 load_config(base, fixed + [f"{name}={format_value(value)}"])
             except UserError as exc:
-                raise UserError(f"{path}, line {line_of(text, name)}: {name} = {value!r}: "
-                                f"{_flat(exc)}") from None
+                problems.append(_problem(text, name, f"{name} = {value!r}", _flat(exc)))
+                break  # one problem per table: its other values mostly repeat it
+    return problems
 
 
 def _flat(exc: UserError) -> str:
     return str(exc).replace("invalid configuration:\n  - ", "").replace("\n  - ", "; ")
+
+
+class _Bad(Exception):
+    """A problem in one table of the space file: the next table is still checked."""
+
+
+def _bad(msg: str) -> NoReturn:
+    raise _Bad(msg)
+
+
+def _problem(text: str, name: str, subject: str, msg: str) -> str:
+    """'line N: subject: msg', the key named once (config.py's messages start with it)."""
+    if msg.startswith(name):
+        msg = msg[len(name):].lstrip(" :")
+    return f"line {line_of(text, name)}: {subject}: {msg}"
+
+
+def _hint(word: str, options, prefix: str = "") -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
+
+
+def _check_key(name: str, base: str) -> None:
+    """An unknown key: the message `--set` gives (via load_config) and the closest key."""
+    if _kind_of(name) is not None:
+        return
+    section, _, key = name.partition(".")
+    try:
+        load_config(base, [f"{name}=0"])
+    except UserError as exc:
+        # matched on the key alone: the shared "train." would make every train key close
+        _bad(_flat(exc) + _hint(key, [f.name for f in fields(SECTIONS[section])], f"{section}."))
+
+
+def _tables(raw: dict[str, Any], text: str, base: str, problems: list[str]):
+    """The space file's params and fixed values; a problem of one table is added to
+    ``problems`` and the others are still read, so all are told at once (as `--set`)."""
+    params, fixed = {}, {}
+    for section, values in raw.items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            problems.append(f"line {line_of(text, section)}: [{section}] is not a config section; "
+                            f"use {', '.join(SECTIONS)}{_hint(section, SECTIONS)}")
+            continue
+        for key, spec in values.items():
+            name = f"{section}.{key}"
+            try:
+                _check_key(name, base)
+                if isinstance(spec, dict):
+                    params[name] = _parse_param(name, spec)
+                else:
+                    fixed[name] = spec
+            except _Bad as exc:
+                problems.append(_problem(text, name, name, str(exc)))
+    return params, fixed
 
 
 def parse_space(path: str | Path, base: str = "tiny") -> Space:
@@ -195,29 +253,15 @@ def parse_space(path: str | Path, base: str = "tiny") -> Space:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path} is not valid TOML ({exc}); fix that line, or see "
                         "examples/sweep_space.toml for the format") from None
-    params, fixed = {}, {}
-    for section, values in raw.items():
-        if section not in SECTIONS or not isinstance(values, dict):
-            raise UserError(f"{path}, line {line_of(text, section)}: [{section}] is not a "
-                            f"config section; use {', '.join(SECTIONS)}")
-        for key, spec in values.items():
-            name = f"{section}.{key}"
-
-            def err(msg: str, name: str = name) -> None:
-                raise UserError(f"{path}, line {line_of(text, name)}: {name}: {msg}")
-
-            if _kind_of(name) is None:  # the same message --set gives, via load_config
-                try:
-                    load_config(base, [f"{name}=0"])
-                except UserError as exc:
-                    err(_flat(exc))
-            if isinstance(spec, dict):
-                params[name] = _parse_param(name, spec, err)
-            else:
-                fixed[name] = spec
+    problems: list[str] = []
+    params, fixed = _tables(raw, text, base, problems)
+    space = Space(params, fixed, str(path))
+    problems += _check_with_config(space, base, text)
+    if len(problems) == 1:
+        raise UserError(f"{path}: {problems[0]}")
+    if problems:
+        raise UserError(f"{path}: {len(problems)} problems:\n  - " + "\n  - ".join(problems))
     if not params:
         raise UserError(f"{path} searches nothing: add a range ([train.lr] low = ..., high = ...) "
                         "or a categorical (choices = [...])")
-    space = Space(params, fixed, str(path))
-    _check_with_config(space, base, path, text)
     return space

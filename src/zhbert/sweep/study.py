@@ -3,7 +3,8 @@
 The study lives in an Optuna JournalStorage file, SWEEP_DIR/optuna.journal, guarded by
 Optuna's JournalFileOpenLock (an O_EXCL lock file, safe on NFS v3+), unless
 ``--storage URL`` names an RDB (sqlite:///... for one machine, postgresql://... or
-mysql://... for several). The spec is also kept in the study's user attributes, so a
+mysql://... for several; a relative sqlite path is made absolute where it is given,
+see absolute_url). The spec is also kept in the study's user attributes, so a
 worker on a machine that sees only the database can join with `--worker --storage URL`.
 """
 
@@ -104,6 +105,31 @@ def _safe_url(url: str) -> str:
         return url
 
 
+def _relative_sqlite(url: str):
+    """The parsed URL when it is a sqlite file named by a relative path, else None
+    (in-memory and `file:` URI databases are left as they are)."""
+    try:
+        from sqlalchemy.engine import make_url
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL fails in open_storage, one line
+        return None
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return None if Path(db).is_absolute() else parsed
+
+
+def absolute_url(url: str) -> str:
+    """--storage as kept in sweep.json: a relative sqlite path made absolute, because
+    sqlite reads it from the current directory, so a sweep resumed or reported from
+    another directory would open (or silently create) another database. The argparse
+    type of every --storage, so a URL is resolved where the user typed it."""
+    parsed = _relative_sqlite(url)
+    if parsed is None:
+        return url
+    return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
+
+
 def open_storage(sweep_dir: Path, url: str):
     """The Optuna storage: the journal file in SWEEP_DIR, or an RDB URL (one clear line
     when it cannot be reached)."""
@@ -119,10 +145,13 @@ def open_storage(sweep_dir: Path, url: str):
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # noqa: BLE001 - drivers raise many types; one line for all
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot open the sweep storage {_safe_url(url)}: {first}. Check the "
-                        "URL, that the server is up and reachable, and its driver is installed "
-                        "(PostgreSQL: pip install psycopg2-binary); or leave out --storage to "
-                        "use the journal file in SWEEP_DIR") from None
+        rel = _relative_sqlite(url)  # only in a sweep.json written before absolute_url
+        relative = (f" ({rel.database} is read from the current directory: run from the "
+                    "one the sweep was started in)" if rel else "")
+        raise UserError(f"cannot open the sweep storage {_safe_url(url)}: {first}{relative}. Check "
+                        "the URL, that the server is up and reachable, and its driver is installed "
+                        "(PostgreSQL: pip install psycopg2-binary); or start the sweep without "
+                        "--storage to use the journal file in SWEEP_DIR") from None
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -166,6 +195,21 @@ def stored_identity(storage, study_name: str) -> str | None:
     return SweepSpec.from_json(d).identity() if d else None
 
 
+def require_study(storage, spec: SweepSpec, sweep_dir: Path) -> None:
+    """A resumed or reported sweep must find its own study: without it Optuna would
+    create an empty one (another database: a moved file, or a relative sqlite path read
+    from another directory) and its trials would reuse the trial directories of the
+    first study, whose runs have other parameters."""
+    stored = stored_identity(storage, spec.study_name)
+    if stored == spec.identity():
+        return
+    where = _safe_url(spec.storage) if spec.storage else str(sweep_dir / JOURNAL)
+    what = "no study" if stored is None else "another sweep's study"
+    raise UserError(f"{where} holds {what} named {spec.study_name!r}, not the sweep of "
+                    f"{sweep_dir / SPEC_FILE}: is it the storage the sweep was started with? "
+                    f"Restore that storage, or start a new sweep (--out elsewhere)")
+
+
 def start_over(sweep_dir: Path, url: str, study_name: str) -> None:
     """--force: forget the old sweep in SWEEP_DIR (its study, trials and report)."""
     if url:
@@ -180,6 +224,15 @@ def start_over(sweep_dir: Path, url: str, study_name: str) -> None:
     for name in ("trials", "report"):
         shutil.rmtree(sweep_dir / name, ignore_errors=True)
     (sweep_dir / SPEC_FILE).unlink(missing_ok=True)
+
+
+def trial_label(number: int, trial_dir: str | None) -> str:
+    """A trial named by its directory, as the user finds it on disk. A retry runs in the
+    directory of the attempt it retries under a new Optuna number (trial 1 in
+    trials/0000, the next new trial in trials/0002): then Optuna's number is given too."""
+    if not trial_dir:
+        return f"Optuna trial {number}"
+    return trial_dir if trial_dir == f"trials/{number:04d}" else f"{trial_dir} (Optuna trial {number})"
 
 
 def with_runtime(spec: SweepSpec, **changes: Any) -> SweepSpec:

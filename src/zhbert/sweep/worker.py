@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from zhbert.fileio import atomic_write_json
 from zhbert.history import iter_records
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
-from zhbert.sweep.study import SweepSpec, load_study, open_storage
+from zhbert.sweep.study import SweepSpec, load_study, open_storage, trial_label
 
 NOT_COUNTED = ("worker_lost", "interrupted")   # failures that are retried, not counted
 MAX_RETRY = 3
@@ -313,15 +313,17 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: W
 
 
 def _finish(study: optuna.Study, run: TrialRun) -> str:
+    """Complete only when the trainer exited 0 with the last eval: a non-zero exit may
+    come before any training at all (a trial directory holding a run of other
+    parameters is refused), and then the history's evals are that other run's."""
     trial, spec = run.trial, run.spec
     evals = dict(_evals(run.trial_dir, spec.metric))
     rc = run.proc.returncode
-    msg = _failure_message(run.trial_dir / "train.log", rc) if rc else ""
-    if spec.steps in evals:  # trained to the end; a trainer that failed after its last
-        if msg:              # (fsynced) eval still has its result: keep it, say what happened
-            trial.set_user_attr("message", f"exit code {rc} after the last step: {msg}")
+    if rc == 0 and spec.steps in evals:
         study.tell(trial, evals[spec.steps])
         return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
+    msg = (_failure_message(run.trial_dir / "train.log", rc) if rc else
+           f"the trainer exited without an eval at step {spec.steps:,}")
     _tell_failed(study, trial, "trainer", msg, retry=False)
     return f"failed: {msg}"
 
@@ -361,7 +363,7 @@ def run_worker(spec: SweepSpec, opts: WorkerOptions, log=print) -> Tally:
     with _Stop() as stop:
         while not stop.flag:
             for n in reap_stale(study, opts.grace_s):
-                log(f"sweep: trial {n}: its worker is gone; failed it and queued a retry")
+                log(f"sweep: Optuna trial {n}: its worker is gone; failed it and queued a retry")
             if finished_count(study) >= spec.trials:
                 break
             if opts.deadline is not None and time.time() >= opts.deadline:
@@ -376,7 +378,7 @@ def run_worker(spec: SweepSpec, opts: WorkerOptions, log=print) -> Tally:
             started = time.time()
             outcome = run_trial(study, trial, spec, opts, pruner, stop)
             tally.ran.append((trial.number, outcome))
-            log(f"sweep: trial {trial.number} ({trial.user_attrs.get('trial_dir', '')}) {outcome}; "
+            log(f"sweep: {trial_label(trial.number, trial.user_attrs.get('trial_dir'))} {outcome}; "
                 f"{(time.time() - started) / 60:.1f} min")
         tally.interrupted = stop.flag
     return tally
