@@ -97,3 +97,47 @@ def test_runs_sharing_one_point_are_told_so(tmp_path):
     j = compare(load_runs([str(a), str(b)], None, "step"), x="step")
     assert j["common_range"] is None
     assert any(f"share only step {last:,.0f}, one point" in n["why"] for n in j["not_computed"])
+
+
+def test_runs_table_throughput_is_the_run_average_and_the_header_has_no_duplicate(tmp_path, capsys):
+    """A newcomer saw `step range | step range` (the x range column, x = step) and tokens/s
+    of 11,141 (the median of the log intervals) beside steps/s x tokens/step = 8,660 and
+    status's 8,751 (the run's average). The column is now status's average, named so."""
+    from zhbert.runstate import collect
+
+    paths = []
+    for name in ("a", "b"):
+        p = write_history(tmp_path / name / "history.jsonl", n=20, run=name)
+        # interval speeds that are not the run's: evals and checkpoints fall between them
+        p.write_text(p.read_text().replace('"tokens_per_s": 2048.0', '"tokens_per_s": 9999.0'))
+        paths.append(str(p.parent))
+    out = tmp_path / "cmp"
+    assert main(["compare", *paths, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if line.startswith("| run | source"))
+    assert header.count("step range") == 1 and "tokens/s (run average)" in header
+    assert "9,999" not in text and "2,048" in text
+    j = json.loads((out / "comparison.json").read_text())
+    for r, path in zip(j["runs"], paths):
+        assert r["throughput"]["average_tokens_per_s"] == pytest.approx(collect(path)["average_tokens_per_s"])
+    assert main(["compare", *paths, "--out", str(out), "--x", "tokens"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| run | source"))
+    assert "step range | tokens range" in header
+
+
+def test_compare_says_where_it_wrote_and_what_it_replaced(tmp_path, capsys, monkeypatch):
+    """The default ./comparison was written (and later replaced) without a word under --json,
+    and --help did not say the folder is in the current directory."""
+    a = write_history(tmp_path / "a" / "history.jsonl", n=10)
+    b = write_history(tmp_path / "b" / "history.jsonl", n=12)
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(a), str(b), "--json"]) == 0
+    cap = capsys.readouterr()
+    json.loads(cap.out)  # stdout stays JSON
+    assert cap.err.strip() == ("wrote comparison/comparison.md (and comparison.json, .png, .svg "
+                               "in comparison/)")
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "replacing the earlier comparison there" in capsys.readouterr().out.splitlines()[-1]
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "comparison/ in the current directory" in " ".join(capsys.readouterr().out.split())

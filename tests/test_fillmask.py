@@ -173,3 +173,18 @@ def test_answer_column_ranks_the_expected_token_and_counts_hits(trained_run, tmp
     assert [r["answer_rank"] for r in rows] == [2, 0, None]
     assert cli_main(["fill-mask", str(trained_run), "--input", str(table), "--answer-column", "x"]) == 2
     assert "no column 'x' for --answer-column" in capsys.readouterr().err
+
+
+def test_input_file_errors_name_the_file_and_line(trained_run, tmp_path, capsys):
+    """An --input file's bad sentence was "sentence 1": which file, which line? The line
+    counts blank lines, as an editor does; command-line sentences keep "sentence N"."""
+    f = tmp_path / "s.txt"
+    f.write_text(f"{SENTENCES[0]}\n\n北京是中国的首都。\n", encoding="utf-8")
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(f)]) == 2
+    assert f"{f} line 3: no [MASK]" in capsys.readouterr().err
+    table = tmp_path / "t.tsv"
+    table.write_text("text\n" + "北" * 100 + "[MASK]\n", encoding="utf-8")
+    assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "--input", str(table)]) == 2
+    assert f"{table} line 2: " in capsys.readouterr().err
+    assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "北京"]) == 2
+    assert "sentence 2: no [MASK]" in capsys.readouterr().err

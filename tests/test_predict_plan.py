@@ -285,3 +285,24 @@ def test_steps_to_a_target_agree_with_the_expected_accuracy_band():
     lo80 = p.accuracy(p.base.stretched(n), [n], noise=False).lo80
     r = reach(p, lo80 - 0.002, p.base.stretched)
     assert r.reachable and r.steps80[1] <= n * 1.02    # the grid's log interpolation
+
+
+def test_runs_of_different_data_settings_are_named_but_schedules_may_differ(runs, tmp_path, capsys):
+    """A law over runs that differ in masking is warned about by name (only model, length,
+    batch and objective were checked); runs that differ only in their schedule are not."""
+    masked = write_run(tmp_path / "masked", 1000, seed=3, overrides=["data.mask_prob=0.3"])
+    rc, out, _ = cli("predict_cli", [str(runs[2000]), str(masked), "--steps", "3000"], capsys)
+    assert rc == 0 and "masked differs from r2000 in data.mask_prob: 0.15 -> 0.3" in out
+    rc, out, _ = cli("predict_cli", [str(runs[1000]), str(runs[2000]), str(runs["const"]),
+                                     "--steps", "3000"], capsys)
+    assert rc == 0 and "differs from" not in out
+
+
+def test_naming_the_laws_own_accuracy_keeps_the_law(runs, capsys):
+    """`--metric eval_mlm_acc` (what the law forecasts anyway) switched to a straight-line
+    fit and refused --steps; another metric still falls back, saying why."""
+    rc, out, _ = cli("predict_cli", [str(runs[2000]), "--target", "0.35", "--metric", "eval_mlm_acc",
+                                     "--json"], capsys)
+    assert rc == 0 and json.loads(out)["method"].startswith("lr_annealing law")
+    rc, out, _ = cli("predict_cli", [str(runs[2000]), "--target", "0.35", "--metric", "mlm_acc"], capsys)
+    assert rc == 0 and "--metric mlm_acc is not the accuracy the law forecasts" in out

@@ -36,3 +36,55 @@ def test_status_gives_the_last_interval_and_the_run_average_speed(tmp_path, caps
     assert s["tokens_per_s"] == 2000.0 and s["average_tokens_per_s"] == 2500.0
     assert cli_main(["status", str(run)]) == 0
     assert "2,000 tokens/s in the last log interval, 2,500 over the run" in capsys.readouterr().out
+
+
+def _run_with(tmp_path, recs, name="run"):
+    run = tmp_path / name
+    run.mkdir()
+    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return run
+
+
+def test_status_says_1_thread(tmp_path, capsys):
+    """The header's machine line (written at training time) said "1 threads"."""
+    run = _run_with(tmp_path, [{"type": "header", "total_steps": 10, "precision": "fp32",
+                                "machine": "AMD EPYC (AVX2; no avx512_bf16/amx) · 1 threads · torch 2"},
+                               {"type": "train", "step": 10, "elapsed": 1.0, "tokens_per_s": 5.0}])
+    assert cli_main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "· 1 thread · torch" in out and "1 threads" not in out
+
+
+def test_status_of_a_missing_path_or_a_sweep_says_what_it_is(tmp_path, capsys):
+    """A missing path was called "not a zhbert run (no history.jsonl)", and a sweep folder
+    was told to `zhbert train`; each is now named, with one line and exit code 2."""
+    assert cli_main(["status", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "nope does not exist" in err and "no history.jsonl" not in err and err.count("\n") == 1
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    assert cli_main(["status", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "is a sweep" in err and f"zhbert sweep report {sweep}" in err and "zhbert train" not in err
+    assert err.count("\n") == 1
+    assert cli_main(["status", str(tmp_path)]) == 2  # a plain folder: as before
+    assert "not a zhbert run (no history.jsonl)" in capsys.readouterr().err
+
+
+def test_status_after_a_stop_between_logs_gives_the_checkpointed_step(tmp_path, capsys):
+    """SIGTERM at step 61 (logs every 10): the trainer finishes step 61, saves checkpoint 61
+    and an event; no train record after 60. status said "step 60 / 300" beside
+    "checkpoint 61"; the run got to 61 (--resume goes on at 62)."""
+    run = _run_with(tmp_path, [{"type": "header", "total_steps": 300},
+                               {"type": "train", "step": 60, "elapsed": 30.0, "tokens": 60_000,
+                                "tokens_per_s": 2000.0, "loss": 3.0},
+                               {"type": "event", "step": 61, "kind": "stop",
+                                "message": "checkpoint step_00000061"}])
+    (run / "checkpoints" / "step_00000061").mkdir(parents=True)
+    s = collect(run)
+    assert s["step"] == 61 and s["last_checkpoint"] == 61 and s["train"]["step"] == 60
+    assert s["eta_seconds"] == 239 * 0.5  # 239 steps left at the logged 0.5 s/step
+    assert cli_main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "step       61 / 300" in out and "checkpoint 61" in out and "(logged at step 60)" in out

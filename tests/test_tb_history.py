@@ -69,3 +69,21 @@ def test_other_tools_train_and_eval_tags_keep_their_names(tmp_path):
     assert set(h.series) == {"train/loss", "train/learning_rate", "train/epoch", "eval/loss",
                              "eval/runtime"}
     np.testing.assert_allclose(h.metric("eval/loss").y, [3, 2, 1], rtol=1e-6)
+
+
+def test_a_runs_tb_folder_forecasts_as_the_run(tmp_path):
+    """The planner reads RUN/tb with its run's config.json (the schedule, the length
+    warm-up to leave out, the run's length) and the same real tokens per step: before,
+    the tb folder's law was fitted through the warm-up and said "tokens unknown"."""
+    import shutil
+    from pathlib import Path
+    from zhbert.analysis.forecast import load_run
+    from zhbert.history import iter_records
+    src = Path(__file__).parent / "data" / "demo-1000"
+    shutil.copy(src / "config.json", tmp_path / "config.json")
+    records = [r for r in iter_records(src / "history.jsonl") if r["type"] in ("train", "eval")]
+    _write_like_the_trainer(tmp_path, records)
+    (tmp_path / "history.jsonl").unlink()   # the tb folder alone, beside the run's config
+    run, tb = load_run(src), load_run(tmp_path / "tb")
+    assert tb.curve.schedule == run.curve.schedule and tb.curve.fit_from == run.curve.fit_from
+    assert tb.tokens_per_step == pytest.approx(run.tokens_per_step)

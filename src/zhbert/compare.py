@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,20 @@ def _throughput(h: History) -> dict[str, float | None]:
     m = h.meta
     sps = m.seconds_per_step
     return {"tokens_per_step": m.tokens_per_step, "positions_per_step": m.positions_per_step,
-            "tokens_per_s": m.tokens_per_s,
+            "average_tokens_per_s": _average_tokens_per_s(h),
             "seconds_per_step": sps, "steps_per_s": 1.0 / sps if sps else None}
+
+
+def _average_tokens_per_s(h: History) -> float | None:
+    """The run's average as `zhbert status` and train's last line give it (runstate's
+    average_tokens_per_s of the latest point with tokens and seconds), not Meta's median
+    of the log intervals, which left out evals and checkpoints and disagreed with both."""
+    from zhbert.runstate import average_tokens_per_s
+
+    last = max((s for s in h.series.values() if s.tokens is not None and s.seconds is not None),
+               key=lambda s: s.step[-1], default=None)
+    return None if last is None else average_tokens_per_s(float(last.tokens[-1]),
+                                                          float(last.seconds[-1]))
 
 
 def _relative(v: float | None, base: float | None) -> float | None:
@@ -194,12 +207,7 @@ def comparison_markdown(j: dict, chart: str | None) -> str:
                                              if k["what"] == "common-range figures"), "") + ".")
              + f" Relative differences are against the baseline, **{j['baseline']}**.", "",
              "## Runs", "",
-             md_table(["run", "source", "points", "step range", f"{x} range", "tokens/step", "tokens/s",
-                       "steps/s"],
-                      [[r["name"], r["source"], r["n"], fmt(r["step_range"]),
-                        fmt(r["x_range"]) if x != "step" else "(same)",
-                        r["throughput"]["tokens_per_step"], r["throughput"]["tokens_per_s"],
-                        r["throughput"]["steps_per_s"]] for r in runs])]
+             _runs_table(runs, x)]
     lines += ["", f"## {name}: whole run and common range", ""]
     rows = []
     for r in runs:
@@ -244,6 +252,18 @@ def comparison_markdown(j: dict, chart: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _runs_table(runs: list[dict], x: str) -> str:
+    """One row per run; the x range only when x is not the step (it was a second "step
+    range" column reading "(same)"). Speeds are whole-run averages, as `zhbert status`'s."""
+    xcol = [f"{x} range"] if x != "step" else []
+    return md_table(["run", "source", "points", "step range", *xcol, "tokens/step",
+                     "tokens/s (run average)", "steps/s (run average)"],
+                    [[r["name"], r["source"], r["n"], fmt(r["step_range"]),
+                      *([fmt(r["x_range"])] if xcol else []), r["throughput"]["tokens_per_step"],
+                      r["throughput"].get("average_tokens_per_s"), r["throughput"]["steps_per_s"]]
+                     for r in runs])
+
+
 def _forecast_md(j: dict) -> list[str]:
     rows = []
     for r in j["runs"]:
@@ -284,7 +304,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tokenizers")
     parser.add_argument("--targets", help="accuracies to report the first observed crossing of "
                         f"(default {','.join(map(str, DEFAULT_TARGETS))} for accuracy metrics)")
-    parser.add_argument("--out", default="comparison", help="output directory (default ./comparison)")
+    parser.add_argument("--out", default="comparison",
+                        help="output directory (default: comparison/ in the current directory); "
+                             "an earlier comparison there is replaced, any other folder refused")
     parser.add_argument("--json", action="store_true", help="print comparison.json")
 
 
@@ -295,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
     j = compare(runs, x=args.x, targets=_targets(args.targets))
     out = Path(args.out)
     check_out(out, "comparison.json")
+    replaced = out.exists() and any(out.iterdir())  # past check_out: an earlier comparison
     common = tuple(j["common_range"]) if j["common_range"] else None
     sub = f"比较：{metric_info(j['metric']).zh}（按{ZH_X[args.x]}对齐）"
     try:
@@ -307,9 +330,14 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"could not write the comparison to {out}: {exc.strerror or exc}; "
                         "pass --out DIR to write it somewhere else") from None
+    # where it went, also under --json (on stderr there, so stdout stays JSON): the default
+    # folder is in the current directory and an earlier comparison there is replaced
+    wrote = (f"wrote {out / 'comparison.md'} (and comparison.json, .png, .svg in {out}/"
+             + (", replacing the earlier comparison there)" if replaced else ")"))
     if args.json:
         print(json.dumps(j, indent=2, ensure_ascii=False))
+        print(wrote, file=sys.stderr)
     else:
         print(comparison_markdown(j, None).split("\n## All shared metrics")[0].rstrip())
-        print(f"\nwrote {out}/ (comparison.json, comparison.md, comparison.png, comparison.svg)")
+        print("\n" + wrote)
     return 0

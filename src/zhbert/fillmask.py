@@ -246,16 +246,19 @@ def _batch_candidates(lm: MaskedLM, batch: list[list[int]], top_k: int) -> list[
 
 
 def fill_mask(model_or_path: MaskedLM | str | Path, sentences: str | Sequence[str], top_k: int = 5,
-              batch_size: int = 32, checkpoint: int | None = None) -> list[list[Candidates]]:
+              batch_size: int = 32, checkpoint: int | None = None,
+              where: Sequence[str] | None = None) -> list[list[Candidates]]:
     """For each sentence, for each [MASK] in order: the ``top_k`` (token, probability) pairs.
-    Sentences are batched by length (less padding); the results are in input order."""
+    Sentences are batched by length (less padding); the results are in input order.
+    ``where`` names each sentence in errors ("in.txt line 3"; default "sentence N")."""
     lm = model_or_path if isinstance(model_or_path, MaskedLM) else load_masked_lm(model_or_path, checkpoint)
     if isinstance(sentences, str):
         sentences = [sentences]
     if top_k < 1 or batch_size < 1:
         raise UserError(f"--top-k and --batch-size must be at least 1 (got {top_k}, {batch_size})")
     top_k = min(top_k, len(lm.vocab))
-    encoded = [encode_masked(lm.vocab, s, lm.max_len, f"sentence {i + 1}") for i, s in enumerate(sentences)]
+    where = where or [f"sentence {i + 1}" for i in range(len(sentences))]
+    encoded = [encode_masked(lm.vocab, s, lm.max_len, w) for s, w in zip(sentences, where)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # stable: ties keep input order
     out: list[list[Candidates]] = [[] for _ in encoded]
     with torch.inference_mode():
@@ -293,12 +296,15 @@ def add_arguments(p) -> None:
 ANSWER_COLUMN = "answer"
 
 
-def _read_sentences(args) -> tuple[list[str], list[str | None]]:
-    """The sentences, and each one's expected answer (None: not given)."""
+def _read_sentences(args) -> tuple[list[str], list[str | None], list[str]]:
+    """The sentences, each one's expected answer (None: not given), and where each came
+    from, for errors: "sentence N" on the command line, "FILE line N" from --input (an
+    error naming only "sentence 12" of a file left the user counting its lines)."""
     from zhbert.tables import is_table, read_table, table_options
 
     sentences = list(args.sentences)
     answers: list[str | None] = [None] * len(sentences)
+    where = [f"sentence {i + 1}" for i in range(len(sentences))]
     if args.input and is_table(args.input):
         table = read_table(args.input, what="--input file", need_label=False, **table_options(args))
         column = getattr(args, "answer_column", ANSWER_COLUMN)
@@ -307,17 +313,19 @@ def _read_sentences(args) -> tuple[list[str], list[str | None]]:
                             f"(it has {', '.join([table.columns.text, *table.rows[0].extra])})")
         sentences += [r.text for r in table.rows]
         answers += [(r.extra.get(column) or "").strip() or None for r in table.rows]
+        where += [f"{args.input} line {r.line}" for r in table.rows]
     elif args.input:
         from zhbert.corpus.sources import read_small_text
 
         text = read_small_text(args.input, "--input file")  # UTF-8, GBK, Big5, UTF-16
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        sentences += lines
+        lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        sentences += [line for _, line in lines]
         answers += [None] * len(lines)
+        where += [f"{args.input} line {n}" for n, _ in lines]
     if not sentences:
         raise UserError('give a sentence with [MASK] (zhbert fill-mask MODEL "北京是中国的[MASK]都。") '
                         "or --input FILE")
-    return sentences, answers
+    return sentences, answers, where
 
 
 def answer_rank(masks: list[Candidates], answer: str | None) -> int | None:
@@ -336,10 +344,10 @@ def _answer_line(answer: str, rank: int, masks: list[Candidates], top_k: int) ->
 
 
 def run(args) -> int:
-    sentences, answers = _read_sentences(args)
+    sentences, answers, where = _read_sentences(args)
     quantize = None if args.quantize == "none" else args.quantize
     lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision, quantize=quantize)
-    results = fill_mask(lm, sentences, args.top_k, args.batch_size)
+    results = fill_mask(lm, sentences, args.top_k, args.batch_size, where=where)
     ranks = [answer_rank(masks, a) for masks, a in zip(results, answers)]
     if args.json:
         rows = [{"sentence": s, "masks": [[{"token": t, "prob": p} for t, p in cands] for cands in masks],

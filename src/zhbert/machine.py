@@ -78,7 +78,7 @@ def describe_machine() -> str:
     native = [f for f in ("amx_bf16", "avx512_bf16") if flags[f]]
     bf16 = ", ".join(native) if native else "no avx512_bf16/amx"
     parts = [f"{info['cpu']} ({info['torch_cpu_capability']}; {bf16})",
-             f"{info['threads']} threads", f"torch {info['torch']}"]
+             f"{info['threads']} thread{'s' if info['threads'] != 1 else ''}", f"torch {info['torch']}"]
     if info["cuda_device"]:
         parts.insert(1, info["cuda_device"])
     return " · ".join(parts)

@@ -53,11 +53,31 @@ def latest(records: list[dict[str, Any]], into: dict[str, dict] | None = None) -
     return last
 
 
+def average_tokens_per_s(tokens: float | None, seconds: float | None) -> float | None:
+    """A run's average speed: its real tokens over its training seconds (summed across
+    resumes), from its latest record. The one definition `status`, `compare` and the
+    dashboard show; a log interval's tokens_per_s swings with evals and other load."""
+    return tokens / seconds if tokens and seconds and seconds > 0 else None
+
+
+def not_a_run(run_dir: Path) -> UserError:
+    """Why ``run_dir`` (without history.jsonl) is no run, and what to run instead."""
+    from zhbert.sweep.study import SPEC_FILE  # here only: a sweep's modules are not needed above
+
+    if not run_dir.exists():
+        return UserError(f"{run_dir} does not exist; give a run directory made by "
+                         "`zhbert train --data DATA --out RUN`")
+    if (run_dir / SPEC_FILE).is_file():
+        return UserError(f"{run_dir} is a sweep ({SPEC_FILE}), not a run; see its trials with "
+                         f"`zhbert sweep report {run_dir}`")
+    return UserError(f"{run_dir} is not a zhbert run (no history.jsonl); "
+                     "start one with `zhbert train --data DATA --out RUN`")
+
+
 def collect(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not (run_dir / "history.jsonl").exists():
-        raise UserError(f"{run_dir} is not a zhbert run (no history.jsonl); "
-                        "start one with `zhbert train --data DATA --out RUN`")
+        raise not_a_run(run_dir)
     records = read_history(run_dir / "history.jsonl").records
     return summarize(run_dir, latest(records), [r for r in records if r.get("type") == "train"])
 
@@ -68,13 +88,15 @@ def summarize(run_dir: Path, last: dict[str, dict],
     with all its ``train`` records, whether a running run is starved (``starvation``)."""
     header, last_train, last_eval = (last.get(k, {}) for k in ("header", "train", "eval"))
     total = int(header.get("total_steps") or 0)
-    step = int(last_train.get("step", 0))
+    logged = int(last_train.get("step", 0))
+    ckpts = list_checkpoints(run_dir)
+    # a stop (Ctrl-C, SIGTERM) checkpoints the step it finished, which is often no log
+    # step: the run got to that checkpoint (--resume goes on after it), not to its last log
+    step = max(logged, ckpts[-1].step if ckpts else 0)
     tps = last_train.get("tokens_per_s") or 0
     elapsed = last_train.get("elapsed") or 0.0  # training seconds, summed across resumes
-    eta = (total - step) * elapsed / step if step > 0 and total > step else 0.0
-    tokens = last_train.get("tokens")
-    average = tokens / elapsed if tokens and elapsed > 0 else None  # over all training seconds
-    ckpts = list_checkpoints(run_dir)
+    eta = (total - step) * elapsed / logged if logged > 0 and total > step else 0.0
+    average = average_tokens_per_s(last_train.get("tokens"), elapsed)
     state = run_state(run_dir, total, step)
     starved = (starvation(train, header, machine_competition(run_dir))
                if train and state == "running" else None)

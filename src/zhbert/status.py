@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from zhbert.runstate import collect
@@ -19,6 +20,12 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return f"{100 * v:.2f}%" if pct else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
 
+def _machine(text: str | None) -> str | None:
+    """The header's machine line, "1 threads" made "1 thread": histories keep the line as
+    training wrote it (zhbert.machine.describe_machine), so old runs say it too."""
+    return text and re.sub(r"\b1 threads\b", "1 thread", text)
+
+
 def run(args) -> int:
     s = collect(args.run_dir)
     if args.json:
@@ -29,14 +36,16 @@ def run(args) -> int:
     lines = [f"run        {s['run']}  [{s['state']}]",
              f"step       {s['step']:,} / {s['total_steps']:,}{pct}",
              f"train      loss {_fmt(t.get('loss'))}  mlm acc {_fmt(t.get('mlm_acc'), True)}  "
-             f"nsp acc {_fmt(t.get('nsp_acc'), True)}  lr {_fmt(t.get('lr'))}",
+             f"nsp acc {_fmt(t.get('nsp_acc'), True)}  lr {_fmt(t.get('lr'))}"
+             # after a stop between logs, the latest record is older than the step reached
+             + (f"  (logged at step {t['step']:,})" if t.get("step", s["step"]) != s["step"] else ""),
              f"held-out   mlm acc {_fmt(e.get('eval_mlm_acc'), True)}  "
              f"nsp acc {_fmt(e.get('eval_nsp_acc'), True)}  (step {e.get('step', '-')})",
              f"speed      {s['tokens_per_s']:,.0f} tokens/s in the last log interval"
              + (f", {s['average_tokens_per_s']:,.0f} over the run" if s["average_tokens_per_s"] else "")
              + f"  ETA {s['eta_seconds'] / 60:.1f} min",
              f"checkpoint {s['last_checkpoint'] if s['last_checkpoint'] is not None else '-'}",
-             f"precision  {s['precision']} on {s['machine']}"]
+             f"precision  {s['precision']} on {_machine(s['machine'])}"]
     if s["starved_advice"]:
         lines.append(f"cpu        {s['starved_advice']}")
     print("\n".join(lines))

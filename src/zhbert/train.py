@@ -80,10 +80,10 @@ def run(args) -> int:
 def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
     """What a finished (or stopped) `zhbert train` says last: where it got, how fast, the
     latest held-out figures (as `zhbert status` reads them), and what to run next."""
-    from zhbert.runstate import collect
+    from zhbert.runstate import average_tokens_per_s, collect
 
     e = collect(run_dir)["eval"]
-    speed = progress.tokens / progress.elapsed if progress.elapsed > 0 else 0.0
+    speed = average_tokens_per_s(progress.tokens, progress.elapsed) or 0.0
     line = (f"zhbert: {run_dir} at step {progress.step:,} of {cfg.train.steps:,}: "
             f"{progress.elapsed / 60:.1f} min of training, {speed:,.0f} real tokens/s")
     if e:

@@ -36,16 +36,20 @@ def run(args: argparse.Namespace) -> int:
     from zhbert.analysis import planning
     from zhbert.analysis.forecast import NoLearningRate, plan
     planning.check_plan_args(args)
-    why = "--law none" if args.law == "none" else "--metric / --model / --x name a schedule-free fit"
-    if args.law != "none" and not (args.metric or args.model or args.x != "step"):
+    why = "--law none" if args.law == "none" else "--model / --x name a schedule-free fit"
+    if args.law != "none" and not (args.model or args.x != "step"):
         try:
             p = plan(args.history, args.law, args.n_boot)
         except NoLearningRate as exc:
             why = str(exc)
         else:
-            out, text = planning.answer(p, args)
-            print(json.dumps(out, indent=2, default=float) if args.json else "\n".join(text))
-            return 0
+            # naming the accuracy the law forecasts anyway keeps the law (it switched methods)
+            if args.metric in (None, p.runs[0].acc_metric):
+                out, text = planning.answer(p, args)
+                print(json.dumps(out, indent=2, default=float) if args.json else "\n".join(text))
+                return 0
+            why = (f"--metric {args.metric} is not the accuracy the law forecasts "
+                   f"({p.runs[0].acc_metric})")
     if len(args.history) > 1:
         raise UserError(f"the schedule-free families fit one run at a time ({why}); give one run")
     if args.target is None:
