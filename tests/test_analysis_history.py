@@ -216,3 +216,14 @@ def test_series_come_in_the_order_the_file_names_them(tmp_path):
     assert list(load_history(tmp_path).series) == [
         "lr", "loss", "mlm_loss", "mlm_acc", "sop_acc", "grad_norm", "eval_mlm_acc", "eval_mlm_loss",
         "eval_ppl"]
+
+
+def test_a_data_or_sweep_directory_is_named_as_what_it_is(synthetic_data, tmp_path):
+    """Given where a run was expected, zhbert's other folders said "no TensorBoard event
+    files"; they are named, with what to give instead."""
+    from zhbert.analysis.history import load_history
+    with pytest.raises(UserError, match="is a data directory .*zhbert train --data"):
+        load_history(synthetic_data)
+    (tmp_path / "sweep.json").write_text("{}")
+    with pytest.raises(UserError, match="is a sweep: give one of its trials"):
+        load_history(tmp_path)

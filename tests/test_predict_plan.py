@@ -139,6 +139,7 @@ def test_history_without_lr_falls_back_and_says_so(tmp_path, capsys):
     (["--steps", "0"], "steps > 0"),
     (["--steps", "100", "--schedule", "step"], "unknown; use one of"),
     (["--steps", "100", "--lr", "-1"], "learning rate > 0"),
+    (["--steps", "2000", "--warmup", "5000"], "not shorter than --steps 2,000"),
     ([], "ask a question"),
 ])
 def test_bad_questions_exit_2_with_the_fix(runs, capsys, argv, msg):

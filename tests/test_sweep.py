@@ -401,3 +401,10 @@ def test_absolute_url_leaves_other_urls_as_they_are(tmp_path, monkeypatch):
     for url in ("sqlite:////abs/a.db", "sqlite://", "sqlite:///:memory:",
                 "postgresql://u:p@host/db", "not a url"):
         assert absolute_url(url) == url
+
+
+def test_a_sweep_dir_that_does_not_exist_is_named_not_asked_for_data(tmp_path, capsys):
+    """A mistyped SWEEP_DIR was told "a new sweep needs --data and --out"."""
+    assert cli_main(["sweep", str(tmp_path / "nosuch")]) == 2
+    err = capsys.readouterr().err
+    assert "nosuch not found: give an existing SWEEP_DIR" in err and "needs --data" not in err

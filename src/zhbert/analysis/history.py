@@ -328,6 +328,17 @@ def _sniff_jsonl(path: Path) -> str:
     return "zhbert"
 
 
+def _refuse_other_dirs(path: Path) -> None:
+    """zhbert's other directories, named as what they are ("no TensorBoard event files"
+    said nothing to someone who gave a data directory)."""
+    if (path / "manifest.json").exists():
+        raise UserError(f"{path} is a data directory (zhbert prepare), not a run: train on it "
+                        f"with `zhbert train --data {path} --out RUN` and give RUN")
+    if (path / "sweep.json").exists():
+        raise UserError(f"{path} is a sweep: give one of its trials ({path / 'trials' / '0000'}), "
+                        f"or see `zhbert sweep report {path}`")
+
+
 def load_history(path: str | Path, metric: str | None = None) -> History:
     """Load any supported history (see module docstring); ``metric`` picks the default series."""
     # other tools' formats live in foreign_history, which builds on this module's types
@@ -343,6 +354,7 @@ def load_history(path: str | Path, metric: str | None = None) -> History:
             return load_history(path / "trainer_state.json", metric)
         if (path / "checkpoint_eval.jsonl").exists():
             return load_ckpt_eval(path / "checkpoint_eval.jsonl", metric)
+        _refuse_other_dirs(path)
         return load_tensorboard(path, metric)
     if "tfevents" in path.name:
         return load_tensorboard(path, metric)

@@ -63,6 +63,9 @@ def check_plan_args(args: argparse.Namespace) -> None:
         raise UserError(f"--schedule {args.schedule}: unknown; use one of {', '.join(SCHEDULES)}")
     if args.warmup is not None and args.warmup < 0:
         raise UserError(f"--warmup {args.warmup}: give warm-up steps >= 0")
+    if args.warmup is not None and args.steps is not None and args.warmup >= args.steps:
+        raise UserError(f"--warmup {args.warmup:,} is not shorter than --steps {args.steps:,}: "
+                        "the run would end inside its warm-up")
     if args.lr is not None and not args.lr > 0:
         raise UserError(f"--lr {args.lr:g}: give a peak learning rate > 0, e.g. --lr 1e-3")
     for name in ("price_per_hour", "tokens_per_step", "seconds_per_step"):

@@ -130,6 +130,9 @@ def prepare(args) -> tuple[Path, SweepSpec]:
         elif not args.worker:
             publish(target, spec)
         return target, spec
+    if not target.exists():  # "a new sweep needs --data" misled a mistyped SWEEP_DIR
+        raise UserError(f"{target} not found: give an existing SWEEP_DIR to resume it, or a "
+                        "search space TOML with --data DATA --out SWEEP_DIR to start a sweep")
     spec = new_spec(args)
     sweep_dir = Path(args.out)
     old = read_spec(sweep_dir)
