@@ -295,3 +295,19 @@ def test_a_checkpoint_state_is_the_dict_of_the_trainers_parts():
     assert json.dumps(tr.state_dict()) == json.dumps(written)  # same keys in the same order
     with pytest.raises(TypeError):
         tr.progress.load_state_dict({**written["progress"], "stray": 1})
+
+
+def test_resuming_a_finished_run_adds_nothing_and_lengthening_one_is_explained(synthetic_data,
+                                                                               tmp_path, capsys):
+    """--resume of a complete run appended a header with nothing after it; asking for more
+    steps was refused as "other settings" with only --force (which deletes it) to offer."""
+    run = tmp_path / "run"
+    args = ["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress"]
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=2"]), [])
+    assert cli_main(args + sets) == 0
+    before = (run / "history.jsonl").read_text()
+    assert cli_main(args + sets + ["--resume"]) == 0
+    assert "already complete (step 2 of 2): nothing to train" in capsys.readouterr().err
+    assert (run / "history.jsonl").read_text() == before
+    assert cli_main(args + sets + ["--set", "train.steps=4", "--resume"]) == 2
+    assert "cannot be lengthened" in capsys.readouterr().err

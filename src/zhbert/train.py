@@ -139,6 +139,9 @@ def _other_run_message(run_dir: Path, changed: list[str], resume: bool) -> str:
     shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
     fix = ("to continue it, repeat its --config and --set flags (its settings are in "
            f"{run_dir / 'config.json'}); " if resume else "")
+    if resume and len(changed) == 1 and changed[0].startswith("train.steps:"):
+        fix = ("a run cannot be lengthened, since train.steps sets its lr schedule (`zhbert "
+               f"predict {run_dir} --steps N` forecasts a longer one); ")
     return (f"{run_dir} holds a run with other settings ({shown}); {fix}choose a new --out for "
             "a new run, or pass --force to delete that run and start over there")
 
@@ -210,8 +213,12 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
                   else (None, None))
     bf16 = _bf16_copy(raw_model) if trains_bf16_copy(precision) else None
     tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * dist.world * cfg.data.max_len
+    done = ref is not None and ref.step >= cfg.train.steps
+    if done and dist.main:  # a header with nothing after it would only clutter the history
+        print(f"zhbert: {run_dir} is already complete (step {ref.step:,} of {cfg.train.steps:,}): "
+              "nothing to train", file=sys.stderr)
     history = _open_history(run_dir, cfg, dist, precision, reason, tokens_per_step,
-                            ref.step if ref else None) if dist.main else None
+                            ref.step if ref else None) if dist.main and not done else None
     tr = Trainer(cfg=cfg, dist=dist, device=device, run_dir=run_dir,
                  model=_wrap(bf16.module if bf16 else raw_model, cfg, dist, device, ddp=bf16 is None),
                  raw_model=raw_model, optimizer=optimizer, loader=loader,
