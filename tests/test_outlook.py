@@ -102,3 +102,26 @@ def test_a_forecast_that_climbs_past_the_data_is_flagged(capsys):
     assert main(["predict", str(DATA / "tiny-2000"), "--steps", "4000", "--json", "--n-boot", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["forecast"]["warning"] is None
     assert outlook(DATA / "tiny-2000", 0.4).summary().count("warning") == 0
+
+
+def test_the_curve_fit_is_called_blind_to_the_schedule_where_the_law_cannot_run(tmp_path, capsys):
+    """A run with an lr schedule but no loss to fit the law on: its only answer, the curve
+    fit's, still says that it ignores the schedule (it went unlabelled)."""
+    from zhbert.config import load_config
+    from zhbert.schedule import Schedule
+    cfg = load_config("tiny", ["train.steps=1000"])
+    sched = Schedule.from_config(cfg)
+    recs = [{"type": "header", "run": "r", "config": cfg.to_dict(), "total_steps": 1000}]
+    for s in range(50, 1001, 50):
+        acc = 0.35 * (1 - (1 - s / 1000) ** 2)
+        recs.append({"type": "train", "step": s, "tokens": s * 3000, "elapsed": s * 0.2,
+                     "lr": sched.at(s), "mlm_acc": acc})
+        recs.append({"type": "eval", "step": s, "tokens": s * 3000, "elapsed": s * 0.2,
+                     "eval_mlm_acc": acc + 0.01})
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert main(["analyze", str(tmp_path / "r"), "--out", str(tmp_path / "an"), "--target", "0.4",
+                 "--n-boot", "10"]) == 0
+    said = capsys.readouterr().out
+    assert "target 0.4 (the curve fit, blind to the lr schedule):" in said
+    assert "schedule-aware" not in said.replace("schedule-aware forecast:", "")

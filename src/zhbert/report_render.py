@@ -250,7 +250,9 @@ def summary_text(a: Analysis, j: dict, out: Path) -> str:
         lines.append(f"  best curve: {bf['model']}" + (f", asymptote {fmt(bf['asymptote'])} "
                      f"{fmt(bf['asymptote_ci95'])}" if bf["asymptote"] is not None else ""))
     if j["prediction"]:  # beside the planner's answer, say which one ignores the lr schedule
-        blind = " (the curve fit, blind to the lr schedule)" if a.outlook is not None else ""
+        # also where the law could not run: a run with an lr schedule still has one
+        scheduled = a.outlook is not None or "lr" in a.history.series
+        blind = " (the curve fit, blind to the lr schedule)" if scheduled else ""
         lines.append(f"  target {j['prediction']['target']:g}{blind}: {j['prediction']['message']}")
     if a.outlook is not None:
         lines.append(f"  schedule-aware: {a.outlook.summary()}")
