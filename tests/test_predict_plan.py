@@ -307,3 +307,14 @@ def test_naming_the_laws_own_accuracy_keeps_the_law(runs, capsys):
     assert rc == 0 and json.loads(out)["method"].startswith("lr_annealing law")
     rc, out, _ = cli("predict_cli", [str(runs[2000]), "--target", "0.35", "--metric", "mlm_acc"], capsys)
     assert rc == 0 and "--metric mlm_acc is not the accuracy the law forecasts" in out
+
+
+def test_schedules_the_bands_cannot_rank_are_said_to_be_unranked(runs, capsys):
+    """One short run of the demo's recipe ranked constant above cosine inside bands far wider
+    than the gap; a law pinned down by two runs with little noise still ranks them."""
+    demo = str(Path(__file__).parent / "data" / "demo-1000")
+    rc, out, _ = cli("predict_cli", [demo, "--steps", "3000", "--compare-schedules", "--json"], capsys)
+    assert rc == 0 and "cannot rank the schedules" in json.loads(out)["compare_schedules_note"]
+    rc, out, _ = cli("predict_cli", [str(runs[1000]), str(runs[2000]), "--steps", "8000",
+                                     "--compare-schedules", "--json"], capsys)
+    assert rc == 0 and "compare_schedules_note" not in json.loads(out)

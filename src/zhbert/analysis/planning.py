@@ -216,6 +216,10 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
         out["compare_schedules"] = {"steps": n, **{k: f.to_json() for k, f in cmp.items()}}
         text.append(f"final accuracy ({p.runs[0].acc_metric}) of a {n:,}-step run by schedule:")
         text += [f"  {k:<9} {_fc(f)}" for k, f in cmp.items()]
+        note = _ranking_note(cmp)
+        if note:
+            out["compare_schedules_note"] = note
+            text.append(f"  {note}")
     if args.target is not None:
         r = reach(p, args.target, lambda n: schedule_for(p, args, n))
         out["target"] = {**r.to_json(), **({"units": units(p, r.steps, args)} if r.reachable else {})}
@@ -224,6 +228,16 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
             text.append(f"  = {_fmt_units(units(p, r.steps, args))} (point estimate)")
     text += [f"note: {n}" for n in p.notes]
     return out, text
+
+
+def _ranking_note(cmp: dict[str, Forecast]) -> str | None:
+    """Whether the forecasts can rank the schedules at all: one short run ranked constant
+    above cosine by 0.8 points inside 80% bands 14 points wide, without a word."""
+    best = max(cmp, key=lambda k: cmp[k].mean)
+    if any(cmp[k].hi80 < cmp[best].lo80 for k in cmp if k != best):
+        return None
+    return (f"every schedule's 80% band overlaps the best one's ({best}): these runs cannot rank "
+            "the schedules (runs of more than one schedule, or longer ones, may)")
 
 
 def _law_line(p: Planner) -> str:
