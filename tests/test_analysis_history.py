@@ -225,5 +225,5 @@ def test_a_data_or_sweep_directory_is_named_as_what_it_is(synthetic_data, tmp_pa
     with pytest.raises(UserError, match="is a data directory .*zhbert train --data"):
         load_history(synthetic_data)
     (tmp_path / "sweep.json").write_text("{}")
-    with pytest.raises(UserError, match="is a sweep: give one of its trials"):
+    with pytest.raises(UserError, match="is a sweep, not a run: give one of its trials"):
         load_history(tmp_path)

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _uncaught(exc)
     if _gloo_open():
         from zhbert.distributed import exit_process
-        exit_process(code)  # ends the process here
+        exit_process(code)
     return code
 
 

@@ -103,13 +103,13 @@ class Config:
         """Hash of what defines the run's trajectory (not logging/retention cadence)."""
         return hashlib.sha256(json.dumps(self._trajectory(), sort_keys=True).encode()).hexdigest()[:16]
 
-    def differences(self, other: "Config") -> list[str]:
-        """The settings of the trajectory (those ``hash`` covers) that differ, as
-        "section.key: this -> other"."""
+    def differences(self, other: "Config") -> dict[str, tuple[Any, Any]]:
+        """The settings of the trajectory (those ``hash`` covers) that differ:
+        {"section.key": (this value, other value)}, in key order."""
         a, b = self._trajectory(), other._trajectory()
         keys = sorted({(sec, k) for d in (a, b) for sec in d if isinstance(d[sec], dict) for k in d[sec]})
-        return [f"{sec}.{k}: {a.get(sec, {}).get(k)!r} -> {b.get(sec, {}).get(k)!r}"
-                for sec, k in keys if a.get(sec, {}).get(k) != b.get(sec, {}).get(k)]
+        return {f"{sec}.{k}": (a.get(sec, {}).get(k), b.get(sec, {}).get(k))
+                for sec, k in keys if a.get(sec, {}).get(k) != b.get(sec, {}).get(k)}
 
     def _trajectory(self) -> dict[str, Any]:
         d = self.to_dict()
@@ -214,6 +214,12 @@ def load_config(spec: str = "tiny", overrides: list[str] | tuple[str, ...] = ())
     if errors:
         raise UserError("invalid configuration:\n  - " + "\n  - ".join(errors))
     return config
+
+
+def describe_differences(diffs: dict[str, tuple[Any, Any]], most: int = 6) -> str:
+    """``Config.differences`` as one clause: "train.lr: 0.002 -> 0.0001; ..." (``most`` named)."""
+    items = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in diffs.items()]
+    return "; ".join(items[:most]) + (f"; and {len(items) - most} more" if len(items) > most else "")
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

@@ -35,6 +35,7 @@ import numpy as np
 from zhbert import __version__
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
+from zhbert.run import DATA_MANIFEST
 from zhbert.vocab import Vocab
 
 FORMAT = "zhbert-data"
@@ -99,7 +100,7 @@ def new_manifest(config: dict[str, Any], sources: list[dict[str, Any]], vocab: V
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_json(out / "manifest.json", manifest)
+    atomic_write_json(out / DATA_MANIFEST, manifest)
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def open_data_dir(path: str | Path, expect_vocab_sha256: str | None = None) -> D
     if not path.is_dir():
         raise UserError(f"data directory not found: {path}; create it with "
                         f"`zhbert prepare builtin --out {path}`")
-    manifest = read_json(path / "manifest.json", "data manifest",
+    manifest = read_json(path / DATA_MANIFEST, "data manifest",
                          f"{path} is not a data directory; make one with "
                          f"`zhbert prepare SOURCES --out {path}` (SOURCES: builtin, files, a dump)")
     if manifest.get("format") != FORMAT:

@@ -63,6 +63,23 @@ class Run:
     vocab_size: int
 
 
+DATA_MANIFEST = "manifest.json"  # marks a data directory (zhbert prepare; zhbert.datadir)
+SWEEP_SPEC = "sweep.json"        # marks a sweep directory (zhbert sweep; zhbert.sweep.study)
+
+
+def not_a_run_dir(path: str | Path) -> UserError | None:
+    """Where a run was asked for: zhbert's other directories, named as what they are, with
+    what to give instead (None: not one of them)."""
+    path = Path(path)
+    if (path / DATA_MANIFEST).exists():
+        return UserError(f"{path} is a data directory (zhbert prepare), not a run: train on it "
+                         f"with `zhbert train --data {path} --out RUN` and give RUN")
+    if (path / SWEEP_SPEC).is_file():
+        return UserError(f"{path} is a sweep, not a run: give one of its trials "
+                         f"({path / 'trials' / '0000'}), or see `zhbert sweep report {path}`")
+    return None
+
+
 def is_run_dir(path: str | Path) -> bool:
     """A `zhbert train` run directory (its config.json has a config hash) rather than a model dir."""
     cfg = Path(path) / "config.json"

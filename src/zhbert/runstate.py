@@ -62,16 +62,14 @@ def average_tokens_per_s(tokens: float | None, seconds: float | None) -> float |
 
 def not_a_run(run_dir: Path) -> UserError:
     """Why ``run_dir`` (without history.jsonl) is no run, and what to run instead."""
-    from zhbert.sweep.study import SPEC_FILE  # here only: a sweep's modules are not needed above
+    from zhbert.run import not_a_run_dir
 
     if not run_dir.exists():
         return UserError(f"{run_dir} does not exist; give a run directory made by "
                          "`zhbert train --data DATA --out RUN`")
-    if (run_dir / SPEC_FILE).is_file():
-        return UserError(f"{run_dir} is a sweep ({SPEC_FILE}), not a run; see its trials with "
-                         f"`zhbert sweep report {run_dir}`")
-    return UserError(f"{run_dir} is not a zhbert run (no history.jsonl); "
-                     "start one with `zhbert train --data DATA --out RUN`")
+    return not_a_run_dir(run_dir) or UserError(
+        f"{run_dir} is not a zhbert run (no history.jsonl); start one with "
+        "`zhbert train --data DATA --out RUN`")
 
 
 def collect(run_dir: str | Path) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from zhbert.runstate import collect
@@ -18,12 +17,6 @@ def _fmt(v: Any, pct: bool = False) -> str:
     if v is None:
         return "-"
     return f"{100 * v:.2f}%" if pct else (f"{v:.4g}" if isinstance(v, float) else str(v))
-
-
-def _machine(text: str | None) -> str | None:
-    """The header's machine line, "1 threads" made "1 thread": histories keep the line as
-    training wrote it (zhbert.machine.describe_machine), so old runs say it too."""
-    return text and re.sub(r"\b1 threads\b", "1 thread", text)
 
 
 def run(args) -> int:
@@ -45,7 +38,7 @@ def run(args) -> int:
              + (f", {s['average_tokens_per_s']:,.0f} over the run" if s["average_tokens_per_s"] else "")
              + f"  ETA {s['eta_seconds'] / 60:.1f} min",
              f"checkpoint {s['last_checkpoint'] if s['last_checkpoint'] is not None else '-'}",
-             f"precision  {s['precision']} on {_machine(s['machine'])}"]
+             f"precision  {s['precision']} on {s['machine']}"]
     if s["starved_advice"]:
         lines.append(f"cpu        {s['starved_advice']}")
     print("\n".join(lines))

@@ -28,13 +28,13 @@ quiet_openmp_waits()  # before torch loads libgomp, which reads its wait policy 
 import torch  # noqa: E402
 
 from zhbert.checkpoint import latest_valid_checkpoint, load_checkpoint, remove_partial
-from zhbert.config import Config, config_from_dict, load_config
+from zhbert.config import Config, config_from_dict, describe_differences, load_config
 from zhbert.distributed import Dist, agree_on_step, barrier, on_main, setup, shutdown
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.instance_cache import instance_cache_dir
-from zhbert.run import EVAL_RESULTS, PROBE_RESULTS, data_config, model_config_from
+from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS, data_config, model_config_from
 from zhbert.runlock import WriterLock, lock_path
 from zhbert.schedule import Schedule
 from zhbert.trainloop import Interval, Progress, Trainer, fit
@@ -110,15 +110,15 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -
 def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, force: bool) -> None:
     """Refuse to mix runs: a run directory belongs to one config and one data set, and is
     never a data directory (a run written there would mix with, and --force clear, its files)."""
-    if (run_dir / "manifest.json").exists():  # also when --out is --data under another name
-        raise UserError(f"{run_dir} is a data directory (it holds manifest.json); choose "
+    if (run_dir / DATA_MANIFEST).exists():  # also when --out is --data under another name
+        raise UserError(f"{run_dir} is a data directory (it holds {DATA_MANIFEST}); choose "
                         "another --out for the run, e.g. runs/NAME")
     cfg_path = run_dir / "config.json"
     if cfg_path.exists():
         old = read_json(cfg_path, "run config")
         changed = config_from_dict(old.get("config", {})).differences(cfg)
         if old.get("data", {}).get("vocab_sha256") != data_info["vocab_sha256"]:
-            changed.append(f"the vocabulary ({old.get('data', {}).get('dir')} -> {data_info['dir']})")
+            changed["the vocabulary"] = (old.get("data", {}).get("dir"), data_info["dir"])
         same = not changed
         if not same and not force:
             raise UserError(_other_run_message(run_dir, changed, resume))
@@ -135,15 +135,15 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
     atomic_write_json(cfg_path, {"config": cfg.to_dict(), "config_hash": cfg.hash(), "data": data_info})
 
 
-def _other_run_message(run_dir: Path, changed: list[str], resume: bool) -> str:
-    shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+def _other_run_message(run_dir: Path, changed: dict[str, tuple], resume: bool) -> str:
     fix = ("to continue it, repeat its --config and --set flags (its settings are in "
            f"{run_dir / 'config.json'}); " if resume else "")
-    if resume and len(changed) == 1 and changed[0].startswith("train.steps:"):
+    if resume and list(changed) == ["train.steps"]:
         fix = ("a run cannot be lengthened, since train.steps sets its lr schedule (`zhbert "
                f"predict {run_dir} --steps N` forecasts a longer one); ")
-    return (f"{run_dir} holds a run with other settings ({shown}); {fix}choose a new --out for "
-            "a new run, or pass --force to delete that run and start over there")
+    return (f"{run_dir} holds a run with other settings ({describe_differences(changed)}); {fix}"
+            "choose a new --out for a new run, or pass --force to delete that run and start "
+            "over there")
 
 
 def _clear_run(run_dir: Path) -> None:
@@ -254,7 +254,7 @@ def _claim(run_dir: Path, held: contextlib.ExitStack | None) -> None:
     """Lock the run directory for this process's life (a second trainer exits 2 naming
     this PID), then clear what a save killed midway left. A data directory is left
     untouched: prepare_run_dir refuses it next."""
-    if held is None or (run_dir / "manifest.json").exists():
+    if held is None or (run_dir / DATA_MANIFEST).exists():
         return
     held.enter_context(WriterLock(lock_path(run_dir / "train"), "zhbert train"))
     gone = remove_partial(run_dir)  # safe under the lock: no other save can be in progress

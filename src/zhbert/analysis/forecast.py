@@ -40,6 +40,7 @@ from scipy.stats import norm
 from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.laws import RunCurve, fit_law
+from zhbert.config import describe_differences
 from zhbert.errors import UserError
 from zhbert.schedule import SCHEDULES, Schedule, infer_schedule
 
@@ -117,7 +118,7 @@ def _header(path: Path) -> dict[str, Any]:
     return {}
 
 
-def _fit_from(schedule: Schedule) -> int:
+def fit_from(schedule: Schedule) -> int:
     """First step the law is fitted at: after the lr warm-up and zhbert's short-sequence phase."""
     return max(schedule.warmup, schedule.short_steps) + 1
 
@@ -143,15 +144,13 @@ def _pick(history: History, names: Sequence[str]) -> str | None:
 
 
 def _run_config(tb_dir: Path) -> dict[str, Any]:
-    """A zhbert run's TensorBoard folder (RUN/tb) keeps no header: its run's config.json,
-    beside it, holds what the header would (without it the length warm-up went unseen)."""
-    from zhbert.fileio import read_json
-    cfg_path = tb_dir.parent / "config.json"
-    if not cfg_path.is_file() or not any(tb_dir.glob("events.out.tfevents*")):
+    """A zhbert run's TensorBoard folder (RUN/tb) keeps no header: its run's config
+    (run.open_run) holds what the header would (without it the length warm-up went unseen)."""
+    from zhbert.run import is_run_dir, open_run
+    if not is_run_dir(tb_dir.parent) or not any(tb_dir.glob("events.out.tfevents*")):
         return {}
-    cfg = read_json(cfg_path, "run config").get("config")
-    steps = cfg.get("train", {}).get("steps") if isinstance(cfg, dict) else None
-    return {"config": cfg, "total_steps": steps} if steps else {}
+    cfg = open_run(tb_dir.parent).cfg
+    return {"config": cfg.to_dict(), "total_steps": cfg.train.steps}
 
 
 def load_run(path: str | Path) -> RunData:
@@ -171,7 +170,7 @@ def load_run(path: str | Path) -> RunData:
         a = history.series[acc_name]
         common, ia, ib = np.intersect1d(steps, a.step, return_indices=True)
         steps, y, acc = common, y[ia], a.y[ib]
-    curve = RunCurve(history.meta.run, steps.astype(int), y, schedule, _fit_from(schedule))
+    curve = RunCurve(history.meta.run, steps.astype(int), y, schedule, fit_from(schedule))
     setup = {} if cfg is None else {"config": cfg}
     return RunData(curve, acc, loss_name, acc_name, source, setup, history.meta.tokens_per_step,
                    history.meta.seconds_per_step, history)
@@ -194,10 +193,10 @@ def setup_warnings(runs: Sequence[RunData]) -> list[str]:
         a, b = first.setup.get("config"), r.setup.get("config")
         if a is None or b is None:
             continue
-        diffs = [d for d in a.differences(b) if d.split(":")[0] not in LAW_MAY_VARY]
+        diffs = {k: v for k, v in a.differences(b).items() if k not in LAW_MAY_VARY}
         if diffs:
-            shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
-            out.append(f"warning: {r.curve.name} differs from {first.curve.name} in {shown}: one "
+            out.append(f"warning: {r.curve.name} differs from {first.curve.name} in "
+                       f"{describe_differences(diffs, 5)}: one "
                        "law assumes one model and one data setup, so its fit and bands mean little")
     if len({r.loss_metric for r in runs}) > 1:
         out.append("warning: the runs record different loss metrics ("
@@ -224,6 +223,11 @@ class Planner:
     acc_phi: float
     runs: tuple[RunData, ...] = field(repr=False)
     notes: tuple[str, ...] = ()
+
+    @property
+    def fitted_from(self) -> int:
+        """The first step any run's law was fitted at: below it the law was never checked."""
+        return min(int(r.curve.fit_from) for r in self.runs)
 
     @property
     def method(self) -> str:

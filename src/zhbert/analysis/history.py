@@ -328,21 +328,11 @@ def _sniff_jsonl(path: Path) -> str:
     return "zhbert"
 
 
-def _refuse_other_dirs(path: Path) -> None:
-    """zhbert's other directories, named as what they are ("no TensorBoard event files"
-    said nothing to someone who gave a data directory)."""
-    if (path / "manifest.json").exists():
-        raise UserError(f"{path} is a data directory (zhbert prepare), not a run: train on it "
-                        f"with `zhbert train --data {path} --out RUN` and give RUN")
-    if (path / "sweep.json").exists():
-        raise UserError(f"{path} is a sweep: give one of its trials ({path / 'trials' / '0000'}), "
-                        f"or see `zhbert sweep report {path}`")
-
-
 def load_history(path: str | Path, metric: str | None = None) -> History:
     """Load any supported history (see module docstring); ``metric`` picks the default series."""
     # other tools' formats live in foreign_history, which builds on this module's types
     from zhbert.analysis.foreign_history import load_csv, load_hf, load_seed, load_tensorboard
+    from zhbert.run import not_a_run_dir
     path = Path(path)
     if not path.exists():
         raise UserError(f"history not found: {path} (give a run directory, history.jsonl, "
@@ -354,7 +344,9 @@ def load_history(path: str | Path, metric: str | None = None) -> History:
             return load_history(path / "trainer_state.json", metric)
         if (path / "checkpoint_eval.jsonl").exists():
             return load_ckpt_eval(path / "checkpoint_eval.jsonl", metric)
-        _refuse_other_dirs(path)
+        other = not_a_run_dir(path)  # "no TensorBoard event files" told nothing there
+        if other:
+            raise other
         return load_tensorboard(path, metric)
     if "tfevents" in path.name:
         return load_tensorboard(path, metric)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from zhbert.analysis.forecast import Forecast, Planner, plan
+from zhbert.analysis.forecast import Forecast, Planner, fit_from, plan
 from zhbert.analysis.planning import Reach, reach
 from zhbert.errors import UserError
 
@@ -70,7 +70,7 @@ def _plan_with_accuracy(source: Any, n_boot: int) -> Planner:
 def _curve(p, schedule, n: int) -> dict[str, list[float]]:
     """The law's curve where it holds: after the lr warm-up and the short-sequence phase
     (forecast.load_run fits from there), accuracy bands clipped to [0, 1]."""
-    steps = np.unique(np.linspace(max(schedule.warmup, schedule.short_steps) + 1, n, POINTS).astype(int))
+    steps = np.unique(np.linspace(fit_from(schedule), n, POINTS).astype(int))
     c = p.curve(schedule, steps)
     for k in ("acc", "acc_lo80", "acc_hi80"):
         if k in c:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zhbert.analysis.forecast import Forecast, Planner, RunData
+from zhbert.analysis.forecast import Forecast, Planner, RunData, fit_from
 from zhbert.errors import UserError
 from zhbert.metrics import metric_info
 from zhbert.schedule import SCHEDULES, Schedule
@@ -125,7 +125,7 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     # from the first step any run's law was fitted at (after the lr warm-up and the
     # short-sequence phase): before it the law was never checked, and its bands are wide
     # there (the demo's 80% band read "reaches 40% with <= 101 steps")
-    start = min(r.curve.fit_from for r in p.runs)
+    start = p.fitted_from
     grid = np.unique(np.geomspace(max(10, p.base.warmup + 1, start), longest * MAX_STRETCH,
                                   60).astype(int))
     fc = [p.accuracy(make(int(n)), [int(n)], noise=False) for n in grid]
@@ -246,7 +246,7 @@ def _law_line(p: Planner) -> str:
 
 
 def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
-    first = min(int(r.curve.fit_from) for r in p.runs)
+    first = p.fitted_from
     if n < first:  # the law's power of the lr area runs away below its fitted range
         raise UserError(f"--steps {n:,}: the law was fitted from step {first:,} on (after the lr "
                         f"warm-up and the short-sequence phase) and does not hold before it; ask "
@@ -255,7 +255,7 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
     loss = p.loss(sched, [n])
     acc = p.accuracy(sched, [n]) if p.accmap else None
     # where the law holds: after the lr warm-up and the short-sequence phase (forecast.load_run)
-    marks = np.unique(np.linspace(min(max(sched.warmup, sched.short_steps) + 1, n), n, 9).astype(int))
+    marks = np.unique(np.linspace(min(fit_from(sched), n), n, 9).astype(int))
     curve = p.curve(sched, marks)
     out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
            "final_accuracy": acc and acc.to_json(), "units": units(p, n, args),

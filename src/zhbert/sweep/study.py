@@ -19,9 +19,9 @@ from typing import Any
 
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, read_json
+from zhbert.run import SWEEP_SPEC as SPEC_FILE
 from zhbert.sweep.space import Space
 
-SPEC_FILE = "sweep.json"
 JOURNAL = "optuna.journal"
 BASE_TOML = "base.toml"
 STUDY_ATTR = "zhbert_sweep"
@@ -226,13 +226,18 @@ def start_over(sweep_dir: Path, url: str, study_name: str) -> None:
     (sweep_dir / SPEC_FILE).unlink(missing_ok=True)
 
 
+def trial_dir_name(number: int) -> str:
+    """SWEEP_DIR-relative directory of the trial first run under Optuna number ``number``."""
+    return f"trials/{number:04d}"
+
+
 def trial_label(number: int, trial_dir: str | None) -> str:
     """A trial named by its directory, as the user finds it on disk. A retry runs in the
     directory of the attempt it retries under a new Optuna number (trial 1 in
     trials/0000, the next new trial in trials/0002): then Optuna's number is given too."""
     if not trial_dir:
         return f"Optuna trial {number}"
-    return trial_dir if trial_dir == f"trials/{number:04d}" else f"{trial_dir} (Optuna trial {number})"
+    return trial_dir if trial_dir == trial_dir_name(number) else f"{trial_dir} (Optuna trial {number})"
 
 
 def with_runtime(spec: SweepSpec, **changes: Any) -> SweepSpec:

@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from zhbert.fileio import atomic_write_json
 from zhbert.history import iter_records
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
-from zhbert.sweep.study import SweepSpec, load_study, open_storage, trial_label
+from zhbert.sweep.study import SweepSpec, load_study, open_storage, trial_dir_name, trial_label
 
 NOT_COUNTED = ("worker_lost", "interrupted")   # failures that are retried, not counted
 MAX_RETRY = 3
@@ -285,7 +285,7 @@ def _record_prune(run: TrialRun, pruner) -> str:
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: WorkerOptions,
               pruner, stop: _Stop) -> str:
-    rel = trial.user_attrs.get("trial_dir") or f"trials/{trial.number:04d}"
+    rel = trial.user_attrs.get("trial_dir") or trial_dir_name(trial.number)
     _set_attrs(trial, {"trial_dir": rel, "total_steps": spec.steps, "worker_host": socket.gethostname(),
                        "worker_pid": os.getpid(), "heartbeat": time.time(), "failure": None,
                        "message": None, "started": time.time()})
