@@ -232,7 +232,7 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
 
 def _ranking_note(cmp: dict[str, Forecast]) -> str | None:
     """Whether the forecasts can rank the schedules at all: one short run ranked constant
-    above cosine by 0.8 points inside 80% bands 14 points wide, without a word."""
+    above cosine by 0.8 points inside 80% bands 5-17 points wide, without a word."""
     best = max(cmp, key=lambda k: cmp[k].mean)
     if any(cmp[k].hi80 < cmp[best].lo80 for k in cmp if k != best):
         return None
