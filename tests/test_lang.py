@@ -244,6 +244,20 @@ def test_prepare_reads_parquet_and_names_columns_when_missing(tmp_path, capsys):
     assert rc == 2 and "has no column 'body' (its columns: text, id)" in err
 
 
+def test_a_compressed_parquet_file_is_refused_with_how_to_decompress_it(tmp_path, capsys):
+    import gzip
+    import shutil
+
+    src = _parquet(tmp_path / "c.parquet", [f"{ARTICLE_ZH}第{i}号文件。" for i in range(30)])
+    (tmp_path / "in").mkdir()
+    with open(src, "rb") as raw, gzip.open(tmp_path / "in" / "c.parquet.gz", "wb") as packed:
+        shutil.copyfileobj(raw, packed)
+    for given in (tmp_path / "in" / "c.parquet.gz", tmp_path / "in"):  # named, or in a directory
+        rc, _, err = _run(capsys, "prepare", str(given), "--out", str(tmp_path / "d"))
+        assert rc == 2 and "is a compressed Parquet file" in err and "gunzip -k" in err, err
+        assert "Traceback" not in err and not (tmp_path / "d").exists()
+
+
 ARTICLE_ZH = "今天天气很好，我们去公园散步。公园里有很多人在锻炼身体。"
 
 

@@ -318,3 +318,19 @@ def test_schedules_the_bands_cannot_rank_are_said_to_be_unranked(runs, capsys):
     rc, out, _ = cli("predict_cli", [str(runs[1000]), str(runs[2000]), "--steps", "8000",
                                      "--compare-schedules", "--json"], capsys)
     assert rc == 0 and "compare_schedules_note" not in json.loads(out)
+
+
+def test_answers_write_infinities_and_gaps_the_one_zhbert_way():
+    # Reach and Prediction had their own JSON number helpers: -inf came out as "inf" and
+    # a NaN as NaN (not JSON). Both now go through fileio.json_safe.
+    import math
+
+    from zhbert.analysis.planning import Reach
+    from zhbert.analysis.predict import Quantity
+
+    reach = Reach(0.5, False, math.nan, (-math.inf, math.inf), None, None, "never")
+    assert reach.to_json()["steps"] is None
+    assert reach.to_json()["steps_interval80"] == ["-inf", "inf"]
+    q = Quantity(math.nan, (-math.inf, 3.0), (math.inf, math.inf)).to_json()
+    assert q == {"value": None, "interval80": ["-inf", 3.0], "interval95": ["inf", "inf"]}
+    json.dumps(reach.to_json(), allow_nan=False)  # strict JSON

@@ -22,6 +22,7 @@ import numpy as np
 
 from zhbert.analysis.forecast import Forecast, Planner, RunData, fit_from
 from zhbert.errors import UserError
+from zhbert.fileio import json_safe
 from zhbert.metrics import metric_info
 from zhbert.schedule import SCHEDULES, Schedule
 
@@ -94,7 +95,7 @@ class Reach:
     shortest: int | None = None  # the shortest run searched: a bound equal to it means "<= it"
 
     def to_json(self) -> dict[str, Any]:
-        j = lambda v: None if v is None else ("inf" if math.isinf(v) else float(v))  # noqa: E731
+        j = lambda v: json_safe(None if v is None else float(v))  # noqa: E731
         return {"target": self.target, "reachable": self.reachable, "steps": j(self.steps),
                 "steps_interval80": None if self.steps80 is None else [j(v) for v in self.steps80],
                 "steps_interval95": None if self.steps95 is None else [j(v) for v in self.steps95],

@@ -65,15 +65,8 @@ class Quantity:
                         (self.interval95[0] * k, self.interval95[1] * k))
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": _jnum(self.value), "interval80": [_jnum(v) for v in self.interval80],
-                "interval95": [_jnum(v) for v in self.interval95]}
-
-
-def _jnum(v: float | None) -> float | str | None:
-    """JSON number; an infinite interval end is written as the string "inf"."""
-    if v is None or math.isnan(v):
-        return None
-    return "inf" if math.isinf(v) else float(v)
+        return {"value": _f(self.value), "interval80": [_f(v) for v in self.interval80],
+                "interval95": [_f(v) for v in self.interval95]}
 
 
 @dataclass(frozen=True)
@@ -110,15 +103,15 @@ class Prediction:
         q = lambda v: None if v is None else v.to_json()  # noqa: E731
         return {"target": self.target, "metric": self.metric, "x_axis": self.x_axis,
                 "model": self.model, "reachable": self.reachable, "message": self.message,
-                "steps": _jnum(self.steps.value) if self.steps else None,
-                "interval80": [_jnum(v) for v in self.interval80] if self.steps else None,
-                "interval95": [_jnum(v) for v in self.interval95] if self.steps else None,
+                "steps": _f(self.steps.value) if self.steps else None,
+                "interval80": [_f(v) for v in self.interval80] if self.steps else None,
+                "interval95": [_f(v) for v in self.interval95] if self.steps else None,
                 "x": q(self.x), "tokens": q(self.tokens), "hours": q(self.hours), "cost": q(self.cost),
                 "unreachable_fraction": self.unreachable_fraction,
                 "asymptote": _f(self.asymptote),
                 "asymptote_ci95": None if self.asymptote_ci95 is None else [_f(v) for v in self.asymptote_ci95],
-                "already_reached_at": _jnum(self.already_reached_at),
-                "by_model": {k: _jnum(v) for k, v in self.by_model.items()},
+                "already_reached_at": _f(self.already_reached_at),
+                "by_model": {k: _f(v) for k, v in self.by_model.items()},
                 "aic_best": self.aic_best, "backtest_winner": self.backtest_winner,
                 "notes": list(self.notes)}
 

@@ -47,6 +47,7 @@ from zhbert.errors import UserError
 KINDS = {".txt": "text", ".jsonl": "jsonl", ".xml": "wiki", ".parquet": "parquet",
          ".csv": "csv", ".tsv": "tsv"}
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstandard.open}
+DECOMPRESSORS = {".gz": "gunzip", ".bz2": "bunzip2", ".xz": "unxz", ".zst": "unzstd"}  # the shell's name
 # what reading a damaged compressed stream raises (zstandard.ZstdError is not an OSError)
 DAMAGE = (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError)
 CHUNK = 1 << 16       # bytes per read: memory stays bounded whatever the file size
@@ -244,6 +245,11 @@ def _inspect(spec: str, path: Path, skip_bad: bool, text_column: str = "text") -
         raise UserError(f"cannot read corpus file {path}: {exc.strerror or exc}; "
                         "check its permissions") from None
     info = SourceInfo(spec, kind, str(path), size, sha, encoding="")
+    compression = _split_suffix(path)[1]
+    if kind == "parquet" and compression:  # Arrow needs to seek in the file; a stream cannot
+        raise UserError(f"corpus file {path} is a compressed Parquet file; Parquet compresses "
+                        f"its own columns and is read uncompressed: decompress it first "
+                        f"(e.g. `{DECOMPRESSORS[compression]} -k {path}`) and give {path.with_suffix('')}")
     if kind == "parquet":  # a missing column is the user's option, not a bad file: no skipping
         columnar.check_parquet(path, text_column)
         info.encoding = "utf-8"  # Arrow strings are UTF-8
