@@ -8,8 +8,9 @@ so a report can quote them.
 
   nonfinite  NaN/inf values in any metric (and the trainer's nonfinite_loss events)
   spike      loss far above its rolling median: robust z = 0.6745 (r - med r) / MAD(r)
-             of the residual r from a centered rolling median, above SPIKE_Z; the median
-             restarts at the sequence-length switch (``Meta.regimes``)
+             of the residual r from a centered rolling median, above SPIKE_Z, the MAD
+             taken around the point (NOISE_WINDOWS windows), at least the stretch's; both
+             restart at the sequence-length switch (``Meta.regimes``)
   plateau    no progress over a window (smoothed metric moved < PLATEAU_MIN_GAIN
              between the window's first and last quarter) while the learning rate > 0
   divergence loss rising over a window: linear trend up, significant with the
@@ -33,6 +34,7 @@ from zhbert.analysis.stats import effective_n, lag1_autocorrelation, smooth
 from zhbert.metrics import metric_info
 
 SPIKE_Z = 6.0
+NOISE_WINDOWS = 3  # a spike's noise scale: the MAD over this many rolling-median windows around it
 PLATEAU_MIN_GAIN = {"acc": 0.005, "loss": 0.01}  # absolute for accuracies, relative for losses
 DIVERGE_MIN_RISE = 0.05
 CHANCE_BAND = 0.03
@@ -98,7 +100,13 @@ def _spikes_in(s: Series, lo: int, hi: int, window: int) -> list[Anomaly]:
     mad = stats.median_abs_deviation(r)
     if mad == 0:
         return []
-    z = 0.6745 * (r - np.median(r)) / mad
+    # the noise scale around each point (a rolling MAD over NOISE_WINDOWS windows), not the
+    # stretch's: a loss is quiet on its plateau and noisier once it falls, and measured
+    # against the quiet part the normal bumps of the rest read as spikes (the 2-layer demo:
+    # eleven, two of them "error", for rises of 0.05-0.1 in a loss of 4.5)
+    dev = np.abs(r - np.median(r))
+    local = ndimage.median_filter(dev, size=min(len(r), NOISE_WINDOWS * window), mode="reflect")
+    z = 0.6745 * (r - np.median(r)) / np.where(local > 0, np.maximum(local, mad), mad)
     out = []
     for a, b in _runs(z > SPIKE_Z):
         peak = float(z[a:b + 1].max())
