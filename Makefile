@@ -13,7 +13,7 @@ DEMO   ?= runs/demo
 # beats 40% ("Toward 45% in 10 minutes"); in the same minutes 2 layers x 2,000 steps end at 37.8%,
 # 4 layers x 1,200 at 34.2% ("Fewer layers, more steps").
 # DEMO_STEPS: 2,000 where precision=auto trains in bf16 (a CPU with AMX / AVX512-BF16), 1,650
-# where it trains in fp32 (an AVX2 emulation: see the README). Expanded when the demo runs.
+# where it trains in fp32 (9 min 13 s in an AVX2 emulation: see the README). Expanded when the demo runs.
 DEMO_STEPS ?= $(shell $(PY) -c "from zhbert.machine import detect_capabilities as caps; \
   from zhbert.precision import resolve_precision as resolve; \
   print(2000 if resolve('auto', caps('cpu')).precision == 'bf16' else 1650)")

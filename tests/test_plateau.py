@@ -10,15 +10,17 @@ only from its neighbours in the same word: held-out accuracy above 20% means the
 uses context.
 
 Measured (`python tests/test_plateau.py STEPS WORDS [KEY=VALUE ...]`, held-out MLM
-accuracy every 20 steps, AMD EPYC with AVX512-BF16, bf16, 1 thread, a shared machine):
-- the demo recipe (the Makefile's DEMO_RECIPE but its step count) on a 300-step schedule:
-  11.0% at step 140, 17.5% at 160, 28.8% at 180, 39.7% at 200, 54.0% at 300;
+accuracy every 20 steps, AMD EPYC with AVX512-BF16, bf16):
+- the demo recipe (the Makefile's DEMO_RECIPE but its step count; 2 layers since the
+  seventh session) on a 300-step schedule, 2 threads, idle: 4.3% at step 60, 13.5% at 180,
+  16.3% at 200, 22.6% at 220, 27.9% at 240, 34.1% at 300 (the 4-layer recipe, earlier, 1
+  thread: 17.5% at 160, 39.7% at 200, 54.0% at 300);
 - the preset as shipped stays on the plateau: 11.5% at step 160 of a 300-step schedule
   (stopped there), 12.5% at the end of a 400-step schedule on the 2,000-word corpus.
 So the test trains the demo recipe for PLATEAU_STEPS = 300 (its length warm-up ends at
-150) and asks for > 20% at the end after < 20% at step 60. The test itself (2 threads)
-measured 5.7% at 60, 9.5% at 120, 28.7% at 180, 48.6% at 240, 53.7% at 300, in 248 s
-(`pytest -m slow tests/test_plateau.py`, nice'd, load ~7): marked slow.
+150) and asks for > 20% at the end after < 20% at step 60. The test itself took 33 s with
+the 2-layer recipe (`pytest -m slow tests/test_plateau.py`, idle; 248 s with 4 layers,
+nice'd, load ~7): marked slow.
 """
 
 from __future__ import annotations
