@@ -17,8 +17,9 @@ every step from its config (zhbert runs) or from the logged lr (the seed's JSON,
 a Trainer's trainer_state.json; ``schedule.infer_schedule``), is fitted with one
 schedule-aware law (laws.py) after the lr warm-up and, for zhbert's sequence-length
 warm-up, after the short-sequence phase (the held-out set is at full length, so
-that phase's eval loss follows other dynamics: the ~14% plateau). The loss ->
-accuracy map (accmap.py) is fitted on every eval point of every run.
+that phase's eval loss follows other dynamics: the ~14% plateau) and the steep fall
+right after the switch, where the run has the points to spare (``RunCurve.start``,
+``laws.settled_from``). The loss -> accuracy map (accmap.py) is fitted on the same points.
 
 Intervals (normal, delta method): the law's parameter covariance (AR(1)-aware),
 the map's, and the noise of the observed accuracy itself: residuals of observed
@@ -119,7 +120,8 @@ def _header(path: Path) -> dict[str, Any]:
 
 
 def fit_from(schedule: Schedule) -> int:
-    """First step the law is fitted at: after the lr warm-up and zhbert's short-sequence phase."""
+    """First step the law may be fitted at: after the lr warm-up and zhbert's short-sequence
+    phase (a run's own points may move it later: ``RunCurve.start``)."""
     return max(schedule.warmup, schedule.short_steps) + 1
 
 
@@ -227,7 +229,7 @@ class Planner:
     @property
     def fitted_from(self) -> int:
         """The first step any run's law was fitted at: below it the law was never checked."""
-        return min(int(r.curve.fit_from) for r in self.runs)
+        return min(int(r.curve.start) for r in self.runs)
 
     @property
     def method(self) -> str:
@@ -294,7 +296,7 @@ class Planner:
         forecast as if it kept descending, 16-20 points too high; runs that had left it
         (tiny-*, demo-*) were forecast within 1-3 points and climbed more than that."""
         climbs, tops = [], []
-        for r in self.runs:
+        for r in self.runs:  # from the switch on, its fall included: a run that fell off a plateau left it
             keep = r.curve.steps >= r.curve.fit_from
             if r.acc is not None and keep.sum() >= 2:
                 a = r.acc[keep]
@@ -352,7 +354,7 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = 
         # on the fitted points: where the law forecasts (the plateau before them pairs loss
         # and accuracy differently: on tiny-*, a map fitted on every point put the 4,000-step
         # run's final loss at 41.5% accuracy for 40.5% observed; on the fitted ones, 40.5%)
-        fitted = [r.curve.steps >= r.curve.fit_from for r in with_acc]
+        fitted = [r.curve.steps >= r.curve.start for r in with_acc]
         accmap = fit_accuracy_map(np.concatenate([r.curve.loss[k] for r, k in zip(with_acc, fitted)]),
                                   np.concatenate([r.acc[k] for r, k in zip(with_acc, fitted)]),
                                   [int(k.sum()) for k in fitted])
@@ -367,7 +369,7 @@ def _acc_noise(fit: Any, accmap: AccuracyMap, runs: Sequence[RunData]) -> tuple[
     from zhbert.analysis.ar import ar1_estimate, marginal_sd
     resid = []
     for r in runs:
-        keep = r.curve.steps >= r.curve.fit_from
+        keep = r.curve.steps >= r.curve.start
         if keep.sum() >= 3:
             resid.append(r.acc[keep] - accmap(fit.predict(r.curve.schedule, r.curve.steps[keep])))
     if not resid:

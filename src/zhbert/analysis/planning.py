@@ -250,8 +250,8 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
     first = p.fitted_from
     if n < first:  # the law's power of the lr area runs away below its fitted range
         raise UserError(f"--steps {n:,}: the law was fitted from step {first:,} on (after the lr "
-                        f"warm-up and the short-sequence phase) and does not hold before it; ask "
-                        f"about a run of at least {first:,} steps")
+                        f"warm-up, the short-sequence phase and the fall after it) and does not "
+                        f"hold before it; ask about a run of at least {first:,} steps")
     sched = schedule_for(p, args, n)
     loss = p.loss(sched, [n])
     acc = p.accuracy(sched, [n]) if p.accmap else None
