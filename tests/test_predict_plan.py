@@ -334,3 +334,19 @@ def test_answers_write_infinities_and_gaps_the_one_zhbert_way():
     q = Quantity(math.nan, (-math.inf, 3.0), (math.inf, math.inf)).to_json()
     assert q == {"value": None, "interval80": ["-inf", 3.0], "interval95": ["inf", "inf"]}
     json.dumps(reach.to_json(), allow_nan=False)  # strict JSON
+
+
+def test_a_floor_at_its_bound_is_called_the_laws_extrapolation(capsys):
+    """demo-2000's fit puts L0 at 0, its bound: "the floor maps to 0.79" read as a reachable
+    accuracy. demo-1000's floor is pinned (L0 3.3) and keeps the plain line."""
+    data = Path(__file__).parent / "data"
+    lines = {}
+    for name in ("demo-2000", "demo-1000"):
+        rc = main(["predict", str(data / name), "--steps", "3000", "--n-boot", "0", "--json"])
+        lines[name] = json.loads(capsys.readouterr().out)
+        assert rc == 0
+    assert lines["demo-2000"]["floor_pinned"] is False and lines["demo-1000"]["floor_pinned"] is True
+    main(["predict", str(data / "demo-2000"), "--steps", "3000", "--n-boot", "0"])
+    assert "do not pin it" in capsys.readouterr().out
+    main(["predict", str(data / "demo-1000"), "--steps", "3000", "--n-boot", "0"])
+    assert "do not pin it" not in capsys.readouterr().out

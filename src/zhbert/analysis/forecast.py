@@ -50,6 +50,7 @@ ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")
 LR_SERIES = ("lr", "learning_rate")
 Z80, Z95 = (float(norm.ppf(0.5 + level / 2)) for level in (0.80, 0.95))  # two-sided normal quantiles
 N_BOOT = 200
+FLOOR_EPS = 1e-6  # a loss floor L0 below this (in nats) sits at its bound, 0
 
 
 class NoLearningRate(UserError):
@@ -316,6 +317,13 @@ class Planner:
     def limit(self) -> float | None:
         """The accuracy the law's floor maps to: the most any length can reach."""
         return None if self.accmap is None else float(self.accmap(self.floor()))
+
+    def floor_pinned(self) -> bool:
+        """Whether the fit put the loss floor L0 off its bound, 0. On the seed's 100K steps,
+        tiny-*, demo-2000 and a Trainer's history it came out at 0 (the power term, with a
+        small alpha, takes its place), and the floor's accuracy (``limit``) is then the law's
+        extrapolation, not something the runs show; on demo-1000 it is 3.31."""
+        return self.law.params["L0"] > FLOOR_EPS
 
     def compare_schedules(self, steps: int, warmup: int | None = None,
                           peak: float | None = None) -> dict[str, Forecast]:

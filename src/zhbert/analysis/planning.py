@@ -205,9 +205,12 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
                            "base_schedule": p.base.to_json(), "notes": list(p.notes)}
     text = [f"runs: {', '.join(out['runs'])}; {p.method}",
             f"law: {_law_line(p)}"]
+    out["floor_pinned"] = p.floor_pinned()
     if p.accmap is not None:
         text.append(f"loss -> accuracy: acc = expit({p.accmap.a:.3f} {p.accmap.b:+.3f} * loss); "
-                    f"the law's floor maps to {p.limit():.4f}")
+                    f"the law's floor maps to {p.limit():.4f}" + (
+                        "" if out["floor_pinned"] else " (but the floor L0 came out at its bound, 0: "
+                        "these points do not pin it, so that is the law's extrapolation)"))
     if args.steps is not None:
         out["forecast"], lines = _steps(p, args, args.steps)
         text += lines
