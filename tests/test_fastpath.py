@@ -164,3 +164,19 @@ def test_keep_lanes_is_the_comparison_on_every_int8(threshold):
     assert keep.dtype == torch.int8
     assert torch.equal(keep.bool(), lanes >= threshold)
     assert set(keep.unique().tolist()) <= {0, 1}
+
+
+def test_dropout_words_follow_torchs_generator():
+    """The CPU's words come from numpy's SFC64, seeded from torch's generator: its state (what
+    a checkpoint keeps) decides them, so a resumed run draws the same masks."""
+    from zhbert.dropout import random_words
+
+    torch.manual_seed(6)
+    a = random_words(1000, torch.device("cpu"))
+    b = random_words(1000, torch.device("cpu"))
+    torch.manual_seed(6)
+    assert torch.equal(random_words(1000, torch.device("cpu")), a)
+    assert not torch.equal(a, b) and a.dtype == torch.int64 and a.shape == (1000,)
+    # every bit is random: each of the 64 is set in about half of the words
+    bits = (a.unsqueeze(1) >> torch.arange(64)) & 1
+    assert ((bits.float().mean(0) - 0.5).abs() < 0.08).all()  # 5 sigma of 1,000 draws

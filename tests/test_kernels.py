@@ -176,3 +176,42 @@ def test_cross_entropy_of_an_unlikely_label_in_every_dtype(dtype):
     labels = torch.zeros(4, dtype=torch.long)
     want = F.cross_entropy(logits.to(dtype).double(), labels).item()
     assert abs(kernels.cross_entropy(logits.to(dtype), labels).item() - want) < 1e-4 * want
+
+
+def _attention_pair(dtype, p, padded, seed=0):
+    """kernels.attention and SelfAttention.attend_written_out (the autograd-op path) on the
+    same fused qkv, with the same dropout draws: outputs and qkv gradients of both."""
+    from zhbert.model import ModelConfig, SelfAttention
+    B, T, H, D = 3, 7, 2, 4
+    g = torch.Generator().manual_seed(seed)
+    qkv0 = torch.randn(B, T, 3 * H * D, generator=g).to(dtype)
+    gy = torch.randn(B, T, H * D, generator=g).to(dtype)
+    mask = None
+    if padded:  # the last rows' final keys are padding
+        mask = torch.ones(B, 1, 1, T, dtype=torch.bool)
+        mask[1, ..., 5:] = False
+        mask[2, ..., 3:] = False
+    cfg = ModelConfig(vocab_size=10, hidden_size=H * D, num_heads=H, attention_dropout=p)
+    att = SelfAttention(cfg).train()
+    results = []
+    for path in ("kernel", "ops"):
+        qkv = qkv0.clone().requires_grad_()
+        torch.manual_seed(seed)  # the dropout draws
+        if path == "kernel":
+            y = kernels.attention(qkv, H, p, mask)
+        else:
+            q, k, v = qkv.view(B, T, 3 * H, D).transpose(1, 2).split(H, dim=1)
+            y = att.attend_written_out(q, k, v, mask).transpose(1, 2).reshape(B, T, H * D)
+        y.backward(gy)
+        results.append((y.detach().float(), qkv.grad.float()))
+    return results
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("p", [0.0, 0.25])
+@pytest.mark.parametrize("padded", [False, True])
+def test_attention_kernel_matches_the_autograd_ops(dtype, tol, p, padded):
+    (y, gq), (y_ref, gq_ref) = _attention_pair(dtype, p, padded)
+    torch.testing.assert_close(y, y_ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(gq, gq_ref, atol=tol, rtol=tol)
+    assert torch.isfinite(gq).all()

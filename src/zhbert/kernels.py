@@ -26,6 +26,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from zhbert.dropout import dropout_keep_mask
+
 _DTYPES = (torch.float32, torch.bfloat16)
 
 
@@ -157,3 +159,60 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if logits.device.type != "cpu" or torch.compiler.is_compiling():
         return F.cross_entropy(logits.float(), labels, ignore_index=-100)
     return _SoftmaxCrossEntropy.apply(logits, labels)
+
+
+class _Attention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(D)) v, dropout on the weights, from the fused q/k/v projection
+    (B, T, 3C) to (B, T, C). Written as autograd ops, the heads' (B, T, 3H, D) layout cost a
+    copy of q, k and v each into head-major (B*H, T, D) for the batched matmuls, forward and
+    again in backward, a pass to scale q, and a cat plus a transposing copy to assemble the
+    q/k/v gradient. Here: one copy into (3, B*H, T, D), the scale inside the matmul
+    (``baddbmm``'s alpha), and each gradient copied once into its place."""
+
+    @staticmethod
+    def forward(ctx, qkv, heads, p, mask):
+        B, T, C3 = qkv.shape
+        D = C3 // (3 * heads)
+        hq = qkv.view(B, T, 3, heads, D).permute(2, 0, 3, 1, 4).contiguous()  # (3, B, H, T, D)
+        q, k, v = (hq[i].view(B * heads, T, D) for i in range(3))
+        s = _scaled_bmm(q, k.transpose(1, 2), D ** -0.5)  # (B*H, T, T)
+        if mask is not None:  # (B, 1, 1, T), True = a real key
+            s.view(B, heads, T, T).masked_fill_(~mask, float("-inf"))
+        a = torch.softmax(s, -1)
+        m = dropout_keep_mask(a, p) if p > 0 else None
+        ad = a * m if m is not None else a
+        y = torch.bmm(ad, v).view(B, heads, T, D).transpose(1, 2).reshape(B, T, heads * D)
+        ctx.save_for_backward(hq, a, ad, m)
+        ctx.shape = (B, T, heads, D)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):
+        hq, a, ad, m = ctx.saved_tensors
+        B, T, H, D = ctx.shape
+        q, k, v = (hq[i].view(B * H, T, D) for i in range(3))
+        g = gy.reshape(B, T, H, D).transpose(1, 2).reshape(B * H, T, D)
+        out = gy.new_empty(B, T, 3, H, D)
+        parts = out.permute(2, 0, 3, 1, 4)  # (3, B, H, T, D) views of the (B, T, 3C) gradient
+        parts[2].copy_(torch.bmm(ad.transpose(1, 2), g).view(B, H, T, D))
+        gad = torch.bmm(g, v.transpose(1, 2))
+        if m is not None:
+            gad.mul_(m)
+        gs = torch._softmax_backward_data(gad, a, -1, a.dtype)
+        parts[0].copy_(_scaled_bmm(gs, k, D ** -0.5).view(B, H, T, D))
+        parts[1].copy_(_scaled_bmm(gs.transpose(1, 2), q, D ** -0.5).view(B, H, T, D))
+        return out.view(B, T, 3 * H * D), None, None, None
+
+
+def _scaled_bmm(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
+    """alpha * (x @ y), batched, the scale applied inside the matmul (beta 0: no input read)."""
+    empty = x.new_empty(()).expand(x.shape[0], x.shape[1], y.shape[2])
+    return torch.baddbmm(empty, x, y, beta=0.0, alpha=alpha)
+
+
+def attention(qkv: torch.Tensor, heads: int, p: float, mask: torch.Tensor | None) -> torch.Tensor:
+    """Multi-head attention with dropout ``p`` on the weights, on the CPU, from the fused
+    projection ``qkv`` (B, T, 3C: q, k, v, each head's D values together) to (B, T, C);
+    ``mask`` (B, 1, 1, T) bool, True for a real key, or None (``_Attention``)."""
+    return _Attention.apply(qkv, heads, p, mask)

@@ -39,7 +39,7 @@ from torch import nn
 
 from zhbert.config import OBJECTIVES, ModelSection
 from zhbert.dropout import Dropout
-from zhbert.kernels import Linear, cross_entropy, linear
+from zhbert.kernels import Linear, attention, cross_entropy, linear
 
 PAD_ID = 0  # zhbert.vocab: [PAD]=0
 
@@ -156,9 +156,12 @@ class SelfAttention(nn.Module):
         # one (C, 3C) matmul instead of three; the params keep HF's separate names
         w = torch.cat((self.query.weight, self.key.weight, self.value.weight))
         b = torch.cat((self.query.bias, self.key.bias, self.value.bias))
-        # split (not select) into q, k, v: its backward is a cat, not zeros + 3 copies
-        q, k, v = linear(x, w, b).view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
+        qkv = linear(x, w, b)  # (B, T, 3C)
         p = self.dropout.p if self.training else 0.0
+        if written_out_attention(qkv, p) and not torch.compiler.is_compiling():
+            return attention(qkv, H, p, mask)  # the same, in fewer copies (kernels._Attention)
+        # split (not select) into q, k, v: its backward is a cat, not zeros + 3 copies
+        q, k, v = qkv.view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
         if written_out_attention(q, p):
             y = self.attend_written_out(q, k, v, mask)
         else:  # mask None (no padding) lets SDPA take its flash kernel
