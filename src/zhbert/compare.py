@@ -26,10 +26,10 @@ from zhbert.analysis import History, Series, correlate, load_history, summary
 from zhbert.analysis.history import with_characters
 from zhbert.analysis.predict import _already_reached
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
+from zhbert.fileio import atomic_write_json, atomic_write_text, check_out, staged_dir
 from zhbert.metrics import metric_info
 from zhbert.report_analysis import CORR_BOOT, correlation_json
-from zhbert.report_render import ZH_X, check_out, fmt, fmt_p, md_table
+from zhbert.report_render import ZH_X, fmt, fmt_p, md_table
 
 SCHEMA, VERSION = "zhbert-comparison", 1
 DEFAULT_TARGETS = (0.3, 0.5)  # for accuracy metrics

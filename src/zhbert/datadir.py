@@ -26,6 +26,7 @@ Splits are "train", "validation", "test".
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ import numpy as np
 from zhbert import __version__
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
-from zhbert.run import DATA_MANIFEST
+from zhbert.run import DATA_MANIFEST, is_run_dir
 from zhbert.vocab import Vocab
 
 FORMAT = "zhbert-data"
@@ -155,15 +156,26 @@ class DataDir:
                             "with zhbert prepare") from None
 
 
+def _run_data_dir(run: Path) -> str:
+    """The data directory a run's config.json names, for a message."""
+    try:
+        return str(json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]["dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"see {run / 'config.json'}"
+
+
 def open_data_dir(path: str | Path, expect_vocab_sha256: str | None = None) -> DataDir:
     """Open and validate a data directory; every mismatch is a UserError with a hint."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"data directory not found: {path}; create it with "
                         f"`zhbert prepare builtin --out {path}`")
+    if not (path / DATA_MANIFEST).exists() and is_run_dir(path):  # not "prepare --out RUN"
+        raise UserError(f"{path} is a training run, not a data directory; give the data directory "
+                        f"it was trained on ({_run_data_dir(path)})")
     manifest = read_json(path / DATA_MANIFEST, "data manifest",
                          f"{path} is not a data directory; make one with "
-                         f"`zhbert prepare SOURCES --out {path}` (SOURCES: builtin, files, a dump)")
+                         f"`zhbert prepare SOURCES --out NEW_DIR` (SOURCES: builtin, files, a dump)")
     if manifest.get("format") != FORMAT:
         raise UserError(f"{path} is not a zhbert data directory (manifest format "
                         f"{manifest.get('format')!r}); create one with zhbert prepare")

@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir, usual_permissions
+from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, staged_dir,
+                           usual_permissions)
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK
+
+EXPORT_MARKER = "model.safetensors"  # what an export directory holds (and a run's top level never)
 
 
 def hf_state_dict(model) -> dict[str, Any]:
@@ -102,6 +105,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
 
     run = open_run(run_dir)
     out = Path(out)
+    check_out(out, EXPORT_MARKER, "zhbert export")  # never a run or a folder of other files
     if out.exists() and not force:
         raise UserError(f"{out} already exists; pass --force to replace it")
     ref = select_checkpoints(run.path, checkpoint)[0]
@@ -113,7 +117,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     hf_config.architectures = ["BertForPreTraining" if model.config.has_nsp else "BertForMaskedLM"]
     hf_config.zhbert_language = data.language  # fill-mask shows English with spaces
     max_len = run.cfg.data.max_len
-    with staged_dir(out, force=force) as tmp:
+    with staged_dir(out, force=force, marker=EXPORT_MARKER, what="zhbert export") as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))
         save_file(hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         usual_permissions(tmp / "model.safetensors")

@@ -108,15 +108,29 @@ def temp_dir_for(final: Path) -> Path:
     return tmp
 
 
+def check_out(out: Path, marker: str, what: str = "zhbert output") -> None:
+    """Refuse to replace ``out`` unless it is missing, an empty directory or an earlier
+    ``what`` (it holds ``marker``): replacing deletes it. ``prepare --force`` and
+    ``export --force`` once deleted a training run, a folder of unrelated files and the
+    corpus file they were reading, all named by mistake as --out."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
+        raise UserError(f"--out {out} exists and is not an earlier {what} (no {marker}); it would "
+                        "be deleted: choose a new or empty directory")
+
+
 @contextlib.contextmanager
-def staged_dir(final: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None = None,
+               what: str = "zhbert output") -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``final``.
 
     If the body raises, the temporary directory is removed and ``final`` is left
     exactly as it was. With ``force`` an existing ``final`` is replaced only
-    after the new one is complete.
+    after the new one is complete, and, given a ``marker``, only if it is an earlier
+    ``what`` (``check_out``), checked before the body runs.
     """
     final = Path(final)
+    if marker is not None:
+        check_out(final, marker, what)
     if final.exists() and not force:
         raise UserError(f"{final} already exists; pass --force to replace it "
                         "(it is replaced only once the new one is complete)")

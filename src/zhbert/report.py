@@ -18,8 +18,9 @@ from pathlib import Path
 from zhbert.analysis import load_history
 from zhbert.analysis.planning import add_input_arguments
 from zhbert.errors import UserError
+from zhbert.fileio import check_out
 from zhbert.report_analysis import DEFAULT_TARGET, analyze
-from zhbert.report_render import check_out, summary_text, write_analysis
+from zhbert.report_render import summary_text, write_analysis
 
 
 def default_out(path: Path) -> Path:

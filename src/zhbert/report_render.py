@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from zhbert import __version__
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
+from zhbert.fileio import atomic_write_json, atomic_write_text, check_out, staged_dir
 from zhbert.metrics import metric_info
 from zhbert.report_analysis import Analysis, _attempt, eval_ci
 
@@ -265,13 +265,6 @@ def summary_text(a: Analysis, j: dict, out: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- output
-
-def check_out(out: Path, marker: str) -> None:
-    """Refuse to replace a directory we did not write (it would be deleted)."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
-        raise UserError(f"--out {out} exists and is not an earlier zhbert output (no {marker}); "
-                        "choose a new or empty directory")
-
 
 def write_analysis(a: Analysis, out: Path) -> dict:
     """Write analysis.json, the plots and the reports into ``out`` (replaced atomically)."""

@@ -227,7 +227,8 @@ def write_report(rep: SweepReport, out: Path) -> None:
     import markdown
 
     from zhbert.config import load_config
-    from zhbert.report_render import HTML_PAGE, check_out
+    from zhbert.fileio import check_out
+    from zhbert.report_render import HTML_PAGE
     check_out(out, MARKER)
     with staged_dir(out, force=True) as tmp:
         atomic_write_text(tmp / MARKER, json.dumps(rep.to_json(), indent=2, ensure_ascii=False) + "\n")
