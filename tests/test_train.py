@@ -120,7 +120,7 @@ def test_refuses_a_run_dir_of_another_config(synthetic_data, tmp_path, capsys):
     err = capsys.readouterr().err   # names what differs, and what --force would do
     assert "other settings (train.lr: 0.002 -> 0.0001)" in err and "delete that run" in err
     assert cli_main(args + sets + ["--set", "train.lr=1e-4", "--resume"]) == 2
-    assert "repeat its --config and --set flags" in capsys.readouterr().err
+    assert "leave out --config and --set" in capsys.readouterr().err
     assert cli_main(args + sets) == 2  # same run, neither --resume nor --force
     assert cli_main(args + ["--data", str(tmp_path / "missing")] + sets) == 2
     (tmp_path / "afile").write_text("x")
@@ -311,3 +311,27 @@ def test_resuming_a_finished_run_adds_nothing_and_lengthening_one_is_explained(s
     assert (run / "history.jsonl").read_text() == before
     assert cli_main(args + sets + ["--set", "train.steps=4", "--resume"]) == 2
     assert "cannot be lengthened" in capsys.readouterr().err
+
+
+def test_resume_reads_the_runs_own_settings(synthetic_data, tmp_path, capsys):
+    """`--resume` without --config and --set continues with the run's config.json (it had to
+    repeat every flag of the run's start, and --config refused that config.json as TOML)."""
+    run = tmp_path / "run"
+    args = ["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress"]
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=2", "train.lr=1e-4"]), [])
+    assert cli_main(args + sets) == 0
+    capsys.readouterr()
+    assert cli_main(args + ["--resume"]) == 0
+    assert f"resuming with the settings in {run / 'config.json'}" in capsys.readouterr().err
+    for spec in (run, run / "config.json"):  # a run's settings as --config, like a preset's
+        assert cli_main(args + ["--resume", "--config", str(spec)]) == 0
+    assert cli_main(args + ["--resume", "--config", str(run), "--set", "train.lr=2e-4"]) == 2
+    assert "train.lr: 0.0001 -> 0.0002" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    assert cli_main(args + ["--resume", "--config", str(tmp_path / "other.json")]) == 2
+    assert "is not a zhbert run's config.json" in capsys.readouterr().err
+    # a sweep's base must be a preset or TOML (it stores the text): a run is refused by name
+    space = Path(__file__).parents[1] / "examples" / "sweep_space.toml"
+    assert cli_main(["sweep", str(space), "--data", str(synthetic_data), "--out",
+                     str(tmp_path / "sweep"), "--config", str(run)]) == 2
+    assert "a sweep's base is a preset" in capsys.readouterr().err

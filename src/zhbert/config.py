@@ -138,8 +138,13 @@ def _read_toml(spec: str) -> tuple[dict[str, Any], str]:
     if spec in PRESETS:
         return tomllib.loads(_preset_text(spec)), spec
     path = Path(spec)
+    if path.is_dir() and (path / "config.json").is_file():  # a run directory
+        path = path / "config.json"
+    if path.suffix == ".json" and path.is_file():
+        return run_config_sections(path)
     if not path.is_file():
-        raise UserError(f"config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+        raise UserError(f"config {spec!r} is neither a preset ({', '.join(PRESETS)}), a TOML file "
+                        "nor a run (its directory or config.json)")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8")), path.stem
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -220,6 +225,19 @@ def describe_differences(diffs: dict[str, tuple[Any, Any]], most: int = 6) -> st
     """``Config.differences`` as one clause: "train.lr: 0.002 -> 0.0001; ..." (``most`` named)."""
     items = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in diffs.items()]
     return "; ".join(items[:most]) + (f"; and {len(items) - most} more" if len(items) > most else "")
+
+
+def run_config_sections(path: Path) -> tuple[dict[str, Any], str]:
+    """The settings a run's config.json holds (what `zhbert train` wrote), as a preset's
+    sections: ``--config RUN`` repeats a run's settings."""
+    from zhbert.fileio import read_json
+
+    d = read_json(path, "run config")
+    cfg = d.get("config") if isinstance(d, dict) else None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path} is not a zhbert run's config.json (no \"config\" settings); "
+                        "give a preset, a TOML file or a run directory")
+    return {k: v for k, v in cfg.items() if isinstance(v, dict)}, str(cfg.get("preset", path.parent.name))
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

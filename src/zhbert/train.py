@@ -45,7 +45,9 @@ from zhbert.trainloop import Interval, Progress, Trainer, fit
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="data directory made by `zhbert prepare`")
     p.add_argument("--out", required=True, help="run directory (history, checkpoints, config)")
-    p.add_argument("--config", default="tiny", help="preset (tiny, seed, base) or a TOML file")
+    p.add_argument("--config", help="preset (tiny, seed, base), a TOML file, or a run (its directory "
+                   "or config.json) to repeat its settings; default: tiny, and with --resume the "
+                   "run's own settings")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=2000 (repeatable)")
     p.add_argument("--resume", action="store_true",
@@ -66,7 +68,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(config_spec(args), args.set)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     with ThreadShare(args.threads, run=args.out):  # its share of the cores, following other trainings
@@ -75,6 +77,19 @@ def run(args) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary_line(Path(args.out), cfg, progress), file=sys.stderr)
     return 0
+
+
+def config_spec(args) -> str:
+    """What --config means when it is not given: with --resume into a run, that run's own
+    settings (a resumed run had to repeat every --config and --set flag of its start, and
+    the message pointed at a config.json that --config did not read); else the tiny preset."""
+    if args.config is not None:
+        return args.config
+    saved = Path(args.out) / "config.json"
+    if args.resume and saved.is_file():
+        print(f"zhbert: resuming with the settings in {saved}", file=sys.stderr)
+        return str(saved)
+    return "tiny"
 
 
 def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
@@ -136,8 +151,8 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
 
 
 def _other_run_message(run_dir: Path, changed: dict[str, tuple], resume: bool) -> str:
-    fix = ("to continue it, repeat its --config and --set flags (its settings are in "
-           f"{run_dir / 'config.json'}); " if resume else "")
+    fix = ("to continue it, leave out --config and --set (--resume then reads its settings "
+           f"from {run_dir / 'config.json'}); " if resume else "")
     if resume and list(changed) == ["train.steps"]:
         fix = ("a run cannot be lengthened, since train.steps sets its lr schedule (`zhbert "
                f"predict {run_dir} --steps N` forecasts a longer one); ")
