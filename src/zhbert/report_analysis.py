@@ -17,6 +17,7 @@ import numpy as np
 from zhbert import __version__
 from zhbert.analysis import (Anomaly, BacktestResult, CorrelationResult, CurveFit, History, Prediction,
                              backtest, correlate, detect, fit_curve, predict_steps, summary)
+from zhbert.analysis.predict import check_target  # the bounds `zhbert predict` enforces
 from zhbert.errors import UserError
 from zhbert.metrics import metric_info
 
@@ -124,6 +125,10 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
     skipped: list[tuple[str, str]] = []
     series, dropped = history.metric().finite()
     name = series.name
+    # a target out of the metric's bounds (--target 2 for an accuracy) is a typo, refused as
+    # `zhbert predict` refuses it, before minutes of fitting: not one more "not computed" line
+    if target is not None:
+        check_target(target, name)
     xs = series.x(x) if len(series) else np.array([])  # a missing axis is the user's to fix: raise
     if dropped:
         skipped.append((f"{dropped} point(s) of {name}", "non-finite (NaN/inf); left out of every statistic"))

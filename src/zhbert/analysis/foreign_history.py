@@ -54,9 +54,7 @@ _ZHBERT_TB_TYPES = ("train", "eval")
 
 
 def load_tensorboard(path: Path, metric: str | None) -> History:
-    files = sorted(path.rglob("events.out.tfevents*")) if path.is_dir() else [path]
-    if not files:
-        raise UserError(f"no TensorBoard event files (events.out.tfevents.*) under {path}")
+    files = _event_files(path) if path.is_dir() else [path]
     scalars = [s for f in files for s in _tb_scalars(f)]
     if _written_by_zhbert({tag for tag, *_ in scalars}):
         return _zhbert_tensorboard(scalars, path, metric)
@@ -68,6 +66,40 @@ def load_tensorboard(path: Path, metric: str | None) -> History:
             r["seconds"] -= t0
     return build_history(records, {tag for tag, *_ in scalars},
                          Meta("tensorboard", str(path), _tb_run(path)), [], metric)
+
+
+def _event_files(folder: Path) -> list[Path]:
+    """The event files of the one run ``folder`` is (or is the tb/ of): merging those of
+    several runs made one fake run of a folder of runs (41 points, no error)."""
+    files = sorted(folder.rglob("events.out.tfevents*"))
+    runs = _runs_in(folder, files)
+    if len(runs) == 1 and runs[0] not in (folder, folder.parent):
+        raise UserError(f"{folder} is not a run but holds one, {runs[0]}: give that run directory")
+    if len(runs) > 1:
+        shown = ", ".join(map(str, runs[:5])) + (", ..." if len(runs) > 5 else "")
+        raise UserError(f"{folder} is a folder of {len(runs)} runs ({shown}), not a run; give one "
+                        f"run directory (e.g. {runs[0]}), or see them together with `zhbert compare "
+                        f"RUN RUN ...` / `zhbert monitor {folder}`")
+    if not files:
+        raise UserError(f"{folder} is not a zhbert run (no history.jsonl), nor a history this can "
+                        "read (no TensorBoard event files (events.out.tfevents.*), trainer_state.json "
+                        "or checkpoint_eval.jsonl in it); give a run directory made by `zhbert train "
+                        "--data DATA --out RUN`, or a history file (history.jsonl, trainer_state.json, "
+                        "events.out.tfevents.*, .csv, the seed's .json)")
+    return files
+
+
+def _runs_in(folder: Path, files: list[Path]) -> list[Path]:
+    """The runs below ``folder``: zhbert runs (those `zhbert monitor` finds), and the
+    directories holding event files, as TensorBoard counts runs; a zhbert run's tb/ (all
+    its event files, a resume's included) counts as the run."""
+    from zhbert.monitor.server import find_runs
+    from zhbert.run import is_run_dir
+
+    def run_of(d: Path) -> Path:
+        zhbert = d.name == "tb" and ((d.parent / "history.jsonl").is_file() or is_run_dir(d.parent))
+        return d.parent if zhbert else d
+    return sorted(set(find_runs(folder)) | {run_of(f.parent) for f in files})
 
 
 def _tb_run(path: Path) -> str:

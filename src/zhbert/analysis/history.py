@@ -15,7 +15,8 @@ Formats:
   ckpt_eval  checkpoint_eval.jsonl from `zhbert eval`
   seed       the seed study's JSON (parallel lists: steps, mlm_acc, nsp_acc, loss, lr)
   hf         Hugging Face Trainer trainer_state.json (log_history)
-  tensorboard  an events.out.tfevents.* file or a directory holding them
+  tensorboard  an events.out.tfevents.* file or one run's directory holding them (a folder
+             of several runs is refused, not merged)
   csv        a CSV file with a header; a "step" column and one column per metric
 (seed, hf, tensorboard and csv are read in ``foreign_history``)
 

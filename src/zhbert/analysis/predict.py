@@ -116,7 +116,7 @@ class Prediction:
                 "notes": list(self.notes)}
 
 
-def _check_target(target: float, metric: str) -> None:
+def check_target(target: float, metric: str) -> None:
     """A target outside the metric's bounds (zhbert.metrics) is a typo, not a question."""
     info = metric_info(metric)
     if info.kind == "accuracy" and not 0.0 < target < 1.0:
@@ -229,7 +229,7 @@ def predict_steps(history_or_fit: Any, target: float, level: tuple[float, float]
     if not math.isfinite(target):
         raise UserError(f"--target must be a number, got {target}")
     fits, series, meta, notes = _fits_for(history_or_fit, metric, x, n_boot, seed)
-    _check_target(target, series.name if series else "")
+    check_target(target, series.name if series else "")
     fit = _pick(fits, model)
     d = _direction(series.name if series else "", fits, series.y if series is not None else None)
     tp = throughput or (Throughput.from_meta(meta) if meta else Throughput())

@@ -9,7 +9,8 @@ fitted) the forecast comes from zhbert's schedule-free learning-curve families
 (zhbert.analysis.curves, best by AIC, as `zhbert predict` picks it): the curve's value
 at ``total_steps`` with an 80% band from the residual bootstrap, observation noise
 included (the final eval is one noisy measurement, not the mean curve). ``method``
-says which answered. For the loss objective only the curve families are used.
+says which answered. For the loss objective only the curve families are used. The mean and
+the intervals are clipped to the metric's bounds (``within_bounds``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from zhbert.analysis.forecast import Z80, Z95, Forecast
 from zhbert.errors import UserError
+from zhbert.metrics import metric_info
 
 N_BOOT = 100  # refits per forecast: the worker forecasts at every eval, beside a training run
 
@@ -38,8 +40,25 @@ def forecast_final(run_dir: str | Path, total_steps: int, metric: str = "eval_ml
             fc = law_forecast(run_dir, total_steps, n_boot=n_boot)
         except UserError as exc:
             law_failed = f" (schedule-aware law: {exc})"
-    return noise_floor(fc or curve_forecast(run_dir, total_steps, metric, n_boot, law_failed),
-                       eval_noise_sd(run_dir, metric))
+    fc = noise_floor(fc or curve_forecast(run_dir, total_steps, metric, n_boot, law_failed),
+                     eval_noise_sd(run_dir, metric))
+    return within_bounds(fc, metric)
+
+
+def within_bounds(fc: Forecast, metric: str) -> Forecast:
+    """``fc`` with its mean and interval ends clipped to ``metric``'s bounds (an accuracy
+    to [0, 1], a loss to >= 0: zhbert.metrics), and a note saying so. Neither the curve
+    families nor the noise floor know the bounds: a linear fit through a plateau with one
+    eval at 0.0 forecast an accuracy of -0.004 (80%: -0.037 to 0.045), printed as is."""
+    info = metric_info(metric)
+    lo = -math.inf if info.lower is None else info.lower
+    hi = math.inf if info.upper is None else info.upper
+    ends = ("mean", "lo80", "hi80", "lo95", "hi95")
+    if not any(getattr(fc, k) < lo or getattr(fc, k) > hi for k in ends):  # NaN stays NaN
+        return fc
+    clipped = {k: min(max(getattr(fc, k), lo), hi) for k in ends}
+    note = f"clipped to {metric}'s bounds [{lo:g}, {hi:g}]"
+    return replace(fc, **clipped, notes=(*fc.notes, note))
 
 
 def noise_floor(fc: Forecast, sd: float) -> Forecast:

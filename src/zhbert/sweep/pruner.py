@@ -9,11 +9,14 @@ steps, while no trial has finished, and when its history supports no forecast.
 A forecast fitted to a plateau cannot see it end (a 6-trial sweep of 300-step trials
 pruned its would-be best trial at step 75, forecast 5.2%, unpruned 11.7%). So a trial on
 a plateau (``on_plateau``) or bending up off one (``accelerating``) is never pruned by its
-forecast. From half its steps on (``CLIMB_FROM``) a plateau trial meets a bound that needs
-no forecast instead (``climb_bound``): the most any trial of this sweep gained in as many
-steps as it has left, from a value no worse than its own (the rise of an untrained model to
-the plateau does not count), plus one held-out eval's 80% noise. When even that climb ends
-below the best finished trial, it is pruned. Not earlier: early in a sweep nothing has
+forecast. "Barely moved" is judged robustly (``steady_evals``): one eval out of line with
+the ones around it is a glitch, not movement (a trial flat at 0.0486 whose eval at step 63
+read 0.0, and 0.0486 again at step 70, was pruned at 63 by a linear fit through the glitch,
+forecast -0.004). From half its steps on (``CLIMB_FROM``) a plateau trial meets a bound
+that needs no forecast instead (``climb_bound``): the most any trial of this sweep gained in
+as many steps as it has left, from a value no worse than its own (the rise of an untrained
+model to the plateau does not count), plus one held-out eval's 80% noise. When even that
+climb ends below the best finished trial, it is pruned. Not earlier: early in a sweep nothing has
 climbed far yet (that 300-step trial, flat at 0.0517 at step 75, would have been pruned by
 the 0.021 the sweep had gained by then); late in a schedule the learning rate is low and a
 climb slower than the ones seen earlier.
@@ -21,6 +24,7 @@ climb slower than the ones seen earlier.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from zhbert.errors import UserError
 from zhbert.analysis.forecast import Z80, Forecast
-from zhbert.sweep.forecast import eval_noise_sd, forecast_final
+from zhbert.sweep.forecast import eval_noise_sd, forecast_final, within_bounds
 
 PRUNERS = ("forecast", "median", "hyperband", "none")
 FLAT_EVALS = 3
@@ -39,14 +43,31 @@ FLAT_SHARE = 0.05
 CLIMB_FROM = 0.5  # the share of its steps after which a plateau trial may meet the climb bound
 
 
-def on_plateau(values: list[float]) -> bool:
-    """The last FLAT_EVALS values (in step order) span less than FLAT_SHARE of the span
-    of all of them: the curve has stopped moving, for now."""
+def steady_evals(values: list[float], sign: int = 1) -> list[float]:
+    """The last FLAT_EVALS evals, one glitch aside: of the last FLAT_EVALS + 1 the one
+    farthest from their median is left out, so one eval out of line (an eval that read 0.0
+    on a plateau at 0.0486) is not taken for movement; a move that persists for two evals
+    still shows. Not when that eval is the newest and better than the median: it may be the
+    trial leaving its plateau (``accelerating`` judges it), so the last FLAT_EVALS then."""
+    window = list(values[-FLAT_EVALS - 1:])
+    if len(window) <= FLAT_EVALS:
+        return window
+    mid = statistics.median(window)
+    far = max(range(len(window)), key=lambda i: abs(window[i] - mid))
+    if far == len(window) - 1 and sign * (window[far] - mid) > 0:
+        return window[1:]
+    return window[:far] + window[far + 1:]
+
+
+def on_plateau(values: list[float], sign: int = 1) -> bool:
+    """The steady last FLAT_EVALS values (``steady_evals``, in step order) span less than
+    FLAT_SHARE of the span of all of them: the curve has stopped moving, for now. The whole
+    span keeps a glitch: a curve flat but for one glitch moved once and has stopped since."""
     if len(values) < FLAT_EVALS + 1:
         return False
     whole = max(values) - min(values)
-    recent = max(values[-FLAT_EVALS:]) - min(values[-FLAT_EVALS:])
-    return whole > 0 and recent < FLAT_SHARE * whole
+    steady = steady_evals(values, sign)
+    return whole > 0 and max(steady) - min(steady) < FLAT_SHARE * whole
 
 
 def accelerating(values: list[float], sign: int = 1) -> bool:
@@ -135,15 +156,18 @@ class ForecastPruner(BasePruner):
             return Decision(False, "no finished trial to compare with")
         best = max(done) if maximize else min(done)
         values = [v for _, v in sorted(trial.intermediate_values.items())]
-        if on_plateau(values):
+        sign = 1 if maximize else -1
+        if on_plateau(values, sign):
             return self.plateau_decision(study, trial, values, best, maximize)
-        if accelerating(values, 1 if maximize else -1):
+        if accelerating(values, sign):
             return Decision(False, f"bending up at step {step} (its last gain is more than twice the "
                                    "ones before): leaving a plateau, which a forecast cannot see", best)
         try:
             fc = self.forecaster(self.sweep_dir / trial.user_attrs["trial_dir"], int(total), self.metric)
         except (UserError, KeyError, ValueError) as exc:
             return Decision(False, f"no forecast: {exc}", best)
+        # before it is compared or printed: an injected forecaster need not know the bounds
+        fc = within_bounds(fc, self.metric)
         return decide(fc, best, maximize, self.metric, int(total))
 
     def plateau_decision(self, study: optuna.Study, trial: FrozenTrial, values: list[float],
@@ -152,11 +176,14 @@ class ForecastPruner(BasePruner):
         over the steps it has left, cannot take it past the best (see the module's doc)."""
         step, total = trial.last_step, int(trial.user_attrs["total_steps"])
         sign = 1 if maximize else -1
-        kept = (f"on a plateau at step {step} (its last {FLAT_EVALS} evals barely moved): "
+        steady = steady_evals(values, sign)
+        glitch = ("" if steady == values[-FLAT_EVALS:]
+                  else f", one outlying eval of the last {FLAT_EVALS + 1} aside")
+        kept = (f"on a plateau at step {step} (its last {FLAT_EVALS} evals barely moved{glitch}): "
                 "a forecast cannot see it end")
         if step < CLIMB_FROM * total:
             return Decision(False, kept, best)
-        recent = sorted(sign * v for v in values[-FLAT_EVALS:])
+        recent = sorted(sign * v for v in steady)  # a glitch is not where the trial is
         now, low = recent[-1] * sign, recent[0] * sign  # its best and worst recent evals
         sd = eval_noise_sd(self.sweep_dir / trial.user_attrs.get("trial_dir", ""), self.metric)
         curves = [t.intermediate_values for t in study.get_trials(deepcopy=False)]
