@@ -10,7 +10,8 @@
 
 A checkpoint is written into a hidden temporary directory, fsynced, and
 renamed into place, so a crash or a full disk leaves the previous checkpoints
-untouched. `meta.json` checksums let resume skip a corrupt checkpoint.
+untouched. `meta.json` checksums let resume skip a corrupt checkpoint, and keep
+retention from counting one among the newest it keeps.
 Dropout randomness is re-seeded from (seed, step, rank) every step by the
 trainer, so no RNG state needs saving for an exact resume.
 """
@@ -25,7 +26,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -189,15 +190,31 @@ def latest_valid_checkpoint(run_dir: str | Path, warn=print) -> CheckpointRef | 
     return None
 
 
-def apply_retention(run_dir: str | Path, keep_last: int, keep_every: int) -> list[int]:
-    """Delete checkpoints that are neither among the newest `keep_last` nor a
-    multiple of `keep_every` (kept for studying the dynamics). Returns deleted steps."""
-    refs = list_checkpoints(run_dir)
-    newest = {r.step for r in refs[-keep_last:]}
-    deleted = []
-    for r in refs:
-        if r.step in newest or (keep_every and r.step % keep_every == 0):
-            continue
-        shutil.rmtree(r.path, ignore_errors=True)
-        deleted.append(r.step)
-    return deleted
+def apply_retention(run_dir: str | Path, keep_last: int, keep_every: int,
+                    warn: Callable[[str], None] = print) -> list[int]:
+    """Delete checkpoints that are neither among the newest `keep_last` valid ones nor a
+    multiple of `keep_every` (kept for studying the dynamics). Returns deleted steps.
+
+    A checkpoint that fails ``verify_checkpoint`` neither counts toward `keep_last`
+    (counting it would delete the good checkpoint a resume falls back to, to keep one no
+    resume can use) nor is deleted (a user may still repair or inspect it): it is left
+    untouched and named through `warn`. Only checkpoints that verify are ever deleted.
+    """
+    good, deleted = 0, []
+    # Newest first, verifying each: a save re-hashes about keep_last + 1 checkpoints, the
+    # price of never deleting one on the word of a file count.
+    for r in reversed(list_checkpoints(run_dir)):
+        milestone = bool(keep_every) and r.step % keep_every == 0
+        if milestone and good >= keep_last:
+            continue  # kept whatever its state: no need to read it
+        problem = verify_checkpoint(r.path)
+        if problem:
+            warn(f"zhbert: warning: corrupt checkpoint {r.path} ({problem}) is left in place "
+                 "and does not count toward train.keep_last; delete it or move it aside "
+                 "yourself once you no longer need it")
+        elif good < keep_last:
+            good += 1
+        else:
+            shutil.rmtree(r.path, ignore_errors=True)
+            deleted.append(r.step)
+    return sorted(deleted)

@@ -29,12 +29,16 @@ rules for history.jsonl and checkpoint_eval.jsonl):
   (``Chunk.bad_lines``); the records around it are kept;
 - ``HistoryReader.read()`` returns only what was appended since its last read; a
   file that shrank or was replaced (``truncate_after`` on resume rewrites it) is
-  read again from the start, with ``Chunk.reset`` set.
+  read again from the start, with ``Chunk.reset`` set;
+- the one rewrite, ``truncate_after`` on resume, keeps only the records it read: when
+  the file had lines it could not parse it first keeps the file as it was beside it,
+  as ``history.jsonl.corrupt-<UTC time>``, and names that copy in its warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import json
 import os
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_text
+from zhbert.fileio import atomic_write_bytes, atomic_write_text
 
 SCHEMA = "zhbert-history"
 VERSION = 1
@@ -213,20 +217,62 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
     yield from read_history(path).records
 
 
-def truncate_after(path: str | Path, step: int) -> int:
+def truncate_after(path: str | Path, step: int,
+                   warn: Callable[[str], None] = warn_stderr) -> int:
     """Drop train/eval/event records after `step` (resume from a checkpoint at `step`).
 
     Records written after the checkpoint describe steps that will be re-run;
     keeping them would duplicate steps. Returns the number of records dropped.
+
+    The file is rewritten from the records read, so lines the reader could not parse
+    (corrupt lines, a torn last line) would vanish with it: in that case the file as it
+    was is first kept beside it (``_keep_original``) and the warning names the copy, so a
+    user can still repair those lines by hand.
     """
     path = Path(path)
     if not path.exists():
         return 0
+    chunk = read_history(path, warn)
     kept, dropped = [], 0
-    for rec in iter_records(path):
+    for rec in chunk.records:
         if rec.get("type") != "header" and rec.get("step", 0) > step:
             dropped += 1
             continue
         kept.append(json.dumps(rec, ensure_ascii=False, allow_nan=True))
+    if chunk.bad_lines or chunk.partial:
+        copy = _keep_original(path)
+        warn(f"resuming rewrites {path} without {_unparsed(chunk)}; the file as it was is "
+             f"kept in {copy}: repair those lines there and copy them back by hand if you "
+             "need them")
     atomic_write_text(path, "".join(line + "\n" for line in kept))
     return dropped
+
+
+def _unparsed(chunk: Chunk) -> str:
+    """What of a file its reader could not parse, in words: "lines 1, 7 (not JSON
+    records) and an unfinished last line"."""
+    bad = chunk.bad_lines
+    shown = ", ".join(map(str, bad[:MAX_WARNINGS])) + (f" and {len(bad) - MAX_WARNINGS} more"
+                                                       if len(bad) > MAX_WARNINGS else "")
+    what = "lines {} (not JSON records)" if len(bad) > 1 else "line {} (not a JSON record)"
+    parts = [what.format(shown)] if bad else []
+    return " and ".join(parts + (["an unfinished last line"] if chunk.partial else []))
+
+
+def _keep_original(path: Path) -> Path:
+    """Copy `path` byte for byte to a new ``<name>.corrupt-<UTC time>`` beside it (a name
+    that no reader of ``history.jsonl`` picks up); returns the copy. Fails with a
+    UserError, before anything else is written, when the copy cannot be made."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    copy, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
+    while copy.exists():  # two resumes within a second: never overwrite an earlier copy
+        n += 1
+        copy = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        atomic_write_bytes(copy, path.read_bytes())
+    except (UserError, OSError) as exc:
+        cause = exc.__cause__ if isinstance(exc, UserError) and exc.__cause__ else exc
+        raise UserError(f"could not keep a copy of {path} before rewriting it for the resume: "
+                        f"{getattr(cause, 'strerror', None) or cause}; nothing was changed. Free "
+                        "disk space and resume again") from None
+    return copy

@@ -112,6 +112,14 @@ class Trainer:
     history: HistoryWriter | None = None
     tb: Any = None
     bf16: Any = None              # precision.Bf16Weights: the bf16 copy that trains, or None
+    warned: set[str] = field(default_factory=set)  # warnings printed: see warn_once
+
+    def warn_once(self, message: str) -> None:
+        """Print a warning on stderr unless this run printed it already: retention names a
+        corrupt checkpoint it leaves in place at every save, and once is enough."""
+        if message not in self.warned:
+            self.warned.add(message)
+            print(message, file=sys.stderr)
 
     def state_dict(self) -> dict[str, Any]:
         """A checkpoint's state.json: the state of every part a resume needs, except the
@@ -329,7 +337,8 @@ def _checkpoint(tr: Trainer, kind: str, since: float | None = None) -> None:
     def save() -> None:
         path = save_checkpoint(tr.run_dir, tr.progress.step, tr.raw_model, tr.optimizer,
                                tr.state_dict())
-        apply_retention(tr.run_dir, tr.cfg.train.keep_last, tr.cfg.train.keep_every)
+        apply_retention(tr.run_dir, tr.cfg.train.keep_last, tr.cfg.train.keep_every,
+                        warn=tr.warn_once)
         message = f"checkpoint {path.name}"
         if since is not None:  # a stop: did it fit before torchrun's SIGKILL?
             took = time.monotonic() - since
