@@ -190,6 +190,22 @@ def latest_valid_checkpoint(run_dir: str | Path, warn=print) -> CheckpointRef | 
     return None
 
 
+_VERIFIED: dict[tuple[str, int], str | None] = {}
+
+
+def _verified(path: Path) -> str | None:
+    """``verify_checkpoint``, remembered per directory and meta.json time: retention asks at
+    every save about the same few checkpoints (0.05 s each for a 36 MB `tiny` one, 20 saves
+    in the demo)."""
+    try:
+        key = (str(path), (path / "meta.json").stat().st_mtime_ns)
+    except OSError:
+        return verify_checkpoint(path)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = verify_checkpoint(path)
+    return _VERIFIED[key]
+
+
 def apply_retention(run_dir: str | Path, keep_last: int, keep_every: int,
                     warn: Callable[[str], None] = print) -> list[int]:
     """Delete checkpoints that are neither among the newest `keep_last` valid ones nor a
@@ -201,13 +217,13 @@ def apply_retention(run_dir: str | Path, keep_last: int, keep_every: int,
     untouched and named through `warn`. Only checkpoints that verify are ever deleted.
     """
     good, deleted = 0, []
-    # Newest first, verifying each: a save re-hashes about keep_last + 1 checkpoints, the
-    # price of never deleting one on the word of a file count.
+    # Newest first, verifying each (never deleting one on the word of a file count); each is
+    # hashed once per process: a checkpoint directory does not change once renamed into place
     for r in reversed(list_checkpoints(run_dir)):
         milestone = bool(keep_every) and r.step % keep_every == 0
         if milestone and good >= keep_last:
             continue  # kept whatever its state: no need to read it
-        problem = verify_checkpoint(r.path)
+        problem = _verified(r.path)
         if problem:
             warn(f"zhbert: warning: corrupt checkpoint {r.path} ({problem}) is left in place "
                  "and does not count toward train.keep_last; delete it or move it aside "
