@@ -191,6 +191,20 @@ def test_jsonl_bad_line(tmp_path, bad_line):
     assert len(info.warnings) == 1 and "line 3" in info.warnings[0]
 
 
+def test_jsonl_text_in_another_field_is_read_with_text_column(tmp_path):
+    """--text-column named the field of CSV and Parquet only: a JSONL whose text is in
+    "content" failed with it too, and the error's hint (--skip-bad) would skip every line."""
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"content": "第一条。", "id": 7}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    [info] = resolve_sources([str(path)])
+    with pytest.raises(UserError, match=r'"text" field \(its keys: content, id\).*--text-column'):
+        list(iter_documents(info))
+    [info] = resolve_sources([str(path)], text_column="content")
+    assert [(d.doc_id, d.text) for d in iter_documents(info, text_column="content")] == [
+        ("jsonl:c.jsonl#7", "第一条。")]
+
+
 def test_source_info_json_fields():
     info = SourceInfo("x", "text", "/x", 1, "0" * 64, "utf-8")
     assert list(info.to_json()) == ["spec", "kind", "path", "bytes", "sha256", "encoding",

@@ -371,8 +371,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in the manifest")
     g = parser.add_argument_group("reading")
     g.add_argument("--text-column", default="text",
-                   help="the text column of .parquet, .csv and .tsv files and saved datasets "
-                        "(default text)")
+                   help="the text column of .parquet, .csv and .tsv files and saved datasets, "
+                        "and the text field of .jsonl lines (default text)")
     g.add_argument("--per-line", action="store_true", help="a document per line in text files")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable files and bad lines")
     g.add_argument("--limit-docs", type=int, default=None, metavar="N", help="read at most N documents")

@@ -332,11 +332,13 @@ def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterato
             block = []
 
 
-def _parse_jsonl(line: str, lineno: int, source: str) -> Document:
-    """One JSONL line -> Document; ValueError says what is wrong with it."""
+def _parse_jsonl(line: str, lineno: int, source: str, field_name: str = "text") -> Document:
+    """One JSONL line -> Document (its text in ``field_name``); ValueError says what is wrong."""
     obj = json.loads(line)
-    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-        raise ValueError('expected a JSON object with a string "text" field')
+    if not isinstance(obj, dict) or not isinstance(obj.get(field_name), str):
+        keys = f" (its keys: {', '.join(map(str, list(obj)[:8]))})" if isinstance(obj, dict) else ""
+        raise ValueError(f'expected a JSON object with a string "{field_name}" field{keys}; '
+                         "name the text's field with --text-column")
     tags = obj.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValueError('"tags" must be a list of strings')
@@ -346,16 +348,16 @@ def _parse_jsonl(line: str, lineno: int, source: str) -> Document:
     src = obj.get("source", source)
     if not isinstance(src, str):
         raise ValueError('"source" must be a string')
-    return Document(f"{source}#{doc_id}", obj["text"], src, tuple(tags))
+    return Document(f"{source}#{doc_id}", obj[field_name], src, tuple(tags))
 
 
-def _jsonl_documents(info: SourceInfo, skip_bad: bool) -> Iterator[Document]:
+def _jsonl_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iterator[Document]:
     source = _source_name(info)
     for lineno, line in enumerate(_file_lines(info, skip_bad), 1):
         if not line.strip():
             continue
         try:
-            yield _parse_jsonl(line, lineno, source)
+            yield _parse_jsonl(line, lineno, source, text_column)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             _bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: {exc}")
 
@@ -416,7 +418,7 @@ def iter_documents(info: SourceInfo, *, per_line: bool = False,
     elif info.kind == "wiki":
         docs = _wiki_documents(info)
     elif info.kind == "jsonl":
-        docs = _jsonl_documents(info, skip_bad)
+        docs = _jsonl_documents(info, skip_bad, text_column)
     else:
         docs = _text_documents(info, per_line, skip_bad)
     for doc in docs:
