@@ -183,7 +183,8 @@ def units(p: Planner, steps: float, args: argparse.Namespace | None = None) -> d
 
 
 def _fmt_units(u: dict[str, Any]) -> str:
-    parts = [f"{u['tokens']:,.0f} real tokens" if u["tokens"] else "tokens unknown",
+    parts = [f"{u['tokens']:,.0f} real tokens" if u["tokens"]
+             else "tokens unknown (pass --tokens-per-step)",
              f"{u['hours']:,.2f} h at the {u['speed']} speed" if u["hours"] is not None
              else "hours unknown (pass --seconds-per-step)"]
     if u["cost"] is not None:

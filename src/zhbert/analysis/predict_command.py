@@ -78,7 +78,8 @@ def prediction_text(pred: Prediction, history: History | None = None) -> str:
     lines = []
     if history is not None:
         lines.append(f"run {history.meta.run} ({history.meta.source}); metric {pred.metric}")
-    lines.append(f"model: {pred.model} (best AIC {pred.aic_best}; backtest winner {pred.backtest_winner})")
+    winner = f"; backtest winner {pred.backtest_winner}" if pred.backtest_winner else ""
+    lines.append(f"model: {pred.model} (best AIC {pred.aic_best}{winner})")
     if pred.asymptote is not None and pred.asymptote_ci95:
         lo, hi = pred.asymptote_ci95
         lines.append(f"fitted ceiling: {pred.asymptote:.4f} [{lo:.4f}, {hi:.4f}]")
