@@ -1,5 +1,5 @@
 """Where a run stands, computed from its directory: state (running / finished /
-stopped), step, speed, ETA, the latest train and eval records, the last checkpoint,
+pruned / stopped), step, speed, ETA, the latest train and eval records, the last checkpoint,
 and whether a running run is starved of CPU by other work.
 
 The `status` command renders it; `train`'s closing line, the dashboard and the sweep
@@ -14,11 +14,11 @@ import socket
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from zhbert.checkpoint import list_checkpoints
 from zhbert.errors import UserError
-from zhbert.history import read_history
+from zhbert.history import read_history, warn_stderr
 
 # a run is starved when its recent speed is below this share of its own best, at the
 # same sequence length, while something else competes for the cores. Not higher: a tiny
@@ -28,7 +28,8 @@ RECENT_LOGS = 5  # the train records "recent" is the median of
 
 
 def run_state(run_dir: Path, total: int, last_step: int) -> str:
-    """running / finished / stopped, from the run's pid marker and its progress."""
+    """running / finished / pruned / stopped, from the run's pid marker, its progress and
+    a sweep's pruned.json (a pruned trial is stopped for good: --resume is not the fix)."""
     marker = run_dir / "running.json"
     if marker.exists():
         try:
@@ -41,7 +42,32 @@ def run_state(run_dir: Path, total: int, last_step: int) -> str:
             pass  # the process died without cleaning up: it was killed
         except PermissionError:
             return "running"
-    return "finished" if total and last_step >= total else "stopped (continue with --resume)"
+    if total and last_step >= total:
+        return "finished"
+    info = pruned(run_dir)
+    return "stopped (continue with --resume)" if info is None else pruned_state(info)
+
+
+def pruned(run_dir: Path) -> dict[str, Any] | None:
+    """The sweep's pruned.json of a trial it pruned (zhbert.sweep.worker writes it: pruner,
+    step, value, and a ForecastPruner's reason), {} when unreadable; None when not pruned."""
+    try:
+        info = json.loads((Path(run_dir) / "pruned.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # being written, or corrupt: pruned all the same
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def pruned_state(info: dict[str, Any]) -> str:
+    """'pruned by the sweep at step 75: <why>', from a pruned.json (``pruned``)."""
+    step, why = info.get("step"), info.get("reason")
+    at = f" at step {step:,}" if isinstance(step, int) and not isinstance(step, bool) else ""
+    if not why and info.get("pruner"):
+        why = f"{info['pruner']}" + (f", value {info['value']:.4g}"
+                                     if isinstance(info.get("value"), (int, float)) else "")
+    return f"pruned by the sweep{at}" + (f": {why}" if why else "")
 
 
 def latest(records: list[dict[str, Any]], into: dict[str, dict] | None = None) -> dict[str, dict]:
@@ -74,18 +100,63 @@ def not_a_run(run_dir: Path) -> UserError:
 
 def collect(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    if not (run_dir / "history.jsonl").exists():
+    path = run_dir / "history.jsonl"
+    if not path.exists():
         raise not_a_run(run_dir)
-    records = read_history(run_dir / "history.jsonl").records
-    return summarize(run_dir, latest(records), [r for r in records if r.get("type") == "train"])
+    chunk = read_history(path, warn=lambda message: None)  # one summary instead, below
+    if chunk.bad_lines:
+        warn_stderr(bad_lines_warning(path, chunk.bad_lines))
+    records = chunk.records
+    return summarize(run_dir, latest(records), [r for r in records if r.get("type") == "train"],
+                     bad_lines=len(chunk.bad_lines))
+
+
+def bad_lines_warning(path: Path, bad: Sequence[int]) -> str:
+    """One warning for all the corrupt lines of a history (a file of random bytes has
+    thousands), naming the first few; one line is named as zhbert.history names it."""
+    if len(bad) == 1:
+        return f"{path}, line {bad[0]}: not a JSON record (a corrupt line); skipped it"
+    shown = ", ".join(str(n) for n in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    return f"{path}: skipped {len(bad):,} corrupt lines that are not JSON records (lines {shown})"
+
+
+def history_note(run_dir: Path, bad_lines: int, ckpt_step: int | None) -> str:
+    """Why a history without a single record tells nothing, and where the run stands
+    from its checkpoints."""
+    path = run_dir / "history.jsonl"
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    if size == 0:
+        what = f"{path} is empty (0 bytes)"
+    elif bad_lines:
+        what = f"{path} has no readable record (only {bad_lines:,} corrupt line{'s' * (bad_lines > 1)})"
+    else:
+        what = f"{path} has no complete record yet ({size:,} bytes without a line end)"
+    where = (f"its last checkpoint is step {ckpt_step:,}" if ckpt_step is not None
+             else "no checkpoint either")
+    return f"{what}: no header, train or eval record to report; {where}"
+
+
+def configured_steps(run_dir: Path) -> int:
+    """train.steps from the run's config.json, for a run whose history lost its header; 0
+    when that is unreadable too."""
+    try:
+        steps = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]["train"]["steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else 0
 
 
 def summarize(run_dir: Path, last: dict[str, dict],
-              train: list[dict] | None = None) -> dict[str, Any]:
+              train: list[dict] | None = None, bad_lines: int = 0) -> dict[str, Any]:
     """Where the run stands, from the last header, train and eval records (``latest``);
-    with all its ``train`` records, whether a running run is starved (``starvation``)."""
+    with all its ``train`` records, whether a running run is starved (``starvation``).
+    ``history_note`` says why there is nothing to report when the history holds no record
+    (empty, or ``bad_lines`` corrupt lines only)."""
     header, last_train, last_eval = (last.get(k, {}) for k in ("header", "train", "eval"))
-    total = int(header.get("total_steps") or 0)
+    total = int(header.get("total_steps") or 0) or (0 if header else configured_steps(run_dir))
     logged = int(last_train.get("step", 0))
     ckpts = list_checkpoints(run_dir)
     # a stop (Ctrl-C, SIGTERM) checkpoints the step it finished, which is often no log
@@ -105,7 +176,8 @@ def summarize(run_dir: Path, last: dict[str, dict],
             "eta_seconds": eta, "last_checkpoint": ckpts[-1].step if ckpts else None,
             "precision": header.get("precision"), "machine": header.get("machine"),
             "starved": starved.to_dict() if starved else None,
-            "starved_advice": starved.advice() if starved else None}
+            "starved_advice": starved.advice() if starved else None,
+            "history_note": None if last else history_note(run_dir, bad_lines, ckpts[-1].step if ckpts else None)}
 
 
 @dataclass(frozen=True)

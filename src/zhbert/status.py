@@ -24,22 +24,42 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(s, ensure_ascii=False, indent=2))
         return 0
-    t, e = s["train"], s["eval"]
+    print("\n".join(_lines(s)))
+    return 0
+
+
+def _step_line(s: dict[str, Any]) -> str:
+    if not s["total_steps"]:  # no header, and no config.json to say it
+        return f"step       {s['step']:,} (total steps unknown)"
     pct = f" ({s['percent']:.1f}%)" if s["percent"] is not None else ""
-    lines = [f"run        {s['run']}  [{s['state']}]",
-             f"step       {s['step']:,} / {s['total_steps']:,}{pct}",
-             f"train      loss {_fmt(t.get('loss'))}  mlm acc {_fmt(t.get('mlm_acc'), True)}  "
-             f"nsp acc {_fmt(t.get('nsp_acc'), True)}  lr {_fmt(t.get('lr'))}"
-             # after a stop between logs, the latest record is older than the step reached
-             + (f"  (logged at step {t['step']:,})" if t.get("step", s["step"]) != s["step"] else ""),
-             f"held-out   mlm acc {_fmt(e.get('eval_mlm_acc'), True)}  "
-             f"nsp acc {_fmt(e.get('eval_nsp_acc'), True)}  (step {e.get('step', '-')})",
-             f"speed      {s['tokens_per_s']:,.0f} tokens/s in the last log interval"
-             + (f", {s['average_tokens_per_s']:,.0f} over the run" if s["average_tokens_per_s"] else "")
-             + f"  ETA {s['eta_seconds'] / 60:.1f} min",
-             f"checkpoint {s['last_checkpoint'] if s['last_checkpoint'] is not None else '-'}",
-             f"precision  {s['precision']} on {s['machine']}"]
+    return f"step       {s['step']:,} / {s['total_steps']:,}{pct}"
+
+
+def _speed_line(s: dict[str, Any]) -> str:
+    if not s["train"]:
+        return "speed      - (no train record yet)"
+    return (f"speed      {s['tokens_per_s']:,.0f} tokens/s in the last log interval"
+            + (f", {s['average_tokens_per_s']:,.0f} over the run" if s["average_tokens_per_s"] else "")
+            + f"  ETA {s['eta_seconds'] / 60:.1f} min")
+
+
+def _lines(s: dict[str, Any]) -> list[str]:
+    t, e = s["train"], s["eval"]
+    head = [f"run        {s['run']}  [{s['state']}]"]
+    checkpoint = f"checkpoint {_fmt(s['last_checkpoint'])}"
+    if s.get("history_note"):  # not one record: nothing else to report
+        return head + [f"history    {s['history_note']}", _step_line(s), checkpoint]
+    lines = head + [
+        _step_line(s),
+        f"train      loss {_fmt(t.get('loss'))}  mlm acc {_fmt(t.get('mlm_acc'), True)}  "
+        f"nsp acc {_fmt(t.get('nsp_acc'), True)}  lr {_fmt(t.get('lr'))}"
+        # after a stop between logs, the latest record is older than the step reached
+        + (f"  (logged at step {t['step']:,})" if t.get("step", s["step"]) != s["step"] else ""),
+        f"held-out   mlm acc {_fmt(e.get('eval_mlm_acc'), True)}  "
+        f"nsp acc {_fmt(e.get('eval_nsp_acc'), True)}  (step {e.get('step', '-')})",
+        _speed_line(s),
+        checkpoint,
+        f"precision  {_fmt(s['precision'])} on {_fmt(s['machine'])}"]
     if s["starved_advice"]:
         lines.append(f"cpu        {s['starved_advice']}")
-    print("\n".join(lines))
-    return 0
+    return lines

@@ -26,8 +26,9 @@ from typing import Any
 
 from zhbert.errors import UserError
 from zhbert.fileio import json_safe, read_json
-from zhbert.history import HistoryReader, read_history
+from zhbert.history import HistoryReader, read_history, warn_stderr
 from zhbert.metrics import metric_info
+from zhbert.monitor.queries import checked, history_query, query_params, study_query
 
 STATIC = Path(__file__).parent / "static"
 STALL_SECONDS = 300.0     # "running" but no new history for this long -> stalled
@@ -41,7 +42,8 @@ def add_arguments(p) -> None:
                    help="run directories, or folders of runs (searched up to "
                         f"{MAX_DEPTH} levels down)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    p.add_argument("--port", type=int, default=8008, help="port (default 8008)")
+    p.add_argument("--port", type=int, default=8008,
+                   help="port, 1-65535, or 0 for any free one (default 8008)")
     p.add_argument("--stall-after", type=float, default=STALL_SECONDS,
                    help="seconds without new history before a running run shows as stalled")
 
@@ -54,7 +56,7 @@ class RunHistory:
     record of each type (for the run table). ``gen`` counts restarts from byte 0."""
 
     def __init__(self, path: Path):
-        self.reader = HistoryReader(path)
+        self.reader = HistoryReader(path, warn=lambda message: None)  # one summary per refresh
         self.records: list[dict] = []
         self.starts: list[int] = []
         self.latest: dict[str, dict] = {}
@@ -64,19 +66,22 @@ class RunHistory:
 
     def refresh(self) -> "RunHistory":
         """Read the new lines; FileNotFoundError when the history is gone."""
-        from zhbert.runstate import latest
+        from zhbert.runstate import bad_lines_warning, latest
         with self.lock:
+            seen = len(self.bad_lines)
             while True:
                 chunk = self.reader.read(MAX_CHUNK)
                 if chunk.reset:
                     self.records, self.starts, self.latest, self.bad_lines = [], [], {}, []
-                    self.gen += 1
+                    self.gen, seen = self.gen + 1, 0
                 self.records += chunk.records
                 self.starts += chunk.starts
                 self.bad_lines += chunk.bad_lines
                 latest(chunk.records, self.latest)
                 self.size = chunk.size
                 if not chunk.more:
+                    if len(self.bad_lines) > seen:
+                        warn_stderr(bad_lines_warning(self.reader.path, self.bad_lines[seen:]))
                     return self
 
     def since(self, offset: int, gen: int | None = None) -> dict[str, Any]:
@@ -192,7 +197,8 @@ def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
     out: dict[str, Any] = {"id": ref.id, "path": str(ref.path)}
     try:
         mtime = hist.stat().st_mtime
-        s = summarize(ref.path, ref.history.refresh().latest)
+        read = ref.history.refresh()
+        s = summarize(ref.path, read.latest, bad_lines=len(read.bad_lines))
     except FileNotFoundError:
         return out | {"state": "missing", "error": f"{hist} was deleted or moved"}
     age = time.time() - mtime
@@ -217,7 +223,8 @@ def _sweep_of(path: Path) -> tuple[Path, str] | None:
 def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials of each sweep among the runs, grouped, with the best one so far (by the
     sweep's objective on the trial's last held-out eval) and the pruned ones. Each listed
-    run of a sweep gains ``sweep`` (its group) and ``pruned``."""
+    run of a sweep gains ``sweep`` (its group) and ``pruned`` (its state says why: runstate)."""
+    from zhbert.runstate import pruned
     groups: dict[Path, dict[str, Any]] = {}
     for ref, s in zip(refs, listed):
         found = _sweep_of(ref.path)
@@ -226,7 +233,7 @@ def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
         where, metric = found
         g = groups.setdefault(where, {"sweep": where.name, "path": str(where), "metric": metric,
                                       "trials": [], "pruned": [], "best": None, "best_value": None})
-        s["sweep"], s["pruned"] = where.name, (ref.path / "pruned.json").exists()
+        s["sweep"], s["pruned"] = where.name, pruned(ref.path) is not None
         g["trials"].append(ref.id)
         if s["pruned"]:
             g["pruned"].append(ref.id)
@@ -364,6 +371,7 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
             return err(404, "no such run; ids come from /api/runs")
 
     def api_runs(request):
+        query_params(request.query_params, ())
         runs.scan()
         listed = [run_summary(r, stall_after) for r in runs.runs.values()]
         return JSONResponse(_num({"runs": listed, "sweeps": sweep_groups(runs.runs.values(), listed),
@@ -373,11 +381,7 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
         ref = lookup(request)
         if isinstance(ref, JSONResponse):
             return ref
-        q = request.query_params
-        try:
-            offset, gen = int(q.get("offset", "0")), int(q["gen"]) if q.get("gen") else None
-        except ValueError:
-            return err(400, "offset and gen must be integers (from the previous answer)")
+        offset, gen = history_query(request.query_params)
         try:
             return JSONResponse(_num(ref.history.refresh().since(offset, gen)))
         except FileNotFoundError:
@@ -387,15 +391,11 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
         ref = lookup(request)
         if isinstance(ref, JSONResponse):
             return ref
-        q = request.query_params
-        try:
-            target = float(q["target"]) if q.get("target") else None
-        except ValueError:
-            return err(400, f"target must be a number, got {q['target']!r}")
+        metric, x, target = study_query(request.query_params)
         if not (ref.path / "history.jsonl").exists():
             return err(410, f"{ref.path}/history.jsonl was deleted or moved")
         try:
-            return JSONResponse(study(ref, q.get("metric") or None, q.get("x", "step"), target))
+            return JSONResponse(study(ref, metric, x, target))
         except UserError as exc:
             return err(422, str(exc))
         except FileNotFoundError:
@@ -403,21 +403,28 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
 
     def api_checkpoints(request):
         ref = lookup(request)
-        return ref if isinstance(ref, JSONResponse) else JSONResponse(checkpoints(ref.path))
+        if isinstance(ref, JSONResponse):
+            return ref
+        query_params(request.query_params, ())
+        return JSONResponse(checkpoints(ref.path))
 
     # {rid:path}: ids of nested runs hold "/" ("w/run1"). Safe, as an id is only looked
     # up among those the server handed out, so "../x" is just an unknown id (404).
     routes = [Route("/", lambda r: FileResponse(STATIC / "index.html")),
-              Route("/api/runs", api_runs),
-              Route("/api/runs/{rid:path}/history", api_history),
-              Route("/api/runs/{rid:path}/study", api_study),
-              Route("/api/runs/{rid:path}/checkpoints", api_checkpoints),
+              Route("/api/runs", checked(api_runs)),
+              Route("/api/runs/{rid:path}/history", checked(api_history)),
+              Route("/api/runs/{rid:path}/study", checked(api_study)),
+              Route("/api/runs/{rid:path}/checkpoints", checked(api_checkpoints)),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     return Starlette(routes=routes)
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """Bind first, so a busy port is a clear one-line error instead of a uvicorn traceback."""
+    """Bind first, so a busy port or an impossible one is a clear one-line error instead
+    of a uvicorn traceback."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port must be 0-65535 (0: any free port, printed at start), "
+                        f"got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

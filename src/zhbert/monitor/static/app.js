@@ -172,8 +172,11 @@ function renderRuns(list, problems, sweeps) {
       `; skipped corrupt history line${s.bad_lines.length > 1 ? "s" : ""} ${s.bad_lines.slice(0, 5).join(", ")}` : "";
     const mark = s.sweep && best[s.sweep] && best[s.sweep].best === s.id ? " ★" : "";
     cell(tr, s.id + mark);
-    cell(tr, (s.pruned ? "pruned; " : "") + s.state + (s.error ? ": " + s.error : "") + skipped, bad ? "bad" : "");
-    cell(tr, s.step == null ? "-" : `${s.step} / ${s.total_steps}`);
+    // a pruned trial's state says so (runstate); "pruned; " marks one that ran on since
+    const pruned = s.pruned && !s.state.startsWith("pruned") ? "pruned; " : "";
+    const note = s.history_note ? "; " + s.history_note : "";  // an empty or unreadable history
+    cell(tr, pruned + s.state + (s.error ? ": " + s.error : "") + note + skipped, bad || note ? "bad" : "");
+    cell(tr, s.step == null ? "-" : s.total_steps ? `${s.step} / ${s.total_steps}` : `${s.step} / ?`);
     cell(tr, s.percent == null ? "-" : s.percent.toFixed(1) + "%");
     cell(tr, s.tokens_per_s == null ? "-" : Math.round(s.tokens_per_s).toLocaleString());
     cell(tr, s.state === "running" ? dur(s.eta_seconds) : "-");

@@ -1,0 +1,125 @@
+"""Where a run stands when its directory is unusual: a sweep trial the sweep pruned, and a
+history that is empty or garbage. `zhbert status` and the dashboard say it the same way
+(both ask zhbert.runstate)."""
+
+import json
+import os
+import random
+import socket
+
+from starlette.testclient import TestClient
+
+from test_monitor import write_run
+from zhbert.cli import main
+from zhbert.monitor.server import create_app
+from zhbert.runstate import collect
+from zhbert.sweep.pruner import Decision
+
+REASON = "forecast eval_mlm_acc at step 800: 0.3100 (80%: 0.2900 to 0.3300); best finished 0.5500"
+
+
+def _trial(tmp_path, pruned: dict | str | None):
+    """runs/sw/trials/0001, stopped at step 200 of 800, with its pruned.json."""
+    sweep = tmp_path / "runs" / "sw"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"objective": "acc"}))
+    trial = write_run(sweep / "trials" / "0001", n=20)
+    if pruned is not None:
+        text = pruned if isinstance(pruned, str) else json.dumps(pruned)
+        (trial / "pruned.json").write_text(text)
+    return trial
+
+
+def _forecast_pruned() -> dict:
+    """pruned.json as zhbert.sweep.worker._record_prune writes it for a ForecastPruner."""
+    return {"pruner": "ForecastPruner", "step": 150, "value": 0.2} | Decision(True, REASON, 0.55).to_json()
+
+
+def test_status_of_a_pruned_trial_says_pruned_when_and_why(tmp_path, capsys):
+    """It said `[stopped (continue with --resume)]`."""
+    trial = _trial(tmp_path, _forecast_pruned())
+    state = collect(trial)["state"]
+    assert state == f"pruned by the sweep at step 150: {REASON}"
+    assert main(["status", str(trial)]) == 0
+    out = capsys.readouterr().out
+    assert f"[pruned by the sweep at step 150: {REASON}]" in out and "--resume" not in out
+    # the dashboard: the same state, from the same code
+    runs = TestClient(create_app([tmp_path / "runs"])).get("/api/runs").json()["runs"]
+    (row,) = runs
+    assert row["state"] == state and row["pruned"] is True
+
+
+def test_a_pruned_trial_without_a_reason_or_with_a_corrupt_file_is_still_pruned(tmp_path):
+    trial = _trial(tmp_path, {"pruner": "MedianPruner", "step": 150, "value": 0.2})
+    assert collect(trial)["state"] == "pruned by the sweep at step 150: MedianPruner, value 0.2"
+    (trial / "pruned.json").write_text('{"pruner": "Med')  # torn
+    assert collect(trial)["state"] == "pruned by the sweep"
+
+
+def test_a_pruned_trial_that_runs_again_or_finished_says_so(tmp_path):
+    trial = _trial(tmp_path, _forecast_pruned())
+    (trial / "running.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert collect(trial)["state"] == "running"
+    (trial / "running.json").unlink()
+    with open(trial / "history.jsonl", "a") as f:  # resumed by hand to its last step (400)
+        f.write(json.dumps({"type": "train", "step": 400, "loss": 3.0}) + "\n")
+    assert collect(trial)["state"] == "finished"
+    assert collect(_trial(tmp_path / "other", None))["state"] == "stopped (continue with --resume)"
+
+
+def _empty_run(tmp_path, checkpoint: int | None, steps: int | None):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.jsonl").write_bytes(b"")
+    if checkpoint is not None:
+        (run / "checkpoints" / f"step_{checkpoint:08d}").mkdir(parents=True)
+    if steps is not None:
+        (run / "config.json").write_text(json.dumps({"config": {"train": {"steps": steps}}}))
+    return run
+
+
+def test_status_of_an_empty_history_says_so_and_goes_by_the_checkpoints(tmp_path, capsys):
+    """It printed `step 300 / 0` and `precision None on None`, rc 0."""
+    run = _empty_run(tmp_path, checkpoint=300, steps=1000)
+    s = collect(run)
+    assert s["step"] == 300 and s["total_steps"] == 1000 and s["last_checkpoint"] == 300
+    assert "is empty (0 bytes)" in s["history_note"] and "last checkpoint is step 300" in s["history_note"]
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "history    " in out and "is empty (0 bytes)" in out and "step       300 / 1,000 (30.0%)" in out
+    assert "None" not in out and "/ 0" not in out
+    row = TestClient(create_app([run])).get("/api/runs").json()["runs"][0]
+    assert "is empty" in row["history_note"] and row["step"] == 300
+
+
+def test_status_of_an_empty_history_without_checkpoints_or_config(tmp_path, capsys):
+    run = _empty_run(tmp_path, checkpoint=None, steps=None)
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "is empty (0 bytes)" in out and "no checkpoint either" in out
+    assert "step       0 (total steps unknown)" in out and "None" not in out and "/ 0" not in out
+
+
+def test_a_history_without_its_header_prints_no_none(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.jsonl").write_text(json.dumps({"type": "train", "step": 5, "loss": 3.0}) + "\n")
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out and "precision  - on -" in out and "(total steps unknown)" in out
+
+
+def test_a_garbage_history_is_one_warning_not_one_per_line(tmp_path, capsys):
+    run = _empty_run(tmp_path, checkpoint=30, steps=30)
+    rng = random.Random(0)
+    lines = [bytes(rng.randrange(11, 256) for _ in range(50)) for _ in range(400)]  # no b"\n" (10)
+    (run / "history.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["status", str(run)]) == 0
+    cap = capsys.readouterr()
+    warnings = cap.err.splitlines()
+    assert len(warnings) == 1 and "skipped 400 corrupt lines" in warnings[0] and "lines 1, 2, 3, 4, 5, ..." in warnings[0]
+    assert "has no readable record (only 400 corrupt lines)" in cap.out and "None" not in cap.out
+    assert "[finished]" in cap.out  # 30 of 30, from the checkpoint and config.json
+    # the dashboard follows the file: one warning per read, too
+    TestClient(create_app([run])).get("/api/runs")
+    assert len(capsys.readouterr().err.splitlines()) == 1
