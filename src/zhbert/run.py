@@ -91,6 +91,27 @@ def is_run_dir(path: str | Path) -> bool:
         return False
 
 
+RUN_SEARCH_DEPTH = 3  # runs/group/sweep/run: deep enough for sweeps, cheap to rescan each poll
+
+
+def find_runs(folder: Path, depth: int = RUN_SEARCH_DEPTH) -> list[Path]:
+    """Folders up to ``depth`` levels below ``folder`` that hold a history.jsonl. Hidden
+    folders, checkpoint folders and the inside of a run (its checkpoints, analysis) are
+    not searched: they hold no runs, and skipping them keeps the rescan on each poll cheap."""
+    try:
+        subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and p.name != "checkpoints")
+    except OSError:  # unreadable, or removed while we looked: no runs there
+        return []
+    found = []
+    for p in subs:
+        if (p / "history.jsonl").is_file():
+            found.append(p)
+        elif depth > 1:
+            found += find_runs(p, depth - 1)
+    return found
+
+
 def open_run(run_dir: str | Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

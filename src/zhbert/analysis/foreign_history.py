@@ -93,8 +93,7 @@ def _runs_in(folder: Path, files: list[Path]) -> list[Path]:
     """The runs below ``folder``: zhbert runs (those `zhbert monitor` finds), and the
     directories holding event files, as TensorBoard counts runs; a zhbert run's tb/ (all
     its event files, a resume's included) counts as the run."""
-    from zhbert.monitor.server import find_runs
-    from zhbert.run import is_run_dir
+    from zhbert.run import find_runs, is_run_dir
 
     def run_of(d: Path) -> Path:
         zhbert = d.name == "tb" and ((d.parent / "history.jsonl").is_file() or is_run_dir(d.parent))

@@ -29,12 +29,12 @@ from zhbert.fileio import json_safe, read_json
 from zhbert.history import HistoryReader, read_history, warn_stderr
 from zhbert.metrics import metric_info
 from zhbert.monitor.queries import checked, history_query, query_params, study_query
+from zhbert.run import RUN_SEARCH_DEPTH as MAX_DEPTH, find_runs
 
 STATIC = Path(__file__).parent / "static"
 STALL_SECONDS = 300.0     # "running" but no new history for this long -> stalled
 MAX_CHUNK = 8 << 20       # bytes of history per response; the page asks again for the rest
 N_BOOT = 200              # bootstrap curves for the fit band and the prediction interval
-MAX_DEPTH = 3             # runs/group/sweep/run: deep enough for sweeps, cheap to rescan each poll
 
 
 def add_arguments(p) -> None:
@@ -158,24 +158,6 @@ class RunSet:
         if ref is None:
             raise KeyError(rid)
         return ref
-
-
-def find_runs(folder: Path, depth: int = MAX_DEPTH) -> list[Path]:
-    """Folders up to ``depth`` levels below ``folder`` that hold a history.jsonl. Hidden
-    folders, checkpoint folders and the inside of a run (its checkpoints, analysis) are
-    not searched: they hold no runs, and skipping them keeps the rescan on each poll cheap."""
-    try:
-        subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-                      and p.name != "checkpoints")
-    except OSError:  # unreadable, or removed while we looked: no runs there
-        return []
-    found = []
-    for p in subs:
-        if (p / "history.jsonl").is_file():
-            found.append(p)
-        elif depth > 1:
-            found += find_runs(p, depth - 1)
-    return found
 
 
 def check_roots(paths: list[str]) -> None:
