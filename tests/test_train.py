@@ -327,6 +327,8 @@ def test_resume_reads_the_runs_own_settings(synthetic_data, tmp_path, capsys):
         assert cli_main(args + ["--resume", "--config", str(spec)]) == 0
     assert cli_main(args + ["--resume", "--config", str(run), "--set", "train.lr=2e-4"]) == 2
     assert "train.lr: 0.0001 -> 0.0002" in capsys.readouterr().err
+    assert cli_main(args + ["--resume", "--force"]) == 2  # resumed, ignoring --force, before
+    assert "give one of them" in capsys.readouterr().err
     (tmp_path / "other.json").write_text('{"a": 1}')
     assert cli_main(args + ["--resume", "--config", str(tmp_path / "other.json")]) == 2
     assert "is not a zhbert run's config.json" in capsys.readouterr().err

@@ -68,6 +68,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.resume and args.force:  # resuming kept the run and ignored --force without a word
+        raise UserError("--resume continues the run in --out and --force deletes it to start "
+                        "over: give one of them")
     cfg = load_config(config_spec(args), args.set)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
