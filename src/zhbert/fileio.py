@@ -118,6 +118,15 @@ def check_out(out: Path, marker: str, what: str = "zhbert output") -> None:
                         "be deleted: choose a new or empty directory")
 
 
+def check_out_reads_none(out: Path, paths, what: str) -> None:
+    """--out is replaced as a whole: never the folder of a file being read."""
+    root = out.resolve()
+    for p in map(Path, paths):
+        if root == p.resolve() or root in p.resolve().parents:
+            raise UserError(f"--out {out} holds {what} {p}, and --out is replaced as a whole; "
+                            "write it somewhere else")
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None = None,
                what: str = "zhbert output") -> Iterator[Path]:

@@ -297,35 +297,24 @@ def _write_sentiment(staging: Path) -> None:
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-DATA_DIR = "zhbert data directory"
-
-
-def _refuse_out_holding_sources(out: Path, infos) -> None:
-    """--out is replaced as a whole: never the folder of a file being read."""
-    root = out.resolve()
-    for info in infos:
-        if root == Path(info.path).resolve() or root in Path(info.path).resolve().parents:
-            raise UserError(f"--out {out} holds the corpus file {info.path}, and --out is replaced "
-                            "as a whole; write the data directory somewhere else")
-
-
 def prepare(opts: PrepareOptions) -> dict:
     """Build the data directory ``opts.out``; returns the dataset report."""
     from zhbert.corpus.sources import resolve_sources
     from zhbert.datadir import open_data_dir
-    from zhbert.fileio import atomic_write_json, check_out, staged_dir
+    from zhbert.fileio import atomic_write_json, check_out, check_out_reads_none, staged_dir
     from zhbert.run import DATA_MANIFEST
 
-    check_out(Path(opts.out), DATA_MANIFEST, DATA_DIR)  # before reading the sources
+    what = "zhbert data directory"
+    check_out(Path(opts.out), DATA_MANIFEST, what)  # before reading the sources
     infos = resolve_sources(list(opts.sources), skip_bad=opts.skip_bad, language=opts.language,
                             text_column=opts.text_column)
     if all(i.skipped for i in infos):
         raise UserError("every corpus file was skipped as unreadable (see the warnings above); "
                         "fix the files or name other sources")
-    _refuse_out_holding_sources(Path(opts.out), infos)
+    check_out_reads_none(Path(opts.out), [i.path for i in infos], "the corpus file")
     pool = None
     try:
-        with staged_dir(opts.out, force=opts.force, marker=DATA_MANIFEST, what=DATA_DIR) as staging:
+        with staged_dir(opts.out, force=opts.force, marker=DATA_MANIFEST, what=what) as staging:
             if opts.workers > 1:  # spawn: workers never inherit threads or torch state
                 pool = multiprocessing.get_context("spawn").Pool(opts.workers)
             report = _build(infos, opts, pool, staging)
