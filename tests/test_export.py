@@ -76,5 +76,6 @@ def test_existing_dir_needs_force(exported, trained_run, capsys):
     out = exported.parent / "early"
     assert cli_main(["export", str(trained_run), "--checkpoint", "10", "--out", str(out)]) == 0
     assert "step 10" in (out / "README.md").read_text()
+    assert "(checkpoint step 10)" in capsys.readouterr().out  # which one, where a corrupt one is passed over
     assert cli_main(["export", str(trained_run), "--out", str(out), "--force"]) == 0
     assert (out / "model.safetensors").read_bytes() == before  # step 30 again, same bytes

@@ -32,13 +32,15 @@ def test_fixed_counts_are_kept_and_taken_off_the_cores():
     assert share(a, [_t(1, 1.0, threads=8), a], 4) == 1
 
 
-def test_fixed_threads_from_the_option_or_the_environment(monkeypatch):
+def test_fixed_threads_from_the_option_or_the_environment(monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert fixed_threads(None) == 3
     assert fixed_threads(1) == 1
     for bad in ("", "x", "0"):
         monkeypatch.setenv("OMP_NUM_THREADS", bad)
         assert fixed_threads(None) is None
+        # a value that is no count is said to be ignored (OMP_NUM_THREADS=abc passed in silence)
+        assert ("OMP_NUM_THREADS=" in capsys.readouterr().err) == bool(bad)
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert fixed_threads(None) is None
 

@@ -96,8 +96,9 @@ def model_card(run, step: int, tokens: int | None, last_eval: dict | None, max_l
 
 
 def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = None,
-               force: bool = False) -> Path:
-    """Write a transformers-loadable model directory for one checkpoint; returns ``out``."""
+               force: bool = False) -> tuple[Path, int]:
+    """Write a transformers-loadable model directory for one checkpoint; returns ``out`` and
+    the checkpoint's step (not always the newest: a corrupt one is passed over)."""
     from safetensors.torch import save_file
     from zhbert.run import (checkpoint_tokens, load_run_model, open_run, open_run_data,
                             select_checkpoints)
@@ -129,7 +130,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
         atomic_write_text(tmp / "README.md", model_card(run, ref.step, tokens,
                                                         _last_eval(run.path, ref.step), max_len,
                                                         data.language, data.tokenizer))
-    return out
+    return out, ref.step
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -142,7 +143,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    out = export_run(args.run_dir, args.out, args.checkpoint, args.force)
-    print(f"wrote {out}: load it with transformers (AutoModelForMaskedLM / BertForPreTraining / "
-          f"pipeline('fill-mask', model={json.dumps(str(out))}))")
+    out, step = export_run(args.run_dir, args.out, args.checkpoint, args.force)
+    print(f"wrote {out} (checkpoint step {step:,}): load it with transformers "
+          f"(AutoModelForMaskedLM / BertForPreTraining / pipeline('fill-mask', "
+          f"model={json.dumps(str(out))}))")
     return 0

@@ -61,11 +61,18 @@ def fixed_threads(requested: int | None) -> int | None:
     """The thread count the user fixed: ``--threads``, else OMP_NUM_THREADS, else None."""
     if requested is not None:
         return requested
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
     try:
-        n = int(os.environ.get("OMP_NUM_THREADS", ""))
+        n = int(value) if value else 0
     except ValueError:
-        return None
-    return n if n >= 1 else None
+        n = -1
+    if n >= 1:
+        return n
+    if value:  # set, but not a count: say so rather than quietly take the share
+        print(f"zhbert: warning: OMP_NUM_THREADS={value!r} is not a thread count >= 1; ignored "
+              "(this training takes its share of the cores; --threads N fixes a count)",
+              file=sys.stderr)
+    return None
 
 
 @dataclass(frozen=True)
