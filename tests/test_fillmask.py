@@ -180,11 +180,19 @@ def test_input_file_errors_name_the_file_and_line(trained_run, tmp_path, capsys)
     counts blank lines, as an editor does; command-line sentences keep "sentence N"."""
     f = tmp_path / "s.txt"
     f.write_text(f"{SENTENCES[0]}\n\n北京是中国的首都。\n", encoding="utf-8")
-    assert cli_main(["fill-mask", str(trained_run), "--input", str(f)]) == 2
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(f), "--strict"]) == 2
     assert f"{f} line 3: no [MASK]" in capsys.readouterr().err
+    # without --strict a bad line is skipped, named, and the others are filled (one line
+    # longer than the model stopped the whole file)
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(f), "--json"]) == 0
+    out = capsys.readouterr()
+    assert [r["sentence"] for r in json.loads(out.out)] == [SENTENCES[0]]
+    assert f"skipped 1 of 2 --input lines (the first: {f} line 3: no [MASK]" in out.err
     table = tmp_path / "t.tsv"
     table.write_text("text\n" + "北" * 100 + "[MASK]\n", encoding="utf-8")
-    assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "--input", str(table)]) == 2
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(table)]) == 2  # none left
+    assert f"{table} line 2: " in capsys.readouterr().err
+    assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "--input", str(table)]) == 0
     assert f"{table} line 2: " in capsys.readouterr().err
     assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "北京"]) == 2
     assert "sentence 2: no [MASK]" in capsys.readouterr().err

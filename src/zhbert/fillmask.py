@@ -343,10 +343,33 @@ def _answer_line(answer: str, rank: int, masks: list[Candidates], top_k: int) ->
     return f"  answer {answer}: not in the top {top_k}"
 
 
+def _usable(lm: MaskedLM, sentences, answers, where, given: int, strict: bool):
+    """The --input lines this model can fill; the others (no [MASK], longer than the model)
+    skipped with one warning, as table readers skip bad rows (one long line stopped a whole
+    file). A sentence given on the command line, or any with --strict, is still an error."""
+    keep, skipped = [], []
+    for i, (s, w) in enumerate(zip(sentences, where)):
+        try:
+            encode_masked(lm.vocab, s, lm.max_len, w)
+            keep.append(i)
+        except UserError as exc:
+            if i < given or strict:
+                raise
+            skipped.append(str(exc))
+    if skipped:
+        print(f"zhbert: warning: skipped {len(skipped)} of {len(sentences) - given} --input lines "
+              f"(the first: {skipped[0]}); pass --strict to refuse such a file", file=sys.stderr)
+    if not keep:
+        raise UserError("no sentence left to fill (see the warning above)")
+    return [sentences[i] for i in keep], [answers[i] for i in keep], [where[i] for i in keep]
+
+
 def run(args) -> int:
     sentences, answers, where = _read_sentences(args)
     quantize = None if args.quantize == "none" else args.quantize
     lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision, quantize=quantize)
+    sentences, answers, where = _usable(lm, sentences, answers, where, len(args.sentences),
+                                        getattr(args, "strict", False))
     results = fill_mask(lm, sentences, args.top_k, args.batch_size, where=where)
     ranks = [answer_rank(masks, a) for masks, a in zip(results, answers)]
     if args.json:
