@@ -350,3 +350,15 @@ def test_a_floor_at_its_bound_is_called_the_laws_extrapolation(capsys):
     assert "do not pin it" in capsys.readouterr().out
     main(["predict", str(data / "demo-1000"), "--steps", "3000", "--n-boot", "0"])
     assert "do not pin it" not in capsys.readouterr().out
+
+
+def test_runs_that_disagree_under_one_law_are_said_to():
+    """tiny-1000 never leaves the plateau, tiny-2000 does: fitted together the residual sd is
+    0.47 against 0.16 at most alone, and the 4,000-step band 17-77%. A newcomer's pair (1,000
+    steps + 700 linear steps on the plateau) forecast 75.7% with only the climb warning. The
+    demo recipe's 1,000- and 2,000-step runs agree (0.031 against 0.026): no note."""
+    data = Path(__file__).parent / "data"
+    notes = plan([data / "tiny-1000", data / "tiny-2000"], n_boot=0).notes
+    assert any("the runs disagree under one law: residual sd 0.47" in n for n in notes)
+    assert not any("disagree" in n for n in plan([data / "demo-1000", data / "demo-2000"], n_boot=0).notes)
+    assert not any("disagree" in n for n in plan([data / "tiny-4000"], n_boot=0).notes)

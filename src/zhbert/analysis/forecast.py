@@ -39,9 +39,9 @@ import numpy as np
 from scipy.stats import norm
 
 from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
+from zhbert.analysis.consistency import disagreement, setup_warnings
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.laws import RunCurve, fit_law
-from zhbert.config import describe_differences
 from zhbert.errors import UserError
 from zhbert.schedule import SCHEDULES, Schedule, infer_schedule
 
@@ -177,34 +177,6 @@ def load_run(path: str | Path) -> RunData:
     setup = {} if cfg is None else {"config": cfg}
     return RunData(curve, acc, loss_name, acc_name, source, setup, history.meta.tokens_per_step,
                    history.meta.seconds_per_step, history)
-
-
-# what the runs of one law may differ in: the schedule the law reads (and the length
-# warm-up, whose phase it leaves out), the seed, and how a run is executed or scored
-LAW_MAY_VARY = frozenset({"train.steps", "train.lr", "train.warmup_steps", "train.schedule",
-                          "train.min_lr_ratio", "train.decay_fraction", "train.seed",
-                          "train.precision", "train.compile", "train.device", "train.max_nonfinite",
-                          "data.warmup_len_fraction", "data.eval_sequences"})
-
-
-def setup_warnings(runs: Sequence[RunData]) -> list[str]:
-    """One line per run whose model or data settings differ from the first run's (a
-    mixed fit gave L0 1e-13 and a floor of 91% accuracy with no word but a dict dump)."""
-    out = []
-    first = runs[0]
-    for r in runs[1:]:
-        a, b = first.setup.get("config"), r.setup.get("config")
-        if a is None or b is None:
-            continue
-        diffs = {k: v for k, v in a.differences(b).items() if k not in LAW_MAY_VARY}
-        if diffs:
-            out.append(f"warning: {r.curve.name} differs from {first.curve.name} in "
-                       f"{describe_differences(diffs, 5)}: one "
-                       "law assumes one model and one data setup, so its fit and bands mean little")
-    if len({r.loss_metric for r in runs}) > 1:
-        out.append("warning: the runs record different loss metrics ("
-                   + ", ".join(sorted({r.loss_metric for r in runs})) + "); fitting them together")
-    return out
 
 
 # ----------------------------------------------------------------------------- the planner
@@ -352,6 +324,7 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = 
         raise UserError("give at least one run")
     notes = setup_warnings(runs)
     fit = fit_law([r.curve for r in runs], law, n_boot=n_boot)
+    notes += disagreement(fit, runs, law)
     if not fit.identifiable:
         notes.append("the lr never falls in these runs (constant lr): the annealing term "
                      f"({fit.spec.anneal}) cannot be identified; it is taken as anywhere from no "
