@@ -103,3 +103,15 @@ def test_tokens_are_real_tokens_and_positions_are_padded_ones():
     assert tokens_per_step(recs) == 3000.0
     assert tokens_per_step(recs[:2]) == pytest.approx(3010.0)  # one record: tokens / step
     assert tokens_per_step([header]) is None
+
+
+def test_a_corrupt_line_is_warned_about_once_per_process(tmp_path, capsys):
+    """analyze reads a history three times (the study, the planner, the run's state) and
+    said each corrupt line three times."""
+    from zhbert.history import read_history
+
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"type": "header"}\nnot json\n{"type": "train", "step": 1}\n')
+    for _ in range(3):
+        assert len(read_history(path).records) == 2
+    assert capsys.readouterr().err.count("line 2: not a JSON record") == 1

@@ -101,7 +101,15 @@ class HistoryWriter:
 MAX_WARNINGS = 10  # corrupt lines named one by one per read; the rest are counted
 
 
+_SAID: set[str] = set()
+
+
 def warn_stderr(message: str) -> None:
+    """Print a warning once per process: a command reads one history several times (analyze:
+    the study, the planner, the run's state), and said each corrupt line three times."""
+    if message in _SAID:
+        return
+    _SAID.add(message)
     print(f"zhbert: warning: {message}", file=sys.stderr)
 
 
