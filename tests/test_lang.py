@@ -322,7 +322,7 @@ def test_spaced_decode_encodes_back_to_the_same_ids():
 def test_builtin_en_alone_means_english_and_wordpiece(tmp_path):
     import argparse
 
-    from zhbert.corpus.prepare import add_arguments, options_from_args
+    from zhbert.corpus.prepare_cli import add_arguments, options_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

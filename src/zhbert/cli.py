@@ -21,7 +21,7 @@ from zhbert.errors import UserError
 
 # command words -> (module, one-line help)
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("prepare",): ("zhbert.corpus.prepare", "turn a text corpus (--language) into a verified data directory"),
+    ("prepare",): ("zhbert.corpus.prepare_cli", "turn a text corpus (--language) into a verified data directory"),
     ("data", "report"): ("zhbert.corpus.report", "dataset report with pass/fail checks"),
     ("data", "text"): ("zhbert.corpus.text", "print cleaned text exactly as training sees it"),
     ("train",): ("zhbert.train", "pretrain a BERT on a data directory (torchrun for many processes)"),

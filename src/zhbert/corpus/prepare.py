@@ -35,13 +35,11 @@ The pipeline, in order:
 
 from __future__ import annotations
 
-import argparse
 import array
 import collections
 import itertools
 import json
 import multiprocessing
-import os
 import resource
 import shutil
 import sys
@@ -338,115 +336,3 @@ def prepare(opts: PrepareOptions) -> dict:
         if pool is not None:
             pool.terminate()
     return report
-
-
-# ---------------------------------------------------------------- CLI
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from zhbert.corpus.clean import SCRIPTS
-    from zhbert.corpus.languages import LANGUAGES, TOKENIZERS
-    from zhbert.corpus.filetypes import file_types
-
-    parser.add_argument("sources", nargs="*", default=["builtin"], metavar="SOURCE",
-                        help="'builtin' (default; the English one with --language en), "
-                             f"'builtin-en', files or directories ({file_types()}), "
-                             "or a saved Hugging Face dataset")
-    parser.add_argument("--out", required=True, help="data directory to create")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an existing --out (only once the new one is complete)")
-    parser.add_argument("--language", choices=tuple(LANGUAGES), default=None,
-                        help="the corpus language (default zh; en for builtin-en alone): script "
-                             "filter, sentence splitting, tokenizer and word boundaries; recorded "
-                             "in the manifest")
-    g = parser.add_argument_group("reading")
-    g.add_argument("--text-column", default="text",
-                   help="the text column of .parquet, .csv and .tsv files and saved datasets, "
-                        "and the text field of .jsonl lines (default text)")
-    g.add_argument("--per-line", action="store_true", help="a document per line in text files")
-    g.add_argument("--skip-bad", action="store_true", help="skip unreadable files and bad lines")
-    g.add_argument("--limit-docs", type=int, default=None, metavar="N", help="read at most N documents")
-    g = parser.add_argument_group("cleaning")
-    g.add_argument("--script", choices=SCRIPTS, default=None,
-                   help="OpenCC conversion (Chinese only; default t2s, other languages keep)")
-    g.add_argument("--keep-urls", action="store_true", help="do not remove URLs and e-mail addresses")
-    g.add_argument("--min-sentence-chars", type=int, default=5)
-    g.add_argument("--max-sentence-chars", type=int, default=None,
-                   help="default 256 (English 512)")
-    g.add_argument("--min-script-ratio", "--min-chinese-ratio", dest="min_script_ratio", type=float,
-                   default=0.5, help="minimum share of the language's script in a sentence "
-                                     "(CJK ideographs; kanji+kana; Latin letters)")
-    g = parser.add_argument_group("dedup")
-    g.add_argument("--no-near-dedup", action="store_true", help="exact document dedup only")
-    g.add_argument("--dedup-threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold")
-    g.add_argument("--dedup-ngram", type=int, default=5, help="character n-gram size for MinHash")
-    g = parser.add_argument_group("splits")
-    g.add_argument("--split-seed", type=int, default=42)
-    g.add_argument("--validation", type=float, default=0.01, help="fraction of documents")
-    g.add_argument("--test", type=float, default=0.01, help="fraction of documents")
-    g.add_argument("--min-split-docs", type=int, default=500,
-                   help="validation/test get at least this many documents (at most 10%% of the corpus)")
-    g = parser.add_argument_group("vocabulary")
-    g.add_argument("--tokenizer", choices=TOKENIZERS, default=None,
-                   help="char (default for zh, ja) or wordpiece (default for en; trained with "
-                        "Hugging Face tokenizers)")
-    g.add_argument("--min-freq", type=int, default=1)
-    g.add_argument("--vocab-size", "--max-vocab", dest="max_vocab", type=int, default=None,
-                   help="including the 5 special tokens (default 21128 char, 30522 wordpiece)")
-    g.add_argument("--no-word-boundaries", action="store_true",
-                   help="skip word starts (jieba, fugashi or WordPiece words; whole-word "
-                        "masking needs them)")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
-                        help="processes for cleaning and encoding (default: all cores)")
-
-
-def options_from_args(args: argparse.Namespace) -> PrepareOptions:
-    from zhbert.corpus import languages
-    from zhbert.corpus.clean import CleanConfig
-    from zhbert.corpus.dedup import DedupConfig
-    from zhbert.wordpiece import DEFAULT_SIZE
-
-    from zhbert.corpus.builtin_en import SPEC as BUILTIN_EN
-
-    sources = tuple(args.sources or ["builtin"])
-    lang = languages.get(args.language or ("en" if set(sources) == {BUILTIN_EN} else languages.DEFAULT))
-    tokenizer = args.tokenizer or lang.tokenizer
-    max_vocab = args.max_vocab or (DEFAULT_SIZE if tokenizer == "wordpiece" else 21128)
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    if args.limit_docs is not None and args.limit_docs < 1:
-        raise UserError(f"--limit-docs must be at least 1, got {args.limit_docs}")
-    if args.min_freq < 1:
-        raise UserError(f"--min-freq must be at least 1, got {args.min_freq}")
-    if max_vocab <= 5:
-        raise UserError(f"--vocab-size (--max-vocab) must exceed the 5 special tokens, got {max_vocab}")
-    return PrepareOptions(
-        sources=sources, out=Path(args.out),
-        clean=CleanConfig(script=args.script or ("t2s" if lang.opencc else "keep"),
-                          remove_urls=not args.keep_urls,
-                          min_sentence_chars=args.min_sentence_chars,
-                          max_sentence_chars=args.max_sentence_chars or lang.max_sentence_chars,
-                          min_script_ratio=args.min_script_ratio, language=lang.code),
-        dedup=DedupConfig(near=not args.no_near_dedup, threshold=args.dedup_threshold,
-                          ngram=args.dedup_ngram),
-        split=SplitConfig(seed=args.split_seed, validation=args.validation, test=args.test,
-                          min_docs=args.min_split_docs),
-        per_line=args.per_line, skip_bad=args.skip_bad, min_freq=args.min_freq,
-        max_vocab=max_vocab, word_boundaries=not args.no_word_boundaries,
-        workers=args.workers, force=args.force, limit_docs=args.limit_docs,
-        tokenizer=tokenizer, text_column=args.text_column)
-
-
-def run(args: argparse.Namespace) -> int:
-    from zhbert.corpus.report import empty_split_warnings, oov_text
-
-    opts = options_from_args(args)
-    report = prepare(opts)
-    v, t = report["vocab"], report["totals"]
-    print(f"wrote {opts.out}: {t['documents']:,} documents, {t['sentences']:,} sentences, "
-          f"{t['tokens']:,} tokens; vocabulary {v['size']:,} (train coverage {v['train_coverage']:.4%}, "
-          f"validation OOV {oov_text(v)}); {report['resources']['seconds']:.0f} s, "
-          f"peak RSS {report['resources']['peak_rss_mb']:.0f} MB. "
-          f"See `zhbert data report {opts.out}`.")
-    for warning in empty_split_warnings(report):
-        print(f"zhbert: warning: {warning}", file=sys.stderr)
-    return 0
