@@ -117,7 +117,7 @@ def test_a_garbage_history_is_one_warning_not_one_per_line(tmp_path, capsys):
     assert main(["status", str(run)]) == 0
     cap = capsys.readouterr()
     warnings = cap.err.splitlines()
-    assert len(warnings) == 1 and "skipped 400 corrupt lines" in warnings[0] and "lines 1, 2, 3, 4, 5, ..." in warnings[0]
+    assert len(warnings) == 1 and "skipped 400 corrupt lines" in warnings[0] and "lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ..." in warnings[0]
     assert "has no readable record (only 400 corrupt lines)" in cap.out and "None" not in cap.out
     assert "[finished]" in cap.out  # 30 of 30, from the checkpoint and config.json
     # the dashboard follows the file: one warning per read, too (in its own process: a

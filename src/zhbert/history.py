@@ -46,7 +46,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_bytes, atomic_write_text
@@ -98,7 +98,16 @@ class HistoryWriter:
             self._f.close()
 
 
-MAX_WARNINGS = 10  # corrupt lines named one by one per read; the rest are counted
+MAX_WARNINGS = 10  # corrupt lines named in one warning; the rest are counted
+
+
+def bad_lines_warning(path: Path, bad: Sequence[int]) -> str:
+    """One warning for all the corrupt lines one read found (a file of random bytes has
+    thousands, once one warning each), naming the first few."""
+    if len(bad) == 1:
+        return f"{path}, line {bad[0]}: not a JSON record (a corrupt line); skipped it"
+    shown = ", ".join(str(n) for n in bad[:MAX_WARNINGS]) + (", ..." if len(bad) > MAX_WARNINGS else "")
+    return f"{path}: skipped {len(bad):,} corrupt lines that are not JSON records (lines {shown})"
 
 
 _SAID: set[str] = set()
@@ -172,10 +181,8 @@ class HistoryReader:
                 else:
                     bad.append(self.line)
             pos += len(raw) + 1
-        for n in bad[:MAX_WARNINGS]:
-            self.warn(f"{self.path}, line {n}: not a JSON record (a corrupt line); skipped it")
-        if len(bad) > MAX_WARNINGS:
-            self.warn(f"{self.path}: {len(bad) - MAX_WARNINGS} more corrupt lines skipped")
+        if bad:
+            self.warn(bad_lines_warning(self.path, bad))
         return records, starts, tuple(bad)
 
 

@@ -14,11 +14,11 @@ import socket
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from zhbert.checkpoint import list_checkpoints
 from zhbert.errors import UserError
-from zhbert.history import read_history, warn_stderr
+from zhbert.history import read_history
 
 # a run is starved when its recent speed is below this share of its own best, at the
 # same sequence length, while something else competes for the cores. Not higher: a tiny
@@ -103,21 +103,10 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
     path = run_dir / "history.jsonl"
     if not path.exists():
         raise not_a_run(run_dir)
-    chunk = read_history(path, warn=lambda message: None)  # one summary instead, below
-    if chunk.bad_lines:
-        warn_stderr(bad_lines_warning(path, chunk.bad_lines))
+    chunk = read_history(path)
     records = chunk.records
     return summarize(run_dir, latest(records), [r for r in records if r.get("type") == "train"],
                      bad_lines=len(chunk.bad_lines))
-
-
-def bad_lines_warning(path: Path, bad: Sequence[int]) -> str:
-    """One warning for all the corrupt lines of a history (a file of random bytes has
-    thousands), naming the first few; one line is named as zhbert.history names it."""
-    if len(bad) == 1:
-        return f"{path}, line {bad[0]}: not a JSON record (a corrupt line); skipped it"
-    shown = ", ".join(str(n) for n in bad[:5]) + (", ..." if len(bad) > 5 else "")
-    return f"{path}: skipped {len(bad):,} corrupt lines that are not JSON records (lines {shown})"
 
 
 def history_note(run_dir: Path, bad_lines: int, ckpt_step: int | None) -> str:

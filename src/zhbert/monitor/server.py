@@ -26,7 +26,7 @@ from typing import Any
 
 from zhbert.errors import UserError
 from zhbert.fileio import json_safe, read_json
-from zhbert.history import HistoryReader, read_history, warn_stderr
+from zhbert.history import HistoryReader, bad_lines_warning, read_history, warn_stderr
 from zhbert.metrics import metric_info
 from zhbert.monitor.queries import checked, history_query, query_params, study_query
 from zhbert.run import RUN_SEARCH_DEPTH as MAX_DEPTH, find_runs
@@ -66,7 +66,7 @@ class RunHistory:
 
     def refresh(self) -> "RunHistory":
         """Read the new lines; FileNotFoundError when the history is gone."""
-        from zhbert.runstate import bad_lines_warning, latest
+        from zhbert.runstate import latest
         with self.lock:
             seen = len(self.bad_lines)
             while True:
