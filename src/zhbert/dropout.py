@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,8 +53,6 @@ def random_words(n: int, device: torch.device) -> torch.Tensor:
         # the full signed range, so that all 64 bits are random (random_() leaves the top bit
         # 0); randint rather than random_: torch.compile traces it without a graph break
         return torch.randint(-2**63, 2**63 - 1, (n,), dtype=torch.int64, device=device)
-    import numpy as np
-
     seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64, device=device)) % 2**64
     return torch.from_numpy(np.random.SFC64(seed).random_raw(n).view(np.int64))
 
