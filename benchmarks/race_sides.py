@@ -119,7 +119,10 @@ def run_config(steps: int, eval_sequences: int, overrides: list[str] = ()):
 
 def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side:
     """zhbert's own Trainer and train_step, built as zhbert.train.main builds them."""
-    from zhbert import train as zt
+    try:
+        from zhbert import trainparts as zt
+    except ImportError:  # a commit before trainparts (the race also measures older ones)
+        from zhbert import train as zt
     from zhbert import trainloop as tl
     from zhbert.datadir import open_data_dir
     from zhbert.evaluate import evaluate
@@ -181,7 +184,10 @@ def reference_side(cfg, data_dir: Path, eval_batches: list, precision: str,
     optimizer is fused AdamW too, and it also exempts biases and LayerNorm from decay)."""
     from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
-    from zhbert import train as zt
+    try:
+        from zhbert import trainparts as zt
+    except ImportError:  # a commit before trainparts (the race also measures older ones)
+        from zhbert import train as zt
     from zhbert.datadir import open_data_dir
     from zhbert.schedule import lr_at
     from zhbert.precision import autocast_context

@@ -17,7 +17,7 @@ import contextlib
 
 import torch
 
-from zhbert import train, trainloop
+from zhbert import train, trainloop, trainparts
 from zhbert.config import load_config
 from zhbert.model import BertForPretraining, ModelConfig
 
@@ -55,7 +55,7 @@ def trainer(accum: int, batches, dropout: float = 0.1) -> trainloop.Trainer:
                                            max_predictions=M, hidden_dropout=dropout,
                                            attention_dropout=dropout)).train()
     return trainloop.Trainer(cfg=cfg, dist=trainloop.Dist(), device=cpu, run_dir=None, model=model,
-                         raw_model=model, optimizer=train.build_optimizer(model, cfg, cpu),
+                         raw_model=model, optimizer=trainparts.build_optimizer(model, cfg, cpu),
                          loader=iter(batches), eval_batches=[], autocast=contextlib.nullcontext,
                          scaler=None, tokens_per_step=B * T, progress=trainloop.Progress(),
                          interval=trainloop.Interval.zeros(cpu))

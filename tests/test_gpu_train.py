@@ -10,6 +10,7 @@ from torch.overrides import TorchFunctionMode
 
 import zhbert.precision as P
 import zhbert.train as T
+from zhbert import trainparts
 import zhbert.trainloop as TL
 from zhbert.config import load_config
 from zhbert.errors import UserError
@@ -138,9 +139,9 @@ def test_on_cuda_the_loader_uses_workers_pinned_memory_and_the_node_cache(synthe
     data.num_workers -1 means workers and pinned batches there, in-process on the CPU."""
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    gpu = T.build_loader(_cfg(), synthetic_data, T.Dist(rank=3, world=8, local_rank=3), "cuda")
+    gpu = trainparts.build_loader(_cfg(), synthetic_data, T.Dist(rank=3, world=8, local_rank=3), "cuda")
     assert gpu.num_workers == 1 and gpu.pin_memory and gpu._spec[6] is not None
-    cpu = T.build_loader(_cfg(), synthetic_data, T.Dist(), "cpu")
+    cpu = trainparts.build_loader(_cfg(), synthetic_data, T.Dist(), "cpu")
     assert cpu.num_workers == 0 and not cpu.pin_memory and cpu._spec[6] is None
-    explicit = T.build_loader(_cfg("data.num_workers=0"), synthetic_data, T.Dist(), "cuda")
+    explicit = trainparts.build_loader(_cfg("data.num_workers=0"), synthetic_data, T.Dist(), "cuda")
     assert explicit.num_workers == 0 and explicit.pin_memory

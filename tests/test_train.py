@@ -250,7 +250,7 @@ def test_length_warmup_trains_short_then_full_and_resumes_exactly(synthetic_data
     import shutil
     cfg = _cfg("data.warmup_len=32", "data.warmup_len_fraction=0.5", "train.steps=6", "train.log_every=1",
                "train.eval_every=3", "train.checkpoint_every=2", "train.keep_last=5")
-    from zhbert.train import build_loader
+    from zhbert.trainparts import build_loader
     loader = build_loader(cfg, synthetic_data)
     shapes = [tuple(next(loader)["input_ids"].shape) for _ in range(5)]
     assert shapes == [(16, 32)] * 3 + [(8, 64)] * 2

@@ -33,11 +33,11 @@ from zhbert.distributed import Dist, agree_on_step, barrier, on_main, setup, shu
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
-from zhbert.instance_cache import instance_cache_dir
 from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS, data_config, model_config_from
 from zhbert.runlock import WriterLock, lock_path
-from zhbert.schedule import Schedule
 from zhbert.trainloop import Interval, Progress, Trainer, fit
+from zhbert.trainparts import (bf16_copy, build_loader, build_optimizer, length_warmup,
+                               resolve_precision_for, wrap_model)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -54,6 +54,10 @@ def add_arguments(p) -> None:
                    help="continue from the newest checkpoint that verifies")
     p.add_argument("--force", action="store_true",
                    help="start over in a run directory that holds another run")
+    p.add_argument("--minutes", type=float, metavar="M",
+                   help="train for about M minutes: train.steps is set to the steps that fit, "
+                        "from this machine's measured cost of a step (a few at each sequence "
+                        "length) and of an evaluation, and kept in the run's config.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else this "
@@ -74,12 +78,27 @@ def run(args) -> int:
     cfg = load_config(config_spec(args), args.set)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    _check_minutes(args)
     with ThreadShare(args.threads, run=args.out):  # its share of the cores, following other trainings
         progress = main(cfg, args.data, args.out, resume=args.resume, force=args.force,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, minutes=args.minutes)
+    if args.minutes is not None:  # the steps it chose are in the run's config
+        cfg = load_config(str(Path(args.out) / "config.json"))
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary_line(Path(args.out), cfg, progress), file=sys.stderr)
     return 0
+
+
+def _check_minutes(args) -> None:
+    if args.minutes is None:
+        return
+    if args.resume:  # the steps were fixed when the run started; another count is another run
+        raise UserError("--minutes chooses the steps of a new run; a resumed run keeps its own "
+                        f"(train.steps in {Path(args.out) / 'config.json'}): drop --minutes")
+    if not 0 < args.minutes < float("inf"):
+        raise UserError(f"--minutes must be a positive number of minutes, got {args.minutes:g}")
+    if any(o.strip().startswith("train.steps=") for o in args.set):
+        raise UserError("--minutes sets train.steps: give one of --minutes and --set train.steps")
 
 
 def config_spec(args) -> str:
@@ -111,17 +130,6 @@ def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
 
 
 # ----------------------------------------------------------------------------- setup
-
-def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
-    """AdamW, no weight decay on biases and LayerNorm weights (1-D params)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    t = cfg.train
-    groups = [{"params": decay, "weight_decay": t.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps, fused=True)
-
 
 # ----------------------------------------------------------------------------- run dir
 
@@ -177,7 +185,7 @@ def _clear_run(run_dir: Path) -> None:
 # ----------------------------------------------------------------------------- main
 
 def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
-         force: bool = False, progress: bool = True) -> Progress:
+         force: bool = False, progress: bool = True, minutes: float | None = None) -> Progress:
     from zhbert.machine import tune_malloc
 
     tune_malloc()  # no page faults on activations every step (see its docstring)
@@ -185,7 +193,7 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
     try:
         with contextlib.ExitStack() as held:  # the run directory's lock, released however it ends
             tr = build_trainer(cfg, data_dir, run_dir, dist, device, resume=resume, force=force,
-                               held=held)
+                               held=held, minutes=minutes)
             return _fit_and_close(tr, show_progress=progress and dist.main)
     finally:
         shutdown(dist)
@@ -193,16 +201,18 @@ def main(cfg: Config, data_dir: str | Path, run_dir: str | Path, *, resume: bool
 
 def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: Dist,
                   device: torch.device, *, resume: bool = False, force: bool = False,
-                  held: contextlib.ExitStack | None = None) -> Trainer:
+                  held: contextlib.ExitStack | None = None, minutes: float | None = None) -> Trainer:
     """The complete Trainer of a run: precision, data, run directory, model, optimizer,
     logs, and with ``resume`` the newest valid checkpoint's state loaded. With ``held``
-    the run directory's lock is taken into it (``main``: for the whole run)."""
+    the run directory's lock is taken into it (``main``: for the whole run). With
+    ``minutes``, train.steps is first set to the steps that fit (``zhbert.budget``)."""
+    from zhbert.budget import budgeted
     from zhbert.data import build_eval_set
     from zhbert.datadir import open_data_dir
     from zhbert.model import BertForPretraining
     from zhbert.precision import trains_bf16_copy
 
-    precision, reason, autocast, scaler = _resolve_precision(cfg, device)
+    precision, reason, autocast, scaler = resolve_precision_for(cfg, device)
     run_dir = Path(run_dir)
     dd = open_data_dir(data_dir)
     data_info = {"dir": str(Path(data_dir).resolve()), "vocab_sha256": dd.vocab.sha256,
@@ -214,6 +224,10 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     # rank 0 evaluates; its held-out set failing (an empty split) stops every rank
     eval_batches = on_main(dist, device, lambda: build_eval_set(
         data_dir, "validation", data_config(cfg), max_sequences=cfg.data.eval_sequences)) or []
+    if minutes is not None:
+        cfg = budgeted(cfg, loader, len(dd.vocab), dist, device, minutes, eval_batches)
+        if cfg.data.warmup_len:  # the warm-up's share is of the steps chosen
+            loader = length_warmup(cfg, loader.short, loader.full)
 
     def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
         _claim(run_dir, held)
@@ -229,7 +243,7 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     # to the checkpoint before it is reopened for appending
     ref, state = (_load_resume(cfg, run_dir, dist, device, raw_model, optimizer) if resume
                   else (None, None))
-    bf16 = _bf16_copy(raw_model) if trains_bf16_copy(precision) else None
+    bf16 = bf16_copy(raw_model) if trains_bf16_copy(precision) else None
     tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * dist.world * cfg.data.max_len
     done = ref is not None and ref.step >= cfg.train.steps
     if done and dist.main:  # a header with nothing after it would only clutter the history
@@ -238,7 +252,7 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     history = _open_history(run_dir, cfg, dist, precision, reason, tokens_per_step,
                             ref.step if ref else None) if dist.main and not done else None
     tr = Trainer(cfg=cfg, dist=dist, device=device, run_dir=run_dir,
-                 model=_wrap(bf16.module if bf16 else raw_model, cfg, dist, device, ddp=bf16 is None),
+                 model=wrap_model(bf16.module if bf16 else raw_model, cfg, dist, device, ddp=bf16 is None),
                  raw_model=raw_model, optimizer=optimizer, loader=loader,
                  eval_batches=eval_batches, autocast=autocast, scaler=scaler,
                  tokens_per_step=tokens_per_step, progress=Progress(),
@@ -288,12 +302,6 @@ def _warn_warmup(cfg: Config) -> None:
               "train.warmup_steps below train.steps", file=sys.stderr)
 
 
-def _bf16_copy(raw_model: torch.nn.Module):
-    """The bf16 copy that trains; the fp32 raw_model stays the master."""
-    from zhbert.precision import Bf16Weights
-    return Bf16Weights(raw_model)
-
-
 def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason: str,
                   tokens_per_step: int, resumed_from: int | None) -> HistoryWriter:
     from zhbert.machine import describe_machine
@@ -305,42 +313,6 @@ def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason
                    "tokens_per_step": tokens_per_step, "world_size": dist.world,
                    **({"resumed_from": resumed_from} if resumed_from is not None else {})})
     return history
-
-
-def build_loader(cfg: Config, data_dir, dist: Dist = Dist(), device_type: str = "cpu"):
-    """The training batches: PretrainingLoader, or with data.warmup_len a
-    LengthWarmupLoader whose batches of the first warmup_len_fraction x train.steps
-    steps hold max_len / warmup_len times as many sequences of warmup_len tokens.
-    On CUDA: loader workers (data.num_workers -1) and pinned batches; with several
-    processes on a node, one build of each epoch for all of them (instance_cache)."""
-    from zhbert.loader import LengthWarmupLoader, PretrainingLoader, loader_workers
-    d, b = cfg.data, cfg.train.batch_size
-    workers = loader_workers(d.num_workers, device_type, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    cache = instance_cache_dir() if dist.world > 1 or workers > 0 else None
-
-    def loader(max_len: int, batch_size: int) -> PretrainingLoader:
-        return PretrainingLoader(data_dir, "train", data_config(cfg, max_len), batch_size=batch_size,
-                                 rank=dist.rank, world_size=dist.world, num_workers=workers,
-                                 pin_memory=device_type == "cuda", cache_dir=cache)
-
-    full = loader(d.max_len, b)
-    if not d.warmup_len:
-        return full
-    short = loader(d.warmup_len, b * (d.max_len // d.warmup_len))
-    short_steps = Schedule.from_config(cfg).short_steps
-    return LengthWarmupLoader(short, full, short_steps * cfg.train.grad_accum)
-
-
-def _resolve_precision(cfg: Config, device: torch.device):
-    from zhbert.machine import detect_capabilities
-    from zhbert.precision import (apply_matmul_precision, autocast_context, needs_grad_scaler,
-                                  resolve_precision)
-    resolved = resolve_precision(cfg.train.precision, detect_capabilities(device))
-    apply_matmul_precision(resolved)  # TF32 for fp32 on Ampere+
-    autocast = lambda: autocast_context(resolved.precision, device)  # noqa: E731
-    scaler = (torch.amp.GradScaler(device.type)
-              if needs_grad_scaler(resolved.precision, device) else None)
-    return resolved.precision, resolved.reason, autocast, scaler
 
 
 def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
@@ -365,17 +337,6 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
         print(f"zhbert: resuming from step {ref.step} ({ref.path.name}); "
               f"{dropped} history records after it dropped", file=sys.stderr)
     return ref, state
-
-
-def _wrap(model: torch.nn.Module, cfg: Config, dist: Dist, device: torch.device, ddp: bool = True):
-    """DDP (when several ranks and ``ddp``) and torch.compile. A bf16 copy is not wrapped:
-    its gradients are accumulated and all-reduced in fp32 on the masters (train_step)."""
-    if dist.world > 1 and ddp:
-        from torch.nn.parallel import DistributedDataParallel
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.train.compile:
-        model = torch.compile(model)
-    return model
 
 
 def _tensorboard(run_dir: Path):
