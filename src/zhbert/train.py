@@ -57,7 +57,8 @@ def add_arguments(p) -> None:
     p.add_argument("--minutes", type=float, metavar="M",
                    help="train for about M minutes: train.steps is set to the steps that fit, "
                         "from this machine's measured cost of a step (a few at each sequence "
-                        "length) and of an evaluation, and kept in the run's config.json")
+                        "length), an evaluation and a checkpoint, and kept in the run's "
+                        "config.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else this "
