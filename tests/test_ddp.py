@@ -7,6 +7,7 @@ a short run costs: forked, a two-rank run takes well under a second. A forked ra
 ends with os._exit (multiprocessing's way): the torchrun run is the one that also
 checks a normal interpreter exit with a gloo group open."""
 
+import json
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -288,3 +289,27 @@ def test_rank0s_held_out_set_failing_stops_both_ranks(forks, tmp_path):
     assert ranks.wait() == [2, 2]
     assert "at least 2 documents per split" in ranks.log(0)
     assert "rank 0 failed" in ranks.log(1) and "at least 2 documents per split" in ranks.log(1)
+
+
+# ----------------------------------------------------------------------------- --minutes
+
+def _rank1_steps_twice_as_slow(rank: int) -> None:
+    """``train --minutes`` timing: rank 1's steps cost 0.2 s, rank 0's 0.1 s."""
+    import zhbert.budget as B
+    B.step_seconds = lambda step, first=1: [step(i) for i in (1, 2)] and (0.2 if rank else 0.1)
+
+
+def test_minutes_under_torchrun_take_the_slowest_ranks_steps(forks, synthetic_data, tmp_path):
+    """Every rank times its own steps; they must agree on one count (a rank stopping early
+    would hang the others in a collective), and the slowest rank's is the one that fits."""
+    run = tmp_path / "run"
+    argv = _argv(synthetic_data, run, *GLOBAL_8)
+    at = argv.index("train.steps=8")
+    argv = argv[:at - 1] + argv[at + 1:] + ["--minutes", "0.2", "--set", "train.eval_every=10"]
+    ranks = Ranks(forks, tmp_path, [argv, argv], fault="_rank1_steps_twice_as_slow")
+    ranks.ok()
+    steps = json.loads((run / "config.json").read_text())["config"]["train"]["steps"]
+    # 12 s at 0.2 s a step, less rank 0's evaluations: at most 60, far below rank 0's 120
+    assert 20 < steps <= 60, steps
+    assert f"train.steps = {steps}" in ranks.log(0)
+    assert _records(run, "train")[-1]["step"] == steps
