@@ -118,7 +118,6 @@ def steps_within(seconds: float, cfg: Any, costs: StepCosts) -> int:
     return low
 
 
-
 def measure(cfg: Any, loader: Any, vocab_size: int, device: torch.device,
             eval_batches: list) -> StepCosts:
     """Steps of ``cfg`` timed at each sequence length of ``loader`` (train.build_loader's:
