@@ -252,3 +252,20 @@ def test_grad_scaler_overflow_skips_are_not_divergence():
     assert kinds == [P.SCALER_SKIP] * 3 + [P.NONFINITE]  # scales 4, 2, 1, then 0.5 < 1
     assert P.classify_bad_step(False, torch.amp.GradScaler("cpu")) == P.NONFINITE  # nan loss
     assert P.classify_bad_step(True, None) == P.NONFINITE  # no scaler: inf grads diverge
+
+
+def test_torch_held_to_avx2_is_not_native_bf16():
+    """ATEN_CPU_CAPABILITY=avx2 on a CPU with AVX512-BF16 (how the AVX2-only machines were
+    emulated here): torch's bf16 kernels are the scalar ones, so precision=auto must pick
+    fp32, as on a real AVX2 CPU, and the demo its fp32 minutes."""
+    import subprocess
+    import sys
+    code = ("from zhbert.machine import detect_capabilities as d; "
+            "from zhbert.precision import resolve_precision as r; c = d('cpu'); "
+            "print(c.cpu_capability, c.cpu_native_bf16, r('auto', c).precision, r('auto', c).reason)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "ATEN_CPU_CAPABILITY": "avx2"}).stdout
+    capability, native, precision, reason = out.split(" ", 3)
+    if capability != "AVX2":
+        pytest.skip(f"torch did not take ATEN_CPU_CAPABILITY=avx2 here ({capability})")
+    assert native == "False" and precision == "fp32" and "held to AVX2" in reason, out

@@ -99,6 +99,10 @@ class Capabilities:
     cpu_capability: str = ""  # torch's SIMD level: "AVX2", "AVX512", ...
 
 
+# torch's SIMD dispatch levels below AVX-512 on x86 (torch.backends.cpu.get_cpu_capability)
+_BELOW_AVX512 = ("DEFAULT", "NO AVX", "AVX2")
+
+
 def detect_capabilities(device: str | torch.device = "cpu") -> Capabilities:
     device = torch.device(device)
     cpuinfo, torch_caps = _proc_cpuinfo(), _torch_cpu_capabilities()
@@ -106,6 +110,9 @@ def detect_capabilities(device: str | torch.device = "cpu") -> Capabilities:
     native = any(getattr(torch.cpu, probe, lambda: False)()
                  for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
     native = native or flags["amx_bf16"] or flags["avx512_bf16"]
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability in _BELOW_AVX512:  # ATEN_CPU_CAPABILITY=avx2: torch's bf16 kernels are
+        native = False               # then the scalar ones, whatever the CPU can do
     on_cuda = device.type == "cuda" and torch.cuda.is_available()
     return Capabilities(
         device_type=device.type,
@@ -114,7 +121,7 @@ def detect_capabilities(device: str | torch.device = "cpu") -> Capabilities:
         # including_emulation=False: an emulated bf16 (pre-Ampere) is not a fast one
         cuda_bf16=on_cuda and torch.cuda.is_bf16_supported(including_emulation=False),
         cuda_name=torch.cuda.get_device_name(device) if on_cuda else None,
-        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu_capability=capability,
     )
 
 

@@ -122,7 +122,9 @@ def _resolve_cpu(requested: str, caps: Capabilities, probe) -> Resolved:
         if caps.cpu_native_bf16:
             return Resolved("bf16", f"{cpu} has a native bf16 matmul (AMX/AVX512-BF16): "
                             f"{what_happens('bf16')}")
-        return Resolved("fp32", f"{cpu} has no native bf16 matmul (no AMX/AVX512-BF16): fp32")
+        held = (f", or torch's kernels are held to {caps.cpu_capability}"
+                if caps.cpu_capability in ("AVX2", "DEFAULT", "NO AVX") else "")
+        return Resolved("fp32", f"{cpu} has no native bf16 matmul (no AMX/AVX512-BF16{held}): fp32")
     if requested == "bf16" and not caps.cpu_native_bf16:
         factor = probe()
         _warn_once("cpu-bf16", f"--precision bf16 on {cpu}, which has no native bf16 matmul "
