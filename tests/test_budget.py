@@ -80,8 +80,24 @@ def test_minutes_sets_the_steps_and_trains_as_that_many_steps_would(synthetic_da
     (["--minutes", "nan"], "positive number of minutes"),
     (["--minutes", "1", "--set", "train.steps=50"], "give one of --minutes and --set train.steps"),
     (["--minutes", "1", "--resume"], "a resumed run keeps its own"),
+    (["--minutes", "1e9"], "more than 100,000 minutes"),
 ])
 def test_minutes_refuses_what_it_cannot_mean(synthetic_data, tmp_path, capsys, args, says):
     assert _train(synthetic_data, tmp_path / "run", *args) == 2
     assert says in capsys.readouterr().err
     assert not (tmp_path / "run" / "history.jsonl").exists()
+
+
+def test_minutes_into_an_existing_run_is_refused_before_any_timing(synthetic_data, tmp_path,
+                                                                   monkeypatch, capsys):
+    """Repeating a --minutes command (after Ctrl-C, say) timed steps, chose another count,
+    and then called the run "other settings" and pointed at --force, which deletes it."""
+    monkeypatch.setattr(budget, "step_seconds", lambda step: [step(i) for i in (1, 2)] and 0.5)
+    assert _train(synthetic_data, tmp_path / "run", "--minutes", "0.1") == 0
+    capsys.readouterr()
+    timed = []
+    monkeypatch.setattr(budget, "measure", lambda *a: timed.append(a))
+    assert _train(synthetic_data, tmp_path / "run", "--minutes", "0.1") == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume without --minutes" in err
+    assert timed == []  # refused before timing anything

@@ -114,7 +114,8 @@ def steps_within(seconds: float, cfg: Any, costs: StepCosts) -> int:
             f"--minutes {seconds / 60:g} fits {low:,} steps here ({costs.describe()}), "
             f"no more than the lr warm-up's {cfg.train.warmup_steps:,} (train.warmup_steps): "
             f"give more minutes (twice the warm-up takes about "
-            f"{costs.seconds(cfg, 2 * cfg.train.warmup_steps) / 60:.1f}) or a shorter warm-up")
+            f"{costs.seconds(cfg, 2 * cfg.train.warmup_steps) / 60:.1f} minutes) or a shorter "
+            f"warm-up")
     return low
 
 

@@ -58,7 +58,7 @@ def add_arguments(p) -> None:
                    help="train for about M minutes: train.steps is set to the steps that fit, "
                         "from this machine's measured cost of a step (a few at each sequence "
                         "length), an evaluation and a checkpoint, and kept in the run's "
-                        "config.json")
+                        "config.json; the timing (seconds) and start-up come on top")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else this "
@@ -90,6 +90,9 @@ def run(args) -> int:
     return 0
 
 
+MAX_MINUTES = 100_000  # ~69 days of training: more is a unit mistake
+
+
 def _check_minutes(args) -> None:
     if args.minutes is None:
         return
@@ -100,6 +103,17 @@ def _check_minutes(args) -> None:
         raise UserError(f"--minutes must be a positive number of minutes, got {args.minutes:g}")
     if any(o.strip().startswith("train.steps=") for o in args.set):
         raise UserError("--minutes sets train.steps: give one of --minutes and --set train.steps")
+    if args.minutes > MAX_MINUTES:  # a cosine schedule over billions of steps means nothing
+        raise UserError(f"--minutes {args.minutes:g} is more than {MAX_MINUTES:,} minutes "
+                        f"({MAX_MINUTES / 1440:.0f} days): give the budget in minutes")
+    from zhbert.run import is_run_dir
+    if is_run_dir(args.out) and not args.force:
+        # before the timing: a repeated command would time steps, choose another count and
+        # then call the run "other settings", pointing at the --force that deletes it
+        raise UserError(f"{args.out} already holds a run (its steps were chosen when it "
+                        f"started: train.steps in {Path(args.out) / 'config.json'}); pass "
+                        "--resume without --minutes to continue it, --force to start over "
+                        "there, or choose a new --out")
 
 
 def config_spec(args) -> str:
