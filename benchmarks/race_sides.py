@@ -117,12 +117,20 @@ def run_config(steps: int, eval_sequences: int, overrides: list[str] = ()):
                                 "train.device=cpu", *overrides])
 
 
+def _train_parts():
+    """zhbert's build_loader / build_optimizer: in trainparts, or in train for a commit
+    before it (the race also measures older ones)."""
+    try:
+        from zhbert import trainparts
+        return trainparts
+    except ImportError:
+        from zhbert import train
+        return train
+
+
 def zhbert_side(cfg, data_dir: Path, eval_batches: list, precision: str) -> Side:
     """zhbert's own Trainer and train_step, built as zhbert.train.main builds them."""
-    try:
-        from zhbert import trainparts as zt
-    except ImportError:  # a commit before trainparts (the race also measures older ones)
-        from zhbert import train as zt
+    zt = _train_parts()
     from zhbert import trainloop as tl
     from zhbert.datadir import open_data_dir
     from zhbert.evaluate import evaluate
@@ -184,10 +192,7 @@ def reference_side(cfg, data_dir: Path, eval_batches: list, precision: str,
     optimizer is fused AdamW too, and it also exempts biases and LayerNorm from decay)."""
     from transformers import BertForMaskedLM, DataCollatorForLanguageModeling
 
-    try:
-        from zhbert import trainparts as zt
-    except ImportError:  # a commit before trainparts (the race also measures older ones)
-        from zhbert import train as zt
+    zt = _train_parts()
     from zhbert.datadir import open_data_dir
     from zhbert.schedule import lr_at
     from zhbert.precision import autocast_context

@@ -93,6 +93,7 @@ def test_truncate_after_keeps_the_unparsed_lines_in_a_copy(tmp_path):
     copies = list(tmp_path.glob("history.jsonl.corrupt-*"))
     assert len(copies) == 1 and copies[0].read_bytes() == original  # byte for byte
     assert str(copies[0]) in seen[-1] and "lines 1, 3" in seen[-1]
+    assert len(seen) == 1  # one warning, the one naming the copy (not the reader's as well)
     assert [r["step"] for r in read_history(p).records] == [10]  # 20 was line 3, 30 dropped
     # a second resume with a clean file makes no copy; one with bad lines never overwrites
     assert truncate_after(p, 10, warn=seen.append) == 0

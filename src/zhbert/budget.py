@@ -59,10 +59,6 @@ class StepCosts:
             parts.append(f"{self.eval_s:.1f} s an evaluation")
         return ", ".join(parts + [f"{self.checkpoint_s:.1f} s a checkpoint"])
 
-    def to_json(self) -> dict[str, Any]:
-        return {"step_s": {str(k): round(v, 4) for k, v in self.step_s.items()},
-                "eval_s": round(self.eval_s, 3), "checkpoint_s": round(self.checkpoint_s, 3)}
-
 
 def _every(steps: int, interval: int) -> int:
     """How many times a run of ``steps`` steps does what it does every ``interval`` steps
@@ -73,11 +69,6 @@ def _every(steps: int, interval: int) -> int:
 def with_steps(cfg: Any, steps: int) -> Any:
     """``cfg`` with train.steps = ``steps``."""
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
-
-
-def lengths(cfg: Any) -> list[int]:
-    """The sequence lengths a run of ``cfg`` trains on: the warm-up's, then full length."""
-    return [cfg.data.warmup_len, cfg.data.max_len] if cfg.data.warmup_len else [cfg.data.max_len]
 
 
 def step_seconds(step: Callable[[int], Any], first: int = 1) -> float:
@@ -136,11 +127,12 @@ def measure(cfg: Any, loader: Any, vocab_size: int, device: torch.device,
     model = BertForPretraining(model_config_from(cfg, vocab_size)).to(device)
     bf16 = bf16_copy(model) if trains_bf16_copy(precision) else None
     optimizer = build_optimizer(model, cfg, device)
+    net = wrap_model(bf16.module if bf16 else model, cfg, Dist(), device)  # compiled once
     step_s = {}
     for part in [loader.short, loader.full] if hasattr(loader, "short") else [loader]:
         start = part.state_dict()
         tr = Trainer(cfg=cfg, dist=Dist(), device=device, run_dir=Path(), eval_batches=[],
-                     model=wrap_model(bf16.module if bf16 else model, cfg, Dist(), device),
+                     model=net,
                      raw_model=model, optimizer=optimizer, loader=part, autocast=autocast,
                      scaler=scaler, tokens_per_step=0, progress=Progress(),
                      interval=Interval.zeros(device), bf16=bf16)

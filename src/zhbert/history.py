@@ -247,7 +247,7 @@ def truncate_after(path: str | Path, step: int,
     path = Path(path)
     if not path.exists():
         return 0
-    chunk = read_history(path, warn)
+    chunk = read_history(path, lambda message: None)  # the one warning below names the copy
     kept, dropped = [], 0
     for rec in chunk.records:
         if rec.get("type") != "header" and rec.get("step", 0) > step:

@@ -100,7 +100,7 @@ class Capabilities:
 
 
 # torch's SIMD dispatch levels below AVX-512 on x86 (torch.backends.cpu.get_cpu_capability)
-_BELOW_AVX512 = ("DEFAULT", "NO AVX", "AVX2")
+BELOW_AVX512 = ("DEFAULT", "NO AVX", "AVX2")
 
 
 def detect_capabilities(device: str | torch.device = "cpu") -> Capabilities:
@@ -111,7 +111,7 @@ def detect_capabilities(device: str | torch.device = "cpu") -> Capabilities:
                  for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
     native = native or flags["amx_bf16"] or flags["avx512_bf16"]
     capability = torch.backends.cpu.get_cpu_capability()
-    if capability in _BELOW_AVX512:  # ATEN_CPU_CAPABILITY=avx2: torch's bf16 kernels are
+    if capability in BELOW_AVX512:  # ATEN_CPU_CAPABILITY=avx2: torch's bf16 kernels are
         native = False               # then the scalar ones, whatever the CPU can do
     on_cuda = device.type == "cuda" and torch.cuda.is_available()
     return Capabilities(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from zhbert.errors import UserError
-from zhbert.machine import Capabilities
+from zhbert.machine import BELOW_AVX512, Capabilities
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -123,7 +123,7 @@ def _resolve_cpu(requested: str, caps: Capabilities, probe) -> Resolved:
             return Resolved("bf16", f"{cpu} has a native bf16 matmul (AMX/AVX512-BF16): "
                             f"{what_happens('bf16')}")
         held = (f", or torch's kernels are held to {caps.cpu_capability}"
-                if caps.cpu_capability in ("AVX2", "DEFAULT", "NO AVX") else "")
+                if caps.cpu_capability in BELOW_AVX512 else "")
         return Resolved("fp32", f"{cpu} has no native bf16 matmul (no AMX/AVX512-BF16{held}): fp32")
     if requested == "bf16" and not caps.cpu_native_bf16:
         factor = probe()

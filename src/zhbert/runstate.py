@@ -222,7 +222,7 @@ class Starved:
 
 def length_phase_end(header: dict) -> int:
     """The last step of the length warm-up (data.warmup_len: short sequences, another
-    speed), as zhbert.train.build_loader sets it; 0 without one."""
+    speed), as zhbert.trainparts.build_loader sets it; 0 without one."""
     cfg = header.get("config") or {}
     data, steps = cfg.get("data") or {}, (cfg.get("train") or {}).get("steps") or 0
     if not data.get("warmup_len"):

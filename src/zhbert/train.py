@@ -33,7 +33,8 @@ from zhbert.distributed import Dist, agree_on_step, barrier, on_main, setup, shu
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
-from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS, data_config, model_config_from
+from zhbert.run import (DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS, data_config, is_run_dir,
+                        model_config_from)
 from zhbert.runlock import WriterLock, lock_path
 from zhbert.trainloop import Interval, Progress, Trainer, fit
 from zhbert.trainparts import (bf16_copy, build_loader, build_optimizer, length_warmup,
@@ -99,14 +100,11 @@ def _check_minutes(args) -> None:
     if args.resume:  # the steps were fixed when the run started; another count is another run
         raise UserError("--minutes chooses the steps of a new run; a resumed run keeps its own "
                         f"(train.steps in {Path(args.out) / 'config.json'}): drop --minutes")
-    if not 0 < args.minutes < float("inf"):
-        raise UserError(f"--minutes must be a positive number of minutes, got {args.minutes:g}")
+    if not 0 < args.minutes <= MAX_MINUTES:  # nan too; a schedule over 1e9 minutes means nothing
+        raise UserError(f"--minutes must be a number of minutes above 0 and at most "
+                        f"{MAX_MINUTES:,} ({MAX_MINUTES / 1440:.0f} days), got {args.minutes:g}")
     if any(o.strip().startswith("train.steps=") for o in args.set):
         raise UserError("--minutes sets train.steps: give one of --minutes and --set train.steps")
-    if args.minutes > MAX_MINUTES:  # a cosine schedule over billions of steps means nothing
-        raise UserError(f"--minutes {args.minutes:g} is more than {MAX_MINUTES:,} minutes "
-                        f"({MAX_MINUTES / 1440:.0f} days): give the budget in minutes")
-    from zhbert.run import is_run_dir
     if is_run_dir(args.out) and not args.force:
         # before the timing: a repeated command would time steps, choose another count and
         # then call the run "other settings", pointing at the --force that deletes it
@@ -143,8 +141,6 @@ def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
         line += f"; held-out MLM accuracy {e['eval_mlm_acc']:.1%}{nsp} at step {e['step']:,}"
     return line + f". Next: zhbert status {run_dir}; zhbert analyze {run_dir}"
 
-
-# ----------------------------------------------------------------------------- setup
 
 # ----------------------------------------------------------------------------- run dir
 

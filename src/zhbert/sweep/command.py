@@ -81,7 +81,7 @@ def new_spec(args) -> SweepSpec:
     if not args.data or not args.out:
         raise UserError("a new sweep needs --data DATA and --out SWEEP_DIR "
                         "(or give an existing SWEEP_DIR to resume it)")
-    if args.config not in PRESETS and not Path(args.config).is_file() or args.config.endswith(".json"):
+    if (args.config not in PRESETS and not Path(args.config).is_file()) or args.config.endswith(".json"):
         raise UserError(f"--config {args.config}: a sweep's base is a preset ({', '.join(PRESETS)}) "
                         "or a TOML file (a run's settings: write them as TOML)")
     base = load_config(args.config)
