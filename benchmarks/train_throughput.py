@@ -181,7 +181,7 @@ def report(args, cfg, precision: str, result: dict, info: dict, peak: dict, rss:
     from zhbert.accounting import flops_per_token
 
     tokens = args.batch_size * T  # per step
-    fpt_ours = flops_per_token(cfg, T, M / T)
+    fpt_ours = flops_per_token(cfg, T, M / T, (M + cfg.has_nsp) / T)  # last layer at M (+ [CLS])
     # HF computes the MLM head at every position: count what each side really does
     fpt_ref = flops_per_token(cfg, T, 1.0)
     rows = [["side", "precision", "tokens/s", "mean tok/s", "best..worst step", "model GFLOP/s",

@@ -38,15 +38,18 @@ def batch(lengths=(T, T, T), seed: int = 0) -> dict[str, torch.Tensor]:
             "nsp_labels": torch.tensor([0, 1, 0])}
 
 
-def reference_attention(self: SelfAttention, x: torch.Tensor, mask) -> torch.Tensor:
-    """The straightforward path: three Linear layers and masked SDPA (mask always given)."""
+def reference_attention(self: SelfAttention, x: torch.Tensor, mask, xq=None) -> torch.Tensor:
+    """The straightforward path: three Linear layers and masked SDPA (mask always given),
+    queries from xq (the last layer's read positions) or from all of x."""
     B_, T_, C = x.shape
     H = self.num_heads
-    heads = [lin(x).view(B_, T_, H, C // H).transpose(1, 2) for lin in (self.query, self.key, self.value)]
+    xq = x if xq is None else xq
+    q = self.query(xq).view(B_, xq.shape[1], H, C // H).transpose(1, 2)
+    k, v = (lin(x).view(B_, T_, H, C // H).transpose(1, 2) for lin in (self.key, self.value))
     if mask is None:
         mask = torch.ones(B_, 1, 1, T_, dtype=torch.bool)
-    y = F.scaled_dot_product_attention(*heads, attn_mask=mask)
-    return y.transpose(1, 2).reshape(B_, T_, C)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return y.transpose(1, 2).reshape(B_, xq.shape[1], C)
 
 
 def loss_and_grads(model, b) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -78,6 +78,47 @@ def test_hf_parity(attn):
     torch.testing.assert_close(ours.nsp_logits, ref.seq_relationship_logits, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("objective", ["mlm+nsp", "mlm"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_gradients_equal_hf_though_the_last_layer_runs_at_the_read_positions_only(objective,
+                                                                                 num_layers):
+    """The last layer computes only at the masked slots and [CLS] (Encoder's ``rows``): the
+    loss and every gradient are still those of the full model (HF, all T positions), with
+    padding; its feed-forward sees B x (M [+ 1]) rows, not B x T."""
+    from transformers import BertForMaskedLM, BertForPreTraining
+
+    torch.manual_seed(3)
+    cfg = tiny_cfg(num_layers=num_layers, objective=objective, hidden_dropout=0.0,
+                   attention_dropout=0.0)
+    model = BertForPretraining(cfg).train()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    hf_class = BertForPreTraining if objective != "mlm" else BertForMaskedLM
+    hf = hf_class._from_config(cfg.to_hf_config(), attn_implementation="eager").train()
+    hf.load_state_dict(model.state_dict())
+    batch = make_batch(4, objective=objective)
+    seen = []
+    last = model.bert.encoder.layer[-1].intermediate.dense
+    hook = last.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1]))
+    ours = model(batch)
+    hook.remove()
+    ours.loss.backward()
+    ref = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
+             attention_mask=batch["attention_mask"].long())
+    logits = ref.prediction_logits if objective != "mlm" else ref.logits
+    loss = F.cross_entropy(gather_rows(logits, batch["mlm_positions"]).flatten(0, 1),
+                           batch["mlm_labels"].flatten(), ignore_index=-100)
+    if objective != "mlm":
+        loss = loss + F.cross_entropy(ref.seq_relationship_logits, batch["nsp_labels"])
+    loss.backward()
+    torch.testing.assert_close(ours.loss, loss, atol=1e-5, rtol=1e-5)
+    assert seen == [(B, M + (objective != "mlm"))]
+    grads = dict(hf.named_parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_state_dict_round_trip_from_hf_and_tied_keys():
     from transformers import BertForMaskedLM, BertForPreTraining
 
@@ -217,6 +258,11 @@ def test_parameter_counts_and_flops():
     nsp = 6 * (64 * 64 + 64 + 128 + 2) / T
     assert f == pytest.approx(6 * 2 * layer + 12 * 2 * 64 * T + head + nsp)
     assert flops_per_token(tiny_cfg(objective="mlm"), T, M / T) == pytest.approx(f - nsp)
+    # the last layer at R of the T positions: its keys and values still at all of them
+    R = M + 1
+    kv = 6 * 2 * (64 * 64 + 64)
+    sparse = flops_per_token(cfg, T, M / T, R / T)
+    assert f - sparse == pytest.approx((1 - R / T) * (6 * layer - kv + 12 * 64 * T))
 
 
 def test_config_validation_and_hf_config():
@@ -424,14 +470,13 @@ def test_mlm_rows_come_in_buckets_so_the_heap_does_not_fragment():
     torch.manual_seed(10)
     model = BertForPretraining(tiny_cfg()).eval()
     Bb, Mb = 64, 20
-    hidden = torch.randn(Bb, T, model.config.hidden_size)
-    positions = torch.randint(1, T, (Bb, Mb))
+    slots = torch.randn(Bb, Mb, model.config.hidden_size)
     counts = set()
     for labelled in range(900, 1000, 7):
         labels = torch.full((Bb * Mb,), -100)
         labels[torch.randperm(Bb * Mb)[:labelled]] = 5
         with torch.no_grad():
-            logits, rows = model.mlm_rows(hidden, positions, labels.view(Bb, Mb))
+            logits, rows = model.mlm_rows(slots, labels.view(Bb, Mb))
         assert int((rows != -100).sum()) == labelled and (rows[labelled:] == -100).all()
         assert logits.shape[0] == len(rows) and len(rows) % ROW_BUCKET == 0
         counts.add(len(rows))

@@ -23,11 +23,16 @@ def encoder_layer_parameters(cfg: ModelConfig) -> int:
     return 4 * (C * C + C) + (C * F_ + F_) + (F_ * C + C) + 2 * 2 * C
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: int, masked_fraction: float) -> float:
+def flops_per_token(cfg: ModelConfig, seq_len: int, masked_fraction: float,
+                    read_fraction: float = 1.0) -> float:
     """Training FLOPs (forward + backward = 3 x forward, 2 FLOPs per multiply-add) per
     input token, counting matmuls only:
 
-    - encoder: 6 x (layers x encoder_layer_parameters) at every token;
+    - encoder: 6 x (layers x encoder_layer_parameters) at every token, except that the
+      last layer's query, output and feed-forward matmuls, and its attention, run at
+      ``read_fraction`` of the tokens (its keys and values at all): pass 1.0 for a model
+      that computes the last layer everywhere (HF), (M + 1) / seq_len for this model
+      (it runs the last layer only at the M masked slots and [CLS]: model.Encoder);
     - attention scores and weighted sum: 12 x layers x hidden x seq_len at every token
       (QK^T and AV are 2 x T x C multiply-adds per token per layer, x 2 x 3);
     - MLM head (transform C x C + tied decoder C x V, with biases) at ``masked_fraction``
@@ -40,8 +45,9 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, masked_fraction: float) -> f
     optimizer step (all O(params) or O(T x C) elementwise work).
     """
     C, V, L = cfg.hidden_size, cfg.vocab_size, cfg.num_layers
-    encoder = 6 * L * encoder_layer_parameters(cfg)
-    attention = 12 * L * C * seq_len
+    layer, key_value = encoder_layer_parameters(cfg), 2 * (C * C + C)
+    encoder = 6 * ((L - 1) * layer + key_value + read_fraction * (layer - key_value))
+    attention = 12 * C * seq_len * (L - 1 + read_fraction)
     mlm_head = 6 * masked_fraction * ((C * C + C) + 2 * C + (C * V + V))
     nsp_head = 6 * ((C * C + C) + (2 * C + 2)) / seq_len if cfg.has_nsp else 0.0
     return float(encoder + attention + mlm_head + nsp_head)

@@ -16,6 +16,10 @@ handle shared tensors, or drop the ``TIED_KEYS`` names before ``save_file``.)
 What makes it faster than HF at equal shapes:
 - the MLM head runs only at the M masked positions, (B,M,C) -> (B,M,V), never
   over the whole (B,T,V) sequence; on the CPU only at the labelled ones (``mlm_rows``);
+- the last layer runs only where the heads read, the M masked slots and [CLS]: its keys
+  and values at all T positions, its queries, output, feed-forward and norms at M + 1
+  (``Encoder``; exact: the other positions' outputs feed nothing). A `tiny` step at
+  T=128, M=20 skips most of a quarter of its encoder, a 1-layer step most of all of it;
 - q/k/v are one matmul (weights concatenated at forward, names unchanged);
 - no attention mask at all when the batch has no padding (known on the host when the
   batch is built: no device-to-host sync); on the CPU with attention dropout the
@@ -150,7 +154,12 @@ class SelfAttention(nn.Module):
         self.query, self.key, self.value = Linear(C, C), Linear(C, C), Linear(C, C)
         self.dropout = Dropout(cfg.attention_dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                xq: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C); with ``xq`` (B, R, C), the rows of x whose outputs are
+        wanted, -> (B, R, C): queries only there, keys and values everywhere."""
+        if xq is not None:
+            return self.attend_from(xq, x, mask)
         B, T, C = x.shape
         H = self.num_heads
         # one (C, 3C) matmul instead of three; the params keep HF's separate names
@@ -167,6 +176,21 @@ class SelfAttention(nn.Module):
         else:  # mask None (no padding) lets SDPA take its flash kernel
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+
+    def attend_from(self, xq: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None):
+        """Queries from xq (B, R, C) attending over keys and values from x (B, T, C)."""
+        B, T, C = x.shape
+        H, R = self.num_heads, xq.shape[1]
+        w = torch.cat((self.key.weight, self.value.weight))
+        b = torch.cat((self.key.bias, self.value.bias))
+        k, v = linear(x, w, b).view(B, T, 2 * H, C // H).transpose(1, 2).split(H, dim=1)
+        q = self.query(xq).view(B, R, H, C // H).transpose(1, 2)
+        p = self.dropout.p if self.training else 0.0
+        if written_out_attention(q, p):
+            y = self.attend_written_out(q, k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return y.transpose(1, 2).reshape(B, R, C)
 
     def attend_written_out(self, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax(q k^T / sqrt(D)) v with dropout on the weights (none in eval or at p = 0),
@@ -199,8 +223,13 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = AddNorm(cfg.hidden_size, cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.output(self.self(x, mask), x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C), or only at the positions ``rows`` (B, R) -> (B, R, C)."""
+        if rows is None:
+            return self.output(self.self(x, mask), x)
+        xq = torch.gather(x, 1, rows[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, R, C)
+        return self.output(self.self(x, mask, xq), xq)
 
 
 class Intermediate(nn.Module):
@@ -221,8 +250,9 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(cfg)
         self.output = AddNorm(cfg.intermediate_size, cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.attention(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.attention(x, mask, rows)  # past here each position is on its own
         return self.output(self.intermediate(x), x)
 
 
@@ -231,10 +261,15 @@ class Encoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for layer in self.layer:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C); with ``rows`` (B, R) the last layer computes only the
+        outputs at those positions, (B, R, C): nothing reads the others, and each position's
+        queries, feed-forward and norms are its own (keys and values still come from all)."""
+        *first, last = self.layer
+        for layer in first:
             x = layer(x, mask)
-        return x
+        return last(x, mask, rows)
 
 
 class Pooler(nn.Module):
@@ -359,57 +394,61 @@ class BertForPretraining(nn.Module):
             nn.init.zeros_(module.bias)
 
     def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
-               attention_mask: torch.Tensor, padded: bool | None = None) -> torch.Tensor:
-        """(B, T) ids, types and bool mask (True = real token) -> hidden states (B, T, C).
-        ``padded`` False says no row is padded (known on the host when the batch was
-        built); None reads the mask where that is free (see ``any_padding``)."""
+               attention_mask: torch.Tensor, padded: bool | None = None,
+               rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) ids, types and bool mask (True = real token) -> hidden states (B, T, C),
+        or (B, R, C) at the positions ``rows`` (B, R) only: the last layer then computes
+        nothing else (see ``Encoder``). ``padded`` False says no row is padded (known on
+        the host when the batch was built); None reads the mask where that is free (see
+        ``any_padding``)."""
         # (B, 1, 1, T): one key mask broadcast over heads and queries; None when nothing
         # is padded (packed batches), so attention skips the masking work.
         if padded is None:
             padded = any_padding(attention_mask)
         mask = attention_mask.bool()[:, None, None, :] if padded else None
         x = self.bert.embeddings(input_ids, token_type_ids)
-        return self.bert.encoder(x, mask)
+        return self.bert.encoder(x, mask, rows)
 
-    def mlm_logits(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits only at ``positions`` (B, M): (B, T, C) -> (B, M, V)."""
-        index = positions[:, :, None].expand(-1, -1, hidden.shape[-1])  # (B, M, C)
-        return self.cls.predictions(torch.gather(hidden, 1, index))
-
-    def mlm_rows(self, hidden: torch.Tensor, positions: torch.Tensor,
+    def mlm_rows(self, slots: torch.Tensor,
                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (N, V) and labels (N,) of the masked slots. On the CPU the labelled slots
+        """Logits (N, V) and labels (N,) of the masked slots, from their hidden states
+        ``slots`` (B, M, C) and labels (B, M). On the CPU the labelled slots
         first, in (B, M) order, and padding slots (label -100) only up to a multiple of
         ROW_BUCKET rows: a fifth of the (B, M) slots are padding in a `tiny` batch, and the
         head, the loss and the accuracy skip most of them. Elsewhere all B * M slots in
         (B, M) order, because counting the labelled ones would make the host wait for the
         device, and a compiled graph break, at every step. Padding rows count nowhere."""
         if labels.device.type != "cpu" or torch.compiler.is_compiling():
-            return self.mlm_logits(hidden, positions).flatten(0, 1), labels.flatten()
+            return self.cls.predictions(slots.flatten(0, 1)), labels.flatten()
         flat = labels.flatten()
         # the labelled slots first (stable: in (B, M) order), then padding up to a multiple of
         # ROW_BUCKET: with a row count that changed every step, glibc's heap (never trimmed:
         # machine.tune_malloc) fragmented and a demo run's peak RSS went 0.82 -> 1.39 GB
         n = -(-int((flat != -100).sum()) // ROW_BUCKET) * ROW_BUCKET
         order = torch.argsort((flat == -100).to(torch.uint8), stable=True)[:n]
-        rows = hidden[order // labels.shape[1], positions.flatten()[order]]  # (N, C)
-        return self.cls.predictions(rows), flat[order]
+        return self.cls.predictions(slots.flatten(0, 1)[order]), flat[order]
 
     def fill_mask_logits(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
                          attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits (B, M, V) for the tokens at ``positions`` (B, M), e.g. the [MASK] slots."""
-        return self.mlm_logits(self.encode(input_ids, token_type_ids, attention_mask), positions)
+        return self.cls.predictions(self.encode(input_ids, token_type_ids, attention_mask,
+                                                rows=positions))
 
     def nsp_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) -> (B, 2); class 0 = B follows A (NSP) / in order (SOP)."""
+        """(B, T, C) -> (B, 2) from position 0 ([CLS]); class 0 = B follows A (NSP) / in
+        order (SOP)."""
         return self.cls.seq_relationship(self.bert.pooler(hidden))
 
     def forward(self, batch: dict[str, torch.Tensor], padded: bool | None = None) -> PretrainOutput:
         """One pretraining batch (the data.py batch contract) -> losses, logits, counts.
-        ``padded``: as in ``encode``; the trainer passes what the host-side batch says."""
+        ``padded``: as in ``encode``; the trainer passes what the host-side batch says.
+        The last layer runs only where the heads read: [CLS] (NSP) and the masked slots."""
+        positions, mlm_labels = batch["mlm_positions"], batch["mlm_labels"]
+        if self.config.has_nsp:  # [CLS] first, so that the pooler's hidden[:, 0] is it
+            positions = torch.cat((torch.zeros_like(positions[:, :1]), positions), 1)
         hidden = self.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                             padded)
-        mlm_logits, labels = self.mlm_rows(hidden, batch["mlm_positions"], batch["mlm_labels"])
+                             padded, rows=positions)  # (B, [1 +] M, C)
+        mlm_logits, labels = self.mlm_rows(hidden[:, -mlm_labels.shape[1]:], mlm_labels)
         mlm_loss = cross_entropy(mlm_logits, labels)
         mlm_correct, mlm_count = _correct_and_count(mlm_logits, labels)
         if not self.config.has_nsp:
