@@ -134,6 +134,34 @@ def test_masking_statistics(data):
     assert abs(kept / masked - 0.1) < 0.015
 
 
+def test_masked_positions_are_a_uniform_subset_of_the_candidates():
+    """mask_batch's choice: round(15% of 40 candidates) = 6 per row, every candidate
+    equally likely (chi-square over 20,000 samples), the 80/10/10 split, random tokens
+    spread over the regular ids; different samples and epochs mask differently."""
+    from scipy.stats import chisquare
+
+    from zhbert.data import mask_batch
+
+    cfg, T, N = DataConfig(max_len=64), 64, 20_000
+    cand = np.zeros((N, T), bool)
+    cand[:, 5:45] = True
+    ids = np.tile(np.arange(T, dtype=np.int64) + 100, (N, 1))
+    pos, lab = mask_batch(ids, cand, cfg, 1000, 4, 42, 0, np.arange(N))
+    real = lab != -100
+    assert (real.sum(1) == 6).all() and ((pos[real] >= 5) & (pos[real] < 45)).all()
+    assert (np.diff(pos[:, :6], axis=1) > 0).all() and (pos[:, 6:] == 0).all()  # ascending, then empty
+    assert chisquare(np.bincount(pos[real], minlength=45)[5:]).pvalue > 1e-3
+    got = ids[np.arange(N)[:, None], pos][real]
+    share = [(got == 4).mean(), (got == lab[real]).mean()]
+    assert abs(share[0] - 0.8) < 0.01 and abs(share[1] - 0.1) < 0.01
+    rand = got[(got != 4) & (got != lab[real])]
+    assert rand.min() >= 5 and rand.max() < 1000 and len(np.unique(rand)) > 900
+    again, _ = mask_batch(ids.copy(), cand, cfg, 1000, 4, 42, 1, np.arange(N))
+    assert (again != pos).any(1).mean() > 0.99  # re-masked in the next epoch
+    other, _ = mask_batch(ids.copy(), cand, cfg, 1000, 4, 42, 0, np.arange(N) + 1)
+    assert np.array_equal(other[:-1], pos[1:])  # keyed by the sample's index alone
+
+
 def test_nsp_pairs(data):
     split = open_data_dir(data).split("train")
     inst = build_instances(split, DataConfig(objective="mlm+nsp"), epoch=0)
@@ -325,8 +353,9 @@ def test_user_errors(tmp_path, data):
 
 def _per_row_reference(split, rows, indices, epoch, cfg, seed, vocab_size, mask_id):
     """make_batch as it was before the batch-wide layout: one row at a time (the
-    vectorised version must give the same batches for the same seed)."""
-    from zhbert.data import mask_row, masking_rng
+    vectorised version must give the same batches for the same seed), each row masked on
+    its own (so a sample's masking is the same in any batch)."""
+    from zhbert.data import mask_batch, mask_row, masking_rng
     B, T, M = len(rows), cfg.max_len, cfg.max_predictions
     ids, types = np.zeros((B, T), np.int64), np.zeros((B, T), np.int64)
     positions, labels = np.zeros((B, M), np.int64), np.full((B, M), -100, np.int64)
@@ -348,8 +377,15 @@ def _per_row_reference(split, rows, indices, epoch, cfg, seed, vocab_size, mask_
             starts[0] = True
             if lb:
                 starts[la] = True
-        pos, lab = mask_row(ids[i], cand, cfg, vocab_size, mask_id,
-                            masking_rng(seed, epoch, int(indices[i])), starts)
+        if ws is None:  # a batch of this one row: its masking must not depend on the batch
+            at = np.zeros((1, T), bool)
+            at[0, cand] = True
+            pos, lab = mask_batch(ids[i:i + 1], at, cfg, vocab_size, mask_id, seed, epoch,
+                                  indices[i:i + 1])
+            pos, lab = pos[0][lab[0] != -100], lab[0][lab[0] != -100]
+        else:
+            pos, lab = mask_row(ids[i], cand, cfg, vocab_size, mask_id,
+                                masking_rng(seed, epoch, int(indices[i])), starts)
         positions[i, :len(pos)], labels[i, :len(lab)] = pos, lab
     lb_all = rows[:, 3] - rows[:, 2]
     lengths = 2 + (rows[:, 1] - rows[:, 0]) + np.where(lb_all > 0, lb_all + 1, 0)

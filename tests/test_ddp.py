@@ -178,11 +178,14 @@ def _assert_same_training(one, two, first, rest):
 
 
 # Measured on the CPU (AVX512-BF16 EPYC), fp32 and bf16: losses at most 3e-5 apart at step 1
-# and 7e-4 after; gradient norms 6e-4 at step 1 and 1.7% after. The tolerances leave room
-# for other CPUs' kernels.
+# and 7e-4 after; gradient norms 6e-4 at step 1 and 1.7% after. With the batch-wide masking
+# draws (other tokens masked, the same counts) the step-1 losses came 1.0e-4 apart, gradient
+# norms 3e-4: how far the mean of the micro-batches' means is from the mean over all
+# tokens depends on which tokens are masked. The tolerances leave room for that and for
+# other CPUs' kernels.
 
 def test_two_ranks_accumulating_match_one_process(one, two):
-    _assert_same_training(one, two, first=1e-4, rest=3e-3)
+    _assert_same_training(one, two, first=3e-4, rest=3e-3)
     assert _records(two, "header")[0]["world_size"] == 2
 
 
