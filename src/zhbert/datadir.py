@@ -26,7 +26,6 @@ Splits are "train", "validation", "test".
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 from zhbert import __version__
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
-from zhbert.run import DATA_MANIFEST, is_run_dir
+from zhbert.run import DATA_MANIFEST, is_run_dir, open_run
 from zhbert.vocab import Vocab
 
 FORMAT = "zhbert-data"
@@ -157,10 +156,11 @@ class DataDir:
 
 
 def _run_data_dir(run: Path) -> str:
-    """The data directory a run's config.json names, for a message."""
+    """The data directory a run's config.json names, for a message; open_run is the one
+    reader of that file (train writes data.dir resolved, so str(Path) gives it back as is)."""
     try:
-        return str(json.loads((run / "config.json").read_text(encoding="utf-8"))["data"]["dir"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return str(open_run(run).data_dir)
+    except (OSError, UserError, KeyError, TypeError, ValueError):  # a message, never an error
         return f"see {run / 'config.json'}"
 
 

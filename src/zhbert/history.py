@@ -101,12 +101,20 @@ class HistoryWriter:
 MAX_WARNINGS = 10  # corrupt lines named in one warning; the rest are counted
 
 
+def _first_lines(bad: Sequence[int], more: str) -> str:
+    """The first MAX_WARNINGS of the line numbers ``bad``, comma-separated, then ``more``
+    (formatted with how many were left out) when some were: the one rule of how many
+    corrupt lines a message names, for the read's warning and the resume's."""
+    left_out = len(bad) - MAX_WARNINGS
+    return ", ".join(map(str, bad[:MAX_WARNINGS])) + (more.format(left_out) if left_out > 0 else "")
+
+
 def bad_lines_warning(path: Path, bad: Sequence[int]) -> str:
     """One warning for all the corrupt lines one read found (a file of random bytes has
     thousands, once one warning each), naming the first few."""
     if len(bad) == 1:
         return f"{path}, line {bad[0]}: not a JSON record (a corrupt line); skipped it"
-    shown = ", ".join(str(n) for n in bad[:MAX_WARNINGS]) + (", ..." if len(bad) > MAX_WARNINGS else "")
+    shown = _first_lines(bad, ", ...")  # the count comes first, so the rest need no number
     return f"{path}: skipped {len(bad):,} corrupt lines that are not JSON records (lines {shown})"
 
 
@@ -267,8 +275,7 @@ def _unparsed(chunk: Chunk) -> str:
     """What of a file its reader could not parse, in words: "lines 1, 7 (not JSON
     records) and an unfinished last line"."""
     bad = chunk.bad_lines
-    shown = ", ".join(map(str, bad[:MAX_WARNINGS])) + (f" and {len(bad) - MAX_WARNINGS} more"
-                                                       if len(bad) > MAX_WARNINGS else "")
+    shown = _first_lines(bad, " and {} more")
     what = "lines {} (not JSON records)" if len(bad) > 1 else "line {} (not a JSON record)"
     parts = [what.format(shown)] if bad else []
     return " and ".join(parts + (["an unfinished last line"] if chunk.partial else []))

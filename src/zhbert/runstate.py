@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.checkpoint import list_checkpoints
+from zhbert.config import config_from_dict, run_config_sections
 from zhbert.errors import UserError
 from zhbert.history import read_history
+from zhbert.schedule import Schedule
 
 # a run is starved when its recent speed is below this share of its own best, at the
 # same sequence length, while something else competes for the cores. Not higher: a tiny
@@ -130,10 +132,12 @@ def history_note(run_dir: Path, bad_lines: int, ckpt_step: int | None) -> str:
 
 def configured_steps(run_dir: Path) -> int:
     """train.steps from the run's config.json, for a run whose history lost its header; 0
-    when that is unreadable too."""
+    when that is unreadable too (status reports what it can, it does not fail). Read by
+    run_config_sections (`--config RUN`'s reader), not open_run, which also demands the
+    data section and defaults a missing train.steps."""
     try:
-        steps = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]["train"]["steps"]
-    except (OSError, ValueError, KeyError, TypeError):
+        steps = run_config_sections(run_dir / "config.json")[0]["train"]["steps"]
+    except (OSError, UserError, KeyError, TypeError):  # read_json: missing/corrupt -> UserError
         return 0
     return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else 0
 
@@ -222,12 +226,14 @@ class Starved:
 
 def length_phase_end(header: dict) -> int:
     """The last step of the length warm-up (data.warmup_len: short sequences, another
-    speed), as zhbert.trainparts.build_loader sets it; 0 without one."""
-    cfg = header.get("config") or {}
-    data, steps = cfg.get("data") or {}, (cfg.get("train") or {}).get("steps") or 0
-    if not data.get("warmup_len"):
+    speed); 0 without one. Schedule.short_steps is the one home of that rule (the
+    loader's switch, trainparts.length_warmup, asks it too), so ask it, not a copy."""
+    try:
+        return Schedule.from_config(config_from_dict(header.get("config") or {})).short_steps
+    except (TypeError, AttributeError, UserError):
+        # a config this version cannot read: no phase to tell apart, as analysis.history
+        # ._regimes does; a `status` must not fail on it
         return 0
-    return max(1, round(float(data.get("warmup_len_fraction") or 0) * steps))
 
 
 def starvation(train: list[dict], header: dict, competition: Competition) -> Starved | None:
