@@ -14,22 +14,15 @@ names (``TIED_KEYS``), like HF does, so strict loading needs no special case.
 handle shared tensors, or drop the ``TIED_KEYS`` names before ``save_file``.)
 
 What makes it faster than HF at equal shapes:
-- the MLM head runs only at the M masked positions, (B,M,C) -> (B,M,V), never
-  over the whole (B,T,V) sequence; on the CPU only at the labelled ones (``mlm_rows``);
-- the last layer runs only where the heads read, the M masked slots and [CLS]: its keys
-  and values at all T positions, its queries, output, feed-forward and norms at M + 1
-  (``Encoder``; exact: the other positions' outputs feed nothing). A `tiny` step at
-  T=128, M=20 skips most of a quarter of its encoder, a 1-layer step most of all of it;
+- the MLM head runs only at the M masked slots, never over all T positions (on the CPU
+  only at the labelled ones: ``mlm_rows``), and the last layer only where the heads read,
+  the masked slots and [CLS] (``Encoder``: keys and values still at all T; exact);
 - q/k/v are one matmul (weights concatenated at forward, names unchanged);
-- no attention mask at all when the batch has no padding (known on the host when the
-  batch is built: no device-to-host sync); on the CPU with attention dropout the
-  attention is written out (SDPA would take its slow math path anyway), and without
-  it SDPA can use its flash kernel; on CUDA SDPA does the dropout in its fused kernels;
-- dropout draws 8-bit lanes of 64-bit random words (``zhbert.dropout``: one draw per
-  eight elements, where ``nn.Dropout`` draws a uniform float per element on the CPU);
-- off the CPU, static shapes and no host syncs (accuracy counts stay on-device; the
-  padding check and the labelled-slot count are read on the host only on the CPU, where
-  that is free), so the step compiles into one graph with ``torch.compile``.
+- no attention mask when the batch has no padding (known on the host: no sync); on the
+  CPU with dropout or in bf16 the attention is written out (``written_out_attention``),
+  elsewhere SDPA (on CUDA it does the dropout in its fused kernels);
+- dropout from 8-bit lanes of 64-bit random words (``zhbert.dropout``);
+- off the CPU, static shapes and no host syncs, so the step compiles into one graph.
 """
 
 from __future__ import annotations
