@@ -88,3 +88,29 @@ def test_status_after_a_stop_between_logs_gives_the_checkpointed_step(tmp_path, 
     assert cli_main(["status", str(run)]) == 0
     out = capsys.readouterr().out
     assert "step       61 / 300" in out and "checkpoint 61" in out and "(logged at step 60)" in out
+
+
+def test_status_says_when_the_newest_checkpoint_is_corrupt(tmp_path, capsys):
+    """status named a corrupt newest checkpoint as the run's checkpoint, while --resume and
+    fill-mask skip it for the one before; it now says so, and which one they use."""
+    import torch
+    from zhbert.checkpoint import save_checkpoint
+
+    run = _run_with(tmp_path, [{"type": "header", "total_steps": 10},
+                               {"type": "train", "step": 4, "elapsed": 1.0, "tokens_per_s": 1.0}])
+    model = torch.nn.Linear(4, 4)
+    opt = torch.optim.AdamW(model.parameters())
+    save_checkpoint(run, 2, model, opt, {})
+    newest = save_checkpoint(run, 4, model, opt, {})
+    assert cli_main(["status", str(run)]) == 0
+    assert capsys.readouterr().out.splitlines()[-2] == "checkpoint 4"  # it verifies: plain
+    data = bytearray((newest / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (newest / "model.safetensors").write_bytes(bytes(data))
+    assert cli_main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert ("checkpoint 4 is corrupt (model.safetensors does not match its checksum); "
+            "--resume and fill-mask use step 2") in out
+    assert cli_main(["status", "--json", str(run)]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["last_checkpoint"] == 4 and s["last_valid_checkpoint"] == 2

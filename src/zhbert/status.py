@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from zhbert.runstate import collect
@@ -19,8 +20,24 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return f"{100 * v:.2f}%" if pct else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
 
+def newest_checkpoint_check(run_dir: Path, newest: int | None) -> dict[str, Any]:
+    """Whether the newest checkpoint verifies (its checksums: the bytes --resume and
+    fill-mask would load) and, if not, why and the newest one that does. A command's
+    question, not the dashboard's: it reads every byte of the checkpoint."""
+    from zhbert.checkpoint import checkpoint_name, latest_valid_checkpoint, verify_checkpoint
+    if newest is None:
+        return {"checkpoint_problem": None, "last_valid_checkpoint": None}
+    path = run_dir / "checkpoints" / checkpoint_name(newest)
+    problem = verify_checkpoint(path)
+    if problem is None or not path.exists():  # retention removed it while it was read
+        return {"checkpoint_problem": None, "last_valid_checkpoint": newest}
+    valid = latest_valid_checkpoint(run_dir, warn=lambda _: None)
+    return {"checkpoint_problem": problem, "last_valid_checkpoint": valid.step if valid else None}
+
+
 def run(args) -> int:
     s = collect(args.run_dir)
+    s.update(newest_checkpoint_check(Path(args.run_dir), s["last_checkpoint"]))
     if args.json:
         print(json.dumps(s, ensure_ascii=False, indent=2))
         return 0
@@ -47,6 +64,10 @@ def _lines(s: dict[str, Any]) -> list[str]:
     t, e = s["train"], s["eval"]
     head = [f"run        {s['run']}  [{s['state']}]"]
     checkpoint = f"checkpoint {_fmt(s['last_checkpoint'])}"
+    if s.get("checkpoint_problem"):
+        valid = s["last_valid_checkpoint"]
+        checkpoint += (f" is corrupt ({s['checkpoint_problem']}); --resume and fill-mask use "
+                       + (f"step {valid:,}" if valid is not None else "none: no checkpoint verifies"))
     if s.get("history_note"):  # not one record: nothing else to report
         return head + [f"history    {s['history_note']}", _step_line(s), checkpoint]
     lines = head + [

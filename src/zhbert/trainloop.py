@@ -180,7 +180,6 @@ def train_step(tr: Trainer, step: int) -> str | None:
     """One optimizer step over grad_accum micro-batches. None if it was taken, else why
     not (precision.classify_bad_step: a non-finite step, or a loss-scaler skip)."""
     from zhbert.model import any_padding
-    from zhbert.precision import classify_bad_step
     cfg = tr.cfg
     # Dropout randomness as a function of (seed, step, rank): exact resume needs no RNG state.
     torch.manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + tr.dist.rank)
@@ -219,21 +218,8 @@ def train_step(tr: Trainer, step: int) -> str | None:
     grad_norm = torch.nn.utils.clip_grad_norm_(tr.raw_model.parameters(), clip)
     finite = torch.isfinite(torch.stack([grad_norm.double(), stats[0]])).tolist()  # one host sync
     if not all(finite):
-        tr.optimizer.zero_grad(set_to_none=True)
-        # the same verdict on every rank (the gradient norm is the same, the losses are not)
-        loss_finite = agree_max(tr.dist, 0.0 if finite[1] else 1.0, tr.device) == 0.0
-        kind = classify_bad_step(loss_finite, tr.scaler)  # before update() lowers the scale
-        if tr.scaler is not None:
-            tr.scaler.update()
-        return kind
-    if tr.scaler is not None:
-        tr.scaler.step(tr.optimizer)
-        tr.scaler.update()
-    else:
-        tr.optimizer.step()
-    tr.optimizer.zero_grad(set_to_none=True)
-    if tr.bf16 is not None:
-        tr.bf16.sync_from_master()
+        return _skip_step(tr, loss_finite=finite[1])
+    _update(tr)
     tr.progress.nonfinite_in_a_row = 0
     # Real (non-padding) tokens; under DDP rank 0's count x ranks, to avoid a per-step all-reduce.
     tr.progress.tokens += tokens * tr.dist.world
@@ -242,6 +228,30 @@ def train_step(tr: Trainer, step: int) -> str | None:
     tr.interval.sums[7] += grad_norm.double()
     tr.interval.sums[8] += 1
     return None
+
+
+def _skip_step(tr: Trainer, loss_finite: bool) -> str:
+    """Drop a step whose gradients are not finite; why (precision.classify_bad_step)."""
+    from zhbert.precision import classify_bad_step
+    tr.optimizer.zero_grad(set_to_none=True)
+    # the same verdict on every rank (the gradient norm is the same, the losses are not)
+    loss_finite = agree_max(tr.dist, 0.0 if loss_finite else 1.0, tr.device) == 0.0
+    kind = classify_bad_step(loss_finite, tr.scaler)  # before update() lowers the scale
+    if tr.scaler is not None:
+        tr.scaler.update()
+    return kind
+
+
+def _update(tr: Trainer) -> None:
+    """The optimizer step (through the loss scaler, if any), then the bf16 copy follows."""
+    if tr.scaler is not None:
+        tr.scaler.step(tr.optimizer)
+        tr.scaler.update()
+    else:
+        tr.optimizer.step()
+    tr.optimizer.zero_grad(set_to_none=True)
+    if tr.bf16 is not None:
+        tr.bf16.sync_from_master()
 
 
 def _step_stats(out) -> torch.Tensor:

@@ -346,11 +346,19 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
     def err(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    def lookup(request) -> RunRef | JSONResponse:
-        try:
-            return runs.get(request.path_params["rid"])
-        except KeyError:
-            return err(404, "no such run; ids come from /api/runs")
+    def gone(ref: RunRef) -> JSONResponse:
+        return err(410, f"{ref.path}/history.jsonl was deleted or moved")
+
+    def per_run(handler):
+        """A route of one run: ``handler(request, ref)`` for the run the path names; 404 for
+        an id that /api/runs did not hand out."""
+        def route(request):
+            try:
+                ref = runs.get(request.path_params["rid"])
+            except KeyError:
+                return err(404, "no such run; ids come from /api/runs")
+            return handler(request, ref)
+        return checked(route)
 
     def api_runs(request):
         query_params(request.query_params, ())
@@ -359,34 +367,25 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
         return JSONResponse(_num({"runs": listed, "sweeps": sweep_groups(runs.runs.values(), listed),
                                   "problems": runs.problems}))
 
-    def api_history(request):
-        ref = lookup(request)
-        if isinstance(ref, JSONResponse):
-            return ref
+    def api_history(request, ref: RunRef):
         offset, gen = history_query(request.query_params)
         try:
             return JSONResponse(_num(ref.history.refresh().since(offset, gen)))
         except FileNotFoundError:
-            return err(410, f"{ref.path}/history.jsonl was deleted or moved")
+            return gone(ref)
 
-    def api_study(request):
-        ref = lookup(request)
-        if isinstance(ref, JSONResponse):
-            return ref
+    def api_study(request, ref: RunRef):
         metric, x, target = study_query(request.query_params)
         if not (ref.path / "history.jsonl").exists():
-            return err(410, f"{ref.path}/history.jsonl was deleted or moved")
+            return gone(ref)
         try:
             return JSONResponse(study(ref, metric, x, target))
         except UserError as exc:
             return err(422, str(exc))
         except FileNotFoundError:
-            return err(410, f"{ref.path}/history.jsonl was deleted or moved")
+            return gone(ref)
 
-    def api_checkpoints(request):
-        ref = lookup(request)
-        if isinstance(ref, JSONResponse):
-            return ref
+    def api_checkpoints(request, ref: RunRef):
         query_params(request.query_params, ())
         return JSONResponse(checkpoints(ref.path))
 
@@ -394,9 +393,9 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
     # up among those the server handed out, so "../x" is just an unknown id (404).
     routes = [Route("/", lambda r: FileResponse(STATIC / "index.html")),
               Route("/api/runs", checked(api_runs)),
-              Route("/api/runs/{rid:path}/history", checked(api_history)),
-              Route("/api/runs/{rid:path}/study", checked(api_study)),
-              Route("/api/runs/{rid:path}/checkpoints", checked(api_checkpoints)),
+              Route("/api/runs/{rid:path}/history", per_run(api_history)),
+              Route("/api/runs/{rid:path}/study", per_run(api_study)),
+              Route("/api/runs/{rid:path}/checkpoints", per_run(api_checkpoints)),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     return Starlette(routes=routes)
 
