@@ -61,7 +61,8 @@ def _error(capsys) -> str:
 
 @pytest.mark.parametrize("argv", [["analyze", "{root}", "--out", "{out}", "--n-boot", "5"],
                                   ["predict", "{root}", "--target", "0.3", "--n-boot", "5"],
-                                  ["compare", "{root}/a", "{root}"]])
+                                  ["compare", "{root}/a", "{root}"],
+                                  ["status", "{root}"]])
 def test_a_folder_of_runs_is_refused_not_merged(tmp_path, capsys, argv):
     root = tmp_path / "runs"
     for name in ("a", "b", "sweep/trials/0000"):
@@ -91,10 +92,13 @@ def test_runs_without_tensorboard_and_foreign_tb_runs_are_counted_too(tmp_path):
         load_history(logs)
 
 
-def test_a_folder_holding_one_run_names_it(tmp_path):
+def test_a_folder_holding_one_run_names_it(tmp_path, capsys):
     _run(tmp_path / "runs" / "a")
     with pytest.raises(UserError, match=r"is not a run but holds one, .*runs/a: give that run"):
         load_history(tmp_path / "runs")
+    # status said "not a zhbert run (no history.jsonl); start one with `zhbert train`"
+    assert main(["status", str(tmp_path / "runs")]) == 2
+    assert f"is not a run but holds one, {tmp_path / 'runs' / 'a'}" in _error(capsys)
 
 
 def test_one_runs_own_event_files_still_read_as_the_run(tmp_path):

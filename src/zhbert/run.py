@@ -77,6 +77,19 @@ def not_a_run_dir(path: str | Path) -> UserError | None:
     if (path / SWEEP_SPEC).is_file():
         return UserError(f"{path} is a sweep, not a run: give one of its trials "
                          f"({path / 'trials' / '0000'}), or see `zhbert sweep report {path}`")
+    return holds_runs(path, find_runs(path)) if path.is_dir() else None
+
+
+def holds_runs(folder: Path, runs: list[Path]) -> UserError | None:
+    """A folder given where one run was asked for, that holds ``runs`` below it: name them
+    (None: it holds none)."""
+    if len(runs) == 1:
+        return UserError(f"{folder} is not a run but holds one, {runs[0]}: give that run directory")
+    if len(runs) > 1:
+        shown = ", ".join(map(str, runs[:5])) + (", ..." if len(runs) > 5 else "")
+        return UserError(f"{folder} is a folder of {len(runs)} runs ({shown}), not a run; give one "
+                         f"run directory (e.g. {runs[0]}), or see them together with `zhbert "
+                         f"compare RUN RUN ...` / `zhbert monitor {folder}`")
     return None
 
 

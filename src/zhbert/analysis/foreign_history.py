@@ -12,6 +12,7 @@ from pathlib import Path
 
 from zhbert.analysis.history import History, Meta, Record, build_history, zhbert_history
 from zhbert.errors import UserError
+from zhbert.run import holds_runs
 
 
 def load_seed(obj: dict, path: Path, metric: str | None) -> History:
@@ -73,13 +74,8 @@ def _event_files(folder: Path) -> list[Path]:
     several runs made one fake run of a folder of runs (41 points, no error)."""
     files = sorted(folder.rglob("events.out.tfevents*"))
     runs = _runs_in(folder, files)
-    if len(runs) == 1 and runs[0] not in (folder, folder.parent):
-        raise UserError(f"{folder} is not a run but holds one, {runs[0]}: give that run directory")
-    if len(runs) > 1:
-        shown = ", ".join(map(str, runs[:5])) + (", ..." if len(runs) > 5 else "")
-        raise UserError(f"{folder} is a folder of {len(runs)} runs ({shown}), not a run; give one "
-                        f"run directory (e.g. {runs[0]}), or see them together with `zhbert compare "
-                        f"RUN RUN ...` / `zhbert monitor {folder}`")
+    if len(runs) > 1 or (runs and runs[0] not in (folder, folder.parent)):
+        raise holds_runs(folder, runs)
     if not files:
         raise UserError(f"{folder} is not a zhbert run (no history.jsonl), nor a history this can "
                         "read (no TensorBoard event files (events.out.tfevents.*), trainer_state.json "
