@@ -231,8 +231,8 @@ def length_phase_end(header: dict) -> int:
     try:
         return Schedule.from_config(config_from_dict(header.get("config") or {})).short_steps
     except (TypeError, AttributeError, UserError):
-        # a config this version cannot read: no phase to tell apart, as analysis.history
-        # ._regimes does; a `status` must not fail on it
+        # a config this version cannot read: no phase to tell apart; `status` and the
+        # analysis (analysis.history._regimes) must not fail on it
         return 0
 
 

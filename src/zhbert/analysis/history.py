@@ -267,13 +267,9 @@ def _zhbert_throughput(lines: list[dict], header: dict) -> dict[str, float | Non
 
 def _regimes(header: dict) -> tuple[int, ...]:
     """The step after which a zhbert run's batches go from short to full length (its
-    config's sequence-length warm-up, ``Schedule.short_steps``); none if it has none."""
-    from zhbert.config import config_from_dict
-    from zhbert.schedule import Schedule
-    try:
-        short = Schedule.from_config(config_from_dict(header["config"])).short_steps
-    except (KeyError, TypeError, UserError):  # no config, or one this version cannot read
-        return ()
+    config's sequence-length warm-up: runstate.length_phase_end); none if it has none."""
+    from zhbert.runstate import length_phase_end
+    short = length_phase_end(header)
     return (short,) if short else ()
 
 

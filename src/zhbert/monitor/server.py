@@ -189,17 +189,22 @@ def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
     return out | s | {"history_age_s": age, "bad_lines": list(ref.history.bad_lines)}
 
 
-def _sweep_of(path: Path) -> tuple[Path, str] | None:
-    """(sweep dir, objective metric) when ``path`` is a trial, SWEEP_DIR/trials/NNNN."""
-    from zhbert.sweep.study import OBJECTIVES, SPEC_FILE
-    spec = path.parent.parent / SPEC_FILE
-    if path.parent.name != "trials" or not spec.is_file():
+def _sweep_dir(path: Path) -> Path | None:
+    """The sweep whose trial ``path`` is (SWEEP_DIR/trials/NNNN), else None."""
+    from zhbert.sweep.study import SPEC_FILE
+    if path.parent.name != "trials" or not (path.parent.parent / SPEC_FILE).is_file():
         return None
+    return path.parent.parent
+
+
+def _objective_metric(sweep: Path) -> str:
+    """The history metric a sweep optimises, from its spec (read once a poll per sweep)."""
+    from zhbert.sweep.study import OBJECTIVES, SPEC_FILE
     try:
-        objective = read_json(spec, "sweep spec").get("objective", "acc")
+        objective = read_json(sweep / SPEC_FILE, "sweep spec").get("objective", "acc")
     except (UserError, OSError, AttributeError):  # a sweep being written: its default objective
         objective = "acc"
-    return path.parent.parent, OBJECTIVES.get(objective, OBJECTIVES["acc"])[0]
+    return OBJECTIVES.get(objective, OBJECTIVES["acc"])[0]
 
 
 def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -209,12 +214,13 @@ def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from zhbert.runstate import pruned
     groups: dict[Path, dict[str, Any]] = {}
     for ref, s in zip(refs, listed):
-        found = _sweep_of(ref.path)
-        if found is None:
+        where = _sweep_dir(ref.path)
+        if where is None:
             continue
-        where, metric = found
-        g = groups.setdefault(where, {"sweep": where.name, "path": str(where), "metric": metric,
-                                      "trials": [], "pruned": [], "best": None, "best_value": None})
+        if where not in groups:
+            groups[where] = {"sweep": where.name, "path": str(where), "metric": _objective_metric(where),
+                             "trials": [], "pruned": [], "best": None, "best_value": None}
+        g, metric = groups[where], groups[where]["metric"]
         s["sweep"], s["pruned"] = where.name, pruned(ref.path) is not None
         g["trials"].append(ref.id)
         if s["pruned"]:
