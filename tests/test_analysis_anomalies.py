@@ -100,6 +100,23 @@ def test_the_sequence_length_switch_is_not_a_spike():
     assert [(a.start, a.end) for a in found] == [(STEPS[220], STEPS[220])]
 
 
+def test_the_sequence_length_switch_is_no_plateau():
+    """The loss steps up at the switch to full length: a window across it did not fall, so
+    the demo's analysis reported a plateau (steps 500-780, the switch at ~730). With the
+    switch as a break it is not; a real plateau after it still is. (The step up is no
+    divergence either: that test's autocorrelation-aware slope does not call it one.)"""
+    rng = np.random.default_rng(7)  # not the module's RNG: the other tests' draws stay theirs
+    i = np.arange(150)
+    short = 8 - 3 * i / 150 + rng.normal(0, 0.01, 150)  # 8 -> 5 on short sequences
+    full = 5.8 - 1.8 * i / 150 + rng.normal(0, 0.01, 150)  # up 0.8 at the switch, then falling
+    loss, switch = _s("loss", np.r_[short, full]), (int(STEPS[149]),)
+    assert plateaus(loss)  # what the switch looked like without the break
+    assert plateaus(loss, breaks=switch) == [] and divergence(loss) == []
+    flat = np.r_[short, full[:50], full[50] + rng.normal(0, 0.01, 100)]
+    found = plateaus(_s("loss", flat), breaks=switch)
+    assert found and all(a.start > STEPS[149] for a in found)
+
+
 def test_a_zhbert_history_knows_its_length_switch(tmp_path):
     """Meta.regimes comes from the run's config (Schedule.short_steps), and detect() uses it."""
     from zhbert.analysis.history import load_zhbert

@@ -46,6 +46,17 @@ def test_a_budget_inside_the_lr_warmup_is_refused_with_the_measured_costs():
         steps_within(30.0, cfg, StepCosts({64: 0.5}, 0.0))
 
 
+def test_a_budget_mostly_inside_the_lr_warmup_is_warned_about(capsys):
+    """`--minutes 1` on `tiny` chose 107 steps, 100 of them warm-up, without a word: the lr
+    then fell to 0 in 7 steps."""
+    cfg = load_config("tiny", SMALL + ["data.warmup_len=0", "train.warmup_steps=100"])
+    costs = StepCosts({64: 0.5}, 0.0)
+    assert steps_within(75.0, cfg, costs) == 150
+    err = capsys.readouterr().err
+    assert "fits 150 steps, 100 of them the lr warm-up" in err and "in the last 50" in err
+    assert steps_within(150.0, cfg, costs) == 300 and capsys.readouterr().err == ""
+
+
 def _train(data, run, *args):
     return cli_main(["train", "--data", str(data), "--out", str(run), "--config", "tiny",
                      "--no-progress", "--threads", "1",

@@ -39,3 +39,14 @@ def test_a_directory_without_manifest_says_how_to_make_one(tmp_path):
     with pytest.raises(UserError, match=r"data manifest not found: .*manifest.json; .* is not a "
                                         r"data directory; make one with `zhbert prepare"):
         open_data_dir(tmp_path)
+
+
+def test_a_file_given_as_the_data_directory_is_named_a_file(tmp_path):
+    """`train --data /etc/passwd` said "data directory not found ... create it with
+    `zhbert prepare builtin --out /etc/passwd`": an --out over the user's file."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("北京是中国的首都。\n", encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        open_data_dir(text)
+    assert str(err.value) == (f"{text} is a file, not a data directory; make one from it with "
+                              f"`zhbert prepare {text} --out NEW_DIR` and give NEW_DIR")

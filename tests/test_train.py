@@ -337,3 +337,15 @@ def test_resume_reads_the_runs_own_settings(synthetic_data, tmp_path, capsys):
     assert cli_main(["sweep", str(space), "--data", str(synthetic_data), "--out",
                      str(tmp_path / "sweep"), "--config", str(run)]) == 2
     assert "a sweep's base is a preset" in capsys.readouterr().err
+
+
+def test_resume_into_a_directory_without_a_run_is_refused(synthetic_data, tmp_path, capsys):
+    """`--resume` with a mistyped --out trained a new run from step 0 ("no checkpoint ...
+    starting at step 0"): a typo cost a whole run. Nothing is created there now."""
+    typo = tmp_path / "typo"
+    argv = ["train", "--data", str(synthetic_data), "--out", str(typo), "--no-progress", "--resume"]
+    assert cli_main(argv) == 2
+    assert f"--resume: {typo} holds no run to continue" in capsys.readouterr().err
+    assert not typo.exists()
+    typo.mkdir()  # an empty directory is no run either
+    assert cli_main(argv) == 2 and not any(typo.iterdir())

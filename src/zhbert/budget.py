@@ -107,6 +107,12 @@ def steps_within(seconds: float, cfg: Any, costs: StepCosts) -> int:
             f"give more minutes (twice the warm-up takes about "
             f"{costs.seconds(cfg, 2 * cfg.train.warmup_steps) / 60:.1f} minutes) or a shorter "
             f"warm-up")
+    if low < 2 * cfg.train.warmup_steps:  # runs, but its lr falls to 0 right after the peak
+        print(f"zhbert: warning: --minutes {seconds / 60:g} fits {low:,} steps, "
+              f"{cfg.train.warmup_steps:,} of them the lr warm-up (train.warmup_steps): the lr "
+              f"decays to 0 in the last {low - cfg.train.warmup_steps:,}. Twice the warm-up "
+              f"takes about {costs.seconds(cfg, 2 * cfg.train.warmup_steps) / 60:.1f} minutes",
+              file=sys.stderr)
     return low
 
 

@@ -167,6 +167,9 @@ def _run_data_dir(run: Path) -> str:
 def open_data_dir(path: str | Path, expect_vocab_sha256: str | None = None) -> DataDir:
     """Open and validate a data directory; every mismatch is a UserError with a hint."""
     path = Path(path)
+    if path.exists() and not path.is_dir():  # told to `prepare --out` over the file, before
+        raise UserError(f"{path} is a file, not a data directory; make one from it with "
+                        f"`zhbert prepare {path} --out NEW_DIR` and give NEW_DIR")
     if not path.is_dir():
         raise UserError(f"data directory not found: {path}; create it with "
                         f"`zhbert prepare builtin --out {path}`")

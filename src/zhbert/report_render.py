@@ -257,7 +257,9 @@ def summary_text(a: Analysis, j: dict, out: Path) -> str:
     if a.outlook is not None:
         lines.append(f"  schedule-aware: {a.outlook.summary()}")
     for an in j["anomalies"]:
-        lines.append(f"  anomaly ({an['severity']}): {an['kind']} in {an['metric']}")
+        where = (f"step {an['start']:,.0f}" if an["start"] == an["end"]
+                 else f"steps {an['start']:,.0f}-{an['end']:,.0f}")
+        lines.append(f"  anomaly ({an['severity']}): {an['kind']} in {an['metric']} at {where}")
     for n in j["not_computed"]:
         lines.append(f"  not computed: {n['what']}: {n['why']}")
     lines.append(f"wrote {out}/ (analysis.json, report.md, report.html, {len(j['plots'])} charts as PNG + SVG)")

@@ -35,7 +35,7 @@ from zhbert.fileio import atomic_write_json, read_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.run import (DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS, data_config, is_run_dir,
                         model_config_from)
-from zhbert.runlock import WriterLock, lock_path
+from zhbert.runlock import WriterLock, is_locked, lock_path
 from zhbert.trainloop import Interval, Progress, Trainer, fit
 from zhbert.trainparts import (bf16_copy, build_loader, build_optimizer, length_warmup,
                                resolve_precision_for, wrap_model)
@@ -241,6 +241,8 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
             loader = length_warmup(cfg, loader.short, loader.full)
 
     def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
+        if resume:
+            _check_resumable(run_dir)
         _claim(run_dir, held)
         prepare_run_dir(run_dir, cfg, data_info, resume, force)
         print(f"zhbert: precision {precision}: {reason}", file=sys.stderr)
@@ -291,6 +293,15 @@ def _fit_and_close(tr: Trainer, show_progress: bool) -> Progress:
         if tr.dist.main:
             (tr.run_dir / "running.json").unlink(missing_ok=True)
     return tr.progress
+
+
+def _check_resumable(run_dir: Path) -> None:
+    """--resume needs a run to continue: without one it trained a new run from step 0, so
+    a typo in --out cost a whole run. (A live trainer's lock there: _claim names its PID.)"""
+    if (run_dir / "config.json").is_file() or is_locked(lock_path(run_dir / "train")):
+        return
+    raise UserError(f"--resume: {run_dir} holds no run to continue (no config.json there); "
+                    "check --out, or leave out --resume to start a new run")
 
 
 def _claim(run_dir: Path, held: contextlib.ExitStack | None) -> None:

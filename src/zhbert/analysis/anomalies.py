@@ -122,8 +122,16 @@ def _windows(n: int, w: int) -> Iterator[slice]:
         yield slice(start, start + w)
 
 
-def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2) -> list[Anomaly]:
-    """Windows of ``frac`` of the run where the smoothed metric did not improve."""
+def _straddles(steps: np.ndarray, breaks: tuple[int, ...]) -> bool:
+    """Whether a window of steps spans a sequence-length switch (``spikes``' breaks): the
+    loss steps up there by the change of task, which is no plateau."""
+    return any(steps[0] <= b < steps[-1] for b in breaks)
+
+
+def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2,
+             breaks: tuple[int, ...] = ()) -> list[Anomaly]:
+    """Windows of ``frac`` of the run where the smoothed metric did not improve (none
+    across a ``breaks`` step)."""
     s, _ = s.finite()
     w = max(10, int(len(s) * frac))
     if len(s) < 2 * w:
@@ -138,7 +146,7 @@ def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2) -> list[Ano
         gain = sign * (last - first)
         need = PLATEAU_MIN_GAIN["loss"] * abs(first) if loss else PLATEAU_MIN_GAIN["acc"]
         lr_on = lr is None or np.interp(s.step[sl], lr.step, lr.y).min() > 0
-        if gain < need and lr_on:
+        if gain < need and lr_on and not _straddles(s.step[sl], breaks):
             flat[sl] = True
     return [Anomaly("plateau", s.name, float(s.step[a]), float(s.step[b]), "info",
                     f"{s.name} made no progress from step {s.step[a]:.0f} to {s.step[b]:.0f} "
@@ -211,7 +219,8 @@ def detect(history: History) -> list[Anomaly]:
     for name, s in ser.items():
         info = metric_info(name)
         if info.lower_is_better:
-            out += spikes(s, breaks=history.meta.regimes) + divergence(s) + plateaus(s, lr)
+            breaks = history.meta.regimes
+            out += spikes(s, breaks=breaks) + divergence(s) + plateaus(s, lr, breaks=breaks)
         elif info.chance is not None:
             out += at_chance(s, info.chance)
     main = ser.get(history.default_metric)
