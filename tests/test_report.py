@@ -155,7 +155,12 @@ def test_analyze_seed_reproduces_published_figures(tmp_path, capsys):
     assert "掩码语言模型准确率" in md and "autocorrelation-corrected" in md and "not reachable" in md
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "http" not in html.split("<body>")[1]
-    assert "Pearson r = 0.7869" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Pearson r = 0.7869" in printed
+    # each anomaly line says where (a newcomer read two "plateau in loss" lines as one twice)
+    chance = next(a for a in j["anomalies"] if a["kind"] == "chance")
+    assert (f"anomaly (error): chance in nsp_acc at steps {chance['start']:,.0f}-"
+            f"{chance['end']:,.0f}") in printed
 
 
 def test_analyze_zhbert_run_with_eval_records(tmp_path, capsys):
