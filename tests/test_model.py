@@ -481,3 +481,24 @@ def test_mlm_rows_come_in_buckets_so_the_heap_does_not_fragment():
         assert logits.shape[0] == len(rows) and len(rows) % ROW_BUCKET == 0
         counts.add(len(rows))
     assert len(counts) <= 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_from_read_rows_equals_the_full_attention_at_those_rows(dtype):
+    """attend_from (the last layer's R < T queries over all T keys, with a padding mask)
+    gives the full attention's outputs at those rows, on SDPA (fp32) and on the written-out
+    path (bf16 on the CPU, where the full attention takes kernels.attention)."""
+    from zhbert.model import SelfAttention, written_out_attention
+
+    torch.manual_seed(11)
+    att = SelfAttention(tiny_cfg(attention_dropout=0.0)).eval().to(dtype)
+    x = torch.randn(B, T, 64, dtype=dtype)
+    mask = make_batch(12)["attention_mask"][:, None, None, :]  # rows 1, 2 padded
+    rows = torch.tensor([[0, 3, 5, 3], [0, 1, 9, 2], [0, 6, 4, 6]])  # [CLS] first, a repeat
+    xq = torch.gather(x, 1, rows[:, :, None].expand(-1, -1, 64))
+    assert written_out_attention(xq, 0.0) == (dtype == torch.bfloat16)
+    with torch.no_grad():
+        want = torch.gather(att(x, mask), 1, rows[:, :, None].expand(-1, -1, 64))
+        got = att(x, mask, xq)
+    tol = dict(atol=2e-2, rtol=2e-2) if dtype == torch.bfloat16 else dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, want, **tol)

@@ -32,7 +32,8 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, masked_fraction: float,
       last layer's query, output and feed-forward matmuls, and its attention, run at
       ``read_fraction`` of the tokens (its keys and values at all): pass 1.0 for a model
       that computes the last layer everywhere (HF), (M + 1) / seq_len for this model
-      (it runs the last layer only at the M masked slots and [CLS]: model.Encoder);
+      (it runs the last layer only at the M masked slots and [CLS]: model.Encoder; M /
+      seq_len for objective "mlm", which has no [CLS] head);
     - attention scores and weighted sum: 12 x layers x hidden x seq_len at every token
       (QK^T and AV are 2 x T x C multiply-adds per token per layer, x 2 x 3);
     - MLM head (transform C x C + tied decoder C x V, with biases) at ``masked_fraction``

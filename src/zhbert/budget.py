@@ -107,13 +107,19 @@ def steps_within(seconds: float, cfg: Any, costs: StepCosts) -> int:
             f"give more minutes (twice the warm-up takes about "
             f"{costs.seconds(cfg, 2 * cfg.train.warmup_steps) / 60:.1f} minutes) or a shorter "
             f"warm-up")
-    if low < 2 * cfg.train.warmup_steps:  # runs, but its lr falls to 0 right after the peak
-        print(f"zhbert: warning: --minutes {seconds / 60:g} fits {low:,} steps, "
-              f"{cfg.train.warmup_steps:,} of them the lr warm-up (train.warmup_steps): the lr "
-              f"decays to 0 in the last {low - cfg.train.warmup_steps:,}. Twice the warm-up "
-              f"takes about {costs.seconds(cfg, 2 * cfg.train.warmup_steps) / 60:.1f} minutes",
-              file=sys.stderr)
     return low
+
+
+def warmup_warning(cfg: Any, steps: int, minutes: float, costs: StepCosts) -> str | None:
+    """A run of ``steps`` that the lr warm-up fills more than half of runs, but hardly
+    trains at its peak lr: say so, and what twice the warm-up would take."""
+    warm = cfg.train.warmup_steps
+    if steps >= 2 * warm:
+        return None
+    return (f"zhbert: warning: --minutes {minutes:g} fits {steps:,} steps, {warm:,} of them the "
+            f"lr warm-up (train.warmup_steps): {steps - warm:,} steps of {cfg.train.schedule} "
+            f"schedule after it. Twice the warm-up takes about "
+            f"{costs.seconds(cfg, 2 * warm) / 60:.1f} minutes")
 
 
 def measure(cfg: Any, loader: Any, vocab_size: int, device: torch.device,
@@ -164,4 +170,7 @@ def budgeted(cfg: Any, loader: Any, vocab_size: int, dist: Dist, device: torch.d
         print(f"zhbert: --minutes {minutes:g}: {costs.describe()} (means of {TIMED_STEPS} "
               f"steps, {threads} thread{'s' if threads != 1 else ''}): train.steps = {steps:,}",
               file=sys.stderr)
+        warning = warmup_warning(cfg, steps, minutes, costs)  # of the steps all ranks agreed
+        if warning:
+            print(warning, file=sys.stderr)
     return with_steps(cfg, steps)

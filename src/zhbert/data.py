@@ -244,7 +244,8 @@ def _uniform(bits: np.ndarray) -> np.ndarray:
 def mask_batch(ids: np.ndarray, cand: np.ndarray, cfg: DataConfig, vocab_size: int, mask_id: int,
                seed: int, epoch: int, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mask every row of ``ids`` (B, T) in place, at once; return positions and labels (B, M).
-    Each row predicts round(mask_prob x its candidates) positions (at least 1, at most M),
+    Each row predicts round(mask_prob x its candidates) positions (at least 1 where it has a
+    candidate, at most M),
     a uniform random subset: the candidates with the smallest random keys. Of those, 80%
     become [MASK], 10% a random regular token, 10% stay (BERT's recipe, as ``mask_row``)."""
     B, T, M = ids.shape[0], ids.shape[1], cfg.max_predictions

@@ -189,7 +189,8 @@ class SelfAttention(nn.Module):
         """softmax(q k^T / sqrt(D)) v with dropout on the weights (none in eval or at p = 0),
         (B, H, T, D) each. On the CPU, SDPA with dropout falls back to its math path anyway
         (which also turns a bool mask into an additive one); written out, it uses the faster
-        ``zhbert.dropout.Dropout``. Where it runs: ``written_out_attention``."""
+        ``zhbert.dropout.Dropout``. Where it runs: ``written_out_attention``. The last
+        layer's queries are its R read rows: q (B, H, R, D), weights (B, H, R, T)."""
         # scale q (B, H, T, D) rather than the scores (B, H, T, T): half the elements at T=128, D=64
         att = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, H, T, T)
         if mask is not None:  # (B, 1, 1, T), True = real key
@@ -428,7 +429,7 @@ class BertForPretraining(nn.Module):
                                                 rows=positions))
 
     def nsp_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) -> (B, 2) from position 0 ([CLS]); class 0 = B follows A (NSP) / in
+        """(B, T or R, C) -> (B, 2) from row 0 ([CLS]); class 0 = B follows A (NSP) / in
         order (SOP)."""
         return self.cls.seq_relationship(self.bert.pooler(hidden))
 
@@ -441,7 +442,7 @@ class BertForPretraining(nn.Module):
             positions = torch.cat((torch.zeros_like(positions[:, :1]), positions), 1)
         hidden = self.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
                              padded, rows=positions)  # (B, [1 +] M, C)
-        mlm_logits, labels = self.mlm_rows(hidden[:, -mlm_labels.shape[1]:], mlm_labels)
+        mlm_logits, labels = self.mlm_rows(hidden[:, int(self.config.has_nsp):], mlm_labels)
         mlm_loss = cross_entropy(mlm_logits, labels)
         mlm_correct, mlm_count = _correct_and_count(mlm_logits, labels)
         if not self.config.has_nsp:
