@@ -226,15 +226,24 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _position_bits(seed: int, epoch: int, indices: np.ndarray, T: int, stream: int) -> np.ndarray:
-    """(B, T) random uint64: a hash of (seed, epoch, sample index, stream, position), so a
-    sample's masking is the same whichever batch, rank or worker builds it, as with
-    ``masking_rng``, without a Generator per row (18 us each: 60% of a short batch)."""
+def _position_bits(seed: int, epoch: int, indices: np.ndarray, positions: np.ndarray,
+                   stream: int) -> np.ndarray:
+    """Random uint64 at ``positions`` ((T,) for all of a row, or (B, M)) of each sample: a
+    hash of (seed, epoch, sample index, stream, position), so a sample's masking is the same
+    whichever batch, rank or worker builds it, as with ``masking_rng``, without a Generator
+    per row (18 us each: 60% of a short batch)."""
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
         key = _mix(np.uint64(seed) * _GOLDEN + np.uint64(epoch))
         key = _mix(key ^ (indices.astype(np.uint64) * _GOLDEN))[:, None]  # (B, 1)
-        counter = np.arange(T, dtype=np.uint64) * np.uint64(4) + np.uint64(stream + 1)
+        counter = positions.astype(np.uint64) * np.uint64(4) + np.uint64(stream + 1)
         return _mix(key + counter * _GOLDEN)
+
+
+def mask_count(candidates, cfg: DataConfig):
+    """How many positions a row predicts: round(mask_prob x its candidates), at least 1
+    where it has one, at most max_predictions (an int, or an array over rows)."""
+    return np.minimum(np.minimum(cfg.max_predictions, np.maximum(1, np.round(candidates * cfg.mask_prob))),
+                      candidates).astype(np.int64)
 
 
 def _uniform(bits: np.ndarray) -> np.ndarray:
@@ -249,18 +258,18 @@ def mask_batch(ids: np.ndarray, cand: np.ndarray, cfg: DataConfig, vocab_size: i
     a uniform random subset: the candidates with the smallest random keys. Of those, 80%
     become [MASK], 10% a random regular token, 10% stay (BERT's recipe, as ``mask_row``)."""
     B, T, M = ids.shape[0], ids.shape[1], cfg.max_predictions
-    count = cand.sum(1)
-    n = np.minimum(np.minimum(M, np.maximum(1, np.round(count * cfg.mask_prob))), count).astype(np.int64)
-    keys = np.where(cand, _position_bits(seed, epoch, indices, T, 0), np.iinfo(np.uint64).max)
+    n = mask_count(cand.sum(1), cfg)
+    keys = np.where(cand, _position_bits(seed, epoch, indices, np.arange(T), 0),
+                    np.iinfo(np.uint64).max)
     first = np.argsort(keys, axis=1, kind="stable")[:, :M]  # the M smallest keys, in key order
     pos = np.sort(np.where(np.arange(M) < n[:, None], first, T), axis=1)  # T: an empty slot
     real = pos < T
     pos = np.where(real, pos, 0)
     rows = np.arange(B)[:, None]
     labels = np.where(real, ids[rows, pos], IGNORE_INDEX)
-    r = _uniform(np.take_along_axis(_position_bits(seed, epoch, indices, T, 1), pos, 1))
-    swap_to = FIRST_REGULAR_ID + np.take_along_axis(
-        _position_bits(seed, epoch, indices, T, 2), pos, 1) % np.uint64(vocab_size - FIRST_REGULAR_ID)
+    r = _uniform(_position_bits(seed, epoch, indices, pos, 1))  # only at the M picked positions
+    swap_to = FIRST_REGULAR_ID + (_position_bits(seed, epoch, indices, pos, 2)
+                                  % np.uint64(vocab_size - FIRST_REGULAR_ID))
     new = np.where(r < 0.8, mask_id, np.where(r < 0.9, swap_to.astype(np.int64), labels))
     ids[rows, pos] = np.where(real, new, ids[rows, pos])
     return pos, labels
@@ -270,12 +279,10 @@ def masking_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, index])))
 
 
-def choose_masked(candidates: np.ndarray, n: int, rng: np.random.Generator,
-                  word_start: np.ndarray | None = None) -> np.ndarray:
-    """Sorted positions to predict: n random candidates, or whole words (Google's
-    whole-word masking: words in random order, skipping any that would overflow n)."""
-    if word_start is None:
-        return np.sort(rng.choice(candidates, size=n, replace=False))
+def choose_words(candidates: np.ndarray, n: int, rng: np.random.Generator,
+                 word_start: np.ndarray) -> np.ndarray:
+    """Sorted positions to predict, whole words (Google's whole-word masking: words in
+    random order, skipping any that would overflow n). Single tokens: ``mask_batch``."""
     word_id = np.cumsum(word_start) - 1  # word of each candidate
     bounds = np.flatnonzero(word_start).tolist() + [len(candidates)]
     chosen: list[int] = []
@@ -292,10 +299,10 @@ def choose_masked(candidates: np.ndarray, n: int, rng: np.random.Generator,
 
 def mask_row(ids: np.ndarray, candidates: np.ndarray, cfg: DataConfig, vocab_size: int,
              mask_id: int, rng: np.random.Generator,
-             word_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mask one sequence in place (80% [MASK], 10% random, 10% kept); return (positions, labels)."""
-    n = min(cfg.max_predictions, max(1, int(round(len(candidates) * cfg.mask_prob))))
-    pos = choose_masked(candidates, n, rng, word_start)
+             word_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mask one sequence's whole words in place (80% [MASK], 10% random, 10% kept); return
+    (positions, labels)."""
+    pos = choose_words(candidates, int(mask_count(len(candidates), cfg)), rng, word_start)
     labels = ids[pos].copy()
     r = rng.random(len(pos))
     ids[pos[r < 0.8]] = mask_id
