@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from zhbert.model import ModelConfig
+from zhbert.modelconfig import ModelConfig
 
 
 def count_parameters(model: nn.Module, non_embedding: bool = True) -> int:

@@ -27,76 +27,22 @@ What makes it faster than HF at equal shapes:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zhbert.config import OBJECTIVES, ModelSection
 from zhbert.dropout import Dropout
 from zhbert.kernels import Linear, attention, cross_entropy, linear
-
-PAD_ID = 0  # zhbert.vocab: [PAD]=0
+# the model's settings live in modelconfig (no torch there); importable from here as before
+from zhbert.modelconfig import HF_NAMES, PAD_ID, ModelConfig, preset  # noqa: F401
 
 # names in state_dict() that share storage with another name (same as HF's _tied_weights_keys)
 TIED_KEYS = {
     "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
     "cls.predictions.decoder.bias": "cls.predictions.bias",
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelConfig(ModelSection):
-    """A config's [model] section (config.ModelSection: sizes, dropouts, objective) completed
-    by the vocabulary, the data's masked-slot count and BERT's constants."""
-    vocab_size: int
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    max_predictions: int = 20  # static M = ceil(mask_prob * T); 20 for T=128
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
-                             f"num_heads {self.num_heads}")
-
-    @property
-    def has_nsp(self) -> bool:
-        """A sentence-pair head (pooler + NSP/SOP classifier)."""
-        return OBJECTIVES[self.objective] is not None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_hf_config(self):
-        """The equivalent ``transformers.BertConfig`` (post-LN BERT, exact-erf GELU)."""
-        from transformers import BertConfig
-
-        return BertConfig(**{hf: getattr(self, k) for k, hf in HF_NAMES.items()},
-                          hidden_act="gelu", pad_token_id=PAD_ID, tie_word_embeddings=True)
-
-
-# ModelConfig field -> its name in transformers' BertConfig: both ways (export, loading back)
-HF_NAMES = {"vocab_size": "vocab_size", "hidden_size": "hidden_size",
-            "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
-            "intermediate_size": "intermediate_size",
-            "max_position_embeddings": "max_position_embeddings",
-            "type_vocab_size": "type_vocab_size", "layer_norm_eps": "layer_norm_eps",
-            "initializer_range": "initializer_range", "hidden_dropout": "hidden_dropout_prob",
-            "attention_dropout": "attention_probs_dropout_prob"}
-
-
-def preset(name: str, vocab_size: int, **overrides) -> ModelConfig:
-    """The model of a config preset (configs/NAME.toml); ``overrides`` replace any other
-    ModelConfig field."""
-    from zhbert.config import PRESETS, load_config
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
-    return ModelConfig(**{**asdict(load_config(name).model), "vocab_size": vocab_size, **overrides})
 
 
 # ----------------------------------------------------------------------------- modules
@@ -164,11 +110,7 @@ class SelfAttention(nn.Module):
             return attention(qkv, H, p, mask)  # the same, in fewer copies (kernels._Attention)
         # split (not select) into q, k, v: its backward is a cat, not zeros + 3 copies
         q, k, v = qkv.view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
-        if written_out_attention(q, p):
-            y = self.attend_written_out(q, k, v, mask)
-        else:  # mask None (no padding) lets SDPA take its flash kernel
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        return y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.attend(q, k, v, mask, p).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
 
     def attend_from(self, xq: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None):
         """Queries from xq (B, R, C) attending over keys and values from x (B, T, C)."""
@@ -179,11 +121,15 @@ class SelfAttention(nn.Module):
         k, v = linear(x, w, b).view(B, T, 2 * H, C // H).transpose(1, 2).split(H, dim=1)
         q = self.query(xq).view(B, R, H, C // H).transpose(1, 2)
         p = self.dropout.p if self.training else 0.0
+        return self.attend(q, k, v, mask, p).transpose(1, 2).reshape(B, R, C)
+
+    def attend(self, q, k, v, mask: torch.Tensor | None, p: float) -> torch.Tensor:
+        """(B, H, R, D) queries over (B, H, T, D) keys and values, by the path
+        ``written_out_attention`` picks; mask None (no padding) lets SDPA take its flash
+        kernel."""
         if written_out_attention(q, p):
-            y = self.attend_written_out(q, k, v, mask)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        return y.transpose(1, 2).reshape(B, R, C)
+            return self.attend_written_out(q, k, v, mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
 
     def attend_written_out(self, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax(q k^T / sqrt(D)) v with dropout on the weights (none in eval or at p = 0),

@@ -47,7 +47,7 @@ def data_config(cfg: Config, max_len: int | None = None):
 
 def model_config_from(cfg: Config, vocab_size: int):
     """The model's config for a run's Config (M = the data's static masked-slot count)."""
-    from zhbert.model import ModelConfig
+    from zhbert.modelconfig import ModelConfig
     return ModelConfig(**dataclasses.asdict(cfg.model), vocab_size=vocab_size,
                        max_predictions=data_config(cfg).max_predictions)
 
@@ -243,7 +243,7 @@ def append_result(path: Path, record: dict[str, Any]) -> None:
 
 def model_config_from_hf(d: dict[str, Any], where: Path):
     """The ModelConfig of an exported model's config.json (`zhbert export` wrote it)."""
-    from zhbert.model import HF_NAMES, ModelConfig
+    from zhbert.modelconfig import HF_NAMES, ModelConfig
     if d.get("model_type") != "bert" or d.get("hidden_act", "gelu") != "gelu":
         raise UserError(f"{where} is not a post-LN BERT with exact GELU (model_type "
                         f"{d.get('model_type')!r}, hidden_act {d.get('hidden_act')!r}); zhbert "
