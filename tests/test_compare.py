@@ -141,3 +141,25 @@ def test_compare_says_where_it_wrote_and_what_it_replaced(tmp_path, capsys, monk
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     assert "comparison/ in the current directory" in " ".join(capsys.readouterr().out.split())
+
+
+def _set_masking(path: Path, rule) -> None:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[0]["masking"] = rule
+    path.write_text("".join(json.dumps(o) + "\n" for o in lines))
+
+
+def test_runs_of_different_masking_rules_are_warned_about(tmp_path):
+    """Runs whose held-out sets were masked by different rules (data.MASKING_VERSION) were
+    compared as if scored on the same slots; a run that recorded no rule is not guessed at."""
+    from zhbert.compare import comparison_markdown
+
+    a = write_history(tmp_path / "a" / "history.jsonl", n=30, run="a")
+    b = write_history(tmp_path / "b" / "history.jsonl", n=30, seed=1, run="b")
+    assert compare(load_runs([str(a), str(b)], None, "step"))["warnings"] == []
+    _set_masking(b, 2)  # a recorded rule against an unrecorded one: not known to differ
+    assert compare(load_runs([str(a), str(b)], None, "step"))["warnings"] == []
+    _set_masking(a, 1)
+    j = compare(load_runs([str(a), str(b)], None, "step"))
+    assert len(j["warnings"]) == 1 and "(a: 1, b: 2)" in j["warnings"][0]
+    assert j["warnings"][0] in comparison_markdown(j, None)

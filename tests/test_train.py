@@ -349,3 +349,33 @@ def test_resume_into_a_directory_without_a_run_is_refused(synthetic_data, tmp_pa
     assert not typo.exists()
     typo.mkdir()  # an empty directory is no run either
     assert cli_main(argv) == 2 and not any(typo.iterdir())
+
+
+def test_a_resume_across_a_change_of_the_masking_rule_says_so(synthetic_data, tmp_path, capsys):
+    """Headers record the masking rule (data.MASKING_VERSION). A run started by a zhbert that
+    drew masks by another rule (here: one from before the rule was recorded) resumed
+    silently onto other masks, its held-out set included; the resume warns, the analysis
+    notes it, and a resume under the same rule says nothing."""
+    from zhbert.analysis import load_history
+    from zhbert.data import MASKING_VERSION
+
+    cfg = _cfg("train.steps=4", "train.log_every=1", "train.eval_every=2",
+               "train.checkpoint_every=2", "train.keep_last=5")
+    run = tmp_path / "run"
+    main(cfg, synthetic_data, run, progress=False)
+    hist = run / "history.jsonl"
+    lines = [json.loads(line) for line in hist.read_text().splitlines()]
+    assert lines[0]["type"] == "header" and lines[0]["masking"] == MASKING_VERSION
+    del lines[0]["masking"]  # as a run from before 2026-12-06 wrote it
+    hist.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    shutil.rmtree(run / "checkpoints" / "step_00000004")
+    capsys.readouterr()
+    main(cfg, synthetic_data, run, resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert "did not record its masking rule" in err and "From step 2" in err
+    h = load_history(run)
+    assert h.meta.masking == (None, MASKING_VERSION)
+    assert any("changed the masking rule (unrecorded -> " in n for n in h.notes)
+    shutil.rmtree(run / "checkpoints" / "step_00000004")
+    main(cfg, synthetic_data, run, resume=True, progress=False)
+    assert "masking rule" not in capsys.readouterr().err

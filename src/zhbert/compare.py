@@ -23,7 +23,7 @@ from typing import Any
 
 
 from zhbert.analysis import History, Series, correlate, load_history, summary
-from zhbert.analysis.history import with_characters
+from zhbert.analysis.history import masking_warning, with_characters
 from zhbert.analysis.predict import _already_reached
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, check_out, staged_dir
@@ -185,9 +185,11 @@ def compare(runs: list[Run], *, x: str = "step", targets: tuple[float, ...] | No
             relative[e["name"]][name]["common"] = {
                 k: _relative(e["metrics"][name]["common"][k], base["metrics"][name]["common"][k])
                 for k in ("last", "mean", "max")}
+    masks = masking_warning([r.history.meta for r in runs])
     return {"schema": SCHEMA, "version": VERSION, "x_axis": x, "metric": name, "baseline": runs[0].name,
             "common_range": list(common) if common else None, "targets": list(targets),
-            "metrics": metrics, "runs": out_runs, "relative": relative, "not_computed": skipped}
+            "metrics": metrics, "runs": out_runs, "relative": relative, "not_computed": skipped,
+            "warnings": [masks] if masks else []}
 
 
 # ----------------------------------------------------------------------------- text
@@ -206,6 +208,7 @@ def comparison_markdown(j: dict, chart: str | None) -> str:
                                             (k["why"] for k in j["not_computed"]
                                              if k["what"] == "common-range figures"), "") + ".")
              + f" Relative differences are against the baseline, **{j['baseline']}**.", "",
+             *[line for w in j.get("warnings", []) for line in (f"**{w}**", "")],
              "## Runs", "",
              _runs_table(runs, x)]
     lines += ["", f"## {name}: whole run and common range", ""]

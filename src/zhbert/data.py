@@ -44,6 +44,12 @@ from zhbert.errors import UserError
 FIRST_REGULAR_ID = 5      # ids below are [PAD] [UNK] [CLS] [SEP] [MASK]
 IGNORE_INDEX = -100       # mlm_labels padding, what cross_entropy ignores
 _INSTANCE_STREAM = 1      # keeps the instance RNG apart from the masking RNGs
+# The rule that turns (seed, epoch, sample index) into a sample's masks; every history
+# header records it ("masking"), so that a resume or a comparison across a change of the
+# rule says so: the masks, the held-out set's fixed ones included, differ across it.
+# Bump it with any change to the masks drawn. 2: mask_batch's SplitMix64 keys (2026-12-06);
+# before that a numpy Generator per row, and headers recorded no rule.
+MASKING_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from zhbert.config import Config, config_from_dict, describe_differences, load_c
 from zhbert.distributed import Dist, agree_on_step, barrier, on_main, setup, shutdown
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
-from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
+from zhbert.history import SCHEMA, VERSION, HistoryWriter, iter_records, truncate_after
 from zhbert.run import (DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS, data_config, is_run_dir,
                         model_config_from)
 from zhbert.runlock import WriterLock, is_locked, lock_path
@@ -217,28 +217,13 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     logs, and with ``resume`` the newest valid checkpoint's state loaded. With ``held``
     the run directory's lock is taken into it (``main``: for the whole run). With
     ``minutes``, train.steps is first set to the steps that fit (``zhbert.budget``)."""
-    from zhbert.budget import budgeted
-    from zhbert.data import build_eval_set
-    from zhbert.datadir import open_data_dir
     from zhbert.model import BertForPretraining
     from zhbert.precision import trains_bf16_copy
 
     precision, reason, autocast, scaler = resolve_precision_for(cfg, device)
     run_dir = Path(run_dir)
-    dd = open_data_dir(data_dir)
-    data_info = {"dir": str(Path(data_dir).resolve()), "vocab_sha256": dd.vocab.sha256,
-                 "vocab_size": len(dd.vocab)}
-    # the data first: a config the data cannot serve (say NSP over one document) fails
-    # here, before the run directory exists, so the fixed command can use the same --out
-    loader = build_loader(cfg, data_dir, dist, device.type)
-    loader.check()
-    # rank 0 evaluates; its held-out set failing (an empty split) stops every rank
-    eval_batches = on_main(dist, device, lambda: build_eval_set(
-        data_dir, "validation", data_config(cfg), max_sequences=cfg.data.eval_sequences)) or []
-    if minutes is not None:
-        cfg = budgeted(cfg, loader, len(dd.vocab), dist, device, minutes, eval_batches)
-        if cfg.data.warmup_len:  # the warm-up's share is of the steps chosen
-            loader = length_warmup(cfg, loader.short, loader.full)
+    cfg, vocab_size, data_info, loader, eval_batches = _open_data(cfg, data_dir, dist, device,
+                                                                 minutes)
 
     def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
         if resume:
@@ -250,7 +235,7 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     on_main(dist, device, prepare)
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    raw_model = BertForPretraining(model_config_from(cfg, len(dd.vocab))).to(device)
+    raw_model = BertForPretraining(model_config_from(cfg, vocab_size)).to(device)
     optimizer = build_optimizer(raw_model, cfg, device)
     # weights and moments before the bf16 copy is made of them; the history cut back
     # to the checkpoint before it is reopened for appending
@@ -274,6 +259,31 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     if state is not None:
         tr.load_state_dict(state)
     return tr
+
+
+def _open_data(cfg: Config, data_dir: str | Path, dist: Dist, device: torch.device,
+               minutes: float | None):
+    """(cfg, vocabulary size, config.json's data entry, loader, held-out batches); with
+    ``minutes``, cfg's train.steps are the steps that fit (``zhbert.budget``). The data
+    come first: a config they cannot serve (say NSP over one document) fails here, before
+    the run directory exists, so the fixed command can use the same --out."""
+    from zhbert.budget import budgeted
+    from zhbert.data import build_eval_set
+    from zhbert.datadir import open_data_dir
+
+    dd = open_data_dir(data_dir)
+    data_info = {"dir": str(Path(data_dir).resolve()), "vocab_sha256": dd.vocab.sha256,
+                 "vocab_size": len(dd.vocab)}
+    loader = build_loader(cfg, data_dir, dist, device.type)
+    loader.check()
+    # rank 0 evaluates; its held-out set failing (an empty split) stops every rank
+    eval_batches = on_main(dist, device, lambda: build_eval_set(
+        data_dir, "validation", data_config(cfg), max_sequences=cfg.data.eval_sequences)) or []
+    if minutes is not None:
+        cfg = budgeted(cfg, loader, len(dd.vocab), dist, device, minutes, eval_batches)
+        if cfg.data.warmup_len:  # the warm-up's share is of the steps chosen
+            loader = length_warmup(cfg, loader.short, loader.full)
+    return cfg, len(dd.vocab), data_info, loader, eval_batches
 
 
 def _fit_and_close(tr: Trainer, show_progress: bool) -> Progress:
@@ -326,6 +336,7 @@ def _warn_warmup(cfg: Config) -> None:
 
 def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason: str,
                   tokens_per_step: int, resumed_from: int | None) -> HistoryWriter:
+    from zhbert.data import MASKING_VERSION
     from zhbert.machine import describe_machine
     history = HistoryWriter(run_dir / "history.jsonl")
     history.write({"type": "header", "schema": SCHEMA, "version": VERSION,
@@ -333,6 +344,7 @@ def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason
                    "precision": precision, "precision_reason": reason,
                    "machine": describe_machine(), "total_steps": cfg.train.steps,
                    "tokens_per_step": tokens_per_step, "world_size": dist.world,
+                   "masking": MASKING_VERSION,
                    **({"resumed_from": resumed_from} if resumed_from is not None else {})})
     return history
 
@@ -355,10 +367,29 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
         raise UserError(f"checkpoint {ref.path} was made with another config; "
                         "resume with the run's own config or start a new run")
     if dist.main:
+        _warn_masking(run_dir, ref.step)
         dropped = truncate_after(run_dir / "history.jsonl", ref.step)
         print(f"zhbert: resuming from step {ref.step} ({ref.path.name}); "
               f"{dropped} history records after it dropped", file=sys.stderr)
     return ref, state
+
+
+def _warn_masking(run_dir: Path, step: int) -> None:
+    """A resume across a change of the masking rule continues with other masks than the
+    run's start drew, and scores the held-out set on other masked slots: say so, once."""
+    from zhbert.data import MASKING_VERSION
+    path = run_dir / "history.jsonl"
+    headers = [r for r in iter_records(path) if r.get("type") == "header"] if path.exists() else []
+    if not headers or headers[-1].get("masking") == MASKING_VERSION:
+        return
+    was = headers[-1].get("masking")
+    by = (f"masking rule {was}" if was is not None
+          else "a zhbert from before 2026-12-06, which did not record its masking rule")
+    print(f"zhbert: warning: {run_dir} was trained with {by}; this zhbert draws masks by rule "
+          f"{MASKING_VERSION}. From step {step:,} the training batches mask other tokens than "
+          "an unbroken run would, and the held-out accuracy is measured on other masked "
+          "slots (a step in the curve there is the masks, not the model); start a new run "
+          "for a curve drawn by one rule", file=sys.stderr)
 
 
 def _tensorboard(run_dir: Path):

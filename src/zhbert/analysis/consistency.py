@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from zhbert.analysis.history import masking_warning
 from zhbert.analysis.laws import fit_law
 from zhbert.config import describe_differences
 from zhbert.errors import UserError
@@ -42,6 +43,9 @@ def setup_warnings(runs: Sequence[RunData]) -> list[str]:
             out.append(f"warning: {r.curve.name} differs from {first.curve.name} in "
                        f"{describe_differences(diffs, 5)}: one "
                        "law assumes one model and one data setup, so its fit and bands mean little")
+    masks = masking_warning([r.history.meta for r in runs if r.history is not None])
+    if masks:
+        out.append(masks)
     if len({r.loss_metric for r in runs}) > 1:
         out.append("warning: the runs record different loss metrics ("
                    + ", ".join(sorted({r.loss_metric for r in runs})) + "); fitting them together")

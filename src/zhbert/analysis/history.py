@@ -107,13 +107,16 @@ class Meta:
     events: tuple[dict, ...] = ()    # zhbert "event" records (nonfinite_loss, rollback, ...)
     positions_per_step: float | None = None  # padded positions per step (batch x max_len ...)
     regimes: tuple[int, ...] = ()    # steps after which the batches changed shape (length switch)
+    # the masking rule of each start of a zhbert run, in order (data.MASKING_VERSION; None
+    # where a header did not record it): another rule means other masks, held-out ones too
+    masking: tuple[int | None, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "path": self.path, "run": self.run,
                 "tokens_per_step": self.tokens_per_step, "positions_per_step": self.positions_per_step,
                 "tokens_per_s": self.tokens_per_s,
                 "seconds_per_step": self.seconds_per_step, "events": list(self.events),
-                "regimes": list(self.regimes)}
+                "regimes": list(self.regimes), "masking": list(self.masking)}
 
 
 @dataclass(frozen=True)
@@ -300,9 +303,36 @@ def zhbert_history(lines: list[dict], ckpt_lines: list[dict], path: Path, metric
         if new:
             notes.append(f"added {', '.join(sorted(new))} from checkpoint_eval.jsonl")
     run = header.get("run") or run_dir.name
+    masking = _masking(lines, notes)
     meta = Meta("zhbert", str(path), run, **_zhbert_throughput(lines, header),
-                events=tuple(o for o in lines if o.get("type") == "event"), regimes=_regimes(header))
+                events=tuple(o for o in lines if o.get("type") == "event"), regimes=_regimes(header),
+                masking=masking)
     return build_history(records, names, meta, notes, metric)
+
+
+def _masking(lines: list[dict], notes: list[str]) -> tuple[int | None, ...]:
+    """The masking rule of each start (header) of a run, consecutive repeats merged; a note
+    when a resume changed it (train._warn_masking said so at the time)."""
+    rules = [o.get("masking") for o in lines if o.get("type") == "header"]
+    out = tuple(r for i, r in enumerate(rules) if i == 0 or r != rules[i - 1])
+    if len(out) > 1:
+        notes.append("a resume changed the masking rule (" + " -> ".join(
+            "unrecorded" if r is None else str(r) for r in out) + "): the held-out accuracy "
+            "after it is measured on other masked slots")
+    return out
+
+
+def masking_warning(metas: list[Meta]) -> str | None:
+    """A line when runs recorded different masking rules (runs that recorded none are left
+    out: their rule is not known): their held-out sets mask other slots, so a difference
+    within the held-out intervals may be the masks."""
+    rules = {m.run: m.masking[-1] for m in metas if m.masking and m.masking[-1] is not None}
+    if len(set(rules.values())) < 2:
+        return None
+    return ("warning: the runs draw masks by different rules (" + ", ".join(
+        f"{run}: {rule}" for run, rule in rules.items()) + "): their held-out sets mask other "
+        "slots, so a difference within their 95% intervals (eval_mlm_acc_ci95) may be the "
+        "masks, not the models")
 
 
 def load_ckpt_eval(path: Path, metric: str | None) -> History:
