@@ -90,11 +90,17 @@ def test_status_after_a_stop_between_logs_gives_the_checkpointed_step(tmp_path, 
     assert "step       61 / 300" in out and "checkpoint 61" in out and "(logged at step 60)" in out
 
 
-def test_status_says_when_the_newest_checkpoint_is_corrupt(tmp_path, capsys):
+def test_status_says_when_the_newest_checkpoint_is_corrupt(tmp_path, capsys, monkeypatch):
     """status named a corrupt newest checkpoint as the run's checkpoint, while --resume and
-    fill-mask skip it for the one before; it now says so, and which one they use."""
+    fill-mask skip it for the one before; it now says so, and which one they use, reading
+    each checkpoint's bytes once (it hashed a corrupt newest one twice)."""
     import torch
+    from zhbert import checkpoint
     from zhbert.checkpoint import save_checkpoint
+
+    reads = []
+    verify = checkpoint.verify_checkpoint
+    monkeypatch.setattr(checkpoint, "verify_checkpoint", lambda p: reads.append(p.name) or verify(p))
 
     run = _run_with(tmp_path, [{"type": "header", "total_steps": 10},
                                {"type": "train", "step": 4, "elapsed": 1.0, "tokens_per_s": 1.0}])
@@ -111,6 +117,7 @@ def test_status_says_when_the_newest_checkpoint_is_corrupt(tmp_path, capsys):
     out = capsys.readouterr().out
     assert ("checkpoint 4 is corrupt (model.safetensors does not match its checksum); "
             "--resume and fill-mask use step 2") in out
+    assert reads == ["step_00000004", "step_00000004", "step_00000002"]  # plain, then corrupt
     assert cli_main(["status", "--json", str(run)]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["last_checkpoint"] == 4 and s["last_valid_checkpoint"] == 2

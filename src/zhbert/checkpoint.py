@@ -180,12 +180,17 @@ def load_checkpoint(path: Path, model: torch.nn.Module,
     return state
 
 
-def latest_valid_checkpoint(run_dir: str | Path, warn=print) -> CheckpointRef | None:
-    """The newest checkpoint that verifies; corrupt ones are reported and skipped."""
+def latest_valid_checkpoint(run_dir: str | Path, warn=print,
+                            problems: dict[int, str] | None = None) -> CheckpointRef | None:
+    """The newest checkpoint that verifies; corrupt ones are reported and skipped, and
+    their problems kept by step in ``problems`` when given (status names the newest's
+    without reading its bytes again)."""
     for ref in reversed(list_checkpoints(run_dir)):
         problem = verify_checkpoint(ref.path)
         if problem is None:
             return ref
+        if problems is not None:
+            problems[ref.step] = problem
         warn(f"zhbert: skipping corrupt checkpoint {ref.path}: {problem}")
     return None
 

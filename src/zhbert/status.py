@@ -24,15 +24,14 @@ def newest_checkpoint_check(run_dir: Path, newest: int | None) -> dict[str, Any]
     """Whether the newest checkpoint verifies (its checksums: the bytes --resume and
     fill-mask would load) and, if not, why and the newest one that does. A command's
     question, not the dashboard's: it reads every byte of the checkpoint."""
-    from zhbert.checkpoint import checkpoint_name, latest_valid_checkpoint, verify_checkpoint
+    from zhbert.checkpoint import latest_valid_checkpoint
     if newest is None:
         return {"checkpoint_problem": None, "last_valid_checkpoint": None}
-    path = run_dir / "checkpoints" / checkpoint_name(newest)
-    problem = verify_checkpoint(path)
-    if problem is None or not path.exists():  # retention removed it while it was read
-        return {"checkpoint_problem": None, "last_valid_checkpoint": newest}
-    valid = latest_valid_checkpoint(run_dir, warn=lambda _: None)
-    return {"checkpoint_problem": problem, "last_valid_checkpoint": valid.step if valid else None}
+    problems: dict[int, str] = {}  # each checkpoint read once, newest first
+    valid = latest_valid_checkpoint(run_dir, warn=lambda _: None, problems=problems)
+    if newest not in problems:  # it verified, or retention removed it while status read
+        return {"checkpoint_problem": None, "last_valid_checkpoint": valid.step if valid else newest}
+    return {"checkpoint_problem": problems[newest], "last_valid_checkpoint": valid.step if valid else None}
 
 
 def run(args) -> int:

@@ -341,6 +341,28 @@ def checkpoints(run_dir: Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- app
 
+def _error(status: int, message: str):
+    from starlette.responses import JSONResponse
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _gone(ref: RunRef):
+    return _error(410, f"{ref.path}/history.jsonl was deleted or moved")
+
+
+def _api_study(request, ref: RunRef):
+    from starlette.responses import JSONResponse
+    metric, x, target = study_query(request.query_params)
+    if not (ref.path / "history.jsonl").exists():
+        return _gone(ref)
+    try:
+        return JSONResponse(study(ref, metric, x, target))
+    except UserError as exc:
+        return _error(422, str(exc))
+    except FileNotFoundError:
+        return _gone(ref)
+
+
 def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
     from starlette.applications import Starlette
     from starlette.responses import FileResponse, JSONResponse
@@ -349,12 +371,6 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
 
     runs = RunSet(roots)
 
-    def err(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    def gone(ref: RunRef) -> JSONResponse:
-        return err(410, f"{ref.path}/history.jsonl was deleted or moved")
-
     def per_run(handler):
         """A route of one run: ``handler(request, ref)`` for the run the path names; 404 for
         an id that /api/runs did not hand out."""
@@ -362,7 +378,7 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
             try:
                 ref = runs.get(request.path_params["rid"])
             except KeyError:
-                return err(404, "no such run; ids come from /api/runs")
+                return _error(404, "no such run; ids come from /api/runs")
             return handler(request, ref)
         return checked(route)
 
@@ -378,18 +394,7 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
         try:
             return JSONResponse(_num(ref.history.refresh().since(offset, gen)))
         except FileNotFoundError:
-            return gone(ref)
-
-    def api_study(request, ref: RunRef):
-        metric, x, target = study_query(request.query_params)
-        if not (ref.path / "history.jsonl").exists():
-            return gone(ref)
-        try:
-            return JSONResponse(study(ref, metric, x, target))
-        except UserError as exc:
-            return err(422, str(exc))
-        except FileNotFoundError:
-            return gone(ref)
+            return _gone(ref)
 
     def api_checkpoints(request, ref: RunRef):
         query_params(request.query_params, ())
@@ -400,7 +405,7 @@ def create_app(roots: list[str | Path], stall_after: float = STALL_SECONDS):
     routes = [Route("/", lambda r: FileResponse(STATIC / "index.html")),
               Route("/api/runs", checked(api_runs)),
               Route("/api/runs/{rid:path}/history", per_run(api_history)),
-              Route("/api/runs/{rid:path}/study", per_run(api_study)),
+              Route("/api/runs/{rid:path}/study", per_run(_api_study)),
               Route("/api/runs/{rid:path}/checkpoints", per_run(api_checkpoints)),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     return Starlette(routes=routes)
