@@ -25,7 +25,7 @@ from benchmarks import common, train_throughput as tt
 # "log_softmax" before "softmax")
 KINDS = (
     ("matmul", ("mkldnn::_linear_pointwise", "aten::mm", "aten::addmm", "aten::bmm",
-                "aten::matmul", "aten::linear")),
+                "aten::baddbmm", "aten::matmul", "aten::linear")),
     ("loss", ("cross_entropy", "nll_loss", "log_softmax")),  # before "softmax"
     ("attention", ("scaled_dot_product", "flash_attention", "_softmax", "softmax")),
     ("optimizer", ("_fused_adamw", "adamw", "_foreach", "clip_grad", "aten::norm",

@@ -10,6 +10,7 @@ from benchmarks import profile_step as ps
 def test_op_names_map_to_their_kind():
     assert ps.kind_of("mkldnn::_linear_pointwise") == "matmul"
     assert ps.kind_of("aten::addmm") == "matmul"  # not "elementwise" through "add"
+    assert ps.kind_of("aten::baddbmm") == "matmul"  # attention's scores (kernels._scaled_bmm): was "other"
     assert ps.kind_of("aten::_softmax_backward_data") == "attention"
     assert ps.kind_of("aten::_log_softmax_backward_data") == "loss"  # not "attention"
     assert ps.kind_of("aten::_fused_adamw_") == "optimizer"
