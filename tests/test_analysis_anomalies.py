@@ -51,6 +51,18 @@ def test_plateau_only_while_lr_positive():
     assert plateaus(_s("mlm_acc", np.linspace(0.1, 0.6, 300))) == []
 
 
+def test_the_tail_of_a_decayed_lr_is_no_plateau():
+    """A curve that flattens as a cosine schedule decays to 0 (the demo's analysis: "plateau
+    at steps 1,550-2,000" of 2,024) is the schedule, not an anomaly; the same flat stretch
+    at a constant lr still is."""
+    t = np.arange(300) / 299
+    acc = 0.1 + 0.4 * (1 - np.exp(-6 * t)) + np.random.default_rng(5).normal(0, 0.002, 300)
+    cosine = 0.5 * (1 + np.cos(np.pi * t)) * 1e-3
+    assert plateaus(_s("mlm_acc", acc), _s("lr", cosine)) == []
+    found = plateaus(_s("mlm_acc", acc), _s("lr", np.full(300, 1e-3)))
+    assert len(found) == 1 and "above 10% of its peak" in found[0].explanation
+
+
 def test_divergence_of_rising_loss():
     loss = _healthy_loss()
     loss[200:] += np.linspace(0, 2, 100)

@@ -249,13 +249,15 @@ def summary_text(a: Analysis, j: dict, out: Path) -> str:
     if bf:
         lines.append(f"  best curve: {bf['model']}" + (f", asymptote {fmt(bf['asymptote'])} "
                      f"{fmt(bf['asymptote_ci95'])}" if bf["asymptote"] is not None else ""))
+    if a.outlook is not None:  # first: the answer that knows where the lr schedule goes
+        lines.append(f"  schedule-aware: {a.outlook.summary()}")
     if j["prediction"]:  # beside the planner's answer, say which one ignores the lr schedule
         # also where the law could not run: a run with an lr schedule still has one
         scheduled = a.outlook is not None or "lr" in a.history.series
-        blind = " (the curve fit, blind to the lr schedule)" if scheduled else ""
+        blind = (" (the curve fit, blind to the lr schedule" + (
+            "; the schedule-aware line above is not)" if a.outlook is not None else ")")
+            if scheduled else "")
         lines.append(f"  target {j['prediction']['target']:g}{blind}: {j['prediction']['message']}")
-    if a.outlook is not None:
-        lines.append(f"  schedule-aware: {a.outlook.summary()}")
     for an in j["anomalies"]:
         where = (f"step {an['start']:,.0f}" if an["start"] == an["end"]
                  else f"steps {an['start']:,.0f}-{an['end']:,.0f}")

@@ -36,6 +36,10 @@ from zhbert.metrics import metric_info
 SPIKE_Z = 6.0
 NOISE_WINDOWS = 3  # a spike's noise scale: the MAD over this many rolling-median windows around it
 PLATEAU_MIN_GAIN = {"acc": 0.005, "loss": 0.01}  # absolute for accuracies, relative for losses
+# a flat stretch counts as a plateau only while the lr is above this share of its peak: the
+# tail of a decay (the demo's cosine, steps 1,550-2,000 of 2,024, lr 14% -> 0% of its peak)
+# flattens by design, and analyze called it an anomaly
+PLATEAU_MIN_LR = 0.1
 DIVERGE_MIN_RISE = 0.05
 CHANCE_BAND = 0.03
 GAP_MIN = 0.05
@@ -130,8 +134,8 @@ def _straddles(steps: np.ndarray, breaks: tuple[int, ...]) -> bool:
 
 def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2,
              breaks: tuple[int, ...] = ()) -> list[Anomaly]:
-    """Windows of ``frac`` of the run where the smoothed metric did not improve (none
-    across a ``breaks`` step)."""
+    """Windows of ``frac`` of the run where the smoothed metric did not improve while the
+    lr stayed above PLATEAU_MIN_LR of its peak (none across a ``breaks`` step)."""
     s, _ = s.finite()
     w = max(10, int(len(s) * frac))
     if len(s) < 2 * w:
@@ -139,19 +143,20 @@ def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2,
     loss = metric_info(s.name).direction_for(s.y) < 0
     sign = -1.0 if loss else 1.0
     sm = smooth(s.y)
+    peak = float(np.nanmax(lr.y)) if lr is not None and len(lr) else 0.0
     flat = np.zeros(len(s), bool)
     for sl in _windows(len(s), w):
         q = max(1, w // 4)
         first, last = sm[sl][:q].mean(), sm[sl][-q:].mean()
         gain = sign * (last - first)
         need = PLATEAU_MIN_GAIN["loss"] * abs(first) if loss else PLATEAU_MIN_GAIN["acc"]
-        lr_on = lr is None or np.interp(s.step[sl], lr.step, lr.y).min() > 0
+        lr_on = lr is None or np.interp(s.step[sl], lr.step, lr.y).min() > PLATEAU_MIN_LR * peak
         if gain < need and lr_on and not _straddles(s.step[sl], breaks):
             flat[sl] = True
     return [Anomaly("plateau", s.name, float(s.step[a]), float(s.step[b]), "info",
                     f"{s.name} made no progress from step {s.step[a]:.0f} to {s.step[b]:.0f} "
                     f"(smoothed change below {_need_text(loss)} per {w}-point window) while "
-                    "the learning rate was above zero")
+                    f"the learning rate was above {PLATEAU_MIN_LR:.0%} of its peak")
             for a, b in _runs(flat)]
 
 
