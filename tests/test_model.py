@@ -430,6 +430,29 @@ def test_top1_is_argmax_first_of_equal_maxima_included(dtype):
     assert (top1(x)[:100] == 17).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_top1_hits_is_top1_equals_the_label_ties_and_ignored_rows_included(dtype):
+    """The step's MLM accuracy counts `top1_hits` (in bf16 from the row maxima, without
+    an op that returns indices): a label tied with an earlier maximum is a miss, with a
+    later one a hit, as argmax says; -100 rows are never hits of a real token."""
+    from zhbert.model import top1, top1_hits
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 5036, generator=g).to(dtype)
+    labels = torch.randint(0, 5036, (400,), generator=g)
+    labels[:150] = x[:150].float().argmax(-1)  # hits
+    x[150:200, 17] = x[150:200, 4000] = 9.0    # ties: the first index wins
+    labels[150:175], labels[175:200] = 17, 4000
+    x[200:210, 30] = 9.0
+    labels[200:210] = 30
+    x[205:210, 31] = 9.0  # a later tie: still a hit
+    labels[210:230] = -100
+    want = top1(x) == labels
+    assert torch.equal(top1_hits(x, labels), want)
+    assert want[:150].all() and want[150:175].all() and not want[175:200].any()
+    assert want[200:210].all() and not want[210:230].any()
+
+
 def test_labelled_rows_only_on_the_cpu_give_the_loss_and_grads_of_all_slots(monkeypatch):
     """mlm_rows skips most padded (B, M) slots on the CPU, in buckets of ROW_BUCKET rows;
     the path kept for accelerators and compiled graphs (all slots, -100 ignored) must give

@@ -300,9 +300,32 @@ def top1(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(-1)
 
 
+def top1_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``top1(logits) == labels``, (N,) bool (False at ignored rows, label -100). On
+    the CPU without an op that returns indices (ATen's CPU max/argmax with indices are
+    several times slower than ``amax``): the row maxima, the labels' logits against them,
+    and for the rows where a label reaches its maximum whether another entry ties it
+    (then ``top1`` decides, on those rows only). (640, 10000) logits with 40% of rows
+    hits, 2 threads, AMD EPYC family 25 model 17: bf16 1.5 ms against 2.7, fp32 1.3
+    against 2.7; (640, 5036): 0.8 against 1.35 and 0.6 against 1.4."""
+    if logits.device.type != "cpu" or torch.compiler.is_compiling():
+        return top1(logits) == labels
+    safe = labels.clamp_min(0)
+    best = logits.amax(-1)
+    hit = (logits[torch.arange(len(safe)), safe] == best) & (labels >= 0)
+    rows = hit.nonzero().squeeze(1)
+    if len(rows):
+        others = logits[rows]  # a copy: the label's entry set aside
+        others[torch.arange(len(rows)), safe[rows]] = float("-inf")
+        tied = rows[others.amax(-1) == best[rows]]
+        if len(tied):
+            hit[tied] = top1(logits[tied]) == labels[tied]
+    return hit
+
+
 def _correct_and_count(logits: torch.Tensor, labels: torch.Tensor):
     valid = labels != -100
-    correct = ((top1(logits) == labels) & valid).sum()
+    correct = (top1_hits(logits, labels) & valid).sum()
     return correct, valid.sum()
 
 
