@@ -61,6 +61,8 @@ def test_the_tail_of_a_decayed_lr_is_no_plateau():
     assert plateaus(_s("mlm_acc", acc), _s("lr", cosine)) == []
     found = plateaus(_s("mlm_acc", acc), _s("lr", np.full(300, 1e-3)))
     assert len(found) == 1 and "above 10% of its peak" in found[0].explanation
+    alone = plateaus(_s("mlm_acc", acc))  # no lr logged: nothing said about it
+    assert len(alone) == 1 and "learning rate" not in alone[0].explanation
 
 
 def test_divergence_of_rising_loss():

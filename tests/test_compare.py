@@ -150,16 +150,17 @@ def _set_masking(path: Path, rule) -> None:
 
 
 def test_runs_of_different_masking_rules_are_warned_about(tmp_path):
-    """Runs whose held-out sets were masked by different rules (data.MASKING_VERSION) were
-    compared as if scored on the same slots; a run that recorded no rule is not guessed at."""
+    """Runs whose held-out sets were masked by different rules (data.MASKING_RULES) were
+    compared as if scored on the same slots; a run that recorded no rule is not guessed at,
+    and two runs of one name (a before-and-after pair) are told apart."""
     from zhbert.compare import comparison_markdown
 
-    a = write_history(tmp_path / "a" / "history.jsonl", n=30, run="a")
-    b = write_history(tmp_path / "b" / "history.jsonl", n=30, seed=1, run="b")
+    a = write_history(tmp_path / "old" / "history.jsonl", n=30, run="demo")
+    b = write_history(tmp_path / "new" / "history.jsonl", n=30, seed=1, run="demo")
     assert compare(load_runs([str(a), str(b)], None, "step"))["warnings"] == []
-    _set_masking(b, 2)  # a recorded rule against an unrecorded one: not known to differ
+    _set_masking(b, "tokens/2")  # a recorded rule against an unrecorded one: not known to differ
     assert compare(load_runs([str(a), str(b)], None, "step"))["warnings"] == []
-    _set_masking(a, 1)
+    _set_masking(a, "tokens/1")
     j = compare(load_runs([str(a), str(b)], None, "step"))
-    assert len(j["warnings"]) == 1 and "(a: 1, b: 2)" in j["warnings"][0]
+    assert len(j["warnings"]) == 1 and "(demo: tokens/1, demo (2): tokens/2)" in j["warnings"][0]
     assert j["warnings"][0] in comparison_markdown(j, None)

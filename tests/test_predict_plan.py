@@ -367,13 +367,13 @@ def test_runs_of_different_masking_rules_fitted_together_are_warned_about(runs, 
     """One law over runs whose held-out sets were masked by different rules: said by name."""
     import shutil
 
-    for name, rule in (("m1", 1), ("m2", 2)):
-        shutil.copytree(runs[1000 if rule == 1 else 2000], tmp_path / name)
+    for name, rule in (("m1", "tokens/1"), ("m2", "tokens/2")):
+        shutil.copytree(runs[1000 if name == "m1" else 2000], tmp_path / name)
         path = tmp_path / name / "history.jsonl"
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         lines[0].update(masking=rule, run=name)
         path.write_text("".join(json.dumps(o) + "\n" for o in lines))
     rc, out, _ = cli("predict_cli", [str(tmp_path / "m1"), str(tmp_path / "m2"), "--steps", "3000"], capsys)
-    assert rc == 0 and "draw masks by different rules (m1: 1, m2: 2)" in out
+    assert rc == 0 and "draw masks by different rules (m1: tokens/1, m2: tokens/2)" in out
     rc, out, _ = cli("predict_cli", [str(runs[1000]), str(tmp_path / "m2"), "--steps", "3000"], capsys)
     assert rc == 0 and "different rules" not in out

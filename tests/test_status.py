@@ -121,3 +121,10 @@ def test_status_says_when_the_newest_checkpoint_is_corrupt(tmp_path, capsys, mon
     assert cli_main(["status", "--json", str(run)]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["last_checkpoint"] == 4 and s["last_valid_checkpoint"] == 2
+    # retention removing the newest while status reads it is no corruption ("missing meta.json")
+    import shutil
+
+    from zhbert.status import newest_checkpoint_check
+    monkeypatch.setattr(checkpoint, "verify_checkpoint",
+                        lambda p: (shutil.rmtree(p) if p == newest else None) or verify(p))
+    assert newest_checkpoint_check(run, 4) == {"checkpoint_problem": None, "last_valid_checkpoint": 2}

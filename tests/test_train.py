@@ -352,30 +352,50 @@ def test_resume_into_a_directory_without_a_run_is_refused(synthetic_data, tmp_pa
 
 
 def test_a_resume_across_a_change_of_the_masking_rule_says_so(synthetic_data, tmp_path, capsys):
-    """Headers record the masking rule (data.MASKING_VERSION). A run started by a zhbert that
-    drew masks by another rule (here: one from before the rule was recorded) resumed
-    silently onto other masks, its held-out set included; the resume warns, the analysis
-    notes it, and a resume under the same rule says nothing."""
+    """Headers record the masking rule (data.masking_rule). A run started under another rule
+    resumed silently onto other masks, its held-out set included; the resume warns, the
+    analysis notes it, and the rule compared is that of the start whose steps are kept
+    (after a fall-back behind an earlier resume too)."""
     from zhbert.analysis import load_history
-    from zhbert.data import MASKING_VERSION
+    from zhbert.data import masking_rule
 
+    rule = masking_rule(False)
     cfg = _cfg("train.steps=4", "train.log_every=1", "train.eval_every=2",
                "train.checkpoint_every=2", "train.keep_last=5")
     run = tmp_path / "run"
     main(cfg, synthetic_data, run, progress=False)
     hist = run / "history.jsonl"
     lines = [json.loads(line) for line in hist.read_text().splitlines()]
-    assert lines[0]["type"] == "header" and lines[0]["masking"] == MASKING_VERSION
-    del lines[0]["masking"]  # as a run from before 2026-12-06 wrote it
+    assert lines[0]["type"] == "header" and lines[0]["masking"] == rule == "tokens/2"
+    lines[0]["masking"] = "tokens/1"  # as if an older zhbert had started it
     hist.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    shutil.rmtree(run / "checkpoints" / "step_00000004")
     capsys.readouterr()
-    main(cfg, synthetic_data, run, resume=True, progress=False)
-    err = capsys.readouterr().err
-    assert "did not record its masking rule" in err and "From step 2" in err
+    for _ in range(2):  # the second time behind the first resume's header (resumed_from 2)
+        shutil.rmtree(run / "checkpoints" / "step_00000004")
+        main(cfg, synthetic_data, run, resume=True, progress=False)
+        err = capsys.readouterr().err
+        assert f"trained with masking rule tokens/1, and this zhbert draws masks by {rule}" in err
+        assert "from step 2 the training batches mask other tokens" in err
     h = load_history(run)
-    assert h.meta.masking == (None, MASKING_VERSION)
-    assert any("changed the masking rule (unrecorded -> " in n for n in h.notes)
-    shutil.rmtree(run / "checkpoints" / "step_00000004")
-    main(cfg, synthetic_data, run, resume=True, progress=False)
-    assert "masking rule" not in capsys.readouterr().err
+    assert h.meta.masking == ("tokens/1", rule)
+    assert any(f"changed the masking rule (tokens/1 -> {rule})" in n for n in h.notes)
+
+
+@pytest.mark.parametrize("whole_word", [False, True])
+def test_a_resume_of_a_run_that_recorded_no_masking_rule(tmp_path, capsys, whole_word):
+    """A run from before the rule was recorded may have drawn token masks by the older
+    rule: said as a possibility; whole-word masks have not changed, so nothing is said;
+    a run of this zhbert's own rule resumes in silence."""
+    from zhbert.data import masking_rule
+    from zhbert.train import _warn_masking
+
+    cfg = _cfg(f"data.whole_word={str(whole_word).lower()}")
+    hist = tmp_path / "history.jsonl"
+    hist.write_text(json.dumps({"type": "header", "run": "r"}) + "\n")
+    _warn_masking(tmp_path, cfg, 100)
+    err = capsys.readouterr().err
+    assert ("records no masking rule" in err and "from step 100" in err) is not whole_word
+    assert whole_word or err.count("\n") == 1
+    hist.write_text(json.dumps({"type": "header", "masking": masking_rule(whole_word)}) + "\n")
+    _warn_masking(tmp_path, cfg, 100)
+    assert capsys.readouterr().err == ""

@@ -185,7 +185,7 @@ def compare(runs: list[Run], *, x: str = "step", targets: tuple[float, ...] | No
             relative[e["name"]][name]["common"] = {
                 k: _relative(e["metrics"][name]["common"][k], base["metrics"][name]["common"][k])
                 for k in ("last", "mean", "max")}
-    masks = masking_warning([r.history.meta for r in runs])
+    masks = masking_warning([(r.name, r.history.meta) for r in runs])
     return {"schema": SCHEMA, "version": VERSION, "x_axis": x, "metric": name, "baseline": runs[0].name,
             "common_range": list(common) if common else None, "targets": list(targets),
             "metrics": metrics, "runs": out_runs, "relative": relative, "not_computed": skipped,

@@ -44,12 +44,19 @@ from zhbert.errors import UserError
 FIRST_REGULAR_ID = 5      # ids below are [PAD] [UNK] [CLS] [SEP] [MASK]
 IGNORE_INDEX = -100       # mlm_labels padding, what cross_entropy ignores
 _INSTANCE_STREAM = 1      # keeps the instance RNG apart from the masking RNGs
-# The rule that turns (seed, epoch, sample index) into a sample's masks; every history
-# header records it ("masking"), so that a resume or a comparison across a change of the
-# rule says so: the masks, the held-out set's fixed ones included, differ across it.
-# Bump it with any change to the masks drawn. 2: mask_batch's SplitMix64 keys (2026-12-06);
-# before that a numpy Generator per row, and headers recorded no rule.
-MASKING_VERSION = 2
+# The rules that turn (seed, epoch, sample index) into a sample's masks, one per kind of
+# masking. Every history header records its run's ("masking", since commit 3c43a40 of
+# 2026-12-06), so that a resume or a comparison across a change of rule says so: the masks,
+# the held-out set's fixed ones included, differ across it. Rename a rule with any change to
+# the masks it draws. "tokens/2": mask_batch's SplitMix64 keys, since commit 0423e4b
+# (2026-12-06); before it a numpy Generator per row ("tokens/1"). "whole-words/1": a numpy
+# Generator per row (choose_words), unchanged since whole-word masking came in.
+MASKING_RULES = {False: "tokens/2", True: "whole-words/1"}
+
+
+def masking_rule(whole_word: bool) -> str:
+    """The rule this zhbert masks by (``MASKING_RULES``), for data.whole_word."""
+    return MASKING_RULES[bool(whole_word)]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ while training runs. Every record has a "type":
 
 - header: schema, version, run, started, config, precision, precision_reason,
   machine, total_steps, tokens_per_step, masking (the masking rule,
-  data.MASKING_VERSION; absent before 2026-12-06) (first line; a resumed run appends
+  data.MASKING_RULES; absent before its commit) (first line; a resumed run appends
   another header with resumed_from). Its tokens_per_step counts *positions*
   (batch x max_len x accumulation x processes, padding included); readers call
   it ``positions_per_step`` (``positions_per_step(header)``)

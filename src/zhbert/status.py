@@ -24,12 +24,13 @@ def newest_checkpoint_check(run_dir: Path, newest: int | None) -> dict[str, Any]
     """Whether the newest checkpoint verifies (its checksums: the bytes --resume and
     fill-mask would load) and, if not, why and the newest one that does. A command's
     question, not the dashboard's: it reads every byte of the checkpoint."""
-    from zhbert.checkpoint import latest_valid_checkpoint
+    from zhbert.checkpoint import checkpoint_name, latest_valid_checkpoint
     if newest is None:
         return {"checkpoint_problem": None, "last_valid_checkpoint": None}
     problems: dict[int, str] = {}  # each checkpoint read once, newest first
     valid = latest_valid_checkpoint(run_dir, warn=lambda _: None, problems=problems)
-    if newest not in problems:  # it verified, or retention removed it while status read
+    removed = not (run_dir / "checkpoints" / checkpoint_name(newest)).exists()
+    if newest not in problems or removed:  # it verified, or retention removed it meanwhile
         return {"checkpoint_problem": None, "last_valid_checkpoint": valid.step if valid else newest}
     return {"checkpoint_problem": problems[newest], "last_valid_checkpoint": valid.step if valid else None}
 

@@ -32,7 +32,7 @@ from zhbert.config import Config, config_from_dict, describe_differences, load_c
 from zhbert.distributed import Dist, agree_on_step, barrier, on_main, setup, shutdown
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
-from zhbert.history import SCHEMA, VERSION, HistoryWriter, iter_records, truncate_after
+from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.run import (DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS, data_config, is_run_dir,
                         model_config_from)
 from zhbert.runlock import WriterLock, is_locked, lock_path
@@ -336,7 +336,7 @@ def _warn_warmup(cfg: Config) -> None:
 
 def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason: str,
                   tokens_per_step: int, resumed_from: int | None) -> HistoryWriter:
-    from zhbert.data import MASKING_VERSION
+    from zhbert.data import masking_rule
     from zhbert.machine import describe_machine
     history = HistoryWriter(run_dir / "history.jsonl")
     history.write({"type": "header", "schema": SCHEMA, "version": VERSION,
@@ -344,7 +344,7 @@ def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason
                    "precision": precision, "precision_reason": reason,
                    "machine": describe_machine(), "total_steps": cfg.train.steps,
                    "tokens_per_step": tokens_per_step, "world_size": dist.world,
-                   "masking": MASKING_VERSION,
+                   "masking": masking_rule(cfg.data.whole_word),
                    **({"resumed_from": resumed_from} if resumed_from is not None else {})})
     return history
 
@@ -367,29 +367,42 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
         raise UserError(f"checkpoint {ref.path} was made with another config; "
                         "resume with the run's own config or start a new run")
     if dist.main:
-        _warn_masking(run_dir, ref.step)
+        _warn_masking(run_dir, cfg, ref.step)
         dropped = truncate_after(run_dir / "history.jsonl", ref.step)
         print(f"zhbert: resuming from step {ref.step} ({ref.path.name}); "
               f"{dropped} history records after it dropped", file=sys.stderr)
     return ref, state
 
 
-def _warn_masking(run_dir: Path, step: int) -> None:
+def _warn_masking(run_dir: Path, cfg: Config, step: int) -> None:
     """A resume across a change of the masking rule continues with other masks than the
-    run's start drew, and scores the held-out set on other masked slots: say so, once."""
-    from zhbert.data import MASKING_VERSION
+    run's steps up to ``step`` drew, and scores the held-out set on other masked slots:
+    say so. The rule compared is the one of the start whose steps are kept (an earlier
+    resume's header stays in the history after a fall-back to an older checkpoint)."""
+    from zhbert.data import masking_rule
+    from zhbert.history import read_history
+
+    rule = masking_rule(cfg.data.whole_word)
     path = run_dir / "history.jsonl"
-    headers = [r for r in iter_records(path) if r.get("type") == "header"] if path.exists() else []
-    if not headers or headers[-1].get("masking") == MASKING_VERSION:
+    records = read_history(path, lambda _: None).records if path.exists() else []
+    kept = [r for r in records if r.get("type") == "header" and r.get("resumed_from", 0) < step]
+    if not kept or kept[-1].get("masking") == rule:
         return
-    was = headers[-1].get("masking")
-    by = (f"masking rule {was}" if was is not None
-          else "a zhbert from before 2026-12-06, which did not record its masking rule")
-    print(f"zhbert: warning: {run_dir} was trained with {by}; this zhbert draws masks by rule "
-          f"{MASKING_VERSION}. From step {step:,} the training batches mask other tokens than "
-          "an unbroken run would, and the held-out accuracy is measured on other masked "
-          "slots (a step in the curve there is the masks, not the model); start a new run "
-          "for a curve drawn by one rule", file=sys.stderr)
+    was = kept[-1].get("masking")
+    if was is None and cfg.data.whole_word:  # the whole-word rule has not changed
+        return
+    after = (f"from step {step:,} the training batches mask other tokens than an unbroken run "
+             "would, and the held-out accuracy is measured on other masked slots (a step in the "
+             "curve there is the masks, not the model); start a new run for a curve drawn by "
+             "one rule")
+    if was is None:
+        print(f"zhbert: warning: {path} records no masking rule (the run started before commit "
+              "3c43a40, 2026-12-06). If it started before commit 0423e4b (the same day) it drew "
+              f"its masks by another rule than this zhbert's ({rule}): then {after}",
+              file=sys.stderr)
+    else:
+        print(f"zhbert: warning: {run_dir} was trained with masking rule {was}, and this zhbert "
+              f"draws masks by {rule}: {after}", file=sys.stderr)
 
 
 def _tensorboard(run_dir: Path):

@@ -143,7 +143,8 @@ def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2,
     loss = metric_info(s.name).direction_for(s.y) < 0
     sign = -1.0 if loss else 1.0
     sm = smooth(s.y)
-    peak = float(np.nanmax(lr.y)) if lr is not None and len(lr) else 0.0
+    finite_lr = lr.y[np.isfinite(lr.y)] if lr is not None else np.array([])
+    peak = float(finite_lr.max()) if len(finite_lr) else 0.0
     flat = np.zeros(len(s), bool)
     for sl in _windows(len(s), w):
         q = max(1, w // 4)
@@ -155,8 +156,9 @@ def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2,
             flat[sl] = True
     return [Anomaly("plateau", s.name, float(s.step[a]), float(s.step[b]), "info",
                     f"{s.name} made no progress from step {s.step[a]:.0f} to {s.step[b]:.0f} "
-                    f"(smoothed change below {_need_text(loss)} per {w}-point window) while "
-                    f"the learning rate was above {PLATEAU_MIN_LR:.0%} of its peak")
+                    f"(smoothed change below {_need_text(loss)} per {w}-point window)"
+                    + (f" while the learning rate was above {PLATEAU_MIN_LR:.0%} of its peak"
+                       if lr is not None else ""))
             for a, b in _runs(flat)]
 
 

@@ -43,7 +43,7 @@ def setup_warnings(runs: Sequence[RunData]) -> list[str]:
             out.append(f"warning: {r.curve.name} differs from {first.curve.name} in "
                        f"{describe_differences(diffs, 5)}: one "
                        "law assumes one model and one data setup, so its fit and bands mean little")
-    masks = masking_warning([r.history.meta for r in runs if r.history is not None])
+    masks = masking_warning([(r.curve.name, r.history.meta) for r in runs if r.history is not None])
     if masks:
         out.append(masks)
     if len({r.loss_metric for r in runs}) > 1:

@@ -107,9 +107,9 @@ class Meta:
     events: tuple[dict, ...] = ()    # zhbert "event" records (nonfinite_loss, rollback, ...)
     positions_per_step: float | None = None  # padded positions per step (batch x max_len ...)
     regimes: tuple[int, ...] = ()    # steps after which the batches changed shape (length switch)
-    # the masking rule of each start of a zhbert run, in order (data.MASKING_VERSION; None
+    # the masking rule of each start of a zhbert run, in order (data.MASKING_RULES; None
     # where a header did not record it): another rule means other masks, held-out ones too
-    masking: tuple[int | None, ...] = ()
+    masking: tuple[str | None, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "path": self.path, "run": self.run,
@@ -310,27 +310,28 @@ def zhbert_history(lines: list[dict], ckpt_lines: list[dict], path: Path, metric
     return build_history(records, names, meta, notes, metric)
 
 
-def _masking(lines: list[dict], notes: list[str]) -> tuple[int | None, ...]:
+def _masking(lines: list[dict], notes: list[str]) -> tuple[str | None, ...]:
     """The masking rule of each start (header) of a run, consecutive repeats merged; a note
-    when a resume changed it (train._warn_masking said so at the time)."""
+    when a resume changed it (train._warn_masking said so at the time). A header without
+    a rule (before the rule was recorded) is not guessed at."""
     rules = [o.get("masking") for o in lines if o.get("type") == "header"]
     out = tuple(r for i, r in enumerate(rules) if i == 0 or r != rules[i - 1])
-    if len(out) > 1:
-        notes.append("a resume changed the masking rule (" + " -> ".join(
-            "unrecorded" if r is None else str(r) for r in out) + "): the held-out accuracy "
-            "after it is measured on other masked slots")
+    known = [r for r in out if r is not None]
+    if len(set(known)) > 1:
+        notes.append("a resume changed the masking rule (" + " -> ".join(known) + "): the "
+                     "held-out accuracy after it is measured on other masked slots")
     return out
 
 
-def masking_warning(metas: list[Meta]) -> str | None:
-    """A line when runs recorded different masking rules (runs that recorded none are left
-    out: their rule is not known): their held-out sets mask other slots, so a difference
-    within the held-out intervals may be the masks."""
-    rules = {m.run: m.masking[-1] for m in metas if m.masking and m.masking[-1] is not None}
+def masking_warning(runs: list[tuple[str, Meta]]) -> str | None:
+    """A line when the runs ((name, meta) pairs) recorded different masking rules (runs
+    that recorded none are left out: their rule is not known): their held-out sets mask
+    other slots, so a difference within the held-out intervals may be the masks."""
+    rules = {name: m.masking[-1] for name, m in runs if m.masking and m.masking[-1] is not None}
     if len(set(rules.values())) < 2:
         return None
     return ("warning: the runs draw masks by different rules (" + ", ".join(
-        f"{run}: {rule}" for run, rule in rules.items()) + "): their held-out sets mask other "
+        f"{name}: {rule}" for name, rule in rules.items()) + "): their held-out sets mask other "
         "slots, so a difference within their 95% intervals (eval_mlm_acc_ci95) may be the "
         "masks, not the models")
 
