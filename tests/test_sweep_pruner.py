@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from zhbert.analysis.forecast import Forecast
+from zhbert.errors import UserError
 from zhbert.sweep.forecast import forecast_final
 from zhbert.sweep.pruner import ForecastPruner, decide
 
@@ -108,12 +109,28 @@ def _tiny_config():
 
 
 def test_the_forecast_falls_back_to_the_curve_families_until_the_law_can_fit(tmp_path):
-    steps = np.arange(50, 450, 50)  # 4 evals after the warm-ups: too few for the law
+    steps = np.arange(50, 500, 50)  # 5 evals after the warm-ups: too few for the law
     _history(tmp_path / "run", steps, _curve(0.30, 150, steps, noise=0.001), _tiny_config())
     fc = forecast_final(tmp_path / "run", TOTAL)
     assert fc.lo95 <= fc.lo80 <= fc.mean <= fc.hi80 <= fc.hi95 and abs(fc.mean - 0.30) < 0.02
-    assert fc.method.startswith("curve families") and "8 evals up to step 400" in fc.method
+    # the families fit the points after the length switch (step 200) only
+    assert fc.method.startswith("curve families") and "5 evals up to step 450" in fc.method
     assert "schedule-aware law: " in fc.method and "eval points after the warm-up" in fc.method
+
+
+def test_no_forecast_from_the_short_sequence_phase(tmp_path):
+    """A sweep trial was pruned at step 50, in its short-sequence phase (to step 130), by
+    curve families fitted to that phase alone (a newcomer's sweep: forecast 0.0607, the best
+    trial ended at 0.1083): the families wait for points after the switch."""
+    steps = np.arange(25, 425, 25)  # 8 evals up to the switch at 200, 8 after
+    _history(tmp_path / "run", steps, _curve(0.30, 150, steps, noise=0.001), _tiny_config())
+    for upto in (200, 300):  # 0 and 4 evals after the switch
+        (tmp_path / "cut").mkdir(exist_ok=True)
+        _history(tmp_path / "cut" / str(upto), steps[steps <= upto],
+                 _curve(0.30, 150, steps[steps <= upto], noise=0.001), _tiny_config())
+        with pytest.raises(UserError, match="after the switch to full-length sequences at step 200"):
+            forecast_final(tmp_path / "cut" / str(upto), TOTAL)
+    assert math.isfinite(forecast_final(tmp_path / "run", TOTAL).mean)  # 8 after it: forecast
 
 
 def test_the_schedule_aware_law_answers_once_it_has_the_points(tmp_path):
@@ -146,8 +163,9 @@ def test_a_flat_plateau_is_not_pruned_within_one_measurements_noise(tmp_path):
         r["eval_mlm_acc_ci95"] = [0.0417, 0.0688]
     (tmp_path / "flat" / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in with_ci))
     pruner = ForecastPruner(tmp_path)
-    assert not pruner.prune(study, frozen)
-    fc = pruner.decisions[frozen.number].forecast
+    assert not pruner.prune(study, frozen)  # it never moved: the flattest plateau, kept
+    assert "on a plateau" in pruner.decisions[frozen.number].reason
+    fc = forecast_final(tmp_path / "flat", TOTAL)  # what a forecast of it would say
     assert fc.hi80 > 0.0573 and abs(fc.sd - 0.0069) < 0.0002
 
 
@@ -159,7 +177,9 @@ def test_a_trial_flat_on_the_plateau_is_kept():
     study = _study_with_best(0.0754)
     values = [0.031, 0.046, 0.0517, 0.0517, 0.0517]
     assert on_plateau(values) and not on_plateau([0.03, 0.05, 0.07, 0.09, 0.11])
-    assert not on_plateau([0.05] * 5)  # no movement at all: nothing to compare with
+    # no movement at all is the flattest plateau (a newcomer's sweep pruned a trial at
+    # 0.0607 x 5 by its forecast; the best trial sat at 0.0607 to step 70, then rose to 0.108)
+    assert on_plateau([0.0607] * 5)
     trial = study.ask()
     trial.set_user_attr("total_steps", 300)
     trial.set_user_attr("trial_dir", "t")

@@ -140,12 +140,10 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
     fits: dict[str, list[CurveFit]] = {}
     for m in _fit_metrics(history, name, anomalies):
         s, _ = history.series[m].finite()
-        mx = s.x(x) if m == name else _axis_or_none(s, x)
-        if mx is None:
+        if (s.x(x) if m == name else _axis_or_none(s, x)) is None:
             skipped.append((f"curve fit of {m}", f"{m} does not record {x} for every point"))
             continue
-        got = _attempt(f"curve fit of {m}", skipped,
-                       lambda: fit_curve(mx, s.y, n_boot=n_boot, seed=seed, metric=m))
+        got = _attempt(f"curve fit of {m}", skipped, lambda: _fit_part(history, s, x, m, n_boot, seed))
         if got:
             fits[m] = got
     if target is None and metric_info(name).kind == "accuracy":
@@ -159,8 +157,9 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
     else:
         skipped.append(("prediction", "no learning curve could be fitted (see above)"))
     bt = None
-    if len(series) >= MIN_BACKTEST_POINTS:
-        bt = _attempt("backtest", skipped, lambda: backtest(history, float(np.median(xs)), metric=name, x=x))
+    if len(series) >= MIN_BACKTEST_POINTS:  # fitted to the first half of the curve's part
+        bt = _attempt("backtest", skipped, lambda: backtest(
+            history, float(np.median(history.curve_part(series).x(x))), metric=name, x=x))
     else:
         skipped.append(("backtest", f"needs {MIN_BACKTEST_POINTS}+ points of {name}, have {len(series)}"))
     look = _outlook(history, name, target, n_boot, skipped)
@@ -186,6 +185,13 @@ def _outlook(history: History, metric: str, target: float | None, n_boot: int,
     except UserError as why:
         skipped.append(("schedule-aware forecast", str(why)))
     return None
+
+
+def _fit_part(history: History, s, x: str, metric: str, n_boot: int, seed: int):
+    """The curve families' fits of ``s`` over its points after the length switch
+    (``History.curve_part``)."""
+    part = history.curve_part(s)
+    return fit_curve(part.x(x), part.y, n_boot=n_boot, seed=seed, metric=metric)
 
 
 def _axis_or_none(series, x: str):

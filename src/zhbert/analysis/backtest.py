@@ -69,6 +69,8 @@ def backtest(source: History | Series, fit_until: float, *, metric: str | None =
     smoothed metric (centered moving average over ~5% of the points, stats.smooth)."""
     series = source.metric(metric) if isinstance(source, History) else source
     series, _ = series.finite()
+    if isinstance(source, History):  # after the length switch: the families are one smooth curve
+        series = source.curve_part(series)
     xs, ys = series.x(x), series.y
     fit_mask = (xs <= fit_until) & (xs > 0)
     test = xs > fit_until

@@ -379,7 +379,7 @@ def forecast_final(run_dir_or_history: Any, total_steps: int | None = None,
 def _fallback(source: Any, total_steps: int | None, why: str, n_boot: int) -> Forecast:
     from zhbert.analysis.curves import boot_interval, fit_curve
     h = source if isinstance(source, History) else load_history(source)
-    s, _ = h.metric().finite()
+    s = h.curve_part(h.metric().finite()[0])
     n = float(total_steps or s.step[-1])
     fit = fit_curve(s.step, s.y, n_boot=n_boot, metric=s.name)[0]
     if not fit.ok:

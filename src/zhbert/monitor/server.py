@@ -251,11 +251,11 @@ def _ckpt_stamp(run_dir: Path) -> tuple | None:
         return None
 
 
-def _guard(fn) -> dict[str, Any]:
+def _guard(fn, about: str = "") -> dict[str, Any]:
     try:
         return fn()
     except UserError as exc:
-        return {"error": str(exc)}
+        return {"error": about + str(exc)}
 
 
 _STUDIES: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
@@ -297,8 +297,9 @@ def _study(h, x: str, target: float | None) -> dict[str, Any]:
     out["correlation"] = _guard(lambda: correlate(s.step, s.y, n_boot=1000).to_json())
 
     def fit() -> dict[str, Any]:
-        xs = s.x(x)
-        fits = fit_curve(xs, s.y, n_boot=N_BOOT, metric=s.name)
+        part = h.curve_part(s)  # after the length switch: one smooth curve
+        xs = part.x(x)
+        fits = fit_curve(xs, part.y, n_boot=N_BOOT, metric=s.name)
         best = fits[0]
         if not best.ok:
             raise UserError("no learning-curve model could be fitted: " + best.error)
@@ -310,7 +311,8 @@ def _study(h, x: str, target: float | None) -> dict[str, Any]:
     out["fit"] = _guard(fit)
     if target is not None:
         out["prediction"] = _guard(lambda: predict_steps(h, target, metric=s.name, x=x,
-                                                         n_boot=N_BOOT).to_json())
+                                                         n_boot=N_BOOT).to_json(),
+                                   f"target {target:g}: ")  # what no answer is to
         out["outlook"] = _guard(lambda: _outlook(h.meta.path, target))
     return _num(out)
 

@@ -76,7 +76,8 @@ def curve_forecast(run_dir: str | Path, total_steps: int, metric: str, n_boot: i
     from zhbert.analysis.curves import fit_curve
     from zhbert.analysis.history import load_history
 
-    series, _ = load_history(run_dir, metric).metric(metric).finite()
+    history = load_history(run_dir, metric)
+    series = history.curve_part(history.metric(metric).finite()[0])  # after the length switch
     fits = [f for f in fit_curve(series.step, series.y, n_boot=n_boot, metric=metric) if f.ok]
     if not fits:
         raise UserError(f"{run_dir}: no learning-curve model fitted {metric}")
