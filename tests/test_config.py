@@ -59,3 +59,28 @@ def test_hash_of_a_config_without_length_warmup_is_unchanged():
     assert load_config("seed", ["data.warmup_len_fraction=0.3"]).hash() == "1afb3c4aeb070806"  # off
     on = load_config("seed", ["data.warmup_len=64", "data.warmup_len_fraction=0.1"])
     assert on.hash() != load_config("seed", []).hash()
+
+
+def test_config_errors_name_the_file_the_line_and_the_closest_key(tmp_path):
+    """`train --config typo.toml` said "invalid configuration:" and a list, naming neither the
+    file nor the lines (a newcomer's pass); a sweep's space check named both. A missing file
+    read as "neither a preset, a TOML file nor a run"."""
+    from zhbert.config import ConfigError
+
+    f = tmp_path / "typo.toml"
+    f.write_text('[train]\nlrr = 1e-3\nsteps = "abc"\n[modle]\nx = 1\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(str(f))
+    assert str(err.value).startswith(f"invalid configuration in config file {f}:\n  - ")
+    assert err.value.problems == ["[modle]: unknown section; did you mean [model]? (line 4)",
+                                  "train.lrr: unknown key; did you mean train.lr? (line 2)",
+                                  "train.steps: 'abc' is not a valid int (line 3)"]
+    f.write_text("[train]\nsteps = 10\n")
+    with pytest.raises(ConfigError) as err:  # the file's value replaced: the --set's error
+        load_config(str(f), ["train.steps=x"])
+    assert str(err.value) == (f"invalid configuration in config file {f} with --set: "
+                              "train.steps: 'x' is not a valid int")
+    with pytest.raises(UserError, match="'nothere.toml': no such file; the presets are"):
+        load_config("nothere.toml")
+    with pytest.raises(UserError, match="did you mean tiny\\?"):
+        load_config("tinny")

@@ -377,3 +377,12 @@ def test_runs_of_different_masking_rules_fitted_together_are_warned_about(runs, 
     assert rc == 0 and "draw masks by different rules (m1: tokens/1, m2: tokens/2)" in out
     rc, out, _ = cli("predict_cli", [str(runs[1000]), str(tmp_path / "m2"), "--steps", "3000"], capsys)
     assert rc == 0 and "different rules" not in out
+
+
+def test_a_run_too_short_for_the_law_is_told_the_total_and_the_curves(tmp_path, capsys):
+    """One run with 4 evaluations after the warm-ups was told "at least 2 ... in each run"
+    here and "at least 6" elsewhere, and not that --law none could still answer."""
+    short = write_run(tmp_path / "short", 300)
+    rc, _, err = cli("predict_cli", [str(short), "--steps", "600"], capsys)
+    assert rc == 2 and "needs at least 6 eval points after the warm-up (have 4)" in err
+    assert "--law none --target VALUE" in err and "in each run" not in err

@@ -399,3 +399,16 @@ def test_a_resume_of_a_run_that_recorded_no_masking_rule(tmp_path, capsys, whole
     hist.write_text(json.dumps({"type": "header", "masking": masking_rule(whole_word)}) + "\n")
     _warn_masking(tmp_path, cfg, 100)
     assert capsys.readouterr().err == ""
+
+
+def test_a_resume_with_other_data_is_told_the_runs_own():
+    """`--resume` with another --data (and no --config or --set) was told to leave out
+    --config and --set (a newcomer's pass); it is told the run's data directory."""
+    from zhbert.train import _other_run_message
+
+    vocab = {"the vocabulary": ("/data/zh", "/data/en")}
+    msg = _other_run_message(Path("runs/r"), vocab, resume=True)
+    assert "to continue it, pass --data /data/zh, the data it was trained on;" in msg
+    assert "--config" not in msg
+    both = _other_run_message(Path("runs/r"), {**vocab, "train.lr": (1e-3, 2e-3)}, resume=True)
+    assert "pass --data /data/zh, the data it was trained on and leave out --config and --set" in both

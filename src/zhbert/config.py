@@ -11,8 +11,10 @@ resume against a run started with a different config.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -134,19 +136,56 @@ def _preset_text(name: str) -> str:
     return resources.files("zhbert").joinpath(f"configs/{name}.toml").read_text(encoding="utf-8")
 
 
-def _read_toml(spec: str) -> tuple[dict[str, Any], str]:
+class ConfigError(UserError):
+    """Every problem of a configuration at once (``problems``, each "section.key: why"),
+    in a message that names where the settings came from (``source``)."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source, self.problems = source, problems
+        listed = " " + problems[0] if len(problems) == 1 else "\n  - " + "\n  - ".join(problems)
+        super().__init__(f"invalid configuration in {source}:{listed}")
+
+
+def line_of(text: str, name: str) -> int:
+    """The line of a TOML text that defines ``section.key`` (a config's ``key =`` in its
+    table, a sweep space's ``[section.key]`` table), or ``[section]``; 1 if it cannot be told."""
+    section, _, key = name.partition(".")
+    s, k = re.escape(section), re.escape(key)
+    patterns = ((rf"^\s*\[\s*{s}\s*\.\s*{k}\s*\]", rf"^\s*{s}\s*\.\s*{k}\s*=", rf"^\s*{k}\s*=")
+                if key else (rf"^\s*\[\s*{s}\b", rf"^\s*{s}\s*[.=]"))
+    lines = text.splitlines()
+    for pattern in patterns:
+        for i, line in enumerate(lines, start=1):
+            if re.match(pattern, line):
+                return i
+    return 1
+
+
+def closest(word: str, options, fmt: str = "{}") -> str:
+    """"; did you mean OPTION?" for the option closest to ``word`` (difflib), written
+    through ``fmt``; "" when none is close."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"; did you mean {fmt.format(close[0])}?" if close else ""
+
+
+def _read_toml(spec: str) -> tuple[dict[str, Any], str, str | None]:
+    """(sections, name, TOML text or None) of a preset, a TOML file or a run's config.json."""
     if spec in PRESETS:
-        return tomllib.loads(_preset_text(spec)), spec
+        return tomllib.loads(_preset_text(spec)), spec, None
     path = Path(spec)
     if path.is_dir() and (path / "config.json").is_file():  # a run directory
         path = path / "config.json"
     if path.suffix == ".json" and path.is_file():
-        return run_config_sections(path)
+        return (*run_config_sections(path), None)
     if not path.is_file():
-        raise UserError(f"config {spec!r} is neither a preset ({', '.join(PRESETS)}), a TOML file "
-                        "nor a run (its directory or config.json)")
+        looks = path.suffix in (".toml", ".json") or len(path.parts) > 1
+        what = ("no such file" if looks and not path.exists() else
+                "neither a preset, a TOML file nor a run (its directory or config.json)")
+        raise UserError(f"config {spec!r}: {what}; the presets are {', '.join(PRESETS)}"
+                        + closest(spec, PRESETS))
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")), path.stem
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text), path.stem, text
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"config file {path} is not valid TOML: {exc}") from None
 
@@ -187,37 +226,52 @@ def _parse_overrides(overrides: list[str], errors: list[str]) -> dict[str, dict[
     return out
 
 
-def _build_section(cls: type, values: dict[str, Any], section: str, errors: list[str]) -> Any:
+def _build_section(cls: type, values: dict[str, Any], section: str, errors: list[str],
+                   where: dict[str, str]) -> Any:
+    """``where``: " (line N)" by "section.key" for the keys a TOML file set."""
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for name, value in values.items():
+        key, said = f"{section}.{name}", len(errors)
         if name not in known:
-            errors.append(f"{section}.{name}: unknown key (known: {', '.join(known)})")
-            continue
-        kwargs[name] = _coerce(value, known[name].default, f"{section}.{name}", errors)
+            # matched on the key alone: the shared "train." would make every train key close
+            errors.append(f"{key}: unknown key" + (closest(name, known, section + ".{}")
+                                                   or f" (known: {', '.join(known)})"))
+        else:
+            kwargs[name] = _coerce(value, known[name].default, key, errors)
+        if len(errors) > said and key in where:
+            errors[-1] += where[key]
     return cls(**kwargs)
 
 
 def load_config(spec: str = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Resolve preset/file + overrides into a validated Config (all errors at once)."""
     errors: list[str] = []
-    raw, name = _read_toml(spec)
+    raw, name, text = _read_toml(spec)
     merged: dict[str, dict[str, Any]] = {}
     for section, values in raw.items():
         if section not in SECTIONS or not isinstance(values, dict):
-            errors.append(f"[{section}]: unknown section (known: {', '.join(SECTIONS)})")
+            errors.append(f"[{section}]: unknown section" + (closest(section, SECTIONS, "[{}]") or
+                                                              f" (known: {', '.join(SECTIONS)})")
+                          + (f" (line {line_of(text, section)})" if text else ""))
             continue
         merged[section] = dict(values)
+    where = {f"{s}.{k}": f" (line {line_of(text, f'{s}.{k}')})"
+             for s, values in merged.items() for k in values} if text else {}
     for section, values in _parse_overrides(list(overrides), errors).items():
         if section not in SECTIONS:
             errors.append(f"--set {section}.*: unknown section (known: {', '.join(SECTIONS)})")
             continue
         merged.setdefault(section, {}).update(values)
-    built = {s: _build_section(cls, merged.get(s, {}), s, errors) for s, cls in SECTIONS.items()}
+        for k in values:  # a --set value replaces the file's: its errors are the --set's
+            where.pop(f"{section}.{k}", None)
+    built = {s: _build_section(cls, merged.get(s, {}), s, errors, where) for s, cls in SECTIONS.items()}
     config = Config(preset=name, **built)
     errors += validate(config)
     if errors:
-        raise UserError("invalid configuration:\n  - " + "\n  - ".join(errors))
+        source = (f"config file {spec}" if text else f"preset {spec}" if spec in PRESETS
+                  else f"run config {spec}")
+        raise ConfigError(source + (" with --set" if overrides else ""), errors)
     return config
 
 
@@ -243,9 +297,9 @@ def run_config_sections(path: Path) -> tuple[dict[str, Any], str]:
 def config_from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a Config written by `to_dict` (a run's config.json)."""
     errors: list[str] = []
-    built = {s: _build_section(cls, d.get(s, {}), s, errors) for s, cls in SECTIONS.items()}
+    built = {s: _build_section(cls, d.get(s, {}), s, errors, {}) for s, cls in SECTIONS.items()}
     if errors:
-        raise UserError("invalid configuration in run:\n  - " + "\n  - ".join(errors))
+        raise ConfigError("a run's config.json", errors)
     return Config(preset=d.get("preset", "custom"), **built)
 
 

@@ -173,8 +173,13 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
 
 
 def _other_run_message(run_dir: Path, changed: dict[str, tuple], resume: bool) -> str:
-    fix = ("to continue it, leave out --config and --set (--resume then reads its settings "
-           f"from {run_dir / 'config.json'}); " if resume else "")
+    fixes = []
+    if resume and "the vocabulary" in changed:  # another --data: it names the run's own
+        fixes.append(f"pass --data {changed['the vocabulary'][0]}, the data it was trained on")
+    if resume and set(changed) - {"the vocabulary"}:
+        fixes.append("leave out --config and --set (--resume then reads its settings from "
+                     f"{run_dir / 'config.json'})")
+    fix = f"to continue it, {' and '.join(fixes)}; " if fixes else ""
     if resume and list(changed) == ["train.steps"]:
         fix = ("a run cannot be lengthened, since train.steps sets its lr schedule (`zhbert "
                f"predict {run_dir} --steps N` forecasts a longer one); ")

@@ -312,6 +312,11 @@ def _start(spec: LawSpec, hint: dict[str, float], y: np.ndarray, f_all: list[Fea
     return np.clip([vals[k] for k in spec.params], spec.lower, spec.upper)
 
 
+class TooFewPoints(UserError):
+    """The runs have too few evaluations after the warm-ups for a law (the schedule-free
+    curve families may still answer)."""
+
+
 def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0,
             seed: int = 0) -> LawFit:
     """Fit one law to all ``runs`` at once (same model and data; see module docstring);
@@ -322,13 +327,16 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     data = [r.fitted() for r in runs]
     lengths = [len(s) for s, _ in data]
     short = [r.name for r, n in zip(runs, lengths) if n < 2]
+    # the total first: one run short of it was told "at least 2 ... in each run" by one
+    # command and "at least 6" by another (a newcomer's pass)
+    if sum(lengths) < MIN_POINTS:
+        raise TooFewPoints(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
+                        f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every) or "
+                        "train further")
     if short:  # each run needs two fitted points: name the ones that lack them
-        raise UserError(f"a schedule-aware law needs at least 2 eval points after the warm-up in each "
+        raise TooFewPoints(f"a schedule-aware law needs at least 2 eval points after the warm-up in each "
                         f"run; {', '.join(short)} {'has' if len(short) == 1 else 'have'} fewer; "
                         "leave it out, or evaluate more often (train.eval_every) or train further")
-    if sum(lengths) < MIN_POINTS:
-        raise UserError(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
-                        f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every) or train further")
     units = _units(runs)
     feats = [features(r.schedule, s, units, law) for r, (s, _) in zip(runs, data)]
     y = np.concatenate([l for _, l in data])

@@ -264,7 +264,11 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
     curve = p.curve(sched, marks)
     out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
            "final_accuracy": acc and acc.to_json(), "units": units(p, n, args),
-           "curve": {k: [float(v) for v in vals] for k, vals in curve.items()}}
+           "curve": {k: [float(v) for v in vals] for k, vals in curve.items()},
+           # two bands at the last step, told apart (a newcomer read them as one forecast)
+           "bands": "final_loss and final_accuracy: of the run's last evaluation, its sampling "
+                    "noise included (bootstrap refits where --n-boot > 0); curve: the mean "
+                    "curve's delta-method band, without that noise (narrower)"}
     r0 = p.runs[0]
     lines = [f"a {n:,}-step {sched.kind} run (warm-up {sched.warmup}, peak lr {sched.peak:g}):",
              f"  final loss ({r0.loss_metric}) {_fc(loss, pct=False)}"]

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     the schedule-free families of one run, saying why."""
     from zhbert.analysis import planning
     from zhbert.analysis.forecast import NoLearningRate, plan
+    from zhbert.analysis.laws import TooFewPoints
     planning.check_plan_args(args)
     why = "--law none" if args.law == "none" else "--model / --x name a schedule-free fit"
     if args.law != "none" and not (args.model or args.x != "step"):
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
             p = plan(args.history, args.law, args.n_boot)
         except NoLearningRate as exc:
             why = str(exc)
+        except TooFewPoints as exc:  # the families may still answer
+            raise UserError(f"{exc}; or ask the schedule-free curves with --law none --target "
+                            "VALUE") from None
         else:
             # naming the accuracy the law forecasts anyway keeps the law (it switched methods)
             if args.metric in (None, p.runs[0].acc_metric):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-from zhbert.config import SECTIONS, load_config, tomllib
+from zhbert.config import SECTIONS, ConfigError, closest, line_of, load_config, tomllib
 from zhbert.errors import UserError
 
 RANGE_KEYS = {"low", "high", "log", "step"}
@@ -98,20 +98,6 @@ def format_value(v: Any) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     return repr(v) if isinstance(v, float) else str(v)
-
-
-def line_of(text: str, name: str) -> int:
-    """The line that defines ``section.key`` in the space file (1 if it cannot be told)."""
-    section, _, key = name.partition(".")
-    s, k = re.escape(section), re.escape(key)
-    patterns = ((rf"^\s*\[\s*{s}\s*\.\s*{k}\s*\]", rf"^\s*{s}\s*\.\s*{k}\s*=", rf"^\s*{k}\s*=")
-                if key else (rf"^\s*\[\s*{s}\b", rf"^\s*{s}\s*[.=]"))
-    lines = text.splitlines()
-    for pattern in patterns:
-        for i, line in enumerate(lines, start=1):
-            if re.match(pattern, line):
-                return i
-    return 1
 
 
 def _kind_of(name: str) -> type | None:
@@ -185,7 +171,7 @@ def _check_with_config(space: Space, base: str, text: str) -> list[str]:
 
 
 def _flat(exc: UserError) -> str:
-    return str(exc).replace("invalid configuration:\n  - ", "").replace("\n  - ", "; ")
+    return "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
 
 
 class _Bad(Exception):
@@ -203,21 +189,14 @@ def _problem(text: str, name: str, subject: str, msg: str) -> str:
     return f"line {line_of(text, name)}: {subject}: {msg}"
 
 
-def _hint(word: str, options, prefix: str = "") -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f"; did you mean {prefix}{close[0]}?" if close else ""
-
-
 def _check_key(name: str, base: str) -> None:
     """An unknown key: the message `--set` gives (via load_config) and the closest key."""
     if _kind_of(name) is not None:
         return
-    section, _, key = name.partition(".")
     try:
         load_config(base, [f"{name}=0"])
-    except UserError as exc:
-        # matched on the key alone: the shared "train." would make every train key close
-        _bad(_flat(exc) + _hint(key, [f.name for f in fields(SECTIONS[section])], f"{section}."))
+    except UserError as exc:  # its message names the closest key (config.closest)
+        _bad(_flat(exc))
 
 
 def _tables(raw: dict[str, Any], text: str, base: str, problems: list[str]):
@@ -227,7 +206,7 @@ def _tables(raw: dict[str, Any], text: str, base: str, problems: list[str]):
     for section, values in raw.items():
         if section not in SECTIONS or not isinstance(values, dict):
             problems.append(f"line {line_of(text, section)}: [{section}] is not a config section; "
-                            f"use {', '.join(SECTIONS)}{_hint(section, SECTIONS)}")
+                            f"use {', '.join(SECTIONS)}{closest(section, SECTIONS)}")
             continue
         for key, spec in values.items():
             name = f"{section}.{key}"
