@@ -164,3 +164,17 @@ def test_runs_of_different_masking_rules_are_warned_about(tmp_path):
     j = compare(load_runs([str(a), str(b)], None, "step"))
     assert len(j["warnings"]) == 1 and "(demo: tokens/1, demo (2): tokens/2)" in j["warnings"][0]
     assert j["warnings"][0] in comparison_markdown(j, None)
+
+
+def test_the_forecast_table_writes_steps_as_predict_does():
+    """compare printed "950" where predict said "<= 950" (the shortest run searched already
+    reaches the target: only an upper bound)."""
+    from zhbert.compare import _forecast_md
+
+    reach = {"0.3": {"steps": 950.0, "reachable": True, "shortest_searched": 950},
+             "0.35": {"steps": 2400.0, "reachable": True, "shortest_searched": 950},
+             "0.6": {"steps": None, "reachable": False}}
+    j = {"runs": [{"name": "a", "forecast": {"planned_steps": 1000, "reach": reach,
+                                             "final": {"mean": 0.3, "interval80": [0.2, 0.4]}}}]}
+    row = [line for line in _forecast_md(j)[-1].splitlines() if line.startswith("| a")][0]
+    assert "<= 950" in row and "2,400" in row and "not reachable" in row

@@ -263,3 +263,16 @@ def test_builtin_reviews_and_reserve(builtin):
         digest = hashlib.blake2b(norm(entry["text"]).encode(), digest_size=8, person=b"zhbert-reserve")
         assert int.from_bytes(digest.digest(), "big") / 2**64 < 0.2
         assert is_reserved_review(entry["text"]) and is_reserved_review(" " + entry["text"] + "\n")
+
+
+def test_an_empty_small_text_file_is_told_to_be_filled(tmp_path):
+    """An empty fill-mask --input was told to "re-save it as UTF-8 text"."""
+    from zhbert.corpus.sources import read_small_text
+
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"")
+    with pytest.raises(UserError, match=r"sentences file .*in\.txt is empty; write its lines into it$"):
+        read_small_text(path, "sentences file")
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(UserError, match="re-save it as UTF-8 text"):
+        read_small_text(path, "sentences file")

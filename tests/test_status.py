@@ -128,3 +128,8 @@ def test_status_says_when_the_newest_checkpoint_is_corrupt(tmp_path, capsys, mon
     monkeypatch.setattr(checkpoint, "verify_checkpoint",
                         lambda p: (shutil.rmtree(p) if p == newest else None) or verify(p))
     assert newest_checkpoint_check(run, 4) == {"checkpoint_problem": None, "last_valid_checkpoint": 2}
+    monkeypatch.setattr(checkpoint, "verify_checkpoint", lambda p: "broken")  # none verifies
+    newest.mkdir(exist_ok=True)
+    assert cli_main(["status", str(run)]) == 0
+    assert ("is corrupt (broken); no checkpoint verifies: --resume starts over at step 0, "
+            "fill-mask has none to load") in capsys.readouterr().out

@@ -24,6 +24,7 @@ from typing import Any
 
 from zhbert.analysis import History, Series, correlate, load_history, summary
 from zhbert.analysis.history import masking_warning, with_characters
+from zhbert.analysis.planning import steps_text
 from zhbert.analysis.predict import _already_reached
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, check_out, staged_dir
@@ -273,7 +274,9 @@ def _forecast_md(j: dict) -> list[str]:
         f = r.get("forecast")
         if not f:
             continue
-        steps = [(t, g["steps"] if g["reachable"] else "not reachable") for t, g in f["reach"].items()]
+        # steps as predict writes them: "<= N" where the shortest run searched already reaches it
+        steps = [(t, steps_text(g["steps"], g.get("shortest_searched")) if g["reachable"]
+                  else "not reachable") for t, g in f["reach"].items()]
         rows.append([r["name"], f["planned_steps"], f["final"]["mean"], fmt(f["final"]["interval80"])]
                     + [v for _, v in steps])
     if not rows:

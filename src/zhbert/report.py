@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output directory (default RUN_DIR/analysis, or NAME_analysis "
                         "next to a history file)")
     parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits per curve (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the bootstrap refits (the same seed, the same intervals)")
 
 
 def run(args: argparse.Namespace) -> int:

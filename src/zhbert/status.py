@@ -66,8 +66,9 @@ def _lines(s: dict[str, Any]) -> list[str]:
     checkpoint = f"checkpoint {_fmt(s['last_checkpoint'])}"
     if s.get("checkpoint_problem"):
         valid = s["last_valid_checkpoint"]
-        checkpoint += (f" is corrupt ({s['checkpoint_problem']}); --resume and fill-mask use "
-                       + (f"step {valid:,}" if valid is not None else "none: no checkpoint verifies"))
+        checkpoint += (f" is corrupt ({s['checkpoint_problem']}); " + (
+            f"--resume and fill-mask use step {valid:,}" if valid is not None else
+            "no checkpoint verifies: --resume starts over at step 0, fill-mask has none to load"))
     if s.get("history_note"):  # not one record: nothing else to report
         return head + [f"history    {s['history_note']}", _step_line(s), checkpoint]
     lines = head + [

@@ -119,7 +119,7 @@ def backtest_table(result: BacktestResult) -> str:
             f"predict the remaining {r.n_test} points up to {r.last_x:,.0f}",
             f"smoothed actual at the last point: {r.actual_last:.4f}"
             + ("" if r.at is None else f"; at {r.at:,.0f}: {r.actual_at:.4f}")]
-    cols = ["model", "MAE", "max err", "err@last", f"mean err, last {r.window:,.0f} {r.x_axis}",
+    cols = ["model", "MAE", "max err", "err@last", f"mean err, last {r.window:,.0f} {r.x_axis}{'s' if r.x_axis == 'step' else ''}",
             "pred@last"]
     if r.at is not None:
         cols.append(f"pred@{r.at:,.0f}")

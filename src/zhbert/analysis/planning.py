@@ -138,7 +138,7 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     i80 = (_crossing(grid, band["hi80"], target), _crossing(grid, band["lo80"], target))
     i95 = (_crossing(grid, band["hi95"], target), _crossing(grid, band["lo95"], target))
     first = int(grid[0])
-    n = lambda v: _n(v, first)  # noqa: E731
+    n = lambda v: steps_text(v, first)  # noqa: E731
     below = limit is not None and limit < target
     if math.isinf(point) and math.isfinite(i80[0]):
         floor = f"the law's floor maps to accuracy {limit:.4f}" if limit is not None else "no floor"
@@ -159,10 +159,10 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
                  f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", first)
 
 
-def _n(v: float, first: int | None = None) -> str:
+def steps_text(v: float | None, first: int | None = None) -> str:
     """Steps as text. ``first``: the search grid's shortest run (the warm-up + 1); a
     crossing there only says the target is met by then, so it reads "<= first"."""
-    if math.isinf(v):
+    if v is None or math.isinf(v):
         return "inf (never)"
     return f"<= {first:,}" if first is not None and v <= first else f"{v:,.0f}"
 

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds-per-step", type=float, help="override the recorded seconds per step")
     parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits of the law or "
                         "curve (default 200; 0: the law's delta-method intervals)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the bootstrap refits (the same seed, the same intervals)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -201,8 +201,9 @@ def read_small_text(path: str | Path, what: str) -> str:
         raise UserError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    except _Bad as exc:
-        raise UserError(f"{what} {path} {exc}; re-save it as UTF-8 text") from None
+    except _Bad as exc:  # an empty file is no encoding problem
+        fix = "write its lines into it" if str(exc) == "is empty" else "re-save it as UTF-8 text"
+        raise UserError(f"{what} {path} {exc}; {fix}") from None
     except _Truncated as exc:
         raise UserError(f"{what} {path} is cut short ({exc}); recreate it") from None
 
