@@ -136,8 +136,11 @@ def test_a_sweep_dir_of_another_space_is_refused_unless_force(tmp_path, syntheti
 def test_a_crashing_trial_is_failed_with_its_message_and_counted(tmp_path, synthetic_data):
     sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=1, steps=4))
     opts = WorkerOptions(sweep_dir, threads=1, data=str(tmp_path / "no-such-data"))
-    tally = run_worker(spec, opts, log=lambda m: None)
+    said = []
+    tally = run_worker(spec, opts, log=said.append)
     assert len(tally.ran) == 1 and "data directory not found" in tally.ran[0][1]
+    # the start is said as it happens (a sweep printed nothing until its first trial ended)
+    assert said[0].startswith("sweep: trials/0000 started (train.lr=") and "4 steps" in said[0]
     _, study = _study(sweep_dir)
     (t,) = study.get_trials()
     assert t.state == TrialState.FAIL and t.user_attrs["failure"] == "trainer" and counted(t)
