@@ -140,7 +140,8 @@ def test_a_crashing_trial_is_failed_with_its_message_and_counted(tmp_path, synth
     tally = run_worker(spec, opts, log=said.append)
     assert len(tally.ran) == 1 and "data directory not found" in tally.ran[0][1]
     # the start is said as it happens (a sweep printed nothing until its first trial ended)
-    assert said[0].startswith("sweep: trials/0000 started (train.lr=") and "4 steps" in said[0]
+    assert said[0].startswith("sweep: trials/0000 started (") and "train.lr=" in said[0]
+    assert "; 4 steps): zhbert status " in said[0]
     _, study = _study(sweep_dir)
     (t,) = study.get_trials()
     assert t.state == TrialState.FAIL and t.user_attrs["failure"] == "trainer" and counted(t)
