@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -146,6 +147,44 @@ def test_a_crashing_trial_is_failed_with_its_message_and_counted(tmp_path, synth
     (t,) = study.get_trials()
     assert t.state == TrialState.FAIL and t.user_attrs["failure"] == "trainer" and counted(t)
     assert "data directory not found" in t.user_attrs["message"]
+
+
+def test_a_pruned_trial_is_recorded_before_its_trainer_is_stopped(tmp_path, synthetic_data, monkeypatch):
+    """While the stopped trainer checkpointed, status and the dashboard read the trial as
+    "stopped (continue with --resume)": pruned.json came after the stop. It comes first."""
+    import types
+
+    from zhbert.sweep import worker
+
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=1, steps=4))
+    _, study = _study(sweep_dir)
+    seen = []
+
+    class Run:  # the trainer process, faked: one report, then the pruner's stop
+        def __init__(self, trial, spec, opts, trial_dir, last_beat):
+            self.trial, self.trial_dir, self.reported = trial, trial_dir, {2}
+            self.proc = types.SimpleNamespace(poll=lambda: None)
+            trial_dir.mkdir(parents=True)
+
+        def start(self):
+            pass
+
+        def beat(self):
+            return True
+
+        def report_new(self, prune):
+            self.trial.report(0.1, 2)
+            return True
+
+        def stop(self):
+            seen.append((self.trial_dir / "pruned.json").exists())
+
+    monkeypatch.setattr(worker, "TrialRun", Run)
+    trial = claim(study, spec, sweep_dir)
+    opts = WorkerOptions(sweep_dir, threads=1, poll_s=0)
+    out = worker.run_trial(study, trial, spec, opts, optuna.pruners.NopPruner(), worker._Stop(),
+                           log=lambda m: None)
+    assert out.startswith("pruned at step 2") and seen == [True]
 
 
 # ----------------------------------------------------------------------------- real trainings

@@ -307,10 +307,14 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: W
                 return "interrupted (will resume)"
             return "taken over by another worker"
         if run.report_new(prune_on):
+            # recorded before the stop: while the trainer checkpoints, status and the dashboard
+            # read "pruned", not "stopped (continue with --resume)"
+            why = _record_prune(run, pruner)
             run.stop()
             if spec.steps in dict(_evals(run.trial_dir, spec.metric)):
+                (run.trial_dir / "pruned.json").unlink(missing_ok=True)
+                trial.set_user_attr("pruned_by", None)
                 break  # it finished before the stop reached it: complete, not pruned
-            why = _record_prune(run, pruner)
             study.tell(trial, state=TrialState.PRUNED)
             return f"pruned at step {max(run.reported):,}: {why}"
     run.report_new(prune=False)
