@@ -268,3 +268,13 @@ def test_empty_held_out_splits_say_so_instead_of_100_percent_oov(tmp_path, capsy
     assert "warning: the test split is empty" in report
     assert main(["data", "report", str(out), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["report"]["vocab"]["validation_oov_rate"] is None
+
+
+def test_an_asymptote_at_its_bound_reads_as_such():
+    """A loss curve's floor driven to 0 printed as 3.5e-13 in the summary table."""
+    from zhbert.report_render import asymptote_text
+
+    assert asymptote_text({"asymptote": 3.5e-13, "asymptote_ci95": [0.0, 1.2]}) == \
+        "0 (at its bound: not pinned by the points) [0, 1.2000]"
+    assert asymptote_text({"asymptote": 0.3606, "asymptote_ci95": [0.3288, 0.4071]}) == "0.3606 [0.3288, 0.4071]"
+    assert asymptote_text({"asymptote": None}) == "-"

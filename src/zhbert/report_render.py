@@ -86,11 +86,21 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def asymptote_text(bf: dict) -> str:
+    """A fit's asymptote and its 95% CI; a floor the fit drove to 0 (its bound) reads as such,
+    not as 3.5e-13 (a loss curve's floor that the points do not pin)."""
+    a = bf.get("asymptote")
+    if a is None:
+        return "-"
+    shown = "0 (at its bound: not pinned by the points)" if abs(a) < 1e-9 else fmt(a)
+    return f"{shown} {fmt(bf['asymptote_ci95'])}"
+
+
 def _summary_md(j: dict) -> list[str]:
     rows = []
     for name, s in j["summary"].items():
         bf = s["best_fit"] or {}
-        asym = (f"{fmt(bf['asymptote'])} {fmt(bf['asymptote_ci95'])}" if bf.get("asymptote") is not None else "-")
+        asym = asymptote_text(bf)
         rows.append([name, s["n"], s["first"], s["last"], s["mean"], s["min"], s["max"], s["std"],
                      bf.get("model", "-"), asym])
     return ["## Summary", "", md_table(["metric", "n", "first", "last", "mean", "min", "max", "std",
@@ -143,7 +153,7 @@ def _fit_md(a: Analysis, j: dict) -> list[str]:
             f"{bf['n_boot']} bootstrap refits ({bf.get('bootstrap') or 'residual bootstrap'}).", "",
             md_table(["model", "status", "AIC", "ΔAIC"], rows), "",
             f"Best: **{bf['model']}** `{bf['formula']}`"
-            + (f", asymptote {fmt(bf['asymptote'])} (95% CI {fmt(bf['asymptote_ci95'])})"
+            + (f", asymptote {asymptote_text(bf)} (value [95% CI])"
                if bf["asymptote"] is not None else "") + "."]
     p = j["prediction"]
     if p:
@@ -247,8 +257,8 @@ def summary_text(a: Analysis, j: dict, out: Path) -> str:
                      f"p {fmt_p(c['corrected']['p'])}")
     bf = j["summary"][a.metric]["best_fit"]
     if bf:
-        lines.append(f"  best curve: {bf['model']}" + (f", asymptote {fmt(bf['asymptote'])} "
-                     f"{fmt(bf['asymptote_ci95'])}" if bf["asymptote"] is not None else ""))
+        lines.append(f"  best curve: {bf['model']}" + (f", asymptote {asymptote_text(bf)}"
+                                                       if bf["asymptote"] is not None else ""))
     if a.outlook is not None:  # first: the answer that knows where the lr schedule goes
         lines.append(f"  schedule-aware: {a.outlook.summary()}")
     if j["prediction"]:  # beside the planner's answer, say which one ignores the lr schedule
