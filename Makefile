@@ -49,14 +49,14 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/zhbert prepare builtin --out $(DEMO)/data --force
 	$(VENV)/bin/zhbert data report $(DEMO)/data --min-sentences 50000 --min-vocab 4000
-	$(VENV)/bin/zhbert train --data $(DEMO)/data --out $(DEMO)/run --config tiny --force $(DEMO_RECIPE)
-	$(VENV)/bin/zhbert status $(DEMO)/run
-	$(VENV)/bin/zhbert analyze $(DEMO)/run --target 0.40 --n-boot 100
+	$(VENV)/bin/zhbert train --data $(DEMO)/data --out $(DEMO)/tiny --config tiny --force $(DEMO_RECIPE)
+	$(VENV)/bin/zhbert status $(DEMO)/tiny
+	$(VENV)/bin/zhbert analyze $(DEMO)/tiny --target 0.40 --n-boot 100
 	@# five everyday sentences from outside the corpus, with the expected character: its rank
-	$(VENV)/bin/zhbert fill-mask $(DEMO)/run --input examples/demo_cloze.tsv --top-k 5
+	$(VENV)/bin/zhbert fill-mask $(DEMO)/tiny --input examples/demo_cloze.tsv --top-k 5
 	@# how long a run of this recipe must be for 40%, and where a 4,000-step one ends (schedule-aware)
-	$(VENV)/bin/zhbert predict $(DEMO)/run --target 0.40 --steps 4000 --n-boot 100
-	@echo "history: $(DEMO)/run/history.jsonl  checkpoints: $(DEMO)/run/checkpoints  report: $(DEMO)/run/analysis/report.html"
+	$(VENV)/bin/zhbert predict $(DEMO)/tiny --target 0.40 --steps 4000 --n-boot 100
+	@echo "history: $(DEMO)/tiny/history.jsonl  checkpoints: $(DEMO)/tiny/checkpoints  report: $(DEMO)/tiny/analysis/report.html"
 
 test: setup
 	$(PY) -m pytest -q
