@@ -197,3 +197,16 @@ def test_a_noisy_held_out_accuracy_still_rising_is_no_plateau():
     assert plateaus(_s("eval_mlm_acc", rising, steps), lr) == []
     flat = 0.36 + noise
     assert plateaus(_s("eval_mlm_acc", flat, steps), lr)
+
+
+def test_the_accuracy_across_the_switch_is_no_plateau():
+    """detect() gave the losses the length switch as a break but not the held-out accuracy,
+    which drops at the switch and climbs back: a window across it read as a plateau."""
+    rng = np.random.default_rng(4)
+    pre = np.linspace(0.10, 0.30, 150)
+    post = 0.20 + 0.001 * np.arange(150)  # 0.20 at the switch, back past 0.30 by its end
+    acc = np.r_[pre, post] + rng.normal(0, 0.002, 300)
+    meta = Meta("test", "-", "run", regimes=(int(STEPS[149]),))
+    h = History({"mlm_acc": _s("mlm_acc", acc)}, meta, "mlm_acc", "test")
+    assert [a for a in detect(h) if a.kind == "plateau"] == []
+    assert plateaus(_s("mlm_acc", acc))  # without the break: the window across it

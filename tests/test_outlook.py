@@ -128,3 +128,25 @@ def test_the_curve_fit_is_called_blind_to_the_schedule_where_the_law_cannot_run(
     said = capsys.readouterr().out
     assert "target 0.4 (the curve fit, blind to the lr schedule):" in said
     assert "schedule-aware" not in said.replace("schedule-aware forecast:", "")
+
+
+def test_the_blind_curve_fits_start_after_the_length_switch(tiny2000, tmp_path, capsys):
+    """analyze's best curve, its target answer and backtest, predict --law none and the
+    dashboard's fit took the short-sequence phase and the fall after the switch as one curve
+    (the demo: 0.4 "at step 1,825" beside the law's 5,998-step run); they fit the 32 of 40
+    evaluations after the switch at step 400."""
+    from zhbert.analysis import load_history, predict_steps
+
+    out = tmp_path / "an"
+    assert main(["analyze", str(tiny2000), "--out", str(out), "--target", "0.4", "--n-boot", "20"]) == 0
+    j = json.loads((out / "analysis.json").read_text())
+    fit = j["summary"]["eval_mlm_acc"]["best_fit"]
+    assert fit["n"] == 32 and fit["x_range"][0] > 400
+    assert j["backtest"]["n_fit"] + j["backtest"]["n_test"] == 32
+    h = load_history(tiny2000)
+    assert any("fitted after the switch to full-length sequences at step 400" in n
+               for n in predict_steps(h, 0.4, n_boot=10).notes)
+    root = tmp_path / "runs"
+    shutil.copytree(tiny2000, root / "r")
+    s = TestClient(create_app([root])).get("/api/runs/r/study").json()
+    assert s["fit"]["best"]["n"] == 32 and min(s["fit"]["grid"]) > 400

@@ -135,3 +135,20 @@ def test_a_straight_line_fit_of_an_accuracy_stays_under_100_percent(history, fit
     band = [c for c in ax.collections if c.get_label() == "95% band of the fit"][0]
     assert np.max(band.get_paths()[0].vertices[:, 1]) <= 1.0
     assert "\n" in ax.get_title() or len(ax.get_title()) <= 90  # wrapped, not cut off
+
+
+def test_a_fit_after_the_length_switch_is_drawn_after_it():
+    """The families fit the points after the switch (History.curve_part); drawn over the whole
+    run, a power fit read -0.99 accuracy at step 25 and stretched the axis to -1.5."""
+    from zhbert.analysis.history import Series
+
+    steps = np.arange(25, 1025, 25.0)
+    y = np.where(steps <= 200, 0.06, 0.40 - 0.3 * np.exp(-(steps - 200) / 200))
+    s = Series("eval_mlm_acc", steps, y + np.random.default_rng(0).normal(0, 0.003, len(y)))
+    part = s.select(steps > 200)
+    fits = fit_curve(part.step, part.y, n_boot=20, metric=s.name)
+    ax = plots.plot_fit(s, fits)
+    drawn = [ln.get_xdata() for ln in ax.get_lines()]
+    assert drawn and all(np.min(x) > 200 for x in drawn)
+    ax = plots.plot_residuals(s, fits)
+    assert all(np.min(ln.get_xdata()) > 200 for ln in ax.get_lines() if len(ln.get_xdata()) > 2)

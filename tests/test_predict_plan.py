@@ -386,3 +386,16 @@ def test_a_run_too_short_for_the_law_is_told_the_total_and_the_curves(tmp_path, 
     rc, _, err = cli("predict_cli", [str(short), "--steps", "600"], capsys)
     assert rc == 2 and "needs at least 6 eval points after the warm-up (have 4)" in err
     assert "--law none --target VALUE" in err and "in each run" not in err
+
+
+def test_the_curves_are_offered_only_where_they_can_answer(tmp_path, capsys):
+    """The --law none hint pointed at a command that failed too (too few points after the
+    switch, or several runs); and one point after the warm-up was told "at least 2 ... in
+    each run" where the law needs 6 in all."""
+    one = write_run(tmp_path / "one", 150)  # 1 eval after the warm-ups, 3 after the switch
+    rc, _, err = cli("predict_cli", [str(one), "--steps", "600"], capsys)
+    assert rc == 2 and "needs at least 6 eval points after the warm-up (have 1)" in err
+    assert "--law none" not in err
+    a = write_run(tmp_path / "a", 300)
+    rc, _, err = cli("predict_cli", [str(a), str(one), "--steps", "600"], capsys)
+    assert rc == 2 and "--law none" not in err

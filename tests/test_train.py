@@ -412,3 +412,5 @@ def test_a_resume_with_other_data_is_told_the_runs_own():
     assert "--config" not in msg
     both = _other_run_message(Path("runs/r"), {**vocab, "train.lr": (1e-3, 2e-3)}, resume=True)
     assert "pass --data /data/zh, the data it was trained on and leave out --config and --set" in both
+    again = _other_run_message(Path("runs/r"), {"the vocabulary": ("/data/zh", "/data/zh")}, resume=True)
+    assert "restore the data it was trained on in /data/zh (prepared again since" in again

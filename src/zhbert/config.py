@@ -140,20 +140,35 @@ class ConfigError(UserError):
     """Every problem of a configuration at once (``problems``, each "section.key: why"),
     in a message that names where the settings came from (``source``)."""
 
-    def __init__(self, source: str, problems: list[str]):
-        self.source, self.problems = source, problems
-        listed = " " + problems[0] if len(problems) == 1 else "\n  - " + "\n  - ".join(problems)
+    def __init__(self, source: str, problems: list[str], lines: dict[int, int] | None = None):
+        # the lines (of problems[i], in the source's TOML) stay out of ``problems``: a sweep's
+        # space check quotes the problems of its base config against its own file
+        self.source, self.problems, self.lines = source, problems, lines or {}
+        told = [p + (f" (line {self.lines[i]})" if i in self.lines else "")
+                for i, p in enumerate(problems)]
+        listed = " " + told[0] if len(told) == 1 else "\n  - " + "\n  - ".join(told)
         super().__init__(f"invalid configuration in {source}:{listed}")
+
+    def __reduce__(self):
+        return ConfigError, (self.source, self.problems, self.lines)
 
 
 def line_of(text: str, name: str) -> int:
     """The line of a TOML text that defines ``section.key`` (a config's ``key =`` in its
-    table, a sweep space's ``[section.key]`` table), or ``[section]``; 1 if it cannot be told."""
+    ``[section]`` table, a sweep space's ``[section.key]`` table), or ``[section]``; 1 if it
+    cannot be told."""
     section, _, key = name.partition(".")
     s, k = re.escape(section), re.escape(key)
-    patterns = ((rf"^\s*\[\s*{s}\s*\.\s*{k}\s*\]", rf"^\s*{s}\s*\.\s*{k}\s*=", rf"^\s*{k}\s*=")
-                if key else (rf"^\s*\[\s*{s}\b", rf"^\s*{s}\s*[.=]"))
     lines = text.splitlines()
+    if key:  # a bare "key =" only inside its own table (two tables may share a key: steps)
+        table = None
+        for i, line in enumerate(lines, start=1):
+            if re.match(r"^\s*\[", line):
+                table = re.match(rf"^\s*\[\s*{s}\s*\]", line) is not None
+            elif table and re.match(rf"^\s*{k}\s*=", line):
+                return i
+    patterns = ((rf"^\s*\[\s*{s}\s*\.\s*{k}\s*\]", rf"^\s*{s}\s*\.\s*{k}\s*=")
+                if key else (rf"^\s*\[\s*{s}\b", rf"^\s*{s}\s*[.=]"))
     for pattern in patterns:
         for i, line in enumerate(lines, start=1):
             if re.match(pattern, line):
@@ -227,8 +242,9 @@ def _parse_overrides(overrides: list[str], errors: list[str]) -> dict[str, dict[
 
 
 def _build_section(cls: type, values: dict[str, Any], section: str, errors: list[str],
-                   where: dict[str, str]) -> Any:
-    """``where``: " (line N)" by "section.key" for the keys a TOML file set."""
+                   where: dict[str, int], lines: dict[int, int] | None = None) -> Any:
+    """``where``: the line of each "section.key" a TOML file set; ``lines`` gets the line
+    of each error (by its index in ``errors``)."""
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for name, value in values.items():
@@ -239,24 +255,26 @@ def _build_section(cls: type, values: dict[str, Any], section: str, errors: list
                                                    or f" (known: {', '.join(known)})"))
         else:
             kwargs[name] = _coerce(value, known[name].default, key, errors)
-        if len(errors) > said and key in where:
-            errors[-1] += where[key]
+        if len(errors) > said and key in where and lines is not None:
+            lines[len(errors) - 1] = where[key]
     return cls(**kwargs)
 
 
 def load_config(spec: str = "tiny", overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Resolve preset/file + overrides into a validated Config (all errors at once)."""
     errors: list[str] = []
+    lines: dict[int, int] = {}  # error index -> its line in the TOML file
     raw, name, text = _read_toml(spec)
     merged: dict[str, dict[str, Any]] = {}
     for section, values in raw.items():
         if section not in SECTIONS or not isinstance(values, dict):
+            if text:
+                lines[len(errors)] = line_of(text, section)
             errors.append(f"[{section}]: unknown section" + (closest(section, SECTIONS, "[{}]") or
-                                                              f" (known: {', '.join(SECTIONS)})")
-                          + (f" (line {line_of(text, section)})" if text else ""))
+                                                              f" (known: {', '.join(SECTIONS)})"))
             continue
         merged[section] = dict(values)
-    where = {f"{s}.{k}": f" (line {line_of(text, f'{s}.{k}')})"
+    where = {f"{s}.{k}": line_of(text, f"{s}.{k}")
              for s, values in merged.items() for k in values} if text else {}
     for section, values in _parse_overrides(list(overrides), errors).items():
         if section not in SECTIONS:
@@ -265,13 +283,14 @@ def load_config(spec: str = "tiny", overrides: list[str] | tuple[str, ...] = ())
         merged.setdefault(section, {}).update(values)
         for k in values:  # a --set value replaces the file's: its errors are the --set's
             where.pop(f"{section}.{k}", None)
-    built = {s: _build_section(cls, merged.get(s, {}), s, errors, where) for s, cls in SECTIONS.items()}
+    built = {s: _build_section(cls, merged.get(s, {}), s, errors, where, lines)
+             for s, cls in SECTIONS.items()}
     config = Config(preset=name, **built)
     errors += validate(config)
     if errors:
         source = (f"config file {spec}" if text else f"preset {spec}" if spec in PRESETS
                   else f"run config {spec}")
-        raise ConfigError(source + (" with --set" if overrides else ""), errors)
+        raise ConfigError(source + (" with --set" if overrides else ""), errors, lines)
     return config
 
 

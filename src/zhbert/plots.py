@@ -242,8 +242,14 @@ def loss_analysis(history: History, *, x: str = "step", anomalies: Sequence[Anom
 
 # ----------------------------------------------------------------------------- fits
 
-def _grid(xs: np.ndarray, end: float | None = None, n: int = 300) -> np.ndarray:
+def _grid(xs: np.ndarray, end: float | None = None, n: int = 300,
+          fit: CurveFit | None = None) -> np.ndarray:
+    """x values to draw a fit at: from where ``fit`` was fitted (after a length switch, the
+    points past it: History.curve_part; drawn back over the short phase, a power fit read
+    -0.99 accuracy at step 25) or the first x > 0, to ``end`` or the last x."""
     lo = max(float(np.min(xs[xs > 0])) if np.any(xs > 0) else 1.0, 1e-9)
+    if fit is not None and fit.ok:
+        lo = max(lo, float(fit.x_range[0]))
     return np.linspace(lo, end or float(np.max(xs)), n)
 
 
@@ -260,8 +266,8 @@ def plot_fit(series: Series, fits: Sequence[CurveFit], ax: Axes | None = None, *
     xs = s.x(x)
     ax.scatter(xs, s.y, s=4, alpha=0.4, color="tab:blue", label=s.name)
     ok = [f for f in fits if f.ok]
-    grid = _grid(xs)
     best = ok[0] if ok else None  # fit_curve sorts by AIC
+    grid = _grid(xs, fit=best)
     if best is not None:
         lo, hi = best.band(grid)
         ax.fill_between(grid, lo, hi, color="tab:red", alpha=0.2, label="95% band (bootstrap refits)")
@@ -285,7 +291,8 @@ def plot_residuals(series: Series, fits: Sequence[CurveFit], ax: Axes | None = N
     ok = [f for f in fits if f.ok]
     picks = [f for f in ok if f.name == "linear"] + [f for f in ok[:1] if f.name != "linear"]
     for f, color in zip(picks, ("gray", "tab:red")):
-        ax.plot(xs, s.y - f.predict(xs), lw=0.7, color=color, alpha=0.8,
+        on = xs >= f.x_range[0]  # where it was fitted (after a length switch: past it)
+        ax.plot(xs[on], s.y[on] - f.predict(xs[on]), lw=0.7, color=color, alpha=0.8,
                 label=f"{f.name} (rho1 = {f.rho1:.2f})")
     ax.axhline(0, color="black", lw=0.8)
     ax.set(xlabel=X_LABELS[x], ylabel="residual", title="residuals")
@@ -324,7 +331,7 @@ def plot_prediction(series: Series, fit: CurveFit, prediction: Prediction, ax: A
         ends = [v for v in (q.value, q.interval95[1]) if math.isfinite(v)]
         end = min(max([end] + [1.15 * v for v in ends]), 10 * last)  # keep the data readable
     plot_metric(s, ax, x=x, color="tab:blue")
-    grid = _grid(xs, end)
+    grid = _grid(xs, end, fit=fit)
     info = metric_info(s.name)  # an accuracy's straight line must not be drawn past 100%
     bounded = lambda v: np.clip(v, -np.inf if info.lower is None else info.lower,  # noqa: E731
                                 np.inf if info.upper is None else info.upper)

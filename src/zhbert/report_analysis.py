@@ -156,12 +156,7 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
             history, target, metric=name, x=x, n_boot=n_boot, seed=seed))
     else:
         skipped.append(("prediction", "no learning curve could be fitted (see above)"))
-    bt = None
-    if len(series) >= MIN_BACKTEST_POINTS:  # fitted to the first half of the curve's part
-        bt = _attempt("backtest", skipped, lambda: backtest(
-            history, float(np.median(history.curve_part(series).x(x))), metric=name, x=x))
-    else:
-        skipped.append(("backtest", f"needs {MIN_BACKTEST_POINTS}+ points of {name}, have {len(series)}"))
+    bt = _backtest(history, series, name, x, skipped)
     look = _outlook(history, name, target, n_boot, skipped)
     return Analysis(history, name, x, target, n_boot, corr, corr_log, fits, prediction, bt,
                     tuple(anomalies), tuple(skipped), look)
@@ -185,6 +180,19 @@ def _outlook(history: History, metric: str, target: float | None, n_boot: int,
     except UserError as why:
         skipped.append(("schedule-aware forecast", str(why)))
     return None
+
+
+def _backtest(history: History, series, name: str, x: str, skipped: list):
+    """The curve families fitted to the first half of the points they may fit (after the
+    length switch: History.curve_part) and scored on the rest."""
+    n = int((series.step > history.meta.regimes[-1]).sum()) if history.meta.regimes else len(series)
+    if n < MIN_BACKTEST_POINTS:
+        after = (f" after the switch to full length at step {history.meta.regimes[-1]:,}"
+                 if history.meta.regimes else "")
+        skipped.append(("backtest", f"needs {MIN_BACKTEST_POINTS}+ points of {name}{after}, have {n}"))
+        return None
+    half = float(np.median(history.curve_part(series).x(x)))
+    return _attempt("backtest", skipped, lambda: backtest(history, half, metric=name, x=x))
 
 
 def _fit_part(history: History, s, x: str, metric: str, n_boot: int, seed: int):

@@ -175,7 +175,10 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
 def _other_run_message(run_dir: Path, changed: dict[str, tuple], resume: bool) -> str:
     fixes = []
     if resume and "the vocabulary" in changed:  # another --data: it names the run's own
-        fixes.append(f"pass --data {changed['the vocabulary'][0]}, the data it was trained on")
+        was, now = changed["the vocabulary"]
+        fixes.append(f"pass --data {was}, the data it was trained on" if was != now else
+                     f"restore the data it was trained on in {was} (prepared again since, with "
+                     "another vocabulary)")
     if resume and set(changed) - {"the vocabulary"}:
         fixes.append("leave out --config and --set (--resume then reads its settings from "
                      f"{run_dir / 'config.json'})")

@@ -9,10 +9,12 @@ so a report can quote them.
   nonfinite  NaN/inf values in any metric (and the trainer's nonfinite_loss events)
   spike      loss far above its rolling median: robust z = 0.6745 (r - med r) / MAD(r)
              of the residual r from a centered rolling median, above SPIKE_Z, the MAD
-             taken around the point (NOISE_WINDOWS windows), at least the stretch's; both
-             restart at the sequence-length switch (``Meta.regimes``)
-  plateau    no progress over a window (smoothed metric moved < PLATEAU_MIN_GAIN
-             between the window's first and last quarter) while the learning rate > 0
+             taken around the point (NOISE_WINDOWS windows), at least the stretch's, and
+             a rise of SPIKE_MIN_RISE at least; both restart at the sequence-length switch
+             (``Meta.regimes``), whose first half window is not judged
+  plateau    no progress over a window (smoothed metric moved < PLATEAU_MIN_GAIN, less the
+             noise of the two means, between the window's first and last quarter) while the
+             learning rate is above PLATEAU_MIN_LR of its peak; no window across a switch
   divergence loss rising over a window: linear trend up, significant with the
              autocorrelation-corrected n_eff, and by more than DIVERGE_MIN_RISE relative
   chance     an accuracy with a declared chance level (NSP/SOP: 0.5, see zhbert.metrics)
@@ -157,20 +159,24 @@ def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2,
     # one point's noise (robust, from successive differences): a gain is read from two means
     # of q points, and on a held-out accuracy of ~4,000 masked slots (sd ~0.8 points) a
     # window of the demo that rose 0.4 points read as a plateau of a run still learning
-    noise = 1.4826 * float(np.median(np.abs(np.diff(s.y) - np.median(np.diff(s.y))))) / np.sqrt(2)
+    d = np.diff(s.y)
+    noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2)
+    k = max(3, len(s) // 20)  # stats.smooth's window: a mean of q smoothed points spans q + k - 1
     flat = np.zeros(len(s), bool)
     for sl in _windows(len(s), w):
         q = max(1, w // 4)
         first, last = sm[sl][:q].mean(), sm[sl][-q:].mean()
         gain = sign * (last - first)
         need = PLATEAU_MIN_GAIN["loss"] * abs(first) if loss else PLATEAU_MIN_GAIN["acc"]
-        need -= noise * np.sqrt(2 / q)  # the sd of a difference of two q-point means
+        # less the sd of the difference of the two means, never below no gain at all
+        need = max(0.0, need - noise * np.sqrt(2 / (q + k - 1)))
         lr_on = lr is None or np.interp(s.step[sl], lr.step, lr.y).min() > PLATEAU_MIN_LR * peak
         if gain < need and lr_on and not _straddles(s.step[sl], breaks):
             flat[sl] = True
     return [Anomaly("plateau", s.name, float(s.step[a]), float(s.step[b]), "info",
                     f"{s.name} made no progress from step {s.step[a]:.0f} to {s.step[b]:.0f} "
-                    f"(smoothed change below {_need_text(loss)} per {w}-point window)"
+                    f"(smoothed change below {_need_text(loss)}, less its measurement noise, "
+                    f"per {w}-point window)"
                     + (f" while the learning rate was above {PLATEAU_MIN_LR:.0%} of its peak"
                        if lr is not None else ""))
             for a, b in _runs(flat)]

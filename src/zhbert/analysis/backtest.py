@@ -69,8 +69,11 @@ def backtest(source: History | Series, fit_until: float, *, metric: str | None =
     smoothed metric (centered moving average over ~5% of the points, stats.smooth)."""
     series = source.metric(metric) if isinstance(source, History) else source
     series, _ = series.finite()
+    after = ""
     if isinstance(source, History):  # after the length switch: the families are one smooth curve
         series = source.curve_part(series)
+        if source.meta.regimes:
+            after = f" after the switch to full length at step {source.meta.regimes[-1]:,}"
     xs, ys = series.x(x), series.y
     fit_mask = (xs <= fit_until) & (xs > 0)
     test = xs > fit_until
@@ -78,8 +81,8 @@ def backtest(source: History | Series, fit_until: float, *, metric: str | None =
         raise UserError(f"--fit-until {fit_until:g} is at or after the last {x} ({xs[-1]:g}); "
                         "nothing is left to test: choose an earlier step")
     if fit_mask.sum() < 5:
-        raise UserError(f"only {int(fit_mask.sum())} points at or before --fit-until {fit_until:g}; "
-                        "need at least 5: choose a later step")
+        raise UserError(f"only {int(fit_mask.sum())} points at or before --fit-until {fit_until:g}"
+                        f"{after}; need at least 5: choose a later step")
     fits = fit_curve(xs[fit_mask], ys[fit_mask], models or default_models(ys, series.name), n_boot=0)
     sm = smooth(ys)
     # the last tenth of the history (at most the seed's 10,000 steps): a 100-step run's
@@ -119,8 +122,8 @@ def backtest_table(result: BacktestResult) -> str:
             f"predict the remaining {r.n_test} points up to {r.last_x:,.0f}",
             f"smoothed actual at the last point: {r.actual_last:.4f}"
             + ("" if r.at is None else f"; at {r.at:,.0f}: {r.actual_at:.4f}")]
-    cols = ["model", "MAE", "max err", "err@last", f"mean err, last {r.window:,.0f} {r.x_axis}{'s' if r.x_axis == 'step' else ''}",
-            "pred@last"]
+    unit = r.x_axis + ("s" if r.x_axis == "step" else "")
+    cols = ["model", "MAE", "max err", "err@last", f"mean err, last {r.window:,.0f} {unit}", "pred@last"]
     if r.at is not None:
         cols.append(f"pred@{r.at:,.0f}")
     lines = [cols]

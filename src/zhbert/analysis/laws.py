@@ -317,6 +317,22 @@ class TooFewPoints(UserError):
     curve families may still answer)."""
 
 
+def _check_points(runs: Sequence[RunCurve], lengths: list[int]) -> None:
+    """Enough fitted points: MIN_POINTS in all, then 2 in each run. The total first: one run
+    short of it was told "at least 2 ... in each run" by one command and "at least 6" by
+    another (a newcomer's pass)."""
+    if sum(lengths) < MIN_POINTS:
+        raise TooFewPoints(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
+                           f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every) or "
+                           "train further")
+    short = [r.name for r, n in zip(runs, lengths) if n < 2]
+    if short:  # each run needs two fitted points: name the ones that lack them
+        raise TooFewPoints(f"a schedule-aware law needs at least 2 eval points after the warm-up in "
+                           f"each run; {', '.join(short)} {'has' if len(short) == 1 else 'have'} "
+                           "fewer; leave it out, or evaluate more often (train.eval_every) or train "
+                           "further")
+
+
 def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0,
             seed: int = 0) -> LawFit:
     """Fit one law to all ``runs`` at once (same model and data; see module docstring);
@@ -326,17 +342,7 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     spec = SPECS[law]
     data = [r.fitted() for r in runs]
     lengths = [len(s) for s, _ in data]
-    short = [r.name for r, n in zip(runs, lengths) if n < 2]
-    # the total first: one run short of it was told "at least 2 ... in each run" by one
-    # command and "at least 6" by another (a newcomer's pass)
-    if sum(lengths) < MIN_POINTS:
-        raise TooFewPoints(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
-                        f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every) or "
-                        "train further")
-    if short:  # each run needs two fitted points: name the ones that lack them
-        raise TooFewPoints(f"a schedule-aware law needs at least 2 eval points after the warm-up in each "
-                        f"run; {', '.join(short)} {'has' if len(short) == 1 else 'have'} fewer; "
-                        "leave it out, or evaluate more often (train.eval_every) or train further")
+    _check_points(runs, lengths)
     units = _units(runs)
     feats = [features(r.schedule, s, units, law) for r, (s, _) in zip(runs, data)]
     y = np.concatenate([l for _, l in data])

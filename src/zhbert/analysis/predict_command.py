@@ -31,6 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the bootstrap refits (the same seed, the same intervals)")
 
 
+def _families_hint(paths: list[str]) -> str:
+    """"; or ask ... --law none" where the schedule-free families can answer: one run, with
+    the points they need after its length switch (History.curve_part)."""
+    if len(paths) != 1:
+        return ""
+    try:
+        h = load_history(paths[0])
+        h.curve_part(h.metric().finite()[0])
+    except UserError:
+        return ""
+    return "; or ask the schedule-free curves with --law none --target VALUE"
+
+
 def run(args: argparse.Namespace) -> int:
     """The schedule-aware law where the lr is known (planning.py); else, or with --law none,
     the schedule-free families of one run, saying why."""
@@ -44,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
             p = plan(args.history, args.law, args.n_boot)
         except NoLearningRate as exc:
             why = str(exc)
-        except TooFewPoints as exc:  # the families may still answer
-            raise UserError(f"{exc}; or ask the schedule-free curves with --law none --target "
-                            "VALUE") from None
+        except TooFewPoints as exc:  # the families may still answer: say so where they can
+            raise UserError(f"{exc}{_families_hint(args.history)}") from None
         else:
             # naming the accuracy the law forecasts anyway keeps the law (it switched methods)
             if args.metric in (None, p.runs[0].acc_metric):

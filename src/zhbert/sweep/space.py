@@ -22,10 +22,8 @@ problem of the file is told at once.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
