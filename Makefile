@@ -16,13 +16,13 @@ DEMO   ?= runs/demo
 # slower CPU below, 38.4% at 3,200 steps against 37.0% at 2,000 for the faster one's minutes).
 # Minutes, not steps: two CPUs with AVX512-BF16 took 0.114 and 0.205 s a 2-layer step (AMD EPYC
 # family 25 model 17 the slower), so 2,000 steps were 4 min 26 s of demo on one and 7 min 36 s
-# on the other. DEMO_MINUTES: 3.5 where precision=auto trains in bf16 (a CPU with AMX /
+# on the other. DEMO_MINUTES: 3.25 where precision=auto trains in bf16 (a CPU with AMX /
 # AVX512-BF16; the demo's other stages and the timing take about a minute more, and a loop
-# ran up to 9% past its budget: 5 minutes in all), 8 where it trains in fp32 (AVX2 only: 10
-# minutes). Expanded when the demo runs.
+# ran 14% past its budget, 4.0 minutes of 3.5, making a 4 min 57 s demo: 5 minutes in all),
+# 7.5 where it trains in fp32 (AVX2 only: 10 minutes). Expanded when the demo runs.
 DEMO_MINUTES ?= $(shell $(PY) -c "from zhbert.machine import detect_capabilities as caps; \
   from zhbert.precision import resolve_precision as resolve; \
-  print(3.5 if resolve('auto', caps('cpu')).precision == 'bf16' else 8)")
+  print(3.25 if resolve('auto', caps('cpu')).precision == 'bf16' else 7.5)")
 DEMO_RECIPE ?= --minutes $(DEMO_MINUTES) --set model.num_layers=1 --set data.warmup_len_fraction=0.5 \
   --set data.mask_prob=0.3 --set model.hidden_dropout=0 --set model.attention_dropout=0
 

@@ -80,6 +80,7 @@ def test_minutes_sets_the_steps_and_trains_as_that_many_steps_would(synthetic_da
     # 12 s at 0.5 s a step, less the evaluations' measured time
     assert 5 < saved["steps"] <= 24 and f"train.steps = {saved['steps']}" in err
     assert "0.500 s a step at length 16, 0.500 s at 64" in err and "s a checkpoint" in err
+    assert "slower than measured" not in err  # it ran well inside its minutes
     # the timing steps ran on a throwaway model and rewound the loaders: the run is the one
     # that --set train.steps gives, bit for bit
     assert _train(synthetic_data, tmp_path / "b", "--set", f"train.steps={saved['steps']}",
@@ -114,3 +115,12 @@ def test_minutes_into_an_existing_run_is_refused_before_any_timing(synthetic_dat
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume without --minutes" in err
     assert timed == []  # refused before timing anything
+
+
+def test_a_run_far_past_its_minutes_is_told_why():
+    """A demo trained 4.0 minutes of its 3.5 (its steps ran slower than measured at the
+    start) and said nothing; past 10% it says so, and why it could be."""
+    note = budget.overrun_note(3.5, 240.0)
+    assert note.startswith("zhbert: note: the run trained 4.0 minutes of the 3.5 asked: its steps "
+                           "ran 14% slower than measured at its start")
+    assert budget.overrun_note(3.5, 225.0) is None  # within 10%

@@ -122,6 +122,22 @@ def warmup_warning(cfg: Any, steps: int, minutes: float, costs: StepCosts) -> st
             f"{costs.seconds(cfg, 2 * warm) / 60:.1f} minutes")
 
 
+OVERRUN = 1.1  # a loop this much past its --minutes is said at the end
+
+
+def overrun_note(minutes: float, seconds: float) -> str | None:
+    """After a --minutes run: a loop that took more than OVERRUN x its minutes ran its steps
+    slower than they were measured at the start (the machine got busier or slower: a demo
+    trained 4.0 minutes of 3.5, a 1-minute run beside a test suite 1.4). The steps stay:
+    they fix the lr schedule."""
+    if seconds <= OVERRUN * minutes * 60:
+        return None
+    return (f"zhbert: note: the run trained {seconds / 60:.1f} minutes of the {minutes:g} asked: "
+            f"its steps ran {seconds / (minutes * 60) - 1:.0%} slower than measured at its start "
+            "(another process, or a slower machine by then; `zhbert status` says when a run "
+            "is starved)")
+
+
 def measure(cfg: Any, loader: Any, vocab_size: int, device: torch.device,
             eval_batches: list) -> StepCosts:
     """Steps of ``cfg`` timed at each sequence length of ``loader`` (train.build_loader's:

@@ -88,6 +88,11 @@ def run(args) -> int:
         cfg = load_config(str(Path(args.out) / "config.json"))
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary_line(Path(args.out), cfg, progress), file=sys.stderr)
+        if args.minutes is not None and progress.step >= cfg.train.steps:
+            from zhbert.budget import overrun_note
+            note = overrun_note(args.minutes, progress.elapsed)
+            if note:
+                print(note, file=sys.stderr)
     return 0
 
 
