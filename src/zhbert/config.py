@@ -149,9 +149,6 @@ class ConfigError(UserError):
         listed = " " + told[0] if len(told) == 1 else "\n  - " + "\n  - ".join(told)
         super().__init__(f"invalid configuration in {source}:{listed}")
 
-    def __reduce__(self):
-        return ConfigError, (self.source, self.problems, self.lines)
-
 
 def line_of(text: str, name: str) -> int:
     """The line of a TOML text that defines ``section.key`` (a config's ``key =`` in its
@@ -242,9 +239,10 @@ def _parse_overrides(overrides: list[str], errors: list[str]) -> dict[str, dict[
 
 
 def _build_section(cls: type, values: dict[str, Any], section: str, errors: list[str],
-                   where: dict[str, int], lines: dict[int, int] | None = None) -> Any:
+                   where: dict[str, int] | None = None, lines: dict[int, int] | None = None) -> Any:
     """``where``: the line of each "section.key" a TOML file set; ``lines`` gets the line
     of each error (by its index in ``errors``)."""
+    where = where or {}
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for name, value in values.items():
@@ -316,7 +314,7 @@ def run_config_sections(path: Path) -> tuple[dict[str, Any], str]:
 def config_from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a Config written by `to_dict` (a run's config.json)."""
     errors: list[str] = []
-    built = {s: _build_section(cls, d.get(s, {}), s, errors, {}) for s, cls in SECTIONS.items()}
+    built = {s: _build_section(cls, d.get(s, {}), s, errors) for s, cls in SECTIONS.items()}
     if errors:
         raise ConfigError("a run's config.json", errors)
     return Config(preset=d.get("preset", "custom"), **built)

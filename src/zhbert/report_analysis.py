@@ -185,13 +185,12 @@ def _outlook(history: History, metric: str, target: float | None, n_boot: int,
 def _backtest(history: History, series, name: str, x: str, skipped: list):
     """The curve families fitted to the first half of the points they may fit (after the
     length switch: History.curve_part) and scored on the rest."""
-    n = int((series.step > history.meta.regimes[-1]).sum()) if history.meta.regimes else len(series)
-    if n < MIN_BACKTEST_POINTS:
-        after = (f" after the switch to full length at step {history.meta.regimes[-1]:,}"
-                 if history.meta.regimes else "")
-        skipped.append(("backtest", f"needs {MIN_BACKTEST_POINTS}+ points of {name}{after}, have {n}"))
+    part = history.after_switch(series)
+    if len(part) < MIN_BACKTEST_POINTS:
+        skipped.append(("backtest", f"needs {MIN_BACKTEST_POINTS}+ points of {name}"
+                                    f"{history.switch_text}, have {len(part)}"))
         return None
-    half = float(np.median(history.curve_part(series).x(x)))
+    half = float(np.median(part.x(x)))
     return _attempt("backtest", skipped, lambda: backtest(history, half, metric=name, x=x))
 
 

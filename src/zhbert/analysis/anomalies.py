@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 from zhbert.analysis.history import History, Series
-from zhbert.analysis.stats import effective_n, lag1_autocorrelation, smooth
+from zhbert.analysis.stats import effective_n, lag1_autocorrelation, smooth, smooth_window
 from zhbert.metrics import metric_info
 
 SPIKE_Z = 6.0
@@ -161,7 +161,7 @@ def plateaus(s: Series, lr: Series | None = None, frac: float = 0.2,
     # window of the demo that rose 0.4 points read as a plateau of a run still learning
     d = np.diff(s.y)
     noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2)
-    k = max(3, len(s) // 20)  # stats.smooth's window: a mean of q smoothed points spans q + k - 1
+    k = smooth_window(len(s))  # a mean of q smoothed points spans q + k - 1 points
     flat = np.zeros(len(s), bool)
     for sl in _windows(len(s), w):
         q = max(1, w // 4)

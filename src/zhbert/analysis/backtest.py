@@ -71,9 +71,7 @@ def backtest(source: History | Series, fit_until: float, *, metric: str | None =
     series, _ = series.finite()
     after = ""
     if isinstance(source, History):  # after the length switch: the families are one smooth curve
-        series = source.curve_part(series)
-        if source.meta.regimes:
-            after = f" after the switch to full length at step {source.meta.regimes[-1]:,}"
+        series, after = source.curve_part(series), source.switch_text
     xs, ys = series.x(x), series.y
     fit_mask = (xs <= fit_until) & (xs > 0)
     test = xs > fit_until

@@ -134,21 +134,30 @@ class History:
                             f"{', '.join(sorted(self.series)) or 'no metrics'}. Pass --metric NAME")
         return self.series[name]
 
-    def curve_part(self, s: Series) -> Series:
-        """The points of ``s`` the schedule-free curve families may fit: those after the
-        last change of batch shape (``Meta.regimes``, zhbert's length switch). A family is
-        one smooth curve; across the switch it fitted the short-sequence phase and the fall
-        after it as one (the demo's analyze: 0.4 "at step 1,825", the law: a 5,998-step run).
-        Raises UserError while too few points follow the switch."""
+    @property
+    def switch_text(self) -> str:
+        """" after the switch to full-length sequences at step N" ("" without a switch): how
+        every message says where the curve families' points start."""
         if not self.meta.regimes:
-            return s
+            return ""
+        return f" after the switch to full-length sequences at step {self.meta.regimes[-1]:,}"
+
+    def after_switch(self, s: Series) -> Series:
+        """The points of ``s`` after the last change of batch shape (``Meta.regimes``,
+        zhbert's length switch); all of them without one."""
+        return s.select(s.step > self.meta.regimes[-1]) if self.meta.regimes else s
+
+    def curve_part(self, s: Series) -> Series:
+        """The points of ``s`` the schedule-free curve families may fit: ``after_switch``. A
+        family is one smooth curve; across the switch it fitted the short-sequence phase and
+        the fall after it as one (the demo's analyze: 0.4 "at step 1,825", the law: a
+        5,998-step run). Raises UserError while too few points follow the switch."""
         from zhbert.analysis.curves import MIN_POINTS
-        switch = self.meta.regimes[-1]
-        part = s.select(s.step > switch)
-        if len(part) < MIN_POINTS:
-            raise UserError(f"a learning curve of {s.name} is fitted after the switch to full-length "
-                            f"sequences at step {switch:,} (one smooth curve cannot span it); "
-                            f"{len(part)} of the {MIN_POINTS} points it needs are there so far")
+        part = self.after_switch(s)
+        if self.meta.regimes and len(part) < MIN_POINTS:
+            raise UserError(f"a learning curve of {s.name} is fitted{self.switch_text} (one smooth "
+                            f"curve cannot span it); {len(part)} of the {MIN_POINTS} points it "
+                            "needs are there so far")
         return part
 
     def to_json(self) -> dict[str, Any]:

@@ -194,8 +194,7 @@ def _fits_for(source: Any, metric: str | None, x: str, n_boot: int,
         notes.append(f"{series.name}: ignored {dropped} non-finite value(s)")
     if source.meta.regimes:
         series = source.curve_part(series)
-        notes.append(f"{series.name}: fitted after the switch to full-length sequences at step "
-                     f"{source.meta.regimes[-1]:,}")
+        notes.append(f"{series.name}: fitted{source.switch_text}")
     fits = fit_curve(series.x(x), series.y, n_boot=n_boot, seed=seed, metric=series.name)
     return fits, series, source.meta, notes
 

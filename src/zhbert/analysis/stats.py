@@ -263,11 +263,16 @@ def summary(series: Any) -> dict[str, float | int | None]:
             "std": float(y.std()), "first": float(y[0]), "last": float(y[-1]), "n": int(len(y))}
 
 
+def smooth_window(n: int) -> int:
+    """The points ``smooth`` averages by default for a series of ``n``: ~5% of them, odd."""
+    return min(max(3, n // 20) | 1, n if n % 2 else n - 1)
+
+
 def smooth(y: Any, window: int | None = None) -> np.ndarray:
-    """Centered moving average (window ~5% of the points, odd); edges use a shrinking window."""
+    """Centered moving average (window ~5% of the points, odd: ``smooth_window``); edges use
+    a shrinking window."""
     y = np.asarray(y, dtype=float)
-    w = window or max(3, len(y) // 20)
-    w = min(w | 1, len(y) if len(y) % 2 else len(y) - 1)
+    w = min(window | 1, len(y) if len(y) % 2 else len(y) - 1) if window else smooth_window(len(y))
     if w <= 1:
         return y.copy()
     half = w // 2
