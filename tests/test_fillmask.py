@@ -19,7 +19,9 @@ def _reference(lm, sentence, k):
         logits = lm.model.cls.predictions(hidden)[0].double()  # (T, V)
     out = []
     for t in (ids[0] == lm.vocab.mask_id).nonzero().flatten().tolist():
-        p, i = logits[t].softmax(-1).topk(k)
+        probs = logits[t].softmax(-1)
+        probs[list(lm.vocab.structural_ids)] = -1  # never an answer
+        p, i = probs.topk(k)
         out.append([(lm.vocab.tokens[j], q) for j, q in zip(i.tolist(), p.tolist())])
     return out
 
@@ -41,6 +43,15 @@ def test_several_masks_sorted_and_equal_to_full_forward(trained_run):
         for ca, cb in zip(a, b):
             assert [t for t, _ in ca] == [t for t, _ in cb]
             assert [p for _, p in ca] == pytest.approx([p for _, p in cb], abs=1e-5)
+
+
+def test_a_top_k_past_the_vocabulary_lists_every_token_but_the_structural_ones(trained_run):
+    lm = load_masked_lm(trained_run, precision="fp32")
+    cands = fill_mask(lm, SENTENCES[0], top_k=10**6)[0][0]
+    tokens = [t for t, _ in cands]
+    assert len(tokens) == len(set(tokens)) == len(lm.vocab) - 4
+    assert not {"[PAD]", "[CLS]", "[SEP]", "[MASK]"} & set(tokens) and "[UNK]" in tokens
+    assert sum(p for _, p in cands) <= 1 + 1e-5
 
 
 def test_checkpoint_choice_changes_the_model(trained_run):

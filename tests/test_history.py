@@ -117,3 +117,16 @@ def test_a_corrupt_line_is_warned_about_once_per_process(tmp_path, capsys):
     for _ in range(3):
         assert len(read_history(path).records) == 2
     assert capsys.readouterr().err.count("line 2: not a JSON record") == 1
+
+
+def test_eval_points_are_finite_by_step_the_later_of_a_repeated_step_kept():
+    from zhbert.history import eval_points
+    records = [{"type": "header"}, {"type": "train", "step": 10, "eval_mlm_acc": 0.9},
+               {"type": "eval", "step": 20, "eval_mlm_acc": 0.2},
+               {"type": "eval", "step": 10, "eval_mlm_acc": 0.1},
+               {"type": "eval", "step": 30, "eval_mlm_acc": float("nan")},
+               {"type": "eval", "step": 40, "eval_mlm_acc": float("inf")},
+               {"type": "eval", "step": 50, "eval_mlm_acc": True},
+               {"type": "eval", "step": 20, "eval_mlm_acc": 0.25}]  # evaluated again after a resume
+    assert eval_points(records, "eval_mlm_acc") == [(10, 0.1), (20, 0.25)]
+    assert eval_points(records, "eval_mlm_loss") == []

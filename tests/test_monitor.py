@@ -17,11 +17,12 @@ def _line(rec):
     return json.dumps(rec) + "\n"
 
 
-def write_run(run: Path, n: int = 40, every: int = 10, partial: str = "") -> Path:
-    """A finished-looking run whose held-out accuracy follows 0.6 - 0.5*exp(-step/150)."""
+def write_run(run: Path, n: int = 40, every: int = 10, partial: str = "", total: int | None = None) -> Path:
+    """A run half way through its ``total`` steps (default), whose held-out accuracy follows
+    0.6 - 0.5*exp(-step/150)."""
     run.mkdir(parents=True, exist_ok=True)
     lines = [_line({"type": "header", "schema": "zhbert-history", "version": 1, "run": run.name,
-                    "total_steps": n * every * 2, "tokens_per_step": 1000, "precision": "fp32"})]
+                    "total_steps": total or n * every * 2, "tokens_per_step": 1000, "precision": "fp32"})]
     for i in range(1, n + 1):
         step = i * every
         acc = 0.6 - 0.5 * math.exp(-step / 150) + 0.003 * math.sin(7 * i)
@@ -278,15 +279,17 @@ def test_a_sweep_shows_as_a_group_with_its_best_trial(tmp_path):
     sweep = tmp_path / "runs" / "sw"
     (sweep / "trials").mkdir(parents=True)
     (sweep / "sweep.json").write_text(json.dumps({"objective": "acc"}))
-    for name, n in (("0000", 40), ("0001", 10), ("0002", 20)):
-        write_run(sweep / "trials" / name, n=n)  # accuracy rises with steps: 0000 ends highest
+    # accuracy rises with steps: 0000 ends highest of the complete trials (0002 ends at step
+    # 999); 0003, still running, is higher now but is no finished trial (the sweep's best)
+    for name, n, total in (("0000", 40, 400), ("0001", 10, 400), ("0002", 20, 999), ("0003", 50, 1000)):
+        write_run(sweep / "trials" / name, n=n, total=total)
     (sweep / "trials" / "0001" / "pruned.json").write_text(json.dumps({"why": "forecast"}))
     with open(sweep / "trials" / "0002" / "history.jsonl", "a") as f:  # lowest loss, not highest acc
         f.write(json.dumps({"type": "eval", "step": 999, "eval_mlm_acc": 0.01, "eval_mlm_loss": 0.1}) + "\n")
     write_run(tmp_path / "runs" / "plain")
     body = TestClient(create_app([tmp_path / "runs"])).get("/api/runs").json()
     (g,) = body["sweeps"]
-    assert g["sweep"] == "sw" and g["metric"] == "eval_mlm_acc" and len(g["trials"]) == 3
+    assert g["sweep"] == "sw" and g["metric"] == "eval_mlm_acc" and len(g["trials"]) == 4
     assert g["best"] == "sw/trials/0000" and g["pruned"] == ["sw/trials/0001"]
     by_id = {r["id"]: r for r in body["runs"]}
     assert by_id["sw/trials/0001"]["pruned"] and not by_id["sw/trials/0002"]["pruned"]

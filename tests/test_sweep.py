@@ -22,7 +22,8 @@ from zhbert.errors import UserError
 from zhbert.history import iter_records
 from zhbert.sweep import command
 from zhbert.sweep.study import load_study, open_storage, read_spec
-from zhbert.sweep.worker import WorkerOptions, claim, counted, finished_count, reap_stale, run_worker
+from zhbert.sweep.liveness import counted, finished_count, reap_stale
+from zhbert.sweep.worker import WorkerOptions, claim, run_worker
 
 SPACE = """
 [model]
@@ -163,6 +164,7 @@ def test_a_pruned_trial_is_recorded_before_its_trainer_is_stopped(tmp_path, synt
     class Run:  # the trainer process, faked: one report, then the pruner's stop
         def __init__(self, trial, spec, opts, trial_dir, last_beat):
             self.trial, self.trial_dir, self.reported = trial, trial_dir, {2}
+            self.spec, self.opts = spec, opts
             self.proc = types.SimpleNamespace(poll=lambda: None)
             trial_dir.mkdir(parents=True)
 
@@ -175,6 +177,9 @@ def test_a_pruned_trial_is_recorded_before_its_trainer_is_stopped(tmp_path, synt
         def report_new(self, prune):
             self.trial.report(0.1, 2)
             return True
+
+        def evals(self):
+            return [(2, 0.1)]
 
         def stop(self):
             seen.append((self.trial_dir / "pruned.json").exists())

@@ -58,6 +58,9 @@ BAD = [
     ("[train.warmup_steps]\nlow = 0.5\nhigh = 10\n", "line 1", "whole numbers"),
     ("[train]\nsteps = 10\n", "searches nothing", "choices"),
     ("[optim.lr]\nlow = 1\nhigh = 2\n", "line 1", "not a config section"),
+    # a quoted "false" was bool("false"): a log range; a quoted step crashed on ">"
+    ("[train.lr]\nlow = 1e-4\nhigh = 1e-3\nlog = \"false\"\n", "line 1", "log must be true or false"),
+    ("[train.warmup_steps]\nlow = 0\nhigh = 10\nstep = \"x\"\n", "line 1", "step must be a number"),
 ]
 
 

@@ -7,6 +7,7 @@ import textwrap
 
 import torch
 
+from zhbert import threads
 from zhbert.threads import ThreadShare, Trainer, fixed_threads, live_trainers, share
 
 
@@ -54,8 +55,13 @@ def test_a_second_training_halves_the_first_and_leaving_gives_the_cores_back(tmp
             assert first.threads == 4 and torch.get_num_threads() == 4
             with ThreadShare(None, directory=tmp_path, cores=4, poll_seconds=0) as second:
                 assert second.threads == 2
-                assert "zhbert: 2 of 4 cores: 1 other zhbert training on this machine shares" \
-                    in capsys.readouterr().err
+                # said at the first step (a command failing before it says only its error)
+                assert capsys.readouterr().err == ""
+                threads.rebalance()
+                assert capsys.readouterr().err.count(
+                    "zhbert: 2 of 4 cores: 1 other zhbert training on this machine shares") == 2
+                threads.rebalance()
+                assert capsys.readouterr().err == ""  # once
                 assert first.rebalance() == 2
                 assert len(live_trainers(tmp_path)) == 2
             assert first.rebalance() == 4 and torch.get_num_threads() == 4
@@ -181,3 +187,23 @@ def test_zhbert_train_takes_its_share_and_rebalances_between_steps(synthetic_dat
     assert "· 3 threads ·" in header["machine"]
     assert len(calls) == 3
     assert live_trainers(tmp_path / "registry") == []
+
+
+def test_a_train_command_that_fails_on_its_data_says_only_that(tmp_path, monkeypatch, capsys):
+    """With another training on the machine, the thread share was printed before the error of
+    a command that never trained; now it is said at the first step."""
+    from zhbert.cli import main as cli_main
+
+    monkeypatch.setenv("ZHBERT_TRAINERS_DIR", str(tmp_path / "registry"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("zhbert.threads.available_cores", lambda: 4)
+    before = torch.get_num_threads()
+    try:
+        with ThreadShare(None, run=tmp_path / "other", directory=tmp_path / "registry", cores=4):
+            capsys.readouterr()
+            assert cli_main(["train", "--data", str(tmp_path / "missing"),
+                             "--out", str(tmp_path / "run")]) == 2
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err
+    assert "missing" in err and "cores" not in err

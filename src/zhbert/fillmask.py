@@ -239,7 +239,10 @@ def _batch_candidates(lm: MaskedLM, batch: list[list[int]], top_k: int) -> list[
     positions = torch.tensor([pos + [0] * (M - len(pos)) for pos in masks])
     attention = input_ids != 0
     logits = lm.engine(input_ids.to(lm.device), attention.to(lm.device), positions.to(lm.device))
-    probs, ids = logits.float().softmax(-1).topk(top_k, dim=-1)  # (B, M, k)
+    probs = logits.float().softmax(-1)
+    # structural tokens are never an answer (they would fill a large --top-k's tail)
+    probs[..., list(lm.vocab.structural_ids)] = -1.0
+    probs, ids = probs.topk(top_k, dim=-1)  # (B, M, k)
     probs, ids = probs.cpu().tolist(), ids.cpu().tolist()
     return [[[(lm.vocab.tokens[t], p) for t, p in zip(ids[b][m], probs[b][m])]
              for m in range(len(masks[b]))] for b in range(B)]
@@ -256,7 +259,7 @@ def fill_mask(model_or_path: MaskedLM | str | Path, sentences: str | Sequence[st
         sentences = [sentences]
     if top_k < 1 or batch_size < 1:
         raise UserError(f"--top-k and --batch-size must be at least 1 (got {top_k}, {batch_size})")
-    top_k = min(top_k, len(lm.vocab))
+    top_k = min(top_k, len(lm.vocab) - len(lm.vocab.structural_ids))
     where = where or [f"sentence {i + 1}" for i in range(len(sentences))]
     encoded = [encode_masked(lm.vocab, s, lm.max_len, w) for s, w in zip(sentences, where)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # stable: ties keep input order

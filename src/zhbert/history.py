@@ -42,12 +42,13 @@ import contextlib
 import datetime
 import errno
 import json
+import math
 import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_bytes, atomic_write_text
@@ -234,6 +235,18 @@ def tokens_per_step(records: list[dict[str, Any]]) -> float | None:
     (s0, t0), (s1, t1) = min(pts), max(pts)  # by step: an imported log may be out of order
     rate = (t1 - t0) / (s1 - s0) if s1 > s0 else t1 / s1
     return rate if rate > 0 else None
+
+
+def eval_points(records: Iterable[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
+    """(step, value) of ``metric`` in the eval records, in step order, finite values only;
+    a step evaluated twice (a run resumed before its last eval) keeps the later value."""
+    out: dict[int, float] = {}
+    for r in records:
+        v = r.get(metric)
+        if (r.get("type") == "eval" and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v) and isinstance(r.get("step"), int)):
+            out[r["step"]] = float(v)
+    return sorted(out.items())
 
 
 def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -153,17 +153,25 @@ class ThreadShare:
         self._fd: int | None = None
         self._path: Path | None = None
         self._next_poll = 0.0
+        self._unannounced = False
 
     def __enter__(self) -> "ThreadShare":
         self._register()
         _ACTIVE.add(self)
         self.rebalance(force=True)
-        if self.me.threads is None and self.others and os.environ.get("RANK", "0") == "0":
+        # said at the first step, not here: a command that then fails on its arguments or
+        # data says only that
+        self._unannounced = self.me.threads is None and os.environ.get("RANK", "0") == "0"
+        return self
+
+    def announce(self) -> None:
+        """Once, at the first training step: the share, where other trainings take cores."""
+        if self._unannounced and self.others:
             print(f"zhbert: {self.threads} of {self.cores} cores: {self.others} other zhbert "
                   f"training{'s' if self.others > 1 else ''} on this machine "
                   f"{'share' if self.others > 1 else 'shares'} them "
                   "(--threads N fixes the count)", file=sys.stderr)
-        return self
+        self._unannounced = False
 
     def __exit__(self, *exc) -> None:
         if self._path is not None:
@@ -217,3 +225,4 @@ def rebalance() -> None:
     """Between training steps: the active ThreadShare (if any) follows the machine."""
     for s in list(_ACTIVE):
         s.rebalance()
+        s.announce()

@@ -228,6 +228,9 @@ class Vocab:
     cls_id = property(lambda self: 2)
     sep_id = property(lambda self: 3)
     mask_id = property(lambda self: 4)
+    # [PAD], [CLS], [SEP], [MASK] mark a sequence's structure: never the text a [MASK] hides
+    # ([UNK] can be: a character outside the vocabulary)
+    structural_ids = property(lambda self: (0, 2, 3, 4))
 
     @property
     def num_chars(self) -> int:

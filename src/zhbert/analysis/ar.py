@@ -130,6 +130,16 @@ def marginal_sd(r: np.ndarray, lengths: list[int], phi: float) -> float:
     return max(robust, from_diff)
 
 
+MEDIAN_ABS_D2 = 0.6745 * math.sqrt(6)  # white noise's median |second difference|, in sd (1.652)
+
+
+def scatter_sd(y: Any) -> float:
+    """The noise sd of a smooth curve's points, from their second differences (a smooth
+    curve's own second differences are small): median |second difference| / 1.652."""
+    d = np.abs(np.diff(np.asarray(y, dtype=float), 2))
+    return float(np.median(d)) / MEDIAN_ABS_D2 if len(d) else 0.0
+
+
 def local_sd(y: np.ndarray, window: int = 51) -> np.ndarray:
     """Each point's noise sd: a running median of |second differences| / 1.652 (for white
     noise the median |second difference| is 0.6745 * sqrt(6) sd). A training-batch loss
@@ -147,7 +157,7 @@ def local_sd(y: np.ndarray, window: int = 51) -> np.ndarray:
     pad = np.r_[np.full(half, d[0]), d, np.full(half, d[-1])]
     med = np.array([np.median(pad[i:i + 2 * half + 1]) for i in range(len(d))])
     floor = max(float(np.median(d)), 1e-9) * 0.25
-    return np.maximum(med / 1.652, floor)
+    return np.maximum(med / MEDIAN_ABS_D2, floor)
 
 
 def ar1_noise(n: int, phi: float, sd: float, rng: np.random.Generator) -> np.ndarray:

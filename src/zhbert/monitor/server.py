@@ -209,7 +209,7 @@ def _objective_metric(sweep: Path) -> str:
 
 def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials of each sweep among the runs, grouped, with the best one so far (by the
-    sweep's objective on the trial's last held-out eval) and the pruned ones. Each listed
+    sweep's objective on a complete trial's final held-out eval) and the pruned ones. Each listed
     run of a sweep gains ``sweep`` (its group) and ``pruned`` (its state says why: runstate)."""
     from zhbert.runstate import pruned
     groups: dict[Path, dict[str, Any]] = {}
@@ -225,9 +225,11 @@ def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
         g["trials"].append(ref.id)
         if s["pruned"]:
             g["pruned"].append(ref.id)
-        value = (s.get("eval") or {}).get(metric)
-        better = metric_info(metric).direction
-        if isinstance(value, (int, float)) and math.isfinite(value) and (
+        last = s.get("eval") or {}
+        value, better = last.get(metric), metric_info(metric).direction
+        # the sweep's best: a complete trial's final eval (a running trial's latest is not)
+        complete = not s["pruned"] and bool(s.get("total_steps")) and last.get("step") == s["total_steps"]
+        if complete and isinstance(value, (int, float)) and math.isfinite(value) and (
                 g["best_value"] is None or (value - g["best_value"]) * better > 0):
             g["best"], g["best_value"] = ref.id, float(value)
     return list(groups.values())

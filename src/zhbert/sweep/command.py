@@ -17,23 +17,28 @@ from pathlib import Path
 
 from zhbert.errors import UserError
 from zhbert.sweep.pruner import PRUNERS
+from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
 from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, absolute_url, load_study,
                                 open_storage, read_spec, require_study, spec_from_storage, start_over,
                                 stored_identity, trial_label, with_runtime, write_spec)
 
 DEFAULT_STUDY = "zhbert-sweep"
+# what a sweep is (its identity) is fixed when it starts: a resume that gave another value
+# ran the old one without a word
+START_ONLY = ("config", "steps", "objective", "sampler_seed")
+DEFAULTS = {"config": "tiny", "objective": "acc", "sampler_seed": 0}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="search space TOML (a new sweep) or SWEEP_DIR (resume / join)")
     p.add_argument("--data", help="data directory (new sweep; for --worker: this machine's path)")
     p.add_argument("--out", help="SWEEP_DIR for a new sweep (trials/NNNN are ordinary runs)")
-    p.add_argument("--config", default="tiny", help="base preset or TOML file (default tiny)")
+    p.add_argument("--config", help="base preset or TOML file (default tiny)")
     p.add_argument("--trials", type=int, help="finished trials to reach (default 20)")
     p.add_argument("--budget-minutes", type=float,
                    help="no trial starts after this many minutes (running ones finish)")
     p.add_argument("--steps", type=int, help="training steps per trial (default: the config's)")
-    p.add_argument("--objective", choices=tuple(OBJECTIVES), default="acc",
+    p.add_argument("--objective", choices=tuple(OBJECTIVES),
                    help="final held-out MLM accuracy (maximised, default) or loss (minimised)")
     p.add_argument("--pruner", choices=PRUNERS,
                    help="forecast (default): stop a trial whose forecast 80%% interval cannot "
@@ -45,13 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="RDB URL (sqlite:///f.db, postgresql://...; a relative sqlite path is kept "
                         "absolute); default: the Optuna journal file in SWEEP_DIR")
     p.add_argument("--study", default=DEFAULT_STUDY, help="study name in the storage")
-    p.add_argument("--sampler-seed", type=int, default=0, help="TPE sampler seed (default 0)")
+    p.add_argument("--sampler-seed", type=int, help="TPE sampler seed (default 0)")
     p.add_argument("--worker", action="store_true", help="join SWEEP_DIR as one worker")
     p.add_argument("--force", action="store_true",
                    help="start over in a SWEEP_DIR that holds a sweep of another space")
     p.add_argument("--grace-seconds", type=float, default=120.0,
                    help="a running trial whose worker sent no heartbeat for this long is "
-                        "failed and retried (default 120)")
+                        f"failed and retried (default 120; at least {MIN_GRACE_S:g}: workers "
+                        f"beat every {HEARTBEAT_S:g})")
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
 
@@ -70,6 +76,10 @@ def _check_counts(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if args.budget_minutes is not None and args.budget_minutes <= 0:
         raise UserError(f"--budget-minutes must be > 0, got {args.budget_minutes}")
+    if not args.grace_seconds >= MIN_GRACE_S:  # nan too
+        # shorter, live workers' trials were failed as lost and their workers crashed
+        raise UserError(f"--grace-seconds must be at least {MIN_GRACE_S:g} (workers send a "
+                        f"heartbeat every {HEARTBEAT_S:g} s), got {args.grace_seconds:g}")
 
 
 def new_spec(args) -> SweepSpec:
@@ -81,6 +91,11 @@ def new_spec(args) -> SweepSpec:
     if not args.data or not args.out:
         raise UserError("a new sweep needs --data DATA and --out SWEEP_DIR "
                         "(or give an existing SWEEP_DIR to resume it)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file: give a directory for the sweep")
+    for key, value in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if (args.config not in PRESETS and not Path(args.config).is_file()) or args.config.endswith(".json"):
         raise UserError(f"--config {args.config}: a sweep's base is a preset ({', '.join(PRESETS)}) "
                         "or a TOML file (a run's settings: write them as TOML)")
@@ -91,7 +106,11 @@ def new_spec(args) -> SweepSpec:
             raise UserError(f"{args.target}: {key} cannot be searched (the sweep sets it: "
                             "--steps; evaluations every steps / 20)")
     open_data_dir(args.data)
-    steps = args.steps or int(space.fixed.get("train.steps", base.train.steps))
+    fixed_steps = space.fixed.get("train.steps")
+    if args.steps and fixed_steps is not None and int(fixed_steps) != args.steps:
+        raise UserError(f"{args.target} fixes train.steps = {fixed_steps} and --steps says "
+                        f"{args.steps}: give one of them")
+    steps = args.steps or int(fixed_steps if fixed_steps is not None else base.train.steps)
     eval_every = int(space.fixed.get("train.eval_every", max(1, steps // 20)))
     is_preset = args.config in PRESETS
     return SweepSpec(
@@ -118,6 +137,11 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     runtime = dict(trials=args.trials, budget_minutes=args.budget_minutes, pruner=args.pruner,
                    workers_per_machine=args.workers_per_machine)
     if target.is_dir() or (args.worker and args.storage):
+        given = [f"--{k.replace('_', '-')}" for k in START_ONLY if getattr(args, k) is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: fixed when the sweep started (sweep.json); "
+                            f"resume {target} without {'them' if len(given) > 1 else 'it'}, or "
+                            "start a new sweep (another --out)")
         spec = read_spec(target) if target.is_dir() else None
         joined = spec is None and bool(args.storage)
         if joined:  # a machine that sees only the database: its own SWEEP_DIR for trials
@@ -127,6 +151,8 @@ def prepare(args) -> tuple[Path, SweepSpec]:
                             f"sweep SPACE.toml --data DATA --out {target}`")
         if not joined:
             require_study(open_storage(target, spec.storage), spec, target)
+        from zhbert.datadir import open_data_dir
+        open_data_dir(args.data or spec.data)  # else every trial failed on it, counted
         spec = with_runtime(spec, **runtime)
         if joined:
             write_spec(target, spec)
@@ -138,7 +164,13 @@ def prepare(args) -> tuple[Path, SweepSpec]:
                         "search space TOML with --data DATA --out SWEEP_DIR to start a sweep")
     spec = new_spec(args)
     sweep_dir = Path(args.out)
-    old = read_spec(sweep_dir)
+    try:
+        old = read_spec(sweep_dir)
+    except UserError:  # an unreadable sweep.json: --force starts over, as its message says
+        if not args.force:
+            raise
+        start_over(sweep_dir, "", spec.study_name)
+        old = None
     if old is not None and (args.force or old.identity() != spec.identity()):
         if not args.force:
             _refuse_other(sweep_dir, "space, base config, steps or objective")
@@ -182,7 +214,7 @@ def _spawn(sweep_dir: Path, k: int, threads: int, args) -> int:
 def summary(sweep_dir: Path, spec: SweepSpec) -> str:
     from optuna.trial import TrialState
 
-    from zhbert.sweep.worker import finished_count
+    from zhbert.sweep.liveness import finished_count
     study = load_study(open_storage(sweep_dir, spec.storage), spec)
     trials = study.get_trials(deepcopy=False)
     n = {s: sum(t.state == s for t in trials) for s in TrialState}
@@ -204,7 +236,7 @@ def run(args) -> int:
     threads = args.threads or sweep_threads(k)
     deadline = time.time() + 60 * spec.budget_minutes if spec.budget_minutes else None
     if args.worker or k == 1:
-        opts = WorkerOptions(sweep_dir, threads, index=args.worker_index, data=args.data if args.worker else None,
+        opts = WorkerOptions(sweep_dir, threads, index=args.worker_index, data=args.data,
                              grace_s=args.grace_seconds, deadline=deadline)
         tally = run_worker(spec, opts, log=lambda m: print(m, file=sys.stderr, flush=True))
         code = 130 if tally.interrupted else 0

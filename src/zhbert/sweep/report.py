@@ -110,21 +110,20 @@ def _importances(study) -> tuple[dict[str, float], str]:
 
 
 def _curves(rows: list[TrialRow], sweep_dir: Path, metric: str):
-    from zhbert.history import iter_records
+    from zhbert.history import eval_points, iter_records
     out = []
     for r in rows:
         path = sweep_dir / r.trial_dir / "history.jsonl"
         if not r.trial_dir or not path.exists():
             continue
-        pts = {int(x["step"]): x[metric] for x in iter_records(path)
-               if x.get("type") == "eval" and isinstance(x.get(metric), (int, float))}
-        steps = np.array(sorted(pts), dtype=float)
-        out.append((r.trial_dir.split("/")[-1], r.state, steps, np.array([pts[s] for s in sorted(pts)])))
+        pts = eval_points(iter_records(path), metric)
+        out.append((r.trial_dir.split("/")[-1], r.state, np.array([s for s, _ in pts], dtype=float),
+                    np.array([v for _, v in pts])))
     return out
 
 
 def collect(sweep_dir: Path, storage_url: str | None = None, study_name: str | None = None) -> SweepReport:
-    from zhbert.sweep.worker import NOT_COUNTED
+    from zhbert.sweep.liveness import NOT_COUNTED
     spec = read_spec(sweep_dir)
     if spec is None and storage_url:
         spec = spec_from_storage(open_storage(sweep_dir, storage_url), study_name or "zhbert-sweep")

@@ -132,10 +132,14 @@ def _parse_param(name: str, spec: dict[str, Any]) -> Param:
     if low == high:
         _bad(f"empty range (low = high = {low}): widen it, or fix the value with "
              f"{name.partition('.')[2]} = {low} under [{name.partition('.')[0]}]")
-    log = bool(spec.get("log", False))
+    log = spec.get("log", False)
+    if not isinstance(log, bool):  # bool("false") is True
+        _bad(f"log must be true or false, unquoted (got {log!r})")
     if log and low <= 0:
         _bad(f"log = true needs low > 0 (got {low}): raise low or drop log")
     step = spec.get("step")
+    if step is not None and (not isinstance(step, (int, float)) or isinstance(step, bool)):
+        _bad(f"step must be a number (got {step!r})")
     if step is not None and (log or not step > 0):
         _bad("step must be > 0 and cannot be combined with log = true")
     is_int = kind is int

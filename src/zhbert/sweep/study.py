@@ -75,8 +75,9 @@ class SweepSpec:
         return self.config if self.config != BASE_TOML else str(sweep_dir / BASE_TOML)
 
     def trial_overrides(self, params: dict[str, Any]) -> list[str]:
-        return [f"train.steps={self.steps}", f"train.eval_every={self.eval_every}"] + \
-            self.space.overrides(params)
+        # the sweep's own last: the later --set wins, and the sweep waits for these evals
+        return self.space.overrides(params) + [f"train.steps={self.steps}",
+                                               f"train.eval_every={self.eval_every}"]
 
 
 def read_spec(sweep_dir: Path) -> SweepSpec | None:
@@ -85,7 +86,7 @@ def read_spec(sweep_dir: Path) -> SweepSpec | None:
         return None
     try:
         return SweepSpec.from_json(read_json(path, "sweep spec"))
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise UserError(f"{path} is not a zhbert sweep spec ({exc}); start the sweep again "
                         "with --force") from None
 

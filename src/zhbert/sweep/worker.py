@@ -7,13 +7,7 @@ the trial's history.jsonl and reports every held-out eval as an Optuna intermedi
 value; when the pruner says so it sends SIGTERM (the trainer checkpoints and exits 0)
 and tells Optuna the trial was pruned, with the forecast that pruned it.
 
-Dead workers: each running trial carries its worker's host, pid and a heartbeat (user
-attributes). A worker that finds a running trial whose worker process is gone (same
-host) or whose heartbeat is older than the grace period fails it and enqueues a retry
-(Optuna's RetryHeartbeatStaleTrialCallback: same parameters, WAITING); the retry runs
-in the same trial directory and resumes from its last checkpoint. Counting: a trial
-failed because its worker died or was interrupted is not counted (its retry is); a
-trial that completes, is pruned, or fails on its own (divergence, crash) counts once.
+Which trials count, and which workers are alive: ``zhbert.sweep.liveness``.
 """
 
 from __future__ import annotations
@@ -24,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +26,10 @@ import optuna
 from optuna.trial import TrialState
 
 from zhbert.fileio import atomic_write_json
-from zhbert.history import iter_records
+from zhbert.history import HistoryReader, eval_points
+from zhbert.sweep.liveness import HEARTBEAT_S, counted, finished_count, queue_retry, reap_stale
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
 from zhbert.sweep.study import SweepSpec, load_study, open_storage, trial_dir_name, trial_label
-
-NOT_COUNTED = ("worker_lost", "interrupted")   # failures that are retried, not counted
-MAX_RETRY = 3
 
 
 @dataclass
@@ -48,7 +39,7 @@ class WorkerOptions:
     index: int = 0
     data: str | None = None          # this machine's path to the data, when it differs
     poll_s: float = 0.5
-    heartbeat_s: float = 15.0
+    heartbeat_s: float = HEARTBEAT_S
     grace_s: float = 120.0
     deadline: float | None = None    # time.time() after which no trial starts
 
@@ -75,61 +66,6 @@ class _Stop:
     def __exit__(self, *exc) -> None:
         for s, old in self._old.items():
             signal.signal(s, old)
-
-
-# ----------------------------------------------------------------------------- counting
-
-def counted(t: optuna.trial.FrozenTrial) -> bool:
-    """Does this trial count towards --trials? (see the module docstring)"""
-    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return t.state == TrialState.FAIL and t.user_attrs.get("failure") not in NOT_COUNTED
-
-
-def finished_count(study: optuna.Study) -> int:
-    return sum(counted(t) for t in study.get_trials(deepcopy=False))
-
-
-# ----------------------------------------------------------------------------- dead workers
-
-def _alive(t: optuna.trial.FrozenTrial, now: float, grace_s: float) -> bool:
-    a = t.user_attrs
-    if now - float(a.get("heartbeat", now)) > grace_s:
-        return False
-    if a.get("worker_host") == socket.gethostname() and a.get("worker_pid"):
-        try:
-            os.kill(int(a["worker_pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
-
-
-def reap_stale(study: optuna.Study, grace_s: float) -> list[int]:
-    """Fail the running trials whose worker is gone and enqueue their retries."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    reaped, now = [], time.time()
-    storage = study._storage  # Optuna's own fail_stale_trials works the same way
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _alive(t, now, grace_s):
-            continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, "failure", "worker_lost")
-            storage.set_trial_user_attr(t._trial_id, "message",
-                                        f"worker {t.user_attrs.get('worker_host')}:"
-                                        f"{t.user_attrs.get('worker_pid')} stopped answering")
-            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue  # another worker reaped it first
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(t._trial_id))
-        reaped.append(t.number)
-    return reaped
 
 
 # ----------------------------------------------------------------------------- claiming
@@ -183,18 +119,6 @@ def train_command(spec: SweepSpec, opts: WorkerOptions, trial_dir: Path, params:
     return cmd
 
 
-def _evals(trial_dir: Path, metric: str) -> list[tuple[int, float]]:
-    path = trial_dir / "history.jsonl"
-    if not path.exists():
-        return []
-    out = {}
-    for r in iter_records(path):
-        v = r.get(metric)
-        if r.get("type") == "eval" and isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
-            out[int(r["step"])] = float(v)
-    return sorted(out.items())
-
-
 def _failure_message(log: Path, rc: int) -> str:
     try:
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -204,14 +128,16 @@ def _failure_message(log: Path, rc: int) -> str:
     return (errors[-1] if errors else lines[-1] if lines else "") or f"trainer exited with code {rc}"
 
 
-def _wait_for_old_trainer(trial_dir: Path, timeout_s: float = 300) -> None:
+def _wait_for_old_trainer(trial_dir: Path, beat, timeout_s: float = 300) -> None:
     """A retry after kill -9: the dead worker's trainer got SIGTERM and is saving its
-    checkpoint; let it finish before resuming from that checkpoint."""
+    checkpoint; let it finish before resuming from that checkpoint (beating meanwhile:
+    a silent wait let other workers fail this trial as lost)."""
     from zhbert.runstate import run_state
     t0 = time.time()
     while (trial_dir / "running.json").exists() and run_state(trial_dir, 0, 0) == "running":
         if time.time() - t0 > timeout_s:
             break
+        beat()
         time.sleep(0.5)
 
 
@@ -225,10 +151,26 @@ class TrialRun:
     proc: subprocess.Popen | None = None
     reported: set = field(default_factory=set)
     last_beat: float = 0.0
+    _reader: HistoryReader | None = None
+    _records: list = field(default_factory=list)   # the eval records read so far
+
+    def evals(self) -> list[tuple[int, float]]:
+        """The trial's held-out evals of the sweep's metric so far; each poll parses only
+        what the trainer appended (a whole re-read cost 79 ms on a 100k-step history)."""
+        if self._reader is None:
+            self._reader = HistoryReader(self.trial_dir / "history.jsonl", warn=lambda _: None)
+        try:
+            chunk = self._reader.read()
+        except FileNotFoundError:
+            return []
+        if chunk.reset:  # rewritten by a resume (truncate_after)
+            self._records = []
+        self._records += [r for r in chunk.records if r.get("type") == "eval"]
+        return eval_points(self._records, self.spec.metric)
 
     def start(self) -> None:
         self.trial_dir.mkdir(parents=True, exist_ok=True)
-        _wait_for_old_trainer(self.trial_dir)
+        _wait_for_old_trainer(self.trial_dir, self.beat)
         cmd = train_command(self.spec, self.opts, self.trial_dir, self.trial.params)
         env = {**os.environ, "OMP_NUM_THREADS": str(self.opts.threads)}
         with open(self.trial_dir / "train.log", "ab") as log:
@@ -241,34 +183,45 @@ class TrialRun:
         if now - self.last_beat < self.opts.heartbeat_s:
             return True
         self.last_beat = now
+        from optuna.exceptions import UpdateFinishedTrialError
         t = self.trial.study._storage.get_trial(self.trial._trial_id)
         if t.state != TrialState.RUNNING:
             return False
-        self.trial.set_user_attr("heartbeat", now)
+        try:
+            self.trial.set_user_attr("heartbeat", now)
+        except UpdateFinishedTrialError:  # failed by another worker since the look above
+            return False
         return True
 
     def report_new(self, prune: bool) -> bool:
-        """Report new evals; True when the pruner wants the trial stopped."""
-        total = self.spec.steps
-        evals = list(_evals(self.trial_dir, self.spec.metric))
-        prune = prune and all(step < total for step, _ in evals)  # finished: nothing to save
-        for step, value in evals:
-            if step in self.reported:
-                continue
-            self.trial.report(value, step)
-            self.reported.add(step)
-            if prune and step < total and self.trial.should_prune():
-                return True
-        return False
+        """Report new evals; True when the pruner wants the trial stopped. Only the newest
+        is judged: a retry replays its earlier evals, and judging each against a forecast
+        from the whole history pruned trials that ran on uninterrupted were kept."""
+        from optuna.exceptions import UpdateFinishedTrialError
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # the trainer checkpoints, then exits 0
-            try:
-                self.proc.wait(timeout=300)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        evals = self.evals()
+        new = [(step, value) for step, value in evals if step not in self.reported]
+        try:
+            for step, value in new:
+                self.trial.report(value, step)
+                self.reported.add(step)
+        except UpdateFinishedTrialError:
+            raise _TakenOver from None
+        finished = any(step >= self.spec.steps for step, _ in evals)  # nothing to save
+        return bool(new) and prune and not finished and self.trial.should_prune()
+
+    def stop(self, timeout_s: float = 300) -> None:
+        """SIGTERM (the trainer checkpoints, then exits 0), beating while it saves."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        t0 = time.time()
+        while self.proc.poll() is None and time.time() - t0 < timeout_s:
+            self.beat()
+            time.sleep(0.2)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _record_prune(run: TrialRun, pruner) -> str:
@@ -285,12 +238,27 @@ def _record_prune(run: TrialRun, pruner) -> str:
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: WorkerOptions,
               pruner, stop: _Stop, log=print) -> str:
-    from zhbert.sweep.space import format_value
     rel = trial.user_attrs.get("trial_dir") or trial_dir_name(trial.number)
+    # a retry inherits its attempt's attributes: one killed while recording a prune
+    # would read "pruned" to status and the dashboard
     _set_attrs(trial, {"trial_dir": rel, "total_steps": spec.steps, "worker_host": socket.gethostname(),
                        "worker_pid": os.getpid(), "heartbeat": time.time(), "failure": None,
-                       "message": None, "started": time.time()})
+                       "message": None, "started": time.time(), "pruned_by": None})
     run = TrialRun(trial, spec, opts, opts.sweep_dir / rel, last_beat=time.time())
+    (run.trial_dir / "pruned.json").unlink(missing_ok=True)
+    from optuna.exceptions import UpdateFinishedTrialError
+    try:
+        return _supervise(study, run, pruner, stop, log)
+    except (_TakenOver, UpdateFinishedTrialError):  # its report, attributes or tell refused
+        run.stop()
+        return "taken over: another worker failed it as lost and queued its retry"
+
+
+def _supervise(study: optuna.Study, run: TrialRun, pruner, stop: _Stop, log) -> str:
+    """Start the trial's trainer, report its evals, prune or stop it, tell Optuna."""
+    from zhbert.sweep.space import format_value
+    trial, spec, opts = run.trial, run.spec, run.opts
+    rel = trial.user_attrs.get("trial_dir")
     run.start()
     # said at the start too: the first line came only when a trial ended (1.6 min for 200 steps)
     chosen = ", ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
@@ -299,23 +267,23 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: W
     prune_on = spec.pruner != "none"
     while run.proc.poll() is None:
         time.sleep(opts.poll_s)
-        if stop.flag or not run.beat():
+        if stop.flag:
             run.stop()
-            if stop.flag:
-                _tell_failed(study, trial, "interrupted", "stopped by Ctrl-C/SIGTERM; resumes "
-                             "from its checkpoint on the next `zhbert sweep SWEEP_DIR`", retry=True)
-                return "interrupted (will resume)"
-            return "taken over by another worker"
+            _tell_failed(study, trial, "interrupted", "stopped by Ctrl-C/SIGTERM; resumes "
+                         "from its checkpoint on the next `zhbert sweep SWEEP_DIR`", retry=True)
+            return "interrupted (will resume)"
+        if not run.beat():
+            raise _TakenOver
         if run.report_new(prune_on):
             # recorded before the stop: while the trainer checkpoints, status and the dashboard
             # read "pruned", not "stopped (continue with --resume)"
             why = _record_prune(run, pruner)
             run.stop()
-            if spec.steps in dict(_evals(run.trial_dir, spec.metric)):
+            if spec.steps in dict(run.evals()):
                 (run.trial_dir / "pruned.json").unlink(missing_ok=True)
                 trial.set_user_attr("pruned_by", None)
                 break  # it finished before the stop reached it: complete, not pruned
-            study.tell(trial, state=TrialState.PRUNED)
+            _tell(study, trial, state=TrialState.PRUNED)
             return f"pruned at step {max(run.reported):,}: {why}"
     run.report_new(prune=False)
     return _finish(study, run)
@@ -326,10 +294,10 @@ def _finish(study: optuna.Study, run: TrialRun) -> str:
     come before any training at all (a trial directory holding a run of other
     parameters is refused), and then the history's evals are that other run's."""
     trial, spec = run.trial, run.spec
-    evals = dict(_evals(run.trial_dir, spec.metric))
+    evals = dict(run.evals())
     rc = run.proc.returncode
     if rc == 0 and spec.steps in evals:
-        study.tell(trial, evals[spec.steps])
+        _tell(study, trial, evals[spec.steps])
         return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
     msg = (_failure_message(run.trial_dir / "train.log", rc) if rc else
            f"the trainer exited without an eval at step {spec.steps:,}")
@@ -340,13 +308,22 @@ def _finish(study: optuna.Study, run: TrialRun) -> str:
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, kind: str, message: str,
                  retry: bool) -> None:
     _set_attrs(trial, {"failure": kind, "message": message})
-    study.tell(trial, state=TrialState.FAIL)
+    _tell(study, trial, state=TrialState.FAIL)
     if retry:
-        from optuna.storages import RetryHeartbeatStaleTrialCallback
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(
-                study, study._storage.get_trial(trial._trial_id))
+        queue_retry(study, trial._trial_id)
+
+
+class _TakenOver(Exception):
+    """Another worker failed this trial as lost (and queued its retry) while it ran here."""
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:
+    try:
+        study.tell(trial, *args, **kwargs)
+    except ValueError:  # "Cannot tell a FAIL trial": only when another worker finished it
+        if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            raise _TakenOver from None
+        raise
 
 
 # ----------------------------------------------------------------------------- the loop

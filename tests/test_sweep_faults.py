@@ -1,0 +1,199 @@
+"""zhbert sweep on faults and odd input: what a review found (each test fails on the code
+before it): options that conflicted or were ignored, retries judged on replayed evals, a
+live trial failed as lost and its worker crashing, a moved data directory, Ctrl-C retries
+counted as lost ones, a loss objective without a noise floor, a corrupt sweep.json."""
+
+import json
+import math
+import shutil
+import types
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from test_sweep import SPACE, _args, _dead_pid, _space, _study
+from zhbert.cli import main as cli_main
+from zhbert.config import load_config
+from zhbert.sweep import command, worker
+from zhbert.sweep.forecast import eval_noise_sd
+from zhbert.sweep.liveness import MAX_RETRY, reap_stale
+from zhbert.sweep.worker import TrialRun, WorkerOptions, claim
+
+
+def _new(tmp_path, data, **kw):
+    return command.prepare(_args(_space(tmp_path), data, tmp_path / "s", **{"trials": 2, "steps": 8, **kw}))
+
+
+def test_a_space_fixing_steps_against_steps_is_refused_and_the_sweeps_own_settings_win(
+        tmp_path, synthetic_data, capsys):
+    space = _space(tmp_path, SPACE.replace("[train]\n", "[train]\nsteps = 30\n"))
+    code = cli_main(["sweep", str(space), "--data", str(synthetic_data), "--out", str(tmp_path / "s"),
+                     "--steps", "60"])
+    assert code == 2 and "give one of them" in capsys.readouterr().err
+    _, spec = command.prepare(_args(space, synthetic_data, tmp_path / "s2", trials=1))
+    items = spec.trial_overrides({"train.lr": 2e-3, "data.mask_prob": 0.1})
+    assert spec.steps == 30 and items[-2:] == ["train.steps=30", f"train.eval_every={spec.eval_every}"]
+    assert load_config("tiny", items).train.steps == 30
+
+
+def test_a_retry_judges_only_its_newest_eval(tmp_path):
+    """A retry replays its evals: judging each against a forecast of the whole history
+    pruned at a replayed step a trial that, running on, was kept."""
+    (tmp_path / "history.jsonl").write_text("".join(
+        json.dumps({"type": "eval", "step": s, "eval_mlm_acc": 0.05 + s / 1000}) + "\n"
+        for s in (10, 20, 30, 40)))
+    judged = []
+
+    class Trial:
+        def report(self, value, step):
+            reported.append(step)
+
+        def should_prune(self):
+            judged.append(list(reported))
+            return True
+
+    reported = []
+    spec = types.SimpleNamespace(steps=100, metric="eval_mlm_acc")
+    assert TrialRun(Trial(), spec, None, tmp_path).report_new(prune=True) is True
+    assert judged == [[10, 20, 30, 40]]
+
+
+def test_a_grace_period_shorter_than_the_heartbeats_is_refused(tmp_path, synthetic_data, capsys):
+    code = cli_main(["sweep", str(_space(tmp_path)), "--data", str(synthetic_data), "--out",
+                     str(tmp_path / "s"), "--grace-seconds", "3"])
+    assert code == 2 and "--grace-seconds must be at least" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def _fake_run(on_report, stops, evals=()):
+    class Run:  # the trainer process, faked
+        def __init__(self, trial, spec, opts, trial_dir, last_beat):
+            self.trial, self.spec, self.opts, self.trial_dir = trial, spec, opts, trial_dir
+            self.reported = set()
+            self.proc = types.SimpleNamespace(poll=lambda: 0 if evals else None, returncode=0)
+
+        def start(self):
+            stops.append(("start", (self.trial_dir / "pruned.json").exists(),
+                          self.trial.study._storage.get_trial(self.trial._trial_id).user_attrs.get("pruned_by")))
+
+        def beat(self):
+            return True
+
+        def report_new(self, prune):
+            return on_report(self)
+
+        def evals(self):
+            return list(evals)
+
+        def stop(self):
+            stops.append("stop")
+    return Run
+
+
+def test_a_trial_failed_by_another_worker_is_given_up_without_a_crash(tmp_path, synthetic_data,
+                                                                     monkeypatch):
+    """Another worker failed the trial as lost: its report (or tell) was refused with an
+    exception that ended this worker (exit 1, "Cannot tell a FAIL trial")."""
+    sweep_dir, spec = _new(tmp_path, synthetic_data)
+    _, study = _study(sweep_dir)
+    stops = []
+
+    def reaped_meanwhile(run):
+        study._storage.set_trial_state_values(run.trial._trial_id, TrialState.FAIL)
+        run.trial.report(0.1, 2)
+        return False
+    monkeypatch.setattr(worker, "TrialRun", _fake_run(reaped_meanwhile, stops))
+    trial = claim(study, spec, sweep_dir)
+    out = worker.run_trial(study, trial, spec, WorkerOptions(sweep_dir, threads=1, poll_s=0),
+                           optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
+    assert out.startswith("taken over") and stops[-1] == "stop"
+
+
+def test_a_retry_starts_with_no_prune_left_from_its_attempt(tmp_path, synthetic_data, monkeypatch):
+    """A worker killed while recording a prune left pruned.json and the pruned_by attribute,
+    which the retry inherited: status and the dashboard read it as pruned."""
+    sweep_dir, spec = _new(tmp_path, synthetic_data)
+    _, study = _study(sweep_dir)
+    trial = claim(study, spec, sweep_dir)
+    trial.set_user_attr("pruned_by", {"pruner": "ForecastPruner", "step": 2})
+    (sweep_dir / "trials" / "0000").mkdir(parents=True)
+    (sweep_dir / "trials" / "0000" / "pruned.json").write_text("{}")
+    stops = []
+    monkeypatch.setattr(worker, "TrialRun", _fake_run(lambda run: False, stops, evals=[(8, 0.2)]))
+    out = worker.run_trial(study, trial, spec, WorkerOptions(sweep_dir, threads=1, poll_s=0),
+                           optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
+    assert out.startswith("complete") and stops[0] == ("start", False, None)
+
+
+def test_a_resume_or_worker_whose_data_moved_is_refused_before_any_trial(tmp_path, synthetic_data,
+                                                                        capsys):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    sweep_dir, _ = _new(tmp_path, data)
+    data.rename(tmp_path / "moved")
+    for extra in ([], ["--worker"]):
+        assert cli_main(["sweep", str(sweep_dir), *extra]) == 2
+        assert "data" in capsys.readouterr().err
+    assert not (sweep_dir / "trials").exists()
+
+
+def test_options_fixed_at_the_start_are_refused_on_resume(tmp_path, synthetic_data, capsys):
+    sweep_dir, _ = _new(tmp_path, synthetic_data)
+    assert cli_main(["sweep", str(sweep_dir), "--steps", "500", "--objective", "loss"]) == 2
+    err = capsys.readouterr().err
+    assert "--steps, --objective: fixed when the sweep started" in err
+    assert json.loads((sweep_dir / "sweep.json").read_text())["steps"] == 8
+
+
+def test_ctrl_c_retries_are_not_limited_and_lost_workers_are(tmp_path, synthetic_data):
+    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
+    _, study = _study(sweep_dir)
+    trial = claim(study, spec, sweep_dir)
+    trial.set_user_attr("trial_dir", "trials/0000")
+    for _ in range(MAX_RETRY + 2):  # more Ctrl-Cs than lost-worker retries: always resumed
+        worker._tell_failed(study, trial, "interrupted", "Ctrl-C", retry=True)
+        trial = claim(study, spec, sweep_dir)
+        assert trial.user_attrs["trial_dir"] == "trials/0000"
+    lost = 0
+    while trial.user_attrs.get("trial_dir") == "trials/0000":  # a retry, not a new trial
+        for k, v in {"worker_host": "here", "worker_pid": _dead_pid(), "heartbeat": 0.0}.items():
+            trial.set_user_attr(k, v)
+        assert reap_stale(study, grace_s=60) == [trial.number]
+        trial = claim(study, spec, sweep_dir)
+        lost += trial.user_attrs.get("trial_dir") == "trials/0000"
+        assert lost <= MAX_RETRY + 1
+    assert lost == MAX_RETRY
+
+
+def test_a_loss_objective_has_a_noise_floor_from_its_evals_scatter(tmp_path):
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 41) * 50
+    loss = 3 + 4 * np.exp(-steps / 500) + rng.normal(0, 0.02, len(steps))
+    acc = [[0.30, 0.34]] * len(steps)
+    (tmp_path / "history.jsonl").write_text("".join(
+        json.dumps({"type": "eval", "step": int(s), "eval_mlm_loss": float(v), "eval_mlm_acc": 0.32,
+                    "eval_mlm_acc_ci95": ci}) + "\n" for s, v, ci in zip(steps, loss, acc)))
+    assert math.isclose(eval_noise_sd(tmp_path, "eval_mlm_acc"), 0.04 / (2 * 1.959964), rel_tol=1e-3)
+    assert 0.009 < eval_noise_sd(tmp_path, "eval_mlm_loss") < 0.037  # true 0.02; it was 0, no floor
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    (tmp_path / "history.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    assert eval_noise_sd(tmp_path, "eval_mlm_loss") == 0.0  # three evals tell no scatter
+
+
+def test_a_corrupt_sweep_json_is_one_message_and_force_starts_over(tmp_path, synthetic_data, capsys):
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "sweep.json").write_text("[]")
+    assert cli_main(["sweep", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not a zhbert sweep spec" in err and "--force" in err and "Traceback" not in err
+    _, spec = command.prepare(_args(_space(tmp_path), synthetic_data, out, trials=1, steps=8, force=True))
+    assert json.loads((out / "sweep.json").read_text())["identity"] == spec.identity()
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, synthetic_data, capsys):
+    (tmp_path / "afile").write_text("x")
+    code = cli_main(["sweep", str(_space(tmp_path)), "--data", str(synthetic_data),
+                     "--out", str(tmp_path / "afile")])
+    assert code == 2 and "is a file" in capsys.readouterr().err
