@@ -32,10 +32,10 @@ def _records(n=6, offset=0):
 def _tb_events(run_dir: Path, records: list[dict]) -> None:
     """One event file in RUN/tb, through the trainer's own writer and function."""
     pytest.importorskip("tensorboard")
-    from zhbert.train import _tensorboard
+    from zhbert.tblog import TensorBoardLog
     from zhbert.trainloop import _tb
 
-    writer = _tensorboard(run_dir)
+    writer = TensorBoardLog(run_dir)
     for rec in records:
         _tb(SimpleNamespace(tb=writer), rec)
     writer.close()

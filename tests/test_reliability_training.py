@@ -91,7 +91,7 @@ def test_killed_before_the_first_checkpoint_inside_a_save(synthetic_data, tmp_pa
     capsys.readouterr()
     assert cli_main(_train_args(synthetic_data, run) + ["--resume"]) == 0
     err = capsys.readouterr().err
-    assert "removed 1 unfinished checkpoint directories left by an interrupted save: " \
+    assert "removed 1 unfinished checkpoint directories left by an interrupted save or deletion: " \
            ".step_00000004.abc.partial" in err
     assert "starting at step 0 (3 history records dropped)" in err
     assert not list((run / "checkpoints").glob(".*partial"))

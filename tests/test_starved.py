@@ -5,6 +5,7 @@ import os
 import socket
 
 from zhbert.cli import main as cli_main
+from zhbert.runlock import WriterLock, lock_path
 from zhbert.runstate import Competition, collect, length_phase_end, starvation
 
 BUSY = Competition(load=4.0, cores=2, other_trainings=1)
@@ -71,7 +72,12 @@ def _running_run(tmp_path, speeds):
     recs = [HEADER, *_train(speeds, start=210)]
     (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     (run / "running.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    # a running run's trainer holds its lock (this process, for the rest of the session)
+    _HELD.append(WriterLock(lock_path(run / "train"), "zhbert train").acquire())
     return run
+
+
+_HELD: list = []
 
 
 def test_status_shows_the_starved_line_for_a_running_run(tmp_path, monkeypatch, capsys):

@@ -59,10 +59,14 @@ def test_a_pruned_trial_without_a_reason_or_with_a_corrupt_file_is_still_pruned(
 def test_a_pruned_trial_that_runs_again_or_finished_says_so(tmp_path):
     trial = _trial(tmp_path, _forecast_pruned())
     (trial / "running.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    assert collect(trial)["state"] == "running"
+    from zhbert.runlock import WriterLock, lock_path
+    with WriterLock(lock_path(trial / "train"), "zhbert train"):  # its trainer: this process
+        assert collect(trial)["state"] == "running"
     (trial / "running.json").unlink()
     with open(trial / "history.jsonl", "a") as f:  # resumed by hand to its last step (400)
         f.write(json.dumps({"type": "train", "step": 400, "loss": 3.0}) + "\n")
+    assert collect(trial)["state"] != "finished"  # finished is the final checkpoint saved
+    (trial / "checkpoints" / "step_00000400").mkdir(parents=True)
     assert collect(trial)["state"] == "finished"
     assert collect(_trial(tmp_path / "other", None))["state"] == "stopped (continue with --resume)"
 
@@ -119,7 +123,9 @@ def test_a_garbage_history_is_one_warning_not_one_per_line(tmp_path, capsys):
     warnings = cap.err.splitlines()
     assert len(warnings) == 1 and "skipped 400 corrupt lines" in warnings[0] and "lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ..." in warnings[0]
     assert "has no readable record (only 400 corrupt lines)" in cap.out and "None" not in cap.out
-    assert "[finished]" in cap.out  # 30 of 30, from the checkpoint and config.json
+    assert "step       30 / 30" in cap.out  # from the checkpoint and config.json
+    # not finished: that (empty) final checkpoint does not verify, --resume would retrain
+    assert "[stopped (continue with --resume)]" in cap.out and "checkpoint 30 is corrupt" in cap.out
     # the dashboard follows the file: one warning per read, too (in its own process: a
     # warning already said in this one is not said again, history.warn_stderr)
     from zhbert import history

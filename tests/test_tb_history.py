@@ -27,10 +27,10 @@ def _records(n=4):
 def _write_like_the_trainer(run_dir, records):
     """tb/ through the trainer's own writer and function, history.jsonl beside it."""
     pytest.importorskip("tensorboard")
-    from zhbert.train import _tensorboard
+    from zhbert.tblog import TensorBoardLog
     from zhbert.trainloop import _tb
 
-    writer = _tensorboard(run_dir)
+    writer = TensorBoardLog(run_dir)
     for rec in records:
         _tb(SimpleNamespace(tb=writer), rec)
     writer.close()

@@ -198,14 +198,38 @@ def test_nonfinite_steps_are_skipped_then_stop(synthetic_data, tmp_path, monkeyp
     import zhbert.train
     loads = []
     monkeypatch.setattr(zhbert.train, "load_checkpoint", lambda *a, **k: loads.append(a))
+    # step 8, skipped, still checkpoints (its weights are step 7's, its batches are spent)
     with pytest.raises(UserError, match=r"diverged: 3 non-finite steps in a row \(steps 8-10\); "
-                                        r"the run stopped \(the last checkpoint is step 4\)"):
+                                        r"the run stopped \(the last checkpoint is step 8\)"):
         main(cfg, synthetic_data, tmp_path / "run", progress=False)
     assert loads == []  # no dead rollback: nothing is loaded only to stop anyway
     events = [r for r in iter_records(tmp_path / "run" / "history.jsonl") if r["type"] == "event"]
     kinds = [e["kind"] for e in events]
     assert kinds.count("nonfinite_loss") == 4 and kinds[-1] == "diverged"
     assert [e["step"] for e in events if e["kind"] == "nonfinite_loss"] == [3, 8, 9, 10]
+
+
+def test_a_skipped_last_step_still_evaluates_and_checkpoints(synthetic_data, tmp_path, monkeypatch):
+    """A non-finite last step skipped the run's final eval and checkpoint (exit 0, status
+    "stopped", and --resume ended the same way): a skipped step now only skips its log."""
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def last_is_nan(params, max_norm):
+        calls["n"] += 1
+        norm = real(params, max_norm)
+        return norm * float("nan") if calls["n"] == 6 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", last_is_nan)
+    run = tmp_path / "run"
+    main(_cfg("train.steps=6", "train.log_every=2", "train.eval_every=4", "train.checkpoint_every=4"),
+         synthetic_data, run, progress=False)
+    from zhbert.checkpoint import list_checkpoints
+    from zhbert.runstate import run_state
+    assert [c.step for c in list_checkpoints(run)] == [4, 6]
+    assert [(r["type"], r["step"]) for r in _records(run)] == [
+        ("train", 2), ("train", 4), ("eval", 4), ("eval", 6)]
+    assert run_state(run, 6, 6) == "finished"
 
 
 def test_bf16_run_keeps_fp32_weights_and_resumes_exactly(synthetic_data, tmp_path):

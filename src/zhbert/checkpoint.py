@@ -135,11 +135,13 @@ def _mb(n: int) -> str:
 
 
 def remove_partial(run_dir: str | Path) -> list[str]:
-    """Remove the hidden ``.step_*.partial`` directories of saves that were killed midway;
-    returns their names. Only a process holding the run's train lock may call this:
-    another trainer's save in progress looks the same."""
+    """Remove the hidden ``.step_*.partial`` directories of saves that were killed midway,
+    and the ``.step_*.deleting`` ones of deletions killed midway (``_delete``); returns
+    their names. Only a process holding the run's train lock may call this: another
+    trainer's save in progress looks the same."""
     root = Path(run_dir) / "checkpoints"
-    gone = sorted(p.name for p in root.glob(".step_*.partial") if p.is_dir())
+    gone = sorted(p.name for pattern in (".step_*.partial", ".step_*.deleting")
+                  for p in root.glob(pattern) if p.is_dir())
     for name in gone:
         shutil.rmtree(root / name, ignore_errors=True)
     return gone
@@ -236,6 +238,15 @@ def apply_retention(run_dir: str | Path, keep_last: int, keep_every: int,
         elif good < keep_last:
             good += 1
         else:
-            shutil.rmtree(r.path, ignore_errors=True)
+            _delete(r.path)
             deleted.append(r.step)
     return sorted(deleted)
+
+
+def _delete(path: Path) -> None:
+    """Out of the checkpoints first (one rename), then its bytes: a kill inside rmtree left
+    a half-deleted ``step_*`` that every later run warned about as corrupt. The hidden
+    ``.step_*.deleting`` a kill leaves goes with the next ``remove_partial``."""
+    doomed = path.with_name(f".{path.name}.deleting")
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)

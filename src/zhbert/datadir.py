@@ -110,6 +110,21 @@ class DataDir:
     vocab: Vocab
 
     @property
+    def identity(self) -> str:
+        """What the data is, not when it was made: a hash of the manifest's prepare settings,
+        sources, split sizes and vocabulary. The same corpus prepared again the same way
+        keeps it; another split seed or other files change it (with the vocabulary or not)."""
+        import hashlib
+        import json
+        m = self.manifest
+        # contents, not places: the same files prepared from another path are the same data
+        part = {"config": {k: v for k, v in (m.get("config") or {}).items() if k != "sources"},
+                "sources": [[src.get(k) for k in ("sha256", "documents", "skipped")]
+                            for src in m.get("sources") or [] if isinstance(src, dict)],
+                "splits": m.get("splits"), "vocab": m.get("vocab")}
+        return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
     def language(self) -> str:
         """The corpus language (corpus.languages); data made before --language are Chinese."""
         return self.manifest.get("language", "zh")

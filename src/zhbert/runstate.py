@@ -20,6 +20,7 @@ from zhbert.checkpoint import list_checkpoints
 from zhbert.config import config_from_dict, run_config_sections
 from zhbert.errors import UserError
 from zhbert.history import read_history
+from zhbert.runlock import is_locked, lock_path
 from zhbert.schedule import Schedule
 
 # a run is starved when its recent speed is below this share of its own best, at the
@@ -29,9 +30,13 @@ STARVED_BELOW = 0.5
 RECENT_LOGS = 5  # the train records "recent" is the median of
 
 
+STOPPED = "stopped (continue with --resume)"
+
+
 def run_state(run_dir: Path, total: int, last_step: int) -> str:
-    """running / finished / pruned / stopped, from the run's pid marker, its progress and
-    a sweep's pruned.json (a pruned trial is stopped for good: --resume is not the fix)."""
+    """running / finished / pruned / stopped, from the run's pid marker and lock, the step
+    of its newest checkpoint (``last_step``: finished only with the final one saved) and a
+    sweep's pruned.json (a pruned trial is stopped for good: --resume is not the fix)."""
     marker = run_dir / "running.json"
     if marker.exists():
         try:
@@ -39,7 +44,10 @@ def run_state(run_dir: Path, total: int, last_step: int) -> str:
             if info.get("host") != socket.gethostname():
                 return "running (on " + str(info.get("host")) + ")"
             os.kill(int(info["pid"]), 0)
-            return "running"
+            # a live pid may be another process that took a killed trainer's pid: the
+            # trainer's lock says whether the run is held
+            if is_locked(lock_path(run_dir / "train")):
+                return "running"
         except (ProcessLookupError, ValueError, KeyError, json.JSONDecodeError):
             pass  # the process died without cleaning up: it was killed
         except PermissionError:
@@ -47,7 +55,7 @@ def run_state(run_dir: Path, total: int, last_step: int) -> str:
     if total and last_step >= total:
         return "finished"
     info = pruned(run_dir)
-    return "stopped (continue with --resume)" if info is None else pruned_state(info)
+    return STOPPED if info is None else pruned_state(info)
 
 
 def pruned(run_dir: Path) -> dict[str, Any] | None:
@@ -159,7 +167,9 @@ def summarize(run_dir: Path, last: dict[str, dict],
     elapsed = last_train.get("elapsed") or 0.0  # training seconds, summed across resumes
     eta = (total - step) * elapsed / logged if logged > 0 and total > step else 0.0
     average = average_tokens_per_s(last_train.get("tokens"), elapsed)
-    state = run_state(run_dir, total, step)
+    # finished when the final checkpoint is saved: a run killed after its last log and
+    # before that save read "finished", and --resume retrains from the checkpoint before
+    state = run_state(run_dir, total, ckpts[-1].step if ckpts else 0)
     starved = (starvation(train, header, machine_competition(run_dir))
                if train and state == "running" else None)
     return {"run": str(run_dir), "state": state, "step": step,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zhbert.runstate import collect
+from zhbert.runstate import STOPPED, collect
 
 
 def add_arguments(p) -> None:
@@ -38,6 +38,8 @@ def newest_checkpoint_check(run_dir: Path, newest: int | None) -> dict[str, Any]
 def run(args) -> int:
     s = collect(args.run_dir)
     s.update(newest_checkpoint_check(Path(args.run_dir), s["last_checkpoint"]))
+    if s["state"] == "finished" and s.get("checkpoint_problem"):  # --resume retrains from before
+        s["state"] = STOPPED
     if args.json:
         print(json.dumps(s, ensure_ascii=False, indent=2))
         return 0

@@ -36,6 +36,7 @@ from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.run import (DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS, data_config, is_run_dir,
                         model_config_from)
 from zhbert.runlock import WriterLock, is_locked, lock_path
+from zhbert.tblog import TensorBoardLog
 from zhbert.trainloop import Interval, Progress, Trainer, fit
 from zhbert.trainparts import (bf16_copy, build_loader, build_optimizer, length_warmup,
                                resolve_precision_for, wrap_model)
@@ -159,8 +160,13 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
     if cfg_path.exists():
         old = read_json(cfg_path, "run config")
         changed = config_from_dict(old.get("config", {})).differences(cfg)
-        if old.get("data", {}).get("vocab_sha256") != data_info["vocab_sha256"]:
-            changed["the vocabulary"] = (old.get("data", {}).get("dir"), data_info["dir"])
+        was = old.get("data", {})
+        if was.get("vocab_sha256") != data_info["vocab_sha256"]:
+            changed["the vocabulary"] = (was.get("dir"), data_info["dir"])
+        elif was.get("identity", data_info["identity"]) != data_info["identity"]:
+            # the same vocabulary over other text (another split seed, other files): other
+            # batches and another held-out set (runs from before the identity: not checked)
+            changed["the data"] = (was.get("dir"), data_info["dir"])
         same = not changed
         if not same and not force:
             raise UserError(_other_run_message(run_dir, changed, resume))
@@ -169,6 +175,13 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
                             "or --force to start over")
         if force and not resume:
             _clear_run(run_dir)
+    elif _orphaned(run_dir):  # a run whose config.json was lost: its files are no free space
+        if not force:
+            raise UserError(f"{run_dir} holds a run's history or checkpoints but no config.json "
+                            "(lost or deleted); a new run there would append to that history "
+                            "and replace its checkpoints: choose a new --out, or pass --force "
+                            "to delete them and start over there")
+        _clear_run(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -177,14 +190,21 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
     atomic_write_json(cfg_path, {"config": cfg.to_dict(), "config_hash": cfg.hash(), "data": data_info})
 
 
+def _orphaned(run_dir: Path) -> bool:
+    """Files of a run without its config.json: a history or a checkpoint."""
+    from zhbert.checkpoint import list_checkpoints
+    return (run_dir / "history.jsonl").exists() or bool(list_checkpoints(run_dir))
+
+
 def _other_run_message(run_dir: Path, changed: dict[str, tuple], resume: bool) -> str:
     fixes = []
-    if resume and "the vocabulary" in changed:  # another --data: it names the run's own
-        was, now = changed["the vocabulary"]
+    data = next((k for k in ("the vocabulary", "the data") if k in changed), None)
+    if resume and data:  # another --data: it names the run's own
+        was, now = changed[data]
         fixes.append(f"pass --data {was}, the data it was trained on" if was != now else
                      f"restore the data it was trained on in {was} (prepared again since, with "
-                     "another vocabulary)")
-    if resume and set(changed) - {"the vocabulary"}:
+                     f"{'another vocabulary' if data == 'the vocabulary' else 'other text or splits'})")
+    if resume and set(changed) - {"the vocabulary", "the data"}:
         fixes.append("leave out --config and --set (--resume then reads its settings from "
                      f"{run_dir / 'config.json'})")
     fix = f"to continue it, {' and '.join(fixes)}; " if fixes else ""
@@ -268,7 +288,7 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
                  eval_batches=eval_batches, autocast=autocast, scaler=scaler,
                  tokens_per_step=tokens_per_step, progress=Progress(),
                  interval=Interval.zeros(device), history=history,
-                 tb=_tensorboard(run_dir) if dist.main else None, bf16=bf16)
+                 tb=TensorBoardLog(run_dir) if dist.main else None, bf16=bf16)
     if state is not None:
         tr.load_state_dict(state)
     return tr
@@ -286,7 +306,7 @@ def _open_data(cfg: Config, data_dir: str | Path, dist: Dist, device: torch.devi
 
     dd = open_data_dir(data_dir)
     data_info = {"dir": str(Path(data_dir).resolve()), "vocab_sha256": dd.vocab.sha256,
-                 "vocab_size": len(dd.vocab)}
+                 "vocab_size": len(dd.vocab), "identity": dd.identity}
     loader = build_loader(cfg, data_dir, dist, device.type)
     loader.check()
     # rank 0 evaluates; its held-out set failing (an empty split) stops every rank
@@ -323,6 +343,10 @@ def _check_resumable(run_dir: Path) -> None:
     a typo in --out cost a whole run. (A live trainer's lock there: _claim names its PID.)"""
     if (run_dir / "config.json").is_file() or is_locked(lock_path(run_dir / "train")):
         return
+    if _orphaned(run_dir):
+        raise UserError(f"--resume: {run_dir / 'config.json'} is missing, so the run's settings "
+                        "are unknown; restore it (a copy of the run), or pass --force without "
+                        "--resume to delete the run and start over there")
     raise UserError(f"--resume: {run_dir} holds no run to continue (no config.json there); "
                     "check --out, or leave out --resume to start a new run")
 
@@ -337,7 +361,7 @@ def _claim(run_dir: Path, held: contextlib.ExitStack | None) -> None:
     gone = remove_partial(run_dir)  # safe under the lock: no other save can be in progress
     if gone:
         print(f"zhbert: removed {len(gone)} unfinished checkpoint directories left by an "
-              f"interrupted save: {', '.join(gone)}", file=sys.stderr)
+              f"interrupted save or deletion: {', '.join(gone)}", file=sys.stderr)
 
 
 def _warn_warmup(cfg: Config) -> None:
@@ -416,14 +440,6 @@ def _warn_masking(run_dir: Path, cfg: Config, step: int) -> None:
     else:
         print(f"zhbert: warning: {run_dir} was trained with masking rule {was}, and this zhbert "
               f"draws masks by {rule}: {after}", file=sys.stderr)
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard not installed: the history still has everything
-        return None
-    return SummaryWriter(str(run_dir / "tb"))
 
 
 def _host() -> str:

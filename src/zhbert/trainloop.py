@@ -149,14 +149,16 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
         while tr.progress.step < t.steps:
             step = tr.progress.step + 1
             bad = train_step(tr, step)
-            if bad:
+            if bad:  # the step is spent (its batch is used); too many in a row stop the run
                 _handle_nonfinite(tr, step, bad)
-                continue
             tr.progress.step = step
             rebalance()  # every few seconds: other trainings may have started or ended
             if bar is not None:
                 bar.update(1)
-            if step % t.log_every == 0 or step == t.steps:
+            # a skipped step still evaluates and checkpoints where it falls (it skipped them,
+            # the last step's included: a run ended without its final checkpoint); its log
+            # waits for a step that was taken (the interval holds none of its sums)
+            if (step % t.log_every == 0 or step == t.steps) and not bad:
                 _log(tr, bar)
             if step % t.eval_every == 0 or step == t.steps:  # rank 0 evaluates; a failure stops all
                 on_main(tr.dist, tr.device, lambda: _eval(tr))
@@ -323,12 +325,8 @@ def _eval(tr: Trainer) -> None:
 
 
 def _tb(tr: Trainer, rec: dict) -> None:
-    if tr.tb is None:
-        return
-    for k, v in rec.items():
-        if isinstance(v, (int, float)) and k not in ("step", "type"):
-            tr.tb.add_scalar(f"{rec['type']}/{k}", v, rec["step"])
-    tr.tb.flush()
+    if tr.tb is not None:
+        tr.tb.log(rec)
 
 
 TORCHRUN_GRACE_S = 30  # torchrun: SIGTERM to the workers, then SIGKILL this much later
@@ -345,6 +343,9 @@ def _checkpoint(tr: Trainer, kind: str, since: float | None = None) -> None:
             tr.interval.sums.zero_()
 
     def save() -> None:
+        # the records before it first: after a power loss a durable checkpoint must not
+        # outlive them (a resume from it never writes them again)
+        tr.history.sync()
         path = save_checkpoint(tr.run_dir, tr.progress.step, tr.raw_model, tr.optimizer,
                                tr.state_dict())
         apply_retention(tr.run_dir, tr.cfg.train.keep_last, tr.cfg.train.keep_every,
