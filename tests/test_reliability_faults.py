@@ -98,6 +98,10 @@ def test_a_run_that_lost_its_config_is_not_overwritten(synthetic_data, tmp_path,
     assert "no config.json" in capsys.readouterr().err
     assert cli_main(_train_args(synthetic_data, run) + ["--resume"]) == 2
     assert "config.json is missing" in capsys.readouterr().err
+    minutes = ["train", "--data", str(synthetic_data), "--out", str(run), "--minutes", "0.1"]
+    assert cli_main(minutes) == 2
+    err = capsys.readouterr().err
+    assert "no config.json" in err and "a step at length" not in err  # before its timing
     assert (run / "history.jsonl").read_text() == history
     assert cli_main(_train_args(synthetic_data, run) + ["--force"]) == 0
     assert (run / "history.jsonl").read_text().count('"type": "header"') == 1

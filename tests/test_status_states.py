@@ -65,7 +65,9 @@ def test_a_pruned_trial_that_runs_again_or_finished_says_so(tmp_path):
     (trial / "running.json").unlink()
     with open(trial / "history.jsonl", "a") as f:  # resumed by hand to its last step (400)
         f.write(json.dumps({"type": "train", "step": 400, "loss": 3.0}) + "\n")
-    assert collect(trial)["state"] != "finished"  # finished is the final checkpoint saved
+    assert collect(trial)["state"] == "finished"  # no checkpoint at all: its history says
+    (trial / "checkpoints" / "step_00000100").mkdir(parents=True)
+    assert collect(trial)["state"] != "finished"  # --resume would retrain from step 100
     (trial / "checkpoints" / "step_00000400").mkdir(parents=True)
     assert collect(trial)["state"] == "finished"
     assert collect(_trial(tmp_path / "other", None))["state"] == "stopped (continue with --resume)"

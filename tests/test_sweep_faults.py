@@ -197,3 +197,43 @@ def test_an_out_that_is_a_file_is_refused(tmp_path, synthetic_data, capsys):
     code = cli_main(["sweep", str(_space(tmp_path)), "--data", str(synthetic_data),
                      "--out", str(tmp_path / "afile")])
     assert code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_a_claimed_retry_is_this_workers_at_once(tmp_path, synthetic_data):
+    """A retry carries its dead attempt's worker pid until stamped: another worker's reaper
+    failed it as lost in that window, and the claiming worker crashed on its first write."""
+    import os
+    import socket
+    import time
+    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
+    _, study = _study(sweep_dir)
+    trial = claim(study, spec, sweep_dir)
+    for k, v in {"trial_dir": "trials/0000", "worker_host": socket.gethostname(),
+                 "worker_pid": _dead_pid(), "heartbeat": time.time()}.items():
+        trial.set_user_attr(k, v)
+    assert reap_stale(study, grace_s=60) == [0]
+    retry = claim(study, spec, sweep_dir)
+    assert study._storage.get_trial(retry._trial_id).user_attrs["worker_pid"] == os.getpid()
+    assert reap_stale(study, grace_s=60) == []  # the reaper of another worker, at once
+
+
+def test_a_resume_on_other_data_or_another_sampler_seed_is_refused(tmp_path, synthetic_data, capsys):
+    """A resume's --data (or the start command again with another --data or --sampler-seed)
+    went on in silence: new trials trained on other data, compared as if the same."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    sweep_dir, _ = _new(tmp_path, data)
+    other = tmp_path / "other"
+    shutil.copytree(synthetic_data, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["splits"]["validation"] = {**manifest["splits"]["validation"], "documents": 10**6}
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert cli_main(["sweep", str(sweep_dir), "--data", str(other)]) == 2
+    assert "holds other data than this sweep started on" in capsys.readouterr().err
+    space = str(_space(tmp_path))
+    start = ["sweep", space, "--out", str(sweep_dir), "--steps", "8", "--trials", "2"]
+    assert cli_main([*start, "--data", str(other)]) == 2
+    assert "holds other data" in capsys.readouterr().err
+    assert cli_main([*start, "--data", str(data), "--sampler-seed", "7"]) == 2
+    assert "--sampler-seed differs" in capsys.readouterr().err
+    assert not (sweep_dir / "trials").exists()

@@ -227,8 +227,9 @@ def test_a_skipped_last_step_still_evaluates_and_checkpoints(synthetic_data, tmp
     from zhbert.checkpoint import list_checkpoints
     from zhbert.runstate import run_state
     assert [c.step for c in list_checkpoints(run)] == [4, 6]
+    # step 5, taken, is logged at the end (at step 6's record) with no next step to wait for
     assert [(r["type"], r["step"]) for r in _records(run)] == [
-        ("train", 2), ("train", 4), ("eval", 4), ("eval", 6)]
+        ("train", 2), ("train", 4), ("eval", 4), ("train", 6), ("eval", 6)]
     assert run_state(run, 6, 6) == "finished"
 
 
@@ -428,7 +429,7 @@ def test_a_resume_of_a_run_that_recorded_no_masking_rule(tmp_path, capsys, whole
 def test_a_resume_with_other_data_is_told_the_runs_own():
     """`--resume` with another --data (and no --config or --set) was told to leave out
     --config and --set (a newcomer's pass); it is told the run's data directory."""
-    from zhbert.train import _other_run_message
+    from zhbert.rundir import _other_run_message
 
     vocab = {"the vocabulary": ("/data/zh", "/data/en")}
     msg = _other_run_message(Path("runs/r"), vocab, resume=True)

@@ -103,6 +103,10 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(out / DATA_MANIFEST, manifest)
 
 
+IDENTITY_SETTINGS = ("per_line", "language", "text_column", "clean", "dedup", "split", "vocab",
+                     "word_boundaries", "segmenter")
+
+
 @dataclass(frozen=True)
 class DataDir:
     path: Path
@@ -117,8 +121,11 @@ class DataDir:
         import hashlib
         import json
         m = self.manifest
-        # contents, not places: the same files prepared from another path are the same data
-        part = {"config": {k: v for k, v in (m.get("config") or {}).items() if k != "sources"},
+        # contents, not places: the same files prepared from another path are the same data;
+        # of the settings, those that shape the arrays (not --skip-bad, --limit-docs: the
+        # splits' sizes say what they did)
+        config = m.get("config") or {}
+        part = {"config": {k: config.get(k) for k in IDENTITY_SETTINGS},
                 "sources": [[src.get(k) for k in ("sha256", "documents", "skipped")]
                             for src in m.get("sources") or [] if isinstance(src, dict)],
                 "splits": m.get("splits"), "vocab": m.get("vocab")}

@@ -169,7 +169,9 @@ def summarize(run_dir: Path, last: dict[str, dict],
     average = average_tokens_per_s(last_train.get("tokens"), elapsed)
     # finished when the final checkpoint is saved: a run killed after its last log and
     # before that save read "finished", and --resume retrains from the checkpoint before
-    state = run_state(run_dir, total, ckpts[-1].step if ckpts else 0)
+    # (a run with no checkpoint at all, a history kept or copied without them, goes by
+    # its history: --resume would start it over at step 0)
+    state = run_state(run_dir, total, ckpts[-1].step if ckpts else logged)
     starved = (starvation(train, header, machine_competition(run_dir))
                if train and state == "running" else None)
     return {"run": str(run_dir), "state": state, "step": step,

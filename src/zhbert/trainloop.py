@@ -157,8 +157,9 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 bar.update(1)
             # a skipped step still evaluates and checkpoints where it falls (it skipped them,
             # the last step's included: a run ended without its final checkpoint); its log
-            # waits for a step that was taken (the interval holds none of its sums)
-            if (step % t.log_every == 0 or step == t.steps) and not bad:
+            # waits for a step that was taken (the interval holds none of its sums), except
+            # at the end, where the steps taken since the last log are logged
+            if (step % t.log_every == 0 or step == t.steps) and (not bad or _ends_taken(tr, step)):
                 _log(tr, bar)
             if step % t.eval_every == 0 or step == t.steps:  # rank 0 evaluates; a failure stops all
                 on_main(tr.dist, tr.device, lambda: _eval(tr))
@@ -176,6 +177,14 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 break
     if bar is not None:
         bar.close()
+
+
+def _ends_taken(tr: Trainer, step: int) -> bool:
+    """At the last step, skipped: does the interval hold steps that were taken? (Every rank
+    asks: its answer decides a collective; a rank's sums restart after a checkpoint.)"""
+    if step != tr.cfg.train.steps:
+        return False
+    return agree_max(tr.dist, float(tr.interval.sums[8].item() > 0), tr.device) > 0
 
 
 def train_step(tr: Trainer, step: int) -> str | None:

@@ -105,7 +105,7 @@ def new_spec(args) -> SweepSpec:
         if key in space.params:
             raise UserError(f"{args.target}: {key} cannot be searched (the sweep sets it: "
                             "--steps; evaluations every steps / 20)")
-    open_data_dir(args.data)
+    data_identity = open_data_dir(args.data).identity
     fixed_steps = space.fixed.get("train.steps")
     if args.steps and fixed_steps is not None and int(fixed_steps) != args.steps:
         raise UserError(f"{args.target} fixes train.steps = {fixed_steps} and --steps says "
@@ -120,7 +120,7 @@ def new_spec(args) -> SweepSpec:
         steps=steps, eval_every=eval_every, objective=args.objective, trials=args.trials or 20,
         budget_minutes=args.budget_minutes, pruner=args.pruner or "forecast",
         workers_per_machine=args.workers_per_machine or 1, sampler_seed=args.sampler_seed,
-        storage=args.storage or "", study_name=args.study)
+        storage=args.storage or "", study_name=args.study, data_identity=data_identity)
 
 
 def _refuse_other(sweep_dir: Path, what: str) -> None:
@@ -151,8 +151,7 @@ def prepare(args) -> tuple[Path, SweepSpec]:
                             f"sweep SPACE.toml --data DATA --out {target}`")
         if not joined:
             require_study(open_storage(target, spec.storage), spec, target)
-        from zhbert.datadir import open_data_dir
-        open_data_dir(args.data or spec.data)  # else every trial failed on it, counted
+        check_data(spec, args.data)
         spec = with_runtime(spec, **runtime)
         if joined:
             write_spec(target, spec)
@@ -162,6 +161,7 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     if not target.exists():  # "a new sweep needs --data" misled a mistyped SWEEP_DIR
         raise UserError(f"{target} not found: give an existing SWEEP_DIR to resume it, or a "
                         "search space TOML with --data DATA --out SWEEP_DIR to start a sweep")
+    seed_given = args.sampler_seed is not None
     spec = new_spec(args)
     sweep_dir = Path(args.out)
     try:
@@ -181,9 +181,26 @@ def prepare(args) -> tuple[Path, SweepSpec]:
         if not args.force:
             _refuse_other(sweep_dir, f"the storage's study {spec.study_name!r}")
         start_over(sweep_dir, spec.storage, spec.study_name)
-    spec = with_runtime(old, **runtime) if old else spec
+    if old is not None:  # the same search again: a resume, on its own data and sampler
+        if seed_given and spec.sampler_seed != old.sampler_seed:
+            _refuse_other(sweep_dir, "--sampler-seed")
+        check_data(old, args.data)
+        spec = with_runtime(old, **runtime)
     publish(sweep_dir, spec)
     return sweep_dir, spec
+
+
+def check_data(spec: SweepSpec, data: str | None) -> None:
+    """The data a resume or a worker will train on (``data``, this machine's path, or the
+    sweep's): there, and the data the sweep started on (trials on other data were compared
+    with the others as if the same; every one failed when the directory was missing)."""
+    from zhbert.datadir import open_data_dir
+    where = data or spec.data
+    identity = open_data_dir(where).identity
+    if spec.data_identity and identity != spec.data_identity:
+        raise UserError(f"{where} holds other data than this sweep started on ({spec.data}: "
+                        "prepared again since, or another corpus); give --data the sweep's "
+                        "data, or start a new sweep (another --out)")
 
 
 def publish(sweep_dir: Path, spec: SweepSpec) -> None:

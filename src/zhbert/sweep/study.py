@@ -44,6 +44,7 @@ class SweepSpec:
     sampler_seed: int
     storage: str                 # "" = the journal file in SWEEP_DIR
     study_name: str
+    data_identity: str = ""      # DataDir.identity of its data ("": a sweep.json from before)
 
     @property
     def metric(self) -> str:

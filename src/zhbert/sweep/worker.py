@@ -83,7 +83,12 @@ def claim(study: optuna.Study, spec: SweepSpec, sweep_dir: Path) -> optuna.Trial
         busy = sum(counted(t) or t.state == TrialState.RUNNING for t in trials)
         if not waiting and busy >= spec.trials:
             return None
-        return study.ask(spec.space.distributions())
+        trial = study.ask(spec.space.distributions())
+        # this worker's, at once (under the ask lock): a retry carries its dead attempt's
+        # worker and heartbeat, and another worker failed it as lost before run_trial's stamp
+        _set_attrs(trial, {"worker_host": socket.gethostname(), "worker_pid": os.getpid(),
+                           "heartbeat": time.time()})
+        return trial
     finally:
         lock.release()
 
@@ -238,16 +243,16 @@ def _record_prune(run: TrialRun, pruner) -> str:
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: WorkerOptions,
               pruner, stop: _Stop, log=print) -> str:
-    rel = trial.user_attrs.get("trial_dir") or trial_dir_name(trial.number)
-    # a retry inherits its attempt's attributes: one killed while recording a prune
-    # would read "pruned" to status and the dashboard
-    _set_attrs(trial, {"trial_dir": rel, "total_steps": spec.steps, "worker_host": socket.gethostname(),
-                       "worker_pid": os.getpid(), "heartbeat": time.time(), "failure": None,
-                       "message": None, "started": time.time(), "pruned_by": None})
-    run = TrialRun(trial, spec, opts, opts.sweep_dir / rel, last_beat=time.time())
-    (run.trial_dir / "pruned.json").unlink(missing_ok=True)
     from optuna.exceptions import UpdateFinishedTrialError
+    rel = trial.user_attrs.get("trial_dir") or trial_dir_name(trial.number)
+    run = TrialRun(trial, spec, opts, opts.sweep_dir / rel, last_beat=time.time())
     try:
+        # a retry inherits its attempt's attributes: one killed while recording a prune
+        # would read "pruned" to status and the dashboard
+        _set_attrs(trial, {"trial_dir": rel, "total_steps": spec.steps, "worker_host": socket.gethostname(),
+                           "worker_pid": os.getpid(), "heartbeat": time.time(), "failure": None,
+                           "message": None, "started": time.time(), "pruned_by": None})
+        (run.trial_dir / "pruned.json").unlink(missing_ok=True)
         return _supervise(study, run, pruner, stop, log)
     except (_TakenOver, UpdateFinishedTrialError):  # its report, attributes or tell refused
         run.stop()

@@ -1,0 +1,105 @@
+"""A run directory belongs to one run: refusing to mix runs (another config, other data,
+a lost config.json), clearing one on --force, and what --resume needs to find there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zhbert.config import Config, config_from_dict, describe_differences
+from zhbert.errors import UserError
+from zhbert.fileio import atomic_write_json, read_json
+from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS
+from zhbert.runlock import is_locked, lock_path
+
+
+def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, force: bool) -> None:
+    """Refuse to mix runs: a run directory belongs to one config and one data set, and is
+    never a data directory (a run written there would mix with, and --force clear, its files)."""
+    if (run_dir / DATA_MANIFEST).exists():  # also when --out is --data under another name
+        raise UserError(f"{run_dir} is a data directory (it holds {DATA_MANIFEST}); choose "
+                        "another --out for the run, e.g. runs/NAME")
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        old = read_json(cfg_path, "run config")
+        changed = config_from_dict(old.get("config", {})).differences(cfg)
+        was = old.get("data", {})
+        if was.get("vocab_sha256") != data_info["vocab_sha256"]:
+            changed["the vocabulary"] = (was.get("dir"), data_info["dir"])
+        elif was.get("identity", data_info["identity"]) != data_info["identity"]:
+            # the same vocabulary over other text (another split seed, other files): other
+            # batches and another held-out set (runs from before the identity: not checked)
+            changed["the data"] = (was.get("dir"), data_info["dir"])
+        same = not changed
+        if not same and not force:
+            raise UserError(_other_run_message(run_dir, changed, resume))
+        if same and not resume and not force:
+            raise UserError(f"{run_dir} already holds this run; pass --resume to continue it "
+                            "or --force to start over")
+        if force and not resume:
+            _clear_run(run_dir)
+    elif orphaned(run_dir):  # a run whose config.json was lost: its files are no free space
+        if not force:
+            raise orphan_error(run_dir)
+        _clear_run(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the run directory {run_dir}: {exc.strerror}; "
+                        "choose a writable --out") from None
+    atomic_write_json(cfg_path, {"config": cfg.to_dict(), "config_hash": cfg.hash(), "data": data_info})
+
+
+def orphaned(run_dir: Path) -> bool:
+    """Files of a run without its config.json: a history or a checkpoint."""
+    from zhbert.checkpoint import list_checkpoints
+    return (run_dir / "history.jsonl").exists() or bool(list_checkpoints(run_dir))
+
+
+def orphan_error(run_dir: Path) -> UserError:
+    return UserError(f"{run_dir} holds a run's history or checkpoints but no config.json (lost "
+                     "or deleted); a new run there would append to that history and replace its "
+                     "checkpoints: choose a new --out, or pass --force to delete them and start "
+                     "over there")
+
+
+def _other_run_message(run_dir: Path, changed: dict[str, tuple], resume: bool) -> str:
+    fixes = []
+    data = next((k for k in ("the vocabulary", "the data") if k in changed), None)
+    if resume and data:  # another --data: it names the run's own
+        was, now = changed[data]
+        fixes.append(f"pass --data {was}, the data it was trained on" if was != now else
+                     f"restore the data it was trained on in {was} (prepared again since, with "
+                     f"{'another vocabulary' if data == 'the vocabulary' else 'other text or splits'})")
+    if resume and set(changed) - {"the vocabulary", "the data"}:
+        fixes.append("leave out --config and --set (--resume then reads its settings from "
+                     f"{run_dir / 'config.json'})")
+    fix = f"to continue it, {' and '.join(fixes)}; " if fixes else ""
+    if resume and list(changed) == ["train.steps"]:
+        fix = ("a run cannot be lengthened, since train.steps sets its lr schedule (`zhbert "
+               f"predict {run_dir} --steps N` forecasts a longer one); ")
+    return (f"{run_dir} holds a run with other settings ({describe_differences(changed)}); {fix}"
+            "choose a new --out for a new run, or pass --force to delete that run and start "
+            "over there")
+
+
+def _clear_run(run_dir: Path) -> None:
+    import shutil
+    for name in ("history.jsonl", "checkpoints", "tb", "analysis", EVAL_RESULTS, PROBE_RESULTS):
+        p = run_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def check_resumable(run_dir: Path) -> None:
+    """--resume needs a run to continue: without one it trained a new run from step 0, so
+    a typo in --out cost a whole run. (A live trainer's lock there: _claim names its PID.)"""
+    if (run_dir / "config.json").is_file() or is_locked(lock_path(run_dir / "train")):
+        return
+    if orphaned(run_dir):
+        raise UserError(f"--resume: {run_dir / 'config.json'} is missing, so the run's settings "
+                        "are unknown; restore it (a copy of the run), or pass --force without "
+                        "--resume to delete the run and start over there")
+    raise UserError(f"--resume: {run_dir} holds no run to continue (no config.json there); "
+                    "check --out, or leave out --resume to start a new run")
