@@ -82,6 +82,13 @@ def _check_counts(args) -> None:
                         f"heartbeat every {HEARTBEAT_S:g} s), got {args.grace_seconds:g}")
 
 
+def _given(args, key: str):
+    """A start-only option as given, else its default (None on the command line tells a
+    resume that it was not given)."""
+    value = getattr(args, key)
+    return DEFAULTS[key] if value is None else value
+
+
 def new_spec(args) -> SweepSpec:
     """Parse and check everything a new sweep needs, before any trial starts."""
     from zhbert.config import PRESETS, load_config
@@ -93,14 +100,12 @@ def new_spec(args) -> SweepSpec:
                         "(or give an existing SWEEP_DIR to resume it)")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a file: give a directory for the sweep")
-    for key, value in DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if (args.config not in PRESETS and not Path(args.config).is_file()) or args.config.endswith(".json"):
-        raise UserError(f"--config {args.config}: a sweep's base is a preset ({', '.join(PRESETS)}) "
+    config = _given(args, "config")
+    if (config not in PRESETS and not Path(config).is_file()) or config.endswith(".json"):
+        raise UserError(f"--config {config}: a sweep's base is a preset ({', '.join(PRESETS)}) "
                         "or a TOML file (a run's settings: write them as TOML)")
-    base = load_config(args.config)
-    space = parse_space(args.target, args.config)
+    base = load_config(config)
+    space = parse_space(args.target, config)
     for key in ("train.steps", "train.eval_every"):
         if key in space.params:
             raise UserError(f"{args.target}: {key} cannot be searched (the sweep sets it: "
@@ -112,14 +117,14 @@ def new_spec(args) -> SweepSpec:
                         f"{args.steps}: give one of them")
     steps = args.steps or int(fixed_steps if fixed_steps is not None else base.train.steps)
     eval_every = int(space.fixed.get("train.eval_every", max(1, steps // 20)))
-    is_preset = args.config in PRESETS
+    is_preset = config in PRESETS
     return SweepSpec(
         space=space, data=str(Path(args.data).resolve()),
-        config=args.config if is_preset else BASE_TOML,
-        config_text="" if is_preset else Path(args.config).read_text(encoding="utf-8"),
-        steps=steps, eval_every=eval_every, objective=args.objective, trials=args.trials or 20,
+        config=config if is_preset else BASE_TOML,
+        config_text="" if is_preset else Path(config).read_text(encoding="utf-8"),
+        steps=steps, eval_every=eval_every, objective=_given(args, "objective"), trials=args.trials or 20,
         budget_minutes=args.budget_minutes, pruner=args.pruner or "forecast",
-        workers_per_machine=args.workers_per_machine or 1, sampler_seed=args.sampler_seed,
+        workers_per_machine=args.workers_per_machine or 1, sampler_seed=_given(args, "sampler_seed"),
         storage=args.storage or "", study_name=args.study, data_identity=data_identity)
 
 
@@ -137,31 +142,10 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     runtime = dict(trials=args.trials, budget_minutes=args.budget_minutes, pruner=args.pruner,
                    workers_per_machine=args.workers_per_machine)
     if target.is_dir() or (args.worker and args.storage):
-        given = [f"--{k.replace('_', '-')}" for k in START_ONLY if getattr(args, k) is not None]
-        if given:
-            raise UserError(f"{', '.join(given)}: fixed when the sweep started (sweep.json); "
-                            f"resume {target} without {'them' if len(given) > 1 else 'it'}, or "
-                            "start a new sweep (another --out)")
-        spec = read_spec(target) if target.is_dir() else None
-        joined = spec is None and bool(args.storage)
-        if joined:  # a machine that sees only the database: its own SWEEP_DIR for trials
-            spec = spec_from_storage(open_storage(target, args.storage), args.study)
-        if spec is None:
-            raise UserError(f"{target} holds no sweep (no sweep.json); start one with `zhbert "
-                            f"sweep SPACE.toml --data DATA --out {target}`")
-        if not joined:
-            require_study(open_storage(target, spec.storage), spec, target)
-        check_data(spec, args.data)
-        spec = with_runtime(spec, **runtime)
-        if joined:
-            write_spec(target, spec)
-        elif not args.worker:
-            publish(target, spec)
-        return target, spec
+        return target, _existing(args, target, runtime)
     if not target.exists():  # "a new sweep needs --data" misled a mistyped SWEEP_DIR
         raise UserError(f"{target} not found: give an existing SWEEP_DIR to resume it, or a "
                         "search space TOML with --data DATA --out SWEEP_DIR to start a sweep")
-    seed_given = args.sampler_seed is not None
     spec = new_spec(args)
     sweep_dir = Path(args.out)
     try:
@@ -182,21 +166,48 @@ def prepare(args) -> tuple[Path, SweepSpec]:
             _refuse_other(sweep_dir, f"the storage's study {spec.study_name!r}")
         start_over(sweep_dir, spec.storage, spec.study_name)
     if old is not None:  # the same search again: a resume, on its own data and sampler
-        if seed_given and spec.sampler_seed != old.sampler_seed:
+        if args.sampler_seed is not None and spec.sampler_seed != old.sampler_seed:
             _refuse_other(sweep_dir, "--sampler-seed")
-        check_data(old, args.data)
+        # new_spec read this data's identity already
+        check_data(old, args.data, spec.data_identity)
         spec = with_runtime(old, **runtime)
     publish(sweep_dir, spec)
     return sweep_dir, spec
 
 
-def check_data(spec: SweepSpec, data: str | None) -> None:
+def _existing(args, target: Path, runtime: dict) -> SweepSpec:
+    """The spec of the sweep in SWEEP_DIR (or the storage, for a --worker that sees only
+    the database), checked against this command's options and data."""
+    given = [f"--{k.replace('_', '-')}" for k in START_ONLY if getattr(args, k) is not None]
+    if given:
+        raise UserError(f"{', '.join(given)}: fixed when the sweep started (sweep.json); "
+                        f"resume {target} without {'them' if len(given) > 1 else 'it'}, or "
+                        "start a new sweep (another --out)")
+    spec = read_spec(target) if target.is_dir() else None
+    joined = spec is None and bool(args.storage)
+    if joined:  # a machine that sees only the database: its own SWEEP_DIR for trials
+        spec = spec_from_storage(open_storage(target, args.storage), args.study)
+    if spec is None:
+        raise UserError(f"{target} holds no sweep (no sweep.json); start one with `zhbert "
+                        f"sweep SPACE.toml --data DATA --out {target}`")
+    if not joined:
+        require_study(open_storage(target, spec.storage), spec, target)
+    check_data(spec, args.data)
+    spec = with_runtime(spec, **runtime)
+    if joined:
+        write_spec(target, spec)
+    elif not args.worker:
+        publish(target, spec)
+    return spec
+
+
+def check_data(spec: SweepSpec, data: str | None, identity: str | None = None) -> None:
     """The data a resume or a worker will train on (``data``, this machine's path, or the
     sweep's): there, and the data the sweep started on (trials on other data were compared
     with the others as if the same; every one failed when the directory was missing)."""
     from zhbert.datadir import open_data_dir
     where = data or spec.data
-    identity = open_data_dir(where).identity
+    identity = identity or open_data_dir(where).identity
     if spec.data_identity and identity != spec.data_identity:
         raise UserError(f"{where} holds other data than this sweep started on ({spec.data}: "
                         "prepared again since, or another corpus); give --data the sweep's "
