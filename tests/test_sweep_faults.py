@@ -1,7 +1,8 @@
 """zhbert sweep on faults and odd input: what a review found (each test fails on the code
 before it): options that conflicted or were ignored, retries judged on replayed evals, a
 live trial failed as lost and its worker crashing, a moved data directory, Ctrl-C retries
-counted as lost ones, a loss objective without a noise floor, a corrupt sweep.json."""
+counted as lost ones, a loss objective without a noise floor, a corrupt sweep.json, a
+retry reporting its dead attempt's evals before its trainer rewrote the history."""
 
 import json
 import math
@@ -237,3 +238,67 @@ def test_a_resume_on_other_data_or_another_sampler_seed_is_refused(tmp_path, syn
     assert cli_main([*start, "--data", str(data), "--sampler-seed", "7"]) == 2
     assert "--sampler-seed differs" in capsys.readouterr().err
     assert not (sweep_dir / "trials").exists()
+
+
+def _evals(steps, acc):
+    return "".join(json.dumps({"type": "eval", "step": s, "eval_mlm_acc": acc(s)}) + "\n" for s in steps)
+
+
+def _retry_started(tmp_path, monkeypatch, history: str, checkpoint: int | None):
+    """A retry in a trial directory holding its dead attempt's ``history`` (and a checkpoint
+    at step ``checkpoint``), its trainer started: faked, a process that has not yet reached
+    the history."""
+    if checkpoint is not None:
+        (tmp_path / "checkpoints" / f"step_{checkpoint:08d}").mkdir(parents=True)
+    (tmp_path / "history.jsonl").write_text(history)
+    started = []
+    monkeypatch.setattr(worker, "train_command", lambda *a: ["zhbert", "train", "--resume"
+                                                              if checkpoint is not None else "--force"])
+    monkeypatch.setattr(worker.subprocess, "Popen", lambda cmd, **kw: started.append(cmd) or
+                        types.SimpleNamespace(poll=lambda: None))
+    reported = []
+
+    class Trial:
+        params: dict = {}
+
+        def report(self, value, step):
+            reported.append((step, value))
+
+        def should_prune(self):
+            return True  # judges whatever it is shown
+
+    spec = types.SimpleNamespace(steps=100, metric="eval_mlm_acc")
+    run = TrialRun(Trial(), spec, WorkerOptions(tmp_path, threads=1), tmp_path)
+    run.start()
+    assert started
+    return run, reported
+
+
+def test_a_retry_reports_none_of_its_dead_attempts_evals_before_its_trainer_resumes(
+        tmp_path, monkeypatch):
+    """The retry's first polls, before its trainer truncated the history back to its
+    checkpoint (seconds after the start), read the dead attempt's evals past step 20,
+    reported them and pruned the trial on the stale one at step 40."""
+    from zhbert.history import truncate_after
+    header = json.dumps({"type": "header", "schema": "zhbert-history", "version": 1}) + "\n"
+    run, reported = _retry_started(tmp_path, monkeypatch,
+                                   header + _evals((10, 20, 30, 40), lambda s: 0.01 * s), 20)
+    stale = run.report_new(prune=True)
+    assert reported == [] and not stale, f"reported the dead attempt's evals {reported}"
+    truncate_after(tmp_path / "history.jsonl", 20)  # the resumed trainer, at last
+    with open(tmp_path / "history.jsonl", "a") as f:
+        f.write(json.dumps({"type": "header", "resumed_from": 20}) + "\n" + _evals([30], lambda s: 0.5))
+    assert run.report_new(prune=False) is False
+    assert reported == [(10, 0.1), (20, 0.2), (30, 0.5)]  # the replayed ones, then its own
+
+
+def test_a_retry_that_starts_over_reports_its_new_runs_evals(tmp_path, monkeypatch):
+    """A retry of an attempt that left no checkpoint runs --force, which removes the history
+    for a new one: on ext4 the new file got the old one's inode at once and, longer than the
+    old one, did not read as rewritten (unless the old one is held open)."""
+    run, reported = _retry_started(tmp_path, monkeypatch, _evals((10,), lambda s: 0.1), None)
+    assert run.report_new(prune=False) is False and reported == []
+    (tmp_path / "history.jsonl").unlink()
+    (tmp_path / "history.jsonl").write_text(_evals((10, 20, 30), lambda s: 0.02 * s))  # longer
+    run.report_new(prune=False)
+    assert reported == [(10, 0.2), (20, 0.4), (30, 0.6)]

@@ -158,24 +158,55 @@ class TrialRun:
     last_beat: float = 0.0
     _reader: HistoryReader | None = None
     _records: list = field(default_factory=list)   # the eval records read so far
+    _stale: bool = False   # the history is still the dead attempt's (``_hold_old_history``)
+    _held: Any = None      # that file, open until the trainer has replaced it
 
     def evals(self) -> list[tuple[int, float]]:
         """The trial's held-out evals of the sweep's metric so far; each poll parses only
-        what the trainer appended (a whole re-read cost 79 ms on a 100k-step history)."""
+        what the trainer appended (a whole re-read cost 79 ms on a 100k-step history).
+        None of a dead attempt's before this attempt's trainer has rewritten its history."""
         if self._reader is None:
             self._reader = HistoryReader(self.trial_dir / "history.jsonl", warn=lambda _: None)
         try:
             chunk = self._reader.read()
-        except FileNotFoundError:
+        except FileNotFoundError:  # not written yet, or removed by --force for a new one
+            self._let_go(reset=False)
             return []
-        if chunk.reset:  # rewritten by a resume (truncate_after)
+        if chunk.reset:  # rewritten by a resume (truncate_after) or a new run (--force)
             self._records = []
+        self._let_go(chunk.reset)
         self._records += [r for r in chunk.records if r.get("type") == "eval"]
-        return eval_points(self._records, self.spec.metric)
+        return [] if self._stale else eval_points(self._records, self.spec.metric)
+
+    def _hold_old_history(self) -> None:
+        """A retry: until its trainer rewrites the history (truncate_after on --resume, a
+        new file on --force), seconds after it starts, the file is the dead attempt's, with
+        evals past the checkpoint the trainer resumes from that it will run again: reported,
+        the pruner judged the trial on values the resumed run replaces. Read it before the
+        trainer starts, so that its rewrite shows as ``chunk.reset`` (whatever the timing of
+        the polls), and hold it open until then: a file created after a removal may get the
+        freed inode number and pass for the old one."""
+        try:
+            self._held = open(self.trial_dir / "history.jsonl", "rb")
+        except FileNotFoundError:
+            return  # a first attempt: no records of another
+        self._stale = True
+        self.evals()
+
+    def _let_go(self, reset: bool) -> None:
+        """After a read: the history is this attempt's once rewritten; the old file is let go
+        then, or once the trainer exited without rewriting it (its evals stay unreported)."""
+        if reset:
+            self._stale = False
+        if self._held is not None and (not self._stale or (self.proc is not None
+                                                            and self.proc.poll() is not None)):
+            self._held.close()
+            self._held = None
 
     def start(self) -> None:
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         _wait_for_old_trainer(self.trial_dir, self.beat)
+        self._hold_old_history()  # before the trainer can rewrite it
         cmd = train_command(self.spec, self.opts, self.trial_dir, self.trial.params)
         env = {**os.environ, "OMP_NUM_THREADS": str(self.opts.threads)}
         with open(self.trial_dir / "train.log", "ab") as log:
@@ -217,16 +248,16 @@ class TrialRun:
 
     def stop(self, timeout_s: float = 300) -> None:
         """SIGTERM (the trainer checkpoints, then exits 0), beating while it saves."""
-        if not self.proc or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        t0 = time.time()
-        while self.proc.poll() is None and time.time() - t0 < timeout_s:
-            self.beat()
-            time.sleep(0.2)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            t0 = time.time()
+            while self.proc.poll() is None and time.time() - t0 < timeout_s:
+                self.beat()
+                time.sleep(0.2)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._let_go(reset=False)  # stopped before it rewrote the history: no need to hold it
 
 
 def _record_prune(run: TrialRun, pruner) -> str:
