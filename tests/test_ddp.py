@@ -316,3 +316,38 @@ def test_minutes_under_torchrun_take_the_slowest_ranks_steps(forks, synthetic_da
     assert 20 < steps <= 60, steps
     assert f"train.steps = {steps}" in ranks.log(0)
     assert _records(run, "train")[-1]["step"] == steps
+
+
+# ----------------------------------------------------------------------------- a non-finite loss
+
+def _inf_loss_on_rank1_at_step_3(rank: int) -> None:
+    """Rank 1's loss reads inf at step 3 while the gradients stay finite (a cross-entropy
+    whose label logit is -inf has a finite gradient): rank 0's loss is finite."""
+    if rank != 1:
+        return
+    import zhbert.trainloop as T
+    real_step, real_stats = T.train_step, T._step_stats
+    at = {"step": 0}
+
+    def step(tr, n):
+        at["step"] = n
+        return real_step(tr, n)
+
+    def stats(out):
+        s = real_stats(out)
+        if at["step"] == 3:
+            s[0] = float("inf")
+        return s
+
+    T.train_step, T._step_stats = step, stats
+
+
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(forks, synthetic_data, tmp_path):
+    """Every rank must take or skip a step alike: a rank that skips alone waits in a
+    collective the others never join (they went on to the next step's)."""
+    run = tmp_path / "run"
+    ranks = _train(forks, tmp_path, synthetic_data, run, *GLOBAL_8, fault="_inf_loss_on_rank1_at_step_3")
+    ranks.ok()
+    skipped = [r["step"] for r in _records(run, "event") if r["kind"] == "nonfinite_loss"]
+    assert skipped == [3]
+    assert [r["step"] for r in _records(run, "train")] == [1, 2, 4, 5, 6, 7, 8]

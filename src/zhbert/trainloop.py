@@ -228,7 +228,10 @@ def train_step(tr: Trainer, step: int) -> str | None:
     clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(tr.raw_model.parameters(), clip)
     finite = torch.isfinite(torch.stack([grad_norm.double(), stats[0]])).tolist()  # one host sync
-    if not all(finite):
+    # The gradient norm is the same on every rank, the losses are not: one rank's non-finite
+    # loss with finite gradients (a -inf label logit) must skip the step everywhere, or that
+    # rank waits in _skip_step's collective while the others go on to the next step's.
+    if agree_max(tr.dist, 0.0 if all(finite) else 1.0, tr.device) > 0:  # world 1: no collective
         return _skip_step(tr, loss_finite=finite[1])
     _update(tr)
     tr.progress.nonfinite_in_a_row = 0
