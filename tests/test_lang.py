@@ -277,6 +277,29 @@ def test_prepare_reads_a_saved_hugging_face_dataset(tmp_path, capsys):
     assert rc == 2 and "no column 'text' (its columns: content)" in err
 
 
+def test_a_saved_datasets_fingerprint_is_its_data_not_the_cache_files_beside_it(tmp_path):
+    """datasets writes cache-*.arrow into a saved dataset's folder when a loaded copy is
+    mapped: the same text must keep its fingerprint (the data's identity, which a resume
+    compares); other text must not."""
+    datasets = pytest.importorskip("datasets")
+    from zhbert.corpus.columnar import dataset_fingerprint
+
+    datasets.disable_progress_bars()
+    rows = [f"{ARTICLE_ZH}这是第{i}号文件。" for i in range(6)]
+    for name, saved in (("one", datasets.Dataset.from_dict({"text": rows})),
+                        ("dict", datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": rows})}))):
+        path = tmp_path / name
+        saved.save_to_disk(str(path))
+        before = dataset_fingerprint(path)
+        loaded = datasets.load_from_disk(str(path))
+        (loaded if name == "one" else loaded["train"]).map(lambda r: {"text": r["text"] + "。"})
+        assert list(path.rglob("cache-*.arrow")), "datasets wrote no cache file: the test tests nothing"
+        assert dataset_fingerprint(path) == before
+    other = tmp_path / "other"
+    datasets.Dataset.from_dict({"text": rows[:-1] + ["别的文字。"]}).save_to_disk(str(other))
+    assert dataset_fingerprint(other)[1] != dataset_fingerprint(tmp_path / "one")[1]
+
+
 # ---------------------------------------------------------------- built-in English, jawiki
 
 def test_builtin_en_resolves_to_real_english_files():

@@ -70,10 +70,30 @@ def is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
 
 
+def _data_files(path: Path) -> list[Path]:
+    """The files a saved dataset is made of: each split's Arrow shards, as its state.json
+    lists them. Not every file of the folder: ``datasets`` writes cache-*.arrow files
+    beside the shards when a loaded dataset is mapped or filtered, which would change the
+    fingerprint, and with it the data's identity, of text that did not change."""
+    splits = [path / s for s in json.loads((path / "dataset_dict.json").read_text("utf-8"))["splits"]] \
+        if (path / "dataset_dict.json").is_file() else [path]
+    files = []
+    for split in splits:
+        state = json.loads((split / "state.json").read_text("utf-8"))
+        files += [split / f["filename"] for f in state["_data_files"]]
+    return files
+
+
 def dataset_fingerprint(path: Path) -> tuple[int, str]:
-    """(bytes, sha256) over the dataset's files in a stable order (what the manifest records)."""
+    """(bytes, sha256) over the dataset's data files (``_data_files``) and their names
+    (what the manifest records); the dataset was read by ``check_dataset`` first."""
     digest, size = hashlib.sha256(), 0
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+    try:
+        files = _data_files(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot read the saved dataset {path}'s file list ({exc!r}); save it "
+                        "again with save_to_disk") from None
+    for f in files:
         digest.update(str(f.relative_to(path)).encode("utf-8") + b"\0")
         with open(f, "rb") as r:
             while block := r.read(1 << 20):
