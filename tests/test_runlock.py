@@ -41,6 +41,22 @@ def test_second_writer_in_this_process_is_refused(tmp_path):
         assert '"what": "zhbert probe"' in path.read_text()
 
 
+def test_a_writer_starting_while_another_process_tests_the_lock_gets_it(tmp_path):
+    """``is_locked`` (status, the monitor) takes a shared lock for an instant to test for a
+    holder: a trainer starting in that instant must not be refused as "in use"."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "run" / ".train.lock"
+    with WriterLock(path, "zhbert train"):
+        pass  # a stale lock file, as a finished run leaves it
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # the test's instant, held 30 ms
+    threading.Timer(0.03, os.close, (fd,)).start()
+    with WriterLock(path, "zhbert train") as lock:
+        assert lock.held
+
+
 def test_other_process_then_killed(tmp_path):
     """A live holder in another process is named; SIGKILL it and the lock is free at once."""
     path = tmp_path / ".train.lock"

@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 from zhbert.errors import UserError
@@ -46,7 +47,7 @@ class WriterLock:
             raise UserError(f"cannot create the run directory {self.path.parent} or its lock: "
                             f"{exc.strerror or exc}; choose a writable location") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_exclusive(fd)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
@@ -79,6 +80,25 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# ``is_locked`` takes a shared lock for microseconds to test for a holder (flock has no
+# test-only call): an exclusive attempt that meets it tries again before calling the
+# directory in use. A real holder keeps its lock; ~0.2 s of retries cost nothing next to it.
+_RETRIES, _RETRY_S = 8, 0.025
+
+
+def _flock_exclusive(fd: int) -> None:
+    """LOCK_EX | LOCK_NB, retried past another process's brief test (``is_locked``);
+    BlockingIOError if the lock is still held after the retries."""
+    for attempt in range(_RETRIES + 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == _RETRIES:
+                raise
+            time.sleep(_RETRY_S)
 
 
 def _read_holder(fd: int) -> dict:
