@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -56,14 +57,31 @@ def test_linear_probe_all_checkpoints_relation_and_skip(run, tmp_path, capsys):
     assert [(r["step"], r["task"], r["mode"]) for r in recs] == [(s, "hao.jsonl", "linear") for s in (10, 20, 30)]
     assert all(r["accuracy"] > 0.7 for r in recs)  # contains-a-character is linear in the features
     out = capsys.readouterr().out
-    assert "mlm_acc" in out and (run / "analysis" / "probe_vs_mlm.png").stat().st_size > 1000
+    assert "mlm_acc" in out and (run / "probe" / "probe_vs_mlm.png").stat().st_size > 1000
     evals = [json.loads(x) for x in (run / "checkpoint_eval.jsonl").read_text().splitlines()]
     assert sorted(r["step"] for r in evals) == [10, 20, 30]  # missing MLM figures were evaluated
-    summary = json.loads((run / "analysis" / "probe_vs_mlm.json").read_text())
+    summary = json.loads((run / "probe" / "probe_vs_mlm.json").read_text())
     assert summary["n"] == 3 and len(summary["points"]) == 3
     before = (run / RESULTS).read_text()
     assert cli_main(argv) == 0
     assert (run / RESULTS).read_text() == before
+
+
+def test_analyze_after_probe_and_again_keeps_the_probes_plot(run, tmp_path, capsys):
+    """probe's plot lived in RUN/analysis, which analyze replaces as a whole: analyze
+    refused a run probed first (no analysis.json there) and deleted the plot when run again."""
+    f = _hao_task(_vocab(run), tmp_path / "hao.jsonl")
+    assert cli_main(["probe", str(run), "--checkpoint", "30", "--task-file", str(f), "--linear"]) == 0
+    for _ in range(2):
+        assert cli_main(["analyze", str(run), "--n-boot", "0"]) == 0, capsys.readouterr().err
+        assert (run / "analysis" / "analysis.json").exists()
+        assert (run / "probe" / "probe_vs_mlm.png").stat().st_size > 1000
+    # a run probed by an earlier zhbert: its plot in RUN/analysis moves to RUN/probe
+    shutil.rmtree(run / "analysis")
+    (run / "analysis").mkdir()
+    os.replace(run / "probe" / "probe_vs_mlm.json", run / "analysis" / "probe_vs_mlm.json")
+    assert cli_main(["analyze", str(run), "--n-boot", "0"]) == 0, capsys.readouterr().err
+    assert (run / "probe" / "probe_vs_mlm.json").exists()
 
 
 def test_builtin_sentiment(run):

@@ -18,7 +18,7 @@ counted) and an optional split column (train/test; otherwise a fixed seeded
 
 Then the probed checkpoints are joined with checkpoint_eval.jsonl (evaluating
 any that are missing) and the relation is reported: Pearson r (Fisher-z 95%
-CI), Spearman rho (Fieller's 95% CI), and RUN_DIR/analysis/probe_vs_mlm.png.
+CI), Spearman rho (Fieller's 95% CI), and RUN_DIR/probe/probe_vs_mlm.png.
 The points are checkpoints of one run, so they are not independent draws:
 read the intervals as descriptive.
 """
@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from zhbert.errors import UserError
-from zhbert.run import PROBE_RESULTS as RESULTS
+from zhbert.run import PROBE_DIR, PROBE_RESULTS as RESULTS
 MAX_LEN = 128
 
 Example = tuple[str, str | None, int]  # text_a, text_b (or None), label index
@@ -348,7 +348,7 @@ def report_relation(run_dir: str | Path, task: str, mode: str,
     else:
         log(rel["note"])
     if points:
-        out = run_dir / "analysis"
+        out = run_dir / PROBE_DIR
         save_figure(plot_probe_vs_mlm(points, task).figure, out, "probe_vs_mlm")
         atomic_write_json(out / "probe_vs_mlm.json", {"task": task, "mode": mode, **rel,
                                                       "points": [vars(p) for p in points]})

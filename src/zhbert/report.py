@@ -27,6 +27,20 @@ def default_out(path: Path) -> Path:
     return path / "analysis" if path.is_dir() else path.parent / f"{path.stem}_analysis"
 
 
+def move_old_probe_files(run_dir: Path) -> None:
+    """`zhbert probe` wrote its plot into RUN/analysis before it had its own folder
+    (run.PROBE_DIR): there, analyze refused the folder (no analysis.json) or deleted them
+    when it replaced its own. Move them to the probe's folder first."""
+    import os
+    from zhbert.run import PROBE_DIR
+
+    old = sorted((run_dir / "analysis").glob("probe_vs_mlm.*"))
+    if old:
+        (run_dir / PROBE_DIR).mkdir(exist_ok=True)
+        for f in old:
+            os.replace(f, run_dir / PROBE_DIR / f.name)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.history)
     history = load_history(path, args.metric)
     out = Path(args.out) if args.out else default_out(path)
+    if path.is_dir() and out.resolve() == (path / "analysis").resolve():
+        move_old_probe_files(path)
     check_out(out, "analysis.json")  # before minutes of fitting, not after
     a = analyze(history, x=args.x, target=args.target, n_boot=args.n_boot, seed=args.seed)
     j = write_analysis(a, out)

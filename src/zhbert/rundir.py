@@ -8,7 +8,7 @@ from pathlib import Path
 from zhbert.config import Config, config_from_dict, describe_differences
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
-from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_RESULTS
+from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_DIR, PROBE_RESULTS
 from zhbert.runlock import is_locked, lock_path
 
 
@@ -84,7 +84,8 @@ def _other_run_message(run_dir: Path, changed: dict[str, tuple], resume: bool) -
 
 def _clear_run(run_dir: Path) -> None:
     import shutil
-    for name in ("history.jsonl", "checkpoints", "tb", "analysis", EVAL_RESULTS, PROBE_RESULTS):
+    for name in ("history.jsonl", "checkpoints", "tb", "analysis", EVAL_RESULTS, PROBE_RESULTS,
+                 PROBE_DIR):
         p = run_dir / name
         if p.is_dir():
             shutil.rmtree(p)
