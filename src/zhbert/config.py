@@ -33,6 +33,10 @@ PRESETS = ("tiny", "seed", "base")  # configs/NAME.toml: the one home of each pr
 # the model, the data pipeline, training's and evaluation's records all read it here
 OBJECTIVES: dict[str, str | None] = {"mlm+nsp": "nsp", "mlm+sop": "sop", "mlm": None}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# where each layer's LayerNorms sit: "post" = BERT's (and transformers' BertModel's), after each
+# residual sum; "pre" = before each sublayer, with one more LayerNorm after the last layer
+# (Xiong et al. 2020; cramming). Only post-LN exports to transformers (see model.Layer).
+NORMS = ("post", "pre")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class ModelSection:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     objective: str = "mlm+nsp"
+    norm: str = "post"
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,9 @@ class Config:
         {"section.key": (this value, other value)}, in key order."""
         a, b = self._trajectory(), other._trajectory()
         keys = sorted({(sec, k) for d in (a, b) for sec in d if isinstance(d[sec], dict) for k in d[sec]})
-        return {f"{sec}.{k}": (a.get(sec, {}).get(k), b.get(sec, {}).get(k))
+        # the values themselves, also where one side's hash leaves a default out (model.norm)
+        full_a, full_b = self.to_dict(), other.to_dict()
+        return {f"{sec}.{k}": (full_a[sec].get(k), full_b[sec].get(k))
                 for sec, k in keys if a.get(sec, {}).get(k) != b.get(sec, {}).get(k)}
 
     def _trajectory(self) -> dict[str, Any]:
@@ -120,6 +127,8 @@ class Config:
         d["data"].pop("num_workers")
         if not d["data"]["warmup_len"]:  # off: the hash of runs made before the option existed
             del d["data"]["warmup_len"], d["data"]["warmup_len_fraction"]
+        if d["model"]["norm"] == "post":  # BERT's: the hash of runs made before the option existed
+            del d["model"]["norm"]
         if d["train"]["schedule"] != "wsd":  # only wsd reads it: older runs keep their hash
             del d["train"]["decay_fraction"]
         return d
@@ -324,6 +333,7 @@ def validate(c: Config) -> list[str]:
     m, d, t = c.model, c.data, c.train
     checks = [
         (m.objective in OBJECTIVES, f"model.objective must be one of {', '.join(OBJECTIVES)}"),
+        (m.norm in NORMS, f"model.norm must be one of {', '.join(NORMS)}"),
         (m.hidden_size > 0 and m.num_heads > 0 and m.hidden_size % m.num_heads == 0,
          "model.hidden_size must be a positive multiple of model.num_heads"),
         (m.num_layers > 0 and m.intermediate_size > 0, "model.num_layers and intermediate_size must be > 0"),

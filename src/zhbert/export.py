@@ -105,6 +105,11 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     import torch
 
     run = open_run(run_dir)
+    if run.cfg.model.norm != "post":
+        raise UserError(f"{run.path} trained a {run.cfg.model.norm}-LN model (model.norm = "
+                        f"{run.cfg.model.norm!r}): transformers' BERT is post-LN only, and would "
+                        "load these weights and compute something else. Use the run with "
+                        "`zhbert fill-mask` / `zhbert probe`, or train with model.norm=post to export")
     out = Path(out)
     check_out(out, EXPORT_MARKER, "zhbert export")  # never a run or a folder of other files
     if out.exists() and not force:

@@ -65,13 +65,13 @@ def _linear_copy(src: nn.Linear, dtype: torch.dtype, weight=None, bias=None,
 
 
 class _Block(nn.Module):
-    """One post-LN encoder layer (zhbert.model.Layer) for inference. The Linear layers
-    run in ``dtype`` (or int8 once quantised); the residual stream and LayerNorm in fp32."""
+    """One encoder layer (zhbert.model.Layer, post- or pre-LN) for inference. The Linear
+    layers run in ``dtype`` (or int8 once quantised); the residual stream and LayerNorm in fp32."""
 
     def __init__(self, layer, num_heads: int, dtype: torch.dtype, share: bool = True):
         super().__init__()
         sa, attn_out = layer.attention.self, layer.attention.output
-        self.num_heads, self.dtype = num_heads, dtype
+        self.num_heads, self.dtype, self.pre = num_heads, dtype, attn_out.pre
         self.qkv = _linear_copy(sa.query, dtype, torch.cat((sa.query.weight, sa.key.weight, sa.value.weight)),
                                 torch.cat((sa.query.bias, sa.key.bias, sa.value.bias)), share=share)
         self.attn_out = _linear_copy(attn_out.dense, dtype, share=share)
@@ -85,15 +85,19 @@ class _Block(nn.Module):
         """(B, T, C) fp32 -> (B, T, C), or (B, M, C) at ``rows`` (B, M) only."""
         B, T, C = x.shape
         H = self.num_heads
-        q, k, v = self.qkv(x.to(self.dtype)).view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
+        h = self.ln1(x) if self.pre else x  # pre-LN: attention reads the normed stream
+        q, k, v = self.qkv(h.to(self.dtype)).view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
         if rows is not None:  # the queries (and everything after attention) at rows only
             q = q.gather(2, rows[:, None, :, None].expand(-1, H, -1, C // H))
             x = x.gather(1, rows[:, :, None].expand(-1, -1, C))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # mask None: no padding
-        x = self.ln1(x + self.attn_out(y.transpose(1, 2).reshape(B, -1, C)).float())
-        h = linear_gelu(x.to(self.dtype), self.ffn_in.weight, self.ffn_in.bias) \
-            if isinstance(self.ffn_in, Linear) else F.gelu(self.ffn_in(x.to(self.dtype)))
-        return self.ln2(x + self.ffn_out(h).float())
+        x = x + self.attn_out(y.transpose(1, 2).reshape(B, -1, C)).float()
+        x = x if self.pre else self.ln1(x)
+        h = (self.ln2(x) if self.pre else x).to(self.dtype)
+        h = linear_gelu(h, self.ffn_in.weight, self.ffn_in.bias) \
+            if isinstance(self.ffn_in, Linear) else F.gelu(self.ffn_in(h))
+        x = x + self.ffn_out(h).float()
+        return x if self.pre else self.ln2(x)
 
 
 class InferenceEncoder(nn.Module):
@@ -111,6 +115,7 @@ class InferenceEncoder(nn.Module):
         # int8: own copies of the Linear layers (quantising annotates the modules it converts)
         self.blocks = nn.ModuleList(_Block(layer, model.config.num_heads, dtype, share=not quantize)
                                     for layer in model.bert.encoder.layer)
+        self.final_norm = model.bert.encoder.LayerNorm  # pre-LN's, after the last layer; else None
         self.head = model.cls.predictions
         self.eval()
         if quantize == "int8":
@@ -130,7 +135,7 @@ class InferenceEncoder(nn.Module):
         for block in self.blocks[:-1]:
             x = block(x, mask)
         x = self.blocks[-1](x, mask, rows=positions)  # (B, M, C)
-        return self.head(x)
+        return self.head(x if self.final_norm is None else self.final_norm(x))
 
 
 @dataclass(frozen=True)

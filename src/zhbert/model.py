@@ -145,16 +145,29 @@ class SelfAttention(nn.Module):
 
 
 class AddNorm(nn.Module):
-    """LayerNorm(residual + dropout(dense(x))): HF's BertSelfOutput and BertOutput."""
+    """LayerNorm(residual + dropout(dense(x))): HF's BertSelfOutput and BertOutput. Pre-LN
+    (``model.norm = "pre"``): residual + dropout(dense(x)), and ``LayerNorm`` is the norm
+    its sublayer's input goes through (``normed``): the same modules and names either way."""
 
     def __init__(self, d_in: int, cfg: ModelConfig):
         super().__init__()
         self.dense = Linear(d_in, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.hidden_dropout)
+        self.pre = cfg.norm == "pre"
+
+    def normed(self, x: torch.Tensor) -> torch.Tensor:
+        """What the sublayer reads: the stream itself (post-LN) or its LayerNorm (pre-LN)."""
+        return self.LayerNorm(x) if self.pre else x
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(residual + self.dropout(self.dense(x)))
+        out = residual + self.dropout(self.dense(x))
+        return out if self.pre else self.LayerNorm(out)
+
+
+def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) at the positions ``rows`` (B, R) -> (B, R, C)."""
+    return torch.gather(x, 1, rows[:, :, None].expand(-1, -1, x.shape[-1]))
 
 
 class Attention(nn.Module):
@@ -166,10 +179,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor,
                 rows: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, C) -> (B, T, C), or only at the positions ``rows`` (B, R) -> (B, R, C)."""
+        h = self.output.normed(x)
         if rows is None:
-            return self.output(self.self(x, mask), x)
-        xq = torch.gather(x, 1, rows[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, R, C)
-        return self.output(self.self(x, mask, xq), xq)
+            return self.output(self.self(h, mask), x)
+        hq = _gather_rows(h, rows)
+        return self.output(self.self(h, mask, hq), _gather_rows(x, rows) if h is not x else hq)
 
 
 class Intermediate(nn.Module):
@@ -182,7 +196,10 @@ class Intermediate(nn.Module):
 
 
 class Layer(nn.Module):
-    """One post-LN transformer block."""
+    """One transformer block: post-LN (BERT's) or pre-LN (``model.norm``). A pre-LN
+    block has the same parameters under the same names, so nothing marks it as such
+    but the config: transformers' BertModel would load its weights and compute
+    something else, which is why `zhbert export` refuses it."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -193,13 +210,16 @@ class Layer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor,
                 rows: torch.Tensor | None = None) -> torch.Tensor:
         x = self.attention(x, mask, rows)  # past here each position is on its own
-        return self.output(self.intermediate(x), x)
+        return self.output(self.intermediate(self.output.normed(x)), x)
 
 
 class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
+        # pre-LN: the residual stream is never normalised inside a block, so once after the last
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) \
+            if cfg.norm == "pre" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor,
                 rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -209,7 +229,8 @@ class Encoder(nn.Module):
         *first, last = self.layer
         for layer in first:
             x = layer(x, mask)
-        return last(x, mask, rows)
+        x = last(x, mask, rows)
+        return x if self.LayerNorm is None else self.LayerNorm(x)
 
 
 class Pooler(nn.Module):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from zhbert.config import OBJECTIVES, ModelSection
+from zhbert.config import NORMS, OBJECTIVES, ModelSection
 
 PAD_ID = 0  # zhbert.vocab: [PAD]=0
 
@@ -24,6 +24,8 @@ class ModelConfig(ModelSection):
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
                              f"num_heads {self.num_heads}")
@@ -37,8 +39,13 @@ class ModelConfig(ModelSection):
         return asdict(self)
 
     def to_hf_config(self):
-        """The equivalent ``transformers.BertConfig`` (post-LN BERT, exact-erf GELU)."""
+        """The equivalent ``transformers.BertConfig`` (post-LN BERT, exact-erf GELU).
+        A pre-LN model has none: transformers' BERT is post-LN only."""
         from transformers import BertConfig
+
+        if self.norm != "post":
+            raise ValueError(f"a {self.norm}-LN model has no transformers BertConfig "
+                             "(transformers' BERT is post-LN only)")
 
         return BertConfig(**{hf: getattr(self, k) for k, hf in HF_NAMES.items()},
                           hidden_act="gelu", pad_token_id=PAD_ID, tie_word_embeddings=True)
