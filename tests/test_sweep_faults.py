@@ -302,3 +302,38 @@ def test_a_retry_that_starts_over_reports_its_new_runs_evals(tmp_path, monkeypat
     (tmp_path / "history.jsonl").write_text(_evals((10, 20, 30), lambda s: 0.02 * s))  # longer
     run.report_new(prune=False)
     assert reported == [(10, 0.2), (20, 0.4), (30, 0.6)]
+
+
+def test_a_trainer_stopped_alone_by_a_signal_is_resumed_not_counted_as_failed(
+        tmp_path, synthetic_data, monkeypatch):
+    """SIGTERM/SIGINT to a trial's trainer alone (a preemption, a kill by pid): it saved a
+    checkpoint and exited 0; the trial was failed for good and counted ("the trainer exited
+    without an eval at step 8")."""
+    from zhbert.sweep.liveness import finished_count
+
+    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
+    _, study = _study(sweep_dir)
+    trial_dir = sweep_dir / "trials" / "0000"
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "history.jsonl").write_text(
+        json.dumps({"type": "eval", "step": 4, "eval_mlm_acc": 0.2}) + "\n"
+        + json.dumps({"type": "event", "step": 6, "kind": "stop", "message": "checkpoint"}) + "\n")
+    monkeypatch.setattr(worker, "TrialRun", _fake_run(lambda run: False, [], evals=[(4, 0.2)]))
+    opts = WorkerOptions(sweep_dir, threads=1, poll_s=0)
+    outs = []
+    trial = claim(study, spec, sweep_dir)
+    trial.set_user_attr("trial_dir", "trials/0000")
+    while trial is not None and trial.user_attrs.get("trial_dir") == "trials/0000":
+        outs.append(worker.run_trial(study, trial, spec, opts, optuna.pruners.NopPruner(),
+                                     worker._Stop(), log=lambda m: None))
+        trial = claim(study, spec, sweep_dir)
+    assert outs[0] == ("stopped: its trainer was stopped by a signal at step 6 (a checkpoint "
+                       "was saved); resumes from it")
+    assert len(outs) == MAX_RETRY + 1 and finished_count(study) == 0  # retried, never counted
+    # the sweep's own Ctrl-C reaching the trainer first: interrupted, however often
+    trial.set_user_attr("trial_dir", "trials/0000")
+    interrupted = worker._Stop()
+    interrupted.flag = True
+    out = worker.run_trial(study, trial, spec, opts, optuna.pruners.NopPruner(), interrupted,
+                           log=lambda m: None)
+    assert out == "interrupted (will resume)"

@@ -55,6 +55,7 @@ from zhbert.fileio import atomic_write_bytes, atomic_write_text
 
 SCHEMA = "zhbert-history"
 VERSION = 1
+STOP_EVENT = "stop"  # the checkpoint event of a run stopped by a signal (it resumes from it)
 
 
 class HistoryWriter:

@@ -25,7 +25,7 @@ from zhbert.config import OBJECTIVES, Config
 from zhbert.data import IGNORE_INDEX
 from zhbert.distributed import Dist, agree_max, all_reduce_mean_, on_main
 from zhbert.errors import UserError
-from zhbert.history import HistoryWriter
+from zhbert.history import STOP_EVENT, HistoryWriter
 from zhbert.schedule import lr_at
 from zhbert.threads import rebalance
 
@@ -168,7 +168,7 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
             waited = agree_max(tr.dist, stop.waited(), tr.device)
             stopping = waited >= 0
             if step % t.checkpoint_every == 0 or step == t.steps or stopping:
-                _checkpoint(tr, "stop" if stopping else "checkpoint",
+                _checkpoint(tr, STOP_EVENT if stopping else "checkpoint",
                             since=time.monotonic() - waited if stopping else None)
             if stopping:
                 if tr.dist.main:

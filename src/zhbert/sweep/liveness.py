@@ -21,8 +21,8 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
-NOT_COUNTED = ("worker_lost", "interrupted")   # failures that are retried, not counted
-MAX_RETRY = 3        # retries of a trial whose worker was lost (Ctrl-C: no limit)
+NOT_COUNTED = ("worker_lost", "interrupted", "trainer_stopped")  # retried, not counted
+MAX_RETRY = 3        # retries of a trial whose worker or trainer was lost (Ctrl-C: no limit)
 HEARTBEAT_S = 15.0
 MIN_GRACE_S = 3 * HEARTBEAT_S  # below, a live worker's trial can be failed as lost
 

@@ -305,9 +305,7 @@ def _supervise(study: optuna.Study, run: TrialRun, pruner, stop: _Stop, log) -> 
         time.sleep(opts.poll_s)
         if stop.flag:
             run.stop()
-            _tell_failed(study, trial, "interrupted", "stopped by Ctrl-C/SIGTERM; resumes "
-                         "from its checkpoint on the next `zhbert sweep SWEEP_DIR`", retry=True)
-            return "interrupted (will resume)"
+            return _interrupted(study, trial)
         if not run.beat():
             raise _TakenOver
         if run.report_new(prune_on):
@@ -322,23 +320,56 @@ def _supervise(study: optuna.Study, run: TrialRun, pruner, stop: _Stop, log) -> 
             _tell(study, trial, state=TrialState.PRUNED)
             return f"pruned at step {max(run.reported):,}: {why}"
     run.report_new(prune=False)
-    return _finish(study, run)
+    return _finish(study, run, interrupted=stop.flag)
 
 
-def _finish(study: optuna.Study, run: TrialRun) -> str:
+def _finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> str:
     """Complete only when the trainer exited 0 with the last eval: a non-zero exit may
     come before any training at all (a trial directory holding a run of other
-    parameters is refused), and then the history's evals are that other run's."""
+    parameters is refused), and then the history's evals are that other run's. A trainer
+    that exited 0 short of it was stopped by a signal and saved a checkpoint: resumed."""
     trial, spec = run.trial, run.spec
     evals = dict(run.evals())
     rc = run.proc.returncode
     if rc == 0 and spec.steps in evals:
         _tell(study, trial, evals[spec.steps])
         return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
+    stopped = _stop_step(run.trial_dir) if rc == 0 else None
+    if stopped is not None:
+        return _stopped(study, trial, stopped, interrupted)
     msg = (_failure_message(run.trial_dir / "train.log", rc) if rc else
            f"the trainer exited without an eval at step {spec.steps:,}")
     _tell_failed(study, trial, "trainer", msg, retry=False)
     return f"failed: {msg}"
+
+
+def _stop_step(trial_dir: Path) -> int | None:
+    """The step of the trainer's stop checkpoint when its history ends on one."""
+    from zhbert.history import STOP_EVENT, HistoryReader
+    try:
+        records = HistoryReader(trial_dir / "history.jsonl", warn=lambda _: None).read().records
+    except FileNotFoundError:
+        return None
+    events = [r for r in records if r.get("type") == "event"]
+    return events[-1].get("step") if events and events[-1].get("kind") == STOP_EVENT else None
+
+
+def _stopped(study: optuna.Study, trial: optuna.Trial, step: int, interrupted: bool) -> str:
+    """The trainer saved a checkpoint at ``step`` on a signal and exited 0: the sweep's own
+    Ctrl-C reaching it first (resumed, always), or a signal to it alone (a preemption, a
+    kill by pid), resumed like a trial whose worker was lost, MAX_RETRY times at most."""
+    if interrupted:
+        return _interrupted(study, trial)
+    trial.set_user_attr("lost", int(trial.user_attrs.get("lost", 0)) + 1)
+    msg = f"its trainer was stopped by a signal at step {step:,} (a checkpoint was saved)"
+    _tell_failed(study, trial, "trainer_stopped", msg, retry=True)
+    return f"stopped: {msg}; resumes from it"
+
+
+def _interrupted(study: optuna.Study, trial: optuna.Trial) -> str:
+    _tell_failed(study, trial, "interrupted", "stopped by Ctrl-C/SIGTERM; resumes from its "
+                 "checkpoint on the next `zhbert sweep SWEEP_DIR`", retry=True)
+    return "interrupted (will resume)"
 
 
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, kind: str, message: str,
