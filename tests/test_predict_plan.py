@@ -100,6 +100,18 @@ def test_a_floor_just_below_the_target_is_uncertain_not_unreachable(tmp_path, ca
     assert rc == 0 and "not reachable" in out and "floor" in out  # far above: still unreachable
 
 
+def test_an_uncertain_target_below_the_floor_is_not_blamed_on_the_floor(tmp_path, capsys):
+    """A target just under the floor's accuracy, which the central forecast reaches only past
+    the search's longest run: "uncertain" said the floor, above the target, was the reason."""
+    run = write_run(tmp_path / "short", 1000, seed=4, sd=0.03)
+    limit = json.loads(cli("predict_cli", [str(run), "--target", "0.99", "--json"],
+                           capsys)[1])["target"]["limit_accuracy"]
+    rc, out, _ = cli("predict_cli", [str(run), "--target", f"{limit - 0.001:.4f}", "--json"], capsys)
+    t = json.loads(out)["target"]
+    assert rc == 0 and t["message"].startswith("uncertain"), t["message"]
+    assert "floor" not in t["message"] and "100x the longest run" in t["message"], t["message"]
+
+
 def test_compare_schedules_and_text_output(runs, capsys):
     rc, out, _ = cli("predict_cli", [str(runs[1000]), str(runs[2000]), "--steps", "3000",
                                      "--compare-schedules"], capsys)

@@ -141,11 +141,14 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     n = lambda v: steps_text(v, first)  # noqa: E731
     below = limit is not None and limit < target
     if math.isinf(point) and math.isfinite(i80[0]):
-        floor = f"the law's floor maps to accuracy {limit:.4f}" if limit is not None else "no floor"
+        # why the central forecast misses: its floor, or (a floor above the target) the
+        # search's longest run, which it reaches only after
+        why = (f"the law's floor maps to accuracy {limit:.4f}" if below else
+               f"not within {grid[-1]:,} steps, {MAX_STRETCH}x the longest run: {mean[-1]:.4f} there")
         return Reach(target, False, math.inf, i80, i95, limit,
-                     f"uncertain: the central forecast does not reach {target:g} ({floor}), but its "
+                     f"uncertain: the central forecast does not reach {target:g} ({why}), but its "
                      f"80% band does with a run of {n(i80[0])} steps; more runs, or a longer one, "
-                     f"would pin the floor down", first)
+                     f"would pin the {'floor' if below else 'forecast'} down", first)
     if below:
         return Reach(target, False, None, None, None, limit,
                      f"not reachable with this setup: the law's floor (L0 less a full anneal) {p.floor():.3f} "
