@@ -379,3 +379,28 @@ def test_generated_benchmark_dump_is_well_formed_wikitext(tmp_path):
         text, categories = wikitext_to_text(doc.text)
         # links were "]]。...，[[链接N|..." when 。 came before ，: "链接N|" was left in the text
         assert not any(c in text for c in "[]|'") and "链接" not in text and categories
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the worker count from /proc")
+def test_ctrl_c_with_workers_is_one_line_and_leaves_no_output(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: each pool worker printed a
+    KeyboardInterrupt traceback before the parent's one line."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "data"
+    p = subprocess.Popen([sys.executable, "-m", "zhbert", "prepare", "builtin", "--out", str(out),
+                          "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    children = f"/proc/{p.pid}/task/{p.pid}/children"
+    # the pool's two workers started (and the resource tracker), then give them work
+    while time.monotonic() < deadline and len(open(children).read().split()) < 3:
+        time.sleep(0.1)
+    time.sleep(3)
+    os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C does
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().endswith("zhbert: interrupted")
+    assert not out.exists()

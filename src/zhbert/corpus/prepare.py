@@ -42,6 +42,7 @@ import json
 import multiprocessing
 import resource
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -225,6 +226,13 @@ def _cpu_seconds(who: int) -> float:
     return round(usage.ru_utime + usage.ru_stime, 1)
 
 
+def _ignore_sigint() -> None:
+    """A pool worker's start: a terminal's Ctrl-C reaches the whole process group, and each
+    worker printed a KeyboardInterrupt traceback; the parent alone handles it (it ends the
+    pool, leaves --out as it was and says "interrupted")."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _workers_peak_rss_mb(pool) -> list[float] | None:
     """Each pool worker's peak RSS, read while the workers are still alive (None without /proc)."""
     peaks = [peak_rss_mb(p.pid) for p in pool._pool]  # noqa: SLF001 (no public accessor)
@@ -314,7 +322,8 @@ def prepare(opts: PrepareOptions) -> dict:
     try:
         with staged_dir(opts.out, force=opts.force, marker=DATA_MANIFEST, what=what) as staging:
             if opts.workers > 1:  # spawn: workers never inherit threads or torch state
-                pool = multiprocessing.get_context("spawn").Pool(opts.workers)
+                pool = multiprocessing.get_context("spawn").Pool(opts.workers,
+                                                                 initializer=_ignore_sigint)
             report = _build(infos, opts, pool, staging)
             if pool is not None:
                 worker_peaks = _workers_peak_rss_mb(pool)
