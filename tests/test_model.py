@@ -52,6 +52,18 @@ def gather_rows(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[i, positions[i]] for i in range(x.shape[0])])
 
 
+def backward_seeing_last_ffn_rows(model, batch):
+    """The model's output on ``batch`` after its backward, and the (B, rows) shapes the
+    last layer's feed-forward saw (all T positions, or only those the heads read)."""
+    seen = []
+    last = model.bert.encoder.layer[-1].intermediate.dense
+    hook = last.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1]))
+    out = model(batch)
+    hook.remove()
+    out.loss.backward()
+    return out, seen
+
+
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_hf_parity(attn):
     from transformers import BertForPreTraining
@@ -98,12 +110,7 @@ def test_gradients_equal_hf_though_the_last_layer_runs_at_the_read_positions_onl
     hf = hf_class._from_config(cfg.to_hf_config(), attn_implementation="eager").train()
     hf.load_state_dict(model.state_dict())
     batch = make_batch(4, objective=objective)
-    seen = []
-    last = model.bert.encoder.layer[-1].intermediate.dense
-    hook = last.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1]))
-    ours = model(batch)
-    hook.remove()
-    ours.loss.backward()
+    ours, seen = backward_seeing_last_ffn_rows(model, batch)
     ref = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
              attention_mask=batch["attention_mask"].long())
     logits = ref.prediction_logits if objective != "mlm" else ref.logits

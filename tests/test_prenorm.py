@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from test_model import B, M, gather_rows, make_batch, tiny_cfg
+from test_model import B, M, backward_seeing_last_ffn_rows, gather_rows, make_batch, tiny_cfg
 from trained_run import SMALL, trained_run  # noqa: F401  (session fixture)
 from zhbert.cli import main as cli_main
 from zhbert.config import load_config
@@ -71,12 +71,7 @@ def test_pre_ln_loss_and_gradients_equal_the_full_model_at_every_position():
     cfg = tiny_cfg(norm="pre", hidden_dropout=0.0, attention_dropout=0.0)
     model, full = _perturbed(cfg).train(), _perturbed(cfg).train()
     batch = make_batch(4)
-    seen = []
-    last = model.bert.encoder.layer[-1].intermediate.dense
-    hook = last.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1]))
-    ours = model(batch)
-    hook.remove()
-    ours.loss.backward()
+    ours, seen = backward_seeing_last_ffn_rows(model, batch)
     hidden = full.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
     logits = full.cls.predictions(gather_rows(hidden, batch["mlm_positions"]))
     loss = F.cross_entropy(logits.flatten(0, 1), batch["mlm_labels"].flatten(), ignore_index=-100)
