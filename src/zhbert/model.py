@@ -6,7 +6,9 @@ Parameter names are exactly those of ``transformers.BertForPreTraining`` (or of
     hf = transformers.BertForPreTraining(cfg.to_hf_config())
     hf.load_state_dict(model.state_dict())          # strict, no renaming
 
-works both ways. The MLM decoder is tied to the word embeddings as in HF: its
+works both ways (post-LN, BERT's and every preset's; a pre-LN model, ``model.norm = "pre"``,
+adds ``bert.encoder.LayerNorm`` and computes something transformers' BERT does not).
+The MLM decoder is tied to the word embeddings as in HF: its
 ``weight`` *is* ``bert.embeddings.word_embeddings.weight`` and its ``bias`` *is*
 ``cls.predictions.bias``; ``state_dict()`` lists the shared tensors under both
 names (``TIED_KEYS``), like HF does, so strict loading needs no special case.
