@@ -89,3 +89,15 @@ def test_config_errors_name_the_file_the_line_and_the_closest_key(tmp_path):
         load_config("nothere.toml")
     with pytest.raises(UserError, match="did you mean tiny\\?"):
         load_config("tinny")
+
+
+def test_differences_name_what_changed_with_both_values():
+    """Keys a hash leaves out for one side (wsd's decay_fraction, the length warm-up's
+    fraction when it is off) are not differences of their own; the values are both sides'."""
+    from zhbert.config import load_config as load
+
+    tiny = load("tiny")
+    assert load("tiny", ["train.schedule=wsd"]).differences(tiny) == {"train.schedule": ("wsd", "cosine")}
+    assert load("tiny", ["data.warmup_len=0"]).differences(tiny) == {"data.warmup_len": (0, 16)}
+    assert load("tiny", ["train.schedule=wsd", "train.decay_fraction=0.3"]).differences(tiny) == {
+        "train.decay_fraction": (0.3, 0.2), "train.schedule": ("wsd", "cosine")}

@@ -92,7 +92,7 @@ def test_post_ln_has_no_final_norm_and_pre_ln_is_not_post_ln():
                                                  if k.startswith("bert.encoder.LayerNorm")}})
     batch = make_batch(1)
     with torch.no_grad():
-        assert not torch.allclose(pre(batch.copy()).loss, post.eval()(batch).loss)
+        assert not torch.allclose(pre.eval()(batch.copy()).loss, post.eval()(batch).loss)
 
 
 def test_norm_is_a_validated_setting_that_keeps_older_runs_hashes():

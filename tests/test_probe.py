@@ -80,8 +80,12 @@ def test_analyze_after_probe_and_again_keeps_the_probes_plot(run, tmp_path, caps
     shutil.rmtree(run / "analysis")
     (run / "analysis").mkdir()
     os.replace(run / "probe" / "probe_vs_mlm.json", run / "analysis" / "probe_vs_mlm.json")
+    (run / "analysis" / "probe_vs_mlm.png").write_bytes(b"an older probe's plot")
+    newer = (run / "probe" / "probe_vs_mlm.png").read_bytes()
     assert cli_main(["analyze", str(run), "--n-boot", "0"]) == 0, capsys.readouterr().err
     assert (run / "probe" / "probe_vs_mlm.json").exists()
+    assert (run / "probe" / "probe_vs_mlm.png").read_bytes() == newer  # not the older one
+    assert not list((run / "analysis").glob("probe_vs_mlm.*"))
 
 
 def test_builtin_sentiment(run):

@@ -328,7 +328,7 @@ def test_a_trainer_stopped_alone_by_a_signal_is_resumed_not_counted_as_failed(
                                      worker._Stop(), log=lambda m: None))
         trial = claim(study, spec, sweep_dir)
     assert outs[0] == ("stopped: its trainer was stopped by a signal at step 6 (a checkpoint "
-                       "was saved); resumes from it")
+                       "was saved); retried from its last checkpoint")
     assert len(outs) == MAX_RETRY + 1 and finished_count(study) == 0  # retried, never counted
     # the sweep's own Ctrl-C reaching the trainer first: interrupted, however often
     trial.set_user_attr("trial_dir", "trials/0000")
@@ -337,3 +337,27 @@ def test_a_trainer_stopped_alone_by_a_signal_is_resumed_not_counted_as_failed(
     out = worker.run_trial(study, trial, spec, opts, optuna.pruners.NopPruner(), interrupted,
                            log=lambda m: None)
     assert out == "interrupted (will resume)"
+
+
+def test_a_trainer_ended_by_a_signal_outside_its_loop_is_retried(tmp_path, synthetic_data,
+                                                                monkeypatch):
+    """SIGTERM while the trainer loads (before its loop handles signals): exit -15, no stop
+    event; the trial was failed for good and counted, a second later it would be retried."""
+    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
+    _, study = _study(sweep_dir)
+    (sweep_dir / "trials" / "0000").mkdir(parents=True)
+    run_class = _fake_run(lambda run: False, [], evals=[(4, 0.2)])
+    real_init = run_class.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        self.proc.returncode = -15
+    monkeypatch.setattr(run_class, "__init__", init)
+    monkeypatch.setattr(worker, "TrialRun", run_class)
+    trial = claim(study, spec, sweep_dir)
+    trial.set_user_attr("trial_dir", "trials/0000")
+    out = worker.run_trial(study, trial, spec, WorkerOptions(sweep_dir, threads=1, poll_s=0),
+                           optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
+    assert out == ("stopped: its trainer was ended by a signal outside its training loop; "
+                   "retried from its last checkpoint")
+    assert claim(study, spec, sweep_dir).user_attrs["trial_dir"] == "trials/0000"

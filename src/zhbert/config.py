@@ -115,10 +115,13 @@ class Config:
         {"section.key": (this value, other value)}, in key order."""
         a, b = self._trajectory(), other._trajectory()
         keys = sorted({(sec, k) for d in (a, b) for sec in d if isinstance(d[sec], dict) for k in d[sec]})
-        # the values themselves, also where one side's hash leaves a default out (model.norm)
+        # the values themselves, also where one side's hash leaves a default out (model.norm);
+        # a key left out of one side's hash with the same value (train.decay_fraction beside
+        # another schedule) is not a difference: the key that left it out is
         full_a, full_b = self.to_dict(), other.to_dict()
-        return {f"{sec}.{k}": (full_a[sec].get(k), full_b[sec].get(k))
-                for sec, k in keys if a.get(sec, {}).get(k) != b.get(sec, {}).get(k)}
+        return {f"{sec}.{k}": (full_a[sec].get(k), full_b[sec].get(k)) for sec, k in keys
+                if a.get(sec, {}).get(k) != b.get(sec, {}).get(k)
+                and full_a[sec].get(k) != full_b[sec].get(k)}
 
     def _trajectory(self) -> dict[str, Any]:
         d = self.to_dict()

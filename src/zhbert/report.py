@@ -38,7 +38,10 @@ def move_old_probe_files(run_dir: Path) -> None:
     if old:
         (run_dir / PROBE_DIR).mkdir(exist_ok=True)
         for f in old:
-            os.replace(f, run_dir / PROBE_DIR / f.name)
+            if (run_dir / PROBE_DIR / f.name).exists():  # a newer probe wrote its own
+                f.unlink()
+            else:
+                os.replace(f, run_dir / PROBE_DIR / f.name)
 
 
 # ----------------------------------------------------------------------------- CLI

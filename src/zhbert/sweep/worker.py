@@ -335,7 +335,7 @@ def _finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> st
         _tell(study, trial, evals[spec.steps])
         return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
     stopped = _stop_step(run.trial_dir) if rc == 0 else None
-    if stopped is not None:
+    if stopped is not None or rc in SIGNAL_EXITS:
         return _stopped(study, trial, stopped, interrupted)
     msg = (_failure_message(run.trial_dir / "train.log", rc) if rc else
            f"the trainer exited without an eval at step {spec.steps:,}")
@@ -354,16 +354,23 @@ def _stop_step(trial_dir: Path) -> int | None:
     return events[-1].get("step") if events and events[-1].get("kind") == STOP_EVENT else None
 
 
-def _stopped(study: optuna.Study, trial: optuna.Trial, step: int, interrupted: bool) -> str:
-    """The trainer saved a checkpoint at ``step`` on a signal and exited 0: the sweep's own
-    Ctrl-C reaching it first (resumed, always), or a signal to it alone (a preemption, a
-    kill by pid), resumed like a trial whose worker was lost, MAX_RETRY times at most."""
+# a trainer ended by SIGTERM / SIGINT outside its training loop (loading, saving at the end),
+# which handles them: -N from the signal itself, 130 from zhbert's KeyboardInterrupt exit
+SIGNAL_EXITS = (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGINT)
+
+
+def _stopped(study: optuna.Study, trial: optuna.Trial, step: int | None, interrupted: bool) -> str:
+    """The trainer saved a checkpoint at ``step`` on a signal and exited 0 (``step`` None: a
+    signal ended it outside its loop): the sweep's own Ctrl-C reaching it first (resumed,
+    always), or a signal to it alone (a preemption, a kill by pid), resumed like a trial
+    whose worker was lost, MAX_RETRY times at most."""
     if interrupted:
         return _interrupted(study, trial)
     trial.set_user_attr("lost", int(trial.user_attrs.get("lost", 0)) + 1)
-    msg = f"its trainer was stopped by a signal at step {step:,} (a checkpoint was saved)"
+    msg = ("its trainer was ended by a signal outside its training loop" if step is None else
+           f"its trainer was stopped by a signal at step {step:,} (a checkpoint was saved)")
     _tell_failed(study, trial, "trainer_stopped", msg, retry=True)
-    return f"stopped: {msg}; resumes from it"
+    return f"stopped: {msg}; retried from its last checkpoint"
 
 
 def _interrupted(study: optuna.Study, trial: optuna.Trial) -> str:
