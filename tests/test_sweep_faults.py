@@ -157,14 +157,19 @@ def test_ctrl_c_retries_are_not_limited_and_lost_workers_are(tmp_path, synthetic
         trial = claim(study, spec, sweep_dir)
         assert trial.user_attrs["trial_dir"] == "trials/0000"
     lost = 0
-    while trial.user_attrs.get("trial_dir") == "trials/0000":  # a retry, not a new trial
+    while trial is not None and trial.user_attrs.get("trial_dir") == "trials/0000":  # a retry
         for k, v in {"worker_host": "here", "worker_pid": _dead_pid(), "heartbeat": 0.0}.items():
             trial.set_user_attr(k, v)
         assert reap_stale(study, grace_s=60) == [trial.number]
         trial = claim(study, spec, sweep_dir)
-        lost += trial.user_attrs.get("trial_dir") == "trials/0000"
+        lost += trial is not None and trial.user_attrs.get("trial_dir") == "trials/0000"
         assert lost <= MAX_RETRY + 1
     assert lost == MAX_RETRY
+    # given up: a failure that counts (the sweep of one trial is done) and is reported why
+    from zhbert.sweep.liveness import finished_count
+    given_up, = [t for t in study.get_trials() if t.user_attrs.get("failure") == "given_up"]
+    assert trial is None and finished_count(study) == 1
+    assert given_up.user_attrs["message"].endswith("stopped answering; given up after 3 retries")
 
 
 def test_a_loss_objective_has_a_noise_floor_from_its_evals_scatter(tmp_path):
@@ -311,7 +316,7 @@ def test_a_trainer_stopped_alone_by_a_signal_is_resumed_not_counted_as_failed(
     without an eval at step 8")."""
     from zhbert.sweep.liveness import finished_count
 
-    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
+    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=2)
     _, study = _study(sweep_dir)
     trial_dir = sweep_dir / "trials" / "0000"
     trial_dir.mkdir(parents=True)
@@ -329,7 +334,10 @@ def test_a_trainer_stopped_alone_by_a_signal_is_resumed_not_counted_as_failed(
         trial = claim(study, spec, sweep_dir)
     assert outs[0] == ("stopped: its trainer was stopped by a signal at step 6 (a checkpoint "
                        "was saved); retried from its last checkpoint")
-    assert len(outs) == MAX_RETRY + 1 and finished_count(study) == 0  # retried, never counted
+    assert len(outs) == MAX_RETRY + 1  # retried, not counted until given up
+    given_up = [t for t in study.get_trials() if t.user_attrs.get("failure") == "given_up"]
+    assert len(given_up) == 1 and finished_count(study) == 1
+    assert given_up[0].user_attrs["message"].endswith(f"given up after {MAX_RETRY} retries")
     # the sweep's own Ctrl-C reaching the trainer first: interrupted, however often
     trial.set_user_attr("trial_dir", "trials/0000")
     interrupted = worker._Stop()

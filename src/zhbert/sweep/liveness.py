@@ -5,10 +5,11 @@ attributes). A worker that finds a running trial whose worker process is gone (s
 host) or whose heartbeat is older than the grace period fails it and enqueues a retry
 (Optuna's RetryHeartbeatStaleTrialCallback: same parameters, WAITING); the retry runs
 in the same trial directory and resumes from its last checkpoint; a trial whose worker was
-lost more than MAX_RETRY times is not retried again, one stopped by Ctrl-C always is. A worker
-beats every HEARTBEAT_S, also while it waits for a trainer to save. Counting: a trial
-failed because its worker died or was interrupted is not counted (its retry is); a
-trial that completes, is pruned, or fails on its own (divergence, crash) counts once.
+(or trainer) was lost more than MAX_RETRY times is given up, one stopped by Ctrl-C always
+resumes. A worker beats every HEARTBEAT_S, also while it waits for a trainer to save.
+Counting: a trial failed because its worker died or was interrupted, or its trainer alone
+was stopped by a signal, is not counted (its retry is); a trial that completes, is pruned,
+fails on its own (divergence, crash) or is given up counts once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from optuna.trial import TrialState
 
 NOT_COUNTED = ("worker_lost", "interrupted", "trainer_stopped")  # retried, not counted
 MAX_RETRY = 3        # retries of a trial whose worker or trainer was lost (Ctrl-C: no limit)
+GIVEN_UP = "given_up"  # the failure of a trial lost more than MAX_RETRY times: counted
 HEARTBEAT_S = 15.0
 MIN_GRACE_S = 3 * HEARTBEAT_S  # below, a live worker's trial can be failed as lost
 
@@ -54,6 +56,19 @@ def _alive(t: optuna.trial.FrozenTrial, now: float, grace_s: float) -> bool:
     return True
 
 
+def lost_attrs(attrs: dict, kind: str, message: str) -> dict:
+    """The attributes of a trial failing as lost (``kind``: its worker gone, or its trainer
+    alone stopped), counted once more on it (its retries inherit them); past MAX_RETRY it is
+    given up: a failure that counts and is reported (one neither retried nor counted
+    vanished from the report while the sweep started new trials in its place). Set before
+    the trial is told FAIL: Optuna freezes a finished trial's attributes."""
+    lost = int(attrs.get("lost", 0)) + 1
+    if lost > MAX_RETRY:
+        return {"lost": lost, "failure": GIVEN_UP, "message": f"{message}; given up after "
+                f"{MAX_RETRY} retries"}
+    return {"lost": lost, "failure": kind, "message": message}
+
+
 def reap_stale(study: optuna.Study, grace_s: float) -> list[int]:
     """Fail the running trials whose worker is gone and enqueue their retries."""
     from optuna.exceptions import UpdateFinishedTrialError
@@ -64,13 +79,12 @@ def reap_stale(study: optuna.Study, grace_s: float) -> list[int]:
         if _alive(t, now, grace_s):
             continue
         try:
-            # counted on the trial (its retries inherit its attributes): Optuna's own count
-            # would include the Ctrl-C retries, which are not limited
-            storage.set_trial_user_attr(t._trial_id, "lost", int(t.user_attrs.get("lost", 0)) + 1)
-            storage.set_trial_user_attr(t._trial_id, "failure", "worker_lost")
-            storage.set_trial_user_attr(t._trial_id, "message",
-                                        f"worker {t.user_attrs.get('worker_host')}:"
-                                        f"{t.user_attrs.get('worker_pid')} stopped answering")
+            # counted on the trial (lost_attrs): Optuna's own count would include the Ctrl-C
+            # retries, which are not limited
+            attrs = lost_attrs(t.user_attrs, "worker_lost", f"worker {t.user_attrs.get('worker_host')}:"
+                               f"{t.user_attrs.get('worker_pid')} stopped answering")
+            for key, value in attrs.items():
+                storage.set_trial_user_attr(t._trial_id, key, value)
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:
@@ -86,7 +100,7 @@ def queue_retry(study: optuna.Study, trial_id: int) -> None:
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     frozen = study._storage.get_trial(trial_id)
-    if int(frozen.user_attrs.get("lost", 0)) > MAX_RETRY:
+    if frozen.user_attrs.get("failure") == GIVEN_UP or int(frozen.user_attrs.get("lost", 0)) > MAX_RETRY:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -27,7 +27,8 @@ from optuna.trial import TrialState
 
 from zhbert.fileio import atomic_write_json
 from zhbert.history import HistoryReader, eval_points
-from zhbert.sweep.liveness import HEARTBEAT_S, counted, finished_count, queue_retry, reap_stale
+from zhbert.sweep.liveness import (GIVEN_UP, HEARTBEAT_S, counted, finished_count, lost_attrs,
+                                   queue_retry, reap_stale)
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
 from zhbert.sweep.study import SweepSpec, load_study, open_storage, trial_dir_name, trial_label
 
@@ -366,10 +367,13 @@ def _stopped(study: optuna.Study, trial: optuna.Trial, step: int | None, interru
     whose worker was lost, MAX_RETRY times at most."""
     if interrupted:
         return _interrupted(study, trial)
-    trial.set_user_attr("lost", int(trial.user_attrs.get("lost", 0)) + 1)
     msg = ("its trainer was ended by a signal outside its training loop" if step is None else
            f"its trainer was stopped by a signal at step {step:,} (a checkpoint was saved)")
-    _tell_failed(study, trial, "trainer_stopped", msg, retry=True)
+    attrs = lost_attrs(trial.user_attrs, "trainer_stopped", msg)
+    trial.set_user_attr("lost", attrs["lost"])
+    _tell_failed(study, trial, attrs["failure"], attrs["message"], retry=True)
+    if attrs["failure"] == GIVEN_UP:
+        return f"failed: {attrs['message']}"
     return f"stopped: {msg}; retried from its last checkpoint"
 
 
