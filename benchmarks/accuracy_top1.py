@@ -1,5 +1,5 @@
-"""The training step's MLM accuracy on its own: ``model.top1_hits`` against
-``model.top1(logits) == labels`` (ATen's max with indices in bf16, argmax in fp32).
+"""The training step's MLM accuracy on its own: ``hits.top1_hits`` against
+``hits.top1(logits) == labels`` (ATen's max with indices in bf16, argmax in fp32).
 
     python -m benchmarks.accuracy_top1 [--threads 2] [--repeats 40] [--hits 0.4]
 
@@ -19,7 +19,7 @@ import time
 import torch
 
 from benchmarks import common
-from zhbert.model import top1, top1_hits
+from zhbert.hits import top1, top1_hits
 
 CASES = ((640, 10000), (640, 5036))
 

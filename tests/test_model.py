@@ -427,7 +427,7 @@ def test_bf16_attention_on_the_cpu_is_written_out_and_fp32_goes_to_sdpa(monkeypa
 def test_top1_is_argmax_first_of_equal_maxima_included(dtype):
     """The training step's MLM accuracy takes `top1` (max(-1).indices in bf16, for speed):
     it must pick what argmax picks, ties in the coarse bf16 logits included."""
-    from zhbert.model import top1
+    from zhbert.hits import top1
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(300, 5036, generator=g).to(dtype)
@@ -442,7 +442,7 @@ def test_top1_hits_is_top1_equals_the_label_ties_and_ignored_rows_included(dtype
     """The step's MLM accuracy counts `top1_hits` (in bf16 from the row maxima, without
     an op that returns indices): a label tied with an earlier maximum is a miss, with a
     later one a hit, as argmax says; -100 rows are never hits of a real token."""
-    from zhbert.model import top1, top1_hits
+    from zhbert.hits import top1, top1_hits
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 5036, generator=g).to(dtype)

@@ -37,6 +37,7 @@ from torch import nn
 
 from zhbert.dropout import Dropout
 from zhbert.kernels import Linear, attention, cross_entropy, linear
+from zhbert.hits import correct_and_count
 # the model's settings live in modelconfig (no torch there); importable from here as before
 from zhbert.modelconfig import HF_NAMES, PAD_ID, ModelConfig, preset  # noqa: F401
 
@@ -314,48 +315,6 @@ def any_padding(attention_mask: torch.Tensor) -> bool:
 ROW_BUCKET = 64  # mlm_rows rounds its row count up to a multiple of this
 
 
-def top1(logits: torch.Tensor) -> torch.Tensor:
-    """``argmax(-1)`` (the first of equal maxima), by the faster op: ATen's CPU argmax has no
-    vectorized bf16 path (17.7 ms against 3.7 ms for ``max(-1).indices`` on a `tiny` step's
-    (640, 5036) logits, 1 thread, AMD EPYC AVX512-BF16); in fp32 argmax is faster (1.9/3.3)."""
-    if logits.dtype == torch.bfloat16 and logits.device.type == "cpu":
-        return logits.max(-1).indices
-    return logits.argmax(-1)
-
-
-def top1_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``top1(logits) == labels``, (N,) bool (False at ignored rows, label -100). On
-    the CPU without an op that returns indices (ATen's CPU max/argmax with indices are
-    several times slower than ``amax``): the row maxima, the labels' logits against them,
-    and for the rows where a label reaches its maximum whether another entry ties it
-    (then ``top1`` decides, on those rows only). (640, 10000) logits with 40% of rows
-    hits, 2 threads, AMD EPYC family 25 model 17: bf16 1.5 ms against 2.7, fp32 1.3
-    against 2.7; (640, 5036): 0.8 against 1.35 and 0.6 against 1.4. A row whose label's
-    logit is NaN is a miss (``top1`` picks the NaN: a hit of the label there)."""
-    if logits.device.type != "cpu" or torch.compiler.is_compiling():
-        return top1(logits) == labels
-    assert logits.dim() == 2 and labels.shape == logits.shape[:1], "(N, V) logits, (N,) labels"
-    logits = logits.detach()  # a count: nothing for autograd to record
-    safe = labels.clamp_min(0)
-    best = logits.amax(-1)
-    dev = logits.device
-    hit = (logits[torch.arange(len(safe), device=dev), safe] == best) & (labels >= 0)
-    rows = hit.nonzero().squeeze(1)
-    if len(rows):
-        others = logits[rows]  # a copy: the label's entry set aside
-        others[torch.arange(len(rows), device=dev), safe[rows]] = float("-inf")
-        tied = rows[others.amax(-1) == best[rows]]
-        if len(tied):
-            hit[tied] = top1(logits[tied]) == labels[tied]
-    return hit
-
-
-def _correct_and_count(logits: torch.Tensor, labels: torch.Tensor):
-    valid = labels != -100
-    correct = (top1_hits(logits, labels) & valid).sum()
-    return correct, valid.sum()
-
-
 class BertForPretraining(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -440,13 +399,13 @@ class BertForPretraining(nn.Module):
                              padded, rows=positions)  # (B, [1 +] M, C)
         mlm_logits, labels = self.mlm_rows(hidden[:, int(self.config.has_nsp):], mlm_labels)
         mlm_loss = cross_entropy(mlm_logits, labels)
-        mlm_correct, mlm_count = _correct_and_count(mlm_logits, labels)
+        mlm_correct, mlm_count = correct_and_count(mlm_logits, labels)
         if not self.config.has_nsp:
             return PretrainOutput(mlm_loss, mlm_loss, None, mlm_logits, None,
                                   mlm_correct, mlm_count, None, None, labels)
         nsp_logits = self.nsp_logits(hidden)
         nsp_labels = batch["nsp_labels"]
         nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
-        nsp_correct, nsp_count = _correct_and_count(nsp_logits, nsp_labels)
+        nsp_correct, nsp_count = correct_and_count(nsp_logits, nsp_labels)
         return PretrainOutput(mlm_loss + nsp_loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits,
                               mlm_correct, mlm_count, nsp_correct, nsp_count, labels)
