@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.history)
     history = load_history(path, args.metric)
     out = Path(args.out) if args.out else default_out(path)
-    if path.is_dir() and out.resolve() == (path / "analysis").resolve():
+    if path.is_dir() and out.resolve() == default_out(path).resolve():  # RUN/analysis
         move_old_probe_files(path)
     check_out(out, "analysis.json")  # before minutes of fitting, not after
     a = analyze(history, x=args.x, target=args.target, n_boot=args.n_boot, seed=args.seed)
