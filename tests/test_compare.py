@@ -83,6 +83,8 @@ def test_bad_inputs_exit_2(tmp_path, capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("zhbert: error: ") and "Traceback" not in err
+    if "nope" in argv:  # the CLI names its own option for the fix
+        assert "Pass --metric NAME" in err and err.count("--metric") == 1
 
 
 def test_runs_sharing_one_point_are_told_so(tmp_path):

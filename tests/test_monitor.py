@@ -141,6 +141,7 @@ def test_study_reuses_analysis_and_predicts(runs):
     assert c.get("/api/runs/a/study?target=abc").status_code == 400
     bad = c.get("/api/runs/a/study?metric=nope")
     assert bad.status_code == 422 and "nope" in bad.json()["error"]
+    assert "--metric" not in bad.json()["error"]  # the page has no command-line flags
 
 
 def test_anomalies_and_checkpoints(tmp_path):

@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 import traceback
+from typing import Any
 
 from zhbert import __version__
 from zhbert.errors import UserError
@@ -98,6 +99,13 @@ def _uncaught(exc: BaseException) -> int:
     return 1
 
 
+def _option_hint(exc: UserError, args: Any) -> str:
+    """". Pass --metric NAME" where the error names an option this command has."""
+    if exc.option and hasattr(args, exc.option.lstrip("-").replace("-", "_")):
+        return f". Pass {exc.option} NAME"
+    return ""
+
+
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -120,7 +128,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         return int(module.run(args) or 0)
     except UserError as exc:
-        print(f"zhbert: error: {exc}", file=sys.stderr)
+        print(f"zhbert: error: {exc}{_option_hint(exc, args)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("zhbert: interrupted", file=sys.stderr)

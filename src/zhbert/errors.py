@@ -10,3 +10,7 @@ class UserError(Exception):
     """An error caused by input the user controls; the message says what to do."""
 
     exit_code = 2
+    # The command-line option that fixes it ("--metric"), where the message comes from a layer
+    # below the CLI: the CLI adds "pass --metric NAME" for a command that has the option; the
+    # dashboard, which gets the same message, has no such flag.
+    option: str | None = None

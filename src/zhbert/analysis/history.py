@@ -130,8 +130,10 @@ class History:
     def metric(self, name: str | None = None) -> Series:
         name = name or self.default_metric
         if name not in self.series:
-            raise UserError(f"metric {name!r} is not in {self.meta.path}; it has: "
-                            f"{', '.join(sorted(self.series)) or 'no metrics'}. Pass --metric NAME")
+            err = UserError(f"metric {name!r} is not in {self.meta.path}; it has: "
+                            f"{', '.join(sorted(self.series)) or 'no metrics'}")
+            err.option = "--metric"
+            raise err
         return self.series[name]
 
     @property
