@@ -120,15 +120,22 @@ def test_accuracy_map_takes_its_ar1_within_each_run():
 
 @pytest.mark.slow
 def test_interval_coverage_on_generated_ar1_curves():
-    """Two runs (1,000 and 2,000 steps) -> a 4,000-step run's final accuracy, AR(1) phi 0.7
-    noise: the 80% / 95% intervals cover near their rate (60 curves: +-5 points of sampling
-    error on the 80% figure, so the bounds are wider than the benchmark's)."""
+    """Law-generated curves with AR(1) phi 0.7 noise: two runs (1,000 and 2,000 steps) -> a
+    4,000-step run's final accuracy, and a 2,000-step run's first half -> its end. Measured
+    (benchmarks/RESULTS.md, "Interval coverage across noise"): two runs cover 87-90% / 95-97%
+    at 80% / 95% (conservative: the noise's AR(1) is taken as the larger of two estimates, and
+    with ~50 points its upper excursions widen some intervals 2x), the first half 77-80% /
+    86-92%. A forecast's misleading side is an interval narrower than its level says; the
+    other is one too wide to plan with. 100 curves: a coverage figure moves by ~4 points (80%)
+    and ~2-3 (95%) from sampling alone, so the bounds sit 2-3 such errors off the measured."""
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.prediction_accuracy import coverage_figure
-    c = coverage_figure(60, n_boot=60)["two_runs_to_longer"]
-    assert abs(c["coverage80"] - 0.8) <= 0.12 and abs(c["coverage95"] - 0.95) <= 0.08
+    c = coverage_figure(100, n_boot=60)
+    two, half = c["two_runs_to_longer"], c["first_half_to_end"]
+    assert 0.70 <= two["coverage80"] <= 0.97 and two["coverage95"] >= 0.88, two
+    assert 0.66 <= half["coverage80"] <= 0.95 and half["coverage95"] >= 0.78, half
 
 
 def test_small_sample_ratio_widens_few_autocorrelated_points():
