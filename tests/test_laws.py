@@ -57,6 +57,28 @@ def test_annealing_law_with_ar1_noise_predicts_a_longer_run():
     assert se[0] > 0
 
 
+def test_reml_reads_the_autocorrelation_a_fitted_curve_soaks_up():
+    """48 points of AR(1) noise around a fitted 4-parameter curve (a cubic): the residuals'
+    own lag-1 correlation reads well below the truth (the fit took the slow part; ~0.49 for
+    0.7), the restricted likelihood's mean does not (~0.66), and white noise reads low."""
+    from zhbert.analysis.ar import ar1_reml
+    rng = np.random.default_rng(0)
+    X = np.vander(np.linspace(-1, 1, 48), 4)
+
+    def estimates(phi):
+        raw, reml = [], []
+        for _ in range(60):
+            y = X @ rng.normal(size=4) + ar1(48, phi, 1.0, rng)
+            r = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+            raw.append(float(r[1:] @ r[:-1] / (r @ r)))
+            reml.append(ar1_reml(r, X, [48]))
+        return np.mean(raw), np.mean(reml)
+
+    raw, reml = estimates(0.7)
+    assert raw < 0.6 and abs(reml - 0.7) < 0.1
+    assert estimates(0.0)[1] < 0.25
+
+
 def test_multi_power_law_recovers_a_noise_free_curve():
     runs = [make_run("multi_power", 1000, sd=0), make_run("multi_power", 2000, "wsd", sd=0)]
     fit = fit_law(runs, "multi_power")
@@ -135,7 +157,7 @@ def test_interval_coverage_on_generated_ar1_curves():
     c = coverage_figure(100, n_boot=60)
     two, half = c["two_runs_to_longer"], c["first_half_to_end"]
     assert 0.70 <= two["coverage80"] <= 0.97 and two["coverage95"] >= 0.88, two
-    assert 0.66 <= half["coverage80"] <= 0.95 and half["coverage95"] >= 0.78, half
+    assert 0.66 <= half["coverage80"] <= 0.95 and half["coverage95"] >= 0.88, half
 
 
 def test_small_sample_ratio_widens_few_autocorrelated_points():

@@ -64,9 +64,10 @@ class AccuracyMap:
 
 def fit_accuracy_map(loss: Any, acc: Any, lengths: Sequence[int] | None = None) -> AccuracyMap:
     """Fit the map on paired (loss, accuracy) eval points: all runs stacked, each in step
-    order, ``lengths`` points each (default: one run). The residuals' AR(1) is the laws'
-    estimator (``ar.ar1_estimate``), within each run, so the jump from one run's last
-    point to the next run's first is not taken for correlation."""
+    order, ``lengths`` points each (default: one run). The residuals' AR(1) is
+    ``ar.ar1_estimate``, within each run, so the jump from one run's last point to the
+    next run's first is not taken for correlation (the map's two parameters soak up
+    little of the slow noise; the laws' four do, and use ``ar.ar1_reml``)."""
     x, y = np.asarray(loss, dtype=float), np.asarray(acc, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y) & (y > 0) & (y < 1)
     bounds = np.cumsum([0, *(lengths if lengths is not None else [len(x)])])

@@ -27,8 +27,9 @@ parameter is O(1).
 Fitting (``fit_law``): ``scipy.optimize.least_squares`` (trust-region with
 bounds, Huber loss scaled by the noise read off first differences), from
 several starting points, on every given run at once. Then the residuals'
-AR(1) coefficient (ar.py: pooled over runs, bias-corrected: E[phi_hat] ~ phi - (1 +
-3 phi) / n) prewhitens the residuals and the fit is repeated (Cochrane-Orcutt),
+AR(1) coefficient (ar.ar1_reml: pooled over runs, from the restricted likelihood, so
+the curve's own degrees of freedom do not bias it) prewhitens the residuals and the fit
+is repeated (Cochrane-Orcutt),
 so the Jacobian gives a covariance that knows the noise is autocorrelated.
 ``LawFit.draws`` samples parameters from it (clipped to the bounds) for the
 Monte Carlo intervals in forecast.py.
@@ -53,7 +54,7 @@ from scipy.signal import lfilter
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from zhbert.analysis.ar import ar1_estimate, ar1_noise, local_sd, marginal_sd, whiten
+from zhbert.analysis.ar import ar1_noise, ar1_reml, local_sd, marginal_sd, whiten
 from zhbert.errors import UserError
 from zhbert.schedule import Schedule
 
@@ -225,7 +226,7 @@ class LawFit:
     params: dict[str, float]
     cov: np.ndarray                 # covariance of the parameter vector (prewhitened Jacobian)
     units: Units
-    phi: float                      # AR(1) of the residuals (bias-corrected)
+    phi: float                      # AR(1) of the residuals (restricted likelihood)
     sigma: float                    # marginal residual sd (the noise of one eval point)
     n: int
     runs: tuple[str, ...]
@@ -366,7 +367,7 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
                             f_scale=HUBER, max_nfev=400)
         if best is None or res.cost < best.cost:
             best = res
-    phi = ar1_estimate(best.fun, lengths)
+    phi = ar1_reml(best.fun, _jacobian(lambda p: resid(p, 0.0), best.x, spec), lengths)
     phi_w = min(phi, MAX_WHITEN)
     scale = HUBER * math.sqrt(max(1 - phi_w * phi_w, 0.05))
     res = least_squares(resid, best.x, args=(phi_w,), bounds=(lower, upper), loss="huber",
