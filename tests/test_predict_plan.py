@@ -396,8 +396,17 @@ def test_a_run_too_short_for_the_law_is_told_the_total_and_the_curves(tmp_path, 
     here and "at least 6" elsewhere, and not that --law none could still answer."""
     short = write_run(tmp_path / "short", 300)
     rc, _, err = cli("predict_cli", [str(short), "--steps", "600"], capsys)
-    assert rc == 2 and "needs at least 6 eval points after the warm-up (have 4)" in err
+    assert rc == 2 and "needs at least 6 eval points from step 101 on (past the lr warm-up) (have 4)" in err
     assert "--law none --target VALUE" in err and "in each run" not in err
+
+
+def test_too_few_points_names_the_length_switch_where_the_fit_starts_after_it(tmp_path, capsys):
+    """A newcomer asked predict during the short-sequence phase of a run and read "needs 6
+    eval points after the warm-up (have 0)" with 7 evals past the lr warm-up: the fitted
+    points start after the switch to full-length sequences, and the message says so."""
+    run = write_run(tmp_path / "half", 300, overrides=("data.warmup_len_fraction=0.5",))
+    rc, _, err = cli("predict_cli", [str(run), "--steps", "600"], capsys)
+    assert rc == 2 and "from step 151 on (past the switch to full-length sequences) (have 3)" in err
 
 
 def test_the_curves_are_offered_only_where_they_can_answer(tmp_path, capsys):
@@ -406,7 +415,7 @@ def test_the_curves_are_offered_only_where_they_can_answer(tmp_path, capsys):
     each run" where the law needs 6 in all."""
     one = write_run(tmp_path / "one", 150)  # 1 eval after the warm-ups, 3 after the switch
     rc, _, err = cli("predict_cli", [str(one), "--steps", "600"], capsys)
-    assert rc == 2 and "needs at least 6 eval points after the warm-up (have 1)" in err
+    assert rc == 2 and "needs at least 6 eval points from step 101 on (past the lr warm-up) (have 1)" in err
     assert "--law none" not in err
     a = write_run(tmp_path / "a", 300)
     rc, _, err = cli("predict_cli", [str(a), str(one), "--steps", "600"], capsys)

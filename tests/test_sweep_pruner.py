@@ -115,7 +115,7 @@ def test_the_forecast_falls_back_to_the_curve_families_until_the_law_can_fit(tmp
     assert fc.lo95 <= fc.lo80 <= fc.mean <= fc.hi80 <= fc.hi95 and abs(fc.mean - 0.30) < 0.02
     # the families fit the points after the length switch (step 200) only
     assert fc.method.startswith("curve families") and "5 evals up to step 450" in fc.method
-    assert "schedule-aware law: " in fc.method and "eval points after the warm-up" in fc.method
+    assert "schedule-aware law: " in fc.method and "eval points from step 201 on (past the switch to full-length sequences)" in fc.method
 
 
 def test_no_forecast_from_the_short_sequence_phase(tmp_path):

@@ -321,14 +321,18 @@ class TooFewPoints(UserError):
 def _check_points(runs: Sequence[RunCurve], lengths: list[int]) -> None:
     """Enough fitted points: MIN_POINTS in all, then 2 in each run. The total first: one run
     short of it was told "at least 2 ... in each run" by one command and "at least 6" by
-    another (a newcomer's pass)."""
+    another (a newcomer's pass). Where the points start is named: "after the warm-up" was
+    read as the lr's by a newcomer whose run was still in its short-sequence phase."""
+    r = runs[0]
+    where = (f"from step {r.start:,} on (past the " + ("switch to full-length sequences)"
+             if r.schedule.short_steps > r.schedule.warmup else "lr warm-up)")) if len(runs) == 1 \
+        else "past each run's warm-ups (the lr's, and the short-sequence phase)"
     if sum(lengths) < MIN_POINTS:
-        raise TooFewPoints(f"a schedule-aware law needs at least {MIN_POINTS} eval points after the "
-                           f"warm-up (have {sum(lengths)}); evaluate more often (train.eval_every) or "
-                           "train further")
+        raise TooFewPoints(f"a schedule-aware law needs at least {MIN_POINTS} eval points {where} "
+                           f"(have {sum(lengths)}); evaluate more often (train.eval_every) or train further")
     short = [r.name for r, n in zip(runs, lengths) if n < 2]
     if short:  # each run needs two fitted points: name the ones that lack them
-        raise TooFewPoints(f"a schedule-aware law needs at least 2 eval points after the warm-up in "
+        raise TooFewPoints(f"a schedule-aware law needs at least 2 eval points {where} in "
                            f"each run; {', '.join(short)} {'has' if len(short) == 1 else 'have'} "
                            "fewer; leave it out, or evaluate more often (train.eval_every) or train "
                            "further")
