@@ -16,6 +16,17 @@ def test_unknown_command_exit_2(capsys):
     assert "unknown command" in capsys.readouterr().err
 
 
+def test_an_unknown_command_is_named_alone_with_the_nearest(capsys):
+    """`zhbert plan RUN` said "unknown command 'plan RUN'", the run glued to the name."""
+    assert main(["plan", "/tmp/runs/a"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'plan'" in err and "/tmp/runs/a" not in err
+    assert main(["data", "reprot", "x"]) == 2
+    assert "unknown command 'data reprot' (did you mean 'data report'?)" in capsys.readouterr().err
+    assert main(["tarin", "--data", "d"]) == 2
+    assert "unknown command 'tarin' (did you mean 'train'?)" in capsys.readouterr().err
+
+
 def test_console_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "zhbert", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("zhbert ")

@@ -84,10 +84,13 @@ def test_unreadable_holder_still_refused(tmp_path):
             WriterLock(path, "zhbert train").acquire()
 
 
-def test_unwritable_place(tmp_path):
+def test_a_file_where_the_run_directory_goes_is_named(tmp_path):
+    """`train --out afile.txt` said "cannot create the run directory ...: File exists"."""
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(UserError, match="cannot create the run directory .*afile/run"):
-        WriterLock(tmp_path / "afile" / "run" / ".train.lock", "zhbert train").acquire()
+    for run in (tmp_path / "afile", tmp_path / "afile" / "run"):
+        with pytest.raises(UserError, match=f"{tmp_path / 'afile'} is a file, not a directory: give a directory"):
+            WriterLock(run / ".train.lock", "zhbert train").acquire()
+    assert (tmp_path / "afile").read_text() == "x"
 
 
 def test_eval_and_probe_writers_take_their_file_locks(trained_run, tmp_path):

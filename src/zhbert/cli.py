@@ -50,6 +50,16 @@ def _overview() -> str:
     return "\n".join(lines)
 
 
+def _unknown(argv: list[str]) -> str:
+    """"unknown command 'plan'", the command's words only ('plan RUN' read as one command
+    name to a newcomer), and the nearest command where one is near."""
+    import difflib
+    groups = {k[0] for k in COMMANDS if len(k) > 1 and k[:1] not in COMMANDS}  # "data ..."
+    words = " ".join(argv[:2] if argv[0] in groups else argv[:1])
+    near = difflib.get_close_matches(words, [" ".join(k) for k in COMMANDS], n=1)
+    return f"unknown command {words!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+
+
 def _find(argv: list[str]) -> tuple[tuple[str, ...], list[str]] | None:
     for key in sorted(COMMANDS, key=len, reverse=True):
         if tuple(argv[: len(key)]) == key:
@@ -117,7 +127,7 @@ def _main(argv: list[str] | None) -> int:
     found = _find(argv)
     if found is None:
         print(_overview(), file=sys.stderr)
-        print(f"\nzhbert: error: unknown command {' '.join(argv[:2])!r}", file=sys.stderr)
+        print(f"\nzhbert: error: {_unknown(argv)}", file=sys.stderr)
         return 2
     key, rest = found
     module_name, help_ = COMMANDS[key]

@@ -44,6 +44,10 @@ class WriterLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
+            file = next((p for p in (self.path.parent, *self.path.parent.parents) if p.is_file()), None)
+            if file is not None:  # mkdir says only "File exists" (a newcomer's --out file.txt)
+                raise UserError(f"{file} is a file, not a directory: give a directory "
+                                "(a new one, or the run's)") from None
             raise UserError(f"cannot create the run directory {self.path.parent} or its lock: "
                             f"{exc.strerror or exc}; choose a writable location") from None
         try:
