@@ -29,12 +29,24 @@ def _zhbert_lines(n=5, partial=True):
     return text + ('{"type": "train", "step": 600, "loss"' if partial else "")
 
 
-def test_zhbert_run_dir_with_partial_last_line(tmp_path):
+def test_a_partial_last_line_of_a_run_being_written_is_left_quietly(tmp_path, capsys):
+    from zhbert.runlock import WriterLock, lock_path
+    (tmp_path / "history.jsonl").write_text(_zhbert_lines())
+    with WriterLock(lock_path(tmp_path / "train"), "zhbert train"):
+        h = load_history(tmp_path)
+    assert any("unterminated last line (the run is writing it)" in n for n in h.notes)
+    assert "cut off" not in capsys.readouterr().err
+
+
+def test_zhbert_run_dir_with_partial_last_line(tmp_path, capsys):
+    """No process writes the run: its cut last line is a lost record, warned about (a
+    newcomer's truncated history was analysed without a word on the console)."""
     (tmp_path / "history.jsonl").write_text(_zhbert_lines())
     h = load_history(tmp_path)
     assert h.meta.source == "zhbert" and h.meta.run == "tiny"
     assert h.default_metric == "eval_mlm_acc" and "held-out" in h.default_reason
-    assert any("unterminated last line" in n for n in h.notes)
+    assert any("last line is cut off" in n and "--resume" in n for n in h.notes)
+    assert "history.jsonl: its last line is cut off" in capsys.readouterr().err
     s = h.metric("mlm_acc")
     assert s.step.tolist() == [100, 200, 300, 400, 500]
     np.testing.assert_allclose(s.y, [0.1, 0.2, 0.3, 0.4, 0.5])

@@ -172,7 +172,7 @@ def test_analyze_zhbert_run_with_eval_records(tmp_path, capsys):
     assert j["metric_used"] == "eval_mlm_acc" and "held-out" in j["metric_reason"]
     assert j["summary"]["eval_mlm_acc"]["n"] == 12 and j["summary"]["mlm_acc"]["n"] == 60
     assert ("chance", "nsp_acc") in {(a["kind"], a["metric"]) for a in j["anomalies"]}
-    assert any("unterminated" in n for n in j["source"]["notes"])
+    assert any("last line is cut off" in n for n in j["source"]["notes"])
     assert j["correlation"]["pearson"]["r"] > 0.8
     steps, lo, hi = eval_ci(load_history(run))
     assert len(steps) == 12 and np.all(hi - lo == pytest.approx(0.04))

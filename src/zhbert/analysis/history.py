@@ -36,7 +36,7 @@ import numpy as np
 
 from zhbert.errors import UserError
 from zhbert.fileio import read_json
-from zhbert.history import positions_per_step, read_history, tokens_per_step
+from zhbert.history import positions_per_step, read_history, tokens_per_step, warn_stderr
 
 X_AXES = ("step", "tokens", "seconds", "characters")
 # fields of zhbert train/eval records that are bookkeeping, not metrics
@@ -257,11 +257,23 @@ def build_history(records: list[Record], names: Iterable[str], meta: Meta, notes
 
 # ----------------------------------------------------------------------------- formats
 
+def _being_written(path: Path) -> bool:
+    """Whether a trainer holds the run's lock, or a writer (eval, probe) the file's own."""
+    from zhbert.runlock import is_locked, lock_path
+    return is_locked(lock_path(path.parent / "train")) or is_locked(lock_path(path))
+
+
 def _read_jsonl(path: Path, notes: list[str]) -> list[dict]:
     """Records of a zhbert JSONL file (zhbert.history's policy); notes say what was left out."""
     chunk = read_history(path)
-    if chunk.partial:
-        notes.append(f"{path.name}: ignored an unterminated last line (run still writing?)")
+    if chunk.partial and _being_written(path):
+        notes.append(f"{path.name}: ignored an unterminated last line (the run is writing it)")
+    elif chunk.partial:  # nobody is writing it: a record cut by a kill or a full disk, lost
+        cut = (f"{path}: its last line is cut off and no zhbert process is writing it: that "
+               "record was lost (a kill or a full disk mid-write); the records before it are read. "
+               "`zhbert train --resume` on the run repairs the file")
+        warn_stderr(cut)
+        notes.append(cut)
     if chunk.bad_lines:
         lines = ", ".join(map(str, chunk.bad_lines[:10])) + (" ..." if len(chunk.bad_lines) > 10 else "")
         notes.append(f"{path.name}: skipped {len(chunk.bad_lines)} corrupt line(s) (line {lines})")
