@@ -70,7 +70,9 @@ def test_a_pruned_trial_that_runs_again_or_finished_says_so(tmp_path):
     assert collect(trial)["state"] != "finished"  # --resume would retrain from step 100
     (trial / "checkpoints" / "step_00000400").mkdir(parents=True)
     assert collect(trial)["state"] == "finished"
-    assert collect(_trial(tmp_path / "other", None))["state"] == "stopped (continue with --resume)"
+    other = _trial(tmp_path / "other", None)
+    (other / "config.json").write_text("{}")  # train wrote it: --resume takes the run
+    assert collect(other)["state"] == "stopped (continue with --resume)"
 
 
 def _empty_run(tmp_path, checkpoint: int | None, steps: int | None):

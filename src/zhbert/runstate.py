@@ -31,6 +31,7 @@ RECENT_LOGS = 5  # the train records "recent" is the median of
 
 
 STOPPED = "stopped (continue with --resume)"
+NOT_RESUMABLE = "stopped, and `zhbert train --resume` refuses it: "  # + train's reason
 
 
 def run_state(run_dir: Path, total: int, last_step: int) -> str:
@@ -56,6 +57,19 @@ def run_state(run_dir: Path, total: int, last_step: int) -> str:
         return "finished"
     info = pruned(run_dir)
     return STOPPED if info is None else pruned_state(info)
+
+
+def stopped_state(run_dir: Path) -> str:
+    """STOPPED where `zhbert train --resume` would continue the run; else NOT_RESUMABLE and
+    train's own reason and advice (a history without its config.json: advising --resume
+    there sent users into an exit 2). rundir.check_resumable is the one home of what
+    --resume needs, so ask it, not a copy."""
+    from zhbert.rundir import check_resumable
+    try:
+        check_resumable(run_dir)
+    except UserError as exc:
+        return NOT_RESUMABLE + str(exc).removeprefix("--resume: ")
+    return STOPPED
 
 
 def pruned(run_dir: Path) -> dict[str, Any] | None:
@@ -172,6 +186,8 @@ def summarize(run_dir: Path, last: dict[str, dict],
     # (a run with no checkpoint at all, a history kept or copied without them, goes by
     # its history: --resume would start it over at step 0)
     state = run_state(run_dir, total, ckpts[-1].step if ckpts else logged)
+    if state == STOPPED:
+        state = stopped_state(run_dir)
     starved = (starvation(train, header, machine_competition(run_dir))
                if train and state == "running" else None)
     return {"run": str(run_dir), "state": state, "step": step,

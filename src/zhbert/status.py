@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zhbert.runstate import STOPPED, collect
+from zhbert.runstate import collect, stopped_state
 
 
 def add_arguments(p) -> None:
@@ -39,7 +39,7 @@ def run(args) -> int:
     s = collect(args.run_dir)
     s.update(newest_checkpoint_check(Path(args.run_dir), s["last_checkpoint"]))
     if s["state"] == "finished" and s.get("checkpoint_problem"):  # --resume retrains from before
-        s["state"] = STOPPED
+        s["state"] = stopped_state(Path(args.run_dir))
     if args.json:
         print(json.dumps(s, ensure_ascii=False, indent=2))
         return 0
@@ -59,7 +59,8 @@ def _speed_line(s: dict[str, Any]) -> str:
         return "speed      - (no train record yet)"
     return (f"speed      {s['tokens_per_s']:,.0f} tokens/s in the last log interval"
             + (f", {s['average_tokens_per_s']:,.0f} over the run" if s["average_tokens_per_s"] else "")
-            + f"  ETA {s['eta_seconds'] / 60:.1f} min")
+            # only a running run will get there: a stopped or pruned one has no arrival
+            + (f"  ETA {s['eta_seconds'] / 60:.1f} min" if s["state"].startswith("running") else ""))
 
 
 def _lines(s: dict[str, Any]) -> list[str]:

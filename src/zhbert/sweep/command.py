@@ -239,6 +239,23 @@ def _spawn(sweep_dir: Path, k: int, threads: int, args) -> int:
     return 130 if interrupted or 130 in codes else max(codes)
 
 
+def _failed_attempts(trials: list) -> str:
+    """The FAIL attempts by why they ended: a failure (counted towards --trials), a lost
+    attempt (its worker or trainer gone: retried) and an interrupted one (the sweep's own
+    Ctrl-C: it resumes), told apart as liveness.NOT_COUNTED does. All were "failed
+    attempts": a kill -9 and five Ctrl-Cs read as 6 failures of a healthy sweep."""
+    from optuna.trial import TrialState
+
+    from zhbert.sweep.liveness import NOT_COUNTED
+    kinds = [t.user_attrs.get("failure") for t in trials if t.state == TrialState.FAIL]
+    interrupted = kinds.count("interrupted")
+    lost = sum(k in NOT_COUNTED for k in kinds) - interrupted
+    failed = len(kinds) - lost - interrupted
+    return (f"{failed} failed attempt{'s' * (failed != 1)}"
+            + (f", {lost} lost attempt{'s' * (lost != 1)} (retried)" if lost else "")
+            + (f", {interrupted} interrupted" if interrupted else ""))
+
+
 def summary(sweep_dir: Path, spec: SweepSpec) -> str:
     from optuna.trial import TrialState
 
@@ -248,7 +265,7 @@ def summary(sweep_dir: Path, spec: SweepSpec) -> str:
     n = {s: sum(t.state == s for t in trials) for s in TrialState}
     line = (f"sweep: {sweep_dir}: {finished_count(study)} of {spec.trials} trials finished "
             f"({n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned, "
-            f"{n[TrialState.FAIL]} failed attempts, {n[TrialState.WAITING]} waiting)")
+            f"{_failed_attempts(trials)}, {n[TrialState.WAITING]} waiting)")
     if n[TrialState.COMPLETE]:
         best = study.best_trial
         line += (f"; best: {trial_label(best.number, best.user_attrs.get('trial_dir'))}, "

@@ -118,13 +118,25 @@ class Decision:
                 "forecast": self.forecast.to_json() if self.forecast else None}
 
 
+def decimals(a: float, b: float, least: int = 4) -> int:
+    """The decimals that tell ``a`` from ``b`` when they differ (``least`` at least): a
+    reason that printed its deciding bound and the best alike (0.11986 and 0.11994, both
+    0.1199) read as a pruning against its own rule. Rounding keeps their order."""
+    digits = least
+    while digits < 17 and a != b and f"{a:.{digits}f}" == f"{b:.{digits}f}":
+        digits += 1
+    return digits
+
+
 def decide(forecast: Forecast, best: float, maximize: bool, metric: str = "eval_mlm_acc",
            total_steps: int | None = None) -> Decision:
     """Prune when the forecast's 80% interval lies wholly on the losing side of ``best``."""
-    prune = forecast.hi80 < best if maximize else forecast.lo80 > best
+    bound = forecast.hi80 if maximize else forecast.lo80
+    prune = bound < best if maximize else bound > best
     at = f" at step {total_steps:,}" if total_steps else ""
-    why = (f"forecast {metric}{at}: {forecast.mean:.4f} (80%: {forecast.lo80:.4f} to "
-           f"{forecast.hi80:.4f}); best finished {best:.4f}")
+    d = decimals(bound, best)  # the whole line in one precision, to be read side by side
+    why = (f"forecast {metric}{at}: {forecast.mean:.{d}f} (80%: {forecast.lo80:.{d}f} to "
+           f"{forecast.hi80:.{d}f}); best finished {best:.{d}f}")
     return Decision(prune, why, best, forecast)
 
 
@@ -196,9 +208,10 @@ class ForecastPruner(BasePruner):
             return Decision(False, kept, best)
         reach = now + sign * (gain + Z80 * sd)
         left = f"{total - step:,} steps"
+        d = decimals(reach, best)
         why = (f"on a plateau at step {step} at {now:.4f}; the most any trial of this sweep gained "
-               f"in {left} is {gain:.4f}: at most {reach:.4f} at step {total:,} (one eval's 80% "
-               f"noise included); best finished {best:.4f}")
+               f"in {left} is {gain:.4f}: at most {reach:.{d}f} at step {total:,} (one eval's 80% "
+               f"noise included); best finished {best:.{d}f}")
         if (reach < best) if maximize else (reach > best):
             return Decision(True, why, best)
         return Decision(False, f"{kept}; {why}", best)
