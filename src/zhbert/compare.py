@@ -187,10 +187,14 @@ def compare(runs: list[Run], *, x: str = "step", targets: tuple[float, ...] | No
                 k: _relative(e["metrics"][name]["common"][k], base["metrics"][name]["common"][k])
                 for k in ("last", "mean", "max")}
     masks = masking_warning([(r.name, r.history.meta) for r in runs])
+    # the forecast table's plateau warnings, as predict and analyze decide them
+    # (planning.plateau_warning): its "steps to 0.3" for a run on a plateau went unflagged
+    plateaus = [f"{e['name']}: {e['forecast']['warning']}" for e in out_runs
+                if e["forecast"] and e["forecast"].get("warning")]
     return {"schema": SCHEMA, "version": VERSION, "x_axis": x, "metric": name, "baseline": runs[0].name,
             "common_range": list(common) if common else None, "targets": list(targets),
             "metrics": metrics, "runs": out_runs, "relative": relative, "not_computed": skipped,
-            "warnings": [masks] if masks else []}
+            "warnings": ([masks] if masks else []) + plateaus}
 
 
 # ----------------------------------------------------------------------------- text

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from zhbert.analysis.forecast import Forecast, Planner, fit_from, plan
-from zhbert.analysis.planning import Reach, reach
+from zhbert.analysis.planning import Reach, plateau_warning, reach
 from zhbert.errors import UserError
 
 LONGER = 2            # the longer run drawn beside the current one: this many times its length
@@ -90,7 +90,7 @@ def outlook(source: Any, target: float | None = None, n_boot: int = 0) -> Outloo
         longer = int(min(max(longer, math.ceil(got.steps * 1.1)), MAX_LONGER * base.steps))
     far = base.stretched(longer)
     final_longer = p.accuracy(far, [longer])
-    warning = p.climb_warning(final_longer.mean)
+    warning = plateau_warning(p, final_longer.mean, answers=[got] if got else [])
     return Outlook(run.curve.name, p.method, run.acc_metric or "accuracy",
                    {"step": [float(s) for s in run.curve.steps], "acc": [float(a) for a in run.acc]},
                    base.steps, longer, _curve(p, base, base.steps), _curve(p, far, longer),
@@ -100,8 +100,11 @@ def outlook(source: Any, target: float | None = None, n_boot: int = 0) -> Outloo
 
 def steps_to_targets(source: Any, targets: tuple[float, ...]) -> dict[str, Any]:
     """One law fitted to one run, asked for several targets (``compare``): the accuracy at
-    the end of its schedule and, per target, the steps a run of that schedule needs."""
+    the end of its schedule and, per target, the steps a run of that schedule needs; the
+    plateau warning of them all, as analyze and predict decide it (``plateau_warning``)."""
     p = _plan_with_accuracy(source, 0)
-    return {"method": p.method, "final": p.accuracy(p.base, [p.base.steps]).to_json(),
-            "planned_steps": p.base.steps,
-            "reach": {f"{t:g}": reach(p, t, p.base.stretched).to_json() for t in targets}}
+    final = p.accuracy(p.base, [p.base.steps])
+    got = {f"{t:g}": reach(p, t, p.base.stretched) for t in targets}
+    return {"method": p.method, "final": final.to_json(), "planned_steps": p.base.steps,
+            "reach": {k: r.to_json() for k, r in got.items()},
+            "warning": plateau_warning(p, final.mean, answers=list(got.values()))}

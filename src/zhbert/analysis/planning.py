@@ -162,6 +162,17 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
                  f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", first)
 
 
+def plateau_warning(p: Planner, *forecasts: float, answers: Sequence[Reach] = ()) -> str | None:
+    """The plateau warning (``Planner.climb_warning``) of one answer, decided here once for
+    predict, analyze, the dashboard (outlook.py) and compare, on the highest accuracy the
+    answer relies on: each forecast it shows, and each target it reaches (the accuracy
+    forecast at the steps found; an "uncertain" answer already says it is one).
+    Checking only a forecast at --steps N left predict --target 0.3 and compare's "steps to
+    0.3" silent on a run still on its plateau while analyze warned."""
+    relied = list(forecasts) + [r.target for r in answers if r.reachable]
+    return p.climb_warning(max(relied)) if relied else None
+
+
 def steps_text(v: float | None, first: int | None = None) -> str:
     """Steps as text. ``first``: the search grid's shortest run (the warm-up + 1); a
     crossing there only says the target is met by then, so it reads "<= first"."""
@@ -230,10 +241,12 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
             text.append(f"  {note}")
     if args.target is not None:
         r = reach(p, args.target, lambda n: schedule_for(p, args, n))
-        out["target"] = {**r.to_json(), **({"units": units(p, r.steps, args)} if r.reachable else {})}
+        out["target"] = {**r.to_json(), **({"units": units(p, r.steps, args)} if r.reachable else {}),
+                         "warning": plateau_warning(p, answers=[r])}
         text.append(r.message)
         if r.reachable:
             text.append(f"  = {_fmt_units(units(p, r.steps, args))} (point estimate)")
+        text += [f"  warning: {out['target']['warning']}"] if out["target"]["warning"] else []
     text += [f"note: {n}" for n in p.notes]
     return out, text
 
@@ -277,7 +290,7 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
              f"  final loss ({r0.loss_metric}) {_fc(loss, pct=False)}"]
     if acc:
         lines.append(f"  final accuracy ({r0.acc_metric}) {_fc(acc)}")
-        out["warning"] = p.climb_warning(acc.mean)
+        out["warning"] = plateau_warning(p, acc.mean)
         lines += [f"  warning: {out['warning']}"] if out["warning"] else []
     lines.append(f"  {_fmt_units(out['units'])}")
     lines.append("  step      " + " ".join(f"{s:>8,}" for s in marks))
@@ -299,28 +312,32 @@ class RunBacktest:
     rows: tuple[dict[str, Any], ...]   # one per method: mae, errors at the end, interval, covered
     actual_last_tenth: float = math.nan  # mean of the metric over the last tenth of the run
     last_tenth: tuple[int, int] = (0, 0)
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"predict": self.target_run, "from": list(self.from_runs), "metric": self.metric,
                 "n_points": self.n_points, "actual_final": self.actual_final,
                 "actual_last_tenth": self.actual_last_tenth, "last_tenth_steps": list(self.last_tenth),
-                "methods": list(self.rows)}
+                "methods": list(self.rows), "notes": list(self.notes)}
 
 
 def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[str] = ("lr_annealing",),
                   until: float | None = None, n_boot: int = 200) -> RunBacktest:
     """Fit on ``sources`` (and on ``target`` up to ``until`` when given), predict the
-    target run's accuracy at each later eval step: each law beside the schedule-free
-    families (fitted on the longest source, against steps)."""
-    from zhbert.analysis.curves import fit_curve
+    target run's accuracy at each later eval step past its lr warm-up and short-sequence
+    phase: each law beside the schedule-free families (fitted on the longest source,
+    against steps, after its length switch: ``_family_rows``)."""
     from zhbert.analysis.forecast import plan, truncated
     if target.acc is None:
         raise UserError(f"{target.curve.name} records no accuracy beside its loss: nothing to score")
     fit_runs = list(sources) + ([truncated(target, until)] if until is not None else [])
-    after = target.curve.steps > (until or 0)
+    # scored where both the law and the families claim to hold: after the target's lr warm-up
+    # and short-sequence phase (before it a power fit read demo-2000's plateau off by 1e8 points)
+    start = max(int(until or 0), target.curve.fit_from - 1)
+    after = target.curve.steps > start
     steps, actual = target.curve.steps[after], target.acc[after]
     if len(steps) == 0:
-        raise UserError(f"nothing of {target.curve.name} is left to predict after step {until:g}")
+        raise UserError(f"nothing of {target.curve.name} is left to predict after step {start:,}")
     rows = []
     last = steps >= 0.9 * steps[-1]          # the last tenth of the run: a mean, not one noisy point
     for law in laws:
@@ -328,14 +345,31 @@ def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[st
         pred = p.curve(target.curve.schedule, steps)["acc"]
         final = p.accuracy(target.curve.schedule, steps[last], window=int(last.sum()))
         rows.append(_row(law, pred, actual, last, final))
-    longest = max(fit_runs, key=lambda r: r.curve.steps[-1])
-    for fit in fit_curve(longest.curve.steps, longest.acc, n_boot=0, metric=longest.acc_metric):
-        if fit.ok:
-            rows.append(_row(f"{fit.name} (schedule-free, {longest.curve.name})", fit.predict(steps),
-                             actual, last, None))
+    families, notes = _family_rows(max(fit_runs, key=lambda r: r.curve.steps[-1]), steps, actual, last)
     return RunBacktest(target.curve.name, tuple(r.curve.name for r in fit_runs),
-                       target.acc_metric or "", len(steps), float(actual[-1]), tuple(rows),
-                       float(np.mean(actual[last])), (int(steps[last][0]), int(steps[-1])))
+                       target.acc_metric or "", len(steps), float(actual[-1]), tuple(rows + families),
+                       float(np.mean(actual[last])), (int(steps[last][0]), int(steps[-1])), tuple(notes))
+
+
+def _family_rows(run: RunData, steps: np.ndarray, actual: np.ndarray,
+                 last: np.ndarray) -> tuple[list[dict[str, Any]], list[str]]:
+    """The schedule-free families' rows, fitted on the points analyze, predict --law none and
+    backtest fit them on: the run's accuracy after its length switch (History.curve_part).
+    Fitted across the switch they read the short-sequence plateau and the fall after it as
+    one curve: from demo-1000, exp put demo-2000 at 56.2% where the same fit after the switch
+    (predict --law none) tops out at 31.5%."""
+    from zhbert.analysis.curves import fit_curve
+    from zhbert.analysis.history import Series
+    s, h = Series(run.acc_metric or "accuracy", run.curve.steps, run.acc).finite()[0], run.history
+    notes = []
+    if h is not None and h.meta.regimes:
+        try:
+            s = h.curve_part(s)
+        except UserError as why:  # too few points after the switch: the law's rows still stand
+            return [], [f"no schedule-free rows: {why}"]
+        notes.append(f"schedule-free rows: {s.name} of {run.curve.name} fitted{h.switch_text}")
+    return [_row(f"{fit.name} (schedule-free, {run.curve.name})", fit.predict(steps), actual, last, None)
+            for fit in fit_curve(s.step, s.y, n_boot=0, metric=s.name) if fit.ok], notes
 
 
 def _row(name: str, pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
@@ -366,4 +400,5 @@ def backtest_runs_table(b: RunBacktest) -> str:
             f"({'covers' if r['covered80'] else 'misses'})")
         lines.append(f"{r['method']:<{w}}  {r['mae'] * 100:5.2f}p  {r['error_final'] * 100:+7.2f}p  "
                      f"{r['error_last_tenth'] * 100:+13.2f}p  {iv}")
-    return "\n".join(head + lines + ["", "(p = percentage points; + = predicted more than reached)"])
+    return "\n".join(head + lines + ["", "(p = percentage points; + = predicted more than reached)"]
+                     + [f"note: {n}" for n in b.notes])
