@@ -126,7 +126,7 @@ def test_refuses_a_run_dir_of_another_config(synthetic_data, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     bad = args[:-2] + [str(tmp_path / "afile" / "run"), "--no-progress"]
     assert cli_main(bad + sets) == 2
-    assert "cannot create the run directory" in capsys.readouterr().err
+    assert f"{tmp_path / 'afile'} is a file, not a directory" in capsys.readouterr().err
     # --force starts over: results derived from the old run must not survive
     for name in ("probe.jsonl", "checkpoint_eval.jsonl"):
         (tmp_path / "run" / name).write_text('{"step": 2}\n')
