@@ -2,6 +2,7 @@ import re
 import subprocess
 import sys
 
+from trained_run import trained_run  # noqa: F401  (session fixture)
 from zhbert.cli import main
 
 
@@ -25,6 +26,20 @@ def test_an_unknown_command_is_named_alone_with_the_nearest(capsys):
     assert "unknown command 'data reprot' (did you mean 'data report'?)" in capsys.readouterr().err
     assert main(["tarin", "--data", "d"]) == 2
     assert "unknown command 'tarin' (did you mean 'train'?)" in capsys.readouterr().err
+
+
+def test_a_command_group_lists_its_commands(capsys):
+    """`zhbert data --help` said "unknown command 'data --help'"."""
+    assert main(["data", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "data report" in out and "data text" in out and "fill-mask" not in out
+    assert main(["data"]) == 2 and "data report" in capsys.readouterr().err
+
+
+def test_options_may_sit_between_positionals(trained_run, capsys):
+    """`fill-mask RUN --top-k 3 "..."` read the sentence as an unrecognized argument."""
+    assert main(["fill-mask", str(trained_run), "--top-k", "2", "北京是中国的[MASK]都。"]) == 0
+    assert "[MASK] 1:" in capsys.readouterr().out
 
 
 def test_console_entry_point_runs():

@@ -41,21 +41,27 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 }
 
 
-def _overview() -> str:
+def _overview(group: str | None = None) -> str:
+    """The commands, or those of one group ("data": data report, data text)."""
     width = max(len(" ".join(k)) for k in COMMANDS)
     lines = [f"zhbert {__version__}: pretrain Chinese BERT models and study how they learn",
              "", "usage: zhbert COMMAND [options]   (zhbert COMMAND --help for details)", "",
              "commands:"]
-    lines += [f"  {' '.join(k):<{width}}  {help_}" for k, (_, help_) in COMMANDS.items()]
+    lines += [f"  {' '.join(k):<{width}}  {help_}" for k, (_, help_) in COMMANDS.items()
+              if group is None or k[0] == group]
     return "\n".join(lines)
+
+
+def _groups() -> set[str]:
+    """First words of commands that are no command alone ("data")."""
+    return {k[0] for k in COMMANDS if len(k) > 1 and k[:1] not in COMMANDS}
 
 
 def _unknown(argv: list[str]) -> str:
     """"unknown command 'plan'", the command's words only ('plan RUN' read as one command
     name to a newcomer), and the nearest command where one is near."""
     import difflib
-    groups = {k[0] for k in COMMANDS if len(k) > 1 and k[:1] not in COMMANDS}  # "data ..."
-    words = " ".join(argv[:2] if argv[0] in groups else argv[:1])
+    words = " ".join(argv[:2] if argv[0] in _groups() else argv[:1])
     near = difflib.get_close_matches(words, [" ".join(k) for k in COMMANDS], n=1)
     return f"unknown command {words!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
 
@@ -125,6 +131,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"zhbert {__version__}")
         return 0
     found = _find(argv)
+    if found is None and argv[0] in _groups() and (len(argv) == 1 or argv[1] in ("-h", "--help")):
+        asked = len(argv) > 1  # `zhbert data --help`: the group's commands; `zhbert data`: an error
+        print(_overview(argv[0]), file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     if found is None:
         print(_overview(), file=sys.stderr)
         print(f"\nzhbert: error: {_unknown(argv)}", file=sys.stderr)
@@ -134,7 +144,9 @@ def _main(argv: list[str] | None) -> int:
     module = importlib.import_module(module_name)
     parser = _Parser(prog="zhbert " + " ".join(key), description=help_)
     module.add_arguments(parser)
-    args = parser.parse_args(rest)  # argparse: message + exit 2 on bad options
+    # options may sit between positionals (`fill-mask RUN --top-k 3 "..."` read the sentence as
+    # an unrecognized argument); argparse: message + exit 2 on bad options
+    args = parser.parse_intermixed_args(rest)
     try:
         return int(module.run(args) or 0)
     except UserError as exc:
