@@ -5,7 +5,9 @@ Both are read a record batch at a time (pyarrow's ``iter_batches``; the
 dataset's Arrow files are memory-mapped by ``datasets.load_from_disk``), so
 memory stays bounded whatever the size. Only the text column is read
 (``--text-column``, default ``text``); a missing column is a UserError that
-names the columns the file has. Null and empty texts are skipped.
+names the columns the file has, and a column that is not text (numbers, lists) is refused
+from the schema, once per file or dataset, before any row is read. Empty texts are
+skipped; a null is handed on as None, for ``sources`` to count and report.
 
 A saved dataset is a directory with ``state.json`` (a Dataset) or
 ``dataset_dict.json`` (a DatasetDict: every split is read, in sorted order).
@@ -45,23 +47,28 @@ def _parquet(path: Path):
                         "fix or remove it") from None
 
 
+def _check_text_type(kind, where: Path, column: str) -> None:
+    """UserError unless the Arrow type ``kind`` of ``column`` holds text: told once from the
+    schema rather than found row by row, where a number or a list would fail deep in cleaning."""
+    import pyarrow as pa
+
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise UserError(f"column {column!r} of {where} holds {kind}, not text; "
+                        "name the text column with --text-column")
+
+
 def check_parquet(path: Path, column: str) -> None:
     """UserError unless ``path`` is a Parquet file with a string column ``column``."""
     schema = _parquet(path).schema_arrow
     if column not in schema.names:
         raise _columns_error(path, column, schema.names)
-    import pyarrow as pa
-
-    kind = schema.field(column).type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise UserError(f"column {column!r} of {path} holds {kind}, not text; "
-                        "name the text column with --text-column")
+    _check_text_type(schema.field(column).type, path, column)
 
 
-def parquet_texts(path: Path, column: str) -> Iterator[str]:
-    """The non-empty texts of ``column``, a record batch at a time."""
+def parquet_texts(path: Path, column: str) -> Iterator[str | None]:
+    """The non-empty texts of ``column`` and None for each null, a record batch at a time."""
     for batch in _parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
-        yield from (t for t in batch.column(0).to_pylist() if t)
+        yield from (t for t in batch.column(0).to_pylist() if t is None or t)
 
 
 # -- saved Hugging Face datasets -------------------------------------------------------
@@ -121,16 +128,19 @@ def _load(path: Path):
 
 
 def check_dataset(path: Path, column: str) -> None:
+    """UserError unless every split of the saved dataset has a string column ``column``."""
     for ds in _load(path):
         if column not in ds.column_names:
             raise _columns_error(path, column, ds.column_names)
+        _check_text_type(ds.data.schema.field(column).type, path, column)
 
 
-def dataset_texts(path: Path, column: str) -> Iterator[str]:
-    """The non-empty texts of ``column`` of every split, BATCH_ROWS rows at a time."""
+def dataset_texts(path: Path, column: str) -> Iterator[str | None]:
+    """The non-empty texts of ``column`` of every split and None for each null,
+    BATCH_ROWS rows at a time."""
     for ds in _load(path):
         for batch in ds.select_columns([column]).iter(batch_size=BATCH_ROWS):
-            yield from (t for t in batch[column] if t)
+            yield from (t for t in batch[column] if t is None or t)
 
 
 # -- CSV and TSV tables ------------------------------------------------------------------

