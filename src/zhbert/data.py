@@ -196,15 +196,19 @@ class _InstanceBuilder:
         return lo + front, hi - (drop - front)
 
 
-def build_instances(split: SplitArrays, cfg: DataConfig, epoch: int, seed: int | None = None) -> np.ndarray:
+def build_instances(split: SplitArrays, cfg: DataConfig, epoch: int, seed: int | None = None,
+                    where: str = "") -> np.ndarray:
     """One epoch of shuffled instances, (N, 5) int64 rows (a_lo, a_hi, b_lo, b_hi, label).
 
     Token offsets index ``split.tokens``; for objective "mlm" B is empty and the
-    label -1. Same (split, cfg, seed, epoch) -> same array.
+    label -1. Same (split, cfg, seed, epoch) -> same array. ``where`` names the split
+    in errors (a held-out split may be the one short of documents, not train).
     """
     if cfg.objective == "mlm+nsp" and split.num_documents < 2:
+        has = f"; {where} has {split.num_documents}" if where else ""
         raise UserError("objective mlm+nsp needs at least 2 documents per split (random next "
-                        "sentences come from another document); use objective mlm+sop or mlm")
+                        f"sentences come from another document){has}; use objective mlm+sop or "
+                        "mlm, or prepare the data again with more documents")
     return _InstanceBuilder(split, cfg, cfg.seed if seed is None else seed, epoch).build()
 
 
@@ -399,6 +403,19 @@ def open_split(data_dir: str | Path | DataDir, split: str, cfg: DataConfig) -> t
     return dd, arrays
 
 
+def _no_eval_sequences(path: Path, split: str, documents: int) -> str:
+    """Why a held-out split gives no sequences, and the fix: prepare holds out whole
+    documents, so a corpus of too few has none (corpus.report.empty_split_warnings)."""
+    if documents:
+        why = f"its {documents:,} documents are too short to make one"
+    else:
+        why = (f"it has no documents (prepare holds out whole documents: the corpus had too "
+               f"few, or --{split} was 0)")
+    return (f"split {split!r} of {path} gives no sequences for evaluation: {why}; prepare the "
+            f"data again with more documents (in a text file, a blank line between documents) "
+            f"or a larger --{split} share (see `zhbert data report {path}`)")
+
+
 EVAL_MASK_PROB = 0.15  # BERT's rate: the held-out task of every run
 
 
@@ -412,9 +429,12 @@ def build_eval_set(data_dir: str | Path | DataDir, split: str = "validation",
     trials over data.mask_prob compare. The last batch may be smaller."""
     cfg = replace(cfg, mask_prob=EVAL_MASK_PROB)
     dd, arrays = open_split(data_dir, split, cfg)
-    inst = build_instances(arrays, cfg, epoch=0, seed=seed)[:max_sequences]
+    # an empty split first: build_instances would blame the objective (NSP) instead
+    inst = (build_instances(arrays, cfg, epoch=0, seed=seed,
+                            where=f"split {split!r} of {dd.path}")[:max_sequences]
+            if arrays.num_documents else [])
     if len(inst) == 0:
-        raise UserError(f"split {split!r} of {dd.path} gives no sequences for evaluation")
+        raise UserError(_no_eval_sequences(dd.path, split, arrays.num_documents))
     return [make_batch(arrays, inst[i:i + batch_size], np.arange(i, min(i + batch_size, len(inst))),
                        0, cfg, seed, len(dd.vocab), dd.vocab.mask_id, dd.vocab.cls_id, dd.vocab.sep_id)
             for i in range(0, len(inst), batch_size)]

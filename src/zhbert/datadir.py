@@ -165,6 +165,13 @@ class DataDir:
         _check_split(arrays, name, self.path)
         return arrays
 
+    def check_arrays(self) -> None:
+        """Open every split as training does (``split``), so that a missing, truncated or
+        inconsistent array is a UserError here too, not only once a run starts. Cheap:
+        the arrays are memory-mapped, only their headers and last offsets are read."""
+        for name in self.manifest.get("splits", {}):
+            self.split(name)
+
     def _load(self, fname: str) -> np.ndarray:
         path = self.path / fname
         try:
@@ -172,7 +179,7 @@ class DataDir:
         except FileNotFoundError:
             raise UserError(f"{path} is missing: the data directory is incomplete; "
                             "recreate it with zhbert prepare") from None
-        except ValueError as exc:
+        except (ValueError, EOFError) as exc:  # EOFError: an empty (0-byte) file
             raise UserError(f"{path} is corrupt ({exc}); recreate the data directory "
                             "with zhbert prepare") from None
 

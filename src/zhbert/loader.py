@@ -46,9 +46,10 @@ class _BatchStream(torch.utils.data.IterableDataset):
     def instances(self, epoch: int) -> np.ndarray:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             from zhbert.instance_cache import cached_epoch
-            arrays = self.arrays()[1]
-            self._epoch_cache = (epoch, cached_epoch(lambda: build_instances(arrays, self.cfg, epoch),
-                                                     self.cache_key(), epoch, self.cache_dir))
+            arrays, where = self.arrays()[1], f"split {self.split!r} of {self.path}"
+            self._epoch_cache = (epoch, cached_epoch(
+                lambda: build_instances(arrays, self.cfg, epoch, where=where),
+                self.cache_key(), epoch, self.cache_dir))
         return self._epoch_cache[1]
 
     def cache_key(self) -> dict:
@@ -57,14 +58,31 @@ class _BatchStream(torch.utils.data.IterableDataset):
         return {"data": str(Path(dd.path).resolve()), "manifest": dd.manifest, "split": self.split,
                 "config": asdict(self.cfg)}
 
-    def check(self, epoch: int = 0) -> np.ndarray:
-        """The epoch's instances, or a UserError if they do not fill one global batch."""
+    def check(self, epoch: int = 0, full_len: int | None = None) -> np.ndarray:
+        """The epoch's instances, or a UserError if they do not fill one global batch.
+        ``full_len``: this is the short loader of a length warm-up up to that max_len."""
         inst = self.instances(epoch)
-        gb = self.batch_size * self.world_size
-        if len(inst) < gb:
-            raise UserError(f"split {self.split!r} of {self.path} gives only {len(inst)} sequences, "
-                            f"fewer than one global batch ({gb}); use a smaller batch or more data")
+        if len(inst) < self.batch_size * self.world_size:
+            raise UserError(self.too_few(len(inst), full_len))
         return inst
+
+    def too_few(self, n: int, full_len: int | None) -> str:
+        """The message for ``n`` sequences short of a global batch: where its size comes
+        from (a warm-up's batches hold max_len / warmup_len times as many short sequences:
+        trainparts.build_loader) and what makes it fit."""
+        gb, k = self.batch_size * self.world_size, full_len // self.cfg.max_len if full_len else 1
+        terms = [f"train.batch_size {self.batch_size // k}"]
+        fix = "a larger corpus or a smaller train.batch_size"
+        if full_len:
+            terms.append(f"{k} short sequences per full one during the length warm-up "
+                         f"(data.warmup_len {self.cfg.max_len} of data.max_len {full_len})")
+            fix = ("a larger corpus, a smaller train.batch_size, or --set data.warmup_len=0 "
+                   "to turn the warm-up off")
+        if self.world_size > 1:
+            terms.append(f"{self.world_size} processes")
+        origin = f": {' x '.join(terms)}" if len(terms) > 1 else ""
+        return (f"split {self.split!r} of {self.path} gives only {n} sequences, fewer than one "
+                f"global batch ({gb}{origin}); use {fix}")
 
     def batches(self, epoch: int, position: int, every: int = 1,
                 offset: int = 0) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
@@ -147,10 +165,11 @@ class PretrainingLoader:
         self.total_tokens += batch["attention_mask"].numel()
         return batch
 
-    def check(self) -> None:
+    def check(self, full_len: int | None = None) -> None:
         """Fail now, with a UserError, where the first batch would (too few documents for
-        NSP, fewer sequences than a batch) rather than after the run has started."""
-        self._stream.check(self.epoch)
+        NSP, fewer sequences than a batch) rather than after the run has started.
+        ``full_len``: see _BatchStream.check."""
+        self._stream.check(self.epoch, full_len)
         if self.num_workers:  # the workers build their own: do not hold the epoch here too
             self._stream._epoch_cache = None
 
@@ -218,7 +237,7 @@ class LengthWarmupLoader:
 
     def check(self) -> None:
         """PretrainingLoader.check for both lengths."""
-        self.short.check()
+        self.short.check(full_len=self.full.cfg.max_len)  # its batch size needs explaining
         self.full.check()
 
     def __iter__(self) -> "LengthWarmupLoader":

@@ -5,7 +5,7 @@
 prints that file (or ``--json``) with the seed's checks -- >= 100K sentences,
 >= 10K characters in the vocabulary, 30-100 characters average sentence length,
 duplicate rate -- as PASS/FAIL lines, thresholds configurable; exit code 1 when
-a check fails.
+a check fails, 2 (a UserError) when the directory is not one training could read.
 """
 
 from __future__ import annotations
@@ -192,11 +192,35 @@ def oov_text(vocab_report: dict) -> str:
     return _rate(vocab_report["validation_oov_rate"], "n/a (empty validation split)")
 
 
+def fewest_documents_to_hold_out() -> int:
+    """The fewest kept documents of which the largest --validation share holds one out;
+    below it no share helps. SplitConfig.sizes is the rule; this only asks it."""
+    from zhbert.corpus.splits import SplitConfig
+    largest = SplitConfig(validation=0.49)  # shares are in [0, 0.5)
+    return next(n for n in range(1, 1000) if largest.sizes(n)[0])
+
+
 def empty_split_warnings(report: dict) -> list[str]:
-    """One line per held-out split that got no documents (held-out figures need them)."""
-    return [f"the {name} split is empty: held-out evaluation has nothing to score; add "
-            f"documents or raise the share held out (zhbert prepare --{name})"
-            for name, c in report["splits"].items() if name != "train" and not c["documents"]]
+    """One line per held-out split that got no documents (held-out figures need them), with
+    the fix that works: splits are made of whole documents, so with too few documents a
+    larger share cannot help and only more documents can."""
+    docs = report["totals"]["documents"]
+    fewest = fewest_documents_to_hold_out()
+    lines = []
+    for name, c in report["splits"].items():
+        if name == "train" or c["documents"]:
+            continue
+        needed = " (zhbert train evaluates on it)" if name == "validation" else ""
+        if docs < fewest:
+            fix = (f"the corpus has only {docs:,} document{'s' if docs != 1 else ''} after cleaning "
+                   f"and dedup, and splits are made of whole documents (at least {fewest} are "
+                   f"needed to hold one out), so raising --{name} cannot help: give zhbert prepare "
+                   "more documents (in a text file, a blank line between documents, or --per-line "
+                   "for a document per line)")
+        else:
+            fix = f"raise the share held out (zhbert prepare --{name}, a fraction of the {docs:,} documents)"
+        lines.append(f"the {name} split is empty: held-out evaluation has nothing to score{needed}; {fix}")
+    return lines
 
 
 def run_checks(report: dict, min_sentences: int, min_vocab: int,
@@ -304,6 +328,9 @@ def run(args: argparse.Namespace) -> int:
     from zhbert.corpus.languages import get as language
 
     data = open_data_dir(args.data_dir)
+    # report.json was cached at prepare time: its PASS says nothing of the arrays now on
+    # disk, so check them the way train will (a missing or truncated one exits 2)
+    data.check_arrays()
     report = read_json(data.path / "report.json", "dataset report")
     lang = language(data.language)
     min_vocab = lang.report_min_vocab if args.min_vocab is None else args.min_vocab
