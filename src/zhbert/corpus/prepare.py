@@ -336,7 +336,7 @@ def prepare(opts: PrepareOptions) -> dict:
                 report["resources"]["worker_cpu_seconds"] = _cpu_seconds(resource.RUSAGE_CHILDREN)
                 report["resources"]["worker_peak_rss_mb_each"] = [round(p, 1) for p in worker_peaks]
             atomic_write_json(staging / "report.json", report)
-            open_data_dir(staging)  # the arrays agree with the manifest, or nothing is replaced
+            open_data_dir(staging).check_arrays()  # the arrays agree with the manifest, or nothing is replaced
     except OSError as exc:
         where = exc.filename or opts.out
         raise UserError(f"could not write {where}: {exc.strerror or exc}; {opts.out} was left as "
