@@ -166,7 +166,7 @@ def test_quantize_options(trained_run, capsys):
 def test_answer_column_ranks_the_expected_token_and_counts_hits(trained_run, tmp_path, capsys):
     """A cloze table with an `answer` column (examples/demo_cloze.tsv, the demo's check):
     each answer's rank among the first mask's candidates and the count in the top k."""
-    from zhbert.fillmask import answer_rank
+    from zhbert.fillmask_cli import answer_rank
 
     lm = load_masked_lm(trained_run, precision="fp32")
     top = fill_mask(lm, ["北京是中国的[MASK]都。"], top_k=5)[0]

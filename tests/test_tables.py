@@ -154,7 +154,7 @@ def test_probe_cli_options():
 
 
 def test_fill_mask_input_table_or_lines(tmp_path):
-    from zhbert.fillmask import _read_sentences
+    from zhbert.fillmask_cli import _read_sentences
 
     table = tmp_path / "in.jsonl"
     table.write_text('{"id": 1, "sentence": "北京是中国的[MASK]都。"}\n{"id": 2, "sentence": ""}\n'

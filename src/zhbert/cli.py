@@ -31,7 +31,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("backtest",): ("zhbert.analysis.cli", "fit learning curves on part of a run, score them on the rest"),
     ("analyze",): ("zhbert.report", "study a run: correlation, curve fits, prediction, anomalies, charts, report"),
     ("compare",): ("zhbert.compare", "compare runs aligned by step, tokens or time: table, overlaid curves"),
-    ("fill-mask",): ("zhbert.fillmask", "most likely tokens for each [MASK] in a sentence"),
+    ("fill-mask",): ("zhbert.fillmask_cli", "most likely tokens for each [MASK] in a sentence"),
     ("export",): ("zhbert.export", "write a checkpoint as a Hugging Face model directory"),
     ("eval",): ("zhbert.checkpoint_eval", "re-evaluate checkpoints on a held-out split (resumable)"),
     ("probe",): ("zhbert.probe", "fine-tune or linear-probe checkpoints on a labelled task"),

@@ -3,9 +3,10 @@
     zhbert fill-mask runs/demo "北京是中国的[MASK]都。" --top-k 5
 
 MODEL is a run directory (its latest valid checkpoint, or --checkpoint STEP)
-or a model directory written by `zhbert export`. Text is encoded with zhbert's
-own encoder (the one training used); a literal "[MASK]" is the mask token, as
-in BERT's tokenizer. Only the masked positions go through the vocabulary head.
+or a model directory written by `zhbert export`. Text is normalised as `zhbert
+prepare` cleaned the training text (``normalize``), then encoded with zhbert's own
+encoder (the one training used); a literal "[MASK]" is the mask token, as in
+BERT's tokenizer. Only the masked positions go through the vocabulary head.
 
 Inference runs on ``InferenceEncoder``, a copy of the trained model's encoder
 rebuilt for inference (the trained model itself stays untouched, in fp32):
@@ -26,7 +27,6 @@ rebuilt for inference (the trained model itself stays untouched, in fp32):
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,7 +38,7 @@ from torch import nn
 from zhbert.errors import UserError
 from zhbert.precision import DTYPES
 from zhbert.kernels import Linear, linear_gelu
-from zhbert.vocab import MASK, Vocab
+from zhbert.vocab import MASK, SPECIAL_TOKENS, Vocab
 
 Candidates = list[tuple[str, float]]  # (token, probability), most likely first
 QUANTIZE = (None, "int8")
@@ -150,6 +150,7 @@ class MaskedLM:
     engine: Any           # InferenceEncoder over ``model`` (make_masked_lm builds it)
     quantize: str | None  # None | "int8"
     language: str = "zh"  # the corpus language (zhbert.corpus.languages): how filled text is written
+    clean: Any = None     # corpus.clean.CleanConfig of the training text (make_masked_lm sets it)
 
     def describe(self) -> str:
         return "int8 dynamic, fp32 elsewhere" if self.quantize else self.precision
@@ -157,13 +158,19 @@ class MaskedLM:
 
 def make_masked_lm(model, vocab: Vocab, max_len: int, device, precision: str = "fp32",
                    source: str = "model", quantize: str | None = None,
-                   language: str = "zh") -> MaskedLM:
-    """A MaskedLM over an eval-mode BertForPretraining; ``precision`` already resolved."""
+                   language: str = "zh", clean: dict | None = None) -> MaskedLM:
+    """A MaskedLM over an eval-mode BertForPretraining; ``precision`` already resolved.
+    ``clean``: the data manifest's clean options (None: an export, or older data)."""
+    from zhbert.corpus.clean import CleanConfig
+    from zhbert.corpus.languages import get as get_language
     if quantize and torch.device(device).type != "cpu":
         raise UserError("--quantize int8 runs on the CPU only (dynamic int8 kernels); "
                         "leave it out on a GPU")
     engine = InferenceEncoder(model, precision, quantize)
-    return MaskedLM(model, vocab, max_len, device, precision, source, engine, quantize, language)
+    # else prepare's default for the language: OpenCC t2s where it applies
+    config = CleanConfig.from_json(clean) if clean else CleanConfig(
+        script=get_language(language).default_conversion, language=language)
+    return MaskedLM(model, vocab, max_len, device, precision, source, engine, quantize, language, config)
 
 
 def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
@@ -183,6 +190,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
         ref = select_checkpoints(path, checkpoint)[0]
         data = open_run_data(run)
         model, vocab, language = load_run_model(run, ref, device), data.vocab, data.language
+        clean = (data.manifest.get("config") or {}).get("clean")
         max_len, source = run.cfg.data.max_len, f"{path} step {ref.step}"
     elif (path / "model.safetensors").is_file():
         if checkpoint is not None:
@@ -190,6 +198,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
                             "applies to run directories only")
         from zhbert.run import load_exported
         model, vocab, max_len = load_exported(path)
+        clean = None  # config.json records the language only: its default cleaning
         language = json.loads((path / "config.json").read_text(encoding="utf-8")).get("zhbert_language", "zh")
         model, source = model.to(device).eval(), str(path)
     else:
@@ -201,20 +210,56 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
                             f"use it with --precision auto or fp32, not {precision}")
         precision = "fp32"  # the int8 layers take fp32 activations
     precision = resolve_precision(precision, detect_capabilities(device)).precision
-    return make_masked_lm(model, vocab, max_len, device, precision, source, quantize, language)
+    return make_masked_lm(model, vocab, max_len, device, precision, source, quantize, language, clean)
+
+
+def normalize(lm: MaskedLM, sentence: str) -> str:
+    """``sentence`` as `zhbert prepare` wrote the training text (its clean_text: NFKC, OpenCC,
+    ...; not its sentence filters). A private-use character stands in for each [MASK]: NFKC
+    and OpenCC leave it alone and the URL pattern stops at it ("www.[MASK].com" is a URL)."""
+    from zhbert.corpus.clean import clean_text
+    stand_in = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in sentence)
+    text = clean_text(sentence.replace(MASK, stand_in), lm.clean)
+    assert text.count(stand_in) == sentence.count(MASK), (sentence, text)
+    return text.replace(stand_in, MASK)
+
+
+def unknown_chars(vocab: Vocab, text: str) -> list[str]:
+    """The characters of ``text`` the vocabulary lacks (each once): the model reads [UNK] there.
+    A word WordPiece cannot cut is one [UNK]: its characters with no piece, else the word."""
+    from zhbert.vocab import bert_words
+    out: list[str] = []
+    for word, _ in bert_words(text):
+        if word in SPECIAL_TOKENS or vocab.unk_id not in vocab.encode(word):
+            continue
+        chars = [c for i, c in enumerate(word) if c not in vocab and (i == 0 or "##" + c not in vocab)]
+        out += chars or [word]
+    return list(dict.fromkeys(out))
 
 
 def filled_text(lm: MaskedLM, sentence: str, masks: list[Candidates]) -> str:
-    """``sentence`` with each [MASK] replaced by its most likely token, as text: a "##"
-    piece joins the token before it, so a word predicted in pieces reads as one word."""
+    """``sentence`` with each [MASK] replaced by its most likely token. The sentence's own
+    text and spaces stay (re-encoding and decoding put spaces between Japanese kana words);
+    a "##" piece is glued to the text before it; in a language written with spaces, a word
+    touching a letter or digit is spaced from it (BERT splits at a [MASK]: two words)."""
+    import re
     from zhbert.corpus.languages import get as get_language
+    lang = get_language(lm.language)
+    letter = re.compile(f"[{lang.script}0-9]") if lang.word_spaces else None  # of a spaced word
+    touch = lambda a, b: letter is not None and bool(letter.match(a) and letter.match(b))  # noqa: E731
+    parts = sentence.split(MASK)
+    out = parts[0]
+    for cands, after in zip(masks, parts[1:]):
+        tok = cands[0][0]
+        if tok.startswith("##") and len(tok) > 2:
+            out, tok = out.rstrip(" "), tok[2:]
+        elif out and touch(out[-1], tok[0]):
+            out += " "
+        out += tok + (" " if after and touch(tok[-1], after[0]) else "") + after
+    return out
 
-    best = iter([lm.vocab.id(cands[0][0]) for cands in masks])
-    ids = [next(best) if i == lm.vocab.mask_id else i for i in lm.vocab.encode(sentence)]
-    return lm.vocab.decode(ids, spaced=get_language(lm.language).word_spaces)
 
-
-def _show_filled(lm: MaskedLM, masks: list[Candidates]) -> bool:
+def show_filled(lm: MaskedLM, masks: list[Candidates]) -> bool:
     """The filled sentence is worth a line when it is more than one token's swap: several
     masks, a "##" piece, or a language written with spaces."""
     from zhbert.corpus.languages import get as get_language
@@ -255,13 +300,16 @@ def _batch_candidates(lm: MaskedLM, batch: list[list[int]], top_k: int) -> list[
 
 def fill_mask(model_or_path: MaskedLM | str | Path, sentences: str | Sequence[str], top_k: int = 5,
               batch_size: int = 32, checkpoint: int | None = None,
-              where: Sequence[str] | None = None) -> list[list[Candidates]]:
+              where: Sequence[str] | None = None, normalized: bool = False) -> list[list[Candidates]]:
     """For each sentence, for each [MASK] in order: the ``top_k`` (token, probability) pairs.
     Sentences are batched by length (less padding); the results are in input order.
-    ``where`` names each sentence in errors ("in.txt line 3"; default "sentence N")."""
+    ``where`` names each sentence in errors ("in.txt line 3"; default "sentence N").
+    Sentences are ``normalize``d first unless ``normalized`` says the caller did that."""
     lm = model_or_path if isinstance(model_or_path, MaskedLM) else load_masked_lm(model_or_path, checkpoint)
     if isinstance(sentences, str):
         sentences = [sentences]
+    if not normalized:
+        sentences = [normalize(lm, s) for s in sentences]
     if top_k < 1 or batch_size < 1:
         raise UserError(f"--top-k and --batch-size must be at least 1 (got {top_k}, {batch_size})")
     top_k = min(top_k, len(lm.vocab) - len(lm.vocab.structural_ids))
@@ -275,128 +323,3 @@ def fill_mask(model_or_path: MaskedLM | str | Path, sentences: str | Sequence[st
             for i, result in zip(chunk, _batch_candidates(lm, [encoded[i] for i in chunk], top_k)):
                 out[i] = result
     return out
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def add_arguments(p) -> None:
-    p.add_argument("model", metavar="MODEL", help="run directory or exported model directory")
-    p.add_argument("sentences", nargs="*", metavar="SENTENCE", help='text with [MASK], e.g. "北京是中国的[MASK]都。"')
-    p.add_argument("--input", metavar="FILE", help="a file of sentences, one per line, or a "
-                   "CSV/TSV/JSONL table (its text column: see --text-column)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--checkpoint", type=int, metavar="STEP", help="checkpoint step (run directories)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="auto: bf16 only where the CPU/GPU runs it natively, else fp32")
-    p.add_argument("--quantize", default="none", choices=("none", "int8"),
-                   help="int8: dynamic int8 Linear layers in the encoder (CPU; faster, "
-                        "slightly different probabilities)")
-    from zhbert.tables import add_table_arguments
-    add_table_arguments(p, pair=False, label=False)  # --input as a table: its text column
-    p.add_argument("--answer-column", metavar="NAME", default=ANSWER_COLUMN,
-                   help="table column with the expected token of each sentence's first [MASK]: "
-                        "its rank is printed, and how many answers are in the top k "
-                        f"(default: {ANSWER_COLUMN!r} when the table has it)")
-
-
-ANSWER_COLUMN = "answer"
-
-
-def _read_sentences(args) -> tuple[list[str], list[str | None], list[str]]:
-    """The sentences, each one's expected answer (None: not given), and where each came
-    from, for errors: "sentence N" on the command line, "FILE line N" from --input (an
-    error naming only "sentence 12" of a file left the user counting its lines)."""
-    from zhbert.tables import is_table, read_table, table_options
-
-    sentences = list(args.sentences)
-    answers: list[str | None] = [None] * len(sentences)
-    where = [f"sentence {i + 1}" for i in range(len(sentences))]
-    if args.input and is_table(args.input):
-        table = read_table(args.input, what="--input file", need_label=False, **table_options(args))
-        column = getattr(args, "answer_column", ANSWER_COLUMN)
-        if column != ANSWER_COLUMN and table.rows and column not in table.rows[0].extra:
-            raise UserError(f"{args.input}: no column {column!r} for --answer-column "
-                            f"(it has {', '.join([table.columns.text, *table.rows[0].extra])})")
-        sentences += [r.text for r in table.rows]
-        answers += [(r.extra.get(column) or "").strip() or None for r in table.rows]
-        where += [f"{args.input} line {r.line}" for r in table.rows]
-    elif args.input:
-        from zhbert.corpus.sources import read_small_text
-
-        text = read_small_text(args.input, "--input file")  # UTF-8, GBK, Big5, UTF-16
-        lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-        sentences += [line for _, line in lines]
-        answers += [None] * len(lines)
-        where += [f"{args.input} line {n}" for n, _ in lines]
-    if not sentences:
-        raise UserError('give a sentence with [MASK] (zhbert fill-mask MODEL "北京是中国的[MASK]都。") '
-                        "or --input FILE")
-    return sentences, answers, where
-
-
-def answer_rank(masks: list[Candidates], answer: str | None) -> int | None:
-    """1-based rank of the expected answer among the first [MASK]'s candidates; 0 when it is
-    not among them; None when there is no answer (or no mask) to check."""
-    if answer is None or not masks:
-        return None
-    tokens = [t for t, _ in masks[0]]
-    return tokens.index(answer) + 1 if answer in tokens else 0
-
-
-def _answer_line(answer: str, rank: int, masks: list[Candidates], top_k: int) -> str:
-    if rank:
-        return f"  answer {answer}: rank {rank} ({masks[0][rank - 1][1]:.3f})"
-    return f"  answer {answer}: not in the top {top_k}"
-
-
-def _usable(lm: MaskedLM, sentences, answers, where, given: int, strict: bool):
-    """The --input lines this model can fill; the others (no [MASK], longer than the model)
-    skipped with one warning, as table readers skip bad rows (one long line stopped a whole
-    file). A sentence given on the command line, or any with --strict, is still an error."""
-    keep, skipped = [], []
-    for i, (s, w) in enumerate(zip(sentences, where)):
-        try:
-            encode_masked(lm.vocab, s, lm.max_len, w)
-            keep.append(i)
-        except UserError as exc:
-            if i < given or strict:
-                raise
-            skipped.append(str(exc))
-    if skipped:
-        print(f"zhbert: warning: skipped {len(skipped)} of {len(sentences) - given} --input lines "
-              f"(the first: {skipped[0]}); pass --strict to refuse such a file", file=sys.stderr)
-    if not keep:
-        raise UserError("no sentence left to fill (see the warning above)")
-    return [sentences[i] for i in keep], [answers[i] for i in keep], [where[i] for i in keep]
-
-
-def run(args) -> int:
-    sentences, answers, where = _read_sentences(args)
-    quantize = None if args.quantize == "none" else args.quantize
-    lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision, quantize=quantize)
-    sentences, answers, where = _usable(lm, sentences, answers, where, len(args.sentences),
-                                        getattr(args, "strict", False))
-    results = fill_mask(lm, sentences, args.top_k, args.batch_size, where=where)
-    ranks = [answer_rank(masks, a) for masks, a in zip(results, answers)]
-    if args.json:
-        rows = [{"sentence": s, "masks": [[{"token": t, "prob": p} for t, p in cands] for cands in masks],
-                 "filled": filled_text(lm, s, masks), "answer": a, "answer_rank": r}
-                for s, masks, a, r in zip(sentences, results, answers, ranks)]
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
-        return 0
-    print(f"# {lm.source} ({lm.describe()})", file=sys.stderr)
-    for s, masks, a, r in zip(sentences, results, answers, ranks):
-        print(s)
-        for m, cands in enumerate(masks, 1):
-            print(f"  [MASK] {m}: " + "  ".join(f"{t} {p:.3f}" for t, p in cands))
-        if _show_filled(lm, masks):
-            print(f"  filled: {filled_text(lm, s, masks)}")
-        if r is not None:
-            print(_answer_line(a, r, masks, args.top_k))
-    checked = [r for r in ranks if r is not None]
-    if checked:
-        print(f"answers in the top {args.top_k}: {sum(1 for r in checked if r)} of {len(checked)}"
-              f" (top 1: {sum(1 for r in checked if r == 1)})")
-    return 0

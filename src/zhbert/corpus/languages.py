@@ -53,6 +53,13 @@ class Language:
     report_min_vocab: int
     report_avg_len: tuple[float, float]
 
+    @property
+    def default_conversion(self) -> str:
+        """`zhbert prepare`'s --script default (a CleanConfig.script): OpenCC's traditional ->
+        simplified where it applies, else the text's own characters. fill-mask falls back to
+        it for an exported model, whose config records the language only."""
+        return "t2s" if self.opencc else "keep"
+
     @functools.cached_property
     def _non_script_re(self) -> re.Pattern:
         return re.compile(f"[^{self.script}]")

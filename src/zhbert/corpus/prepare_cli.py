@@ -92,7 +92,7 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
         raise UserError(f"--vocab-size (--max-vocab) must exceed the 5 special tokens, got {max_vocab}")
     return PrepareOptions(
         sources=sources, out=Path(args.out),
-        clean=CleanConfig(script=args.script or ("t2s" if lang.opencc else "keep"),
+        clean=CleanConfig(script=args.script or lang.default_conversion,
                           remove_urls=not args.keep_urls,
                           min_sentence_chars=args.min_sentence_chars,
                           max_sentence_chars=args.max_sentence_chars or lang.max_sentence_chars,
