@@ -8,11 +8,15 @@ interrupted job never leaves a directory that looks complete.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
+import re
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -102,7 +106,9 @@ def read_json(path: str | os.PathLike, what: str = "file", missing_hint: str = "
 
 
 def temp_dir_for(final: Path) -> Path:
-    """A hidden sibling directory to build `final` in (normal permissions, not mkdtemp's 0700)."""
+    """A hidden sibling directory to build `final` in (normal permissions, not mkdtemp's 0700).
+    For checkpoints, written under the run's lock (``checkpoint.remove_partial`` clears
+    them); ``staged_dir`` makes its own, locked (``_new_staging``)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
@@ -127,6 +133,200 @@ def check_out_reads_none(out: Path, paths, what: str) -> None:
                             "write it somewhere else")
 
 
+# ----------------------------------------------------------------------------- staged directories
+#
+# A staging directory is named ``.OUT.<8 random characters>.<PID>.partial`` and its creator
+# holds an flock on it while it works (as zhbert.runlock and zhbert.threads do for their
+# files): the kernel drops the lock however the process dies (SIGKILL, OOM), so a later run
+# tells a killed run's directory (unlocked: removed) from a live one's (locked: untouched)
+# without trusting a PID that may have been reused or belong to another host. The PID in the
+# name is for people reading ``ls -a`` and marks the directory as one that is locked.
+# Where directories cannot be locked (NFS refuses an exclusive flock on one) nothing is
+# removed: a leftover then costs disk space, never a live run's work.
+_OWNED = r"[a-z0-9_]{8}\.\d{1,7}\.partial"   # mkdtemp's random part, then the PID (< 2**22)
+_LEGACY = r"[a-z0-9_]{8}\.partial"           # zhbert before owners were recorded
+_ASIDE = r"[a-z0-9_]{8}\.(\d{1,7})\.old"     # a replaced output on its way out
+LEGACY_IDLE_S = 86400.0
+_HELD: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the staging directories this process locks
+
+
+def _open_dir(path: Path) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _inode(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _lock(fd: int, block: bool) -> bool | None:
+    """flock LOCK_EX: True once held, False while another holds it, None where the
+    filesystem has no locks for directories."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _dir_locked(path: Path) -> Iterator[None]:
+    """Hold ``path``'s flock: zhbert's writers into one folder swap their outputs in one at a
+    time, so the check that ``final`` is unchanged and the rename that replaces it are one
+    step for them (unlocked where the filesystem has no locks)."""
+    fd = _open_dir(path)
+    try:
+        # not inside this process's own staging directory (a staged_dir within a staged_dir's
+        # body): flock would wait for ourselves, and no other process writes there
+        if fd is not None and _inode(fd) not in _HELD:
+            _lock(fd, block=True)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _new_staging(final: Path) -> tuple[Path, int | None]:
+    """A locked hidden sibling directory to build ``final`` in, and the descriptor holding
+    its lock (None where there are no locks), with normal permissions (not mkdtemp's 0700)."""
+    for _ in range(5):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=f".{os.getpid()}.partial",
+                                    dir=final.parent))
+        fd = _open_dir(tmp)
+        if fd is not None and _lock(fd, block=True) is None:
+            break  # no locks here: nobody removes it either
+        # Between mkdtemp and the lock another run may have found it unlocked and removed it
+        # as a killed run's (_remove_stale): ours only if it is still there.
+        with contextlib.suppress(OSError):
+            st = os.stat(tmp, follow_symlinks=False)
+            if fd is None or os.path.samestat(st, os.fstat(fd)):
+                break
+        if fd is not None:
+            os.close(fd)
+    else:
+        raise UserError(f"could not create a staging directory beside {final}: each one "
+                        "vanished as it was made; is something deleting hidden folders there?")
+    os.chmod(tmp, 0o777 & ~_umask())
+    if fd is not None:
+        _HELD.add(_inode(fd))
+    return tmp, fd
+
+
+def _remove_if_dead(path: Path) -> bool:
+    """Remove a staging directory whose creator no longer holds its lock."""
+    fd = _open_dir(path)
+    if fd is None:
+        return False
+    try:
+        if not _lock(fd, block=False):  # its creator is alive, or no locks here: keep it
+            return False
+        shutil.rmtree(path, ignore_errors=True)  # holding the lock: nobody can claim it now
+    finally:
+        os.close(fd)
+    return not os.path.lexists(path)
+
+
+def _idle_s(path: Path) -> float:
+    """Seconds since anything in the tree at ``path`` last changed."""
+    newest = 0.0
+    for root, _, files in os.walk(path):
+        for p in [root, *(os.path.join(root, f) for f in files)]:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(p).st_mtime)
+    return time.time() - newest
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def _stale(head: str, name: str, path: Path) -> bool | None:
+    """Whether ``name`` beside an output (its names begin with ``head``) is what a run
+    killed midway left (True: removed now), an older zhbert's that may still be running
+    (False), or none of these (None)."""
+    if re.fullmatch(head + _OWNED, name):
+        return _remove_if_dead(path) or None
+    m = re.fullmatch(head + _ASIDE, name)
+    if (m or re.fullmatch(head + _LEGACY, name)) and path.is_dir() and not path.is_symlink():
+        # an aside is deleted by its live owner right away; an older zhbert's staging
+        # directory records no owner: no run writes for a day without touching a file
+        if not (_pid_alive(int(m[1])) if m else _idle_s(path) <= LEGACY_IDLE_S):
+            shutil.rmtree(path, ignore_errors=True)
+            return True
+        return None if m else False
+    return None
+
+
+def _remove_stale(final: Path) -> None:
+    """Remove what runs writing ``final`` that were killed midway left beside it (a Ctrl-C
+    cleans up itself): their staging directories, which can hold a gigabyte of dedup index,
+    and a replaced output's remains; say so on stderr, and name an older zhbert's staging
+    directories that are kept (``_stale``)."""
+    head = re.escape(f".{final.name}.")
+    found: dict[bool, list[str]] = {True: [], False: []}
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(final.parent)):
+            kind = _stale(head, name, final.parent / name)
+            if kind is not None:
+                found[kind].append(name)
+    if gone := found[True]:
+        print(f"zhbert: removed {len(gone)} unfinished director{'y' if len(gone) == 1 else 'ies'} "
+              f"beside {final} left by runs that were killed: {', '.join(gone)}", file=sys.stderr)
+    if kept := found[False]:
+        print(f"zhbert: note: {', '.join(kept)} beside {final}: unfinished output of an older "
+              "zhbert, kept while it may still be running; remove it (rm -r) if none is",
+              file=sys.stderr)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """What ``path`` is now, to tell whether another process replaced it: a replacement is
+    a new inode, and an inode reused after a deletion has a newer mtime."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def _swap_in(tmp: Path, final: Path, before: tuple | None, force: bool) -> None:
+    """Rename the finished ``tmp`` to ``final`` if ``final`` is still what it was when the
+    run began (``before``). Another run may have written it meanwhile: two ``prepare``s
+    into one --out, the later one once silently deleting the earlier's. Its output is kept
+    even under ``force``: --force asks to replace what was there at the start, not what a
+    concurrent run wrote since, which the user has not seen."""
+    old = None
+    with _dir_locked(final.parent):
+        if _identity(final) not in (None, before):
+            shutil.rmtree(tmp, ignore_errors=True)
+            again = "run this again" if force else "run this again with --force"
+            raise UserError(f"{final} was written by another process while this one ran; it was "
+                            f"kept as that process wrote it and this run's output discarded: "
+                            f"{again} to replace it")
+        if before is not None and os.path.lexists(final):
+            old = tmp.with_name(tmp.name[:-len(".partial")] + ".old")
+            os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if old is not None:
+                os.replace(old, final)  # the previous output stays where it was
+            raise
+        fsync_dir(final.parent)
+    if old is not None:  # a kill during this leaves it to the next run's _remove_stale
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None = None,
                what: str = "zhbert output") -> Iterator[Path]:
@@ -135,7 +335,9 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
     If the body raises, the temporary directory is removed and ``final`` is left
     exactly as it was. With ``force`` an existing ``final`` is replaced only
     after the new one is complete, and, given a ``marker``, only if it is an earlier
-    ``what`` (``check_out``), checked before the body runs.
+    ``what`` (``check_out``), checked before the body runs. Whatever another process
+    wrote at ``final`` while the body ran is never replaced (``_swap_in``): a UserError
+    says so. Staging directories of killed runs are removed first (``_remove_stale``).
     """
     final = Path(final)
     if marker is not None:
@@ -143,19 +345,17 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
     if final.exists() and not force:
         raise UserError(f"{final} already exists; pass --force to replace it "
                         "(it is replaced only once the new one is complete)")
+    before = _identity(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir_for(final)
+    _remove_stale(final)
+    tmp, held = _new_staging(final)
     try:
         yield tmp
+        _swap_in(tmp, final, before, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if held is not None:
+            _HELD.discard(_inode(held))
+            os.close(held)  # drops the lock (after the rename it is final's)
