@@ -75,3 +75,18 @@ def test_train_help_lists_the_config_keys_with_values_set_accepts(capsys):
                                              for k in v}
     # every value as printed goes back through --set unchanged
     assert load_config("tiny", [f"{s}.{k}={v}" for s, k, v in keys]) == load_config("tiny")
+
+
+def test_a_positional_after_double_dash_may_start_with_a_dash(tmp_path, capsys):
+    """Intermixed parsing dropped a positional after "--" (`zhbert status -- -R`)."""
+    run = tmp_path / "-R"
+    run.mkdir()
+    (run / "history.jsonl").write_text("")
+    import os
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["status", "--", "-R"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert "-R" in capsys.readouterr().out

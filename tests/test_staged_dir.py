@@ -142,3 +142,47 @@ def test_staged_dir_inside_a_staging_directory_does_not_wait_for_itself(tmp_path
     with staged_dir(tmp_path / "outer") as d:
         _write(d / "inner", "x")  # its swap locks its folder: our own locked staging directory
     assert (tmp_path / "outer" / "inner" / "f").read_text() == "x"
+
+
+# A --force writer killed right after moving the old output aside, before its new one is in.
+KILLED_MID_SWAP = """
+import os, signal, sys
+from zhbert.fileio import staged_dir
+real = os.replace
+def replace(a, b):
+    real(a, b)
+    if str(a) == sys.argv[1]:  # the old output just moved aside
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+with staged_dir(sys.argv[1], force=True) as d:
+    (d / "f").write_text("new")
+"""
+
+
+def test_a_kill_between_the_renames_loses_no_output(tmp_path, capsys):
+    """The next run deleted the aside (the old output's only copy) as a killed run's leftover."""
+    final = tmp_path / "data"
+    _write(final, "precious")
+    p = subprocess.run([sys.executable, "-c", KILLED_MID_SWAP, str(final)])
+    assert p.returncode == -9 and not final.exists()
+    with pytest.raises(UserError, match="already exists"):  # the old output is back in place
+        _write(final, "other")
+    assert (final / "f").read_text() == "precious"
+    assert f"restored {final}" in capsys.readouterr().err
+
+
+def test_an_interrupt_between_the_renames_puts_the_old_output_back(tmp_path, monkeypatch):
+    final = tmp_path / "data"
+    _write(final, "precious")
+    real, hits = os.replace, []
+
+    def replace(a, b):
+        if str(b) == str(final) and not hits:  # the new output's rename: interrupted
+            hits.append(a)
+            raise KeyboardInterrupt
+        real(a, b)
+    monkeypatch.setattr(fileio.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        _write(final, "new", force=True)
+    monkeypatch.undo()
+    assert (final / "f").read_text() == "precious" and _hidden(tmp_path) == []

@@ -146,7 +146,8 @@ def _main(argv: list[str] | None) -> int:
     module.add_arguments(parser)
     # options may sit between positionals (`fill-mask RUN --top-k 3 "..."` read the sentence as
     # an unrecognized argument); argparse: message + exit 2 on bad options
-    args = parser.parse_intermixed_args(rest)
+    # (not after "--": intermixed parsing then drops a positional that starts with "-")
+    args = parser.parse_args(rest) if "--" in rest else parser.parse_intermixed_args(rest)
     try:
         return int(module.run(args) or 0)
     except UserError as exc:

@@ -268,6 +268,23 @@ def _stale(head: str, name: str, path: Path) -> bool | None:
     return None
 
 
+def _restore_aside(final: Path) -> None:
+    """A run killed between moving the old ``final`` aside and renaming its new one in left
+    ``final`` missing and the old output, the only copy, in ``.NAME.xxxxxxxx.PID.old``: put it
+    back (before anything else looks at ``final``), rather than clear it as a leftover."""
+    if os.path.lexists(final) or not final.parent.is_dir():
+        return
+    head = re.escape(f".{final.name}.")
+    for name in sorted(os.listdir(final.parent)):
+        m = re.fullmatch(head + _ASIDE, name)
+        aside = final.parent / name
+        if m and not _pid_alive(int(m[1])) and aside.is_dir() and not aside.is_symlink():
+            os.replace(aside, final)
+            print(f"zhbert: restored {final} from {name}, left by a run killed while replacing it",
+                  file=sys.stderr)
+            return
+
+
 def _remove_stale(final: Path) -> None:
     """Remove what runs writing ``final`` that were killed midway left beside it (a Ctrl-C
     cleans up itself): their staging directories, which can hold a gigabyte of dedup index,
@@ -306,7 +323,7 @@ def _swap_in(tmp: Path, final: Path, before: tuple | None, force: bool) -> None:
     even under ``force``: --force asks to replace what was there at the start, not what a
     concurrent run wrote since, which the user has not seen."""
     old = None
-    with _dir_locked(final.parent):
+    with _dir_locked(final.parent.resolve()):  # a symlinked parent: lock the folder itself
         if _identity(final) not in (None, before):
             shutil.rmtree(tmp, ignore_errors=True)
             again = "run this again" if force else "run this again with --force"
@@ -318,7 +335,7 @@ def _swap_in(tmp: Path, final: Path, before: tuple | None, force: bool) -> None:
             os.replace(final, old)
         try:
             os.replace(tmp, final)
-        except OSError:
+        except BaseException:  # also a Ctrl-C between the two renames
             if old is not None:
                 os.replace(old, final)  # the previous output stays where it was
             raise
@@ -340,6 +357,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
     says so. Staging directories of killed runs are removed first (``_remove_stale``).
     """
     final = Path(final)
+    _restore_aside(final)
     if marker is not None:
         check_out(final, marker, what)
     if final.exists() and not force:
