@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from zhbert.errors import UserError
+from zhbert.runlock import pid_alive
 
 
 def fsync_dir(path: Path) -> None:
@@ -241,66 +242,47 @@ def _idle_s(path: Path) -> float:
     return time.time() - newest
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True
-
-
-def _stale(head: str, name: str, path: Path) -> bool | None:
-    """Whether ``name`` beside an output (its names begin with ``head``) is what a run
-    killed midway left (True: removed now), an older zhbert's that may still be running
-    (False), or none of these (None)."""
+def _stale(final: Path, name: str) -> str | None:
+    """What ``name`` beside ``final`` is, and what was done: "removed" (a killed run's
+    staging directory or replaced output), "restored" (a replaced output whose run was killed
+    before its new one was renamed in: the only copy, put back as ``final``), "kept" (an older
+    zhbert's staging directory that may still be running), or None (none of these)."""
+    head, path = re.escape(f".{final.name}."), final.parent / name
     if re.fullmatch(head + _OWNED, name):
-        return _remove_if_dead(path) or None
+        return "removed" if _remove_if_dead(path) else None
     m = re.fullmatch(head + _ASIDE, name)
-    if (m or re.fullmatch(head + _LEGACY, name)) and path.is_dir() and not path.is_symlink():
-        # an aside is deleted by its live owner right away; an older zhbert's staging
-        # directory records no owner: no run writes for a day without touching a file
-        if not (_pid_alive(int(m[1])) if m else _idle_s(path) <= LEGACY_IDLE_S):
-            shutil.rmtree(path, ignore_errors=True)
-            return True
-        return None if m else False
-    return None
-
-
-def _restore_aside(final: Path) -> None:
-    """A run killed between moving the old ``final`` aside and renaming its new one in left
-    ``final`` missing and the old output, the only copy, in ``.NAME.xxxxxxxx.PID.old``: put it
-    back (before anything else looks at ``final``), rather than clear it as a leftover."""
-    if os.path.lexists(final) or not final.parent.is_dir():
-        return
-    head = re.escape(f".{final.name}.")
-    for name in sorted(os.listdir(final.parent)):
-        m = re.fullmatch(head + _ASIDE, name)
-        aside = final.parent / name
-        if m and not _pid_alive(int(m[1])) and aside.is_dir() and not aside.is_symlink():
-            os.replace(aside, final)
-            print(f"zhbert: restored {final} from {name}, left by a run killed while replacing it",
-                  file=sys.stderr)
-            return
+    if not (m or re.fullmatch(head + _LEGACY, name)) or not path.is_dir() or path.is_symlink():
+        return None
+    if m:  # an aside is deleted (or put back) by its live owner right away
+        if pid_alive(int(m[1])):
+            return None
+        if not os.path.lexists(final):
+            os.replace(path, final)
+            return "restored"
+    elif _idle_s(path) <= LEGACY_IDLE_S:  # no owner recorded: no run writes for a day idle
+        return "kept"
+    shutil.rmtree(path, ignore_errors=True)
+    return "removed"
 
 
 def _remove_stale(final: Path) -> None:
-    """Remove what runs writing ``final`` that were killed midway left beside it (a Ctrl-C
+    """Clear what runs writing ``final`` that were killed midway left beside it (a Ctrl-C
     cleans up itself): their staging directories, which can hold a gigabyte of dedup index,
-    and a replaced output's remains; say so on stderr, and name an older zhbert's staging
-    directories that are kept (``_stale``)."""
-    head = re.escape(f".{final.name}.")
-    found: dict[bool, list[str]] = {True: [], False: []}
+    and a replaced output's remains, or the replaced output itself where the new one never
+    arrived; say so on stderr, and name an older zhbert's staging directories that are kept."""
+    found: dict[str, list[str]] = {"removed": [], "restored": [], "kept": []}
     with contextlib.suppress(OSError):
         for name in sorted(os.listdir(final.parent)):
-            kind = _stale(head, name, final.parent / name)
+            kind = _stale(final, name)
             if kind is not None:
                 found[kind].append(name)
-    if gone := found[True]:
+    if restored := found["restored"]:
+        print(f"zhbert: restored {final} from {restored[0]}, left by a run killed while "
+              "replacing it", file=sys.stderr)
+    if gone := found["removed"]:
         print(f"zhbert: removed {len(gone)} unfinished director{'y' if len(gone) == 1 else 'ies'} "
               f"beside {final} left by runs that were killed: {', '.join(gone)}", file=sys.stderr)
-    if kept := found[False]:
+    if kept := found["kept"]:
         print(f"zhbert: note: {', '.join(kept)} beside {final}: unfinished output of an older "
               "zhbert, kept while it may still be running; remove it (rm -r) if none is",
               file=sys.stderr)
@@ -357,7 +339,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
     says so. Staging directories of killed runs are removed first (``_remove_stale``).
     """
     final = Path(final)
-    _restore_aside(final)
+    _remove_stale(final)  # first: a killed run's replaced output may have to be put back
     if marker is not None:
         check_out(final, marker, what)
     if final.exists() and not force:
@@ -365,7 +347,6 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
                         "(it is replaced only once the new one is complete)")
     before = _identity(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(final)
     tmp, held = _new_staging(final)
     try:
         yield tmp

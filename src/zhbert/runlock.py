@@ -23,6 +23,18 @@ from pathlib import Path
 from zhbert.errors import UserError
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (another user's counts as alive). The
+    sweep's worker check, `status` and staged_dir's leftovers ask this one."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, another user's
+        return True
+    return True
+
+
 def lock_path(target: str | Path) -> Path:
     """The lock file guarding ``target``: ``RUN/.train.lock`` for a run directory is
     ``lock_path(RUN / "train")``; ``RUN/.probe.jsonl.lock`` guards probe.jsonl."""

@@ -127,7 +127,8 @@ def ar1_reml(r: np.ndarray, jac: np.ndarray, lengths: list[int]) -> float:
     (n, k), pooled over runs: the mean of its restricted (REML) likelihood over ``PHI_GRID``
     (a flat prior). The residuals' own correlation (``ar1_estimate``) reads the noise after the
     curve has soaked up what is slow in it: 16 points of AR(1) 0.7 noise around a 4-parameter
-    law read ~0 whatever the truth, and its first-difference fallback is noisy (RMSE 0.2-0.4).
+    law read ~0 whatever the truth, and its first-difference fallback is noisy (RMSE
+    0.23-0.49 on the planner's generated curves).
     The restricted likelihood (Patterson & Thompson 1971) is that of what the curve's k
     directions cannot fit, so the degrees of freedom the fit took do not bias phi; its mean,
     not its mode, since with few points it is flat over a wide range. On the planner's

@@ -14,13 +14,14 @@ fails on its own (divergence, crash) or is given up counts once.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import warnings
 
 import optuna
 from optuna.trial import TrialState
+
+from zhbert.runlock import pid_alive
 
 NOT_COUNTED = ("worker_lost", "interrupted", "trainer_stopped")  # retried, not counted
 MAX_RETRY = 3        # retries of a trial whose worker or trainer was lost (Ctrl-C: no limit)
@@ -47,12 +48,7 @@ def _alive(t: optuna.trial.FrozenTrial, now: float, grace_s: float) -> bool:
     if now - float(a.get("heartbeat", now)) > grace_s:
         return False
     if a.get("worker_host") == socket.gethostname() and a.get("worker_pid"):
-        try:
-            os.kill(int(a["worker_pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        return pid_alive(int(a["worker_pid"]))
     return True
 
 
