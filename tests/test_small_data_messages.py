@@ -126,3 +126,18 @@ def test_too_few_sequences_explains_the_warmup_batch(tmp_path):
     with pytest.raises(UserError, match=r"fewer than one global batch \(64\); use a larger corpus "
                                         r"or a smaller train.batch_size$"):
         build_loader(off, data).check()
+
+
+def test_the_batches_own_check_explains_the_warmup_batch_too(tmp_path):
+    """The loader checks each epoch again as it reaches it (epochs differ slightly in size):
+    that check explains the warm-up's global batch as the one before training does."""
+    from synthetic import make_data_dir
+
+    from zhbert.config import load_config
+    from zhbert.trainparts import build_loader
+    data = make_data_dir(tmp_path / "data", n_docs=(3, 2, 2))
+    cfg = load_config("tiny", ["data.max_len=64", "data.warmup_len=16", "data.warmup_len_fraction=0.2",
+                               "train.batch_size=64"])
+    with pytest.raises(UserError, match=r"\(256: train.batch_size 64 x 4 short sequences per full one "
+                                        r"during the length warm-up"):
+        next(build_loader(cfg, data))  # no check() first: the batches' own check

@@ -30,9 +30,10 @@ class _BatchStream(torch.utils.data.IterableDataset):
 
     def __init__(self, path: Path, split: str, cfg: DataConfig, batch_size: int,
                  rank: int, world_size: int, cache_dir: Path | None = None,
-                 epoch: int = 0, position: int = 0):
+                 epoch: int = 0, position: int = 0, full_len: int | None = None):
         super().__init__()
         self.path, self.split, self.cfg, self.cache_dir = path, split, cfg, cache_dir
+        self.full_len = full_len  # the short loader of a length warm-up up to that max_len
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.start = (epoch, position)
         self._arrays: tuple[DataDir, SplitArrays] | None = None
@@ -58,12 +59,12 @@ class _BatchStream(torch.utils.data.IterableDataset):
         return {"data": str(Path(dd.path).resolve()), "manifest": dd.manifest, "split": self.split,
                 "config": asdict(self.cfg)}
 
-    def check(self, epoch: int = 0, full_len: int | None = None) -> np.ndarray:
-        """The epoch's instances, or a UserError if they do not fill one global batch.
-        ``full_len``: this is the short loader of a length warm-up up to that max_len."""
+    def check(self, epoch: int = 0) -> np.ndarray:
+        """The epoch's instances, or a UserError if they do not fill one global batch
+        (before training, and again at each epoch: epochs differ slightly in size)."""
         inst = self.instances(epoch)
         if len(inst) < self.batch_size * self.world_size:
-            raise UserError(self.too_few(len(inst), full_len))
+            raise UserError(self.too_few(len(inst), self.full_len))
         return inst
 
     def too_few(self, n: int, full_len: int | None) -> str:
@@ -165,18 +166,18 @@ class PretrainingLoader:
         self.total_tokens += batch["attention_mask"].numel()
         return batch
 
-    def check(self, full_len: int | None = None) -> None:
+    def check(self) -> None:
         """Fail now, with a UserError, where the first batch would (too few documents for
-        NSP, fewer sequences than a batch) rather than after the run has started.
-        ``full_len``: see _BatchStream.check."""
-        self._stream.check(self.epoch, full_len)
+        NSP, fewer sequences than a batch) rather than after the run has started."""
+        self._stream.check(self.epoch)
         if self.num_workers:  # the workers build their own: do not hold the epoch here too
             self._stream._epoch_cache = None
 
     def _start(self) -> Iterator:
         if self.num_workers == 0:
             return self._stream.batches(self.epoch, self.position)
-        stream = _BatchStream(*self._spec, epoch=self.epoch, position=self.position)
+        stream = _BatchStream(*self._spec, epoch=self.epoch, position=self.position,
+                              full_len=self._stream.full_len)
         return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                                                 prefetch_factor=4, pin_memory=self.pin_memory))
 
@@ -234,10 +235,12 @@ class LengthWarmupLoader:
     def __init__(self, short: PretrainingLoader, full: PretrainingLoader, short_batches: int):
         self.short, self.full, self.short_batches = short, full, short_batches
         self.served = 0
+        # the short batches' size needs explaining wherever they run short (too_few)
+        short._stream.full_len = full.cfg.max_len
 
     def check(self) -> None:
         """PretrainingLoader.check for both lengths."""
-        self.short.check(full_len=self.full.cfg.max_len)  # its batch size needs explaining
+        self.short.check()
         self.full.check()
 
     def __iter__(self) -> "LengthWarmupLoader":
