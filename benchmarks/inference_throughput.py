@@ -7,7 +7,9 @@ and HF's fill-mask pipeline, at the machine's best precision and at fp32.
 
 Batches of 32 sentences of 48 characters, one [MASK] each, given as text. Sides:
 - zhbert: what `zhbert fill-mask` runs (zhbert.fillmask.make_masked_lm + fill_mask):
-  encoding from text, length-sorted batches, its inference encoder, top-1 from the
+  encoding from text (less the CLI's normalisation, ``normalized=True``: the texts are
+  the token ids' characters, which OpenCC's t2s would change in ~11% of the places, so
+  the sides would read different inputs; the pipeline does no such cleaning either), length-sorted batches, its inference encoder, top-1 from the
   masked slots; bf16 = bf16 matmul weights (fp32 residual/LayerNorm/head).
 - reference: HF BertForMaskedLM (SDPA) on the token ids, the full (B, T, V) head.
 - pipeline: transformers' fill-mask pipeline (its tokenizer, a one-character-per-
@@ -101,7 +103,7 @@ def sides(cfg, run: list[str], quantize: str | None) -> dict[tuple[str, str], ca
 
     def zhbert(lm):
         def f(b):
-            out = fill_mask(lm, b["texts"], top_k=1, batch_size=B)  # the CLI's path
+            out = fill_mask(lm, b["texts"], top_k=1, batch_size=B, normalized=True)  # the CLI's path
             return torch.tensor([vocab.id(masks[0][0][0]) for masks in out])
         return f
 
@@ -151,7 +153,7 @@ def child_rss(args) -> int:
     if side == "zhbert":
         lm = make_masked_lm(BertForPretraining(cfg).eval(), Vocab(tuple(vocab_tokens())),
                             cfg.max_position_embeddings, "cpu", precision)
-        run = lambda: fill_mask(lm, texts_, top_k=1, batch_size=B)  # noqa: E731
+        run = lambda: fill_mask(lm, texts_, top_k=1, batch_size=B, normalized=True)  # noqa: E731
     else:
         hf = BertForMaskedLM._from_config(cfg.to_hf_config(), attn_implementation="sdpa").eval()
         fill = pipeline("fill-mask", model=hf, tokenizer=hf_tokenizer(), device="cpu", top_k=1)
