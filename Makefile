@@ -1,8 +1,12 @@
 # `make demo` and `make test` set everything up first (idempotent, fast when done).
 PYTHON ?= python3
 VENV   ?= .venv
-# Override for a CUDA build, e.g. make setup TORCH="torch==2.13.0 --index-url ..."
+# torch's pin, and the index torch alone is taken from (empty: pip's own configuration), e.g.
+# make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128 for a CUDA build, .../whl/cpu
+# for the CPU-only one. The index is passed to torch's install only: PyTorch's index does not
+# carry the other requirements (jieba, opencc, ...).
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.zhbert-setup
 DEMO   ?= runs/demo
@@ -32,7 +36,8 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@# the pin again (2.13.0 matches an installed 2.13.0+cu128): no requirement can upgrade torch
 	$(PY) -m pip install -q -r requirements.txt $(TORCH)
 	$(PY) -m pip install -q "setuptools>=64"
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .

@@ -194,7 +194,7 @@ def test_a_gpu_that_torch_cannot_use_is_named_once_with_the_setup_line(monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", None)
     msg = P.unused_gpu_message(nvidia_smi="/usr/bin/nvidia-smi", dev_nodes=[])
-    assert "CPU-only build" in msg and 'make setup TORCH="torch==2.13.0 --index-url' in msg
+    assert "CPU-only build" in msg and 'make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128' in msg
     assert P.unused_gpu_message(nvidia_smi="", dev_nodes=["/dev/nvidia0"]) is not None
     assert P.unused_gpu_message(nvidia_smi="", dev_nodes=[]) is None  # no GPU: nothing to say
     monkeypatch.setattr(torch.version, "cuda", "12.8")

@@ -135,8 +135,8 @@ def _resolve_cpu(requested: str, caps: Capabilities, probe) -> Resolved:
     return Resolved(requested, f"requested --precision {requested} on {cpu}: {what_happens(requested)}")
 
 
-# the Makefile's TORCH override for a CUDA build of the pinned torch
-CUDA_SETUP = ('make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" '
+# the Makefile's index for a CUDA build of the pinned torch (torch alone comes from it)
+CUDA_SETUP = ("make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128 "
               "(pick the CUDA version your driver supports: nvidia-smi shows it)")
 
 
