@@ -6,7 +6,7 @@
 Logits are random with a share of rows (``--confident``) whose label is far ahead
 (p(label) > 0.5, as late in training), and the last 50 rows are ignored (-100), as the
 padding rows of ``model.mlm_rows``. Shapes: the throughput benchmark's `tiny` head
-(640, 10000) and a demo step at length 64 (1280, 5036), bf16 and fp32. Prints the median
+(640, 10000) in bf16 and a demo step at length 64 (1280, 5036) in bf16 and fp32. Prints the median
 milliseconds of each and writes JSON to benchmarks/out/.
 """
 

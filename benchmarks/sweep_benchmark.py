@@ -3,7 +3,7 @@ the best trial, does the best trial beat the `tiny` preset, and do two workers o
 machine finish the same trials with no duplicate or lost one?
 
     python -m benchmarks.sweep_benchmark                       # the issue's figures
-    python -m benchmarks.sweep_benchmark --steps 300 --trials 6 --budget-minutes 30 \
+    python -m benchmarks.sweep_benchmark --steps 300 --trials 6 --budget-minutes 30 \\
         --workers-check-trials 0                               # a reduced run
 
 Runs, all on the built-in corpus (prepared once, as benchmarks.time_to_accuracy does):
@@ -143,6 +143,10 @@ def journal_check(sweep_dir: Path, expected: int) -> dict:
             "numbers_unique": len({t.number for t in trials}) == len(trials)}
 
 
+def _acc(best: float | None) -> str:
+    return "-" if best is None else f"{best:.4f}"
+
+
 def summary(res: dict) -> str:
     a, b, p = res["none"], res["forecast"], res["preset"]
     saved = 1 - b["steps_run"] / a["steps_run"] if a["steps_run"] else float("nan")
@@ -152,9 +156,9 @@ def summary(res: dict) -> str:
              f"| `tiny` preset, {res['steps']} steps | 1 | - | {p['steps']:,} | {p['eval_mlm_acc']:.4f} | {p['wall_s'] / 60:.1f} min (training) |"]
     for s in (a, b):
         lines.append(f"| sweep, --pruner {s['pruner']} | {s['trials']} | {s['states']} | {s['steps_run']:,} | "
-                     f"{s['best'] if s['best'] is None else format(s['best'], '.4f')} | {(s['wall_s'] or 0) / 60:.1f} min |")
+                     f"{_acc(s['best'])} | {(s['wall_s'] or 0) / 60:.1f} min |")
     lines += ["", f"forecast pruning trained {saved:.0%} fewer steps than no pruning (issue: >= 40%); "
-              f"best {b['best']} vs {a['best']} (issue: within 0.01); preset {p['eval_mlm_acc']:.4f}"]
+              f"best {_acc(b['best'])} vs {_acc(a['best'])} (issue: within 0.01); preset {p['eval_mlm_acc']:.4f}"]
     for w in res.get("workers", []):
         lines.append(f"workers {w['workers']}: {w['trials']} trials in {(w['wall_s'] or 0) / 60:.1f} min; "
                      f"journal: {w['journal_check']}")

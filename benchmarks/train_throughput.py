@@ -198,7 +198,7 @@ def report(args, cfg, precision: str, result: dict, info: dict, peak: dict, rss:
                          "first_step_s": result["first_step_s"][side]}
         rows.append([side, precision, f"{tps:,.0f}", f"{summary[side]['mean_tokens_per_s']:,.0f}",
                      f"{tokens / min(s):,.0f}..{tokens / max(s):,.0f}", f"{gflops:.1f}",
-                     f"{100 * gflops / peak[precision]:.0f}%", f"{rss.get(side) or 0:.0f}",
+                     f"{100 * gflops / peak[precision]:.0f}%", "-" if rss.get(side) is None else f"{rss[side]:.0f}",
                      f"{result['first_step_s'][side]:.2f}"])
     ratio = summary["zhbert"]["tokens_per_s"] / summary["reference"]["tokens_per_s"]
     print(common.machine_line(info))

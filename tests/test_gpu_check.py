@@ -50,3 +50,24 @@ def test_quick_run_on_the_cpu(tmp_path, monkeypatch):
     result = json.loads(next((tmp_path / "out").glob("gpu_check-*.json")).read_text())["results"][0]
     assert result["precision"] == "fp32" and result["steps_per_s"] > 0
     assert result["data_wait_share"] is not None and 0 <= result["data_wait_share"] < 1
+
+
+def test_quick_line_extrapolates_nothing(tmp_path):
+    """--quick times the tiny preset on the CPU to check the script: its line must not read
+    as the seed study's time against the 30-minute goal."""
+    r = {"precision": "fp32", "tokens_per_s": 900.0, "real_tokens_per_s": 800.0, "steps_per_s": 7.0,
+         "data_wait_share": 0.01, "seed_study_minutes": 238.1}
+    quick = gpu_check.line(r, quick=True)
+    assert "goal" not in quick and "238.1" not in quick and "--quick" in quick
+    assert "goal < 30 min: not met" in gpu_check.line(r)
+
+
+def test_sweep_benchmark_summary_rounds_the_best_accuracies():
+    from benchmarks.sweep_benchmark import summary
+    sweep = {"trials": 6, "states": "6 complete", "steps_run": 1800, "wall_s": 60.0}
+    res = {"machine": "cpu", "fixed": [], "steps": 300,
+           "preset": {"steps": 300, "eval_mlm_acc": 0.03, "wall_s": 30.0},
+           "none": {**sweep, "pruner": "none", "best": 0.04045977011494253},
+           "forecast": {**sweep, "pruner": "forecast", "best": None}}
+    text = summary(res)
+    assert "best - vs 0.0405 (issue: within 0.01)" in text and "0.040459" not in text
