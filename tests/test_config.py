@@ -101,3 +101,21 @@ def test_differences_name_what_changed_with_both_values():
     assert load("tiny", ["data.warmup_len=0"]).differences(tiny) == {"data.warmup_len": (0, 16)}
     assert load("tiny", ["train.schedule=wsd", "train.decay_fraction=0.3"]).differences(tiny) == {
         "train.decay_fraction": (0.3, 0.2), "train.schedule": ("wsd", "cosine")}
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.seed=-1", "train.seed must be in [0, 2^32)"),  # numpy's SeedSequence: a traceback
+    ("train.seed=4294967296", "train.seed must be in [0, 2^32)"),  # each step's manual_seed overflowed
+    ("train.weight_decay=inf", "train.weight_decay must be a finite number (got inf)"),  # "diverged"
+    ("train.eps=inf", "train.eps must be a finite number (got inf)"),  # trained nothing, exit 0
+    ("train.lr=inf", "train.lr must be a finite number (got inf)"),
+    ("data.mask_prob=nan", "data.mask_prob must be a finite number (got nan)"),
+])
+def test_out_of_range_seeds_and_infinite_settings_are_config_errors(override, words):
+    """A newcomer's pass: these passed validation and failed later (a traceback, a run that
+    "diverged" with advice to lower the lr, or one that silently learned nothing)."""
+    from zhbert.config import ConfigError
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", [override])
+    assert words in str(err.value)
+    assert load_config("tiny", ["train.seed=4294967295"]).train.seed == 2 ** 32 - 1

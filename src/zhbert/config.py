@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -365,5 +366,13 @@ def validate(c: Config) -> list[str]:
         (t.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1"),
+        # numpy's SeedSequence takes no negative seed, and each step's torch.manual_seed
+        # (trainloop.train_step: seed x 1,000,003 + step x 7,919 + rank) must stay below 2^63
+        (0 <= t.seed < 2 ** 32, "train.seed must be in [0, 2^32)"),
     ]
-    return [msg for ok, msg in checks if not ok]
+    # inf passes every comparison above that it should not (weight_decay >= 0, eps > 0)
+    infinite = [f"{name}.{f.name} must be a finite number (got {getattr(sec, f.name)})"
+                for name, sec in (("model", m), ("data", d), ("train", t))
+                for f in dataclasses.fields(sec) if isinstance(getattr(sec, f.name), float)
+                and not math.isfinite(getattr(sec, f.name))]
+    return infinite + [msg for ok, msg in checks if not ok]
