@@ -207,6 +207,11 @@ def test_nonfinite_steps_are_skipped_then_stop(synthetic_data, tmp_path, monkeyp
     kinds = [e["kind"] for e in events]
     assert kinds.count("nonfinite_loss") == 4 and kinds[-1] == "diverged"
     assert [e["step"] for e in events if e["kind"] == "nonfinite_loss"] == [3, 8, 9, 10]
+    # status and the dashboard (runstate) say diverged and give train's advice, not
+    # "stopped (continue with --resume)", which replayed the same batches into it again
+    from zhbert.history import DIVERGED_ADVICE
+    from zhbert.runstate import collect
+    assert collect(tmp_path / "run")["state"] == f"diverged at step 10: {DIVERGED_ADVICE}"
 
 
 def test_a_skipped_last_step_still_evaluates_and_checkpoints(synthetic_data, tmp_path, monkeypatch):

@@ -56,6 +56,10 @@ from zhbert.fileio import atomic_write_bytes, atomic_write_text
 SCHEMA = "zhbert-history"
 VERSION = 1
 STOP_EVENT = "stop"  # the checkpoint event of a run stopped by a signal (it resumes from it)
+DIVERGED_EVENT = "diverged"  # train stopped the run: too many non-finite steps in a row
+# what to do then (train's error, status, the dashboard): the same settings diverge again
+DIVERGED_ADVICE = ("start it again (--force) with a lower train.lr, a longer train.warmup_steps "
+                   "or train.precision=fp32; --resume would replay the same batches")
 
 
 class HistoryWriter:

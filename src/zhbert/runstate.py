@@ -19,7 +19,7 @@ from typing import Any
 from zhbert.checkpoint import list_checkpoints
 from zhbert.config import config_from_dict, run_config_sections
 from zhbert.errors import UserError
-from zhbert.history import read_history
+from zhbert.history import DIVERGED_ADVICE, DIVERGED_EVENT, read_history
 from zhbert.runlock import is_locked, lock_path
 from zhbert.schedule import Schedule
 
@@ -59,12 +59,16 @@ def run_state(run_dir: Path, total: int, last_step: int) -> str:
     return STOPPED if info is None else pruned_state(info)
 
 
-def stopped_state(run_dir: Path) -> str:
+def stopped_state(run_dir: Path, last_event: dict | None = None) -> str:
     """STOPPED where `zhbert train --resume` would continue the run; else NOT_RESUMABLE and
     train's own reason and advice (a history without its config.json: advising --resume
     there sent users into an exit 2). rundir.check_resumable is the one home of what
-    --resume needs, so ask it, not a copy."""
+    --resume needs, so ask it, not a copy. A run whose history ends in train's divergence
+    stop (``last_event``) is "diverged": --resume would diverge again."""
     from zhbert.rundir import check_resumable
+    if last_event and last_event.get("kind") == DIVERGED_EVENT:
+        step = last_event.get("step")
+        return f"diverged{f' at step {step:,}' if isinstance(step, int) else ''}: {DIVERGED_ADVICE}"
     try:
         check_resumable(run_dir)
     except UserError as exc:
@@ -187,7 +191,7 @@ def summarize(run_dir: Path, last: dict[str, dict],
     # its history: --resume would start it over at step 0)
     state = run_state(run_dir, total, ckpts[-1].step if ckpts else logged)
     if state == STOPPED:
-        state = stopped_state(run_dir)
+        state = stopped_state(run_dir, last.get("event"))
     starved = (starvation(train, header, machine_competition(run_dir))
                if train and state == "running" else None)
     return {"run": str(run_dir), "state": state, "step": step,

@@ -25,7 +25,7 @@ from zhbert.config import OBJECTIVES, Config
 from zhbert.data import IGNORE_INDEX
 from zhbert.distributed import Dist, agree_max, all_reduce_mean_, on_main
 from zhbert.errors import UserError
-from zhbert.history import STOP_EVENT, HistoryWriter
+from zhbert.history import DIVERGED_ADVICE, DIVERGED_EVENT, STOP_EVENT, HistoryWriter
 from zhbert.schedule import lr_at
 from zhbert.threads import rebalance
 
@@ -401,12 +401,11 @@ def _handle_nonfinite(tr: Trainer, step: int, kind: str = "nonfinite") -> None:
     ref = latest_valid_checkpoint(tr.run_dir, warn=lambda m: print(m, file=sys.stderr))
     last = f"the last checkpoint is step {ref.step}" if ref else "no checkpoint was saved"
     if tr.dist.main:
-        tr.history.write({"type": "event", "step": step, "kind": "diverged",
+        tr.history.write({"type": "event", "step": step, "kind": DIVERGED_EVENT,
                           "message": f"{n} non-finite steps in a row: run stopped; {last}"})
         tr.history.sync()
     raise UserError(f"training diverged: {n} non-finite steps in a row (steps {step - n + 1}-{step}); "
-                    f"the run stopped ({last}). Start it again with a lower train.lr, a longer "
-                    "train.warmup_steps or train.precision=fp32 (--resume would replay the same batches)")
+                    f"the run stopped ({last}); {DIVERGED_ADVICE}")
 
 
 def _progress_bar(tr: Trainer):
