@@ -19,16 +19,8 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
         raise UserError(f"{run_dir} is a data directory (it holds {DATA_MANIFEST}); choose "
                         "another --out for the run, e.g. runs/NAME")
     cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
-        old = read_json(cfg_path, "run config")
-        changed = config_from_dict(old.get("config", {})).differences(cfg)
-        was = old.get("data", {})
-        if was.get("vocab_sha256") != data_info["vocab_sha256"]:
-            changed["the vocabulary"] = (was.get("dir"), data_info["dir"])
-        elif was.get("identity", data_info["identity"]) != data_info["identity"]:
-            # the same vocabulary over other text (another split seed, other files): other
-            # batches and another held-out set (runs from before the identity: not checked)
-            changed["the data"] = (was.get("dir"), data_info["dir"])
+    changed = run_changes(run_dir, cfg, data_info)
+    if changed is not None:
         same = not changed
         if not same and not force:
             raise UserError(_other_run_message(run_dir, changed, resume))
@@ -47,6 +39,33 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
         raise UserError(f"cannot create the run directory {run_dir}: {exc.strerror}; "
                         "choose a writable --out") from None
     atomic_write_json(cfg_path, {"config": cfg.to_dict(), "config_hash": cfg.hash(), "data": data_info})
+
+
+def run_changes(run_dir: Path, cfg: Config, data_info: dict) -> dict[str, tuple] | None:
+    """What ``cfg`` and the data change from the run in ``run_dir`` (None: no config.json):
+    Config.differences, plus "the vocabulary" or "the data" (their directories)."""
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        return None
+    old = read_json(cfg_path, "run config")
+    changed = config_from_dict(old.get("config", {})).differences(cfg)
+    was = old.get("data", {})
+    if was.get("vocab_sha256") != data_info["vocab_sha256"]:
+        changed["the vocabulary"] = (was.get("dir"), data_info["dir"])
+    elif was.get("identity", data_info["identity"]) != data_info["identity"]:
+        # the same vocabulary over other text (another split seed, other files): other
+        # batches and another held-out set (runs from before the identity: not checked)
+        changed["the data"] = (was.get("dir"), data_info["dir"])
+    return changed
+
+
+def check_resume_target(run_dir: Path, cfg: Config, data_info: dict) -> None:
+    """--resume's refusal of other settings or other data, asked before the data are read:
+    a loader's complaint about other data (too few sequences) named fixes that --resume
+    refuses (a smaller batch, the warm-up off) instead of the run's own --data."""
+    changed = run_changes(run_dir, cfg, data_info)
+    if changed:
+        raise UserError(_other_run_message(run_dir, changed, resume=True))
 
 
 def orphaned(run_dir: Path) -> bool:

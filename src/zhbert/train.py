@@ -34,7 +34,7 @@ from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.run import DATA_MANIFEST, data_config, is_run_dir, model_config_from
-from zhbert.rundir import check_resumable, orphan_error, orphaned, prepare_run_dir
+from zhbert.rundir import check_resumable, check_resume_target, orphan_error, orphaned, prepare_run_dir
 from zhbert.runlock import WriterLock, lock_path
 from zhbert.tblog import TensorBoardLog
 from zhbert.trainloop import Interval, Progress, Trainer, fit
@@ -179,8 +179,11 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
 
     precision, reason, autocast, scaler = resolve_precision_for(cfg, device)
     run_dir = Path(run_dir)
+    precheck = None
+    if resume and not force:  # other data: say so before the loader judges them
+        precheck = lambda info: on_main(dist, device, lambda: check_resume_target(run_dir, cfg, info))  # noqa: E731
     cfg, vocab_size, data_info, loader, eval_batches = _open_data(cfg, data_dir, dist, device,
-                                                                 minutes)
+                                                                 minutes, precheck)
 
     def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
         if resume:
@@ -219,11 +222,12 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
 
 
 def _open_data(cfg: Config, data_dir: str | Path, dist: Dist, device: torch.device,
-               minutes: float | None):
+               minutes: float | None, precheck=None):
     """(cfg, vocabulary size, config.json's data entry, loader, held-out batches); with
     ``minutes``, cfg's train.steps are the steps that fit (``zhbert.budget``). The data
     come first: a config they cannot serve (say NSP over one document) fails here, before
-    the run directory exists, so the fixed command can use the same --out."""
+    the run directory exists, so the fixed command can use the same --out. ``precheck``
+    is given the data entry before the batches are built."""
     from zhbert.budget import budgeted
     from zhbert.data import build_eval_set
     from zhbert.datadir import open_data_dir
@@ -231,6 +235,8 @@ def _open_data(cfg: Config, data_dir: str | Path, dist: Dist, device: torch.devi
     dd = open_data_dir(data_dir)
     data_info = {"dir": str(Path(data_dir).resolve()), "vocab_sha256": dd.vocab.sha256,
                  "vocab_size": len(dd.vocab), "identity": dd.identity}
+    if precheck is not None:
+        precheck(data_info)
     loader = build_loader(cfg, data_dir, dist, device.type)
     loader.check()
     # rank 0 evaluates; its held-out set failing (an empty split) stops every rank
