@@ -121,6 +121,9 @@ def test_a_run_far_past_its_minutes_is_told_why():
     """A demo trained 4.0 minutes of its 3.5 (its steps ran slower than measured at the
     start) and said nothing; past 10% it says so, and why it could be."""
     note = budget.overrun_note(3.5, 240.0)
-    assert note.startswith("zhbert: note: the run trained 4.0 minutes of the 3.5 asked: its steps "
+    assert note.startswith("zhbert: note: the run trained 4.00 minutes of the 3.5 asked: its steps "
                            "ran 14% slower than measured at its start")
     assert budget.overrun_note(3.5, 225.0) is None  # within 10%
+    # a small budget: "0.4 minutes of the 0.4 asked: 12% slower" read as a contradiction
+    assert "trained 0.45 minutes of the 0.4 asked: its steps ran 12% slower" in budget.overrun_note(0.4, 26.9)
+    assert "trained 35.0 minutes of the 30 asked" in budget.overrun_note(30, 2100.0)

@@ -123,7 +123,7 @@ def test_a_folder_that_is_no_run_says_so(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--target", "2"], "eval_mlm_acc is an accuracy, so the target must lie between 0 and 1"),
+    (["--target", "2"], "target 2: eval_mlm_acc is an accuracy, so the target must lie between 0 and 1"),
     (["--target", "-1", "--metric", "loss"], "loss is above 0"),
 ])
 def test_analyze_refuses_a_target_out_of_bounds_before_fitting(tmp_path, capsys, monkeypatch,

@@ -142,6 +142,9 @@ def test_study_reuses_analysis_and_predicts(runs):
     bad = c.get("/api/runs/a/study?metric=nope")
     assert bad.status_code == 422 and "nope" in bad.json()["error"]
     assert "--metric" not in bad.json()["error"]  # the page has no command-line flags
+    far = c.get("/api/runs/a/study?target=2").json()["prediction"]["error"]
+    assert far.startswith("target 2: eval_mlm_acc is an accuracy") and far.count("target 2") == 1
+    assert "--target" not in far
 
 
 def test_anomalies_and_checkpoints(tmp_path):
@@ -299,3 +302,20 @@ def test_a_sweep_shows_as_a_group_with_its_best_trial(tmp_path):
     (sweep / "sweep.json").write_text(json.dumps({"objective": "loss"}))
     (g,) = TestClient(create_app([tmp_path / "runs"])).get("/api/runs").json()["sweeps"]
     assert g["metric"] == "eval_mlm_loss" and g["best"] == "sw/trials/0002"
+
+
+@pytest.mark.parametrize("age, words", [(45, "no new history for 45 s"), (600, "no new history for 10 min")])
+def test_a_stalled_run_says_for_how_long(tmp_path, monkeypatch, age, words):
+    """With --stall-after 3 a paused trainer read "stalled (no new history for 0 min)"."""
+    import os
+    import time
+
+    import zhbert.runstate
+    from zhbert.monitor import server
+    run = write_run(tmp_path / "r")
+    mtime = time.time() - age
+    os.utime(run / "history.jsonl", (mtime, mtime))
+    monkeypatch.setattr(zhbert.runstate, "run_state", lambda *a: "running")
+    ref = server.RunSet([tmp_path]).runs
+    summary = server.run_summary(next(iter(ref.values())), stall_after=3)
+    assert summary["state"] == f"stalled ({words})"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -353,6 +354,11 @@ def test_resume_reads_the_runs_own_settings(synthetic_data, tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(args + ["--resume"]) == 0
     assert f"resuming with the settings in {run / 'config.json'}" in capsys.readouterr().err
+    from unittest import mock
+    with mock.patch.dict(os.environ, {"RANK": "1"}):  # a torchrun process other than rank 0
+        from zhbert.train import config_spec
+        assert config_spec(SimpleNamespace(config=None, out=str(run), resume=True)) == str(run / "config.json")
+    assert "resuming with" not in capsys.readouterr().err  # said once, by rank 0
     for spec in (run, run / "config.json"):  # a run's settings as --config, like a preset's
         assert cli_main(args + ["--resume", "--config", str(spec)]) == 0
     assert cli_main(args + ["--resume", "--config", str(run), "--set", "train.lr=2e-4"]) == 2

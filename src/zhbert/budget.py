@@ -132,7 +132,9 @@ def overrun_note(minutes: float, seconds: float) -> str | None:
     they fix the lr schedule."""
     if seconds <= OVERRUN * minutes * 60:
         return None
-    return (f"zhbert: note: the run trained {seconds / 60:.1f} minutes of the {minutes:g} asked: "
+    # two decimals below 10 minutes: "0.4 minutes of the 0.4 asked: 12% slower" read as a contradiction
+    trained = f"{seconds / 60:.1f}" if seconds >= 600 else f"{seconds / 60:.2f}"
+    return (f"zhbert: note: the run trained {trained} minutes of the {minutes:g} asked: "
             f"its steps ran {seconds / (minutes * 60) - 1:.0%} slower than measured at its start "
             "(another process, or a slower machine by then; `zhbert status` says when a run "
             "is starved)")

@@ -87,7 +87,7 @@ def run(args) -> int:
                         progress=not args.no_progress, minutes=args.minutes)
     if args.minutes is not None:  # the steps it chose are in the run's config
         cfg = load_config(str(Path(args.out) / "config.json"))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if _launched_rank() == 0:
         print(summary_line(Path(args.out), cfg, progress), file=sys.stderr)
         if args.minutes is not None and progress.step >= cfg.train.steps:
             from zhbert.budget import overrun_note
@@ -130,9 +130,15 @@ def config_spec(args) -> str:
         return args.config
     saved = Path(args.out) / "config.json"
     if args.resume and saved.is_file():
-        print(f"zhbert: resuming with the settings in {saved}", file=sys.stderr)
+        if _launched_rank() == 0:  # once, not once per torchrun process
+            print(f"zhbert: resuming with the settings in {saved}", file=sys.stderr)
         return str(saved)
     return "tiny"
+
+
+def _launched_rank() -> int:
+    """The rank torchrun gave this process (0 without torchrun), before any process group."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:

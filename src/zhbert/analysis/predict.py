@@ -120,10 +120,10 @@ def check_target(target: float, metric: str) -> None:
     """A target outside the metric's bounds (zhbert.metrics) is a typo, not a question."""
     info = metric_info(metric)
     if info.kind == "accuracy" and not 0.0 < target < 1.0:
-        raise UserError(f"--target {target:g}: {metric} is an accuracy, so the target must lie "
-                        "between 0 and 1, e.g. --target 0.30 for 30%")
+        raise UserError(f"target {target:g}: {metric} is an accuracy, so the target must lie "
+                        "between 0 and 1, e.g. 0.30 for 30%")
     if info.lower is not None and info.kind != "accuracy" and target <= info.lower:
-        raise UserError(f"--target {target:g}: {metric} is above {info.lower:g}; "
+        raise UserError(f"target {target:g}: {metric} is above {info.lower:g}; "
                         f"give a target above {info.lower:g}")
 
 

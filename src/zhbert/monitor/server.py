@@ -185,7 +185,8 @@ def run_summary(ref: RunRef, stall_after: float) -> dict[str, Any]:
         return out | {"state": "missing", "error": f"{hist} was deleted or moved"}
     age = time.time() - mtime
     if s["state"].startswith("running") and age > stall_after:
-        s["state"] = f"stalled (no new history for {age / 60:.0f} min)"
+        since = f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min"  # not "0 min" (--stall-after 3)
+        s["state"] = f"stalled (no new history for {since})"
     return out | s | {"history_age_s": age, "bad_lines": list(ref.history.bad_lines)}
 
 
@@ -256,8 +257,8 @@ def _ckpt_stamp(run_dir: Path) -> tuple | None:
 def _guard(fn, about: str = "") -> dict[str, Any]:
     try:
         return fn()
-    except UserError as exc:
-        return {"error": about + str(exc)}
+    except UserError as exc:  # "about" once: a message may already say what it is about
+        return {"error": str(exc) if str(exc).startswith(about) else about + str(exc)}
 
 
 _STUDIES: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
