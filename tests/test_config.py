@@ -119,3 +119,26 @@ def test_out_of_range_seeds_and_infinite_settings_are_config_errors(override, wo
         load_config("tiny", [override])
     assert words in str(err.value)
     assert load_config("tiny", ["train.seed=4294967295"]).train.seed == 2 ** 32 - 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["prepare", "builtin", "--out", "OUT", "--split-seed", "-3"],
+    ["analyze", "RUN", "--seed", "-1"],
+    ["predict", "RUN", "--seed", "4294967296"],
+    ["probe", "RUN", "--task", "sentiment", "--seed", "-1"],
+    ["sweep", "SPACE", "--data", "DATA", "--out", "OUT", "--sampler-seed", "-1"],
+    ["sweep", "SPACE", "--data", "DATA", "--out", "OUT", "--sampler-seed", "x"],
+])
+def test_every_seed_option_refuses_what_numpy_and_optuna_refuse(argv, tmp_path, capsys):
+    """`sweep --sampler-seed -1` was Optuna's traceback after the sweep directory was
+    written; analyze / predict / probe's bootstrap and prepare's split seeds the same kind
+    of traceback. One argparse type (config.seed_arg), exit 2, nothing written."""
+    from zhbert.cli import main as cli_main
+    out = tmp_path / "out"
+    argv = [str(out) if a == "OUT" else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        cli_main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("is not in [0, 2^32)" in err or "is not a whole number" in err)
+    assert not out.exists()

@@ -333,6 +333,24 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     return Config(preset=d.get("preset", "custom"), **built)
 
 
+# Seeds are in [0, 2^32): numpy's SeedSequence takes no negative seed, Optuna's samplers
+# none of 2^32 or more, and each training step's torch.manual_seed (trainloop.train_step:
+# seed x 1,000,003 + step x 7,919 + rank) must stay below 2^63.
+SEED_LIMIT = 2 ** 32
+
+
+def seed_arg(text: str) -> int:
+    """argparse ``type=`` for a --seed option: an int in [0, 2^32), else argparse's exit 2."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 2^32)")
+    return value
+
+
 def validate(c: Config) -> list[str]:
     m, d, t = c.model, c.data, c.train
     checks = [
@@ -366,9 +384,7 @@ def validate(c: Config) -> list[str]:
         (t.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1"),
-        # numpy's SeedSequence takes no negative seed, and each step's torch.manual_seed
-        # (trainloop.train_step: seed x 1,000,003 + step x 7,919 + rank) must stay below 2^63
-        (0 <= t.seed < 2 ** 32, "train.seed must be in [0, 2^32)"),
+        (0 <= t.seed < SEED_LIMIT, "train.seed must be in [0, 2^32)"),
     ]
     # inf passes every comparison above that it should not (weight_decay >= 0, eps > 0)
     infinite = [f"{name}.{f.name} must be a finite number (got {getattr(sec, f.name)})"
