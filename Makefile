@@ -9,6 +9,8 @@ TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.zhbert-setup
+# the torch asked for: setup runs again when TORCH or TORCH_INDEX change
+TORCH_SPEC := $(VENV)/.zhbert-torch
 DEMO   ?= runs/demo
 # The demo's recipe: the tiny preset with 1 layer instead of 4, trained for DEMO_MINUTES minutes
 # (`train --minutes`: the steps that fit, from this machine's measured step), half of the steps
@@ -30,13 +32,19 @@ DEMO_MINUTES ?= $(shell $(PY) -c "from zhbert.machine import detect_capabilities
 DEMO_RECIPE ?= --minutes $(DEMO_MINUTES) --set model.num_layers=1 --set data.warmup_len_fraction=0.5 \
   --set data.mask_prob=0.3 --set model.hidden_dropout=0 --set model.attention_dropout=0
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup demo test test-all clean FORCE
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml Makefile
+# rewritten only when the spec differs, so an unchanged one leaves setup done
+$(TORCH_SPEC): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH) $(TORCH_INDEX)' | cmp -s - $@ || echo '$(TORCH) $(TORCH_INDEX)' > $@
+
+$(STAMP): requirements.txt pyproject.toml Makefile $(TORCH_SPEC)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@# from an index, torch is reinstalled: pip takes an installed 2.13.0+cpu for ==2.13.0
+	$(PY) -m pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --force-reinstall --no-deps)
 	@# the pin again (2.13.0 matches an installed 2.13.0+cu128): no requirement can upgrade torch
 	$(PY) -m pip install -q -r requirements.txt $(TORCH)
 	$(PY) -m pip install -q "setuptools>=64"

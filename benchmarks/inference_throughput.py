@@ -103,7 +103,8 @@ def sides(cfg, run: list[str], quantize: str | None) -> dict[tuple[str, str], ca
 
     def zhbert(lm):
         def f(b):
-            out = fill_mask(lm, b["texts"], top_k=1, batch_size=B, normalized=True)  # the CLI's path
+            # the CLI's path but its normalisation (the texts are the ids' characters)
+            out = fill_mask(lm, b["texts"], top_k=1, batch_size=B, normalized=True)
             return torch.tensor([vocab.id(masks[0][0][0]) for masks in out])
         return f
 

@@ -49,6 +49,7 @@ def test_quick_run_on_the_cpu(tmp_path, monkeypatch):
     assert gpu_check.main(["--quick", "--work", str(tmp_path / "w")]) == 0
     result = json.loads(next((tmp_path / "out").glob("gpu_check-*.json")).read_text())["results"][0]
     assert result["precision"] == "fp32" and result["steps_per_s"] > 0
+    assert result["seed_study_minutes"] is None  # a tiny check extrapolates no seed study
     assert result["data_wait_share"] is not None and 0 <= result["data_wait_share"] < 1
 
 

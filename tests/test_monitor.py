@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import socket
 from pathlib import Path
 
@@ -304,7 +305,7 @@ def test_a_sweep_shows_as_a_group_with_its_best_trial(tmp_path):
     assert g["metric"] == "eval_mlm_loss" and g["best"] == "sw/trials/0002"
 
 
-@pytest.mark.parametrize("age, words", [(45, "no new history for 45 s"), (600, "no new history for 10 min")])
+@pytest.mark.parametrize("age, words", [(45, r"no new history for 4[5-9] s"), (600, r"no new history for 1[01] min")])
 def test_a_stalled_run_says_for_how_long(tmp_path, monkeypatch, age, words):
     """With --stall-after 3 a paused trainer read "stalled (no new history for 0 min)"."""
     import os
@@ -318,4 +319,4 @@ def test_a_stalled_run_says_for_how_long(tmp_path, monkeypatch, age, words):
     monkeypatch.setattr(zhbert.runstate, "run_state", lambda *a: "running")
     ref = server.RunSet([tmp_path]).runs
     summary = server.run_summary(next(iter(ref.values())), stall_after=3)
-    assert summary["state"] == f"stalled ({words})"
+    assert re.fullmatch(rf"stalled \({words}\)", summary["state"]), summary["state"]  # a loaded machine adds seconds

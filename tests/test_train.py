@@ -451,19 +451,3 @@ def test_a_resume_with_other_data_is_told_the_runs_own():
     again = _other_run_message(Path("runs/r"), {"the vocabulary": ("/data/zh", "/data/zh")}, resume=True)
     assert "restore the data it was trained on in /data/zh (prepared again since" in again
 
-
-def test_a_resume_onto_small_other_data_names_the_runs_data_first(synthetic_data, tmp_path, capsys):
-    """`--resume --data SMALL` was told SMALL gives too few sequences, to use a smaller
-    train.batch_size or turn the warm-up off: fixes --resume refuses. The run's own data
-    is named now, before the loader looks at the other data (a newcomer's pass)."""
-    from synthetic import make_data_dir
-
-    small = make_data_dir(tmp_path / "small", n_docs=(3, 2, 2))
-    run = tmp_path / "run"
-    sets = sum((["--set", s] for s in SMALL + ["train.steps=2", "train.batch_size=64"]), [])
-    assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress"] + sets) == 0
-    capsys.readouterr()
-    assert cli_main(["train", "--data", str(small), "--out", str(run), "--resume", "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert f"pass --data {synthetic_data.resolve()}, the data it was trained on" in err
-    assert "fewer than one global batch" not in err

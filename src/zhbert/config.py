@@ -333,9 +333,8 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     return Config(preset=d.get("preset", "custom"), **built)
 
 
-# Seeds are in [0, 2^32): numpy's SeedSequence takes no negative seed, Optuna's samplers
-# none of 2^32 or more, and each training step's torch.manual_seed (trainloop.train_step:
-# seed x 1,000,003 + step x 7,919 + rank) must stay below 2^63.
+# A --seed option's range: numpy's SeedSequence takes no negative seed, Optuna's samplers
+# none of 2^32 or more. (train.seed goes to torch and numpy only: [0, 2^64), validate.)
 SEED_LIMIT = 2 ** 32
 
 
@@ -384,11 +383,19 @@ def validate(c: Config) -> list[str]:
         (t.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}"),
         (t.device in ("auto", "cpu", "cuda"), "train.device must be auto, cpu or cuda"),
         (t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1"),
-        (0 <= t.seed < SEED_LIMIT, "train.seed must be in [0, 2^32)"),
+        # numpy's SeedSequence takes no negative seed, torch.manual_seed none of 2^64 or more
+        (0 <= t.seed < 2 ** 64, "train.seed must be in [0, 2^64)"),
     ]
-    # inf passes every comparison above that it should not (weight_decay >= 0, eps > 0)
-    infinite = [f"{name}.{f.name} must be a finite number (got {getattr(sec, f.name)})"
-                for name, sec in (("model", m), ("data", d), ("train", t))
-                for f in dataclasses.fields(sec) if isinstance(getattr(sec, f.name), float)
-                and not math.isfinite(getattr(sec, f.name))]
-    return infinite + [msg for ok, msg in checks if not ok]
+    # inf passes comparisons it should not (weight_decay >= 0, eps > 0); clip_norm = inf
+    # means no clipping, as 0 does
+    bad = [f"{name}.{f.name}" for name, sec in (("model", m), ("data", d), ("train", t))
+           for f in dataclasses.fields(sec) if isinstance(getattr(sec, f.name), float)
+           and not math.isfinite(getattr(sec, f.name))
+           and not (f"{name}.{f.name}" == "train.clip_norm" and getattr(sec, f.name) == math.inf)]
+    return ([f"{key} must be a finite number (got {_value(c, key)})" for key in bad]
+            + [msg for ok, msg in checks if not ok and not msg.startswith(tuple(bad))])
+
+
+def _value(c: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(c, section), name)

@@ -193,7 +193,8 @@ def train_step(tr: Trainer, step: int) -> str | None:
     from zhbert.model import any_padding
     cfg = tr.cfg
     # Dropout randomness as a function of (seed, step, rank): exact resume needs no RNG state.
-    torch.manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + tr.dist.rank)
+    # Modulo 2^64, torch's seed range: the same seed as before wherever it fitted.
+    torch.manual_seed((cfg.train.seed * 1_000_003 + step * 7919 + tr.dist.rank) % 2 ** 64)
     lr = lr_at(step, cfg)
     for group in tr.optimizer.param_groups:
         group["lr"] = lr

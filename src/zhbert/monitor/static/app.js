@@ -167,7 +167,7 @@ function renderRuns(list, problems, sweeps) {
     }
     group = s.sweep || null;
     const tr = document.createElement("tr");
-    const bad = s.error || /stalled|missing|error|stopped/.test(s.state);
+    const bad = s.error || /stalled|missing|error|stopped|diverged/.test(s.state);
     const skipped = s.bad_lines && s.bad_lines.length ?  // the reader's warning, shown here too
       `; skipped corrupt history line${s.bad_lines.length > 1 ? "s" : ""} ${s.bad_lines.slice(0, 5).join(", ")}` : "";
     const mark = s.sweep && best[s.sweep] && best[s.sweep].best === s.id ? " ★" : "";
