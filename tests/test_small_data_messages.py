@@ -141,3 +141,20 @@ def test_the_batches_own_check_explains_the_warmup_batch_too(tmp_path):
     with pytest.raises(UserError, match=r"\(256: train.batch_size 64 x 4 short sequences per full one "
                                         r"during the length warm-up"):
         next(build_loader(cfg, data))  # no check() first: the batches' own check
+
+
+def test_a_workers_error_reads_as_the_error_itself(tmp_path):
+    """With loader workers (CUDA's default) the per-epoch check's error came wrapped in the
+    worker's "Caught UserError in DataLoader worker process 0. Original Traceback ..."."""
+    from synthetic import make_data_dir
+
+    from zhbert.config import load_config
+    from zhbert.trainparts import build_loader
+    data = make_data_dir(tmp_path / "data", n_docs=(3, 2, 2))
+    cfg = load_config("tiny", ["data.max_len=64", "data.warmup_len=16", "data.warmup_len_fraction=0.2",
+                               "train.batch_size=64", "data.num_workers=1"])
+    with pytest.raises(UserError) as exc:
+        next(build_loader(cfg, data))
+    message = str(exc.value)
+    assert "Traceback" not in message and "\n" not in message
+    assert message.startswith("split 'train' of ") and "during the length warm-up" in message

@@ -110,6 +110,15 @@ class _BatchStream(torch.utils.data.IterableDataset):
         return self.batches(*self.start, every=every, offset=offset)
 
 
+def worker_message(text: str) -> str:
+    """A UserError's own message from a DataLoader worker's re-raise ("Caught UserError in
+    DataLoader worker process 0. Original Traceback ... zhbert.errors.UserError: MESSAGE"):
+    the CLI prints one line, not the worker's traceback."""
+    if "Original Traceback" not in text:
+        return text
+    return text.rstrip().rsplit("UserError: ", 1)[-1]
+
+
 def loader_workers(requested: int, device_type: str, local_world: int = 1) -> int:
     """``data.num_workers``, with -1 (auto) resolved: on CUDA, batches are built in worker
     processes (up to 4 a rank, leaving a core per rank for the training loop) so that the
@@ -158,7 +167,10 @@ class PretrainingLoader:
     def __next__(self) -> dict[str, torch.Tensor]:
         if self._it is None:
             self._it = self._start()
-        self.epoch, self.position, batch = next(self._it)
+        try:
+            self.epoch, self.position, batch = next(self._it)
+        except UserError as exc:  # from a worker: torch re-raises it with the worker's traceback
+            raise UserError(worker_message(str(exc))) from None
         if self.pin_memory and self.num_workers == 0:  # workers: the DataLoader pins
             batch = {k: v.pin_memory() for k, v in batch.items()}
         self.last_real_tokens = int(batch["attention_mask"].sum())
