@@ -151,3 +151,13 @@ def test_every_seed_option_refuses_what_numpy_and_optuna_refuse(argv, tmp_path, 
     err = capsys.readouterr().err
     assert "Traceback" not in err and ("is not in [0, 2^32)" in err or "is not a whole number" in err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["1e400", "1.5e0", "1e30"])
+def test_an_int_in_float_notation_must_be_a_whole_int64(text):
+    """train.steps=1e400 was an OverflowError traceback and 1.5e0 read as 1 step; 1e5 stays
+    100,000 steps."""
+    from zhbert.config import ConfigError
+    with pytest.raises(ConfigError, match=rf"train.steps: '{text}' is not a valid int"):
+        load_config("tiny", [f"train.steps={text}"])
+    assert load_config("tiny", ["train.steps=1e5"]).train.steps == 100_000

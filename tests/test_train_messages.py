@@ -34,3 +34,14 @@ def test_a_seed_past_2_to_the_32_trains(synthetic_data, tmp_path):
     main(cfg, synthetic_data, tmp_path / "run", progress=False)
     assert [r["step"] for r in iter_records(Path(tmp_path / "run" / "history.jsonl"))
             if r["type"] == "train"][-1] == 2
+
+
+def test_more_accumulation_than_an_epoch_is_refused_before_training(synthetic_data, tmp_path, capsys):
+    """train.grad_accum=1e30 read every micro-batch of a step up front and filled 22 GB
+    before the first step (a newcomer's pass); more than an epoch a step is refused, with
+    nothing written."""
+    run = tmp_path / "run"
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=2", "train.grad_accum=100000"]), [])
+    assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress"] + sets) == 2
+    assert "train.grad_accum 100,000 asks for more global batches a step than an epoch" in capsys.readouterr().err
+    assert not run.exists()

@@ -225,7 +225,12 @@ def _coerce(value: Any, default: Any, name: str, errors: list[str]) -> Any:
                 if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError
                 return text.lower() in ("true", "1", "yes")
-            return kind(float(text)) if kind is int and "e" in text.lower() else kind(text)
+            if kind is int and "e" in text.lower():  # 1e5 steps; not 1.5e0 (read as 1) or 1e400
+                number = float(text)
+                if not (number.is_integer() and abs(number) < 2 ** 63):
+                    raise ValueError
+                return int(number)
+            return kind(text)
         except ValueError:
             errors.append(f"{name}: {value!r} is not a valid {kind.__name__}")
             return default

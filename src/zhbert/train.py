@@ -245,6 +245,7 @@ def _open_data(cfg: Config, data_dir: str | Path, dist: Dist, device: torch.devi
         precheck(data_info)
     loader = build_loader(cfg, data_dir, dist, device.type)
     loader.check()
+    _check_accumulation(cfg, getattr(loader, "full", loader))
     # rank 0 evaluates; its held-out set failing (an empty split) stops every rank
     eval_batches = on_main(dist, device, lambda: build_eval_set(
         data_dir, "validation", data_config(cfg), max_sequences=cfg.data.eval_sequences)) or []
@@ -253,6 +254,17 @@ def _open_data(cfg: Config, data_dir: str | Path, dist: Dist, device: torch.devi
         if cfg.data.warmup_len:  # the warm-up's share is of the steps chosen
             loader = length_warmup(cfg, loader.short, loader.full)
     return cfg, len(dd.vocab), data_info, loader, eval_batches
+
+
+def _check_accumulation(cfg: Config, full) -> None:
+    """A step reads train.grad_accum global batches at once (trainloop.train_step weighs
+    them by their masked tokens): more than an epoch holds is a typo, not a run (1e30 filled
+    the memory before the first step)."""
+    per_epoch = full.steps_in_epoch()
+    if cfg.train.grad_accum > per_epoch:
+        raise UserError(f"train.grad_accum {cfg.train.grad_accum:,} asks for more global batches a "
+                        f"step than an epoch of the training split holds ({per_epoch:,} at "
+                        f"train.batch_size {cfg.train.batch_size}); lower train.grad_accum")
 
 
 def _fit_and_close(tr: Trainer, show_progress: bool) -> Progress:
