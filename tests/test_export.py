@@ -79,3 +79,16 @@ def test_existing_dir_needs_force(exported, trained_run, capsys):
     assert "(checkpoint step 10)" in capsys.readouterr().out  # which one, where a corrupt one is passed over
     assert cli_main(["export", str(trained_run), "--out", str(out), "--force"]) == 0
     assert (out / "model.safetensors").read_bytes() == before  # step 30 again, same bytes
+
+
+def test_force_never_replaces_a_runs_checkpoint(trained_run, tmp_path, capsys):
+    """A checkpoint holds model.safetensors, the export marker: `export --out
+    RUN/checkpoints/step_N --force` replaced the checkpoint with the export (a bad-input pass)."""
+    import shutil
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    ckpt = sorted((run / "checkpoints").iterdir())[-1]
+    before = sorted(p.name for p in ckpt.iterdir())
+    assert cli_main(["export", str(run), "--out", str(ckpt), "--force"]) == 2
+    assert "is a training run's checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in ckpt.iterdir()) == before
+    assert cli_main(["export", str(run), "--out", str(run / "checkpoints" / "new")]) == 2

@@ -456,3 +456,14 @@ def test_a_sweep_dir_that_does_not_exist_is_named_not_asked_for_data(tmp_path, c
     assert cli_main(["sweep", str(tmp_path / "nosuch")]) == 2
     err = capsys.readouterr().err
     assert "nosuch not found: give an existing SWEEP_DIR" in err and "needs --data" not in err
+
+
+def test_a_sweep_never_writes_into_a_folder_of_other_files(tmp_path, synthetic_data, capsys):
+    """`sweep SPACE --out DATA_DIR` (a bad-input pass) wrote sweep.json, optuna.journal and
+    trials/ into the data directory, with or without --force."""
+    before = sorted(p.name for p in synthetic_data.iterdir())
+    for extra in ([], ["--force"]):
+        code = cli_main(["sweep", str(_space(tmp_path)), "--data", str(synthetic_data), "--out",
+                         str(synthetic_data), "--trials", "1", "--steps", "8", *extra])
+        assert code == 2 and "is not an earlier zhbert sweep" in capsys.readouterr().err
+    assert sorted(p.name for p in synthetic_data.iterdir()) == before

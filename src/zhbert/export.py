@@ -28,6 +28,17 @@ from zhbert.vocab import CLS, MASK, PAD, SEP, UNK
 EXPORT_MARKER = "model.safetensors"  # what an export directory holds (and a run's top level never)
 
 
+def _refuse_checkpoint(out: Path) -> None:
+    """A checkpoint holds model.safetensors too (the export marker): --force replaced a run's
+    checkpoint with the export, and status then read it as corrupt."""
+    inside = next((p for p in (out.resolve(), *out.resolve().parents)
+                   if p.name == "checkpoints" and (p.parent / "history.jsonl").exists()), None)
+    if (out / "meta.json").exists() or (out / "optimizer.safetensors").exists() or inside:
+        raise UserError(f"--out {out} is a training run's checkpoint (or inside its checkpoints "
+                        "folder), which export would replace: choose a folder outside the run's "
+                        "checkpoints, e.g. models/NAME")
+
+
 def hf_state_dict(model) -> dict[str, Any]:
     """The weights under HF's names, tied duplicates dropped, as contiguous CPU tensors."""
     from zhbert.model import TIED_KEYS
@@ -111,6 +122,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
                         "load these weights and compute something else. Use the run with "
                         "`zhbert fill-mask` / `zhbert probe`, or train with model.norm=post to export")
     out = Path(out)
+    _refuse_checkpoint(out)
     check_out(out, EXPORT_MARKER, "zhbert export")  # never a run or a folder of other files
     if out.exists() and not force:
         raise UserError(f"{out} already exists; pass --force to replace it")

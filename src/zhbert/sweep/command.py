@@ -17,6 +17,8 @@ from pathlib import Path
 
 from zhbert.config import seed_arg
 from zhbert.errors import UserError
+from zhbert.fileio import check_out
+from zhbert.run import SWEEP_SPEC
 from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
 from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, absolute_url, load_study,
@@ -149,6 +151,8 @@ def prepare(args) -> tuple[Path, SweepSpec]:
                         "search space TOML with --data DATA --out SWEEP_DIR to start a sweep")
     spec = new_spec(args)
     sweep_dir = Path(args.out)
+    # never into a data directory, a run or a folder of other files (--force or not)
+    check_out(sweep_dir, SWEEP_SPEC, "zhbert sweep")
     try:
         old = read_spec(sweep_dir)
     except UserError:  # an unreadable sweep.json: --force starts over, as its message says
