@@ -161,3 +161,17 @@ def test_an_int_in_float_notation_must_be_a_whole_int64(text):
     with pytest.raises(ConfigError, match=rf"train.steps: '{text}' is not a valid int"):
         load_config("tiny", [f"train.steps={text}"])
     assert load_config("tiny", ["train.steps=1e5"]).train.steps == 100_000
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["probe", "RUN", "--task", "sentiment", "--lr", "nan"], "--lr positive and finite"),
+    (["backtest", "--predict", "RUN", "--from", "RUN", "--law", ""], "--law names no law"),
+    (["prepare", "builtin", "--out", "OUT", "--limit-docs", "99999999999999999999"], "--limit-docs must be in"),
+])
+def test_option_values_that_were_tracebacks(argv, words, tmp_path, capsys):
+    """A bad-input pass: torch's "Invalid learning rate", max() of no law, islice's bound."""
+    from zhbert.cli import main as cli_main
+    out = tmp_path / "out"
+    assert cli_main([str(out) if a == "OUT" else a for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and not out.exists()

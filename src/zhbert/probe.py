@@ -384,8 +384,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from zhbert.tables import table_options
 
-    if args.epochs < 1 or args.max_train < 1 or args.lr <= 0:
-        raise UserError("--epochs and --max-train must be at least 1 and --lr positive")
+    if args.epochs < 1 or args.max_train < 1 or not 0 < args.lr < math.inf:  # nan, inf too
+        raise UserError("--epochs and --max-train must be at least 1 and --lr positive and finite")
     settings = ProbeSettings(linear=args.linear, epochs=args.epochs, max_train=args.max_train,
                              lr=args.lr, seed=args.seed)
     task = (load_task_file(args.task_file, seed=args.seed, **table_options(args))

@@ -64,6 +64,8 @@ def _run_between(args: argparse.Namespace) -> int:
         raise UserError("--predict RUN_B needs --from RUN_A [RUN_A2 ...] (or --fit-until X)")
     laws = [w.strip() for w in args.law.split(",") if w.strip()]
     bad = [w for w in laws if w not in LAWS]
+    if not laws:  # --law '' was max() of an empty list
+        raise UserError(f"--law names no law; use one or more of {', '.join(LAWS)}")
     if bad:
         raise UserError(f"--law {','.join(bad)}: unknown; use {', '.join(LAWS)}")
     result = backtest_runs(load_run(args.predict), [load_run(r) for r in args.from_runs], laws,

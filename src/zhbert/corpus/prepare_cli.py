@@ -85,8 +85,8 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     max_vocab = args.max_vocab or (DEFAULT_SIZE if tokenizer == "wordpiece" else 21128)
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
-    if args.limit_docs is not None and args.limit_docs < 1:
-        raise UserError(f"--limit-docs must be at least 1, got {args.limit_docs}")
+    if args.limit_docs is not None and not 1 <= args.limit_docs <= sys.maxsize:  # islice's bound
+        raise UserError(f"--limit-docs must be in [1, {sys.maxsize:,}], got {args.limit_docs:,}")
     if args.min_freq < 1:
         raise UserError(f"--min-freq must be at least 1, got {args.min_freq}")
     if max_vocab <= 5:
