@@ -320,3 +320,11 @@ def test_a_stalled_run_says_for_how_long(tmp_path, monkeypatch, age, words):
     ref = server.RunSet([tmp_path]).runs
     summary = server.run_summary(next(iter(ref.values())), stall_after=3)
     assert re.fullmatch(rf"stalled \({words}\)", summary["state"]), summary["state"]  # a loaded machine adds seconds
+
+
+def test_an_empty_host_is_refused_not_every_interface():
+    """`monitor --host ''` listened on every interface (bind's "" is INADDR_ANY) while the
+    default is local-only (a bad-input pass)."""
+    for host in ("", "  "):
+        with pytest.raises(UserError, match="--host is empty, which would listen on every network interface"):
+            bind(host, 0)

@@ -422,6 +422,9 @@ def bind(host: str, port: int) -> socket.socket:
     if not 0 <= port <= 65535:
         raise UserError(f"--port must be 0-65535 (0: any free port, printed at start), "
                         f"got {port}")
+    if not host.strip():  # bind(("", port)) listens on every interface: say so, not by accident
+        raise UserError("--host is empty, which would listen on every network interface; "
+                        "leave it out for 127.0.0.1, or pass --host 0.0.0.0 to mean that")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
