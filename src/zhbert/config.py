@@ -393,14 +393,9 @@ def validate(c: Config) -> list[str]:
     ]
     # inf passes comparisons it should not (weight_decay >= 0, eps > 0); clip_norm = inf
     # means no clipping, as 0 does
-    bad = [f"{name}.{f.name}" for name, sec in (("model", m), ("data", d), ("train", t))
-           for f in dataclasses.fields(sec) if isinstance(getattr(sec, f.name), float)
-           and not math.isfinite(getattr(sec, f.name))
-           and not (f"{name}.{f.name}" == "train.clip_norm" and getattr(sec, f.name) == math.inf)]
-    return ([f"{key} must be a finite number (got {_value(c, key)})" for key in bad]
+    values = {f"{name}.{f.name}": getattr(sec, f.name) for name, sec in (("model", m), ("data", d),
+              ("train", t)) for f in dataclasses.fields(sec)}
+    bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)
+           and not (k == "train.clip_norm" and v == math.inf)]
+    return ([f"{k} must be a finite number (got {values[k]})" for k in bad]
             + [msg for ok, msg in checks if not ok and not msg.startswith(tuple(bad))])
-
-
-def _value(c: Config, key: str) -> Any:
-    section, name = key.split(".")
-    return getattr(getattr(c, section), name)

@@ -64,13 +64,14 @@ class _BatchStream(torch.utils.data.IterableDataset):
         (before training, and again at each epoch: epochs differ slightly in size)."""
         inst = self.instances(epoch)
         if len(inst) < self.batch_size * self.world_size:
-            raise UserError(self.too_few(len(inst), self.full_len))
+            raise UserError(self.too_few(len(inst)))
         return inst
 
-    def too_few(self, n: int, full_len: int | None) -> str:
+    def too_few(self, n: int) -> str:
         """The message for ``n`` sequences short of a global batch: where its size comes
         from (a warm-up's batches hold max_len / warmup_len times as many short sequences:
         trainparts.build_loader) and what makes it fit."""
+        full_len = self.full_len
         gb, k = self.batch_size * self.world_size, full_len // self.cfg.max_len if full_len else 1
         terms = [f"train.batch_size {self.batch_size // k}"]
         fix = "a larger corpus or a smaller train.batch_size"

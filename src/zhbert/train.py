@@ -186,7 +186,7 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     precision, reason, autocast, scaler = resolve_precision_for(cfg, device)
     run_dir = Path(run_dir)
     precheck = None
-    if resume and not force:  # other data: say so before the loader judges them
+    if resume:  # other data: say so before the loader judges them (run refuses --resume --force)
         precheck = lambda info: on_main(dist, device, lambda: check_resume_target(run_dir, cfg, info))  # noqa: E731
     cfg, vocab_size, data_info, loader, eval_batches = _open_data(cfg, data_dir, dist, device,
                                                                  minutes, precheck)
