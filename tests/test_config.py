@@ -141,7 +141,7 @@ def test_large_seeds_and_no_clipping_stay_valid():
 def test_every_seed_option_refuses_what_numpy_and_optuna_refuse(argv, tmp_path, capsys):
     """`sweep --sampler-seed -1` was Optuna's traceback after the sweep directory was
     written; analyze / predict / probe's bootstrap and prepare's split seeds the same kind
-    of traceback. One argparse type (config.seed_arg), exit 2, nothing written."""
+    of traceback. One argparse type (argtypes.seed), exit 2, nothing written."""
     from zhbert.cli import main as cli_main
     out = tmp_path / "out"
     argv = [str(out) if a == "OUT" else a for a in argv]

@@ -78,7 +78,17 @@ class _Parser(argparse.ArgumentParser):
     user error, pointing at --help; exit code 2 as argparse's."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{_dash_hint(message)} (see {self.prog} --help)\n")
+
+
+def _dash_hint(message: str) -> str:
+    """argparse reads `--lr -inf` as an option with no value (only `-1`-like words pass as
+    negative numbers): name the form that passes the value."""
+    head, _, tail = message.partition(": ")
+    if tail != "expected one argument" or not head.startswith("argument "):
+        return ""
+    option = head.removeprefix("argument ").split("/")[-1]
+    return f"; a value that starts with '-' goes as {option}=VALUE"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -338,23 +338,6 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     return Config(preset=d.get("preset", "custom"), **built)
 
 
-# A --seed option's range: numpy's SeedSequence takes no negative seed, Optuna's samplers
-# none of 2^32 or more. (train.seed goes to torch and numpy only: [0, 2^64), validate.)
-SEED_LIMIT = 2 ** 32
-
-
-def seed_arg(text: str) -> int:
-    """argparse ``type=`` for a --seed option: an int in [0, 2^32), else argparse's exit 2."""
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"{value} is not in [0, 2^32)")
-    return value
-
-
 def validate(c: Config) -> list[str]:
     m, d, t = c.model, c.data, c.train
     checks = [

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from zhbert.config import seed_arg
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.run import PROBE_DIR, PROBE_RESULTS as RESULTS
 MAX_LEN = 128
@@ -378,7 +378,7 @@ def add_arguments(p) -> None:
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
     p.add_argument("--max-train", type=int, default=2000, metavar="N", help="cap on training examples")
     p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
-    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the split and the fine-tuning")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the split and the fine-tuning")
 
 
 def run(args) -> int:

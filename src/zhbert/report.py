@@ -17,7 +17,7 @@ from pathlib import Path
 
 from zhbert.analysis import load_history
 from zhbert.analysis.planning import add_input_arguments
-from zhbert.config import seed_arg
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import check_out
 from zhbert.report_analysis import DEFAULT_TARGET, analyze
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output directory (default RUN_DIR/analysis, or NAME_analysis "
                         "next to a history file)")
     parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits per curve (default 200)")
-    parser.add_argument("--seed", type=seed_arg, default=0,
+    parser.add_argument("--seed", type=argtypes.seed, default=0,
                         help="seed of the bootstrap refits (the same seed, the same intervals)")
 
 

@@ -13,7 +13,7 @@ import json
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.planning import add_input_arguments
 from zhbert.analysis.predict import Prediction, Throughput, _fmt, predict_steps
-from zhbert.config import seed_arg
+from zhbert import argtypes
 from zhbert.errors import UserError
 
 
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds-per-step", type=float, help="override the recorded seconds per step")
     parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits of the law or "
                         "curve (default 200; 0: the law's delta-method intervals)")
-    parser.add_argument("--seed", type=seed_arg, default=0,
+    parser.add_argument("--seed", type=argtypes.seed, default=0,
                         help="seed of the bootstrap refits (the same seed, the same intervals)")
 
 

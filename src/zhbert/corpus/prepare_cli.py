@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from zhbert.config import seed_arg
+from zhbert import argtypes
 from zhbert.corpus.prepare import PrepareOptions, prepare
 from zhbert.corpus.splits import SplitConfig
 from zhbert.errors import UserError
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dedup-threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold")
     g.add_argument("--dedup-ngram", type=int, default=5, help="character n-gram size for MinHash")
     g = parser.add_argument_group("splits")
-    g.add_argument("--split-seed", type=seed_arg, default=42)
+    g.add_argument("--split-seed", type=argtypes.seed, default=42)
     g.add_argument("--validation", type=float, default=0.01, help="fraction of documents")
     g.add_argument("--test", type=float, default=0.01, help="fraction of documents")
     g.add_argument("--min-split-docs", type=int, default=500,

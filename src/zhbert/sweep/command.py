@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from zhbert.config import seed_arg
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import check_out
 from zhbert.run import SWEEP_SPEC
@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="RDB URL (sqlite:///f.db, postgresql://...; a relative sqlite path is kept "
                         "absolute); default: the Optuna journal file in SWEEP_DIR")
     p.add_argument("--study", default=DEFAULT_STUDY, help="study name in the storage")
-    p.add_argument("--sampler-seed", type=seed_arg, help="TPE sampler seed (default 0)")
+    p.add_argument("--sampler-seed", type=argtypes.seed, help="TPE sampler seed (default 0)")
     p.add_argument("--worker", action="store_true", help="join SWEEP_DIR as one worker")
     p.add_argument("--force", action="store_true",
                    help="start over in a SWEEP_DIR that holds a sweep of another space")

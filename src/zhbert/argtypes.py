@@ -1,0 +1,90 @@
+"""argparse ``type=`` callables for the commands' numeric options: one home for the ranges.
+
+Python's ``int``/``float`` take ``nan``, ``inf``, ``-1`` and ``1e400``; passed on, such a
+value became a traceback deep in a command (an OverflowError in the curve laws), a loop
+without end (``--n-boot 1e20``) or a quiet nonsense ("inf USD"). Each option here names its
+range once, and argparse turns a value outside it into its one-line error with exit 2
+(``cli._Parser``), before the command writes anything.
+
+Imports nothing heavy: every command's parser is built from these before it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+SEED_LIMIT = 2 ** 32
+
+
+def _bounds_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return "finite"
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> Callable[[str], float]:
+    """A finite float in the range given (``low_open``: ``low`` itself refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        inside = math.isfinite(value)
+        if inside and low is not None:
+            inside = value > low if low_open else value >= low
+        if inside and high is not None:
+            inside = value < high if high_open else value <= high
+        if not inside:
+            raise argparse.ArgumentTypeError(
+                f"{text} is not a number {_bounds_text(low, high, low_open, high_open)}")
+        return value
+    parse.__name__ = "number"  # argparse names the type in "invalid number value"
+    return parse
+
+
+def count(low: int = 1, high: int | None = None) -> Callable[[str], int]:
+    """A whole number in [low, high]; "1e5" and "100_000" read as 100000, "1.5" is refused."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                as_float = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            if not (math.isfinite(as_float) and as_float.is_integer()):
+                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            value = int(as_float)
+        if value < low or (high is not None and value > high):
+            where = f"in [{low:,}, {high:,}]" if high is not None else f">= {low:,}"
+            raise argparse.ArgumentTypeError(f"{text} is not a whole number {where}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+def seed(text: str) -> int:
+    """A --seed option: an int in [0, 2^32) (numpy's and Optuna's seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 2^32)")
+    return value
+
+
+# Shared ranges, named once: a probability or share; a fraction of a split; a bootstrap.
+probability = number(0.0, 1.0)
+fraction = number(0.0, 1.0, high_open=True)
+positive = number(0.0, low_open=True)
+non_negative = number(0.0)
+# 10^6 resamples bound a bootstrap at minutes, where 10^20 never ended; the default is 200
+boot_count = count(1, 1_000_000)

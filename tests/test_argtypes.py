@@ -1,0 +1,56 @@
+"""The commands' numeric option types (argtypes) and the CLI's hint for '-inf'-like values."""
+
+import argparse
+
+import pytest
+
+from zhbert import argtypes
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e400", "abc", "-0.5", "1.5"])
+def test_probability_refuses_what_is_not_a_finite_share(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        argtypes.probability(text)
+
+
+@pytest.mark.parametrize("text,value", [("0", 0.0), ("1", 1.0), ("0.25", 0.25), ("1e-3", 0.001)])
+def test_probability_takes_a_share(text, value):
+    assert argtypes.probability(text) == value
+
+
+def test_open_bounds_refuse_the_bound_itself():
+    with pytest.raises(argparse.ArgumentTypeError, match=r"> 0"):
+        argtypes.positive("0")
+    assert argtypes.positive("1e-9") == 1e-9
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\[0, 1\)"):
+        argtypes.fraction("1")
+
+
+@pytest.mark.parametrize("text,value", [("5", 5), ("1e5", 100_000), ("100_000", 100_000), ("2.0", 2)])
+def test_count_reads_whole_numbers_in_any_notation(text, value):
+    assert argtypes.count(1)(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "1.5", "nan", "inf", "1e400", "x", "1000001", "1e20"])
+def test_boot_count_refuses_what_is_no_bootstrap_size(text):
+    """--n-boot 1e20 ran without end, -1 was taken."""
+    with pytest.raises(argparse.ArgumentTypeError):
+        argtypes.boot_count(text)
+
+
+def test_seed_range():
+    assert argtypes.seed("0") == 0 and argtypes.seed(str(2 ** 32 - 1)) == 2 ** 32 - 1
+    for text in ["-1", str(2 ** 32), "1.0"]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            argtypes.seed(text)
+
+
+def test_a_value_starting_with_a_dash_gets_a_hint(capsys):
+    """`predict RUN --lr -inf` read '-inf' as an option: argparse said only "expected one
+    argument", which the user cannot act on."""
+    from zhbert.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "some-run", "--lr", "-inf"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--lr=VALUE" in err and "Traceback" not in err
