@@ -175,3 +175,11 @@ def test_option_values_that_were_tracebacks(argv, words, tmp_path, capsys):
     assert cli_main([str(out) if a == "OUT" else a for a in argv]) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("eps", ["1", "1e30"])
+def test_an_adam_eps_that_swamps_every_gradient_is_refused(eps):
+    """train.eps=1e30 trained to 0.0% with exit 0: no update ever moved the weights."""
+    from zhbert.config import ConfigError
+    with pytest.raises(ConfigError, match=r"eps in \(0, 1\)"):
+        load_config("tiny", [f"train.eps={eps}"])

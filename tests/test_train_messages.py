@@ -45,3 +45,55 @@ def test_more_accumulation_than_an_epoch_is_refused_before_training(synthetic_da
     assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress"] + sets) == 2
     assert "train.grad_accum 100,000 asks for more global batches a step than an epoch" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_a_model_larger_than_the_machine_is_refused_before_the_run_directory(synthetic_data, tmp_path, capsys):
+    """model.hidden_size=1e9 failed in torch's allocator after config.json was written (the
+    next plain train there then said "holds a run with other settings"; num_layers=1e9
+    allocated layer after layer until the machine ran out); a model whose memory floor
+    exceeds the machine is refused with nothing written. (One huge tensor: on a regression
+    this fails at once rather than filling the machine.)"""
+    run = tmp_path / "run"
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=2", "model.hidden_size=1e9"]), [])
+    assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress"] + sets) == 2
+    err = capsys.readouterr().err
+    assert "this model needs at least" in err and "hidden_size 1,000,000,000" in err
+    assert not run.exists()
+
+
+def test_the_memory_floor_passes_the_presets():
+    """The floor must never refuse a real config on a 24 GB machine: the base preset fits."""
+    from zhbert.accounting import training_bytes_lower_bound
+    from zhbert.run import model_config_from
+    cfg = load_config("base")
+    need = training_bytes_lower_bound(model_config_from(cfg, 21128), cfg.train.batch_size, cfg.data.max_len)
+    assert 1.5 * 2**30 < need < 8 * 2**30  # BERT-base: 110M parameters x 16 bytes, plus activations
+
+
+def test_more_threads_than_cores_are_refused(tmp_path, capsys):
+    """`train --threads 1000000` asked OpenMP for a million threads."""
+    from zhbert.threads import available_cores
+    n = available_cores() + 1
+    assert cli_main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--threads", str(n)]) == 2
+    assert f"--threads must be in [1, {n - 1}]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_loader_workers_than_cores_are_refused():
+    """data.num_workers=1e6 would start a million worker processes."""
+    import pytest
+    from zhbert.errors import UserError
+    from zhbert.loader import loader_workers
+    from zhbert.threads import available_cores
+    with pytest.raises(UserError, match="more than the"):
+        loader_workers(available_cores() + 1, "cpu")
+    assert loader_workers(-1, "cpu") == 0 and loader_workers(1, "cpu") == 1
+
+
+def test_a_data_manifest_as_config_is_named_as_such(synthetic_data, tmp_path, capsys):
+    """`train --config DATA/manifest.json` listed four "unknown section" lines."""
+    code = cli_main(["train", "--data", str(synthetic_data), "--out", str(tmp_path / "run"),
+                     "--config", str(synthetic_data / "manifest.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "a data directory's manifest: pass its directory as --data" in err
+    assert "unknown section" not in err and len(err.strip().splitlines()) == 1

@@ -52,3 +52,16 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, masked_fraction: float,
     mlm_head = 6 * masked_fraction * ((C * C + C) + 2 * C + (C * V + V))
     nsp_head = 6 * ((C * C + C) + (2 * C + 2)) / seq_len if cfg.has_nsp else 0.0
     return float(encoder + attention + mlm_head + nsp_head)
+
+
+def training_bytes_lower_bound(cfg: ModelConfig, batch_size: int, seq_len: int) -> int:
+    """Memory a training step cannot do without, as a floor (``train`` refuses a config
+    whose floor exceeds the machine: a size typed with extra zeros allocated until the
+    machine swapped, or failed in torch's allocator after the run directory was written):
+    16 bytes a parameter (fp32 weight, gradient, AdamW's two moments) and, per layer, the
+    bf16 activations the backward pass must keep at least (each layer's input and its
+    feed-forward's intermediate)."""
+    C, L = cfg.hidden_size, cfg.num_layers
+    params = (cfg.vocab_size + cfg.max_position_embeddings + 2) * C + L * encoder_layer_parameters(cfg)
+    activations = 2 * batch_size * seq_len * (C + cfg.intermediate_size) * L
+    return 16 * params + activations

@@ -323,9 +323,12 @@ def run_config_sections(path: Path) -> tuple[dict[str, Any], str]:
 
     d = read_json(path, "run config")
     cfg = d.get("config") if isinstance(d, dict) else None
-    if not isinstance(cfg, dict):
-        raise UserError(f"{path} is not a zhbert run's config.json (no \"config\" settings); "
-                        "give a preset, a TOML file or a run directory")
+    # every run's config.json has held its hash; a data directory's manifest.json also has a
+    # "config" (prepare's settings), which read as four "unknown section" lines
+    if not isinstance(cfg, dict) or "config_hash" not in d:
+        data = " (a data directory's manifest: pass its directory as --data)" if "splits" in d else ""
+        raise UserError(f"{path} is not a zhbert run's config.json{data}; give --config a preset, "
+                        "a TOML file or a run directory")
     return {k: v for k, v in cfg.items() if isinstance(v, dict)}, str(cfg.get("preset", path.parent.name))
 
 
@@ -360,7 +363,9 @@ def validate(c: Config) -> list[str]:
         (t.batch_size > 0 and t.grad_accum > 0, "train.batch_size and train.grad_accum must be > 0"),
         (t.lr > 0, "train.lr must be > 0"),
         (t.weight_decay >= 0 and 0 <= t.min_lr_ratio <= 1, "train.weight_decay >= 0, min_lr_ratio in [0, 1]"),
-        (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1 and t.eps > 0, "train.beta1/beta2 in [0, 1), eps > 0"),
+        # an eps of 1 or more swamps a gradient's typical root mean square (1e-4 to 1e-2): no
+        # update (eps=1e30 trained to 0%)
+        (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1 and 0 < t.eps < 1, "train.beta1/beta2 in [0, 1), eps in (0, 1)"),
         (t.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (t.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}"),
         (0 < t.decay_fraction <= 1, "train.decay_fraction (wsd's decaying share) must be in (0, 1]"),

@@ -8,7 +8,6 @@ decides which batches come when and where they are made.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +18,7 @@ import torch
 from zhbert.data import DataConfig, build_instances, make_batch, open_split
 from zhbert.datadir import DataDir, SplitArrays
 from zhbert.errors import UserError
+from zhbert.threads import available_cores
 
 class _BatchStream(torch.utils.data.IterableDataset):
     """One rank's batches from (epoch, position) on, forever.
@@ -125,11 +125,14 @@ def loader_workers(requested: int, device_type: str, local_world: int = 1) -> in
     processes (up to 4 a rank, leaving a core per rank for the training loop) so that the
     GPU does not wait for the masking; on the CPU in the training process, where workers
     would take cores from the step itself."""
+    cores = available_cores()
+    if requested > cores:  # each a process building batches: more than the cores only queue
+        raise UserError(f"data.num_workers {requested:,} is more than the {cores} cores this "
+                        "process may run on; lower it, or -1 (auto)")
     if requested >= 0:
         return requested
     if device_type != "cuda":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(4, cores // max(1, local_world) - 1))
 
 

@@ -9,6 +9,7 @@ a precision that fits, and ``describe_machine`` puts the answer on every figure.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from dataclasses import dataclass
@@ -123,6 +124,29 @@ def detect_capabilities(device: str | torch.device = "cpu") -> Capabilities:
         cuda_name=torch.cuda.get_device_name(device) if on_cuda else None,
         cpu_capability=capability,
     )
+
+
+def memory_bytes(device: str | torch.device = "cpu") -> int | None:
+    """The memory a training on ``device`` can use at most: the GPU's own, else the host's
+    RAM and swap (None where unknown)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device.index or 0).total_memory
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages + _swap_bytes()
+
+
+def _swap_bytes() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("SwapTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def peak_rss_mb(pid: int | str = "self") -> float | None:

@@ -79,8 +79,7 @@ def run(args) -> int:
         raise UserError("--resume continues the run in --out and --force deletes it to start "
                         "over: give one of them")
     cfg = load_config(config_spec(args), args.set)
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    _check_threads(args.threads)
     _check_minutes(args)
     with ThreadShare(args.threads, run=args.out):  # its share of the cores, following other trainings
         progress = main(cfg, args.data, args.out, resume=args.resume, force=args.force,
@@ -98,6 +97,15 @@ def run(args) -> int:
 
 
 MAX_MINUTES = 100_000  # ~69 days of training: more is a unit mistake
+
+
+def _check_threads(threads: int | None) -> None:
+    """More threads than cores wait on each other (10^6 asked for a million OpenMP threads)."""
+    from zhbert.threads import available_cores
+    cores = available_cores()
+    if threads is not None and not 1 <= threads <= cores:
+        raise UserError(f"--threads must be in [1, {cores}], the cores this process may run on "
+                        f"(got {threads:,}); leave it out to take this training's share")
 
 
 def _check_minutes(args) -> None:
@@ -191,6 +199,8 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     cfg, vocab_size, data_info, loader, eval_batches = _open_data(cfg, data_dir, dist, device,
                                                                  minutes, precheck)
 
+    _check_memory(cfg, vocab_size, device)
+
     def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
         if resume:
             check_resumable(run_dir)
@@ -265,6 +275,22 @@ def _check_accumulation(cfg: Config, full) -> None:
         raise UserError(f"train.grad_accum {cfg.train.grad_accum:,} asks for more global batches a "
                         f"step than an epoch of the training split holds ({per_epoch:,} at "
                         f"train.batch_size {cfg.train.batch_size}); lower train.grad_accum")
+
+
+def _check_memory(cfg: Config, vocab_size: int, device: torch.device) -> None:
+    """Refuse, before the run directory is written, a model that cannot fit the machine."""
+    from zhbert.accounting import training_bytes_lower_bound
+    from zhbert.machine import memory_bytes
+
+    need = training_bytes_lower_bound(model_config_from(cfg, vocab_size), cfg.train.batch_size,
+                                      cfg.data.max_len)
+    have = memory_bytes(device)
+    if have is not None and need > have:
+        m = cfg.model
+        raise UserError(f"this model needs at least {need / 2**30:,.1f} GiB to train (model."
+                        f"hidden_size {m.hidden_size:,}, num_layers {m.num_layers:,}, intermediate_size "
+                        f"{m.intermediate_size:,}, train.batch_size {cfg.train.batch_size:,}) and the "
+                        f"{device.type} has {have / 2**30:,.1f} GiB; lower these settings")
 
 
 def _fit_and_close(tr: Trainer, show_progress: bool) -> Progress:
