@@ -31,11 +31,17 @@ def test_count_reads_whole_numbers_in_any_notation(text, value):
     assert argtypes.count(1)(text) == value
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "1.5", "nan", "inf", "1e400", "x", "1000001", "1e20"])
+@pytest.mark.parametrize("text", ["-1", "1.5", "nan", "inf", "1e400", "x", "100001", "1e20"])
 def test_boot_count_refuses_what_is_no_bootstrap_size(text):
-    """--n-boot 1e20 ran without end, -1 was taken."""
+    """--n-boot 1e20 ran without end, -1 was taken (0 is the delta method)."""
     with pytest.raises(argparse.ArgumentTypeError):
         argtypes.boot_count(text)
+    assert argtypes.boot_count("0") == 0
+
+
+def test_an_unbounded_number_says_finite():
+    with pytest.raises(argparse.ArgumentTypeError, match="^nan is not a finite number$"):
+        argtypes.number()("nan")
 
 
 def test_seed_range():

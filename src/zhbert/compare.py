@@ -25,7 +25,7 @@ from typing import Any
 from zhbert.analysis import History, Series, correlate, load_history, summary
 from zhbert.analysis.history import masking_warning, with_characters
 from zhbert.analysis.planning import steps_text
-from zhbert.analysis.predict import _already_reached
+from zhbert.analysis.predict import _already_reached, check_target
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, check_out, staged_dir
 from zhbert.metrics import metric_info
@@ -295,13 +295,22 @@ def _forecast_md(j: dict) -> list[str]:
 
 # ----------------------------------------------------------------------------- CLI
 
-def _targets(text: str | None) -> tuple[float, ...] | None:
+def _targets(text: str | None, metric: str) -> tuple[float, ...] | None:
+    """--targets, held to the bounds `zhbert predict` holds a target to (check_target: finite;
+    an accuracy's in (0, 1)): -1 and nan were taken. Checked here, not by argparse: the
+    bounds depend on the compared metric."""
     if text is None:
         return None
     try:
-        return tuple(float(t) for t in text.split(",") if t.strip())
+        targets = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise UserError(f"--targets must be comma-separated numbers like 0.3,0.5, got {text!r}") from None
+    for t in targets:
+        try:
+            check_target(t, metric)
+        except UserError as why:
+            raise UserError(f"--targets: {why}") from None
+    return targets
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -324,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     from zhbert import plots
 
     runs = load_runs(args.runs, args.metric, args.x)
-    j = compare(runs, x=args.x, targets=_targets(args.targets))
+    j = compare(runs, x=args.x, targets=_targets(args.targets, runs[0].series.name))
     out = Path(args.out)
     check_out(out, "comparison.json")
     replaced = out.exists() and any(out.iterdir())  # past check_out: an earlier comparison

@@ -323,9 +323,9 @@ def run_config_sections(path: Path) -> tuple[dict[str, Any], str]:
 
     d = read_json(path, "run config")
     cfg = d.get("config") if isinstance(d, dict) else None
-    # every run's config.json has held its hash; a data directory's manifest.json also has a
-    # "config" (prepare's settings), which read as four "unknown section" lines
-    if not isinstance(cfg, dict) or "config_hash" not in d:
+    # a data directory's manifest.json also has a "config" (prepare's settings, with its
+    # "splits" beside it), which read as four "unknown section" lines
+    if not isinstance(cfg, dict) or "splits" in d:
         data = " (a data directory's manifest: pass its directory as --data)" if "splits" in d else ""
         raise UserError(f"{path} is not a zhbert run's config.json{data}; give --config a preset, "
                         "a TOML file or a run directory")

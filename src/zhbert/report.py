@@ -18,7 +18,6 @@ from pathlib import Path
 from zhbert.analysis import load_history
 from zhbert.analysis.planning import add_input_arguments
 from zhbert import argtypes
-from zhbert.errors import UserError
 from zhbert.fileio import check_out
 from zhbert.report_analysis import DEFAULT_TARGET, analyze
 from zhbert.report_render import summary_text, write_analysis
@@ -53,14 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{DEFAULT_TARGET} for accuracy metrics)")
     parser.add_argument("--out", help="output directory (default RUN_DIR/analysis, or NAME_analysis "
                         "next to a history file)")
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits per curve (default 200)")
+    parser.add_argument("--n-boot", type=argtypes.boot_count, default=200,
+                        help="bootstrap refits per curve (default 200; 0: no refits)")
     parser.add_argument("--seed", type=argtypes.seed, default=0,
                         help="seed of the bootstrap refits (the same seed, the same intervals)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n_boot < 0:
-        raise UserError("--n-boot must be 0 or more")
     path = Path(args.history)
     history = load_history(path, args.metric)
     out = Path(args.out) if args.out else default_out(path)

@@ -93,9 +93,17 @@ def backtest(source: History | Series, fit_until: float, *, metric: str | None =
     return BacktestResult(
         metric=series.name, x_axis=x, fit_until=float(fit_until), n_fit=int(fit_mask.sum()),
         n_test=int(test.sum()), last_x=float(xs[-1]), actual_last=float(sm[-1]), window=window,
-        at=at, actual_at=None if at is None else float(np.interp(at, xs, sm)), rows=rows,
+        at=at, actual_at=_actual_at(at, xs, sm), rows=rows,
         winner=min(scored, key=lambda r: r.mae).model if scored else None,
         aic_best=fits[0].name if fits and fits[0].ok else None)
+
+
+def _actual_at(at: float | None, xs: np.ndarray, smoothed: np.ndarray) -> float | None:
+    """The smoothed metric at ``at``, where the history covers it: outside, interpolation
+    clamps to the first or last value (--at 5000 on a 2,000-step run read "at 5,000: 0.5361")."""
+    if at is None or not xs[0] <= at <= xs[-1]:
+        return None
+    return float(np.interp(at, xs, smoothed))
 
 
 def _score(fit: CurveFit, xs, smoothed, test, last, at: float | None) -> BacktestRow:
@@ -116,10 +124,11 @@ def backtest_table(result: BacktestResult) -> str:
     """Plain-text table of a backtest (errors in the metric's units vs the smoothed metric,
     + = the model predicted more than was reached)."""
     r = result
+    at = "" if r.at is None else f"; at {r.at:,.0f}: " + (
+        f"{r.actual_at:.4f}" if r.actual_at is not None else f"not measured (outside the run's {r.x_axis} range)")
     head = [f"backtest of {r.metric}: fit on {r.x_axis} <= {r.fit_until:,.0f} ({r.n_fit} points), "
             f"predict the remaining {r.n_test} points up to {r.last_x:,.0f}",
-            f"smoothed actual at the last point: {r.actual_last:.4f}"
-            + ("" if r.at is None else f"; at {r.at:,.0f}: {r.actual_at:.4f}")]
+            f"smoothed actual at the last point: {r.actual_last:.4f}{at}"]
     unit = r.x_axis + ("s" if r.x_axis == "step" else "")
     cols = ["model", "MAE", "max err", "err@last", f"mean err, last {r.window:,.0f} {unit}", "pred@last"]
     if r.at is not None:

@@ -19,15 +19,17 @@ import json
 
 from zhbert.analysis.backtest import backtest, backtest_table
 from zhbert.analysis.history import load_history
+from zhbert import argtypes
 from zhbert.analysis.planning import add_input_arguments
 from zhbert.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser, nargs="?")
-    parser.add_argument("--fit-until", type=float,
+    # an x of the history (a step, a token count, seconds): > 0; past its last point, backtest says so
+    parser.add_argument("--fit-until", type=argtypes.positive,
                         help="fit on the history up to this x (e.g. 50000), predict the rest")
-    parser.add_argument("--at", type=float, help="also show each model's prediction at this x")
+    parser.add_argument("--at", type=argtypes.positive, help="also show each model's prediction at this x")
     parser.add_argument("--models", help="comma-separated models (default: all for the metric)")
     parser.add_argument("--predict", metavar="RUN_B", help="the run to predict from other runs")
     parser.add_argument("--from", dest="from_runs", nargs="+", metavar="RUN_A", default=[],
@@ -35,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--law", default="lr_annealing",
                         help="schedule-aware laws to score, comma-separated: lr_annealing (default), "
                              "multi_power (slower, delta-method interval)")
-    parser.add_argument("--n-boot", type=int, default=200,
-                        help="bootstrap refits of each law for its interval (default 200)")
+    parser.add_argument("--n-boot", type=argtypes.boot_count, default=200, help="bootstrap refits of "
+                        "each law for its interval (default 200; 0: the delta method's)")
 
 
 def run(args: argparse.Namespace) -> int:

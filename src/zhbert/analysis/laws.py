@@ -63,6 +63,7 @@ LAM = 0.999
 MAX_BLOCKS = 300
 MPL_BOOT = 0          # bootstrap refits for multi_power (each is seconds: see above)
 MAX_GRID = 200_000   # lr values summed per schedule (beyond: every k-th step, times k)
+MAX_STEPS = 10 ** 15  # steps summed on int64 grids: past 2^63 a step overflowed or wrapped
 MIN_POINTS = 6
 # Residual AR(1) near 1 is a curve the law does not fit (a plateau's edge), not noise:
 # whitening with it would fit first differences and drop the level the forecast extends
@@ -153,8 +154,10 @@ class Features:
 def features(schedule: Schedule, steps: Any, units: Units, law: str) -> Features:
     """Areas at ``steps``: exact sums over every step up to MAX_GRID steps; beyond, sums over
     every k-th step times k (a 100M-step forecast would otherwise hold 100M lr values)."""
-    steps = np.asarray(steps, dtype=int)
-    top = int(steps.max(initial=1))
+    top = float(np.max(steps, initial=1))  # float: an int past int64 would raise or wrap here
+    if not top <= MAX_STEPS:
+        raise UserError(f"a run of {top:,.0f} steps is past what the law can sum ({MAX_STEPS:,})")
+    steps, top = np.asarray(steps, dtype=int), int(top)
     k = max(1, -(-top // MAX_GRID))
     grid = np.arange(0, top + k, k)
     eta = schedule.curve(grid) / units.ref
@@ -308,8 +311,6 @@ def _start(spec: LawSpec, hint: dict[str, float], y: np.ndarray, f_all: list[Fea
     A = max(float(y[np.argmin(s1)]) - L0, 1e-3) * float(np.min(s1)) ** hint["alpha"]
     vals = {"L0": L0, "A": A, "alpha": hint["alpha"], "C": hint.get("C", 0.5), "B": 0.5,
             "beta": 0.5, "gamma": 0.5}
-    if spec.name == "lr_annealing":
-        vals["C"] = 0.5
     return np.clip([vals[k] for k in spec.params], spec.lower, spec.upper)
 
 

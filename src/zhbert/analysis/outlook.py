@@ -69,12 +69,9 @@ def _plan_with_accuracy(source: Any, n_boot: int) -> Planner:
 
 def _curve(p, schedule, n: int) -> dict[str, list[float]]:
     """The law's curve where it holds: after the lr warm-up and the short-sequence phase
-    (forecast.load_run fits from there), accuracy bands clipped to [0, 1]."""
+    (forecast.load_run fits from there); Planner.curve keeps its bands inside [0, 1]."""
     steps = np.unique(np.linspace(fit_from(schedule), n, POINTS).astype(int))
     c = p.curve(schedule, steps)
-    for k in ("acc", "acc_lo80", "acc_hi80"):
-        if k in c:
-            c[k] = np.clip(c[k], 0.0, 1.0)
     return {k: [float(v) for v in vals] for k, vals in c.items()}
 
 

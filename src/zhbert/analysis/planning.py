@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from zhbert import argtypes
+from zhbert.analysis.extrapolation import check_loss, lr_note
 from zhbert.analysis.forecast import Forecast, Planner, RunData, fit_from
 from zhbert.errors import UserError
 from zhbert.fileio import json_safe
@@ -27,6 +29,9 @@ from zhbert.metrics import metric_info
 from zhbert.schedule import SCHEDULES, Schedule
 
 MAX_STRETCH = 100       # --target searches up to this many times the longest run
+# --steps / --warmup: 10^9 steps is 10,000x the seed's 100K-step run, far past any run the
+# law was fitted on; 10^20 was an OverflowError in the law's areas (laws.features)
+MAX_STEPS = 10 ** 9
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, nargs: str | None = None) -> None:
@@ -40,11 +45,13 @@ def add_input_arguments(parser: argparse.ArgumentParser, nargs: str | None = Non
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, help="forecast a run of N steps (default schedule: "
-                        "the run's own, stretched to N)")
+    parser.add_argument("--steps", type=argtypes.count(1, MAX_STEPS), help="forecast a run of N "
+                        f"steps, at most {MAX_STEPS:,} (default schedule: the run's own, stretched to N)")
     parser.add_argument("--schedule", help=f"schedule of the forecast run: {', '.join(SCHEDULES)}")
-    parser.add_argument("--warmup", type=int, help="warm-up steps of the forecast run (default: the run's)")
-    parser.add_argument("--lr", type=float, help="peak learning rate of the forecast run (default: the run's)")
+    parser.add_argument("--warmup", type=argtypes.count(0, MAX_STEPS),
+                        help="warm-up steps of the forecast run (default: the run's)")
+    parser.add_argument("--lr", type=argtypes.positive, help="peak learning rate of the forecast run "
+                        "(default: the run's; outside the fitted runs' peaks the answer is flagged)")
     parser.add_argument("--compare-schedules", action="store_true",
                         help="final accuracy of an N-step run under each schedule")
     parser.add_argument("--law", default="lr_annealing", choices=("lr_annealing", "multi_power", "none"),
@@ -58,25 +65,19 @@ def check_plan_args(args: argparse.Namespace) -> None:
             args.metric is None or metric_info(args.metric).kind == "accuracy"):
         raise UserError(f"--target {args.target:g}: accuracy targets lie between 0 and 1, "
                         "e.g. --target 0.30 for 30%")
-    if args.steps is not None and args.steps <= 0:
-        raise UserError(f"--steps {args.steps}: give a number of steps > 0, e.g. --steps 4000")
     if args.schedule is not None and args.schedule not in SCHEDULES:
         raise UserError(f"--schedule {args.schedule}: unknown; use one of {', '.join(SCHEDULES)}")
-    if args.warmup is not None and args.warmup < 0:
-        raise UserError(f"--warmup {args.warmup}: give warm-up steps >= 0")
-    if args.warmup is not None and args.steps is not None and args.warmup >= args.steps:
-        raise UserError(f"--warmup {args.warmup:,} is not shorter than --steps {args.steps:,}: "
-                        "the run would end inside its warm-up")
-    if args.lr is not None and not args.lr > 0:
-        raise UserError(f"--lr {args.lr:g}: give a peak learning rate > 0, e.g. --lr 1e-3")
-    for name in ("price_per_hour", "tokens_per_step", "seconds_per_step"):
-        value = getattr(args, name, None)
-        if value is not None and not value > 0:
-            raise UserError(f"--{name.replace('_', '-')} {value:g}: give a number > 0")
-    if getattr(args, "n_boot", 0) < 0:
-        raise UserError(f"--n-boot {args.n_boot}: give 0 (the delta method) or more refits, e.g. 200")
+    if args.steps is not None:
+        check_warmup(args, args.steps, f"--steps {args.steps:,}")
     if args.target is None and args.steps is None and not args.compare_schedules:
         raise UserError("ask a question: --target 0.40, --steps N, or --compare-schedules")
+
+
+def check_warmup(args: argparse.Namespace, steps: int, what: str) -> None:
+    """--warmup shorter than the run asked about, ``what`` (its range is argparse's: argtypes)."""
+    if args.warmup is not None and args.warmup >= steps:
+        raise UserError(f"--warmup {args.warmup:,} is not shorter than {what}: "
+                        "the run would end inside its warm-up")
 
 
 def schedule_for(p: Planner, args: argparse.Namespace, steps: int) -> Schedule:
@@ -122,17 +123,13 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     80% band does not reach it either: one run just off a plateau pins the floor loosely
     (the demo's 1,200-step run put it at 39.7% while a 3,300-step run measured 42.6%)."""
     limit = p.limit()
-    longest = max(r.curve.schedule.steps for r in p.runs)
-    # from the first step any run's law was fitted at (after the lr warm-up and the
-    # short-sequence phase): before it the law was never checked, and its bands are wide
-    # there (the demo's 80% band read "reaches 40% with <= 101 steps")
-    start = p.fitted_from
-    grid = np.unique(np.geomspace(max(10, p.base.warmup + 1, start), longest * MAX_STRETCH,
-                                  60).astype(int))
+    grid = _search_grid(p, make)
     fc = [p.accuracy(make(int(n)), [int(n)], noise=False) for n in grid]
     band = {k: np.array([getattr(f, k) for f in fc]) for k in ("mean", "lo80", "hi80", "lo95", "hi95")}
     mean = band["mean"]
     point = _crossing(grid, mean, target)
+    for n in grid[:np.searchsorted(grid, point) + 1]:  # the runs the answer relies on
+        check_loss(p, make(int(n)), [int(n)], f"--target {target:g}")
     # the forecasts' own bounds (the refits' quantiles), not mean +- z sd: the refits' spread
     # has long tails, and their sd put "never" beside a 2,000-step band that reached the target
     i80 = (_crossing(grid, band["hi80"], target), _crossing(grid, band["lo80"], target))
@@ -160,6 +157,19 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     return Reach(target, True, point, i80, i95, limit,
                  f"reaches {target:g} with a run of {n(point)} steps (80%: {n(i80[0])} to "
                  f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", first)
+
+
+def _search_grid(p: Planner, make: Any) -> np.ndarray:
+    """The run lengths ``reach`` tries: from the first step any run's law was fitted at (after
+    the lr warm-up and the short-sequence phase: before it the law was never checked, and its
+    bands are wide there; the demo's 80% band read "reaches 40% with <= 101 steps") and past
+    the searched runs' own warm-up (--warmup), up to MAX_STRETCH times the longest run."""
+    longest = max(r.curve.schedule.steps for r in p.runs)
+    first, last = max(10, make(longest).warmup + 1, p.fitted_from), longest * MAX_STRETCH
+    if first >= last:  # a --warmup past every run searched read "forecast 0.0000" there
+        raise UserError(f"--warmup {first - 1:,} is not shorter than the longest run --target "
+                        f"searches ({last:,} steps, {MAX_STRETCH}x the longest run)")
+    return np.unique(np.geomspace(first, last, 60).astype(int))
 
 
 def plateau_warning(p: Planner, *forecasts: float, answers: Sequence[Reach] = ()) -> str | None:
@@ -231,7 +241,11 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
         text += lines
     if args.compare_schedules:
         n = args.steps or p.base.steps
+        check_warmup(args, n, f"the {n:,} steps --compare-schedules compares without --steps")
         cmp = p.compare_schedules(n, warmup=args.warmup, peak=args.lr)
+        for k in cmp:
+            check_loss(p, p.base.stretched(n, kind=k, warmup=args.warmup, peak=args.lr), [n],
+                       f"--compare-schedules over {n:,} steps")
         out["compare_schedules"] = {"steps": n, **{k: f.to_json() for k, f in cmp.items()}}
         text.append(f"final accuracy ({p.runs[0].acc_metric}) of a {n:,}-step run by schedule:")
         text += [f"  {k:<9} {_fc(f)}" for k, f in cmp.items()]
@@ -247,7 +261,10 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
         if r.reachable:
             text.append(f"  = {_fmt_units(units(p, r.steps, args))} (point estimate)")
         text += [f"  warning: {out['target']['warning']}"] if out["target"]["warning"] else []
-    text += [f"note: {n}" for n in p.notes]
+    extrapolated = lr_note(p, args.lr)
+    if extrapolated:  # the answers above rest on the law's assumption about the lr
+        out["notes"].append(extrapolated)
+    text += [f"note: {n}" for n in out["notes"]]
     return out, text
 
 
@@ -273,10 +290,11 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
                         f"warm-up, the short-sequence phase and the fall after it) and does not "
                         f"hold before it; ask about a run of at least {first:,} steps")
     sched = schedule_for(p, args, n)
-    loss = p.loss(sched, [n])
-    acc = p.accuracy(sched, [n]) if p.accmap else None
     # where the law holds: after the lr warm-up and the short-sequence phase (forecast.load_run)
     marks = np.unique(np.linspace(min(fit_from(sched), n), n, 9).astype(int))
+    check_loss(p, sched, marks, f"--steps {n:,}")
+    loss = p.loss(sched, [n])
+    acc = p.accuracy(sched, [n]) if p.accmap else None
     curve = p.curve(sched, marks)
     out = {"schedule": sched.to_json(), "final_loss": loss.to_json(),
            "final_accuracy": acc and acc.to_json(), "units": units(p, n, args),
@@ -336,6 +354,9 @@ def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[st
     start = max(int(until or 0), target.curve.fit_from - 1)
     after = target.curve.steps > start
     steps, actual = target.curve.steps[after], target.acc[after]
+    if len(steps) == 0 and start == int(until or 0):
+        raise UserError(f"--fit-until {until:g} is at or after the last step of {target.curve.name} "
+                        f"({target.curve.steps[-1]:,}): nothing is left to predict; choose an earlier step")
     if len(steps) == 0:
         raise UserError(f"nothing of {target.curve.name} is left to predict after step {start:,}")
     rows = []

@@ -119,6 +119,8 @@ class Prediction:
 def check_target(target: float, metric: str) -> None:
     """A target outside the metric's bounds (zhbert.metrics) is a typo, not a question."""
     info = metric_info(metric)
+    if not math.isfinite(target):  # nan, inf passed the bounds below (a loss's: a report for --target nan)
+        raise UserError(f"target {target:g}: give a finite number")
     if info.kind == "accuracy" and not 0.0 < target < 1.0:
         raise UserError(f"target {target:g}: {metric} is an accuracy, so the target must lie "
                         "between 0 and 1, e.g. 0.30 for 30%")

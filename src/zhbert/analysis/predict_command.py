@@ -20,13 +20,18 @@ from zhbert.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from zhbert.analysis.planning import add_plan_arguments
     add_input_arguments(parser, nargs="+")
+    # the value options' ranges are argparse's (argtypes), but --target's depends on the metric:
+    # planning.check_plan_args and predict.check_target
     parser.add_argument("--target", type=float, help="target value, e.g. 0.60")
     add_plan_arguments(parser)
     parser.add_argument("--model", help="schedule-free family to use instead of the best by AIC")
-    parser.add_argument("--price-per-hour", type=float, help="USD per hour of the training machine")
-    parser.add_argument("--tokens-per-step", type=float, help="override the recorded tokens per step")
-    parser.add_argument("--seconds-per-step", type=float, help="override the recorded seconds per step")
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap refits of the law or "
+    parser.add_argument("--price-per-hour", type=argtypes.positive,
+                        help="USD per hour of the training machine")
+    parser.add_argument("--tokens-per-step", type=argtypes.positive,
+                        help="override the recorded tokens per step")
+    parser.add_argument("--seconds-per-step", type=argtypes.positive,
+                        help="override the recorded seconds per step")
+    parser.add_argument("--n-boot", type=argtypes.boot_count, default=200, help="bootstrap refits of the law or "
                         "curve (default 200; 0: the law's delta-method intervals)")
     parser.add_argument("--seed", type=argtypes.seed, default=0,
                         help="seed of the bootstrap refits (the same seed, the same intervals)")

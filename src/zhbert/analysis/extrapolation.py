@@ -1,0 +1,74 @@
+"""Where the schedule-aware law stops answering: forecasts far from the runs it was fitted on.
+
+The law (laws.py) takes the lr of every step, so it answers for any length and peak lr; but
+its dependence on the lr was measured only at the fitted runs' peaks, and its annealing term
+is linear in the lr drop. At 10x the fitted peak (``--lr 0.01`` for runs at 1e-3) it forecast
+a final loss of -4.4, at ``--lr 1e30`` one of -6.8e32, both printed as numbers; a run of 10^12
+steps of tiny-2000 read -0.45. A researcher asking about another lr wants the law's answer with
+a flag where that answer is an extrapolation in lr (``lr_note``), and no number where the
+answer is impossible: a forecast that relies on an expected loss below 0, which a
+cross-entropy never is, is refused with the option that led there (``check_loss``). The
+accuracy is an expit of the loss (accmap.py), inside (0, 1) by construction; its bands are
+clipped there (forecast.Planner).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from zhbert.errors import UserError
+from zhbert.schedule import Schedule
+
+REL = 1e-9  # a peak equal to a fitted one up to float noise is no extrapolation
+
+
+def fitted_peaks(p: Any) -> tuple[float, float]:
+    """The lowest and highest peak lr of the runs a planner was fitted on."""
+    peaks = [r.curve.schedule.peak for r in p.runs]
+    return min(peaks), max(peaks)
+
+
+def _outside(p: Any, lr: float) -> str | None:
+    """"10x above the highest peak lr fitted (0.001)" where ``lr`` lies outside the fitted peaks."""
+    lo, hi = fitted_peaks(p)
+    if lo * (1 - REL) <= lr <= hi * (1 + REL):
+        return None
+    fitted = f"{hi:g}" if lo == hi else f"{lo:g} to {hi:g}"
+    if lr > hi:
+        return f"{lr / hi:.3g}x the highest peak lr fitted ({fitted})"
+    return f"1/{lo / lr:.3g} of the lowest peak lr fitted ({fitted})"
+
+
+def lr_note(p: Any, lr: float | None) -> str | None:
+    """A note where --lr lies outside the fitted runs' peaks: the law's answer there is its
+    assumption about the lr, not something the runs measured."""
+    where = None if lr is None else _outside(p, lr)
+    if where is None:
+        return None
+    unstable = " and it has no term for a run a too-high lr destabilises" if lr > fitted_peaks(p)[1] else ""
+    return (f"extrapolation: --lr {lr:g} is {where}; the law's dependence on the lr was not "
+            f"measured there{unstable}: check the forecast with a short run at that lr, and fit it too")
+
+
+def check_loss(p: Any, schedule: Schedule, steps: Sequence[int], asked: str) -> None:
+    """Refuse an answer that relies on an expected loss below 0 at ``steps`` of ``schedule``;
+    ``asked`` is the question ("--steps 4,000"), blamed unless the lr is outside the fitted
+    peaks (then --lr is)."""
+    steps = np.atleast_1d(np.asarray(steps, dtype=int))
+    loss = np.atleast_1d(p.law.predict(schedule, steps))
+    if len(loss) == 0 or np.min(loss) >= 0:
+        return
+    i = int(np.argmax(loss < 0))
+    off = _outside(p, schedule.peak)
+    longest = max(int(r.curve.steps[-1]) for r in p.runs)
+    if off is not None:
+        asked, fix = f"--lr {schedule.peak:g}", "ask about a peak lr nearer the fitted runs'"
+        why = f"a run at peak lr {schedule.peak:g}, {off}"
+    else:
+        fix = "ask about a shorter run, or fit a longer one"
+        why = f"a {schedule.steps:,}-step run ({schedule.steps / longest:,.0f}x the longest fitted, {longest:,})"
+    raise UserError(f"{asked}: the law forecasts a loss of {loss[i]:.3g} at step {steps[i]:,} of "
+                    f"{why}; a cross-entropy is never below 0, so the law does not hold that far "
+                    f"from the runs it was fitted on; {fix}")
