@@ -190,10 +190,6 @@ def test_failed_prepare_leaves_existing_dir_intact(tmp_path, capsys, monkeypatch
     (lambda d: (d / "bin.txt").write_bytes(b"\x00\x01\x02\x03" * 100), ["{d}/bin.txt"], "bin.txt"),
     (lambda d: (d / "en.txt").write_text("only english text here.\n\nand more of it.\n"),
      ["{d}/en.txt"], "nothing is left"),
-    (lambda d: (d / "ok.txt").write_text(ARTICLE), ["{d}/ok.txt", "--validation", "0.7"], "--validation"),
-    (lambda d: (d / "ok.txt").write_text(ARTICLE), ["{d}/ok.txt", "--max-vocab", "3"], "--max-vocab"),
-    (lambda d: (d / "ok.txt").write_text(ARTICLE), ["{d}/ok.txt", "--min-sentence-chars", "0"],
-     "min_sentence_chars"),
 ])
 def test_bad_inputs_exit_2_with_a_readable_message(tmp_path, capsys, make, args, message):
     make(tmp_path)

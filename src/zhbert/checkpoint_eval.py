@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zhbert.errors import UserError
+from zhbert import argtypes
 from zhbert.evaluate import HELD_OUT_SPLITS, evaluate_checkpoints
 from zhbert.run import EVAL_RESULTS, add_checkpoint_arguments
 
@@ -27,13 +27,13 @@ def add_arguments(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by zhbert train")
     add_checkpoint_arguments(p)
     p.add_argument("--split", choices=HELD_OUT_SPLITS, default="validation")
-    p.add_argument("--max-sequences", type=int, metavar="N",
-                   help="held-out sequences to evaluate (default: the run's data.eval_sequences)")
+    # at least 1; no upper bound: a split with fewer sequences is evaluated whole
+    p.add_argument("--max-sequences", type=argtypes.count(1), metavar="N",
+                   help="held-out sequences to evaluate (default: the run's data.eval_sequences; "
+                        "all of the split's when it has fewer)")
 
 
 def run(args) -> int:
-    if args.max_sequences is not None and args.max_sequences < 1:
-        raise UserError(f"--max-sequences must be at least 1, got {args.max_sequences}")
     evaluate_checkpoints(args.run_dir, args.checkpoint, args.all_checkpoints, args.split,
                          args.max_sequences)
     print(f"results in {Path(args.run_dir) / EVAL_RESULTS}")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fillmask import (Candidates, MaskedLM, encode_masked, fill_mask, filled_text,
                              load_masked_lm, normalize, show_filled, unknown_chars)
@@ -16,9 +18,13 @@ def add_arguments(p) -> None:
     p.add_argument("sentences", nargs="*", metavar="SENTENCE", help='text with [MASK], e.g. "北京是中国的[MASK]都。"')
     p.add_argument("--input", metavar="FILE", help="a file of sentences, one per line, or a "
                    "CSV/TSV/JSONL table (its text column: see --text-column)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=argtypes.count(1), default=5,
+                   help="candidates per [MASK] (default 5; more than the model's vocabulary "
+                        "shows all of it, with a warning)")
     p.add_argument("--checkpoint", type=int, metavar="STEP", help="checkpoint step (run directories)")
-    p.add_argument("--batch-size", type=int, default=32)
+    # 1024 sentences of 512 tokens take 12 GB of attention scores in a 12-head model
+    p.add_argument("--batch-size", type=argtypes.count(1, 1024), default=32,
+                   help="sentences per forward pass (default 32)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto: bf16 only where the CPU/GPU runs it natively, else fp32")
@@ -34,14 +40,17 @@ def add_arguments(p) -> None:
 
 
 ANSWER_COLUMN = "answer"
+INPUT_KINDS = "a file of sentences, one per line, or a CSV/TSV/JSONL table"
 
 
 def _read_sentences(args) -> tuple[list[str], list[str | None], list[str]]:
     """The sentences, each one's expected answer (None: not given), and where each came
     from, for errors: "sentence N" on the command line, "FILE line N" from --input (an
     error naming only "sentence 12" of a file left the user counting its lines)."""
-    from zhbert.tables import is_table, read_table, table_options
+    from zhbert.tables import check_input_file, is_table, read_table, table_options
 
+    if args.input is not None:
+        check_input_file(args.input, "--input", INPUT_KINDS)
     sentences = list(args.sentences)
     answers: list[str | None] = [None] * len(sentences)
     where = [f"sentence {i + 1}" for i in range(len(sentences))]
@@ -104,7 +113,20 @@ def _usable(lm: MaskedLM, sentences, where, given: int, strict: bool) -> list[in
     return keep
 
 
+def _shown_top_k(results: list[list[Candidates]], top_k: int) -> int:
+    """The candidates shown per [MASK]: fill_mask gives all the model can propose where
+    --top-k asks more; say so, rather than "not in the top 10^20" of a few thousand."""
+    shown = max((len(c) for masks in results for c in masks), default=top_k)
+    if shown < top_k:
+        print(f"zhbert: warning: --top-k {top_k:,} is more than the {shown:,} tokens this model "
+              f"can propose for a [MASK]; showing all {shown:,}", file=sys.stderr)
+    return shown
+
+
 def run(args) -> int:
+    if not args.model:  # Path("") is ".", which the error would name instead
+        raise UserError("MODEL '' names no directory; give a run directory (zhbert train's "
+                        "--out) or an exported model directory")
     sentences, answers, where = _read_sentences(args)
     quantize = None if args.quantize == "none" else args.quantize
     lm = load_masked_lm(args.model, args.checkpoint, precision=args.precision, quantize=quantize)
@@ -114,6 +136,7 @@ def run(args) -> int:
     # an expected answer is compared with tokens of normalised text: 國 is the vocabulary's 国
     answers = [answers[i] if answers[i] is None else normalize(lm, answers[i]) for i in keep]
     results = fill_mask(lm, seen, args.top_k, args.batch_size, where=where, normalized=True)
+    top_k = _shown_top_k(results, args.top_k)
     ranks = [answer_rank(masks, a) for masks, a in zip(results, answers)]
     unknown = [unknown_chars(lm.vocab, s) for s in seen]
     if args.json:
@@ -135,9 +158,9 @@ def run(args) -> int:
         if show_filled(lm, masks):
             print(f"  filled: {filled_text(lm, n, masks)}")
         if r is not None:
-            print(_answer_line(a, r, masks, args.top_k))
+            print(_answer_line(a, r, masks, top_k))
     checked = [r for r in ranks if r is not None]
     if checked:
-        print(f"answers in the top {args.top_k}: {sum(1 for r in checked if r)} of {len(checked)}"
+        print(f"answers in the top {top_k}: {sum(1 for r in checked if r)} of {len(checked)}"
               f" (top 1: {sum(1 for r in checked if r == 1)})")
     return 0

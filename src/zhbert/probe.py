@@ -1,7 +1,9 @@
 """`zhbert probe`: does held-out MLM accuracy predict downstream accuracy?
 
 For each selected checkpoint, train a classifier on a labelled task and record
-its test accuracy (Wilson 95% interval) in RUN_DIR/probe.jsonl:
+its test accuracy (Wilson 95% interval) in RUN_DIR/probe.jsonl, with every setting it
+depends on (``result_key``: the task's content, mode, seed, training size, epochs, lr);
+a rerun reuses only a result whose settings all match:
 
 - fine-tune (default): the whole network plus a linear head on the pooler
   output (HF's BertForSequenceClassification; [CLS]'s hidden state for an
@@ -61,6 +63,31 @@ class ProbeSettings:
     @property
     def mode(self) -> str:
         return "linear" if self.linear else "finetune"
+
+
+def task_fingerprint(task: Task) -> str:
+    """A hash of the task's labels, examples and train/test split: a task file edited under
+    the same name (or split by another --seed) is another task."""
+    import hashlib
+    import json
+    text = json.dumps([task.labels, task.train, task.test], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def result_key(task: Task, s: ProbeSettings) -> dict[str, Any]:
+    """Everything a probe's accuracy depends on besides the checkpoint, recorded with it; a
+    result is reused only where all of it matches. Keyed by (step, task, mode) alone, a
+    rerun with another --lr, --epochs, --max-train or --seed reprinted the old accuracy as if
+    new. The linear probe has no epochs or learning rate: None, so changing them reuses it."""
+    finetune = not s.linear
+    return {"task": task.name, "mode": s.mode, "task_sha256": task_fingerprint(task),
+            "n_train": min(s.max_train, len(task.train)), "seed": s.seed,
+            "batch_size": s.batch_size, "epochs": s.epochs if finetune else None,
+            "lr": s.lr if finetune else None}
+
+
+def _matches(record: dict[str, Any], key: dict[str, Any]) -> bool:
+    return all(record.get(k) == v for k, v in key.items())
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -235,19 +262,18 @@ def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = P
     run = open_run(run_dir)
     vocab = open_run_data(run).vocab
     task = builtin_task(task, run.data_dir) if isinstance(task, str) else task
+    key = result_key(task, settings)
     out = run.path / RESULTS
     with WriterLock(lock_path(out), "zhbert probe"):  # one writer of probe.jsonl at a time
-        done = {(r.get("step"), r.get("task"), r.get("mode")) for r in read_results(out)}
-        refs = [r for r in select_checkpoints(run.path, step, all_checkpoints)
-                if (r.step, task.name, settings.mode) not in done]
+        done = {r.get("step") for r in read_results(out) if _matches(r, key)}
+        refs = [r for r in select_checkpoints(run.path, step, all_checkpoints) if r.step not in done]
         device = device or default_device()
         max_len = min(MAX_LEN, run.cfg.data.max_len)  # positions past the pretraining length are untrained
         records = []
         for ref in refs:
             model = load_run_model(run, ref, device)
             result = probe_checkpoint(model, vocab, task, settings, max_len, device)
-            rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "task": task.name,
-                   "mode": settings.mode, **result, "epochs": None if settings.linear else settings.epochs}
+            rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), **key, **result}
             append_result(out, rec)
             records.append(rec)
             lo, hi = rec["ci95"]
@@ -267,12 +293,11 @@ class Point:
     probe_ci: tuple[float, float]
 
 
-def joined_points(run_dir: Path, task: str, mode: str) -> list[Point]:
-    """Probe results of (task, mode) with the validation MLM accuracy of the same step."""
+def joined_points(run_dir: Path, key: dict[str, Any]) -> list[Point]:
+    """Probe results of ``key`` (result_key) with the validation MLM accuracy of the same step."""
     from zhbert.run import EVAL_RESULTS, read_results
     mlm = {r["step"]: r for r in read_results(run_dir / EVAL_RESULTS) if r.get("split") == "validation"}
-    probes = {r["step"]: r for r in read_results(run_dir / RESULTS)
-              if r.get("task") == task and r.get("mode") == mode}
+    probes = {r["step"]: r for r in read_results(run_dir / RESULTS) if _matches(r, key)}
     return [Point(s, mlm[s]["eval_mlm_acc"], tuple(mlm[s]["eval_mlm_acc_ci95"]),
                   probes[s]["accuracy"], tuple(probes[s]["ci95"]))
             for s in sorted(probes) if s in mlm]
@@ -326,17 +351,18 @@ def plot_probe_vs_mlm(points: Sequence[Point], task: str = "", ax=None):
     return ax
 
 
-def report_relation(run_dir: str | Path, task: str, mode: str,
+def report_relation(run_dir: str | Path, key: dict[str, Any],
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate probed checkpoints missing from checkpoint_eval.jsonl, then correlate and plot."""
     from zhbert.evaluate import evaluate_checkpoints
     from zhbert.fileio import atomic_write_json
     from zhbert.plots import save_figure
     run_dir = Path(run_dir)
-    joined = {p.step for p in joined_points(run_dir, task, mode)}
-    for step in sorted(_probe_steps(run_dir, task, mode) - joined):
+    task = key["task"]
+    joined = {p.step for p in joined_points(run_dir, key)}
+    for step in sorted(_probe_steps(run_dir, key) - joined):
         evaluate_checkpoints(run_dir, step=step, log=lambda m: None)
-    points = joined_points(run_dir, task, mode)
+    points = joined_points(run_dir, key)
     rel = relate(points)
     log(f"{'step':>8}  {'mlm_acc':>8}  {task + ' acc':>12}")
     for p in points:
@@ -351,15 +377,15 @@ def report_relation(run_dir: str | Path, task: str, mode: str,
     if points:
         out = run_dir / PROBE_DIR
         save_figure(plot_probe_vs_mlm(points, task).figure, out, "probe_vs_mlm")
-        atomic_write_json(out / "probe_vs_mlm.json", {"task": task, "mode": mode, **rel,
+        atomic_write_json(out / "probe_vs_mlm.json", {**key, **rel,
                                                       "points": [vars(p) for p in points]})
         log(f"plot: {out / 'probe_vs_mlm.png'}")
     return rel
 
 
-def _probe_steps(run_dir: Path, task: str, mode: str) -> set[int]:
+def _probe_steps(run_dir: Path, key: dict[str, Any]) -> set[int]:
     from zhbert.run import read_results
-    return {r["step"] for r in read_results(run_dir / RESULTS) if r.get("task") == task and r.get("mode") == mode}
+    return {r["step"] for r in read_results(run_dir / RESULTS) if _matches(r, key)}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -375,25 +401,33 @@ def add_arguments(p) -> None:
                    "[,split] (other column names: --text-column and co.)")
     add_table_arguments(p)
     p.add_argument("--linear", action="store_true", help="logistic regression on frozen features")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
-    p.add_argument("--max-train", type=int, default=2000, metavar="N", help="cap on training examples")
-    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
+    # fine-tuning takes a few epochs (BERT: 2-4); 10^20 ran without end or a word
+    p.add_argument("--epochs", type=argtypes.count(1, 1000), default=3,
+                   help="fine-tuning epochs (default 3)")
+    p.add_argument("--max-train", type=argtypes.count(1), default=2000, metavar="N",
+                   help="cap on training examples (default 2000)")
+    p.add_argument("--lr", type=argtypes.positive, default=1e-4, help="fine-tuning learning rate")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the split and the fine-tuning")
 
 
 def run(args) -> int:
+    from zhbert.run import open_run
     from zhbert.tables import table_options
 
-    if args.epochs < 1 or args.max_train < 1 or not 0 < args.lr < math.inf:  # nan, inf too
-        raise UserError("--epochs and --max-train must be at least 1 and --lr positive and finite")
     settings = ProbeSettings(linear=args.linear, epochs=args.epochs, max_train=args.max_train,
                              lr=args.lr, seed=args.seed)
-    task = (load_task_file(args.task_file, seed=args.seed, **table_options(args))
-            if args.task_file else args.task)
+    if args.task_file is not None:  # '' too: it was taken for no --task-file, a traceback
+        from zhbert.tables import check_input_file
+        check_input_file(args.task_file, "--task-file", "a CSV/TSV/JSONL file: text,label or "
+                         "text_a,text_b,label [,split]")
+        task = load_task_file(args.task_file, seed=args.seed, **table_options(args))
+    else:
+        task = builtin_task(args.task, open_run(args.run_dir).data_dir)
     records = probe_run(args.run_dir, task, settings, args.checkpoint, args.all_checkpoints)
-    name = task if isinstance(task, str) else task.name
     if not records:
-        print(f"zhbert: every selected checkpoint is already in {Path(args.run_dir) / RESULTS}",
-              file=sys.stderr)
-    report_relation(args.run_dir, name, settings.mode)
+        same = ("--linear, which uses no --epochs or --lr" if args.linear
+                else "--epochs, --lr")
+        print(f"zhbert: every selected checkpoint is already in {Path(args.run_dir) / RESULTS} "
+              f"with these settings (the task, --seed, --max-train, {same})", file=sys.stderr)
+    report_relation(args.run_dir, result_key(task, settings))
     return 0

@@ -19,6 +19,7 @@ import csv
 import dataclasses
 import io
 import json
+import stat
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -250,3 +251,27 @@ def _label(record: dict, column: str) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON 1.0 and 1 are one class
     return (json.dumps(value) if isinstance(value, bool) else str(value)).strip()
+
+
+def check_input_file(path: str, option: str, expected: str) -> None:
+    """One line naming ``option``'s file and ``expected`` (what to give instead), where the
+    reader said "cannot be decompressed as" of /proc/self/mem, "Is a directory" with no fix,
+    read a pipe (/dev/stdin) twice and found it empty, and took '' for the directory "."."""
+    if not path:
+        raise UserError(f"{option} '' names no file; give {expected}")
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"{option} {path} not found; give {expected}") from None
+    except OSError as exc:
+        raise UserError(f"{option} {path} cannot be read ({exc.strerror}); give {expected}") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{option} {path} is a directory, not a file; give {expected}")
+    if not stat.S_ISREG(mode):  # sniffed, then read: a pipe or device cannot be read twice
+        raise UserError(f"{option} {path} is not a regular file (a pipe or device); save its "
+                        f"content to a file and give that: {expected}")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise UserError(f"{option} {path} cannot be read ({exc.strerror}); give {expected}") from None

@@ -239,6 +239,26 @@ def _workers_peak_rss_mb(pool) -> list[float] | None:
     return None if any(p is None for p in peaks) else peaks
 
 
+def _check_training_split(codes: np.ndarray, split: SplitConfig) -> None:
+    """Two held-out shares just under one half each took all 4 documents of a corpus, and
+    prepare wrote data with an empty train split and a vocabulary of the specials only."""
+    if not (codes == SPLIT_CODES["train"]).any():
+        raise UserError(f"--validation {split.validation:g} and --test {split.test:g} hold out all "
+                        f"{len(codes):,} documents kept, leaving none to train on: lower them, or "
+                        "give zhbert prepare more documents")
+
+
+def _check_vocab(vocab, min_freq: int, train_units: collections.Counter) -> None:
+    """A --min-freq above every count left the specials only (char tokenizer; WordPiece keeps
+    its alphabet): data every token of which reads as [UNK]."""
+    from zhbert.vocab import SPECIAL_TOKENS
+
+    if len(vocab) <= len(SPECIAL_TOKENS):
+        most = max(train_units.values(), default=0)
+        raise UserError(f"--min-freq {min_freq:,} leaves the vocabulary empty: the most frequent "
+                        f"unit of the train split occurs {most:,} times; lower --min-freq")
+
+
 def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
     """Run passes 1-3 and write everything into ``staging``; returns the report."""
     from zhbert.corpus.report import CorpusStats, build_report
@@ -259,6 +279,7 @@ def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
     if warning:
         print(f"zhbert: warning: {warning}", file=sys.stderr)
     codes = assign_splits(hashes, opts.split)
+    _check_training_split(codes, opts.split)
     del hashes
     t0 = time.perf_counter()
     _count_pass(tmp / "spool.jsonl", codes, pool, stats)
@@ -268,6 +289,7 @@ def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
                                 opts.max_vocab, opts.min_freq)
     else:
         vocab = build_vocab(stats.units["train"], opts.min_freq, opts.max_vocab)
+    _check_vocab(vocab, opts.min_freq, stats.units["train"])
     vocab.save(staging / "vocab.txt")
     t1 = time.perf_counter()
     splits = _encode_pass(tmp / "spool.jsonl", codes, vocab, opts, pool, staging, tmp, stats)

@@ -4,7 +4,6 @@ the line it prints. The pipeline itself is ``zhbert.corpus.prepare``."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -12,12 +11,28 @@ from zhbert import argtypes
 from zhbert.corpus.prepare import PrepareOptions, prepare
 from zhbert.corpus.splits import SplitConfig
 from zhbert.errors import UserError
+from zhbert.threads import available_cores
+
+# The ranges of prepare's own options, each with its reason:
+# a held-out share, as SplitConfig takes it (so the two leave training a share; prepare refuses
+# a corpus so small that rounding holds out every document)
+HELD_OUT_SHARE = argtypes.number(0.0, 0.5, high_open=True)
+# a sentence is cut to the model's sequence (at most 512 tokens) anyway: 10,000 characters is
+# 20 of those, and a longer "sentence" is no sentence
+MAX_SENTENCE_CHARS = 10_000
+# shingle_hashes makes N passes over each document: N bounds the time a character costs (64
+# is 13x the default 5), and an n-gram longer than a sentence measures no near-duplication
+MAX_DEDUP_NGRAM = 64
+# every token gets a row of the embedding table (10^6 x 768 fp32 is 3 GB); the largest BERT
+# vocabularies are ~250K (XLM-R), and 10^20 was an OverflowError in the WordPiece trainer
+MAX_VOCAB = 1_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from zhbert.corpus.clean import SCRIPTS
     from zhbert.corpus.languages import LANGUAGES, TOKENIZERS
     from zhbert.corpus.filetypes import file_types
+    from zhbert.vocab import SPECIAL_TOKENS
 
     parser.add_argument("sources", nargs="*", default=["builtin"], metavar="SOURCE",
                         help="'builtin' (default; the English one with --language en), "
@@ -36,39 +51,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "and the text field of .jsonl lines (default text)")
     g.add_argument("--per-line", action="store_true", help="a document per line in text files")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable files and bad lines")
-    g.add_argument("--limit-docs", type=int, default=None, metavar="N", help="read at most N documents")
+    g.add_argument("--limit-docs", type=argtypes.count(1, sys.maxsize), default=None, metavar="N",
+                   help="read at most N documents")  # sys.maxsize: islice's bound
     g = parser.add_argument_group("cleaning")
     g.add_argument("--script", choices=SCRIPTS, default=None,
                    help="OpenCC conversion (Chinese only; default t2s, other languages keep)")
     g.add_argument("--keep-urls", action="store_true", help="do not remove URLs and e-mail addresses")
-    g.add_argument("--min-sentence-chars", type=int, default=5)
-    g.add_argument("--max-sentence-chars", type=int, default=None,
+    sentence_chars = argtypes.count(1, MAX_SENTENCE_CHARS)
+    g.add_argument("--min-sentence-chars", type=sentence_chars, default=5)
+    g.add_argument("--max-sentence-chars", type=sentence_chars, default=None,
                    help="default 256 (English 512)")
-    g.add_argument("--min-script-ratio", "--min-chinese-ratio", dest="min_script_ratio", type=float,
+    g.add_argument("--min-script-ratio", "--min-chinese-ratio", dest="min_script_ratio",
+                   type=argtypes.probability,
                    default=0.5, help="minimum share of the language's script in a sentence "
                                      "(CJK ideographs; kanji+kana; Latin letters)")
     g = parser.add_argument_group("dedup")
     g.add_argument("--no-near-dedup", action="store_true", help="exact document dedup only")
-    g.add_argument("--dedup-threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold")
-    g.add_argument("--dedup-ngram", type=int, default=5, help="character n-gram size for MinHash")
+    g.add_argument("--dedup-threshold", type=argtypes.number(0.0, 1.0, low_open=True), default=0.8,
+                   help="near-duplicate Jaccard threshold, in (0, 1]")
+    g.add_argument("--dedup-ngram", type=argtypes.count(1, MAX_DEDUP_NGRAM), default=5,
+                   help="character n-gram size for MinHash")
     g = parser.add_argument_group("splits")
     g.add_argument("--split-seed", type=argtypes.seed, default=42)
-    g.add_argument("--validation", type=float, default=0.01, help="fraction of documents")
-    g.add_argument("--test", type=float, default=0.01, help="fraction of documents")
-    g.add_argument("--min-split-docs", type=int, default=500,
+    g.add_argument("--validation", type=HELD_OUT_SHARE, default=0.01,
+                   help="fraction of documents, in [0, 0.5)")
+    g.add_argument("--test", type=HELD_OUT_SHARE, default=0.01, help="fraction of documents, in [0, 0.5)")
+    g.add_argument("--min-split-docs", type=argtypes.count(0), default=500,
                    help="validation/test get at least this many documents (at most 10%% of the corpus)")
     g = parser.add_argument_group("vocabulary")
     g.add_argument("--tokenizer", choices=TOKENIZERS, default=None,
                    help="char (default for zh, ja) or wordpiece (default for en; trained with "
                         "Hugging Face tokenizers)")
-    g.add_argument("--min-freq", type=int, default=1)
-    g.add_argument("--vocab-size", "--max-vocab", dest="max_vocab", type=int, default=None,
+    g.add_argument("--min-freq", type=argtypes.count(1, sys.maxsize), default=1)  # the trainer's u64
+    g.add_argument("--vocab-size", "--max-vocab", dest="max_vocab",
+                   type=argtypes.count(len(SPECIAL_TOKENS) + 1, MAX_VOCAB), default=None,
                    help="including the 5 special tokens (default 21128 char, 30522 wordpiece)")
     g.add_argument("--no-word-boundaries", action="store_true",
                    help="skip word starts (jieba, fugashi or WordPiece words; whole-word "
                         "masking needs them)")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
-                        help="processes for cleaning and encoding (default: all cores)")
+    # more processes than cores gain nothing and each holds its own segmenter (tens of MB);
+    # 10^6 would try to start a million of them
+    cores = available_cores()
+    parser.add_argument("--workers", type=argtypes.count(1, cores), default=cores,
+                        help=f"processes for cleaning and encoding, at most the {cores} cores this "
+                             "process may use (default: all of them)")
 
 
 def options_from_args(args: argparse.Namespace) -> PrepareOptions:
@@ -82,21 +108,27 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     sources = tuple(args.sources or ["builtin"])
     lang = languages.get(args.language or ("en" if set(sources) == {BUILTIN_EN} else languages.DEFAULT))
     tokenizer = args.tokenizer or lang.tokenizer
-    max_vocab = args.max_vocab or (DEFAULT_SIZE if tokenizer == "wordpiece" else 21128)
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    if args.limit_docs is not None and not 1 <= args.limit_docs <= sys.maxsize:  # islice's bound
-        raise UserError(f"--limit-docs must be in [1, {sys.maxsize:,}], got {args.limit_docs:,}")
-    if args.min_freq < 1:
-        raise UserError(f"--min-freq must be at least 1, got {args.min_freq}")
-    if max_vocab <= 5:
-        raise UserError(f"--vocab-size (--max-vocab) must exceed the 5 special tokens, got {max_vocab}")
+    # "is None", not "or": 0 is argparse's range error, not the default
+    max_vocab = args.max_vocab if args.max_vocab is not None else (
+        DEFAULT_SIZE if tokenizer == "wordpiece" else 21128)
+    max_chars = (args.max_sentence_chars if args.max_sentence_chars is not None
+                 else lang.max_sentence_chars)
+    if args.min_sentence_chars > max_chars:
+        given = "" if args.max_sentence_chars is not None else f" (the default for {lang.name})"
+        raise UserError(f"--min-sentence-chars {args.min_sentence_chars} exceeds --max-sentence-chars "
+                        f"{max_chars}{given}: no sentence could be kept; lower the one or raise the other")
+    # Path("") is ".": a SOURCE '' read the whole working directory, .venv included
+    if "" in sources:
+        raise UserError("a SOURCE '' names no file; give 'builtin', files or directories "
+                        "('.' for the working directory)")
+    if not args.out:
+        raise UserError("--out '' names no directory; give the data directory to create")
     return PrepareOptions(
         sources=sources, out=Path(args.out),
         clean=CleanConfig(script=args.script or lang.default_conversion,
                           remove_urls=not args.keep_urls,
                           min_sentence_chars=args.min_sentence_chars,
-                          max_sentence_chars=args.max_sentence_chars or lang.max_sentence_chars,
+                          max_sentence_chars=max_chars,
                           min_script_ratio=args.min_script_ratio, language=lang.code),
         dedup=DedupConfig(near=not args.no_near_dedup, threshold=args.dedup_threshold,
                           ngram=args.dedup_ngram),

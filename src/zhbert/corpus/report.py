@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.vocab import Vocab
 
@@ -298,10 +299,11 @@ def render(report: dict, checks: list[Check], language: str = "zh") -> str:
 
 
 def _avg_len(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 30,100), got {text!r}") from None
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 30,100), got {text!r}")
+    # finite lengths >= 0: "nan,nan" and "0,inf" made a check that always passed
+    lo, hi = (argtypes.non_negative(x) for x in parts)
     if lo > hi:
         raise argparse.ArgumentTypeError(f"LOW must not exceed HIGH, got {text!r}")
     return lo, hi
@@ -310,15 +312,16 @@ def _avg_len(text: str) -> tuple[float, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", help="a data directory made by zhbert prepare")
     parser.add_argument("--json", action="store_true", help="print the report and checks as JSON")
-    parser.add_argument("--min-sentences", type=int, default=100_000)
-    parser.add_argument("--min-vocab", type=int, default=None,
+    parser.add_argument("--min-sentences", type=argtypes.count(0), default=100_000)
+    parser.add_argument("--min-vocab", type=argtypes.count(0), default=None,
                         help="minimum characters (word-initial tokens) in the vocabulary "
                              "(default per language: zh 10000, ja 3000, en 5000)")
     parser.add_argument("--avg-len", type=_avg_len, default=None, metavar="LOW,HIGH",
                         help="allowed average sentence length in characters "
                              "(default per language: zh 30,100, ja 20,100, en 40,250)")
-    parser.add_argument("--max-dup-rate", type=float, default=0.05,
-                        help="maximum share of repeated sentences")
+    # a share: 5 (meant as 5%?) or nan made a check that always passed
+    parser.add_argument("--max-dup-rate", type=argtypes.probability, default=0.05,
+                        help="maximum share of repeated sentences, in [0, 1] (default 0.05)")
 
 
 def run(args: argparse.Namespace) -> int:

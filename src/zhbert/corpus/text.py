@@ -14,8 +14,8 @@ import os
 import sys
 from typing import Iterator
 
+from zhbert import argtypes
 from zhbert.datadir import SPLITS, DataDir, open_data_dir
-from zhbert.errors import UserError
 
 
 def iter_text(data: DataDir, split: str, limit: int | None = None) -> Iterator[str]:
@@ -34,13 +34,12 @@ def iter_text(data: DataDir, split: str, limit: int | None = None) -> Iterator[s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_dir", help="a data directory made by zhbert prepare")
     parser.add_argument("--split", choices=SPLITS, default="train")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
+    # a count: "1e3" reads as 1000, and -1 or nan is argparse's one-line error
+    parser.add_argument("--limit", type=argtypes.count(0), default=None, metavar="N",
                         help="print the first N documents only")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit < 0:
-        raise UserError(f"--limit must be >= 0, got {args.limit}")
     data = open_data_dir(args.data_dir)
     try:
         for line in iter_text(data, args.split, args.limit):
