@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, staged_dir,
                            usual_permissions)
@@ -59,7 +60,9 @@ def write_tokenizer_json(vocab_path: Path, out: Path) -> None:
 
     tok = BertTokenizerFast(vocab=str(vocab_path), do_lower_case=False, tokenize_chinese_chars=True,
                             strip_accents=None)
-    tok.backend_tokenizer.save(str(out))
+    # the bytes Tokenizer.save writes, written by Python: a full disk is an OSError naming the
+    # file (the Rust writer's is a bare Exception)
+    atomic_write_text(out, tok.backend_tokenizer.to_str(pretty=True))
 
 
 def _last_eval(run_dir: Path, step: int) -> dict[str, Any] | None:
@@ -111,6 +114,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     """Write a transformers-loadable model directory for one checkpoint; returns ``out`` and
     the checkpoint's step (not always the newest: a corrupt one is passed over)."""
     from safetensors.torch import save_file
+    from zhbert.checkpoint import _safetensors_io
     from zhbert.run import (checkpoint_tokens, load_run_model, open_run, open_run_data,
                             select_checkpoints)
     import torch
@@ -137,7 +141,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     max_len = run.cfg.data.max_len
     with staged_dir(out, force=force, marker=EXPORT_MARKER, what="zhbert export") as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))
-        save_file(hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        # a full disk: an OSError (safetensors raises its own error type), so staged_dir says so
+        _safetensors_io(save_file, hf_state_dict(model), str(tmp / "model.safetensors"), {"format": "pt"})
         usual_permissions(tmp / "model.safetensors")
         vocab.save(tmp / "vocab.txt")
         for name, obj in tokenizer_files(max_len).items():
@@ -154,7 +159,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
 
 def add_arguments(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by zhbert train")
-    p.add_argument("--checkpoint", type=int, metavar="STEP", help="default: the latest valid checkpoint")
+    p.add_argument("--checkpoint", type=argtypes.count(0), metavar="STEP",
+                   help="the step of the checkpoint to export (default: the latest valid one)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write")
     p.add_argument("--force", action="store_true", help="replace MODEL_DIR (only once the new one is complete)")
 

@@ -8,6 +8,7 @@ interrupted job never leaves a directory that looks complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -46,24 +47,63 @@ def usual_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~_umask())
 
 
+# The fix for an output the OS refused, by errno (any other: choose another location)
+_WRITE_FIXES = {
+    errno.EACCES: "no permission to write there: choose a folder you can write to",
+    errno.EPERM: "the system does not allow writing there: choose another location",
+    errno.EROFS: "that file system is read-only: choose a location on a writable one",
+    errno.ENOSPC: "free disk space or choose another location",
+    errno.EDQUOT: "free space under your disk quota or choose another location",
+    errno.EFBIG: "the file is too large for that file system: choose another location",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EEXIST: "a part of the path is a file, not a folder: choose another path",  # mkdir
+    errno.ENOENT: "its folder cannot be created there: choose an existing, writable location",
+}
+# a write's errors that name no file (f.write on a full disk): still the output's
+_WRITE_ONLY_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+class OutputError(UserError):
+    """An output the OS refused to create, write or rename: ``path`` and the ``error``."""
+
+    def __init__(self, message: str, path: Path, error: OSError):
+        super().__init__(message)
+        self.path, self.error = path, error
+
+
+def cannot_write(path: str | os.PathLike, exc: OSError, kept: str) -> OutputError:
+    """One line for an OSError writing ``path``: the OS's reason, what was ``kept``, the fix."""
+    fix = _WRITE_FIXES.get(exc.errno, "choose another location")
+    return OutputError(f"cannot write {path}: {exc.strerror or exc} ({kept}); {fix}", Path(path), exc)
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, kept: str = "nothing was written") -> Iterator[None]:
+    """An OSError in the body (making ``path``'s folder, opening it) is ``cannot_write``."""
+    try:
+        yield
+    except OSError as exc:
+        raise cannot_write(path, exc, kept) from None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600; a finished file gets the usual permissions.
-        os.fchmod(fd, 0o666 & ~_umask())
+    tmp = None
+    try:  # the folder and the temporary file too: --out under /proc or a read-only mount
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            # mkstemp creates 0600; a finished file gets the usual permissions.
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise UserError(f"could not write {path}: {exc.strerror or exc}; "
-                        "the previous version (if any) is untouched. Free disk space "
-                        "or choose another location.") from exc
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise cannot_write(path, exc, "the previous version, if any, is untouched") from exc
     fsync_dir(path.parent)
 
 
@@ -293,7 +333,7 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     a new inode, and an inode reused after a deletion has a newer mtime."""
     try:
         st = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file in the path: mkdir says so
         return None
     return st.st_dev, st.st_ino, st.st_mtime_ns
 
@@ -326,6 +366,33 @@ def _swap_in(tmp: Path, final: Path, before: tuple | None, force: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+_KEPT = "nothing was written, and what was there is kept"
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _output_error(exc: BaseException, tmp: Path, final: Path) -> OutputError | None:
+    """``exc`` as a failure to write ``final``: an OSError (or an atomic write's OutputError)
+    on a path in the staging directory ``tmp``, or a write's naming no file (a full disk);
+    None for anything else (reading an input, a bug)."""
+    if not isinstance(exc, (OSError, OutputError)):
+        return None
+    error, where = (exc.error, str(exc.path)) if isinstance(exc, OutputError) else (exc, exc.filename)
+    if where is None:
+        ours = error.errno in _WRITE_ONLY_ERRNOS
+    else:
+        where, staging = os.path.abspath(os.fsdecode(where)), os.path.abspath(tmp)
+        ours = where == staging or where.startswith(staging + os.sep)
+    return cannot_write(final, error, _KEPT) if ours else None
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None = None,
                what: str = "zhbert output") -> Iterator[Path]:
@@ -337,8 +404,11 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
     ``what`` (``check_out``), checked before the body runs. Whatever another process
     wrote at ``final`` while the body ran is never replaced (``_swap_in``): a UserError
     says so. Staging directories of killed runs are removed first (``_remove_stale``).
+    An OSError making, writing or renaming the output is ``cannot_write`` naming ``final``.
     """
     final = Path(final)
+    if final.name in ("", ".."):  # built beside it and renamed over it: never "." or ".."
+        raise UserError(f"{final} is the current directory or above it: name a new folder for the output")
     _remove_stale(final)  # first: a killed run's replaced output may have to be put back
     if marker is not None:
         check_out(final, marker, what)
@@ -346,15 +416,32 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
         raise UserError(f"{final} already exists; pass --force to replace it "
                         "(it is replaced only once the new one is complete)")
     before = _identity(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp, held = _new_staging(final)
+    made = _missing_dirs(final.parent)
+    try:
+        with writing(final, _KEPT):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp, held = _new_staging(final)
+    except UserError:
+        _remove_empty(made)
+        raise
     try:
         yield tmp
         _swap_in(tmp, final, before, force)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _remove_empty(made)
+        error = _output_error(exc, tmp, final)
+        if error is None:
+            raise
+        raise error from None
     finally:
         if held is not None:
             _HELD.discard(_inode(held))
             os.close(held)  # drops the lock (after the rename it is final's)
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """The folders made for an output that failed (deepest first), where still empty."""
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            d.rmdir()

@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from zhbert.checkpoint import latest_valid_checkpoint, load_checkpoint, remove_partial
 from zhbert.config import Config, load_config
 from zhbert.distributed import Dist, agree_on_step, barrier, on_main, setup, shutdown
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
@@ -62,7 +63,7 @@ def add_arguments(p) -> None:
                         "length), an evaluation and a checkpoint, and kept in the run's "
                         "config.json; the timing (seconds) and start-up come on top")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--threads", type=argtypes.count(1), metavar="N",
                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else this "
                         "training's share of the cores: cores / zhbert trainings on the machine, "
                         "followed as others start and end)")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import json_safe, read_json
 from zhbert.history import HistoryReader, bad_lines_warning, read_history, warn_stderr
@@ -42,9 +43,9 @@ def add_arguments(p) -> None:
                    help="run directories, or folders of runs (searched up to "
                         f"{MAX_DEPTH} levels down)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    p.add_argument("--port", type=int, default=8008,
-                   help="port, 1-65535, or 0 for any free one (default 8008)")
-    p.add_argument("--stall-after", type=float, default=STALL_SECONDS,
+    p.add_argument("--port", type=int, default=8008, help="port, 1-65535, or 0 for any free one, "
+                   "printed at start (default 8008)")
+    p.add_argument("--stall-after", type=argtypes.positive, default=STALL_SECONDS,
                    help="seconds without new history before a running run shows as stalled")
 
 
@@ -163,8 +164,8 @@ class RunSet:
 def check_roots(paths: list[str]) -> None:
     """A mistyped path is an error up front, not a server that watches nothing."""
     for p in paths:
-        if not Path(p).exists():
-            raise UserError(f"{p} does not exist; give a run directory or a folder of runs, "
+        if not p or not Path(p).exists():  # '' (an unset variable) is not "." by accident
+            raise UserError(f"{p or repr(p)} does not exist; give a run directory or a folder of runs, "
                             "e.g. zhbert monitor runs/")
         if not Path(p).is_dir():
             raise UserError(f"{p} is a file, not a folder; give a run directory (the folder "
@@ -245,8 +246,7 @@ def _num(v: Any) -> Any:
 
 
 def _ckpt_stamp(run_dir: Path) -> tuple | None:
-    """Changes whenever checkpoint_eval.jsonl changes (with the history's gen and offset,
-    the study's cache key)."""
+    """checkpoint_eval.jsonl's size and mtime (with the history's gen and offset, the study's key)."""
     try:
         st = (run_dir / "checkpoint_eval.jsonl").stat()
         return (st.st_size, st.st_mtime_ns)

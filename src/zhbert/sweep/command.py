@@ -21,9 +21,10 @@ from zhbert.fileio import check_out
 from zhbert.run import SWEEP_SPEC
 from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
-from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, absolute_url, load_study,
-                                open_storage, read_spec, require_study, spec_from_storage, start_over,
-                                stored_identity, trial_label, with_runtime, write_spec)
+from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, load_study, open_storage,
+                                read_spec, require_database, require_study, spec_from_storage,
+                                start_over, storage_url, stored_identity, trial_label, with_runtime,
+                                write_spec)
 
 DEFAULT_STUDY = "zhbert-sweep"
 # what a sweep is (its identity) is fixed when it starts: a resume that gave another value
@@ -37,19 +38,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data directory (new sweep; for --worker: this machine's path)")
     p.add_argument("--out", help="SWEEP_DIR for a new sweep (trials/NNNN are ordinary runs)")
     p.add_argument("--config", help="base preset or TOML file (default tiny)")
-    p.add_argument("--trials", type=int, help="finished trials to reach (default 20)")
-    p.add_argument("--budget-minutes", type=float,
+    p.add_argument("--trials", type=argtypes.count(1), help="finished trials to reach (default 20)")
+    p.add_argument("--budget-minutes", type=argtypes.positive,
                    help="no trial starts after this many minutes (running ones finish)")
-    p.add_argument("--steps", type=int, help="training steps per trial (default: the config's)")
+    p.add_argument("--steps", type=argtypes.count(1),
+                   help="training steps per trial (default: the config's)")
     p.add_argument("--objective", choices=tuple(OBJECTIVES),
                    help="final held-out MLM accuracy (maximised, default) or loss (minimised)")
     p.add_argument("--pruner", choices=PRUNERS,
                    help="forecast (default): stop a trial whose forecast 80%% interval cannot "
                         "reach the best finished trial; median, hyperband (Optuna's), none")
-    p.add_argument("--workers-per-machine", type=int,
-                   help="workers this command starts (default 1); each trains on cores / K threads")
-    p.add_argument("--threads", type=int, help="threads per trial (default: cores / workers)")
-    p.add_argument("--storage", type=absolute_url,
+    p.add_argument("--workers-per-machine", type=argtypes.count(1),
+                   help="workers this command starts (default 1, at most the cores); each trains "
+                        "on cores / K threads")
+    p.add_argument("--threads", type=argtypes.count(1),
+                   help="threads per trial (default: cores / workers; at most the cores)")
+    p.add_argument("--storage", type=storage_url,
                    help="RDB URL (sqlite:///f.db, postgresql://...; a relative sqlite path is kept "
                         "absolute); default: the Optuna journal file in SWEEP_DIR")
     p.add_argument("--study", default=DEFAULT_STUDY, help="study name in the storage")
@@ -57,11 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker", action="store_true", help="join SWEEP_DIR as one worker")
     p.add_argument("--force", action="store_true",
                    help="start over in a SWEEP_DIR that holds a sweep of another space")
-    p.add_argument("--grace-seconds", type=float, default=120.0,
+    p.add_argument("--grace-seconds", type=argtypes.non_negative, default=120.0,
                    help="a running trial whose worker sent no heartbeat for this long is "
                         f"failed and retried (default 120; at least {MIN_GRACE_S:g}: workers "
                         f"beat every {HEARTBEAT_S:g})")
-    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=argtypes.count(0), default=0, help=argparse.SUPPRESS)
 
 
 def sweep_threads(workers: int) -> int:
@@ -72,17 +76,44 @@ def sweep_threads(workers: int) -> int:
     return max(1, available_cores() // (workers + len(live_trainers())))
 
 
-def _check_counts(args) -> None:
-    for name in ("trials", "steps", "workers_per_machine", "threads"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
-    if args.budget_minutes is not None and args.budget_minutes <= 0:
-        raise UserError(f"--budget-minutes must be > 0, got {args.budget_minutes}")
-    if not args.grace_seconds >= MIN_GRACE_S:  # nan too
+def _check_options(args) -> None:
+    """What argparse's ranges cannot say, before anything is written."""
+    from zhbert.threads import available_cores
+
+    if not args.grace_seconds >= MIN_GRACE_S:
         # shorter, live workers' trials were failed as lost and their workers crashed
         raise UserError(f"--grace-seconds must be at least {MIN_GRACE_S:g} (workers send a "
                         f"heartbeat every {HEARTBEAT_S:g} s), got {args.grace_seconds:g}")
+    if not args.study.strip():
+        raise UserError("--study is empty: leave it out for the default study name "
+                        f"({DEFAULT_STUDY}), or name one")
+    # checked here, not in each trial: a count torch could not take failed every trial of a
+    # sweep that then exited 0
+    cores = available_cores()
+    why = {"--threads": "a trial cannot run more threads than that at once",
+           "--workers-per-machine": "each worker trains on one at least: more only share them "
+                                    "and multiply the memory"}
+    for option, value in (("--threads", args.threads),
+                          ("--workers-per-machine", args.workers_per_machine)):
+        if value is not None and value > cores:
+            raise UserError(f"{option} {value}: this process may use {cores} core"
+                            f"{'s' * (cores != 1)} (its CPU affinity), and {why[option]}: pass "
+                            f"{option} {cores} or fewer, or leave it out")
+
+
+def _oversubscribed(k: int, threads: int) -> str | None:
+    """A warning where K workers of ``threads`` each exceed the cores. Not refused: trials
+    compare by step, not speed, and with OpenMP's waits passive (zhbert.threads) sharing
+    costs little (benchmarks/RESULTS.md, "A shared machine": 2 x 2 threads on 2 cores ran
+    8,975 tokens/s together against 5,093 at 1 thread each); each trial is slower."""
+    from zhbert.threads import available_cores
+
+    cores = available_cores()
+    if k * threads <= cores:
+        return None
+    return (f"sweep: warning: {k} workers x {threads} thread(s) = {k * threads} threads on {cores} "
+            f"core{'s' * (cores != 1)}: the trials share cores and each runs slower (their "
+            f"results do not change); --threads {max(1, cores // k)} gives each its own")
 
 
 def _given(args, key: str):
@@ -140,7 +171,7 @@ def _refuse_other(sweep_dir: Path, what: str) -> None:
 def prepare(args) -> tuple[Path, SweepSpec]:
     """The sweep directory and its spec: a new sweep (refusing a SWEEP_DIR of another
     space unless --force), or the one in SWEEP_DIR / the storage."""
-    _check_counts(args)
+    _check_options(args)
     target = Path(args.target)
     runtime = dict(trials=args.trials, budget_minutes=args.budget_minutes, pruner=args.pruner,
                    workers_per_machine=args.workers_per_machine)
@@ -191,6 +222,7 @@ def _existing(args, target: Path, runtime: dict) -> SweepSpec:
     spec = read_spec(target) if target.is_dir() else None
     joined = spec is None and bool(args.storage)
     if joined:  # a machine that sees only the database: its own SWEEP_DIR for trials
+        require_database(args.storage)
         spec = spec_from_storage(open_storage(target, args.storage), args.study)
     if spec is None:
         raise UserError(f"{target} holds no sweep (no sweep.json); start one with `zhbert "
@@ -278,12 +310,32 @@ def summary(sweep_dir: Path, spec: SweepSpec) -> str:
     return line + f". Next: zhbert sweep report {sweep_dir}"
 
 
+def nothing_succeeded(sweep_dir: Path, spec: SweepSpec) -> str | None:
+    """What to say where trials failed and none completed or was pruned: how many, and the
+    last failure's message and log (such a sweep exited 0, its summary the only word)."""
+    from optuna.trial import TrialState
+
+    from zhbert.sweep.liveness import counted
+    trials = load_study(open_storage(sweep_dir, spec.storage), spec).get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL and counted(t)]
+    if not failed or any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        return None
+    last = failed[-1]
+    rel = last.user_attrs.get("trial_dir")
+    log = sweep_dir / rel / "train.log" if rel else None
+    return (f"sweep: no trial succeeded ({len(failed)} failed); the last, "
+            f"{trial_label(last.number, rel)}: {last.user_attrs.get('message') or 'no message'}"
+            + (f"; its log: {log}" if log is not None and log.exists() else ""))
+
+
 def run(args) -> int:
     from zhbert.sweep.worker import WorkerOptions, run_worker
 
     sweep_dir, spec = prepare(args)
     k = 1 if args.worker else spec.workers_per_machine
     threads = args.threads or sweep_threads(k)
+    if not args.worker and (warning := _oversubscribed(k, threads)):
+        print(warning, file=sys.stderr)
     deadline = time.time() + 60 * spec.budget_minutes if spec.budget_minutes else None
     if args.worker or k == 1:
         opts = WorkerOptions(sweep_dir, threads, index=args.worker_index, data=args.data,
@@ -297,4 +349,7 @@ def run(args) -> int:
         print(summary(sweep_dir, spec), file=sys.stderr)
         if code == 130:
             print(f"sweep: stopped; continue with `zhbert sweep {sweep_dir}`", file=sys.stderr)
+        elif failure := nothing_succeeded(sweep_dir, spec):
+            print(failure, file=sys.stderr)
+            code = code or 1
     return code

@@ -21,8 +21,8 @@ import numpy as np
 
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_text, staged_dir
-from zhbert.sweep.study import (SweepSpec, absolute_url, load_study, open_storage, read_spec, require_study,
-                                spec_from_storage, trial_label)
+from zhbert.sweep.study import (SweepSpec, load_study, open_storage, read_spec, require_database,
+                                require_study, spec_from_storage, storage_url, trial_label)
 
 MARKER = "sweep_report.json"
 
@@ -125,13 +125,20 @@ def _curves(rows: list[TrialRow], sweep_dir: Path, metric: str):
 def collect(sweep_dir: Path, storage_url: str | None = None, study_name: str | None = None) -> SweepReport:
     from zhbert.sweep.liveness import NOT_COUNTED
     spec = read_spec(sweep_dir)
+    if storage_url:
+        require_database(storage_url)
     if spec is None and storage_url:
         spec = spec_from_storage(open_storage(sweep_dir, storage_url), study_name or "zhbert-sweep")
     if spec is None:
         raise UserError(f"{sweep_dir} holds no sweep (no sweep.json); run `zhbert sweep "
                         f"SPACE.toml --data DATA --out {sweep_dir}` first")
-    storage = open_storage(sweep_dir, storage_url or spec.storage)
-    require_study(storage, spec, sweep_dir)
+    if study_name is not None and study_name != spec.study_name:  # it was ignored
+        raise UserError(f"--study {study_name!r}: the sweep in {sweep_dir} is the study "
+                        f"{spec.study_name!r} (sweep.json); leave --study out, it names the "
+                        "study only for a SWEEP_DIR without sweep.json")
+    url = storage_url or spec.storage
+    storage = open_storage(sweep_dir, url)
+    require_study(storage, spec, sweep_dir, url)
     study = load_study(storage, spec)
     trials = study.get_trials(deepcopy=False)
     # one row per trial; an attempt whose worker died is shown through its retry's note
@@ -245,8 +252,9 @@ def write_report(rep: SweepReport, out: Path) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", help="SWEEP_DIR made by `zhbert sweep`")
     p.add_argument("--out", help="report directory (default SWEEP_DIR/report)")
-    p.add_argument("--storage", type=absolute_url, help="RDB URL when SWEEP_DIR's sweep.json is absent")
-    p.add_argument("--study", default="zhbert-sweep", help="study name in the storage")
+    p.add_argument("--storage", type=storage_url, help="RDB URL when SWEEP_DIR's sweep.json is absent")
+    p.add_argument("--study", help="study name in the storage, for a SWEEP_DIR without sweep.json "
+                                   "(default zhbert-sweep)")
 
 
 def run(args) -> int:

@@ -10,6 +10,7 @@ worker on a machine that sees only the database can join with `--worker --storag
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, read_json
+from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, writing
 from zhbert.run import SWEEP_SPEC as SPEC_FILE
 from zhbert.sweep.space import Space
 
@@ -93,7 +94,8 @@ def read_spec(sweep_dir: Path) -> SweepSpec | None:
 
 
 def write_spec(sweep_dir: Path, spec: SweepSpec) -> None:
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with writing(sweep_dir):  # --out under /proc, on a read-only disk: one line
+        sweep_dir.mkdir(parents=True, exist_ok=True)
     if spec.config == BASE_TOML:
         atomic_write_text(sweep_dir / BASE_TOML, spec.config_text)
     atomic_write_json(sweep_dir / SPEC_FILE, spec.to_json())
@@ -107,29 +109,71 @@ def _safe_url(url: str) -> str:
         return url
 
 
-def _relative_sqlite(url: str):
-    """The parsed URL when it is a sqlite file named by a relative path, else None
-    (in-memory and `file:` URI databases are left as they are)."""
+def _sqlite_url(url: str):
+    """The parsed URL when it is a sqlite one, else None (unparsable: open_storage says so)."""
     try:
         from sqlalchemy.engine import make_url
         parsed = make_url(url)
     except Exception:  # noqa: BLE001 - an unparsable URL fails in open_storage, one line
         return None
+    return parsed if parsed.get_backend_name() == "sqlite" else None
+
+
+def _in_memory(parsed) -> bool:
+    """A sqlite database that lives in the process: "sqlite://", "sqlite:///" (no file),
+    ":memory:", and a `file:` URI with mode=memory or the name :memory:."""
     db = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+    if not db or db == ":memory:":
+        return True
+    return db.startswith("file:") and (parsed.query.get("mode") == "memory"
+                                       or db[len("file:"):] in ("", ":memory:"))
+
+
+def _relative_sqlite(url: str):
+    """The parsed URL when it is a sqlite file named by a relative path, else None
+    (in-memory and `file:` URI databases are left as they are)."""
+    parsed = _sqlite_url(url)
+    if parsed is None or _in_memory(parsed) or parsed.database.startswith("file:"):
         return None
-    return None if Path(db).is_absolute() else parsed
+    return None if Path(parsed.database).is_absolute() else parsed
 
 
 def absolute_url(url: str) -> str:
     """--storage as kept in sweep.json: a relative sqlite path made absolute, because
     sqlite reads it from the current directory, so a sweep resumed or reported from
-    another directory would open (or silently create) another database. The argparse
-    type of every --storage, so a URL is resolved where the user typed it."""
+    another directory would open (or silently create) another database."""
     parsed = _relative_sqlite(url)
     if parsed is None:
         return url
     return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
+
+
+def storage_url(url: str) -> str:
+    """The argparse type of every --storage: ``absolute_url`` where the user typed it, and
+    a URL of no lasting storage ("", an in-memory database) refused."""
+    if not url.strip():  # an unset variable, `--storage "$DB"`: not the journal by accident
+        raise argparse.ArgumentTypeError("empty URL: leave --storage out for the journal file "
+                                         "in SWEEP_DIR, or give a database URL")
+    sqlite = _sqlite_url(url)
+    if sqlite is not None and _in_memory(sqlite):
+        # the study lived in this process alone: other workers and `sweep report` never saw
+        # it, and it was gone when the sweep ended
+        raise argparse.ArgumentTypeError(
+            f"{url} is an in-memory database, lost when this process ends and invisible to "
+            "other workers and `zhbert sweep report`: name a file (sqlite:///path/sweep.db) or "
+            "leave --storage out for the journal file in SWEEP_DIR")
+    return absolute_url(url)
+
+
+def require_database(url: str) -> None:
+    """A sweep's storage read, not started (a report, a joining worker): a sqlite file must
+    be there, or sqlite makes an empty one at a mistyped path and the sweep is "not found"."""
+    parsed = _sqlite_url(url)
+    if parsed is None or _in_memory(parsed) or parsed.database.startswith("file:"):
+        return
+    if not Path(parsed.database).is_file():
+        raise UserError(f"--storage {_safe_url(url)}: no database file {parsed.database}; give "
+                        "the --storage the sweep was started with")
 
 
 def open_storage(sweep_dir: Path, url: str):
@@ -139,10 +183,11 @@ def open_storage(sweep_dir: Path, url: str):
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
     if not url:
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         path = str(sweep_dir / JOURNAL)
-        return optuna.storages.JournalStorage(
-            JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        with writing(sweep_dir):  # created if missing: a SWEEP_DIR that cannot be written
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(
+                JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # noqa: BLE001 - drivers raise many types; one line for all
@@ -197,15 +242,17 @@ def stored_identity(storage, study_name: str) -> str | None:
     return SweepSpec.from_json(d).identity() if d else None
 
 
-def require_study(storage, spec: SweepSpec, sweep_dir: Path) -> None:
-    """A resumed or reported sweep must find its own study: without it Optuna would
-    create an empty one (another database: a moved file, or a relative sqlite path read
-    from another directory) and its trials would reuse the trial directories of the
-    first study, whose runs have other parameters."""
+def require_study(storage, spec: SweepSpec, sweep_dir: Path, url: str | None = None) -> None:
+    """A resumed or reported sweep must find its own study in ``storage`` (opened from
+    ``url``, default the sweep's): without it Optuna would create an empty one (another
+    database: a moved file, or a relative sqlite path read from another directory) and its
+    trials would reuse the trial directories of the first study, whose runs have other
+    parameters."""
     stored = stored_identity(storage, spec.study_name)
     if stored == spec.identity():
         return
-    where = _safe_url(spec.storage) if spec.storage else str(sweep_dir / JOURNAL)
+    url = spec.storage if url is None else url
+    where = _safe_url(url) if url else str(sweep_dir / JOURNAL)
     what = "no study" if stored is None else "another sweep's study"
     raise UserError(f"{where} holds {what} named {spec.study_name!r}, not the sweep of "
                     f"{sweep_dir / SPEC_FILE}: is it the storage the sweep was started with? "

@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from zhbert.argtypes import SEED_LIMIT
 from zhbert.fileio import atomic_write_json
 from zhbert.history import HistoryReader, eval_points
 from zhbert.sweep.liveness import (GIVEN_UP, HEARTBEAT_S, counted, finished_count, lost_attrs,
@@ -72,8 +73,8 @@ class _Stop:
 # ----------------------------------------------------------------------------- claiming
 
 def claim(study: optuna.Study, spec: SweepSpec, sweep_dir: Path) -> optuna.Trial | None:
-    """A trial to run (a waiting retry first), or None when every slot is taken.
-    The ask lock keeps two workers sharing SWEEP_DIR from both taking the last slot."""
+    """A trial to run (a waiting retry first), or None when every slot is taken (the ask
+    lock: two workers sharing SWEEP_DIR never both take the last)."""
     from optuna.storages.journal import JournalFileOpenLock
 
     lock = JournalFileOpenLock(str(sweep_dir / "ask"), grace_period=60)
@@ -383,8 +384,7 @@ def _interrupted(study: optuna.Study, trial: optuna.Trial) -> str:
     return "interrupted (will resume)"
 
 
-def _tell_failed(study: optuna.Study, trial: optuna.Trial, kind: str, message: str,
-                 retry: bool) -> None:
+def _tell_failed(study: optuna.Study, trial: optuna.Trial, kind: str, message: str, retry: bool) -> None:
     _set_attrs(trial, {"failure": kind, "message": message})
     _tell(study, trial, state=TrialState.FAIL)
     if retry:
@@ -411,10 +411,10 @@ def _others_running(study: optuna.Study) -> bool:
 
 
 def sampler_seed(storage, spec: SweepSpec, index: int) -> int:
-    """The sweep's seed (+ the worker's index) for a new sweep; on a resumed one a seed
-    that depends on the trials so far, or the sampler would repeat its first draws."""
+    """The sweep's seed (+ the worker's index); on a resumed sweep one that depends on the trials
+    so far (or the sampler repeats its first draws); below 2^32 (past it, TPESampler's ValueError)."""
     done = len(load_study(storage, spec).get_trials(deepcopy=False))
-    return spec.sampler_seed + index + 7919 * done
+    return (spec.sampler_seed + index + 7919 * done) % SEED_LIMIT
 
 
 def run_worker(spec: SweepSpec, opts: WorkerOptions, log=print) -> Tally:
