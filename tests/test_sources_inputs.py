@@ -110,3 +110,25 @@ def test_null_texts_of_a_table_are_counted_in_one_warning(tmp_path, capsys, kind
     assert [(d.doc_id.split("#")[1], d.text) for d in docs] == [("0", TEXT + "一"), ("1", TEXT + "二")]
     assert info.warnings == [f"skipped 3 rows of {src} whose 'text' is null (no text)"]
     assert capsys.readouterr().err.count("warning") == 1
+
+
+def test_a_plain_file_that_cannot_be_read_is_not_called_undecompressable():
+    """/proc/self/mem read as a text input said "cannot be decompressed as " (an empty
+    suffix) where the read itself failed."""
+    from zhbert.corpus.sources import read_small_text
+    from zhbert.errors import UserError
+    with pytest.raises(UserError) as exc:
+        read_small_text("/proc/self/mem", "--input file")
+    assert "cannot be read" in str(exc.value) and "decompressed" not in str(exc.value)
+
+
+def test_a_file_in_no_supported_encoding_gets_its_fix_once(tmp_path):
+    """The encoding's message ends in "re-encode it as UTF-8", and read_small_text added
+    "re-save it as UTF-8 text" after it."""
+    from zhbert.corpus.sources import read_small_text
+    from zhbert.errors import UserError
+    f = tmp_path / "s.txt"
+    f.write_bytes(b"plain ascii words \x80\x81\x82\x83\x84\x85 " * 30)
+    with pytest.raises(UserError) as exc:
+        read_small_text(f, "--input file")
+    assert str(exc.value).count("UTF-8") == 2 and "re-save" not in str(exc.value)  # the list, the fix

@@ -265,8 +265,9 @@ def test_bf16_run_keeps_fp32_weights_and_resumes_exactly(synthetic_data, tmp_pat
 def test_threads_option(synthetic_data, tmp_path, capsys):
     base = ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "run"), "--no-progress"]
     sets = [x for s in SMALL + ["train.steps=2", "train.eval_every=2"] for x in ("--set", s)]
-    assert cli_main(base + ["--threads", "0"] + sets) == 2
-    assert "--threads must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli_main(base + ["--threads", "0"] + sets)
+    assert exc.value.code == 2 and "--threads: 0 is not a whole number >= 1" in capsys.readouterr().err
     before = torch.get_num_threads()
     try:
         assert cli_main(base + ["--threads", "1"] + sets) == 0

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from zhbert.checkpoint import CheckpointRef
 
 EVAL_RESULTS = "checkpoint_eval.jsonl"  # `zhbert eval`'s results, one record per (step, split)
-PROBE_RESULTS = "probe.jsonl"           # `zhbert probe`'s, one per (step, task, mode)
+PROBE_RESULTS = "probe.jsonl"           # `zhbert probe`'s, one per (step, task, mode, settings)
 # probe's plot and its relation to MLM accuracy: its own folder, since `zhbert analyze`
 # replaces RUN/analysis as a whole (probe's files there were deleted, or refused analyze)
 PROBE_DIR = "probe"

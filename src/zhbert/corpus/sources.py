@@ -169,8 +169,9 @@ def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
 def _check(path: Path, kind: str) -> str:
     """Raise _Bad unless ``path`` is readable as ``kind``; return its encoding."""
     prefix, error = _prefix(path)
-    if not prefix and error:
-        raise _Bad(f"cannot be decompressed as {path.suffix} ({error})")
+    if not prefix and error:  # a plain file failing to read is no decompression problem
+        raise _Bad(f"cannot be decompressed as {path.suffix} ({error})" if path.suffix in OPENERS
+                   else f"cannot be read ({error})")
     if not prefix.strip():
         raise _Bad("is empty")
     if kind == "wiki":
@@ -198,7 +199,8 @@ def read_small_text(path: str | Path, what: str) -> str:
         raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except _Bad as exc:  # an empty file is no encoding problem
         fix = "write its lines into it" if str(exc) == "is empty" else "re-save it as UTF-8 text"
-        raise UserError(f"{what} {path} {exc}; {fix}") from None
+        # the encoding's own message may end in its fix already ("...; re-encode it as UTF-8")
+        raise UserError(f"{what} {path} {exc}" + ("" if "; " in str(exc) else f"; {fix}")) from None
     except _Truncated as exc:
         raise UserError(f"{what} {path} is cut short ({exc}); recreate it") from None
 
