@@ -60,3 +60,14 @@ def test_a_value_starting_with_a_dash_gets_a_hint(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--lr=VALUE" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["analyze", "RUN"], ["sweep", "report", "S"], ["compare", "A", "B"],
+                                  ["export", "RUN"], ["train"], ["prepare", "builtin"], ["sweep", "SPACE"]])
+def test_an_empty_out_names_no_folder(argv, capsys):
+    """`sweep report S --out ''` and `analyze RUN --out ''` wrote to their default folder
+    without a word, `export --out ''` named "." as another process's output."""
+    from zhbert.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(argv + ["--out", ""])
+    assert exc.value.code == 2 and "--out: '' names no folder" in capsys.readouterr().err

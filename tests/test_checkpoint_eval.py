@@ -23,7 +23,7 @@ def test_all_checkpoints_match_the_history_then_skip_and_resume(run):
     assert cli_main(["eval", str(run), "--all-checkpoints"]) == 0
     recs = read_results(run / RESULTS)
     assert [r["step"] for r in recs] == [10, 20, 30]
-    keys = {"step", "tokens", "split", "eval_mlm_acc", "eval_mlm_acc_ci95", "eval_mlm_loss",
+    keys = {"step", "tokens", "split", "max_sequences", "eval_mlm_acc", "eval_mlm_acc_ci95", "eval_mlm_loss",
             "eval_ppl", "eval_nsp_acc", "eval_sop_acc", "eval_masked"}
     assert all(set(r) == keys and r["split"] == "validation" for r in recs)
     # Same fixed eval set and the same weights: the figures training logged at those steps.
@@ -85,3 +85,16 @@ def test_a_directory_that_is_no_run_says_what_to_give(tmp_path):
         open_run(tmp_path)
     with pytest.raises(UserError, match="run directory not found: .*; give the --out"):
         open_run(tmp_path / "nope")
+
+
+def test_another_sequence_count_is_another_evaluation(run, capsys):
+    """A rerun with another --max-sequences said "nothing to evaluate" and kept the figures
+    of the first count; the newest record of a step is the one readers take."""
+    assert cli_main(["eval", str(run)]) == 0
+    assert cli_main(["eval", str(run), "--max-sequences", "8"]) == 0
+    recs = read_results(run / RESULTS)
+    assert [(r["step"], r["max_sequences"]) for r in recs][-1] == (30, 8) and len(recs) == 2
+    assert recs[1]["eval_masked"] < recs[0]["eval_masked"]
+    capsys.readouterr()
+    assert cli_main(["eval", str(run), "--max-sequences", "8"]) == 0
+    assert "nothing to evaluate" in capsys.readouterr().out and len(read_results(run / RESULTS)) == 2

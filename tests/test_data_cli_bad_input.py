@@ -128,7 +128,7 @@ def test_prepare_empty_source_and_out_name_themselves(tmp_path, capsys, monkeypa
     err = refused(["prepare", "", "--out", str(tmp_path / "out"), "--workers", "1"], capsys)
     assert "SOURCE ''" in err and not (tmp_path / "out").exists()
     err = refused(["prepare", "four.txt", "--out", "", "--workers", "1"], capsys)
-    assert "--out ''" in err
+    assert "--out: '' names no folder" in err
 
 
 # ----------------------------------------------------------------------------- probe

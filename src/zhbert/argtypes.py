@@ -82,6 +82,14 @@ def seed(text: str) -> int:
     return value
 
 
+def out_path(text: str) -> str:
+    """An --out: '' is no path (Path('') is ".", the current directory, or the option's
+    default taken without a word)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("'' names no folder; give a path")
+    return text
+
+
 # Shared ranges, named once: a probability or share; a fraction of a split; a bootstrap.
 probability = number(0.0, 1.0)
 fraction = number(0.0, 1.0, high_open=True)

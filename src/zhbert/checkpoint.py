@@ -85,9 +85,9 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     final = root / checkpoint_name(step)
     tmp = temp_dir_for(final)
     try:
-        _safetensors_io(save_model, model, str(tmp / "model.safetensors"))
+        safetensors_io(save_model, model, str(tmp / "model.safetensors"))
         opt_tensors, opt_json = _optimizer_tensors(optimizer)
-        _safetensors_io(save_file, opt_tensors, str(tmp / "optimizer.safetensors"))
+        safetensors_io(save_file, opt_tensors, str(tmp / "optimizer.safetensors"))
         for name in ("model.safetensors", "optimizer.safetensors"):
             usual_permissions(tmp / name)
         full_state = {"format_version": FORMAT_VERSION, "step": step, **state, "optimizer": opt_json}
@@ -111,7 +111,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
     return final
 
 
-def _safetensors_io(save, *args) -> None:
+def safetensors_io(save, *args) -> None:
     """safetensors reports a full disk as SafetensorError("... (os error 28)"), which an
     ``except OSError`` misses: give such errors back their errno."""
     try:

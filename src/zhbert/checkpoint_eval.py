@@ -4,7 +4,7 @@ Training evaluates on the validation split as it goes; this evaluates finished
 checkpoints afterwards (another split, more sequences, a checkpoint whose eval
 was lost) with the same fixed sequences and masking (data.build_eval_set), so
 the figures are comparable with the history's. Results are appended to
-RUN_DIR/checkpoint_eval.jsonl, one record per (step, split), each fsynced
+RUN_DIR/checkpoint_eval.jsonl, one record per (step, split, --max-sequences), each fsynced
 before the next checkpoint is started: a killed job loses at most the
 checkpoint in progress, and a rerun skips what is already there.
 

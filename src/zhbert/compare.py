@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 
+from zhbert import argtypes
 from zhbert.analysis import History, Series, correlate, load_history, summary
 from zhbert.analysis.history import masking_warning, with_characters
 from zhbert.analysis.planning import steps_text
@@ -323,7 +324,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tokenizers")
     parser.add_argument("--targets", help="accuracies to report the first observed crossing of "
                         f"(default {','.join(map(str, DEFAULT_TARGETS))} for accuracy metrics)")
-    parser.add_argument("--out", default="comparison",
+    parser.add_argument("--out", type=argtypes.out_path, default="comparison",
                         help="output directory (default: comparison/ in the current directory); "
                              "an earlier comparison there is replaced, any other folder refused")
     parser.add_argument("--json", action="store_true", help="print comparison.json")

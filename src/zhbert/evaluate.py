@@ -78,24 +78,30 @@ def evaluate_checkpoints(run_dir: str | Path, step: int | None = None, all_check
         raise UserError(f"--split must be one of {', '.join(HELD_OUT_SPLITS)}, got {split!r}")
     run = open_run(run_dir)
     out = run.path / EVAL_RESULTS
+    cap = max_sequences or run.cfg.data.eval_sequences
     with WriterLock(lock_path(out), "zhbert eval"):  # one writer of checkpoint_eval.jsonl at a time
-        done = {(r.get("step"), r.get("split")) for r in read_results(out)}
-        todo = [r for r in select_checkpoints(run.path, step, all_checkpoints) if (r.step, split) not in done]
+        # another --max-sequences is another evaluation (it said "nothing to evaluate"); a
+        # record from before the cap was kept was most likely taken at the run's default
+        done = {(r.get("step"), r.get("split"), r.get("max_sequences", run.cfg.data.eval_sequences))
+                for r in read_results(out)}
+        todo = [r for r in select_checkpoints(run.path, step, all_checkpoints)
+                if (r.step, split, cap) not in done]
         if not todo:
-            log(f"zhbert: nothing to evaluate; {out} already has every selected checkpoint on {split}")
+            log(f"zhbert: nothing to evaluate; {out} already has every selected checkpoint on "
+                f"{split} at {cap:,} sequences at most")
             return []
         device = device or default_device()
         # the run's own precision, as resolved on this machine (what its history evals used)
         precision = resolve_precision(run.cfg.train.precision, detect_capabilities(device)).precision
         # training's data settings: the same eval set as the history's
-        batches = build_eval_set(open_run_data(run), split, data_config(run.cfg),
-                                 max_sequences=max_sequences or run.cfg.data.eval_sequences)
+        batches = build_eval_set(open_run_data(run), split, data_config(run.cfg), max_sequences=cap)
         records = []
         for ref in todo:
             model = load_run_model(run, ref, device)
             metrics = evaluate(model, batches, device, lambda: autocast_context(precision, device),
                                run.cfg.model.objective)
-            rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "split": split, **metrics}
+            rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "split": split,
+                   "max_sequences": cap, **metrics}
             append_result(out, rec)
             records.append(rec)
             lo, hi = metrics["eval_mlm_acc_ci95"]

@@ -114,7 +114,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     """Write a transformers-loadable model directory for one checkpoint; returns ``out`` and
     the checkpoint's step (not always the newest: a corrupt one is passed over)."""
     from safetensors.torch import save_file
-    from zhbert.checkpoint import _safetensors_io
+    from zhbert.checkpoint import safetensors_io
     from zhbert.run import (checkpoint_tokens, load_run_model, open_run, open_run_data,
                             select_checkpoints)
     import torch
@@ -142,7 +142,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     with staged_dir(out, force=force, marker=EXPORT_MARKER, what="zhbert export") as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))
         # a full disk: an OSError (safetensors raises its own error type), so staged_dir says so
-        _safetensors_io(save_file, hf_state_dict(model), str(tmp / "model.safetensors"), {"format": "pt"})
+        safetensors_io(save_file, hf_state_dict(model), str(tmp / "model.safetensors"), {"format": "pt"})
         usual_permissions(tmp / "model.safetensors")
         vocab.save(tmp / "vocab.txt")
         for name, obj in tokenizer_files(max_len).items():
@@ -161,7 +161,7 @@ def add_arguments(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by zhbert train")
     p.add_argument("--checkpoint", type=argtypes.count(0), metavar="STEP",
                    help="the step of the checkpoint to export (default: the latest valid one)")
-    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write")
+    p.add_argument("--out", type=argtypes.out_path, required=True, metavar="MODEL_DIR", help="directory to write")
     p.add_argument("--force", action="store_true", help="replace MODEL_DIR (only once the new one is complete)")
 
 

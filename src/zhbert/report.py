@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser)
     parser.add_argument("--target", type=float, help=f"target for the prediction (default "
                         f"{DEFAULT_TARGET} for accuracy metrics)")
-    parser.add_argument("--out", help="output directory (default RUN_DIR/analysis, or NAME_analysis "
+    parser.add_argument("--out", type=argtypes.out_path, help="output directory (default RUN_DIR/analysis, or NAME_analysis "
                         "next to a history file)")
     parser.add_argument("--n-boot", type=argtypes.boot_count, default=200,
                         help="bootstrap refits per curve (default 200; 0: no refits)")

@@ -31,7 +31,7 @@ from zhbert.fileio import read_json
 if TYPE_CHECKING:
     from zhbert.checkpoint import CheckpointRef
 
-EVAL_RESULTS = "checkpoint_eval.jsonl"  # `zhbert eval`'s results, one record per (step, split)
+EVAL_RESULTS = "checkpoint_eval.jsonl"  # `zhbert eval`'s results, one per (step, split, sequence cap)
 PROBE_RESULTS = "probe.jsonl"           # `zhbert probe`'s, one per (step, task, mode, settings)
 # probe's plot and its relation to MLM accuracy: its own folder, since `zhbert analyze`
 # replaces RUN/analysis as a whole (probe's files there were deleted, or refused analyze)

@@ -47,7 +47,7 @@ from zhbert.trainparts import (bf16_copy, build_loader, build_optimizer, length_
 
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="data directory made by `zhbert prepare`")
-    p.add_argument("--out", required=True, help="run directory (history, checkpoints, config)")
+    p.add_argument("--out", type=argtypes.out_path, required=True, help="run directory (history, checkpoints, config)")
     p.add_argument("--config", help="preset (tiny, seed, base), a TOML file, or a run (its directory "
                    "or config.json) to repeat its settings; default: tiny, and with --resume the "
                    "run's own settings")

@@ -30,15 +30,14 @@ MAX_VOCAB = 1_000_000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from zhbert.corpus.clean import SCRIPTS
-    from zhbert.corpus.languages import LANGUAGES, TOKENIZERS
+    from zhbert.corpus.languages import LANGUAGES
     from zhbert.corpus.filetypes import file_types
-    from zhbert.vocab import SPECIAL_TOKENS
 
     parser.add_argument("sources", nargs="*", default=["builtin"], metavar="SOURCE",
                         help="'builtin' (default; the English one with --language en), "
                              f"'builtin-en', files or directories ({file_types()}), "
                              "or a saved Hugging Face dataset")
-    parser.add_argument("--out", required=True, help="data directory to create")
+    parser.add_argument("--out", type=argtypes.out_path, required=True, help="data directory to create")
     parser.add_argument("--force", action="store_true",
                         help="replace an earlier data directory at --out (only once the new one is complete)")
     parser.add_argument("--language", choices=tuple(LANGUAGES), default=None,
@@ -71,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="near-duplicate Jaccard threshold, in (0, 1]")
     g.add_argument("--dedup-ngram", type=argtypes.count(1, MAX_DEDUP_NGRAM), default=5,
                    help="character n-gram size for MinHash")
+    _split_and_vocabulary_arguments(parser)
+
+
+def _split_and_vocabulary_arguments(parser: argparse.ArgumentParser) -> None:
+    from zhbert.corpus.languages import TOKENIZERS
+    from zhbert.vocab import SPECIAL_TOKENS
+
     g = parser.add_argument_group("splits")
     g.add_argument("--split-seed", type=argtypes.seed, default=42)
     g.add_argument("--validation", type=HELD_OUT_SHARE, default=0.01,
@@ -121,8 +127,6 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
     if "" in sources:
         raise UserError("a SOURCE '' names no file; give 'builtin', files or directories "
                         "('.' for the working directory)")
-    if not args.out:
-        raise UserError("--out '' names no directory; give the data directory to create")
     return PrepareOptions(
         sources=sources, out=Path(args.out),
         clean=CleanConfig(script=args.script or lang.default_conversion,

@@ -36,7 +36,7 @@ DEFAULTS = {"config": "tiny", "objective": "acc", "sampler_seed": 0}
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="search space TOML (a new sweep) or SWEEP_DIR (resume / join)")
     p.add_argument("--data", help="data directory (new sweep; for --worker: this machine's path)")
-    p.add_argument("--out", help="SWEEP_DIR for a new sweep (trials/NNNN are ordinary runs)")
+    p.add_argument("--out", type=argtypes.out_path, help="SWEEP_DIR for a new sweep (trials/NNNN are ordinary runs)")
     p.add_argument("--config", help="base preset or TOML file (default tiny)")
     p.add_argument("--trials", type=argtypes.count(1), help="finished trials to reach (default 20)")
     p.add_argument("--budget-minutes", type=argtypes.positive,

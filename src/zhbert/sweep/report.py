@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_text, staged_dir
 from zhbert.sweep.study import (SweepSpec, load_study, open_storage, read_spec, require_database,
@@ -251,7 +252,7 @@ def write_report(rep: SweepReport, out: Path) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", help="SWEEP_DIR made by `zhbert sweep`")
-    p.add_argument("--out", help="report directory (default SWEEP_DIR/report)")
+    p.add_argument("--out", type=argtypes.out_path, help="report directory (default SWEEP_DIR/report)")
     p.add_argument("--storage", type=storage_url, help="RDB URL when SWEEP_DIR's sweep.json is absent")
     p.add_argument("--study", help="study name in the storage, for a SWEEP_DIR without sweep.json "
                                    "(default zhbert-sweep)")
