@@ -65,8 +65,9 @@ def test_option_values_out_of_range_are_refused_by_the_parser(command, argv):
     ("backtest", ["--n-boot", "0"]), ("analyze", ["--n-boot", "0"]), ("predict", ["--steps", "1e9"]),
 ])
 def test_the_ends_of_the_ranges_are_taken(command, argv):
-    """0 refits is the delta method's interval (predict, backtest --predict), not an error."""
-    parse(command, ["RUN", *argv])
+    """0 refits is the delta method's interval (predict, backtest --predict), not an error (a
+    refusal is argparse's SystemExit, which fails this test)."""
+    assert parse(command, ["RUN", *argv]) is not None
 
 
 def test_steps_past_int64_are_one_line_not_an_overflow(runs, capsys):
@@ -166,3 +167,18 @@ def test_a_target_must_be_finite_for_any_metric():
         with pytest.raises(UserError, match="finite"):
             check_target(t, "eval_mlm_loss")
     check_target(2.5, "eval_mlm_loss")
+
+
+def test_an_unreached_target_searches_only_as_far_as_the_law_holds(monkeypatch):
+    """reach() refused a whole outlook (analyze, the dashboard, compare) when the target was
+    never reached and some length deep in its search grid forecast a loss below 0: the
+    search now stops there and says the target is not reached (a review)."""
+    import numpy as np
+    from zhbert.analysis.forecast import plan
+    from zhbert.analysis.planning import reach
+    p = plan([DATA / "tiny-2000"], n_boot=0)
+    real = type(p.law).predict
+    monkeypatch.setattr(type(p.law), "predict", lambda law, s, steps: np.where(
+        np.asarray(steps) > 50_000, -1.0, real(law, s, steps)))
+    r = reach(p, 0.99, p.base.stretched)
+    assert not r.reachable and "below 0" not in r.message  # an answer, not a refusal

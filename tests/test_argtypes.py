@@ -23,7 +23,15 @@ def test_open_bounds_refuse_the_bound_itself():
         argtypes.positive("0")
     assert argtypes.positive("1e-9") == 1e-9
     with pytest.raises(argparse.ArgumentTypeError, match=r"\[0, 1\)"):
-        argtypes.fraction("1")
+        argtypes.number(0.0, 1.0, high_open=True)("1")
+
+
+def test_a_core_count_is_at_most_the_cores(monkeypatch):
+    monkeypatch.setattr("zhbert.threads.available_cores", lambda: 2)
+    assert argtypes.cores("2") == 2
+    for text in ["3", "0", "99999999999999999999"]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            argtypes.cores(text)
 
 
 @pytest.mark.parametrize("text,value", [("5", 5), ("1e5", 100_000), ("100_000", 100_000), ("2.0", 2)])

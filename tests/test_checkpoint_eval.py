@@ -98,3 +98,22 @@ def test_another_sequence_count_is_another_evaluation(run, capsys):
     capsys.readouterr()
     assert cli_main(["eval", str(run), "--max-sequences", "8"]) == 0
     assert "nothing to evaluate" in capsys.readouterr().out and len(read_results(run / RESULTS)) == 2
+
+
+def test_the_sequence_cap_is_no_metric_of_the_analysis(run):
+    """eval's max_sequences field read as a metric ("added eval_ppl, max_sequences from
+    checkpoint_eval.jsonl") in analyze and the dashboard."""
+    from zhbert.analysis import load_history
+    assert cli_main(["eval", str(run), "--all-checkpoints"]) == 0
+    h = load_history(run)
+    assert "max_sequences" not in h.series and not any("max_sequences" in n for n in h.notes)
+
+
+def test_a_quick_look_at_fewer_sequences_does_not_replace_the_full_figure(run):
+    """Readers took each step's last record: `eval --max-sequences 8` after a full eval
+    replaced the step's figure in the probe relation and the dashboard (a review)."""
+    from zhbert.run import evals_by_step
+    assert cli_main(["eval", str(run)]) == 0
+    assert cli_main(["eval", str(run), "--max-sequences", "8"]) == 0
+    full, quick = read_results(run / RESULTS)
+    assert evals_by_step([full, quick])[30] is full and evals_by_step([quick, full])[30] is full

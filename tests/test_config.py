@@ -188,3 +188,13 @@ def test_an_adam_eps_that_swamps_every_gradient_is_refused(eps):
     from zhbert.config import ConfigError
     with pytest.raises(ConfigError, match=r"eps in \(0, 1\)"):
         load_config("tiny", [f"train.eps={eps}"])
+
+
+@pytest.mark.parametrize("text", ["42", "null", "true"])
+def test_a_config_json_that_is_no_object_is_one_line(text, tmp_path):
+    """`--config x.json` holding a bare number was a TypeError after the manifest check."""
+    from zhbert.errors import UserError
+    f = tmp_path / "x.json"
+    f.write_text(text)
+    with pytest.raises(UserError, match="is not a zhbert run's config.json"):
+        load_config(str(f))

@@ -226,14 +226,16 @@ def two_cores(monkeypatch):
     monkeypatch.setattr("zhbert.threads.available_cores", lambda: 2)
 
 
-@pytest.mark.parametrize("option, value", [("threads", 3), ("threads", 99999999999999999999),
-                                           ("workers_per_machine", 3)])
+@pytest.mark.parametrize("option, value", [("--threads", "3"), ("--threads", "99999999999999999999"),
+                                           ("--workers-per-machine", "3")])
 def test_more_threads_or_workers_than_cores_is_refused_before_anything_is_written(
-        tmp_path, synthetic_data, two_cores, option, value):
+        tmp_path, synthetic_data, two_cores, capsys, option, value):
     """--threads 99999999999999999999 failed every trial (torch's OverflowError) and exited 0."""
-    with pytest.raises(UserError, match=f"--{option.replace('_', '-')} {value}: this process may "
-                                        r"use 2 cores .*or fewer"):
-        command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", **{option: value}))
+    from zhbert.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", str(_space(tmp_path)), "--data", str(synthetic_data), "--out",
+              str(tmp_path / "s"), option, value])
+    assert exc.value.code == 2 and f"{option}: {value} is more than the 2 cores" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 

@@ -68,14 +68,19 @@ def test_the_memory_floor_passes_the_presets():
     cfg = load_config("base")
     need = training_bytes_lower_bound(model_config_from(cfg, 21128), cfg.train.batch_size, cfg.data.max_len)
     assert 1.5 * 2**30 < need < 8 * 2**30  # BERT-base: 110M parameters x 16 bytes, plus activations
+    tiny = load_config("tiny")  # the demo's tiny training peaked at 0.60 GB RSS (README)
+    assert training_bytes_lower_bound(model_config_from(tiny, 5036), 64, 64) < 0.3 * 2**30
 
 
 def test_more_threads_than_cores_are_refused(tmp_path, capsys):
     """`train --threads 1000000` asked OpenMP for a million threads."""
     from zhbert.threads import available_cores
     n = available_cores() + 1
-    assert cli_main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--threads", str(n)]) == 2
-    assert f"--threads must be in [1, {n - 1}]" in capsys.readouterr().err
+    import pytest
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--threads", str(n)])
+    assert exc.value.code == 2
+    assert f"--threads: {n} is more than the {n - 1} core" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
@@ -97,3 +102,13 @@ def test_a_data_manifest_as_config_is_named_as_such(synthetic_data, tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and "a data directory's manifest: pass its directory as --data" in err
     assert "unknown section" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_larger_than_the_machine_is_refused_before_a_budget_times_it(synthetic_data, tmp_path, capsys):
+    """--minutes builds the model to time its steps before the run directory: the memory
+    check must come first (a diff review found it after the budget)."""
+    run = tmp_path / "run"
+    sets = sum((["--set", s] for s in SMALL + ["model.hidden_size=1e9"]), [])
+    assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress",
+                     "--minutes", "1"] + sets) == 2
+    assert "this model needs at least" in capsys.readouterr().err and not run.exists()

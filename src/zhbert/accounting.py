@@ -60,8 +60,9 @@ def training_bytes_lower_bound(cfg: ModelConfig, batch_size: int, seq_len: int) 
     machine swapped, or failed in torch's allocator after the run directory was written):
     16 bytes a parameter (fp32 weight, gradient, AdamW's two moments) and, per layer, the
     bf16 activations the backward pass must keep at least (each layer's input and its
-    feed-forward's intermediate)."""
-    C, L = cfg.hidden_size, cfg.num_layers
+    feed-forward's intermediate; the last layer's feed-forward runs only at the M masked
+    slots and [CLS], model.Encoder)."""
+    C, F_, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
     params = (cfg.vocab_size + cfg.max_position_embeddings + 2) * C + L * encoder_layer_parameters(cfg)
-    activations = 2 * batch_size * seq_len * (C + cfg.intermediate_size) * L
-    return 16 * params + activations
+    per_sequence = L * seq_len * C + (L - 1) * seq_len * F_ + (cfg.max_predictions + 1) * F_
+    return 16 * params + 2 * batch_size * per_sequence

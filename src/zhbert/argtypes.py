@@ -82,6 +82,17 @@ def seed(text: str) -> int:
     return value
 
 
+def cores(text: str) -> int:
+    """A count of threads or processes: at least 1, at most the cores this process may run
+    on (more only wait on each other; 10^6 asked for a million threads or processes)."""
+    from zhbert.threads import available_cores
+    value, most = count(1)(text), available_cores()
+    if value > most:
+        raise argparse.ArgumentTypeError(f"{text} is more than the {most} core{'s' * (most != 1)} "
+                                         "this process may run on (its CPU affinity)")
+    return value
+
+
 def out_path(text: str) -> str:
     """An --out: '' is no path (Path('') is ".", the current directory, or the option's
     default taken without a word)."""
@@ -92,7 +103,6 @@ def out_path(text: str) -> str:
 
 # Shared ranges, named once: a probability or share; a fraction of a split; a bootstrap.
 probability = number(0.0, 1.0)
-fraction = number(0.0, 1.0, high_open=True)
 positive = number(0.0, low_open=True)
 non_negative = number(0.0)
 # --n-boot: 0 takes the delta method instead of refits; 10^5 refits bound a bootstrap at

@@ -88,7 +88,7 @@ def _dash_hint(message: str) -> str:
     if tail != "expected one argument" or not head.startswith("argument "):
         return ""
     option = head.removeprefix("argument ").split("/")[-1]
-    return f"; a value that starts with '-' goes as {option}=VALUE"
+    return f" (a value that starts with '-', such as -1, goes as {option}=VALUE)"
 
 
 def main(argv: list[str] | None = None) -> int:

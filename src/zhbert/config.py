@@ -325,8 +325,9 @@ def run_config_sections(path: Path) -> tuple[dict[str, Any], str]:
     cfg = d.get("config") if isinstance(d, dict) else None
     # a data directory's manifest.json also has a "config" (prepare's settings, with its
     # "splits" beside it), which read as four "unknown section" lines
-    if not isinstance(cfg, dict) or "splits" in d:
-        data = " (a data directory's manifest: pass its directory as --data)" if "splits" in d else ""
+    manifest = isinstance(d, dict) and "splits" in d
+    if not isinstance(cfg, dict) or manifest:
+        data = " (a data directory's manifest: pass its directory as --data)" if manifest else ""
         raise UserError(f"{path} is not a zhbert run's config.json{data}; give --config a preset, "
                         "a TOML file or a run directory")
     return {k: v for k, v in cfg.items() if isinstance(v, dict)}, str(cfg.get("preset", path.parent.name))

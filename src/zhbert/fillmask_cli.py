@@ -22,8 +22,9 @@ def add_arguments(p) -> None:
                    help="candidates per [MASK] (default 5; more than the model's vocabulary "
                         "shows all of it, with a warning)")
     p.add_argument("--checkpoint", type=int, metavar="STEP", help="checkpoint step (run directories)")
-    # 1024 sentences of 512 tokens take 12 GB of attention scores in a 12-head model
-    p.add_argument("--batch-size", type=argtypes.count(1, 1024), default=32,
+    # no upper bound: a batch takes at most the sentences given, and what fits depends on the
+    # device and the sentences' lengths (a GPU holds thousands of short ones)
+    p.add_argument("--batch-size", type=argtypes.count(1), default=32,
                    help="sentences per forward pass (default 32)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),

@@ -87,7 +87,18 @@ def result_key(task: Task, s: ProbeSettings) -> dict[str, Any]:
 
 
 def _matches(record: dict[str, Any], key: dict[str, Any]) -> bool:
+    if "task_sha256" not in record:  # from before the settings were kept: see _legacy
+        record = {**_legacy(key), **record}
     return all(record.get(k) == v for k, v in key.items())
+
+
+def _legacy(key: dict[str, Any]) -> dict[str, Any]:
+    """What a record from before the settings were kept (task, mode, n_train, epochs alone)
+    is taken to have used: the defaults, as most runs did; re-fine-tuning every checkpoint
+    without a word, and dropping its points from the relation, cost more than that doubt."""
+    d = ProbeSettings()
+    return {"task_sha256": key["task_sha256"], "seed": d.seed, "batch_size": d.batch_size,
+            "lr": None if key["lr"] is None else d.lr}
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -295,8 +306,8 @@ class Point:
 
 def joined_points(run_dir: Path, key: dict[str, Any]) -> list[Point]:
     """Probe results of ``key`` (result_key) with the validation MLM accuracy of the same step."""
-    from zhbert.run import EVAL_RESULTS, read_results
-    mlm = {r["step"]: r for r in read_results(run_dir / EVAL_RESULTS) if r.get("split") == "validation"}
+    from zhbert.run import EVAL_RESULTS, evals_by_step, read_results
+    mlm = evals_by_step(read_results(run_dir / EVAL_RESULTS))
     probes = {r["step"]: r for r in read_results(run_dir / RESULTS) if _matches(r, key)}
     return [Point(s, mlm[s]["eval_mlm_acc"], tuple(mlm[s]["eval_mlm_acc_ci95"]),
                   probes[s]["accuracy"], tuple(probes[s]["ci95"]))

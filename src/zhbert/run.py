@@ -225,6 +225,19 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return list(iter_records(path)) if path.exists() else []
 
 
+def evals_by_step(records: list[dict[str, Any]], split: str = "validation") -> dict[int, dict[str, Any]]:
+    """Each step's `zhbert eval` record on ``split``: the one over the most masked tokens
+    (eval keeps one per --max-sequences; a quick look at 8 sequences must not replace the
+    figure over the run's whole held-out set)."""
+    out: dict[int, dict[str, Any]] = {}
+    for r in records:
+        if r.get("split", "validation") == split and "step" in r:
+            step = int(r["step"])
+            if step not in out or r.get("eval_masked", 0) >= out[step].get("eval_masked", 0):
+                out[step] = r
+    return out
+
+
 def append_result(path: Path, record: dict[str, Any]) -> None:
     """Append one record durably. A torn last line (a killed writer) is cut off first,
     so the new record starts on its own line."""

@@ -63,7 +63,7 @@ def add_arguments(p) -> None:
                         "length), an evaluation and a checkpoint, and kept in the run's "
                         "config.json; the timing (seconds) and start-up come on top")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=argtypes.count(1), metavar="N",
+    p.add_argument("--threads", type=argtypes.cores, metavar="N",
                    help="CPU threads for torch (default: OMP_NUM_THREADS if set, else this "
                         "training's share of the cores: cores / zhbert trainings on the machine, "
                         "followed as others start and end)")
@@ -80,7 +80,6 @@ def run(args) -> int:
         raise UserError("--resume continues the run in --out and --force deletes it to start "
                         "over: give one of them")
     cfg = load_config(config_spec(args), args.set)
-    _check_threads(args.threads)
     _check_minutes(args)
     with ThreadShare(args.threads, run=args.out):  # its share of the cores, following other trainings
         progress = main(cfg, args.data, args.out, resume=args.resume, force=args.force,
@@ -98,15 +97,6 @@ def run(args) -> int:
 
 
 MAX_MINUTES = 100_000  # ~69 days of training: more is a unit mistake
-
-
-def _check_threads(threads: int | None) -> None:
-    """More threads than cores wait on each other (10^6 asked for a million OpenMP threads)."""
-    from zhbert.threads import available_cores
-    cores = available_cores()
-    if threads is not None and not 1 <= threads <= cores:
-        raise UserError(f"--threads must be in [1, {cores}], the cores this process may run on "
-                        f"(got {threads:,}); leave it out to take this training's share")
 
 
 def _check_minutes(args) -> None:
@@ -200,7 +190,6 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     cfg, vocab_size, data_info, loader, eval_batches = _open_data(cfg, data_dir, dist, device,
                                                                  minutes, precheck)
 
-    _check_memory(cfg, vocab_size, device)
 
     def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
         if resume:
@@ -254,6 +243,8 @@ def _open_data(cfg: Config, data_dir: str | Path, dist: Dist, device: torch.devi
                  "vocab_size": len(dd.vocab), "identity": dd.identity}
     if precheck is not None:
         precheck(data_info)
+    # before --minutes' budget builds the model to time its steps, and before any batch
+    _check_memory(cfg, len(dd.vocab), device)
     loader = build_loader(cfg, data_dir, dist, device.type)
     loader.check()
     _check_accumulation(cfg, getattr(loader, "full", loader))

@@ -58,7 +58,7 @@ def check_loss(p: Any, schedule: Schedule, steps: Sequence[int], asked: str) -> 
     peaks (then --lr is)."""
     steps = np.atleast_1d(np.asarray(steps, dtype=int))
     loss = np.atleast_1d(p.law.predict(schedule, steps))
-    if len(loss) == 0 or np.min(loss) >= 0:
+    if not np.any(loss < 0):  # (a NaN forecast is no negative loss)
         return
     i = int(np.argmax(loss < 0))
     off = _outside(p, schedule.peak)

@@ -41,7 +41,7 @@ from zhbert.history import positions_per_step, read_history, tokens_per_step, wa
 X_AXES = ("step", "tokens", "seconds", "characters")
 # fields of zhbert train/eval records that are bookkeeping, not metrics
 _NOT_METRICS = {"type", "step", "tokens", "elapsed", "eval_masked", "tokens_per_s",
-                "data_wait"}
+                "data_wait", "max_sequences"}  # max_sequences: zhbert eval's sequence cap
 CI_SUFFIX = "_ci95"  # "eval_mlm_acc_ci95": [low, high] is eval_mlm_acc's 95% interval
 
 

@@ -128,8 +128,16 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     band = {k: np.array([getattr(f, k) for f in fc]) for k in ("mean", "lo80", "hi80", "lo95", "hi95")}
     mean = band["mean"]
     point = _crossing(grid, mean, target)
-    for n in grid[:np.searchsorted(grid, point) + 1]:  # the runs the answer relies on
-        check_loss(p, make(int(n)), [int(n)], f"--target {target:g}")
+    if math.isfinite(point):
+        for n in grid[:np.searchsorted(grid, point) + 1]:  # the runs the answer relies on
+            check_loss(p, make(int(n)), [int(n)], f"--target {target:g}")
+    else:  # not reached: searched only as far as the law holds, not refused for what lies past
+        k = _holds_until(p, make, grid)
+        if k == 0:
+            return Reach(target, False, None, None, None, limit, "the law forecasts a loss below 0 "
+                         "at every length searched: it does not hold this far from its runs")
+        grid, band = grid[:k], {key: v[:k] for key, v in band.items()}
+        mean = band["mean"]
     # the forecasts' own bounds (the refits' quantiles), not mean +- z sd: the refits' spread
     # has long tails, and their sd put "never" beside a 2,000-step band that reached the target
     i80 = (_crossing(grid, band["hi80"], target), _crossing(grid, band["lo80"], target))
@@ -157,6 +165,15 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     return Reach(target, True, point, i80, i95, limit,
                  f"reaches {target:g} with a run of {n(point)} steps (80%: {n(i80[0])} to "
                  f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", first)
+
+
+def _holds_until(p: Planner, make: Any, grid: np.ndarray) -> int:
+    """How many of ``grid``'s lengths come before the first whose run the law forecasts a
+    loss below 0 at its end (a cross-entropy never is: the law stops holding there)."""
+    for i, n in enumerate(grid):
+        if np.any(np.atleast_1d(p.law.predict(make(int(n)), [int(n)])) < 0):
+            return i
+    return len(grid)
 
 
 def _search_grid(p: Planner, make: Any) -> np.ndarray:

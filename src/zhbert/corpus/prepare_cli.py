@@ -95,11 +95,9 @@ def _split_and_vocabulary_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-word-boundaries", action="store_true",
                    help="skip word starts (jieba, fugashi or WordPiece words; whole-word "
                         "masking needs them)")
-    # more processes than cores gain nothing and each holds its own segmenter (tens of MB);
-    # 10^6 would try to start a million of them
-    cores = available_cores()
-    parser.add_argument("--workers", type=argtypes.count(1, cores), default=cores,
-                        help=f"processes for cleaning and encoding, at most the {cores} cores this "
+    # more processes than cores gain nothing, and each holds its own segmenter (tens of MB)
+    parser.add_argument("--workers", type=argtypes.cores, default=available_cores(),
+                        help="processes for cleaning and encoding, at most the cores this "
                              "process may use (default: all of them)")
 
 

@@ -332,12 +332,9 @@ def _outlook(path, target: float) -> dict[str, Any]:
 def checkpoints(run_dir: Path) -> dict[str, Any]:
     """Checkpoints on disk, and their held-out figures from checkpoint_eval.jsonl."""
     from zhbert.checkpoint import list_checkpoints
-    evals: dict[int, dict] = {}
+    from zhbert.run import evals_by_step
     ce = run_dir / "checkpoint_eval.jsonl"
-    if ce.exists():
-        for rec in read_history(ce).records:
-            if "step" in rec:
-                evals[int(rec["step"])] = rec
+    evals = evals_by_step(read_history(ce).records) if ce.exists() else {}
     steps = sorted({c.step for c in list_checkpoints(run_dir)} | set(evals))
     on_disk = {c.step for c in list_checkpoints(run_dir)}
     return _num({"checkpoints": [{"step": s, "on_disk": s in on_disk, "eval": evals.get(s)}

@@ -48,10 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pruner", choices=PRUNERS,
                    help="forecast (default): stop a trial whose forecast 80%% interval cannot "
                         "reach the best finished trial; median, hyperband (Optuna's), none")
-    p.add_argument("--workers-per-machine", type=argtypes.count(1),
+    p.add_argument("--workers-per-machine", type=argtypes.cores,
                    help="workers this command starts (default 1, at most the cores); each trains "
                         "on cores / K threads")
-    p.add_argument("--threads", type=argtypes.count(1),
+    p.add_argument("--threads", type=argtypes.cores,
                    help="threads per trial (default: cores / workers; at most the cores)")
     p.add_argument("--storage", type=storage_url,
                    help="RDB URL (sqlite:///f.db, postgresql://...; a relative sqlite path is kept "
@@ -77,9 +77,9 @@ def sweep_threads(workers: int) -> int:
 
 
 def _check_options(args) -> None:
-    """What argparse's ranges cannot say, before anything is written."""
-    from zhbert.threads import available_cores
-
+    """What argparse's ranges cannot say, before anything is written (its types refuse more
+    --threads or --workers-per-machine than cores: a count torch could not take failed every
+    trial of a sweep that then exited 0)."""
     if not args.grace_seconds >= MIN_GRACE_S:
         # shorter, live workers' trials were failed as lost and their workers crashed
         raise UserError(f"--grace-seconds must be at least {MIN_GRACE_S:g} (workers send a "
@@ -87,18 +87,6 @@ def _check_options(args) -> None:
     if not args.study.strip():
         raise UserError("--study is empty: leave it out for the default study name "
                         f"({DEFAULT_STUDY}), or name one")
-    # checked here, not in each trial: a count torch could not take failed every trial of a
-    # sweep that then exited 0
-    cores = available_cores()
-    why = {"--threads": "a trial cannot run more threads than that at once",
-           "--workers-per-machine": "each worker trains on one at least: more only share them "
-                                    "and multiply the memory"}
-    for option, value in (("--threads", args.threads),
-                          ("--workers-per-machine", args.workers_per_machine)):
-        if value is not None and value > cores:
-            raise UserError(f"{option} {value}: this process may use {cores} core"
-                            f"{'s' * (cores != 1)} (its CPU affinity), and {why[option]}: pass "
-                            f"{option} {cores} or fewer, or leave it out")
 
 
 def _oversubscribed(k: int, threads: int) -> str | None:
