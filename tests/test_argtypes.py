@@ -79,3 +79,13 @@ def test_an_empty_out_names_no_folder(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv + ["--out", ""])
     assert exc.value.code == 2 and "--out: '' names no folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["eval", "probe", "fill-mask", "export"])
+def test_a_negative_checkpoint_step_is_refused_by_the_parser(command, capsys):
+    """--checkpoint -5 looked for a step_-0000005 directory and said it was missing."""
+    from zhbert.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main([command, "RUN", "--checkpoint", "-5", "--out", "x"] if command == "export"
+             else [command, "RUN", "--checkpoint", "-5"])
+    assert exc.value.code == 2 and "--checkpoint: -5 is not a whole number >= 0" in capsys.readouterr().err

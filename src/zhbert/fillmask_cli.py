@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--top-k", type=argtypes.count(1), default=5,
                    help="candidates per [MASK] (default 5; more than the model's vocabulary "
                         "shows all of it, with a warning)")
-    p.add_argument("--checkpoint", type=int, metavar="STEP", help="checkpoint step (run directories)")
+    p.add_argument("--checkpoint", type=argtypes.count(0), metavar="STEP", help="checkpoint step (run directories)")
     # no upper bound: a batch takes at most the sentences given, and what fits depends on the
     # device and the sentences' lengths (a GPU holds thousands of short ones)
     p.add_argument("--batch-size", type=argtypes.count(1), default=32,

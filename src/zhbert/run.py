@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from zhbert.config import Config, config_from_dict
+from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import read_json
 
@@ -157,7 +158,7 @@ def add_checkpoint_arguments(p) -> None:
     """--checkpoint STEP | --all-checkpoints, for the commands that read a run's checkpoints."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--all-checkpoints", action="store_true", help="every kept checkpoint that verifies")
-    g.add_argument("--checkpoint", type=int, metavar="STEP", help="the checkpoint of this step")
+    g.add_argument("--checkpoint", type=argtypes.count(0), metavar="STEP", help="the checkpoint of this step")
 
 
 def select_checkpoints(run_dir: str | Path, step: int | None = None,
