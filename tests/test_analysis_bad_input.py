@@ -1,43 +1,23 @@
 """Bad values for the analysis commands (predict, backtest, analyze, compare): one line and
 exit 2, nothing written; and the law's answers refused where they are impossible."""
 
-import importlib
 import json
 from pathlib import Path
 
 import pytest
 
 from test_predict_plan import write_run
-from zhbert.cli import COMMANDS, _Parser, main
+from cli_helpers import HUGE, parse, refused
+from zhbert.cli import main
 from zhbert.errors import UserError
 
 DATA = Path(__file__).parent / "data"
-HUGE = "99999999999999999999"  # past int64: an OverflowError in the law's areas
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     return {n: write_run(root / f"r{n}", n, seed=n) for n in (1000, 2000)}
-
-
-def parse(command, argv):
-    """The command's options as `zhbert COMMAND` parses them (cli._main)."""
-    parser = _Parser(prog=f"zhbert {command}")
-    importlib.import_module(COMMANDS[(command,)][0]).add_arguments(parser)
-    return parser.parse_intermixed_args(argv)
-
-
-def refused(argv, capsys):
-    """main(argv) exits 2 with one line on stderr, no traceback, nothing on stdout; the line."""
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse's refusal of a value out of range
-        rc = exc.code
-    out = capsys.readouterr()
-    assert rc == 2 and out.err.count("\n") == 1 and "Traceback" not in out.err, out.err
-    assert out.out == ""
-    return out.err
 
 
 @pytest.mark.parametrize("command, argv", [

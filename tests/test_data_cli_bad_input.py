@@ -1,7 +1,6 @@
 """Bad values for data report, data text, prepare, eval, probe and fill-mask: one line and
 exit 2, nothing written; and probe's results reused only where every setting matches."""
 
-import importlib
 import json
 import os
 import shutil
@@ -12,31 +11,12 @@ from pathlib import Path
 import pytest
 
 from trained_run import trained_run  # noqa: F401  (session fixture)
-from zhbert.cli import COMMANDS, _Parser, main
+from cli_helpers import HUGE, parse, refused
+from zhbert.cli import main
 from zhbert.threads import available_cores
 
-HUGE = "99999999999999999999"  # past int64
 DOCS = ("今天天气很好，我们一起去公园散步吧。", "明天可能会下雨，记得带上雨伞出门。",
         "这本书写得非常精彩，值得一读再读。", "他每天早上六点起床去跑步锻炼身体。")
-
-
-def parse(command: tuple[str, ...], argv):
-    """The command's options as `zhbert COMMAND` parses them (cli._main)."""
-    parser = _Parser(prog="zhbert " + " ".join(command))
-    importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
-    return parser.parse_intermixed_args(argv)
-
-
-def refused(argv, capsys) -> str:
-    """main(argv) exits 2 with one line on stderr, no traceback, nothing on stdout; the line."""
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse's refusal of a value out of range
-        rc = exc.code
-    out = capsys.readouterr()
-    assert rc == 2 and out.err.count("\n") == 1 and "Traceback" not in out.err, out.err
-    assert out.out == ""
-    return out.err
 
 
 FIRST = {("data", "report"): ["DATA"], ("data", "text"): ["DATA"], ("prepare",): ["--out", "X"],
