@@ -9,14 +9,14 @@ from pathlib import Path
 
 from zhbert import argtypes
 from zhbert.corpus.prepare import PrepareOptions, prepare
-from zhbert.corpus.splits import SplitConfig
+from zhbert.corpus.splits import MAX_HELD_OUT, SplitConfig
 from zhbert.errors import UserError
 from zhbert.threads import available_cores
 
 # The ranges of prepare's own options, each with its reason:
-# a held-out share, as SplitConfig takes it (so the two leave training a share; prepare refuses
-# a corpus so small that rounding holds out every document)
-HELD_OUT_SHARE = argtypes.number(0.0, 0.5, high_open=True)
+# a held-out share, as SplitConfig takes it (prepare refuses a corpus so small that rounding
+# holds out every document)
+HELD_OUT_SHARE = argtypes.number(0.0, MAX_HELD_OUT, high_open=True)
 # a sentence is cut to the model's sequence (at most 512 tokens) anyway: 10,000 characters is
 # 20 of those, and a longer "sentence" is no sentence
 MAX_SENTENCE_CHARS = 10_000
@@ -80,8 +80,8 @@ def _split_and_vocabulary_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("splits")
     g.add_argument("--split-seed", type=argtypes.seed, default=42)
     g.add_argument("--validation", type=HELD_OUT_SHARE, default=0.01,
-                   help="fraction of documents, in [0, 0.5)")
-    g.add_argument("--test", type=HELD_OUT_SHARE, default=0.01, help="fraction of documents, in [0, 0.5)")
+                   help=f"fraction of documents, in [0, {MAX_HELD_OUT:g})")
+    g.add_argument("--test", type=HELD_OUT_SHARE, default=0.01, help=f"fraction of documents, in [0, {MAX_HELD_OUT:g})")
     g.add_argument("--min-split-docs", type=argtypes.count(0), default=500,
                    help="validation/test get at least this many documents (at most 10%% of the corpus)")
     g = parser.add_argument_group("vocabulary")

@@ -24,6 +24,8 @@ from zhbert.corpus.prepare_tasks import SPLIT_CODES
 from zhbert.errors import UserError
 
 HASH_BUCKET_BITS = 6      # repeated sentences are counted in 2^6 buckets: 1/64 of the hashes in memory
+# a held-out split's share of the documents stays below half: the two leave training a share
+MAX_HELD_OUT = 0.5
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,8 @@ class SplitConfig:
     def __post_init__(self) -> None:
         for name in ("validation", "test"):
             value = getattr(self, name)
-            if not 0.0 <= value < 0.5:
-                raise UserError(f"--{name} {value} must be a fraction of documents in [0, 0.5)")
+            if not 0.0 <= value < MAX_HELD_OUT:
+                raise UserError(f"--{name} {value} must be a fraction of documents in [0, {MAX_HELD_OUT:g})")
         if self.min_docs < 0:
             raise UserError(f"--min-split-docs must be >= 0, got {self.min_docs}")
 
