@@ -339,3 +339,12 @@ def test_monitor_of_an_empty_path_is_refused_not_the_current_directory():
     from zhbert.monitor.server import check_roots
     with pytest.raises(UserError, match="'' does not exist; give a run directory"):
         check_roots([""])
+
+
+def test_a_resumed_sweeps_saved_workers_are_checked_against_this_machines_cores(tmp_path, two_cores):
+    """--workers-per-machine was checked on the machine that started the sweep only; resumed
+    on one with fewer cores, sweep.json's count started that many workers (a review)."""
+    from types import SimpleNamespace
+    with pytest.raises(UserError, match="keeps --workers-per-machine 3, more than the 2 cores"):
+        command._saved_workers(SimpleNamespace(workers_per_machine=3), tmp_path)
+    assert command._saved_workers(SimpleNamespace(workers_per_machine=2), tmp_path) == 2

@@ -156,7 +156,8 @@ def features(schedule: Schedule, steps: Any, units: Units, law: str) -> Features
     every k-th step times k (a 100M-step forecast would otherwise hold 100M lr values)."""
     top = float(np.max(steps, initial=1))  # float: an int past int64 would raise or wrap here
     if not top <= MAX_STEPS:
-        raise UserError(f"a run of {top:,.0f} steps is past what the law can sum ({MAX_STEPS:,})")
+        raise UserError(f"a run of {top:,.0f} steps is past what the law can sum ({MAX_STEPS:,}): "
+                        "ask about a shorter run (--steps), or check the history's train.steps")
     steps, top = np.asarray(steps, dtype=int), int(top)
     k = max(1, -(-top // MAX_GRID))
     grid = np.arange(0, top + k, k)

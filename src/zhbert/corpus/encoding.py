@@ -34,7 +34,12 @@ _LAST_BOUNDARY = re.compile(rb"[\x00-\x2f][^\x00-\x2f]*\Z")
 
 
 class NotText(Exception):
-    """A file we cannot read as text; the message completes "<path> ..."."""
+    """A file we cannot read as text; the message completes "<path> ...", and ends in
+    ``fix`` where the reason has its own (a reader adds its generic fix only without one)."""
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message + (f"; {fix}" if fix else ""))
+        self.fix = fix
 
 
 @functools.cache
@@ -93,7 +98,7 @@ def guess_encoding(prefix: bytes) -> str:
     counts = {codec: _common_count(text) for codec, text in strict_decodings(head).items()}
     if head.isascii() or not counts:  # ASCII then a bad byte: no evidence of any of them
         raise NotText("is not text in a supported encoding (UTF-8, GB18030/GBK, Big5, UTF-16; "
-                      "a binary file?); re-encode it as UTF-8")
+                      "a binary file?)", fix="re-encode it as UTF-8")
     best = max(counts, key=counts.get)  # max keeps the first of equals: CANDIDATES' order
     detected = _detector_pick(head)
     if detected in counts and counts[detected] >= DETECTOR_SLACK * counts[best]:

@@ -199,8 +199,7 @@ def read_small_text(path: str | Path, what: str) -> str:
         raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except _Bad as exc:  # an empty file is no encoding problem
         fix = "write its lines into it" if str(exc) == "is empty" else "re-save it as UTF-8 text"
-        # the encoding's own message may end in its fix already ("...; re-encode it as UTF-8")
-        raise UserError(f"{what} {path} {exc}" + ("" if "; " in str(exc) else f"; {fix}")) from None
+        raise UserError(f"{what} {path} {exc}" + ("" if exc.fix else f"; {fix}")) from None
     except _Truncated as exc:
         raise UserError(f"{what} {path} is cut short ({exc}); recreate it") from None
 

@@ -316,11 +316,23 @@ def nothing_succeeded(sweep_dir: Path, spec: SweepSpec) -> str | None:
             + (f"; its log: {log}" if log is not None and log.exists() else ""))
 
 
+def _saved_workers(spec, sweep_dir: Path) -> int:
+    """The workers a sweep resumed here starts: the count kept in sweep.json was checked
+    against the cores of the machine that started it (argtypes.cores), not this one's."""
+    from zhbert.threads import available_cores
+    cores = available_cores()
+    if spec.workers_per_machine > cores:
+        raise UserError(f"{sweep_dir / 'sweep.json'} keeps --workers-per-machine "
+                        f"{spec.workers_per_machine}, more than the {cores} cores this process may "
+                        f"run on here: pass --workers-per-machine {cores} or fewer")
+    return spec.workers_per_machine
+
+
 def run(args) -> int:
     from zhbert.sweep.worker import WorkerOptions, run_worker
 
     sweep_dir, spec = prepare(args)
-    k = 1 if args.worker else spec.workers_per_machine
+    k = 1 if args.worker else _saved_workers(spec, sweep_dir)
     threads = args.threads or sweep_threads(k)
     if not args.worker and (warning := _oversubscribed(k, threads)):
         print(warning, file=sys.stderr)
