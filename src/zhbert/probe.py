@@ -92,6 +92,12 @@ def _matches(record: dict[str, Any], key: dict[str, Any]) -> bool:
     return all(record.get(k) == v for k, v in key.items())
 
 
+def _results(run_dir: Path, key: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's probe results of ``key`` (result_key), in the order written."""
+    from zhbert.run import read_results
+    return [r for r in read_results(run_dir / RESULTS) if _matches(r, key)]
+
+
 def _legacy(key: dict[str, Any]) -> dict[str, Any]:
     """What a record from before the settings were kept (task, mode, n_train, epochs alone)
     is taken to have used: the defaults, as most runs did; re-fine-tuning every checkpoint
@@ -268,7 +274,7 @@ def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = P
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Probe the selected checkpoints not yet in probe.jsonl; return the new records."""
     from zhbert.run import (append_result, checkpoint_tokens, default_device, load_run_model,
-                            open_run, open_run_data, read_results, select_checkpoints)
+                            open_run, open_run_data, select_checkpoints)
     from zhbert.runlock import WriterLock, lock_path
     run = open_run(run_dir)
     vocab = open_run_data(run).vocab
@@ -276,7 +282,7 @@ def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = P
     key = result_key(task, settings)
     out = run.path / RESULTS
     with WriterLock(lock_path(out), "zhbert probe"):  # one writer of probe.jsonl at a time
-        done = {r.get("step") for r in read_results(out) if _matches(r, key)}
+        done = {r.get("step") for r in _results(run.path, key)}
         refs = [r for r in select_checkpoints(run.path, step, all_checkpoints) if r.step not in done]
         device = device or default_device()
         max_len = min(MAX_LEN, run.cfg.data.max_len)  # positions past the pretraining length are untrained
@@ -308,7 +314,7 @@ def joined_points(run_dir: Path, key: dict[str, Any]) -> list[Point]:
     """Probe results of ``key`` (result_key) with the validation MLM accuracy of the same step."""
     from zhbert.run import EVAL_RESULTS, evals_by_step, read_results
     mlm = evals_by_step(read_results(run_dir / EVAL_RESULTS))
-    probes = {r["step"]: r for r in read_results(run_dir / RESULTS) if _matches(r, key)}
+    probes = {r["step"]: r for r in _results(run_dir, key)}
     return [Point(s, mlm[s]["eval_mlm_acc"], tuple(mlm[s]["eval_mlm_acc_ci95"]),
                   probes[s]["accuracy"], tuple(probes[s]["ci95"]))
             for s in sorted(probes) if s in mlm]
@@ -371,7 +377,7 @@ def report_relation(run_dir: str | Path, key: dict[str, Any],
     run_dir = Path(run_dir)
     task = key["task"]
     joined = {p.step for p in joined_points(run_dir, key)}
-    for step in sorted(_probe_steps(run_dir, key) - joined):
+    for step in sorted({r["step"] for r in _results(run_dir, key)} - joined):
         evaluate_checkpoints(run_dir, step=step, log=lambda m: None)
     points = joined_points(run_dir, key)
     rel = relate(points)
@@ -392,11 +398,6 @@ def report_relation(run_dir: str | Path, key: dict[str, Any],
                                                       "points": [vars(p) for p in points]})
         log(f"plot: {out / 'probe_vs_mlm.png'}")
     return rel
-
-
-def _probe_steps(run_dir: Path, key: dict[str, Any]) -> set[int]:
-    from zhbert.run import read_results
-    return {r["step"] for r in read_results(run_dir / RESULTS) if _matches(r, key)}
 
 
 # ----------------------------------------------------------------------------- CLI

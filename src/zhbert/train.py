@@ -190,7 +190,6 @@ def build_trainer(cfg: Config, data_dir: str | Path, run_dir: str | Path, dist: 
     cfg, vocab_size, data_info, loader, eval_batches = _open_data(cfg, data_dir, dist, device,
                                                                  minutes, precheck)
 
-
     def prepare() -> None:  # rank 0 alone; a failure (a bad --out) stops every rank
         if resume:
             check_resumable(run_dir)

@@ -128,16 +128,15 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     band = {k: np.array([getattr(f, k) for f in fc]) for k in ("mean", "lo80", "hi80", "lo95", "hi95")}
     mean = band["mean"]
     point = _crossing(grid, mean, target)
-    if math.isfinite(point):
-        for n in grid[:np.searchsorted(grid, point) + 1]:  # the runs the answer relies on
-            check_loss(p, make(int(n)), [int(n)], f"--target {target:g}")
-    else:  # not reached: searched only as far as the law holds, not refused for what lies past
-        k = _holds_until(p, make, grid)
-        if k == 0:
-            return Reach(target, False, None, None, None, limit, "the law forecasts a loss below 0 "
-                         "at every length searched: it does not hold this far from its runs")
-        grid, band = grid[:k], {key: v[:k] for key, v in band.items()}
-        mean = band["mean"]
+    k = _holds_until(p, make, grid)  # the lengths before the law forecasts a loss below 0
+    if math.isfinite(point) and k <= np.searchsorted(grid, point):  # the answer relies on one
+        check_loss(p, make(int(grid[k])), [int(grid[k])], f"--target {target:g}")  # raises
+    if k == 0:
+        return Reach(target, False, None, None, None, limit, "the law forecasts a loss below 0 "
+                     "at every length searched: it does not hold this far from its runs")
+    # not reached: searched only as far as the law holds, not refused for what lies past
+    grid, band = grid[:k], {key: v[:k] for key, v in band.items()}
+    mean = band["mean"]
     # the forecasts' own bounds (the refits' quantiles), not mean +- z sd: the refits' spread
     # has long tails, and their sd put "never" beside a 2,000-step band that reached the target
     i80 = (_crossing(grid, band["hi80"], target), _crossing(grid, band["lo80"], target))

@@ -332,11 +332,11 @@ def _outlook(path, target: float) -> dict[str, Any]:
 def checkpoints(run_dir: Path) -> dict[str, Any]:
     """Checkpoints on disk, and their held-out figures from checkpoint_eval.jsonl."""
     from zhbert.checkpoint import list_checkpoints
-    from zhbert.run import evals_by_step
-    ce = run_dir / "checkpoint_eval.jsonl"
+    from zhbert.run import EVAL_RESULTS, evals_by_step
+    ce = run_dir / EVAL_RESULTS
     evals = evals_by_step(read_history(ce).records) if ce.exists() else {}
-    steps = sorted({c.step for c in list_checkpoints(run_dir)} | set(evals))
     on_disk = {c.step for c in list_checkpoints(run_dir)}
+    steps = sorted(on_disk | set(evals))
     return _num({"checkpoints": [{"step": s, "on_disk": s in on_disk, "eval": evals.get(s)}
                                  for s in steps]})
 

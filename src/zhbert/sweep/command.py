@@ -322,7 +322,7 @@ def _saved_workers(spec, sweep_dir: Path) -> int:
     from zhbert.threads import available_cores
     cores = available_cores()
     if spec.workers_per_machine > cores:
-        raise UserError(f"{sweep_dir / 'sweep.json'} keeps --workers-per-machine "
+        raise UserError(f"{sweep_dir / SWEEP_SPEC} keeps --workers-per-machine "
                         f"{spec.workers_per_machine}, more than the {cores} cores this process may "
                         f"run on here: pass --workers-per-machine {cores} or fewer")
     return spec.workers_per_machine
