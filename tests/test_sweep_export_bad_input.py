@@ -278,6 +278,26 @@ def test_a_sweep_with_one_trial_complete_exits_0(tmp_path, synthetic_data, capsy
     assert "no trial succeeded" not in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("outcomes, code", [
+    (["failed: zhbert: error: no data at /x", "failed: zhbert: error: no data at /y"], 1),
+    (["failed: zhbert: error: no data at /x", "pruned at step 4: below the others"], 0),
+    (["complete: eval_mlm_acc 0.3000 at step 4"], 0), ([], 0)])
+def test_a_worker_a_user_started_exits_1_when_every_trial_it_ran_failed(
+        tmp_path, synthetic_data, capsys, monkeypatch, outcomes, code):
+    """`zhbert sweep DIR --worker` on another machine exited 0 though all its trials failed
+    (its own data path wrong, say); the workers a sweep spawns leave that to their sweep."""
+    from zhbert.sweep import worker
+    sweep_dir, _ = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=2, steps=4))
+    tally = worker.Tally(ran=list(enumerate(outcomes)))
+    monkeypatch.setattr(worker, "run_worker", lambda spec, opts, log: tally)
+    assert cli.main(["sweep", str(sweep_dir), "--worker"]) == code
+    err = capsys.readouterr().err
+    assert ("sweep: no trial this worker ran succeeded (2 failed); the last, Optuna trial 1: "
+            "zhbert: error: no data at /y") in err if code else "succeeded" not in err
+    assert cli.main(["sweep", str(sweep_dir), "--worker", "--worker-index", "0"]) == 0
+
+
 # ----------------------------------------------------------------------------- storage
 
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:",

@@ -65,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a running trial whose worker sent no heartbeat for this long is "
                         f"failed and retried (default 120; at least {MIN_GRACE_S:g}: workers "
                         f"beat every {HEARTBEAT_S:g})")
-    p.add_argument("--worker-index", type=argtypes.count(0), default=0, help=argparse.SUPPRESS)
+    # given only to the workers a sweep spawns: their sweep sums up their trials, not they
+    p.add_argument("--worker-index", type=argtypes.count(0), default=None, help=argparse.SUPPRESS)
 
 
 def sweep_threads(workers: int) -> int:
@@ -316,6 +317,19 @@ def nothing_succeeded(sweep_dir: Path, spec: SweepSpec) -> str | None:
             + (f"; its log: {log}" if log is not None and log.exists() else ""))
 
 
+def _all_failed(tally) -> str | None:
+    """What to say where every trial this worker ran failed (its data path on this machine,
+    its memory, ...): such a worker exited 0 whatever its trials did."""
+    outcomes = [outcome for _, outcome in tally.ran]
+    if not any(o.startswith("failed") for o in outcomes) or any(
+            o.startswith(("complete", "pruned")) for o in outcomes):
+        return None
+    number, last = next((n, o) for n, o in reversed(tally.ran) if o.startswith("failed"))
+    failed = sum(o.startswith("failed") for o in outcomes)
+    return (f"sweep: no trial this worker ran succeeded ({failed} failed); the last, Optuna "
+            f"trial {number}: {last.removeprefix('failed: ')}")
+
+
 def _saved_workers(spec, sweep_dir: Path) -> int:
     """The workers a sweep resumed here starts: the count kept in sweep.json was checked
     against the cores of the machine that started it (argtypes.cores), not this one's."""
@@ -338,10 +352,13 @@ def run(args) -> int:
         print(warning, file=sys.stderr)
     deadline = time.time() + 60 * spec.budget_minutes if spec.budget_minutes else None
     if args.worker or k == 1:
-        opts = WorkerOptions(sweep_dir, threads, index=args.worker_index, data=args.data,
+        opts = WorkerOptions(sweep_dir, threads, index=args.worker_index or 0, data=args.data,
                              grace_s=args.grace_seconds, deadline=deadline)
         tally = run_worker(spec, opts, log=lambda m: print(m, file=sys.stderr, flush=True))
         code = 130 if tally.interrupted else 0
+        if args.worker and args.worker_index is None and not code and (failure := _all_failed(tally)):
+            print(failure, file=sys.stderr)  # a worker a user started on another machine
+            code = 1
     else:
         print(f"sweep: {k} workers, {threads} thread(s) each", file=sys.stderr)
         code = _spawn(sweep_dir, k, threads, args)
