@@ -291,7 +291,7 @@ def test_encode_task_equals_sentence_by_sentence(sentences, tmp_path, monkeypatc
     from zhbert.vocab import build_vocab, count_units
 
     monkeypatch.setattr(tasks, "_joined", functools.partial(tasks._joined, limit=limit))
-    vocab = build_vocab(count_units(sentences))
+    vocab = build_vocab(count_units(sentences, specials=False))  # as prepare counts a corpus
     vocab.save(tmp_path / "vocab.txt")
     edge = [t for t in EDGE_TEXTS if t]  # spooled sentences are never empty
     docs = [(i % 3, sentences[i * 7:(i + 1) * 7] + [edge[i % len(edge)]]) for i in range(40)]
@@ -302,12 +302,12 @@ def test_encode_task_equals_sentence_by_sentence(sentences, tmp_path, monkeypatc
         flat = [s for d in mine for s in d]
         want_ids, want_starts = [], []
         for s in flat:  # what pass 3 did before, one sentence at a time
-            ids, offsets = (a.tolist() for a in vocab.encode_with_offsets(s))
+            ids, offsets = (a.tolist() for a in vocab.encode_with_offsets(s, specials=False))
             words = {st for _, st, _ in jieba.tokenize(s)}
             want_ids += ids
             want_starts += [1 if o in words else 0 for o in offsets]
         assert tokens.tolist() == want_ids and starts.tolist() == want_starts
-        assert lengths.tolist() == [len(vocab.encode(s)) for s in flat]
+        assert lengths.tolist() == [len(vocab.encode(s, specials=False)) for s in flat]
         assert doc_sizes.tolist() == [len(d) for d in mine]
         digests = [hashlib.blake2b(normalize_for_hash(s).encode(), digest_size=8).digest() for s in flat]
         assert hashes.tolist() == [int.from_bytes(d, "big") for d in digests]
@@ -400,3 +400,21 @@ def test_ctrl_c_with_workers_is_one_line_and_leaves_no_output(tmp_path):
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err and err.strip().endswith("zhbert: interrupted")
     assert not out.exists()
+
+
+def test_literal_special_tokens_in_a_corpus_are_text(tmp_path, capsys):
+    """An article quoting "[MASK]" or "[SEP]" put the structural ids inside its sentences."""
+    src = tmp_path / "bert.txt"
+    rng = np.random.default_rng(0)
+    chars = ARTICLE.replace("，", "").replace("。", "")
+    words = lambda: "".join(rng.choice(list(chars), 20))  # noqa: E731  (no two documents near-duplicates)
+    src.write_text("\n\n".join(f"{words()}，模型把字换成[MASK]再猜。{words()}，两句用[SEP]隔开，[CLS]在前。"
+                                 f"{words()}，短的补上[PAD]和[UNK]。" for _ in range(40)) + "\n", encoding="utf-8")
+    out = tmp_path / "data"
+    rc, _, err = _run(capsys, "prepare", str(src), "--out", str(out), "--workers", "1")
+    assert rc == 0, err
+    data = open_data_dir(out)
+    assert rc == 0 and "[" in data.vocab and "M" in data.vocab
+    for name in SPLITS:
+        a = data.split(name)
+        assert a.num_documents and int(np.asarray(a.tokens).min()) >= len(data.vocab.tokens[:5])

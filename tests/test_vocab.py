@@ -154,3 +154,19 @@ def test_wordpiece_vocab_ids_equal_hf_on_tricky_text(tmp_path):
         assert vocab.encode(text) == _hf_ids(tok, text), text
         ids, offsets = vocab.encode_with_offsets(text)
         assert ids.tolist() == vocab.encode(text)
+
+
+def test_a_corpus_reads_literal_special_tokens_as_text(tmp_path):
+    """specials=False (prepare's): "[MASK]" in an article about BERT is the text "[", "mask",
+    "]", as HF's encode_special_tokens reads it; it was the [MASK] id inside a sentence."""
+    text = "句子里有[MASK]和[SEP]，还有[UNK][CLS]x[PAD]。"
+    counts = count_units([text], specials=False)
+    assert {"[", "]", "M", "##A", "##S", "##K"} <= set(counts) and not set(SPECIAL_TOKENS) & set(counts)
+    vocab = build_vocab(counts)
+    ids, offsets = vocab.encode_with_offsets(text, specials=False)
+    assert not set(ids.tolist()) & set(range(len(SPECIAL_TOKENS)))
+    tok = _hf(vocab, tmp_path)
+    assert ids.tolist() == tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    assert [w for w, _ in bert_words(text, specials=False)][4:7] == ["[", "MASK", "]"]
+    assert vocab.encode(text, specials=False) == ids.tolist()
+    assert vocab.mask_id in vocab.encode(text)  # fill-mask's reading is unchanged

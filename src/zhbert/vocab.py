@@ -62,8 +62,10 @@ _HF_WORD_CHARS = (
     (0x11C70, 0x11C71), (0x11EF7, 0x11EF8), (0x11FFF, 0x11FFF), (0x12FF1, 0x12FF2),
     (0x13430, 0x13438), (0x16E97, 0x16E9A), (0x16FE2, 0x16FE2), (0x1E95E, 0x1E95F))
 _HF_PUNCT = (0x166D, 0x111C9)
-# HF matches added (special) tokens in the raw text before anything else, so a
-# literal "[MASK]" in a corpus becomes the [MASK] id; we do the same for parity.
+# HF matches added (special) tokens in the raw text before anything else, so a literal
+# "[MASK]" typed into fill-mask becomes the [MASK] id; we do the same for parity. A corpus
+# is read with specials=False (HF's encode_special_tokens): an article about BERT that
+# quotes "[MASK]" or "[SEP]" fed the model its structural ids inside sentences.
 _CLOSING = frozenset(".,;:!?)]}%-'/")  # no space before these when decoding spaced text
 _OPENING = frozenset("([{$-'/")          # nor after these ("left-wing", "don't", "and/or")
 _SPECIAL_RE = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
@@ -117,8 +119,13 @@ def _patterns() -> tuple[re.Pattern, re.Pattern, frozenset]:
             frozenset(map(chr, isolated)))
 
 
-def _segments(text: str) -> Iterator[tuple[str, int, bool]]:
-    """(piece, offset, is_special): the text cut around literal special tokens."""
+def _segments(text: str, specials: bool = True) -> Iterator[tuple[str, int, bool]]:
+    """(piece, offset, is_special): the text cut around literal special tokens (with
+    ``specials``; without, the text is one ordinary piece)."""
+    if not specials:
+        if text:
+            yield text, 0, False
+        return
     pos = 0
     for m in _SPECIAL_RE.finditer(text):
         if m.start() > pos:
@@ -136,11 +143,11 @@ def _word_split_re() -> tuple[re.Pattern, re.Pattern]:
     return re.compile(f"({word_re.pattern})"), removed_re
 
 
-def _words(text: str) -> list[str]:
-    """BERT's words of ``text`` (special tokens included as themselves), fast."""
+def _words(text: str, specials: bool = True) -> list[str]:
+    """BERT's words of ``text`` (special tokens included as themselves with ``specials``), fast."""
     word_re, removed_re, _ = _patterns()
     words: list[str] = []
-    for piece, _, special in _segments(text):
+    for piece, _, special in _segments(text, specials):
         if special:
             words.append(piece)
         else:
@@ -148,10 +155,10 @@ def _words(text: str) -> list[str]:
     return words
 
 
-def bert_words(text: str) -> Iterator[tuple[str, int]]:
+def bert_words(text: str, specials: bool = True) -> Iterator[tuple[str, int]]:
     """(word, char offset in ``text``) as BERT's basic tokenizer splits ``text``."""
     word_re, removed_re, _ = _patterns()
-    for piece, offset, special in _segments(text):
+    for piece, offset, special in _segments(text, specials):
         if special:
             yield piece, offset
             continue
@@ -165,15 +172,17 @@ def word_units(word: str) -> list[str]:
     return [word[0]] + ["##" + c for c in word[1:]]
 
 
-def count_units(texts: Iterable[str], counts: Counter | None = None) -> Counter:
+def count_units(texts: Iterable[str], counts: Counter | None = None,
+                specials: bool = True) -> Counter:
     """Add to ``counts`` the units the encoder will look up (the vocabulary is built from these).
 
-    Special tokens and words longer than MAX_WORD_CHARS (one [UNK] whole) are not counted.
+    Special tokens and words longer than MAX_WORD_CHARS (one [UNK] whole) are not counted;
+    with ``specials=False`` (a corpus) a literal "[MASK]" counts as the text it is.
     """
     counts = Counter() if counts is None else counts
     words: Counter = Counter()
     for text in texts:
-        words.update(_words(text))  # C-speed for the common case: single CJK characters
+        words.update(_words(text, specials))  # C-speed for the common case: single CJK characters
     for w, n in words.items():
         if len(w) == 1:
             counts[w] += n
@@ -269,11 +278,12 @@ class Vocab:
                 return [1]
         return ids
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``, no special tokens added; equal to HF BertTokenizerFast's."""
+    def encode(self, text: str, specials: bool = True) -> list[int]:
+        """Token ids of ``text``, no special tokens added; equal to HF BertTokenizerFast's
+        (with ``specials=False``, to its split_special_tokens=True)."""
         index = self._index  # type: ignore[attr-defined]
         ids: list[int] = []
-        for w in _words(text):
+        for w in _words(text, specials):
             if len(w) == 1:  # the hot path: one CJK character or punctuation
                 ids.append(index.get(w, 1))
             elif w in SPECIAL_TOKENS:
@@ -282,8 +292,9 @@ class Vocab:
                 ids.extend(self._wordpiece(w))
         return ids
 
-    def encode_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def encode_with_offsets(self, text: str, specials: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(ids, char offset in ``text`` of the word each id comes from / starts), int64.
+        ``specials=False`` (a corpus): a literal "[MASK]" is encoded as text, not as [MASK].
 
         Continuation pieces ("##c", "##ing") get the offset of their own first
         character, so an id starts a word of some segmentation iff its offset is a
@@ -292,7 +303,7 @@ class Vocab:
         C-level ``re.split`` per special-token-free segment, not a step per word.
         """
         id_parts, off_parts = [], []
-        for piece, base, special in _segments(text):
+        for piece, base, special in _segments(text, specials):
             if special:
                 id_parts.append(np.array([self._index[piece]], np.int64))  # type: ignore[attr-defined]
                 off_parts.append(np.array([base], np.int64))

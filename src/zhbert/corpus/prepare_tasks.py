@@ -49,7 +49,7 @@ def count_task(docs: list[tuple[int, list[str]]]) -> tuple[list, list[int], int]
     counts = [collections.Counter() for _ in SPLIT_NAMES]
     chars = [0] * len(SPLIT_NAMES)
     for code, sentences in docs:
-        count_units(sentences, counts[code])
+        count_units(sentences, counts[code], specials=False)  # a corpus's "[SEP]" is text
         chars[code] += sum(map(len, sentences))
     return counts, chars, len(docs)
 
@@ -155,7 +155,7 @@ def _encode_sentences(vocab, sentences: list[str], segmenter: str | None
     ids_parts, start_parts, length_parts = [], [], []
     done = 0
     for n, text in _joined(sentences):
-        ids, offsets = vocab.encode_with_offsets(text)
+        ids, offsets = vocab.encode_with_offsets(text, specials=False)
         stride = np.fromiter(map(len, sentences[done:done + n]), np.int64, n) + 1
         first = np.cumsum(stride) - stride  # where each sentence starts in ``text``
         length_parts.append(np.bincount(np.searchsorted(first, offsets, side="right") - 1,

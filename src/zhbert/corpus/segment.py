@@ -63,7 +63,7 @@ def _fugashi_flags(text: str, flags: np.ndarray) -> None:
 
 def _wordpiece_flags(text: str, flags: np.ndarray) -> None:
     from zhbert.vocab import bert_words
-    flags[[offset for _, offset in bert_words(text)]] = 1
+    flags[[offset for _, offset in bert_words(text, specials=False)]] = 1  # as prepare encodes
 
 
 _FLAGGERS = {"jieba": _jieba_flags, "fugashi": _fugashi_flags, "wordpiece": _wordpiece_flags}
