@@ -196,7 +196,7 @@ def _input(tmp_path: Path, kind: str) -> str:
     ("dir", "is a directory, not a file; give a file of sentences"),
     ("none", "--input '' names no file"),  # was "give a sentence with [MASK]"
     ("device", "is not a regular file"),
-    ("empty", "is empty"), ("binary", "is a binary file"), ("latin1", "re-save it as UTF-8"),
+    ("empty", "is empty"), ("binary", "is a binary file"), ("latin1", "re-encode it as UTF-8"),
     ("bad-utf8", "undecodable byte at offset 12"),
 ])
 def test_fill_mask_input_that_is_no_text_file(trained_run, tmp_path, capsys, kind, message):

@@ -47,9 +47,10 @@ def test_csv_rows_are_documents_without_header_or_quoting(tmp_path):
 
 
 def test_tsv_compressed_and_another_text_column(tmp_path):
-    texts = _texts(3)
+    texts = [t.replace("\n", "") for t in _texts(3)]  # TSV is unquoted: a row is a line
     path = tmp_path / "data.tsv.gz"
-    path.write_bytes(gzip.compress(_table(texts, ("id", "body"), "\t").encode("gb18030")))
+    rows = ["id\tbody"] + [f"{i}\t{t}" for i, t in enumerate(texts)]  # its quotes are text
+    path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode("gb18030")))
     assert [d.text for d in _docs(path, text_column="body")] == texts
 
 
@@ -67,7 +68,8 @@ def test_csv_without_the_text_column_names_its_columns(tmp_path, capsys):
 def test_bad_row_is_an_error_or_skipped(tmp_path, capsys):
     path = tmp_path / "data.csv"
     texts = _texts(2)
-    path.write_text(_table([texts[0], "字" * (csv.field_size_limit() + 1), texts[1]]),
+    runaway = '1,"没有收尾的引号\n2,后面一行\n3,他说"好"。\n'  # closed by a stray quote
+    path.write_text(_table([texts[0]]) + runaway + _table([texts[1]]).split("\r\n", 1)[1],
                     encoding="utf-8")
     # line 4: the first text has a line break
     with pytest.raises(UserError, match=r"bad CSV row in .*data.csv line 4: .*--skip-bad"):

@@ -278,3 +278,42 @@ def test_an_asymptote_at_its_bound_reads_as_such():
         "0 (at its bound: not pinned by the points) [0, 1.2000]"
     assert asymptote_text({"asymptote": 0.3606, "asymptote_ci95": [0.3288, 0.4071]}) == "0.3606 [0.3288, 0.4071]"
     assert asymptote_text({"asymptote": None}) == "-"
+
+
+def test_sources_are_counted_in_bounded_memory_and_reported_as_the_top_ones(tmp_path, capsys):
+    """A JSONL "source" per line (a URL each) listed every URL twice in report.json and in
+    one 15 KB line of `data report`; its counters grew a key a document."""
+    from zhbert.corpus.report import TOP_N, CorpusStats
+
+    lines = [json.dumps({"text": f"第{i}段：城市里的居民每天早上都会去河边散步，然后一起喝茶聊天。",
+                         "source": f"https://news.example.com/a/{i}.html"}, ensure_ascii=False)
+             for i in range(60)]
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "data"
+    assert main(["prepare", str(tmp_path / "a.jsonl"), "--out", str(out), "--workers", "1",
+                 "--no-near-dedup"]) == 0
+    capsys.readouterr()
+    sources = json.loads((out / "report.json").read_text())["sources"]
+    assert len(sources["documents_read"]) == len(sources["documents_kept"]) == TOP_N
+    assert sources["other_sources"] == {"documents_read": 60 - TOP_N, "documents_kept": 60 - TOP_N}
+    main(["data", "report", str(out)])
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("documents kept per source"))
+    assert line.endswith(f"(and {60 - TOP_N} from other sources)") and line.count("https://") == TOP_N
+    stats = CorpusStats()
+    for i in range(50_000):
+        stats.docs_read_per_source.add(f"https://x/{i}")
+    assert len(stats.docs_read_per_source.counts) <= 2 * stats.docs_read_per_source.capacity
+
+
+def test_the_sentences_of_a_document_dropped_whole_are_counted(tmp_path, capsys):
+    """A document of only short lines was dropped whole, and its sentences were missing from
+    the report's dropped sentences (no line at all when every drop was in such documents)."""
+    short = "\n\n".join("好。对。是的。行。" for _ in range(10))
+    (tmp_path / "a.txt").write_text(TEXT + "\n\n" + short + "\n", encoding="utf-8")
+    out = tmp_path / "data"
+    assert main(["prepare", str(tmp_path / "a.txt"), "--out", str(out), "--workers", "1",
+                 "--no-near-dedup"]) == 0
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())["input"]
+    assert report["documents_dropped_by_cleaning"] == 10
+    assert report["dropped_sentences"]["too_short"] >= 40

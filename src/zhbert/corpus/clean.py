@@ -35,6 +35,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,12 +296,14 @@ def _plain_text(doc: Document, cfg: CleanConfig) -> tuple[str, tuple[str, ...]] 
     return text, tags
 
 
-def clean_document(doc: Document, cfg: CleanConfig,
-                   script_counts: list[int] | None = None) -> CleanDocument | None:
+def clean_document(doc: Document, cfg: CleanConfig, script_counts: list[int] | None = None,
+                   dropped_out: Counter | None = None) -> CleanDocument | None:
     """Clean, split and filter one document; None when nothing (or too little) is left.
 
-    ``script_counts`` ([sentences, dropped by the script filter]) is added to even for a
-    document that is dropped whole: the share tells a wrong --language (prepare warns).
+    ``script_counts`` ([sentences, dropped by the script filter]) and ``dropped_out`` (the
+    sentences dropped, by reason) are added to even for a document that is dropped whole:
+    the share tells a wrong --language (prepare warns), and the report's dropped sentences
+    left out every one of a document of only short lines.
     """
     plain = _plain_text(doc, cfg)
     if plain is None:
@@ -313,6 +316,8 @@ def clean_document(doc: Document, cfg: CleanConfig,
     if script_counts is not None:
         script_counts[0] += len(sentences)
         script_counts[1] += dropped.get(cfg.lang.drop_reason, 0)
+    if dropped_out is not None:
+        dropped_out.update(dropped)
     if len(kept) < cfg.min_document_sentences:
         return None
     return CleanDocument(

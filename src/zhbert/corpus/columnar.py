@@ -6,16 +6,24 @@ dataset's Arrow files are memory-mapped by ``datasets.load_from_disk``), so
 memory stays bounded whatever the size. Only the text column is read
 (``--text-column``, default ``text``); a missing column is a UserError that
 names the columns the file has, and a column that is not text (numbers, lists) is refused
-from the schema, once per file or dataset, before any row is read. Empty texts are
-skipped; a null is handed on as None, for ``sources`` to count and report.
+from the schema, once per file or dataset, before any row is read. Text is any Arrow type
+whose values are strings: string, large_string, string_view, and a dictionary of strings
+(what pandas writes for a ``category`` column). Empty texts are skipped; a null is handed
+on as None, for ``sources`` to count and report.
 
 A saved dataset is a directory with ``state.json`` (a Dataset) or
 ``dataset_dict.json`` (a DatasetDict: every split is read, in sorted order).
 ``datasets`` is imported only here, offline (HF_DATASETS_OFFLINE=1).
 
 CSV and TSV are parsed here from the lines ``sources`` decodes (any corpus encoding,
-optionally compressed, a line at a time): the first non-blank row is the header, and a
-quoted field may hold commas, quotes and line breaks.
+optionally compressed, a line at a time): the first non-blank row is the header, whose
+text column must be named once. CSV is quoted as RFC 4180 has it: a quoted field may hold
+commas, quotes (doubled) and line breaks; a multi-line row whose quotes do not match (an
+unclosed quote that ran on into the rows after it) is a bad row. TSV is not quoted (as
+Google's BERT reads it: ``quotechar=None``): a field is everything between tabs, quotes
+included, and a row is a line. A field may be as long as a text file's paragraph (csv's
+131,072-character limit is lifted while a table is parsed). A row too short to have the
+text column is handed on as None, counted with the nulls.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import csv
 import hashlib
 import json
 import os
+from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -47,12 +56,21 @@ def _parquet(path: Path):
                         "fix or remove it") from None
 
 
+def _is_text(kind) -> bool:
+    """Whether the values of Arrow type ``kind`` are strings, however stored: a dictionary of
+    them (pandas' ``category``), string_view or large_string are text as string is."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    # string_view by name: pyarrow before 16 has no pa.string_view (nor writes one)
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or str(kind) == "string_view"
+
+
 def _check_text_type(kind, where: Path, column: str) -> None:
     """UserError unless the Arrow type ``kind`` of ``column`` holds text: told once from the
     schema rather than found row by row, where a number or a list would fail deep in cleaning."""
-    import pyarrow as pa
-
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+    if not _is_text(kind):
         raise UserError(f"column {column!r} of {where} holds {kind}, not text; "
                         "name the text column with --text-column")
 
@@ -67,8 +85,12 @@ def check_parquet(path: Path, column: str) -> None:
 
 def parquet_texts(path: Path, column: str) -> Iterator[str | None]:
     """The non-empty texts of ``column`` and None for each null, a record batch at a time."""
+    import pyarrow as pa
+
     for batch in _parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
-        yield from (t for t in batch.column(0).to_pylist() if t is None or t)
+        # one kind of text whatever check_parquet let through (large: no 2 GiB offset limit)
+        texts = batch.column(0).cast(pa.large_string()).to_pylist()
+        yield from (t for t in texts if t is None or t)
 
 
 # -- saved Hugging Face datasets -------------------------------------------------------
@@ -145,45 +167,121 @@ def dataset_texts(path: Path, column: str) -> Iterator[str | None]:
 
 # -- CSV and TSV tables ------------------------------------------------------------------
 
-DIALECTS = {"csv": csv.excel, "tsv": csv.excel_tab}  # corpus kind -> how its rows are written
+class _Unquoted(csv.excel_tab):
+    """TSV as NLP corpora write it and Google's BERT reads it (``quotechar=None``): a quote
+    is text, so a text opening with '"' cannot swallow the rows after it."""
+
+    quoting = csv.QUOTE_NONE
 
 
-def _csv_rows(lines: Iterable[str], kind: str):
-    # each line gets its newline back: csv joins the lines of a quoted field with it
-    return csv.reader((line + "\n" for line in lines), DIALECTS[kind])
+DIALECTS = {"csv": csv.excel, "tsv": _Unquoted}  # corpus kind -> how its rows are written
+
+# csv refuses a field over 131,072 characters; a row's text is an article, read as the same
+# text in a .txt or .jsonl file is. The limit is a C long: 2**31 - 1 fits every platform.
+FIELD_LIMIT = 2**31 - 1
 
 
-def _header(rows) -> list[str]:
+def _next(rows):
+    """next(rows), None at the end, with csv's field size limit lifted only while it parses:
+    the limit is global to the csv module, and other readers in the process keep theirs."""
+    old = csv.field_size_limit(FIELD_LIMIT)
+    try:
+        return next(rows, None)
+    finally:
+        csv.field_size_limit(old)
+
+
+class _Rows:
+    """The rows of a table's lines, holding the lines of the row being read (a row that
+    spans several is checked for a runaway quote: ``runaway``)."""
+
+    def __init__(self, lines: Iterable[str], kind: str):
+        self._dialect = DIALECTS[kind]
+        self._held: list[str] = []
+        self._rows = csv.reader(self._hold(lines), self._dialect)
+
+    def _hold(self, lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            line += "\n"  # its newline back: csv joins the lines of a quoted field with it
+            self._held.append(line)
+            yield line
+
+    @property
+    def line_num(self) -> int:
+        return self._rows.line_num
+
+    def __iter__(self):
+        while (fields := self.next()) is not None:
+            yield fields
+
+    def next(self) -> list[str] | None:
+        """The next row, None at the end; csv.Error for a row csv cannot parse."""
+        self._held.clear()  # csv reads no line past the row it returns
+        return _next(self._rows)
+
+    def runaway(self) -> tuple[int, str] | None:
+        """(first line, why) if the row just read is a quoted field that ran away, else None.
+        An unclosed quote reads on across rows to the next quote anywhere, where csv
+        (lenient by default) closes it and goes on: rows merge into one text without a
+        word. Only a row over several lines is read again, strictly (a quote inside a
+        quoted field doubled, a closing one followed by the delimiter or the line's end),
+        so a well-quoted multi-line field, however long, never trips it."""
+        if len(self._held) < 2:
+            return None
+        strict = csv.reader(self._held, self._dialect, strict=True)
+        try:
+            deque(iter(lambda: _next(strict), None), 0)  # read to the end, keep nothing
+        except csv.Error as exc:
+            return (self.line_num - len(self._held) + 1,
+                    f"a quoted field opened here runs over {len(self._held)} lines, to line "
+                    f"{self.line_num}, taking in the rows between: its quotes do not match "
+                    f'({exc}); close it, and write a quote inside a quoted field twice ("")')
+        return None
+
+
+def _blank(fields: list[str]) -> bool:
+    return not any(f.strip() for f in fields)
+
+
+def _header(rows: _Rows) -> list[str]:
     """The first non-blank row, its names stripped (a BOM is gone already: utf-8-sig)."""
-    for fields in rows:
-        if any(f.strip() for f in fields):
-            return [f.strip() for f in fields]
-    return []
+    return next(([f.strip() for f in fields] for fields in rows if not _blank(fields)), [])
 
 
 def check_csv(path: Path, lines: Iterable[str], kind: str, column: str) -> None:
-    """UserError unless the table's header names ``column``."""
+    """UserError unless the table's header names ``column``, once."""
     try:
-        header = _header(_csv_rows(lines, kind))
-    except csv.Error as exc:  # the header row itself is over csv's field size limit
+        header = _header(_Rows(lines, kind))
+    except csv.Error as exc:
         raise UserError(f"{path}: cannot read its header row ({exc}); fix the file") from None
     if column not in header:
         raise _columns_error(path, column, header)
+    if header.count(column) > 1:  # which one holds the text is anyone's guess
+        raise UserError(f"{path}: its header names the column {column!r} {header.count(column)} "
+                        f"times (its columns: {', '.join(header)}); rename the others, or name "
+                        "another text column with --text-column")
 
 
 def csv_texts(lines: Iterable[str], kind: str, column: str,
-              bad: Callable[[int, str], None]) -> Iterator[str]:
-    """The non-blank texts of ``column``, a row at a time; a row csv cannot parse (a field
-    over its size limit) goes to ``bad(line, why)``, which raises or lets the reading go on."""
-    rows = _csv_rows(lines, kind)
+              bad: Callable[[int, str], None]) -> Iterator[str | None]:
+    """The non-blank texts of ``column``, a row at a time, and None for a row too short to
+    have the column (``sources`` counts it with the nulls: one warning, not a silent drop).
+    A row csv cannot parse, or whose quotes ran away (``_Rows.runaway``), goes to
+    ``bad(line, why)``, which raises or lets the reading go on."""
+    rows = _Rows(lines, kind)
     index = _header(rows).index(column)  # check_csv has seen it there
     while True:
         try:
-            fields = next(rows)
-        except StopIteration:
-            return
+            fields = rows.next()
         except csv.Error as exc:
             bad(rows.line_num, str(exc))
             continue
-        if index < len(fields) and fields[index].strip():
-            yield fields[index]
+        if fields is None:
+            return
+        if runaway := rows.runaway():
+            bad(*runaway)
+        elif index < len(fields):
+            if fields[index].strip():
+                yield fields[index]
+        elif not _blank(fields):
+            yield None

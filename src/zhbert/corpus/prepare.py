@@ -53,7 +53,7 @@ import numpy as np
 
 from zhbert.errors import UserError
 from zhbert.corpus.prepare_tasks import (SPLIT_CODES, SPLIT_NAMES, batches, clean_task, count_task,
-                                         encode_task, ordered_map, progress)
+                                         encode_task, ignore_sigint, ordered_map, progress)
 from zhbert.corpus.splits import SentenceHashes, SplitConfig, SplitWriter, assign_splits, split_hash
 from zhbert.machine import peak_rss_mb
 
@@ -134,20 +134,20 @@ def _dedup_and_spool(infos: list, opts: PrepareOptions, pool, dedup, spool: Path
     start = time.perf_counter()
     with open(spool, "w", encoding="utf-8") as f, progress("clean") as bar:
         for results in ordered_map(clean_task, tasks, pool):
-            for nbytes, source, cdoc, script_counts in results:
+            for nbytes, source, cdoc, script_counts, dropped in results:
                 stats.docs_read += 1
                 stats.bytes_read += nbytes
                 stats.script_filter.update(sentences=script_counts[0], dropped=script_counts[1])
-                stats.docs_read_per_source[source] += 1
+                stats.docs_read_per_source.add(source)
+                stats.dropped_sentences.update(dropped)  # a document dropped whole's too
                 if cdoc is None:
                     stats.docs_dropped_clean += 1
                     continue
-                stats.dropped_sentences.update(cdoc.dropped_sentences)
                 if dedup.check(cdoc) != "keep":
                     continue
                 f.write(json.dumps(cdoc.sentences, ensure_ascii=False) + "\n")
                 hashes.append(split_hash(cdoc.doc_id, opts.split.seed))
-                stats.docs_kept_per_source[cdoc.source] += 1
+                stats.docs_kept_per_source.add(cdoc.source)
                 stats.tags.update(cdoc.tags)
                 stats.sentence_lengths.update(map(len, cdoc.sentences))
             bar.update(len(results))
@@ -226,11 +226,18 @@ def _cpu_seconds(who: int) -> float:
     return round(usage.ru_utime + usage.ru_stime, 1)
 
 
-def _ignore_sigint() -> None:
-    """A pool worker's start: a terminal's Ctrl-C reaches the whole process group, and each
-    worker printed a KeyboardInterrupt traceback; the parent alone handles it (it ends the
-    pool, leaves --out as it was and says "interrupted")."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _start_pool(workers: int):
+    """Spawned workers that ignore SIGINT from their first instruction. A terminal's Ctrl-C
+    reaches the whole process group, and each worker printed a KeyboardInterrupt traceback;
+    the parent alone handles it (it ends the pool, leaves --out as it was and says
+    "interrupted"). An initializer alone left the seconds in which a worker starts Python
+    and unpickles it (a busy machine's Ctrl-C at 3 s still printed them): a process
+    started with SIGINT ignored keeps it so, and Python installs no handler over it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return multiprocessing.get_context("spawn").Pool(workers, initializer=ignore_sigint)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _workers_peak_rss_mb(pool) -> list[float] | None:
@@ -344,8 +351,7 @@ def prepare(opts: PrepareOptions) -> dict:
     try:
         with staged_dir(opts.out, force=opts.force, marker=DATA_MANIFEST, what=what) as staging:
             if opts.workers > 1:  # spawn: workers never inherit threads or torch state
-                pool = multiprocessing.get_context("spawn").Pool(opts.workers,
-                                                                 initializer=_ignore_sigint)
+                pool = _start_pool(opts.workers)
             report = _build(infos, opts, pool, staging)
             if pool is not None:
                 worker_peaks = _workers_peak_rss_mb(pool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
+import signal
 import sys
 from typing import Any, Callable, Iterable, Iterator
 
@@ -24,20 +25,27 @@ SPLIT_NAMES = tuple(SPLIT_CODES)
 
 
 
+def ignore_sigint() -> None:
+    """A pool worker's start (a pool a killed worker restarts included): the parent alone
+    handles Ctrl-C. Here, not in ``prepare``: unpickling it imports only this module."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def clean_task(task: tuple) -> list[tuple[int, str, Any]]:
     """Pass 1: [(utf-8 bytes in, source, CleanDocument | None, [sentences, dropped by the
-    script filter])] for a batch of documents."""
+    script filter], sentences dropped by reason)] for a batch of documents (the last two
+    also for a document dropped whole)."""
     from zhbert.corpus.clean import clean_document
     from zhbert.corpus.dedup import sign
 
     docs, clean_cfg, dedup_cfg = task
     out = []
     for doc in docs:
-        script_counts = [0, 0]
-        cdoc = clean_document(doc, clean_cfg, script_counts)
+        script_counts, dropped = [0, 0], collections.Counter()
+        cdoc = clean_document(doc, clean_cfg, script_counts, dropped)
         if cdoc is not None:
             cdoc = sign(cdoc, dedup_cfg)
-        out.append((len(doc.text.encode("utf-8")), doc.source, cdoc, script_counts))
+        out.append((len(doc.text.encode("utf-8")), doc.source, cdoc, script_counts, dropped))
     return out
 
 

@@ -43,6 +43,14 @@ class TopCounter:
 
     def update(self, keys) -> None:
         self.counts.update(keys)
+        self._bound()
+
+    def add(self, key) -> None:
+        """One more of ``key`` (a document's source: a Counter.update per document is slower)."""
+        self.counts[key] += 1
+        self._bound()
+
+    def _bound(self) -> None:
         if len(self.counts) > 2 * self.capacity:
             cut = sorted(self.counts.values(), reverse=True)[self.capacity]
             self.undercount += cut
@@ -61,8 +69,9 @@ class CorpusStats:
     docs_dropped_clean: int = 0      # nothing (or too little) left after cleaning
     dropped_sentences: Counter = field(default_factory=Counter)  # reason -> n
     sentence_lengths: Counter = field(default_factory=Counter)   # chars -> n (kept docs)
-    docs_read_per_source: Counter = field(default_factory=Counter)
-    docs_kept_per_source: Counter = field(default_factory=Counter)
+    # a JSONL "source" per line (a URL each) made these a key a document
+    docs_read_per_source: TopCounter = field(default_factory=TopCounter)
+    docs_kept_per_source: TopCounter = field(default_factory=TopCounter)
     tags: TopCounter = field(default_factory=TopCounter)         # kept docs, the most frequent
     units: dict[str, Counter] = field(default_factory=dict)      # split -> unit counts
     chars: Counter = field(default_factory=Counter)              # split -> characters
@@ -120,6 +129,19 @@ def _coverage(units: Counter, vocab: Vocab) -> float:
     return sum(n for u, n in units.items() if u in vocab) / total if total else 0.0
 
 
+def _per_source(stats: CorpusStats, kept: int) -> dict[str, Any]:
+    """The TOP_N sources with the most documents read and kept, and the documents of the
+    others (a JSONL "source" per line, a URL each, listed 400 URLs twice in report.json and
+    in one 15 KB line of `data report`)."""
+    read, kept_top = (dict(c.most_common(TOP_N)) for c in (stats.docs_read_per_source,
+                                                           stats.docs_kept_per_source))
+    return {"documents_read": read, "documents_kept": kept_top,
+            "other_sources": {"documents_read": stats.docs_read - sum(read.values()),
+                              "documents_kept": kept - sum(kept_top.values())},
+            "max_undercount": max(stats.docs_read_per_source.undercount,
+                                  stats.docs_kept_per_source.undercount)}
+
+
 def build_report(stats: CorpusStats, vocab: Vocab, splits: dict[str, dict[str, int]],
                  dedup: dict[str, int], sources: list[dict], resources: dict[str, float]) -> dict:
     """report.json: every figure `zhbert data report` prints and checks."""
@@ -161,8 +183,7 @@ def build_report(stats: CorpusStats, vocab: Vocab, splits: dict[str, dict[str, i
                   # of all sentences read, dropped documents included (a wrong --language shows here)
                   "script_filtered_share": (round(stats.script_filter["dropped"] / stats.script_filter["sentences"], 6)
                                             if stats.script_filter["sentences"] else 0.0)},
-        "sources": {"documents_read": dict(stats.docs_read_per_source.most_common()),
-                    "documents_kept": dict(stats.docs_kept_per_source.most_common()),
+        "sources": {**_per_source(stats, dedup.get("kept", 0)),
                     "files": [{k: s.get(k) for k in ("path", "kind", "encoding", "bytes", "documents", "skipped")}
                               for s in sources],
                     "not_utf8": [s["path"] for s in sources if s.get("encoding") not in ("utf-8", "")],
@@ -278,7 +299,9 @@ def render(report: dict, checks: list[Check], language: str = "zh") -> str:
     if inp["dropped_sentences"]:
         lines.append("  dropped sentences: " + ", ".join(f"{k} {n:,}" for k, n in inp["dropped_sentences"].items()))
     src = report["sources"]
-    lines.append("documents kept per source: " + ", ".join(f"{k} {n:,}" for k, n in src["documents_kept"].items()))
+    others = src.get("other_sources", {}).get("documents_kept", 0)  # older reports listed every source
+    lines.append("documents kept per source: " + ", ".join(f"{k} {n:,}" for k, n in src["documents_kept"].items())
+                 + (f" (and {others:,} from other sources)" if others else ""))
     if report["top_tags"]:
         short = report.get("top_tags_max_undercount", 0)
         lines.append("top tags: " + ", ".join(f"{t} {n:,}" for t, n in report["top_tags"])
