@@ -165,3 +165,14 @@ def test_fill_mask_input_table_or_lines(tmp_path):
     lines.write_bytes("第一[MASK]\n\n第二[MASK]\n".encode("gbk"))
     args = argparse.Namespace(sentences=["零[MASK]"], input=str(lines), text_column=None, strict=False)
     assert _read_sentences(args)[0] == ["零[MASK]", "第一[MASK]", "第二[MASK]"]
+
+
+def test_a_tsv_task_file_is_read_unquoted_and_long_fields_read(tmp_path):
+    """As prepare reads a .tsv: a review opening with '"' swallowed every row after it into
+    one text; and a field past csv's 131,072 characters was a malformed row."""
+    path = tmp_path / "t.tsv"
+    rows = ["label\ttext", '1\t"好看"的电影，推荐', "0\t不好看", "1\t" + "长" * 140_000]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    table = read_table(path)
+    assert [(r.label, r.text) for r in table.rows[:2]] == [("1", '"好看"的电影，推荐'), ("0", "不好看")]
+    assert len(table.rows[2].text) == 140_000 and not table.skipped

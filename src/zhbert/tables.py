@@ -146,9 +146,11 @@ def _is_jsonl(path: Path, text: str) -> bool:
 
 def _csv_records(text: str, path: Path) -> tuple[list[str], Iterator[tuple[int, Any]]]:
     """The header and (line, fields | _BadRow) for each non-blank row."""
-    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-    # newline="": a quoted field keeps its line breaks, and line_num counts physical lines
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    from zhbert.corpus.columnar import DIALECTS, next_row
+    kind = "tsv" if ".tsv" in [s.lower() for s in path.suffixes] else "csv"
+    # newline="": a quoted field keeps its line breaks, and line_num counts physical lines;
+    # a .tsv is unquoted, as prepare reads it (a text opening with '"' swallowed the rows after)
+    reader = csv.reader(io.StringIO(text, newline=""), DIALECTS[kind])
     header: list[str] = []
     for fields in reader:
         if any(f.strip() for f in fields):
@@ -158,12 +160,12 @@ def _csv_records(text: str, path: Path) -> tuple[list[str], Iterator[tuple[int, 
     def records() -> Iterator[tuple[int, Any]]:
         while True:
             try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # e.g. a field over csv's size limit; the reader goes on
+                fields = next_row(reader)  # a long field read as prepare reads it
+            except csv.Error as exc:  # e.g. a NUL byte; the reader goes on
                 yield reader.line_num, _BadRow("malformed", f"not a CSV row ({exc})")
                 continue
+            if fields is None:
+                return
             if any(f.strip() for f in fields):
                 yield reader.line_num, fields
 

@@ -181,7 +181,7 @@ DIALECTS = {"csv": csv.excel, "tsv": _Unquoted}  # corpus kind -> how its rows a
 FIELD_LIMIT = 2**31 - 1
 
 
-def _next(rows):
+def next_row(rows):
     """next(rows), None at the end, with csv's field size limit lifted only while it parses:
     the limit is global to the csv module, and other readers in the process keep theirs."""
     old = csv.field_size_limit(FIELD_LIMIT)
@@ -217,7 +217,7 @@ class _Rows:
     def next(self) -> list[str] | None:
         """The next row, None at the end; csv.Error for a row csv cannot parse."""
         self._held.clear()  # csv reads no line past the row it returns
-        return _next(self._rows)
+        return next_row(self._rows)
 
     def runaway(self) -> tuple[int, str] | None:
         """(first line, why) if the row just read is a quoted field that ran away, else None.
@@ -230,7 +230,7 @@ class _Rows:
             return None
         strict = csv.reader(self._held, self._dialect, strict=True)
         try:
-            deque(iter(lambda: _next(strict), None), 0)  # read to the end, keep nothing
+            deque(iter(lambda: next_row(strict), None), 0)  # read to the end, keep nothing
         except csv.Error as exc:
             return (self.line_num - len(self._held) + 1,
                     f"a quoted field opened here runs over {len(self._held)} lines, to line "

@@ -46,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in the manifest")
     g = parser.add_argument_group("reading")
     g.add_argument("--text-column", default="text",
-                   help="the text column of .parquet, .csv and .tsv files and saved datasets, "
-                        "and the text field of .jsonl lines (default text)")
+                   help="the text column of .parquet, .csv and .tsv files (a .tsv is read "
+                        "unquoted: a row a line, quotes are text) and saved datasets, and the "
+                        "text field of .jsonl lines (default text)")
     g.add_argument("--per-line", action="store_true", help="a document per line in text files")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable files and bad lines")
     g.add_argument("--limit-docs", type=argtypes.count(1, sys.maxsize), default=None, metavar="N",
