@@ -187,15 +187,19 @@ def test_a_loss_objective_has_a_noise_floor_from_its_evals_scatter(tmp_path):
     assert eval_noise_sd(tmp_path, "eval_mlm_loss") == 0.0  # three evals tell no scatter
 
 
-def test_a_corrupt_sweep_json_is_one_message_and_force_starts_over(tmp_path, synthetic_data, capsys):
+def test_a_corrupt_sweep_json_is_one_message_and_is_kept_even_with_force(tmp_path, synthetic_data, capsys):
+    """Not a zhbert spec: maybe another program's file, so --force refuses it too (fileio.check_out);
+    a zhbert spec it cannot read is started over (test_output_guard.py)."""
     out = tmp_path / "s"
     out.mkdir()
     (out / "sweep.json").write_text("[]")
     assert cli_main(["sweep", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "not a zhbert sweep spec" in err and "--force" in err and "Traceback" not in err
-    _, spec = command.prepare(_args(_space(tmp_path), synthetic_data, out, trials=1, steps=8, force=True))
-    assert json.loads((out / "sweep.json").read_text())["identity"] == spec.identity()
+    assert "not a zhbert sweep spec" in err and "another --out" in err and "Traceback" not in err
+    assert cli_main(["sweep", str(_space(tmp_path)), "--data", str(synthetic_data), "--out", str(out),
+                     "--trials", "1", "--steps", "8", "--force"]) == 2
+    assert "is not an earlier zhbert sweep" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["sweep.json"] and (out / "sweep.json").read_text() == "[]"
 
 
 def test_an_out_that_is_a_file_is_refused(tmp_path, synthetic_data, capsys):

@@ -28,12 +28,16 @@ from zhbert.analysis.history import masking_warning, with_characters
 from zhbert.analysis.planning import steps_text
 from zhbert.analysis.predict import _already_reached, check_target
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, check_out, staged_dir
+from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, json_says, output_kind,
+                           staged_dir)
 from zhbert.metrics import metric_info
 from zhbert.report_analysis import CORR_BOOT, correlation_json
 from zhbert.report_render import ZH_X, fmt, fmt_p, md_table
 
 SCHEMA, VERSION = "zhbert-comparison", 1
+MARKER = "comparison.json"
+# every comparison.json compare wrote names its schema: another program's file does not
+output_kind(MARKER, "zhbert comparison", json_says(MARKER, "schema", SCHEMA))
 DEFAULT_TARGETS = (0.3, 0.5)  # for accuracy metrics
 
 
@@ -336,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
     runs = load_runs(args.runs, args.metric, args.x)
     j = compare(runs, x=args.x, targets=_targets(args.targets, runs[0].series.name))
     out = Path(args.out)
-    check_out(out, "comparison.json")
+    check_out(out, MARKER)
     replaced = out.exists() and any(out.iterdir())  # past check_out: an earlier comparison
     common = tuple(j["common_range"]) if j["common_range"] else None
     sub = f"比较：{metric_info(j['metric']).zh}（按{ZH_X[args.x]}对齐）"
@@ -345,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
             fig = plots.comparison_figure([(r.name, r.series) for r in runs], x=args.x, common=common,
                                           subtitle=sub)
             plots.save_figure(fig, tmp, "comparison")
-            atomic_write_json(tmp / "comparison.json", j)
+            atomic_write_json(tmp / MARKER, j)
             atomic_write_text(tmp / "comparison.md", comparison_markdown(j, "comparison.png"))
     except OSError as exc:
         raise UserError(f"could not write the comparison to {out}: {exc.strerror or exc}; "

@@ -34,13 +34,15 @@ import numpy as np
 
 from zhbert import __version__
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, read_json
+from zhbert.fileio import atomic_write_json, json_says, output_kind, read_json
 from zhbert.run import DATA_MANIFEST, is_run_dir, open_run
 from zhbert.vocab import Vocab
 
 FORMAT = "zhbert-data"
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
+# every manifest prepare wrote says its format: a web app's manifest.json does not
+output_kind(DATA_MANIFEST, "zhbert data directory", json_says(DATA_MANIFEST, "format", FORMAT))
 
 
 @dataclass(frozen=True)

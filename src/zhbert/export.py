@@ -22,11 +22,31 @@ from typing import Any
 
 from zhbert import argtypes
 from zhbert.errors import UserError
-from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, staged_dir,
-                           usual_permissions)
+from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, json_object,
+                           output_kind, staged_dir, usual_permissions)
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK
 
 EXPORT_MARKER = "model.safetensors"  # what an export directory holds (and a run's top level never)
+CARD_TITLE = "# zhbert "  # the model card's first line (model_card), in every export
+
+
+def is_export(folder: Path) -> bool:
+    """Every Hugging Face model folder holds model.safetensors: an export is told by what only
+    zhbert writes beside it, config.json's zhbert_language or (exports from before it) the
+    model card's title."""
+    if "zhbert_language" in json_object(folder / "config.json"):
+        return True
+    card = folder / "README.md"
+    if not card.is_file():  # a FIFO would block the read
+        return False
+    try:
+        with open(card, encoding="utf-8") as f:
+            return f.readline(200).startswith(CARD_TITLE)
+    except (OSError, ValueError):  # ValueError: not UTF-8
+        return False
+
+
+output_kind(EXPORT_MARKER, "zhbert export", is_export)
 
 
 def _refuse_checkpoint(out: Path) -> None:
@@ -80,7 +100,7 @@ def model_card(run, step: int, tokens: int | None, last_eval: dict | None, max_l
 
     c, lang = run.cfg, get_language(language)
     kind = "WordPiece" if tokenizer == "wordpiece" else "character-level"
-    lines = [f"# zhbert {run.path.name} (step {step:,})", "",
+    lines = [f"{CARD_TITLE}{run.path.name} (step {step:,})", "",
              f"A BERT for {lang.name} pretrained from scratch with zhbert: {kind} vocabulary "
              f"({run.vocab_size:,} tokens), objective {c.model.objective}.", "",
              "## Training", "",

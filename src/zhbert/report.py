@@ -20,7 +20,7 @@ from zhbert.analysis.planning import add_input_arguments
 from zhbert import argtypes
 from zhbert.fileio import check_out
 from zhbert.report_analysis import DEFAULT_TARGET, analyze
-from zhbert.report_render import summary_text, write_analysis
+from zhbert.report_render import MARKER, summary_text, write_analysis
 
 
 def default_out(path: Path) -> Path:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(path)
     if path.is_dir() and out.resolve() == default_out(path).resolve():  # RUN/analysis
         move_old_probe_files(path)
-    check_out(out, "analysis.json")  # before minutes of fitting, not after
+    check_out(out, MARKER)  # before minutes of fitting, not after
     a = analyze(history, x=args.x, target=args.target, n_boot=args.n_boot, seed=args.seed)
     j = write_analysis(a, out)
     print(json.dumps(j, indent=2, ensure_ascii=False) if args.json else summary_text(a, j, out))

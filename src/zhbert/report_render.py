@@ -14,9 +14,14 @@ from typing import Any, Callable
 
 from zhbert import __version__
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, check_out, staged_dir
+from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, json_says, output_kind,
+                           staged_dir)
 from zhbert.metrics import metric_info
-from zhbert.report_analysis import Analysis, _attempt, eval_ci
+from zhbert.report_analysis import SCHEMA, Analysis, _attempt, eval_ci
+
+MARKER = "analysis.json"
+# every analysis.json analyze wrote names its schema: another program's file does not
+output_kind(MARKER, "zhbert analysis", json_says(MARKER, "schema", SCHEMA))
 
 ZH_X = {"step": "训练步数", "tokens": "训练词元数", "seconds": "训练时间", "characters": "训练字符数"}
 
@@ -282,14 +287,14 @@ def summary_text(a: Analysis, j: dict, out: Path) -> str:
 
 def write_analysis(a: Analysis, out: Path) -> dict:
     """Write analysis.json, the plots and the reports into ``out`` (replaced atomically)."""
-    check_out(out, "analysis.json")
+    check_out(out, MARKER)
     try:
         with staged_dir(out, force=True) as tmp:
             j = a.to_json()
             names, skipped = make_plots(a, tmp)
             j["not_computed"] += [{"what": w, "why": y} for w, y in skipped]
             j["plots"] = {n: [f"{n}.png", f"{n}.svg"] for n in names}
-            atomic_write_json(tmp / "analysis.json", j)
+            atomic_write_json(tmp / MARKER, j)
             atomic_write_text(tmp / "report.md", report_markdown(a, j, {n: f"{n}.png" for n in names}))
             atomic_write_text(tmp / "report.html", report_html(a, j, tmp, names))
     except OSError as exc:

@@ -1,12 +1,19 @@
 """Which corpus files zhbert reads, told by their names: the kind of each (which reader)
 and its compression (which opener). ``zhbert.corpus.sources`` reads them; ``prepare``
-lists them in its help and errors (``file_types``)."""
+lists them in its help and errors (``file_types``). Also which files a source directory
+contributes (``expand_directory``) and what is said of the rest (``left_out_note``), the
+files refused when named (``not_read``: JSON, archives), and how a file name that is not
+UTF-8 is shown (``shown``)."""
 
 from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +26,11 @@ OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstanda
 DECOMPRESSORS = {".gz": "gunzip", ".bz2": "bunzip2", ".xz": "unxz", ".zst": "unzstd"}  # the shell's name
 # what reading a damaged compressed stream raises (zstandard.ZstdError is not an OSError)
 DAMAGE = (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError)
+# archives, and the command that unpacks each (GNU tar unpacks a compressed .tar too):
+# named as a source, an archive's bytes would be read as text
+ARCHIVES = {".zip": "unzip {path} -d DIR", ".tar": "tar xf {path} -C DIR",
+            ".tgz": "tar xzf {path} -C DIR", ".7z": "7z x {path} -oDIR", ".rar": "unrar x {path} DIR/"}
+SURROGATES = re.compile("[\ud800-\udfff]")  # in a str, never text: no UTF-8 encodes them
 
 
 def file_types() -> str:
@@ -26,37 +38,150 @@ def file_types() -> str:
     return f"{' '.join(KINDS)}, optionally {' '.join(OPENERS)}"
 
 
-def split_suffix(path: Path) -> tuple[str | None, str | None]:
-    """'a.jsonl.zst' -> ('jsonl', '.zst'); kind None when the name says nothing."""
+def _suffixes(path: Path) -> tuple[str | None, str | None]:
+    """'a.jsonl.zst' -> ('.jsonl', '.zst'): the suffix that names the format, and the compression."""
     suffixes = [s.lower() for s in path.suffixes]
     compression = suffixes.pop() if suffixes and suffixes[-1] in OPENERS else None
-    kind = KINDS.get(suffixes[-1]) if suffixes else None
-    return kind, compression
+    return (suffixes[-1] if suffixes else None), compression
 
 
-def expand_directory(directory: Path) -> tuple[list[Path], list[Path]]:
-    """(the corpus files under a directory, recursively, in a stable order; the other files,
-    which are not read: the name picks the reader, and guessing a format is no reader)."""
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return [p for p in files if split_suffix(p)[0]], [p for p in files if not split_suffix(p)[0]]
+def split_suffix(path: Path) -> tuple[str | None, str | None]:
+    """'a.jsonl.zst' -> ('jsonl', '.zst'); kind None when the name says nothing."""
+    suffix, compression = _suffixes(path)
+    return KINDS.get(suffix), compression
 
 
-def left_out_note(directory: Path, others: list[Path]) -> str | None:
-    """What to say of the files ``expand_directory`` did not take, None if nothing: named
-    directly, such a file is read as text, so leaving it out of a directory silently hides
-    text the user meant to give. Files in hidden folders (.git) are left out quietly."""
+def not_read(path: Path) -> str | None:
+    """Why a file named as a source is refused, with the fix, completing "<path> ...": JSON
+    and archives, which read as text would put brackets and keys, or bytes, into the
+    training text. None for any other file."""
+    suffix = _suffixes(path)[0]
+    if suffix in ARCHIVES:
+        return (f"is a {suffix[1:]} archive, and archives are not read: unpack it "
+                f"(`{ARCHIVES[suffix].format(path=path)}`) and give the folder DIR")
+    if suffix == ".json":
+        # not read as an array: json.load holds the whole file in memory (every other
+        # reader streams), and .json files come in many shapes (arrays, columns, lines)
+        return ("is JSON, which is not read: zhbert reads JSON Lines (.jsonl, an object per "
+                'line, its text in "text" or --text-column). If it holds an object per line, '
+                "rename it to .jsonl; if it is an array of objects, convert it: "
+                f"`jq -c '.[]' {path} > NEW.jsonl`, or `python -c \"import json,sys; "
+                "[print(json.dumps(o, ensure_ascii=False)) for o in json.load(open(sys.argv[1], "
+                f"encoding='utf-8'))]\" {path} > NEW.jsonl`")
+    return None
+
+
+def shown(text: str) -> str:
+    """``text`` as valid text for JSON and any terminal: the undecodable bytes of a file name
+    (Python's surrogate escapes, e.g. a GBK name from a Windows zip) as \\xNN, any other lone
+    surrogate as \\uNNNN. The same bytes always read the same, so a name makes a stable id."""
+    def escape(m: re.Match) -> str:
+        c = ord(m.group())
+        return f"\\x{c - 0xdc00:02x}" if 0xdc80 <= c <= 0xdcff else f"\\u{c:04x}"
+    return SURROGATES.sub(escape, text)
+
+
+@dataclass
+class Listing:
+    """A source directory's files as ``expand_directory`` sorts them out, each list sorted."""
+
+    files: list[Path] = field(default_factory=list)         # corpus files, told by their names
+    others: list[Path] = field(default_factory=list)        # files whose names are no corpus type
+    linked_dirs: list[Path] = field(default_factory=list)   # links to folders: not followed
+    broken_links: list[Path] = field(default_factory=list)  # links to nothing
+    outputs: list[tuple[Path, str]] = field(default_factory=list)  # zhbert's folders, what each is
+
+
+def expand_directory(directory: Path) -> Listing:
+    """The files under a directory, recursively, in a stable order; the name picks the
+    reader, and guessing a format is no reader. Never read: anything hidden below the
+    directory (.git, .ipynb_checkpoints, .Trash-1000 hold copies and metadata; the directory
+    itself the user named), zhbert's own folders (``zhbert_output``) and links to folders (a
+    link may loop back into the tree). A link to a file is read where it points."""
+    found = Listing()
+    for top, dirs, names in os.walk(directory):  # followlinks=False: linked folders unvisited
+        top = Path(top)
+        if what := zhbert_output(top):
+            found.outputs.append((top, what))
+            dirs.clear()
+            continue
+        visible = [d for d in dirs if not d.startswith(".")]
+        found.linked_dirs += [top / d for d in visible if (top / d).is_symlink()]
+        dirs[:] = [d for d in visible if not (top / d).is_symlink()]
+        for path in (top / n for n in names if not n.startswith(".")):
+            if path.is_file():
+                (found.files if split_suffix(path)[0] else found.others).append(path)
+            elif not path.exists():  # a FIFO or socket is no file either: left out quietly
+                found.broken_links.append(path)
+    for part in (found.files, found.others, found.linked_dirs, found.broken_links, found.outputs):
+        part.sort()
+    return found
+
+
+def _json_field(path: Path, key: str):
+    """``key`` of the JSON object in ``path``; None where there is none (missing, unreadable)."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return obj.get(key) if isinstance(obj, dict) else None
+
+
+def zhbert_output(folder: Path) -> str | None:
+    """What ``folder`` is if zhbert wrote it or it holds a model, None for any other folder:
+    read as corpus, a data directory's vocab.txt, a run's history.jsonl and a model's
+    vocab.txt would train a model on zhbert's output. Told by content: a manifest.json
+    alone may be a web app's."""
+    # imported here: they load the training code, which listing a folder needs nowhere else
+    from zhbert.datadir import FORMAT
+    from zhbert.export import EXPORT_MARKER
+    from zhbert.run import DATA_MANIFEST, is_run_dir
+
+    if _json_field(folder / DATA_MANIFEST, "format") == FORMAT:
+        return "a zhbert data directory (zhbert prepare)"
+    if is_run_dir(folder):
+        return "a zhbert training run"
+    if (folder / EXPORT_MARKER).is_file():  # any Hugging Face model's weights: no corpus either
+        return f"a model (it holds {EXPORT_MARKER})"
+    return None
+
+
+def _few(paths: list[Path]) -> str:
+    return ", ".join(map(str, paths[:3])) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}{'s' * (len(items) > 1)}"
+
+
+def left_out_note(directory: Path, found: Listing) -> str | None:
+    """What to say of what ``expand_directory`` did not take, None if nothing: named directly,
+    such a file is read as text, so leaving it out of a directory silently hides text the
+    user meant to give. Hidden files and folders are left out quietly."""
     from zhbert.corpus.columnar import is_saved_dataset
 
-    rel = [p.relative_to(directory) for p in others]
-    rel = [r for r in rel if not any(part.startswith(".") for part in r.parts)]
+    rel = [p.relative_to(directory) for p in found.others]
     saved = sorted({d for r in rel for d in r.parents[:-1] if is_saved_dataset(directory / d)})
-    plain = [r for r in rel if not any(d in saved for d in r.parents)]
+    rel = [r for r in rel if not any(d in saved for d in r.parents)]
+    refused = [r for r in rel if not_read(r)]
+    plain = [r for r in rel if not not_read(r)]
     notes = []
     if plain:
-        few = ", ".join(map(str, plain[:3])) + (f" and {len(plain) - 3} more" if len(plain) > 3 else "")
-        notes.append(f"left out {len(plain)} file{'s' * (len(plain) > 1)} whose names are no corpus "
-                     f"file type ({few}; read: {file_types()}): to include a text file, rename it "
+        notes.append(f"left out {_count(plain, 'file')} whose names are no corpus file type "
+                     f"({_few(plain)}; read: {file_types()}): to include a text file, rename it "
                      "to .txt or name it as a source of its own (read as plain text)")
+    if refused:
+        notes.append(f"left out {_few(refused)}: JSON and archives are not read (name one as a "
+                     "source to be told how to convert it)")
+    if found.linked_dirs:
+        notes.append(f"left out {_count(found.linked_dirs, 'link')} to a folder "
+                     f"({_few([p.relative_to(directory) for p in found.linked_dirs])}), not followed "
+                     "as a link may loop back into the tree: name the folder as a source of its own")
+    if found.broken_links:
+        notes.append(f"left out {_count(found.broken_links, 'broken link')} "
+                     f"({_few([p.relative_to(directory) for p in found.broken_links])}): "
+                     "the file it points to does not exist")
+    notes += [f"left out {path}: it is {what}, output rather than corpus" for path, what in found.outputs]
     notes += [f"{directory / d} is a saved Hugging Face dataset: name it as a source of its own"
               for d in saved]
     return "; ".join(notes) or None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from zhbert.corpus.document import Document
+from zhbert.corpus.filetypes import SURROGATES, shown
 
 
 def parse_jsonl_line(line: str, lineno: int, source: str, field_name: str = "text") -> Document:
@@ -28,7 +29,20 @@ def parse_jsonl_line(line: str, lineno: int, source: str, field_name: str = "tex
     src = obj.get("source", source)
     if not isinstance(src, str):
         raise ValueError('"source" must be a string')
+    for name, value in ((field_name, obj[field_name]), ("id", doc_id), ("source", src), ("tags", tags)):
+        _check_characters(name, value)
     return Document(f"{source}#{doc_id}", obj[field_name], src, tuple(tags))
+
+
+def _check_characters(name: str, value) -> None:
+    """ValueError if a string (or list of strings) holds a lone surrogate: JSON's "\\ud800"
+    escape without its other half, common in scraped text, parses to no character, and
+    every later step that encodes the text as UTF-8 would fail on it."""
+    for text in value if isinstance(value, list) else [value]:
+        if isinstance(text, str) and (bad := SURROGATES.search(text)):
+            raise ValueError(f'the "{name}" value holds a lone surrogate escape '
+                             f"({shown(bad.group())}, half of a UTF-16 pair, at character "
+                             f"{bad.start()}), which is no character (remove it, or complete the pair)")
 
 
 def _json_type(value) -> str:

@@ -89,7 +89,8 @@ class PrepareOptions:
 
     def to_json(self) -> dict:
         """The resolved options that shape the data (recorded in the manifest)."""
-        return {"sources": list(self.sources), "per_line": self.per_line, "skip_bad": self.skip_bad,
+        from zhbert.corpus.filetypes import shown  # a GBK file name named on the command line
+        return {"sources": list(map(shown, self.sources)), "per_line": self.per_line, "skip_bad": self.skip_bad,
                 "language": self.language, "text_column": self.text_column,
                 "clean": self.clean.to_json(), "dedup": self.dedup.to_json(),
                 "split": self.split.__dict__.copy(),

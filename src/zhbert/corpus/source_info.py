@@ -1,0 +1,66 @@
+"""One corpus file's record (``SourceInfo``, for the data directory's manifest), and how
+``sources`` tells what is wrong with a file: a warning recorded with the file, or a
+UserError naming it. File names need not be UTF-8 (GBK names from a Windows zip):
+whatever names one is escaped as valid text (``filetypes.shown``) for the JSON the
+manifest and report are, and for the terminal."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zhbert.corpus.filetypes import shown
+from zhbert.errors import UserError
+
+
+@dataclass
+class SourceInfo:
+    """One input file, filled while reading; goes into the data directory's manifest."""
+
+    spec: str               # what the user typed ("builtin", a path)
+    kind: str               # "builtin" | "builtin-en" | "wiki" | "text" | "jsonl" | "csv" | "tsv"
+    #                         | "parquet" | "hf-dataset"
+    path: str               # resolved file path (for builtin: the package file)
+    bytes: int
+    sha256: str             # of the raw (compressed) file bytes
+    encoding: str           # "utf-8", "gb18030", "big5", "utf-16", ...
+    documents: int = 0
+    skipped: bool = False   # skipped with --skip-bad
+    warnings: list[str] = field(default_factory=list)
+    # the file in document ids and sources: below the directory named ("notes/a.txt", as
+    # found there, a link by its own name) or the file's name; not in the manifest
+    name: str = field(default="", repr=False)
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        del out["name"]
+        # a file name need not be UTF-8 (GBK names from a Windows zip): JSON holds text
+        return {k: shown(v) if isinstance(v, str) else v for k, v in out.items()}
+
+
+def warn(info: SourceInfo, message: str) -> None:
+    message = shown(message)  # for the report's JSON: a file name's undecodable bytes escaped
+    info.warnings.append(message)
+    print(f"zhbert: warning: {message}", file=sys.stderr)
+
+
+def file_error(message: str) -> UserError:
+    """A UserError naming a file, with its name's undecodable bytes escaped (``shown``) as
+    the warnings and the manifest have them."""
+    return UserError(shown(message))
+
+
+def bad_file(path: Path | str, why: Exception) -> UserError:
+    return file_error(f"corpus file {path} {why}; fix or remove it, or pass --skip-bad to skip bad files")
+
+
+def bad_part(info: SourceInfo, skip_bad: bool, what: str, message: str) -> None:
+    """A bad JSONL line or table row (``what``): a UserError, or with --skip-bad a warning,
+    and the reading goes on."""
+    noun = what.split()[-1]
+    if not skip_bad:
+        raise file_error(f"bad {what} in {message}; fix the {noun}, "
+                         f"or pass --skip-bad to skip bad {noun}s") from None
+    warn(info, f"skipped bad {what} in {message}")
