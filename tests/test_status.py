@@ -133,3 +133,14 @@ def test_status_says_when_the_newest_checkpoint_is_corrupt(tmp_path, capsys, mon
     assert cli_main(["status", str(run)]) == 0
     assert ("is corrupt (broken); no checkpoint verifies: --resume starts over at step 0, "
             "fill-mask has none to load") in capsys.readouterr().out
+
+
+def test_status_of_a_file_names_the_run_it_is_in(tmp_path, capsys):
+    """`zhbert status RUN/history.jsonl` said "RUN/history.jsonl is not a zhbert run (no
+    history.jsonl)"."""
+    run = _run_with(tmp_path, [{"type": "header", "total_steps": 10}])
+    assert cli_main(["status", str(run / "history.jsonl")]) == 2
+    assert f"is a file, not a run directory: give the run it is in, {run}" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("x")
+    assert cli_main(["status", str(tmp_path / "notes.txt")]) == 2
+    assert "is a file, not a run directory: give the folder" in capsys.readouterr().err

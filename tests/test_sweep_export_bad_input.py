@@ -295,6 +295,8 @@ def test_a_worker_a_user_started_exits_1_when_every_trial_it_ran_failed(
     err = capsys.readouterr().err
     assert ("sweep: no trial this worker ran succeeded (2 failed); the last, Optuna trial 1: "
             "zhbert: error: no data at /y") in err if code else "succeeded" not in err
+    # a joining worker says what it did and where the sweep stands (it said nothing at all)
+    assert f"sweep: this worker ran {len(outcomes)} trial" in err and "Next: zhbert sweep report" in err
     assert cli.main(["sweep", str(sweep_dir), "--worker", "--worker-index", "0"]) == 0
 
 
@@ -368,3 +370,15 @@ def test_a_resumed_sweeps_saved_workers_are_checked_against_this_machines_cores(
     with pytest.raises(UserError, match="keeps --workers-per-machine 3, more than the 2 cores"):
         command._saved_workers(SimpleNamespace(workers_per_machine=3), tmp_path)
     assert command._saved_workers(SimpleNamespace(workers_per_machine=2), tmp_path) == 2
+
+
+def test_a_folder_without_a_sweep_is_told_to_start_one_elsewhere(tmp_path, synthetic_data, capsys):
+    """`zhbert sweep DATA` said to start one with `--out DATA`, which is then refused (a data
+    directory is no earlier sweep); an empty folder may be the sweep's --out."""
+    for argv in (["sweep", str(synthetic_data)], ["sweep", "report", str(synthetic_data)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "--out NEW_DIR` (a new or empty folder" in err and f"--out {synthetic_data}`" not in err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["sweep", str(tmp_path / "empty")]) == 2
+    assert f"--out {tmp_path / 'empty'}`" in capsys.readouterr().err

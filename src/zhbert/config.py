@@ -38,6 +38,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # residual sum; "pre" = before each sublayer, with one more LayerNorm after the last layer
 # (Xiong et al. 2020; cramming). Only post-LN exports to transformers (see model.Layer).
 NORMS = ("post", "pre")
+# the most steps a run (train.steps) or a forecast (predict --steps) can have: BERT-base
+# trained 10^6, and 10^9 steps are a year at 30 steps a second; 10^20 trained on as if
+# meant, with its length warm-up's share (2 x 10^19 steps at length 16) never reached
+MAX_STEPS = 10 ** 9
 
 
 @dataclass(frozen=True)
@@ -360,7 +364,7 @@ def validate(c: Config) -> list[str]:
          "data.warmup_len must be 0 (off) or at least 8, below data.max_len and dividing it"),
         (d.warmup_len == 0 or 0 < d.warmup_len_fraction < 1,
          "data.warmup_len_fraction (the share of train.steps at data.warmup_len) must be in (0, 1)"),
-        (t.steps > 0, "train.steps must be > 0"),
+        (0 < t.steps <= MAX_STEPS, f"train.steps must be in [1, {MAX_STEPS:,}]"),
         (t.batch_size > 0 and t.grad_accum > 0, "train.batch_size and train.grad_accum must be > 0"),
         (t.lr > 0, "train.lr must be > 0"),
         (t.weight_decay >= 0 and 0 <= t.min_lr_ratio <= 1, "train.weight_decay >= 0, min_lr_ratio in [0, 1]"),

@@ -403,17 +403,25 @@ def open_split(data_dir: str | Path | DataDir, split: str, cfg: DataConfig) -> t
     return dd, arrays
 
 
-def _no_eval_sequences(path: Path, split: str, documents: int) -> str:
+def _no_eval_sequences(dd: DataDir, split: str, documents: int) -> str:
     """Why a held-out split gives no sequences, and the fix: prepare holds out whole
-    documents, so a corpus of too few has none (corpus.report.empty_split_warnings)."""
+    documents, so a corpus of too few has none whatever the share (the advice prepare's
+    own warning gives: corpus.report.empty_split_warnings; this one said "or a larger
+    share" where prepare had said that cannot help)."""
+    from zhbert.corpus.report import fewest_documents_to_hold_out
+    from zhbert.datadir import SPLITS
+    more = "more documents (in a text file, a blank line between documents)"
+    total = sum(dd.split(name).num_documents for name in SPLITS)
     if documents:
-        why = f"its {documents:,} documents are too short to make one"
+        why, fix = f"its {documents:,} documents are too short to make one", f"{more} or a larger --{split} share"
+    elif total < fewest_documents_to_hold_out():
+        why = (f"it has no documents: prepare holds out whole documents, and {total:,} are too few "
+               f"for any --{split} share to hold one out")
+        fix = more
     else:
-        why = (f"it has no documents (prepare holds out whole documents: the corpus had too "
-               f"few, or --{split} was 0)")
-    return (f"split {split!r} of {path} gives no sequences for evaluation: {why}; prepare the "
-            f"data again with more documents (in a text file, a blank line between documents) "
-            f"or a larger --{split} share (see `zhbert data report {path}`)")
+        why, fix = f"it has no documents (--{split} was too small for {total:,} documents)", f"a larger --{split} share"
+    return (f"split {split!r} of {dd.path} gives no sequences for evaluation: {why}; prepare the "
+            f"data again with {fix} (see `zhbert data report {dd.path}`)")
 
 
 EVAL_MASK_PROB = 0.15  # BERT's rate: the held-out task of every run
@@ -434,7 +442,7 @@ def build_eval_set(data_dir: str | Path | DataDir, split: str = "validation",
                             where=f"split {split!r} of {dd.path}")[:max_sequences]
             if arrays.num_documents else [])
     if len(inst) == 0:
-        raise UserError(_no_eval_sequences(dd.path, split, arrays.num_documents))
+        raise UserError(_no_eval_sequences(dd, split, arrays.num_documents))
     return [make_batch(arrays, inst[i:i + batch_size], np.arange(i, min(i + batch_size, len(inst))),
                        0, cfg, seed, len(dd.vocab), dd.vocab.mask_id, dd.vocab.cls_id, dd.vocab.sep_id)
             for i in range(0, len(inst), batch_size)]

@@ -121,6 +121,11 @@ def not_a_run(run_dir: Path) -> UserError:
     if not run_dir.exists():
         return UserError(f"{run_dir} does not exist; give a run directory made by "
                          "`zhbert train --data DATA --out RUN`")
+    if run_dir.is_file():  # its history.jsonl read "not a zhbert run (no history.jsonl)"
+        parent = run_dir.parent
+        return UserError(f"{run_dir} is a file, not a run directory: give "
+                         + (f"the run it is in, {parent}" if (parent / "history.jsonl").is_file()
+                            else "the folder `zhbert train --out RUN` made"))
     return not_a_run_dir(run_dir) or UserError(
         f"{run_dir} is not a zhbert run (no history.jsonl); start one with "
         "`zhbert train --data DATA --out RUN`")

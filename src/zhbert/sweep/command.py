@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 
 from zhbert import argtypes
+from zhbert.config import MAX_STEPS
 from zhbert.errors import UserError
 from zhbert.fileio import check_out
 from zhbert.run import SWEEP_SPEC
 from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
-from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, load_study, open_storage,
-                                read_spec, require_database, require_study, spec_from_storage,
+from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, load_study, no_sweep,
+                                open_storage, read_spec, require_database, require_study, spec_from_storage,
                                 start_over, storage_url, stored_identity, trial_label, with_runtime,
                                 write_spec)
 
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=argtypes.count(1), help="finished trials to reach (default 20)")
     p.add_argument("--budget-minutes", type=argtypes.positive,
                    help="no trial starts after this many minutes (running ones finish)")
-    p.add_argument("--steps", type=argtypes.count(1),
+    p.add_argument("--steps", type=argtypes.count(1, MAX_STEPS),
                    help="training steps per trial (default: the config's)")
     p.add_argument("--objective", choices=tuple(OBJECTIVES),
                    help="final held-out MLM accuracy (maximised, default) or loss (minimised)")
@@ -214,8 +215,7 @@ def _existing(args, target: Path, runtime: dict) -> SweepSpec:
         require_database(args.storage)
         spec = spec_from_storage(open_storage(target, args.storage), args.study)
     if spec is None:
-        raise UserError(f"{target} holds no sweep (no sweep.json); start one with `zhbert "
-                        f"sweep SPACE.toml --data DATA --out {target}`")
+        raise no_sweep(target)
     if not joined:
         require_study(open_storage(target, spec.storage), spec, target)
     check_data(spec, args.data)
@@ -356,9 +356,13 @@ def run(args) -> int:
                              grace_s=args.grace_seconds, deadline=deadline)
         tally = run_worker(spec, opts, log=lambda m: print(m, file=sys.stderr, flush=True))
         code = 130 if tally.interrupted else 0
-        if args.worker and args.worker_index is None and not code and (failure := _all_failed(tally)):
-            print(failure, file=sys.stderr)  # a worker a user started on another machine
-            code = 1
+        if args.worker and args.worker_index is None:  # a worker a user started (another machine)
+            # it printed nothing where the sweep was already done
+            print(f"sweep: this worker ran {len(tally.ran)} trial{'s' * (len(tally.ran) != 1)}; "
+                  + summary(sweep_dir, spec).removeprefix("sweep: "), file=sys.stderr)
+            if not code and (failure := _all_failed(tally)):
+                print(failure, file=sys.stderr)
+                code = 1
     else:
         print(f"sweep: {k} workers, {threads} thread(s) each", file=sys.stderr)
         code = _spawn(sweep_dir, k, threads, args)

@@ -22,7 +22,7 @@ import numpy as np
 from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_text, check_out, json_object, output_kind, staged_dir
-from zhbert.sweep.study import (SweepSpec, is_spec_json, load_study, open_storage, read_spec,
+from zhbert.sweep.study import (SweepSpec, is_spec_json, load_study, no_sweep, open_storage, read_spec,
                                 require_database, require_study, spec_from_storage, storage_url,
                                 trial_label)
 
@@ -135,8 +135,7 @@ def collect(sweep_dir: Path, storage_url: str | None = None, study_name: str | N
     if spec is None and storage_url:
         spec = spec_from_storage(open_storage(sweep_dir, storage_url), study_name or "zhbert-sweep")
     if spec is None:
-        raise UserError(f"{sweep_dir} holds no sweep (no sweep.json); run `zhbert sweep "
-                        f"SPACE.toml --data DATA --out {sweep_dir}` first")
+        raise no_sweep(sweep_dir)
     if study_name is not None and study_name != spec.study_name:  # it was ignored
         raise UserError(f"--study {study_name!r}: the sweep in {sweep_dir} is the study "
                         f"{spec.study_name!r} (sweep.json); leave --study out, it names the "

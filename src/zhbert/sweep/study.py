@@ -105,6 +105,15 @@ def read_spec(sweep_dir: Path) -> SweepSpec | None:
         raise UserError(f"{path} is not a zhbert sweep spec ({exc}); {fix}") from None
 
 
+def no_sweep(sweep_dir: Path) -> UserError:
+    """``sweep_dir`` holds no sweep.json: how to start one. Naming it as --out told a user to
+    start a sweep in a data directory or a run, which check_out then refused."""
+    empty = not sweep_dir.exists() or (sweep_dir.is_dir() and not any(sweep_dir.iterdir()))
+    return UserError(f"{sweep_dir} holds no sweep (no {SPEC_FILE}); start one with `zhbert sweep "
+                     f"SPACE.toml --data DATA --out {sweep_dir if empty else 'NEW_DIR'}`"
+                     + ("" if empty else f" (a new or empty folder: {sweep_dir} holds other files)"))
+
+
 def write_spec(sweep_dir: Path, spec: SweepSpec) -> None:
     with writing(sweep_dir):  # --out under /proc, on a read-only disk: one line
         sweep_dir.mkdir(parents=True, exist_ok=True)
