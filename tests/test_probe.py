@@ -10,7 +10,8 @@ from trained_run import trained_run  # noqa: F401  (session fixture)
 from zhbert.cli import main as cli_main
 from zhbert.errors import UserError
 from zhbert.probe import (RESULTS, ProbeSettings, encode_example, load_task_file, probe_run,
-                          relate, Point, spearman_ci)
+                          relate, result_key, Point, spearman_ci)
+from zhbert.probe_study import study_name
 from zhbert.vocab import Vocab
 
 
@@ -57,10 +58,11 @@ def test_linear_probe_all_checkpoints_relation_and_skip(run, tmp_path, capsys):
     assert [(r["step"], r["task"], r["mode"]) for r in recs] == [(s, "hao.jsonl", "linear") for s in (10, 20, 30)]
     assert all(r["accuracy"] > 0.7 for r in recs)  # contains-a-character is linear in the features
     out = capsys.readouterr().out
-    assert "mlm_acc" in out and (run / "probe" / "probe_vs_mlm.png").stat().st_size > 1000
+    name = study_name(result_key(load_task_file(f), ProbeSettings(linear=True)))  # not the default's
+    assert "mlm_acc" in out and (run / "probe" / f"{name}.png").stat().st_size > 1000
     evals = [json.loads(x) for x in (run / "checkpoint_eval.jsonl").read_text().splitlines()]
     assert sorted(r["step"] for r in evals) == [10, 20, 30]  # missing MLM figures were evaluated
-    summary = json.loads((run / "probe" / "probe_vs_mlm.json").read_text())
+    summary = json.loads((run / "probe" / f"{name}.json").read_text())
     assert summary["n"] == 3 and len(summary["points"]) == 3
     before = (run / RESULTS).read_text()
     assert cli_main(argv) == 0
@@ -72,13 +74,17 @@ def test_analyze_after_probe_and_again_keeps_the_probes_plot(run, tmp_path, caps
     refused a run probed first (no analysis.json there) and deleted the plot when run again."""
     f = _hao_task(_vocab(run), tmp_path / "hao.jsonl")
     assert cli_main(["probe", str(run), "--checkpoint", "30", "--task-file", str(f), "--linear"]) == 0
+    name = study_name(result_key(load_task_file(f), ProbeSettings(linear=True)))
     for _ in range(2):
         assert cli_main(["analyze", str(run), "--n-boot", "0"]) == 0, capsys.readouterr().err
         assert (run / "analysis" / "analysis.json").exists()
-        assert (run / "probe" / "probe_vs_mlm.png").stat().st_size > 1000
-    # a run probed by an earlier zhbert: its plot in RUN/analysis moves to RUN/probe
+        assert (run / "probe" / f"{name}.png").stat().st_size > 1000
+    # a run probed by an earlier zhbert: its plot in RUN/analysis moves to RUN/probe, unless
+    # a newer probe wrote its own there (here: the study above, renamed as the default's)
     shutil.rmtree(run / "analysis")
     (run / "analysis").mkdir()
+    for ext in ("json", "png"):
+        os.replace(run / "probe" / f"{name}.{ext}", run / "probe" / f"probe_vs_mlm.{ext}")
     os.replace(run / "probe" / "probe_vs_mlm.json", run / "analysis" / "probe_vs_mlm.json")
     (run / "analysis" / "probe_vs_mlm.png").write_bytes(b"an older probe's plot")
     newer = (run / "probe" / "probe_vs_mlm.png").read_bytes()

@@ -18,16 +18,17 @@ zhbert.tables (text,label or text_a,text_b,label, or the columns named with
 counted) and an optional split column (train/test; otherwise a fixed seeded
 80/20 split).
 
-Then the probed checkpoints are joined with checkpoint_eval.jsonl (evaluating
-any that are missing) and the relation is reported: Pearson r (Fisher-z 95%
-CI), Spearman rho (Fieller's 95% CI), and RUN_DIR/probe/probe_vs_mlm.png.
-The points are checkpoints of one run, so they are not independent draws:
+Then every checkpoint probed with these settings is joined with its MLM accuracy
+from checkpoint_eval.jsonl, all at one `zhbert eval` setting (evaluating any that are
+missing), and the relation is reported (zhbert.probe_study): Pearson r (Fisher-z 95%
+CI), Spearman rho (Fieller's 95% CI), and a plot in RUN_DIR/probe: probe_vs_mlm.png
+for --task sentiment at the default settings, probe_vs_mlm-TASK-MODE-HASH.png for
+any other. The points are checkpoints of one run, so they are not independent draws:
 read the intervals as descriptive.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,12 @@ import numpy as np
 
 from zhbert import argtypes
 from zhbert.errors import UserError
+from zhbert.probe_study import (DEFAULT_NAME, Point, choose_eval_setting, describe_mlm_eval, join,
+                                mlm_eval_summary, plot_probe_vs_mlm, relate, study_name)
+from zhbert.probe_study import spearman_ci  # noqa: F401  (callers import it from here, as before the split)
 from zhbert.run import PROBE_DIR, PROBE_RESULTS as RESULTS
 MAX_LEN = 128
+DEFAULT_TASK = "sentiment"  # the README's `zhbert probe RUN --task sentiment`: study DEFAULT_NAME
 
 Example = tuple[str, str | None, int]  # text_a, text_b (or None), label index
 
@@ -301,89 +306,43 @@ def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = P
 
 # ----------------------------------------------------------------------------- relation
 
-@dataclass(frozen=True)
-class Point:
-    step: int
-    mlm_acc: float
-    mlm_ci: tuple[float, float]
-    probe_acc: float
-    probe_ci: tuple[float, float]
-
-
-def joined_points(run_dir: Path, key: dict[str, Any]) -> list[Point]:
-    """Probe results of ``key`` (result_key) with the validation MLM accuracy of the same step."""
-    from zhbert.run import EVAL_RESULTS, evals_by_step, read_results
-    mlm = evals_by_step(read_results(run_dir / EVAL_RESULTS))
-    probes = {r["step"]: r for r in _results(run_dir, key)}
-    return [Point(s, mlm[s]["eval_mlm_acc"], tuple(mlm[s]["eval_mlm_acc_ci95"]),
-                  probes[s]["accuracy"], tuple(probes[s]["ci95"]))
-            for s in sorted(probes) if s in mlm]
-
-
-def spearman_ci(rho: float, n: int) -> tuple[float, float] | None:
-    """Fieller, Hartley & Pearson (1957): Fisher z with standard error sqrt(1.06 / (n - 3))."""
-    if n <= 3 or not math.isfinite(rho):
-        return None
-    from scipy.stats import norm  # the normal quantile as analysis.stats takes it
-    z = math.atanh(max(min(rho, 0.999999), -0.999999))
-    half = norm.ppf(0.975) * math.sqrt(1.06 / (n - 3))
-    return math.tanh(z - half), math.tanh(z + half)
-
-
-def relate(points: Sequence[Point]) -> dict[str, Any]:
-    """Pearson and Spearman correlation of MLM accuracy with probe accuracy across checkpoints."""
-    from zhbert.analysis.stats import correlate
-    out: dict[str, Any] = {"n": len(points)}
-    if len(points) < 3:
-        out["note"] = "fewer than 3 checkpoints: no correlation (probe more with --all-checkpoints)"
-        return out
-    try:
-        c = correlate([p.mlm_acc for p in points], [p.probe_acc for p in points])
-    except UserError as exc:  # e.g. a constant accuracy
-        out["note"] = f"no correlation: {exc}"
-        return out
-    rho = c.spearman.statistic
-    out["pearson"] = {"r": c.pearson.statistic, "ci95": list(c.pearson.ci95), "p": c.pearson.pvalue}
-    out["spearman"] = {"rho": rho, "ci95": (list(spearman_ci(rho, len(points)))
-                                            if spearman_ci(rho, len(points)) else None),
-                       "p": c.spearman.pvalue}
-    return out
-
-
-def plot_probe_vs_mlm(points: Sequence[Point], task: str = "", ax=None):
-    """Held-out MLM accuracy (x) against downstream accuracy (y), 95% intervals, steps labelled."""
-    from zhbert.plots import new_ax
-    ax = ax if ax is not None else new_ax((6, 4.5))
-    x, y = np.array([p.mlm_acc for p in points]), np.array([p.probe_acc for p in points])
-    xerr = np.array([[p.mlm_acc - p.mlm_ci[0], p.mlm_ci[1] - p.mlm_acc] for p in points]).T
-    yerr = np.array([[p.probe_acc - p.probe_ci[0], p.probe_ci[1] - p.probe_acc] for p in points]).T
-    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, color="tab:blue", ecolor="0.6")
-    for p in points:
-        ax.annotate(f"{p.step:,}", (p.mlm_acc, p.probe_acc), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("held-out MLM accuracy (validation)")
-    ax.set_ylabel(f"{task} test accuracy" if task else "downstream test accuracy")
-    ax.set_title("downstream accuracy vs MLM accuracy across checkpoints (95% CI)")
-    ax.grid(alpha=0.3)
-    return ax
-
-
-def report_relation(run_dir: str | Path, key: dict[str, Any],
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Evaluate probed checkpoints missing from checkpoint_eval.jsonl, then correlate and plot."""
+def _evaluate(run_dir: Path, steps: set[int], cap: int, log: Callable[[str], None]) -> None:
+    """`zhbert eval` of ``steps`` at ``cap`` sequences, where their checkpoints are still on
+    disk (one deleted by keep_last is left out and named by report_relation, not an error)."""
+    from zhbert.checkpoint import list_checkpoints
     from zhbert.evaluate import evaluate_checkpoints
-    from zhbert.fileio import atomic_write_json
-    from zhbert.plots import save_figure
-    run_dir = Path(run_dir)
-    task = key["task"]
-    joined = {p.step for p in joined_points(run_dir, key)}
-    for step in sorted({r["step"] for r in _results(run_dir, key)} - joined):
-        evaluate_checkpoints(run_dir, step=step, log=lambda m: None)
-    points = joined_points(run_dir, key)
-    rel = relate(points)
+    todo = sorted(steps & {r.step for r in list_checkpoints(run_dir)})
+    if todo:
+        log(f"evaluating step(s) {', '.join(map(str, todo))} on validation at "
+            f"--max-sequences {cap:,}")
+    for step in todo:
+        evaluate_checkpoints(run_dir, step=step, max_sequences=cap, log=lambda m: None)
+
+
+def mlm_figures(run_dir: Path, steps: set[int], log: Callable[[str], None] = print
+                ) -> tuple[int, dict[int, dict[str, Any]]]:
+    """(cap, step -> record): the probed steps' validation MLM records, all from one `zhbert
+    eval` sequence cap (probe_study.choose_eval_setting). A step never evaluated gets the
+    run's own eval set first, as before; one the chosen cap lacks is evaluated at it."""
+    from zhbert.run import EVAL_RESULTS, evals_by_setting, open_run, read_results
+    default_cap = open_run(run_dir).cfg.data.eval_sequences
+
+    def by_cap() -> dict[int, dict[int, dict[str, Any]]]:
+        return evals_by_setting(read_results(run_dir / EVAL_RESULTS), default_cap)
+
+    _evaluate(run_dir, steps - {s for recs in by_cap().values() for s in recs}, default_cap, log)
+    cap = choose_eval_setting(by_cap(), steps, default_cap)
+    _evaluate(run_dir, steps - by_cap().get(cap, {}).keys(), cap, log)
+    found = by_cap().get(cap, {})
+    return cap, {s: found[s] for s in steps if s in found}
+
+
+def _log_relation(points: Sequence[Point], rel: dict[str, Any], mlm: dict[str, Any], task: str,
+                  log: Callable[[str], None]) -> None:
     log(f"{'step':>8}  {'mlm_acc':>8}  {task + ' acc':>12}")
     for p in points:
         log(f"{p.step:>8}  {p.mlm_acc:>8.4f}  {p.probe_acc:>12.4f}")
+    log(describe_mlm_eval(mlm))
     if "pearson" in rel:
         pr, sp = rel["pearson"], rel["spearman"]
         sp_ci = f"[{sp['ci95'][0]:.2f}, {sp['ci95'][1]:.2f}]" if sp["ci95"] else "(no CI for n <= 3)"
@@ -391,12 +350,31 @@ def report_relation(run_dir: str | Path, key: dict[str, Any],
             f"Spearman rho {sp['rho']:.3f} {sp_ci}; n = {rel['n']} checkpoints")
     else:
         log(rel["note"])
+
+
+def report_relation(run_dir: str | Path, key: dict[str, Any], default: bool = False,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Correlate and plot every checkpoint probed with ``key`` (result_key) against its MLM
+    accuracy, into RUN/probe/<study_name>.{png,svg,json}: DEFAULT_NAME for the ``default``
+    study, a name of its own for any other setting, so no call replaces another's study."""
+    from zhbert.fileio import atomic_write_json
+    from zhbert.plots import save_figure
+    run_dir = Path(run_dir)
+    probes = {r["step"]: r for r in _results(run_dir, key)}
+    cap, evals = mlm_figures(run_dir, set(probes), log)
+    points = join(probes, evals)
+    mlm = mlm_eval_summary(cap, evals, sorted(set(probes) - set(evals)))
+    rel = relate(points)
+    _log_relation(points, rel, mlm, key["task"], log)
     if points:
-        out = run_dir / PROBE_DIR
-        save_figure(plot_probe_vs_mlm(points, task).figure, out, "probe_vs_mlm")
-        atomic_write_json(out / "probe_vs_mlm.json", {**key, **rel,
-                                                      "points": [vars(p) for p in points]})
-        log(f"plot: {out / 'probe_vs_mlm.png'}")
+        out, name = run_dir / PROBE_DIR, study_name(key, default)
+        save_figure(plot_probe_vs_mlm(points, key["task"], mlm=f"validation, --max-sequences {cap:,}")
+                    .figure, out, name)
+        atomic_write_json(out / f"{name}.json", {**key, **rel, "study": name, "mlm_eval": mlm,
+                                                 "points": [vars(p) for p in points]})
+        log(f"plot: {out / name}.png" + ("" if default else
+            f" (the study of these settings; {DEFAULT_NAME}.png is the default settings' study "
+            f"of --task {DEFAULT_TASK})"))
     return rel
 
 
@@ -408,7 +386,7 @@ def add_arguments(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory made by zhbert train")
     add_checkpoint_arguments(p)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--task", choices=("sentiment",), help="builtin task from the run's data directory")
+    g.add_argument("--task", choices=(DEFAULT_TASK,), help="builtin task from the run's data directory")
     g.add_argument("--task-file", metavar="FILE", help="CSV/TSV/JSONL: text,label or text_a,text_b,label "
                    "[,split] (other column names: --text-column and co.)")
     add_table_arguments(p)
@@ -441,5 +419,7 @@ def run(args) -> int:
                 else "--epochs, --lr")
         print(f"zhbert: every selected checkpoint is already in {Path(args.run_dir) / RESULTS} "
               f"with these settings (the task, --seed, --max-train, {same})", file=sys.stderr)
-    report_relation(args.run_dir, result_key(task, settings))
+    key = result_key(task, settings)
+    report_relation(args.run_dir, key,
+                    default=args.task == DEFAULT_TASK and key == result_key(task, ProbeSettings()))
     return 0

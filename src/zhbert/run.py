@@ -231,12 +231,27 @@ def evals_by_step(records: list[dict[str, Any]], split: str = "validation") -> d
     (eval keeps one per --max-sequences; a quick look at 8 sequences must not replace the
     figure over the run's whole held-out set)."""
     out: dict[int, dict[str, Any]] = {}
-    for r in records:
-        if r.get("split", "validation") == split and "step" in r:
-            step = int(r["step"])
-            if step not in out or r.get("eval_masked", 0) >= out[step].get("eval_masked", 0):
-                out[step] = r
+    for r in _held_out(records, split):
+        step = int(r["step"])
+        if step not in out or r.get("eval_masked", 0) >= out[step].get("eval_masked", 0):
+            out[step] = r
     return out
+
+
+def evals_by_setting(records: list[dict[str, Any]], default_cap: int,
+                     split: str = "validation") -> dict[int, dict[int, dict[str, Any]]]:
+    """`zhbert eval`'s records on ``split`` by --max-sequences, then step: one cap is one eval
+    set, and a figure across checkpoints (probe's correlation) compares only within one; each
+    step's largest (evals_by_step) mixed 12,724 masked tokens with 465. A record from before
+    the cap was kept counts as ``default_cap`` (data.eval_sequences), as `zhbert eval` takes it."""
+    out: dict[int, dict[int, dict[str, Any]]] = {}
+    for r in _held_out(records, split):
+        out.setdefault(int(r.get("max_sequences", default_cap)), {})[int(r["step"])] = r
+    return out
+
+
+def _held_out(records: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("split", "validation") == split and "step" in r]
 
 
 def append_result(path: Path, record: dict[str, Any]) -> None:
