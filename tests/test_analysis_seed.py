@@ -85,7 +85,7 @@ def test_cli_predict_and_backtest(capsys):
     assert _cli(backtest_cli, [str(SEED), "--fit-until", "50000", "--at", "95000"]) == 0
     text = capsys.readouterr().out
     assert "linear" in text and "0.911" in text
-    assert "mean err, last 9,990 step" in text  # the window in its unit (it read "last 9,990")
+    assert "mean err, last 10% (steps 90,010-100,000)" in text  # the window in its unit (it read "last 9,990")
     # --law none as text: no backtest ran, so none is named ("backtest winner None")
     assert _cli(predict_cli, [str(SEED), "--target", "0.6", "--n-boot", "20", "--law", "none"]) == 0
     assert "None" not in capsys.readouterr().out

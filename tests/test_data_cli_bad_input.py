@@ -150,8 +150,10 @@ def test_probe_reuses_a_result_only_with_the_same_settings(run, tmp_path, capsys
         ("linear", 20, 0, None), ("linear", 30, 0, None), ("linear", 20, 1, None),
         ("linear", 20, 0, None), ("finetune", 16, 0, 1e-4), ("finetune", 16, 0, 1e-3)]
     assert recs[0]["task_sha256"] != recs[3]["task_sha256"]  # the edited file
-    summary = json.loads((run / "probe" / "probe_vs_mlm.json").read_text())
-    assert (summary["mode"], summary["lr"], summary["n"]) == ("finetune", 1e-3, 1)
+    # each setting's study in its own file (probe_vs_mlm.json is the default sentiment study's)
+    studies = [json.loads(p.read_text()) for p in (run / "probe").glob("probe_vs_mlm-*.json")]
+    assert ("finetune", 1e-3, 1) in [(s["mode"], s["lr"], s["n"]) for s in studies]
+    assert not (run / "probe" / "probe_vs_mlm.json").exists()
 
 
 def test_a_probe_result_from_before_the_settings_were_kept_is_reused_at_the_defaults(run, tmp_path):

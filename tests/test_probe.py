@@ -9,9 +9,8 @@ import pytest
 from trained_run import trained_run  # noqa: F401  (session fixture)
 from zhbert.cli import main as cli_main
 from zhbert.errors import UserError
-from zhbert.probe import (RESULTS, ProbeSettings, encode_example, load_task_file, probe_run,
-                          relate, result_key, Point, spearman_ci)
-from zhbert.probe_study import study_name
+from zhbert.probe import RESULTS, ProbeSettings, encode_example, load_task_file, probe_run, result_key
+from zhbert.probe_study import Point, relate, spearman_ci, study_name
 from zhbert.vocab import Vocab
 
 

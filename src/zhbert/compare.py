@@ -24,7 +24,7 @@ from typing import Any
 
 from zhbert import argtypes
 from zhbert.analysis import History, Series, correlate, load_history, summary
-from zhbert.analysis.history import masking_warning, with_characters
+from zhbert.analysis.history import masking_warning, run_labels, with_characters
 from zhbert.analysis.planning import steps_text
 from zhbert.analysis.predict import _already_reached, check_target
 from zhbert.errors import UserError
@@ -55,15 +55,13 @@ def load_runs(paths: list[str], metric: str | None, x: str) -> list[Run]:
     if x == "characters":  # runs of different languages/tokenizers: aligned by text seen
         histories = [with_characters(h, _characters_per_token(p)) for p, h in zip(paths, histories)]
     name = metric or histories[0].default_metric
-    runs, seen = [], {}
-    for p, h in zip(paths, histories):
+    runs = []
+    for p, h, label in zip(paths, histories, run_labels([h.meta.run for h in histories])):
         s, _ = h.metric(name).finite()
         if len(s) == 0:
             raise UserError(f"{p}: {name} has no finite values; nothing to compare")
         s.x(x)  # every run must record the axis: raises a message naming the metric and --x
-        label = h.meta.run
-        seen[label] = seen.get(label, 0) + 1
-        runs.append(Run(label if seen[label] == 1 else f"{label} ({seen[label]})", h, s))
+        runs.append(Run(label, h, s))
     return runs
 
 
@@ -267,13 +265,15 @@ def comparison_markdown(j: dict, chart: str | None) -> str:
 
 def _runs_table(runs: list[dict], x: str) -> str:
     """One row per run; the x range only when x is not the step (it was a second "step
-    range" column reading "(same)"). Speeds are whole-run averages, as `zhbert status`'s."""
+    range" column reading "(same)"). Speeds are whole-run averages, as `zhbert status`'s;
+    token counts in whole tokens (fmt wrote 824.8841 below 1,000 and 1,264 above)."""
     xcol = [f"{x} range"] if x != "step" else []
+    whole = lambda v: None if v is None else round(v)  # noqa: E731
     return md_table(["run", "source", "points", "step range", *xcol, "tokens/step",
                      "tokens/s (run average)", "steps/s (run average)"],
                     [[r["name"], r["source"], r["n"], fmt(r["step_range"]),
-                      *([fmt(r["x_range"])] if xcol else []), r["throughput"]["tokens_per_step"],
-                      r["throughput"].get("average_tokens_per_s"), r["throughput"]["steps_per_s"]]
+                      *([fmt(r["x_range"])] if xcol else []), whole(r["throughput"]["tokens_per_step"]),
+                      whole(r["throughput"].get("average_tokens_per_s")), r["throughput"]["steps_per_s"]]
                      for r in runs])
 
 

@@ -32,6 +32,7 @@ number of classes).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,19 @@ class MetricInfo:
     @property
     def lower_is_better(self) -> bool:
         return self.direction < 0
+
+    def bounds(self, y: Any = None) -> tuple[float, float]:
+        """The values the metric can take (an accuracy's [0, 1], a loss's [0, inf)), -inf /
+        inf where unbounded; a curve's forecasts and bands stay inside them (a straight line
+        read 933% accuracy). A bound the data ``y`` lies past does not apply: an accuracy
+        logged in percent (curves._cap) is no fraction."""
+        lo = -math.inf if self.lower is None else self.lower
+        hi = math.inf if self.upper is None else self.upper
+        v = np.asarray([] if y is None else y, dtype=float)
+        v = v[np.isfinite(v)]
+        if len(v):
+            lo, hi = (lo if v.min() >= lo else -math.inf), (hi if v.max() <= hi else math.inf)
+        return lo, hi
 
     @property
     def is_curve(self) -> bool:

@@ -27,7 +27,7 @@ from zhbert.analysis import Anomaly, CurveFit, CorrelationResult, History, Predi
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_bytes
 from zhbert.fonts import setup_cjk_font
-from zhbert.metrics import BINARY_TASKS, metric_info
+from zhbert.metrics import BINARY_TASKS
 
 setup_cjk_font()  # before any Text is created: text objects pick their font when made
 
@@ -332,12 +332,9 @@ def plot_prediction(series: Series, fit: CurveFit, prediction: Prediction, ax: A
         end = min(max([end] + [1.15 * v for v in ends]), 10 * last)  # keep the data readable
     plot_metric(s, ax, x=x, color="tab:blue")
     grid = _grid(xs, end, fit=fit)
-    info = metric_info(s.name)  # an accuracy's straight line must not be drawn past 100%
-    bounded = lambda v: np.clip(v, -np.inf if info.lower is None else info.lower,  # noqa: E731
-                                np.inf if info.upper is None else info.upper)
-    lo, hi = fit.band(grid)
-    ax.fill_between(grid, bounded(lo), bounded(hi), color="tab:red", alpha=0.2, label="95% band of the fit")
-    ax.plot(grid, bounded(fit.predict(grid)), color="tab:red", lw=2, label=f"{fit.name} fit")
+    lo, hi = fit.band(grid)  # clipped to the metric's range (an accuracy's line past 100%)
+    ax.fill_between(grid, lo, hi, color="tab:red", alpha=0.2, label="95% band of the fit")
+    ax.plot(grid, fit.predict(grid), color="tab:red", lw=2, label=f"{fit.name} fit")
     ax.axvline(last, color="black", lw=0.8, ls=":", label="end of data")
     ax.axhline(prediction.target, color="tab:green", ls="--", lw=1.2, label=f"target {prediction.target:g}")
     if q is not None and prediction.already_reached_at is None:

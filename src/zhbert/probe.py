@@ -40,7 +40,6 @@ from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.probe_study import (DEFAULT_NAME, Point, choose_eval_setting, describe_mlm_eval, join,
                                 mlm_eval_summary, plot_probe_vs_mlm, relate, study_name)
-from zhbert.probe_study import spearman_ci  # noqa: F401  (callers import it from here, as before the split)
 from zhbert.run import PROBE_DIR, PROBE_RESULTS as RESULTS
 MAX_LEN = 128
 DEFAULT_TASK = "sentiment"  # the README's `zhbert probe RUN --task sentiment`: study DEFAULT_NAME

@@ -29,13 +29,15 @@ class BacktestRow:
     error_last: float          # pred - smoothed y at the last point (signed: + = optimistic)
     mean_error_window: float   # mean(pred - smoothed y) over the last ``window`` of x (signed)
     pred_last: float
-    pred_at: float | None
+    pred_at: float | None      # inside the metric's range (CurveFit.predict)
+    raw_at: float | None = None  # the curve's own value at ``at`` where that lies outside it
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "ok": self.ok, "error": self.error, "aic": _f(self.aic),
                 "mae": _f(self.mae), "max_error": _f(self.max_error), "error_last": _f(self.error_last),
                 "mean_error_window": _f(self.mean_error_window), "pred_last": _f(self.pred_last),
-                "pred_at": _f(self.pred_at)}
+                "pred_at": _f(self.pred_at), "pred_at_clipped": self.raw_at is not None,
+                "pred_at_unclipped": _f(self.raw_at)}
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,14 @@ class BacktestResult:
     rows: tuple[BacktestRow, ...]
     winner: str | None         # lowest MAE on the held-back part
     aic_best: str | None
+    first_x: float = 0.0       # the window is a share of the span first_x..last_x
+    limits: tuple[float, float] = (-math.inf, math.inf)  # the metric's range (MetricInfo.bounds)
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "x_axis": self.x_axis, "fit_until": self.fit_until,
                 "n_fit": self.n_fit, "n_test": self.n_test, "last_x": self.last_x,
-                "actual_last_smoothed": _f(self.actual_last), "window": self.window, "at": self.at,
+                "actual_last_smoothed": _f(self.actual_last), "window": self.window,
+                "window_from": self.last_x - self.window, "first_x": self.first_x, "at": self.at,
                 "actual_at_smoothed": _f(self.actual_at), "winner": self.winner,
                 "aic_best": self.aic_best, "models": [r.to_json() for r in self.rows]}
 
@@ -81,7 +86,8 @@ def backtest(source: History | Series, fit_until: float, *, metric: str | None =
     if fit_mask.sum() < 5:
         raise UserError(f"only {int(fit_mask.sum())} points at or before --fit-until {fit_until:g}"
                         f"{after}; need at least 5: choose a later step")
-    fits = fit_curve(xs[fit_mask], ys[fit_mask], models or default_models(ys, series.name), n_boot=0)
+    fits = fit_curve(xs[fit_mask], ys[fit_mask], models or default_models(ys, series.name), n_boot=0,
+                     metric=series.name)
     sm = smooth(ys)
     # the last tenth of the history (at most the seed's 10,000 steps): a 100-step run's
     # "last 10,000 steps" would be all of it
@@ -95,7 +101,8 @@ def backtest(source: History | Series, fit_until: float, *, metric: str | None =
         n_test=int(test.sum()), last_x=float(xs[-1]), actual_last=float(sm[-1]), window=window,
         at=at, actual_at=_actual_at(at, xs, sm), rows=rows,
         winner=min(scored, key=lambda r: r.mae).model if scored else None,
-        aic_best=fits[0].name if fits and fits[0].ok else None)
+        aic_best=fits[0].name if fits and fits[0].ok else None, first_x=float(xs[0]),
+        limits=fits[0].limits if fits else (-math.inf, math.inf))
 
 
 def _actual_at(at: float | None, xs: np.ndarray, smoothed: np.ndarray) -> float | None:
@@ -114,10 +121,27 @@ def _score(fit: CurveFit, xs, smoothed, test, last, at: float | None) -> Backtes
         return BacktestRow(fit.name, False, fit.error, nan, nan, nan, nan, nan, nan, None)
     pred = fit.predict(xs)
     err = pred - smoothed
+    pred_at, raw_at = (None, None) if at is None else (float(fit.predict([at])[0]), float(fit.raw([at])[0]))
     return BacktestRow(fit.name, True, "", fit.aic, float(np.mean(np.abs(err[test]))),
                        float(np.max(np.abs(err[test]))), float(err[-1]),
-                       float(np.mean(err[last])), float(pred[-1]),
-                       None if at is None else float(fit.predict([at])[0]))
+                       float(np.mean(err[last])), float(pred[-1]), pred_at,
+                       raw_at if pred_at is not None and abs(raw_at - pred_at) > 0 else None)
+
+
+def window_text(r: BacktestResult) -> str:
+    """The error window as a reader checks it against the README's "last 10K steps": its share
+    of the history and its ends ("last 10% (steps 90,010-100,000)"); it read "last 9,990 steps"."""
+    span = r.last_x - r.first_x
+    share = f"{r.window / span:.0%}" if span > 0 else "all"
+    unit = r.x_axis + ("s" if r.x_axis == "step" else "")
+    return f"last {share} ({unit} {max(r.last_x - r.window, r.first_x):,.0f}-{r.last_x:,.0f})"
+
+
+def _clip_notes(r: BacktestResult) -> list[str]:
+    """Where a curve leaves the metric's range at --at: shown clipped, said so."""
+    lo, hi = r.limits
+    return [f"* {row.model}'s curve reads {row.raw_at:.4g} at {r.at:,.0f}, outside {r.metric}'s range "
+            f"[{lo:g}, {hi:g}]: shown clipped to it" for row in r.rows if row.ok and row.raw_at is not None]
 
 
 def backtest_table(result: BacktestResult) -> str:
@@ -129,8 +153,7 @@ def backtest_table(result: BacktestResult) -> str:
     head = [f"backtest of {r.metric}: fit on {r.x_axis} <= {r.fit_until:,.0f} ({r.n_fit} points), "
             f"predict the remaining {r.n_test} points up to {r.last_x:,.0f}",
             f"smoothed actual at the last point: {r.actual_last:.4f}{at}"]
-    unit = r.x_axis + ("s" if r.x_axis == "step" else "")
-    cols = ["model", "MAE", "max err", "err@last", f"mean err, last {r.window:,.0f} {unit}", "pred@last"]
+    cols = ["model", "MAE", "max err", "err@last", f"mean err, {window_text(r)}", "pred@last"]
     if r.at is not None:
         cols.append(f"pred@{r.at:,.0f}")
     lines = [cols]
@@ -138,10 +161,11 @@ def backtest_table(result: BacktestResult) -> str:
         cells = [row.model] + [f"{v:+.4f}" if k in (2, 3) else f"{v:.4f}" for k, v in enumerate(
             (row.mae, row.max_error, row.error_last, row.mean_error_window, row.pred_last))]
         if r.at is not None:
-            cells.append(f"{row.pred_at:.4f}" if row.pred_at is not None else "-")
+            flag = "*" if row.raw_at is not None else ""  # clipped to the metric's range: _clip_notes
+            cells.append("-" if row.pred_at is None else f"{row.pred_at:.4f}{flag}")
         lines.append(cells if row.ok else [row.model, f"failed: {row.error}"])
     widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(len(cols))]
     body = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
             for line in lines]
     tail = [f"best on the held-back part (MAE): {r.winner}; best by AIC on the fitted part: {r.aic_best}"]
-    return "\n".join(head + [""] + body + [""] + tail)
+    return "\n".join(head + [""] + body + [""] + _clip_notes(r) + tail)

@@ -231,6 +231,8 @@ class CurveFit:
     asymptote_ci95: tuple[float, float] | None
     boot: np.ndarray = field(repr=False)    # (B, k) refitted parameters
     n_boot: int = 0
+    # the metric's range (MetricInfo.bounds): predictions and bands stay inside it (a line read 933%)
+    limits: tuple[float, float] = (-math.inf, math.inf)
 
     @property
     def name(self) -> str:
@@ -240,21 +242,30 @@ class CurveFit:
     def p(self) -> np.ndarray:
         return np.array([self.params[k] for k in self.model.params])
 
-    def predict(self, x: Any) -> np.ndarray:
+    def raw(self, x: Any) -> np.ndarray:
+        """The fitted curve at ``x`` as its formula gives it, past the metric's range too."""
         return self.model.f(np.asarray(x, dtype=float) / self.x_scale, *self.p)
+
+    def predict(self, x: Any) -> np.ndarray:
+        """The fitted curve at ``x``, inside the metric's range (``limits``)."""
+        return np.clip(self.raw(x), *self.limits)
+
+    def boot_curves(self, x: Any) -> np.ndarray:
+        """(B, len(x)): each bootstrap refit's curve at ``x``, inside the metric's range."""
+        u = np.asarray(x, dtype=float) / self.x_scale
+        return np.clip(np.stack([self.model.f(u, *p) for p in self.boot]), *self.limits)
 
     def band(self, x: Any, level: float = 0.95, noise: bool = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise band from the bootstrap curves; ``noise`` adds the residual scatter
         (a band for new observations rather than for the mean curve)."""
-        u = np.asarray(x, dtype=float) / self.x_scale
         if len(self.boot) == 0:
             y = self.predict(x)
             return y, y
-        curves = np.stack([self.model.f(u, *p) for p in self.boot])  # (B, len(x))
+        curves = self.boot_curves(x)
         if noise:
             curves = curves + np.random.default_rng(seed).normal(0, self.sigma, curves.shape)
-        q = (1 - level) / 2
-        return np.nanquantile(curves, q, axis=0), np.nanquantile(curves, 1 - q, axis=0)
+        q = (1 - level) / 2  # the residual scatter can carry a quantile past the range: clip it too
+        return tuple(np.clip(np.nanquantile(curves, [q, 1 - q], axis=0), *self.limits))
 
     def reach(self, target: float, direction: int | None = None) -> float:
         """x at which the fitted curve reaches ``target`` (inf when it never does)."""
@@ -318,9 +329,11 @@ def boot_interval(samples: Any, level: float) -> tuple[float, float]:
 
 
 def fit_model(model: Model, x: np.ndarray, y: np.ndarray, *, n_boot: int = 200,
-              block: int | None = None, seed: int = 0, floor: float | None = None) -> CurveFit:
+              block: int | None = None, seed: int = 0,
+              limits: tuple[float, float] = (-math.inf, math.inf)) -> CurveFit:
     """Fit one model; ``block`` switches the bootstrap to a moving-block one of that length;
-    ``floor``: the least a falling metric can reach (a perplexity's 1: zhbert.metrics)."""
+    ``limits``: the metric's range (``MetricInfo.bounds``), its lower end the least a floor can be."""
+    floor = limits[0] if math.isfinite(limits[0]) else None
     scale = float(x[-1])
     u, n, k = x / scale, len(x), len(model.params) + 1  # +1: the noise variance
     cap = _cap(y)
@@ -350,7 +363,7 @@ def fit_model(model: Model, x: np.ndarray, y: np.ndarray, *, n_boot: int = 200,
                     rho1=rho1, block=block or 0, ar=ar, bootstrap=how,
                     asymptote=None if a is None else float(p[a]),
                     asymptote_ci95=None if a is None or not ci else ci[model.params[a]],
-                    boot=boot, n_boot=len(boot))
+                    boot=boot, n_boot=len(boot), limits=limits)
 
 
 def _refits(model: Model, u, fitted, noise, p, bounds) -> tuple[np.ndarray, np.ndarray]:
@@ -432,7 +445,7 @@ def fit_curve(x: Any, y: Any, models: Sequence[str] | None = None, *, n_boot: in
     unknown = [m for m in names if m not in MODELS]
     if unknown:
         raise UserError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
-    floor = metric_info(metric or "").lower
-    fits = [fit_model(MODELS[m], x, y, n_boot=n_boot, block=block, seed=seed, floor=floor)
+    limits = metric_info(metric or "").bounds(y)
+    fits = [fit_model(MODELS[m], x, y, n_boot=n_boot, block=block, seed=seed, limits=limits)
             for m in names]
     return sorted(fits, key=lambda f: (not f.ok, f.aic))

@@ -9,7 +9,9 @@ a flag where that answer is an extrapolation in lr (``lr_note``), and no number 
 answer is impossible: a forecast that relies on an expected loss below 0, which a
 cross-entropy never is, is refused with the option that led there (``check_loss``). The
 accuracy is an expit of the loss (accmap.py), inside (0, 1) by construction; its bands are
-clipped there (forecast.Planner).
+clipped there (forecast.Planner). The schedule-free curve families (curves.py) know no such
+map: a straight line through an accuracy reads 933% far out, so curves.py clips their
+forecasts to the metric's range (``metrics.MetricInfo.bounds``) and backtest flags where it did.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from scipy.stats import norm
 
 from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
 from zhbert.analysis.consistency import disagreement, setup_warnings
-from zhbert.analysis.history import History, load_history
+from zhbert.analysis.history import History, load_history, run_labels
 from zhbert.analysis.laws import RunCurve, fit_law
 from zhbert.errors import UserError
 from zhbert.schedule import SCHEDULES, Schedule, infer_schedule
@@ -179,6 +179,27 @@ def load_run(path: str | Path) -> RunData:
                    history.meta.seconds_per_step, history)
 
 
+def labelled(runs: Sequence[RunData]) -> list[RunData]:
+    """The runs named apart as compare names them (history.run_labels): two demo runs whose
+    headers both say "run" read "runs: run, run" in predict and "fit on run; predict run's"
+    in backtest --predict."""
+    names = run_labels([r.curve.name for r in runs])
+    return [r if r.curve.name == n else replace(r, curve=replace(r.curve, name=n))
+            for r, n in zip(runs, names)]
+
+
+def run_paths(runs: Sequence[RunData]) -> dict[str, str]:
+    """Each run's label -> the path it was loaded from (as the user gave it)."""
+    return {r.curve.name: r.history.meta.path for r in runs if r.history is not None}
+
+
+def run_name(label: str, path: str | None) -> str:
+    """A run as the text names it: its label (forecast.labelled), with the path the user gave
+    where the label is not that path's own name ("run (2) (tests/data/demo-2000)"): the
+    headers of two demo runs both say "run", and "runs: run, run" told nothing."""
+    return label if path is None or Path(path).name == label else f"{label} ({path})"
+
+
 # ----------------------------------------------------------------------------- the planner
 
 def _mean_var(sd: float, phi: float, m: int) -> float:
@@ -282,9 +303,11 @@ class Planner:
                 tops.append(float(np.max(a)))
         if not climbs or forecast - max(tops) <= max(climbs):
             return None
-        return (f"the forecast ({forecast:.1%}) is {forecast - max(tops):.1%} above the best accuracy "
-                f"measured, more than the run(s) climbed while fitted ({max(climbs):.1%}): a run still on "
-                "a plateau is forecast as if it leaves it; read it as an upper estimate")
+        # differences of two accuracies are percentage points, not percent ("18.3% above 32%")
+        return (f"the forecast ({forecast:.1%}) is {(forecast - max(tops)) * 100:.1f} percentage points "
+                f"above the best accuracy measured ({max(tops):.1%}), more than the run(s) climbed while "
+                f"fitted ({max(climbs) * 100:.1f} points): a run still on a plateau is forecast as if it "
+                "leaves it; read it as an upper estimate")
 
     def floor(self) -> float:
         """The lowest loss the law allows: L0 less a full anneal (the annealing term is at
@@ -324,7 +347,7 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = 
     """Fit one law (and the accuracy map) to the given runs (paths or RunData); ``n_boot``
     parametric AR(1) bootstrap refits give the accuracy intervals (0: delta method)."""
     _refuse_repeats([r for r in paths_or_runs if not isinstance(r, RunData)])
-    runs = [r if isinstance(r, RunData) else load_run(r) for r in paths_or_runs]
+    runs = labelled([r if isinstance(r, RunData) else load_run(r) for r in paths_or_runs])
     if not runs:
         raise UserError("give at least one run")
     notes = setup_warnings(runs)
@@ -389,7 +412,7 @@ def _fallback(source: Any, total_steps: int | None, why: str, n_boot: int) -> Fo
     fit = fit_curve(s.step, s.y, n_boot=n_boot, metric=s.name)[0]
     if not fit.ok:
         raise UserError(f"no curve could be fitted to {h.meta.path}: {fit.error}")
-    boot = np.array([fit.model.f(n / fit.x_scale, *q) for q in fit.boot]) if len(fit.boot) else np.array([])
+    boot = fit.boot_curves([n])[:, 0] if len(fit.boot) else np.array([])  # inside the metric's range
     mean = float(fit.predict([n])[0])
     lo80, hi80 = boot_interval(boot, 0.8) if len(boot) else (mean, mean)
     lo95, hi95 = boot_interval(boot, 0.95) if len(boot) else (mean, mean)

@@ -30,7 +30,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -360,6 +360,18 @@ def _masking(lines: list[dict], notes: list[str]) -> tuple[str | None, ...]:
     if len(set(known)) > 1:
         notes.append("a resume changed the masking rule (" + " -> ".join(known) + "): the "
                      "held-out accuracy after it is measured on other masked slots")
+    return out
+
+
+def run_labels(names: Sequence[str]) -> list[str]:
+    """Names that tell runs apart, for compare, predict and backtest alike: each run's own
+    name, a repeat numbered ("run", "run (2)"): two demo runs both named "run" in their
+    headers read "runs: run, run" in predict."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
     return out
 
 

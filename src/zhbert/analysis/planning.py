@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from zhbert import argtypes
 from zhbert.analysis.extrapolation import check_loss, lr_note
-from zhbert.analysis.forecast import Forecast, Planner, RunData, fit_from
+from zhbert.analysis.forecast import Forecast, Planner, RunData, fit_from, run_name, run_paths
 from zhbert.errors import UserError
 from zhbert.fileio import json_safe
 from zhbert.metrics import metric_info
@@ -241,10 +241,11 @@ def _fc(f: Forecast, pct: bool = True) -> str:
 
 def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """Every question asked on the command line: (JSON, text lines)."""
-    out: dict[str, Any] = {"runs": [r.curve.name for r in p.runs], "method": p.method,
+    out: dict[str, Any] = {"runs": [r.curve.name for r in p.runs], "paths": run_paths(p.runs),
+                           "method": p.method,
                            "law": p.law.to_json(), "accuracy_map": p.accmap and p.accmap.to_json(),
                            "base_schedule": p.base.to_json(), "notes": list(p.notes)}
-    text = [f"runs: {', '.join(out['runs'])}; {p.method}",
+    text = [f"runs: {', '.join(run_name(n, out['paths'].get(n)) for n in out['runs'])}; {p.method}",
             f"law: {_law_line(p)}"]
     out["floor_pinned"] = p.floor_pinned()
     if p.accmap is not None:
@@ -347,9 +348,11 @@ class RunBacktest:
     actual_last_tenth: float = math.nan  # mean of the metric over the last tenth of the run
     last_tenth: tuple[int, int] = (0, 0)
     notes: tuple[str, ...] = ()
+    paths: dict[str, str] = field(default_factory=dict)  # label -> the path it was loaded from
 
     def to_json(self) -> dict[str, Any]:
-        return {"predict": self.target_run, "from": list(self.from_runs), "metric": self.metric,
+        return {"predict": self.target_run, "from": list(self.from_runs), "paths": self.paths,
+                "metric": self.metric,
                 "n_points": self.n_points, "actual_final": self.actual_final,
                 "actual_last_tenth": self.actual_last_tenth, "last_tenth_steps": list(self.last_tenth),
                 "methods": list(self.rows), "notes": list(self.notes)}
@@ -361,7 +364,8 @@ def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[st
     target run's accuracy at each later eval step past its lr warm-up and short-sequence
     phase: each law beside the schedule-free families (fitted on the longest source,
     against steps, after its length switch: ``_family_rows``)."""
-    from zhbert.analysis.forecast import plan, truncated
+    from zhbert.analysis.forecast import labelled, plan, truncated
+    *sources, target = labelled([*sources, target])  # told apart as compare tells them
     if target.acc is None:
         raise UserError(f"{target.curve.name} records no accuracy beside its loss: nothing to score")
     fit_runs = list(sources) + ([truncated(target, until)] if until is not None else [])
@@ -385,7 +389,8 @@ def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[st
     families, notes = _family_rows(max(fit_runs, key=lambda r: r.curve.steps[-1]), steps, actual, last)
     return RunBacktest(target.curve.name, tuple(r.curve.name for r in fit_runs),
                        target.acc_metric or "", len(steps), float(actual[-1]), tuple(rows + families),
-                       float(np.mean(actual[last])), (int(steps[last][0]), int(steps[-1])), tuple(notes))
+                       float(np.mean(actual[last])), (int(steps[last][0]), int(steps[-1])), tuple(notes),
+                       run_paths([*sources, target]))
 
 
 def _family_rows(run: RunData, steps: np.ndarray, actual: np.ndarray,
@@ -425,8 +430,10 @@ def _row(name: str, pred: np.ndarray, actual: np.ndarray, last: np.ndarray,
 
 def backtest_runs_table(b: RunBacktest) -> str:
     lo, hi = b.last_tenth
-    head = [f"backtest: fit on {', '.join(b.from_runs)}; predict {b.target_run}'s {b.metric} at "
-            f"{b.n_points} eval steps; actual at the end {b.actual_final * 100:.2f}%, mean over "
+    name = lambda r: run_name(r, b.paths.get(r))  # noqa: E731
+    head = [f"backtest: fit on {', '.join(map(name, b.from_runs))}; predict {b.metric} of "
+            f"{name(b.target_run)} at {b.n_points} eval steps; actual at the end "
+            f"{b.actual_final * 100:.2f}%, mean over "
             f"steps {lo:,}-{hi:,} {b.actual_last_tenth * 100:.2f}%", ""]
     w = max(len(r["method"]) for r in b.rows)
     lines = [f"{'method':<{w}}  {'MAE':>6}  {'err@end':>8}  {'err last tenth':>14}  "

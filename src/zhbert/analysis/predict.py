@@ -74,7 +74,7 @@ class Prediction:
     target: float
     metric: str
     x_axis: str
-    model: str                       # the model that made the prediction (best AIC)
+    model: str                       # the model that made the prediction (``chosen_by``)
     reachable: bool
     message: str                     # one human sentence with the answer
     x: Quantity | None               # on the x axis the curve was fitted on
@@ -90,6 +90,7 @@ class Prediction:
     aic_best: str
     backtest_winner: str | None
     notes: tuple[str, ...] = field(default=())
+    chosen_by: str = "AIC"           # "AIC", or "--model" where the caller named the model
 
     @property
     def interval80(self) -> tuple[float, float] | None:
@@ -102,7 +103,8 @@ class Prediction:
     def to_json(self) -> dict[str, Any]:
         q = lambda v: None if v is None else v.to_json()  # noqa: E731
         return {"target": self.target, "metric": self.metric, "x_axis": self.x_axis,
-                "model": self.model, "reachable": self.reachable, "message": self.message,
+                "model": self.model, "model_chosen_by": self.chosen_by,
+                "reachable": self.reachable, "message": self.message,
                 "steps": _f(self.steps.value) if self.steps else None,
                 "interval80": [_f(v) for v in self.interval80] if self.steps else None,
                 "interval95": [_f(v) for v in self.interval95] if self.steps else None,
@@ -256,14 +258,23 @@ def predict_steps(history_or_fit: Any, target: float, level: tuple[float, float]
         notes.append("no cost: the history does not record seconds per step (pass --seconds-per-step)")
     winner = _backtest_winner(series, x, [f.name for f in fits]) if series is not None else None
     if winner and winner != fit.name:
-        notes.append(f"the backtest favours {winner} over the AIC choice {fit.name}; compare by_model")
+        notes.append(_winner_note(winner, fit.name, fits[0].name, model is not None))
     return Prediction(
         target=target, metric=series.name if series else "", x_axis=x, model=fit.name,
         reachable=reachable, message=_message(fit, target, d, xq, x, already),
         x=xq, cost=cost, **units, unreachable_fraction=unreach, asymptote=fit.asymptote,
         asymptote_ci95=fit.asymptote_ci95, already_reached_at=already,
         by_model=_reach_all(fits, target, d), aic_best=fits[0].name, backtest_winner=winner,
-        notes=tuple(notes))
+        notes=tuple(notes), chosen_by="--model" if model is not None else "AIC")
+
+
+def _winner_note(winner: str, used: str, aic_best: str, chosen: bool) -> str:
+    """Why the backtest's favourite is not the model used: it read "over the AIC choice
+    linear" for a --model linear whose AIC choice was exp."""
+    if not chosen:
+        return f"the backtest favours {winner} over the AIC choice {used}; compare by_model"
+    return (f"the backtest favours {winner} over {used} (chosen with --model; the AIC choice "
+            f"is {aic_best}); compare by_model")
 
 
 def _message(fit: CurveFit, target: float, d: int, xq: Quantity | None, x: str,

@@ -102,7 +102,8 @@ def prediction_text(pred: Prediction, history: History | None = None) -> str:
     if history is not None:
         lines.append(f"run {history.meta.run} ({history.meta.source}); metric {pred.metric}")
     winner = f"; backtest winner {pred.backtest_winner}" if pred.backtest_winner else ""
-    lines.append(f"model: {pred.model} (best AIC {pred.aic_best}{winner})")
+    chosen = "chosen with --model; " if pred.chosen_by == "--model" else ""
+    lines.append(f"model: {pred.model} ({chosen}best AIC {pred.aic_best}{winner})")
     if pred.asymptote is not None and pred.asymptote_ci95:
         lo, hi = pred.asymptote_ci95
         lines.append(f"fitted ceiling: {pred.asymptote:.4f} [{lo:.4f}, {hi:.4f}]")
