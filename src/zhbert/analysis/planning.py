@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from zhbert import argtypes
+from zhbert.config import MAX_STEPS  # --steps / --warmup: what a run may have (10^20 overflowed the law)
 from zhbert.analysis.extrapolation import check_loss, lr_note
 from zhbert.analysis.forecast import Forecast, Planner, RunData, fit_from, run_name, run_paths
 from zhbert.errors import UserError
@@ -29,9 +30,6 @@ from zhbert.metrics import metric_info
 from zhbert.schedule import SCHEDULES, Schedule
 
 MAX_STRETCH = 100       # --target searches up to this many times the longest run
-# --steps / --warmup: 10^9 steps is 10,000x the seed's 100K-step run, far past any run the
-# law was fitted on; 10^20 was an OverflowError in the law's areas (laws.features)
-MAX_STEPS = 10 ** 9
 
 
 def add_input_arguments(parser: argparse.ArgumentParser, nargs: str | None = None) -> None:
