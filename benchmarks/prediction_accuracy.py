@@ -34,7 +34,7 @@ from scipy.special import expit
 from zhbert.analysis.ar import ar1_noise
 from zhbert.analysis.forecast import RunData, load_run, plan, truncated
 from zhbert.analysis.laws import SPECS, RunCurve, Units, features
-from zhbert.analysis.planning import backtest_runs
+from zhbert.analysis.run_backtest import backtest_runs
 from zhbert.schedule import Schedule
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from zhbert.analysis.curves import fit_curve
 from zhbert.analysis.forecast import load_run
 from zhbert.analysis.history import load_history
 from zhbert.analysis.outlook import outlook
-from zhbert.analysis.planning import backtest_runs
+from zhbert.analysis.run_backtest import backtest_runs
 from zhbert.cli import main
 
 DATA = Path(__file__).parent / "data"

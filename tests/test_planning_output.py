@@ -100,3 +100,13 @@ def test_backtest_window_is_named_as_the_readme_names_it(capsys):
     assert "mean err, last 10% (steps 1,845-2,000)" in text and "last 155 steps" not in text
     j = json.loads(_run(["backtest", str(DATA / "tiny-2000"), "--fit-until", "1000", "--json"], capsys))
     assert j["window_from"] == 1845 and j["last_x"] == 2000
+
+
+def test_a_run_cut_before_the_law_has_points_names_a_later_fit_until(capsys):
+    """demo-2000 cut at its switch to full length: "evaluate more often or train further" was
+    no fix; a later --fit-until is."""
+    from zhbert.cli import main
+    assert main(["backtest", "--predict", str(DATA / "demo-2000"), "--fit-until", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "--fit-until 1000: a schedule-aware law needs at least 6 eval points" in err
+    assert "give a later --fit-until (the law's points start at step 1,001)" in err

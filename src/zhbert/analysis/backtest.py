@@ -1,7 +1,7 @@
 """Would the curve have told us in time? Fit each schedule-free family on the history up to
 a step and measure how well it predicts the rest (the seed's straight line fitted on 50K
 steps predicts ~91% at 95K steps; the run reached ~58%). ``zhbert backtest``'s first mode
-(analysis/cli.py); the schedule-aware backtest between runs is planning.backtest_runs.
+(analysis/cli.py); the schedule-aware backtest between runs is run_backtest.backtest_runs.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_between(args: argparse.Namespace) -> int:
     from zhbert.analysis.forecast import load_run
     from zhbert.analysis.laws import LAWS
-    from zhbert.analysis.planning import backtest_runs, backtest_runs_table
+    from zhbert.analysis.run_backtest import backtest_runs, backtest_runs_table
     if not args.predict or not (args.from_runs or args.fit_until):
         raise UserError("--predict RUN_B needs --from RUN_A [RUN_A2 ...] (or --fit-until X)")
     laws = [w.strip() for w in args.law.split(",") if w.strip()]
