@@ -112,3 +112,26 @@ def test_a_model_larger_than_the_machine_is_refused_before_a_budget_times_it(syn
     assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress",
                      "--minutes", "1"] + sets) == 2
     assert "this model needs at least" in capsys.readouterr().err and not run.exists()
+
+
+def test_a_resume_with_another_number_of_processes_is_refused(synthetic_data, tmp_path, capsys):
+    """A 2-process run resumed as 1 went on at half the tokens a step (and the reverse at
+    twice), saying only "resuming from step 20": the header's world_size is checked now."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=4", "train.checkpoint_every=2"]), [])
+    assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--no-progress"] + sets) == 0
+    shutil.rmtree(run / "checkpoints" / "step_00000004")  # killed after step 2's checkpoint
+    lines = (run / "history.jsonl").read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["type"] == "header" and header["world_size"] == 1
+    (run / "history.jsonl").write_text("\n".join([json.dumps({**header, "world_size": 2})] + lines[1:]) + "\n")
+    capsys.readouterr()
+    assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "trained its first 2 steps with 2 processes, and this resume runs 1" in err
+    assert "torchrun --nproc_per_node 2 -m zhbert train ... --resume" in err
+    (run / "history.jsonl").write_text("\n".join(lines) + "\n")  # its own count: resumes
+    assert cli_main(["train", "--data", str(synthetic_data), "--out", str(run), "--resume", "--no-progress"]) == 0

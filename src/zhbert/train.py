@@ -351,6 +351,7 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
             print(f"zhbert: no checkpoint in {run_dir} to resume from; starting at step 0 "
                   f"({dropped} history records dropped)", file=sys.stderr)
         return None, None
+    _check_world(run_dir, dist, ref.step)  # every rank reads it: every rank stops alike
     state = load_checkpoint(ref.path, raw_model, optimizer)
     if state.get("config_hash") != cfg.hash():
         raise UserError(f"checkpoint {ref.path} was made with another config; "
@@ -363,21 +364,45 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
     return ref, state
 
 
-def _warn_masking(run_dir: Path, cfg: Config, step: int) -> None:
-    """A resume across a change of the masking rule continues with other masks than the
-    run's steps up to ``step`` drew, and scores the held-out set on other masked slots:
-    say so. The rule compared is the one of the start whose steps are kept (an earlier
-    resume's header stays in the history after a fall-back to an older checkpoint)."""
-    from zhbert.data import masking_rule
+def _kept_header(run_dir: Path, step: int) -> dict:
+    """The header of the start whose steps up to ``step`` a resume keeps (an earlier
+    resume's header stays in the history after a fall-back to an older checkpoint); {}
+    where there is none."""
     from zhbert.history import read_history
 
-    rule = masking_rule(cfg.data.whole_word)
     path = run_dir / "history.jsonl"
     records = read_history(path, lambda _: None).records if path.exists() else []
     kept = [r for r in records if r.get("type") == "header" and r.get("resumed_from", 0) < step]
-    if not kept or kept[-1].get("masking") == rule:
+    return kept[-1] if kept else {}
+
+
+def _check_world(run_dir: Path, dist: Dist, step: int) -> None:
+    """A resume with another number of processes changes the global batch (batch_size x
+    processes x grad_accum) and which rows each rank reads: 2 processes resumed as 1 went
+    on at half the tokens a step without a word. Exact resume needs the same count."""
+    was = _kept_header(run_dir, step).get("world_size")
+    if was is None or was == dist.world:
         return
-    was = kept[-1].get("masking")
+    how = f"`torchrun --nproc_per_node {was} -m zhbert train ... --resume`" if was > 1 else \
+        "`zhbert train ... --resume` (one process)"
+    raise UserError(f"{run_dir} trained its first {step:,} steps with {was} process"
+                    f"{'es' * (was > 1)}, and this resume runs {dist.world}: the global batch "
+                    f"(train.batch_size x processes x train.grad_accum) and the rows each process "
+                    f"reads would change mid-run; resume it with {how}, or start a new run")
+
+
+def _warn_masking(run_dir: Path, cfg: Config, step: int) -> None:
+    """A resume across a change of the masking rule continues with other masks than the
+    run's steps up to ``step`` drew, and scores the held-out set on other masked slots:
+    say so. The rule compared is the one of the start whose steps are kept."""
+    from zhbert.data import masking_rule
+
+    rule = masking_rule(cfg.data.whole_word)
+    path = run_dir / "history.jsonl"
+    header = _kept_header(run_dir, step)
+    if not header or header.get("masking") == rule:
+        return
+    was = header.get("masking")
     if was is None and cfg.data.whole_word:  # the whole-word rule has not changed
         return
     after = (f"from step {step:,} the training batches mask other tokens than an unbroken run "
