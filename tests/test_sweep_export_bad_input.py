@@ -382,3 +382,21 @@ def test_a_folder_without_a_sweep_is_told_to_start_one_elsewhere(tmp_path, synth
     (tmp_path / "empty").mkdir()
     assert cli.main(["sweep", str(tmp_path / "empty")]) == 2
     assert f"--out {tmp_path / 'empty'}`" in capsys.readouterr().err
+
+
+def test_a_resume_with_another_storage_or_study_is_refused(tmp_path, synthetic_data, capsys):
+    """`zhbert sweep DIR --storage OTHER` (or --study OTHER) went on in the sweep's own
+    storage and study, the one named never created, exit 0."""
+    db = tmp_path / "s.db"
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=1,
+                                            steps=4, storage=f"sqlite:///{db}"))
+    other = tmp_path / "other.db"
+    assert cli.main(["sweep", str(sweep_dir), "--storage", f"sqlite:///{other}"]) == 2
+    err = capsys.readouterr().err
+    assert f"the sweep in {sweep_dir} keeps its trials in sqlite:///{db}" in err and not other.exists()
+    assert cli.main(["sweep", str(sweep_dir), "--study", "another"]) == 2
+    assert "is the study 'zhbert-sweep'" in capsys.readouterr().err
+    args = argparse.ArgumentParser()
+    command.add_arguments(args)
+    same = args.parse_args([str(sweep_dir), "--storage", f"sqlite:///{db}", "--study", spec.study_name])
+    assert command.prepare(same)[1].storage == spec.storage  # its own: resumes

@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", type=storage_url,
                    help="RDB URL (sqlite:///f.db, postgresql://...; a relative sqlite path is kept "
                         "absolute); default: the Optuna journal file in SWEEP_DIR")
-    p.add_argument("--study", default=DEFAULT_STUDY, help="study name in the storage")
+    p.add_argument("--study", help=f"study name in the storage (default {DEFAULT_STUDY})")
     p.add_argument("--sampler-seed", type=argtypes.seed, help="TPE sampler seed (default 0)")
     p.add_argument("--worker", action="store_true", help="join SWEEP_DIR as one worker")
     p.add_argument("--force", action="store_true",
@@ -86,7 +86,7 @@ def _check_options(args) -> None:
         # shorter, live workers' trials were failed as lost and their workers crashed
         raise UserError(f"--grace-seconds must be at least {MIN_GRACE_S:g} (workers send a "
                         f"heartbeat every {HEARTBEAT_S:g} s), got {args.grace_seconds:g}")
-    if not args.study.strip():
+    if args.study is not None and not args.study.strip():
         raise UserError("--study is empty: leave it out for the default study name "
                         f"({DEFAULT_STUDY}), or name one")
 
@@ -149,7 +149,7 @@ def new_spec(args) -> SweepSpec:
         steps=steps, eval_every=eval_every, objective=_given(args, "objective"), trials=args.trials or 20,
         budget_minutes=args.budget_minutes, pruner=args.pruner or "forecast",
         workers_per_machine=args.workers_per_machine or 1, sampler_seed=_given(args, "sampler_seed"),
-        storage=args.storage or "", study_name=args.study, data_identity=data_identity)
+        storage=args.storage or "", study_name=args.study or DEFAULT_STUDY, data_identity=data_identity)
 
 
 def _refuse_other(sweep_dir: Path, what: str) -> None:
@@ -213,10 +213,11 @@ def _existing(args, target: Path, runtime: dict) -> SweepSpec:
     joined = spec is None and bool(args.storage)
     if joined:  # a machine that sees only the database: its own SWEEP_DIR for trials
         require_database(args.storage)
-        spec = spec_from_storage(open_storage(target, args.storage), args.study)
+        spec = spec_from_storage(open_storage(target, args.storage), args.study or DEFAULT_STUDY)
     if spec is None:
         raise no_sweep(target)
     if not joined:
+        _same_store(args, spec, target)
         require_study(open_storage(target, spec.storage), spec, target)
     check_data(spec, args.data)
     spec = with_runtime(spec, **runtime)
@@ -225,6 +226,18 @@ def _existing(args, target: Path, runtime: dict) -> SweepSpec:
     elif not args.worker:
         publish(target, spec)
     return spec
+
+
+def _same_store(args, spec: SweepSpec, target: Path) -> None:
+    """A resume's --storage and --study are the sweep's: another was silently ignored (the
+    sweep went on in its own storage, the one named never created)."""
+    kept = [("--storage", args.storage, spec.storage,
+             f"keeps its trials in {spec.storage or 'the journal file in it'}"),
+            ("--study", args.study, spec.study_name, f"is the study {spec.study_name!r}")]
+    for option, given, own, what in kept:
+        if given is not None and given != own:
+            raise UserError(f"{option} {given}: the sweep in {target} {what} ({SWEEP_SPEC}); "
+                            f"resume it without {option}, or start a new sweep (another --out)")
 
 
 def check_data(spec: SweepSpec, data: str | None, identity: str | None = None) -> None:
