@@ -144,3 +144,15 @@ def test_status_of_a_file_names_the_run_it_is_in(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("x")
     assert cli_main(["status", str(tmp_path / "notes.txt")]) == 2
     assert "is a file, not a run directory: give the folder" in capsys.readouterr().err
+
+
+def test_a_run_whose_final_checkpoint_failed_is_not_finished(tmp_path, capsys):
+    """A full disk at the final save left checkpoints/ empty: status said "finished" while
+    --resume started over at step 0. A history without a checkpoints/ folder (kept or
+    copied alone) still goes by its last log."""
+    run = _run_with(tmp_path, [{"type": "header", "total_steps": 10},
+                               {"type": "train", "step": 10, "tokens": 100, "elapsed": 1.0}])
+    (run / "config.json").write_text(json.dumps({"config_hash": "x"}))
+    assert collect(run)["state"] == "finished"
+    (run / "checkpoints").mkdir()
+    assert collect(run)["state"] != "finished"

@@ -173,6 +173,16 @@ def configured_steps(run_dir: Path) -> int:
     return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else 0
 
 
+def _checkpointed(run_dir: Path, ckpts: list, logged: int) -> int:
+    """The step a --resume goes on from, for run_state: the newest checkpoint's; a history
+    kept or copied without its checkpoints goes by its last log. A checkpoints/ folder with
+    none in it is a run whose saves failed (a full disk at the final one read "finished",
+    while --resume started it over at step 0) or were deleted: step 0."""
+    if ckpts:
+        return ckpts[-1].step
+    return 0 if (run_dir / "checkpoints").is_dir() else logged
+
+
 def summarize(run_dir: Path, last: dict[str, dict],
               train: list[dict] | None = None, bad_lines: int = 0) -> dict[str, Any]:
     """Where the run stands, from the last header, train and eval records (``latest``);
@@ -192,9 +202,7 @@ def summarize(run_dir: Path, last: dict[str, dict],
     average = average_tokens_per_s(last_train.get("tokens"), elapsed)
     # finished when the final checkpoint is saved: a run killed after its last log and
     # before that save read "finished", and --resume retrains from the checkpoint before
-    # (a run with no checkpoint at all, a history kept or copied without them, goes by
-    # its history: --resume would start it over at step 0)
-    state = run_state(run_dir, total, ckpts[-1].step if ckpts else logged)
+    state = run_state(run_dir, total, _checkpointed(run_dir, ckpts, logged))
     if state == STOPPED:
         state = stopped_state(run_dir, last.get("event"))
     starved = (starvation(train, header, machine_competition(run_dir))
