@@ -91,3 +91,15 @@ def test_filled_text_writes_as_the_language_does(language, sentence, tokens, exp
     sentence has them, and added between English words."""
     lm = SimpleNamespace(vocab=VOCAB, language=language)
     assert filled_text(lm, sentence, [[(t, 0.5)] for t in tokens]) == expected
+
+
+def test_a_sentence_without_mask_gets_an_example_in_the_models_language():
+    """An English model was told "e.g. 北京是中国的[MASK]都。"; "[mask]" got the same line."""
+    from zhbert.errors import UserError
+    from zhbert.fillmask import encode_masked
+    from zhbert.vocab import SPECIAL_TOKENS, Vocab
+    vocab = Vocab(SPECIAL_TOKENS + ("the",))
+    with pytest.raises(UserError, match=r"write \[MASK\] where .*e\.g\. Paris is the \[MASK\] of France\."):
+        encode_masked(vocab, "The capital of France is Paris.", 64, language="en")
+    with pytest.raises(UserError, match=r"write \[MASK\] \(in capitals\) where .*北京是中国的\[MASK\]都。"):
+        encode_masked(vocab, "北京是中国的[mask]都。", 64)

@@ -268,11 +268,14 @@ def show_filled(lm: MaskedLM, masks: list[Candidates]) -> bool:
             or any(cands[0][0].startswith("##") for cands in masks))
 
 
-def encode_masked(vocab: Vocab, sentence: str, max_len: int, where: str = "") -> list[int]:
+def encode_masked(vocab: Vocab, sentence: str, max_len: int, where: str = "",
+                  language: str = "zh") -> list[int]:
     """[CLS] ids [SEP], with every literal [MASK] as the mask id (the encoder maps it)."""
-    if MASK not in sentence:
-        raise UserError(f"{where or repr(sentence)}: no [MASK] in the sentence; write [MASK] "
-                        "where a token should be predicted, e.g. 北京是中国的[MASK]都。")
+    from zhbert.corpus.languages import get as get_language
+    if MASK not in sentence:  # the example in the model's language (an English model got a Chinese one)
+        case = " (in capitals)" if MASK.lower() in sentence.lower() else ""
+        raise UserError(f"{where or repr(sentence)}: no [MASK] in the sentence; write [MASK]{case} "
+                        f"where a token should be predicted, e.g. {get_language(language).mask_example}")
     ids = [vocab.cls_id] + vocab.encode(sentence) + [vocab.sep_id]
     if len(ids) > max_len:
         raise UserError(f"{where or repr(sentence[:30])}: {len(ids)} tokens with [CLS]/[SEP], "
@@ -314,7 +317,7 @@ def fill_mask(model_or_path: MaskedLM | str | Path, sentences: str | Sequence[st
         raise UserError(f"--top-k and --batch-size must be at least 1 (got {top_k}, {batch_size})")
     top_k = min(top_k, len(lm.vocab) - len(lm.vocab.structural_ids))
     where = where or [f"sentence {i + 1}" for i in range(len(sentences))]
-    encoded = [encode_masked(lm.vocab, s, lm.max_len, w) for s, w in zip(sentences, where)]
+    encoded = [encode_masked(lm.vocab, s, lm.max_len, w, lm.language) for s, w in zip(sentences, where)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # stable: ties keep input order
     out: list[list[Candidates]] = [[] for _ in encoded]
     with torch.inference_mode():

@@ -99,7 +99,7 @@ def _usable(lm: MaskedLM, sentences, where, given: int, strict: bool) -> list[in
     keep, skipped = [], []
     for i, (s, w) in enumerate(zip(sentences, where)):
         try:
-            encode_masked(lm.vocab, s, lm.max_len, w)
+            encode_masked(lm.vocab, s, lm.max_len, w, lm.language)
             keep.append(i)
         except UserError as exc:
             if i < given or strict:
