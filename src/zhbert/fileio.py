@@ -199,6 +199,12 @@ def json_says(marker: str, key: str, value: Any) -> Callable[[Path], bool]:
     return lambda folder: json_object(folder / marker).get(key) == value
 
 
+def is_output(folder: Path, marker: str) -> bool:
+    """Whether ``folder`` holds an earlier output of the kind ``marker`` marks, by its
+    content (``output_kind``): prepare's folder walk skips a data directory so."""
+    return (folder / marker).is_file() and _OUTPUT_KINDS[marker].recognise(folder)
+
+
 def check_out(out: Path, marker: str, what: str | None = None) -> None:
     """Refuse to replace ``out`` unless it is missing, an empty directory or an earlier
     output of the kind ``marker`` marks (registered with ``output_kind``; ``what`` names it,
@@ -210,7 +216,7 @@ def check_out(out: Path, marker: str, what: str | None = None) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
         raise UserError(f"--out {out} exists and is not an earlier {what} (no {marker}); it would "
                         "be deleted: choose a new or empty directory")
-    if (out / marker).exists() and not kind.recognise(out):
+    if (out / marker).exists() and not is_output(out, marker):
         raise UserError(f"--out {out} exists and is not an earlier {what} (the file {out / marker} "
                         f"is not a {what}'s: another program's, or unreadable); it would be deleted: "
                         "choose a new or empty directory")

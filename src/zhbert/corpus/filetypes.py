@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import json
 import lzma
 import os
 import re
@@ -118,26 +117,18 @@ def expand_directory(directory: Path) -> Listing:
     return found
 
 
-def _json_field(path: Path, key: str):
-    """``key`` of the JSON object in ``path``; None where there is none (missing, unreadable)."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-    return obj.get(key) if isinstance(obj, dict) else None
-
-
 def zhbert_output(folder: Path) -> str | None:
     """What ``folder`` is if zhbert wrote it or it holds a model, None for any other folder:
     read as corpus, a data directory's vocab.txt, a run's history.jsonl and a model's
     vocab.txt would train a model on zhbert's output. Told by content: a manifest.json
     alone may be a web app's."""
     # imported here: they load the training code, which listing a folder needs nowhere else
-    from zhbert.datadir import FORMAT
+    import zhbert.datadir  # noqa: F401  (registers how a data directory's manifest is known)
     from zhbert.export import EXPORT_MARKER
+    from zhbert.fileio import is_output
     from zhbert.run import DATA_MANIFEST, is_run_dir
 
-    if _json_field(folder / DATA_MANIFEST, "format") == FORMAT:
+    if is_output(folder, DATA_MANIFEST):
         return "a zhbert data directory (zhbert prepare)"
     if is_run_dir(folder):
         return "a zhbert training run"
