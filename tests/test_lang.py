@@ -212,6 +212,7 @@ def test_prepare_japanese_char_vocab_with_fugashi_word_starts(tmp_path, capsys):
     rc, _, err = _run(capsys, "prepare", str(src), "--language", "ja", "--out", str(out),
                       "--workers", "1", "--min-split-docs", "2", "--no-near-dedup")
     assert rc == 0, err
+    assert "kana" not in err  # Japanese prose: no language warning
     data = open_data_dir(out)
     assert (data.language, data.tokenizer, data.manifest["config"]["clean"]["script"]) == ("ja", "char", "keep")
     a = data.split("train")
@@ -220,6 +221,19 @@ def test_prepare_japanese_char_vocab_with_fugashi_word_starts(tmp_path, capsys):
     assert "".join(p.removeprefix("##") for p in pieces) == "吾輩は猫である。"
     assert a.word_starts[a.sentences[int(a.documents[0])]:][:len(pieces)].tolist() == \
         [1, 0, 1, 1, 1, 1, 0, 1]  # 吾輩|は|猫|で|ある|。 (MeCab's words)
+
+
+def test_chinese_prepared_as_japanese_is_warned_about(tmp_path, capsys):
+    """Hanzi pass the kanji-and-kana filter: `--language ja` on Chinese text went without the
+    wrong-language warning the README promises."""
+    pytest.importorskip("fugashi")
+    src = tmp_path / "zh.txt"
+    src.write_text("\n\n".join(f"第{i}段：城市里的居民每天早上都会去河边散步，然后一起喝茶聊天。" for i in range(30)),
+                   encoding="utf-8")
+    rc, _, err = _run(capsys, "prepare", str(src), "--language", "ja", "--out", str(tmp_path / "d"),
+                      "--workers", "1", "--min-split-docs", "2", "--no-near-dedup")
+    assert rc == 0, err
+    assert "warning: 0.0% of the training text's characters are kana, which Japanese prose is full of" in err
 
 
 # ---------------------------------------------------------------- Parquet and saved datasets

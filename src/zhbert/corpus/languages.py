@@ -52,6 +52,11 @@ class Language:
     # `zhbert data report` defaults: vocabulary size and average sentence length (characters)
     report_min_vocab: int
     report_avg_len: tuple[float, float]
+    # characters the language's prose is never without (a regex class body), "" for none:
+    # Japanese kana (Chinese text passes the kanji-and-kana filter, and --language ja on it
+    # went without a word); prepare warns where the training text hardly has them
+    telltale: str = ""
+    telltale_name: str = ""
 
     @property
     def default_conversion(self) -> str:
@@ -63,6 +68,10 @@ class Language:
     @functools.cached_property
     def _non_script_re(self) -> re.Pattern:
         return re.compile(f"[^{self.script}]")
+
+    @functools.cached_property
+    def telltale_re(self) -> re.Pattern | None:
+        return re.compile(f"[{self.telltale}]") if self.telltale else None
 
     def script_ratio(self, s: str) -> float:
         """Share of the language's own script among the non-space characters of ``s``."""
@@ -99,7 +108,7 @@ LANGUAGES: dict[str, Language] = {
                              ("読み仮名 ruby不使用", (1,)), ("ruby", (1,)), ("要出典範囲", (1,)),
                              ("nowrap", (1,)), ("補助漢字フォント", (1,)), ("jis2004フォント", (1,)),
                              ("unicode", (1,)), ("convert", (1, 2))),
-        report_min_vocab=3_000, report_avg_len=(20.0, 100.0)),
+        report_min_vocab=3_000, report_avg_len=(20.0, 100.0), telltale=_KANA, telltale_name="kana"),
     "en": Language(
         code="en", name="English", script=_LATIN, script_name="Latin letters",
         drop_reason="low_script", splitter="en", opencc=False, tokenizer="wordpiece",

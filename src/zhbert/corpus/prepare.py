@@ -184,6 +184,24 @@ def script_mismatch_warning(script_filter: collections.Counter, lang) -> str | N
             f"{lang.code})? Name the sources' language, or lower --min-script-ratio")
 
 
+TELLTALE_SHARE = 0.05  # Japanese prose is ~40-60% kana; Chinese text none, bar quotations
+
+
+def telltale_warning(units: collections.Counter, lang) -> str | None:
+    """A warning where the training characters hardly hold the ones the language's prose is
+    never without (Language.telltale: Japanese kana), None otherwise or where it has none."""
+    if lang.telltale_re is None:
+        return None
+    chars = {u: n for u, n in units.items() if len(u) == 1}
+    total = sum(chars.values())
+    share = sum(n for u, n in chars.items() if lang.telltale_re.match(u)) / total if total else 1.0
+    if share >= TELLTALE_SHARE:
+        return None
+    return (f"{share:.1%} of the training text's characters are {lang.telltale_name}, which "
+            f"{lang.name} prose is full of: is the text {lang.name} (--language {lang.code})? "
+            f"Chinese passes the {lang.script_name} filter; name the sources' language")
+
+
 def _spool_batches(spool: Path, codes: np.ndarray) -> Iterator[list]:
     return batches(_spooled(spool, codes), lambda d: sum(map(len, d[1])))
 
@@ -291,6 +309,8 @@ def _build(infos: list, opts: PrepareOptions, pool, staging: Path) -> dict:
     del hashes
     t0 = time.perf_counter()
     _count_pass(tmp / "spool.jsonl", codes, pool, stats)
+    if warning := telltale_warning(stats.units["train"], lang):
+        print(f"zhbert: warning: {warning}", file=sys.stderr)
     if opts.tokenizer == "wordpiece":
         from zhbert.wordpiece import train_wordpiece
         vocab = train_wordpiece(_split_sentences(tmp / "spool.jsonl", codes, SPLIT_CODES["train"]),
