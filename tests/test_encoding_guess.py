@@ -77,3 +77,20 @@ def test_undecodable_is_refused_naming_the_file(tmp_path, data):
     path.write_bytes(data)
     with pytest.raises(UserError, match=r"bad\.txt is not text in a supported encoding"):
         resolve_sources([str(path)])
+
+
+ZH_LINE = "北京和上海的天气很好，我们一起去公园散步。"
+
+
+@pytest.mark.parametrize("data", [
+    # a Word quote pair in cp1252 opening a mostly-ASCII UTF-8 file (read as UTF-16 garbage)
+    b"\x93Note\x94 2024 report: " + (ZH_LINE + "\nLine: the weather in Beijing is fine today.\n").encode() * 3,
+    # English UTF-8 with cp1252 quotes and a few accented letters
+    b"\x93Smart quotes\x94 came from Word. " + "The café served crème brûlée. ".encode() * 40,
+    # Chinese UTF-8 with a cp1252 quote pair on every line (read as GB18030 garbage)
+    b"".join(ZH_LINE.encode()[:30] + b"\x93" + ZH_LINE.encode()[30:] + b"\x94\n" for _ in range(50)),
+], ids=["quotes-then-mostly-ascii", "english-accents", "quote-pair-every-line"])
+def test_utf8_with_stray_windows_bytes_stays_utf8(data):
+    """A review's files: stray cp1252 bytes in UTF-8 text were guessed UTF-16-LE or GB18030,
+    and prepare trained on mojibake (or said nothing was left)."""
+    assert guess_encoding(data) == "utf-8"
