@@ -400,3 +400,17 @@ def test_a_resume_with_another_storage_or_study_is_refused(tmp_path, synthetic_d
     command.add_arguments(args)
     same = args.parse_args([str(sweep_dir), "--storage", f"sqlite:///{db}", "--study", spec.study_name])
     assert command.prepare(same)[1].storage == spec.storage  # its own: resumes
+
+
+def test_the_storage_refusal_hides_passwords(tmp_path, synthetic_data, capsys):
+    """The --storage refusal printed both URLs' passwords (every other storage message hides them)."""
+    import dataclasses
+
+    from zhbert.sweep.study import read_spec, write_spec
+    sweep_dir, _ = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=1, steps=4))
+    write_spec(sweep_dir, dataclasses.replace(read_spec(sweep_dir),
+                                              storage="postgresql://alice:s3cretPW@db.example/zhbert"))
+    assert cli.main(["sweep", str(sweep_dir), "--storage", "postgresql://alice:otherPW@db2.example/zhbert"]) == 2
+    err = capsys.readouterr().err
+    assert "keeps its trials in postgresql://alice:***@db.example/zhbert" in err
+    assert "s3cretPW" not in err and "otherPW" not in err

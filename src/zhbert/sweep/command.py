@@ -23,9 +23,9 @@ from zhbert.run import SWEEP_SPEC
 from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
 from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, load_study, no_sweep,
-                                open_storage, read_spec, require_database, require_study, spec_from_storage,
-                                start_over, storage_url, stored_identity, trial_label, with_runtime,
-                                write_spec)
+                                open_storage, read_spec, require_database, require_study, safe_url,
+                                spec_from_storage, start_over, storage_url, stored_identity,
+                                trial_label, with_runtime, write_spec)
 
 DEFAULT_STUDY = "zhbert-sweep"
 # what a sweep is (its identity) is fixed when it starts: a resume that gave another value
@@ -232,11 +232,12 @@ def _same_store(args, spec: SweepSpec, target: Path) -> None:
     """A resume's --storage and --study are the sweep's: another was silently ignored (the
     sweep went on in its own storage, the one named never created)."""
     kept = [("--storage", args.storage, spec.storage,
-             f"keeps its trials in {spec.storage or 'the journal file in it'}"),
+             f"keeps its trials in {safe_url(spec.storage) if spec.storage else 'the journal file in it'}"),
             ("--study", args.study, spec.study_name, f"is the study {spec.study_name!r}")]
     for option, given, own, what in kept:
-        if given is not None and given != own:
-            raise UserError(f"{option} {given}: the sweep in {target} {what} ({SWEEP_SPEC}); "
+        if given is not None and given != own:  # passwords hidden, as every storage message does
+            shown = safe_url(given) if option == "--storage" else given
+            raise UserError(f"{option} {shown}: the sweep in {target} {what} ({SWEEP_SPEC}); "
                             f"resume it without {option}, or start a new sweep (another --out)")
 
 

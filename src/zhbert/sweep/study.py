@@ -122,7 +122,8 @@ def write_spec(sweep_dir: Path, spec: SweepSpec) -> None:
     atomic_write_json(sweep_dir / SPEC_FILE, spec.to_json())
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
+    """``url`` as shown in messages: a database password hidden (sqlalchemy's ***)."""
     try:
         from sqlalchemy.engine import make_url
         return make_url(url).render_as_string(hide_password=True)
@@ -193,7 +194,7 @@ def require_database(url: str) -> None:
     if parsed is None or _in_memory(parsed) or parsed.database.startswith("file:"):
         return
     if not Path(parsed.database).is_file():
-        raise UserError(f"--storage {_safe_url(url)}: no database file {parsed.database}; give "
+        raise UserError(f"--storage {safe_url(url)}: no database file {parsed.database}; give "
                         "the --storage the sweep was started with")
 
 
@@ -216,7 +217,7 @@ def open_storage(sweep_dir: Path, url: str):
         rel = _relative_sqlite(url)  # only in a sweep.json written before absolute_url
         relative = (f" ({rel.database} is read from the current directory: run from the "
                     "one the sweep was started in)" if rel else "")
-        raise UserError(f"cannot open the sweep storage {_safe_url(url)}: {first}{relative}. Check "
+        raise UserError(f"cannot open the sweep storage {safe_url(url)}: {first}{relative}. Check "
                         "the URL, that the server is up and reachable, and its driver is installed "
                         "(PostgreSQL: pip install psycopg2-binary); or start the sweep without "
                         "--storage to use the journal file in SWEEP_DIR") from None
@@ -273,7 +274,7 @@ def require_study(storage, spec: SweepSpec, sweep_dir: Path, url: str | None = N
     if stored == spec.identity():
         return
     url = spec.storage if url is None else url
-    where = _safe_url(url) if url else str(sweep_dir / JOURNAL)
+    where = safe_url(url) if url else str(sweep_dir / JOURNAL)
     what = "no study" if stored is None else "another sweep's study"
     raise UserError(f"{where} holds {what} named {spec.study_name!r}, not the sweep of "
                     f"{sweep_dir / SPEC_FILE}: is it the storage the sweep was started with? "
