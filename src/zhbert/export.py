@@ -24,9 +24,9 @@ from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, json_object,
                            output_kind, staged_dir, usual_permissions)
+from zhbert.run import EXPORT_MARKER  # what an export directory holds (a run's top level never)
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK
 
-EXPORT_MARKER = "model.safetensors"  # what an export directory holds (and a run's top level never)
 CARD_TITLE = "# zhbert "  # the model card's first line (model_card), in every export
 
 
@@ -162,8 +162,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     with staged_dir(out, force=force, marker=EXPORT_MARKER, what="zhbert export") as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))
         # a full disk: an OSError (safetensors raises its own error type), so staged_dir says so
-        safetensors_io(save_file, hf_state_dict(model), str(tmp / "model.safetensors"), {"format": "pt"})
-        usual_permissions(tmp / "model.safetensors")
+        safetensors_io(save_file, hf_state_dict(model), str(tmp / EXPORT_MARKER), {"format": "pt"})
+        usual_permissions(tmp / EXPORT_MARKER)
         vocab.save(tmp / "vocab.txt")
         for name, obj in tokenizer_files(max_len).items():
             atomic_write_json(tmp / name, obj)

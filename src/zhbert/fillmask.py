@@ -178,7 +178,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
     """A run directory (latest valid / given checkpoint) or an exported model directory.
     ``precision="auto"`` takes the machine's fast path (bf16 only where it is native);
     ``quantize="int8"`` runs the encoder's Linear layers in dynamic int8 (CPU)."""
-    from zhbert.run import (default_device, is_run_dir, load_run_model, open_run,
+    from zhbert.run import (EXPORT_MARKER, default_device, is_run_dir, load_run_model, open_run,
                             open_run_data, select_checkpoints)
     from zhbert.machine import detect_capabilities
     from zhbert.precision import resolve_precision
@@ -192,7 +192,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
         model, vocab, language = load_run_model(run, ref, device), data.vocab, data.language
         clean = (data.manifest.get("config") or {}).get("clean")
         max_len, source = run.cfg.data.max_len, f"{path} step {ref.step}"
-    elif (path / "model.safetensors").is_file():
+    elif (path / EXPORT_MARKER).is_file():
         if checkpoint is not None:
             raise UserError(f"{path} is an exported model (one set of weights); --checkpoint "
                             "applies to run directories only")

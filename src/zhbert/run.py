@@ -69,6 +69,7 @@ class Run:
 
 DATA_MANIFEST = "manifest.json"  # marks a data directory (zhbert prepare; zhbert.datadir)
 SWEEP_SPEC = "sweep.json"        # marks a sweep directory (zhbert sweep; zhbert.sweep.study)
+EXPORT_MARKER = "model.safetensors"  # an exported (Hugging Face) model's weights; a run's top level never
 
 
 def not_a_run_dir(path: str | Path) -> UserError | None:
@@ -302,7 +303,7 @@ def load_exported(path: str | Path):
                         f"vocab_size {cfg.vocab_size}; the directory is mixed up, re-export it")
     model = BertForPretraining(cfg)
     try:
-        tensors = load_file(str(path / "model.safetensors"))
+        tensors = load_file(str(path / EXPORT_MARKER))
     except Exception as exc:  # safetensors raises its own error types for a damaged file
         raise UserError(f"{path / 'model.safetensors'} is unreadable ({exc}); re-export the model") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
