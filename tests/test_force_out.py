@@ -1,4 +1,4 @@
-"""--out with --force replaces only what zhbert wrote there before (fileio.check_out). A
+"""--out with --force replaces only what zhbert wrote there before (outputs.check_out). A
 newcomer's `prepare --force` and `export --force` deleted a training run, a folder of
 unrelated files and the corpus file being read, each named by mistake as --out."""
 

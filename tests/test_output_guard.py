@@ -1,5 +1,5 @@
 """--force (and analyze, compare, sweep report, which always replace their --out) replaces a
-folder only where its marker file is zhbert's by content, not by name (fileio.output_kind):
+folder only where its marker file is zhbert's by content, not by name (outputs.output_kind):
 `prepare --out scratch/webapp --force` deleted a web app's folder for its manifest.json, and
 a downloaded Hugging Face model folder holds model.safetensors as an export does."""
 

@@ -188,7 +188,7 @@ def test_a_loss_objective_has_a_noise_floor_from_its_evals_scatter(tmp_path):
 
 
 def test_a_corrupt_sweep_json_is_one_message_and_is_kept_even_with_force(tmp_path, synthetic_data, capsys):
-    """Not a zhbert spec: maybe another program's file, so --force refuses it too (fileio.check_out);
+    """Not a zhbert spec: maybe another program's file, so --force refuses it too (outputs.check_out);
     a zhbert spec it cannot read is started over (test_output_guard.py)."""
     out = tmp_path / "s"
     out.mkdir()

@@ -28,8 +28,8 @@ from zhbert.analysis.history import masking_warning, run_labels, with_characters
 from zhbert.analysis.planning import steps_text
 from zhbert.analysis.predict import _already_reached, check_target
 from zhbert.errors import UserError
-from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, json_says, output_kind,
-                           staged_dir)
+from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
+from zhbert.outputs import check_out, json_says, output_kind
 from zhbert.metrics import metric_info
 from zhbert.report_analysis import CORR_BOOT, correlation_json
 from zhbert.report_render import ZH_X, fmt, fmt_p, md_table

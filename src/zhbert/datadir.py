@@ -34,7 +34,8 @@ import numpy as np
 
 from zhbert import __version__
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, json_says, output_kind, read_json
+from zhbert.fileio import atomic_write_json, read_json
+from zhbert.outputs import json_says, output_kind
 from zhbert.run import DATA_MANIFEST, is_run_dir, open_run
 from zhbert.vocab import Vocab
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from zhbert import argtypes
 from zhbert.errors import UserError
-from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, json_object,
-                           output_kind, staged_dir, usual_permissions)
+from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir, usual_permissions
+from zhbert.outputs import check_out, json_object, output_kind
 from zhbert.run import EXPORT_MARKER  # what an export directory holds (a run's top level never)
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK
 

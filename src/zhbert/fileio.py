@@ -18,9 +18,8 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from zhbert.errors import UserError
 from zhbert.runlock import pid_alive
@@ -154,81 +153,6 @@ def temp_dir_for(final: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
-
-
-# ----------------------------------------------------------------------------- outputs replaced whole
-#
-# Each kind of output that a command replaces as a whole marks its folder with a file, its
-# marker. A file of that name alone said "an earlier zhbert output": `prepare --force` then
-# deleted a web app's folder (its manifest.json) and `export --force` would have deleted a
-# downloaded Hugging Face model (its model.safetensors). So the module that writes each kind
-# registers here how it knows its own marker by content (``output_kind``), and check_out asks
-# that, one rule for every kind, without this low module importing the writers.
-
-@dataclass(frozen=True)
-class _OutputKind:
-    what: str                           # "zhbert data directory", for the messages
-    recognise: Callable[[Path], bool]   # the folder -> is its marker this kind's? (never raises)
-
-
-_OUTPUT_KINDS: dict[str, _OutputKind] = {}
-
-
-def output_kind(marker: str, what: str, recognise: Callable[[Path], bool]) -> None:
-    """Register the kind of output marked by the file ``marker``: ``recognise(folder)`` is
-    true where the folder's marker was written by zhbert (by any version of it), false for
-    another program's file or an unreadable one, which check_out then refuses to replace."""
-    _OUTPUT_KINDS[marker] = _OutputKind(what, recognise)
-
-
-def json_object(path: Path) -> dict:
-    """The JSON object in the file ``path``, for the recognisers; {} where it is missing, not a
-    plain file (a FIFO would block), unreadable, not JSON or not an object."""
-    if not path.is_file():
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
-def json_says(marker: str, key: str, value: Any) -> Callable[[Path], bool]:
-    """The recogniser of a kind whose JSON marker always named it: ``key`` is ``value``."""
-    return lambda folder: json_object(folder / marker).get(key) == value
-
-
-def is_output(folder: Path, marker: str) -> bool:
-    """Whether ``folder`` holds an earlier output of the kind ``marker`` marks, by its
-    content (``output_kind``): prepare's folder walk skips a data directory so."""
-    return (folder / marker).is_file() and _OUTPUT_KINDS[marker].recognise(folder)
-
-
-def check_out(out: Path, marker: str, what: str | None = None) -> None:
-    """Refuse to replace ``out`` unless it is missing, an empty directory or an earlier
-    output of the kind ``marker`` marks (registered with ``output_kind``; ``what`` names it,
-    by default as registered): replacing deletes it. ``prepare --force`` and ``export
-    --force`` once deleted a training run, a folder of unrelated files and the corpus file
-    they were reading, all named by mistake as --out."""
-    kind = _OUTPUT_KINDS[marker]  # KeyError: the module writing this kind registers it on import
-    what = what or kind.what
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
-        raise UserError(f"--out {out} exists and is not an earlier {what} (no {marker}); it would "
-                        "be deleted: choose a new or empty directory")
-    if (out / marker).exists() and not is_output(out, marker):
-        raise UserError(f"--out {out} exists and is not an earlier {what} (the file {out / marker} "
-                        f"is not a {what}'s: another program's, or unreadable); it would be deleted: "
-                        "choose a new or empty directory")
-
-
-def check_out_reads_none(out: Path, paths, what: str) -> None:
-    """--out is replaced as a whole: never the folder of a file being read."""
-    root = out.resolve()
-    for p in map(Path, paths):
-        if root == p.resolve() or root in p.resolve().parents:
-            raise UserError(f"--out {out} holds {what} {p}, and --out is replaced as a whole; "
-                            "write it somewhere else")
 
 
 # ----------------------------------------------------------------------------- staged directories
@@ -468,6 +392,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
         raise UserError(f"{final} is the current directory or above it: name a new folder for the output")
     _remove_stale(final)  # first: a killed run's replaced output may have to be put back
     if marker is not None:
+        from zhbert.outputs import check_out  # (it imports nothing of fileio)
         check_out(final, marker, what)
     if final.exists() and not force:
         raise UserError(f"{final} already exists; pass --force to replace it "

@@ -18,7 +18,7 @@ from pathlib import Path
 from zhbert.analysis import load_history
 from zhbert.analysis.planning import add_input_arguments
 from zhbert import argtypes
-from zhbert.fileio import check_out
+from zhbert.outputs import check_out
 from zhbert.report_analysis import DEFAULT_TARGET, analyze
 from zhbert.report_render import MARKER, summary_text, write_analysis
 

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from zhbert import __version__
 from zhbert.errors import UserError
-from zhbert.fileio import (atomic_write_json, atomic_write_text, check_out, json_says, output_kind,
-                           staged_dir)
+from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir
+from zhbert.outputs import check_out, json_says, output_kind
 from zhbert.metrics import metric_info
 from zhbert.report_analysis import SCHEMA, Analysis, _attempt, eval_ci
 

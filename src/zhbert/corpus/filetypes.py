@@ -124,7 +124,7 @@ def zhbert_output(folder: Path) -> str | None:
     alone may be a web app's."""
     # imported here: they load the training code, which listing a folder needs nowhere else
     import zhbert.datadir  # noqa: F401  (registers how a data directory's manifest is known)
-    from zhbert.fileio import is_output
+    from zhbert.outputs import is_output
     from zhbert.run import DATA_MANIFEST, EXPORT_MARKER, is_run_dir
 
     if is_output(folder, DATA_MANIFEST):

@@ -357,7 +357,8 @@ def prepare(opts: PrepareOptions) -> dict:
     """Build the data directory ``opts.out``; returns the dataset report."""
     from zhbert.corpus.sources import resolve_sources
     from zhbert.datadir import open_data_dir
-    from zhbert.fileio import atomic_write_json, check_out, check_out_reads_none, staged_dir
+    from zhbert.fileio import atomic_write_json, staged_dir
+    from zhbert.outputs import check_out, check_out_reads_none
     from zhbert.run import DATA_MANIFEST
 
     what = "zhbert data directory"

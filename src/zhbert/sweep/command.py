@@ -18,7 +18,7 @@ from pathlib import Path
 from zhbert import argtypes
 from zhbert.config import MAX_STEPS
 from zhbert.errors import UserError
-from zhbert.fileio import check_out
+from zhbert.outputs import check_out
 from zhbert.run import SWEEP_SPEC
 from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S

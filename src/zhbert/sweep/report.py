@@ -21,7 +21,8 @@ import numpy as np
 
 from zhbert import argtypes
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_text, check_out, json_object, output_kind, staged_dir
+from zhbert.fileio import atomic_write_text, staged_dir
+from zhbert.outputs import check_out, json_object, output_kind
 from zhbert.sweep.study import (SweepSpec, is_spec_json, load_study, no_sweep, open_storage, read_spec,
                                 require_database, require_study, spec_from_storage, storage_url,
                                 trial_label)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, json_object, output_kind, read_json, writing
+from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, writing
+from zhbert.outputs import json_object, output_kind
 from zhbert.run import SWEEP_SPEC as SPEC_FILE
 from zhbert.sweep.space import Space
 
@@ -96,7 +97,7 @@ def read_spec(sweep_dir: Path) -> SweepSpec | None:
     if not path.exists():
         return None
     d = read_json(path, "sweep spec")
-    # --force starts over only where sweep.json is a zhbert spec (fileio.check_out)
+    # --force starts over only where sweep.json is a zhbert spec (outputs.check_out)
     fix = ("start the sweep again with --force" if is_spec_json(d)
            else "restore it from a backup, or start the sweep in another --out")
     try:
