@@ -249,14 +249,36 @@ def _start_pool(workers: int):
     """Spawned workers that ignore SIGINT from their first instruction. A terminal's Ctrl-C
     reaches the whole process group, and each worker printed a KeyboardInterrupt traceback;
     the parent alone handles it (it ends the pool, leaves --out as it was and says
-    "interrupted"). An initializer alone left the seconds in which a worker starts Python
-    and unpickles it (a busy machine's Ctrl-C at 3 s still printed them): a process
-    started with SIGINT ignored keeps it so, and Python installs no handler over it."""
+    "interrupted"). An initializer alone left the seconds in which a worker starts Python (a
+    busy machine's Ctrl-C at 3 s still printed them): a process started with SIGINT ignored
+    keeps it so across exec. The parent ignores it too while it starts them (7-26 ms here): a
+    Ctrl-C in those milliseconds is lost (blocking it instead kept the workers' tracebacks:
+    exec does not keep the mask, and another thread of the parent can take the signal)."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return multiprocessing.get_context("spawn").Pool(workers, initializer=ignore_sigint)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+STOP_WAIT_S = 5.0  # for the pool's own shutdown, after its workers are killed
+
+
+def _stop_pool(pool) -> None:
+    """End the pool after an error or Ctrl-C, never hanging. A worker killed while it
+    wrote a result leaves half a message in the result pipe: Pool.terminate() then waits
+    forever for the rest in its result thread (1 Ctrl-C in ~20 hung, parent in a futex
+    wait). The workers are killed, terminate() gets STOP_WAIT_S in a daemon thread, and a
+    hung one is left behind: it is the pool's finalizer, so it does not run again at exit."""
+    import threading
+    workers = list(pool._pool)  # noqa: SLF001 (no public accessor)
+    for worker in workers:
+        worker.kill()
+    for worker in workers:  # reaped: none left a zombie behind the parent's exit
+        worker.join(STOP_WAIT_S)
+    ender = threading.Thread(target=pool.terminate, daemon=True)
+    ender.start()
+    ender.join(STOP_WAIT_S)
 
 
 def _workers_peak_rss_mb(pool) -> list[float] | None:
@@ -393,5 +415,5 @@ def prepare(opts: PrepareOptions) -> dict:
                         "it was. Free disk space or choose a writable --out") from None
     finally:
         if pool is not None:
-            pool.terminate()
+            _stop_pool(pool)
     return report
