@@ -106,3 +106,23 @@ def test_a_parquet_column_of_numbers_is_still_refused(tmp_path):
     with pytest.raises(UserError, match=r"column 'text' of .*n\.parquet holds int64, not text; "
                                         r"name the text column with --text-column"):
         resolve_sources([str(tmp_path / "n.parquet")])
+
+
+def test_a_parquet_string_that_is_not_utf8_is_one_line(tmp_path):
+    """A Parquet writer that skipped Arrow's validation left bytes that are not UTF-8 in a
+    string column: to_pylist's UnicodeDecodeError was a traceback."""
+    import struct
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from zhbert.corpus.columnar import parquet_texts
+    vals = ["第一行。".encode(), b"\xff\xfe" + "坏的。".encode(), "第三行。".encode()]
+    ends = [0]
+    for v in vals:
+        ends.append(ends[-1] + len(v))
+    column = pa.Array.from_buffers(pa.string(), len(vals), [None, pa.py_buffer(struct.pack("<4i", *ends)),
+                                                            pa.py_buffer(b"".join(vals))])
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"text": column}), path)
+    with pytest.raises(UserError, match=r"bad.parquet: row 1 of column 'text' is not valid UTF-8"):
+        list(parquet_texts(path, "text"))

@@ -87,10 +87,35 @@ def parquet_texts(path: Path, column: str) -> Iterator[str | None]:
     """The non-empty texts of ``column`` and None for each null, a record batch at a time."""
     import pyarrow as pa
 
+    row = 0
     for batch in _parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
         # one kind of text whatever check_parquet let through (large: no 2 GiB offset limit)
-        texts = batch.column(0).cast(pa.large_string()).to_pylist()
+        values = batch.column(0).cast(pa.large_string())
+        try:
+            texts = values.to_pylist()
+        except UnicodeDecodeError:  # a writer that skipped Arrow's validation: a traceback
+            raise _not_utf8(path, column, row, values) from None
         yield from (t for t in texts if t is None or t)
+        row += len(values)
+
+
+def _not_utf8(path: Path, column: str, first: int, values) -> UserError:
+    """Name the first row of ``values`` (rows ``first``... of the file) that is not UTF-8."""
+    import pyarrow as pa
+
+    raw = values.cast(pa.large_binary()).to_pylist()
+    bad = next(i for i, v in enumerate(raw) if v is not None and not _is_utf8(v))
+    return UserError(f"{path}: row {first + bad:,} of column {column!r} is not valid UTF-8 "
+                     "(Parquet strings are UTF-8); fix that row, or write the file again "
+                     "with the text decoded")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # -- saved Hugging Face datasets -------------------------------------------------------
