@@ -425,14 +425,15 @@ def test_literal_special_tokens_in_a_corpus_are_text(tmp_path, capsys):
 
 
 def test_a_pool_worker_imports_no_torch():
-    """A spawned worker unpickles its initializer and tasks from prepare_tasks: its
-    initializer in prepare imported torch there too (359 MB a worker, 179 MB without, and
-    the seconds of the import in which a Ctrl-C printed tracebacks)."""
-    code = ("import sys, pickle; from zhbert.corpus import prepare_tasks as t; "
-            "pickle.loads(pickle.dumps((t.ignore_sigint, t.clean_task, t.count_task, t.encode_task))); "
-            "print('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"
+    """A spawned worker imports the module of its initializer and tasks: the initializer in
+    prepare imported torch there too (359 MB a worker, 179 MB without, and the seconds of
+    the import in which a Ctrl-C printed tracebacks). Asked of a live worker of the pool."""
+    pool = prep._start_pool(1)
+    try:
+        assert pool.apply(eval, ("'torch' in __import__('sys').modules",)) is False
+        assert pool.apply(eval, ("'zhbert.corpus.prepare_tasks' in __import__('sys').modules",))
+    finally:
+        prep._stop_pool(pool)
 
 
 def test_a_pool_whose_result_pipe_holds_half_a_message_stops(monkeypatch):
