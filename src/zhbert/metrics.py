@@ -63,7 +63,7 @@ class MetricInfo:
         """The values the metric can take (an accuracy's [0, 1], a loss's [0, inf)), -inf /
         inf where unbounded; a curve's forecasts and bands stay inside them (a straight line
         read 933% accuracy). A bound the data ``y`` lies past does not apply: an accuracy
-        logged in percent (curves._cap) is no fraction."""
+        logged in percent (curve_models.accuracy_cap) is no fraction."""
         lo = -math.inf if self.lower is None else self.lower
         hi = math.inf if self.upper is None else self.upper
         v = np.asarray([] if y is None else y, dtype=float)
