@@ -46,14 +46,23 @@ def _columns_error(where: Path, column: str, columns: list[str]) -> UserError:
                      "name the text column with --text-column")
 
 
-def _parquet(path: Path):
+class UnreadableParquet(UserError):
+    """A file Arrow cannot open as Parquet (a cut-short copy has no footer): a bad file,
+    which --skip-bad skips (sources), where a missing column is the user's option."""
+
+    def __init__(self, path: Path, why: str):
+        self.why = why
+        super().__init__(f"corpus file {path} is not a readable Parquet file ({why}); fix or remove it")
+
+
+def open_parquet(path: Path):
+    """pyarrow's ParquetFile of ``path``; UnreadableParquet where it cannot be opened."""
     import pyarrow.parquet as pq
 
     try:
         return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
-        raise UserError(f"corpus file {path} is not a readable Parquet file ({exc}); "
-                        "fix or remove it") from None
+        raise UnreadableParquet(path, str(exc)) from None
 
 
 def _is_text(kind) -> bool:
@@ -77,7 +86,7 @@ def _check_text_type(kind, where: Path, column: str) -> None:
 
 def check_parquet(path: Path, column: str) -> None:
     """UserError unless ``path`` is a Parquet file with a string column ``column``."""
-    schema = _parquet(path).schema_arrow
+    schema = open_parquet(path).schema_arrow
     if column not in schema.names:
         raise _columns_error(path, column, schema.names)
     _check_text_type(schema.field(column).type, path, column)
@@ -88,7 +97,7 @@ def parquet_texts(path: Path, column: str) -> Iterator[str | None]:
     import pyarrow as pa
 
     row = 0
-    for batch in _parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+    for batch in open_parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
         # one kind of text whatever check_parquet let through (large: no 2 GiB offset limit)
         values = batch.column(0).cast(pa.large_string())
         try:
@@ -104,13 +113,13 @@ def _not_utf8(path: Path, column: str, first: int, values) -> UserError:
     import pyarrow as pa
 
     raw = values.cast(pa.large_binary()).to_pylist()
-    bad = next(i for i, v in enumerate(raw) if v is not None and not _is_utf8(v))
+    bad = next(i for i, v in enumerate(raw) if v is not None and not _valid_utf8(v))
     return UserError(f"{path}: row {first + bad:,} of column {column!r} is not valid UTF-8 "
                      "(Parquet strings are UTF-8); fix that row, or write the file again "
                      "with the text decoded")
 
 
-def _is_utf8(data: bytes) -> bool:
+def _valid_utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:

@@ -182,12 +182,10 @@ def read_small_text(path: str | Path, what: str) -> str:
 def _check_parquet(path: Path) -> str:
     """Raise _Bad unless Arrow opens ``path`` (its footer: a cut-short copy has none, so
     --skip-bad can skip it like any bad file); return its encoding."""
-    import pyarrow.parquet as pq
-
     try:
-        pq.ParquetFile(path).close()
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad file
-        raise _Bad(f"is not a readable Parquet file ({exc})") from None
+        columnar.open_parquet(path).close()
+    except columnar.UnreadableParquet as exc:
+        raise _Bad(f"is not a readable Parquet file ({exc.why})") from None
     return "utf-8"  # Arrow strings are UTF-8
 
 
