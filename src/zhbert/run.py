@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from zhbert.config import Config, config_from_dict
 from zhbert import argtypes
+from zhbert.config import Config, config_from_dict
 from zhbert.errors import UserError
 from zhbert.fileio import read_json
 
