@@ -36,6 +36,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from zhbert.corpus.filetypes import SURROGATES
 from zhbert.errors import UserError
 
 BATCH_ROWS = 1024
@@ -315,7 +316,9 @@ def csv_texts(lines: Iterable[str], kind: str, column: str,
         if runaway := rows.runaway():
             bad(*runaway)
         elif index < len(fields):
-            if fields[index].strip():
+            if SURROGATES.search(fields[index]):  # undecodable bytes (sources' --skip-bad)
+                bad(rows.line_num, "its text holds undecodable bytes")
+            elif fields[index].strip():
                 yield fields[index]
         elif not _blank(fields):
             yield None

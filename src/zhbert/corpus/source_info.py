@@ -53,7 +53,9 @@ def file_error(message: str) -> UserError:
 
 
 def bad_file(path: Path | str, why: Exception) -> UserError:
-    return file_error(f"corpus file {path} {why}; fix or remove it, or pass --skip-bad to skip bad files")
+    """A bad corpus file; the fix is the reason's own where it has one (``NotText.fix``)."""
+    fix = "" if getattr(why, "fix", None) else "; fix or remove it, or pass --skip-bad to skip bad files"
+    return file_error(f"corpus file {path} {why}{fix}")
 
 
 def bad_part(info: SourceInfo, skip_bad: bool, what: str, message: str) -> None:

