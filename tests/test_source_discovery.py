@@ -124,16 +124,24 @@ def test_links_to_files_are_read_links_to_folders_are_told(tmp_path, capsys):
     assert "left out 1 broken link (gone.txt)" in err
 
 
-# -- 4. hidden folders ----------------------------------------------------------------------
+# -- 4. hidden folders and files ----------------------------------------------------------------
 
-def test_files_in_hidden_folders_are_not_read(tmp_path, capsys):
+def test_hidden_folders_and_files_are_not_read_but_named(tmp_path, capsys):
     root = tmp_path / ".corpus"  # hidden itself: named by the user, so read
     for folder in (".hidden", ".ipynb_checkpoints", ".Trash-1000", ".git", "sub/.cache"):
         (root / folder).mkdir(parents=True)
         (root / folder / "x.txt").write_text("不读。", encoding="utf-8")
     (root / "sub" / "b.txt").write_text(TEXT, encoding="utf-8")
+    (root / "sub" / ".draft.txt").write_text(TEXT, encoding="utf-8")  # hidden, named as corpus
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")        # hidden metadata: quiet
     assert [d.doc_id for d in _docs(root)] == ["text:.corpus/sub/b.txt#1"]
-    assert "warning" not in capsys.readouterr().err  # left out quietly, as hidden files are
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1, err  # named, as other left-out files are, in one warning
+    assert ("left out 5 hidden folders and 1 hidden file (.Trash-1000, .git, .hidden and 3 more): "
+            "names starting with '.' are not read") in err
+    assert "name one as a source of its own" in err and ".DS_Store" not in err
+    [named] = resolve_sources([str(root / "sub" / ".draft.txt")])  # as the warning says
+    assert [d.text for d in iter_documents(named)] == [TEXT]
 
 
 # -- 5. a damaged Parquet file with --skip-bad ----------------------------------------------

@@ -89,6 +89,7 @@ class Listing:
     linked_dirs: list[Path] = field(default_factory=list)   # links to folders: not followed
     broken_links: list[Path] = field(default_factory=list)  # links to nothing
     outputs: list[tuple[Path, str]] = field(default_factory=list)  # zhbert's folders, what each is
+    hidden: list[Path] = field(default_factory=list)        # hidden folders, hidden corpus files
 
 
 def expand_directory(directory: Path) -> Listing:
@@ -105,6 +106,8 @@ def expand_directory(directory: Path) -> Listing:
             dirs.clear()
             continue
         visible = [d for d in dirs if not d.startswith(".")]
+        found.hidden += [top / d for d in dirs if d.startswith(".")]
+        found.hidden += [top / n for n in names if n.startswith(".") and split_suffix(Path(n))[0]]
         found.linked_dirs += [top / d for d in visible if (top / d).is_symlink()]
         dirs[:] = [d for d in visible if not (top / d).is_symlink()]
         for path in (top / n for n in names if not n.startswith(".")):
@@ -112,7 +115,8 @@ def expand_directory(directory: Path) -> Listing:
                 (found.files if split_suffix(path)[0] else found.others).append(path)
             elif not path.exists():  # a FIFO or socket is no file either: left out quietly
                 found.broken_links.append(path)
-    for part in (found.files, found.others, found.linked_dirs, found.broken_links, found.outputs):
+    for part in (found.files, found.others, found.linked_dirs, found.broken_links, found.outputs,
+                 found.hidden):
         part.sort()
     return found
 
@@ -147,7 +151,8 @@ def _count(items: list, noun: str) -> str:
 def left_out_note(directory: Path, found: Listing) -> str | None:
     """What to say of what ``expand_directory`` did not take, None if nothing: named directly,
     such a file is read as text, so leaving it out of a directory silently hides text the
-    user meant to give. Hidden files and folders are left out quietly."""
+    user meant to give. Hidden folders and hidden files named as corpus (``.draft.txt``) are
+    named too; other hidden files (``.DS_Store``, ``.gitignore``) are left out quietly."""
     from zhbert.corpus.columnar import is_saved_dataset
 
     rel = [p.relative_to(directory) for p in found.others]
@@ -171,6 +176,14 @@ def left_out_note(directory: Path, found: Listing) -> str | None:
         notes.append(f"left out {_count(found.broken_links, 'broken link')} "
                      f"({_few([p.relative_to(directory) for p in found.broken_links])}): "
                      "the file it points to does not exist")
+    if found.hidden:
+        folders = [p for p in found.hidden if p.is_dir()]
+        files = [p for p in found.hidden if not p.is_dir()]
+        counts = [_count(kind, f"hidden {noun}") for kind, noun in ((folders, "folder"), (files, "file")) if kind]
+        notes.append(f"left out {' and '.join(counts)} "
+                     f"({_few([p.relative_to(directory) for p in found.hidden])}): names starting "
+                     "with '.' are not read (copies and metadata, as in .git or "
+                     ".ipynb_checkpoints): name one as a source of its own to read it")
     notes += [f"left out {path}: it is {what}, output rather than corpus" for path, what in found.outputs]
     notes += [f"{directory / d} is a saved Hugging Face dataset: name it as a source of its own"
               for d in saved]
