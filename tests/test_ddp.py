@@ -187,6 +187,10 @@ def _assert_same_training(one, two, first, rest):
 def test_two_ranks_accumulating_match_one_process(one, two):
     _assert_same_training(one, two, first=3e-4, rest=3e-3)
     assert _records(two, "header")[0]["world_size"] == 2
+    # the same sequences, so the same real tokens: every rank's, summed (sequences of
+    # 8-40-token sentences pad differently on each rank; rank 0's count x 2 was off)
+    for kind in ("train", "eval"):
+        assert [r["tokens"] for r in _records(two, kind)] == [r["tokens"] for r in _records(one, kind)]
 
 
 def test_two_ranks_accumulating_in_bf16_match_one_process(forks, synthetic_data, tmp_path):
@@ -229,6 +233,7 @@ def test_kill9_of_one_rank_and_resume_equals_uninterrupted(forks, synthetic_data
     assert "resuming from step 4 (step_00000004); 1 history records after it dropped" in resumed.log(0)
     # bit for bit on the CPU with the same thread count, torchrun or not
     assert _losses(run) == _losses(two) and len(_losses(run)) == 8
+    assert [r["tokens"] for r in _records(run, "train")] == [r["tokens"] for r in _records(two, "train")]
 
 
 def test_ranks_with_different_out_contents_fail_loudly(forks, synthetic_data, tmp_path, one):

@@ -133,6 +133,16 @@ def agree_max(dist: Dist, value: float, device: torch.device) -> float:
     return float(t.item())
 
 
+def agree_sum(dist: Dist, value: int, device: torch.device) -> int:
+    """The sum of an integer ``value`` over the ranks (each rank's tokens), exact in int64."""
+    if dist.world == 1:
+        return value
+    import torch.distributed
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(t)
+    return int(t.item())
+
+
 def all_reduce_mean_(dist: Dist, tensors: list[torch.Tensor]) -> None:
     """Average ``tensors`` over the ranks in place, as one flat all-reduce in their own
     dtype (the trainer passes the fp32 master gradients of a bf16 run, which DDP would

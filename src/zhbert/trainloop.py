@@ -23,7 +23,7 @@ import torch
 from zhbert.checkpoint import apply_retention, latest_valid_checkpoint, save_checkpoint
 from zhbert.config import OBJECTIVES, Config
 from zhbert.data import IGNORE_INDEX
-from zhbert.distributed import Dist, agree_max, all_reduce_mean_, on_main
+from zhbert.distributed import Dist, agree_max, agree_sum, all_reduce_mean_, on_main
 from zhbert.errors import UserError
 from zhbert.history import DIVERGED_ADVICE, DIVERGED_EVENT, STOP_EVENT, HistoryWriter
 from zhbert.schedule import lr_at
@@ -113,6 +113,8 @@ class Trainer:
     tb: Any = None
     bf16: Any = None              # precision.Bf16Weights: the bf16 copy that trains, or None
     warned: set[str] = field(default_factory=set)  # warnings printed: see warn_once
+    # this rank's real tokens since the last _sync_tokens (0 at every checkpoint: not saved)
+    pending_tokens: int = 0
 
     def warn_once(self, message: str) -> None:
         """Print a warning on stderr unless this run printed it already: retention names a
@@ -162,6 +164,7 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
             if (step % t.log_every == 0 or step == t.steps) and (not bad or _ends_taken(tr, step)):
                 _log(tr, bar)
             if step % t.eval_every == 0 or step == t.steps:  # rank 0 evaluates; a failure stops all
+                _sync_tokens(tr)  # the record's tokens
                 on_main(tr.dist, tr.device, lambda: _eval(tr))
             # all ranks stop at the same step (a signal may reach them at different times,
             # or only one of them): the longest time since a signal, -1 when none
@@ -236,9 +239,7 @@ def train_step(tr: Trainer, step: int) -> str | None:
         return _skip_step(tr, loss_finite=finite[1])
     _update(tr)
     tr.progress.nonfinite_in_a_row = 0
-    # Real (non-padding) tokens; under DDP rank 0's count x ranks, to avoid a per-step all-reduce.
-    tr.progress.tokens += tokens * tr.dist.world
-    tr.interval.tokens += tokens * tr.dist.world
+    tr.pending_tokens += tokens  # counted at the next log, evaluation or checkpoint
     tr.interval.sums[:7] += stats
     tr.interval.sums[7] += grad_norm.double()
     tr.interval.sums[8] += 1
@@ -289,7 +290,18 @@ def _mlm_weighted(stats: torch.Tensor, weight: float) -> torch.Tensor:
     return stats
 
 
+def _sync_tokens(tr: Trainer) -> None:
+    """Add every rank's real (non-padding) tokens since the last call to the run's count:
+    exact under torchrun at one collective per log, evaluation or checkpoint, where a
+    record or a checkpoint reads the count, rather than one a step. Every rank calls it."""
+    tokens = agree_sum(tr.dist, tr.pending_tokens, tr.device)
+    tr.pending_tokens = 0
+    tr.progress.tokens += tokens
+    tr.interval.tokens += tokens
+
+
 def _log(tr: Trainer, bar) -> None:
+    _sync_tokens(tr)
     sums = tr.interval.sums.clone()
     if tr.dist.world > 1:
         import torch.distributed as dist
@@ -349,6 +361,7 @@ def _checkpoint(tr: Trainer, kind: str, since: float | None = None) -> None:
     """Rank 0 writes, as a collective: a failure there (a full disk) stops every rank
     with its message. The logging interval's sums are all-reduced onto rank 0 first, so
     the checkpoint holds every rank's share and a resume logs what an unbroken run logs."""
+    _sync_tokens(tr)  # the checkpoint's count is complete: nothing pending is saved
     if tr.dist.world > 1:
         import torch.distributed
         torch.distributed.all_reduce(tr.interval.sums)
