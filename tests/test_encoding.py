@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from zhbert.corpus import encoding, sources
+from zhbert.corpus import decoding, encoding
 from zhbert.corpus.encoding import NotText, guess_encoding, strict_decodings
 from zhbert.corpus.sources import iter_documents, resolve_sources
 from zhbert.errors import UserError
@@ -84,7 +84,7 @@ def test_registers_and_encodings(tmp_path, register, codec, script, extra, recor
     text = generated(register, script, extra=extra)
     data = text.encode(codec)
     # every place the 64 KB sniffed prefix can end: on a boundary or inside a character
-    for cut in range(sources.SNIFF - 3, sources.SNIFF + 1):
+    for cut in range(decoding.SNIFF - 3, decoding.SNIFF + 1):
         assert guess_encoding(data[:cut]) == recorded, cut
     path = tmp_path / "a.txt"
     for lead in (b"", b"x"):  # one ASCII byte shifts where the prefix cut falls
@@ -99,8 +99,8 @@ def test_ming_novel_gbk_prefix_cut_inside_a_character(tmp_path):
     """The issue's file: GBK classical prose whose 64 KB prefix ends inside a character
     (charset-normalizer then returns no match at all); it decodes strictly as GB18030."""
     data = generated("classical", 1, size=110_000).encode("gbk")
-    data = data if _cut_inside(data[:sources.SNIFF]) else b"\n" + data
-    assert _cut_inside(data[:sources.SNIFF])
+    data = data if _cut_inside(data[:decoding.SNIFF]) else b"\n" + data
+    assert _cut_inside(data[:decoding.SNIFF])
     path = tmp_path / "novel.txt"
     path.write_bytes(data)
     assert resolve_sources([str(path)])[0].encoding == "gb18030"

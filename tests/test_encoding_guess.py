@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from zhbert.corpus.encoding import NotText, guess_encoding
-from zhbert.corpus.sources import iter_documents, read_small_text, resolve_sources
+from zhbert.corpus.decoding import read_small_text
+from zhbert.corpus.sources import iter_documents, resolve_sources
 from zhbert.errors import UserError
 
 

@@ -14,7 +14,7 @@ import unicodedata
 import pytest
 import zstandard
 
-from zhbert.corpus import builtin as builtin_corpus, sources
+from zhbert.corpus import builtin as builtin_corpus, decoding
 from zhbert.corpus.builtin import is_reserved_review, sentiment_reserve
 from zhbert.corpus.sources import SourceInfo, iter_documents, resolve_sources
 from zhbert.errors import UserError
@@ -68,7 +68,7 @@ def test_compressed_text(tmp_path, suffix, compress):
 
 
 def test_lines_split_across_chunks(monkeypatch, tmp_path):
-    monkeypatch.setattr(sources, "CHUNK", 7)  # "\r\n" and multibyte characters straddle chunks
+    monkeypatch.setattr(decoding, "CHUNK", 7)  # "\r\n" and multibyte characters straddle chunks
     path = tmp_path / "a.txt"
     path.write_bytes("甲乙丙丁\r\n戊己\r\r\n\n庚辛壬癸子丑\n".encode("gb18030"))
     info, docs = read(path, per_line=True)
@@ -102,7 +102,7 @@ def test_undecodable_byte_offset(tmp_path):
     ("gb18030", "gb18030", b"\xff"), ("big5", "big5", b"\xff"), ("utf-16-le", "utf-16-le", b"\x00\xdc"),
 ])
 def test_undecodable_offset_in_other_encodings(monkeypatch, tmp_path, codec, recorded, bad):
-    monkeypatch.setattr(sources, "CHUNK", 7)  # the bad byte lies far from a chunk start
+    monkeypatch.setattr(decoding, "CHUNK", 7)  # the bad byte lies far from a chunk start
     good = ("正常文字。\n" * 7).encode(codec)
     path = tmp_path / "bad.txt"
     path.write_bytes(good * 4 + bad + good)
@@ -111,7 +111,7 @@ def test_undecodable_offset_in_other_encodings(monkeypatch, tmp_path, codec, rec
 
 
 def test_undecodable_after_sniffed_prefix(monkeypatch, tmp_path):
-    monkeypatch.setattr(sources, "SNIFF", 64)
+    monkeypatch.setattr(decoding, "SNIFF", 64)
     path = tmp_path / "bad.txt.gz"
     good = ("正常的文字。\n" * 100).encode("utf-8")
     path.write_bytes(gzip.compress(good + b"\xe4\xb8" + b"\n" + good))
@@ -267,7 +267,7 @@ def test_builtin_reviews_and_reserve(builtin):
 
 def test_an_empty_small_text_file_is_told_to_be_filled(tmp_path):
     """An empty fill-mask --input was told to "re-save it as UTF-8 text"."""
-    from zhbert.corpus.sources import read_small_text
+    from zhbert.corpus.decoding import read_small_text
 
     path = tmp_path / "in.txt"
     path.write_bytes(b"")

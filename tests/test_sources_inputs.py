@@ -115,7 +115,7 @@ def test_null_texts_of_a_table_are_counted_in_one_warning(tmp_path, capsys, kind
 def test_a_plain_file_that_cannot_be_read_is_not_called_undecompressable():
     """/proc/self/mem read as a text input said "cannot be decompressed as " (an empty
     suffix) where the read itself failed."""
-    from zhbert.corpus.sources import read_small_text
+    from zhbert.corpus.decoding import read_small_text
     from zhbert.errors import UserError
     with pytest.raises(UserError) as exc:
         read_small_text("/proc/self/mem", "--input file")
@@ -125,7 +125,7 @@ def test_a_plain_file_that_cannot_be_read_is_not_called_undecompressable():
 def test_a_file_in_no_supported_encoding_gets_its_fix_once(tmp_path):
     """The encoding's message ends in "re-encode it as UTF-8", and read_small_text added
     "re-save it as UTF-8 text" after it."""
-    from zhbert.corpus.sources import read_small_text
+    from zhbert.corpus.decoding import read_small_text
     from zhbert.errors import UserError
     f = tmp_path / "s.txt"
     f.write_bytes(b"plain ascii words \x80\x81\x82\x83\x84\x85 " * 30)

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from zhbert.corpus import sources
-from zhbert.corpus.sources import iter_documents, read_small_text, resolve_sources
+from zhbert.corpus import decoding
+from zhbert.corpus.decoding import read_small_text
+from zhbert.corpus.sources import iter_documents, resolve_sources
 from zhbert.errors import UserError
 
 LINE = "今天天气很好，我们去公园散步。{}\n"
@@ -67,7 +68,7 @@ def test_skip_bad_jsonl_line_and_csv_row(tmp_path):
 
 
 def test_a_file_in_another_encoding_stays_bad_whole(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "SNIFF", 256)  # an ASCII head: guessed UTF-8, then GBK
+    monkeypatch.setattr(decoding, "SNIFF", 256)  # an ASCII head: guessed UTF-8, then GBK
     path = tmp_path / "a.txt"
     path.write_bytes(b"id 1 2 3\n" * 40 + b"".join(_lines(300, "gbk")))
     [info] = resolve_sources([str(path)], skip_bad=True)

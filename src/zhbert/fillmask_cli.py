@@ -64,7 +64,7 @@ def _read_sentences(args) -> tuple[list[str], list[str | None], list[str]]:
         answers += [(r.extra.get(column) or "").strip() or None for r in table.rows]
         where += [f"{args.input} line {r.line}" for r in table.rows]
     elif args.input:
-        from zhbert.corpus.sources import read_small_text
+        from zhbert.corpus.decoding import read_small_text
 
         text = read_small_text(args.input, "--input file")  # UTF-8, GBK, Big5, UTF-16
         lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]

