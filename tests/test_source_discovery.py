@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -163,16 +164,10 @@ def test_skip_bad_skips_a_damaged_parquet_file(tmp_path, capsys):
     assert len(_docs(root, skip_bad=True)) == 20
 
 
-# -- 6 and 7. JSON and archives named as sources ---------------------------------------------
+# -- 6 and 7. archives named as sources (JSON is read: tests/test_json_arrays.py) ------------
 
-def test_json_and_zip_files_named_as_sources_are_refused_with_the_fix(tmp_path):
-    """A JSON array was read as text (brackets and keys in the training text); a zip was
-    "a binary file, not text"."""
-    array = tmp_path / "a.json"
-    array.write_text(json.dumps([{"text": TEXT}], ensure_ascii=False), encoding="utf-8")
-    with pytest.raises(UserError, match=r"a\.json is JSON, which is not read: .*JSON Lines.*"
-                                        r"rename it to \.jsonl.*jq -c '\.\[\]'"):
-        resolve_sources([str(array)])
+def test_zip_files_named_as_sources_are_refused_with_the_fix(tmp_path):
+    """A zip was "a binary file, not text"."""
     archive = tmp_path / "c.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("a.txt", TEXT)
@@ -181,17 +176,18 @@ def test_json_and_zip_files_named_as_sources_are_refused_with_the_fix(tmp_path):
         resolve_sources([str(archive)])
 
 
-def test_a_folder_tells_json_and_archives_apart_from_text_to_rename(tmp_path, capsys):
+def test_a_folder_tells_archives_apart_from_text_to_rename(tmp_path, capsys):
     root = tmp_path / "in"
     root.mkdir()
     (root / "a.txt").write_text(TEXT, encoding="utf-8")
-    (root / "b.json").write_text("[]", encoding="utf-8")
+    (root / "b.json").write_text("[]", encoding="utf-8")  # an empty array: read, no documents
     (root / "c.tar.gz").write_bytes(b"\x1f\x8b")
     (root / "d.md").write_text(TEXT, encoding="utf-8")
-    resolve_sources([str(root)])
+    infos = resolve_sources([str(root)])
+    assert [(Path(i.path).name, i.kind) for i in infos] == [("a.txt", "text"), ("b.json", "json")]
     err = capsys.readouterr().err
     assert "left out 1 file whose names are no corpus file type (d.md;" in err
-    assert "left out b.json, c.tar.gz: JSON and archives are not read" in err
+    assert "left out c.tar.gz: archives are not read" in err
 
 
 # -- 7. zhbert's own output inside a source folder -------------------------------------------
@@ -216,7 +212,10 @@ def test_zhbert_outputs_inside_a_source_folder_are_not_read(tmp_path, capsys):
     (web / "manifest.json").write_text(json.dumps({"name": "app"}))
     (web / "c.txt").write_text(TEXT, encoding="utf-8")
     infos = resolve_sources([str(src)])
-    assert [i.path for i in infos] == [str((src / "a.txt").resolve()), str((web / "c.txt").resolve())]
+    read = [i.path for i in infos if not i.skipped]
+    assert read == [str((src / "a.txt").resolve()), str((web / "c.txt").resolve())]
+    [app] = [i for i in infos if i.skipped]  # its manifest.json is one JSON object: metadata
+    assert app.path == str((web / "manifest.json").resolve()) and "holds one JSON object" in app.warnings[0]
     err = capsys.readouterr().err
     assert f"left out {src / 'data'}: it is a zhbert data directory (zhbert prepare)" in err
     assert f"left out {run}: it is a zhbert training run" in err

@@ -36,7 +36,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from zhbert.corpus.filetypes import SURROGATES
+from zhbert.corpus.filetypes import SURROGATES, is_saved_dataset
 from zhbert.errors import UserError
 
 BATCH_ROWS = 1024
@@ -129,10 +129,6 @@ def _valid_utf8(data: bytes) -> bool:
 
 
 # -- saved Hugging Face datasets -------------------------------------------------------
-
-def is_saved_dataset(path: Path) -> bool:
-    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
-
 
 def _data_files(path: Path) -> list[Path]:
     """The files a saved dataset is made of: each split's Arrow shards, as its state.json

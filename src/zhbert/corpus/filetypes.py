@@ -2,7 +2,7 @@
 and its compression (which opener). ``zhbert.corpus.sources`` reads them; ``prepare``
 lists them in its help and errors (``file_types``). Also which files a source directory
 contributes (``expand_directory``) and what is said of the rest (``left_out_note``), the
-files refused when named (``not_read``: JSON, archives), and how a file name that is not
+files refused when named (``not_read``: archives), and how a file name that is not
 UTF-8 is shown (``shown``)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import BinaryIO
 import zstandard
 
 # suffix -> kind: picks the reader, and is the list of files a directory contributes
-KINDS = {".txt": "text", ".jsonl": "jsonl", ".xml": "wiki", ".parquet": "parquet",
+KINDS = {".txt": "text", ".jsonl": "jsonl", ".json": "json", ".xml": "wiki", ".parquet": "parquet",
          ".csv": "csv", ".tsv": "tsv"}
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstandard.open}
 DECOMPRESSORS = {".gz": "gunzip", ".bz2": "bunzip2", ".xz": "unxz", ".zst": "unzstd"}  # the shell's name
@@ -51,22 +51,13 @@ def split_suffix(path: Path) -> tuple[str | None, str | None]:
 
 
 def not_read(path: Path) -> str | None:
-    """Why a file named as a source is refused, with the fix, completing "<path> ...": JSON
-    and archives, which read as text would put brackets and keys, or bytes, into the
-    training text. None for any other file."""
+    """Why a file named as a source is refused, with the fix, completing "<path> ...":
+    archives, whose bytes read as text would go into the training text. None for any other
+    file."""
     suffix = _suffixes(path)[0]
     if suffix in ARCHIVES:
         return (f"is a {suffix[1:]} archive, and archives are not read: unpack it "
                 f"(`{ARCHIVES[suffix].format(path=path)}`) and give the folder DIR")
-    if suffix == ".json":
-        # not read as an array: json.load holds the whole file in memory (every other
-        # reader streams), and .json files come in many shapes (arrays, columns, lines)
-        return ("is JSON, which is not read: zhbert reads JSON Lines (.jsonl, an object per "
-                'line, its text in "text" or --text-column). If it holds an object per line, '
-                "rename it to .jsonl; if it is an array of objects, convert it: "
-                f"`jq -c '.[]' {path} > NEW.jsonl`, or `python -c \"import json,sys; "
-                "[print(json.dumps(o, ensure_ascii=False)) for o in json.load(open(sys.argv[1], "
-                f"encoding='utf-8'))]\" {path} > NEW.jsonl`")
     return None
 
 
@@ -90,6 +81,12 @@ class Listing:
     broken_links: list[Path] = field(default_factory=list)  # links to nothing
     outputs: list[tuple[Path, str]] = field(default_factory=list)  # zhbert's folders, what each is
     hidden: list[Path] = field(default_factory=list)        # hidden folders, hidden corpus files
+    datasets: list[Path] = field(default_factory=list)      # saved Hugging Face datasets below
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A folder ``datasets.Dataset.save_to_disk`` wrote (Arrow shards, state.json)."""
+    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
 
 
 def expand_directory(directory: Path) -> Listing:
@@ -105,6 +102,10 @@ def expand_directory(directory: Path) -> Listing:
             found.outputs.append((top, what))
             dirs.clear()
             continue
+        if top != directory and is_saved_dataset(top):  # its .json files are no corpus
+            found.datasets.append(top)
+            dirs.clear()
+            continue
         visible = [d for d in dirs if not d.startswith(".")]
         found.hidden += [top / d for d in dirs if d.startswith(".")]
         found.hidden += [top / n for n in names if n.startswith(".") and split_suffix(Path(n))[0]]
@@ -116,7 +117,7 @@ def expand_directory(directory: Path) -> Listing:
             elif not path.exists():  # a FIFO or socket is no file either: left out quietly
                 found.broken_links.append(path)
     for part in (found.files, found.others, found.linked_dirs, found.broken_links, found.outputs,
-                 found.hidden):
+                 found.hidden, found.datasets):
         part.sort()
     return found
 
@@ -153,11 +154,7 @@ def left_out_note(directory: Path, found: Listing) -> str | None:
     such a file is read as text, so leaving it out of a directory silently hides text the
     user meant to give. Hidden folders and hidden files named as corpus (``.draft.txt``) are
     named too; other hidden files (``.DS_Store``, ``.gitignore``) are left out quietly."""
-    from zhbert.corpus.columnar import is_saved_dataset
-
     rel = [p.relative_to(directory) for p in found.others]
-    saved = sorted({d for r in rel for d in r.parents[:-1] if is_saved_dataset(directory / d)})
-    rel = [r for r in rel if not any(d in saved for d in r.parents)]
     refused = [r for r in rel if not_read(r)]
     plain = [r for r in rel if not not_read(r)]
     notes = []
@@ -166,7 +163,7 @@ def left_out_note(directory: Path, found: Listing) -> str | None:
                      f"({_few(plain)}; read: {file_types()}): to include a text file, rename it "
                      "to .txt or name it as a source of its own (read as plain text)")
     if refused:
-        notes.append(f"left out {_few(refused)}: JSON and archives are not read (name one as a "
+        notes.append(f"left out {_few(refused)}: archives are not read (name one as a "
                      "source to be told how to convert it)")
     if found.linked_dirs:
         notes.append(f"left out {_count(found.linked_dirs, 'link')} to a folder "
@@ -185,8 +182,8 @@ def left_out_note(directory: Path, found: Listing) -> str | None:
                      "with '.' are not read (copies and metadata, as in .git or "
                      ".ipynb_checkpoints): name one as a source of its own to read it")
     notes += [f"left out {path}: it is {what}, output rather than corpus" for path, what in found.outputs]
-    notes += [f"{directory / d} is a saved Hugging Face dataset: name it as a source of its own"
-              for d in saved]
+    notes += [f"{d} is a saved Hugging Face dataset: name it as a source of its own"
+              for d in found.datasets]
     return "; ".join(notes) or None
 
 

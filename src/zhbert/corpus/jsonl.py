@@ -1,18 +1,31 @@
-"""A JSONL corpus line -> a Document: its text in a field (``text``, or --text-column), with
-optional ``id``, ``source`` and ``tags``. ``sources`` reads the lines and decides what a
-bad one costs (an error, or with --skip-bad a warning); this only says what is wrong."""
+"""JSON corpus files -> Documents: JSON Lines (an object per line) and JSON arrays of
+objects (WuDaoCorpora's shape, streamed an item at a time with ijson, so memory stays a
+document's whatever the file). Each object holds its text in a field (``text``, or
+--text-column), with optional ``id``, ``source`` and ``tags``. ``sources`` reads the file
+and decides what a bad line or item costs (an error, or with --skip-bad a warning); this
+says what is wrong."""
 
 from __future__ import annotations
 
 import json
+from typing import Any, BinaryIO, Callable, Iterator
 
 from zhbert.corpus.document import Document
 from zhbert.corpus.filetypes import SURROGATES, shown
 
+# stands for an undecodable byte in the UTF-8 handed to ijson (``Utf8Stream``): a Unicode
+# noncharacter, reserved for a program's internal use, so never text a corpus holds
+UNDECODABLE = "\ufdd0"
+
 
 def parse_jsonl_line(line: str, lineno: int, source: str, field_name: str = "text") -> Document:
     """One JSONL line -> Document (its text in ``field_name``); ValueError says what is wrong."""
-    obj = json.loads(line)
+    return document_from(json.loads(line), lineno, source, field_name)
+
+
+def document_from(obj: Any, number: int, source: str, field_name: str = "text") -> Document:
+    """A parsed JSON object -> Document; ``number`` (its line or item) is its id unless it
+    has one. ValueError says what is wrong."""
     if isinstance(obj, dict) and field_name in obj and not isinstance(obj[field_name], str):
         # the field is there: naming another one with --text-column is not the fix
         raise ValueError(f'the "{field_name}" value is {_json_type(obj[field_name])}, not a string')
@@ -23,7 +36,7 @@ def parse_jsonl_line(line: str, lineno: int, source: str, field_name: str = "tex
     tags = obj.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValueError('"tags" must be a list of strings')
-    doc_id = obj.get("id", lineno)
+    doc_id = obj.get("id", number)
     if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
         raise ValueError('"id" must be a string or an integer')
     src = obj.get("source", source)
@@ -31,6 +44,8 @@ def parse_jsonl_line(line: str, lineno: int, source: str, field_name: str = "tex
         raise ValueError('"source" must be a string')
     for name, value in ((field_name, obj[field_name]), ("id", doc_id), ("source", src), ("tags", tags)):
         _check_characters(name, value)
+    if UNDECODABLE in obj[field_name]:
+        raise ValueError(f'the "{field_name}" value holds undecodable bytes')
     return Document(f"{source}#{doc_id}", obj[field_name], src, tuple(tags))
 
 
@@ -50,3 +65,92 @@ def _json_type(value) -> str:
         return "null"
     names = {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object"}
     return names.get(type(value), type(value).__name__)
+
+
+# -- .json files: an array of objects, or JSON Lines under another name ------------------
+
+def json_shape(texts: Iterator[str], field_name: str = "text") -> str:
+    """What a .json file holds, from its decoded text chunks (read no further than needed):
+    "array" (of objects), "lines" (JSON Lines: its first line is a whole object; a first
+    line longer than the first chunk is taken to be one), "object" (one object, metadata
+    rather than documents: pretty-printed, or alone on its line without ``field_name``) or
+    "other"."""
+    head = next(texts, "")
+    text = head.lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return "array"
+    if not text.startswith("{"):
+        return "other"
+    first, newline, rest = text.partition("\n")
+    if not newline and next(texts, None) is not None:
+        return "lines"  # a first line longer than the chunk
+    try:
+        obj = json.loads(first)
+    except ValueError:  # a pretty-printed object starts "{" alone on its line
+        return "object" if newline else "other"
+    if not isinstance(obj, dict):
+        return "other"
+    alone = not rest.strip() and not any(t.strip() for t in texts)
+    return "object" if alone and field_name not in obj else "lines"
+
+
+class ArrayDamage(Exception):
+    """The array stopped parsing (a syntax error, a cut-short file): every item before it
+    was delivered. The message completes "<path> ..." and says after which item."""
+
+
+def array_documents(open_stream: Callable[[], BinaryIO], source: str, field_name: str,
+                    bad: Callable[[int, str], None]) -> Iterator[Document]:
+    """The documents of a JSON array of objects, streamed an item at a time from
+    ``open_stream()``; a bad item goes to ``bad(item number, why)``, which raises or lets
+    the reading go on. ijson's C backend (yajl) parses ~10x faster than its Python one but
+    stops at a lone surrogate's escape ("\\ud83d" cut from its pair, common in scraped
+    text) with a UnicodeDecodeError; the Python backend reads such a string, and the item
+    is then bad on its own: it takes over from the start, past the items already read."""
+    import ijson
+
+    number = 0  # items read so far
+    for backend in (ijson, ijson.get_backend("python")):  # ijson: the fastest one built
+        try:
+            for n, obj in enumerate(backend.items(open_stream(), "item", use_float=True), 1):
+                if n <= number:
+                    continue
+                number = n
+                try:
+                    yield document_from(obj, n, source, field_name)
+                except ValueError as exc:
+                    bad(n, str(exc))
+            return
+        except UnicodeDecodeError:
+            continue
+        except ijson.JSONError as exc:
+            why = str(exc).strip().splitlines()[0].strip()
+            raise ArrayDamage(f"stops parsing as JSON after item {number:,} ({why})") from None
+    raise ArrayDamage(f"stops parsing as JSON after item {number:,} (a string that is not UTF-8)")
+
+
+class Utf8Stream:
+    """Decoded text chunks as the UTF-8 bytes ijson reads (a GBK or Big5 .json too); an
+    undecodable byte (a lone surrogate from --skip-bad's lenient decoding) becomes
+    UNDECODABLE, so the item holding it is bad rather than the whole rest of the file. An
+    error from the chunks (a cut-short compressed file) is raised once the text before it
+    has been read, so the items before the damage are kept."""
+
+    def __init__(self, texts: Iterator[str]):
+        self._texts, self._buffer, self._error = texts, b"", None
+
+    def read(self, size: int = -1) -> bytes:
+        while self._error is None and (size < 0 or len(self._buffer) < size):
+            try:
+                text = next(self._texts, None)
+            except Exception as exc:  # noqa: BLE001 - raised below, after what came before it
+                self._error = exc
+                break
+            if text is None:
+                break
+            self._buffer += SURROGATES.sub(UNDECODABLE, text).encode("utf-8")
+        if not self._buffer and self._error is not None:
+            raise self._error
+        size = len(self._buffer) if size < 0 else size
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out

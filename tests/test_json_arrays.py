@@ -1,0 +1,159 @@
+""".json corpus files: a JSON array of objects (WuDaoCorpora's shape), streamed an item at a
+time, or JSON Lines under the .json name (news2016zh, webtext2019zh), told by content. A
+.json holding one object is metadata: refused when named, left out of a folder."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import zlib
+
+import pytest
+
+from zhbert.corpus import jsonl
+from zhbert.corpus.sources import iter_documents, resolve_sources
+from zhbert.errors import UserError
+
+TEXTS = [f"今天天气很好，我们去公园散步。第{i}天。" for i in range(6)]
+
+
+def _objects(n: int = 6) -> list[dict]:
+    return [{"id": 100 + i, "title": f"标题{i}", "content": TEXTS[i]} for i in range(n)]
+
+
+def _read(path, **kwargs):
+    [info] = resolve_sources([str(path)], **kwargs)
+    return info, list(iter_documents(info, **kwargs))
+
+
+def test_an_array_of_objects_is_read_with_its_text_column(tmp_path):
+    path = tmp_path / "wudao.json"
+    path.write_text(json.dumps(_objects(), ensure_ascii=False, indent=2), encoding="utf-8")
+    info, docs = _read(path, text_column="content")
+    assert info.kind == "json" and info.encoding == "utf-8"
+    assert [(d.doc_id, d.text) for d in docs] == [(f"json:wudao.json#{100 + i}", TEXTS[i]) for i in range(6)]
+    with pytest.raises(UserError, match=r'wudao\.json item 1: expected a JSON object with a string "text" '
+                                        r"field \(its keys: id, title, content\); name the text's field "
+                                        r"with --text-column"):
+        _read(path)
+
+
+def test_json_lines_named_json_read_as_jsonl(tmp_path):
+    path = tmp_path / "news2016zh_train.json"
+    path.write_text("\n".join(json.dumps({"content": t}, ensure_ascii=False) for t in TEXTS) + "\n",
+                    encoding="utf-8")
+    info, docs = _read(path, text_column="content")
+    assert info.kind == "jsonl" and [d.text for d in docs] == TEXTS
+    assert [d.doc_id for d in docs][:2] == ["jsonl:news2016zh_train.json#1", "jsonl:news2016zh_train.json#2"]
+
+
+@pytest.mark.parametrize("content", [json.dumps({"name": "app", "version": 2}, indent=2),
+                                     json.dumps({"name": "app"})])
+def test_one_object_is_refused_when_named_and_left_out_of_a_folder(tmp_path, content):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "meta.json").write_text(content, encoding="utf-8")
+    (root / "a.json").write_text(json.dumps([{"text": t} for t in TEXTS], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(UserError, match=r"meta\.json holds one JSON object, not documents; zhbert reads "
+                                        r"a JSON array of objects or JSON Lines .*jq -c '\.KEY\[\]'") as err:
+        resolve_sources([str(root / "meta.json")])
+    assert "--skip-bad" not in str(err.value)
+    infos = resolve_sources([str(root)])
+    assert [(i.kind, i.skipped) for i in infos] == [("json", False), ("json", True)]
+    assert "holds one JSON object" in infos[1].warnings[0]
+    assert [d.text for i in infos for d in iter_documents(i)] == TEXTS
+
+
+def test_a_one_line_object_with_the_text_field_is_one_document(tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"text": TEXTS[0]}, ensure_ascii=False), encoding="utf-8")
+    info, docs = _read(path)
+    assert info.kind == "jsonl" and [d.text for d in docs] == TEXTS[:1]
+
+
+def test_json_that_is_no_documents_is_refused(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text('"just a string"', encoding="utf-8")
+    with pytest.raises(UserError, match=r"x\.json is not a JSON array of objects or JSON Lines"):
+        resolve_sources([str(path)])
+
+
+def test_a_bad_item_is_an_error_or_skipped(tmp_path):
+    items = [{"text": t} for t in TEXTS]
+    items[2] = {"text": 3}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(UserError, match=r'bad JSON item in .*a\.json item 3: the "text" value is a number'):
+        _read(path)
+    info, docs = _read(path, skip_bad=True)
+    assert [d.text for d in docs] == TEXTS[:2] + TEXTS[3:] and "item 3" in info.warnings[0]
+
+
+def test_a_cut_short_array_keeps_the_items_before_with_skip_bad(tmp_path):
+    path = tmp_path / "a.json"
+    data = json.dumps([{"text": t} for t in TEXTS], ensure_ascii=False).encode()
+    path.write_bytes(data[:data.index(TEXTS[4].encode()) + 6])  # inside item 5
+    with pytest.raises(UserError, match=r"a\.json stops parsing as JSON after item 4 \(.*\); fix it, "
+                                        r"or pass --skip-bad to keep the items before the damage"):
+        _read(path)
+    info, docs = _read(path, skip_bad=True)
+    assert [d.text for d in docs] == TEXTS[:4] and "skipped the rest of" in info.warnings[0]
+
+
+def test_a_truncated_compressed_array_keeps_every_complete_item(tmp_path):
+    items = [{"text": f"{TEXTS[0]}{i}" * 20} for i in range(4000)]
+    data = gzip.compress(json.dumps(items, ensure_ascii=False).encode())
+    path = tmp_path / "a.json.gz"
+    path.write_bytes(data[:len(data) // 2])
+    readable = len(zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:len(data) // 2]))
+    ends = itertools.accumulate(len(json.dumps(it, ensure_ascii=False).encode()) + 2 for it in items)
+    complete = sum(end - 1 <= readable for end in ends)  # "[" + items, ", " between them
+    info, docs = _read(path)
+    assert 1000 < complete < 4000 and [d.text for d in docs] == [it["text"] for it in items[:complete]]
+    assert "truncated or damaged" in info.warnings[0] and "kept every complete item" in info.warnings[0]
+
+
+def test_a_gbk_array_is_read(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_bytes(json.dumps([{"text": t} for t in TEXTS * 5], ensure_ascii=False).encode("gbk"))
+    info, docs = _read(path)
+    assert info.encoding == "gb18030" and [d.text for d in docs] == TEXTS * 5
+
+
+def test_a_lone_surrogate_escape_costs_its_item_only(tmp_path):
+    """yajl (ijson's C backend) stops at "\\udc93" with a UnicodeDecodeError; the Python
+    backend takes over, and the items after it are read."""
+    path = tmp_path / "a.json"
+    body = ",".join(json.dumps({"text": t}, ensure_ascii=False) for t in TEXTS)
+    path.write_text("[" + body.replace(TEXTS[2], "坏\\udc93字", 1) + "]", encoding="utf-8")
+    info, docs = _read(path, skip_bad=True)
+    assert [d.text for d in docs] == TEXTS[:2] + TEXTS[3:]
+    assert "item 3: the \"text\" value holds a lone surrogate escape" in info.warnings[0]
+
+
+def test_an_undecodable_byte_costs_its_item_only(tmp_path):
+    path = tmp_path / "a.json"
+    data = json.dumps([{"text": t} for t in TEXTS * 10], ensure_ascii=False).encode()
+    at = data.index(TEXTS[1].encode())
+    path.write_bytes(data[:at] + b"\x93" + data[at:])  # a cp1252 quote in item 2
+    info, docs = _read(path, skip_bad=True)
+    assert len(docs) == 59 and TEXTS[1] not in [d.text for d in docs[:6]]
+    assert "item 2: the \"text\" value holds undecodable bytes" in info.warnings[0]
+
+
+def test_items_are_streamed():
+    """One item at a time: the first document comes before the stream is read to its end."""
+    reads = []
+
+    class Slow:
+        def __init__(self):
+            self.data = json.dumps([{"text": t} for t in TEXTS * 2000], ensure_ascii=False).encode()
+
+        def read(self, size=-1):
+            reads.append(size)
+            out, self.data = self.data[:size], self.data[size:]
+            return out
+    total = len(Slow().data)  # ~0.5 MB
+    docs = jsonl.array_documents(Slow, "json:x", "text", lambda n, why: None)
+    assert next(docs).text == TEXTS[0] and 0 < sum(reads) <= 1 << 16 < total // 4
