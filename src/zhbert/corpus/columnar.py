@@ -36,7 +36,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from zhbert.corpus.filetypes import SURROGATES, is_saved_dataset
+from zhbert.corpus.filetypes import SURROGATES
 from zhbert.errors import UserError
 
 BATCH_ROWS = 1024
