@@ -18,7 +18,7 @@ from zhbert.cli import main as cli_main
 from zhbert.config import load_config
 from zhbert.sweep import command, worker
 from zhbert.sweep.forecast import eval_noise_sd
-from zhbert.sweep.liveness import MAX_RETRY, reap_stale
+from zhbert.sweep.liveness import MAX_RETRY, counted, reap_stale
 from zhbert.sweep.worker import TrialRun, WorkerOptions, claim
 
 
@@ -372,4 +372,30 @@ def test_a_trainer_ended_by_a_signal_outside_its_loop_is_retried(tmp_path, synth
                            optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
     assert out == ("stopped: its trainer was ended by a signal outside its training loop; "
                    "retried from its last checkpoint")
+    assert claim(study, spec, sweep_dir).user_attrs["trial_dir"] == "trials/0000"
+
+
+def test_a_trainer_killed_by_sigkill_is_retried_and_named(tmp_path, synthetic_data, monkeypatch):
+    """The out-of-memory killer's SIGKILL (exit -9, uncatchable): the trial had failed for
+    good, counted, with the log's last line ('precision bf16: ...') as its reason."""
+    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
+    _, study = _study(sweep_dir)
+    (sweep_dir / "trials" / "0000").mkdir(parents=True)
+    (sweep_dir / "trials" / "0000" / "train.log").write_text("zhbert: precision bf16: CPU ...\n")
+    run_class = _fake_run(lambda run: False, [], evals=[(2, 0.2)])
+    real_init = run_class.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        self.proc.returncode = -9
+    monkeypatch.setattr(run_class, "__init__", init)
+    monkeypatch.setattr(worker, "TrialRun", run_class)
+    trial = claim(study, spec, sweep_dir)
+    trial.set_user_attr("trial_dir", "trials/0000")
+    out = worker.run_trial(study, trial, spec, WorkerOptions(sweep_dir, threads=1, poll_s=0),
+                           optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
+    assert out == ("stopped: its trainer was killed by SIGKILL (the out-of-memory killer sends it; "
+                   "see `dmesg`); retried from its last checkpoint")
+    failed = study.get_trials()[0]  # and its queued retry
+    assert not counted(failed) and "SIGKILL" in failed.user_attrs["message"]
     assert claim(study, spec, sweep_dir).user_attrs["trial_dir"] == "trials/0000"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 import time
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -63,6 +64,16 @@ def lost_attrs(attrs: dict, kind: str, message: str) -> dict:
         return {"lost": lost, "failure": GIVEN_UP, "message": f"{message}; given up after "
                 f"{MAX_RETRY} retries"}
     return {"lost": lost, "failure": kind, "message": message}
+
+
+def failure_message(log: Path, rc: int) -> str:
+    """Why a trainer that exited ``rc`` (> 0) failed: its log's last error line."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors[-1] if errors else lines[-1] if lines else "") or f"trainer exited with code {rc}"
 
 
 def reap_stale(study: optuna.Study, grace_s: float) -> list[int]:

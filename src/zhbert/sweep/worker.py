@@ -28,8 +28,8 @@ from optuna.trial import TrialState
 from zhbert.argtypes import SEED_LIMIT
 from zhbert.fileio import atomic_write_json
 from zhbert.history import HistoryReader, eval_points
-from zhbert.sweep.liveness import (GIVEN_UP, HEARTBEAT_S, counted, finished_count, lost_attrs,
-                                   queue_retry, reap_stale)
+from zhbert.sweep.liveness import (GIVEN_UP, HEARTBEAT_S, counted, failure_message, finished_count,
+                                   lost_attrs, queue_retry, reap_stale)
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
 from zhbert.sweep.study import SweepSpec, load_study, open_storage, trial_dir_name, trial_label
 
@@ -124,15 +124,6 @@ def train_command(spec: SweepSpec, opts: WorkerOptions, trial_dir: Path, params:
     elif (trial_dir / "config.json").exists():
         cmd.append("--force")                       # started but never checkpointed
     return cmd
-
-
-def _failure_message(log: Path, rc: int) -> str:
-    try:
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        lines = []
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    return (errors[-1] if errors else lines[-1] if lines else "") or f"trainer exited with code {rc}"
 
 
 def _wait_for_old_trainer(trial_dir: Path, beat, timeout_s: float = 300) -> None:
@@ -337,9 +328,9 @@ def _finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> st
         _tell(study, trial, evals[spec.steps])
         return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
     stopped = _stop_step(run.trial_dir) if rc == 0 else None
-    if stopped is not None or rc in SIGNAL_EXITS:
-        return _stopped(study, trial, stopped, interrupted)
-    msg = (_failure_message(run.trial_dir / "train.log", rc) if rc else
+    if stopped is not None or rc in SIGNAL_EXITS or rc < 0:  # < 0: e.g. the OOM killer's SIGKILL
+        return _stopped(study, trial, stopped, interrupted, rc)
+    msg = (failure_message(run.trial_dir / "train.log", rc) if rc else
            f"the trainer exited without an eval at step {spec.steps:,}")
     _tell_failed(study, trial, "trainer", msg, retry=False)
     return f"failed: {msg}"
@@ -361,15 +352,20 @@ def _stop_step(trial_dir: Path) -> int | None:
 SIGNAL_EXITS = (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGINT)
 
 
-def _stopped(study: optuna.Study, trial: optuna.Trial, step: int | None, interrupted: bool) -> str:
+def _stopped(study: optuna.Study, trial: optuna.Trial, step: int | None, interrupted: bool,
+             rc: int) -> str:
     """The trainer saved a checkpoint at ``step`` on a signal and exited 0 (``step`` None: a
-    signal ended it outside its loop): the sweep's own Ctrl-C reaching it first (resumed,
-    always), or a signal to it alone (a preemption, a kill by pid), resumed like a trial
-    whose worker was lost, MAX_RETRY times at most."""
+    signal ended it outside its loop, or killed it: SIGKILL from the out-of-memory killer,
+    which it cannot catch): the sweep's own Ctrl-C reaching it first (resumed, always), or a
+    signal to it alone (a preemption, a kill by pid), resumed like a trial whose worker was
+    lost, MAX_RETRY times at most."""
     if interrupted:
         return _interrupted(study, trial)
     msg = ("its trainer was ended by a signal outside its training loop" if step is None else
            f"its trainer was stopped by a signal at step {step:,} (a checkpoint was saved)")
+    if rc < 0 and rc not in SIGNAL_EXITS:
+        msg = f"its trainer was killed by {signal.Signals(-rc).name}" + (
+            " (the out-of-memory killer sends it; see `dmesg`)" if -rc == signal.SIGKILL else "")
     attrs = lost_attrs(trial.user_attrs, "trainer_stopped", msg)
     trial.set_user_attr("lost", attrs["lost"])
     _tell_failed(study, trial, attrs["failure"], attrs["message"], retry=True)
