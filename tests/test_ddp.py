@@ -226,6 +226,8 @@ def test_kill9_of_one_rank_and_resume_equals_uninterrupted(forks, synthetic_data
     codes = killed.wait()
     assert codes[1] == -signal.SIGKILL
     assert codes[0] != 0, killed.log(0)[-2000:]  # rank 0 stops on the broken collective, no hang
+    # in one line that points at the other rank's log and the resume, not gloo's traceback
+    assert "another process of this run stopped" in killed.log(0) and "Traceback" not in killed.log(0)
     assert [r["step"] for r in _records(run, "train")] == [1, 2, 3, 4, 5]
     assert _checkpoints(run) == ["step_00000004"]
     resumed = _train(forks, tmp_path, synthetic_data, run, *GLOBAL_8, resume=True)

@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _main(argv)
     except BaseException as exc:  # noqa: BLE001 - re-raised unless a gloo group is open
+        if isinstance(exc, KeyboardInterrupt) and not _gloo_open():  # e.g. inside `import torch`
+            print("zhbert: interrupted", file=sys.stderr)
+            return 130
         if not _gloo_open():
             raise
         code = _uncaught(exc)
@@ -107,19 +110,34 @@ def main(argv: list[str] | None = None) -> int:
 def _gloo_open() -> bool:
     """Whether this process is a rank of a gloo process group (distributed.exit_process
     says why that matters at exit). Only a command that imported torch.distributed can
-    be, and the CLI does not import torch for the others."""
-    if "torch.distributed" not in sys.modules:
+    be, and the CLI does not import torch for the others. Asked of the module as it is:
+    after a Ctrl-C inside `import torch` it is half imported, and importing torch again
+    fails ("duplicate registrations")."""
+    td = sys.modules.get("torch.distributed")
+    try:
+        return bool(td and td.is_available() and td.is_initialized() and td.get_backend() == "gloo")
+    except Exception:  # noqa: BLE001 - a half-imported module lacks what is asked
         return False
-    from zhbert.distributed import gloo_group_open
-    return gloo_group_open()
+
+
+# what a rank raises when another rank of its group died (gloo's TCP pair, torch's wrappers)
+_LOST_PEER = ("Connection reset by peer", "Connection closed by peer", "Broken pipe",
+              "Socket Timeout", "Connection refused")
 
 
 def _uncaught(exc: BaseException) -> int:
-    """What the interpreter would print and exit with for an exception left uncaught."""
+    """What the interpreter would print and exit with for an exception left uncaught; a
+    collective broken by another rank's death is one line (that rank's log has the cause)."""
     if isinstance(exc, SystemExit):
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
         print(exc.code, file=sys.stderr)
+        return 1
+    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _LOST_PEER):
+        where = str(exc).strip().splitlines()[0][:200]
+        print(f"zhbert: error: another process of this run stopped, and this one lost it ({where}); "
+              "see the other ranks' output for why. The run keeps its last checkpoint: continue "
+              "it with the same torchrun command and --resume", file=sys.stderr)
         return 1
     traceback.print_exception(exc)
     return 1

@@ -93,14 +93,9 @@ def shutdown(dist: Dist) -> None:
             torch.distributed.destroy_process_group()
 
 
-def gloo_group_open() -> bool:
-    import torch.distributed as td
-    return td.is_available() and td.is_initialized() and td.get_backend() == "gloo"
-
-
 def exit_process(code: int) -> NoReturn:
     """End this process with ``os._exit(code)``, its output flushed: how a rank of a gloo
-    process group (``gloo_group_open``) ends.
+    process group ends (the CLI asks whether it is one).
 
     Why: a gloo worker thread can drop the last reference to a finished collective after
     the main thread has returned from it. The barrier that ends a run holds the
