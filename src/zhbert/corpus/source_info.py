@@ -20,7 +20,7 @@ class SourceInfo:
     """One input file, filled while reading; goes into the data directory's manifest."""
 
     spec: str               # what the user typed ("builtin", a path)
-    kind: str               # "builtin" | "builtin-en" | "wiki" | "text" | "jsonl" | "csv" | "tsv"
+    kind: str               # "builtin" | "builtin-en" | "wiki" | "text" | "jsonl" | "json" | "csv" | "tsv"
     #                         | "parquet" | "hf-dataset"
     path: str               # resolved file path (for builtin: the package file)
     bytes: int
