@@ -36,12 +36,13 @@ def setup_warnings(runs: Sequence[RunData]) -> list[str]:
     first = runs[0]
     for r in runs[1:]:
         a, b = first.setup.get("config"), r.setup.get("config")
-        if a is None or b is None:
-            continue
-        diffs = {k: v for k, v in a.differences(b).items() if k not in LAW_MAY_VARY}
-        if diffs:
+        diffs = {} if a is None or b is None else {
+            k: v for k, v in a.differences(b).items() if k not in LAW_MAY_VARY}
+        what = [describe_differences(diffs, 5)] if diffs else []
+        what += vocab_difference(first.setup.get("vocab"), r.setup.get("vocab"))
+        if what:
             out.append(f"warning: {r.curve.name} differs from {first.curve.name} in "
-                       f"{describe_differences(diffs, 5)}: one "
+                       f"{'; '.join(what)}: one "
                        "law assumes one model and one data setup, so its fit and bands mean little")
     masks = masking_warning([(r.curve.name, r.history.meta) for r in runs if r.history is not None])
     if masks:
@@ -50,6 +51,20 @@ def setup_warnings(runs: Sequence[RunData]) -> list[str]:
         out.append("warning: the runs record different loss metrics ("
                    + ", ".join(sorted({r.loss_metric for r in runs})) + "); fitting them together")
     return out
+
+
+def vocab_difference(a: dict | None, b: dict | None) -> list[str]:
+    """The vocabularies of two runs (forecast.load_run's setup["vocab"]) apart, as a clause:
+    the size, else the hash where both recorded one (the same size, other tokens). Another
+    vocabulary is another task: its loss and accuracy are on other scales."""
+    if not a or not b:
+        return []
+    if a["size"] != b["size"]:
+        return [f"vocabulary: {a['size']:,} -> {b['size']:,} tokens"]
+    if a["sha256"] and b["sha256"] and a["sha256"] != b["sha256"]:
+        return [f"vocabulary: another vocab.txt of {a['size']:,} tokens (sha256 "
+                f"{a['sha256'][:12]} -> {b['sha256'][:12]})"]
+    return []
 
 
 # together, the residual sd this many times the largest of the runs fitted one by one: the

@@ -20,6 +20,7 @@ warm-up, after the short-sequence phase (the held-out set is at full length, so
 that phase's eval loss follows other dynamics: the ~14% plateau) and the steep fall
 right after the switch, where the run has the points to spare (``RunCurve.start``,
 ``laws.settled_from``). The loss -> accuracy map (accmap.py) is fitted on the same points.
+Reading the runs (``load_run``, ``RunData``) is plan_runs.py's.
 
 Intervals (normal, delta method): the law's parameter covariance (AR(1)-aware),
 the map's, and the noise of the observed accuracy itself: residuals of observed
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,21 +40,18 @@ from scipy.stats import norm
 
 from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
 from zhbert.analysis.consistency import disagreement, setup_warnings
-from zhbert.analysis.history import History, load_history, run_labels
-from zhbert.analysis.laws import RunCurve, fit_law
+from zhbert.analysis.history import History, load_history
+from zhbert.analysis.laws import fit_law
+# the runs' loading lives in plan_runs; its names stay importable from here
+from zhbert.analysis.plan_runs import (ACC_METRICS, LOSS_METRICS, LR_SERIES, NoLearningRate,  # noqa: F401
+                                       RunData, fit_from, labelled, load_run, refuse_copies,
+                                       refuse_repeats, run_name, run_paths, truncated)
 from zhbert.errors import UserError
-from zhbert.schedule import SCHEDULES, Schedule, infer_schedule
+from zhbert.schedule import SCHEDULES, Schedule
 
-LOSS_METRICS = ("eval_mlm_loss", "eval_loss", "loss", "mlm_loss")
-ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")
-LR_SERIES = ("lr", "learning_rate")
 Z80, Z95 = (float(norm.ppf(0.5 + level / 2)) for level in (0.80, 0.95))  # two-sided normal quantiles
 N_BOOT = 200
 FLOOR_EPS = 1e-6  # a loss floor L0 below this (in nats) sits at its bound, 0
-
-
-class NoLearningRate(UserError):
-    """The history records no learning rate and no config: no schedule-aware law."""
 
 
 @dataclass(frozen=True)
@@ -81,123 +78,6 @@ class Forecast:
         return {"mean": self.mean, "interval80": [self.lo80, self.hi80],
                 "interval95": [self.lo95, self.hi95], "sd": self.sd, "method": self.method,
                 "notes": list(self.notes)}
-
-
-# ----------------------------------------------------------------------------- runs
-
-@dataclass(frozen=True)
-class RunData:
-    curve: RunCurve
-    acc: np.ndarray | None           # accuracy at curve.steps (same metric family as the loss)
-    loss_metric: str
-    acc_metric: str | None
-    schedule_source: str             # "config" | "logged lr"
-    setup: dict[str, Any]            # model / data / batch, to warn when runs differ
-    tokens_per_step: float | None    # REAL tokens (not padded positions)
-    seconds_per_step: float | None
-    history: History | None = field(repr=False, default=None)
-
-
-def _header(path: Path) -> dict[str, Any]:
-    """The zhbert history header (config, total_steps), or the Trainer state's max_steps."""
-    from zhbert.fileio import read_json
-    from zhbert.history import iter_records
-    if path.is_dir():
-        for name in ("history.jsonl", "trainer_state.json"):
-            if (path / name).exists():
-                return _header(path / name)
-        return _run_config(path)
-    if path.suffix == ".jsonl":
-        for rec in iter_records(path):
-            if rec.get("type") == "header":
-                return rec
-        return {}
-    if path.name.startswith("events.out.tfevents"):
-        return _run_config(path.parent)
-    if path.name == "trainer_state.json":
-        obj = read_json(path, "trainer state")
-        return {"total_steps": obj.get("max_steps")} if isinstance(obj, dict) else {}
-    return {}
-
-
-def fit_from(schedule: Schedule) -> int:
-    """First step the law may be fitted at: after the lr warm-up and zhbert's short-sequence
-    phase (a run's own points may move it later: ``RunCurve.start``)."""
-    return max(schedule.warmup, schedule.short_steps) + 1
-
-
-def _schedule(history: History, header: dict[str, Any]) -> tuple[Schedule, Any, str]:
-    if header.get("config"):
-        from zhbert.config import config_from_dict
-        cfg = config_from_dict(header["config"])
-        return Schedule.from_config(cfg), cfg, "config"
-    for name in LR_SERIES:
-        if name in history.series:
-            s, _ = history.series[name].finite()
-            return infer_schedule(s.step, s.y, header.get("total_steps")), None, "logged lr"
-    raise NoLearningRate(f"{history.meta.path} records no learning rate (no lr / learning_rate "
-                         "column, no zhbert config): the schedule-aware law cannot be fitted")
-
-
-def _pick(history: History, names: Sequence[str]) -> str | None:
-    for n in names:
-        if n in history.series and np.isfinite(history.series[n].y).sum() >= 2:
-            return n
-    return None
-
-
-def _run_config(tb_dir: Path) -> dict[str, Any]:
-    """A zhbert run's TensorBoard folder (RUN/tb) keeps no header: its run's config
-    (run.open_run) holds what the header would (without it the length warm-up went unseen)."""
-    from zhbert.run import is_run_dir, open_run
-    if not is_run_dir(tb_dir.parent) or not any(tb_dir.glob("events.out.tfevents*")):
-        return {}
-    cfg = open_run(tb_dir.parent).cfg
-    return {"config": cfg.to_dict(), "total_steps": cfg.train.steps}
-
-
-def load_run(path: str | Path) -> RunData:
-    """A run's loss curve, accuracy and schedule for the planner."""
-    path = Path(path)
-    history = load_history(path)
-    header = _header(path)
-    schedule, cfg, source = _schedule(history, header)
-    loss_name = _pick(history, LOSS_METRICS)
-    if loss_name is None:
-        raise UserError(f"{path} records no loss ({', '.join(LOSS_METRICS)}): the law forecasts "
-                        "the loss; evaluate with a held-out loss")
-    acc_name = _pick(history, ACC_METRICS[:2] if loss_name.startswith("eval") else ACC_METRICS[2:])
-    loss = history.series[loss_name]
-    steps, y, acc = loss.step, loss.y, None
-    if acc_name:
-        a = history.series[acc_name]
-        common, ia, ib = np.intersect1d(steps, a.step, return_indices=True)
-        steps, y, acc = common, y[ia], a.y[ib]
-    curve = RunCurve(history.meta.run, steps.astype(int), y, schedule, fit_from(schedule))
-    setup = {} if cfg is None else {"config": cfg}
-    return RunData(curve, acc, loss_name, acc_name, source, setup, history.meta.tokens_per_step,
-                   history.meta.seconds_per_step, history)
-
-
-def labelled(runs: Sequence[RunData]) -> list[RunData]:
-    """The runs named apart as compare names them (history.run_labels): two demo runs whose
-    headers both say "run" read "runs: run, run" in predict and "fit on run; predict run's"
-    in backtest --predict."""
-    names = run_labels([r.curve.name for r in runs])
-    return [r if r.curve.name == n else replace(r, curve=replace(r.curve, name=n))
-            for r, n in zip(runs, names)]
-
-
-def run_paths(runs: Sequence[RunData]) -> dict[str, str]:
-    """Each run's label -> the path it was loaded from (as the user gave it)."""
-    return {r.curve.name: r.history.meta.path for r in runs if r.history is not None}
-
-
-def run_name(label: str, path: str | None) -> str:
-    """A run as the text names it: its label (forecast.labelled), with the path the user gave
-    where the label is not that path's own name ("run (2) (tests/data/demo-2000)"): the
-    headers of two demo runs both say "run", and "runs: run, run" told nothing."""
-    return label if path is None or Path(path).name == label else f"{label} ({path})"
 
 
 # ----------------------------------------------------------------------------- the planner
@@ -276,17 +156,38 @@ class Planner:
         """Loss and expected accuracy along a run, with 80% bands (for tables and plots), each
         band inside what its metric can be, as ``loss`` and ``accuracy`` keep theirs (predict
         --json's curve of tiny-1000 + tiny-2000 over 8,000 steps read an accuracy band from
-        -41% to 125% and a loss down to -1.44)."""
+        -41% to 125% and a loss down to -1.44). The accuracy band is the one ``accuracy``
+        gives without the observation noise (the one ``reach`` inverts): the delta method's
+        band here beside the bootstrap's final accuracy read 49-65% at 64,000 steps for
+        tiny-4000 against 51-58% with the noise, as if the noise narrowed it."""
         steps = np.asarray(steps)
         L, se = self.law.band(schedule, steps)
         out = {"step": steps, "loss": L, "loss_lo80": np.maximum(L - Z80 * se, 0.0),
                "loss_hi80": L + Z80 * se}
         if self.accmap is not None:
-            acc, se_map = self.accmap.predict(L)
-            sd = np.sqrt((self.accmap.slope(L) * se) ** 2 + se_map ** 2)
-            out.update(acc=acc, acc_lo80=np.clip(acc - Z80 * sd, 0.0, 1.0),
-                       acc_hi80=np.clip(acc + Z80 * sd, 0.0, 1.0))
+            acc, _ = self.accmap.predict(L)
+            lo, hi = self._acc_band80(schedule, steps, L, se)
+            out.update(acc=acc, acc_lo80=lo, acc_hi80=hi)
         return out
+
+    def _acc_band80(self, schedule: Schedule, steps: np.ndarray, L: np.ndarray,
+                    se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """80% band of the expected accuracy at each of ``steps``, by ``accuracy``'s method
+        (bootstrap refits where there are some, else the delta method; the small-sample ratio
+        and the map's error included, the observation noise not)."""
+        _, se_map = self.accmap.predict(L)
+        r80 = self.law.small_sample_ratio(0.80)
+        if len(self.law.boot):
+            draws = np.atleast_2d(self.law.predict(schedule, steps, self.law.boot))  # (D, n)
+            centre = np.median(draws, axis=0)
+            # the same normal draws as ``accuracy``'s, scaled without the observation noise
+            extra = np.random.default_rng(0).normal(0.0, 1.0, len(draws))[:, None] * se_map
+            a = self.accmap(centre + (draws - centre) * r80) + extra
+            lo, hi = np.quantile(a, [0.1, 0.9], axis=0)
+            return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+        acc = self.accmap(L)
+        sd = np.sqrt((self.accmap.slope(L) * se * r80) ** 2 + se_map ** 2)
+        return np.clip(acc - Z80 * sd, 0.0, 1.0), np.clip(acc + Z80 * sd, 0.0, 1.0)
 
     def climb_warning(self, forecast: float) -> str | None:
         """A warning when ``forecast`` lies further above the runs' best measured accuracy
@@ -311,7 +212,13 @@ class Planner:
 
     def floor(self) -> float:
         """The lowest loss the law allows: L0 less a full anneal (the annealing term is at
-        most its coefficient times the drop from the peak, 1 lr unit)."""
+        most its coefficient times the drop from the peak, 1 lr unit), and never below 0: a
+        cross-entropy is not, and the answers stop where the law forecasts one (tiny-4000's
+        L0 0 less C 0.199 read "the law's floor -0.199 maps to accuracy 0.7853")."""
+        return max(self.raw_floor(), 0.0)
+
+    def raw_floor(self) -> float:
+        """L0 less a full anneal as fitted, below 0 where the law runs past what a loss can be."""
         return self.law.params["L0"] - self.law.params[self.law.spec.anneal]
 
     def limit(self) -> float | None:
@@ -331,25 +238,15 @@ class Planner:
                 for k in SCHEDULES}
 
 
-def _refuse_repeats(paths: Sequence[Any]) -> None:
-    """The same run twice would count its points twice and narrow every interval."""
-    seen: dict[Path, str] = {}
-    for p in paths:
-        key = Path(p).resolve()
-        key = key / "history.jsonl" if key.is_dir() else key  # a run directory or its history
-        if key in seen:
-            raise UserError(f"{p} is the same run as {seen[key]}: give each run once (a repeated "
-                            "run would count its points twice and narrow the intervals)")
-        seen[key] = str(p)
-
-
 def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = N_BOOT) -> Planner:
     """Fit one law (and the accuracy map) to the given runs (paths or RunData); ``n_boot``
     parametric AR(1) bootstrap refits give the accuracy intervals (0: delta method)."""
-    _refuse_repeats([r for r in paths_or_runs if not isinstance(r, RunData)])
-    runs = labelled([r if isinstance(r, RunData) else load_run(r) for r in paths_or_runs])
+    refuse_repeats([r for r in paths_or_runs if not isinstance(r, RunData)])
+    runs = [r if isinstance(r, RunData) else load_run(r) for r in paths_or_runs]
     if not runs:
         raise UserError("give at least one run")
+    refuse_copies(runs)
+    runs = labelled(runs)
     notes = setup_warnings(runs)
     fit = fit_law([r.curve for r in runs], law, n_boot=n_boot)
     notes += disagreement(fit, runs, law)
@@ -418,13 +315,3 @@ def _fallback(source: Any, total_steps: int | None, why: str, n_boot: int) -> Fo
     lo95, hi95 = boot_interval(boot, 0.95) if len(boot) else (mean, mean)
     return Forecast(mean, lo80, hi80, lo95, hi95,
                     f"schedule-free {fit.name} fit of {s.name} (fallback: {why})")
-
-
-def truncated(run: RunData, until: float) -> RunData:
-    """The run as it stood at step ``until`` (its schedule unchanged: the plan it was on)."""
-    from dataclasses import replace
-    keep = run.curve.steps <= until
-    if keep.sum() < 2:
-        raise UserError(f"{run.curve.name} has fewer than 2 eval points up to step {until:g}")
-    curve = replace(run.curve, steps=run.curve.steps[keep], loss=run.curve.loss[keep])
-    return replace(run, curve=curve, acc=None if run.acc is None else run.acc[keep])

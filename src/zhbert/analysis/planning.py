@@ -153,8 +153,8 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
                      f"would pin the {'floor' if below else 'forecast'} down", first)
     if below:
         return Reach(target, False, None, None, None, limit,
-                     f"not reachable with this setup: the law's floor (L0 less a full anneal) {p.floor():.3f} "
-                     f"maps to accuracy {limit:.4f}, below {target:g}")
+                     f"not reachable with this setup: {_floor_text(p)} maps to accuracy {limit:.4f}, "
+                     f"below {target:g}")
     if math.isinf(point):
         return Reach(target, False, math.inf, i80, i95, limit,
                      f"not reached within {grid[-1]:,} steps ({MAX_STRETCH}x the longest run): "
@@ -162,6 +162,14 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     return Reach(target, True, point, i80, i95, limit,
                  f"reaches {target:g} with a run of {n(point)} steps (80%: {n(i80[0])} to "
                  f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", first)
+
+
+def _floor_text(p: Planner) -> str:
+    """The law's floor as a limit: a loss of 0 where L0 less a full anneal falls below it
+    (the law stops holding there; no negative cross-entropy is printed as a floor)."""
+    if p.raw_floor() < 0:
+        return "the law's floor (L0 less a full anneal falls below 0, so the least loss, 0)"
+    return f"the law's floor (L0 less a full anneal) {p.floor():.3f}"
 
 
 def _holds_until(p: Planner, make: Any, grid: np.ndarray) -> int:
@@ -195,6 +203,51 @@ def plateau_warning(p: Planner, *forecasts: float, answers: Sequence[Reach] = ()
     0.3" silent on a run still on its plateau while analyze warned."""
     relied = list(forecasts) + [r.target for r in answers if r.reachable]
     return p.climb_warning(max(relied)) if relied else None
+
+
+# a run has left its plateau once its accuracy is this far above where its fit begins: tiny-1000,
+# which never left it, crept up 4 points (10.1% to 14.1%); tiny-2000 and tiny-4000 passed it
+# at steps 750 and 900, on their way to 31.7% and 40.5%
+LEFT_PLATEAU = 0.05
+
+
+def plateau_exit(run: Any) -> int | None:
+    """The step at which a fitted run had left its plateau (its accuracy LEFT_PLATEAU above
+    its first point after the warm-up and the short-sequence phase, and no earlier than its
+    first fitted step); None where it never did, or records no accuracy."""
+    if run.acc is None:
+        return None
+    after = run.curve.steps >= run.curve.fit_from
+    if after.sum() < 2:
+        return None
+    steps, acc = run.curve.steps[after], run.acc[after]
+    above = np.nonzero(acc >= acc[0] + LEFT_PLATEAU)[0]
+    return None if len(above) == 0 else max(int(steps[above[0]]), int(run.curve.start))
+
+
+def decay_warning(p: Planner, sched: Schedule) -> str | None:
+    """A warning when the run asked about ends, or has its lr under half of a fitted run's,
+    by the step that run had left its plateau. The law is fitted from after the plateau and
+    assumes the run leaves it: from tiny-4000, a 1,000-step run read 29.5% (95%: 27.6-30.8%)
+    where tiny-1000, whose lr had decayed first, stayed on the plateau at 14.1%."""
+    exits = [(e, r) for r in p.runs if (e := plateau_exit(r)) is not None]
+    if not exits:
+        return None
+    step, run = max(exits, key=lambda x: x[0])  # the slowest to leave: the least it took
+    if step < sched.steps and sched.at(step) >= 0.5 * run.curve.schedule.at(step):
+        return None
+    why = (f"ends before step {step:,}" if step >= sched.steps else
+           f"has its lr at step {step:,} ({sched.at(step):.2g}) under half of {run.curve.name}'s there "
+           f"({run.curve.schedule.at(step):.2g})")
+    return (f"this {sched.steps:,}-step run {why}, the step by which {run.curve.name} had left the "
+            "plateau: the forecast assumes it leaves the plateau as the fitted runs did; a run whose "
+            "lr is lower by then may never leave it; read it as an upper estimate")
+
+
+def _warnings(*lines: str | None) -> str | None:
+    """Several warnings of one answer as one line (None when there are none)."""
+    kept = [w for w in lines if w]
+    return "; and ".join(kept) if kept else None
 
 
 def steps_text(v: float | None, first: int | None = None) -> str:
@@ -271,7 +324,8 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
     if args.target is not None:
         r = reach(p, args.target, lambda n: schedule_for(p, args, n))
         out["target"] = {**r.to_json(), **({"units": units(p, r.steps, args)} if r.reachable else {}),
-                         "warning": plateau_warning(p, answers=[r])}
+                         "warning": _warnings(plateau_warning(p, answers=[r]), decay_warning(
+                             p, schedule_for(p, args, int(math.ceil(r.steps)))) if r.reachable else None)}
         text.append(r.message)
         if r.reachable:
             text.append(f"  = {_fmt_units(units(p, r.steps, args))} (point estimate)")
@@ -305,8 +359,10 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
                         f"warm-up, the short-sequence phase and the fall after it) and does not "
                         f"hold before it; ask about a run of at least {first:,} steps")
     sched = schedule_for(p, args, n)
-    # where the law holds: after the lr warm-up and the short-sequence phase (forecast.load_run)
-    marks = np.unique(np.linspace(min(fit_from(sched), n), n, 9).astype(int))
+    # where the law holds: after this run's lr warm-up and short-sequence phase, and not
+    # before the first step it was fitted at (cut1500's law asked about 900 steps printed
+    # a loss of 80.7 at step 181, far before its fitted points)
+    marks = np.unique(np.linspace(min(max(fit_from(sched), first), n), n, 9).astype(int))
     check_loss(p, sched, marks, f"--steps {n:,}")
     loss = p.loss(sched, [n])
     acc = p.accuracy(sched, [n]) if p.accmap else None
@@ -316,14 +372,16 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
            "curve": {k: [float(v) for v in vals] for k, vals in curve.items()},
            # two bands at the last step, told apart (a newcomer read them as one forecast)
            "bands": "final_loss and final_accuracy: of the run's last evaluation, its sampling "
-                    "noise included (bootstrap refits where --n-boot > 0); curve: the mean "
-                    "curve's delta-method band, without that noise (narrower)"}
+                    "noise included; curve: of the expected (mean) curve, without that noise, so "
+                    "narrower at the last step, each by its final value's method (accuracy: "
+                    "bootstrap refits where --n-boot > 0, else the delta method; loss: the delta "
+                    "method)"}
     r0 = p.runs[0]
     lines = [f"a {n:,}-step {sched.kind} run (warm-up {sched.warmup}, peak lr {sched.peak:g}):",
              f"  final loss ({r0.loss_metric}) {_fc(loss, pct=False)}"]
     if acc:
         lines.append(f"  final accuracy ({r0.acc_metric}) {_fc(acc)}")
-        out["warning"] = plateau_warning(p, acc.mean)
+        out["warning"] = _warnings(plateau_warning(p, acc.mean), decay_warning(p, sched))
         lines += [f"  warning: {out['warning']}"] if out["warning"] else []
     lines.append(f"  {_fmt_units(out['units'])}")
     lines.append("  step      " + " ".join(f"{s:>8,}" for s in marks))

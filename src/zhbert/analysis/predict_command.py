@@ -77,8 +77,24 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the schedule-free families fit one run at a time ({why}); give one run")
     if args.target is None:
         raise UserError(f"without a schedule-aware law ({why}) only --target can be answered")
+    _refuse_schedule_options(args, why)
     args.history = args.history[0]
     return _run_families(args, why)
+
+
+def _refuse_schedule_options(args: argparse.Namespace, why: str) -> None:
+    """The schedule-free families follow the one run's own curve: an answer that ignored
+    --lr 0.01 --schedule constant read as if it were about that run (it was the same answer)."""
+    given = [opt for opt, value in (("--lr", args.lr), ("--schedule", args.schedule),
+                                    ("--warmup", args.warmup),
+                                    ("--compare-schedules", args.compare_schedules or None))
+             if value is not None]
+    if given:
+        raise UserError(f"{', '.join(given)}: the schedule-free curve families ({why}) follow the "
+                        "run's own schedule and cannot forecast another; drop "
+                        f"{'it' if len(given) == 1 else 'them'}" + (
+                            ", or ask the schedule-aware law (no --law none, --model or --x)"
+                            if args.law == "none" or args.model or args.x != "step" else ""))
 
 
 def _run_families(args: argparse.Namespace, why: str) -> int:
@@ -115,6 +131,12 @@ def prediction_text(pred: Prediction, history: History | None = None) -> str:
             lines.append(f"  {name:<6} {_fmt(q.value, digits)}{unit}   80%: {_fmt(q.interval80[0], digits)}"
                          f" to {_fmt(q.interval80[1], digits)}   95%: {_fmt(q.interval95[0], digits)}"
                          f" to {_fmt(q.interval95[1], digits)}")
-    lines.append("by model: " + ", ".join(f"{k} {_fmt(v)}" for k, v in pred.by_model.items()))
+    lines.append("by model: " + ", ".join(f"{k} {_by_model(v)}" for k, v in pred.by_model.items()))
     lines += [f"note: {n}" for n in pred.notes]
     return "\n".join(lines)
+
+
+def _by_model(v: float) -> str:
+    """One family's answer: a crossing at step 0 (the family's curve is at the target from
+    its start: curve_models clamps its solution there) read "linear 0", as if 0 steps would do."""
+    return "already reached" if v is not None and v <= 0 else _fmt(v)

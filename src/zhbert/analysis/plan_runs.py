@@ -1,0 +1,218 @@
+"""The runs the planner (forecast.py) fits: each one's loss, accuracy, schedule and setup.
+
+``load_run(path)`` reads a run (any format analysis/history.py reads) into a ``RunData``:
+its held-out loss at its eval steps with the accuracy measured at the same steps (a point
+whose loss or accuracy is NaN/inf is left out, as one never recorded), the lr schedule
+(from a zhbert config, or inferred from the logged lr), what the run's setup was (config,
+vocabulary) and which training run it is (``RunData.identity``: two paths of one run are
+refused, ``refuse_copies``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from zhbert.analysis.history import History, load_history, run_labels
+from zhbert.analysis.laws import RunCurve
+from zhbert.errors import UserError
+from zhbert.schedule import Schedule, infer_schedule
+
+LOSS_METRICS = ("eval_mlm_loss", "eval_loss", "loss", "mlm_loss")
+ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")
+LR_SERIES = ("lr", "learning_rate")
+
+
+class NoLearningRate(UserError):
+    """The history records no learning rate and no config: no schedule-aware law."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    curve: RunCurve
+    acc: np.ndarray | None           # accuracy at curve.steps (same metric family as the loss)
+    loss_metric: str
+    acc_metric: str | None
+    schedule_source: str             # "config" | "logged lr"
+    setup: dict[str, Any]            # model / data / batch, to warn when runs differ
+    tokens_per_step: float | None    # REAL tokens (not padded positions)
+    seconds_per_step: float | None
+    history: History | None = field(repr=False, default=None)
+    identity: tuple[str, ...] | None = None  # which training run this is (``_identity``)
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """The zhbert history header (config, total_steps), or the Trainer state's max_steps."""
+    from zhbert.fileio import read_json
+    from zhbert.history import iter_records
+    if path.is_dir():
+        for name in ("history.jsonl", "trainer_state.json"):
+            if (path / name).exists():
+                return _header(path / name)
+        return _run_config(path)
+    if path.suffix == ".jsonl":
+        for rec in iter_records(path):
+            if rec.get("type") == "header":
+                return rec
+        return {}
+    if path.name.startswith("events.out.tfevents"):
+        return _run_config(path.parent)
+    if path.name == "trainer_state.json":
+        obj = read_json(path, "trainer state")
+        return {"total_steps": obj.get("max_steps")} if isinstance(obj, dict) else {}
+    return {}
+
+
+def _identity(header: dict[str, Any]) -> tuple[str, ...] | None:
+    """What names one training run in a zhbert history header: its name, start time and
+    config. A copy of the run's folder, or a copy cut short, keeps them; another run of the
+    same config does not (tiny-2000 and tiny-4000 started in the same second, under other
+    names). None where the header does not say (a Trainer's state, an old header)."""
+    import json
+    if not (header.get("run") and header.get("started") and header.get("config")):
+        return None
+    return (str(header["run"]), str(header["started"]),
+            json.dumps(header["config"], sort_keys=True, default=str))
+
+
+def fit_from(schedule: Schedule) -> int:
+    """First step the law may be fitted at: after the lr warm-up and zhbert's short-sequence
+    phase (a run's own points may move it later: ``RunCurve.start``)."""
+    return max(schedule.warmup, schedule.short_steps) + 1
+
+
+def _schedule(history: History, header: dict[str, Any]) -> tuple[Schedule, Any, str]:
+    if header.get("config"):
+        from zhbert.config import config_from_dict
+        cfg = config_from_dict(header["config"])
+        return Schedule.from_config(cfg), cfg, "config"
+    for name in LR_SERIES:
+        if name in history.series:
+            s, _ = history.series[name].finite()
+            return infer_schedule(s.step, s.y, header.get("total_steps")), None, "logged lr"
+    raise NoLearningRate(f"{history.meta.path} records no learning rate (no lr / learning_rate "
+                         "column, no zhbert config): the schedule-aware law cannot be fitted")
+
+
+def _pick(history: History, names: Sequence[str]) -> str | None:
+    for n in names:
+        if n in history.series and np.isfinite(history.series[n].y).sum() >= 2:
+            return n
+    return None
+
+
+def _run_config(tb_dir: Path) -> dict[str, Any]:
+    """A zhbert run's TensorBoard folder (RUN/tb) keeps no header: its run's config
+    (run.open_run) holds what the header would (without it the length warm-up went unseen)."""
+    from zhbert.run import is_run_dir, open_run
+    if not is_run_dir(tb_dir.parent) or not any(tb_dir.glob("events.out.tfevents*")):
+        return {}
+    cfg = open_run(tb_dir.parent).cfg
+    return {"config": cfg.to_dict(), "total_steps": cfg.train.steps}
+
+
+def _vocabulary(path: Path, history: History) -> dict[str, Any] | None:
+    """A zhbert run's vocabulary (size, sha256 where recorded), from its run directory's
+    config.json (run.open_run): the history's header does not hold it, and runs of two
+    vocabularies were fitted under one law without a word. None where it is not known."""
+    from zhbert.run import is_run_dir, open_run
+    if history.meta.source != "zhbert":
+        return None
+    run_dir = path if path.is_dir() else path.parent
+    if not is_run_dir(run_dir):
+        return None
+    try:
+        run = open_run(run_dir)
+    except (UserError, KeyError, TypeError, ValueError):  # a damaged config.json: not known
+        return None
+    return {"size": run.vocab_size, "sha256": run.vocab_sha256 or None}
+
+
+def load_run(path: str | Path) -> RunData:
+    """A run's loss curve, accuracy and schedule for the planner."""
+    path = Path(path)
+    history = load_history(path)
+    header = _header(path)
+    schedule, cfg, source = _schedule(history, header)
+    loss_name = _pick(history, LOSS_METRICS)
+    if loss_name is None:
+        raise UserError(f"{path} records no loss ({', '.join(LOSS_METRICS)}): the law forecasts "
+                        "the loss; evaluate with a held-out loss")
+    acc_name = _pick(history, ACC_METRICS[:2] if loss_name.startswith("eval") else ACC_METRICS[2:])
+    # one rule for every point the planner reads: a NaN/inf loss or accuracy is left out, as
+    # a null one is (never recorded). A NaN accuracy kept here turned every band, the plateau
+    # warning and analysis.json's numbers into NaN
+    loss = history.series[loss_name].finite()[0]
+    steps, y, acc = loss.step, loss.y, None
+    if acc_name:
+        a = history.series[acc_name].finite()[0]
+        common, ia, ib = np.intersect1d(steps, a.step, return_indices=True)
+        steps, y, acc = common, y[ia], a.y[ib]
+    curve = RunCurve(history.meta.run, steps.astype(int), y, schedule, fit_from(schedule))
+    setup = {} if cfg is None else {"config": cfg}
+    vocab = _vocabulary(path, history)
+    if vocab is not None:
+        setup["vocab"] = vocab
+    return RunData(curve, acc, loss_name, acc_name, source, setup, history.meta.tokens_per_step,
+                   history.meta.seconds_per_step, history, _identity(header))
+
+
+def labelled(runs: Sequence[RunData]) -> list[RunData]:
+    """The runs named apart as compare names them (history.run_labels): two demo runs whose
+    headers both say "run" read "runs: run, run" in predict and "fit on run; predict run's"
+    in backtest --predict."""
+    names = run_labels([r.curve.name for r in runs])
+    return [r if r.curve.name == n else replace(r, curve=replace(r.curve, name=n))
+            for r, n in zip(runs, names)]
+
+
+def run_paths(runs: Sequence[RunData]) -> dict[str, str]:
+    """Each run's label -> the path it was loaded from (as the user gave it)."""
+    return {r.curve.name: r.history.meta.path for r in runs if r.history is not None}
+
+
+def run_name(label: str, path: str | None) -> str:
+    """A run as the text names it: its label (forecast.labelled), with the path the user gave
+    where the label is not that path's own name ("run (2) (tests/data/demo-2000)"): the
+    headers of two demo runs both say "run", and "runs: run, run" told nothing."""
+    return label if path is None or Path(path).name == label else f"{label} ({path})"
+
+
+def refuse_repeats(paths: Sequence[Any]) -> None:
+    """The same run twice would count its points twice and narrow every interval."""
+    seen: dict[Path, str] = {}
+    for p in paths:
+        key = Path(p).resolve()
+        key = key / "history.jsonl" if key.is_dir() else key  # a run directory or its history
+        if key in seen:
+            raise UserError(f"{p} is the same run as {seen[key]}: give each run once (a repeated "
+                            "run would count its points twice and narrow the intervals)")
+        seen[key] = str(p)
+
+
+def refuse_copies(runs: Sequence[RunData]) -> None:
+    """One run under two paths (a copied folder, a copy cut short) counted its points twice
+    and narrowed the intervals as a repeated path would have (``refuse_repeats``)."""
+    seen: dict[tuple[str, ...], RunData] = {}
+    for r in runs:
+        if r.identity is None:
+            continue
+        first = seen.setdefault(r.identity, r)
+        if first is not r:
+            a, b = (x.history.meta.path if x.history else x.curve.name for x in (first, r))
+            raise UserError(f"{b} and {a} are one run (copies: their histories' headers name the "
+                            f"same run, {r.identity[0]}, started {r.identity[1]}, with the same "
+                            "config): give it once (a repeated run would count its points twice "
+                            "and narrow the intervals)")
+
+
+def truncated(run: RunData, until: float) -> RunData:
+    """The run as it stood at step ``until`` (its schedule unchanged: the plan it was on)."""
+    keep = run.curve.steps <= until
+    if keep.sum() < 2:
+        raise UserError(f"{run.curve.name} has fewer than 2 eval points up to step {until:g}")
+    curve = replace(run.curve, steps=run.curve.steps[keep], loss=run.curve.loss[keep])
+    return replace(run, curve=curve, acc=None if run.acc is None else run.acc[keep])
