@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit
 
-from zhbert.analysis.forecast import load_run, plan, truncated
+from zhbert.analysis.forecast import plan
+from zhbert.analysis.plan_runs import load_run, truncated
 from zhbert.analysis.laws import SETTLE_KEEP, RunCurve, settled_from
 from zhbert.schedule import Schedule
 

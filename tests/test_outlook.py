@@ -97,7 +97,8 @@ def test_a_forecast_that_climbs_past_the_data_is_flagged(capsys):
     """The law has no plateau term: a Trainer run still at ~14% after 1,000 of its 2,000 steps
     is forecast ~20 points too high. That forecast says so; one from runs that had left
     the plateau (tiny-2000 -> a 4,000-step run: within 1 point) does not."""
-    from zhbert.analysis.forecast import load_run, plan, truncated
+    from zhbert.analysis.forecast import plan
+    from zhbert.analysis.plan_runs import load_run, truncated
     hf = load_run(DATA / "hf-tiny-bert")
     p = plan([truncated(hf, 1000)], n_boot=0)
     f = p.accuracy(hf.curve.schedule, [2000])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from zhbert.analysis.curves import fit_curve
-from zhbert.analysis.forecast import load_run
+from zhbert.analysis.plan_runs import load_run
 from zhbert.analysis.history import load_history
 from zhbert.analysis.outlook import outlook
 from zhbert.analysis.run_backtest import backtest_runs

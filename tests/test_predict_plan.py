@@ -9,7 +9,8 @@ from scipy.special import expit
 
 from zhbert.analysis import cli as backtest_cli
 from zhbert.analysis import predict_command as predict_cli
-from zhbert.analysis.forecast import forecast_final, load_run, plan
+from zhbert.analysis.forecast import forecast_final, plan
+from zhbert.analysis.plan_runs import load_run
 from zhbert.analysis.laws import SPECS, Units, features
 from zhbert.cli import main
 from zhbert.config import load_config

@@ -77,7 +77,7 @@ def test_a_runs_tb_folder_forecasts_as_the_run(tmp_path):
     the tb folder's law was fitted through the warm-up and said "tokens unknown"."""
     import shutil
     from pathlib import Path
-    from zhbert.analysis.forecast import load_run
+    from zhbert.analysis.plan_runs import load_run
     from zhbert.history import iter_records
     src = Path(__file__).parent / "data" / "demo-1000"
     shutil.copy(src / "config.json", tmp_path / "config.json")

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_between(args: argparse.Namespace) -> int:
-    from zhbert.analysis.forecast import load_run
+    from zhbert.analysis.plan_runs import load_run
     from zhbert.analysis.laws import LAWS
     from zhbert.analysis.run_backtest import backtest_runs, backtest_runs_table
     if not args.predict or not (args.from_runs or args.fit_until):

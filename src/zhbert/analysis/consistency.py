@@ -18,7 +18,7 @@ from zhbert.config import describe_differences
 from zhbert.errors import UserError
 
 if TYPE_CHECKING:
-    from zhbert.analysis.forecast import RunData
+    from zhbert.analysis.plan_runs import RunData
     from zhbert.analysis.laws import LawFit
 
 # what the runs of one law may differ in: the schedule the law reads (and the length
@@ -54,7 +54,7 @@ def setup_warnings(runs: Sequence[RunData]) -> list[str]:
 
 
 def vocab_difference(a: dict | None, b: dict | None) -> list[str]:
-    """The vocabularies of two runs (forecast.load_run's setup["vocab"]) apart, as a clause:
+    """The vocabularies of two runs (plan_runs.load_run's setup["vocab"]) apart, as a clause:
     the size, else the hash where both recorded one (the same size, other tokens). Another
     vocabulary is another task: its loss and accuracy are on other scales."""
     if not a or not b:

@@ -42,10 +42,8 @@ from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
 from zhbert.analysis.consistency import disagreement, setup_warnings
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.laws import fit_law
-# the runs' loading lives in plan_runs; its names stay importable from here
-from zhbert.analysis.plan_runs import (ACC_METRICS, LOSS_METRICS, LR_SERIES, NoLearningRate,  # noqa: F401
-                                       RunData, fit_from, labelled, load_run, refuse_copies,
-                                       refuse_repeats, run_name, run_paths, truncated)
+from zhbert.analysis.plan_runs import (NoLearningRate, RunData, labelled, load_run, refuse_copies,
+                                       refuse_repeats)
 from zhbert.errors import UserError
 from zhbert.schedule import SCHEDULES, Schedule
 

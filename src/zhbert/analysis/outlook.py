@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from zhbert.analysis.forecast import Forecast, Planner, fit_from, plan
+from zhbert.analysis.forecast import Forecast, Planner, plan
+from zhbert.analysis.plan_runs import fit_from
 from zhbert.analysis.planning import Reach, plateau_warning, reach
 from zhbert.errors import UserError
 
@@ -69,7 +70,7 @@ def _plan_with_accuracy(source: Any, n_boot: int) -> Planner:
 
 def _curve(p, schedule, n: int) -> dict[str, list[float]]:
     """The law's curve where it holds: after the lr warm-up and the short-sequence phase
-    (forecast.load_run fits from there); Planner.curve keeps its bands inside [0, 1]."""
+    (plan_runs.load_run fits from there); Planner.curve keeps its bands inside [0, 1]."""
     steps = np.unique(np.linspace(fit_from(schedule), n, POINTS).astype(int))
     c = p.curve(schedule, steps)
     return {k: [float(v) for v in vals] for k, vals in c.items()}

@@ -23,7 +23,8 @@ import numpy as np
 from zhbert import argtypes
 from zhbert.config import MAX_STEPS  # --steps / --warmup: what a run may have (10^20 overflowed the law)
 from zhbert.analysis.extrapolation import check_loss, lr_note
-from zhbert.analysis.forecast import Forecast, Planner, fit_from, run_name, run_paths
+from zhbert.analysis.forecast import Forecast, Planner
+from zhbert.analysis.plan_runs import fit_from, run_name, run_paths
 from zhbert.errors import UserError
 from zhbert.fileio import json_safe
 from zhbert.metrics import metric_info

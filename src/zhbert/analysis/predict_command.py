@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     """The schedule-aware law where the lr is known (planning.py); else, or with --law none,
     the schedule-free families of one run, saying why."""
     from zhbert.analysis import planning
-    from zhbert.analysis.forecast import NoLearningRate, plan
+    from zhbert.analysis.forecast import plan
+    from zhbert.analysis.plan_runs import NoLearningRate
     from zhbert.analysis.laws import TooFewPoints
     planning.check_plan_args(args)
     why = "--law none" if args.law == "none" else "--model / --x name a schedule-free fit"

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zhbert.analysis.forecast import Forecast, Planner, RunData, labelled, plan, run_name, run_paths, truncated
+from zhbert.analysis.forecast import Forecast, Planner, plan
+from zhbert.analysis.plan_runs import RunData, labelled, run_name, run_paths, truncated
 from zhbert.analysis.laws import TooFewPoints
 from zhbert.errors import UserError
 
