@@ -92,3 +92,18 @@ def test_force_never_replaces_a_runs_checkpoint(trained_run, tmp_path, capsys):
     assert "is a training run's checkpoint" in capsys.readouterr().err
     assert sorted(p.name for p in ckpt.iterdir()) == before
     assert cli_main(["export", str(run), "--out", str(run / "checkpoints" / "new")]) == 2
+
+
+def test_an_empty_folder_is_taken_without_force(trained_run, tmp_path, capsys):
+    """check_out's advice for a folder of other files is "choose a new or empty directory";
+    an empty one was then refused as existing (pass --force)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["export", str(trained_run), "--out", str(empty)]) == 0
+    assert (empty / "model.safetensors").is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("hi")
+    assert cli_main(["export", str(trained_run), "--out", str(other)]) == 2
+    assert "choose a new or empty directory" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]

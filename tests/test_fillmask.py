@@ -207,3 +207,13 @@ def test_input_file_errors_name_the_file_and_line(trained_run, tmp_path, capsys)
     assert f"{table} line 2: " in capsys.readouterr().err
     assert cli_main(["fill-mask", str(trained_run), SENTENCES[0], "北京"]) == 2
     assert "sentence 2: no [MASK]" in capsys.readouterr().err
+
+
+def test_a_checkpoint_folder_is_named_with_the_command_that_reads_it(trained_run, capsys):
+    """A checkpoint holds model.safetensors (the export marker) but no model config: fill-mask
+    said "model config not found"; it names the run and the --checkpoint to give."""
+    ckpt = trained_run / "checkpoints" / "step_00000020"
+    assert cli_main(["fill-mask", str(ckpt), "北京是中国的首[MASK]。"]) == 2
+    err = capsys.readouterr().err
+    assert "is a checkpoint of a training run" in err and "config not found" not in err
+    assert f"zhbert fill-mask {trained_run} --checkpoint 20" in err

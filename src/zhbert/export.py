@@ -10,8 +10,11 @@ names (HF re-ties ``cls.predictions.decoder`` to the word embeddings and to
 vocab.txt is the run's vocabulary (characters or WordPiece); with do_lower_case
 false HF's BERT tokenizer gives exactly zhbert's ids (tests/test_vocab.py,
 tests/test_export.py, tests/test_lang_model.py), and tokenizer.json is the same
-tokenizer for the fast loader. config.json records the corpus language
-(``zhbert_language``), which fill-mask reads back for its output.
+tokenizer for the fast loader, with zhbert's text cleaning as its normalizer
+(export_tokenizer.py). config.json records the corpus language
+(``zhbert_language``), which fill-mask reads back for its output, and the training
+text's cleaning options (``zhbert_clean``: the script conversion no normalizer can do),
+which fill-mask applies as it does on the run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir, usual_permissions
+from zhbert.export_tokenizer import write_tokenizer_json
 from zhbert.outputs import check_out, json_object, output_kind
 from zhbert.run import EXPORT_MARKER  # what an export directory holds (a run's top level never)
 from zhbert.vocab import CLS, MASK, PAD, SEP, UNK
@@ -68,21 +72,17 @@ def hf_state_dict(model) -> dict[str, Any]:
 
 def tokenizer_files(max_len: int) -> dict[str, dict]:
     special = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
-    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": False, "do_basic_tokenize": True,
+    # PreTrainedTokenizerFast: loaded from tokenizer.json as written, zhbert's cleaning
+    # (normalizer) included. "BertTokenizer" made transformers 5 rebuild the tokenizer from
+    # vocab.txt, which dropped the normalizer (full-width ＡＢＣ read as [UNK]). The BERT
+    # options stay for readers of the file; model_input_names keeps token_type_ids, which
+    # the generic class leaves out.
+    config = {"tokenizer_class": "PreTrainedTokenizerFast",
+              "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
+              "do_lower_case": False, "do_basic_tokenize": True,
               "tokenize_chinese_chars": True, "strip_accents": None, "model_max_length": max_len,
               "clean_up_tokenization_spaces": False, **special}
     return {"tokenizer_config.json": config, "special_tokens_map.json": special}
-
-
-def write_tokenizer_json(vocab_path: Path, out: Path) -> None:
-    """tokenizer.json: BertTokenizerFast over ``vocab_path`` (do_lower_case false), serialised."""
-    from transformers import BertTokenizerFast
-
-    tok = BertTokenizerFast(vocab=str(vocab_path), do_lower_case=False, tokenize_chinese_chars=True,
-                            strip_accents=None)
-    # the bytes Tokenizer.save writes, written by Python: a full disk is an OSError naming the
-    # file (the Rust writer's is a bare Exception)
-    atomic_write_text(out, tok.backend_tokenizer.to_str(pretty=True))
 
 
 def _last_eval(run_dir: Path, step: int) -> dict[str, Any] | None:
@@ -94,11 +94,57 @@ def _last_eval(run_dir: Path, step: int) -> dict[str, Any] | None:
     return evals[-1] if evals else None
 
 
+_SCRIPTS = {"t2s": "simplified Chinese characters (the training text was converted from "
+                   "traditional with OpenCC t2s)",
+            "s2t": "traditional Chinese characters (the training text was converted from "
+                   "simplified with OpenCC s2t)"}
+
+
+def training_clean(data) -> dict[str, Any]:
+    """The data manifest's cleaning options (corpus.clean.CleanConfig), complete; data from
+    before the manifest recorded them: prepare's defaults for the language, as fill-mask reads it."""
+    from zhbert.corpus.clean import CleanConfig
+    from zhbert.corpus.languages import get as get_language
+    clean = (data.manifest.get("config") or {}).get("clean")
+    config = CleanConfig.from_json(clean) if clean else CleanConfig(
+        script=get_language(data.language).default_conversion, language=data.language)
+    return config.to_json()
+
+
+def _input_text(clean: dict[str, Any]) -> tuple[list[str], str]:
+    """The model card's "Input text" lines and the script its fill-mask example is written in.
+    A tokenizer normalizer cannot convert scripts: the reader has to, so the card says which."""
+    script = clean.get("script", "keep")
+    lines = ["## Input text", ""]
+    if script in _SCRIPTS:
+        lines += [f"The model expects {_SCRIPTS[script]}. No tokenizer converts scripts: convert "
+                  f"text with OpenCC first (`opencc.OpenCC(\"{script}\").convert(text)`); "
+                  "`zhbert fill-mask` on this directory does so itself.", ""]
+    elif clean.get("language", "zh") == "zh":
+        lines += ["The training text kept its own characters (no OpenCC conversion).", ""]
+    urls = " URLs and e-mail addresses removed;" if clean.get("remove_urls", True) else ""
+    lines += ["tokenizer.json (the fast tokenizer: AutoTokenizer's and pipeline's default) cleans "
+              "text as the training text was: NFKC, except that the full-width punctuation "
+              "，！？：；（）［］｛｝～…‥ stays; control and zero-width characters removed;"
+              f"{urls} spaces between CJK characters dropped. A tokenizer built from vocab.txt "
+              "(`BertTokenizer.from_pretrained` on this folder, or `use_fast=False` in "
+              "transformers 4) does none of this: give it text cleaned so, or full-width letters "
+              "and digits (ＡＢＣ, ２５) read as [UNK]. The settings are config.json's "
+              "`zhbert_clean`.", ""]
+    return lines, script
+
+
 def model_card(run, step: int, tokens: int | None, last_eval: dict | None, max_len: int,
-               language: str = "zh", tokenizer: str = "char") -> str:
+               language: str = "zh", tokenizer: str = "char", clean: dict | None = None) -> str:
     from zhbert.corpus.languages import get as get_language
 
     c, lang = run.cfg, get_language(language)
+    text_lines, script = _input_text(clean or {"language": language,
+                                               "script": lang.default_conversion})
+    example = lang.mask_example
+    if script != "keep":  # the example in the script the model read
+        from zhbert.corpus.clean import _converter
+        example = _converter(script).convert(example)
     kind = "WordPiece" if tokenizer == "wordpiece" else "character-level"
     lines = [f"{CARD_TITLE}{run.path.name} (step {step:,})", "",
              f"A BERT for {lang.name} pretrained from scratch with zhbert: {kind} vocabulary "
@@ -122,9 +168,9 @@ def model_card(run, step: int, tokens: int | None, last_eval: dict | None, max_l
                 lines.append(f"- {name} accuracy {last_eval[key]:.4f}")
     else:
         lines.append("No evaluation was recorded up to this step.")
-    lines += ["", "## Use", "", "```python", "from transformers import pipeline",
+    lines += ["", *text_lines, "## Use", "", "```python", "from transformers import pipeline",
               "fill = pipeline(\"fill-mask\", model=\"PATH/TO/THIS/DIR\")",
-              f"fill({json.dumps(lang.mask_example, ensure_ascii=False)})", "```", "",
+              f"fill({json.dumps(example, ensure_ascii=False)})", "```", "",
               f"Positions beyond {max_len} tokens were never trained (model_max_length).", ""]
     return "\n".join(lines)
 
@@ -148,6 +194,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     out = Path(out)
     _refuse_checkpoint(out)
     check_out(out, EXPORT_MARKER, "zhbert export")  # never a run or a folder of other files
+    if out.is_dir() and not any(out.iterdir()):
+        force = True  # an empty folder holds nothing to lose (check_out's advice says so)
     if out.exists() and not force:
         raise UserError(f"{out} already exists; pass --force to replace it")
     ref = select_checkpoints(run.path, checkpoint)[0]
@@ -158,6 +206,9 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     # a sentence-pair head (NSP or SOP) is BertForPreTraining's; MLM alone is BertForMaskedLM's
     hf_config.architectures = ["BertForPreTraining" if model.config.has_nsp else "BertForMaskedLM"]
     hf_config.zhbert_language = data.language  # fill-mask shows English with spaces
+    # fill-mask cleans input as the training text was (OpenCC's script above all, which
+    # tokenizer.json cannot), and the model card names the script
+    hf_config.zhbert_clean = clean = training_clean(data)
     max_len = run.cfg.data.max_len
     with staged_dir(out, force=force, marker=EXPORT_MARKER, what="zhbert export") as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))
@@ -167,11 +218,11 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
         vocab.save(tmp / "vocab.txt")
         for name, obj in tokenizer_files(max_len).items():
             atomic_write_json(tmp / name, obj)
-        write_tokenizer_json(tmp / "vocab.txt", tmp / "tokenizer.json")
+        write_tokenizer_json(tmp / "vocab.txt", tmp / "tokenizer.json", clean["remove_urls"])
         tokens = checkpoint_tokens(ref)
         atomic_write_text(tmp / "README.md", model_card(run, ref.step, tokens,
                                                         _last_eval(run.path, ref.step), max_len,
-                                                        data.language, data.tokenizer))
+                                                        data.language, data.tokenizer, clean))
     return out, ref.step
 
 

@@ -160,7 +160,8 @@ def make_masked_lm(model, vocab: Vocab, max_len: int, device, precision: str = "
                    source: str = "model", quantize: str | None = None,
                    language: str = "zh", clean: dict | None = None) -> MaskedLM:
     """A MaskedLM over an eval-mode BertForPretraining; ``precision`` already resolved.
-    ``clean``: the data manifest's clean options (None: an export, or older data)."""
+    ``clean``: the data manifest's clean options, or an export's config.json zhbert_clean
+    (None: an export from before zhbert_clean, or older data)."""
     from zhbert.corpus.clean import CleanConfig
     from zhbert.corpus.languages import get as get_language
     if quantize and torch.device(device).type != "cpu":
@@ -171,6 +172,25 @@ def make_masked_lm(model, vocab: Vocab, max_len: int, device, precision: str = "
     config = CleanConfig.from_json(clean) if clean else CleanConfig(
         script=get_language(language).default_conversion, language=language)
     return MaskedLM(model, vocab, max_len, device, precision, source, engine, quantize, language, config)
+
+
+def _refuse_checkpoint_dir(path: Path) -> None:
+    """A run's checkpoint folder holds model.safetensors, as an export does, but no model
+    config: say what it is and how to read it, not that its config.json is missing."""
+    meta = path / "meta.json"
+    if not (meta.is_file() or (path / "optimizer.safetensors").is_file()):
+        return
+    run = path.parent.parent if path.parent.name == "checkpoints" else None
+    name = path.name
+    step = int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None
+    try:
+        step = int(json.loads(meta.read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # a damaged meta.json: the folder's name tells the step
+    run_arg = str(run) if run is not None else "RUN"
+    step_arg = f"{step}" if step is not None else "STEP"
+    raise UserError(f"{path} is a checkpoint of a training run, not an exported model: use "
+                    f"`zhbert fill-mask {run_arg} --checkpoint {step_arg}`")
 
 
 def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
@@ -193,13 +213,17 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
         clean = (data.manifest.get("config") or {}).get("clean")
         max_len, source = run.cfg.data.max_len, f"{path} step {ref.step}"
     elif (path / EXPORT_MARKER).is_file():
+        _refuse_checkpoint_dir(path)  # it holds model.safetensors too
         if checkpoint is not None:
             raise UserError(f"{path} is an exported model (one set of weights); --checkpoint "
                             "applies to run directories only")
         from zhbert.run import load_exported
         model, vocab, max_len = load_exported(path)
-        clean = None  # config.json records the language only: its default cleaning
-        language = json.loads((path / "config.json").read_text(encoding="utf-8")).get("zhbert_language", "zh")
+        hf = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        language = hf.get("zhbert_language", "zh")
+        # the training text's cleaning (OpenCC s2t, kept URLs, ...); an export from before
+        # zhbert_clean: None, the language's default cleaning
+        clean = hf.get("zhbert_clean") if isinstance(hf.get("zhbert_clean"), dict) else None
         model, source = model.to(device).eval(), str(path)
     else:
         raise UserError(f"{path} is neither a run directory (config.json from zhbert train) "

@@ -62,7 +62,7 @@ class Language:
     def default_conversion(self) -> str:
         """`zhbert prepare`'s --script default (a CleanConfig.script): OpenCC's traditional ->
         simplified where it applies, else the text's own characters. fill-mask falls back to
-        it for an exported model, whose config records the language only."""
+        it for an exported model from before config.json recorded ``zhbert_clean``."""
         return "t2s" if self.opencc else "keep"
 
     @functools.cached_property
