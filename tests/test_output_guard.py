@@ -134,3 +134,16 @@ def test_a_zhbert_sweep_json_this_zhbert_cannot_read_is_started_over_with_force(
     assert "start the sweep again with --force" in capsys.readouterr().err
     _, spec = command.prepare(_args(_space(tmp_path), synthetic_data, out, trials=1, steps=2, force=True))
     assert json.loads((out / "sweep.json").read_text())["identity"] == spec.identity()
+
+
+def test_prepare_takes_an_empty_folder_without_force(tmp_path, capsys):
+    """check_out's advice is "choose a new or empty directory"; prepare then refused the empty
+    one: "already exists; pass --force"."""
+    (tmp_path / "ok.txt").write_text(ARTICLE)
+    (tmp_path / "empty").mkdir()
+    assert main(["prepare", str(tmp_path / "ok.txt"), "--workers", "1", "--out", str(tmp_path / "empty")]) == 0
+    assert (tmp_path / "empty" / "manifest.json").is_file()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    assert main(["prepare", str(tmp_path / "ok.txt"), "--workers", "1", "--out", str(tmp_path / "full")]) == 2
+    assert (tmp_path / "full" / "notes.txt").read_text() == "mine"

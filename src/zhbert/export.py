@@ -25,7 +25,8 @@ from typing import Any
 
 from zhbert import argtypes
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, atomic_write_text, staged_dir, usual_permissions
+from zhbert.fileio import (atomic_write_json, atomic_write_text, refuse_existing, staged_dir,
+                           usual_permissions)
 from zhbert.export_tokenizer import write_tokenizer_json
 from zhbert.outputs import check_out, json_object, output_kind
 from zhbert.run import EXPORT_MARKER  # what an export directory holds (a run's top level never)
@@ -194,10 +195,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     out = Path(out)
     _refuse_checkpoint(out)
     check_out(out, EXPORT_MARKER, "zhbert export")  # never a run or a folder of other files
-    if out.is_dir() and not any(out.iterdir()):
-        force = True  # an empty folder holds nothing to lose (check_out's advice says so)
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists; pass --force to replace it")
+    refuse_existing(out, force)  # before the model loads (staged_dir asks again)
     ref = select_checkpoints(run.path, checkpoint)[0]
     data = open_run_data(run)
     vocab = data.vocab

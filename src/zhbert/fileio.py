@@ -374,6 +374,14 @@ def _output_error(exc: BaseException, tmp: Path, final: Path) -> OutputError | N
     return cannot_write(final, error, _KEPT) if ours else None
 
 
+def refuse_existing(final: Path, force: bool) -> None:
+    """An output that exists is replaced only with --force; an empty folder holds nothing to
+    lose, as check_out's advice ("a new or empty directory") says, and needs none."""
+    if final.exists() and not force and not (final.is_dir() and not any(final.iterdir())):
+        raise UserError(f"{final} already exists; pass --force to replace it "
+                        "(it is replaced only once the new one is complete)")
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None = None,
                what: str | None = None) -> Iterator[Path]:
@@ -394,9 +402,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
     if marker is not None:
         from zhbert.outputs import check_out  # (it imports nothing of fileio)
         check_out(final, marker, what)
-    if final.exists() and not force:
-        raise UserError(f"{final} already exists; pass --force to replace it "
-                        "(it is replaced only once the new one is complete)")
+    refuse_existing(final, force)
     before = _identity(final)
     made = _missing_dirs(final.parent)
     try:
