@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from zhbert.errors import UserError
@@ -151,6 +151,9 @@ def verify_checkpoint(path: Path) -> str | None:
     """None when the checkpoint is complete and its checksums match, else why not."""
     try:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), dict):
+            # valid JSON of another shape ([1, 2], "x") is as unreadable as invalid JSON
+            return "unreadable metadata (meta.json is not a checkpoint's metadata object)"
         if meta.get("format_version") != FORMAT_VERSION:
             return f"format version {meta.get('format_version')} (expected {FORMAT_VERSION})"
         for f in FILES:
@@ -163,23 +166,89 @@ def verify_checkpoint(path: Path) -> str | None:
     return None
 
 
+class CheckpointGone(UserError):
+    """The checkpoint's directory vanished while it was read: a running training's
+    train.keep_last retention (or a user) deleted it. Readers of many checkpoints skip it."""
+
+
+def skip_note(path: Path, problem: str) -> str:
+    """The line for a checkpoint passed over: deleted since it was listed, or corrupt."""
+    if not path.exists():
+        return (f"zhbert: skipping checkpoint {path}: deleted since it was listed "
+                "(train.keep_last retention of a run still training?)")
+    return f"zhbert: skipping corrupt checkpoint {path}: {problem}"
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
-    """Load weights (and optimizer state) in place; return state.json's content."""
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
-    if missing or unexpected:
-        raise UserError(f"checkpoint {path} does not fit this model (missing {missing[:3]}, "
-                        f"unexpected {unexpected[:3]}); was it made with another config?")
-    if optimizer is not None:
-        tensors = load_file(str(path / "optimizer.safetensors"))
-        opt_state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            pid, name = key.split(".", 1)
-            opt_state.setdefault(int(pid), {})[name] = value
-        optimizer.load_state_dict({"state": opt_state,
-                                   "param_groups": state["optimizer"]["param_groups"]})
+                    optimizer: torch.optim.Optimizer | None = None, *,
+                    config_hash: str | None = None) -> dict[str, Any]:
+    """Load weights (and optimizer state) in place; return state.json's content.
+
+    Every reader of a checkpoint comes here, so here a checkpoint that is not this run's
+    (state.json's config hash other than ``config_hash``, when given; tensors of other
+    names or shapes; a model.safetensors that is no safetensors file, yet matches the
+    checksum a copied meta.json gives it) is refused with one line (a UserError), all but
+    other tensor names before any weight changes; one deleted while it is read raises
+    CheckpointGone."""
+    try:
+        state = _read_state(path)
+        if config_hash is not None and state.get("config_hash") != config_hash:
+            raise _misfit(path, f"config hash {state.get('config_hash')!r}, "
+                                f"this run's {config_hash!r}")
+        _check_fits(path, model)
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+        if missing or unexpected:
+            raise _misfit(path, f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        if optimizer is not None:
+            _load_optimizer(path, optimizer, state)
+    except (FileNotFoundError, SafetensorError) as exc:
+        if not path.is_dir():  # retention renames the directory away before deleting it
+            raise CheckpointGone(f"checkpoint {path} was deleted while it was read "
+                                 "(train.keep_last retention of a run still training?); "
+                                 "run this again") from None
+        if isinstance(exc, FileNotFoundError):
+            missing = Path(exc.filename or "a file").name
+            raise UserError(f"checkpoint {path} is incomplete (missing {missing}); "
+                            f"move it out of {path.parent} and run this again") from None
+        raise _misfit(path, f"model.safetensors is unreadable: {exc}") from None
     return state
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise _misfit(path, f"its state.json is unreadable: {exc}") from None
+    if not isinstance(state, dict):
+        raise _misfit(path, "its state.json is not an object")
+    return state
+
+
+def _misfit(path: Path, detail: str) -> UserError:
+    return UserError(f"checkpoint {path} does not fit this run's model ({detail}): was it made "
+                     "with another config or vocabulary (copied from another run)? Move it out of "
+                     f"{path.parent} and run this again")
+
+
+def _check_fits(path: Path, model: torch.nn.Module) -> None:
+    """Compare the file's tensor shapes with the model's from its header alone:
+    load_state_dict raised a RuntimeError traceback on a size mismatch even with strict=False."""
+    with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    wrong = [f"{k} {list(shapes[k])} vs {list(v.shape)}" for k, v in model.state_dict().items()
+             if k in shapes and shapes[k] != tuple(v.shape)]
+    if wrong:
+        raise _misfit(path, f"{len(wrong)} tensors of another shape, e.g. {wrong[0]}")
+
+
+def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        opt_state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state,
+                               "param_groups": state["optimizer"]["param_groups"]})
 
 
 def latest_valid_checkpoint(run_dir: str | Path, warn=print,
@@ -193,7 +262,7 @@ def latest_valid_checkpoint(run_dir: str | Path, warn=print,
             return ref
         if problems is not None:
             problems[ref.step] = problem
-        warn(f"zhbert: skipping corrupt checkpoint {ref.path}: {problem}")
+        warn(skip_note(ref.path, problem))
     return None
 
 

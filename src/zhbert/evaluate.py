@@ -8,6 +8,7 @@ finished run's checkpoints into its checkpoint_eval.jsonl (`zhbert eval`, probe)
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -69,9 +70,10 @@ def evaluate_checkpoints(run_dir: str | Path, step: int | None = None, all_check
     from zhbert.data import build_eval_set
     from zhbert.machine import detect_capabilities
     from zhbert.precision import autocast_context, resolve_precision
-    from zhbert.run import (EVAL_RESULTS, append_result, checkpoint_tokens, data_config,
-                            default_device, load_run_model, open_run, open_run_data,
-                            read_results, select_checkpoints)
+    from zhbert.checkpoint import CheckpointGone, skip_note
+    from zhbert.run import (EVAL_RESULTS, append_result, data_config, default_device,
+                            load_run_checkpoint, open_run, open_run_data, read_results,
+                            select_checkpoints, state_tokens)
     from zhbert.runlock import WriterLock, lock_path
 
     if split not in HELD_OUT_SPLITS:
@@ -97,11 +99,17 @@ def evaluate_checkpoints(run_dir: str | Path, step: int | None = None, all_check
         batches = build_eval_set(open_run_data(run), split, data_config(run.cfg), max_sequences=cap)
         records = []
         for ref in todo:
-            model = load_run_model(run, ref, device)
+            try:
+                model, state = load_run_checkpoint(run, ref, device)
+            except CheckpointGone:
+                # a training run's retention deleted it after the listing (or a user did):
+                # the others are still there to evaluate
+                print(skip_note(ref.path, "gone"), file=sys.stderr)
+                continue
             metrics = evaluate(model, batches, device, lambda: autocast_context(precision, device),
                                run.cfg.model.objective)
-            rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), "split": split,
-                   "max_sequences": cap, **metrics}
+            rec = {"step": ref.step, "tokens": state_tokens(state),
+                   "split": split, "max_sequences": cap, **metrics}
             append_result(out, rec)
             records.append(rec)
             lo, hi = metrics["eval_mlm_acc_ci95"]

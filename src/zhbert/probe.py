@@ -277,8 +277,9 @@ def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = P
               step: int | None = None, all_checkpoints: bool = False, device=None,
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Probe the selected checkpoints not yet in probe.jsonl; return the new records."""
-    from zhbert.run import (append_result, checkpoint_tokens, default_device, load_run_model,
-                            open_run, open_run_data, select_checkpoints)
+    from zhbert.checkpoint import CheckpointGone, skip_note
+    from zhbert.run import (append_result, default_device, load_run_checkpoint, open_run,
+                            open_run_data, select_checkpoints, state_tokens)
     from zhbert.runlock import WriterLock, lock_path
     run = open_run(run_dir)
     vocab = open_run_data(run).vocab
@@ -292,9 +293,13 @@ def probe_run(run_dir: str | Path, task: Task | str, settings: ProbeSettings = P
         max_len = min(MAX_LEN, run.cfg.data.max_len)  # positions past the pretraining length are untrained
         records = []
         for ref in refs:
-            model = load_run_model(run, ref, device)
+            try:
+                model, state = load_run_checkpoint(run, ref, device)
+            except CheckpointGone:  # retention of a run still training deleted it: as eval does
+                print(skip_note(ref.path, "gone"), file=sys.stderr)
+                continue
             result = probe_checkpoint(model, vocab, task, settings, max_len, device)
-            rec = {"step": ref.step, "tokens": checkpoint_tokens(ref), **key, **result}
+            rec = {"step": ref.step, "tokens": state_tokens(state), **key, **result}
             append_result(out, rec)
             records.append(rec)
             lo, hi = rec["ci95"]

@@ -9,7 +9,7 @@ from zhbert.config import Config, config_from_dict, describe_differences
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
 from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_DIR, PROBE_RESULTS
-from zhbert.runlock import is_locked, lock_path
+from zhbert.runlock import LockHeld, WriterLock, is_locked, lock_path
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, force: bool) -> None:
@@ -102,6 +102,21 @@ def _other_run_message(run_dir: Path, changed: dict[str, tuple], resume: bool) -
 
 
 def _clear_run(run_dir: Path) -> None:
+    """Delete a run's files for --force, holding the locks of `zhbert eval` and `zhbert
+    probe` on their results files meanwhile: one of them reading the run died with a
+    traceback when its checkpoints went; now --force exits 2 naming its PID instead."""
+    import contextlib
+    with contextlib.ExitStack() as held:
+        for results, what in ((EVAL_RESULTS, "zhbert eval"), (PROBE_RESULTS, "zhbert probe")):
+            try:
+                held.enter_context(WriterLock(lock_path(run_dir / results), what))
+            except LockHeld as exc:
+                raise UserError(f"--force would delete the run that another process reads: "
+                                f"{exc}") from None
+        _delete_run_files(run_dir)
+
+
+def _delete_run_files(run_dir: Path) -> None:
     import shutil
     for name in ("history.jsonl", "checkpoints", "tb", "analysis", EVAL_RESULTS, PROBE_RESULTS,
                  PROBE_DIR):

@@ -42,6 +42,11 @@ def lock_path(target: str | Path) -> Path:
     return target.with_name(f".{target.name}.lock")
 
 
+class LockHeld(UserError):
+    """A WriterLock another live process holds (its PID named); callers that refuse
+    something else for it (train --force deleting the run) tell it from other failures."""
+
+
 class WriterLock:
     """``with WriterLock(path, "zhbert train"):`` -- exclusive, non-blocking; a second
     holder gets a UserError (exit 2) naming the live PID."""
@@ -67,7 +72,7 @@ class WriterLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise UserError(f"{self.path.parent} is in use: {holder.get('what', 'another zhbert')} "
+            raise LockHeld(f"{self.path.parent} is in use: {holder.get('what', 'another zhbert')} "
                             f"is running as PID {holder.get('pid', '?')} on "
                             f"{holder.get('host', '?')} (since {holder.get('started', '?')}); "
                             "wait for it to finish or stop it, then run this again") from None

@@ -352,10 +352,9 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
                   f"({dropped} history records dropped)", file=sys.stderr)
         return None, None
     _check_world(run_dir, dist, ref.step)  # every rank reads it: every rank stops alike
-    state = load_checkpoint(ref.path, raw_model, optimizer)
-    if state.get("config_hash") != cfg.hash():
-        raise UserError(f"checkpoint {ref.path} was made with another config; "
-                        "resume with the run's own config or start a new run")
+    # the config hash checked before the weights load: another run's checkpoint copied in
+    # failed inside load_state_dict with a size mismatch before this check could name it
+    state = load_checkpoint(ref.path, raw_model, optimizer, config_hash=cfg.hash())
     if dist.main:
         _warn_masking(run_dir, cfg, ref.step)
         dropped = truncate_after(run_dir / "history.jsonl", ref.step)
