@@ -239,7 +239,9 @@ def train_step(tr: Trainer, step: int) -> str | None:
         return _skip_step(tr, loss_finite=finite[1])
     _update(tr)
     tr.progress.nonfinite_in_a_row = 0
-    tr.pending_tokens += tokens  # counted at the next log, evaluation or checkpoint
+    tr.pending_tokens += tokens  # under torchrun: summed at the next log, evaluation or checkpoint
+    if tr.dist.world == 1:  # nothing to sum: counted at once, for callers of train_step alone
+        _sync_tokens(tr)    # (benchmarks.race_sides reads the count after each step)
     tr.interval.sums[:7] += stats
     tr.interval.sums[7] += grad_norm.double()
     tr.interval.sums[8] += 1
