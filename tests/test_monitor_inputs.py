@@ -65,3 +65,37 @@ def test_good_and_empty_query_values_still_answer(client):
     assert client.get("/api/runs/a/study?x=").json()["x"] == "step"  # empty: the default
     assert client.get("/api/runs/a/history?offset=0&gen=").status_code == 200  # the page's first ask
     assert client.get("/api/runs/a/study?metric=nope").status_code == 422  # not in this run
+
+
+@pytest.fixture(scope="module")
+def tiny2000(tmp_path_factory):
+    """A finished run the trainer wrote, with a learning rate: the law answers for it."""
+    import shutil
+    from pathlib import Path
+    root = tmp_path_factory.mktemp("law")
+    shutil.copytree(Path(__file__).parent / "data" / "tiny-2000", root / "r")
+    return TestClient(create_app([root]))
+
+
+def test_steps_to_target_of_a_loss_is_no_accuracy_answer(tiny2000):
+    """metric=eval_mlm_loss&target=0.5: the law's line read "eval_mlm_acc ... does not reach
+    0.5", an accuracy answer to a loss question; it forecasts accuracy only."""
+    o = tiny2000.get("/api/runs/r/study?metric=eval_mlm_loss&target=0.5").json()["outlook"]
+    assert "summary" not in o and o["note"].startswith("answers for accuracy only (the first of eval_mlm_acc")
+    assert "not eval_mlm_loss" in o["note"]
+
+
+def test_steps_to_target_of_another_accuracy_names_the_one_the_law_forecasts(tiny2000):
+    o = tiny2000.get("/api/runs/r/study?metric=mlm_acc&target=0.4").json()["outlook"]
+    assert o == {"note": "answers for eval_mlm_acc only on this run, not mlm_acc: pick it for its steps to target"}
+
+
+@pytest.mark.parametrize("target", ["5", "-1e308", "1"])
+def test_steps_to_target_refuses_an_accuracy_out_of_range(tiny2000, target):
+    """target=5: "... maps to accuracy 0.9980, below 5", where `zhbert predict --target 5`
+    exits 2; target=-1e308: "reaches -1e+308 with a run of <= 81 steps". The CLI's check
+    (predict.check_target) now answers, as the prediction's does."""
+    o = tiny2000.get(f"/api/runs/r/study?metric=eval_mlm_acc&target={target}").json()["outlook"]
+    assert "summary" not in o and "reach" not in o
+    assert o["error"].startswith(f"target {float(target):g}: eval_mlm_acc is an accuracy") \
+        and "between 0 and 1" in o["error"]

@@ -136,3 +136,35 @@ def test_a_garbage_history_is_one_warning_not_one_per_line(tmp_path, capsys):
     history._SAID.clear()
     TestClient(create_app([run])).get("/api/runs")
     assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def _starving_train(n: int = 20) -> list[dict]:
+    """Train records at 10,000 tokens/s, the last few at 2,000: starved."""
+    return [{"type": "train", "step": 10 * i, "tokens_per_s": 10000.0 if i <= n - 5 else 2000.0}
+            for i in range(1, n + 1)]
+
+
+def test_a_starved_1_thread_run_is_not_told_to_take_more_threads():
+    """A 1-thread run on a loaded 2-core machine was told "continue it with fewer threads:
+    zhbert train ... --resume --threads 2" (the share, blind to the run's own count)."""
+    from zhbert.runstate import Competition, starvation
+    header = {"machine": "AMD EPYC (AVX512; avx512_bf16) · 1 thread · torch 2.13.0"}
+    advice = starvation(_starving_train(), header, Competition(load=5.0, cores=2, other_trainings=0)).advice()
+    assert "--threads" not in advice and "continue it with --resume once the load is gone" in advice
+
+
+def test_a_starved_run_with_more_threads_than_its_share_is_told_its_share():
+    from zhbert.runstate import Competition, starvation
+    header = {"machine": "AMD EPYC (AVX2; no avx512_bf16/amx) · 4 threads · torch 2.13.0", "world_size": 2}
+    # 8 cores, one other training process, this run's 2 processes: 8 // 3 = 2 each
+    advice = starvation(_starving_train(), header, Competition(load=12.0, cores=8, other_trainings=1)).advice()
+    assert "--resume --threads 2" in advice
+
+
+def test_the_thread_count_is_read_from_what_describe_machine_writes():
+    import torch
+
+    from zhbert.machine import describe_machine
+    from zhbert.threads import recorded_threads
+    assert recorded_threads(describe_machine()) == torch.get_num_threads()
+    assert recorded_threads("cpu · 1 thread · torch 2") == 1 and recorded_threads(None) is None

@@ -28,6 +28,12 @@ rules for history.jsonl and checkpoint_eval.jsonl):
 - a complete line that is not a JSON object (a torn write in the middle, a disk
   error) is skipped with a warning on stderr naming the file and the line number
   (``Chunk.bad_lines``); the records around it are kept;
+- so is a JSON object whose fields every reader relies on have the wrong type
+  (``record_problem``: a hand edit, another tool's line): a "type" that is not a
+  string; a train/eval/event record without a whole-number "step" >= 0 (any record
+  that has a "step": checkpoint_eval.jsonl's have no "type"); a known metric that is not
+  a number or null; a header whose total_steps, config, ... are not what the writer
+  writes. Readers may then take these fields as typed: ``int(rec["step"])`` never fails;
 - ``HistoryReader.read()`` returns only what was appended since its last read; a
   file that shrank or was replaced (``truncate_after`` on resume rewrites it) is
   read again from the start, with ``Chunk.reset`` set;
@@ -48,7 +54,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_bytes, atomic_write_text
@@ -116,13 +122,82 @@ def _first_lines(bad: Sequence[int], more: str) -> str:
     return ", ".join(map(str, bad[:MAX_WARNINGS])) + (more.format(left_out) if left_out > 0 else "")
 
 
-def bad_lines_warning(path: Path, bad: Sequence[int]) -> str:
+def bad_lines_warning(path: Path, bad: Sequence[int], why: Mapping[int, str] | None = None) -> str:
     """One warning for all the corrupt lines one read found (a file of random bytes has
-    thousands, once one warning each), naming the first few."""
+    thousands, once one warning each), naming the first few; ``why``: the reason of each
+    line that is JSON but not a valid record (``record_problem``), the first one said."""
+    why = {n: why[n] for n in bad if n in why} if why else {}
     if len(bad) == 1:
-        return f"{path}, line {bad[0]}: not a JSON record (a corrupt line); skipped it"
+        what = f"not a valid record ({why[bad[0]]})" if why else "not a JSON record (a corrupt line)"
+        return f"{path}, line {bad[0]}: {what}; skipped it"
     shown = _first_lines(bad, ", ...")  # the count comes first, so the rest need no number
-    return f"{path}: skipped {len(bad):,} corrupt lines that are not JSON records (lines {shown})"
+    if not why:
+        return f"{path}: skipped {len(bad):,} corrupt lines that are not JSON records (lines {shown})"
+    first = min(why)
+    return (f"{path}: skipped {len(bad):,} corrupt lines that are not JSON records or hold fields "
+            f"of the wrong type (lines {shown}; line {first}: {why[first]})")
+
+
+# The fields whose types every reader relies on, as the writers write them (train.py
+# _open_history: the header; trainloop._log and _eval, evaluate.evaluate: train and eval
+# records; `zhbert eval` adds split and max_sequences). Only these: probe.jsonl's records,
+# read by the same reader, hold strings of their own, and a field a newer writer adds must
+# not make an older reader drop every record.
+NUMBER_FIELDS = frozenset({
+    "tokens", "elapsed", "lr", "loss", "mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc", "sop_acc",
+    "grad_norm", "tokens_per_s", "data_wait", "eval_mlm_acc", "eval_mlm_loss", "eval_ppl",
+    "eval_nsp_acc", "eval_sop_acc", "eval_masked", "max_sequences"})
+STEP_TYPES = ("train", "eval", "event")  # the record types that must have a step
+
+
+def is_count(v: Any, least: int = 0) -> bool:
+    """A whole number >= ``least`` (not a bool, not 3.0: a step as the writer writes it)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _is_number(v: Any) -> bool:  # NaN and inf included: a diverging run logs them
+    return v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_HEADER_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "total_steps": ("a whole number >= 0", is_count),
+    "resumed_from": ("a whole number >= 0", is_count),
+    "world_size": ("a whole number >= 1", lambda v: is_count(v, 1)),
+    "tokens_per_step": ("a number", _is_number),
+    "config": ("a JSON object", lambda v: isinstance(v, dict)),
+    **{k: ("a string", lambda v: isinstance(v, str)) for k in ("run", "machine", "precision", "masking")},
+}
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False, allow_nan=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def record_problem(rec: dict[str, Any]) -> str | None:
+    """Why a JSON object is not a record every reader can take as typed, or None (see the
+    module docstring). A header's fields may be null or absent (older headers lack some)."""
+    kind = rec.get("type")
+    if "type" in rec and not isinstance(kind, str):
+        return f"its type is {_show(kind)}, not a string"
+    if kind == "header":
+        for name, (what, ok) in _HEADER_FIELDS.items():
+            if rec.get(name) is not None and not ok(rec[name]):
+                return f"the header's {name} is {_show(rec[name])}, not {what}"
+        return None
+    if ("step" in rec or kind in STEP_TYPES) and not is_count(rec.get("step")):
+        return (f"its step is {_show(rec['step'])}, not a whole number >= 0" if "step" in rec
+                else f"a {kind} record without a step")
+    for name in sorted(NUMBER_FIELDS & rec.keys()):
+        if not _is_number(rec[name]):
+            return f"its {name} is {_show(rec[name])}, not a number or null"
+    for name, v in rec.items():  # "eval_mlm_acc_ci95": [lo, hi]
+        if name.endswith("_ci95") and v is not None and not (
+                isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))):
+            return f"its {name} is {_show(v)}, not [low, high] or null"
+    if kind == "event" and not isinstance(rec.get("kind"), str):
+        return f"its event kind is {_show(rec.get('kind'))}, not a string"
+    return None
 
 
 _SAID: set[str] = set()
@@ -148,6 +223,7 @@ class Chunk:
     partial: bool = False           # an unterminated last line was left for the next read
     more: bool = False              # stopped at max_bytes: read again for the rest
     bad_lines: tuple[int, ...] = () # 1-based numbers of the corrupt lines skipped
+    why: tuple[tuple[int, str], ...] = ()  # (line, record_problem) of those that were JSON
 
 
 class HistoryReader:
@@ -173,16 +249,17 @@ class HistoryReader:
             want = st.st_size - self.offset
             data = f.read(want if max_bytes is None else min(want, max_bytes))
         end = data.rfind(b"\n") + 1  # 0: no complete line yet
-        records, starts, bad = self._parse(data[:end])
+        records, starts, bad, why = self._parse(data[:end])
         start = self.offset
         self.offset += end
         left = st.st_size - self.offset
         return Chunk(records, [start + s for s in starts], self.offset, st.st_size, reset,
                      partial=left > 0 and len(data) == want, more=left > 0 and len(data) < want and end > 0,
-                     bad_lines=bad)
+                     bad_lines=bad, why=why)
 
-    def _parse(self, data: bytes) -> tuple[list[dict], list[int], tuple[int, ...]]:
-        records, starts, bad, pos = [], [], [], 0
+    def _parse(self, data: bytes):
+        """(records, their line starts, bad line numbers, (line, why) of the bad JSON ones)."""
+        records, starts, bad, why, pos = [], [], [], {}, 0
         for raw in data.split(b"\n")[:-1]:
             self.line += 1
             if raw.strip():
@@ -190,15 +267,18 @@ class HistoryReader:
                     rec = json.loads(raw)
                 except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
                     rec = None
-                if isinstance(rec, dict):
+                problem = record_problem(rec) if isinstance(rec, dict) else None
+                if isinstance(rec, dict) and problem is None:
                     records.append(rec)
                     starts.append(pos)
                 else:
                     bad.append(self.line)
+                    if problem:
+                        why[self.line] = problem
             pos += len(raw) + 1
         if bad:
-            self.warn(bad_lines_warning(self.path, bad))
-        return records, starts, tuple(bad)
+            self.warn(bad_lines_warning(self.path, bad, why))
+        return records, starts, tuple(bad), tuple(why.items())
 
 
 def _write_error(path: Path, exc: OSError, size: int) -> UserError:
@@ -295,7 +375,7 @@ def _unparsed(chunk: Chunk) -> str:
     records) and an unfinished last line"."""
     bad = chunk.bad_lines
     shown = _first_lines(bad, " and {} more")
-    what = "lines {} (not JSON records)" if len(bad) > 1 else "line {} (not a JSON record)"
+    what = "lines {} (not valid records)" if len(bad) > 1 else "line {} (not a valid record)"
     parts = [what.format(shown)] if bad else []
     return " and ".join(parts + (["an unfinished last line"] if chunk.partial else []))
 

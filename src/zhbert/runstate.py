@@ -49,8 +49,8 @@ def run_state(run_dir: Path, total: int, last_step: int) -> str:
             # trainer's lock says whether the run is held
             if is_locked(lock_path(run_dir / "train")):
                 return "running"
-        except (ProcessLookupError, ValueError, KeyError, json.JSONDecodeError):
-            pass  # the process died without cleaning up: it was killed
+        except (ProcessLookupError, ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError):
+            pass  # the process died without cleaning up (it was killed), or the marker is garbled
         except PermissionError:
             return "running"
     if total and last_step >= total:
@@ -245,6 +245,8 @@ class Starved:
     recent_tokens_per_s: float   # median of the last RECENT_LOGS train records
     best_tokens_per_s: float     # 90th percentile of the earlier ones at the same length
     competition: Competition
+    threads: int | None = None   # per process, as its header records it (None: not recorded)
+    processes: int = 1           # the run's processes (torchrun), each of them registered
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -260,10 +262,14 @@ class Starved:
                        f"{c.cores} cores (those started without --threads split the cores with "
                        "this one, which speeds up again when they end)")
         if c.load > c.cores:
-            share = max(1, c.cores // (c.other_trainings + 1))
+            # each process's share of the cores; fewer threads only where that is below what
+            # it runs with (a 1-thread run was told to go on with --threads 2)
+            share = max(1, c.cores // (c.other_trainings + self.processes))
+            then = (f"continue it with fewer threads: zhbert train ... --resume --threads {share}"
+                    if self.threads is not None and share < self.threads
+                    else "continue it with --resume once the load is gone")
             why.append(f"other work keeps the load at {c.load:.1f} on {c.cores} cores: stop it, "
-                       "or stop this run (Ctrl-C saves a checkpoint) and continue it with "
-                       f"fewer threads: zhbert train ... --resume --threads {share}")
+                       f"or stop this run (Ctrl-C saves a checkpoint) and {then}")
         return (f"starved: {self.recent_tokens_per_s:,.0f} tokens/s, "
                 f"{self.recent_tokens_per_s / self.best_tokens_per_s:.0%} of its best "
                 f"{self.best_tokens_per_s:,.0f}; " + "; ".join(why))
@@ -295,4 +301,8 @@ def starvation(train: list[dict], header: dict, competition: Competition) -> Sta
         return None
     recent = statistics.median(same[-RECENT_LOGS:])
     best = statistics.quantiles(same[:-RECENT_LOGS], n=10)[-1]
-    return Starved(recent, best, competition) if recent < STARVED_BELOW * best else None
+    if recent >= STARVED_BELOW * best:
+        return None
+    from zhbert.threads import recorded_threads
+    world = header.get("world_size")  # the reader checked it: a whole number >= 1, or absent
+    return Starved(recent, best, competition, recorded_threads(header.get("machine")), world or 1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -55,6 +56,14 @@ def quiet_openmp_waits() -> bool:
     effect (torch, and with it libgomp, not loaded yet)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return "torch" not in sys.modules
+
+
+def recorded_threads(machine: object) -> int | None:
+    """The thread count (per process) a history header's ``machine`` line records, as
+    machine.describe_machine writes it ("AMD EPYC (...) · 2 threads · torch 2.13.0"); None
+    where it records none (an older or hand-written header)."""
+    found = re.search(r"(?:^| · )(\d+) threads?(?: · |$)", machine) if isinstance(machine, str) else None
+    return int(found.group(1)) if found else None
 
 
 def fixed_threads(requested: int | None) -> int | None:

@@ -247,7 +247,8 @@ function renderStudy(id) {
       (p.hours ? `, ${fmt(p.hours.value, 3)} h` : "") + "]" : "");
   // the schedule-aware law: a run of N steps (its schedule stretched), not this run continued
   const o = s.outlook;
-  if (o) $("prediction").textContent += "\nschedule-aware law: " + (o.error ? o.error : o.summary);
+  // a note where the law does not answer for this metric (it forecasts accuracy only)
+  if (o) $("prediction").textContent += "\nschedule-aware law: " + (o.error || o.note || o.summary);
   const c = s.correlation;
   $("correlation").textContent = c.error ? "correlation: " + c.error :
     `correlation with step: Pearson r ${fmt(c.pearson.statistic)} (r² ${fmt(c.r2)}), Spearman ${fmt(c.spearman.statistic)}, ` +
