@@ -201,7 +201,10 @@ def test_bad_inputs_exit_2_with_a_readable_message(tmp_path, capsys, make, args,
 
 def test_existing_or_unwritable_out_exit_2(tmp_path, capsys):
     (tmp_path / "ok.txt").write_text(ARTICLE)
-    (tmp_path / "out").mkdir()
+    (tmp_path / "out").mkdir()  # empty: taken (check_out's advice), then an earlier output
+    rc, _, err = _run(capsys, "prepare", str(tmp_path / "ok.txt"), "--out", str(tmp_path / "out"),
+                      "--workers", "1")
+    assert rc == 0, err
     rc, _, err = _run(capsys, "prepare", str(tmp_path / "ok.txt"), "--out", str(tmp_path / "out"))
     assert rc == 2 and "--force" in err
     (tmp_path / "file").write_text("x")

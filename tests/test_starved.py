@@ -10,7 +10,8 @@ from zhbert.runstate import Competition, collect, length_phase_end, starvation
 
 BUSY = Competition(load=4.0, cores=2, other_trainings=1)
 QUIET = Competition(load=1.9, cores=2, other_trainings=0)
-HEADER = {"type": "header", "total_steps": 1000, "precision": "bf16", "machine": "m",
+HEADER = {"type": "header", "total_steps": 1000, "precision": "bf16",
+          "machine": "AMD EPYC (avx512; avx512_bf16) · 4 threads · torch 2.13.0",
           "config": {"data": {"warmup_len": 16, "warmup_len_fraction": 0.2},
                      "train": {"steps": 1000}}}
 
@@ -37,9 +38,13 @@ def test_the_advice_names_only_the_competition_there_is():
     sharing = starvation(recs, HEADER, Competition(load=2.0, cores=2, other_trainings=2)).advice()
     assert "2 other zhbert trainings run on the 2 cores" in sharing
     assert "--threads" not in sharing.split("(")[0] and "other work" not in sharing
-    loaded = starvation(recs, HEADER, Competition(load=6.5, cores=4, other_trainings=0)).advice()
+    eight = {**HEADER, "machine": "AMD EPYC (avx512; avx512_bf16) · 8 threads · torch 2.13.0"}
+    loaded = starvation(recs, eight, Competition(load=6.5, cores=4, other_trainings=0)).advice()
     assert "zhbert training" not in loaded
     assert "load at 6.5 on 4 cores" in loaded and "--resume --threads 4" in loaded
+    # its 4 threads are its share already: fewer threads would not help it
+    as_is = starvation(recs, HEADER, Competition(load=6.5, cores=4, other_trainings=0)).advice()
+    assert "--threads" not in as_is and "once the load is gone" in as_is
 
 
 def test_not_starved_when_nothing_competes_or_the_drop_is_small():
