@@ -4,7 +4,9 @@ time, or JSON Lines under the .json name (news2016zh, webtext2019zh), told by co
 
 from __future__ import annotations
 
+import gc
 import gzip
+import io
 import itertools
 import json
 import zlib
@@ -101,7 +103,10 @@ def test_a_cut_short_array_keeps_the_items_before_with_skip_bad(tmp_path):
     assert [d.text for d in docs] == TEXTS[:4] and "skipped the rest of" in info.warnings[0]
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_truncated_compressed_array_keeps_every_complete_item(tmp_path):
+    """Also without a traceback: the damage raised inside ijson's generators left one to
+    print "Exception ignored in: <generator object Lexer>" when it was collected."""
     items = [{"text": f"{TEXTS[0]}{i}" * 20} for i in range(4000)]
     data = gzip.compress(json.dumps(items, ensure_ascii=False).encode())
     path = tmp_path / "a.json.gz"
@@ -110,6 +115,7 @@ def test_a_truncated_compressed_array_keeps_every_complete_item(tmp_path):
     ends = itertools.accumulate(len(json.dumps(it, ensure_ascii=False).encode()) + 2 for it in items)
     complete = sum(end - 1 <= readable for end in ends)  # "[" + items, ", " between them
     info, docs = _read(path)
+    gc.collect()
     assert 1000 < complete < 4000 and [d.text for d in docs] == [it["text"] for it in items[:complete]]
     assert "truncated or damaged" in info.warnings[0] and "kept every complete item" in info.warnings[0]
 
@@ -121,15 +127,34 @@ def test_a_gbk_array_is_read(tmp_path):
     assert info.encoding == "gb18030" and [d.text for d in docs] == TEXTS * 5
 
 
-def test_a_lone_surrogate_escape_costs_its_item_only(tmp_path):
-    """yajl (ijson's C backend) stops at "\\udc93" with a UnicodeDecodeError; the Python
-    backend takes over, and the items after it are read."""
+@pytest.mark.parametrize("escape", ["\\udc93", "\\ud83d", "\\ud83d\\u4e2d"])
+def test_a_lone_surrogate_escape_costs_its_item_only(tmp_path, escape):
+    """yajl (ijson's C backend) stopped at a lone low surrogate's escape, and read a lone
+    high one as "?" or merged it with the next escape (\\ud83d\\u4e2d: 😭), silently."""
     path = tmp_path / "a.json"
     body = ",".join(json.dumps({"text": t}, ensure_ascii=False) for t in TEXTS)
-    path.write_text("[" + body.replace(TEXTS[2], "坏\\udc93字", 1) + "]", encoding="utf-8")
+    path.write_text("[" + body.replace(TEXTS[2], f"坏{escape}字", 1) + "]", encoding="utf-8")
     info, docs = _read(path, skip_bad=True)
     assert [d.text for d in docs] == TEXTS[:2] + TEXTS[3:]
     assert "item 3: the \"text\" value holds a lone surrogate escape" in info.warnings[0]
+
+
+def test_a_parse_error_reads_as_text(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([{"text": t} for t in TEXTS], ensure_ascii=False) + " 中文", encoding="utf-8")
+    with pytest.raises(UserError, match=r"a\.json stops parsing as JSON after item 6 \(") as err:
+        _read(path)
+    assert "b'" not in str(err.value) and "\\x" not in str(err.value)
+
+
+def test_a_jsonl_line_nested_too_deeply_is_a_bad_line(tmp_path):
+    path = tmp_path / "a.jsonl"
+    deep = json.dumps({"text": TEXTS[0], "x": 0}).replace("0}", "[" * 5000 + "]" * 5000 + "}")
+    path.write_text("\n".join([json.dumps({"text": TEXTS[1]}, ensure_ascii=False), deep]), encoding="utf-8")
+    with pytest.raises(UserError, match=r"a\.jsonl line 2: nested too deeply"):
+        _read(path)
+    info, docs = _read(path, skip_bad=True)
+    assert [d.text for d in docs] == [TEXTS[1]]
 
 
 def test_an_undecodable_byte_costs_its_item_only(tmp_path):
@@ -144,16 +169,17 @@ def test_an_undecodable_byte_costs_its_item_only(tmp_path):
 
 def test_items_are_streamed():
     """One item at a time: the first document comes before the stream is read to its end."""
-    reads = []
+    data = json.dumps([{"text": t} for t in TEXTS * 2000], ensure_ascii=False).encode()  # ~0.5 MB
 
-    class Slow:
+    class Counted(io.BytesIO):
         def __init__(self):
-            self.data = json.dumps([{"text": t} for t in TEXTS * 2000], ensure_ascii=False).encode()
+            super().__init__(data)
 
         def read(self, size=-1):
-            reads.append(size)
-            out, self.data = self.data[:size], self.data[size:]
+            out = super().read(size)
+            self.taken = getattr(self, "taken", 0) + len(out)
             return out
-    total = len(Slow().data)  # ~0.5 MB
-    docs = jsonl.array_documents(Slow, "json:x", "text", lambda n, why: None)
-    assert next(docs).text == TEXTS[0] and 0 < sum(reads) <= 1 << 16 < total // 4
+    stream = Counted()
+    docs = jsonl.array_documents(stream, "json:x", "text", lambda n, why: None)
+    assert next(docs).text == TEXTS[0] and 0 < stream.taken <= 1 << 16 < len(data) // 4
+    assert len(list(docs)) == len(TEXTS) * 2000 - 1

@@ -20,7 +20,11 @@ UNDECODABLE = "\ufdd0"
 
 def parse_jsonl_line(line: str, lineno: int, source: str, field_name: str = "text") -> Document:
     """One JSONL line -> Document (its text in ``field_name``); ValueError says what is wrong."""
-    return document_from(json.loads(line), lineno, source, field_name)
+    try:
+        obj = json.loads(line)
+    except RecursionError:  # json's C decoder recurses: ~1,000 levels of [[[...]]] in 20 KB
+        raise ValueError("nested too deeply to be a document's JSON object") from None
+    return document_from(obj, lineno, source, field_name)
 
 
 def document_from(obj: Any, number: int, source: str, field_name: str = "text") -> Document:
@@ -99,58 +103,55 @@ class ArrayDamage(Exception):
     was delivered. The message completes "<path> ..." and says after which item."""
 
 
-def array_documents(open_stream: Callable[[], BinaryIO], source: str, field_name: str,
+def array_documents(stream: BinaryIO, source: str, field_name: str,
                     bad: Callable[[int, str], None]) -> Iterator[Document]:
     """The documents of a JSON array of objects, streamed an item at a time from
-    ``open_stream()``; a bad item goes to ``bad(item number, why)``, which raises or lets
-    the reading go on. ijson's C backend (yajl) parses ~10x faster than its Python one but
-    stops at a lone surrogate's escape ("\\ud83d" cut from its pair, common in scraped
-    text) with a UnicodeDecodeError; the Python backend reads such a string, and the item
-    is then bad on its own: it takes over from the start, past the items already read."""
+    ``stream``; a bad item goes to ``bad(item number, why)``, which raises or lets the
+    reading go on. ijson's Python backend, not its C one (yajl2_c, ~10x faster to
+    parse): yajl turns a lone high surrogate's escape ("\\ud83d" cut from its pair, common
+    in scraped text) into "?" or merges it with the next escape into another character,
+    silently, where the Python backend keeps it, and the item is then bad on its own
+    (``_check_characters``). Parsing is not what limits prepare (its cleaning is)."""
     import ijson
 
     number = 0  # items read so far
-    for backend in (ijson, ijson.get_backend("python")):  # ijson: the fastest one built
-        try:
-            for n, obj in enumerate(backend.items(open_stream(), "item", use_float=True), 1):
-                if n <= number:
-                    continue
-                number = n
-                try:
-                    yield document_from(obj, n, source, field_name)
-                except ValueError as exc:
-                    bad(n, str(exc))
-            return
-        except UnicodeDecodeError:
-            continue
-        except ijson.JSONError as exc:
-            why = str(exc).strip().splitlines()[0].strip()
-            raise ArrayDamage(f"stops parsing as JSON after item {number:,} ({why})") from None
-    raise ArrayDamage(f"stops parsing as JSON after item {number:,} (a string that is not UTF-8)")
+    try:
+        for number, obj in enumerate(ijson.get_backend("python").items(
+                stream, "item", use_float=True), 1):
+            try:
+                yield document_from(obj, number, source, field_name)
+            except ValueError as exc:
+                bad(number, str(exc))
+    except ijson.JSONError as exc:
+        why = exc.args[0] if exc.args else exc
+        why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
+        raise ArrayDamage(f"stops parsing as JSON after item {number:,} "
+                          f"({why.strip().splitlines()[0].strip()})") from None
 
 
 class Utf8Stream:
     """Decoded text chunks as the UTF-8 bytes ijson reads (a GBK or Big5 .json too); an
     undecodable byte (a lone surrogate from --skip-bad's lenient decoding) becomes
     UNDECODABLE, so the item holding it is bad rather than the whole rest of the file. An
-    error from the chunks (a cut-short compressed file) is raised once the text before it
-    has been read, so the items before the damage are kept."""
+    error from the chunks (a cut-short compressed file) ends the stream once the text
+    before it is read, so the items before the damage are kept; it is kept in ``error``
+    for the reader to raise (raised inside ijson's generators, it left one to print a
+    traceback when it was collected)."""
 
     def __init__(self, texts: Iterator[str]):
-        self._texts, self._buffer, self._error = texts, b"", None
+        self._texts, self._buffer = texts, b""
+        self.error: Exception | None = None
 
     def read(self, size: int = -1) -> bytes:
-        while self._error is None and (size < 0 or len(self._buffer) < size):
+        while self.error is None and (size < 0 or len(self._buffer) < size):
             try:
                 text = next(self._texts, None)
-            except Exception as exc:  # noqa: BLE001 - raised below, after what came before it
-                self._error = exc
+            except Exception as exc:  # noqa: BLE001 - the reader raises it (see above)
+                self.error = exc
                 break
             if text is None:
                 break
             self._buffer += SURROGATES.sub(UNDECODABLE, text).encode("utf-8")
-        if not self._buffer and self._error is not None:
-            raise self._error
         size = len(self._buffer) if size < 0 else size
         out, self._buffer = self._buffer[:size], self._buffer[size:]
         return out

@@ -271,11 +271,14 @@ def _array_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iter
     """A document per object of a JSON array, streamed (``jsonl.array_documents``)."""
     def bad(item: int, why: str) -> None:
         bad_part(info, skip_bad, "JSON item", f"{info.path} item {item:,}: {why}")
-
-    def stream() -> Utf8Stream:
-        return Utf8Stream(decoded(Path(info.path), info.encoding, lenient=skip_bad))
+    stream = Utf8Stream(decoded(Path(info.path), info.encoding, lenient=skip_bad))
     try:
-        yield from array_documents(stream, _source_name(info), text_column, bad)
+        try:
+            yield from array_documents(stream, _source_name(info), text_column, bad)
+        except ArrayDamage:
+            if stream.error is not None:  # the JSON stopped where its bytes did
+                raise stream.error from None
+            raise
     except Truncated as exc:
         warn(info, f"{info.path} is truncated or damaged ({exc}); "
                    "kept every complete item before the damage")
