@@ -219,3 +219,11 @@ def test_the_latest_checkpoint_alone_hashes_only_what_it_takes(run, monkeypatch)
     hashed.clear()  # every checkpoint is used: every one is verified
     assert [r.step for r in select_checkpoints(run, all_checkpoints=True, warn=warned.append)] == [2, 4]
     assert set(hashed) == {"step_00000002", "step_00000004", "step_00000008"}
+
+
+def test_status_names_a_checkpoint_of_another_config(run, capsys):
+    """status had reported another run's checkpoint as this run's newest, with no word."""
+    _foreign(run, 12)
+    rc, out, _ = _cli(["status", str(run)], capsys)
+    assert rc == 0 and "checkpoint 12 is not this run's (made by another config" in out
+    assert f"move it out of {run / 'checkpoints'}" in out

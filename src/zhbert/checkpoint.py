@@ -252,17 +252,35 @@ def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: dict[st
 
 
 def latest_valid_checkpoint(run_dir: str | Path, warn=print,
-                            problems: dict[int, str] | None = None) -> CheckpointRef | None:
+                            problems: dict[int, str] | None = None,
+                            config_hash: str | None = None) -> CheckpointRef | None:
     """The newest checkpoint that verifies; corrupt ones are reported and skipped, and
     their problems kept by step in ``problems`` when given (status names the newest's
-    without reading its bytes again)."""
+    without reading its bytes again). With ``config_hash`` (status), one another config
+    made (copied from another run: its own meta.json verifies it) is a problem too."""
     for ref in reversed(list_checkpoints(run_dir)):
-        problem = verify_checkpoint(ref.path)
+        problem = verify_checkpoint(ref.path) or (
+            _other_config(ref.path, config_hash) if config_hash else None)
         if problem is None:
             return ref
         if problems is not None:
             problems[ref.step] = problem
         warn(skip_note(ref.path, problem))
+    return None
+
+
+OTHER_CONFIG = "made by another config"  # how _other_config's problem starts: status tells it apart
+
+
+def _other_config(path: Path, config_hash: str) -> str | None:
+    """Why a verified checkpoint is not this run's: its state.json names another config."""
+    try:
+        theirs = json.loads((path / "state.json").read_text(encoding="utf-8")).get("config_hash")
+    except (OSError, ValueError, AttributeError):
+        return "unreadable state.json"
+    if theirs and theirs != config_hash:
+        return (f"{OTHER_CONFIG} (config hash {str(theirs)[:16]!r}, this run's "
+                f"{config_hash[:16]!r}): copied from another run?")
     return None
 
 

@@ -28,11 +28,23 @@ def newest_checkpoint_check(run_dir: Path, newest: int | None) -> dict[str, Any]
     if newest is None:
         return {"checkpoint_problem": None, "last_valid_checkpoint": None}
     problems: dict[int, str] = {}  # each checkpoint read once, newest first
-    valid = latest_valid_checkpoint(run_dir, warn=lambda _: None, problems=problems)
+    valid = latest_valid_checkpoint(run_dir, warn=lambda _: None, problems=problems,
+                                    config_hash=_config_hash(run_dir))
     removed = not (run_dir / "checkpoints" / checkpoint_name(newest)).exists()
     if newest not in problems or removed:  # it verified, or retention removed it meanwhile
         return {"checkpoint_problem": None, "last_valid_checkpoint": valid.step if valid else newest}
     return {"checkpoint_problem": problems[newest], "last_valid_checkpoint": valid.step if valid else None}
+
+
+def _config_hash(run_dir: Path) -> str | None:
+    """The run's config hash (config.json), which its checkpoints' must equal; None where
+    the run cannot be opened (status reports what it can)."""
+    from zhbert.errors import UserError
+    from zhbert.run import open_run
+    try:
+        return open_run(run_dir).config_hash or None
+    except (UserError, OSError):
+        return None
 
 
 def run(args) -> int:
@@ -67,9 +79,14 @@ def _lines(s: dict[str, Any]) -> list[str]:
     t, e = s["train"], s["eval"]
     head = [f"run        {s['run']}  [{s['state']}]"]
     checkpoint = f"checkpoint {_fmt(s['last_checkpoint'])}"
-    if s.get("checkpoint_problem"):
+    from zhbert.checkpoint import OTHER_CONFIG  # (imported by newest_checkpoint_check already)
+    problem = s.get("checkpoint_problem")
+    if problem and problem.startswith(OTHER_CONFIG):  # every reader refuses it
+        checkpoint += (f" is not this run's ({problem}); move it out of "
+                       f"{Path(s['run']) / 'checkpoints'}")
+    elif problem:
         valid = s["last_valid_checkpoint"]
-        checkpoint += (f" is corrupt ({s['checkpoint_problem']}); " + (
+        checkpoint += (f" is corrupt ({problem}); " + (
             f"--resume and fill-mask use step {valid:,}" if valid is not None else
             "no checkpoint verifies: --resume starts over at step 0, fill-mask has none to load"))
     if s.get("history_note"):  # not one record: nothing else to report
