@@ -97,11 +97,19 @@ def shingle_hashes(sentences: Iterable[str], n: int) -> np.ndarray:
     return np.unique((h >> np.uint64(32)).astype(np.uint32))
 
 
+# shingles per MinHash.update_batch: it builds a shingles x num_perm uint64 matrix, ~1 KB a
+# shingle at 128 permutations, so one 5-million-character document peaked at 5.3 GB; the
+# signature is a minimum over shingles, the same however they are batched (tested)
+SHINGLE_BATCH = 1 << 14
+
+
 def minhash_signature(sentences: Iterable[str], cfg: DedupConfig) -> np.ndarray:
     """MinHash signature, shape (num_perm,) uint32; deterministic for a given seed."""
     m = MinHash(num_perm=cfg.num_perm, seed=cfg.seed, scheme=_SCHEME, hashfunc=int,
                 permutations=_permutations(cfg.num_perm, cfg.seed))
-    m.update_batch(shingle_hashes(sentences, cfg.ngram).tolist())
+    hashes = shingle_hashes(sentences, cfg.ngram)
+    for start in range(0, len(hashes), SHINGLE_BATCH):
+        m.update_batch(hashes[start:start + SHINGLE_BATCH].tolist())
     return m.hashvalues
 
 
