@@ -32,8 +32,9 @@ import numpy as np
 from scipy.special import expit
 
 from zhbert.analysis.ar import ar1_noise
-from zhbert.analysis.forecast import RunData, load_run, plan, truncated
+from zhbert.analysis.forecast import plan
 from zhbert.analysis.laws import SPECS, RunCurve, Units, features
+from zhbert.analysis.plan_runs import RunData, load_run, truncated
 from zhbert.analysis.run_backtest import backtest_runs
 from zhbert.schedule import Schedule
 

@@ -175,7 +175,7 @@ def run_paths(runs: Sequence[RunData]) -> dict[str, str]:
 
 
 def run_name(label: str, path: str | None) -> str:
-    """A run as the text names it: its label (forecast.labelled), with the path the user gave
+    """A run as the text names it: its label (``labelled``), with the path the user gave
     where the label is not that path's own name ("run (2) (tests/data/demo-2000)"): the
     headers of two demo runs both say "run", and "runs: run, run" told nothing."""
     return label if path is None or Path(path).name == label else f"{label} ({path})"
