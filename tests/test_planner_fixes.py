@@ -169,3 +169,15 @@ def test_a_run_whose_lr_falls_before_the_fitted_run_left_its_plateau_is_warned_a
 def test_a_target_reached_by_a_short_run_is_warned_about_too(capsys):
     j = json.loads(_predict([DATA / "tiny-4000", "--target", 0.3, "--n-boot", 0, "--json"], capsys))
     assert j["target"]["reachable"] and "had left the plateau" in (j["target"]["warning"] or "")
+
+
+def test_backtest_names_how_the_target_differs_from_the_runs_it_is_forecast_from(capsys):
+    """backtest --predict tiny-2000 --from demo-1000 (other masking and dropout) had said
+    nothing of it, where predict warns."""
+    assert main(["backtest", "--predict", str(DATA / "tiny-2000"), "--from", str(DATA / "demo-1000"),
+                 "--n-boot", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "note: warning: tiny-2000 differs from" in out and "data.mask_prob: 0.3 -> 0.15" in out
+    assert main(["backtest", "--predict", str(DATA / "tiny-4000"), "--from", str(DATA / "tiny-2000"),
+                 "--n-boot", "0"]) == 0
+    assert "differs from" not in capsys.readouterr().out  # one setup: no such note

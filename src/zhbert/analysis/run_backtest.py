@@ -11,9 +11,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from zhbert.analysis.consistency import setup_warnings
 from zhbert.analysis.forecast import Forecast, Planner, plan
-from zhbert.analysis.plan_runs import RunData, labelled, run_name, run_paths, truncated
 from zhbert.analysis.laws import TooFewPoints
+from zhbert.analysis.plan_runs import RunData, labelled, run_name, run_paths, truncated
 from zhbert.errors import UserError
 
 
@@ -66,6 +67,9 @@ def backtest_runs(target: RunData, sources: Sequence[RunData], laws: Sequence[st
         final = p.accuracy(target.curve.schedule, steps[last], window=int(last.sum()))
         rows.append(_row(law, pred, actual, last, final))
     families, notes = _family_rows(max(fit_runs, key=lambda r: r.curve.steps[-1]), steps, actual, last)
+    # the target against the runs that forecast it: another model, masking or vocabulary is
+    # another curve (demo-1000's law for tiny-2000 had said nothing of it)
+    notes = (setup_warnings([*sources, target]) if sources else []) + notes
     return RunBacktest(target.curve.name, tuple(r.curve.name for r in fit_runs),
                        target.acc_metric or "", len(steps), float(actual[-1]), tuple(rows + families),
                        float(np.mean(actual[last])), (int(steps[last][0]), int(steps[-1])), tuple(notes),
