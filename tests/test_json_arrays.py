@@ -183,3 +183,17 @@ def test_items_are_streamed():
     docs = jsonl.array_documents(stream, "json:x", "text", lambda n, why: None)
     assert next(docs).text == TEXTS[0] and 0 < stream.taken <= 1 << 16 < len(data) // 4
     assert len(list(docs)) == len(TEXTS) * 2000 - 1
+
+
+def test_many_bad_items_are_named_ten_then_counted(tmp_path):
+    """An array of 300 strings with --skip-bad put 300 warnings on the terminal and in the
+    manifest."""
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([f"第{i}条" for i in range(300)] + [{"text": TEXTS[0]}],
+                               ensure_ascii=False), encoding="utf-8")
+    info, docs = _read(path, skip_bad=True)
+    assert [d.text for d in docs] == TEXTS[:1]
+    assert len(info.warnings) == 11 and all("skipped bad JSON item" in w for w in info.warnings[:10])
+    assert info.warnings[10] == (f"skipped 290 more bad JSON items in {path} (300 in all; the first "
+                                 "10 are named above)")
+    assert "bad_parts" not in info.to_json()

@@ -32,10 +32,13 @@ class SourceInfo:
     # the file in document ids and sources: below the directory named ("notes/a.txt", as
     # found there, a link by its own name) or the file's name; not in the manifest
     name: str = field(default="", repr=False)
+    # bad lines, items or rows skipped with --skip-bad, by noun ("line"): past the first
+    # PART_WARNINGS of a noun they are counted in one warning (``more_bad_parts``)
+    bad_parts: dict[str, int] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
-        del out["name"]
+        del out["name"], out["bad_parts"]
         # a file name need not be UTF-8 (GBK names from a Windows zip): JSON holds text
         return {k: shown(v) if isinstance(v, str) else v for k, v in out.items()}
 
@@ -58,11 +61,25 @@ def bad_file(path: Path | str, why: Exception) -> UserError:
     return file_error(f"corpus file {path} {why}{fix}")
 
 
+PART_WARNINGS = 10  # bad parts of one kind named one by one per file; the rest counted
+
+
 def bad_part(info: SourceInfo, skip_bad: bool, what: str, message: str) -> None:
-    """A bad JSONL line or table row (``what``): a UserError, or with --skip-bad a warning,
-    and the reading goes on."""
+    """A bad JSONL line, JSON item or table row (``what``): a UserError, or with --skip-bad
+    a warning, and the reading goes on. An array of 300 strings had put 300 warnings on the
+    terminal and in the manifest: past PART_WARNINGS they are counted."""
     noun = what.split()[-1]
     if not skip_bad:
         raise file_error(f"bad {what} in {message}; fix the {noun}, "
                          f"or pass --skip-bad to skip bad {noun}s") from None
-    warn(info, f"skipped bad {what} in {message}")
+    info.bad_parts[what] = info.bad_parts.get(what, 0) + 1
+    if info.bad_parts[what] <= PART_WARNINGS:
+        warn(info, f"skipped bad {what} in {message}")
+
+
+def more_bad_parts(info: SourceInfo) -> None:
+    """Once a file is read: the bad parts skipped past the first PART_WARNINGS, in one warning."""
+    for what, n in info.bad_parts.items():
+        if n > PART_WARNINGS:
+            warn(info, f"skipped {n - PART_WARNINGS:,} more bad {what}s in {info.path} "
+                       f"({n:,} in all; the first {PART_WARNINGS} are named above)")

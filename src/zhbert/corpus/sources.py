@@ -32,7 +32,8 @@ from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, SURROGATES, expand_d
                                      is_saved_dataset, left_out_note, not_read, open_stream, shown,
                                      split_suffix)
 from zhbert.corpus.jsonl import ArrayDamage, Utf8Stream, array_documents, json_shape, parse_jsonl_line
-from zhbert.corpus.source_info import SourceInfo, bad_file, bad_part, file_error, warn
+from zhbert.corpus.source_info import (SourceInfo, bad_file, bad_part, file_error, more_bad_parts,
+                                      warn)
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
@@ -351,4 +352,5 @@ def iter_documents(info: SourceInfo, *, per_line: bool = False,
     for doc in docs:
         info.documents += 1
         yield doc
+    more_bad_parts(info)
 
