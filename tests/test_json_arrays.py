@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gc
 import gzip
-import io
 import itertools
 import json
 import zlib
@@ -77,7 +76,8 @@ def test_a_one_line_object_with_the_text_field_is_one_document(tmp_path):
 def test_json_that_is_no_documents_is_refused(tmp_path):
     path = tmp_path / "x.json"
     path.write_text('"just a string"', encoding="utf-8")
-    with pytest.raises(UserError, match=r"x\.json is not a JSON array of objects or JSON Lines"):
+    with pytest.raises(UserError, match=r"x\.json is not a JSON array of objects, JSON Lines or objects "
+                                        r"one after another"):
         resolve_sources([str(path)])
 
 
@@ -169,19 +169,15 @@ def test_an_undecodable_byte_costs_its_item_only(tmp_path):
 
 def test_items_are_streamed():
     """One item at a time: the first document comes before the stream is read to its end."""
-    data = json.dumps([{"text": t} for t in TEXTS * 2000], ensure_ascii=False).encode()  # ~0.5 MB
+    text = json.dumps([{"text": t} for t in TEXTS * 2000], ensure_ascii=False)  # ~0.5 MB
+    taken = []
 
-    class Counted(io.BytesIO):
-        def __init__(self):
-            super().__init__(data)
-
-        def read(self, size=-1):
-            out = super().read(size)
-            self.taken = getattr(self, "taken", 0) + len(out)
-            return out
-    stream = Counted()
-    docs = jsonl.array_documents(stream, "json:x", "text", lambda n, why: None)
-    assert next(docs).text == TEXTS[0] and 0 < stream.taken <= 1 << 16 < len(data) // 4
+    def chunks():
+        for start in range(0, len(text), 4096):
+            taken.append(4096)
+            yield text[start:start + 4096]
+    docs = jsonl.array_documents(jsonl.Utf8Stream(chunks()), "json:x", "text", lambda n, why: None)
+    assert next(docs).text == TEXTS[0] and 0 < sum(taken) <= 1 << 17 < len(text) // 2
     assert len(list(docs)) == len(TEXTS) * 2000 - 1
 
 
@@ -197,3 +193,29 @@ def test_many_bad_items_are_named_ten_then_counted(tmp_path):
     assert info.warnings[10] == (f"skipped 290 more bad JSON items in {path} (300 in all; the first "
                                  "10 are named above)")
     assert "bad_parts" not in info.to_json()
+
+
+def test_objects_one_after_another_are_read(tmp_path):
+    """`jq '.[]' wudao.json > out.json` prints pretty objects one after another: refused as
+    "holds one JSON object", with the wrong fix."""
+    path = tmp_path / "jq.json"
+    path.write_text("\n".join(json.dumps(o, ensure_ascii=False, indent=2) for o in _objects()),
+                    encoding="utf-8")
+    info, docs = _read(path, text_column="content")
+    assert info.kind == "json" and [d.text for d in docs] == TEXTS
+    assert [d.doc_id for d in docs][:1] == ["json:jq.json#100"]
+
+
+def test_one_large_compact_object_is_metadata_not_json_lines(tmp_path):
+    """A SQuAD-like object written by json.dump, longer than a chunk on its one line, was
+    taken for JSON Lines: 'bad JSONL line', and a folder holding it failed."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    squad = {"version": "v2", "data": [{"context": TEXTS[0] * 40, "id": i} for i in range(400)]}
+    (root / "squad.json").write_text(json.dumps(squad, ensure_ascii=False), encoding="utf-8")
+    assert (root / "squad.json").stat().st_size > 1 << 17
+    (root / "a.jsonl").write_text(json.dumps({"text": TEXTS[1]}, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(UserError, match=r"squad\.json holds one JSON object, not documents"):
+        resolve_sources([str(root / "squad.json")])
+    infos = resolve_sources([str(root)])
+    assert [(i.kind, i.skipped) for i in infos] == [("jsonl", False), ("json", True)]

@@ -7,6 +7,7 @@ says what is wrong."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -75,10 +76,9 @@ def _json_type(value) -> str:
 
 def json_shape(texts: Iterator[str], field_name: str = "text") -> str:
     """What a .json file holds, from its decoded text chunks (read no further than needed):
-    "array" (of objects), "lines" (JSON Lines: its first line is a whole object; a first
-    line longer than the first chunk is taken to be one), "object" (one object, metadata
-    rather than documents: pretty-printed, or alone on its line without ``field_name``) or
-    "other"."""
+    "array" (of objects), "lines" (JSON Lines: its first line is a whole object), "values"
+    (objects one after another, as `jq '.[]'` prints them), "object" (one object: metadata
+    rather than documents, or alone on its only line without ``field_name``) or "other"."""
     head = next(texts, "")
     text = head.lstrip("\ufeff \t\r\n")
     if text.startswith("["):
@@ -86,16 +86,39 @@ def json_shape(texts: Iterator[str], field_name: str = "text") -> str:
     if not text.startswith("{"):
         return "other"
     first, newline, rest = text.partition("\n")
-    if not newline and next(texts, None) is not None:
-        return "lines"  # a first line longer than the chunk
+    tail = [] if newline else list(itertools.islice(texts, 1))  # is the first line whole?
+    if newline or not tail:
+        obj = _loads(first)
+        if isinstance(obj, dict):
+            alone = not rest.strip() and not tail and not any(t.strip() for t in texts)
+            return "object" if alone and field_name not in obj else "lines"
+    # pretty-printed, or a first line longer than a chunk: one object or several, counted
+    # from the parser's events (nothing is built: a one-object file may be large)
+    count = _top_level_values(Utf8Stream(itertools.chain([head], tail, texts)))
+    return {0: "other", 1: "object"}.get(count, "values")
+
+
+def _loads(line: str) -> Any:
     try:
-        obj = json.loads(first)
-    except ValueError:  # a pretty-printed object starts "{" alone on its line
-        return "object" if newline else "other"
-    if not isinstance(obj, dict):
-        return "other"
-    alone = not rest.strip() and not any(t.strip() for t in texts)
-    return "object" if alone and field_name not in obj else "lines"
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _top_level_values(stream: BinaryIO) -> int:
+    """How many JSON values the stream holds one after another, up to 2 (0: not JSON)."""
+    import ijson
+
+    count = 0
+    try:
+        for prefix, event, _ in ijson.get_backend("python").parse(stream, multiple_values=True):
+            if prefix == "" and event not in ("end_map", "end_array", "map_key"):
+                count += 1
+                if count == 2:
+                    break
+    except ijson.JSONError:
+        return count if count == 2 else 0
+    return count
 
 
 class ArrayDamage(Exception):
@@ -103,7 +126,7 @@ class ArrayDamage(Exception):
     was delivered. The message completes "<path> ..." and says after which item."""
 
 
-def array_documents(stream: BinaryIO, source: str, field_name: str,
+def array_documents(stream: "Utf8Stream", source: str, field_name: str,
                     bad: Callable[[int, str], None]) -> Iterator[Document]:
     """The documents of a JSON array of objects, streamed an item at a time from
     ``stream``; a bad item goes to ``bad(item number, why)``, which raises or lets the
@@ -115,9 +138,11 @@ def array_documents(stream: BinaryIO, source: str, field_name: str,
     import ijson
 
     number = 0  # items read so far
+    # an array's items, or the values one after another (`jq '.[]'`'s output)
+    prefix = "item" if stream.first() == b"[" else ""
     try:
         for number, obj in enumerate(ijson.get_backend("python").items(
-                stream, "item", use_float=True), 1):
+                stream, prefix, use_float=True, multiple_values=not prefix), 1):
             try:
                 yield document_from(obj, number, source, field_name)
             except ValueError as exc:
@@ -142,7 +167,25 @@ class Utf8Stream:
         self._texts, self._buffer = texts, b""
         self.error: Exception | None = None
 
+    def first(self) -> bytes:
+        """The first byte that is not whitespace, left to be read."""
+        while not self._buffer.strip() and self.read_more():
+            pass
+        return self._buffer.lstrip()[:1]
+
+    def read_more(self) -> bool:
+        return bool(self._fill(len(self._buffer) + 1))
+
     def read(self, size: int = -1) -> bytes:
+        self._fill(size)
+        size = len(self._buffer) if size < 0 else size
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def _fill(self, size: int) -> int:
+        """Decode until ``size`` bytes are buffered (all: -1), the text ends or an error comes;
+        how many bytes were added."""
+        added = 0
         while self.error is None and (size < 0 or len(self._buffer) < size):
             try:
                 text = next(self._texts, None)
@@ -151,7 +194,7 @@ class Utf8Stream:
                 break
             if text is None:
                 break
-            self._buffer += SURROGATES.sub(UNDECODABLE, text).encode("utf-8")
-        size = len(self._buffer) if size < 0 else size
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
+            chunk = SURROGATES.sub(UNDECODABLE, text).encode("utf-8")
+            self._buffer += chunk
+            added += len(chunk)
+        return added

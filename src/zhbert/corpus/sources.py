@@ -87,14 +87,14 @@ def _json_kind(path: Path, encoding: str, text_column: str) -> str:
     """A .json file's kind by its content: "json" (an array of objects) or "jsonl" (JSON
     Lines under another name, as many Chinese corpora ship them); NotText for anything else."""
     shape = json_shape(decoded(path, encoding, lenient=True), text_column)
-    if shape in ("array", "lines"):
-        return "json" if shape == "array" else "jsonl"
+    if shape in ("array", "values", "lines"):
+        return "jsonl" if shape == "lines" else "json"
     if shape == "object":
         raise _OneObject("holds one JSON object, not documents",
                          fix="zhbert reads a JSON array of objects or JSON Lines (an object per line); "
                              f"if the documents are a list inside it, extract them: `jq -c '.KEY[]' {path} > NEW.jsonl`")
-    raise NotText("is not a JSON array of objects or JSON Lines (its first character is neither "
-                  "'[' nor '{')")
+    raise NotText("is not a JSON array of objects, JSON Lines or objects one after another "
+                  "(it does not parse as JSON, or starts with neither '[' nor '{')")
 
 
 def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str = "text",
