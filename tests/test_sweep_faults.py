@@ -351,33 +351,8 @@ def test_a_trainer_stopped_alone_by_a_signal_is_resumed_not_counted_as_failed(
     assert out == "interrupted (will resume)"
 
 
-def test_a_trainer_ended_by_a_signal_outside_its_loop_is_retried(tmp_path, synthetic_data,
-                                                                monkeypatch):
-    """SIGTERM while the trainer loads (before its loop handles signals): exit -15, no stop
-    event; the trial was failed for good and counted, a second later it would be retried."""
-    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
-    _, study = _study(sweep_dir)
-    (sweep_dir / "trials" / "0000").mkdir(parents=True)
-    run_class = _fake_run(lambda run: False, [], evals=[(4, 0.2)])
-    real_init = run_class.__init__
-
-    def init(self, *a, **kw):
-        real_init(self, *a, **kw)
-        self.proc.returncode = -15
-    monkeypatch.setattr(run_class, "__init__", init)
-    monkeypatch.setattr(worker, "TrialRun", run_class)
-    trial = claim(study, spec, sweep_dir)
-    trial.set_user_attr("trial_dir", "trials/0000")
-    out = worker.run_trial(study, trial, spec, WorkerOptions(sweep_dir, threads=1, poll_s=0),
-                           optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
-    assert out == ("stopped: its trainer was ended by a signal outside its training loop; "
-                   "retried from its last checkpoint")
-    assert claim(study, spec, sweep_dir).user_attrs["trial_dir"] == "trials/0000"
-
-
-def test_a_trainer_killed_by_sigkill_is_retried_and_named(tmp_path, synthetic_data, monkeypatch):
-    """The out-of-memory killer's SIGKILL (exit -9, uncatchable): the trial had failed for
-    good, counted, with the log's last line ('precision bf16: ...') as its reason."""
+def _trainer_exits(tmp_path, synthetic_data, monkeypatch, rc: int):
+    """One trial whose trainer exits ``rc`` before its last eval: run_trial's answer, the study."""
     sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
     _, study = _study(sweep_dir)
     (sweep_dir / "trials" / "0000").mkdir(parents=True)
@@ -387,15 +362,31 @@ def test_a_trainer_killed_by_sigkill_is_retried_and_named(tmp_path, synthetic_da
 
     def init(self, *a, **kw):
         real_init(self, *a, **kw)
-        self.proc.returncode = -9
+        self.proc.returncode = rc
     monkeypatch.setattr(run_class, "__init__", init)
     monkeypatch.setattr(worker, "TrialRun", run_class)
     trial = claim(study, spec, sweep_dir)
     trial.set_user_attr("trial_dir", "trials/0000")
     out = worker.run_trial(study, trial, spec, WorkerOptions(sweep_dir, threads=1, poll_s=0),
                            optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
+    assert claim(study, spec, sweep_dir).user_attrs["trial_dir"] == "trials/0000"  # retried
+    return out, study
+
+
+def test_a_trainer_ended_by_a_signal_outside_its_loop_is_retried(tmp_path, synthetic_data,
+                                                                monkeypatch):
+    """SIGTERM while the trainer loads (before its loop handles signals): exit -15, no stop
+    event; the trial was failed for good and counted, a second later it would be retried."""
+    out, _ = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -15)
+    assert out == ("stopped: its trainer was ended by a signal outside its training loop; "
+                   "retried from its last checkpoint")
+
+
+def test_a_trainer_killed_by_sigkill_is_retried_and_named(tmp_path, synthetic_data, monkeypatch):
+    """The out-of-memory killer's SIGKILL (exit -9, uncatchable): the trial had failed for
+    good, counted, with the log's last line ('precision bf16: ...') as its reason."""
+    out, study = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -9)
     assert out == ("stopped: its trainer was killed by SIGKILL (the out-of-memory killer sends it; "
                    "see `dmesg`); retried from its last checkpoint")
     failed = study.get_trials()[0]  # and its queued retry
     assert not counted(failed) and "SIGKILL" in failed.user_attrs["message"]
-    assert claim(study, spec, sweep_dir).user_attrs["trial_dir"] == "trials/0000"
