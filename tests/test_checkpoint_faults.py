@@ -227,3 +227,10 @@ def test_status_names_a_checkpoint_of_another_config(run, capsys):
     rc, out, _ = _cli(["status", str(run)], capsys)
     assert rc == 0 and "checkpoint 12 is not this run's (made by another config" in out
     assert f"move it out of {run / 'checkpoints'}" in out
+
+
+def test_status_reports_a_run_whose_config_json_is_of_another_shape(run, capsys):
+    """Reading the config hash through open_run raised KeyError: a traceback (a review)."""
+    (run / "config.json").write_text(json.dumps({"config": {}, "data": {"dir": "x"}}))
+    rc, out, _ = _cli(["status", str(run)], capsys)
+    assert rc == 0 and "checkpoint 8" in out

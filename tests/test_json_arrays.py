@@ -219,3 +219,40 @@ def test_one_large_compact_object_is_metadata_not_json_lines(tmp_path):
         resolve_sources([str(root / "squad.json")])
     infos = resolve_sources([str(root)])
     assert [(i.kind, i.skipped) for i in infos] == [("jsonl", False), ("json", True)]
+
+
+def test_one_document_larger_than_a_chunk_is_read(tmp_path):
+    """One object with the text field, over 64 KB on its one line, was refused as metadata
+    where the same object under 64 KB was read (a review)."""
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"text": TEXTS[0] * 3000}, ensure_ascii=False), encoding="utf-8")
+    info, docs = _read(path)
+    assert [d.text for d in docs] == [TEXTS[0] * 3000]
+
+
+def test_objects_one_after_another_cut_between_two_are_told(tmp_path, monkeypatch):
+    """A compressed file cut between two values: ijson ends cleanly, and the damage had gone
+    unsaid (a review)."""
+    from zhbert.corpus import decoding, sources
+
+    def cut(path, encoding, lenient=False):
+        yield '{"text": "%s"}\n{\n  "text": "%s"\n}\n' % (TEXTS[0], TEXTS[1])
+        raise decoding.Truncated("EOFError: cut")
+    path = tmp_path / "jq.json"
+    path.write_text('{\n  "text": "%s"\n}\n{\n  "text": "%s"\n}\n' % (TEXTS[0], TEXTS[1]), encoding="utf-8")
+    [info] = resolve_sources([str(path)])
+    monkeypatch.setattr(sources, "decoded", cut)
+    assert [d.text for d in iter_documents(info)] == TEXTS[:2]
+    assert "truncated or damaged (EOFError: cut)" in info.warnings[0]
+
+
+def test_the_count_of_bad_items_is_told_when_reading_stops_early(tmp_path):
+    """--limit-docs stops reading a file early: the count past the first ten went unsaid."""
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([f"第{i}条" for i in range(30)] + [{"text": t} for t in TEXTS],
+                               ensure_ascii=False), encoding="utf-8")
+    [info] = resolve_sources([str(path)], skip_bad=True)
+    docs = iter_documents(info, skip_bad=True)
+    assert next(docs).text == TEXTS[0]
+    docs.close()
+    assert info.warnings[-1].startswith("skipped 20 more bad JSON items in")

@@ -236,3 +236,12 @@ def test_a_file_named_on_the_command_line_in_gbk_bytes_is_prepared(tmp_path, cap
     assert main(["prepare", name, "--out", str(out), "--workers", "1", "--no-near-dedup"]) == 0
     sources = json.loads((out / "manifest.json").read_bytes().decode("utf-8"))["config"]["sources"]
     assert sources == [str(tmp_path) + "/\\xd0\\xc2\\xce\\xc5\\xd3\\xef\\xc1\\xcf.txt"]
+
+
+def test_a_state_json_alone_does_not_make_a_folder_a_saved_dataset(tmp_path):
+    """Any state.json had made its folder a saved dataset, skipped whole (a review)."""
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "state.json").write_text('{"step": 3}')
+    (root / "sub" / "a.txt").write_text(TEXT, encoding="utf-8")
+    assert [d.text for d in _docs(root)] == [TEXT]

@@ -369,24 +369,35 @@ def _trainer_exits(tmp_path, synthetic_data, monkeypatch, rc: int):
     trial.set_user_attr("trial_dir", "trials/0000")
     out = worker.run_trial(study, trial, spec, WorkerOptions(sweep_dir, threads=1, poll_s=0),
                            optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
-    assert claim(study, spec, sweep_dir).user_attrs["trial_dir"] == "trials/0000"  # retried
-    return out, study
+    following = claim(study, spec, sweep_dir)  # the retry, or None: the sweep is done
+    return out, study, following.user_attrs.get("trial_dir") if following else None
 
 
 def test_a_trainer_ended_by_a_signal_outside_its_loop_is_retried(tmp_path, synthetic_data,
                                                                 monkeypatch):
     """SIGTERM while the trainer loads (before its loop handles signals): exit -15, no stop
     event; the trial was failed for good and counted, a second later it would be retried."""
-    out, _ = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -15)
+    out, _, next_dir = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -15)
     assert out == ("stopped: its trainer was ended by a signal outside its training loop; "
-                   "retried from its last checkpoint")
+                   "retried from its last checkpoint") and next_dir == "trials/0000"
 
 
 def test_a_trainer_killed_by_sigkill_is_retried_and_named(tmp_path, synthetic_data, monkeypatch):
     """The out-of-memory killer's SIGKILL (exit -9, uncatchable): the trial had failed for
     good, counted, with the log's last line ('precision bf16: ...') as its reason."""
-    out, study = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -9)
+    out, study, next_dir = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -9)
     assert out == ("stopped: its trainer was killed by SIGKILL (the out-of-memory killer sends it; "
-                   "see `dmesg`); retried from its last checkpoint")
+                   "see `dmesg`); retried from its last checkpoint") and next_dir == "trials/0000"
     failed = study.get_trials()[0]  # and its queued retry
     assert not counted(failed) and "SIGKILL" in failed.user_attrs["message"]
+
+
+def test_a_trainer_that_crashed_on_a_signal_fails_with_its_log(tmp_path, synthetic_data, monkeypatch):
+    """SIGSEGV is a crash, not a lost trainer: failed once with its log's line (a review
+    found every negative exit retried as "killed by ...", and a real-time signal's number
+    made signal.Signals raise)."""
+    for rc in (-11, -35):
+        (tmp_path / str(-rc)).mkdir()
+        out, study, next_dir = _trainer_exits(tmp_path / str(-rc), synthetic_data, monkeypatch, rc)
+        assert out == "failed: zhbert: precision bf16: CPU ..." and next_dir != "trials/0000"
+        assert counted(study.get_trials()[0])

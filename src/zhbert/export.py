@@ -105,11 +105,7 @@ def training_clean(data) -> dict[str, Any]:
     """The data manifest's cleaning options (corpus.clean.CleanConfig), complete; data from
     before the manifest recorded them: prepare's defaults for the language, as fill-mask reads it."""
     from zhbert.corpus.clean import CleanConfig
-    from zhbert.corpus.languages import get as get_language
-    clean = (data.manifest.get("config") or {}).get("clean")
-    config = CleanConfig.from_json(clean) if clean else CleanConfig(
-        script=get_language(data.language).default_conversion, language=data.language)
-    return config.to_json()
+    return CleanConfig.recorded((data.manifest.get("config") or {}).get("clean"), data.language).to_json()
 
 
 def _input_text(clean: dict[str, Any]) -> tuple[list[str], str]:

@@ -68,10 +68,10 @@ def _python_class_to_onig(body: str) -> str:
     return _onig_class(ranges)
 
 
-# clean.py's _URL_RE with re.ASCII's \w spelled out (Onig's \w is Unicode)
-_W = "A-Za-z0-9_"
-_URL = (rf"(?:(?:https?|ftp)://|www\.)[{_W}\-.~:/?#\[\]@!$&'*+,;=%]*[{_W}/#=&%~+\-]"
-        rf"|(?<![{_W}.+\-])[{_W}.+\-]+@[{_W}\-]+(?:\.[{_W}\-]+)+")
+def _url_pattern() -> str:
+    """clean.py's _URL_RE in Onig's syntax: its re.ASCII \\w spelled out (Onig's is Unicode)."""
+    from zhbert.corpus import clean
+    return clean._URL_RE.pattern.replace(r"\w", "A-Za-z0-9_")
 
 
 def clean_normalizer(remove_urls: bool = True):
@@ -89,10 +89,10 @@ def clean_normalizer(remove_urls: bool = True):
     steps.append(NFKC())
     steps += [Replace(stand_in, ch) for ch, stand_in in clean._SHIELD]
     if remove_urls:
-        steps.append(Replace(Regex(_URL), ""))
-    steps += [Replace(Regex(" {2,}"), " "),
+        steps.append(Replace(Regex(_url_pattern()), ""))
+    steps += [Replace(Regex(clean._SPACES_RE.pattern), " "),
               Replace(Regex(f"(?<={cjk}) (?={cjk})"), ""),
-              Replace(Regex(r" *\n[ \n]*"), "\n"),
+              Replace(Regex(clean._BLANK_LINES_RE.pattern), "\n"),
               Replace(Regex(r"\A[ \n]+|[ \n]+\z"), "")]  # .strip(" \n"); \A: Onig's ^ is per line
     return Sequence(steps)
 

@@ -374,10 +374,17 @@ def _output_error(exc: BaseException, tmp: Path, final: Path) -> OutputError | N
     return cannot_write(final, error, _KEPT) if ours else None
 
 
+def _empty_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and not any(path.iterdir())
+    except OSError:  # unreadable: not known to be empty
+        return False
+
+
 def refuse_existing(final: Path, force: bool) -> None:
     """An output that exists is replaced only with --force; an empty folder holds nothing to
     lose, as check_out's advice ("a new or empty directory") says, and needs none."""
-    if final.exists() and not force and not (final.is_dir() and not any(final.iterdir())):
+    if final.exists() and not force and not _empty_dir(final):
         raise UserError(f"{final} already exists; pass --force to replace it "
                         "(it is replaced only once the new one is complete)")
 

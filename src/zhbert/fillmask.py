@@ -163,14 +163,11 @@ def make_masked_lm(model, vocab: Vocab, max_len: int, device, precision: str = "
     ``clean``: the data manifest's clean options, or an export's config.json zhbert_clean
     (None: an export from before zhbert_clean, or older data)."""
     from zhbert.corpus.clean import CleanConfig
-    from zhbert.corpus.languages import get as get_language
     if quantize and torch.device(device).type != "cpu":
         raise UserError("--quantize int8 runs on the CPU only (dynamic int8 kernels); "
                         "leave it out on a GPU")
     engine = InferenceEncoder(model, precision, quantize)
-    # else prepare's default for the language: OpenCC t2s where it applies
-    config = CleanConfig.from_json(clean) if clean else CleanConfig(
-        script=get_language(language).default_conversion, language=language)
+    config = CleanConfig.recorded(clean, language)  # else OpenCC t2s where it applies
     return MaskedLM(model, vocab, max_len, device, precision, source, engine, quantize, language, config)
 
 

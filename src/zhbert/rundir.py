@@ -107,9 +107,9 @@ def _clear_run(run_dir: Path) -> None:
     traceback when its checkpoints went; now --force exits 2 naming its PID instead."""
     import contextlib
     with contextlib.ExitStack() as held:
-        for results, what in ((EVAL_RESULTS, "zhbert eval"), (PROBE_RESULTS, "zhbert probe")):
-            try:
-                held.enter_context(WriterLock(lock_path(run_dir / results), what))
+        for results in (EVAL_RESULTS, PROBE_RESULTS):
+            try:  # held as what it is: an eval started meanwhile names train --force
+                held.enter_context(WriterLock(lock_path(run_dir / results), "zhbert train --force"))
             except LockHeld as exc:
                 raise UserError(f"--force would delete the run that another process reads: "
                                 f"{exc}") from None

@@ -37,14 +37,11 @@ def newest_checkpoint_check(run_dir: Path, newest: int | None) -> dict[str, Any]
 
 
 def _config_hash(run_dir: Path) -> str | None:
-    """The run's config hash (config.json), which its checkpoints' must equal; None where
-    the run cannot be opened (status reports what it can)."""
-    from zhbert.errors import UserError
-    from zhbert.run import open_run
-    try:
-        return open_run(run_dir).config_hash or None
-    except (UserError, OSError):
-        return None
+    """The run's config hash (config.json's), which its checkpoints' must equal; None where
+    config.json is missing, damaged or of another shape: status reports what it can."""
+    from zhbert.outputs import json_object
+    found = json_object(run_dir / "config.json").get("config_hash")
+    return found if isinstance(found, str) and found else None
 
 
 def run(args) -> int:

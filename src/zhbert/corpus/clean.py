@@ -91,6 +91,15 @@ class CleanConfig:
                             f"known: {', '.join(f.name for f in dataclasses.fields(cls))}")
         return cls(**obj)
 
+    @classmethod
+    def recorded(cls, obj: dict | None, language: str) -> "CleanConfig":
+        """The cleaning a model's text had: the options recorded (a data manifest's, an
+        export's zhbert_clean), or for data from before they were, prepare's defaults for
+        the language."""
+        if obj:
+            return cls.from_json(obj)
+        return cls(script=languages.get(language).default_conversion, language=language)
+
 
 @dataclass(frozen=True)
 class CleanDocument:

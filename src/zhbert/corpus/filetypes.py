@@ -85,8 +85,14 @@ class Listing:
 
 
 def is_saved_dataset(path: Path) -> bool:
-    """A folder ``datasets.Dataset.save_to_disk`` wrote (Arrow shards, state.json)."""
-    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
+    """A folder ``datasets.Dataset.save_to_disk`` wrote: a state.json listing its Arrow
+    shards (``_data_files``), or a dataset_dict.json naming its splits. Any state.json alone
+    would make a folder of text files (another program's state) vanish from a corpus."""
+    from zhbert.outputs import json_object  # (it imports nothing of the corpus)
+    if not path.is_dir():
+        return False
+    return ("_data_files" in json_object(path / "state.json")
+            or "splits" in json_object(path / "dataset_dict.json"))
 
 
 def expand_directory(directory: Path) -> Listing:

@@ -94,8 +94,10 @@ def json_shape(texts: Iterator[str], field_name: str = "text") -> str:
             return "object" if alone and field_name not in obj else "lines"
     # pretty-printed, or a first line longer than a chunk: one object or several, counted
     # from the parser's events (nothing is built: a one-object file may be large)
-    count = _top_level_values(Utf8Stream(itertools.chain([head], tail, texts)))
-    return {0: "other", 1: "object"}.get(count, "values")
+    count, has_field = _top_level_values(Utf8Stream(itertools.chain([head], tail, texts)), field_name)
+    if count == 1:  # one document (its text in the field), or metadata
+        return "values" if has_field else "object"
+    return "values" if count else "other"
 
 
 def _loads(line: str) -> Any:
@@ -105,20 +107,25 @@ def _loads(line: str) -> Any:
         return None
 
 
-def _top_level_values(stream: BinaryIO) -> int:
-    """How many JSON values the stream holds one after another, up to 2 (0: not JSON)."""
+def _top_level_values(stream: BinaryIO, field_name: str) -> tuple[int, bool]:
+    """How many JSON values the stream holds one after another, up to 2 (0: not JSON), and
+    whether the first has the key ``field_name``."""
     import ijson
 
-    count = 0
+    count, has_field = 0, False
     try:
-        for prefix, event, _ in ijson.get_backend("python").parse(stream, multiple_values=True):
-            if prefix == "" and event not in ("end_map", "end_array", "map_key"):
+        for prefix, event, value in ijson.get_backend("python").parse(stream, multiple_values=True):
+            if prefix != "":
+                continue
+            if event == "map_key":
+                has_field = has_field or (count == 1 and value == field_name)
+            elif event not in ("end_map", "end_array"):
                 count += 1
                 if count == 2:
                     break
     except ijson.JSONError:
-        return count if count == 2 else 0
-    return count
+        return (count, has_field) if count == 2 else (0, False)
+    return count, has_field
 
 
 class ArrayDamage(Exception):

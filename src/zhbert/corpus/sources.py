@@ -280,6 +280,8 @@ def _array_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iter
             if stream.error is not None:  # the JSON stopped where its bytes did
                 raise stream.error from None
             raise
+        if stream.error is not None:  # cut between two values: the JSON itself was whole
+            raise stream.error
     except Truncated as exc:
         warn(info, f"{info.path} is truncated or damaged ({exc}); "
                    "kept every complete item before the damage")
@@ -349,8 +351,10 @@ def iter_documents(info: SourceInfo, *, per_line: bool = False,
         docs = _array_documents(info, skip_bad, text_column)
     else:
         docs = _text_documents(info, per_line, skip_bad)
-    for doc in docs:
-        info.documents += 1
-        yield doc
-    more_bad_parts(info)
+    try:
+        for doc in docs:
+            info.documents += 1
+            yield doc
+    finally:  # also when --limit-docs stops reading early
+        more_bad_parts(info)
 

@@ -328,7 +328,7 @@ def _finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> st
         _tell(study, trial, evals[spec.steps])
         return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
     stopped = _stop_step(run.trial_dir) if rc == 0 else None
-    if stopped is not None or rc in SIGNAL_EXITS or rc < 0:  # < 0: e.g. the OOM killer's SIGKILL
+    if stopped is not None or rc in SIGNAL_EXITS or rc == -signal.SIGKILL:  # the OOM killer's
         return _stopped(study, trial, stopped, interrupted, rc)
     msg = (failure_message(run.trial_dir / "train.log", rc) if rc else
            f"the trainer exited without an eval at step {spec.steps:,}")
@@ -363,9 +363,8 @@ def _stopped(study: optuna.Study, trial: optuna.Trial, step: int | None, interru
         return _interrupted(study, trial)
     msg = ("its trainer was ended by a signal outside its training loop" if step is None else
            f"its trainer was stopped by a signal at step {step:,} (a checkpoint was saved)")
-    if rc < 0 and rc not in SIGNAL_EXITS:
-        msg = f"its trainer was killed by {signal.Signals(-rc).name}" + (
-            " (the out-of-memory killer sends it; see `dmesg`)" if -rc == signal.SIGKILL else "")
+    if rc == -signal.SIGKILL:  # a crash (SIGSEGV) fails the trial with its log's error instead
+        msg = "its trainer was killed by SIGKILL (the out-of-memory killer sends it; see `dmesg`)"
     attrs = lost_attrs(trial.user_attrs, "trainer_stopped", msg)
     trial.set_user_attr("lost", attrs["lost"])
     _tell_failed(study, trial, attrs["failure"], attrs["message"], retry=True)
