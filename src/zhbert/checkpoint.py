@@ -193,8 +193,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module,
     try:
         state = _read_state(path)
         if config_hash is not None and state.get("config_hash") != config_hash:
-            raise _misfit(path, f"config hash {state.get('config_hash')!r}, "
-                                f"this run's {config_hash!r}")
+            raise _misfit(path, _hashes(state.get("config_hash"), config_hash))
         _check_fits(path, model)
         missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
         if missing or unexpected:
@@ -273,15 +272,19 @@ OTHER_CONFIG = "made by another config"  # how _other_config's problem starts: s
 
 
 def _other_config(path: Path, config_hash: str) -> str | None:
-    """Why a verified checkpoint is not this run's: its state.json names another config."""
+    """Why a verified checkpoint is not this run's: its state.json names another config
+    (status asks; load_checkpoint refuses the same one)."""
     try:
-        theirs = json.loads((path / "state.json").read_text(encoding="utf-8")).get("config_hash")
-    except (OSError, ValueError, AttributeError):
+        theirs = _read_state(path).get("config_hash")
+    except (OSError, UserError):
         return "unreadable state.json"
     if theirs and theirs != config_hash:
-        return (f"{OTHER_CONFIG} (config hash {str(theirs)[:16]!r}, this run's "
-                f"{config_hash[:16]!r}): copied from another run?")
+        return f"{OTHER_CONFIG} ({_hashes(theirs, config_hash)}): copied from another run?"
     return None
+
+
+def _hashes(theirs: Any, ours: str) -> str:
+    return f"config hash {str(theirs)[:16]!r}, this run's {ours[:16]!r}"
 
 
 _VERIFIED: dict[tuple[str, int], str | None] = {}

@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _main(argv)
     except BaseException as exc:  # noqa: BLE001 - re-raised unless a gloo group is open
-        if isinstance(exc, KeyboardInterrupt) and not _gloo_open():  # e.g. inside `import torch`
-            print("zhbert: interrupted", file=sys.stderr)
-            return 130
         if not _gloo_open():
+            if isinstance(exc, KeyboardInterrupt):  # before run's own handler: `import torch`
+                print("zhbert: interrupted", file=sys.stderr)
+                return 130
             raise
         code = _uncaught(exc)
     if _gloo_open():

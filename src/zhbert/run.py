@@ -172,8 +172,8 @@ def select_checkpoints(run_dir: str | Path, step: int | None = None,
 
     An explicitly named checkpoint that is missing or corrupt is an error; otherwise a
     corrupt one (or one deleted since it was listed) is reported and skipped. The latest
-    alone is found newest first, hashing no more than it takes (ten kept copies of a
-    111 MB checkpoint: 2.5 s hashing all of them, 1.9 s one).
+    alone is found newest first, hashing no more than it takes (a tester's default
+    fill-mask beside ten kept 111 MB checkpoints: 2.50 s, against 1.86 s with --checkpoint).
     """
     from zhbert.checkpoint import (latest_valid_checkpoint, list_checkpoints, skip_note,
                                    verify_checkpoint)

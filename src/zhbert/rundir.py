@@ -3,6 +3,7 @@ a lost config.json), clearing one on --force, and what --resume needs to find th
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from zhbert.config import Config, config_from_dict, describe_differences
@@ -105,7 +106,6 @@ def _clear_run(run_dir: Path) -> None:
     """Delete a run's files for --force, holding the locks of `zhbert eval` and `zhbert
     probe` on their results files meanwhile: one of them reading the run died with a
     traceback when its checkpoints went; now --force exits 2 naming its PID instead."""
-    import contextlib
     with contextlib.ExitStack() as held:
         for results in (EVAL_RESULTS, PROBE_RESULTS):
             try:  # held as what it is: an eval started meanwhile names train --force

@@ -19,7 +19,7 @@ from typing import Any
 from zhbert.checkpoint import list_checkpoints
 from zhbert.config import config_from_dict, run_config_sections
 from zhbert.errors import UserError
-from zhbert.history import DIVERGED_ADVICE, DIVERGED_EVENT, read_history
+from zhbert.history import DIVERGED_ADVICE, DIVERGED_EVENT, is_count, read_history
 from zhbert.runlock import is_locked, lock_path
 from zhbert.schedule import Schedule
 
@@ -91,7 +91,7 @@ def pruned(run_dir: Path) -> dict[str, Any] | None:
 def pruned_state(info: dict[str, Any]) -> str:
     """'pruned by the sweep at step 75: <why>', from a pruned.json (``pruned``)."""
     step, why = info.get("step"), info.get("reason")
-    at = f" at step {step:,}" if isinstance(step, int) and not isinstance(step, bool) else ""
+    at = f" at step {step:,}" if is_count(step) else ""
     if not why and info.get("pruner"):
         why = f"{info['pruner']}" + (f", value {info['value']:.4g}"
                                      if isinstance(info.get("value"), (int, float)) else "")
@@ -170,7 +170,7 @@ def configured_steps(run_dir: Path) -> int:
         steps = run_config_sections(run_dir / "config.json")[0]["train"]["steps"]
     except (OSError, UserError, KeyError, TypeError):  # read_json: missing/corrupt -> UserError
         return 0
-    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else 0
+    return steps if is_count(steps, 1) else 0
 
 
 def _checkpointed(run_dir: Path, ckpts: list, logged: int) -> int:
