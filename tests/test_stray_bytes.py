@@ -49,8 +49,8 @@ def test_skip_bad_drops_only_the_lines_that_hold_them(tmp_path, codec, line):
     info, docs = _read(path)
     assert not info.skipped and info.encoding == codec
     assert [d.text for d in docs] == [line.format(i).strip() for i in range(300) if i not in (10, 250)]
-    [warning] = info.warnings
-    assert f"skipped 2 lines of {path} holding bytes that are not valid {codec} (the first: line 11)" in warning
+    assert info.warnings == [f"skipped bad text line in {path} line {n}: it holds bytes that are not "
+                             f"valid {codec}" for n in (11, 251)]
 
 
 def test_skip_bad_jsonl_line_and_csv_row(tmp_path):

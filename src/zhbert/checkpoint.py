@@ -49,14 +49,17 @@ class CheckpointRef:
     path: Path
 
 
+def checkpoint_step(name: str) -> int | None:
+    """The step a checkpoint folder's name (``checkpoint_name``) holds; None for another name."""
+    return int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None
+
+
 def list_checkpoints(run_dir: str | Path) -> list[CheckpointRef]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    refs = []
-    for p in root.iterdir():
-        if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit():
-            refs.append(CheckpointRef(int(p.name[5:]), p))
+    refs = [CheckpointRef(checkpoint_step(p.name), p) for p in root.iterdir()
+            if p.is_dir() and checkpoint_step(p.name) is not None]
     return sorted(refs, key=lambda r: r.step)
 
 

@@ -120,9 +120,10 @@ def _input_text(clean: dict[str, Any]) -> tuple[list[str], str]:
     elif clean.get("language", "zh") == "zh":
         lines += ["The training text kept its own characters (no OpenCC conversion).", ""]
     urls = " URLs and e-mail addresses removed;" if clean.get("remove_urls", True) else ""
+    from zhbert.corpus.clean import PROTECTED
     lines += ["tokenizer.json (the fast tokenizer: AutoTokenizer's and pipeline's default) cleans "
-              "text as the training text was: NFKC, except that the full-width punctuation "
-              "，！？：；（）［］｛｝～…‥ stays; control and zero-width characters removed;"
+              f"text as the training text was: NFKC, except that the full-width punctuation "
+              f"{PROTECTED} stays; control and zero-width characters removed;"
               f"{urls} spaces between CJK characters dropped. A tokenizer built from vocab.txt "
               "(`BertTokenizer.from_pretrained` on this folder, or `use_fast=False` in "
               "transformers 4) does none of this: give it text cleaned so, or full-width letters "

@@ -174,16 +174,11 @@ def make_masked_lm(model, vocab: Vocab, max_len: int, device, precision: str = "
 def _refuse_checkpoint_dir(path: Path) -> None:
     """A run's checkpoint folder holds model.safetensors, as an export does, but no model
     config: say what it is and how to read it, not that its config.json is missing."""
-    meta = path / "meta.json"
-    if not (meta.is_file() or (path / "optimizer.safetensors").is_file()):
+    if not ((path / "meta.json").is_file() or (path / "optimizer.safetensors").is_file()):
         return
+    from zhbert.checkpoint import checkpoint_step
     run = path.parent.parent if path.parent.name == "checkpoints" else None
-    name = path.name
-    step = int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None
-    try:
-        step = int(json.loads(meta.read_text(encoding="utf-8"))["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # a damaged meta.json: the folder's name tells the step
+    step = checkpoint_step(path.name)  # the folder's name, as list_checkpoints reads it
     run_arg = str(run) if run is not None else "RUN"
     step_arg = f"{step}" if step is not None else "STEP"
     raise UserError(f"{path} is a checkpoint of a training run, not an exported model: use "

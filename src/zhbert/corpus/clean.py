@@ -131,9 +131,9 @@ _CJK_SPACE_RE = re.compile(f" (?<=[{_CJKISH}] )(?=[{_CJKISH}])")
 _SPACES_RE = re.compile(" {2,}")
 _BLANK_LINES_RE = re.compile(r" *\n[ \n]*")
 
-_PROTECTED = "，！？：；（）［］｛｝～…‥"
+PROTECTED = "，！？：；（）［］｛｝～…‥"
 # Stand-ins from the supplementary private-use plane, which NFKC leaves alone.
-_SHIELD = tuple((ch, chr(0xF0000 + i)) for i, ch in enumerate(_PROTECTED))
+_SHIELD = tuple((ch, chr(0xF0000 + i)) for i, ch in enumerate(PROTECTED))
 _NEWLINES_RE = re.compile("\r\n?|[\x85\u2028\u2029]")
 _TABS_RE = re.compile("[\t\x0b\x0c]")
 

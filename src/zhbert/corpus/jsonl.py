@@ -176,12 +176,9 @@ class Utf8Stream:
 
     def first(self) -> bytes:
         """The first byte that is not whitespace, left to be read."""
-        while not self._buffer.strip() and self.read_more():
+        while not self._buffer.strip() and self._fill(len(self._buffer) + 1):
             pass
         return self._buffer.lstrip()[:1]
-
-    def read_more(self) -> bool:
-        return bool(self._fill(len(self._buffer) + 1))
 
     def read(self, size: int = -1) -> bytes:
         self._fill(size)

@@ -84,8 +84,9 @@ class _OneObject(NotText):
 
 
 def _json_kind(path: Path, encoding: str, text_column: str) -> str:
-    """A .json file's kind by its content: "json" (an array of objects) or "jsonl" (JSON
-    Lines under another name, as many Chinese corpora ship them); NotText for anything else."""
+    """A .json file's kind by its content: "json" (an array of objects, or objects one after
+    another) or "jsonl" (JSON Lines under another name, as many Chinese corpora ship them);
+    NotText for anything else."""
     shape = json_shape(decoded(path, encoding, lenient=True), text_column)
     if shape in ("array", "values", "lines"):
         return "jsonl" if shape == "lines" else "json"
@@ -217,9 +218,9 @@ def _file_lines(info: SourceInfo, skip_bad: bool) -> Iterator[str]:
 def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterator[Document]:
     """A document per blank-line-separated block (or per line)."""
     source, block, n = _source_name(info), [], 0
-    stray = _StrayLines(info)
-    for line in itertools.chain(_file_lines(info, skip_bad), [""]):  # "": ends the last block
-        if stray.holds(line):
+    for lineno, line in enumerate(itertools.chain(_file_lines(info, skip_bad), [""]), 1):
+        if SURROGATES.search(line):  # undecodable bytes (--skip-bad's lenient decoding)
+            bad_part(info, skip_bad, "text line", _undecodable(info, lineno))
             continue
         line = line.strip()
         if line:
@@ -228,29 +229,10 @@ def _text_documents(info: SourceInfo, per_line: bool, skip_bad: bool) -> Iterato
             n += 1
             yield Document(f"{source}#{n}", "\n".join(block), source)
             block = []
-    stray.warn()
 
 
-class _StrayLines:
-    """Counts the lines of a text file that hold undecodable bytes (``decoded``'s
-    lenient surrogates, with --skip-bad) as they are dropped, for one warning at the end."""
-
-    def __init__(self, info: SourceInfo):
-        self.info, self.lineno, self.dropped, self.first = info, 0, 0, 0
-
-    def holds(self, line: str) -> bool:
-        self.lineno += 1
-        if not SURROGATES.search(line):
-            return False
-        self.dropped += 1
-        self.first = self.first or self.lineno
-        return True
-
-    def warn(self) -> None:
-        if self.dropped:
-            warn(self.info, f"skipped {self.dropped:,} line{'s' * (self.dropped > 1)} of "
-                            f"{self.info.path} holding bytes that are not valid "
-                            f"{self.info.encoding} (the first: line {self.first})")
+def _undecodable(info: SourceInfo, lineno: int) -> str:
+    return f"{info.path} line {lineno}: it holds bytes that are not valid {info.encoding}"
 
 
 def _jsonl_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iterator[Document]:
@@ -259,8 +241,7 @@ def _jsonl_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iter
         if not line.strip():
             continue
         if SURROGATES.search(line):  # raw undecodable bytes (--skip-bad's lenient decoding)
-            bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: it holds bytes "
-                                                   f"that are not valid {info.encoding}")
+            bad_part(info, skip_bad, "JSONL line", _undecodable(info, lineno))
             continue
         try:
             yield parse_jsonl_line(line, lineno, source, text_column)
