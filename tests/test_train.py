@@ -424,17 +424,17 @@ def test_a_resume_of_a_run_that_recorded_no_masking_rule(tmp_path, capsys, whole
     rule: said as a possibility; whole-word masks have not changed, so nothing is said;
     a run of this zhbert's own rule resumes in silence."""
     from zhbert.data import masking_rule
-    from zhbert.train import _warn_masking
+    from zhbert.train import _kept_header, _warn_masking
 
     cfg = _cfg(f"data.whole_word={str(whole_word).lower()}")
     hist = tmp_path / "history.jsonl"
     hist.write_text(json.dumps({"type": "header", "run": "r"}) + "\n")
-    _warn_masking(tmp_path, cfg, 100)
+    _warn_masking(tmp_path, _kept_header(tmp_path, 100), cfg, 100)
     err = capsys.readouterr().err
     assert ("records no masking rule" in err and "from step 100" in err) is not whole_word
     assert whole_word or err.count("\n") == 1
     hist.write_text(json.dumps({"type": "header", "masking": masking_rule(whole_word)}) + "\n")
-    _warn_masking(tmp_path, cfg, 100)
+    _warn_masking(tmp_path, _kept_header(tmp_path, 100), cfg, 100)
     assert capsys.readouterr().err == ""
 
 

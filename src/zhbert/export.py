@@ -191,7 +191,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
                         "`zhbert fill-mask` / `zhbert probe`, or train with model.norm=post to export")
     out = Path(out)
     _refuse_checkpoint(out)
-    check_out(out, EXPORT_MARKER, "zhbert export")  # never a run or a folder of other files
+    check_out(out, EXPORT_MARKER)  # never a run or a folder of other files
     refuse_existing(out, force)  # before the model loads (staged_dir asks again)
     ref = select_checkpoints(run.path, checkpoint)[0]
     data = open_run_data(run)
@@ -205,7 +205,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     # tokenizer.json cannot), and the model card names the script
     hf_config.zhbert_clean = clean = training_clean(data)
     max_len = run.cfg.data.max_len
-    with staged_dir(out, force=force, marker=EXPORT_MARKER, what="zhbert export") as tmp:
+    with staged_dir(out, force=force, marker=EXPORT_MARKER) as tmp:
         hf_config.to_json_file(str(tmp / "config.json"))
         # a full disk: an OSError (safetensors raises its own error type), so staged_dir says so
         safetensors_io(save_file, hf_state_dict(model), str(tmp / EXPORT_MARKER), {"format": "pt"})

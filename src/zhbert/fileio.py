@@ -390,14 +390,14 @@ def refuse_existing(final: Path, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None = None,
-               what: str | None = None) -> Iterator[Path]:
+def staged_dir(final: str | os.PathLike, force: bool = False,
+               marker: str | None = None) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``final``.
 
     If the body raises, the temporary directory is removed and ``final`` is left
     exactly as it was. With ``force`` an existing ``final`` is replaced only
     after the new one is complete, and, given a ``marker``, only if it is an earlier
-    ``what`` (``check_out``), checked before the body runs. Whatever another process
+    output of that kind (``check_out``), checked before the body runs. Whatever another process
     wrote at ``final`` while the body ran is never replaced (``_swap_in``): a UserError
     says so. Staging directories of killed runs are removed first (``_remove_stale``).
     An OSError making, writing or renaming the output is ``cannot_write`` naming ``final``.
@@ -408,7 +408,7 @@ def staged_dir(final: str | os.PathLike, force: bool = False, marker: str | None
     _remove_stale(final)  # first: a killed run's replaced output may have to be put back
     if marker is not None:
         from zhbert.outputs import check_out  # (it imports nothing of fileio)
-        check_out(final, marker, what)
+        check_out(final, marker)
     refuse_existing(final, force)
     before = _identity(final)
     made = _missing_dirs(final.parent)

@@ -60,14 +60,14 @@ def is_output(folder: Path, marker: str) -> bool:
     return (folder / marker).is_file() and _OUTPUT_KINDS[marker].recognise(folder)
 
 
-def check_out(out: Path, marker: str, what: str | None = None) -> None:
+def check_out(out: Path, marker: str) -> None:
     """Refuse to replace ``out`` unless it is missing, an empty directory or an earlier
-    output of the kind ``marker`` marks (registered with ``output_kind``; ``what`` names it,
-    by default as registered): replacing deletes it. ``prepare --force`` and ``export
+    output of the kind ``marker`` marks (registered with ``output_kind``, which names it):
+    replacing deletes it. ``prepare --force`` and ``export
     --force`` once deleted a training run, a folder of unrelated files and the corpus file
     they were reading, all named by mistake as --out."""
     kind = _OUTPUT_KINDS[marker]  # KeyError: the module writing this kind registers it on import
-    what = what or kind.what
+    what = kind.what
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
         raise UserError(f"--out {out} exists and is not an earlier {what} (no {marker}); it would "
                         "be deleted: choose a new or empty directory")

@@ -351,12 +351,13 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
             print(f"zhbert: no checkpoint in {run_dir} to resume from; starting at step 0 "
                   f"({dropped} history records dropped)", file=sys.stderr)
         return None, None
-    _check_world(run_dir, dist, ref.step)  # every rank reads it: every rank stops alike
+    header = _kept_header(run_dir, ref.step)  # the history read once for both checks
+    _check_world(run_dir, header, dist, ref.step)  # every rank reads it: every rank stops alike
     # the config hash checked before the weights load: another run's checkpoint copied in
     # failed inside load_state_dict with a size mismatch before this check could name it
     state = load_checkpoint(ref.path, raw_model, optimizer, config_hash=cfg.hash())
     if dist.main:
-        _warn_masking(run_dir, cfg, ref.step)
+        _warn_masking(run_dir, header, cfg, ref.step)
         dropped = truncate_after(run_dir / "history.jsonl", ref.step)
         print(f"zhbert: resuming from step {ref.step} ({ref.path.name}); "
               f"{dropped} history records after it dropped", file=sys.stderr)
@@ -375,11 +376,11 @@ def _kept_header(run_dir: Path, step: int) -> dict:
     return kept[-1] if kept else {}
 
 
-def _check_world(run_dir: Path, dist: Dist, step: int) -> None:
+def _check_world(run_dir: Path, header: dict, dist: Dist, step: int) -> None:
     """A resume with another number of processes changes the global batch (batch_size x
     processes x grad_accum) and which rows each rank reads: 2 processes resumed as 1 went
     on at half the tokens a step without a word. Exact resume needs the same count."""
-    was = _kept_header(run_dir, step).get("world_size")
+    was = header.get("world_size")  # of the start whose steps are kept (_kept_header)
     if was is None or was == dist.world:
         return
     how = f"`torchrun --nproc_per_node {was} -m zhbert train ... --resume`" if was > 1 else \
@@ -390,7 +391,7 @@ def _check_world(run_dir: Path, dist: Dist, step: int) -> None:
                     f"reads would change mid-run; resume it with {how}, or start a new run")
 
 
-def _warn_masking(run_dir: Path, cfg: Config, step: int) -> None:
+def _warn_masking(run_dir: Path, header: dict, cfg: Config, step: int) -> None:
     """A resume across a change of the masking rule continues with other masks than the
     run's steps up to ``step`` drew, and scores the held-out set on other masked slots:
     say so. The rule compared is the one of the start whose steps are kept."""
@@ -398,7 +399,6 @@ def _warn_masking(run_dir: Path, cfg: Config, step: int) -> None:
 
     rule = masking_rule(cfg.data.whole_word)
     path = run_dir / "history.jsonl"
-    header = _kept_header(run_dir, step)
     if not header or header.get("masking") == rule:
         return
     was = header.get("masking")

@@ -383,8 +383,7 @@ def prepare(opts: PrepareOptions) -> dict:
     from zhbert.outputs import check_out, check_out_reads_none
     from zhbert.run import DATA_MANIFEST
 
-    what = "zhbert data directory"
-    check_out(Path(opts.out), DATA_MANIFEST, what)  # before reading the sources
+    check_out(Path(opts.out), DATA_MANIFEST)  # before reading the sources
     infos = resolve_sources(list(opts.sources), skip_bad=opts.skip_bad, language=opts.language,
                             text_column=opts.text_column)
     if all(i.skipped for i in infos):
@@ -393,7 +392,7 @@ def prepare(opts: PrepareOptions) -> dict:
     check_out_reads_none(Path(opts.out), [i.path for i in infos], "the corpus file")
     pool = None
     try:
-        with staged_dir(opts.out, force=opts.force, marker=DATA_MANIFEST, what=what) as staging:
+        with staged_dir(opts.out, force=opts.force, marker=DATA_MANIFEST) as staging:
             if opts.workers > 1:  # spawn: workers never inherit threads or torch state
                 pool = _start_pool(opts.workers)
             report = _build(infos, opts, pool, staging)

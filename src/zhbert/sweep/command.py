@@ -173,7 +173,7 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     spec = new_spec(args)
     sweep_dir = Path(args.out)
     # never into a data directory, a run or a folder of other files (--force or not)
-    check_out(sweep_dir, SWEEP_SPEC, "zhbert sweep")
+    check_out(sweep_dir, SWEEP_SPEC)
     try:
         old = read_spec(sweep_dir)
     except UserError:  # an unreadable sweep.json: --force starts over, as its message says
