@@ -22,12 +22,12 @@ from zhbert.outputs import check_out
 from zhbert.run import SWEEP_SPEC
 from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
-from zhbert.sweep.study import (BASE_TOML, OBJECTIVES, STUDY_ATTR, SweepSpec, load_study, no_sweep,
-                                open_storage, read_spec, require_database, require_study, safe_url,
-                                spec_from_storage, start_over, storage_url, stored_identity,
-                                trial_label, with_runtime, write_spec)
+from zhbert.sweep.study import (BASE_TOML, DEFAULT_STUDY, OBJECTIVES, STUDY_ATTR, SweepSpec,
+                                load_study, no_sweep, open_storage, read_spec, require_database,
+                                require_study, safe_url, spec_from_storage, start_over,
+                                storage_url, stored_identity, trial_label, with_runtime,
+                                write_spec)
 
-DEFAULT_STUDY = "zhbert-sweep"
 # what a sweep is (its identity) is fixed when it starts: a resume that gave another value
 # ran the old one without a word
 START_ONLY = ("config", "steps", "objective", "sampler_seed")

@@ -23,9 +23,9 @@ from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_text, staged_dir
 from zhbert.outputs import check_out, json_object, output_kind
-from zhbert.sweep.study import (SweepSpec, is_spec_json, load_study, no_sweep, open_storage, read_spec,
-                                require_database, require_study, spec_from_storage, storage_url,
-                                trial_label)
+from zhbert.sweep.study import (DEFAULT_STUDY, SweepSpec, is_spec_json, load_study, no_sweep,
+                                open_storage, read_spec, require_database, require_study,
+                                spec_from_storage, storage_url, trial_label)
 
 MARKER = "sweep_report.json"
 # every report written names the sweep's spec: another program's sweep_report.json does not
@@ -134,7 +134,7 @@ def collect(sweep_dir: Path, storage_url: str | None = None, study_name: str | N
     if storage_url:
         require_database(storage_url)
     if spec is None and storage_url:
-        spec = spec_from_storage(open_storage(sweep_dir, storage_url), study_name or "zhbert-sweep")
+        spec = spec_from_storage(open_storage(sweep_dir, storage_url), study_name or DEFAULT_STUDY)
     if spec is None:
         raise no_sweep(sweep_dir)
     if study_name is not None and study_name != spec.study_name:  # it was ignored

@@ -27,6 +27,7 @@ from zhbert.sweep.space import Space
 JOURNAL = "optuna.journal"
 BASE_TOML = "base.toml"
 STUDY_ATTR = "zhbert_sweep"
+DEFAULT_STUDY = "zhbert-sweep"  # the study name in a storage when --study names none
 OBJECTIVES = {"acc": ("eval_mlm_acc", "maximize"), "loss": ("eval_mlm_loss", "minimize")}
 
 
