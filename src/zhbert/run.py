@@ -326,12 +326,12 @@ def load_exported(path: str | Path):
     try:
         tensors = load_file(str(path / EXPORT_MARKER))
     except Exception as exc:  # safetensors raises its own error types for a damaged file
-        raise UserError(f"{path / 'model.safetensors'} is unreadable ({exc}); re-export the model") from None
+        raise UserError(f"{path / EXPORT_MARKER} is unreadable ({exc}); re-export the model") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if k not in TIED_KEYS]
     unexpected = [k for k in unexpected if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise UserError(f"{path / 'model.safetensors'} does not fit its config.json (missing "
+        raise UserError(f"{path / EXPORT_MARKER} does not fit its config.json (missing "
                         f"{missing[:3]}, unexpected {unexpected[:3]}); re-export the model")
     tok = read_json(path / "tokenizer_config.json", "tokenizer config") if (path / "tokenizer_config.json").exists() else {}
     max_len = min(int(tok.get("model_max_length", cfg.max_position_embeddings)), cfg.max_position_embeddings)

@@ -125,7 +125,7 @@ def _score(fit: CurveFit, xs, smoothed, test, last, at: float | None) -> Backtes
     return BacktestRow(fit.name, True, "", fit.aic, float(np.mean(np.abs(err[test]))),
                        float(np.max(np.abs(err[test]))), float(err[-1]),
                        float(np.mean(err[last])), float(pred[-1]), pred_at,
-                       raw_at if pred_at is not None and abs(raw_at - pred_at) > 0 else None)
+                       raw_at if raw_at != pred_at else None)  # clipped there
 
 
 def window_text(r: BacktestResult) -> str:

@@ -102,8 +102,13 @@ def _plausibility(codec: str, text: str) -> int:
     throughout: ASCII byte pairs read as UTF-16 are CJK characters too, many common."""
     if codec.startswith("utf-16") and _readable_share(text) < 0.9:
         return 0
-    common, everyday = common_hanzi() | PUNCTUATION, everyday_hanzi()
+    common, everyday = _common_or_punctuation(), everyday_hanzi()
     return sum((c in common) + (c in everyday) for c in text) - len(MOJIBAKE.findall(text))
+
+
+@functools.cache
+def _common_or_punctuation() -> frozenset[str]:  # built once, not per candidate decoding
+    return common_hanzi() | PUNCTUATION
 
 
 def _readable_share(text: str) -> float:

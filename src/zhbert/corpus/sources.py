@@ -310,7 +310,7 @@ def _table_documents(info: SourceInfo, text_column: str, skip_bad: bool) -> Iter
         row += 1
     if nulls:
         warn(info, f"skipped {nulls:,} row{'s' * (nulls > 1)} of {info.path} whose "
-                   f"{text_column!r} is {'missing (a short row) or ' * (info.kind in ('csv', 'tsv'))}null (no text)")
+                   f"{text_column!r} is {'missing (a short row) or ' * (info.kind in columnar.DIALECTS)}null (no text)")
 
 
 def iter_documents(info: SourceInfo, *, per_line: bool = False,
