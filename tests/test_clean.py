@@ -1,5 +1,6 @@
 import sys
 import types
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -110,9 +111,10 @@ def test_clean_document_counts_reasons():
     text = ("这是第一句完整的话。好。This is English only.\n"
             "这是第一句完整的话！这是另一句中文句子。")
     doc = Document("d1", text, "test", tags=("新闻",))
-    out = clean_document(doc, KEEP)
+    dropped = Counter()
+    out = clean_document(doc, KEEP, dropped_out=dropped)
     assert out.sentences == ("这是第一句完整的话。", "这是另一句中文句子。")
-    assert out.dropped_sentences == {"too_short": 1, "low_chinese": 1, "duplicate": 1}
+    assert dropped == {"too_short": 1, "low_chinese": 1, "duplicate": 1}
     assert out.chars_in == len(text)
     assert out.chars_out == 20
     assert (out.doc_id, out.source, out.tags) == ("d1", "test", ("新闻",))
@@ -121,10 +123,12 @@ def test_clean_document_counts_reasons():
 
 def test_clean_document_long_sentence_is_split():
     text = "，".join(f"这是第{n}个较长的分句" for n in "一二三四五六七八九十") + "。"
-    out = clean_document(Document("d", text, "t"), CleanConfig(script="keep", max_sentence_chars=25))
+    dropped = Counter()
+    out = clean_document(Document("d", text, "t"), CleanConfig(script="keep", max_sentence_chars=25),
+                         dropped_out=dropped)
     assert [len(s) for s in out.sentences] == [22, 22, 22, 22, 22]  # two 10-char clauses + commas
     assert "".join(out.sentences) == text
-    assert out.dropped_sentences == {}
+    assert dropped == {}
 
 
 def test_clean_document_none_when_nothing_left():

@@ -27,7 +27,7 @@ def doc_of(doc_id: str, text: str) -> CleanDocument:
     sentences = tuple(text[i:i + 50] + "。" for i in range(0, len(text), 50))
     return CleanDocument(doc_id=doc_id, source="t", tags=(), sentences=sentences,
                          chars_in=len(text), chars_out=sum(map(len, sentences)),
-                         dropped_sentences={}, exact_hash=content_hash(sentences))
+                         exact_hash=content_hash(sentences))
 
 
 def mutate(text: str, positions, seed: int = 99) -> str:

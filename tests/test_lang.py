@@ -3,6 +3,7 @@ conventions, WordPiece, word starts, and `zhbert prepare --language en|ja` end t
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +68,16 @@ def test_script_ratio_per_language():
 
 
 def test_clean_document_english_and_japanese():
-    en = clean_document(Document("d", EN + "\n日本語だけの文です。", "t"), CleanConfig(language="en", script="keep"))
+    en_dropped, ja_dropped = Counter(), Counter()
+    en = clean_document(Document("d", EN + "\n日本語だけの文です。", "t"), CleanConfig(language="en", script="keep"),
+                        dropped_out=en_dropped)
     assert list(en.sentences) == EN_SENTENCES
-    assert en.dropped_sentences == {"low_script": 1}
+    assert en_dropped == {"low_script": 1}
     ja = clean_document(Document("d", JA + "\nThis English line is dropped.", "t"),
-                        CleanConfig(language="ja", script="keep"))
+                        CleanConfig(language="ja", script="keep"), dropped_out=ja_dropped)
     assert ja.sentences[0] == "彼は「行こう。すぐに。」と言った。"
     # 本当に？ and 東京 are too short; 「はい。」 and the English line have too little kana/kanji
-    assert ja.dropped_sentences == {"low_script": 2, "too_short": 2}
+    assert ja_dropped == {"low_script": 2, "too_short": 2}
 
 
 def test_opencc_is_for_chinese_only():

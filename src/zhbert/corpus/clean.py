@@ -109,7 +109,6 @@ class CleanDocument:
     sentences: tuple[str, ...]
     chars_in: int                    # raw input characters (markup included)
     chars_out: int                   # characters in the kept sentences
-    dropped_sentences: dict[str, int]  # reason -> count: too_short, low_chinese|low_script, duplicate
     # Filled for the deduplicator: exact_hash here, minhash by zhbert.corpus.dedup.sign()
     # in the worker, so that the main process only has to look things up.
     exact_hash: str = ""
@@ -310,7 +309,8 @@ def clean_document(doc: Document, cfg: CleanConfig, script_counts: list[int] | N
     """Clean, split and filter one document; None when nothing (or too little) is left.
 
     ``script_counts`` ([sentences, dropped by the script filter]) and ``dropped_out`` (the
-    sentences dropped, by reason) are added to even for a document that is dropped whole:
+    sentences dropped, by reason: too_short, low_chinese|low_script, duplicate) are added
+    to, a batch's worth at a time (prepare_tasks), even for a document that is dropped whole:
     the share tells a wrong --language (prepare warns), and the report's dropped sentences
     left out every one of a document of only short lines.
     """
@@ -331,8 +331,7 @@ def clean_document(doc: Document, cfg: CleanConfig, script_counts: list[int] | N
         return None
     return CleanDocument(
         doc_id=doc.doc_id, source=doc.source, tags=tags, sentences=tuple(kept),
-        chars_in=len(doc.text), chars_out=sum(map(len, kept)), dropped_sentences=dropped,
-        exact_hash=_hash_keys(keys),
+        chars_in=len(doc.text), chars_out=sum(map(len, kept)), exact_hash=_hash_keys(keys),
     )
 
 

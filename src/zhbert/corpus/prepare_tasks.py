@@ -31,22 +31,22 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def clean_task(task: tuple) -> list[tuple[int, str, Any]]:
-    """Pass 1: [(utf-8 bytes in, source, CleanDocument | None, [sentences, dropped by the
-    script filter], sentences dropped by reason)] for a batch of documents (the last two
-    also for a document dropped whole)."""
+def clean_task(task: tuple) -> tuple[list[tuple[int, str, Any]], list[int], collections.Counter]:
+    """Pass 1 for a batch of documents: [(utf-8 bytes in, source, CleanDocument | None)],
+    and the batch's [sentences, dropped by the script filter] and sentences dropped by
+    reason (documents dropped whole included), summed once a batch: a Counter a document
+    had doubled what crossed the process boundary."""
     from zhbert.corpus.clean import clean_document
     from zhbert.corpus.dedup import sign
 
     docs, clean_cfg, dedup_cfg = task
-    out = []
+    rows, script_counts, dropped = [], [0, 0], collections.Counter()
     for doc in docs:
-        script_counts, dropped = [0, 0], collections.Counter()
         cdoc = clean_document(doc, clean_cfg, script_counts, dropped)
         if cdoc is not None:
             cdoc = sign(cdoc, dedup_cfg)
-        out.append((len(doc.text.encode("utf-8")), doc.source, cdoc, script_counts, dropped))
-    return out
+        rows.append((len(doc.text.encode("utf-8")), doc.source, cdoc))
+    return rows, script_counts, dropped
 
 
 def count_task(docs: list[tuple[int, list[str]]]) -> tuple[list, list[int], int]:
