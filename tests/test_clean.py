@@ -7,7 +7,7 @@ import pytest
 
 import zhbert.corpus
 from zhbert.corpus.clean import (
-    CleanConfig, CleanDocument, chinese_ratio, clean_document, clean_text, content_hash,
+    CleanConfig, chinese_ratio, clean_document, clean_text, content_hash,
     normalize_for_hash, split_long, split_sentences,
 )
 from zhbert.corpus.document import Document
