@@ -49,9 +49,9 @@ def _ranges(matches) -> list[tuple[int, int]]:
 def _invisible_class() -> str:
     """Every code point clean_text's invisible-character pattern deletes, as one class: tested
     against that pattern itself (one C-level scan of all code points, surrogates left out)."""
-    from zhbert.corpus.clean import _invisible_re
+    from zhbert.corpus.clean import invisible_re
     every = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
-    hits = [ord(m.group()) for m in _invisible_re().finditer(every)]
+    hits = [ord(m.group()) for m in invisible_re().finditer(every)]
     return _onig_class(_ranges(hits))
 
 
@@ -69,9 +69,9 @@ def _python_class_to_onig(body: str) -> str:
 
 
 def _url_pattern() -> str:
-    """clean.py's _URL_RE in Onig's syntax: its re.ASCII \\w spelled out (Onig's is Unicode)."""
+    """clean.py's URL_RE in Onig's syntax: its re.ASCII \\w spelled out (Onig's is Unicode)."""
     from zhbert.corpus import clean
-    return clean._URL_RE.pattern.replace(r"\w", "A-Za-z0-9_")
+    return clean.URL_RE.pattern.replace(r"\w", "A-Za-z0-9_")
 
 
 def clean_normalizer(remove_urls: bool = True):
@@ -81,18 +81,18 @@ def clean_normalizer(remove_urls: bool = True):
     from tokenizers.normalizers import NFKC, Replace, Sequence
     from zhbert.corpus import clean
 
-    cjk = _python_class_to_onig(clean._CJKISH)
-    steps = [Replace(Regex(clean._NEWLINES_RE.pattern), "\n"),
-             Replace(Regex(clean._TABS_RE.pattern), " "),
+    cjk = _python_class_to_onig(clean.CJKISH)
+    steps = [Replace(Regex(clean.NEWLINES_RE.pattern), "\n"),
+             Replace(Regex(clean.TABS_RE.pattern), " "),
              Replace(Regex(_invisible_class()), "")]
-    steps += [Replace(ch, stand_in) for ch, stand_in in clean._SHIELD]
+    steps += [Replace(ch, stand_in) for ch, stand_in in clean.SHIELD]
     steps.append(NFKC())
-    steps += [Replace(stand_in, ch) for ch, stand_in in clean._SHIELD]
+    steps += [Replace(stand_in, ch) for ch, stand_in in clean.SHIELD]
     if remove_urls:
         steps.append(Replace(Regex(_url_pattern()), ""))
-    steps += [Replace(Regex(clean._SPACES_RE.pattern), " "),
+    steps += [Replace(Regex(clean.SPACES_RE.pattern), " "),
               Replace(Regex(f"(?<={cjk}) (?={cjk})"), ""),
-              Replace(Regex(clean._BLANK_LINES_RE.pattern), "\n"),
+              Replace(Regex(clean.BLANK_LINES_RE.pattern), "\n"),
               Replace(Regex(r"\A[ \n]+|[ \n]+\z"), "")]  # .strip(" \n"); \A: Onig's ^ is per line
     return Sequence(steps)
 

@@ -116,29 +116,31 @@ class CleanDocument:
 
 
 # ---------------------------------------------------------------- character classes
+# The classes and patterns without a leading underscore are also the exported tokenizer's
+# (export_tokenizer.clean_normalizer spells clean_text as a tokenizers normalizer from them).
 
 # CJK ideographs: Ext A, URO, compatibility block, and Ext B.. (planes 2-3).
 _IDEO = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 # Characters that count as "CJK" when deciding whether a space between them is
 # typographic noise: ideographs, CJK symbols/punctuation, full-width forms,
 # curly quotes, dashes, ellipsis and the middle dot.
-_CJKISH = _IDEO + "\u3000-\u303f\uff00-\uffef\u2018-\u201f\u2014\u2026\u00b7"
+CJKISH = _IDEO + "\u3000-\u303f\uff00-\uffef\u2018-\u201f\u2014\u2026\u00b7"
 _NON_IDEO_RE = re.compile(f"[^{_IDEO}]")
 # One space (runs are collapsed first) between two CJK characters; the pattern
 # starts with the space itself so that the regex engine can skip ahead to it.
-_CJK_SPACE_RE = re.compile(f" (?<=[{_CJKISH}] )(?=[{_CJKISH}])")
-_SPACES_RE = re.compile(" {2,}")
-_BLANK_LINES_RE = re.compile(r" *\n[ \n]*")
+_CJK_SPACE_RE = re.compile(f" (?<=[{CJKISH}] )(?=[{CJKISH}])")
+SPACES_RE = re.compile(" {2,}")
+BLANK_LINES_RE = re.compile(r" *\n[ \n]*")
 
 PROTECTED = "，！？：；（）［］｛｝～…‥"
 # Stand-ins from the supplementary private-use plane, which NFKC leaves alone.
-_SHIELD = tuple((ch, chr(0xF0000 + i)) for i, ch in enumerate(PROTECTED))
-_NEWLINES_RE = re.compile("\r\n?|[\x85\u2028\u2029]")
-_TABS_RE = re.compile("[\t\x0b\x0c]")
+SHIELD = tuple((ch, chr(0xF0000 + i)) for i, ch in enumerate(PROTECTED))
+NEWLINES_RE = re.compile("\r\n?|[\x85\u2028\u2029]")
+TABS_RE = re.compile("[\t\x0b\x0c]")
 
 
 @functools.cache
-def _invisible_re() -> re.Pattern:
+def invisible_re() -> re.Pattern:
     """Control/format characters (Cc/Cf), variation selectors, and our stand-ins."""
     bmp = "".join(chr(c) for c in range(0x10000)
                   if unicodedata.category(chr(c)) in ("Cc", "Cf") and chr(c) not in "\n\t")
@@ -148,13 +150,13 @@ def _invisible_re() -> re.Pattern:
 
 def _nfkc_keep_cjk_punct(text: str) -> str:
     """NFKC, but CJK punctuation keeps its full-width form (see module docstring)."""
-    for ch, stand_in in _SHIELD:
+    for ch, stand_in in SHIELD:
         text = text.replace(ch, stand_in)
     if not unicodedata.is_normalized("NFKC", text):
         # Per line: most lines of Chinese text are already normalised once shielded.
         text = "\n".join(line if unicodedata.is_normalized("NFKC", line)
                          else unicodedata.normalize("NFKC", line) for line in text.split("\n"))
-    for ch, stand_in in _SHIELD:
+    for ch, stand_in in SHIELD:
         text = text.replace(stand_in, ch)
     return text
 
@@ -162,7 +164,7 @@ def _nfkc_keep_cjk_punct(text: str) -> str:
 # URLs with a scheme or a leading www., and e-mail addresses; ASCII only, so a
 # URL ends at the first Chinese character. Trailing ASCII punctuation is left.
 # The e-mail part only starts at the start of a run (no quadratic backtracking).
-_URL_RE = re.compile(
+URL_RE = re.compile(
     r"(?:(?:https?|ftp)://|www\.)[\w\-.~:/?#\[\]@!$&'*+,;=%]*[\w/#=&%~+\-]"
     r"|(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+",
     re.ASCII,
@@ -179,15 +181,15 @@ def _converter(script: str):
 
 def clean_text(text: str, cfg: CleanConfig) -> str:
     """Normalise ``text`` (steps 1-5 of the module docstring); newlines are kept."""
-    text = _TABS_RE.sub(" ", _NEWLINES_RE.sub("\n", text))
-    text = _nfkc_keep_cjk_punct(_invisible_re().sub("", text))
+    text = TABS_RE.sub(" ", NEWLINES_RE.sub("\n", text))
+    text = _nfkc_keep_cjk_punct(invisible_re().sub("", text))
     if cfg.remove_urls and ("@" in text or "://" in text or "www." in text):
-        text = _URL_RE.sub("", text)
+        text = URL_RE.sub("", text)
     if cfg.script != "keep":
         text = _converter(cfg.script).convert(text)
-    text = _SPACES_RE.sub(" ", text)  # NFKC has turned all other spaces into " "
+    text = SPACES_RE.sub(" ", text)  # NFKC has turned all other spaces into " "
     text = _CJK_SPACE_RE.sub("", text)
-    return _BLANK_LINES_RE.sub("\n", text).strip(" \n")
+    return BLANK_LINES_RE.sub("\n", text).strip(" \n")
 
 
 # ---------------------------------------------------------------- sentences
