@@ -126,3 +126,19 @@ def test_a_parquet_string_that_is_not_utf8_is_one_line(tmp_path):
     pq.write_table(pa.table({"text": column}), path)
     with pytest.raises(UserError, match=r"bad.parquet: row 1 of column 'text' is not valid UTF-8"):
         list(parquet_texts(path, "text"))
+
+
+def test_undecodable_bytes_in_a_header_column_name_are_named_in_a_warning(tmp_path, capsys):
+    """--skip-bad drops the rows whose text holds stray bytes; the header is no row, and a
+    column name holding them (one --text-column cannot name) passed without a word."""
+    rows = [f"{i},今天天气很好，我们去公园散步第{i}次。,pos\n".encode() for i in range(50)]
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"id,text,lab\x93el\n" + b"".join(rows))
+    assert len(_docs(path, skip_bad=True)) == 50
+    err = capsys.readouterr().err
+    assert f"{path}: undecodable bytes in its header's column name 'lab\\x93el' (shown as \\xNN)" in err, err
+    [info] = resolve_sources([str(path)], skip_bad=True)  # in the manifest's warnings too
+    assert any("column name 'lab\\x93el'" in w for w in info.warnings), info.warnings
+    path.write_bytes(b"id,te\x93xt,label\n" + b"".join(rows))  # the text column's own name
+    with pytest.raises(UserError, match=r"has no column 'text' \(its columns: id, te\\x93xt, label\)"):
+        resolve_sources([str(path)], skip_bad=True)

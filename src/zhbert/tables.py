@@ -8,23 +8,24 @@ every such file follows the same rules:
 - columns named by the user (``--text-column``, ``--text-pair-column``,
   ``--label-column``) or else recognised by their common names: text, sentence,
   review, content, text_a + text_b, sentence1 + sentence2; label, labels;
+- CSV and TSV rows are read as ``prepare`` reads a corpus table (``columnar.TableRows``);
 - a row with an empty text or label, or a malformed one (wrong number of CSV
-  fields, a JSONL line that is not an object), is skipped and counted, and one
-  warning says how many and why; with ``strict`` the first one is an error.
+  fields, a quote that runs away over the rows after it, a JSONL line that is not an
+  object), is skipped and counted, and one warning says how many and what was wrong with
+  the first; with ``strict`` the first one is an error.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import stat
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from zhbert.corpus.decoding import read_small_text
 from zhbert.errors import UserError
@@ -59,6 +60,7 @@ class Table:
     rows: list[Row]
     skipped: Counter = field(default_factory=Counter)   # reason -> rows skipped
     first_skipped: int | None = None                    # line of the first skipped row
+    first_why: str | None = None                        # and what was wrong with it
 
     def to_json(self) -> dict:
         """What was read, without the rows themselves."""
@@ -67,11 +69,14 @@ class Table:
                 "first_skipped": self.first_skipped}
 
     def skipped_line(self) -> str:
-        """'skipped 2 of 10 rows in f.csv (1 empty text, 1 malformed; the first at line 3)'."""
+        """'skipped 2 of 10 rows in f.csv (1 empty text, 1 malformed); the first, at line 3:
+        WHY; ...': what was wrong, where a count alone hid a quote that ran away over the rows
+        after it (one skipped row, many lost)."""
         total = sum(self.skipped.values())
         reasons = ", ".join(f"{n} {why}" for why, n in self.skipped.most_common())
-        return (f"skipped {total} of {total + len(self.rows)} rows in {self.path} ({reasons}; "
-                f"the first at line {self.first_skipped}); pass --strict to refuse such a file")
+        return (f"skipped {total} of {total + len(self.rows)} rows in {self.path} ({reasons}); "
+                f"the first, at line {self.first_skipped}: {self.first_why}; pass --strict to "
+                "refuse such a file")
 
 
 class _BadRow(Exception):
@@ -116,7 +121,7 @@ def read_table(path: str | Path, *, what: str = "table", need_label: bool = True
     path = Path(path)
     text = read_small_text(path, what)
     jsonl = _is_jsonl(path, text)
-    header, records = _jsonl_records(text) if jsonl else _csv_records(text, path)
+    header, records = _jsonl_records(text) if jsonl else _csv_records(text, path, what)
     if not header:
         raise UserError(f"{what} {path} has no rows; write a header line and one row per example"
                         if not jsonl else f"{what} {path} has no rows; write one JSON object per line")
@@ -131,7 +136,8 @@ def read_table(path: str | Path, *, what: str = "table", need_label: bool = True
                 raise UserError(f"{what} {path}, line {line}: {detail}; fix the row, "
                                 "or drop --strict to skip such rows") from None
             table.skipped[reason] += 1
-            table.first_skipped = table.first_skipped or line
+            if table.first_skipped is None:
+                table.first_skipped, table.first_why = line, detail
     if table.skipped:
         print(f"zhbert: warning: {table.skipped_line()}", file=sys.stderr)
     return table
@@ -144,32 +150,23 @@ def _is_jsonl(path: Path, text: str) -> bool:
     return not any(s in (".csv", ".tsv") for s in suffixes) and text.lstrip().startswith("{")
 
 
-def _csv_records(text: str, path: Path) -> tuple[list[str], Iterator[tuple[int, Any]]]:
-    """The header and (line, fields | _BadRow) for each non-blank row."""
-    from zhbert.corpus.columnar import DIALECTS, next_row
+def _csv_records(text: str, path: Path, what: str) -> tuple[list[str], list[tuple[int, Any]]]:
+    """The header and (line, fields | _BadRow) for each non-blank row, read as ``prepare``
+    reads a corpus table (``columnar.TableRows``): a .tsv unquoted, a field past csv's
+    131,072 characters read, and a quote that runs away over the rows after it a bad row
+    rather than one text swallowing them."""
+    from zhbert.corpus.columnar import TableRows
+    from zhbert.corpus.decoding import lines_of
+
     kind = "tsv" if ".tsv" in [s.lower() for s in path.suffixes] else "csv"
-    # newline="": a quoted field keeps its line breaks, and line_num counts physical lines;
-    # a .tsv is unquoted, as prepare reads it (a text opening with '"' swallowed the rows after)
-    reader = csv.reader(io.StringIO(text, newline=""), DIALECTS[kind])
-    header: list[str] = []
-    for fields in reader:
-        if any(f.strip() for f in fields):
-            header = [f.strip() for f in fields]
-            break
+    rows = TableRows(lines_of(iter([text])), kind)
+    try:
+        header = rows.header()
+    except csv.Error as exc:
+        raise UserError(f"{what} {path}: cannot read its header row ({exc}); fix the file") from None
 
-    def records() -> Iterator[tuple[int, Any]]:
-        while True:
-            try:
-                fields = next_row(reader)  # a long field read as prepare reads it
-            except csv.Error as exc:  # e.g. a NUL byte; the reader goes on
-                yield reader.line_num, _BadRow("malformed", f"not a CSV row ({exc})")
-                continue
-            if fields is None:
-                return
-            if any(f.strip() for f in fields):
-                yield reader.line_num, fields
-
-    return header, records()
+    return header, [(line, fields if why is None else _BadRow("malformed", why))
+                    for line, fields, why in rows.body()]
 
 
 def _jsonl_records(text: str) -> tuple[list[str], list[tuple[int, Any]]]:

@@ -36,15 +36,16 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from zhbert.corpus.filetypes import SURROGATES
+from zhbert.corpus.filetypes import SURROGATES, shown
 from zhbert.errors import UserError
 
 BATCH_ROWS = 1024
 
 
 def _columns_error(where: Path, column: str, columns: list[str]) -> UserError:
-    return UserError(f"{where} has no column {column!r} (its columns: {', '.join(columns) or 'none'}); "
-                     "name the text column with --text-column")
+    # shown: a header's undecodable bytes (--skip-bad) as \xNN, not as the surrogates they are
+    return UserError(shown(f"{where} has no column {column!r} (its columns: "
+                           f"{', '.join(columns) or 'none'}); name the text column with --text-column"))
 
 
 class UnreadableParquet(UserError):
@@ -87,7 +88,8 @@ def _check_text_type(kind, where: Path, column: str) -> None:
 
 def check_parquet(path: Path, column: str) -> None:
     """UserError unless ``path`` is a Parquet file with a string column ``column``."""
-    schema = open_parquet(path).schema_arrow
+    with open_parquet(path) as f:  # closed now, not when collected: the read opens it again
+        schema = f.schema_arrow
     if column not in schema.names:
         raise _columns_error(path, column, schema.names)
     _check_text_type(schema.field(column).type, path, column)
@@ -98,15 +100,16 @@ def parquet_texts(path: Path, column: str) -> Iterator[str | None]:
     import pyarrow as pa
 
     row = 0
-    for batch in open_parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=[column]):
-        # one kind of text whatever check_parquet let through (large: no 2 GiB offset limit)
-        values = batch.column(0).cast(pa.large_string())
-        try:
-            texts = values.to_pylist()
-        except UnicodeDecodeError:  # a writer that skipped Arrow's validation: a traceback
-            raise _not_utf8(path, column, row, values) from None
-        yield from (t for t in texts if t is None or t)
-        row += len(values)
+    with open_parquet(path) as f:
+        for batch in f.iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+            # one kind of text whatever check_parquet let through (large: no 2 GiB offset limit)
+            values = batch.column(0).cast(pa.large_string())
+            try:
+                texts = values.to_pylist()
+            except UnicodeDecodeError:  # a writer that skipped Arrow's validation: a traceback
+                raise _not_utf8(path, column, row, values) from None
+            yield from (t for t in texts if t is None or t)
+            row += len(values)
 
 
 def _not_utf8(path: Path, column: str, first: int, values) -> UserError:
@@ -212,19 +215,21 @@ DIALECTS = {"csv": csv.excel, "tsv": _Unquoted}  # corpus kind -> how its rows a
 FIELD_LIMIT = 2**31 - 1
 
 
-def next_row(rows):
-    """next(rows), None at the end, with csv's field size limit lifted only while it parses:
-    the limit is global to the csv module, and other readers in the process keep theirs."""
+def _lifted(read):
+    """read(), with csv's field size limit lifted only while it parses a row: the limit is
+    global to the csv module, and other readers in the process keep theirs (setting it costs
+    ~60 ns: per row, 35 ms over 200,000 rows, within the noise of reading them)."""
     old = csv.field_size_limit(FIELD_LIMIT)
     try:
-        return next(rows, None)
+        return read()
     finally:
         csv.field_size_limit(old)
 
 
-class _Rows:
-    """The rows of a table's lines, holding the lines of the row being read (a row that
-    spans several is checked for a runaway quote: ``runaway``)."""
+class TableRows:
+    """The rows of a CSV or TSV table's lines (without their newlines), as the corpus and the
+    small tables (``zhbert.tables``) read them: ``header`` first, then ``body``. The lines of
+    the row being read are held: a row that spans several is checked for a runaway quote."""
 
     def __init__(self, lines: Iterable[str], kind: str):
         self._dialect = DIALECTS[kind]
@@ -237,20 +242,37 @@ class _Rows:
             self._held.append(line)
             yield line
 
-    @property
-    def line_num(self) -> int:
-        return self._rows.line_num
-
-    def __iter__(self):
-        while (fields := self.next()) is not None:
-            yield fields
-
-    def next(self) -> list[str] | None:
+    def _next(self) -> list[str] | None:
         """The next row, None at the end; csv.Error for a row csv cannot parse."""
         self._held.clear()  # csv reads no line past the row it returns
-        return next_row(self._rows)
+        return _lifted(lambda: next(self._rows, None))
 
-    def runaway(self) -> tuple[int, str] | None:
+    def header(self) -> list[str]:
+        """The first non-blank row, its names stripped (a BOM is gone already: utf-8-sig);
+        csv.Error where it cannot be read or its quotes ran away (columns from the rows)."""
+        while (fields := self._next()) is not None and _blank(fields):
+            pass
+        if runaway := self._runaway():
+            raise csv.Error(f"line {runaway[0]}: {runaway[1]}")
+        return [f.strip() for f in fields or []]
+
+    def body(self) -> Iterator[tuple[int, list[str] | None, str | None]]:
+        """(line, fields, None) for each non-blank row after the header, and (line, None, why)
+        for a row csv cannot parse or whose quotes ran away; the reading goes on past it."""
+        while True:
+            try:
+                fields = self._next()
+            except csv.Error as exc:  # e.g. a NUL byte
+                yield self._rows.line_num, None, str(exc)
+                continue
+            if fields is None:
+                return
+            if runaway := self._runaway():
+                yield runaway[0], None, runaway[1]
+            elif not _blank(fields):
+                yield self._rows.line_num, fields, None
+
+    def _runaway(self) -> tuple[int, str] | None:
         """(first line, why) if the row just read is a quoted field that ran away, else None.
         An unclosed quote reads on across rows to the next quote anywhere, where csv
         (lenient by default) closes it and goes on: rows merge into one text without a
@@ -259,13 +281,14 @@ class _Rows:
         so a well-quoted multi-line field, however long, never trips it."""
         if len(self._held) < 2:
             return None
-        strict = csv.reader(self._held, self._dialect, strict=True)
         try:
-            deque(iter(lambda: next_row(strict), None), 0)  # read to the end, keep nothing
+            strict = csv.reader(self._held, self._dialect, strict=True)
+            _lifted(lambda: deque(strict, 0))  # read it all, keep nothing
         except csv.Error as exc:
-            return (self.line_num - len(self._held) + 1,
+            end = self._rows.line_num
+            return (end - len(self._held) + 1,
                     f"a quoted field opened here runs over {len(self._held)} lines, to line "
-                    f"{self.line_num}, taking in the rows between: its quotes do not match "
+                    f"{end}, taking in the rows between: its quotes do not match "
                     f'({exc}); close it, and write a quote inside a quoted field twice ("")')
         return None
 
@@ -274,47 +297,41 @@ def _blank(fields: list[str]) -> bool:
     return not any(f.strip() for f in fields)
 
 
-def _header(rows: _Rows) -> list[str]:
-    """The first non-blank row, its names stripped (a BOM is gone already: utf-8-sig)."""
-    return next(([f.strip() for f in fields] for fields in rows if not _blank(fields)), [])
-
-
-def check_csv(path: Path, lines: Iterable[str], kind: str, column: str) -> None:
-    """UserError unless the table's header names ``column``, once."""
+def check_csv(path: Path, lines: Iterable[str], kind: str, column: str,
+              warn: Callable[[str], None]) -> None:
+    """UserError unless the table's header names ``column``, once. A header name holding
+    undecodable bytes (--skip-bad's lenient decoding) goes to ``warn`` (sources': the manifest too):
+    the header is no row to skip, and such a column is one --text-column cannot name."""
     try:
-        header = _header(_Rows(lines, kind))
+        header = TableRows(lines, kind).header()
     except csv.Error as exc:
         raise UserError(f"{path}: cannot read its header row ({exc}); fix the file") from None
     if column not in header:
         raise _columns_error(path, column, header)
     if header.count(column) > 1:  # which one holds the text is anyone's guess
-        raise UserError(f"{path}: its header names the column {column!r} {header.count(column)} "
-                        f"times (its columns: {', '.join(header)}); rename the others, or name "
-                        "another text column with --text-column")
+        raise UserError(shown(f"{path}: its header names the column {column!r} {header.count(column)} "
+                              f"times (its columns: {', '.join(header)}); rename the others, or "
+                              "name another text column with --text-column"))
+    if stray := [f"'{name}'" for name in header if SURROGATES.search(name)]:
+        warn(f"{path}: undecodable bytes in its header's column name{'s' * (len(stray) > 1)} "
+             f"{', '.join(stray)} (shown as \\xNN); its rows are read as they are, but "
+             "--text-column cannot name such a column: fix the header's bytes to read it")
 
 
 def csv_texts(lines: Iterable[str], kind: str, column: str,
               bad: Callable[[int, str], None]) -> Iterator[str | None]:
     """The non-blank texts of ``column``, a row at a time, and None for a row too short to
     have the column (``sources`` counts it with the nulls: one warning, not a silent drop).
-    A row csv cannot parse, or whose quotes ran away (``_Rows.runaway``), goes to
+    A row csv cannot parse, or whose quotes ran away (``TableRows.body``), goes to
     ``bad(line, why)``, which raises or lets the reading go on."""
-    rows = _Rows(lines, kind)
-    index = _header(rows).index(column)  # check_csv has seen it there
-    while True:
-        try:
-            fields = rows.next()
-        except csv.Error as exc:
-            bad(rows.line_num, str(exc))
-            continue
-        if fields is None:
-            return
-        if runaway := rows.runaway():
-            bad(*runaway)
-        elif index < len(fields):
-            if SURROGATES.search(fields[index]):  # undecodable bytes (sources' --skip-bad)
-                bad(rows.line_num, "its text holds undecodable bytes")
-            elif fields[index].strip():
-                yield fields[index]
-        elif not _blank(fields):
+    rows = TableRows(lines, kind)
+    index = rows.header().index(column)  # check_csv has seen it there
+    for line, fields, why in rows.body():
+        if why is not None:
+            bad(line, why)
+        elif index >= len(fields):
             yield None
+        elif SURROGATES.search(fields[index]):  # undecodable bytes (sources' --skip-bad)
+            bad(line, "its text holds undecodable bytes")
+        elif fields[index].strip():
+            yield fields[index]

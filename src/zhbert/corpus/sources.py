@@ -69,11 +69,12 @@ def _dataset_info(spec: str, path: Path, text_column: str) -> SourceInfo:
     return SourceInfo(spec, "hf-dataset", str(path), size, sha, "utf-8", name=path.name)
 
 
-def _check_parquet(path: Path) -> str:
+def _check_parquet(path: Path, text_column: str) -> str:
     """Raise NotText unless Arrow opens ``path`` (its footer: a cut-short copy has none, so
-    --skip-bad can skip it like any bad file); return its encoding."""
+    --skip-bad can skip it like any bad file), and UserError unless it has the text column (the
+    user's option, never skipped); return its encoding. The file is opened once for both."""
     try:
-        columnar.open_parquet(path).close()
+        columnar.check_parquet(path, text_column)
     except columnar.UnreadableParquet as exc:
         raise NotText(f"is not a readable Parquet file ({exc.why})") from None
     return "utf-8"  # Arrow strings are UTF-8
@@ -117,7 +118,8 @@ def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str 
                          f"its own columns and is read uncompressed: decompress it first "
                          f"(e.g. `{DECOMPRESSORS[compression]} -k {path}`) and give {path.with_suffix('')}")
     try:
-        info.encoding = _check_parquet(path) if kind == "parquet" else check_file(path, kind, skip_bad)
+        info.encoding = (_check_parquet(path, text_column) if kind == "parquet"
+                         else check_file(path, kind, skip_bad))
         if kind == "json":
             info.kind = _json_kind(path, info.encoding, text_column)
     except NotText as exc:
@@ -127,12 +129,10 @@ def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str 
         warn(info, f"skipped {path}: it {exc}")
         return info
     # a missing or non-text column is the user's option, not a bad file: never skipped
-    if kind == "parquet":
-        columnar.check_parquet(path, text_column)
-    elif kind in columnar.DIALECTS:
+    if kind in columnar.DIALECTS:
         with contextlib.suppress(Truncated):  # reported (once) when the rows are read
             columnar.check_csv(path, lines_of(decoded(path, info.encoding, skip_bad)),
-                              kind, text_column)
+                              kind, text_column, warn=lambda m: warn(info, m))
     return info
 
 
