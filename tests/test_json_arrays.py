@@ -92,15 +92,28 @@ def test_a_bad_item_is_an_error_or_skipped(tmp_path):
     assert [d.text for d in docs] == TEXTS[:2] + TEXTS[3:] and "item 3" in info.warnings[0]
 
 
-def test_a_cut_short_array_keeps_the_items_before_with_skip_bad(tmp_path):
+@pytest.mark.parametrize("cut", ["inside a string", "between items", "after a number", "in a literal"])
+def test_a_cut_short_plain_array_keeps_its_items_as_a_compressed_one_does(tmp_path, cut):
+    """A plain .json cut short was an error without --skip-bad where the same array cut
+    short as .json.gz kept its items with a warning (as .jsonl.gz, .txt.gz and dumps do):
+    both keep every complete item and warn; damage with JSON after it is still an error."""
+    items = [{"text": t, "n": 7, "ok": True} for t in TEXTS]
+    data = json.dumps(items, ensure_ascii=False).encode()
+    end = {"inside a string": data.index(TEXTS[4].encode()) + 6, "between items": data.index(b"}, {") + 2,
+           "after a number": data.index(b"7", data.index(TEXTS[4].encode())) + 1,
+           "in a literal": data.index(b"tr", data.index(TEXTS[4].encode())) + 2}[cut]
+    kept = TEXTS[:1] if cut == "between items" else TEXTS[:4]
     path = tmp_path / "a.json"
-    data = json.dumps([{"text": t} for t in TEXTS], ensure_ascii=False).encode()
-    path.write_bytes(data[:data.index(TEXTS[4].encode()) + 6])  # inside item 5
-    with pytest.raises(UserError, match=r"a\.json stops parsing as JSON after item 4 \(.*\); fix it, "
+    path.write_bytes(data[:end])
+    for skip_bad in (False, True):
+        info, docs = _read(path, skip_bad=skip_bad)
+        assert [d.text for d in docs] == kept and len(info.warnings) == 1
+        assert (f"a.json is truncated or damaged (its JSON ends after item {len(kept)} ("
+                in info.warnings[0] and "kept every complete item before the damage" in info.warnings[0])
+    path.write_bytes(data.replace(b"}, {", b"} {", 1))  # not cut: broken, and more of it follows
+    with pytest.raises(UserError, match=r"a\.json stops parsing as JSON after item 1 \(.*\); fix it, "
                                         r"or pass --skip-bad to keep the items before the damage"):
         _read(path)
-    info, docs = _read(path, skip_bad=True)
-    assert [d.text for d in docs] == TEXTS[:4] and "skipped the rest of" in info.warnings[0]
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
@@ -256,3 +269,31 @@ def test_the_count_of_bad_items_is_told_when_reading_stops_early(tmp_path):
     assert next(docs).text == TEXTS[0]
     docs.close()
     assert info.warnings[-1].startswith("skipped 20 more bad JSON items in")
+
+
+@pytest.mark.parametrize("bad", ["\t", "\\x"])
+def test_a_string_json_will_not_decode_is_damage_not_a_traceback(tmp_path, bad):
+    """A raw tab or an unknown escape in a string escaped as a bare ValueError (a traceback).
+    It stops ijson's parse, as other damage does: an error, or the items before it kept."""
+    items = [json.dumps({"text": t}, ensure_ascii=False) for t in TEXTS]
+    items[2] = '{"text": "坏%s字"}' % bad
+    path = tmp_path / "a.json"
+    path.write_text("[" + ",".join(items) + "]", encoding="utf-8")
+    with pytest.raises(UserError, match=r"a\.json stops parsing as JSON after item 2 \(Invalid "):
+        _read(path)
+    info, docs = _read(path, skip_bad=True)
+    assert [d.text for d in docs] == TEXTS[:2] and "skipped the rest of" in info.warnings[0]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1 << 16])
+def test_items_read_the_same_whatever_the_chunks(size):
+    """A string, number or literal that straddles the stream's chunks: each item is what
+    json reads, escaped quotes and backslashes included (a guard: it passes on ijson's items)."""
+    items = [{"text": t + '\\"引号\\\\"' + "\\\\" * i, "id": i, "x": [1.5e3, -0, True, None, {"k": []}],
+              "tags": ["a\u4e2d\n"], "n": 12345678901234567890} for i, t in enumerate(TEXTS)]
+    for ensure_ascii in (False, True):
+        text = json.dumps(items, ensure_ascii=ensure_ascii, indent=1)
+        chunks = (text[at:at + size] for at in range(0, len(text), size))
+        docs = list(jsonl.array_documents(jsonl.Utf8Stream(chunks), "json:x", "text", pytest.fail))
+        assert [(d.text, d.doc_id, d.tags) for d in docs] == [
+            (it["text"], f"json:x#{it['id']}", tuple(it["tags"])) for it in items]

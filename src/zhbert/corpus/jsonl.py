@@ -1,6 +1,6 @@
 """JSON corpus files -> Documents: JSON Lines (an object per line) and JSON arrays of
-objects (WuDaoCorpora's shape, streamed an item at a time with ijson, so memory stays a
-document's whatever the file). Each object holds its text in a field (``text``, or
+objects (WuDaoCorpora's shape, streamed an item at a time from ijson's events, so memory
+stays a document's whatever the file). Each object holds its text in a field (``text``, or
 --text-column), with optional ``id``, ``source`` and ``tags``. ``sources`` reads the file
 and decides what a bad line or item costs (an error, or with --skip-bad a warning); this
 says what is wrong."""
@@ -11,12 +11,19 @@ import itertools
 import json
 from typing import Any, BinaryIO, Callable, Iterator
 
+from zhbert.corpus.decoding import Truncated
 from zhbert.corpus.document import Document
 from zhbert.corpus.filetypes import SURROGATES, shown
 
 # stands for an undecodable byte in the UTF-8 handed to ijson (``Utf8Stream``): a Unicode
 # noncharacter, reserved for a program's internal use, so never text a corpus holds
 UNDECODABLE = "\ufdd0"
+# An item nested deeper is a bad item, passed over without being built. A document is a few
+# levels deep; json.loads (a JSONL line) gives up near 1,000 levels too. ijson itself has no
+# limit, and its items() and parse() carry a path as long as the depth with every event:
+# 40,000 levels cost 21 s (items) or 7.3 GB (parse); its basic_parse carries none.
+MAX_DEPTH = 1000
+_OPENS, _CLOSES = ("start_map", "start_array"), ("end_map", "end_array")
 
 
 def parse_jsonl_line(line: str, lineno: int, source: str, field_name: str = "text") -> Document:
@@ -112,18 +119,17 @@ def _top_level_values(stream: BinaryIO, field_name: str) -> tuple[int, bool]:
     whether the first has the key ``field_name``."""
     import ijson
 
-    count, has_field = 0, False
+    count, has_field, depth = 0, False, 0
     try:
-        for prefix, event, value in ijson.get_backend("python").parse(stream, multiple_values=True):
-            if prefix != "":
-                continue
-            if event == "map_key":
-                has_field = has_field or (count == 1 and value == field_name)
-            elif event not in ("end_map", "end_array"):
+        for event, value in ijson.get_backend("python").basic_parse(stream, multiple_values=True):
+            if depth == 0:
                 count += 1
                 if count == 2:
                     break
-    except ijson.JSONError:
+            elif depth == 1 and event == "map_key":
+                has_field = has_field or (count == 1 and value == field_name)
+            depth += (event in _OPENS) - (event in _CLOSES)
+    except (ijson.JSONError, ValueError):  # ValueError: a string json will not decode
         return (count, has_field) if count == 2 else (0, False)
     return count, has_field
 
@@ -131,6 +137,11 @@ def _top_level_values(stream: BinaryIO, field_name: str) -> tuple[int, bool]:
 class ArrayDamage(Exception):
     """The array stopped parsing (a syntax error, a cut-short file): every item before it
     was delivered. The message completes "<path> ..." and says after which item."""
+
+
+class ArrayCut(ArrayDamage, Truncated):
+    """The JSON ended before its array or value did (a cut-short file, plain or compressed:
+    nothing follows to be lost): kept, as a cut-short .jsonl.gz or .txt.gz is."""
 
 
 def array_documents(stream: "Utf8Stream", source: str, field_name: str,
@@ -145,20 +156,48 @@ def array_documents(stream: "Utf8Stream", source: str, field_name: str,
     import ijson
 
     number = 0  # items read so far
-    # an array's items, or the values one after another (`jq '.[]'`'s output)
-    prefix = "item" if stream.first() == b"[" else ""
+    in_array = stream.first() == b"["  # else the values one after another (`jq '.[]'`)
+    events = ijson.get_backend("python").basic_parse(stream, use_float=True, multiple_values=not in_array)
     try:
-        for number, obj in enumerate(ijson.get_backend("python").items(
-                stream, prefix, use_float=True, multiple_values=not prefix), 1):
+        for number, (obj, why) in enumerate(_items(events, in_array), 1):
             try:
+                if why:
+                    raise ValueError(why)
                 yield document_from(obj, number, source, field_name)
             except ValueError as exc:
                 bad(number, str(exc))
-    except ijson.JSONError as exc:
+    except (ijson.JSONError, ValueError) as exc:  # ValueError: a raw tab or bad escape in a string
         why = exc.args[0] if exc.args else exc
         why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
-        raise ArrayDamage(f"stops parsing as JSON after item {number:,} "
-                          f"({why.strip().splitlines()[0].strip()})") from None
+        cut = isinstance(exc, ijson.IncompleteJSONError) and why.startswith("Incomplete")
+        message = f"after item {number:,} ({why.strip().splitlines()[0].strip()})"
+        raise (ArrayCut(f"its JSON ends {message}") if cut
+               else ArrayDamage(f"stops parsing as JSON {message}")) from None
+
+
+def _items(events: Iterator[tuple[str, Any]], in_array: bool) -> Iterator[tuple[Any, str | None]]:
+    """(value, None) for each item of the array (``in_array``) or each top-level value, built
+    from basic_parse's events; (None, why) for one nested deeper than MAX_DEPTH, whose events
+    are passed over without building anything."""
+    import ijson
+
+    base = int(in_array)  # the array's own level
+    depth, builder, too_deep = 0, None, False
+    for event, value in events:
+        step = (event in _OPENS) - (event in _CLOSES)
+        if in_array and (depth + step == 0 or depth == 0):  # the array's own start and end
+            depth += step
+            continue
+        depth += step
+        if builder is None and not too_deep:
+            builder = ijson.ObjectBuilder()
+        if depth - base > MAX_DEPTH and not too_deep:
+            builder, too_deep = None, True
+        if builder is not None:
+            builder.event(event, value)
+        if depth == base:  # the item is whole
+            yield (None, f"nested more than {MAX_DEPTH:,} levels deep") if too_deep else (builder.value, None)
+            builder, too_deep = None, False
 
 
 class Utf8Stream:
