@@ -179,8 +179,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     the checkpoint's step (not always the newest: a corrupt one is passed over)."""
     from safetensors.torch import save_file
     from zhbert.checkpoint import safetensors_io
-    from zhbert.run import (checkpoint_tokens, load_run_model, open_run, open_run_data,
-                            select_checkpoints)
+    from zhbert.run import (load_run_checkpoint, open_run, open_run_data, select_checkpoints,
+                            state_tokens)
     import torch
 
     run = open_run(run_dir)
@@ -196,7 +196,8 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
     ref = select_checkpoints(run.path, checkpoint)[0]
     data = open_run_data(run)
     vocab = data.vocab
-    model = load_run_model(run, ref, torch.device("cpu"))
+    # state.json read with the weights: retention may delete the checkpoint right after
+    model, state = load_run_checkpoint(run, ref, torch.device("cpu"))
     hf_config = model.config.to_hf_config()
     # a sentence-pair head (NSP or SOP) is BertForPreTraining's; MLM alone is BertForMaskedLM's
     hf_config.architectures = ["BertForPreTraining" if model.config.has_nsp else "BertForMaskedLM"]
@@ -214,8 +215,7 @@ def export_run(run_dir: str | Path, out: str | Path, checkpoint: int | None = No
         for name, obj in tokenizer_files(max_len).items():
             atomic_write_json(tmp / name, obj)
         write_tokenizer_json(tmp / "vocab.txt", tmp / "tokenizer.json", clean["remove_urls"])
-        tokens = checkpoint_tokens(ref)
-        atomic_write_text(tmp / "README.md", model_card(run, ref.step, tokens,
+        atomic_write_text(tmp / "README.md", model_card(run, ref.step, state_tokens(state),
                                                         _last_eval(run.path, ref.step), max_len,
                                                         data.language, data.tokenizer, clean))
     return out, ref.step

@@ -227,14 +227,6 @@ def load_run_checkpoint(run: Run, ref: CheckpointRef, device=None):
     return model.to(device or default_device()).eval(), state
 
 
-def checkpoint_state(ref: CheckpointRef) -> dict[str, Any]:
-    return read_json(ref.path / "state.json", "checkpoint state")
-
-
-def checkpoint_tokens(ref: CheckpointRef) -> int | None:
-    return state_tokens(checkpoint_state(ref))
-
-
 def state_tokens(state: dict[str, Any]) -> int | None:
     """The real tokens a checkpoint's state (state.json) had trained on."""
     return state.get("progress", {}).get("tokens")
