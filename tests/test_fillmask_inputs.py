@@ -103,3 +103,6 @@ def test_a_sentence_without_mask_gets_an_example_in_the_models_language():
         encode_masked(vocab, "The capital of France is Paris.", 64, language="en")
     with pytest.raises(UserError, match=r"write \[MASK\] \(in capitals\) where .*北京是中国的\[MASK\]都。"):
         encode_masked(vocab, "北京是中国的[mask]都。", 64)
+    # a Chinese input method types the mask full-width: it said only "no [MASK]"
+    with pytest.raises(UserError, match=r"write \[MASK\] \(in ASCII, not full-width characters\) where"):
+        encode_masked(vocab, "北京是中国的［ＭＡＳＫ］都。", 64)

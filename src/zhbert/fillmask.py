@@ -284,12 +284,22 @@ def show_filled(lm: MaskedLM, masks: list[Candidates]) -> bool:
             or any(cands[0][0].startswith("##") for cands in masks))
 
 
+def _mask_hint(sentence: str) -> str:
+    """What the written mask lacks: capitals ([mask]), or ASCII where an input method typed it
+    full-width (［ＭＡＳＫ］, which NFKC reads as [MASK] but the sentence does not hold)."""
+    import unicodedata
+    folded = unicodedata.normalize("NFKC", sentence)
+    if MASK in folded:
+        return " (in ASCII, not full-width characters)"
+    return " (in capitals)" if MASK.lower() in folded.lower() else ""
+
+
 def encode_masked(vocab: Vocab, sentence: str, max_len: int, where: str = "",
                   language: str = "zh") -> list[int]:
     """[CLS] ids [SEP], with every literal [MASK] as the mask id (the encoder maps it)."""
     from zhbert.corpus.languages import get as get_language
     if MASK not in sentence:  # the example in the model's language (an English model got a Chinese one)
-        case = " (in capitals)" if MASK.lower() in sentence.lower() else ""
+        case = _mask_hint(sentence)
         raise UserError(f"{where or repr(sentence)}: no [MASK] in the sentence; write [MASK]{case} "
                         f"where a token should be predicted, e.g. {get_language(language).mask_example}")
     ids = [vocab.cls_id] + vocab.encode(sentence) + [vocab.sep_id]
