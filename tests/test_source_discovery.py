@@ -245,3 +245,17 @@ def test_a_state_json_alone_does_not_make_a_folder_a_saved_dataset(tmp_path):
     (root / "sub" / "state.json").write_text('{"step": 3}')
     (root / "sub" / "a.txt").write_text(TEXT, encoding="utf-8")
     assert [d.text for d in _docs(root)] == [TEXT]
+
+
+def test_every_bad_file_of_a_folder_is_named_in_the_one_error(tmp_path):
+    """A folder with two empty files named only the first: a newcomer fixed them one run at
+    a time (a tester)."""
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text("" if name != "b.txt" else "今天天气很好。\n", encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        resolve_sources([str(tmp_path)])
+    message = str(err.value)
+    assert message.startswith(f"corpus file {tmp_path / 'a.txt'} is empty") and "pass --skip-bad" in message
+    assert message.endswith(f"(also bad in {tmp_path}: {tmp_path / 'c.txt'})")
+    assert [Path(i.path).name for i in resolve_sources([str(tmp_path)], skip_bad=True)
+            if not i.skipped] == ["b.txt"]

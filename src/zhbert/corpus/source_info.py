@@ -55,10 +55,18 @@ def file_error(message: str) -> UserError:
     return UserError(shown(message))
 
 
-def bad_file(path: Path | str, why: Exception) -> UserError:
+class BadFile(UserError):
+    """A corpus file that is not readable text: --skip-bad skips such files."""
+
+    def __init__(self, message: str, path: Path | str):
+        super().__init__(message)
+        self.path = str(path)
+
+
+def bad_file(path: Path | str, why: Exception) -> BadFile:
     """A bad corpus file; the fix is the reason's own where it has one (``NotText.fix``)."""
     fix = "" if getattr(why, "fix", None) else "; fix or remove it, or pass --skip-bad to skip bad files"
-    return file_error(f"corpus file {path} {why}{fix}")
+    return BadFile(shown(f"corpus file {path} {why}{fix}"), path)
 
 
 PART_WARNINGS = 10  # bad parts of one kind named one by one per file; the rest counted

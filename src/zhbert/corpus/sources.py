@@ -32,8 +32,8 @@ from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, SURROGATES, expand_d
                                      is_saved_dataset, left_out_note, not_read, open_stream, shown,
                                      split_suffix)
 from zhbert.corpus.jsonl import ArrayDamage, Utf8Stream, array_documents, json_shape, parse_jsonl_line
-from zhbert.corpus.source_info import (SourceInfo, bad_file, bad_part, file_error, more_bad_parts,
-                                      warn)
+from zhbert.corpus.source_info import (BadFile, SourceInfo, bad_file, bad_part, file_error,
+                                      more_bad_parts, warn)
 from zhbert.corpus.wiki import iter_wiki_pages
 from zhbert.errors import UserError
 
@@ -154,11 +154,29 @@ def _path_infos(spec: str, skip_bad: bool, text_column: str, seen: set[str]) -> 
                          + (f" ({note})" if note else ""))
     # named as found below the directory: a link by its own name, wherever it points
     top = path.resolve().name
-    infos = [_inspect(spec, f.resolve(), f"{top}/{f.relative_to(path)}", skip_bad, text_column, listed=True)
-             for f in found.files if str(f.resolve()) not in seen]
+    infos, bad = [], []
+    for f in found.files:
+        if str(f.resolve()) not in seen:
+            try:
+                infos.append(_inspect(spec, f.resolve(), f"{top}/{f.relative_to(path)}", skip_bad,
+                                      text_column, listed=True))
+            except BadFile as exc:  # every bad file of the folder in one error, not one a run
+                bad.append(exc)
+    if bad:
+        raise _bad_files(spec, bad)
     if note and infos:  # recorded once, with the directory's first file, for the report
         warn(infos[0], f"directory {spec}: {note}")
     return infos
+
+
+def _bad_files(spec: str, bad: list[BadFile]) -> BadFile:
+    """The first bad file's error, and the others of the folder named after it (the first
+    few) and counted: fixing them one run at a time had taken a run each."""
+    if len(bad) == 1:
+        return bad[0]
+    others = [shown(e.path) for e in bad[1:]]
+    more = f" and {len(others) - 5:,} more" if len(others) > 5 else ""
+    return BadFile(f"{bad[0]} (also bad in {spec}: {', '.join(others[:5])}{more})", bad[0].path)
 
 
 def resolve_sources(specs: list[str], *, skip_bad: bool = False, language: str = "zh",
