@@ -115,15 +115,29 @@ def test_minutes_into_an_existing_run_is_refused_before_any_timing(synthetic_dat
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume without --minutes" in err
     assert timed == []  # refused before timing anything
+    # refused before its settings are read: it printed "resuming with the settings in ..." first
+    assert cli_main(["train", "--data", str(synthetic_data), "--out", str(tmp_path / "run"),
+                     "--minutes", "0.1", "--resume"]) == 2  # no --config: the run's own is read
+    err = capsys.readouterr().err
+    assert "a resumed run keeps its own" in err and "resuming with" not in err
 
 
 def test_a_run_far_past_its_minutes_is_told_why():
     """A demo trained 4.0 minutes of its 3.5 (its steps ran slower than measured at the
     start) and said nothing; past 10% it says so, and why it could be."""
-    note = budget.overrun_note(3.5, 240.0)
+    note = budget.budget_note(3.5, 240.0)
     assert note.startswith("zhbert: note: the run trained 4.00 minutes of the 3.5 asked: its steps "
                            "ran 14% slower than measured at its start")
-    assert budget.overrun_note(3.5, 225.0) is None  # within 10%
+    assert budget.budget_note(3.5, 225.0) is None  # within 10%
     # a small budget: "0.4 minutes of the 0.4 asked: 12% slower" read as a contradiction
-    assert "trained 0.45 minutes of the 0.4 asked: its steps ran 12% slower" in budget.overrun_note(0.4, 26.9)
-    assert "trained 35.0 minutes of the 30 asked" in budget.overrun_note(30, 2100.0)
+    assert "trained 0.45 minutes of the 0.4 asked: its steps ran 12% slower" in budget.budget_note(0.4, 26.9)
+    assert "trained 35.0 minutes of the 30 asked" in budget.budget_note(30, 2100.0)
+
+
+def test_a_run_far_short_of_its_minutes_is_told_too():
+    """A tester's demo trained 2.4 minutes of its 3.25 (its steps timed on a busier machine)
+    without a word, where the README says a budget holds to about 10%."""
+    note = budget.budget_note(3.25, 144.0)
+    assert note.startswith("zhbert: note: the run trained 2.40 minutes of the 3.25 asked: its "
+                           "steps ran 35% faster than measured at its start")
+    assert budget.budget_note(3.25, 180.0) is None  # within 10%

@@ -79,8 +79,8 @@ def run(args) -> int:
     if args.resume and args.force:  # resuming kept the run and ignored --force without a word
         raise UserError("--resume continues the run in --out and --force deletes it to start "
                         "over: give one of them")
+    _check_minutes(args)  # first: a refused --resume --minutes said "resuming with ..." before
     cfg = load_config(config_spec(args), args.set)
-    _check_minutes(args)
     with ThreadShare(args.threads, run=args.out):  # its share of the cores, following other trainings
         progress = main(cfg, args.data, args.out, resume=args.resume, force=args.force,
                         progress=not args.no_progress, minutes=args.minutes)
@@ -89,8 +89,8 @@ def run(args) -> int:
     if _launched_rank() == 0:
         print(summary_line(Path(args.out), cfg, progress), file=sys.stderr)
         if args.minutes is not None and progress.step >= cfg.train.steps:
-            from zhbert.budget import overrun_note
-            note = overrun_note(args.minutes, progress.elapsed)
+            from zhbert.budget import budget_note
+            note = budget_note(args.minutes, progress.elapsed)
             if note:
                 print(note, file=sys.stderr)
     return 0
