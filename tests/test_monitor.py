@@ -322,6 +322,14 @@ def test_a_stalled_run_says_for_how_long(tmp_path, monkeypatch, age, words):
     assert re.fullmatch(rf"stalled \({words}\)", summary["state"]), summary["state"]  # a loaded machine adds seconds
 
 
+def test_every_interface_is_served_with_a_warning(capsys):
+    """`--host 0.0.0.0` put the runs on the network without a word (a newcomer's pass)."""
+    bind("127.0.0.1", 0).close()
+    assert "warning" not in capsys.readouterr().err
+    bind("0.0.0.0", 0).close()
+    assert "--host 0.0.0.0 serves the runs below the given folders to anyone" in capsys.readouterr().err
+
+
 def test_an_empty_host_is_refused_not_every_interface():
     """`monitor --host ''` listened on every interface (bind's "" is INADDR_ANY) while the
     default is local-only (a bad-input pass)."""

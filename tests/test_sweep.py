@@ -316,7 +316,7 @@ def _fake_run(study, spec, sweep_dir, n, last, rc, log):
 
 
 def test_a_trainer_that_exits_nonzero_fails_the_trial_even_with_a_final_eval(tmp_path, synthetic_data):
-    from zhbert.sweep.worker import _finish
+    from zhbert.sweep.outcome import finish as _finish
     sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=3, steps=4))
     _, study = _study(sweep_dir)
     refused = "zhbert: error: s/trials/0000 holds a run with another config or vocabulary\n"
@@ -335,7 +335,7 @@ def test_a_trainer_that_exits_nonzero_fails_the_trial_even_with_a_final_eval(tmp
 
 
 def test_the_report_names_a_retry_by_its_directory_and_its_optuna_number(tmp_path, synthetic_data, capsys):
-    from zhbert.sweep.worker import _tell_failed
+    from zhbert.sweep.outcome import tell_failed as _tell_failed
     sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=2, steps=4))
     _, study = _study(sweep_dir)
     first = claim(study, spec, sweep_dir)

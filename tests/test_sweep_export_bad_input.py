@@ -248,7 +248,7 @@ def test_workers_times_threads_past_the_cores_is_a_warning(two_cores):
 # ----------------------------------------------------------------------------- a sweep of failures
 
 def _fail(study, spec, sweep_dir, n, message):
-    from zhbert.sweep.worker import _tell_failed
+    from zhbert.sweep.outcome import tell_failed as _tell_failed
     trial = claim(study, spec, sweep_dir)
     rel = f"trials/{n:04d}"
     trial.set_user_attr("trial_dir", rel)

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from test_sweep import SPACE, _args, _dead_pid, _space, _study
 from zhbert.cli import main as cli_main
 from zhbert.config import load_config
-from zhbert.sweep import command, worker
+from zhbert.sweep import command, outcome, worker
 from zhbert.sweep.forecast import eval_noise_sd
 from zhbert.sweep.liveness import MAX_RETRY, counted, reap_stale
 from zhbert.sweep.worker import TrialRun, WorkerOptions, claim
@@ -153,7 +153,7 @@ def test_ctrl_c_retries_are_not_limited_and_lost_workers_are(tmp_path, synthetic
     trial = claim(study, spec, sweep_dir)
     trial.set_user_attr("trial_dir", "trials/0000")
     for _ in range(MAX_RETRY + 2):  # more Ctrl-Cs than lost-worker retries: always resumed
-        worker._tell_failed(study, trial, "interrupted", "Ctrl-C", retry=True)
+        outcome.tell_failed(study, trial, "interrupted", "Ctrl-C", retry=True)
         trial = claim(study, spec, sweep_dir)
         assert trial.user_attrs["trial_dir"] == "trials/0000"
     lost = 0
@@ -351,12 +351,16 @@ def test_a_trainer_stopped_alone_by_a_signal_is_resumed_not_counted_as_failed(
     assert out == "interrupted (will resume)"
 
 
-def _trainer_exits(tmp_path, synthetic_data, monkeypatch, rc: int):
-    """One trial whose trainer exits ``rc`` before its last eval: run_trial's answer, the study."""
-    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=1)
+def _trainer_exits(tmp_path, synthetic_data, monkeypatch, rc: int, checkpoint: bool = False,
+                   log: str = "zhbert: precision bf16: CPU ...\n", trials: int = 1):
+    """One trial whose trainer exits ``rc`` before its last eval (after a checkpoint or
+    none, its log ``log``): run_trial's answer, the study, the next trial's directory."""
+    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=trials)
     _, study = _study(sweep_dir)
     (sweep_dir / "trials" / "0000").mkdir(parents=True)
-    (sweep_dir / "trials" / "0000" / "train.log").write_text("zhbert: precision bf16: CPU ...\n")
+    if checkpoint:
+        (sweep_dir / "trials" / "0000" / "checkpoints" / "step_00000002").mkdir(parents=True)
+    (sweep_dir / "trials" / "0000" / "train.log").write_text(log)
     run_class = _fake_run(lambda run: False, [], evals=[(2, 0.2)])
     real_init = run_class.__init__
 
@@ -378,14 +382,15 @@ def test_a_trainer_ended_by_a_signal_outside_its_loop_is_retried(tmp_path, synth
     """SIGTERM while the trainer loads (before its loop handles signals): exit -15, no stop
     event; the trial was failed for good and counted, a second later it would be retried."""
     out, _, next_dir = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -15)
+    # no checkpoint yet: "retried from its last checkpoint" said what did not happen
     assert out == ("stopped: its trainer was ended by a signal outside its training loop; "
-                   "retried from its last checkpoint") and next_dir == "trials/0000"
+                   "retried from the start") and next_dir == "trials/0000"
 
 
 def test_a_trainer_killed_by_sigkill_is_retried_and_named(tmp_path, synthetic_data, monkeypatch):
     """The out-of-memory killer's SIGKILL (exit -9, uncatchable): the trial had failed for
     good, counted, with the log's last line ('precision bf16: ...') as its reason."""
-    out, study, next_dir = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -9)
+    out, study, next_dir = _trainer_exits(tmp_path, synthetic_data, monkeypatch, -9, checkpoint=True)
     assert out == ("stopped: its trainer was killed by SIGKILL (the out-of-memory killer sends it; "
                    "see `dmesg`); retried from its last checkpoint") and next_dir == "trials/0000"
     failed = study.get_trials()[0]  # and its queued retry

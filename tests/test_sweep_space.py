@@ -120,3 +120,46 @@ def test_a_key_far_from_every_known_one_gets_no_hint(tmp_path):
     with pytest.raises(UserError) as e:
         parse_space(_space(tmp_path, "[train.foo]\nlow = 1\nhigh = 2\n"))
     assert "train.foo: unknown key" in str(e.value) and "did you mean" not in str(e.value)
+
+
+# values a trial can reach that the old check let through: each end of a range passed, so
+# the sweep started and spent its trials (Optuna searched only `low`, or the trainer
+# refused every trial)
+UNREACHABLE = [
+    ("[train.lr]\nlow = 1e-4\nhigh = 1e-3\nstep = 0.5\n", "line 1", "train.lr: step (0.5) is larger than the range"),
+    ("[train.warmup_steps]\nlow = 0\nhigh = 10\nstep = 20\n", "line 1", "every trial would take low = 0"),
+    ("[train.warmup_steps]\nlow = 0\nhigh = 10\nstep = 3\n", "line 1", "set high = 9"),
+    ("[model.num_heads]\nlow = 2\nhigh = 8\n", "line 1",
+     "model.num_heads: 3, 5, 6, 7 of the values trials would take are refused: "
+     "model.hidden_size must be a positive multiple of model.num_heads; search only the others: "
+     "choices = [2, 4, 8]"),
+    ("[model]\nhidden_size = 48\n[model.num_heads]\nchoices = [2, 4, 5]\n", "line 3", "model.num_heads = 5"),
+    ("[model.num_heads]\nchoices = [2, 8]\n[model.hidden_size]\nchoices = [64, 36]\n", "refused together",
+     "model.num_heads = 8, model.hidden_size = 36"),
+    ("[train.batch_size]\nchoices = [64, \"64\"]\n", "line 1", "choices repeat 64"),
+    ("[train.batch_size]\nchoices = [64, 64, 32]\n", "line 1", "choices repeat 64"),
+    ("[train]\nbatch_size = \"lots\"\n[train.lr]\nlow = 1e-4\nhigh = 1e-3\n", "line 2",
+     "train.batch_size = 'lots': 'lots' is not a valid int"),
+]
+
+
+@pytest.mark.parametrize("text,where,fix", UNREACHABLE)
+def test_every_value_a_trial_can_reach_is_checked_before_any_trial(
+        tmp_path, synthetic_data, capsys, text, where, fix):
+    path = _space(tmp_path, text)
+    with pytest.raises(UserError) as e:
+        parse_space(path)
+    assert f"{path}: " in str(e.value) and where in str(e.value) and fix in str(e.value)
+    out = tmp_path / "sweep"
+    code = cli_main(["sweep", str(path), "--data", str(synthetic_data), "--out", str(out),
+                     "--trials", "1", "--steps", "4"])
+    err = capsys.readouterr().err
+    assert code == 2 and fix in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (out / "trials").exists()
+
+
+def test_a_grid_that_fits_its_range_and_valid_values_between_the_ends_pass(tmp_path):
+    space = parse_space(_space(tmp_path, "[train.lr]\nlow = 0.1\nhigh = 0.3\nstep = 0.1\n"
+                                         "[model.num_heads]\nchoices = [2, 4, 8]\n"
+                                         "[train.warmup_steps]\nlow = 0\nhigh = 200\nstep = 20\n"))
+    assert space.params["train.lr"].step == 0.1 and space.params["train.warmup_steps"].high == 200

@@ -13,8 +13,10 @@ client), so nothing outside the given directories can be read, and nothing is wr
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import socket
+import sys
 import threading
 import time
 from bisect import bisect_left
@@ -215,10 +217,39 @@ def _objective_metric(sweep: Path) -> str:
     return OBJECTIVES.get(objective, OBJECTIVES["acc"])[0]
 
 
+_STATES: dict[Path, tuple[Any, Any]] = {}  # sweep -> (its journal's stat, _trial_states)
+
+
+def _trial_states(sweep: Path) -> dict[str, str] | str | None:
+    """The sweep's trial states as the sweep itself counts them (study.trial_states), why
+    they cannot be read, or None where there is no study to read (no zhbert spec, no
+    journal yet); the journal is read again only when it changed (pages poll)."""
+    from zhbert.sweep.study import JOURNAL, read_spec, trial_states
+    try:
+        st = (sweep / JOURNAL).stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except OSError:  # no journal (a database, or none yet): read each poll
+        key = None
+    if key is not None and sweep in _STATES and _STATES[sweep][0] == key:
+        return _STATES[sweep][1]
+    try:
+        spec = read_spec(sweep)
+    except UserError:  # a sweep.json being written, or not zhbert's
+        spec = None
+    try:
+        states = trial_states(sweep, spec) if spec else None
+    except UserError as exc:  # a damaged journal: said in the group, no best named
+        states = str(exc)
+    _STATES[sweep] = (key, states)
+    return states
+
+
 def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials of each sweep among the runs, grouped, with the best one so far (by the
     sweep's objective on a complete trial's final held-out eval) and the pruned ones. Each listed
-    run of a sweep gains ``sweep`` (its group) and ``pruned`` (its state says why: runstate)."""
+    run of a sweep gains ``sweep`` (its group) and ``pruned`` (its state says why: runstate).
+    Complete is Optuna's state, read where the sweep reads it: a trial that failed (its
+    trainer exited 1 after its last eval) is not complete however far its history got."""
     from zhbert.runstate import pruned
     groups: dict[Path, dict[str, Any]] = {}
     for ref, s in zip(refs, listed):
@@ -226,20 +257,28 @@ def sweep_groups(refs, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if where is None:
             continue
         if where not in groups:
+            states = _trial_states(where)
             groups[where] = {"sweep": where.name, "path": str(where), "metric": _objective_metric(where),
-                             "trials": [], "pruned": [], "best": None, "best_value": None}
+                             "trials": [], "pruned": [], "best": None, "best_value": None,
+                             "error": states if isinstance(states, str) else None,
+                             "states": {} if isinstance(states, str) else states}  # None: no study
         g, metric = groups[where], groups[where]["metric"]
-        s["sweep"], s["pruned"] = where.name, pruned(ref.path) is not None
+        state = None if g["states"] is None else g["states"].get(f"trials/{ref.path.name}")
+        s["sweep"], s["pruned"] = where.name, pruned(ref.path) is not None or state == "PRUNED"
+        s["trial_state"] = state
         g["trials"].append(ref.id)
         if s["pruned"]:
             g["pruned"].append(ref.id)
         last = s.get("eval") or {}
         value, better = last.get(metric), metric_info(metric).direction
         # the sweep's best: a complete trial's final eval (a running trial's latest is not)
-        complete = not s["pruned"] and bool(s.get("total_steps")) and last.get("step") == s["total_steps"]
+        at_end = bool(s.get("total_steps")) and last.get("step") == s["total_steps"]
+        complete = at_end and (not s["pruned"] if g["states"] is None else state == "COMPLETE")
         if complete and isinstance(value, (int, float)) and math.isfinite(value) and (
                 g["best_value"] is None or (value - g["best_value"]) * better > 0):
             g["best"], g["best_value"] = ref.id, float(value)
+    for g in groups.values():
+        del g["states"]  # each run carries its own trial_state
     return list(groups.values())
 
 
@@ -353,6 +392,9 @@ def bind(host: str, port: int) -> socket.socket:
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); the port is in use "
                         f"or the address is wrong: pass --port N (or --host)") from None
     sock.listen(128)
+    if not ipaddress.ip_address(sock.getsockname()[0].split("%")[0]).is_loopback:
+        print(f"zhbert: warning: --host {host} serves the runs below the given folders to anyone who "
+              "can reach this machine, with no login; leave --host out to keep them to this machine", file=sys.stderr)
     return sock
 
 

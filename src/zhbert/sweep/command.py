@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from zhbert.outputs import check_out
 from zhbert.run import SWEEP_SPEC
 from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
-from zhbert.sweep.study import (BASE_TOML, DEFAULT_STUDY, OBJECTIVES, STUDY_ATTR, SweepSpec,
+from zhbert.sweep.study import (BASE_TOML, DEFAULT_STUDY, JOURNAL, OBJECTIVES, STUDY_ATTR, SweepSpec,
                                 load_study, no_sweep, open_storage, read_spec, require_database,
                                 require_study, safe_url, spec_from_storage, start_over,
                                 storage_url, stored_identity, trial_label, with_runtime,
@@ -35,6 +34,8 @@ DEFAULTS = {"config": "tiny", "objective": "acc", "sampler_seed": 0}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("zhbert sweep report SWEEP_DIR: the sweep's trials table, best config "
+                "(TOML), parameter importances and curves")
     p.add_argument("target", help="search space TOML (a new sweep) or SWEEP_DIR (resume / join)")
     p.add_argument("--data", help="data directory (new sweep; for --worker: this machine's path)")
     p.add_argument("--out", type=argtypes.out_path, help="SWEEP_DIR for a new sweep (trials/NNNN are ordinary runs)")
@@ -179,18 +180,19 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     except UserError:  # an unreadable sweep.json: --force starts over, as its message says
         if not args.force:
             raise
-        start_over(sweep_dir, "", spec.study_name)
+        _start_over(sweep_dir, spec.storage, spec.study_name, args.grace_seconds)
         old = None
     if old is not None and (args.force or old.identity() != spec.identity()):
         if not args.force:
             _refuse_other(sweep_dir, "space, base config, steps or objective")
-        start_over(sweep_dir, old.storage, old.study_name)  # --force: over, even the same space
+        # --force: over, even the same space
+        _start_over(sweep_dir, old.storage, old.study_name, args.grace_seconds)
         old = None
     stored = stored_identity(open_storage(sweep_dir, spec.storage), spec.study_name)
     if stored is not None and stored != spec.identity():
         if not args.force:
             _refuse_other(sweep_dir, f"the storage's study {spec.study_name!r}")
-        start_over(sweep_dir, spec.storage, spec.study_name)
+        _start_over(sweep_dir, spec.storage, spec.study_name, args.grace_seconds)
     if old is not None:  # the same search again: a resume, on its own data and sampler
         if args.sampler_seed is not None and spec.sampler_seed != old.sampler_seed:
             _refuse_other(sweep_dir, "--sampler-seed")
@@ -199,6 +201,30 @@ def prepare(args) -> tuple[Path, SweepSpec]:
         spec = with_runtime(old, **runtime)
     publish(sweep_dir, spec)
     return sweep_dir, spec
+
+
+def _start_over(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> None:
+    """--force, refused while a worker of the old sweep is alive (as the sweep judges it:
+    liveness.live_trials): it was deleted under a running worker, whose trainer then
+    failed, whose worker crashed, and whose trial and checkpoints were left in the new one."""
+    import optuna
+
+    from zhbert.sweep.liveness import live_trials
+    if url or (sweep_dir / JOURNAL).exists():  # no journal: no study, and none created here
+        try:
+            study = optuna.load_study(study_name=study_name, storage=open_storage(sweep_dir, url))
+        except KeyError:
+            study = None
+        live = live_trials(study, grace_s) if study is not None else []
+        if live:
+            t, a = live[0], live[0].user_attrs
+            more = f" and {len(live) - 1} more" if len(live) > 1 else ""
+            raise UserError(
+                f"--force: the sweep in {sweep_dir} has a live worker ({a.get('worker_host', '?')} pid "
+                f"{a.get('worker_pid', '?')}, running {trial_label(t.number, a.get('trial_dir'))}"
+                f"{more}; a heartbeat within --grace-seconds {grace_s:g}); stop it (Ctrl-C) or "
+                "let it finish, then start over; nothing was deleted")
+    start_over(sweep_dir, url, study_name)
 
 
 def _existing(args, target: Path, runtime: dict) -> SweepSpec:
@@ -261,24 +287,6 @@ def publish(sweep_dir: Path, spec: SweepSpec) -> None:
     load_study(open_storage(sweep_dir, spec.storage), spec).set_user_attr(STUDY_ATTR, spec.to_json())
 
 
-def _spawn(sweep_dir: Path, k: int, threads: int, args) -> int:
-    """K worker processes; Ctrl-C reaches them all (one process group) and each stops
-    its trial cleanly; this process waits for them."""
-    base = [sys.executable, "-m", "zhbert", "sweep", str(sweep_dir), "--worker",
-            "--threads", str(threads), "--grace-seconds", str(args.grace_seconds)]
-    if args.data:
-        base += ["--data", args.data]
-    procs = [subprocess.Popen(base + ["--worker-index", str(i)]) for i in range(k)]
-    interrupted = False
-    while any(p.poll() is None for p in procs):
-        try:
-            time.sleep(0.5)
-        except KeyboardInterrupt:
-            interrupted = True
-    codes = [p.returncode for p in procs]
-    return 130 if interrupted or 130 in codes else max(codes)
-
-
 def _failed_attempts(trials: list) -> str:
     """The FAIL attempts by why they ended: a failure (counted towards --trials), a lost
     attempt (its worker or trainer gone: retried) and an interrupted one (the sweep's own
@@ -288,12 +296,13 @@ def _failed_attempts(trials: list) -> str:
 
     from zhbert.sweep.liveness import NOT_COUNTED
     kinds = [t.user_attrs.get("failure") for t in trials if t.state == TrialState.FAIL]
-    interrupted = kinds.count("interrupted")
-    lost = sum(k in NOT_COUNTED for k in kinds) - interrupted
-    failed = len(kinds) - lost - interrupted
+    interrupted, disk_full = kinds.count("interrupted"), kinds.count("disk_full")
+    lost = sum(k in NOT_COUNTED for k in kinds) - interrupted - disk_full
+    failed = len(kinds) - lost - interrupted - disk_full
     return (f"{failed} failed attempt{'s' * (failed != 1)}"
             + (f", {lost} lost attempt{'s' * (lost != 1)} (retried)" if lost else "")
-            + (f", {interrupted} interrupted" if interrupted else ""))
+            + (f", {interrupted} interrupted" if interrupted else "")
+            + (f", {disk_full} stopped on a full disk (retried)" if disk_full else ""))
 
 
 def summary(sweep_dir: Path, spec: SweepSpec) -> str:
@@ -303,9 +312,14 @@ def summary(sweep_dir: Path, spec: SweepSpec) -> str:
     study = load_study(open_storage(sweep_dir, spec.storage), spec)
     trials = study.get_trials(deepcopy=False)
     n = {s: sum(t.state == s for t in trials) for s in TrialState}
-    line = (f"sweep: {sweep_dir}: {finished_count(study)} of {spec.trials} trials finished "
-            f"({n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned, "
-            f"{_failed_attempts(trials)}, {n[TrialState.WAITING]} waiting)")
+    done = finished_count(study)
+    # after a resume that lowered --trials, "2 of 1 trials finished" read as a miscount
+    finished = (f"{done} of {spec.trials} trials finished" if done <= spec.trials else
+                f"{done} trials finished (more than the --trials {spec.trials} asked)")
+    running = f"{n[TrialState.RUNNING]} running, " if n[TrialState.RUNNING] else ""
+    line = (f"sweep: {sweep_dir}: {finished} ({n[TrialState.COMPLETE]} complete, "
+            f"{n[TrialState.PRUNED]} pruned, {_failed_attempts(trials)}, {running}"
+            f"{n[TrialState.WAITING]} waiting)")
     if n[TrialState.COMPLETE]:
         best = study.best_trial
         line += (f"; best: {trial_label(best.number, best.user_attrs.get('trial_dir'))}, "
@@ -356,8 +370,27 @@ def _saved_workers(spec, sweep_dir: Path) -> int:
     return spec.workers_per_machine
 
 
-def run(args) -> int:
+def _work(args, spec: SweepSpec, sweep_dir: Path, threads: int, deadline: float | None):
+    """This process as the sweep's one worker: its exit code, and why it stopped the sweep
+    (its trial's trainer ran out of disk space) or None."""
     from zhbert.sweep.worker import WorkerOptions, run_worker
+
+    opts = WorkerOptions(sweep_dir, threads, index=args.worker_index or 0, data=args.data,
+                         grace_s=args.grace_seconds, deadline=deadline)
+    tally = run_worker(spec, opts, log=lambda m: print(m, file=sys.stderr, flush=True))
+    code = 2 if tally.disk_full else 130 if tally.interrupted else 0
+    if args.worker and args.worker_index is None:  # a worker a user started (another machine)
+        # it printed nothing where the sweep was already done
+        print(f"sweep: this worker ran {len(tally.ran)} trial{'s' * (len(tally.ran) != 1)}; "
+              + summary(sweep_dir, spec).removeprefix("sweep: "), file=sys.stderr)
+        if not code and (failure := _all_failed(tally)):
+            print(failure, file=sys.stderr)
+            code = 1
+    return code, tally.disk_full
+
+
+def run(args) -> int:
+    from zhbert.sweep.spawn import STOPPED, STOPS_THE_SWEEP, spawn_workers
 
     sweep_dir, spec = prepare(args)
     k = 1 if args.worker else _saved_workers(spec, sweep_dir)
@@ -366,25 +399,21 @@ def run(args) -> int:
         print(warning, file=sys.stderr)
     deadline = time.time() + 60 * spec.budget_minutes if spec.budget_minutes else None
     if args.worker or k == 1:
-        opts = WorkerOptions(sweep_dir, threads, index=args.worker_index or 0, data=args.data,
-                             grace_s=args.grace_seconds, deadline=deadline)
-        tally = run_worker(spec, opts, log=lambda m: print(m, file=sys.stderr, flush=True))
-        code = 130 if tally.interrupted else 0
-        if args.worker and args.worker_index is None:  # a worker a user started (another machine)
-            # it printed nothing where the sweep was already done
-            print(f"sweep: this worker ran {len(tally.ran)} trial{'s' * (len(tally.ran) != 1)}; "
-                  + summary(sweep_dir, spec).removeprefix("sweep: "), file=sys.stderr)
-            if not code and (failure := _all_failed(tally)):
-                print(failure, file=sys.stderr)
-                code = 1
+        code, disk_full = _work(args, spec, sweep_dir, threads, deadline)
     else:
         print(f"sweep: {k} workers, {threads} thread(s) each", file=sys.stderr)
-        code = _spawn(sweep_dir, k, threads, args)
+        code, disk_full = spawn_workers(sweep_dir, k, threads, args.grace_seconds, args.data), None
     if not args.worker:
         print(summary(sweep_dir, spec), file=sys.stderr)
-        if code == 130:
+        if code == STOPPED:
             print(f"sweep: stopped; continue with `zhbert sweep {sweep_dir}`", file=sys.stderr)
+        elif code == STOPS_THE_SWEEP and not disk_full:  # a spawned worker's, printed above
+            print(f"sweep: stopped on a worker's error (above); fix it and run `zhbert sweep "
+                  f"{sweep_dir}` again", file=sys.stderr)
         elif failure := nothing_succeeded(sweep_dir, spec):
             print(failure, file=sys.stderr)
             code = code or 1
+    if disk_full:  # last, where it is seen: the trial is not lost, it waits for the space
+        print(f"zhbert: error: {disk_full}; free disk space and run `zhbert sweep {sweep_dir}` "
+              "again: the trial resumes from its last checkpoint", file=sys.stderr)
     return code

@@ -2,13 +2,14 @@
 
 Dead workers: each running trial carries its worker's host, pid and a heartbeat (user
 attributes). A worker that finds a running trial whose worker process is gone (same
-host) or whose heartbeat is older than the grace period fails it and enqueues a retry
-(Optuna's RetryHeartbeatStaleTrialCallback: same parameters, WAITING); the retry runs
-in the same trial directory and resumes from its last checkpoint; a trial whose worker was
-(or trainer) was lost more than MAX_RETRY times is given up, one stopped by Ctrl-C always
+host) or whose heartbeat (none yet: its start) is older than the grace period fails it
+and enqueues a retry (Optuna's RetryHeartbeatStaleTrialCallback: same parameters, WAITING);
+the retry runs in the same trial directory and resumes from its last checkpoint; a trial
+whose worker (or trainer) was lost more than MAX_RETRY times is given up, one stopped by Ctrl-C always
 resumes. A worker beats every HEARTBEAT_S, also while it waits for a trainer to save.
 Counting: a trial failed because its worker died or was interrupted, or its trainer alone
-was stopped by a signal, is not counted (its retry is); a trial that completes, is pruned,
+was stopped by a signal, or whose trainer ran out of disk space (the sweep stops; the trial
+resumes once space is freed), is not counted (its retry is); a trial that completes, is pruned,
 fails on its own (divergence, crash) or is given up counts once.
 """
 
@@ -24,7 +25,7 @@ from optuna.trial import TrialState
 
 from zhbert.runlock import pid_alive
 
-NOT_COUNTED = ("worker_lost", "interrupted", "trainer_stopped")  # retried, not counted
+NOT_COUNTED = ("worker_lost", "interrupted", "trainer_stopped", "disk_full")  # retried, not counted
 MAX_RETRY = 3        # retries of a trial whose worker or trainer was lost (Ctrl-C: no limit)
 GIVEN_UP = "given_up"  # the failure of a trial lost more than MAX_RETRY times: counted
 HEARTBEAT_S = 15.0
@@ -44,13 +45,37 @@ def finished_count(study: optuna.Study) -> int:
 
 # ----------------------------------------------------------------------------- dead workers
 
+def _last_sign(t: optuna.trial.FrozenTrial) -> float | None:
+    """When the trial's worker last showed it was alive: its heartbeat, else its start (a
+    worker killed between claim's ask and its first stamp left a trial with no heartbeat,
+    which counted as beating now and was never reaped: the sweep waited on it for ever)."""
+    if "heartbeat" in t.user_attrs:
+        return float(t.user_attrs["heartbeat"])
+    return t.datetime_start.timestamp() if t.datetime_start is not None else None
+
+
 def _alive(t: optuna.trial.FrozenTrial, now: float, grace_s: float) -> bool:
     a = t.user_attrs
-    if now - float(a.get("heartbeat", now)) > grace_s:
+    last = _last_sign(t)
+    if last is None or now - last > grace_s:
         return False
     if a.get("worker_host") == socket.gethostname() and a.get("worker_pid"):
         return pid_alive(int(a["worker_pid"]))
     return True
+
+
+def live_trials(study: optuna.Study, grace_s: float) -> list[optuna.trial.FrozenTrial]:
+    """The running trials whose worker is alive (what ``reap_stale`` leaves alone)."""
+    now = time.time()
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if _alive(t, now, grace_s)]
+
+
+def _lost_message(t: optuna.trial.FrozenTrial) -> str:
+    a = t.user_attrs
+    if "worker_pid" not in a:
+        return "its worker was lost before it stamped the trial (no heartbeat since its start)"
+    return f"worker {a.get('worker_host')}:{a.get('worker_pid')} stopped answering"
 
 
 def lost_attrs(attrs: dict, kind: str, message: str) -> dict:
@@ -88,8 +113,7 @@ def reap_stale(study: optuna.Study, grace_s: float) -> list[int]:
         try:
             # counted on the trial (lost_attrs): Optuna's own count would include the Ctrl-C
             # retries, which are not limited
-            attrs = lost_attrs(t.user_attrs, "worker_lost", f"worker {t.user_attrs.get('worker_host')}:"
-                               f"{t.user_attrs.get('worker_pid')} stopped answering")
+            attrs = lost_attrs(t.user_attrs, "worker_lost", _lost_message(t))
             for key, value in attrs.items():
                 storage.set_trial_user_attr(t._trial_id, key, value)
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):

@@ -22,6 +22,7 @@ import numpy as np
 from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_text, staged_dir
+from zhbert.report_render import fmt
 from zhbert.outputs import check_out, json_object, output_kind
 from zhbert.sweep.study import (DEFAULT_STUDY, SweepSpec, is_spec_json, load_study, no_sweep,
                                 open_storage, read_spec, require_database, require_study,
@@ -39,10 +40,14 @@ class TrialRow:
     trial_dir: str
     state: str                  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
     params: dict[str, Any]
-    value: float | None         # final value (complete) or last reported value (pruned)
+    value: float | None         # the objective's final value: a complete trial's only
     steps_run: int
     train_minutes: float | None
     note: str                   # why pruned / failed, retries
+    # a trial that did not complete: its last intermediate eval, and at which step (a failed
+    # one's was shown as its value: a diverged loss of 982599.8 read like a result)
+    last_value: float | None = None
+    last_value_step: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,9 +98,19 @@ def _note(t) -> str:
 def _row(t, sweep_dir: Path) -> TrialRow:
     rel = t.user_attrs.get("trial_dir", "")
     steps, minutes = _run_progress(sweep_dir / rel) if rel else (0, None)
-    value = t.value if t.value is not None else (
-        t.intermediate_values[t.last_step] if t.last_step is not None else None)
-    return TrialRow(t.number, rel, t.state.name, dict(t.params), value, steps, minutes, _note(t))
+    complete = t.state.name == "COMPLETE"
+    last = None if complete or t.last_step is None else t.last_step
+    return TrialRow(t.number, rel, t.state.name, dict(t.params), t.value if complete else None,
+                    steps, minutes, _note(t), None if last is None else t.intermediate_values[last], last)
+
+
+def _minutes(m: float | None) -> str:
+    """Training minutes as a person reads them (0.2, 12.5, 130), not to 4 decimals."""
+    return "-" if m is None else f"{m:.2f}" if m < 0.1 else f"{m:.1f}" if m < 100 else f"{m:.0f}"
+
+
+def _last_eval(r: TrialRow) -> str:
+    return "-" if r.last_value is None else f"{fmt(r.last_value)} at step {r.last_value_step:,}"
 
 
 def _importances(study) -> tuple[dict[str, float], str]:
@@ -204,10 +219,14 @@ def report_markdown(rep: SweepReport, images: dict[str, str]) -> str:
                   "`best_config.toml` (`zhbert train --config best_config.toml ...`).", ""]
     else:
         lines += ["No complete trial, so no best config (no `best_config.toml`).", ""]
-    header = ["Optuna trial", "dir", "state"] + list(s.space.params) + [s.metric, "steps run", "train min", "note"]
+    header = (["Optuna trial", "dir", "state"] + list(s.space.params)
+              + [f"final {s.metric}", "last eval (not complete)", "steps run", "train min", "note"])
     body = [[r.number, r.trial_dir, r.state.lower()] + [r.params.get(k) for k in s.space.params]
-            + [r.value, r.steps_run, r.train_minutes, r.note or "-"] for r in rep.rows]
-    lines += ["## Trials", "", md_table(header, body), ""]
+            + [r.value, _last_eval(r), r.steps_run, _minutes(r.train_minutes), r.note or "-"]
+            for r in rep.rows]
+    lines += ["## Trials", "", md_table(header, body), "",
+              f"A final {s.metric} is a complete trial's objective; a pruned, failed or running "
+              "trial has none, and its last eval (an intermediate value) is shown apart.", ""]
     lines += ["## Parameter importances", ""]
     lines += ([md_table(["parameter", "importance"], [[k, v] for k, v in rep.importances.items()]),
                "", f"({rep.importance_note})"] if rep.importances else [f"Not computed: {rep.importance_note}."])
@@ -223,7 +242,9 @@ def _charts(rep: SweepReport, out: Path) -> list[str]:
     from zhbert.sweep.charts import plot_history, plot_importances, plot_trial_curves
     axes = {"curves": plot_trial_curves(rep.curves, rep.spec.metric,
                                         rep.best.trial_dir.split("/")[-1] if rep.best else None),
-            "history": plot_history([(r.number, r.state, r.value) for r in rep.rows if r.value is not None],
+            "history": plot_history([(r.number, r.state, r.value if r.value is not None else r.last_value)
+                                     for r in rep.rows if r.state in ("COMPLETE", "PRUNED")
+                                     and (r.value is not None or r.last_value is not None)],
                                     rep.spec.direction == "maximize", rep.spec.metric)}
     if rep.importances:
         axes["importances"] = plot_importances(rep.importances)
@@ -239,6 +260,9 @@ def write_report(rep: SweepReport, out: Path) -> None:
 
     from zhbert.config import load_config
     from zhbert.report_render import HTML_PAGE
+    if out.exists() and not out.is_dir():  # check_out's "it would be deleted" is for a folder
+        raise UserError(f"--out {out} is a file, and the report is a folder of files: choose a new "
+                        "or empty directory (the file is left as it is)")
     check_out(out, MARKER)
     with staged_dir(out, force=True) as tmp:
         atomic_write_text(tmp / MARKER, json.dumps(rep.to_json(), indent=2, ensure_ascii=False) + "\n")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
@@ -113,6 +114,10 @@ def _parse_param(name: str, spec: dict[str, Any]) -> Param:
         if extra:
             _bad(f"a categorical takes only choices = [...], not {', '.join(sorted(extra))}")
         choices = spec["choices"]
+        if isinstance(choices, list) and len(choices) >= 2 and (
+                twice := _repeated([format_value(c) for c in choices])):
+            # 64 and "64" are the same --set value: one trial drawn twice as often
+            _bad(f"choices repeat {twice} (as --set reads them): list each value once")
         if not isinstance(choices, list) or len(set(map(repr, choices))) < 2:
             _bad("a categorical needs at least two different choices, e.g. choices = [32, 64]; "
                  f"for one value write it as a fixed value: {name.partition('.')[2]} = VALUE "
@@ -145,31 +150,114 @@ def _parse_param(name: str, spec: dict[str, Any]) -> Param:
     is_int = kind is int
     if is_int and not all(float(v).is_integer() for v in (low, high, step or 1)):
         _bad(f"{name} is an integer: give whole numbers for low, high and step")
+    if step is not None:
+        _check_step(low, high, step)
     cast = int if is_int else float
     return Param(name, "int" if is_int else "float", cast(low), cast(high), log,
                  None if step is None else cast(step))
 
 
-def _probe_values(p: Param) -> list[Any]:
-    return list(p.choices) if p.kind == "categorical" else [p.low, p.high]
+def _repeated(items: list[str]) -> str | None:
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
+def _check_step(low: float, high: float, step: float) -> None:
+    """A grid Optuna would silently shrink: a step past the range leaves only ``low`` (Optuna
+    warns for floats, says nothing for ints), a range not a multiple of it loses its top."""
+    from decimal import Decimal
+    span, d = Decimal(str(high)) - Decimal(str(low)), Decimal(str(step))
+    if d > span:
+        _bad(f"step ({step}) is larger than the range {low} to {high}: every trial would take "
+             f"low = {low}; make step at most {high - low} or widen the range")
+    if span % d:
+        top = Decimal(str(low)) + (span // d) * d
+        _bad(f"the range {low} to {high} is not a multiple of step ({step}): trials would never "
+             f"reach {high}; set high = {top} or pick a step that divides {span}")
+
+
+MAX_GRID = 64       # an int range with more values is checked at its ends only
+MAX_COMBOS = 4096   # all params' values together, each one load_config (~0.15 ms)
+
+
+def _reachable(p: Param) -> list[Any]:
+    """The values a trial can take, where they are few (a float range: its ends)."""
+    if p.kind == "categorical":
+        return list(p.choices)
+    if p.kind == "int":
+        step = int(p.step or 1)
+        if (int(p.high) - int(p.low)) // step < MAX_GRID:
+            return list(range(int(p.low), int(p.high) + 1, step))
+    return [p.low, p.high]
+
+
+def _refused(base: str, items: list[str]) -> str | None:
+    """Why load_config (the `--set` check, with its cross-key rules) refuses ``items``."""
+    try:
+        load_config(base, items)
+    except UserError as exc:
+        return _flat(exc)
+    return None
+
+
+def _check_fixed(space: Space, base: str, text: str) -> list[str]:
+    """The fixed values, each named with its line (together only if each passes alone)."""
+    fixed = space.overrides({})
+    if (together := _refused(base, fixed)) is None:
+        return []
+    alone = [_problem(text, name, f"{name} = {value!r}", why)
+             for (name, value), item in zip(space.fixed.items(), fixed)
+             if (why := _refused(base, [item]))]
+    return alone or [f"the fixed values together: {together}"]
+
+
+def _check_param(name: str, p: Param, base: str, fixed: list[str], text: str) -> str | None:
+    """Every value of ``p`` a trial can reach, with the fixed values: the ends of a range
+    may pass while values between them fail (num_heads 3 of 2..8 with hidden_size 32)."""
+    values = _reachable(p)
+    refused: dict[str, list[Any]] = {}
+    for value in values:
+        if why := _refused(base, fixed + [f"{name}={format_value(value)}"]):
+            refused.setdefault(why, []).append(value)
+    if not refused:
+        return None
+    why, bad = next(iter(refused.items()))  # one problem per table: the others mostly repeat it
+    if len(bad) == 1 and (p.kind != "int" or bad[0] in (p.low, p.high)):
+        return _problem(text, name, f"{name} = {bad[0]!r}", why)
+    good = [v for v in values if not any(v in b for b in refused.values())]
+    fix = f"; search only the others: choices = {good}" if len(good) >= 2 else ""
+    return _problem(text, name, f"{name}: {', '.join(map(repr, bad))} of the values trials would "
+                    f"take are refused", why) + fix
+
+
+def _check_together(space: Space, base: str, fixed: list[str]) -> str | None:
+    """The params' values in every combination (few enough): two keys valid alone may not
+    be together (hidden_size and num_heads both searched)."""
+    import itertools
+    grids = [[(n, v) for v in _reachable(p)] for n, p in space.params.items()]
+    if len(grids) < 2 or math.prod(map(len, grids)) > MAX_COMBOS:
+        return None
+    for combo in itertools.product(*grids):
+        if why := _refused(base, fixed + [f"{n}={format_value(v)}" for n, v in combo]):
+            values = ", ".join(f"{n} = {v!r}" for n, v in combo)
+            return (f"these values trials would take are refused together ({values}): {why}; "
+                    "narrow the ranges or choices so that every combination is valid")
+    return None
 
 
 def _check_with_config(space: Space, base: str, text: str) -> list[str]:
-    """Each fixed value and each range end / choice through load_config (the `--set` check)."""
+    """The fixed values, every reachable value of each param and (where few) their
+    combinations through load_config, so no trial is spent on a config train refuses."""
+    problems = _check_fixed(space, base, text)
+    if problems:
+        return problems  # every probe below would repeat it
     fixed = space.overrides({})
-    try:
-        load_config(base, fixed)
-    except UserError as exc:
-        return [f"fixed values: {_flat(exc)}"]  # every probe below would repeat it
-    problems = []
-    for name, p in space.params.items():
-        for value in _probe_values(p):
-            try:
-                load_config(base, fixed + [f"{name}={format_value(value)}"])
-            except UserError as exc:
-                problems.append(_problem(text, name, f"{name} = {value!r}", _flat(exc)))
-                break  # one problem per table: its other values mostly repeat it
-    return problems
+    problems = [m for n, p in space.params.items() if (m := _check_param(n, p, base, fixed, text))]
+    return problems or [m for m in [_check_together(space, base, fixed)] if m]
 
 
 def _flat(exc: UserError) -> str:

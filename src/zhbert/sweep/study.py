@@ -204,14 +204,14 @@ def open_storage(sweep_dir: Path, url: str):
     """The Optuna storage: the journal file in SWEEP_DIR, or an RDB URL (one clear line
     when it cannot be reached)."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from zhbert.sweep.journal import journal_backend
 
     if not url:
         path = str(sweep_dir / JOURNAL)
         with writing(sweep_dir):  # created if missing: a SWEEP_DIR that cannot be written
             sweep_dir.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(
-                JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+            backend = journal_backend(path)
+        return optuna.storages.JournalStorage(backend)
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # noqa: BLE001 - drivers raise many types; one line for all
@@ -242,6 +242,36 @@ def load_study(storage, spec: SweepSpec, sampler_seed: int | None = None, pruner
     if stored is None:
         study.set_user_attr(STUDY_ATTR, spec.to_json())
     return study
+
+
+def read_trials(sweep_dir: Path, spec: SweepSpec) -> list | None:
+    """The sweep's trials as Optuna keeps them, read without a write (no study created, no
+    journal or database file made); None where there is no study yet."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if spec.storage:
+        require_database(spec.storage)
+    elif not (sweep_dir / JOURNAL).is_file():
+        return None
+    try:
+        study = optuna.load_study(study_name=spec.study_name, storage=open_storage(sweep_dir, spec.storage))
+    except KeyError:
+        return None
+    return study.get_trials(deepcopy=False)
+
+
+def trial_states(sweep_dir: Path, spec: SweepSpec) -> dict[str, str] | None:
+    """Each trial directory's state as the sweep counts it (COMPLETE, PRUNED, FAIL,
+    RUNNING, WAITING): its newest attempt's, as a retry runs in the directory it retries.
+    None where there is no study yet."""
+    trials = read_trials(sweep_dir, spec)
+    if trials is None:
+        return None
+    states = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.user_attrs.get("trial_dir"):
+            states[t.user_attrs["trial_dir"]] = t.state.name
+    return states
 
 
 def spec_from_storage(storage, study_name: str) -> SweepSpec:

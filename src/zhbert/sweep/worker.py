@@ -7,7 +7,8 @@ the trial's history.jsonl and reports every held-out eval as an Optuna intermedi
 value; when the pruner says so it sends SIGTERM (the trainer checkpoints and exits 0)
 and tells Optuna the trial was pruned, with the forecast that pruned it.
 
-Which trials count, and which workers are alive: ``zhbert.sweep.liveness``.
+Which trials count, and which workers are alive: ``zhbert.sweep.liveness``; how a trainer's
+end is told to Optuna: ``zhbert.sweep.outcome``; a sweep's K workers: ``zhbert.sweep.spawn``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from optuna.trial import TrialState
 from zhbert.argtypes import SEED_LIMIT
 from zhbert.fileio import atomic_write_json
 from zhbert.history import HistoryReader, eval_points
-from zhbert.sweep.liveness import (GIVEN_UP, HEARTBEAT_S, counted, failure_message, finished_count,
-                                   lost_attrs, queue_retry, reap_stale)
+from zhbert.sweep.liveness import HEARTBEAT_S, counted, finished_count, reap_stale
+from zhbert.sweep.outcome import DISK_FULL, TakenOver, finish, interrupt, set_attrs, tell
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
 from zhbert.sweep.study import SweepSpec, load_study, open_storage, trial_dir_name, trial_label
 
@@ -50,6 +51,7 @@ class WorkerOptions:
 class Tally:
     ran: list[tuple[int, str]] = field(default_factory=list)   # (trial number, outcome)
     interrupted: bool = False
+    disk_full: str | None = None   # why the worker stopped: its trial's trainer ran out of space
 
 
 class _Stop:
@@ -88,21 +90,16 @@ def claim(study: optuna.Study, spec: SweepSpec, sweep_dir: Path) -> optuna.Trial
         trial = study.ask(spec.space.distributions())
         # this worker's, at once (under the ask lock): a retry carries its dead attempt's
         # worker and heartbeat, and another worker failed it as lost before run_trial's stamp
-        _set_attrs(trial, {"worker_host": socket.gethostname(), "worker_pid": os.getpid(),
+        set_attrs(trial, {"worker_host": socket.gethostname(), "worker_pid": os.getpid(),
                            "heartbeat": time.time()})
         return trial
     finally:
         lock.release()
 
 
-def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    for k, v in attrs.items():
-        trial.set_user_attr(k, v)
-
-
 # ----------------------------------------------------------------------------- one trial
 
-def _pdeathsig() -> None:
+def die_with_parent() -> None:
     """In the trainer: get SIGTERM when the worker dies, even by kill -9 (Linux), so the
     trainer checkpoints and exits instead of training on beside the retry."""
     try:
@@ -204,7 +201,7 @@ class TrialRun:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.opts.threads)}
         with open(self.trial_dir / "train.log", "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True, preexec_fn=_pdeathsig)
+                                         start_new_session=True, preexec_fn=die_with_parent)
 
     def beat(self) -> bool:
         """Heartbeat; False when another worker has failed this trial meanwhile."""
@@ -235,7 +232,7 @@ class TrialRun:
                 self.trial.report(value, step)
                 self.reported.add(step)
         except UpdateFinishedTrialError:
-            raise _TakenOver from None
+            raise TakenOver from None
         finished = any(step >= self.spec.steps for step, _ in evals)  # nothing to save
         return bool(new) and prune and not finished and self.trial.should_prune()
 
@@ -273,12 +270,12 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: W
     try:
         # a retry inherits its attempt's attributes: one killed while recording a prune
         # would read "pruned" to status and the dashboard
-        _set_attrs(trial, {"trial_dir": rel, "total_steps": spec.steps, "worker_host": socket.gethostname(),
+        set_attrs(trial, {"trial_dir": rel, "total_steps": spec.steps, "worker_host": socket.gethostname(),
                            "worker_pid": os.getpid(), "heartbeat": time.time(), "failure": None,
                            "message": None, "started": time.time(), "pruned_by": None})
         (run.trial_dir / "pruned.json").unlink(missing_ok=True)
         return _supervise(study, run, pruner, stop, log)
-    except (_TakenOver, UpdateFinishedTrialError):  # its report, attributes or tell refused
+    except (TakenOver, UpdateFinishedTrialError):  # its report, attributes or tell refused
         run.stop()
         return "taken over: another worker failed it as lost and queued its retry"
 
@@ -298,9 +295,9 @@ def _supervise(study: optuna.Study, run: TrialRun, pruner, stop: _Stop, log) -> 
         time.sleep(opts.poll_s)
         if stop.flag:
             run.stop()
-            return _interrupted(study, trial)
+            return interrupt(study, trial)
         if not run.beat():
-            raise _TakenOver
+            raise TakenOver
         if run.report_new(prune_on):
             # recorded before the stop: while the trainer checkpoints, status and the dashboard
             # read "pruned", not "stopped (continue with --resume)"
@@ -310,93 +307,10 @@ def _supervise(study: optuna.Study, run: TrialRun, pruner, stop: _Stop, log) -> 
                 (run.trial_dir / "pruned.json").unlink(missing_ok=True)
                 trial.set_user_attr("pruned_by", None)
                 break  # it finished before the stop reached it: complete, not pruned
-            _tell(study, trial, state=TrialState.PRUNED)
+            tell(study, trial, state=TrialState.PRUNED)
             return f"pruned at step {max(run.reported):,}: {why}"
     run.report_new(prune=False)
-    return _finish(study, run, interrupted=stop.flag)
-
-
-def _finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> str:
-    """Complete only when the trainer exited 0 with the last eval: a non-zero exit may
-    come before any training at all (a trial directory holding a run of other
-    parameters is refused), and then the history's evals are that other run's. A trainer
-    that exited 0 short of it was stopped by a signal and saved a checkpoint: resumed."""
-    trial, spec = run.trial, run.spec
-    evals = dict(run.evals())
-    rc = run.proc.returncode
-    if rc == 0 and spec.steps in evals:
-        _tell(study, trial, evals[spec.steps])
-        return f"complete: {spec.metric} {evals[spec.steps]:.4f} at step {spec.steps:,}"
-    stopped = _stop_step(run.trial_dir) if rc == 0 else None
-    if stopped is not None or rc in SIGNAL_EXITS or rc == -signal.SIGKILL:  # the OOM killer's
-        return _stopped(study, trial, stopped, interrupted, rc)
-    msg = (failure_message(run.trial_dir / "train.log", rc) if rc else
-           f"the trainer exited without an eval at step {spec.steps:,}")
-    _tell_failed(study, trial, "trainer", msg, retry=False)
-    return f"failed: {msg}"
-
-
-def _stop_step(trial_dir: Path) -> int | None:
-    """The step of the trainer's stop checkpoint when its history ends on one."""
-    from zhbert.history import STOP_EVENT, HistoryReader
-    try:
-        records = HistoryReader(trial_dir / "history.jsonl", warn=lambda _: None).read().records
-    except FileNotFoundError:
-        return None
-    events = [r for r in records if r.get("type") == "event"]
-    return events[-1].get("step") if events and events[-1].get("kind") == STOP_EVENT else None
-
-
-# a trainer ended by SIGTERM / SIGINT outside its training loop (loading, saving at the end),
-# which handles them: -N from the signal itself, 130 from zhbert's KeyboardInterrupt exit
-SIGNAL_EXITS = (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGINT)
-
-
-def _stopped(study: optuna.Study, trial: optuna.Trial, step: int | None, interrupted: bool,
-             rc: int) -> str:
-    """The trainer saved a checkpoint at ``step`` on a signal and exited 0 (``step`` None: a
-    signal ended it outside its loop, or killed it: SIGKILL from the out-of-memory killer,
-    which it cannot catch): the sweep's own Ctrl-C reaching it first (resumed, always), or a
-    signal to it alone (a preemption, a kill by pid), resumed like a trial whose worker was
-    lost, MAX_RETRY times at most."""
-    if interrupted:
-        return _interrupted(study, trial)
-    msg = ("its trainer was ended by a signal outside its training loop" if step is None else
-           f"its trainer was stopped by a signal at step {step:,} (a checkpoint was saved)")
-    if rc == -signal.SIGKILL:  # a crash (SIGSEGV) fails the trial with its log's error instead
-        msg = "its trainer was killed by SIGKILL (the out-of-memory killer sends it; see `dmesg`)"
-    attrs = lost_attrs(trial.user_attrs, "trainer_stopped", msg)
-    trial.set_user_attr("lost", attrs["lost"])
-    _tell_failed(study, trial, attrs["failure"], attrs["message"], retry=True)
-    if attrs["failure"] == GIVEN_UP:
-        return f"failed: {attrs['message']}"
-    return f"stopped: {msg}; retried from its last checkpoint"
-
-
-def _interrupted(study: optuna.Study, trial: optuna.Trial) -> str:
-    _tell_failed(study, trial, "interrupted", "stopped by Ctrl-C/SIGTERM; resumes from its "
-                 "checkpoint on the next `zhbert sweep SWEEP_DIR`", retry=True)
-    return "interrupted (will resume)"
-
-
-def _tell_failed(study: optuna.Study, trial: optuna.Trial, kind: str, message: str, retry: bool) -> None:
-    _set_attrs(trial, {"failure": kind, "message": message})
-    _tell(study, trial, state=TrialState.FAIL)
-    if retry:
-        queue_retry(study, trial._trial_id)
-
-
-class _TakenOver(Exception):
-    """Another worker failed this trial as lost (and queued its retry) while it ran here."""
-
-
-def _tell(study: optuna.Study, trial: optuna.Trial, *args, **kwargs) -> None:
-    try:
-        study.tell(trial, *args, **kwargs)
-    except ValueError:  # "Cannot tell a FAIL trial": only when another worker finished it
-        if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
-            raise _TakenOver from None
-        raise
+    return finish(study, run, interrupted=stop.flag)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -437,7 +351,10 @@ def run_worker(spec: SweepSpec, opts: WorkerOptions, log=print) -> Tally:
             started = time.time()
             outcome = run_trial(study, trial, spec, opts, pruner, stop, log)
             tally.ran.append((trial.number, outcome))
-            log(f"sweep: {trial_label(trial.number, trial.user_attrs.get('trial_dir'))} {outcome}; "
-                f"{(time.time() - started) / 60:.1f} min")
+            label = trial_label(trial.number, trial.user_attrs.get('trial_dir'))
+            log(f"sweep: {label} {outcome}; {(time.time() - started) / 60:.1f} min")
+            if outcome.startswith(DISK_FULL):  # the next trials would fail alike, each counted
+                tally.disk_full = f"{label}: {outcome}"
+                break
         tally.interrupted = stop.flag
     return tally

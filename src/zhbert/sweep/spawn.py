@@ -1,0 +1,70 @@
+"""`zhbert sweep --workers-per-machine K`: K worker processes, and this one waiting on them.
+
+Stopping: Ctrl-C in a terminal reaches the whole process group, but SIGINT or SIGTERM to
+this process alone (a `kill PID`, a scheduler's preemption) reached no worker: they ran
+every trial on, or, on SIGTERM, trained on as orphans of PID 1. So both are forwarded to
+each worker, which stops its trial cleanly (the trainer checkpoints; the trial resumes),
+and this process waits for them, then exits 130 either way (as one worker does: stopped,
+continue with `zhbert sweep SWEEP_DIR`). A worker that exits 2 (its trainer ran out of
+disk space, or bad input every worker meets) stops the others the same way.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STOPPED = 130           # the exit code of a sweep stopped by SIGINT or SIGTERM
+STOPS_THE_SWEEP = 2     # a worker's exit code that stops the others
+
+
+def spawn_workers(sweep_dir: Path, k: int, threads: int, grace_s: float, data: str | None) -> int:
+    """K worker processes; the exit code: STOPPED when a signal stopped them, else the worst."""
+    from zhbert.sweep.worker import die_with_parent
+    base = [sys.executable, "-m", "zhbert", "sweep", str(sweep_dir), "--worker",
+            "--threads", str(threads), "--grace-seconds", str(grace_s)]
+    if data:
+        base += ["--data", data]
+    received: list[int] = []  # handlers only note the signal: the loop forwards it
+    old = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # the workers get SIGTERM should this process die by kill -9: they stop cleanly
+        procs = [subprocess.Popen(base + ["--worker-index", str(i)], preexec_fn=die_with_parent)
+                 for i in range(k)]
+        return _wait(procs, received)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _wait(procs: list[subprocess.Popen], received: list[int]) -> int:
+    """Wait for every worker, forwarding each signal received. Every process is polled
+    each round: `any(p.poll() is None ...)` stopped at the first running one, and a dead
+    worker left unreaped was a zombie whose pid read alive, its trial waiting out
+    --grace-seconds before its retry."""
+    forwarded, stopping = 0, False
+    while True:
+        running = [p for p in procs if p.poll() is None]  # polls (reaps) them all
+        if not running:
+            break
+        stop = None
+        if forwarded < len(received):
+            stop, forwarded = received[-1], len(received)
+        elif not stopping and any(p.returncode == STOPS_THE_SWEEP for p in procs):
+            stop = signal.SIGINT
+        if stop is not None:
+            stopping = True
+            for p in running:
+                p.send_signal(stop)
+        time.sleep(0.5)
+    # a worker killed by signal N (returncode -N) exits as a shell reports it, 128 + N (as
+    # -N, max() let a worker that exited 0 hide it)
+    codes = [128 - c if c < 0 else c for c in (p.returncode for p in procs)]
+    if received:
+        return STOPPED
+    # the workers it stopped exit STOPPED: the one that stopped them tells why
+    return STOPS_THE_SWEEP if STOPS_THE_SWEEP in codes else STOPPED if STOPPED in codes else max(codes)
