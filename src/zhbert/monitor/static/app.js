@@ -161,7 +161,8 @@ function renderRuns(list, problems, sweeps) {
     if (s.sweep && s.sweep !== group) {
       const g = best[s.sweep], head = document.createElement("tr");
       cell(head, `sweep ${g.sweep}: ${g.trials.length} trials, ${g.pruned.length} pruned; best ` +
-        (g.best ? `${g.best} (${g.metric} ${fmt(g.best_value)})` : "none yet")).colSpan = 8;
+        (g.best ? `${g.best} (${g.metric} ${fmt(g.best_value)})` : "none yet") +
+        (g.error ? ` (${g.error})` : "")).colSpan = 8;  // a damaged journal: why no best
       head.className = "sweep";
       body.appendChild(head);
     }
