@@ -112,3 +112,15 @@ def test_short_text_is_no_evidence():
     Chinese cut went down to a 0.25 share of frequent characters."""
     assert guess_encoding("蝙蝠侠".encode("gbk")) == "gb18030"
     assert encoding._reads_as_text("gb18030", "蝙蝠侠") and not encoding._reads_as_text("gb18030", "蝙蝠" * 20)
+
+
+@pytest.mark.parametrize("text", [
+    "狐假虎威\n守株待兔\n画蛇添足\n亡羊补牢\n刻舟求剑\n掩耳盗铃\n井底之蛙\n叶公好龙\n杯弓蛇影\n邯郸学步\n",
+    "张伟\n王芳\n李娜\n刘洋\n陈静\n杨磊\n赵敏\n黄婷\n周杰\n吴昊\n徐丽\n孙涛\n胡斌\n朱琳\n高峰\n林枫\n",
+    "氢氦锂铍硼碳氮氧氟氖钠镁铝硅磷硫氯氩钾钙钪钛钒铬锰铁钴镍铜锌镓锗砷硒溴氪铷锶钇锆铌钼\n",
+])
+def test_a_gbk_list_of_rare_hanzi_is_still_chinese(text):
+    """Idioms, surnames and element names are few of the frequent hanzi (0.02-0.23): the
+    frequency check alone refused them ("a binary file?", or "looks like EUC-KR"); a file is
+    refused only where its bytes read as Japanese or Korean (a review found it)."""
+    assert guess_encoding(text.encode("gbk")) == "gb18030"

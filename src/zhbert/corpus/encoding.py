@@ -6,10 +6,11 @@ Otherwise each strict decoding of the prefix is scored by how much it reads as
 Chinese: GBK bytes read as Big5 (or the reverse) still decode, but into rarer
 characters, bopomofo and private-use code points, while the right codec gives
 the characters that fill everyday writing. charset-normalizer breaks near ties
-on prefixes long enough for its statistics. A decoding must also read as Chinese
-(or, in UTF-16, Japanese): Japanese or Korean in their own legacy encodings (Shift-JIS,
-EUC-JP, EUC-KR, ISO-2022) decodes cleanly as one of ours into characters no Chinese
-text is made of, and is refused naming the encoding it looks like.
+on prefixes long enough for its statistics. Japanese or Korean in their own legacy
+encodings (Shift-JIS, EUC-JP, EUC-KR, ISO-2022) decodes cleanly as one of ours into
+characters everyday Chinese is not made of: where no decoding reads as everyday Chinese
+(``_reads_as_text``) and the bytes read as Japanese or Korean (``_foreign_language``), the
+file is refused naming the encoding it looks like.
 """
 
 from __future__ import annotations
@@ -214,6 +215,34 @@ def _foreign_encoding(prefix: bytes) -> str | None:
     return ICONV_NAMES.get(name)
 
 
+# Positive evidence of Japanese or Korean: Japanese prose is mostly kana, and Korean leans on
+# a few particles and endings; GBK or Big5 hanzi read by those codecs are neither (GB2312's
+# kana rows, A4 and A5, are the ones Chinese text seldom uses). A GBK list of idioms, surnames
+# or element names reads as rare hanzi (0.02-0.23 of them frequent: below MIN_FREQUENT) and
+# is still Chinese (a review of the change).
+KOREAN_PARTICLES = frozenset("은는이가을를의에와과도로고다서하한지게기요니습")
+FOREIGN_SHARE = 0.2  # of the decoding's non-ASCII characters (kana) or Hangul (particles)
+
+
+def _foreign_language(head: bytes) -> bool:
+    """Whether ``head`` decodes strictly as Japanese (Shift-JIS, EUC-JP) with kana, or as
+    Korean (EUC-KR) with its particles, in FOREIGN_SHARE of its characters or more."""
+    for codec in ("shift_jis", "euc_jp", "euc_kr"):
+        try:
+            text = codecs.getincrementaldecoder(codec)().decode(head, final=False)
+        except UnicodeDecodeError:
+            continue
+        wide = [c for c in text if not c.isascii()]
+        if codec == "euc_kr":
+            wide = [c for c in wide if "\uac00" <= c <= "\ud7a3"]  # Hangul syllables
+            hits = sum(c in KOREAN_PARTICLES for c in wide)
+        else:
+            hits = sum(c in _KANA for c in wide)
+        if len(wide) >= MIN_EVIDENCE and hits >= FOREIGN_SHARE * len(wide):
+            return True
+    return False
+
+
 def _decodes(codec: str, data: bytes) -> bool:
     try:
         data.decode(codec)
@@ -258,12 +287,19 @@ def guess_encoding(prefix: bytes) -> str:
     if head.isascii():  # ASCII then a bad byte: no evidence of any of them
         raise _unsupported(prefix)
     scores = {codec: _plausibility(codec, text) for codec, text in texts.items()}
+    if not scores:
+        raise _unsupported(prefix)
+    first = _pick(head, scores)
     while scores:  # the best decoding that reads as text: Shift-JIS decodes as UTF-16 garbage
         codec = _pick(head, scores)
         if _reads_as_text(codec, texts[codec]):
             return codec
         del scores[codec]
-    raise _unsupported(prefix)
+    # none reads as everyday Chinese: refused only where the bytes read as Japanese or Korean
+    # (a GBK list of idioms, surnames or element names is rare hanzi, and no less Chinese)
+    if _foreign_language(head):
+        raise _unsupported(prefix)
+    return first
 
 
 def _pick(head: bytes, scores: dict[str, int]) -> str:
