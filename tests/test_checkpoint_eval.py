@@ -53,6 +53,17 @@ def test_torn_last_line_is_replaced(run):
     assert [json.loads(x)["step"] for x in _lines(run)] == [10, 20]
 
 
+def test_a_torn_line_longer_than_a_block_costs_no_whole_record(tmp_path):
+    """A torn last line over 64 KiB: the cut looked back one block only and, finding no
+    newline there, cut that block, leaving the torn line's start (a review)."""
+    path = tmp_path / "r.jsonl"
+    append_result(path, {"step": 1})
+    with open(path, "ab") as f:
+        f.write(b'{"step": 2, "note": "' + b"x" * 100_000)
+    append_result(path, {"step": 3})
+    assert path.read_text(encoding="utf-8").splitlines() == ['{"step": 1}', '{"step": 3}']
+
+
 def test_default_latest_other_split_and_fewer_sequences(run):
     assert cli_main(["eval", str(run)]) == 0
     assert cli_main(["eval", str(run), "--split", "test", "--max-sequences", "8"]) == 0

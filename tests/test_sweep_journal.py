@@ -2,6 +2,8 @@
 damaged: a torn last record is set aside before the next append (which would otherwise
 turn it into damage mid-file), and a journal Optuna cannot read is one line, untouched."""
 
+import pytest
+
 from test_sweep import _args, _space, _study
 from zhbert import cli
 from zhbert.sweep import command
@@ -67,3 +69,24 @@ def test_a_bad_line_mid_journal_is_one_line_with_its_number(tmp_path, synthetic_
 def test_a_json_line_that_is_no_record_is_damage_too(tmp_path, synthetic_data, capsys):
     _damaged(tmp_path, synthetic_data, capsys, lambda lines: b"".join(lines[:2]) + b"[1, 2]\n"
              + b"".join(lines[2:]), 3)
+
+
+@pytest.mark.parametrize("record", [b'{"op_code": 99, "worker_id": "w"}\n', b'{"op_code": 4}\n'])
+def test_a_record_optuna_cannot_replay_is_damage_too(tmp_path, synthetic_data, capsys, record):
+    """An unknown operation hit Optuna's "Should not reach" assertion, and a record without
+    its worker a KeyError that the sweep read as "no such study" (a review)."""
+    _damaged(tmp_path, synthetic_data, capsys, lambda lines: b"".join(lines) + record, None)
+
+
+def test_force_starts_a_sweep_over_a_damaged_journal(tmp_path, synthetic_data, capsys):
+    """--force is the way out of a damaged journal: its check for live workers read the
+    journal and stopped at the damage (a review)."""
+    sweep_dir = _sweep(tmp_path, synthetic_data)
+    journal = sweep_dir / JOURNAL
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:2]) + b"\x00\x01garbage\n" + b"".join(lines[2:]))
+    capsys.readouterr()
+    command.prepare(_args(_space(tmp_path), synthetic_data, sweep_dir, trials=2, steps=4, force=True))
+    assert "starting over without knowing whether a worker is alive" in capsys.readouterr().err
+    _, study = _study(sweep_dir)
+    assert study.get_trials() == [] and b"garbage" not in journal.read_bytes()

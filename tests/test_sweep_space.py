@@ -163,3 +163,15 @@ def test_a_grid_that_fits_its_range_and_valid_values_between_the_ends_pass(tmp_p
                                          "[model.num_heads]\nchoices = [2, 4, 8]\n"
                                          "[train.warmup_steps]\nlow = 0\nhigh = 200\nstep = 20\n"))
     assert space.params["train.lr"].step == 0.1 and space.params["train.warmup_steps"].high == 200
+
+
+def test_keys_searched_together_are_checked_together_not_against_the_base(tmp_path):
+    """hidden_size and num_heads both searched: every combination is valid (48 and 96 with
+    3 and 6 heads), but each head count was checked against the base's hidden_size (256)
+    and refused (a review)."""
+    space = parse_space(_space(tmp_path, "[model.hidden_size]\nchoices = [48, 96]\n"
+                                         "[model.num_heads]\nchoices = [3, 6]\n"))
+    assert space.params["model.num_heads"].choices == (3, 6)
+    with pytest.raises(UserError, match=r"refused together \(model.hidden_size = 64, model.num_heads = 3\)"):
+        parse_space(_space(tmp_path, "[model.hidden_size]\nchoices = [48, 64]\n"
+                                     "[model.num_heads]\nchoices = [3, 4]\n"))

@@ -24,7 +24,7 @@ from zhbert.sweep.liveness import counted, finished_count, reap_stale
 from zhbert.sweep.study import with_runtime
 from zhbert.sweep.worker import WorkerOptions, claim, run_worker
 
-NO_SPACE = ("zhbert: error: could not write checkpoint s/trials/0000/checkpoints/step_00000006: "
+NO_SPACE = ("zhbert: error: could not write checkpoint {trial_dir}/checkpoints/step_00000006: "
             "No space left on device (it needs about 2.1 MB, 0.0 MB free); the previous "
             "checkpoints are intact. Free disk space and resume.\n")
 
@@ -231,7 +231,7 @@ class _FakeRun:
 
     def start(self):
         self.trial_dir.mkdir(parents=True, exist_ok=True)
-        (self.trial_dir / "train.log").write_text(self.log)
+        (self.trial_dir / "train.log").write_text(self.log.format(trial_dir=self.trial_dir))
 
     def beat(self):
         return True
@@ -250,12 +250,21 @@ def test_a_trial_whose_disk_filled_is_retried_not_counted(tmp_path, synthetic_da
     """Counted as failed: after space was freed, a resume ran nothing ("2 of 2 trials
     finished ... no trial succeeded")."""
     out, study, next_dir = _trainer_exits(tmp_path, synthetic_data, monkeypatch, 2,
-                                          checkpoint=True, log=NO_SPACE)
+                                          checkpoint=True,
+                                          log=NO_SPACE.format(trial_dir=tmp_path / "s" / "trials" / "0000"))
     assert out.startswith("out of disk space: could not write checkpoint") and next_dir == "trials/0000"
     failed = study.get_trials()[0]
     assert not counted(failed) and failed.user_attrs["failure"] == "disk_full"
     assert "Free disk space and resume" not in failed.user_attrs["message"]
     assert "zhbert sweep SWEEP_DIR` again" in failed.user_attrs["message"]
+
+
+def test_no_space_outside_the_trial_is_a_failure_not_a_full_disk(tmp_path, synthetic_data, monkeypatch):
+    """A full /dev/shm (torch's shared memory) says "No space left on device" too, but no
+    freeing of disk space under the sweep helps: it fails like any error (a review)."""
+    shm = "zhbert: error: unable to write to file </torch_123_456>: No space left on device (28)\n"
+    out, study, _ = _trainer_exits(tmp_path, synthetic_data, monkeypatch, 2, checkpoint=True, log=shm)
+    assert out.startswith("failed: ") and study.get_trials()[0].user_attrs["failure"] == "trainer"
 
 
 def test_a_full_disk_stops_the_sweep_and_the_resume_runs_the_trial(tmp_path, synthetic_data,

@@ -132,7 +132,7 @@ def budget_note(minutes: float, seconds: float) -> str | None:
     it was busier while the steps were timed: a tester's demo trained 2.4 minutes of 3.25).
     The steps stay: they fix the lr schedule."""
     ratio = seconds / (minutes * 60)
-    if 1 / OVERRUN <= ratio <= OVERRUN:
+    if 2 - OVERRUN <= ratio <= OVERRUN:  # within 10% either way
         return None
     # two decimals below 10 minutes: "0.4 minutes of the 0.4 asked: 12% slower" read as a contradiction
     trained = f"{seconds / 60:.1f}" if seconds >= 600 else f"{seconds / 60:.2f}"

@@ -268,18 +268,31 @@ def _held_out(records: list[dict[str, Any]], split: str) -> list[dict[str, Any]]
     return [r for r in records if r.get("split", "validation") == split and "step" in r]
 
 
+def last_line_end(f, size: int) -> int:
+    """The offset just past the last b"\\n" in the open binary file ``f`` of ``size`` bytes
+    (0: none), read backwards a block at a time: a torn record is short, the file may be large."""
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 16))
+        f.seek(start)
+        at = f.read(end - start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
+
+
 def append_result(path: Path, record: dict[str, Any]) -> None:
     """Append one record durably. A torn last line (a killed writer) is cut off first,
-    so the new record starts on its own line."""
+    so the new record starts on its own line (a torn line over 64 KiB had cut as much of
+    the records before it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as f:
         size = f.seek(0, os.SEEK_END)
         if size:
-            f.seek(max(0, size - 65536))
-            tail = f.read()
-            if not tail.endswith(b"\n"):
-                cut = tail.rfind(b"\n")
-                f.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                f.truncate(last_line_end(f, size))
         f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())

@@ -21,7 +21,8 @@ UNDECODABLE = "\ufdd0"
 # An item nested deeper is a bad item, passed over without being built. A document is a few
 # levels deep; json.loads (a JSONL line) gives up near 1,000 levels too. ijson itself has no
 # limit, and its items() and parse() carry a path as long as the depth with every event:
-# 40,000 levels cost 21 s (items) or 7.3 GB (parse); its basic_parse carries none.
+# 40,000 levels cost 12.5 s (items, in an array) or 7.3 GB (parse, one object alone;
+# benchmarks/RESULTS.md, "Deeply nested JSON"); its basic_parse carries none.
 MAX_DEPTH = 1000
 _OPENS, _CLOSES = ("start_map", "start_array"), ("end_map", "end_array")
 

@@ -100,14 +100,15 @@ def _json_kind(path: Path, encoding: str, text_column: str) -> str:
 
 
 def _inspect(spec: str, path: Path, name: str, skip_bad: bool, text_column: str = "text",
-             listed: bool = False) -> SourceInfo:
+             listed: bool = False, unhashed: bool = False) -> SourceInfo:
     """Check and hash one file; ``name`` stands for it in document ids (``_source_name``).
-    ``listed``: found in a folder, where a .json holding one object is metadata, left out."""
+    ``listed``: found in a folder, where a .json holding one object is metadata, left out.
+    ``unhashed``: checked only, for an error that names every bad file (no full read)."""
     kind = split_suffix(path)[0] or "text"  # a file named explicitly is read as text ...
     if why := not_read(path):  # ... unless text is the one thing it is not
         raise file_error(f"corpus file {path} {why}")
     try:
-        size, sha = file_hash(path)
+        size, sha = (0, "") if unhashed else file_hash(path)
     except OSError as exc:
         raise file_error(f"cannot read corpus file {path}: {exc.strerror or exc}; "
                          "check its permissions") from None
@@ -159,7 +160,7 @@ def _path_infos(spec: str, skip_bad: bool, text_column: str, seen: set[str]) -> 
         if str(f.resolve()) not in seen:
             try:
                 infos.append(_inspect(spec, f.resolve(), f"{top}/{f.relative_to(path)}", skip_bad,
-                                      text_column, listed=True))
+                                      text_column, listed=True, unhashed=bool(bad)))
             except BadFile as exc:  # every bad file of the folder in one error, not one a run
                 bad.append(exc)
     if bad:

@@ -209,11 +209,16 @@ def _start_over(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> N
     failed, whose worker crashed, and whose trial and checkpoints were left in the new one."""
     import optuna
 
+    from zhbert.history import warn_stderr
+    from zhbert.sweep.journal import DamagedJournal
     from zhbert.sweep.liveness import live_trials
     if url or (sweep_dir / JOURNAL).exists():  # no journal: no study, and none created here
         try:
             study = optuna.load_study(study_name=study_name, storage=open_storage(sweep_dir, url))
         except KeyError:
+            study = None
+        except DamagedJournal as exc:  # --force is the way out of a damaged journal
+            warn_stderr(f"{exc}; starting over without knowing whether a worker is alive")
             study = None
         live = live_trials(study, grace_s) if study is not None else []
         if live:

@@ -12,20 +12,7 @@ from pathlib import Path
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_bytes, writing
 from zhbert.history import warn_stderr
-
-
-def _last_newline_end(f, size: int) -> int:
-    """The offset just past the last b"\n" in the open file ``f`` of ``size`` bytes (0: none),
-    read backwards: a torn record is short, the journal may be large."""
-    end = size
-    while end > 0:
-        start = max(0, end - (1 << 16))
-        f.seek(start)
-        at = f.read(end - start).rfind(b"\n")
-        if at >= 0:
-            return start + at + 1
-        end = start
-    return 0
+from zhbert.run import last_line_end
 
 
 def cut_torn_tail(path: Path) -> Path | None:
@@ -42,7 +29,7 @@ def cut_torn_tail(path: Path) -> Path | None:
         f.seek(size - 1)
         if f.read(1) == b"\n":
             return None
-        cut = _last_newline_end(f, size)
+        cut = last_line_end(f, size)
         f.seek(cut)
         torn = f.read()
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -57,6 +44,20 @@ def cut_torn_tail(path: Path) -> Path | None:
     return aside
 
 
+def _is_record(log) -> bool:
+    """An Optuna journal record as far as its replay trusts it: an object with a known
+    operation and its worker ({"op_code": 99} hit Optuna's "Should not reach" assertion, one
+    without worker_id a KeyError that read as "no such study")."""
+    from optuna.storages.journal._storage import JournalOperation
+    return (isinstance(log, dict) and "worker_id" in log and type(log.get("op_code")) is int
+            and log["op_code"] in {op.value for op in JournalOperation})
+
+
+class DamagedJournal(UserError):
+    """A journal Optuna cannot read; the sweep's --force may still start over (its live
+    workers cannot be seen then)."""
+
+
 def _bad_line(path: Path) -> tuple[int, str] | None:
     """The first line of the journal Optuna cannot replay, and why (a last line without its
     newline is a torn append, not damage); None if every line is a record."""
@@ -69,19 +70,19 @@ def _bad_line(path: Path) -> tuple[int, str] | None:
             log = json.loads(line)
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             return number, f"not JSON: {type(exc).__name__}"
-        if not isinstance(log, dict) or "op_code" not in log:
+        if not _is_record(log):
             return number, "JSON, but not an Optuna journal record"
     return None
 
 
-def damaged_journal(path: Path, exc: Exception | None = None) -> UserError:
+def damaged_journal(path: Path, exc: Exception | None = None) -> DamagedJournal:
     """One line for a journal Optuna cannot read: where, and the fix; nothing is changed."""
     bad = _bad_line(path)
     where = (f"line {bad[0]} is {bad[1]}" if bad else
              f"Optuna cannot read it ({type(exc).__name__}: {exc})" if exc else "Optuna cannot read it")
-    return UserError(f"{path} is damaged: {where}. zhbert left it untouched; restore it from a "
-                     "copy, or remove the damaged line(s) (every other line is one record), "
-                     "then run again")
+    return DamagedJournal(f"{path} is damaged: {where}. zhbert left it untouched; restore it from "
+                          "a copy, or remove the damaged line(s) (every other line is one record), "
+                          "then run again; or start the sweep over with --force (its trials go)")
 
 
 def journal_backend(path: str):
@@ -104,7 +105,7 @@ def journal_backend(path: str):
         def read_logs(self, log_number_from: int):
             try:
                 for log in super().read_logs(log_number_from):
-                    if not isinstance(log, dict) or "op_code" not in log:
+                    if not _is_record(log):
                         raise ValueError("not an Optuna journal record")
                     yield log
             except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a torn mid-file line

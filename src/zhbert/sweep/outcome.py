@@ -48,7 +48,9 @@ def finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> str
         return _stopped(study, run, stopped, interrupted, rc)
     msg = (failure_message(run.trial_dir / "train.log", rc) if rc else
            f"the trainer exited without an eval at step {spec.steps:,}")
-    if rc and any(words in msg for words in _NO_SPACE):
+    # the trainer's own outputs on a full disk: its messages name the file (a full /dev/shm
+    # in torch's shared memory is no disk space the user can free under the sweep)
+    if rc and any(words in msg for words in _NO_SPACE) and str(run.trial_dir) in msg:
         return _out_of_space(study, trial, msg)
     tell_failed(study, trial, "trainer", msg, retry=False)
     return f"failed: {msg}"

@@ -173,7 +173,7 @@ def _check_step(low: float, high: float, step: float) -> None:
     span, d = Decimal(str(high)) - Decimal(str(low)), Decimal(str(step))
     if d > span:
         _bad(f"step ({step}) is larger than the range {low} to {high}: every trial would take "
-             f"low = {low}; make step at most {high - low} or widen the range")
+             f"low = {low}; make step at most {span} or widen the range")
     if span % d:
         top = Decimal(str(low)) + (span // d) * d
         _bad(f"the range {low} to {high} is not a multiple of step ({step}): trials would never "
@@ -215,14 +215,31 @@ def _check_fixed(space: Space, base: str, text: str) -> list[str]:
     return alone or [f"the fixed values together: {together}"]
 
 
-def _check_param(name: str, p: Param, base: str, fixed: list[str], text: str) -> str | None:
+def _contexts(space: Space, name: str) -> list[list[str]]:
+    """The other params' values in every combination, as --set items (few enough; else one
+    empty context: the base config's values stand for them)."""
+    import itertools
+    others = [[f"{n}={format_value(v)}" for v in _reachable(p)] for n, p in space.params.items()
+              if n != name]
+    if not others or math.prod(map(len, others)) * len(_reachable(space.params[name])) > MAX_COMBOS:
+        return [[]]
+    return [list(c) for c in itertools.product(*others)]
+
+
+def _check_param(name: str, p: Param, base: str, fixed: list[str], text: str,
+                 contexts: list[list[str]]) -> str | None:
     """Every value of ``p`` a trial can reach, with the fixed values: the ends of a range
-    may pass while values between them fail (num_heads 3 of 2..8 with hidden_size 32)."""
+    may pass while values between them fail (num_heads 3 of 2..8 with hidden_size 32). A
+    value is refused where no combination of the other params' values takes it (hidden_size
+    searched beside num_heads: checked against the base's hidden_size, 3 and 6 heads were
+    refused where 48 and 96 took them; a review)."""
     values = _reachable(p)
     refused: dict[str, list[Any]] = {}
     for value in values:
-        if why := _refused(base, fixed + [f"{name}={format_value(value)}"]):
-            refused.setdefault(why, []).append(value)
+        item = f"{name}={format_value(value)}"
+        whys = [_refused(base, fixed + ctx + [item]) for ctx in contexts]
+        if all(whys):
+            refused.setdefault(whys[0], []).append(value)
     if not refused:
         return None
     why, bad = next(iter(refused.items()))  # one problem per table: the others mostly repeat it
@@ -256,7 +273,8 @@ def _check_with_config(space: Space, base: str, text: str) -> list[str]:
     if problems:
         return problems  # every probe below would repeat it
     fixed = space.overrides({})
-    problems = [m for n, p in space.params.items() if (m := _check_param(n, p, base, fixed, text))]
+    problems = [m for n, p in space.params.items()
+                if (m := _check_param(n, p, base, fixed, text, _contexts(space, n)))]
     return problems or [m for m in [_check_together(space, base, fixed)] if m]
 
 

@@ -90,8 +90,10 @@ def claim(study: optuna.Study, spec: SweepSpec, sweep_dir: Path) -> optuna.Trial
         trial = study.ask(spec.space.distributions())
         # this worker's, at once (under the ask lock): a retry carries its dead attempt's
         # worker and heartbeat, and another worker failed it as lost before run_trial's stamp
-        set_attrs(trial, {"worker_host": socket.gethostname(), "worker_pid": os.getpid(),
-                           "heartbeat": time.time()})
+        # the heartbeat first: until it is stamped, liveness judges the trial by its start,
+        # which an RDB storage keeps in its writer's local time (one write each, in order)
+        set_attrs(trial, {"heartbeat": time.time(), "worker_host": socket.gethostname(),
+                          "worker_pid": os.getpid()})
         return trial
     finally:
         lock.release()
