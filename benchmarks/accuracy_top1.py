@@ -11,7 +11,7 @@ median milliseconds of each and writes JSON to benchmarks/out/.
 
 from __future__ import annotations
 
-import argparse
+import os
 import statistics
 import sys
 import time
@@ -35,11 +35,14 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+@common.entry("accuracy_top1")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=40)
-    p.add_argument("--hits", type=float, default=0.4)
+    from zhbert import argtypes
+
+    p = common.Parser("accuracy_top1", __doc__)
+    p.add_argument("--threads", type=argtypes.cores, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--repeats", type=argtypes.count(1), default=40)
+    p.add_argument("--hits", type=argtypes.probability, default=0.4)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = [["logits", "dtype", "top1 == labels ms", "top1_hits ms"]]

@@ -12,7 +12,6 @@ false-flag rate). Prints both and writes JSON to benchmarks/out/.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -32,10 +31,13 @@ def flagged(y: np.ndarray) -> np.ndarray:
     return covered
 
 
+@common.entry("anomaly_calibration")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, default=200)
-    p.add_argument("--noise", type=float, default=0.008)
+    from zhbert import argtypes
+
+    p = common.Parser("anomaly_calibration", __doc__)
+    p.add_argument("--seeds", type=argtypes.count(1), default=200)
+    p.add_argument("--noise", type=argtypes.non_negative, default=0.008)
     args = p.parse_args(argv)
     coverage, false_flags = [], 0
     for seed in range(args.seeds):

@@ -10,7 +10,6 @@ Prints a table (median of --reps, ms) and writes benchmarks/out/attention_paths-
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -60,10 +59,13 @@ def timed(fn, shape, dtype, padded: bool, train: bool, reps: int) -> float:
     return sorted(times)[len(times) // 2] * 1e3
 
 
+@common.entry("attention_paths")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int)
-    p.add_argument("--reps", type=int, default=10)
+    from zhbert import argtypes
+
+    p = common.Parser("attention_paths", __doc__)
+    p.add_argument("--threads", type=argtypes.cores)
+    p.add_argument("--reps", type=argtypes.count(1), default=10, help="timed repetitions (after 3 untimed)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

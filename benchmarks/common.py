@@ -8,15 +8,100 @@ timed alternately in the same run) means more than an absolute number.
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import functools
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 OUT = Path(__file__).parent / "out"
+
+# Exit codes, as zhbert's: 2 is "cannot do what you asked here" (a bad option, a bad path,
+# no GPU for a GPU benchmark), printed as one line "benchmarks.NAME: error: ..."
+EXIT_USAGE = 2
+DATA_HELP = "prepared from the built-in corpus if missing"
+
+
+class BenchError(Exception):
+    """A benchmark cannot do what was asked here; the message says why (exit 2, one line)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the benchmark's name as prog (``benchmarks.NAME``), so its one-line
+    errors (exit 2) read like the wrapper's."""
+
+    def __init__(self, name: str, doc: str | None, **kwargs):
+        first = (doc or "").strip().split("\n\n")[0]
+        super().__init__(prog=f"benchmarks.{name}", description=first, **kwargs)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        cmd = exc.cmd if isinstance(exc.cmd, str) else " ".join(str(c) for c in exc.cmd)
+        tail = (exc.stderr or "").strip().splitlines()[-1:] if isinstance(exc.stderr, str) else []
+        return f"{cmd!r} exited {exc.returncode}" + (f": {tail[0]}" if tail else "")
+    return str(exc) or type(exc).__name__  # as zhbert prints a UserError
+
+
+def entry(name: str) -> Callable:
+    """Decorator for a benchmark's ``main``: zhbert's UserError/ConfigError, a BenchError and
+    a failed subprocess become one line ``benchmarks.NAME: error: ...`` on stderr and
+    SystemExit(2), as ``zhbert`` prints its user errors (no traceback)."""
+    from zhbert.errors import UserError
+
+    def wrap(main: Callable) -> Callable:
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            try:
+                return main(*args, **kwargs)
+            except (UserError, BenchError, subprocess.CalledProcessError) as exc:
+                print(f"benchmarks.{name}: error: {_message(exc)}", file=sys.stderr)
+                raise SystemExit(EXIT_USAGE) from None
+        return run
+    return wrap
+
+
+def check_data_dir(path: Path | None) -> None:
+    """Refuse a --data that exists, is not empty and is not a zhbert data directory (no
+    manifest.json): preparing the built-in corpus into it would mix it with what is there."""
+    import zhbert.datadir  # noqa: F401  (registers how a data directory's manifest is known)
+    from zhbert.outputs import is_output
+    from zhbert.run import DATA_MANIFEST
+    if path is None or not Path(path).exists():
+        return
+    path = Path(path)
+    if not path.is_dir():
+        raise BenchError(f"--data {path} is a file, not a data directory")
+    if is_output(path, DATA_MANIFEST) or not any(path.iterdir()):
+        return
+    raise BenchError(f"--data {path} is not a zhbert data directory (no {DATA_MANIFEST} of "
+                     "zhbert prepare's) and not empty; give a prepared data directory, or a new "
+                     "or empty folder")
+
+
+def csv_of(parse: Callable[[str], object]) -> Callable[[str], list]:
+    """argparse type: comma-separated values, each read by ``parse`` (an argtypes type)."""
+    def read(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r} names no value")
+        return [parse(t) for t in items]
+    read.__name__ = "list"
+    return read
+
+
+def library(name: str) -> None:
+    """For a module that is a library of the benchmarks, not one: running it says so."""
+    print(f"benchmarks.{name}: error: a library of the benchmarks, not a benchmark; "
+          "nothing to run", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
 
 
 def versions() -> dict[str, str]:

@@ -12,7 +12,6 @@ milliseconds of each and writes JSON to benchmarks/out/.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -45,11 +44,14 @@ def median_ms(loss_fn, x: torch.Tensor, labels: torch.Tensor, repeats: int) -> f
     return 1e3 * statistics.median(times)
 
 
+@common.entry("cross_entropy")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int)
-    p.add_argument("--repeats", type=int, default=40)
-    p.add_argument("--confident", type=float, default=0.4)
+    from zhbert import argtypes
+
+    p = common.Parser("cross_entropy", __doc__)
+    p.add_argument("--threads", type=argtypes.cores)
+    p.add_argument("--repeats", type=argtypes.count(1), default=40)
+    p.add_argument("--confident", type=argtypes.probability, default=0.4)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """The one script to run when a GPU is lent: the seed preset's real training speed.
 
-    python -m benchmarks.gpu_check [--steps 60] [--precisions bf16,fp16] [--quick]
+    python -m benchmarks.gpu_check [--steps 60] [--precisions bf16,fp16] [--quick] [--work DIR | --keep]
 
 For each precision it runs ``zhbert train`` (the real loop: loader workers, pinned
 batches, the bf16 master-weight copy or fp16 with the GradScaler) with the seed
@@ -16,15 +16,23 @@ reads the run's own history:
 - the seed study extrapolated: 100K steps at the measured steps/s, against the
   seed's 22.5 h on an RTX 3070 and the 30-minute goal (issue 22).
 
-``--quick`` runs the tiny preset for a few steps on the CPU in fp32: it checks the
-script itself (tests/test_gpu_check.py), not a speed. Writes
-benchmarks/out/gpu_check.json and prints one line per precision.
+``--quick`` runs the tiny preset for a few steps on the CPU in fp32: a CPU dry run that
+checks the script itself (tests/test_gpu_check.py), not a speed; every figure it prints is
+labelled "CPU dry run, not a GPU figure". Without ``--quick`` and without a CUDA GPU
+(torch.cuda.is_available() false) it says so in one line and exits 2 before any training.
+
+Writes benchmarks/out/gpu_check-<time>.json and prints one line per precision. The data
+and runs go to ``--work`` (kept) or a temporary folder, removed at the end unless ``--keep``.
+
+Exit codes: 0 every precision ran; 1 a precision's training failed; 2 cannot run here
+(no CUDA GPU without --quick, a bad option).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,7 +88,7 @@ def speeds(history: Path) -> dict:
     header = next(r for r in records if r["type"] == "header")
     train = [r for r in records if r["type"] == "train"]
     if len(train) < 2:
-        raise SystemExit(f"{history}: fewer than 2 train records; raise --steps")
+        raise common.BenchError(f"{history}: fewer than 2 train records; raise --steps")
     first, last = train[0], train[-1]
     steps, seconds = last["step"] - first["step"], last["elapsed"] - first["elapsed"]
     waits = [r["data_wait"] for r in train[1:] if r.get("data_wait") is not None]
@@ -100,25 +108,51 @@ def line(r: dict, quick: bool = False) -> str:
     head = (f"{r['precision']:>4}: {r['tokens_per_s']:,.0f} tokens/s ({r['real_tokens_per_s']:,.0f} real), "
             f"{r['steps_per_s']:.2f} steps/s, waiting for data {wait}")
     if quick:
-        return head + " (--quick: the tiny preset checks the script; no seed-study extrapolation)"
+        return head + (" (CPU dry run, not a GPU figure; --quick: the tiny preset checks the "
+                       "script; no seed-study extrapolation)")
     return (f"{head}; the seed's {SEED_STEPS:,} steps in {r['seed_study_minutes']:,.1f} min (seed: "
             f"{SEED_HOURS} h on an RTX 3070; goal < {GOAL_MINUTES:.0f} min: "
             f"{'met' if r['seed_study_minutes'] < GOAL_MINUTES else 'not met'})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--precisions", default="bf16,fp16")
-    p.add_argument("--quick", action="store_true", help="tiny preset, 6 steps, CPU, fp32")
-    p.add_argument("--work", help="folder for the data and runs (default: a temporary one)")
-    args = p.parse_args(argv)
-    config, steps, precisions, extra = "seed", args.steps, args.precisions.split(","), []
+def parse_args(argv: list[str] | None):
+    from zhbert import argtypes
+
+    p = common.Parser("gpu_check", __doc__, epilog="exit 2: no CUDA GPU here (without --quick) "
+                      "or a bad option; 1: a precision's training failed")
+    p.add_argument("--steps", type=argtypes.count(2), default=60,
+                   help="optimizer steps per precision (default 60; at least 2)")
+    p.add_argument("--precisions", type=common.csv_of(_precision), default=["bf16", "fp16"],
+                   help="comma-separated, of bf16, fp16, fp32 (default bf16,fp16)")
+    p.add_argument("--quick", action="store_true",
+                   help="CPU dry run: tiny preset, 6 steps, CPU, fp32; checks the script, no GPU figure")
+    p.add_argument("--work", help="folder for the data and runs, kept (default: a temporary one, "
+                   "removed at the end)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    return p.parse_args(argv)
+
+
+def _precision(text: str) -> str:
+    if text not in ("bf16", "fp16", "fp32"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of bf16, fp16, fp32")
+    return text
+
+
+def require_gpu(quick: bool) -> None:
+    """Without --quick (the CPU dry run), no CUDA GPU is a refusal before any training."""
+    import torch
+
+    if not quick and not torch.cuda.is_available():
+        raise common.BenchError("no CUDA GPU here (torch.cuda.is_available() is false); this "
+                                "benchmark times a GPU; --quick is a CPU dry run of the script")
+
+
+def run_all(args, work: Path) -> tuple[list[dict], int]:
+    config, steps, precisions, extra = "seed", args.steps, args.precisions, []
     if args.quick:
         config, steps, precisions = "tiny", 6, ["fp32"]
         extra = ["train.device=cpu", "train.batch_size=4", "data.max_len=32"]
     log_every = max(1, steps // 6)
-    work = Path(args.work or tempfile.mkdtemp(prefix="gpu_check-"))
     data = make_data(work / "data", tokens=200_000 if args.quick else 4_000_000)
     results = []
     for precision in precisions:
@@ -129,10 +163,27 @@ def main(argv: list[str] | None = None) -> int:
         results.append(speeds(work / f"run-{precision}" / "history.jsonl"))
         if args.quick:  # a tiny check of the script: no seed-study extrapolation, here either
             results[-1]["seed_study_minutes"] = None
+            results[-1]["note"] = "CPU dry run, not a GPU figure"
         print(line(results[-1], args.quick), flush=True)
-    payload = {"config": config, "steps": steps, "machine": common.machine(), "results": results}
+    payload = {"config": config, "steps": steps, "machine": common.machine(), "results": results,
+               "cpu_dry_run": bool(args.quick)}
     print(f"wrote {common.write_json('gpu_check', payload)}")
-    return 0 if len(results) == len(precisions) else 1
+    return results, 0 if len(results) == len(precisions) else 1
+
+
+@common.entry("gpu_check")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    require_gpu(args.quick)
+    temporary = args.work is None
+    work = Path(args.work or tempfile.mkdtemp(prefix="gpu_check-"))
+    try:
+        return run_all(args, work)[1]
+    finally:
+        if temporary and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        elif temporary:
+            print(f"kept the work folder {work}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import statistics
 import sys
@@ -190,8 +191,31 @@ def matmul_peak(precision: str) -> float:
     return common.matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32, reps=30)
 
 
+def summarize(secs: dict, top1: dict, base: tuple, best: str, peak: dict, rss: dict,
+              flops: float) -> tuple[list[list[str]], dict]:
+    """The table rows and the summary of each side: median-batch sentences/s, GFLOP/s,
+    top-1 agreement with zhbert fp32 and with the reference, peak RSS."""
+    rows = [["side", "precision", "sentences/s", "best..worst batch", "GFLOP/s", "% peak",
+             "top-1 = zhbert fp32", "top-1 = reference same precision", "peak RSS MB"]]
+    summary = {}
+    for (side, p), s in secs.items():
+        sps = B / statistics.median(s)
+        gflops = sps * flops / 1e9
+        ref_p = p if ("reference", p) in top1 else best
+        agree = (top1[side, p] == top1[base]).float().mean().item()
+        agree_ref = (top1[side, p] == top1["reference", ref_p]).float().mean().item()
+        summary[f"{side} {p}"] = {"sentences_per_s": sps, "model_gflops": gflops,
+                                  "top1_agreement_zhbert_fp32": agree, "top1_agreement_reference": agree_ref,
+                                  "peak_rss_mb": rss.get((side, p))}
+        rows.append([side, p, f"{sps:,.1f}", f"{B / min(s):,.1f}..{B / max(s):,.1f}", f"{gflops:,.0f}",
+                     f"{100 * gflops / peak[p]:.0f}%" if p in peak else "-",
+                     f"{100 * agree:.1f}% of {len(top1[side, p])}", f"{100 * agree_ref:.1f}%",
+                     f"{rss[side, p]:,.0f}" if rss.get((side, p)) else "-"])
+    return rows, summary
+
+
 def throughput(args) -> int:
-    n = args.batches or (2 if args.quick else 4)
+    n = args.batches
     from zhbert.model import preset
 
     cfg = preset(args.config, VOCAB, max_position_embeddings=512)
@@ -217,22 +241,7 @@ def throughput(args) -> int:
     rss = {} if args.no_rss else {(side, p): side_rss(args, side, p)
                                   for p in run for side in ("zhbert", "pipeline")}
     flops = sentence_flops(cfg)
-    rows = [["side", "precision", "sentences/s", "best..worst batch", "GFLOP/s", "% peak",
-             "top-1 = zhbert fp32", "top-1 = reference same precision", "peak RSS MB"]]
-    summary = {}
-    for (side, p), s in secs.items():
-        sps = B / statistics.median(s)
-        gflops = sps * flops / 1e9
-        ref_p = p if ("reference", p) in top1 else best
-        agree = (top1[side, p] == top1[base]).float().mean().item()
-        agree_ref = (top1[side, p] == top1["reference", ref_p]).float().mean().item()
-        summary[f"{side} {p}"] = {"sentences_per_s": sps, "model_gflops": gflops,
-                                  "top1_agreement_zhbert_fp32": agree, "top1_agreement_reference": agree_ref,
-                                  "peak_rss_mb": rss.get((side, p))}
-        rows.append([side, p, f"{sps:,.1f}", f"{B / min(s):,.1f}..{B / max(s):,.1f}", f"{gflops:,.0f}",
-                     f"{100 * gflops / peak[p]:.0f}%" if p in peak else "-",
-                     f"{100 * agree:.1f}% of {len(top1[side, p])}", f"{100 * agree_ref:.1f}%",
-                     f"{rss[side, p]:,.0f}" if rss.get((side, p)) else "-"])
+    rows, summary = summarize(secs, top1, base, best, peak, rss, flops)
     ratios = {}
     for (side, p) in secs:
         if side != "zhbert":
@@ -257,7 +266,7 @@ def throughput(args) -> int:
                               "matmul_peak_gflops": peak, "sentence_gflop": flops / 1e9,
                               "summary": summary, "ratios": ratios,
                               "batch_s": {f"{a} {b}": s for (a, b), s in secs.items()},
-                              "loadavg_end": [round(x, 2) for x in __import__("os").getloadavg()],
+                              "loadavg_end": [round(x, 2) for x in os.getloadavg()],
                               "peak_rss_mb": common.peak_rss_mb()})
     print(f"wrote {path}")
     return 0
@@ -298,6 +307,8 @@ def agreement(args) -> int:
     best, _ = precisions(None)
     ref = load_masked_lm(args.agreement, precision="fp32")
     sentences, answers = held_out_sentences(args.agreement, args.sentences, ref.max_len - 2)
+    if not sentences:
+        raise common.BenchError(f"{args.agreement}: no held-out sentence with a CJK character to mask")
     variants = {"fp32": ref}
     if best != "fp32":
         variants[best] = load_masked_lm(args.agreement, precision=best)
@@ -331,24 +342,38 @@ def agreement(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None):
+    from zhbert import argtypes
+
+    p = common.Parser("inference_throughput", __doc__)
     p.add_argument("--config", choices=("tiny", "seed"), default="seed")
     p.add_argument("--precision", choices=("both", "auto", "fp32", "bf16"), default="both",
                    help="both (default): the best precision and fp32 when they differ")
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
                    help="also run zhbert with dynamic int8 Linear layers")
-    p.add_argument("--batches", type=int, help="timed batches per side and round (default 4; --quick 2)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batches", type=argtypes.count(1),
+                   help="timed batches per side and round (default 4; --quick 2)")
+    p.add_argument("--rounds", type=argtypes.count(1), default=3)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=argtypes.cores)
     p.add_argument("--agreement", metavar="RUN_DIR",
                    help="instead: top-1 agreement of the fast paths with fp32 on a trained run")
-    p.add_argument("--sentences", type=int, default=512, help="held-out sentences for --agreement")
+    p.add_argument("--sentences", type=argtypes.count(1), default=512,
+                   help="held-out sentences for --agreement")
     p.add_argument("--no-rss", action="store_true",
                    help="skip the per-side peak RSS (a fresh process per side that builds only it)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.batches is None:  # recorded as run, not as asked
+        args.batches = 2 if args.quick else 4
+    if args.agreement and not os.path.isdir(args.agreement):
+        p.error(f"--agreement {args.agreement}: no such run folder")
+    return args
+
+
+@common.entry("inference_throughput")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:

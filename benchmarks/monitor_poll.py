@@ -12,12 +12,14 @@ a poll parses only the bytes appended since the previous one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import common
 
 
 def write_history(run: Path, n: int) -> None:
@@ -31,14 +33,21 @@ def write_history(run: Path, n: int) -> None:
                                 "tokens_per_s": 1e4}) + "\n")
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None):
+    from zhbert import argtypes
+
+    ap = common.Parser("monitor_poll", __doc__)
+    ap.add_argument("--records", type=argtypes.count(1), default=50_000)
+    ap.add_argument("--polls", type=argtypes.count(1), default=20)
+    return ap.parse_args(argv)
+
+
+@common.entry("monitor_poll")
+def main(argv: list[str] | None = None) -> int:
     from starlette.testclient import TestClient
 
     from zhbert.monitor.server import create_app
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--records", type=int, default=50_000)
-    ap.add_argument("--polls", type=int, default=20)
-    args = ap.parse_args()
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "runs" / "big"
         write_history(run, args.records)
@@ -49,9 +58,12 @@ def main() -> None:
             assert client.get("/api/runs").json()["runs"][0]["step"] == 2 * args.records
         ms = (time.perf_counter() - t) / args.polls * 1000
         size = (run / "history.jsonl").stat().st_size / 1e6
-    print(f"{args.records:,} train records ({size:.1f} MB): {ms:.1f} ms per /api/runs poll "
-          f"(mean of {args.polls}; load {' '.join(f'{v:.2f}' for v in os.getloadavg())})")
+    line = (f"{args.records:,} train records ({size:.1f} MB): {ms:.1f} ms per /api/runs poll "
+            f"(mean of {args.polls}; load {' '.join(f'{v:.2f}' for v in os.getloadavg())})")
+    common.finish("monitor_poll", common.machine(), [line],
+                  {"args": vars(args), "history_mb": size, "ms_per_poll": ms})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

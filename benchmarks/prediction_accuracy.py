@@ -21,7 +21,6 @@ The fits take seconds; the JSON goes to benchmarks/out/prediction_accuracy-*.jso
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit
 
+from benchmarks import common
 from zhbert.analysis.ar import ar1_noise
 from zhbert.analysis.forecast import plan
 from zhbert.analysis.laws import SPECS, RunCurve, Units, features
@@ -242,16 +242,23 @@ def _summary(res: dict) -> list[str]:
     return lines
 
 
+@common.entry("prediction_accuracy")
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sims", type=int, default=200, help="generated curves per coverage scenario")
-    ap.add_argument("--boot", type=int, default=100, help="bootstrap refits per coverage fit")
+    from zhbert import argtypes
+
+    ap = common.Parser("prediction_accuracy", __doc__)
+    ap.add_argument("--sims", type=argtypes.count(0), default=200,
+                    help="generated curves per coverage scenario (0: no coverage figure)")
+    ap.add_argument("--boot", type=argtypes.boot_count, default=100,
+                    help="bootstrap refits per coverage fit (0: the delta method)")
     ap.add_argument("--make-hf", metavar="DATA_DIR", help="first make the HF Trainer history from "
                     "this data directory (`zhbert prepare builtin`)")
     ap.add_argument("--hf-shape", choices=sorted(HF_SHAPES), default="tiny-bert")
-    ap.add_argument("--hf-steps", type=int, default=2000, help="its steps (200 leaves it on the "
+    ap.add_argument("--hf-steps", type=argtypes.count(1), default=2000, help="its steps (200 leaves it on the "
                     "unigram plateau, 3%% accuracy: nothing to forecast)")
     args = ap.parse_args(argv)
+    if args.make_hf and not (Path(args.make_hf) / "manifest.json").exists():
+        ap.error(f"--make-hf {args.make_hf}: not a zhbert data directory (no manifest.json)")
     if args.make_hf:
         make_hf_history(Path(args.make_hf), args.hf_steps, DATA / f"hf-{args.hf_shape}", args.hf_shape)
     started = time.time()

@@ -26,7 +26,6 @@ every result, printed and in the JSON in benchmarks/out/.
 
 from __future__ import annotations
 
-import argparse
 import bz2
 import json
 import os
@@ -220,10 +219,13 @@ HEADER = ["source", "workers", "input MB", "pages", "wall s", "MB/s", "MB/s/work
           "RSS total MB", "load"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    parser.add_argument("--dump-mb", default="50,200",
+def parse_args(argv: list[str] | None):
+    from zhbert import argtypes
+
+    parser = common.Parser("prepare_throughput", __doc__)
+    parser.add_argument("--workers", type=common.csv_of(argtypes.cores), default=[1, 2],
+                        help="comma-separated worker counts (each at most the cores here)")
+    parser.add_argument("--dump-mb", type=common.csv_of(argtypes.non_negative), default=[50.0, 200.0],
                         help="comma-separated sizes of generated dumps in MB of XML; 0 = none")
     parser.add_argument("--format", choices=("xml.bz2", "xml"), default="xml.bz2")
     parser.add_argument("--no-builtin", action="store_true", help="skip the built-in corpus")
@@ -234,8 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dump-dir", type=Path, default=None,
                         help="keep (and reuse) the generated dumps here instead of a temporary folder")
     args = parser.parse_args(argv)
-    workers = [int(w) for w in args.workers.split(",")]
-    sizes = [float(s) for s in args.dump_mb.split(",") if float(s) > 0]
+    missing = [p for p in args.source if not Path(p).is_file()]
+    if missing:
+        parser.error(f"--source {missing[0]}: no such file")
+    if args.no_builtin and not args.source and not any(mb > 0 for mb in args.dump_mb):
+        parser.error("nothing to measure: --no-builtin, no --source and no --dump-mb above 0")
+    return args
+
+
+@common.entry("prepare_throughput")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    workers, sizes = args.workers, [mb for mb in args.dump_mb if mb > 0]
     info = common.machine()
     print(common.machine_line(info), flush=True)
     rows: list[dict] = []
@@ -254,13 +266,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"generated {path} ({path.stat().st_size / 1e6:.1f} MB on disk) in "
                       f"{time.perf_counter() - t:.0f} s", flush=True)
             sources.append((str(path), f"dump {mb:g} MB", path.stat().st_size))
-        print(common.table([HEADER]), flush=True)
         for source, label, file_size in sources:
             for w in workers:
                 r = run_prepare(source, label, w, tmp, args.language)
                 r["file_mb"] = round(file_size / 1e6, 2) if file_size else None
                 rows.append(r)
-                print(common.table([HEADER, _row(r)]).splitlines()[-1], flush=True)
+                print(f"ran {label} with {w} worker{'s' * (w != 1)}: {r['seconds']:.1f} s, "
+                      f"{r['mb_per_s']:.2f} MB/s", flush=True)  # progress; the table once, below
     print()
     print(common.table([HEADER] + [_row(r) for r in rows]))
     path = common.write_json("prepare_throughput", {

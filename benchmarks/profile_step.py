@@ -13,7 +13,6 @@ says what a change could buy at most.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -60,16 +59,19 @@ def grouped(events) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+@common.entry("profile_step")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from zhbert import argtypes
+
+    p = common.Parser("profile_step", __doc__)
     p.add_argument("--config", choices=("tiny", "seed"), default="seed")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--side", choices=("zhbert", "reference"), default="zhbert")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--rows", type=int, default=25)
-    p.add_argument("--warmup", type=int, default=4,
+    p.add_argument("--batch-size", type=argtypes.count(1), default=32)
+    p.add_argument("--steps", type=argtypes.count(1), default=3, help="profiled steps")
+    p.add_argument("--threads", type=argtypes.cores)
+    p.add_argument("--rows", type=argtypes.count(1), default=25)
+    p.add_argument("--warmup", type=argtypes.count(0), default=4,
                    help="steps before profiling (the first 2-3 still page-fault their memory in)")
     args = p.parse_args(argv)
     if args.threads:

@@ -1,7 +1,9 @@
 """The two sides of the time-to-accuracy race (``benchmarks.time_to_accuracy``): zhbert's
 own Trainer and train_step (``zhbert_side``, also what ``recipe_ablation`` and
 ``recipe_step`` train), and what a transformers user would write after run_mlm.py
---line_by_line (``reference_side``), with the data and evaluation each needs."""
+--line_by_line (``reference_side``), with the data and evaluation each needs.
+
+A library of the benchmarks, not one: ``python -m benchmarks.race_sides`` says so and exits 2."""
 
 from __future__ import annotations
 
@@ -233,3 +235,9 @@ def reference_side(cfg, data_dir: Path, eval_batches: list, precision: str,
                 extra={"model": model, "autocast": autocast, "tokenize_s": tokenize_s,
                        "lines": len(dataset),
                        "padding_fraction": 1 - float(dataset.columns["attention_mask"].mean())})
+
+
+if __name__ == "__main__":
+    from benchmarks import common
+
+    common.library("race_sides")

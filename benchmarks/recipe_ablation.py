@@ -36,7 +36,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     """"NAME:key=value,key=value" -> (NAME, ["key=value", ...]); "NAME:" has no overrides."""
     name, sep, sets = text.partition(":")
     if not sep or not name.strip():
-        raise SystemExit(f"--variant {text!r}: write it as NAME:key=value,key=value")
+        raise argparse.ArgumentTypeError(f"{text!r}: write it as NAME:key=value,key=value")
     return name.strip(), [s.strip() for s in sets.split(",") if s.strip()]
 
 
@@ -66,18 +66,33 @@ def table(results: list[dict]) -> str:
     return common.table(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=4000, help="lr schedule length (cosine to 0)")
-    p.add_argument("--until", type=int, default=1800, help="steps to train each variant")
-    p.add_argument("--eval-every", type=int, default=300)
-    p.add_argument("--eval-sequences", type=int, default=512)
-    p.add_argument("--variant", action="append", help='"NAME:key=value,..." (repeatable)')
+def parse_args(argv: list[str] | None):
+    from zhbert import argtypes
+
+    p = common.Parser("recipe_ablation", __doc__)
+    p.add_argument("--steps", type=argtypes.count(1), default=4000, help="lr schedule length (cosine to 0)")
+    p.add_argument("--until", type=argtypes.count(1), default=1800, help="steps to train each variant")
+    p.add_argument("--eval-every", type=argtypes.count(1), default=300)
+    p.add_argument("--eval-sequences", type=argtypes.count(1), default=512)
+    p.add_argument("--variant", action="append", type=parse_variant,
+                   help='"NAME:key=value,..." (repeatable)')
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--data", type=Path, default=tta.DATA, help="prepared built-in corpus")
+    p.add_argument("--threads", type=argtypes.cores, help="torch threads (default: torch's)")
+    p.add_argument("--data", type=Path, default=tta.DATA, help=tta.DATA_HELP)
     args = p.parse_args(argv)
-    variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
+    if args.until > args.steps:
+        p.error(f"--until {args.until} is past the schedule's end, --steps {args.steps}")
+    args.variants = args.variant or [parse_variant(v) for v in DEFAULT_VARIANTS]
+    for _, sets in args.variants:  # a typo: one line now, not after preparing the data
+        race_sides.run_config(args.steps, args.eval_sequences, sets)
+    common.check_data_dir(args.data)
+    return args
+
+
+@common.entry("recipe_ablation")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    variants = args.variants
     if args.threads:
         torch.set_num_threads(args.threads)
     from zhbert.data import build_eval_set

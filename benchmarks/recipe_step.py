@@ -12,7 +12,6 @@ alternating: the machine's speed drifts by several percent between minutes.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -46,16 +45,27 @@ def seconds_per_step(overrides: list[str], data_dir: Path, precision: str, warmu
     return (time.perf_counter() - started) / steps
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None):
+    from zhbert import argtypes
+
+    p = common.Parser("recipe_step", __doc__)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of the tiny preset (repeatable), e.g. the demo's recipe")
-    p.add_argument("--steps", type=int, default=50, help="timed steps per phase")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps first (page faults)")
+    p.add_argument("--steps", type=argtypes.count(1), default=50, help="timed steps per phase")
+    p.add_argument("--warmup", type=argtypes.count(0), default=10, help="untimed steps first (page faults)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--data", type=Path, default=tta.DATA, help="prepared built-in corpus")
+    p.add_argument("--threads", type=argtypes.cores)
+    p.add_argument("--data", type=Path, default=tta.DATA, help=tta.DATA_HELP)
     args = p.parse_args(argv)
+    for overrides in phases(args.overrides).values():  # a typo: one line now, not after preparing
+        race_sides.run_config(SCHEDULE, 32, overrides)
+    common.check_data_dir(args.data)
+    return args
+
+
+@common.entry("recipe_step")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     from zhbert.machine import tune_malloc

@@ -151,29 +151,49 @@ def _median_line(name: str, runs: list[dict]) -> str:
             f"{of('tokens_per_cpu_s'):>7}  cores used {of('cores_used', '.2f')} each")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", help="a data directory (default: the built-in corpus, prepared "
-                                   "into benchmarks/out/shared_machine-data)")
-    ap.add_argument("--seconds", type=float, default=75.0, help="wall seconds each scenario trains")
-    ap.add_argument("--warm", type=float, default=20.0,
+def scenario_name(text: str) -> str:
+    """argparse type of a scenario: BEHAVIOUR-COUNT, COUNT 1 or more."""
+    behaviour, _, count = text.rpartition("-")
+    if behaviour not in BEHAVIOURS or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not BEHAVIOUR-COUNT with BEHAVIOUR one of "
+                                         f"{', '.join(BEHAVIOURS)} and COUNT 1 or more")
+    return text
+
+
+def parse_args(argv=None):
+    from zhbert import argtypes
+
+    ap = common.Parser("shared_machine", __doc__)
+    ap.add_argument("--data", help="a data directory (default: benchmarks/out/shared_machine-data, "
+                                   f"{common.DATA_HELP})")
+    ap.add_argument("--seconds", type=argtypes.positive, default=75.0,
+                    help="wall seconds each scenario trains")
+    ap.add_argument("--warm", type=argtypes.positive, default=20.0,
                     help="wall seconds after the start before the window opens (at least)")
-    ap.add_argument("--stagger", type=float, default=0.0,
+    ap.add_argument("--stagger", type=argtypes.non_negative, default=0.0,
                     help="seconds between the starts of a scenario's trainings (default together)")
-    ap.add_argument("--rounds", type=int, default=1, help="times the scenario list runs, in turn")
-    ap.add_argument("--scenarios", nargs="+",
+    ap.add_argument("--rounds", type=argtypes.count(1), default=1,
+                    help="times the scenario list runs, in turn")
+    ap.add_argument("--scenarios", nargs="+", type=scenario_name,
                     default=["new-1", "old-1", "old-2", "new-2", "share-spin-2", "all-passive-2"])
     args = ap.parse_args(argv)
-    data = Path(args.data) if args.data else common.OUT / "shared_machine-data"
+    if args.warm >= args.seconds:
+        ap.error(f"--warm {args.warm:g} leaves no window in --seconds {args.seconds:g}")
+    args.data = Path(args.data) if args.data else common.OUT / "shared_machine-data"
+    common.check_data_dir(args.data)
+    return args
+
+
+@common.entry("shared_machine")
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    data = args.data
     if not (data / "manifest.json").exists():
         subprocess.run([sys.executable, "-m", "zhbert", "prepare", "builtin", "--out", str(data),
                         "--force"], check=True)
     info = common.machine()
     print(common.machine_line(info))
     results = []
-    for name in args.scenarios:
-        if name.rsplit("-", 1)[0] not in BEHAVIOURS:
-            ap.error(f"unknown behaviour in {name!r}; choose from {BEHAVIOURS}")
     with tempfile.TemporaryDirectory(prefix="zhbert-shared-") as tmp:
         for round_ in range(args.rounds):
             for name in args.scenarios:
@@ -186,11 +206,9 @@ def main(argv=None) -> int:
         print("medians over the rounds, real tokens/s:")
         for name in args.scenarios:
             print(_median_line(name, [r for r in results if r["name"] == name]))
-    common.OUT.mkdir(parents=True, exist_ok=True)
-    out = common.OUT / f"shared_machine-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"machine": info, "seconds": args.seconds, "warm": args.warm,
-                               "stagger": args.stagger,
-                               "results": results}, indent=2))
+    out = common.write_json("shared_machine", {"machine": info, "seconds": args.seconds,
+                                               "warm": args.warm, "stagger": args.stagger,
+                                               "results": results})
     print(f"wrote {out}")
     return 0
 

@@ -13,12 +13,12 @@ Runs, all on the built-in corpus (prepared once, as benchmarks.time_to_accuracy 
 3. the same with `--pruner forecast`, as many trials as sweep 2 finished, same seed;
 4. (--workers-check-trials > 0) a sweep with --workers-per-machine 1 and one with 2,
    that many trials each: wall time, and the journal checked for duplicate / lost trials.
-Writes benchmarks/out/sweep/sweep_benchmark.json and prints a Markdown summary.
+Writes benchmarks/out/sweep_benchmark-<time>.json (its path printed) and prints a Markdown
+summary. Exit 2 (one line): a bad option, a --fixed typo, a --data that is not a data directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -33,23 +33,34 @@ SPACE = ROOT / "examples" / "sweep_space.toml"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1000, help="steps per trial (issue: 1,000)")
-    p.add_argument("--budget-minutes", type=float, default=45.0, help="per sweep (issue: 45)")
-    p.add_argument("--trials", type=int, default=12, help="trials of the unpruned sweep")
+    from zhbert import argtypes
+
+    from benchmarks import time_to_accuracy as tta
+
+    p = common.Parser("sweep_benchmark", __doc__)
+    p.add_argument("--steps", type=argtypes.count(1), default=1000, help="steps per trial (issue: 1,000)")
+    p.add_argument("--budget-minutes", type=argtypes.positive, default=45.0, help="per sweep (issue: 45)")
+    p.add_argument("--trials", type=argtypes.count(1), default=12, help="trials of the unpruned sweep")
     p.add_argument("--space", type=Path, default=SPACE)
-    p.add_argument("--data", type=Path, help="prepared built-in corpus (made if missing)")
+    p.add_argument("--data", type=Path, default=tta.DATA, help=tta.DATA_HELP)
     p.add_argument("--out", type=Path, default=common.OUT / "sweep")
-    p.add_argument("--workers-check-trials", type=int, default=4,
+    p.add_argument("--workers-check-trials", type=argtypes.count(0), default=4,
                    help="trials of the 1- vs 2-worker check (0: skip it)")
-    p.add_argument("--workers-check-steps", type=int, help="steps per trial there (default --steps)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed of every sweep")
+    p.add_argument("--workers-check-steps", type=argtypes.count(1), help="steps per trial there (default --steps)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="sampler seed of every sweep")
     p.add_argument("--summarize", action="store_true",
                    help="train nothing: measure the runs already in --out (e.g. sweeps run by hand)")
     p.add_argument("--fixed", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="a value fixed for the preset run and every trial (repeatable), e.g. "
                         "model.num_layers=2 for a reduced run on a busy machine")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.space.is_file():
+        p.error(f"--space {args.space}: no such file")
+    from zhbert.config import load_config
+    load_config("tiny", args.fixed)  # a --fixed typo: one line now (ConfigError), not a traceback later
+    if not args.summarize:
+        common.check_data_dir(args.data)
+    return args
 
 
 def _toml_literal(text: str) -> str:
@@ -179,11 +190,12 @@ def run_all(args, res: dict) -> None:
                           for k in (1, 2)]
 
 
+@common.entry("sweep_benchmark")
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.data is None and not args.summarize:
+    if not args.summarize:
         from benchmarks.time_to_accuracy import prepare_builtin
-        args.data = prepare_builtin()
+        args.data = prepare_builtin(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     res = {"machine": common.machine_line(common.machine()), "steps": args.steps,
            "budget_minutes": args.budget_minutes, "cores": len(os.sched_getaffinity(0)),
@@ -196,8 +208,9 @@ def main(argv=None) -> int:
                           if (args.out / f"workers{k}").exists()]
     else:
         run_all(args, res)
-    (args.out / "sweep_benchmark.json").write_text(json.dumps(res, indent=2) + "\n")
+    path = common.write_json("sweep_benchmark", res)
     print(summary(res))
+    print(f"wrote {path}")
     return 0
 
 

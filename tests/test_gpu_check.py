@@ -72,3 +72,43 @@ def test_sweep_benchmark_summary_rounds_the_best_accuracies():
            "forecast": {**sweep, "pruner": "forecast", "best": None}}
     text = summary(res)
     assert "best - vs 0.0405 (issue: within 0.01)" in text and "0.040459" not in text
+
+
+def test_no_gpu_says_so_and_exits_2_before_training(monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+
+    def no_training(*a, **k):
+        raise AssertionError("trained without a GPU")
+    monkeypatch.setattr(gpu_check, "make_data", no_training)
+    monkeypatch.setattr(gpu_check, "train", no_training)
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.main(["--steps", "6", "--precisions", "bf16"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no CUDA GPU" in err and err.startswith("benchmarks.gpu_check: error:")
+
+
+def test_help_documents_exit_2():
+    assert "exit 2" in gpu_check.__doc__.lower() or "exits 2" in gpu_check.__doc__
+    assert "gpu_check-<time>.json" in gpu_check.__doc__
+
+
+def test_default_work_folder_is_removed(tmp_path, monkeypatch):
+    import subprocess
+    made = tmp_path / "gpu_check-tmp"
+    monkeypatch.setattr("tempfile.mkdtemp", lambda prefix="": (made.mkdir(), str(made))[1])
+    monkeypatch.setattr("benchmarks.common.OUT", tmp_path / "out")
+    monkeypatch.setattr(gpu_check, "make_data", lambda path, tokens: path.mkdir(parents=True) or path)
+    monkeypatch.setattr(gpu_check, "train", lambda *a, **k: subprocess.CompletedProcess([], 1, "", "boom"))
+    assert gpu_check.main(["--quick"]) == 1
+    assert not made.exists()
+    kept = tmp_path / "kept"
+    assert gpu_check.main(["--quick", "--work", str(kept)]) == 1 and kept.exists()
+
+
+@pytest.mark.parametrize("bad", [["--steps", "0"], ["--steps", "-1"], ["--precisions", "bf17"]])
+def test_bad_options_are_refused(bad, monkeypatch):
+    monkeypatch.setattr(gpu_check, "make_data", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.main(["--quick", *bad])
+    assert exc.value.code == 2
