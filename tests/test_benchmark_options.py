@@ -25,7 +25,7 @@ def fake_data(tmp_path):
     """A folder with a manifest.json: taken as prepared, so nothing is prepared into it."""
     d = tmp_path / "fake-data"
     d.mkdir()
-    (d / "manifest.json").write_text("{}")
+    (d / "manifest.json").write_text('{"format": "zhbert-data"}')  # as datadir.FORMAT marks one
     return d
 
 
