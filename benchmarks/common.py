@@ -41,6 +41,11 @@ class Parser(argparse.ArgumentParser):
         first = (doc or "").strip().split("\n\n")[0]
         super().__init__(prog=f"benchmarks.{name}", description=first, **kwargs)
 
+    def error(self, message: str):
+        """One line, as zhbert's own options (argparse printed its usage block first)."""
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, subprocess.CalledProcessError):

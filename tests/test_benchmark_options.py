@@ -254,3 +254,14 @@ def test_omp_script_shows_a_failed_training_and_cleans_up(fake_data, tmp_path):
     done = _omp(str(fake_data), env={"Z": str(stub)}, tmp=scratch)
     assert done.returncode == 3 and "the reason it failed" in done.stderr
     assert list(scratch.iterdir()) == []  # the trap removed its mktemp folder
+
+
+def test_a_bad_option_is_one_line_without_the_usage_block(capsys):
+    """argparse printed its usage block (3-9 lines) before the error (a re-test)."""
+    from zhbert import argtypes
+    p = common.Parser("x", None)
+    p.add_argument("--trials", type=argtypes.count(1))
+    with pytest.raises(SystemExit) as stop:
+        p.parse_args(["--trials", "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith("benchmarks.x: error: ")

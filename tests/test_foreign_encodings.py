@@ -124,3 +124,24 @@ def test_a_gbk_list_of_rare_hanzi_is_still_chinese(text):
     frequency check alone refused them ("a binary file?", or "looks like EUC-KR"); a file is
     refused only where its bytes read as Japanese or Korean (a review found it)."""
     assert guess_encoding(text.encode("gbk")) == "gb18030"
+
+
+@pytest.mark.parametrize("text, codec, name", [
+    ("こんにちは世界\n", "euc_jp", "EUC-JP"), ("こんにちは世界\n", "shift_jis", "SHIFT_JIS"),
+    ("안녕하세요\n", "euc_kr", "EUC-KR"),
+    ("今日はとても良い天気ですね。私たちは公園へ散歩に行きました。", "euc_jp", "EUC-JP"),
+])
+def test_a_short_japanese_or_korean_file_is_refused_naming_its_encoding(text, codec, name):
+    """Under 20 CJK characters nothing was judged: こんにちは世界 in EUC-JP was read as GBK
+    (仇切卞反壑氏钗), exit 0; one line of EUC-JP was named EUC-KR, whose iconv made Hangul of
+    it (a re-test)."""
+    with pytest.raises(NotText, match=rf"it looks like {name}") as err:
+        guess_encoding(text.encode(codec))
+    assert f"iconv -f {name} " in err.value.fix
+
+
+@pytest.mark.parametrize("text", ["我の女神今天好美", "这是我の店，欢迎光临", "你好"])
+def test_short_chinese_with_a_kana_or_two_is_still_chinese(text):
+    """の as Chinese web writing uses it is no evidence of Japanese (measured: 0 of 6,786
+    built-in snippets of 2-19 characters, GBK and Big5, refused)."""
+    assert guess_encoding(text.encode("gbk")) == "gb18030"

@@ -468,3 +468,12 @@ def test_a_sweep_never_writes_into_a_folder_of_other_files(tmp_path, synthetic_d
                          str(synthetic_data), "--trials", "1", "--steps", "8", *extra])
         assert code == 2 and "is not an earlier zhbert sweep" in capsys.readouterr().err
     assert sorted(p.name for p in synthetic_data.iterdir()) == before
+
+
+def test_workers_sampling_beside_running_trials_keep_away_from_them(tmp_path, synthetic_data):
+    """Two workers' first TPE draws after the start-up trials landed side by side (hidden 96,
+    3 heads, lr 0.001068 and 0.001069: one trial wasted; a re-test): a running trial counts
+    as a poor result for the next draw (TPE's constant liar). A guard of the setting."""
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s", trials=3, steps=8))
+    study = load_study(open_storage(sweep_dir, spec.storage), spec)
+    assert study.sampler._constant_liar

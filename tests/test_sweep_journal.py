@@ -90,3 +90,12 @@ def test_force_starts_a_sweep_over_a_damaged_journal(tmp_path, synthetic_data, c
     assert "starting over without knowing whether a worker is alive" in capsys.readouterr().err
     _, study = _study(sweep_dir)
     assert study.get_trials() == [] and b"garbage" not in journal.read_bytes()
+
+
+def test_force_on_a_sweep_directory_is_refused_not_ignored(tmp_path, synthetic_data, capsys):
+    """`zhbert sweep SWEEP_DIR --force` resumed the sweep, --force ignored, even beside a live
+    worker or over a damaged journal whose message had pointed at --force (a re-test)."""
+    sweep_dir = _sweep(tmp_path, synthetic_data)
+    capsys.readouterr()
+    assert cli.main(["sweep", str(sweep_dir), "--force"]) == 2
+    assert "--force starts a sweep over from its space file" in capsys.readouterr().err

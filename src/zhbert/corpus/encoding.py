@@ -172,26 +172,38 @@ def _readable_share(text: str) -> float:
     return ok / max(1, len(text))
 
 
-def _reads_as_text(codec: str, text: str) -> bool:
-    """Whether ``text`` (``codec``'s decoding of a prefix) is plausibly Chinese, or Japanese
-    for UTF-16 (kana then count too): see MIN_FREQUENT. Latin letters, digits and symbols are
-    no evidence either way (a mostly-ASCII table, box drawing, fullwidth ＣＰＵ)."""
-    extra = _KANA if codec.startswith("utf-16") else frozenset()
+def _cjk_counts(text: str, extra: frozenset = frozenset()) -> tuple[int, int]:
+    """(CJK-script characters, those among FREQUENT_HANZI, Chinese punctuation or ``extra``)."""
     cjk = hits = 0
     for c in text:
         if c in PUNCTUATION or c in FREQUENT_HANZI or c in extra:
             cjk, hits = cjk + 1, hits + 1
         elif c >= "\u0100" and unicodedata.category(c) in ("Lo", "Co", "Cn"):
             cjk += 1
+    return cjk, hits
+
+
+def _too_short(text: str) -> bool:
+    """Too few CJK characters for ``_reads_as_text`` to judge: it lets such a text pass."""
+    return _cjk_counts(text)[0] < MIN_EVIDENCE
+
+
+def _reads_as_text(codec: str, text: str) -> bool:
+    """Whether ``text`` (``codec``'s decoding of a prefix) is plausibly Chinese, or Japanese
+    for UTF-16 (kana then count too): see MIN_FREQUENT. Latin letters, digits and symbols are
+    no evidence either way (a mostly-ASCII table, box drawing, fullwidth ＣＰＵ)."""
+    cjk, hits = _cjk_counts(text, _KANA if codec.startswith("utf-16") else frozenset())
     return cjk < MIN_EVIDENCE or hits >= MIN_FREQUENT * cjk
 
 
 _KANA = frozenset(map(chr, range(0x3041, 0x3100)))  # hiragana and katakana
 
 
-def _unsupported(prefix: bytes) -> NotText:
-    """The refusal of a file in none of our encodings, naming the one it looks like."""
-    name = _foreign_encoding(prefix)
+def _unsupported(prefix: bytes, codec: str | None = None) -> NotText:
+    """The refusal of a file in none of our encodings, naming the one it looks like: ``codec``
+    where the bytes read as its language (``_foreign_language``), else charset-normalizer's
+    guess (one line of EUC-JP it called EUC-KR, whose iconv made Hangul of it)."""
+    name = ICONV_NAMES.get(codec) if codec else _foreign_encoding(prefix)
     if name is None:
         return NotText(f"{UNSUPPORTED}; a binary file?)", fix="re-encode it as UTF-8")
     return NotText(f"{UNSUPPORTED}): it looks like {name}",
@@ -222,11 +234,15 @@ def _foreign_encoding(prefix: bytes) -> str | None:
 # is still Chinese (a review of the change).
 KOREAN_PARTICLES = frozenset("은는이가을를의에와과도로고다서하한지게기요니습")
 FOREIGN_SHARE = 0.2  # of the decoding's non-ASCII characters (kana) or Hangul (particles)
+SHORT_MIN, SHORT_SHARE = 5, 0.4  # a text under MIN_EVIDENCE: fewer characters, a larger share
 
 
-def _foreign_language(head: bytes) -> bool:
-    """Whether ``head`` decodes strictly as Japanese (Shift-JIS, EUC-JP) with kana, or as
-    Korean (EUC-KR) with its particles, in FOREIGN_SHARE of its characters or more."""
+def _foreign_language(head: bytes, short: bool = False) -> str | None:
+    """The codec (shift_jis, euc_jp, euc_kr) in which ``head`` decodes strictly as Japanese
+    with kana, or as Korean with its particles, in FOREIGN_SHARE of its characters or more
+    (from MIN_EVIDENCE of them); None if none. ``short``: for a text too short for that
+    count, a stronger share (SHORT_SHARE) from a few characters (SHORT_MIN): こんにちは世界 in
+    EUC-JP, 안녕하세요 in EUC-KR."""
     for codec in ("shift_jis", "euc_jp", "euc_kr"):
         try:
             text = codecs.getincrementaldecoder(codec)().decode(head, final=False)
@@ -238,9 +254,10 @@ def _foreign_language(head: bytes) -> bool:
             hits = sum(c in KOREAN_PARTICLES for c in wide)
         else:
             hits = sum(c in _KANA for c in wide)
-        if len(wide) >= MIN_EVIDENCE and hits >= FOREIGN_SHARE * len(wide):
-            return True
-    return False
+        least, share = (SHORT_MIN, SHORT_SHARE) if short else (MIN_EVIDENCE, FOREIGN_SHARE)
+        if len(wide) >= least and hits >= share * len(wide):
+            return codec
+    return None
 
 
 def _decodes(codec: str, data: bytes) -> bool:
@@ -293,12 +310,14 @@ def guess_encoding(prefix: bytes) -> str:
     while scores:  # the best decoding that reads as text: Shift-JIS decodes as UTF-16 garbage
         codec = _pick(head, scores)
         if _reads_as_text(codec, texts[codec]):
+            if _too_short(texts[codec]) and (foreign := _foreign_language(head, short=True)):
+                raise _unsupported(prefix, foreign)  # too short to judge as Chinese, but plainly not
             return codec
         del scores[codec]
     # none reads as everyday Chinese: refused only where the bytes read as Japanese or Korean
     # (a GBK list of idioms, surnames or element names is rare hanzi, and no less Chinese)
-    if _foreign_language(head):
-        raise _unsupported(prefix)
+    if foreign := _foreign_language(head):
+        raise _unsupported(prefix, foreign)
     return first
 
 

@@ -403,7 +403,8 @@ def run(args) -> int:
     check_roots(args.run_dirs)
     app = create_app(args.run_dirs, args.stall_after)
     sock = bind(args.host, args.port)
-    print(f"zhbert monitor: http://{args.host}:{sock.getsockname()[1]}/  (Ctrl-C to stop)")
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
+    print(f"zhbert monitor: http://{host}:{sock.getsockname()[1]}/  (Ctrl-C to stop)")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
     return 0

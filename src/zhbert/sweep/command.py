@@ -167,6 +167,9 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     runtime = dict(trials=args.trials, budget_minutes=args.budget_minutes, pruner=args.pruner,
                    workers_per_machine=args.workers_per_machine)
     if target.is_dir() or (args.worker and args.storage):
+        if args.force:  # it resumed, --force ignored: even with a live worker, or a damaged journal
+            raise UserError(f"--force starts a sweep over from its space file: `zhbert sweep SPACE "
+                            f"--data DATA --out {target} --force`; `zhbert sweep {target}` resumes it")
         return target, _existing(args, target, runtime)
     if not target.exists():  # "a new sweep needs --data" misled a mistyped SWEEP_DIR
         raise UserError(f"{target} not found: give an existing SWEEP_DIR to resume it, or a "

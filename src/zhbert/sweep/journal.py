@@ -82,7 +82,8 @@ def damaged_journal(path: Path, exc: Exception | None = None) -> DamagedJournal:
              f"Optuna cannot read it ({type(exc).__name__}: {exc})" if exc else "Optuna cannot read it")
     return DamagedJournal(f"{path} is damaged: {where}. zhbert left it untouched; restore it from "
                           "a copy, or remove the damaged line(s) (every other line is one record), "
-                          "then run again; or start the sweep over with --force (its trials go)")
+                          "then run again; or start the sweep over (its trials go): `zhbert sweep SPACE "
+                          "--data DATA --out SWEEP_DIR --force`")
 
 
 def journal_backend(path: str):
