@@ -106,3 +106,13 @@ def test_a_sentence_without_mask_gets_an_example_in_the_models_language():
     # a Chinese input method types the mask full-width: it said only "no [MASK]"
     with pytest.raises(UserError, match=r"write \[MASK\] \(in ASCII, not full-width characters\) where"):
         encode_masked(vocab, "北京是中国的［ＭＡＳＫ］都。", 64)
+
+
+def test_an_input_table_whose_every_row_was_skipped_says_so(trained_run, tmp_path, capsys):
+    """Every row skipped (a quote that never closes) ended in "give a sentence with [MASK]
+    ... or --input FILE", though --input was given (a re-test)."""
+    table = tmp_path / "t.csv"
+    table.write_text('text,answer\n"今天天气很[MASK]。,好\n', encoding="utf-8")
+    assert cli_main(["fill-mask", str(trained_run), "--input", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert f"--input file {table} holds no sentence to fill" in err and "or --input FILE" not in err

@@ -89,3 +89,14 @@ def test_a_bad_row_error_puts_the_limit_back_at_once(tmp_path):
     with pytest.raises(UserError, match=r"r\.csv line 3: a quoted field") as err:
         list(iter_documents(info))
     assert err.value is not None and csv.field_size_limit() == limit
+
+
+def test_a_quote_left_open_on_the_last_line_is_a_bad_row(tmp_path):
+    """csv closes a field left open at the end of the file without a word: the last row's
+    answer read as '公' under --strict (a re-test)."""
+    path = _write(tmp_path / "t.csv", ["text,answer", "今天天气很[MASK]。,好", '我们一起去[MASK]园散步,"公'])
+    table = read_table(path, need_label=False)
+    assert [r.text for r in table.rows] == ["今天天气很[MASK]。"]
+    assert table.first_skipped == 3 and "is never closed" in table.first_why
+    with pytest.raises(UserError, match=r"t\.csv, line 3: a quoted field opened here is never closed"):
+        read_table(path, need_label=False, strict=True)

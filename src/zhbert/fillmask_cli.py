@@ -71,6 +71,9 @@ def _read_sentences(args) -> tuple[list[str], list[str | None], list[str]]:
         sentences += [line for _, line in lines]
         answers += [None] * len(lines)
         where += [f"{args.input} line {n}" for n, _ in lines]
+    if not sentences and args.input:  # every row skipped (warned above), or no line at all
+        raise UserError(f"--input file {args.input} holds no sentence to fill; write one per line "
+                        "(or a text column in a table), each with [MASK]")
     if not sentences:
         raise UserError('give a sentence with [MASK] (zhbert fill-mask MODEL "北京是中国的[MASK]都。") '
                         "or --input FILE")

@@ -279,16 +279,19 @@ class TableRows:
         word. Only a row over several lines is read again, strictly (a quote inside a
         quoted field doubled, a closing one followed by the delimiter or the line's end),
         so a well-quoted multi-line field, however long, never trips it."""
-        if len(self._held) < 2:
+        # one line: only an odd count of quotes can be a field left open (at the end of the
+        # file, where csv closes it without a word: the last row's answer read as '"公')
+        if len(self._held) < 2 and not (self._held and self._held[0].count('"') % 2):
             return None
         try:
             strict = csv.reader(self._held, self._dialect, strict=True)
             _lifted(lambda: deque(strict, 0))  # read it all, keep nothing
         except csv.Error as exc:
             end = self._rows.line_num
+            span = (f"runs over {len(self._held)} lines, to line {end}, taking in the rows between"
+                    if len(self._held) > 1 else "is never closed")
             return (end - len(self._held) + 1,
-                    f"a quoted field opened here runs over {len(self._held)} lines, to line "
-                    f"{end}, taking in the rows between: its quotes do not match "
+                    f"a quoted field opened here {span}: its quotes do not match "
                     f'({exc}); close it, and write a quote inside a quoted field twice ("")')
         return None
 
