@@ -183,17 +183,13 @@ def _cjk_counts(text: str, extra: frozenset = frozenset()) -> tuple[int, int]:
     return cjk, hits
 
 
-def _too_short(text: str) -> bool:
-    """Too few CJK characters for ``_reads_as_text`` to judge: it lets such a text pass."""
-    return _cjk_counts(text)[0] < MIN_EVIDENCE
-
-
-def _reads_as_text(codec: str, text: str) -> bool:
+def _reads_as_text(codec: str, text: str) -> bool | None:
     """Whether ``text`` (``codec``'s decoding of a prefix) is plausibly Chinese, or Japanese
-    for UTF-16 (kana then count too): see MIN_FREQUENT. Latin letters, digits and symbols are
-    no evidence either way (a mostly-ASCII table, box drawing, fullwidth ＣＰＵ)."""
+    for UTF-16 (kana then count too): see MIN_FREQUENT; None where it holds too few CJK
+    characters to tell (MIN_EVIDENCE). Latin letters, digits and symbols are no evidence
+    either way (a mostly-ASCII table, box drawing, fullwidth ＣＰＵ)."""
     cjk, hits = _cjk_counts(text, _KANA if codec.startswith("utf-16") else frozenset())
-    return cjk < MIN_EVIDENCE or hits >= MIN_FREQUENT * cjk
+    return None if cjk < MIN_EVIDENCE else hits >= MIN_FREQUENT * cjk
 
 
 _KANA = frozenset(map(chr, range(0x3041, 0x3100)))  # hiragana and katakana
@@ -309,8 +305,9 @@ def guess_encoding(prefix: bytes) -> str:
     first = _pick(head, scores)
     while scores:  # the best decoding that reads as text: Shift-JIS decodes as UTF-16 garbage
         codec = _pick(head, scores)
-        if _reads_as_text(codec, texts[codec]):
-            if _too_short(texts[codec]) and (foreign := _foreign_language(head, short=True)):
+        verdict = _reads_as_text(codec, texts[codec])
+        if verdict is not False:
+            if verdict is None and (foreign := _foreign_language(head, short=True)):
                 raise _unsupported(prefix, foreign)  # too short to judge as Chinese, but plainly not
             return codec
         del scores[codec]
