@@ -188,11 +188,13 @@ def record_problem(rec: dict[str, Any]) -> str | None:
     if ("step" in rec or kind in STEP_TYPES) and not is_count(rec.get("step")):
         return (f"its step is {_show(rec['step'])}, not a whole number >= 0" if "step" in rec
                 else f"a {kind} record without a step")
-    for name in sorted(NUMBER_FIELDS & rec.keys()):
-        if not _is_number(rec[name]):
-            return f"its {name} is {_show(rec[name])}, not a number or null"
-    for name, v in rec.items():  # "eval_mlm_acc_ci95": [lo, hi]
-        if name.endswith("_ci95") and v is not None and not (
+    # one pass over the fields, in the file's order (a set and a sort a record had made
+    # reading a 200,000-record history take 1.36 s against 0.94 s unchecked)
+    for name, v in rec.items():
+        if name in NUMBER_FIELDS:
+            if not _is_number(v):
+                return f"its {name} is {_show(v)}, not a number or null"
+        elif name.endswith("_ci95") and v is not None and not (  # "eval_mlm_acc_ci95": [lo, hi]
                 isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))):
             return f"its {name} is {_show(v)}, not [low, high] or null"
     if kind == "event" and not isinstance(rec.get("kind"), str):
