@@ -281,8 +281,9 @@ class TableRows:
         so a well-quoted multi-line field, however long, never trips it."""
         # one line: only an odd count of quotes can be a field left open (at the end of the
         # file, where csv closes it without a word: the last row's answer read as '"公')
-        if len(self._held) < 2 and not (self._held and self._held[0].count('"') % 2):
-            return None
+        quote = self._dialect.quotechar if self._dialect.quoting != csv.QUOTE_NONE else None
+        if len(self._held) < 2 and not (quote and self._held and self._held[0].count(quote) % 2):
+            return None  # (a TSV is unquoted: its quotes are text, and never re-read)
         try:
             strict = csv.reader(self._held, self._dialect, strict=True)
             _lifted(lambda: deque(strict, 0))  # read it all, keep nothing
