@@ -49,6 +49,12 @@ class CheckpointRef:
     path: Path
 
 
+def is_checkpoint_dir(path: Path) -> bool:
+    """A training run's checkpoint folder (its checksums or AdamW moments), which holds
+    model.safetensors as an export does: told apart by export and fill-mask."""
+    return (path / "meta.json").is_file() or (path / "optimizer.safetensors").is_file()
+
+
 def checkpoint_step(name: str) -> int | None:
     """The step a checkpoint folder's name (``checkpoint_name``) holds; None for another name."""
     return int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None

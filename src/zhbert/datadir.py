@@ -140,6 +140,12 @@ class DataDir:
         return self.manifest.get("language", "zh")
 
     @property
+    def clean_options(self) -> dict[str, Any] | None:
+        """The cleaning prepare recorded (corpus.clean.CleanConfig's JSON); None for data made
+        before it was recorded (CleanConfig.recorded then takes the language's defaults)."""
+        return (self.manifest.get("config") or {}).get("clean")
+
+    @property
     def tokenizer(self) -> str:
         """"char" (one character per token, "##c" inside latin words) or "wordpiece"."""
         return self.manifest.get("tokenizer", "char")

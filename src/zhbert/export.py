@@ -59,7 +59,8 @@ def _refuse_checkpoint(out: Path) -> None:
     checkpoint with the export, and status then read it as corrupt."""
     inside = next((p for p in (out.resolve(), *out.resolve().parents)
                    if p.name == "checkpoints" and (p.parent / "history.jsonl").exists()), None)
-    if (out / "meta.json").exists() or (out / "optimizer.safetensors").exists() or inside:
+    from zhbert.checkpoint import is_checkpoint_dir
+    if is_checkpoint_dir(out) or inside:
         raise UserError(f"--out {out} is a training run's checkpoint (or inside its checkpoints "
                         "folder), which export would replace: choose a folder outside the run's "
                         "checkpoints, e.g. models/NAME")
@@ -105,7 +106,7 @@ def training_clean(data) -> dict[str, Any]:
     """The data manifest's cleaning options (corpus.clean.CleanConfig), complete; data from
     before the manifest recorded them: prepare's defaults for the language, as fill-mask reads it."""
     from zhbert.corpus.clean import CleanConfig
-    return CleanConfig.recorded((data.manifest.get("config") or {}).get("clean"), data.language).to_json()
+    return CleanConfig.recorded(data.clean_options, data.language).to_json()
 
 
 def _input_text(clean: dict[str, Any]) -> tuple[list[str], str]:

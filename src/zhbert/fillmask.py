@@ -174,9 +174,9 @@ def make_masked_lm(model, vocab: Vocab, max_len: int, device, precision: str = "
 def _refuse_checkpoint_dir(path: Path) -> None:
     """A run's checkpoint folder holds model.safetensors, as an export does, but no model
     config: say what it is and how to read it, not that its config.json is missing."""
-    if not ((path / "meta.json").is_file() or (path / "optimizer.safetensors").is_file()):
+    from zhbert.checkpoint import checkpoint_step, is_checkpoint_dir
+    if not is_checkpoint_dir(path):
         return
-    from zhbert.checkpoint import checkpoint_step
     run = path.parent.parent if path.parent.name == "checkpoints" else None
     step = checkpoint_step(path.name)  # the folder's name, as list_checkpoints reads it
     run_arg = str(run) if run is not None else "RUN"
@@ -202,7 +202,7 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
         ref = select_checkpoints(path, checkpoint)[0]
         data = open_run_data(run)
         model, vocab, language = load_run_model(run, ref, device), data.vocab, data.language
-        clean = (data.manifest.get("config") or {}).get("clean")
+        clean = data.clean_options
         max_len, source = run.cfg.data.max_len, f"{path} step {ref.step}"
     elif (path / EXPORT_MARKER).is_file():
         _refuse_checkpoint_dir(path)  # it holds model.safetensors too
