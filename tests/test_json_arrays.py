@@ -164,7 +164,7 @@ def test_a_jsonl_line_nested_too_deeply_is_a_bad_line(tmp_path):
     path = tmp_path / "a.jsonl"
     deep = json.dumps({"text": TEXTS[0], "x": 0}).replace("0}", "[" * 5000 + "]" * 5000 + "}")
     path.write_text("\n".join([json.dumps({"text": TEXTS[1]}, ensure_ascii=False), deep]), encoding="utf-8")
-    with pytest.raises(UserError, match=r"a\.jsonl line 2: nested too deeply"):
+    with pytest.raises(UserError, match=r"a\.jsonl line 2: nested more than 1,000 levels deep"):
         _read(path)
     info, docs = _read(path, skip_bad=True)
     assert [d.text for d in docs] == [TEXTS[1]]

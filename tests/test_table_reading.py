@@ -28,7 +28,7 @@ def test_a_table_quote_that_runs_away_is_a_bad_row_not_one_text(tmp_path, capsys
     table = read_table(path, need_label=False)
     assert [(r.line, r.text) for r in table.rows] == [(2, FIRST), (6, LAST)]
     err = capsys.readouterr().err
-    assert "skipped 1 of 3 rows in" in err and "the first, at line 3: a quoted field opened here " \
+    assert "skipped 3 of 5 rows in" in err and "the first, at line 3: a quoted field opened here " \
            "runs over 3 lines, to line 5" in err and "twice" in err, err
     with pytest.raises(UserError, match=r"in\.csv, line 3: a quoted field opened here runs over 3 "
                                         r"lines, to line 5, .*close it.*drop --strict"):
@@ -39,7 +39,7 @@ def test_a_table_quote_that_runs_to_the_end_is_not_one_long_text(tmp_path):
     lines = RUNAWAY[:3] + [f"{i},第{i}行[MASK]。" for i in range(3, 3000)]
     table = read_table(_write(tmp_path / "in.csv", lines), need_label=False)
     assert [r.text for r in table.rows] == ["北京是中国的[MASK]都。"]
-    assert table.skipped == {"malformed": 1} and table.first_skipped == 3
+    assert table.skipped == {"malformed": 2998} and table.first_skipped == 3
 
 
 def test_a_table_header_is_read_as_a_corpus_header(tmp_path):

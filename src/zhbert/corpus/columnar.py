@@ -209,6 +209,8 @@ class _Unquoted(csv.excel_tab):
 
 
 DIALECTS = {"csv": csv.excel, "tsv": _Unquoted}  # corpus kind -> how its rows are written
+# why a line a runaway quote took in is a bad row (``TableRows.body``)
+TAKEN_IN = "taken into the quoted field that line {first} opens and never closes"
 
 # csv refuses a field over 131,072 characters; a row's text is an article, read as the same
 # text in a .txt or .jsonl file is. The limit is a C long: 2**31 - 1 fits every platform.
@@ -256,9 +258,13 @@ class TableRows:
             raise csv.Error(f"line {runaway[0]}: {runaway[1]}")
         return [f.strip() for f in fields or []]
 
-    def body(self) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    def body(self, each_line: bool = True) -> Iterator[tuple[int, list[str] | None, str | None]]:
         """(line, fields, None) for each non-blank row after the header, and (line, None, why)
-        for a row csv cannot parse or whose quotes ran away; the reading goes on past it."""
+        for a row csv cannot parse or whose quotes ran away; the reading goes on past it.
+        A runaway quote takes in the rows after it: with ``each_line``, each further
+        non-blank line it covered is a bad row of its own (``TAKEN_IN``), so a count of bad
+        rows counts the rows lost, not 1 for thousands ("skipped 1 of 3 rows" had hidden
+        2,998); without, the one bad row names them all (its ``why``: "runs over N lines")."""
         while True:
             try:
                 fields = self._next()
@@ -269,8 +275,18 @@ class TableRows:
                 return
             if runaway := self._runaway():
                 yield runaway[0], None, runaway[1]
+                if each_line:
+                    yield from self._taken_in(runaway[0])
             elif not _blank(fields):
                 yield self._rows.line_num, fields, None
+
+    def _taken_in(self, first: int) -> Iterator[tuple[int, None, str]]:
+        """(line, None, why) for each non-blank line after the first of the runaway row just
+        read (a blank line was no row to lose)."""
+        why = TAKEN_IN.format(first=first)
+        for line, text in enumerate(self._held[1:], first + 1):
+            if text.strip():
+                yield line, None, why
 
     def _runaway(self) -> tuple[int, str] | None:
         """(first line, why) if the row just read is a quoted field that ran away, else None.
@@ -330,7 +346,9 @@ def csv_texts(lines: Iterable[str], kind: str, column: str,
     ``bad(line, why)``, which raises or lets the reading go on."""
     rows = TableRows(lines, kind)
     index = rows.header().index(column)  # check_csv has seen it there
-    for line, fields, why in rows.body():
+    # a runaway row once, its message naming the lines it covers: one error (or warning),
+    # not one per line
+    for line, fields, why in rows.body(each_line=False):
         if why is not None:
             bad(line, why)
         elif index >= len(fields):

@@ -77,6 +77,8 @@ def decoded(path: Path, encoding: str, lenient: bool = False) -> Iterator[str]:
     offset = 0  # of the next chunk, in decompressed bytes
     for chunk in itertools.chain(chunks(path), [b""]):  # b"": flush
         pending = len(decoder.getstate()[0])  # bytes held back from the previous chunk
+        if pending and not chunk:
+            raise _ends_within_a_character(pending, offset)
         try:
             text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
@@ -86,6 +88,17 @@ def decoded(path: Path, encoding: str, lenient: bool = False) -> Iterator[str]:
         offset += len(chunk)
         if text:
             yield text
+
+
+def _ends_within_a_character(pending: int, size: int) -> Truncated:
+    """The file ends with the first bytes of a character and nothing after: a copy cut short
+    mid-write, as a .gz cut short is (Truncated: the lines before are kept, with a warning),
+    not undecodable bytes (a bad file). The decoder holds back only the start of a valid
+    sequence, so this is never a stray byte; a cut at a random byte of UTF-8 Chinese text
+    lands inside a character two times in three."""
+    last = f"last {pending} bytes, at offset {size - pending:,}, begin" if pending > 1 \
+        else f"last byte, at offset {size - 1:,}, begins"
+    return Truncated(f"its {last} a character that never ends")
 
 
 def _check_text(prefix: bytes, encoding: str) -> None:
@@ -169,8 +182,15 @@ def read_small_text(path: str | Path, what: str) -> str:
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
+class Unterminated(str):
+    """The last line of a file that ends without a newline: whole, or cut short mid-write.
+    A JSON Lines reader tells which (``jsonl.parse_jsonl_line``); to everything else it is
+    the str it is (str's methods and ``+`` return plain str)."""
+
+
 def lines_of(texts: Iterator[str]) -> Iterator[str]:
-    """Split decoded chunks into lines (any newline convention)."""
+    """Split decoded chunks into lines (any newline convention); a last line without a
+    newline is an ``Unterminated``."""
     pending = ""
     for text in texts:
         pending += text
@@ -178,5 +198,9 @@ def lines_of(texts: Iterator[str]) -> Iterator[str]:
         *lines, last = _NEWLINE.split(pending[:len(pending) - hold])
         pending = last + pending[len(pending) - hold:]
         yield from lines
-    if pending:  # a last line without newline (dropped above if the stream was truncated)
-        yield from _NEWLINE.split(pending.rstrip("\r\n"))
+    # pending holds no newline but a "\r" held back; a stream that raised Truncated above
+    # dropped its unterminated last line
+    if pending.endswith("\r"):
+        yield pending[:-1]
+    elif pending:
+        yield Unterminated(pending)

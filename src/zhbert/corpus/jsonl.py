@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import sys
 from typing import Any, BinaryIO, Callable, Iterator
 
-from zhbert.corpus.decoding import Truncated
+from zhbert.corpus.decoding import Truncated, Unterminated
 from zhbert.corpus.document import Document
 from zhbert.corpus.filetypes import SURROGATES, shown
 
 # stands for an undecodable byte in the UTF-8 handed to ijson (``Utf8Stream``): a Unicode
 # noncharacter, reserved for a program's internal use, so never text a corpus holds
 UNDECODABLE = "\ufdd0"
-# An item nested deeper is a bad item, passed over without being built. A document is a few
-# levels deep; json.loads (a JSONL line) gives up near 1,000 levels too. ijson itself has no
+_CONTINUATION = bytes(range(0x80, 0xC0))  # UTF-8's bytes after a character's first
+# An item or JSONL line nested deeper is bad, passed over without being built: one limit and
+# one message for both (``_items``). A document is a few levels deep. ijson itself has no
 # limit, and its items() and parse() carry a path as long as the depth with every event:
 # 40,000 levels cost 12.5 s (items, in an array) or 7.3 GB (parse, one object alone;
 # benchmarks/RESULTS.md, "Deeply nested JSON"); its basic_parse carries none.
@@ -27,13 +30,93 @@ MAX_DEPTH = 1000
 _OPENS, _CLOSES = ("start_map", "start_array"), ("end_map", "end_array")
 
 
+def not_json_constant(name: str) -> str:
+    """Why a .json stops at a NaN, Infinity or -Infinity. JSON has no such values, but
+    json.dumps writes a float nan as NaN unless allow_nan=False, and a JSONL line is read
+    with them, as json.loads reads it (a NaN in some score beside the text is no reason to
+    lose the line). ijson, which streams a .json, stops at one, and teaching it them means
+    reaching into its lexer (it splits "NaN" into "N", "a", "N"): neither cheap nor safe
+    across its versions; so that error names the value and the fix."""
+    return (f"holds {name}, which is no JSON value (json.dumps writes it for a float NaN "
+            "or infinity unless allow_nan=False); write null instead")
+
+
 def parse_jsonl_line(line: str, lineno: int, source: str, field_name: str = "text") -> Document:
-    """One JSONL line -> Document (its text in ``field_name``); ValueError says what is wrong."""
+    """One JSONL line -> Document (its text in ``field_name``); ValueError says what is wrong.
+    LineCut if it is the file's last line, without a newline, and its JSON ends early."""
     try:
-        obj = json.loads(line)
-    except RecursionError:  # json's C decoder recurses: ~1,000 levels of [[[...]]] in 20 KB
-        raise ValueError("nested too deeply to be a document's JSON object") from None
+        obj = _line_value(line)
+    except ValueError:
+        if isinstance(line, Unterminated) and _cut_short(line):
+            raise LineCut(f"looks cut short at line {lineno:,}: the file ends there, without a "
+                          "newline, in the middle of the line's JSON") from None
+        raise
     return document_from(obj, lineno, source, field_name)
+
+
+def _line_value(line: str) -> Any:
+    """The JSON value of a line, nested no deeper than MAX_DEPTH. json's C decoder counts
+    each level against Python's recursion limit: before 3.12, with the limit at its 1,000,
+    it gives up (RecursionError) a little short of MAX_DEPTH (~990 levels, less from deep in
+    a call stack), and such a line is parsed as a .json item is. Elsewhere it may go deeper,
+    and a line that could be deeper than MAX_DEPTH is parsed so from the start."""
+    if line.startswith("\ufeff"):
+        return json.loads(line)  # json.loads' own error: "Unexpected UTF-8 BOM"
+    if (sys.version_info >= (3, 12) or sys.getrecursionlimit() > MAX_DEPTH) \
+            and len(line) > 2 * MAX_DEPTH and line.count("[") + line.count("{") > MAX_DEPTH:
+        return _deep_value(line)
+    try:
+        return json.loads(line)
+    except RecursionError:
+        return _deep_value(line)
+
+
+def _deep_value(line: str) -> Any:
+    """A JSONL line's value read as a .json item is (``_items``): MAX_DEPTH and its message."""
+    import ijson
+
+    events = ijson.get_backend("python").basic_parse(Utf8Stream(iter([line])), use_float=True)
+    try:
+        [(obj, why)] = _items(events, in_array=False)  # ijson raises on a second value
+    except (ijson.JSONError, ValueError) as exc:
+        why = _ijson_why(exc, line)
+        raise ValueError(f"it {why}" if why.startswith("holds ") else why) from None
+    if why:
+        raise ValueError(why)
+    return obj
+
+
+def _cut_short(line: str) -> bool:
+    """Whether a line's JSON ends before its value does (what a cut-short .json is told by),
+    rather than being wrong where it stops."""
+    import ijson
+
+    try:
+        for _ in ijson.get_backend("python").basic_parse(Utf8Stream(iter([line]))):
+            pass
+    except (ijson.JSONError, ValueError) as exc:
+        return _incomplete(exc)
+    return False
+
+
+def _incomplete(exc: Exception) -> bool:
+    """Whether ijson's error says its input ended early (not "Incomplete" as in a bad escape)."""
+    import ijson
+
+    return isinstance(exc, ijson.IncompleteJSONError) and _ijson_why(exc, "").startswith("Incomplete")
+
+
+def _ijson_why(exc: Exception, text: str, start: int = 0) -> str:
+    """ijson's error, its first line as text; a NaN or Infinity it stopped at (``text``: what
+    it read from character ``start`` on; it names the lexeme only, "N", "I" or "-") told as
+    ``not_json_constant`` tells it."""
+    why = exc.args[0] if exc.args else exc
+    why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
+    why = why.strip().splitlines()[0].strip() if why.strip() else type(exc).__name__
+    if (at := re.fullmatch(r"Unexpected symbol '.*' at (\d+)", why)) and int(at[1]) >= start:
+        if constant := re.match(r"-?(NaN|Infinity)", text[int(at[1]) - start:]):
+            return not_json_constant(constant[0])
+    return why
 
 
 def document_from(obj: Any, number: int, source: str, field_name: str = "text") -> Document:
@@ -145,6 +228,13 @@ class ArrayCut(ArrayDamage, Truncated):
     nothing follows to be lost): kept, as a cut-short .jsonl.gz or .txt.gz is."""
 
 
+class LineCut(Truncated):
+    """A JSON Lines file's last line ends, without a newline, before its JSON does: a copy
+    cut short mid-write (nothing follows to be lost), kept as a cut-short .json is. Not a
+    ValueError: no bad line (a bad line before the last, or a last line ending in a newline,
+    is one)."""
+
+
 def array_documents(stream: "Utf8Stream", source: str, field_name: str,
                     bad: Callable[[int, str], None]) -> Iterator[Document]:
     """The documents of a JSON array of objects, streamed an item at a time from
@@ -168,11 +258,10 @@ def array_documents(stream: "Utf8Stream", source: str, field_name: str,
             except ValueError as exc:
                 bad(number, str(exc))
     except (ijson.JSONError, ValueError) as exc:  # ValueError: a raw tab or bad escape in a string
-        why = exc.args[0] if exc.args else exc
-        why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
-        cut = isinstance(exc, ijson.IncompleteJSONError) and why.startswith("Incomplete")
-        message = f"after item {number:,} ({why.strip().splitlines()[0].strip()})"
-        raise (ArrayCut(f"its JSON ends {message}") if cut
+        why = _ijson_why(exc, *stream.recent())
+        why = f"item {number + 1:,} {why}" if why.startswith("holds ") else why  # NaN, Infinity
+        message = f"after item {number:,} ({why})"
+        raise (ArrayCut(f"its JSON ends {message}") if _incomplete(exc)
                else ArrayDamage(f"stops parsing as JSON {message}")) from None
 
 
@@ -213,6 +302,18 @@ class Utf8Stream:
     def __init__(self, texts: Iterator[str]):
         self._texts, self._buffer = texts, b""
         self.error: Exception | None = None
+        # the last two reads, and the characters decoded in all: where ijson's error points
+        # (it counts characters, not bytes), counted back from the end on an error only
+        self._recent: list[bytes] = []
+        self._chars = 0
+
+    def recent(self) -> tuple[str, int]:
+        """The text of the last two reads (less a character cut at either end), and the
+        character offset it starts at: those decoded, less those from the reads' first
+        byte on (counted by the bytes that start one)."""
+        data = b"".join(self._recent)
+        return (data.decode("utf-8", "ignore"),
+                self._chars - len((data + self._buffer).translate(None, _CONTINUATION)))
 
     def first(self) -> bytes:
         """The first byte that is not whitespace, left to be read."""
@@ -224,6 +325,7 @@ class Utf8Stream:
         self._fill(size)
         size = len(self._buffer) if size < 0 else size
         out, self._buffer = self._buffer[:size], self._buffer[size:]
+        self._recent = [self._recent[-1], out] if self._recent else [out]
         return out
 
     def _fill(self, size: int) -> int:
@@ -239,6 +341,7 @@ class Utf8Stream:
             if text is None:
                 break
             chunk = SURROGATES.sub(UNDECODABLE, text).encode("utf-8")
+            self._chars += len(text)  # a character each, UNDECODABLE for a surrogate
             self._buffer += chunk
             added += len(chunk)
         return added

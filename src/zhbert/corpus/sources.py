@@ -31,7 +31,8 @@ from zhbert.corpus.document import Document
 from zhbert.corpus.filetypes import (DAMAGE, DECOMPRESSORS, SURROGATES, expand_directory, file_types,
                                      is_saved_dataset, left_out_note, not_read, open_stream, shown,
                                      split_suffix)
-from zhbert.corpus.jsonl import ArrayDamage, Utf8Stream, array_documents, json_shape, parse_jsonl_line
+from zhbert.corpus.jsonl import (ArrayDamage, LineCut, Utf8Stream, array_documents, json_shape,
+                                 parse_jsonl_line)
 from zhbert.corpus.source_info import (BadFile, SourceInfo, bad_file, bad_part, file_error,
                                       more_bad_parts, warn)
 from zhbert.corpus.wiki import iter_wiki_pages
@@ -264,6 +265,8 @@ def _jsonl_documents(info: SourceInfo, skip_bad: bool, text_column: str) -> Iter
             continue
         try:
             yield parse_jsonl_line(line, lineno, source, text_column)
+        except LineCut as exc:  # the last line, cut mid-write: kept as a cut .json's items are
+            warn(info, f"{info.path} {exc}; kept every complete line before it")
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             bad_part(info, skip_bad, "JSONL line", f"{info.path} line {lineno}: {exc}")
 
