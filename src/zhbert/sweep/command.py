@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 from pathlib import Path
@@ -23,9 +24,9 @@ from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
 from zhbert.sweep.study import (BASE_TOML, DEFAULT_STUDY, JOURNAL, OBJECTIVES, STUDY_ATTR, SweepSpec,
                                 load_study, no_sweep, open_storage, read_spec, require_database,
-                                require_study, safe_url, spec_from_storage, start_over,
-                                storage_url, stored_identity, trial_label, with_runtime,
-                                write_spec)
+                                require_same_sweep, require_study, safe_url, spec_from_storage,
+                                start_over, storage_url, stored_identity, sweep_mark,
+                                trial_label, with_runtime, write_spec)
 
 # what a sweep is (its identity) is fixed when it starts: a resume that gave another value
 # ran the old one without a word
@@ -207,32 +208,49 @@ def prepare(args) -> tuple[Path, SweepSpec]:
 
 
 def _start_over(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> None:
-    """--force, refused while a worker of the old sweep is alive (as the sweep judges it:
-    liveness.live_trials): it was deleted under a running worker, whose trainer then
-    failed, whose worker crashed, and whose trial and checkpoints were left in the new one."""
+    """--force, refused while a process of the old sweep is alive: one registered in it
+    (liveness.live_workers: a worker between trials holds no running trial) or a running
+    trial's worker (liveness.live_trials: one joined from another machine registers in its
+    own SWEEP_DIR). It was deleted under a running worker, whose trainer then failed, whose
+    worker crashed, and whose trial and checkpoints were left in the new one."""
+    from zhbert.sweep.liveness import live_workers
+    nothing = "stop it (Ctrl-C) or let it finish, then start over; nothing was deleted"
+    if live := live_workers(sweep_dir):
+        path, a = live[0]
+        more = f" and {len(live) - 1} more" if len(live) > 1 else ""
+        remote = a.get("host") != socket.gethostname()  # its pid cannot be asked from here
+        raise UserError(f"--force: the sweep in {sweep_dir} has a live worker ({a.get('what')} pid "
+                        f"{a.get('pid')} on {a.get('host')} since {a.get('started')}{more}); {nothing}"
+                        + (f" (if that machine's worker is gone for good: remove {path})" if remote else ""))
+    if url or (sweep_dir / JOURNAL).exists():  # no journal: no study, and none created here
+        live_trial = _live_trial(sweep_dir, url, study_name, grace_s)
+        if live_trial:
+            raise UserError(f"--force: the sweep in {sweep_dir} has a live worker ({live_trial}; a "
+                            f"heartbeat within --grace-seconds {grace_s:g}); {nothing}")
+    start_over(sweep_dir, url, study_name)
+
+
+def _live_trial(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> str | None:
+    """The first running trial whose worker is alive, in words; None if none is."""
     import optuna
 
     from zhbert.history import warn_stderr
     from zhbert.sweep.journal import DamagedJournal
     from zhbert.sweep.liveness import live_trials
-    if url or (sweep_dir / JOURNAL).exists():  # no journal: no study, and none created here
-        try:
-            study = optuna.load_study(study_name=study_name, storage=open_storage(sweep_dir, url))
-        except KeyError:
-            study = None
-        except DamagedJournal as exc:  # --force is the way out of a damaged journal
-            warn_stderr(f"{exc}; starting over without knowing whether a worker is alive")
-            study = None
-        live = live_trials(study, grace_s) if study is not None else []
-        if live:
-            t, a = live[0], live[0].user_attrs
-            more = f" and {len(live) - 1} more" if len(live) > 1 else ""
-            raise UserError(
-                f"--force: the sweep in {sweep_dir} has a live worker ({a.get('worker_host', '?')} pid "
-                f"{a.get('worker_pid', '?')}, running {trial_label(t.number, a.get('trial_dir'))}"
-                f"{more}; a heartbeat within --grace-seconds {grace_s:g}); stop it (Ctrl-C) or "
-                "let it finish, then start over; nothing was deleted")
-    start_over(sweep_dir, url, study_name)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(sweep_dir, url))
+    except KeyError:
+        return None
+    except DamagedJournal as exc:  # --force is the way out of a damaged journal
+        warn_stderr(f"{exc}; starting over without knowing whether a worker is alive")
+        return None
+    live = live_trials(study, grace_s)
+    if not live:
+        return None
+    t, a = live[0], live[0].user_attrs
+    more = f" and {len(live) - 1} more" if len(live) > 1 else ""
+    return (f"{a.get('worker_host', '?')} pid {a.get('worker_pid', '?')}, running "
+            f"{trial_label(t.number, a.get('trial_dir'))}{more}")
 
 
 def _existing(args, target: Path, runtime: dict) -> SweepSpec:
@@ -398,20 +416,30 @@ def _work(args, spec: SweepSpec, sweep_dir: Path, threads: int, deadline: float 
 
 
 def run(args) -> int:
-    from zhbert.sweep.spawn import STOPPED, STOPS_THE_SWEEP, spawn_workers
+    from zhbert.sweep.liveness import registered
 
     sweep_dir, spec = prepare(args)
+    # for --force to see: this process is one of the sweep's until it has summed it up
+    with registered(sweep_dir, "zhbert sweep --worker" if args.worker else "zhbert sweep"):
+        return _run(args, sweep_dir, spec)
+
+
+def _run(args, sweep_dir: Path, spec: SweepSpec) -> int:
+    from zhbert.sweep.spawn import STOPPED, STOPS_THE_SWEEP, spawn_workers
+
     k = 1 if args.worker else _saved_workers(spec, sweep_dir)
     threads = args.threads or sweep_threads(k)
     if not args.worker and (warning := _oversubscribed(k, threads)):
         print(warning, file=sys.stderr)
     deadline = time.time() + 60 * spec.budget_minutes if spec.budget_minutes else None
+    mark = None if args.worker else sweep_mark(sweep_dir, spec)  # run_worker marks its own
     if args.worker or k == 1:
         code, disk_full = _work(args, spec, sweep_dir, threads, deadline)
     else:
         print(f"sweep: {k} workers, {threads} thread(s) each", file=sys.stderr)
         code, disk_full = spawn_workers(sweep_dir, k, threads, args.grace_seconds, args.data), None
     if not args.worker:
+        require_same_sweep(sweep_dir, spec, mark)  # a summary would make the deleted study anew
         print(summary(sweep_dir, spec), file=sys.stderr)
         if code == STOPPED:
             print(f"sweep: stopped; continue with `zhbert sweep {sweep_dir}`", file=sys.stderr)

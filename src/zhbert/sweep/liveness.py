@@ -7,6 +7,9 @@ and enqueues a retry (Optuna's RetryHeartbeatStaleTrialCallback: same parameters
 the retry runs in the same trial directory and resumes from its last checkpoint; a trial
 whose worker (or trainer) was lost more than MAX_RETRY times is given up, one stopped by Ctrl-C always
 resumes. A worker beats every HEARTBEAT_S, also while it waits for a trainer to save.
+A worker between trials holds no running trial and sends no heartbeat, so every process of
+a sweep also registers itself in SWEEP_DIR/.workers for as long as it lives (``registered``):
+--force sees an idle worker too (``live_workers``).
 Counting: a trial failed because its worker died or was interrupted, or its trainer alone
 was stopped by a signal, or whose trainer ran out of disk space (the sweep stops; the trial
 resumes once space is freed), is not counted (its retry is); a trial that completes, is pruned,
@@ -15,14 +18,20 @@ fails on its own (divergence, crash) or is given up counts once.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
+import os
 import socket
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from zhbert.fileio import atomic_write_json
 from zhbert.runlock import pid_alive
 
 NOT_COUNTED = ("worker_lost", "interrupted", "trainer_stopped", "disk_full")  # retried, not counted
@@ -30,6 +39,7 @@ MAX_RETRY = 3        # retries of a trial whose worker or trainer was lost (Ctrl
 GIVEN_UP = "given_up"  # the failure of a trial lost more than MAX_RETRY times: counted
 HEARTBEAT_S = 15.0
 MIN_GRACE_S = 3 * HEARTBEAT_S  # below, a live worker's trial can be failed as lost
+WORKERS = ".workers"  # SWEEP_DIR/.workers/HOST-PID.json: a process of the sweep, while it lives
 
 
 def counted(t: optuna.trial.FrozenTrial) -> bool:
@@ -136,3 +146,60 @@ def queue_retry(study: optuna.Study, trial_id: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RetryHeartbeatStaleTrialCallback(max_retry=None)(study, frozen)
+
+
+# ----------------------------------------------------------------------------- registered workers
+
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux; None elsewhere or
+    unreadable). With the pid it names one process: a pid reused after a worker's kill -9
+    (its entry left behind) is another process, not the worker."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # the command name (field 2) may hold spaces and ")": fields count from its end
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _may_be_alive(entry: dict) -> bool:
+    """A registered process: on this host, its pid running and the same process (its start
+    time); on another host no pid can be asked, so it counts as alive."""
+    if entry.get("host") != socket.gethostname():
+        return True
+    pid = int(entry["pid"])
+    if not pid_alive(pid):
+        return False
+    ticks, now = entry.get("start_ticks"), _start_ticks(pid)
+    return ticks is None or now is None or ticks == now
+
+
+@contextlib.contextmanager
+def registered(sweep_dir: Path, what: str) -> Iterator[Path]:
+    """This process registered as one of the sweep's for the body's duration (its entry
+    written atomically: a reader never sees half of one; removed on the way out, however
+    the body ends; a kill -9 leaves it, and ``live_workers`` then finds its pid dead)."""
+    pid, host = os.getpid(), socket.gethostname()
+    path = sweep_dir / WORKERS / f"{host}-{pid}.json"
+    atomic_write_json(path, {"what": what, "pid": pid, "host": host, "start_ticks": _start_ticks(pid),
+                             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def live_workers(sweep_dir: Path) -> list[tuple[Path, dict]]:
+    """The registered processes of the sweep in ``sweep_dir`` that may be alive (entry
+    file, entry), stale ones (dead on this host) left out."""
+    live = []
+    # not the dot-files: atomic_write_json's temporary files, being written
+    for path in sorted((sweep_dir / WORKERS).glob("[!.]*.json")):
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            alive = _may_be_alive(entry)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # removed as it was read (its process ended), or no entry of ours
+        if alive:
+            live.append((path, entry))
+    return live

@@ -23,7 +23,6 @@ STOPS_THE_SWEEP = 2     # a worker's exit code that stops the others
 
 def spawn_workers(sweep_dir: Path, k: int, threads: int, grace_s: float, data: str | None) -> int:
     """K worker processes; the exit code: STOPPED when a signal stopped them, else the worst."""
-    from zhbert.sweep.worker import die_with_parent
     base = [sys.executable, "-m", "zhbert", "sweep", str(sweep_dir), "--worker",
             "--threads", str(threads), "--grace-seconds", str(grace_s)]
     if data:
@@ -32,13 +31,27 @@ def spawn_workers(sweep_dir: Path, k: int, threads: int, grace_s: float, data: s
     old = {s: signal.signal(s, lambda signum, frame: received.append(signum))
            for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        # the workers get SIGTERM should this process die by kill -9: they stop cleanly
-        procs = [subprocess.Popen(base + ["--worker-index", str(i)], preexec_fn=die_with_parent)
-                 for i in range(k)]
-        return _wait(procs, received)
+        return _wait(_start(base, k), received)
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def _start(base: list[str], k: int) -> list[subprocess.Popen]:
+    """The K workers. Each ignores SIGINT and SIGTERM from its fork (dispositions set to
+    SIG_IGN survive exec, and Python keeps them) until its own handlers are in (worker._Stop):
+    one signalled in its first moments died outright, mid-append to the journal at worst,
+    leaving Optuna's lock file for the other workers to wait out. A stop it ignored then
+    is sent again (``_wait``)."""
+    from zhbert.sweep.worker import STOP_SIGNALS, die_with_parent  # not in the child: no imports
+
+    def in_worker() -> None:  # between fork and exec (on the main thread, as spawn_workers is)
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        # SIGTERM should this process die by kill -9: once its handlers are in, it stops cleanly
+        die_with_parent()
+    return [subprocess.Popen(base + ["--worker-index", str(i)], preexec_fn=in_worker)
+            for i in range(k)]
 
 
 def _wait(procs: list[subprocess.Popen], received: list[int]) -> int:
@@ -46,20 +59,19 @@ def _wait(procs: list[subprocess.Popen], received: list[int]) -> int:
     each round: `any(p.poll() is None ...)` stopped at the first running one, and a dead
     worker left unreaped was a zombie whose pid read alive, its trial waiting out
     --grace-seconds before its retry."""
-    forwarded, stopping = 0, False
+    forwarded, stop = 0, None
     while True:
         running = [p for p in procs if p.poll() is None]  # polls (reaps) them all
         if not running:
             break
-        stop = None
         if forwarded < len(received):
             stop, forwarded = received[-1], len(received)
-        elif not stopping and any(p.returncode == STOPS_THE_SWEEP for p in procs):
+        elif stop is None and any(p.returncode == STOPS_THE_SWEEP for p in procs):
             stop = signal.SIGINT
-        if stop is not None:
-            stopping = True
-            for p in running:
-                p.send_signal(stop)
+        # sent each round until they exit: a worker still starting ignores it (``_start``);
+        # one running only sets its stop flag again
+        for p in running if stop is not None else []:
+            p.send_signal(stop)
         time.sleep(0.5)
     # a worker killed by signal N (returncode -N) exits as a shell reports it, 128 + N (as
     # -N, max() let a worker that exited 0 hide it)

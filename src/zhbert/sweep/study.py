@@ -328,9 +328,41 @@ def start_over(sweep_dir: Path, url: str, study_name: str) -> None:
     else:
         for name in (JOURNAL, JOURNAL + ".lock"):
             (sweep_dir / name).unlink(missing_ok=True)
-    for name in ("trials", "report"):
+    from zhbert.sweep.liveness import WORKERS
+    # its registered workers too: --force found every one dead (command._start_over)
+    for name in ("trials", "report", WORKERS):
         shutil.rmtree(sweep_dir / name, ignore_errors=True)
     (sweep_dir / SPEC_FILE).unlink(missing_ok=True)
+
+
+class SweepGone(UserError):
+    """The sweep a process runs in was deleted or started over under it."""
+
+
+def sweep_mark(sweep_dir: Path, spec: SweepSpec, storage=None):
+    """What tells this sweep from one started over in its place (the same space, the same
+    study name): its journal's first record, which names the process that created the study
+    (Optuna's worker_id, a uuid; a new file may get the freed inode), or its study's id in the
+    database; None where there is neither."""
+    try:
+        if not spec.storage:
+            with open(sweep_dir / JOURNAL, "rb") as f:
+                return f.readline(4096) or None
+        storage = storage or open_storage(sweep_dir, spec.storage)
+        return storage.get_study_id_from_name(spec.study_name)
+    except (OSError, KeyError):
+        return None
+
+
+def require_same_sweep(sweep_dir: Path, spec: SweepSpec, mark, storage=None) -> None:
+    """SweepGone where the sweep marked ``mark`` (``sweep_mark``) is no longer in
+    ``sweep_dir``: a process that went on read a missing journal (a traceback) or wrote
+    its trials into the new sweep."""
+    if mark is None or sweep_mark(sweep_dir, spec, storage) == mark:
+        return
+    raise SweepGone(f"{sweep_dir}: the sweep this process ran was deleted or started over "
+                    "under it (--force, or its files removed), so it stopped and left the sweep "
+                    f"there alone; `zhbert sweep {sweep_dir}` resumes whatever sweep is there now")
 
 
 def trial_dir_name(number: int) -> str:

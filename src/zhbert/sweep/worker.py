@@ -32,7 +32,8 @@ from zhbert.history import HistoryReader, eval_points
 from zhbert.sweep.liveness import HEARTBEAT_S, counted, finished_count, reap_stale
 from zhbert.sweep.outcome import DISK_FULL, TakenOver, finish, interrupt, set_attrs, tell
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
-from zhbert.sweep.study import SweepSpec, load_study, open_storage, trial_dir_name, trial_label
+from zhbert.sweep.study import (SweepSpec, load_study, open_storage, require_same_sweep, sweep_mark,
+                                trial_dir_name, trial_label)
 
 
 @dataclass
@@ -54,14 +55,19 @@ class Tally:
     disk_full: str | None = None   # why the worker stopped: its trial's trainer ran out of space
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _Stop:
-    """SIGINT/SIGTERM: stop the running trial cleanly (the trainer checkpoints), then exit."""
+    """SIGINT/SIGTERM: stop the running trial cleanly (the trainer checkpoints), then exit.
+    A spawned worker ignores them until these handlers are in (spawn._start), and after:
+    the old dispositions come back on the way out."""
 
     def __init__(self) -> None:
         self.flag = False
 
     def __enter__(self) -> "_Stop":
-        self._old = {s: signal.signal(s, self._set) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old = {s: signal.signal(s, self._set) for s in STOP_SIGNALS}
         return self
 
     def _set(self, signum, frame) -> None:
@@ -330,33 +336,49 @@ def sampler_seed(storage, spec: SweepSpec, index: int) -> int:
 
 def run_worker(spec: SweepSpec, opts: WorkerOptions, log=print) -> Tally:
     """Run trials until the sweep has spec.trials counted trials, the budget is spent, or
-    Ctrl-C; while other workers' trials run, wait (one may die and need a retry)."""
+    Ctrl-C; while other workers' trials run, wait (one may die and need a retry). A sweep
+    deleted or started over under it (rm, or a --force that could not see it) is
+    SweepGone, one line: it read a missing journal with a traceback."""
     storage = open_storage(opts.sweep_dir, spec.storage)
     pruner = make_pruner(spec.pruner, opts.sweep_dir, spec.metric, spec.steps, spec.eval_every)
     study = load_study(storage, spec, sampler_seed(storage, spec, opts.index), pruner)
+    mark = sweep_mark(opts.sweep_dir, spec, storage)
     tally = Tally()
     with _Stop() as stop:
-        while not stop.flag:
-            for n in reap_stale(study, opts.grace_s):
-                log(f"sweep: Optuna trial {n}: its worker is gone; failed it and queued a retry")
-            if finished_count(study) >= spec.trials:
-                break
-            if opts.deadline is not None and time.time() >= opts.deadline:
-                log("sweep: the time budget is spent; no new trial starts")
-                break
-            trial = claim(study, spec, opts.sweep_dir)
-            if trial is None:
-                if not _others_running(study):
-                    break
-                time.sleep(max(opts.poll_s, 1.0))
-                continue
-            started = time.time()
-            outcome = run_trial(study, trial, spec, opts, pruner, stop, log)
-            tally.ran.append((trial.number, outcome))
-            label = trial_label(trial.number, trial.user_attrs.get('trial_dir'))
-            log(f"sweep: {label} {outcome}; {(time.time() - started) / 60:.1f} min")
-            if outcome.startswith(DISK_FULL):  # the next trials would fail alike, each counted
-                tally.disk_full = f"{label}: {outcome}"
-                break
+        try:
+            _trials(study, spec, opts, pruner, stop, tally, log,
+                    still=lambda: require_same_sweep(opts.sweep_dir, spec, mark, storage))
+        except Exception:
+            require_same_sweep(opts.sweep_dir, spec, mark, storage)  # the reason, if it is gone
+            raise
         tally.interrupted = stop.flag
     return tally
+
+
+def _trials(study: optuna.Study, spec: SweepSpec, opts: WorkerOptions, pruner, stop: _Stop,
+            tally: Tally, log, still) -> None:
+    """run_worker's loop; ``still()`` raises SweepGone when the sweep is no longer there:
+    asked before each claim, where a worker that waited between trials met it deleted."""
+    while not stop.flag:
+        still()
+        for n in reap_stale(study, opts.grace_s):
+            log(f"sweep: Optuna trial {n}: its worker is gone; failed it and queued a retry")
+        if finished_count(study) >= spec.trials:
+            break
+        if opts.deadline is not None and time.time() >= opts.deadline:
+            log("sweep: the time budget is spent; no new trial starts")
+            break
+        trial = claim(study, spec, opts.sweep_dir)
+        if trial is None:
+            if not _others_running(study):
+                break
+            time.sleep(max(opts.poll_s, 1.0))
+            continue
+        started = time.time()
+        outcome = run_trial(study, trial, spec, opts, pruner, stop, log)
+        tally.ran.append((trial.number, outcome))
+        label = trial_label(trial.number, trial.user_attrs.get('trial_dir'))
+        log(f"sweep: {label} {outcome}; {(time.time() - started) / 60:.1f} min")
+        if outcome.startswith(DISK_FULL):  # the next trials would fail alike, each counted
+            tally.disk_full = f"{label}: {outcome}"
+            break
