@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             new = median_ms(lambda: top1_hits(x, labels), args.repeats)
             rows.append([f"({n}, {v})", str(dtype).split(".")[1], f"{old:.2f}", f"{new:.2f}"])
             out.append({"shape": [n, v], "dtype": str(dtype), "top1_ms": old, "top1_hits_ms": new})
-    print(common.machine_line(common.machine()))
-    print(common.table(rows))
-    print(f"wrote {common.write_json('accuracy_top1', {'args': vars(args), 'cases': out, 'machine': common.machine()})}")
+    # common.finish: the machine line printed and the one in the JSON are one reading
+    common.finish("accuracy_top1", common.machine(), [common.table(rows)],
+                  {"args": vars(args), "cases": out})
     return 0
 
 

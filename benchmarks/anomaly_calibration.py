@@ -7,7 +7,7 @@ Each seed draws 51 evaluations (every 50 steps to 2,550, the demo's count) with 
 noise of ``--noise`` (0.008: ~4,000 masked slots at ~36%) at a constant lr, of two curves:
 a flat one at 0.36 (a plateau: the share of its points flagged is the coverage) and one
 rising 0.8 points per 500 steps (still learning: the share of seeds with any plateau is the
-false-flag rate). Prints both and writes JSON to benchmarks/out/.
+false-flag rate). Prints the machine line and both, and writes JSON to benchmarks/out/.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         false_flags += bool(flagged(0.30 + 0.08 * STEPS / STEPS[-1] + e).any())
     got = {"flat_coverage_mean": float(np.mean(coverage)), "flat_coverage_min": float(np.min(coverage)),
            "rising_false_flag_rate": false_flags / args.seeds}
-    print(f"flat curve: {got['flat_coverage_mean']:.0%} of its points flagged (lowest seed "
-          f"{got['flat_coverage_min']:.0%}); rising curve: flagged in {got['rising_false_flag_rate']:.0%} "
-          f"of {args.seeds} seeds")
-    print(f"wrote {common.write_json('anomaly_calibration', {'args': vars(args), **got})}")
+    line = (f"flat curve: {got['flat_coverage_mean']:.0%} of its points flagged (lowest seed "
+            f"{got['flat_coverage_min']:.0%}); rising curve: flagged in "
+            f"{got['rising_false_flag_rate']:.0%} of {args.seeds} seeds")
+    common.finish("anomaly_calibration", common.machine(), [line], {"args": vars(args), **got})
     return 0
 
 

@@ -129,6 +129,27 @@ def machine_line(info: dict) -> str:
             f"load {' '.join(str(x) for x in info['loadavg'])}")
 
 
+SPREAD = 1.25  # median- and mean-based ratios further apart than this: the load moved the steps
+
+
+def ratio_lines(ratios: dict[str, tuple[float, float]], spread: str,
+                unit: str = "steps") -> tuple[dict[str, bool], list[str]]:
+    """The printed ratios, name -> (median-based, mean-based): "ratio NAME: X.XX" each ("ratio:"
+    for the name ""). The median is the headline (other jobs on the shared machine make some
+    steps much slower); where the two differ by more than SPREAD the load moved the ``unit``
+    (steps, batches), and both are printed after one warning naming ``spread`` (each side's
+    best..worst). Returns ({name: load moved it}, lines)."""
+    moved = {k: max(m, a) / min(m, a) > SPREAD for k, (m, a) in ratios.items()}
+    lines = []
+    if any(moved.values()):
+        lines.append(f"warning: the machine's load moved the {unit} (best..worst: {spread}): the "
+                     f"median- and mean-based ratios differ by more than {SPREAD - 1:.0%}")
+    for k, (median, mean) in ratios.items():
+        lines.append(f"ratio{' ' + k if k else ''}: {median:.2f}"
+                     + (f" (median {unit}); mean-based ratio: {mean:.2f}" if moved[k] else ""))
+    return moved, lines
+
+
 def child_peak_rss_mb(module: str, args: list[str], what: str) -> float | None:
     """Run ``python -m module *args`` (a benchmark's child mode, which builds one side and
     prints {"peak_rss_mb": ...} last) and return that figure; None, with a warning, if the

@@ -204,7 +204,8 @@ def summarize(secs: dict, top1: dict, base: tuple, best: str, peak: dict, rss: d
         ref_p = p if ("reference", p) in top1 else best
         agree = (top1[side, p] == top1[base]).float().mean().item()
         agree_ref = (top1[side, p] == top1["reference", ref_p]).float().mean().item()
-        summary[f"{side} {p}"] = {"sentences_per_s": sps, "model_gflops": gflops,
+        summary[f"{side} {p}"] = {"sentences_per_s": sps, "mean_sentences_per_s": B * len(s) / sum(s),
+                                  "model_gflops": gflops,
                                   "top1_agreement_zhbert_fp32": agree, "top1_agreement_reference": agree_ref,
                                   "peak_rss_mb": rss.get((side, p))}
         rows.append([side, p, f"{sps:,.1f}", f"{B / min(s):,.1f}..{B / max(s):,.1f}", f"{gflops:,.0f}",
@@ -212,6 +213,27 @@ def summarize(secs: dict, top1: dict, base: tuple, best: str, peak: dict, rss: d
                      f"{100 * agree:.1f}% of {len(top1[side, p])}", f"{100 * agree_ref:.1f}%",
                      f"{rss[side, p]:,.0f}" if rss.get((side, p)) else "-"])
     return rows, summary
+
+
+def ratio_lines(secs: dict, summary: dict, best: str) -> tuple[dict, dict, dict, list[str]]:
+    """zhbert's speed over the pipeline's and the reference's, each precision (int8 against HF
+    at the best precision): (median-batch ratios, mean-based ratios, {name: load moved them
+    apart}, the lines common.ratio_lines prints), as train_throughput reports its ratio."""
+    both = {}
+    for (side, p) in secs:
+        if side != "zhbert":
+            continue
+        hf_p = p if ("pipeline", p) in secs else best  # int8 vs HF at the best precision
+        ours = summary[f"zhbert {p}"]
+        for other in ("pipeline", "reference"):
+            theirs = summary[f"{other} {hf_p}"]
+            both[f"zhbert {p} / {other} {hf_p}"] = (
+                ours["sentences_per_s"] / theirs["sentences_per_s"],
+                ours["mean_sentences_per_s"] / theirs["mean_sentences_per_s"])
+    spread = "; ".join(f"{side} {p} {B / min(s):,.1f}..{B / max(s):,.1f} sentences/s"
+                       for (side, p), s in secs.items())
+    moved, lines = common.ratio_lines(both, spread, "batches")
+    return ({k: m for k, (m, _) in both.items()}, {k: a for k, (_, a) in both.items()}, moved, lines)
 
 
 def throughput(args) -> int:
@@ -242,14 +264,7 @@ def throughput(args) -> int:
                                   for p in run for side in ("zhbert", "pipeline")}
     flops = sentence_flops(cfg)
     rows, summary = summarize(secs, top1, base, best, peak, rss, flops)
-    ratios = {}
-    for (side, p) in secs:
-        if side != "zhbert":
-            continue
-        hf_p = p if ("pipeline", p) in secs else best  # int8 vs HF at the best precision
-        ours = summary[f"zhbert {p}"]["sentences_per_s"]
-        ratios[f"zhbert {p} / pipeline {hf_p}"] = ours / summary[f"pipeline {hf_p}"]["sentences_per_s"]
-        ratios[f"zhbert {p} / reference {hf_p}"] = ours / summary[f"reference {hf_p}"]["sentences_per_s"]
+    ratios, mean_ratios, moved, ratio_text = ratio_lines(secs, summary, best)
     print(common.machine_line(info))
     print(f"config {args.config}, batch {B} x {CHARS} characters (+[CLS]/[SEP]), 1 mask each, "
           f"{args.rounds} rounds x {n} batches per side, median batch; best precision here: {best}; "
@@ -259,12 +274,13 @@ def throughput(args) -> int:
           + f"; GFLOP/s = sentences/s x {flops / 1e9:.2f} GFLOP, the forward pass with the vocabulary "
           "head at the mask only (what zhbert computes; HF computes more)")
     print(common.table(rows))
-    for k, v in ratios.items():
-        print(f"ratio {k}: {v:.2f}")
+    for line in ratio_text:
+        print(line)
     path = common.write_json(f"inference_throughput-{args.config}",
                              {"args": vars(args), "machine": info, "best_precision": best,
                               "matmul_peak_gflops": peak, "sentence_gflop": flops / 1e9,
-                              "summary": summary, "ratios": ratios,
+                              "summary": summary, "ratios": ratios, "mean_ratios": mean_ratios,
+                              "load_moved_batches": moved,
                               "batch_s": {f"{a} {b}": s for (a, b), s in secs.items()},
                               "loadavg_end": [round(x, 2) for x in os.getloadavg()],
                               "peak_rss_mb": common.peak_rss_mb()})

@@ -177,24 +177,15 @@ def measure(args, cfg, precision: str) -> dict:
     return {"first_step_s": warm, "step_s": secs}
 
 
-SPREAD = 1.25  # median- and mean-based ratios further apart than this: the load moved the steps
-
-
 def ratio_lines(summary: dict, step_s: dict, tokens: int) -> tuple[dict, list[str]]:
-    """The headline ratio from median steps, and the one from mean (total-time) throughput:
-    where they differ by more than 25% the machine's load moved the steps, and both are
-    printed with a warning (best..worst step of each side shown)."""
+    """The headline ratio from median steps, and the one from mean (total-time) throughput,
+    printed as common.ratio_lines says (both, with a warning, where load moved them apart)."""
     median = summary["zhbert"]["tokens_per_s"] / summary["reference"]["tokens_per_s"]
     mean = summary["zhbert"]["mean_tokens_per_s"] / summary["reference"]["mean_tokens_per_s"]
-    moved = max(median, mean) / min(median, mean) > SPREAD
-    out = {"ratio": median, "mean_ratio": mean, "load_moved_steps": moved}
-    if not moved:
-        return out, [f"ratio: {median:.2f}"]
     spread = "; ".join(f"{side} {tokens / min(s):,.0f}..{tokens / max(s):,.0f} tokens/s"
                        for side, s in step_s.items())
-    return out, [f"warning: the machine's load moved the steps (best..worst: {spread}): the median- "
-                 f"and mean-based ratios differ by more than {SPREAD - 1:.0%}",
-                 f"ratio: {median:.2f} (median steps); mean-based ratio: {mean:.2f}"]
+    moved, lines = common.ratio_lines({"": (median, mean)}, spread, "steps")
+    return {"ratio": median, "mean_ratio": mean, "load_moved_steps": moved[""]}, lines
 
 
 def report(args, cfg, precision: str, result: dict, info: dict, peak: dict, rss: dict) -> dict:

@@ -6,8 +6,9 @@ another process (zhbert status, the dashboard, the analysis) can read the file
 while training runs. Every record has a "type":
 
 - header: schema, version, run, started, config, precision, precision_reason,
-  machine, total_steps, tokens_per_step, masking (the masking rule,
-  data.MASKING_RULES; absent before its commit) (first line; a resumed run appends
+  machine, threads (torch's threads per process at the start; absent before its commit,
+  where threads.recorded_threads reads the machine line), total_steps, tokens_per_step,
+  masking (the masking rule, data.MASKING_RULES; absent before its commit) (first line; a resumed run appends
   another header with resumed_from). Its tokens_per_step counts *positions*
   (batch x max_len x accumulation x processes, padding included); readers call
   it ``positions_per_step`` (``positions_per_step(header)``)

@@ -76,10 +76,11 @@ def cpu_info() -> dict:
     }
 
 
-def describe_machine() -> str:
+def describe_machine(info: dict | None = None) -> str:
     """One line for figures and logs, e.g.
-    "AMD EPYC (AVX2; no avx512_bf16/amx) · 2 threads · torch 2.13.0"."""
-    info = cpu_info()
+    "AMD EPYC (AVX2; no avx512_bf16/amx) · 2 threads · torch 2.13.0"; of ``info`` (a
+    ``cpu_info()``) where given, so that a header's line and its thread count are one reading."""
+    info = info or cpu_info()
     flags = info["flags"]
     native = [f for f in ("amx_bf16", "avx512_bf16") if flags[f]]
     bf16 = ", ".join(native) if native else "no avx512_bf16/amx"

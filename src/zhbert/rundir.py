@@ -9,16 +9,52 @@ from pathlib import Path
 from zhbert.config import Config, config_from_dict, describe_differences
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, read_json
-from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_DIR, PROBE_RESULTS
+from zhbert.run import DATA_MANIFEST, EVAL_RESULTS, PROBE_DIR, PROBE_RESULTS, is_run_dir
 from zhbert.runlock import LockHeld, WriterLock, is_locked, lock_path
+
+
+# What a sweep writes into a trial's folder itself (zhbert.sweep.worker): train.log, opened
+# before the trial's trainer starts, and pruned.json. Nothing else there is the sweep's.
+SWEEP_TRIAL_FILES = frozenset({"train.log", "pruned.json"})
+
+
+def unrelated_files(run_dir: Path) -> list[str]:
+    """The names in ``run_dir`` that make it no place for a run: [] where it is missing, not
+    a folder (refused elsewhere), empty, a run's (``is_run_dir``, or ``orphaned``), a data
+    directory (refused by prepare_run_dir with its own message) or a sweep trial's folder
+    before its trainer starts (SWEEP_TRIAL_FILES only). Hidden names (.DS_Store, the run's
+    own .train.lock) never count: a file manager or the lock writes them, not a person."""
+    if not run_dir.is_dir() or is_run_dir(run_dir) or orphaned(run_dir) \
+            or (run_dir / DATA_MANIFEST).exists():
+        return []
+    try:
+        names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    except OSError:  # unreadable: creating the run's files there fails with its own message
+        return []
+    if all(n in SWEEP_TRIAL_FILES and (run_dir / n).is_file() for n in names):
+        return []
+    return names
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse a --out that holds someone's unrelated files (notes, photos): the run was
+    written beside them, where a later --force or checkpoint retention works."""
+    names = unrelated_files(Path(run_dir))
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise UserError(f"--out {run_dir} holds files that are not a zhbert run's ({shown}); a run "
+                        "written there would mix with them: choose an empty or new folder for a "
+                        "new run, or the run's own folder to resume it")
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, force: bool) -> None:
     """Refuse to mix runs: a run directory belongs to one config and one data set, and is
-    never a data directory (a run written there would mix with, and --force clear, its files)."""
+    never a data directory (a run written there would mix with, and --force clear, its files)
+    nor a folder of unrelated files (``check_run_folder``)."""
     if (run_dir / DATA_MANIFEST).exists():  # also when --out is --data under another name
         raise UserError(f"{run_dir} is a data directory (it holds {DATA_MANIFEST}); choose "
                         "another --out for the run, e.g. runs/NAME")
+    check_run_folder(run_dir)
     cfg_path = run_dir / "config.json"
     changed = run_changes(run_dir, cfg, data_info)
     if changed is not None:

@@ -305,4 +305,4 @@ def starvation(train: list[dict], header: dict, competition: Competition) -> Sta
         return None
     from zhbert.threads import recorded_threads
     world = header.get("world_size")  # the reader checked it: a whole number >= 1, or absent
-    return Starved(recent, best, competition, recorded_threads(header.get("machine")), world or 1)
+    return Starved(recent, best, competition, recorded_threads(header), world or 1)

@@ -58,11 +58,18 @@ def quiet_openmp_waits() -> bool:
     return "torch" not in sys.modules
 
 
-def recorded_threads(machine: object) -> int | None:
-    """The thread count (per process) a history header's ``machine`` line records, as
-    machine.describe_machine writes it ("AMD EPYC (...) · 2 threads · torch 2.13.0"); None
-    where it records none (an older or hand-written header)."""
-    found = re.search(r"(?:^| · )(\d+) threads?(?: · |$)", machine) if isinstance(machine, str) else None
+def recorded_threads(header: object) -> int | None:
+    """The thread count (per process) a history header records: its ``threads`` field
+    (train writes it beside ``machine``), else, for headers written before that field,
+    parsed from the ``machine`` line as machine.describe_machine writes it ("AMD EPYC (...)
+    · 2 threads · torch 2.13.0"); None where it records none (a hand-written header). A
+    ``machine`` string alone is still read, by that parse only (callers that pass it)."""
+    if isinstance(header, dict):
+        n = header.get("threads")
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+            return n
+        header = header.get("machine")
+    found = re.search(r"(?:^| · )(\d+) threads?(?: · |$)", header) if isinstance(header, str) else None
     return int(found.group(1)) if found else None
 
 

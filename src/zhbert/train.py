@@ -35,7 +35,8 @@ from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json
 from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
 from zhbert.run import DATA_MANIFEST, data_config, is_run_dir, model_config_from
-from zhbert.rundir import check_resumable, check_resume_target, orphan_error, orphaned, prepare_run_dir
+from zhbert.rundir import (check_resumable, check_resume_target, check_run_folder, orphan_error,
+                           orphaned, prepare_run_dir)
 from zhbert.runlock import WriterLock, lock_path
 from zhbert.tblog import TensorBoardLog
 from zhbert.trainloop import Interval, Progress, Trainer, fit
@@ -80,6 +81,7 @@ def run(args) -> int:
         raise UserError("--resume continues the run in --out and --force deletes it to start "
                         "over: give one of them")
     _check_minutes(args)  # first: a refused --resume --minutes said "resuming with ..." before
+    check_run_folder(Path(args.out))  # before the data are read and --minutes times steps
     cfg = load_config(config_spec(args), args.set)
     with ThreadShare(args.threads, run=args.out):  # its share of the cores, following other trainings
         progress = main(cfg, args.data, args.out, resume=args.resume, force=args.force,
@@ -326,12 +328,15 @@ def _warn_warmup(cfg: Config) -> None:
 def _open_history(run_dir: Path, cfg: Config, dist: Dist, precision: str, reason: str,
                   tokens_per_step: int, resumed_from: int | None) -> HistoryWriter:
     from zhbert.data import masking_rule
-    from zhbert.machine import describe_machine
+    from zhbert.machine import cpu_info, describe_machine
+    machine = cpu_info()
     history = HistoryWriter(run_dir / "history.jsonl")
+    # threads: a field of its own (threads.recorded_threads), not only words in the machine line
     history.write({"type": "header", "schema": SCHEMA, "version": VERSION,
                    "run": run_dir.name, "started": _now(), "config": cfg.to_dict(),
                    "precision": precision, "precision_reason": reason,
-                   "machine": describe_machine(), "total_steps": cfg.train.steps,
+                   "machine": describe_machine(machine), "threads": machine["threads"],
+                   "total_steps": cfg.train.steps,
                    "tokens_per_step": tokens_per_step, "world_size": dist.world,
                    "masking": masking_rule(cfg.data.whole_word),
                    **({"resumed_from": resumed_from} if resumed_from is not None else {})})
