@@ -15,6 +15,8 @@ Four figures, each beside the schedule-free families (curves.py) where they appl
    the observed one (target: nominal within 5 points).
 4. a history zhbert did not write: transformers' Trainer on a tiny BERT (tests/data/
    hf-tiny-bert/trainer_state.json, made offline by --make-hf), first half -> its end.
+5. early cuts: tiny-2000, tiny-4000 and demo-2000 fitted up to 30%, 35%, ... 80% of their
+   steps; how often the 80% / 95% intervals cover the last tenth's mean.
 
 The fits take seconds; the JSON goes to benchmarks/out/prediction_accuracy-*.json.
 """
@@ -33,7 +35,8 @@ from scipy.special import expit
 from benchmarks import common
 from zhbert.analysis.ar import ar1_noise
 from zhbert.analysis.forecast import plan
-from zhbert.analysis.laws import SPECS, RunCurve, Units, features
+from zhbert.analysis.laws import SPECS, Units, features
+from zhbert.analysis.runcurve import RunCurve
 from zhbert.analysis.plan_runs import RunData, load_run, truncated
 from zhbert.analysis.run_backtest import backtest_runs
 from zhbert.schedule import Schedule
@@ -96,6 +99,38 @@ def own_figures(laws=("lr_annealing", "multi_power"), recipe: str = "tiny") -> d
             out[name] = backtest_runs(longest, args[0], laws, until=args[1]).to_json()
         except UserError as why:
             out[name] = {"skipped": str(why)}
+    return out
+
+
+CUT_RUNS = ("tiny-2000", "tiny-4000", "demo-2000")
+
+
+def cuts_figure(names=CUT_RUNS, fractions=np.arange(0.30, 0.801, 0.05), n_boot: int = 100) -> dict:
+    """One run's first part -> its end, cut at 30%, 35%, ... 80% of its steps: how often the
+    80% / 95% intervals of the last tenth's mean cover it, and the errors. Early cuts of a run
+    still climbing are where one run's law errs most (laws.LawFit.loss_draws). Cuts with too
+    few points after the warm-ups are left out and counted."""
+    from zhbert.errors import UserError
+    out = {}
+    for name in names:
+        if not (DATA / name / "history.jsonl").exists():
+            continue
+        run = load_run(DATA / name)
+        last, rows, skipped = int(run.curve.steps[-1]), [], 0
+        for frac in fractions:
+            try:
+                b = backtest_runs(run, [], until=int(frac * last), n_boot=n_boot)
+            except UserError:
+                skipped += 1
+                continue
+            m = b.rows[0]
+            rows.append({"until": int(frac * last), "error": m["error_last_tenth"],
+                         "interval80": m["interval80"], "covered80": m["covered80"],
+                         "covered95": m["covered95"]})
+        out[name] = {"cuts": rows, "too_few_points": skipped,
+                     "covered80": sum(r["covered80"] for r in rows),
+                     "covered95": sum(r["covered95"] for r in rows),
+                     "mean_abs_error": float(np.mean([abs(r["error"]) for r in rows])) if rows else None}
     return out
 
 
@@ -236,6 +271,10 @@ def _summary(res: dict) -> list[str]:
             lines += [f"   {m['method']:<40} final error {m['error_final'] * 100:+6.2f} points"
                       + ("" if m["covered80"] is None else
                          f", 80% {'covers' if m['covered80'] else 'misses'}") for m in b["methods"]]
+    for name, c in res.get("cuts", {}).items():
+        lines.append(f"5. {name} cut at 30-80% -> its last tenth ({len(c['cuts'])} cuts): 80% covers "
+                     f"{c['covered80']}, 95% covers {c['covered95']}, mean |error| "
+                     f"{(c['mean_abs_error'] or 0) * 100:.1f} points")
     for name, c in res.get("coverage", {}).items():
         lines.append(f"3. coverage {name} ({c['sims']} sims, AR(1) phi {c['phi']}): "
                      f"80% -> {c['coverage80'] * 100:.1f}%, 95% -> {c['coverage95'] * 100:.1f}%")
@@ -269,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     res["own_demo"] = own_figures(recipe="demo")
     res["hf"] = hf_figure()
     res["hf_small"] = hf_figure(shape="small-bert")
+    res["cuts"] = cuts_figure(n_boot=args.boot)
     if args.sims > 0:
         res["coverage"] = coverage_figure(args.sims, n_boot=args.boot)
     res["seconds"] = time.time() - started

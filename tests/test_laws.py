@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from zhbert.analysis.accmap import fit_accuracy_map
-from zhbert.analysis.laws import SPECS, RunCurve, Units, features, fit_law
+from zhbert.analysis.laws import SPECS, Units, features, fit_law
+from zhbert.analysis.runcurve import RunCurve
 from zhbert.errors import UserError
 from zhbert.schedule import Schedule
 

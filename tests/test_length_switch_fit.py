@@ -1,4 +1,4 @@
-"""Where the law's fit starts after a sequence-length switch (laws.settled_from, RunCurve.start).
+"""Where the law's fit starts after a sequence-length switch (runcurve.settled_from, RunCurve.start).
 
 After the switch the held-out loss, scored at full length, first falls fast while the longer
 positions are learned, then follows the lr. That fall is not the law's to fit."""
@@ -10,7 +10,7 @@ from scipy.special import expit
 
 from zhbert.analysis.forecast import plan
 from zhbert.analysis.plan_runs import load_run, truncated
-from zhbert.analysis.laws import SETTLE_KEEP, RunCurve, settled_from
+from zhbert.analysis.runcurve import SETTLE_KEEP, RunCurve, settled_from
 from zhbert.schedule import Schedule
 
 DATA = Path(__file__).parent / "data"

@@ -19,7 +19,7 @@ schedule-aware law (laws.py) after the lr warm-up and, for zhbert's sequence-len
 warm-up, after the short-sequence phase (the held-out set is at full length, so
 that phase's eval loss follows other dynamics: the ~14% plateau) and the steep fall
 right after the switch, where the run has the points to spare (``RunCurve.start``,
-``laws.settled_from``). The loss -> accuracy map (accmap.py) is fitted on the same points.
+``runcurve.settled_from``). The loss -> accuracy map (accmap.py) is fitted on the same points.
 Reading the runs (``load_run``, ``RunData``) is plan_runs.py's.
 
 Intervals (normal, delta method): the law's parameter covariance (AR(1)-aware),
@@ -42,6 +42,7 @@ from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
 from zhbert.analysis.consistency import disagreement, setup_warnings
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.laws import fit_law
+from zhbert.analysis.mixture import mixture_bounds, mixture_moments
 from zhbert.analysis.plan_runs import (NoLearningRate, RunData, labelled, load_run, refuse_copies,
                                        refuse_repeats)
 from zhbert.errors import UserError
@@ -112,9 +113,34 @@ class Planner:
         """Loss at ``steps`` (their mean when several: a window of ``window`` eval points)."""
         steps = np.atleast_1d(steps)
         m, se = self.law.band(schedule, steps, mean=True)
-        sd = math.sqrt(se[0] ** 2 + _mean_var(self.law.sigma, self.law.phi, window))
-        f = Forecast.normal(m[0], sd, self.method, self.notes)
+        m, se, share = float(m[0]), float(se[0]), self._share(schedule, steps)
+        if share:  # two readings of the lr fall ahead (laws.LawFit.readings), weighed together
+            m0, se0 = self.law.no_gain.band(schedule, steps, mean=True)
+            m, se = mixture_moments(m, se, float(m0[0]), float(se0[0]), share)
+        sd = math.sqrt(se ** 2 + _mean_var(self.law.sigma, self.law.phi, window))
+        f = Forecast.normal(m, sd, self.method, self.notes + self._unseen_note(share))
         return replace(f, lo80=max(f.lo80, 0.0), lo95=max(f.lo95, 0.0))  # a cross-entropy is >= 0
+
+    def _mixed_accuracy(self, schedule: Schedule, steps: Any) -> float:
+        """The expected accuracy at ``steps`` (their mean) of the two readings' point fits,
+        weighted by their shares (laws.LawFit.readings). Not the refits' mean: one run's
+        refits scatter the floor widely, and their mean of the map read above the law's own
+        limit (a forecast past the floor it was told against)."""
+        fitted, no_gain, w = self.law.readings(schedule, steps)
+        return float(np.mean((1 - w) * self.accmap(fitted) + w * self.accmap(no_gain)))
+
+    def _share(self, schedule: Schedule, steps: Any) -> float:
+        """The largest share of the reading without annealing gain at ``steps`` (laws.LawFit.readings)."""
+        return float(np.max(self.law.unseen_share(schedule, steps)))
+
+    @staticmethod
+    def _unseen_note(share: float) -> tuple[str, ...]:
+        if not share:
+            return ()
+        return (f"the lr falls further here than in the runs fitted: the forecast weighs {share:.0%} "
+                "on the fall still ahead giving no annealing gain, the rest on the law's fitted gain "
+                "(from a run still climbing, the fit cannot tell the two apart), and the interval "
+                "spans both",)
 
     def accuracy(self, schedule: Schedule, steps: Any, window: int = 1, noise: bool = True) -> Forecast:
         """Accuracy at ``steps`` (their mean when several), observation noise included unless
@@ -129,7 +155,7 @@ class Planner:
         var_map = float(np.mean(se_map)) ** 2
         r80, r95 = self.law.small_sample_ratio(0.80), self.law.small_sample_ratio(0.95)
         if len(self.law.boot):
-            draws = np.atleast_2d(self.law.predict(schedule, steps, self.law.boot)).mean(axis=1)
+            draws = self.law.loss_draws(schedule, steps).mean(axis=1)
             rng = np.random.default_rng(0)
             extra = rng.normal(0.0, math.sqrt(var_map + var_noise), len(draws))
             centre = float(np.median(draws))
@@ -140,15 +166,35 @@ class Planner:
             # an accuracy: the noise added to the refits must not carry the bounds past 0 or 1
             (lo80, hi80), (lo95, hi95) = (np.clip(np.quantile(a80, [0.1, 0.9]), 0.0, 1.0),
                                           np.clip(np.quantile(a95, [0.025, 0.975]), 0.0, 1.0))
-            return Forecast(float(np.mean(acc)), lo80, hi80, lo95, hi95,
-                            self.method + f", {len(draws)} bootstrap refits", float(np.std(a80)), self.notes)
-        # the law's error is shared by all steps of a window (one curve): average, then square
-        se_law = float(np.mean(self.accmap.slope(L) * se_L))
-        m = float(np.mean(acc))
-        half = [z * math.sqrt((se_law * r) ** 2 + var_map + var_noise) for z, r in ((Z80, r80), (Z95, r95))]
-        clip = lambda v: min(max(v, 0.0), 1.0)  # noqa: E731  (an accuracy)
-        return Forecast(m, clip(m - half[0]), clip(m + half[0]), clip(m - half[1]), clip(m + half[1]),
-                        self.method + ", delta method", half[0] / Z80, self.notes)
+            share = self._share(schedule, steps)
+            mean = self._mixed_accuracy(schedule, steps) if share else float(np.mean(acc))
+            return Forecast(mean, lo80, hi80, lo95, hi95, self.method + f", {len(draws)} bootstrap "
+                            "refits", float(np.std(a80)), self.notes + self._unseen_note(share))
+        return self._delta_accuracy(schedule, steps, var_noise, (r80, r95))
+
+    def _delta_accuracy(self, schedule: Schedule, steps: np.ndarray, var_noise: float,
+                        ratios: tuple[float, float]) -> Forecast:
+        """``accuracy`` by the delta method: normal, or where the two readings of the anneal
+        mix, their weighted mixture of normals (mixture.py)."""
+        def normal(law):  # mean and (80%, 95%) sds of one reading's accuracy
+            L, se_L = law.band(schedule, steps)
+            acc, se_map = self.accmap.predict(L)
+            # the law's error is shared by all steps of a window (one curve): average, then square
+            se_law = float(np.mean(self.accmap.slope(L) * se_L))
+            var = float(np.mean(se_map)) ** 2 + var_noise
+            return float(np.mean(acc)), [math.sqrt((se_law * r) ** 2 + var) for r in ratios]
+        m, sds = normal(self.law)
+        share = self._share(schedule, steps)
+        if share:
+            m0, sds0 = normal(self.law.no_gain)
+            (lo80,), (hi80,) = mixture_bounds(m, sds[0], m0, sds0[0], share, 0.80)
+            (lo95,), (hi95,) = mixture_bounds(m, sds[1], m0, sds0[1], share, 0.95)
+            m = self._mixed_accuracy(schedule, steps)
+        else:
+            lo80, hi80, lo95, hi95 = m - Z80 * sds[0], m + Z80 * sds[0], m - Z95 * sds[1], m + Z95 * sds[1]
+        clip = lambda v: min(max(float(v), 0.0), 1.0)  # noqa: E731  (an accuracy)
+        return Forecast(m, clip(lo80), clip(hi80), clip(lo95), clip(hi95), self.method + ", delta method",
+                        (hi80 - lo80) / (2 * Z80), self.notes + self._unseen_note(share))
 
     def curve(self, schedule: Schedule, steps: Any) -> dict[str, np.ndarray]:
         """Loss and expected accuracy along a run, with 80% bands (for tables and plots), each
@@ -160,32 +206,42 @@ class Planner:
         tiny-4000 against 51-58% with the noise, as if the noise narrowed it."""
         steps = np.asarray(steps)
         L, se = self.law.band(schedule, steps)
-        out = {"step": steps, "loss": L, "loss_lo80": np.maximum(L - Z80 * se, 0.0),
-               "loss_hi80": L + Z80 * se}
+        lo, hi = L - Z80 * se, L + Z80 * se
+        w, L0 = self.law.unseen_share(schedule, steps), L
+        if w.any():  # the two readings of the anneal weighed together (laws.LawFit.readings)
+            L0, se0 = self.law.no_gain.band(schedule, steps)
+            lo, hi = mixture_bounds(L, se, L0, se0, w, 0.80)
+        out = {"step": steps, "loss": (1 - w) * L + w * L0, "loss_lo80": np.maximum(lo, 0.0), "loss_hi80": hi}
         if self.accmap is not None:
-            acc, _ = self.accmap.predict(L)
-            lo, hi = self._acc_band80(schedule, steps, L, se)
-            out.update(acc=acc, acc_lo80=lo, acc_hi80=hi)
+            lo, hi = self._acc_band80(schedule, steps)
+            out.update(acc=(1 - w) * self.accmap(L) + w * self.accmap(L0), acc_lo80=lo, acc_hi80=hi)
         return out
 
-    def _acc_band80(self, schedule: Schedule, steps: np.ndarray, L: np.ndarray,
-                    se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _acc_band80(self, schedule: Schedule, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """80% band of the expected accuracy at each of ``steps``, by ``accuracy``'s method
         (bootstrap refits where there are some, else the delta method; the small-sample ratio
-        and the map's error included, the observation noise not)."""
+        and the map's error included, the observation noise not; the two readings of the
+        anneal mixed where they are)."""
+        L, se = self.law.band(schedule, steps)
         _, se_map = self.accmap.predict(L)
         r80 = self.law.small_sample_ratio(0.80)
         if len(self.law.boot):
-            draws = np.atleast_2d(self.law.predict(schedule, steps, self.law.boot))  # (D, n)
+            draws = self.law.loss_draws(schedule, steps)  # (D, n)
             centre = np.median(draws, axis=0)
             # the same normal draws as ``accuracy``'s, scaled without the observation noise
             extra = np.random.default_rng(0).normal(0.0, 1.0, len(draws))[:, None] * se_map
             a = self.accmap(centre + (draws - centre) * r80) + extra
             lo, hi = np.quantile(a, [0.1, 0.9], axis=0)
             return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
-        acc = self.accmap(L)
-        sd = np.sqrt((self.accmap.slope(L) * se * r80) ** 2 + se_map ** 2)
-        return np.clip(acc - Z80 * sd, 0.0, 1.0), np.clip(acc + Z80 * sd, 0.0, 1.0)
+        def normal(L, se):  # one reading's expected accuracy and its sd
+            return self.accmap(L), np.sqrt((self.accmap.slope(L) * se * r80) ** 2 + self.accmap.predict(L)[1] ** 2)
+        acc, sd = normal(L, se)
+        w = self.law.unseen_share(schedule, steps)
+        if w.any():
+            lo, hi = mixture_bounds(acc, sd, *normal(*self.law.no_gain.band(schedule, steps)), w, 0.80)
+        else:
+            lo, hi = acc - Z80 * sd, acc + Z80 * sd
+        return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
 
     def climb_warning(self, forecast: float) -> str | None:
         """A warning when ``forecast`` lies further above the runs' best measured accuracy
@@ -220,8 +276,23 @@ class Planner:
         return self.law.params["L0"] - self.law.params[self.law.spec.anneal]
 
     def limit(self) -> float | None:
-        """The accuracy the law's floor maps to: the most any length can reach."""
-        return None if self.accmap is None else float(self.accmap(self.floor()))
+        """The accuracy the law's floor maps to: the most any length can reach. Where a full
+        anneal goes past what the runs showed, the floors of both readings (``floor_share``:
+        the law's, and L0 of the law without annealing gain), weighted as the forecasts mix
+        them; without, the mixed forecasts of a 1,000-step run rose past the floor they were
+        told against ("not reachable" beside a central forecast that reached it)."""
+        if self.accmap is None:
+            return None
+        top, w = float(self.accmap(self.floor())), self.floor_share()
+        return top if not w else (1 - w) * top + w * float(self.accmap(self.no_gain_floor()))
+
+    def no_gain_floor(self) -> float:
+        """The loss floor of the reading without annealing gain: its L0 (never below 0)."""
+        return max(self.law.no_gain.params["L0"], 0.0)
+
+    def floor_share(self) -> float:
+        """The share of the no-gain reading after a full anneal (an annealing area of 1 lr unit)."""
+        return float(self.law.unseen_share_at(1.0))
 
     def floor_pinned(self) -> bool:
         """Whether the fit put the loss floor L0 off its bound, 0. On the seed's 100K steps,

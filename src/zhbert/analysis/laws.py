@@ -34,6 +34,17 @@ so the Jacobian gives a covariance that knows the noise is autocorrelated.
 ``LawFit.draws`` samples parameters from it (clipped to the bounds) for the
 Monte Carlo intervals in forecast.py.
 
+Two readings of the lr fall still ahead (``LawFit.loss_draws``): where a forecast's annealing
+area S2 goes past the most any fitted point had, the fit cannot tell the annealing gain from a
+climb still going on (a run leaving its plateau falls faster and faster, which only the
+annealing term can follow: tiny-2000's first 800 steps fitted C = 11 where its whole run fits
+0.7, and forecast its end at 84.8-98.2%, 80%, for 31.6%). So the bootstrap also refits the law
+without annealing gain (``no_gain``), and at such a step half of the unseen share of S2 is drawn
+from those refits: from none at the area seen to half where none was. On tiny-2000, tiny-4000
+and demo-2000 cut at 30-80% of their steps, the 80% intervals covered the last tenth in 7 of 24
+cuts before and in 24 after (benchmarks/prediction_accuracy.py, "5. early cuts"); from the first
+half of a Trainer run still on its plateau the error fell from +19.5 to +10.9 points.
+
 When no fitted run's lr ever falls (one constant-lr run), S2 is 0 at every
 point and C (B) cannot be identified: it is fixed at 0 in the fit and
 ``identifiable`` is False; forecast.py then draws it from 0 to the value at
@@ -55,6 +66,7 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from zhbert.analysis.ar import ar1_noise, ar1_reml, local_sd, marginal_sd, whiten
+from zhbert.analysis.runcurve import MIN_POINTS, RunCurve
 from zhbert.errors import UserError
 from zhbert.schedule import Schedule
 
@@ -64,65 +76,12 @@ MAX_BLOCKS = 300
 MPL_BOOT = 0          # bootstrap refits for multi_power (each is seconds: see above)
 MAX_GRID = 200_000   # lr values summed per schedule (beyond: every k-th step, times k)
 MAX_STEPS = 10 ** 15  # steps summed on int64 grids: past 2^63 a step overflowed or wrapped
-MIN_POINTS = 6
 # Residual AR(1) near 1 is a curve the law does not fit (a plateau's edge), not noise:
 # whitening with it would fit first differences and drop the level the forecast extends
 # (tiny-1000 + tiny-2000 -> tiny-4000: -11 points at phi 0.95, +1.4 at 0.7). Refits whiten
 # with at most this; the covariance is widened for the rest (_finish).
 MAX_WHITEN = 0.7
 HUBER = 1.5     # Huber threshold in noise sds: points beyond it count linearly
-
-
-# After a sequence-length switch the held-out loss (at full length) first falls by what the
-# longer positions are learned in, fast, then follows the lr: 5.49 -> 3.87 in 150 steps on the
-# 2-layer demo. Fitted across that, the law's residual sd was 0.23 and a 4,000-step run's 80%
-# band 33-53%; from 150 steps later, 0.004 and 41-43%. A point is still in that fall while its
-# drop to the next point is more than SETTLE_FACTOR times the median drop of the SETTLE_WINDOW
-# points after it; a run that switches while still on the plateau (tiny-1000, tiny-2000) falls
-# faster later, not sooner, and keeps every point (a fixed skip cost it 9 points of forecast).
-SETTLE_FACTOR = 4.0
-SETTLE_WINDOW = 5
-SETTLE_KEEP = 2 * MIN_POINTS
-
-
-def settled_from(steps: np.ndarray, loss: np.ndarray, start: int) -> int:
-    """The first step at or after ``start`` past the fall that follows a length switch (see
-    SETTLE_FACTOR). It skips at most a third of the points from ``start`` on, and only where
-    SETTLE_KEEP points stay: fewer cannot pin the law without the fall (a 1,000-step demo run
-    that kept 8 of its 10 points forecast 4,000 steps at 25-56%, 80%)."""
-    keep = (steps >= start) & np.isfinite(loss)
-    s, y = steps[keep], loss[keep]
-    most = min(len(s) // 3, len(s) - SETTLE_KEEP)
-    if most <= 0:
-        return start
-    rate = (y[:-1] - y[1:]) / np.diff(s)  # the drop a step from each point to the next
-    i = 0
-    while i < most and rate[i] > SETTLE_FACTOR * np.median(np.abs(rate[i + 1:i + 1 + SETTLE_WINDOW])):
-        i += 1
-    return int(s[i]) if i else start
-
-
-@dataclass(frozen=True)
-class RunCurve:
-    """One run's loss at its eval steps and the schedule that produced them."""
-    name: str
-    steps: np.ndarray
-    loss: np.ndarray
-    schedule: Schedule
-    fit_from: int = 0               # points before this step are not fitted (warm-up, plateau)
-
-    @functools.cached_property
-    def start(self) -> int:
-        """The first fitted step: ``fit_from``, and after a length switch past the fall that
-        follows it (``settled_from``, from these points only: a truncated run decides anew)."""
-        start = max(self.fit_from, 1)
-        if 0 < self.schedule.short_steps < start:
-            return settled_from(self.steps, self.loss, start)
-        return start
-
-    def fitted(self) -> tuple[np.ndarray, np.ndarray]:
-        keep = (self.steps >= self.start) & np.isfinite(self.loss)
-        return self.steps[keep].astype(int), self.loss[keep]
 
 
 @dataclass(frozen=True)
@@ -153,12 +112,27 @@ class Features:
 
 def features(schedule: Schedule, steps: Any, units: Units, law: str) -> Features:
     """Areas at ``steps``: exact sums over every step up to MAX_GRID steps; beyond, sums over
-    every k-th step times k (a 100M-step forecast would otherwise hold 100M lr values)."""
+    every k-th step times k (a 100M-step forecast would otherwise hold 100M lr values).
+    Remembered for the last few questions: a forecast asks for the same steps of the same
+    schedule from both readings of the anneal, its band and its share (read-only arrays)."""
     top = float(np.max(steps, initial=1))  # float: an int past int64 would raise or wrap here
     if not top <= MAX_STEPS:
         raise UserError(f"a run of {top:,.0f} steps is past what the law can sum ({MAX_STEPS:,}): "
                         "ask about a shorter run (--steps), or check the history's train.steps")
-    steps, top = np.asarray(steps, dtype=int), int(top)
+    return _features(schedule, tuple(np.asarray(steps, dtype=int).ravel().tolist()), units, law)
+
+
+@functools.lru_cache(maxsize=32)
+def _features(schedule: Schedule, steps: tuple[int, ...], units: Units, law: str) -> Features:
+    f = _compute_features(schedule, np.array(steps, dtype=int), units, law)
+    for a in (f.s1, f.s2, f.gap, f.eta_b, f.d_b):
+        if a is not None:
+            a.setflags(write=False)
+    return f
+
+
+def _compute_features(schedule: Schedule, steps: np.ndarray, units: Units, law: str) -> Features:
+    top = int(np.max(steps, initial=1))
     k = max(1, -(-top // MAX_GRID))
     grid = np.arange(0, top + k, k)
     eta = schedule.curve(grid) / units.ref
@@ -239,6 +213,8 @@ class LawFit:
     fitted_steps: tuple[np.ndarray, ...] = field(repr=False, default=())
     innovation_var: float = 0.0     # of the prewhitened residuals in noise-sd units
     boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    no_gain: "LawFit | None" = field(repr=False, default=None)  # the law without annealing gain
+    seen_anneal: float = 0.0        # the most annealing area (S2) any fitted point had
 
     @property
     def spec(self) -> LawSpec:
@@ -252,6 +228,44 @@ class LawFit:
         """Loss at ``steps`` of a run with ``schedule`` (``p``: (P,) or draws (D, P))."""
         f = features(schedule, steps, self.units, self.law)
         return self.spec.predict(self.vector if p is None else p, f)
+
+    def loss_draws(self, schedule: Schedule, steps: Any) -> np.ndarray:
+        """Loss at ``steps`` under the bootstrap refits, (D, n). At a step whose annealing area
+        is past what the runs showed, ``unseen_share`` of the refits come from the law without
+        annealing gain (``no_gain``): the data cannot tell that gain from a climb still going on."""
+        f = features(schedule, steps, self.units, self.law)
+        draws = np.atleast_2d(self.spec.predict(self.boot, f))
+        share = self._share(f.s2)
+        if not share.any() or not len(self.no_gain.boot):
+            return draws
+        k0 = np.minimum(np.rint(share * len(draws)), len(self.no_gain.boot))  # share <= 1/2: enough
+        no_gain = np.atleast_2d(self.spec.predict(self.no_gain.boot, f))[:len(draws)]
+        no_gain = np.concatenate([no_gain, draws[len(no_gain):]])  # rows past k0: never taken
+        return np.where(np.arange(len(draws))[:, None] < k0[None, :], no_gain, draws)
+
+    def readings(self, schedule: Schedule, steps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The loss at ``steps`` by the law as fitted and without annealing gain (point fits),
+        and the share of the second (``unseen_share``): the forecast's central values mix them."""
+        f = features(schedule, np.atleast_1d(steps), self.units, self.law)
+        share = self._share(f.s2)
+        fitted = np.atleast_1d(self.spec.predict(self.vector, f))
+        return fitted, np.atleast_1d(self.spec.predict(self.no_gain.vector, f)) if share.any() else fitted, share
+
+    def unseen_share(self, schedule: Schedule, steps: Any) -> np.ndarray:
+        """Weight of the no-gain reading at ``steps``: half of the share of their annealing area
+        the runs did not show (0 up to ``seen_anneal``, 1/2 where they showed none of it)."""
+        return self._share(features(schedule, np.atleast_1d(steps), self.units, self.law).s2)
+
+    def unseen_share_at(self, s2: float) -> float:
+        """``unseen_share`` at an annealing area ``s2`` (lr units: a full anneal is 1)."""
+        return float(self._share(np.array([s2]))[0])
+
+    def _share(self, s2: np.ndarray) -> np.ndarray:
+        s2 = np.asarray(s2, dtype=float)
+        if self.no_gain is None:
+            return np.zeros_like(s2)
+        seen = np.minimum(1.0, self.seen_anneal / np.maximum(s2, 1e-12))
+        return np.where(s2 > self.seen_anneal, 0.5 * (1.0 - seen), 0.0)
 
     def band(self, schedule: Schedule, steps: Any, mean: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Predicted loss at ``steps`` (or their mean) and its standard error from the
@@ -296,7 +310,8 @@ class LawFit:
                 "params_sd": dict(zip(self.spec.params, map(float, sd))),
                 "lr_unit": self.units.ref, "area_unit": self.units.scale, "ar1_phi": self.phi,
                 "residual_sd": self.sigma, "n_points": self.n, "runs": list(self.runs),
-                "annealing_identifiable": self.identifiable}
+                "annealing_identifiable": self.identifiable, "annealing_area_seen": self.seen_anneal,
+                "without_annealing_gain": self.no_gain and self.no_gain.params}
 
 
 def _units(runs: Sequence[RunCurve]) -> Units:
@@ -341,9 +356,11 @@ def _check_points(runs: Sequence[RunCurve], lengths: list[int]) -> None:
 
 
 def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0,
-            seed: int = 0) -> LawFit:
+            seed: int = 0, anneal: bool = True) -> LawFit:
     """Fit one law to all ``runs`` at once (same model and data; see module docstring);
-    ``n_boot`` > 0 adds that many parametric AR(1) bootstrap refits (``LawFit.boot``)."""
+    ``n_boot`` > 0 adds that many parametric AR(1) bootstrap refits (``LawFit.boot``); with
+    the law without annealing gain (``LawFit.no_gain``, half as many refits; ``anneal`` False
+    fits that law alone)."""
     if law not in SPECS:
         raise UserError(f"unknown law {law!r}; use one of {', '.join(LAWS)}")
     spec = SPECS[law]
@@ -356,7 +373,7 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     identifiable = any(float(np.max(f.s2, initial=0)) > 1e-9 for f in feats)
     lower, upper = np.array(spec.lower), np.array(spec.upper)
     ia = spec.params.index(spec.anneal)
-    if not identifiable:  # pin the annealing term at 0 (least_squares needs lower < upper)
+    if not identifiable or not anneal:  # pin the annealing term at 0 (least_squares needs lower < upper)
         upper = upper.copy()
         upper[ia] = lower[ia] + 1e-12
 
@@ -381,18 +398,27 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     fit = _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid, data)
     if law == "multi_power":
         n_boot = min(n_boot, MPL_BOOT)
-    if n_boot <= 0:
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        refit = lambda target: least_squares(resid, res.x, args=(phi_w, target), bounds=(lower, upper),  # noqa: E731
+                                             loss="huber", f_scale=scale, max_nfev=200).x
+        boot = _bootstrap(refit, y + fit.resid, fit, lengths, sd, n_boot, rng)
+        fit = replace(fit, boot=_unidentified(boot, fit, spec, rng))
+    if not (identifiable and anneal):
         return fit
-    pred = y + fit.resid
-    rng = np.random.default_rng(seed)
-    rel_sd = math.sqrt(fit.innovation_var / max(1 - phi * phi, 1e-6))
-    boot = []
-    for _ in range(n_boot):
-        noise = np.concatenate([ar1_noise(n, phi, rel_sd, rng) for n in lengths]) * sd
-        r = least_squares(resid, res.x, args=(phi_w, pred + noise), bounds=(lower, upper),
-                          loss="huber", f_scale=scale, max_nfev=200)
-        boot.append(r.x)
-    return replace(fit, boot=_unidentified(np.array(boot), fit, spec, rng))
+    # the other reading of the lr fall still ahead: no annealing gain (module docstring)
+    # (its refits stand in for at most half of these: half as many, -(-n // 2), suffice)
+    return replace(fit, no_gain=fit_law(runs, law, -(-n_boot // 2), seed, anneal=False),
+                   seen_anneal=max(float(np.max(f.s2, initial=0)) for f in feats))
+
+
+def _bootstrap(refit, pred: np.ndarray, fit: LawFit, lengths: list[int], sd: np.ndarray,
+               n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Parametric AR(1) bootstrap: ``refit`` on the fitted curve plus AR(1) noise of the
+    fit's own innovation variance, ``n_boot`` times."""
+    rel_sd = math.sqrt(fit.innovation_var / max(1 - fit.phi * fit.phi, 1e-6))
+    return np.array([refit(pred + np.concatenate([ar1_noise(n, fit.phi, rel_sd, rng) for n in lengths]) * sd)
+                     for _ in range(n_boot)])
 
 
 def _unidentified(boot: np.ndarray, fit: LawFit, spec: LawSpec, rng: np.random.Generator) -> np.ndarray:

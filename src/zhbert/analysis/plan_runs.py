@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from zhbert.analysis.history import History, load_history, run_labels
-from zhbert.analysis.laws import RunCurve
+from zhbert.analysis.runcurve import RunCurve
 from zhbert.errors import UserError
 from zhbert.schedule import Schedule, infer_schedule
 

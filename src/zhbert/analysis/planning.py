@@ -128,7 +128,12 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
     mean = band["mean"]
     point = _crossing(grid, mean, target)
     k = _holds_until(p, make, grid)  # the lengths before the law forecasts a loss below 0
-    if math.isfinite(point) and k <= np.searchsorted(grid, point):  # the answer relies on one
+    # the law as fitted alone too: where the forecast weighs in the reading without annealing
+    # gain (laws.LawFit.readings), its mean may stay below a target the law reaches only past
+    # a loss below 0, and "not reachable" would rest on lengths where the law no longer holds
+    alone = [float(p.accmap(p.law.predict(make(int(n)), [int(n)])[0])) for n in grid]
+    relied = min(point, _crossing(grid, np.array(alone), target))
+    if math.isfinite(relied) and k <= np.searchsorted(grid, relied):  # the answer relies on one
         check_loss(p, make(int(grid[k])), [int(grid[k])], f"--target {target:g}")  # raises
     if k == 0:
         return Reach(target, False, None, None, None, limit, "the law forecasts a loss below 0 "
@@ -168,9 +173,11 @@ def reach(p: Planner, target: float, make: Any) -> Reach:
 def _floor_text(p: Planner) -> str:
     """The law's floor as a limit: a loss of 0 where L0 less a full anneal falls below it
     (the law stops holding there; no negative cross-entropy is printed as a floor)."""
-    if p.raw_floor() < 0:
-        return "the law's floor (L0 less a full anneal falls below 0, so the least loss, 0)"
-    return f"the law's floor (L0 less a full anneal) {p.floor():.3f}"
+    floor = ("the law's floor (L0 less a full anneal falls below 0, so the least loss, 0)"
+             if p.raw_floor() < 0 else f"the law's floor (L0 less a full anneal) {p.floor():.3f}")
+    w = p.floor_share()
+    return floor if not w else (f"{floor}, mixed {w:.0%} with the floor without annealing gain "
+                                f"{p.no_gain_floor():.3f} (a full anneal is past what the runs showed)")
 
 
 def _holds_until(p: Planner, make: Any, grid: np.ndarray) -> int:
@@ -302,7 +309,8 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
     out["floor_pinned"] = p.floor_pinned()
     if p.accmap is not None:
         text.append(f"loss -> accuracy: acc = expit({p.accmap.a:.3f} {p.accmap.b:+.3f} * loss); "
-                    f"the law's floor maps to {p.limit():.4f}" + (
+                    f"the law's floor maps to {p.limit():.4f}"
+                    + (f" ({p.floor_share():.0%} of it the floor without annealing gain)" if p.floor_share() else "") + (
                         "" if out["floor_pinned"] else " (but the floor L0 came out at its bound, 0: "
                         "these points do not pin it, so that is the law's extrapolation)"))
     if args.steps is not None:
