@@ -12,6 +12,14 @@ accuracy is an expit of the loss (accmap.py), inside (0, 1) by construction; its
 clipped there (forecast.Planner). The schedule-free curve families (curves.py) know no such
 map: a straight line through an accuracy reads 933% far out, so curves.py clips their
 forecasts to the metric's range (``metrics.MetricInfo.bounds``) and backtest flags where it did.
+
+The law has no plateau term: it carries the fitted runs' way off their plateau over to the run
+asked about. Where that run's schedule is of a kind no fitted run had, or its lr warm-up or
+short-sequence phase ends before every fitted run's, nothing in the data shows how it leaves
+its plateau (``schedule_warning``): from a 2,000-step cosine run, a 1,500-step wsd run was
+forecast at 27.6% (80%: 20.2-33.5%) and stayed on its plateau at 16.9%; from tiny-4000 (its
+switch at step 800), a 2,000-step run (switch at 400) at 35.0% (80%: 34.2-35.8%) where
+tiny-2000 ended at 31.7%.
 """
 
 from __future__ import annotations
@@ -52,6 +60,37 @@ def lr_note(p: Any, lr: float | None) -> str | None:
     unstable = " and it has no term for a run a too-high lr destabilises" if lr > fitted_peaks(p)[1] else ""
     return (f"extrapolation: --lr {lr:g} is {where}; the law's dependence on the lr was not "
             f"measured there{unstable}: check the forecast with a short run at that lr, and fit it too")
+
+
+def schedule_warning(p: Any, schedule: Schedule) -> str | None:
+    """A warning where the run asked about leaves its plateau in a way no fitted run shows:
+    a schedule kind none had, or its warm-ups (lr, short sequences) over before every fitted
+    run's (module docstring)."""
+    from zhbert.analysis.plan_runs import fit_from
+    kinds = sorted({r.curve.schedule.kind for r in p.runs})
+    ends, fitted = fit_from(schedule) - 1, min(r.curve.fit_from for r in p.runs) - 1
+    why = []
+    if schedule.kind not in kinds:
+        why.append(f"no fitted run has a {schedule.kind} schedule (fitted: {', '.join(kinds)})")
+    if ends < fitted:
+        why.append(f"its warm-ups (the lr's, and the short-sequence phase) end at step {ends:,}, "
+                   f"before any fitted run's ({fitted:,})")
+    if not why:
+        return None
+    return (f"{' and '.join(why)}: the law carries the fitted runs' way off their plateau over to "
+            "this run, which need not share it; check with a short run of this schedule, and fit it too")
+
+
+def kinds_warning(p: Any, kinds: Sequence[str]) -> str | None:
+    """``schedule_warning``'s first reason for several schedule kinds at once (--compare-schedules)."""
+    fitted = sorted({r.curve.schedule.kind for r in p.runs})
+    unseen = [k for k in kinds if k not in fitted]
+    if not unseen:
+        return None
+    named = unseen[0] if len(unseen) == 1 else f"{', '.join(unseen[:-1])} or {unseen[-1]}"
+    return (f"no fitted run has a {named} schedule (fitted: {', '.join(fitted)}): the law carries the "
+            "fitted runs' way off their plateau over to them, which need not share it; check with a "
+            "short run of each, and fit it too")
 
 
 def check_loss(p: Any, schedule: Schedule, steps: Sequence[int], asked: str) -> None:

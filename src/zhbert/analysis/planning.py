@@ -22,7 +22,7 @@ import numpy as np
 
 from zhbert import argtypes
 from zhbert.config import MAX_STEPS  # --steps / --warmup: what a run may have (10^20 overflowed the law)
-from zhbert.analysis.extrapolation import check_loss, lr_note
+from zhbert.analysis.extrapolation import check_loss, kinds_warning, lr_note, schedule_warning
 from zhbert.analysis.forecast import Forecast, Planner
 from zhbert.analysis.plan_runs import fit_from, run_name, run_paths
 from zhbert.errors import UserError
@@ -326,15 +326,14 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
         out["compare_schedules"] = {"steps": n, **{k: f.to_json() for k, f in cmp.items()}}
         text.append(f"final accuracy ({p.runs[0].acc_metric}) of a {n:,}-step run by schedule:")
         text += [f"  {k:<9} {_fc(f)}" for k, f in cmp.items()]
-        note = _ranking_note(cmp)
+        note = _warnings(_ranking_note(cmp), kinds_warning(p, list(cmp)))
         if note:
             out["compare_schedules_note"] = note
             text.append(f"  {note}")
     if args.target is not None:
         r = reach(p, args.target, lambda n: schedule_for(p, args, n))
         out["target"] = {**r.to_json(), **({"units": units(p, r.steps, args)} if r.reachable else {}),
-                         "warning": _warnings(plateau_warning(p, answers=[r]), decay_warning(
-                             p, schedule_for(p, args, int(math.ceil(r.steps)))) if r.reachable else None)}
+                         "warning": _target_warning(p, r, args)}
         text.append(r.message)
         if r.reachable:
             text.append(f"  = {_fmt_units(units(p, r.steps, args))} (point estimate)")
@@ -344,6 +343,14 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
         out["notes"].append(extrapolated)
     text += [f"note: {n}" for n in out["notes"]]
     return out, text
+
+
+def _target_warning(p: Planner, r: Reach, args) -> str | None:
+    """The warnings of a --target answer: the plateau's, and for the run found (where one
+    is), its decay's and its schedule's (``schedule_warning``)."""
+    sched = schedule_for(p, args, int(math.ceil(r.steps))) if r.reachable else None
+    return _warnings(plateau_warning(p, answers=[r]), sched and decay_warning(p, sched),
+                     sched and schedule_warning(p, sched))
 
 
 def _ranking_note(cmp: dict[str, Forecast]) -> str | None:
@@ -390,7 +397,8 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
              f"  final loss ({r0.loss_metric}) {_fc(loss, pct=False)}"]
     if acc:
         lines.append(f"  final accuracy ({r0.acc_metric}) {_fc(acc)}")
-        out["warning"] = _warnings(plateau_warning(p, acc.mean), decay_warning(p, sched))
+        out["warning"] = _warnings(plateau_warning(p, acc.mean), decay_warning(p, sched),
+                                   schedule_warning(p, sched))
         lines += [f"  warning: {out['warning']}"] if out["warning"] else []
     lines.append(f"  {_fmt_units(out['units'])}")
     lines.append("  step      " + " ".join(f"{s:>8,}" for s in marks))

@@ -1,0 +1,36 @@
+"""A forecast for a run that leaves its plateau in a way no fitted run shows is warned about
+(extrapolation.schedule_warning): from tiny-4000 (its switch to full-length sequences at step
+800), a 2,000-step run (switch at 400) read 35.0% (80%: 34.2-35.8%) with no word where tiny-2000
+ended at 31.7%; from a cosine run, a wsd run read 27.6% and stayed on its plateau at 16.9%."""
+
+import json
+from pathlib import Path
+
+from zhbert.cli import main
+
+DATA = Path(__file__).parent / "data"
+
+
+def _predict(capsys, *argv):
+    assert main(["predict", str(DATA / "tiny-4000"), "--n-boot", "0", "--json", *map(str, argv)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_run_whose_warm_ups_end_before_the_fitted_ones_is_warned(capsys):
+    w = _predict(capsys, "--steps", 2000)["forecast"]["warning"] or ""
+    assert "end at step 400, before any fitted run's (800)" in w, w
+
+
+def test_a_schedule_kind_no_run_had_is_warned(capsys):
+    w = _predict(capsys, "--steps", 8000, "--schedule", "wsd")["forecast"]["warning"] or ""
+    assert "no fitted run has a wsd schedule (fitted: cosine)" in w, w
+
+
+def test_a_longer_run_of_the_fitted_kind_is_not(capsys):
+    w = _predict(capsys, "--steps", 8000)["forecast"]["warning"] or ""
+    assert "fitted run" not in w, w
+
+
+def test_compare_schedules_names_the_kinds_no_run_had(capsys):
+    out = _predict(capsys, "--steps", 8000, "--compare-schedules")
+    assert "no fitted run has a linear, constant or wsd schedule" in out["compare_schedules_note"]
