@@ -34,3 +34,15 @@ def test_a_longer_run_of_the_fitted_kind_is_not(capsys):
 def test_compare_schedules_names_the_kinds_no_run_had(capsys):
     out = _predict(capsys, "--steps", 8000, "--compare-schedules")
     assert "no fitted run has a linear, constant or wsd schedule" in out["compare_schedules_note"]
+
+
+def test_runs_that_never_left_their_plateau_are_warned_about(capsys):
+    """tiny-1000 stayed on its plateau (14.1%): its law put a 2,000-step run at 16.0% (80%:
+    15.0-16.7%) with no word, where tiny-2000 left it for 31.7%."""
+    assert main(["predict", str(DATA / "tiny-1000"), "--steps", "2000", "--n-boot", "0", "--json"]) == 0
+    w = json.loads(capsys.readouterr().out)["forecast"]["warning"] or ""
+    assert "no fitted run has left its plateau" in w, w
+    from zhbert.analysis.outlook import outlook  # the dashboard and analyze: the same warning
+    assert any("no fitted run has left its plateau" in n for n in outlook(DATA / "tiny-1000", 0.3).notes)
+    w = _predict(capsys, "--steps", 8000)["forecast"]["warning"] or ""
+    assert "left its plateau" not in w, w
