@@ -16,6 +16,8 @@ from zhbert.runlock import LockHeld, WriterLock, is_locked, lock_path
 # What a sweep writes into a trial's folder itself (zhbert.sweep.worker): train.log, opened
 # before the trial's trainer starts, and pruned.json. Nothing else there is the sweep's.
 SWEEP_TRIAL_FILES = frozenset({"train.log", "pruned.json"})
+# What a run writes beside its config.json, and --force deletes
+RUN_OUTPUTS = ("history.jsonl", "checkpoints", "tb", "analysis", EVAL_RESULTS, PROBE_RESULTS, PROBE_DIR)
 
 
 def unrelated_files(run_dir: Path) -> list[str]:
@@ -32,6 +34,10 @@ def unrelated_files(run_dir: Path) -> list[str]:
     except OSError:  # unreadable: creating the run's files there fails with its own message
         return []
     if all(n in SWEEP_TRIAL_FILES and (run_dir / n).is_file() for n in names):
+        return []
+    # a run's own outputs only (a stray file where its tb/ goes): the run's, not someone
+    # else's; training says what it cannot write (a config.json of no run's is someone else's)
+    if all(n in RUN_OUTPUTS for n in names):
         return []
     return names
 
@@ -154,8 +160,7 @@ def _clear_run(run_dir: Path) -> None:
 
 def _delete_run_files(run_dir: Path) -> None:
     import shutil
-    for name in ("history.jsonl", "checkpoints", "tb", "analysis", EVAL_RESULTS, PROBE_RESULTS,
-                 PROBE_DIR):
+    for name in RUN_OUTPUTS:
         p = run_dir / name
         if p.is_dir():
             shutil.rmtree(p)
