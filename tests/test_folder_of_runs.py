@@ -59,8 +59,8 @@ def _error(capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("argv", [["analyze", "{root}", "--out", "{out}", "--n-boot", "5"],
-                                  ["predict", "{root}", "--target", "0.3", "--n-boot", "5"],
+@pytest.mark.parametrize("argv", [["analyze", "{root}", "--out", "{out}", "--n-boot", "20"],
+                                  ["predict", "{root}", "--target", "0.3", "--n-boot", "20"],
                                   ["compare", "{root}/a", "{root}"],
                                   ["status", "{root}"]])
 def test_a_folder_of_runs_is_refused_not_merged(tmp_path, capsys, argv):
@@ -134,6 +134,6 @@ def test_analyze_refuses_a_target_out_of_bounds_before_fitting(tmp_path, capsys,
         raise AssertionError("fitted before the target was checked")
     monkeypatch.setattr(ra, "fit_curve", no_fit)
     run = _run(tmp_path / "run", tb=False)
-    assert main(["analyze", str(run), "--n-boot", "5", *argv]) == 2
+    assert main(["analyze", str(run), "--n-boot", "20", *argv]) == 2
     assert match in _error(capsys)
     assert not (run / "analysis").exists()

@@ -125,7 +125,7 @@ def test_the_curve_fit_is_called_blind_to_the_schedule_where_the_law_cannot_run(
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert main(["analyze", str(tmp_path / "r"), "--out", str(tmp_path / "an"), "--target", "0.4",
-                 "--n-boot", "10"]) == 0
+                 "--n-boot", "20"]) == 0
     said = capsys.readouterr().out
     assert "target 0.4 (the curve fit, blind to the lr schedule):" in said
     assert "schedule-aware" not in said.replace("schedule-aware forecast:", "")

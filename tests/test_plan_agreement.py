@@ -63,7 +63,7 @@ def test_a_target_on_a_plateau_is_warned_about_everywhere(run, tmp_path, capsys)
     assert main(["compare", str(path), str(other), "--metric", "eval_accuracy", "--targets", "0.3",
                  "--out", str(tmp_path / "cmp")]) == 0
     j = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    assert any(w.startswith(f"{run}: the forecast (") for w in j["warnings"])
+    assert any(w.startswith(f"{run}: the target 30.0% ") for w in j["warnings"])
     assert j["runs"][0]["forecast"]["reach"]["0.3"]["reachable"]
 
 

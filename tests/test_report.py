@@ -166,7 +166,7 @@ def test_analyze_seed_reproduces_published_figures(tmp_path, capsys):
 def test_analyze_zhbert_run_with_eval_records(tmp_path, capsys):
     run = tmp_path / "run"
     write_history(run / "history.jsonl", partial=True)
-    assert main(["analyze", str(run), "--n-boot", "10", "--json"]) == 0
+    assert main(["analyze", str(run), "--n-boot", "20", "--json"]) == 0
     j = json.loads(capsys.readouterr().out)
     _files(run / "analysis")
     assert j["metric_used"] == "eval_mlm_acc" and "held-out" in j["metric_reason"]
@@ -188,14 +188,14 @@ def test_analyze_object_and_tokens_axis(tmp_path):
 
 def test_one_point_and_nan_histories_say_what_was_not_computed(tmp_path, capsys):
     one = write_history(tmp_path / "one" / "history.jsonl", n=1)
-    assert main(["analyze", str(one.parent), "--n-boot", "5"]) == 0
+    assert main(["analyze", str(one.parent), "--n-boot", "20"]) == 0
     j = json.loads((one.parent / "analysis" / "analysis.json").read_text())
     assert j["correlation"] is None
     what = {n["what"] for n in j["not_computed"]}
     assert {"correlation", "backtest", "prediction"} <= what
     assert "not computed: correlation" in capsys.readouterr().out
     nan = write_history(tmp_path / "nan" / "history.jsonl", nan_at=7)
-    assert main(["analyze", str(nan.parent), "--metric", "loss", "--n-boot", "5"]) == 0
+    assert main(["analyze", str(nan.parent), "--metric", "loss", "--n-boot", "20"]) == 0
     j = json.loads((nan.parent / "analysis" / "analysis.json").read_text())
     assert any("non-finite" in n["why"] for n in j["not_computed"])
     assert any(a["kind"] == "nonfinite" for a in j["anomalies"])

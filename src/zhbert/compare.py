@@ -51,7 +51,11 @@ class Run:
 def load_runs(paths: list[str], metric: str | None, x: str) -> list[Run]:
     if len(paths) < 2:
         raise UserError("compare needs at least two runs (run directories or history files)")
+    from zhbert.analysis.plan_runs import refuse_copied_histories, refuse_repeats
+    why = "a run compared with itself tells nothing"
+    refuse_repeats(paths, why)
     histories = [load_history(p, metric) for p in paths]
+    refuse_copied_histories(paths, histories, why)
     if x == "characters":  # runs of different languages/tokenizers: aligned by text seen
         histories = [with_characters(h, _characters_per_token(p)) for p, h in zip(paths, histories)]
     name = metric or histories[0].default_metric

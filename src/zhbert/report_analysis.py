@@ -157,13 +157,13 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
     else:
         skipped.append(("prediction", "no learning curve could be fitted (see above)"))
     bt = _backtest(history, series, name, x, skipped)
-    look = _outlook(history, name, target, n_boot, skipped)
+    look = _outlook(history, name, target, n_boot, skipped, seed)
     return Analysis(history, name, x, target, n_boot, corr, corr_log, fits, prediction, bt,
                     tuple(anomalies), tuple(skipped), look)
 
 
 def _outlook(history: History, metric: str, target: float | None, n_boot: int,
-             skipped: list) -> Any:
+             skipped: list, seed: int = 0) -> Any:
     """The schedule-aware law's forecast, where the run's lr is known and the metric is its
     held-out (or training-batch) MLM accuracy; else why not. Its bands come from the same
     ``n_boot`` bootstrap refits that ``zhbert predict --n-boot`` takes, so both commands give
@@ -174,7 +174,7 @@ def _outlook(history: History, metric: str, target: float | None, n_boot: int,
         skipped.append(("schedule-aware forecast", f"the law forecasts MLM loss and accuracy, not {metric}"))
         return None
     try:
-        return outlook(history.meta.path, target, n_boot)
+        return outlook(history.meta.path, target, n_boot, seed)  # analyze --seed's refits too
     except NoLearningRate as why:
         skipped.append(("schedule-aware forecast", f"{why}; the schedule-free families above stand alone"))
     except UserError as why:

@@ -41,6 +41,16 @@ SCHEDULES = ("cosine", "linear", "constant", "wsd")
 DEFAULT_DECAY_FRACTION = 0.2
 
 
+def schedule_name(text: str | None) -> str | None:
+    """A schedule as typed on a command line, in SCHEDULES' spelling: "--schedule WSD" (as
+    the literature writes it) was refused. A name not known is returned as given, for the
+    caller's refusal to quote it."""
+    if text is None:
+        return None
+    lowered = text.strip().lower()
+    return lowered if lowered in SCHEDULES else text
+
+
 @dataclass(frozen=True)
 class Schedule:
     kind: str

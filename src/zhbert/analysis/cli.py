@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="schedule-aware laws to score, comma-separated: lr_annealing (default), "
                              "multi_power (slower, delta-method interval)")
     parser.add_argument("--n-boot", type=argtypes.boot_count, default=200, help="bootstrap refits of "
-                        "each law for its interval (default 200; 0: the delta method's)")
+                        "each law for its interval (default 200, at least 20; 0: the delta method's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_between(args: argparse.Namespace) -> int:
-    from zhbert.analysis.plan_runs import load_run
+    from zhbert.analysis.plan_runs import load_run, refuse_copies, refuse_repeats
     from zhbert.analysis.laws import LAWS
     from zhbert.analysis.run_backtest import backtest_runs, backtest_runs_table
     if not args.predict or not (args.from_runs or args.fit_until):
@@ -70,7 +70,11 @@ def _run_between(args: argparse.Namespace) -> int:
         raise UserError(f"--law names no law; use one or more of {', '.join(LAWS)}")
     if bad:
         raise UserError(f"--law {','.join(bad)}: unknown; use {', '.join(LAWS)}")
-    result = backtest_runs(load_run(args.predict), [load_run(r) for r in args.from_runs], laws,
-                           until=args.fit_until, n_boot=args.n_boot)
+    # the run predicted among its sources is fitted on its own answer: scored 0.1 points off
+    why = "the run --predict names is among --from: fitted on its own answer, it is scored on what it was given"
+    refuse_repeats([*args.from_runs, args.predict], why)
+    target, sources = load_run(args.predict), [load_run(r) for r in args.from_runs]
+    refuse_copies([*sources, target], why)
+    result = backtest_runs(target, sources, laws, until=args.fit_until, n_boot=args.n_boot)
     print(json.dumps(result.to_json(), indent=2) if args.json else backtest_runs_table(result))
     return 0

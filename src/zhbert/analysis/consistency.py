@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from zhbert.analysis.history import masking_warning
+from zhbert.analysis.history import Meta, masking_warning
 from zhbert.analysis.laws import fit_law
 from zhbert.config import describe_differences
 from zhbert.errors import UserError
@@ -44,13 +44,39 @@ def setup_warnings(runs: Sequence[RunData]) -> list[str]:
             out.append(f"warning: {r.curve.name} differs from {first.curve.name} in "
                        f"{'; '.join(what)}: one "
                        "law assumes one model and one data setup, so its fit and bands mean little")
-    masks = masking_warning([(r.curve.name, r.history.meta) for r in runs if r.history is not None])
-    if masks:
-        out.append(masks)
+    out += _config_mix(runs)
+    metas = [(r.curve.name, r.history.meta) for r in runs if r.history is not None]
+    out += [line for line in (masking_warning(metas), masking_unknown_note(metas)) if line]
     if len({r.loss_metric for r in runs}) > 1:
         out.append("warning: the runs record different loss metrics ("
                    + ", ".join(sorted({r.loss_metric for r in runs})) + "); fitting them together")
     return out
+
+
+def _config_mix(runs: Sequence[RunData]) -> list[str]:
+    """Runs with a zhbert config beside runs without (the seed's JSON, a Trainer state, a
+    CSV): fitted together with no word but "different loss metrics", though nothing says
+    they share a model or data setup (the comparison above needs both configs)."""
+    has = [r.curve.name for r in runs if r.setup.get("config") is not None]
+    lacks = [r.curve.name for r in runs if r.setup.get("config") is None]
+    if not has or not lacks:
+        return []
+    return [f"warning: {', '.join(lacks)} record{'s' * (len(lacks) == 1)} no zhbert config, "
+            f"unlike {', '.join(has)}: their model and data setups cannot be compared, so one law "
+            "over them means little; fit each kind on its own"]
+
+
+def masking_unknown_note(runs: list[tuple[str, Meta]]) -> str | None:
+    """A note (not a warning: nothing is known to differ) when some runs record a masking
+    rule and others, older or foreign histories, record none: one law over them was fitted
+    without a word, though their held-out sets may mask other slots."""
+    rules = sorted({m.masking[-1] for _, m in runs if m.masking and m.masking[-1] is not None})
+    unknown = [name for name, m in runs if not (m.masking and m.masking[-1] is not None)]
+    if not rules or not unknown:
+        return None
+    return (f"{', '.join(unknown)} record{'s' * (len(unknown) == 1)} no masking rule (an older or "
+            f"foreign history): whether {'it masks' if len(unknown) == 1 else 'they mask'} as the "
+            f"others do ({', '.join(rules)}) is unknown, so a gap in held-out accuracy may be the masks")
 
 
 def vocab_difference(a: dict | None, b: dict | None) -> list[str]:

@@ -307,9 +307,11 @@ class Planner:
                 for k in SCHEDULES}
 
 
-def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = N_BOOT) -> Planner:
+def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = N_BOOT,
+         seed: int = 0) -> Planner:
     """Fit one law (and the accuracy map) to the given runs (paths or RunData); ``n_boot``
-    parametric AR(1) bootstrap refits give the accuracy intervals (0: delta method)."""
+    parametric AR(1) bootstrap refits give the accuracy intervals (0: delta method), drawn
+    from ``seed`` (predict --seed was ignored by the law before it reached fit_law)."""
     refuse_repeats([r for r in paths_or_runs if not isinstance(r, RunData)])
     runs = [r if isinstance(r, RunData) else load_run(r) for r in paths_or_runs]
     if not runs:
@@ -317,7 +319,7 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = 
     refuse_copies(runs)
     runs = labelled(runs)
     notes = setup_warnings(runs)
-    fit = fit_law([r.curve for r in runs], law, n_boot=n_boot)
+    fit = fit_law([r.curve for r in runs], law, n_boot=n_boot, seed=seed)
     notes += disagreement(fit, runs, law)
     if not fit.identifiable:
         notes.append("the lr never falls in these runs (constant lr): the annealing term "

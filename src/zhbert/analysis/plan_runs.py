@@ -181,32 +181,65 @@ def run_name(label: str, path: str | None) -> str:
     return label if path is None or Path(path).name == label else f"{label} ({path})"
 
 
-def refuse_repeats(paths: Sequence[Any]) -> None:
+# why a run given twice is refused, as predict (one law over the runs) says it; backtest and
+# compare say their own (the answer leaked from its source; a run compared with itself)
+TWICE = "a repeated run would count its points twice and narrow the intervals"
+
+
+def refuse_repeats(paths: Sequence[Any], why: str = TWICE) -> None:
     """The same run twice would count its points twice and narrow every interval."""
     seen: dict[Path, str] = {}
     for p in paths:
         key = Path(p).resolve()
         key = key / "history.jsonl" if key.is_dir() else key  # a run directory or its history
         if key in seen:
-            raise UserError(f"{p} is the same run as {seen[key]}: give each run once (a repeated "
-                            "run would count its points twice and narrow the intervals)")
+            raise UserError(f"{p} is the same run as {seen[key]}: give each run once ({why})")
         seen[key] = str(p)
 
 
-def refuse_copies(runs: Sequence[RunData]) -> None:
+def refuse_copies(runs: Sequence[RunData], why: str = TWICE) -> None:
     """One run under two paths (a copied folder, a copy cut short) counted its points twice
     and narrowed the intervals as a repeated path would have (``refuse_repeats``)."""
-    seen: dict[tuple[str, ...], RunData] = {}
-    for r in runs:
-        if r.identity is None:
-            continue
-        first = seen.setdefault(r.identity, r)
-        if first is not r:
-            a, b = (x.history.meta.path if x.history else x.curve.name for x in (first, r))
-            raise UserError(f"{b} and {a} are one run (copies: their histories' headers name the "
-                            f"same run, {r.identity[0]}, started {r.identity[1]}, with the same "
-                            "config): give it once (a repeated run would count its points twice "
-                            "and narrow the intervals)")
+    _refuse_same([(r.history.meta.path if r.history else r.curve.name, r.identity, r.curve.steps,
+                   r.curve.loss) for r in runs], why)
+
+
+def refuse_copied_histories(paths: Sequence[Any], histories: Sequence[History], why: str) -> None:
+    """``refuse_copies`` for compare, which reads any history (no lr needed) and sets a run
+    against its own first half on purpose (tests/test_compare.py): whole copies only."""
+    items = []
+    for p, h in zip(paths, histories):
+        name = _pick(h, LOSS_METRICS)
+        loss = h.series[name].finite()[0] if name else None
+        items.append((str(p), _identity(_header(Path(p))), np.array([]) if loss is None else loss.step,
+                      np.array([]) if loss is None else loss.y))
+    _refuse_same(items, why, whole=True)
+
+
+# a Trainer run given as two files (an earlier snapshot, a later one) carries no header to
+# name it: the same loss at this many shared eval steps, and no other, is one run. Two runs
+# of one seed part at the first step the data or schedule differs, so they never agree on all
+SAME_POINTS = 5
+
+
+def _refuse_same(items: Sequence[tuple[str, Any, np.ndarray, np.ndarray]], why: str,
+                 whole: bool = False) -> None:
+    """items: (path, header identity or None, loss steps, loss values) of each run; ``whole``:
+    refuse only copies at the same steps (a snapshot beside its later state passes)."""
+    for i, (pa, ida, sa, ya) in enumerate(items):
+        for pb, idb, sb, yb in items[i + 1:]:
+            if whole and not np.array_equal(sa, sb):
+                continue
+            if ida is not None and ida == idb:
+                raise UserError(f"{pb} and {pa} are one run (copies: their histories' headers name "
+                                f"the same run, {ida[0]}, started {ida[1]}, with the same config): "
+                                f"give it once ({why})")
+            common, ia, ib = np.intersect1d(sa, sb, return_indices=True)
+            if ida is None and idb is None and len(common) >= SAME_POINTS \
+                    and np.array_equal(ya[ia], yb[ib]):
+                raise UserError(f"{pb} and {pa} are one run (the same loss at all {len(common)} "
+                                "eval steps they share: one is a snapshot or copy of the other): "
+                                f"give it once{'' if whole else ', the longer one'} ({why})")
 
 
 def truncated(run: RunData, until: float) -> RunData:

@@ -199,7 +199,10 @@ def _fits_for(source: Any, metric: str | None, x: str, n_boot: int,
     if source.meta.regimes:
         series = source.curve_part(series)
         notes.append(f"{series.name}: fitted{source.switch_text}")
-    fits = fit_curve(series.x(x), series.y, n_boot=n_boot, seed=seed, metric=series.name)
+    try:
+        fits = fit_curve(series.x(x), series.y, n_boot=n_boot, seed=seed, metric=series.name)
+    except UserError as exc:  # fit_curve sees numbers only: name the file they came from
+        raise UserError(f"{source.meta.path}: {series.name}: {exc}") from None
     return fits, series, source.meta, notes
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.planning import add_input_arguments
 from zhbert.analysis.predict import Prediction, Throughput, _fmt, predict_steps
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds-per-step", type=argtypes.positive,
                         help="override the recorded seconds per step")
     parser.add_argument("--n-boot", type=argtypes.boot_count, default=200, help="bootstrap refits of the law or "
-                        "curve (default 200; 0: the law's delta-method intervals)")
+                        "curve (default 200, at least 20; 0: the law's delta-method intervals)")
     parser.add_argument("--seed", type=argtypes.seed, default=0,
                         help="seed of the bootstrap refits (the same seed, the same intervals)")
 
@@ -50,6 +52,37 @@ def _families_hint(paths: list[str]) -> str:
     return "; or ask the schedule-free curves with --law none --target VALUE"
 
 
+def _too_few(paths: list[str], said: str) -> str:
+    """laws' "needs at least 6 eval points (have 2)", naming the one run given (its path: a
+    demo run's label is "run"). A run with under 2 held-out losses is fitted on its training
+    loss (plan_runs.load_run), whose log lines were counted as "eval points": say so."""
+    if len(paths) != 1:
+        return said
+    from zhbert.analysis.plan_runs import load_run
+    try:
+        run = load_run(paths[0])
+    except UserError:
+        return f"{paths[0]}: {said}"
+    if run.loss_metric.startswith("eval"):
+        return f"{paths[0]}: {said}"
+    held = [n for n in ("eval_mlm_loss", "eval_loss") if n in run.history.series]
+    kept = int(np.isfinite(run.history.series[held[0]].y).sum()) if held else 0
+    return (f"{paths[0]}: {kept} held-out loss point(s), too few, so the law reads the training "
+            f"loss ({run.loss_metric}) and " + said.replace("eval points", f"points of {run.loss_metric}"))
+
+
+def _answer(p, args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """planning.answer, naming the runs where they record no accuracy (Planner.accuracy's
+    message names none, and a Trainer state without eval entries was not told which)."""
+    from zhbert.analysis import planning
+    try:
+        return planning.answer(p, args)
+    except UserError as exc:
+        if p.accmap is not None:
+            raise
+        raise UserError(f"{', '.join(map(str, args.history))}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """The schedule-aware law where the lr is known (planning.py); else, or with --law none,
     the schedule-free families of one run, saying why."""
@@ -57,19 +90,21 @@ def run(args: argparse.Namespace) -> int:
     from zhbert.analysis.forecast import plan
     from zhbert.analysis.plan_runs import NoLearningRate
     from zhbert.analysis.laws import TooFewPoints
+    from zhbert.schedule import schedule_name
+    args.schedule = schedule_name(args.schedule)  # before check_plan_args refuses "WSD"
     planning.check_plan_args(args)
     why = "--law none" if args.law == "none" else "--model / --x name a schedule-free fit"
     if args.law != "none" and not (args.model or args.x != "step"):
         try:
-            p = plan(args.history, args.law, args.n_boot)
+            p = plan(args.history, args.law, args.n_boot, seed=args.seed)
         except NoLearningRate as exc:
             why = str(exc)
         except TooFewPoints as exc:  # the families may still answer: say so where they can
-            raise UserError(f"{exc}{_families_hint(args.history)}") from None
+            raise UserError(f"{_too_few(args.history, str(exc))}{_families_hint(args.history)}") from None
         else:
             # naming the accuracy the law forecasts anyway keeps the law (it switched methods)
             if args.metric in (None, p.runs[0].acc_metric):
-                out, text = planning.answer(p, args)
+                out, text = _answer(p, args)
                 print(json.dumps(out, indent=2, default=float) if args.json else "\n".join(text))
                 return 0
             why = (f"--metric {args.metric} is not the accuracy the law forecasts "
