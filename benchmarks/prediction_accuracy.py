@@ -126,10 +126,12 @@ def cuts_figure(names=CUT_RUNS, fractions=np.arange(0.30, 0.801, 0.05), n_boot: 
             m = b.rows[0]
             rows.append({"until": int(frac * last), "error": m["error_last_tenth"],
                          "interval80": m["interval80"], "covered80": m["covered80"],
-                         "covered95": m["covered95"]})
+                         "covered95": m["covered95"], "width80": m["interval80"][1] - m["interval80"][0]})
         out[name] = {"cuts": rows, "too_few_points": skipped,
                      "covered80": sum(r["covered80"] for r in rows),
                      "covered95": sum(r["covered95"] for r in rows),
+                     # coverage alone rewards "0-100%": how wide the intervals were beside it
+                     "width80": [round(r["width80"], 3) for r in rows],
                      "mean_abs_error": float(np.mean([abs(r["error"]) for r in rows])) if rows else None}
     return out
 
@@ -274,7 +276,8 @@ def _summary(res: dict) -> list[str]:
     for name, c in res.get("cuts", {}).items():
         lines.append(f"5. {name} cut at 30-80% -> its last tenth ({len(c['cuts'])} cuts): 80% covers "
                      f"{c['covered80']}, 95% covers {c['covered95']}, mean |error| "
-                     f"{(c['mean_abs_error'] or 0) * 100:.1f} points")
+                     f"{(c['mean_abs_error'] or 0) * 100:.1f} points; 80% widths "
+                     + " ".join(f"{w * 100:.0f}" for w in c["width80"]) + " points")
     for name, c in res.get("coverage", {}).items():
         lines.append(f"3. coverage {name} ({c['sims']} sims, AR(1) phi {c['phi']}): "
                      f"80% -> {c['coverage80'] * 100:.1f}%, 95% -> {c['coverage95'] * 100:.1f}%")

@@ -16,11 +16,14 @@ from zhbert.analysis.run_backtest import backtest_runs
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.mark.parametrize("run, until", [("tiny-2000", 800), ("tiny-2000", 1200), ("tiny-4000", 1600)])
-def test_an_early_cut_interval_covers_the_end(run, until):
+@pytest.mark.parametrize("run, until, widest", [("tiny-2000", 1200, 0.50), ("tiny-2000", 1400, 0.25),
+                                                ("tiny-4000", 1600, 0.35), ("tiny-4000", 2000, 0.10)])
+def test_an_early_cut_interval_covers_the_end(run, until, widest):
+    """Covered, and by an interval that says something: measured (40 refits) 20-64%, 27-46%,
+    36-64% and 38-44% (at 800 steps of tiny-2000 it is 0-98%: nothing is known yet)."""
     b = backtest_runs(load_run(DATA / run), [], until=until, n_boot=40)
-    row = b.rows[0]
-    assert row["covered80"], (row["interval80"], b.actual_last_tenth)
+    (lo, hi), row = b.rows[0]["interval80"], b.rows[0]
+    assert row["covered80"] and hi - lo < widest, (lo, hi, b.actual_last_tenth)
 
 
 def test_no_mix_where_the_runs_saw_the_anneal():
@@ -70,3 +73,14 @@ def test_mixture_bounds_are_the_normal_ones_without_a_second_reading():
     assert abs(lo[0] - (1 - z * 0.5)) < 1e-12 and abs(hi[0] - (1 + z * 0.5)) < 1e-12
     assert lo[1] < 1.0 and hi[1] > 5.0  # half and half: the interval spans both
     assert mixture_moments(1.0, 0.5, 5.0, 0.5, 0.5) == (3.0, (0.25 + 4.0) ** 0.5)
+
+
+def test_the_reading_without_gain_has_no_variance_in_the_term_it_pins():
+    """It holds the annealing term at 0; its covariance had given that term an sd larger than
+    the full fit's (0.89 against 0.55 on tiny-2000), widening every band that mixed it in
+    (tiny-4000 cut at 1,600, delta method: 26.1-63.8% where 32.9-62.6% without; a review)."""
+    r = load_run(DATA / "tiny-2000")
+    p = plan([truncated(r, 800)], n_boot=0)
+    g = p.law.no_gain
+    ia = g.spec.params.index(g.spec.anneal)
+    assert g.cov[ia, ia] == 0 and g.to_json()["params_sd"]["C"] == 0 and not g.anneal_fitted

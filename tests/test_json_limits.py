@@ -71,6 +71,20 @@ def test_the_limit_holds_where_json_loads_could_go_deeper(tmp_path):
         sys.setrecursionlimit(old)
 
 
+def test_wiki_links_and_nan_in_a_long_line_are_read_where_json_goes_deep(tmp_path):
+    """Where json.loads nests past MAX_DEPTH (Python 3.12+, or a raised recursion limit), a
+    line with more than 1,000 brackets inside its strings ([[links]]) had been sent to ijson,
+    which refused its NaN and 1e400 (a review)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_500)
+    try:
+        line = '{"text": "%s", "s": NaN, "big": 1e400}' % ("维基[[链接]]" * 600)
+        info, texts = _read(_file(tmp_path, "jsonl", _with(line)))
+        assert texts[1] == "维基[[链接]]" * 600 and not info.warnings
+    finally:
+        sys.setrecursionlimit(old)
+
+
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_keep_a_jsonl_line_and_are_named_in_a_json(tmp_path, constant):
     middle = '{"text": "%s", "score": %s}' % (TEXTS[1], constant)

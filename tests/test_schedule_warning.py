@@ -46,3 +46,20 @@ def test_runs_that_never_left_their_plateau_are_warned_about(capsys):
     assert any("no fitted run has left its plateau" in n for n in outlook(DATA / "tiny-1000", 0.3).notes)
     w = _predict(capsys, "--steps", 8000)["forecast"]["warning"] or ""
     assert "left its plateau" not in w, w
+
+
+def test_a_history_that_starts_past_the_plateau_is_not_called_stalled():
+    """tiny-4000's history kept from step 2,500 on (a resumed or foreign log) climbs 37% to
+    40.5%: less than the 5 points that mark leaving a plateau, but it left before its log
+    starts, and was told "no fitted run has left its plateau" (a review)."""
+    from dataclasses import replace
+
+    from zhbert.analysis.forecast import plan
+    from zhbert.analysis.plan_runs import load_run
+    from zhbert.analysis.planning import stalled_warning
+    r = load_run(DATA / "tiny-4000")
+    keep = r.curve.steps >= 2500
+    late = replace(r, curve=replace(r.curve, steps=r.curve.steps[keep], loss=r.curve.loss[keep]),
+                   acc=r.acc[keep])
+    assert stalled_warning(plan([late], n_boot=0)) is None
+    assert stalled_warning(plan([DATA / "tiny-1000"], n_boot=0))  # its log shows its start

@@ -115,3 +115,25 @@ def test_a_worker_whose_sweep_is_deleted_under_it_stops_with_one_line(
         assert _study(sweep_dir)[1].get_trials() == []  # nothing of the old worker's in it
     else:
         assert not (sweep_dir / "optuna.journal").exists()
+
+
+def test_a_passing_read_error_is_not_a_deleted_sweep(tmp_path, monkeypatch):
+    """A shared disk's ESTALE or EIO on the journal had read as "the sweep was deleted": the
+    worker stopped with exit 2, which stops every other worker (a review)."""
+    import errno
+    from types import SimpleNamespace
+    spec = SimpleNamespace(storage=None, study_name="s")
+    (tmp_path / sweep_study.JOURNAL).write_bytes(b'{"op_code": 0, "worker_id": "w"}\n')
+    mark = sweep_study.sweep_mark(tmp_path, spec)
+    real_open = open
+
+    def flaky(path, *a, **k):
+        if str(path).endswith(sweep_study.JOURNAL):
+            raise OSError(errno.ESTALE, "Stale file handle")
+        return real_open(path, *a, **k)
+    monkeypatch.setattr("builtins.open", flaky)
+    sweep_study.require_same_sweep(tmp_path, spec, mark)  # no SweepGone
+    monkeypatch.setattr("builtins.open", real_open)
+    (tmp_path / sweep_study.JOURNAL).unlink()
+    with pytest.raises(sweep_study.SweepGone):
+        sweep_study.require_same_sweep(tmp_path, spec, mark)

@@ -62,6 +62,10 @@ def lr_note(p: Any, lr: float | None) -> str | None:
             f"measured there{unstable}: check the forecast with a short run at that lr, and fit it too")
 
 
+CARRIED = ("the law carries the fitted runs' way off their plateau over to {them}, which need not "
+           "share it; check with a short run of {each}, and fit it too")
+
+
 def schedule_warning(p: Any, schedule: Schedule) -> str | None:
     """A warning where the run asked about leaves its plateau in a way no fitted run shows:
     a schedule kind none had, or its warm-ups (lr, short sequences) over before every fitted
@@ -77,8 +81,7 @@ def schedule_warning(p: Any, schedule: Schedule) -> str | None:
                    f"before any fitted run's ({fitted:,})")
     if not why:
         return None
-    return (f"{' and '.join(why)}: the law carries the fitted runs' way off their plateau over to "
-            "this run, which need not share it; check with a short run of this schedule, and fit it too")
+    return f"{' and '.join(why)}: {CARRIED.format(them='this run', each='this schedule')}"
 
 
 def kinds_warning(p: Any, kinds: Sequence[str]) -> str | None:
@@ -88,9 +91,8 @@ def kinds_warning(p: Any, kinds: Sequence[str]) -> str | None:
     if not unseen:
         return None
     named = unseen[0] if len(unseen) == 1 else f"{', '.join(unseen[:-1])} or {unseen[-1]}"
-    return (f"no fitted run has a {named} schedule (fitted: {', '.join(fitted)}): the law carries the "
-            "fitted runs' way off their plateau over to them, which need not share it; check with a "
-            "short run of each, and fit it too")
+    return f"no fitted run has a {named} schedule (fitted: {', '.join(fitted)}): " + \
+        CARRIED.format(them="them", each="each")
 
 
 def check_loss(p: Any, schedule: Schedule, steps: Sequence[int], asked: str) -> None:

@@ -112,13 +112,17 @@ class Planner:
     def loss(self, schedule: Schedule, steps: Any, window: int = 1) -> Forecast:
         """Loss at ``steps`` (their mean when several: a window of ``window`` eval points)."""
         steps = np.atleast_1d(steps)
+        noise, share = _mean_var(self.law.sigma, self.law.phi, window), self._share(schedule, steps)
         m, se = self.law.band(schedule, steps, mean=True)
-        m, se, share = float(m[0]), float(se[0]), self._share(schedule, steps)
-        if share:  # two readings of the lr fall ahead (laws.LawFit.readings), weighed together
-            m0, se0 = self.law.no_gain.band(schedule, steps, mean=True)
-            m, se = mixture_moments(m, se, float(m0[0]), float(se0[0]), share)
-        sd = math.sqrt(se ** 2 + _mean_var(self.law.sigma, self.law.phi, window))
-        f = Forecast.normal(m, sd, self.method, self.notes + self._unseen_note(share))
+        m, sd = float(m[0]), math.sqrt(float(se[0]) ** 2 + noise)
+        f = Forecast.normal(m, sd, self.method, self.notes)
+        if share:  # two readings of the lr fall ahead (laws.LawFit.readings): their mixture's
+            m0, se0 = self.law.no_gain.band(schedule, steps, mean=True)  # quantiles, as curve's
+            sd0 = math.sqrt(float(se0[0]) ** 2 + noise)
+            (lo80,), (hi80,) = mixture_bounds(m, sd, float(m0[0]), sd0, share, 0.80)
+            (lo95,), (hi95,) = mixture_bounds(m, sd, float(m0[0]), sd0, share, 0.95)
+            mean, msd = mixture_moments(m, sd, float(m0[0]), sd0, share)
+            f = Forecast(mean, lo80, hi80, lo95, hi95, self.method, msd, self.notes + self._unseen_note(share))
         return replace(f, lo80=max(f.lo80, 0.0), lo95=max(f.lo95, 0.0))  # a cross-entropy is >= 0
 
     def _mixed_accuracy(self, schedule: Schedule, steps: Any) -> float:
@@ -126,7 +130,8 @@ class Planner:
         weighted by their shares (laws.LawFit.readings). Not the refits' mean: one run's
         refits scatter the floor widely, and their mean of the map read above the law's own
         limit (a forecast past the floor it was told against)."""
-        fitted, no_gain, w = self.law.readings(schedule, steps)
+        fitted, no_gain, _ = self.law.readings(schedule, steps)
+        w = self._share(schedule, steps)  # one share for a window, as its bounds take
         return float(np.mean((1 - w) * self.accmap(fitted) + w * self.accmap(no_gain)))
 
     def _share(self, schedule: Schedule, steps: Any) -> float:
@@ -154,8 +159,8 @@ class Planner:
         var_noise = _mean_var(self.acc_sd, self.acc_phi, window) if noise else 0.0
         var_map = float(np.mean(se_map)) ** 2
         r80, r95 = self.law.small_sample_ratio(0.80), self.law.small_sample_ratio(0.95)
-        if len(self.law.boot):
-            draws = self.law.loss_draws(schedule, steps).mean(axis=1)
+        if len(self.law.boot):  # one share for a window, as its bounds and centre take
+            draws = self.law.loss_draws(schedule, steps, self._share(schedule, steps)).mean(axis=1)
             rng = np.random.default_rng(0)
             extra = rng.normal(0.0, math.sqrt(var_map + var_noise), len(draws))
             centre = float(np.median(draws))
@@ -177,12 +182,10 @@ class Planner:
         """``accuracy`` by the delta method: normal, or where the two readings of the anneal
         mix, their weighted mixture of normals (mixture.py)."""
         def normal(law):  # mean and (80%, 95%) sds of one reading's accuracy
-            L, se_L = law.band(schedule, steps)
-            acc, se_map = self.accmap.predict(L)
+            acc, e_law, se_map = self._acc_parts(law, schedule, steps)
             # the law's error is shared by all steps of a window (one curve): average, then square
-            se_law = float(np.mean(self.accmap.slope(L) * se_L))
             var = float(np.mean(se_map)) ** 2 + var_noise
-            return float(np.mean(acc)), [math.sqrt((se_law * r) ** 2 + var) for r in ratios]
+            return float(np.mean(acc)), [math.sqrt((float(np.mean(e_law)) * r) ** 2 + var) for r in ratios]
         m, sds = normal(self.law)
         share = self._share(schedule, steps)
         if share:
@@ -222,10 +225,9 @@ class Planner:
         (bootstrap refits where there are some, else the delta method; the small-sample ratio
         and the map's error included, the observation noise not; the two readings of the
         anneal mixed where they are)."""
-        L, se = self.law.band(schedule, steps)
-        _, se_map = self.accmap.predict(L)
         r80 = self.law.small_sample_ratio(0.80)
         if len(self.law.boot):
+            _, se_map = self.accmap.predict(self.law.predict(schedule, steps))
             draws = self.law.loss_draws(schedule, steps)  # (D, n)
             centre = np.median(draws, axis=0)
             # the same normal draws as ``accuracy``'s, scaled without the observation noise
@@ -233,15 +235,23 @@ class Planner:
             a = self.accmap(centre + (draws - centre) * r80) + extra
             lo, hi = np.quantile(a, [0.1, 0.9], axis=0)
             return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
-        def normal(L, se):  # one reading's expected accuracy and its sd
-            return self.accmap(L), np.sqrt((self.accmap.slope(L) * se * r80) ** 2 + self.accmap.predict(L)[1] ** 2)
-        acc, sd = normal(L, se)
+        def normal(law):  # one reading's expected accuracy and its sd at each step
+            acc, e_law, se_map = self._acc_parts(law, schedule, steps)
+            return acc, np.sqrt((e_law * r80) ** 2 + se_map ** 2)
+        acc, sd = normal(self.law)
         w = self.law.unseen_share(schedule, steps)
         if w.any():
-            lo, hi = mixture_bounds(acc, sd, *normal(*self.law.no_gain.band(schedule, steps)), w, 0.80)
+            lo, hi = mixture_bounds(acc, sd, *normal(self.law.no_gain), w, 0.80)
         else:
             lo, hi = acc - Z80 * sd, acc + Z80 * sd
         return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+
+    def _acc_parts(self, law: Any, schedule: Schedule, steps: np.ndarray) -> tuple[np.ndarray, ...]:
+        """One reading's expected accuracy at each of ``steps``, the law's error carried through
+        the map (slope times the loss's standard error) and the map's own error."""
+        L, se_L = law.band(schedule, steps)
+        acc, se_map = self.accmap.predict(L)
+        return acc, self.accmap.slope(L) * se_L, se_map
 
     def climb_warning(self, forecast: float) -> str | None:
         """A warning when ``forecast`` lies further above the runs' best measured accuracy

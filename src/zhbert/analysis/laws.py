@@ -119,7 +119,10 @@ def features(schedule: Schedule, steps: Any, units: Units, law: str) -> Features
     if not top <= MAX_STEPS:
         raise UserError(f"a run of {top:,.0f} steps is past what the law can sum ({MAX_STEPS:,}): "
                         "ask about a shorter run (--steps), or check the history's train.steps")
-    return _features(schedule, tuple(np.asarray(steps, dtype=int).ravel().tolist()), units, law)
+    f = _features(schedule, tuple(np.asarray(steps, dtype=int).ravel().tolist()), units, law)
+    if np.ndim(steps) == 0 and law != "multi_power":  # one step in, one value out, as before
+        return Features(f.s1[0], f.s2[0])
+    return f
 
 
 @functools.lru_cache(maxsize=32)
@@ -213,8 +216,16 @@ class LawFit:
     fitted_steps: tuple[np.ndarray, ...] = field(repr=False, default=())
     innovation_var: float = 0.0     # of the prewhitened residuals in noise-sd units
     boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
-    no_gain: "LawFit | None" = field(repr=False, default=None)  # the law without annealing gain
+    # the law without annealing gain, fitted when a forecast first asks past ``seen_anneal``
+    # (``no_gain``): most questions never do, and fitting it always doubled every plan's time
+    no_gain_fit: Any = field(repr=False, default=None, compare=False)
     seen_anneal: float = 0.0        # the most annealing area (S2) any fitted point had
+    anneal_fitted: bool = True      # False: the law without annealing gain (its term pinned at 0)
+
+    @functools.cached_property
+    def no_gain(self) -> "LawFit | None":
+        """The law fitted without annealing gain (module docstring), or None."""
+        return None if self.no_gain_fit is None else self.no_gain_fit()
 
     @property
     def spec(self) -> LawSpec:
@@ -229,13 +240,14 @@ class LawFit:
         f = features(schedule, steps, self.units, self.law)
         return self.spec.predict(self.vector if p is None else p, f)
 
-    def loss_draws(self, schedule: Schedule, steps: Any) -> np.ndarray:
+    def loss_draws(self, schedule: Schedule, steps: Any, share: float | None = None) -> np.ndarray:
         """Loss at ``steps`` under the bootstrap refits, (D, n). At a step whose annealing area
         is past what the runs showed, ``unseen_share`` of the refits come from the law without
-        annealing gain (``no_gain``): the data cannot tell that gain from a climb still going on."""
+        annealing gain (``no_gain``): the data cannot tell that gain from a climb still going on.
+        ``share``: one share for every step (a window's mean), not each step's own."""
         f = features(schedule, steps, self.units, self.law)
         draws = np.atleast_2d(self.spec.predict(self.boot, f))
-        share = self._share(f.s2)
+        share = self._share(f.s2) if share is None else np.full(len(f.s2), share)  # one for a window
         if not share.any() or not len(self.no_gain.boot):
             return draws
         k0 = np.minimum(np.rint(share * len(draws)), len(self.no_gain.boot))  # share <= 1/2: enough
@@ -262,7 +274,7 @@ class LawFit:
 
     def _share(self, s2: np.ndarray) -> np.ndarray:
         s2 = np.asarray(s2, dtype=float)
-        if self.no_gain is None:
+        if self.no_gain_fit is None:
             return np.zeros_like(s2)
         seen = np.minimum(1.0, self.seen_anneal / np.maximum(s2, 1e-12))
         return np.where(s2 > self.seen_anneal, 0.5 * (1.0 - seen), 0.0)
@@ -291,7 +303,7 @@ class LawFit:
         delta method nor refits around the fitted curve see that the noise level and the
         curve come from the same few effective points: on law-generated curves with AR(1)
         noise at phi 0.7 their 80% intervals covered 60-70%.)"""
-        k = len(self.spec.params) - (0 if self.identifiable else 1)
+        k = len(self.spec.params) - (0 if self.identifiable and self.anneal_fitted else 1)
         dof = max(self.n * (1 - self.phi) / (1 + self.phi) - k, 1.0)
         q = 0.5 + level / 2
         return float(student_t.ppf(q, dof) / norm.ppf(q))
@@ -311,7 +323,8 @@ class LawFit:
                 "lr_unit": self.units.ref, "area_unit": self.units.scale, "ar1_phi": self.phi,
                 "residual_sd": self.sigma, "n_points": self.n, "runs": list(self.runs),
                 "annealing_identifiable": self.identifiable, "annealing_area_seen": self.seen_anneal,
-                "without_annealing_gain": self.no_gain and self.no_gain.params}
+                # only where a forecast needed it (fitting it for the JSON alone costs a fit)
+                "without_annealing_gain": (g := self.__dict__.get("no_gain")) and g.params}
 
 
 def _units(runs: Sequence[RunCurve]) -> Units:
@@ -395,7 +408,7 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
     scale = HUBER * math.sqrt(max(1 - phi_w * phi_w, 0.05))
     res = least_squares(resid, best.x, args=(phi_w,), bounds=(lower, upper), loss="huber",
                         f_scale=scale, max_nfev=400)
-    fit = _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid, data)
+    fit = _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid, data, anneal)
     if law == "multi_power":
         n_boot = min(n_boot, MPL_BOOT)
     if n_boot > 0:
@@ -406,9 +419,9 @@ def fit_law(runs: Sequence[RunCurve], law: str = "lr_annealing", n_boot: int = 0
         fit = replace(fit, boot=_unidentified(boot, fit, spec, rng))
     if not (identifiable and anneal):
         return fit
-    # the other reading of the lr fall still ahead: no annealing gain (module docstring)
-    # (its refits stand in for at most half of these: half as many, -(-n // 2), suffice)
-    return replace(fit, no_gain=fit_law(runs, law, -(-n_boot // 2), seed, anneal=False),
+    # the other reading of the lr fall still ahead: no annealing gain (module docstring), when
+    # first asked for; its refits stand in for at most half of these: half as many suffice
+    return replace(fit, no_gain_fit=functools.partial(fit_law, runs, law, -(-n_boot // 2), seed, False),
                    seen_anneal=max(float(np.max(f.s2, initial=0)) for f in feats))
 
 
@@ -445,7 +458,8 @@ def _jacobian(fun, x: np.ndarray, spec: LawSpec) -> np.ndarray:
     return J
 
 
-def _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid, data) -> LawFit:
+def _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid, data,
+            anneal: bool = True) -> LawFit:
     n, k = len(y), len(spec.params)
     rw = resid(res.x, phi_w)
     var_w = float(rw @ rw) / max(n - k, 1)
@@ -458,7 +472,7 @@ def _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid,
     lrv = var_w * (1 - phi_w) ** 2 * (1 + phi) / ((1 - phi) * mix)
     J = _jacobian(lambda p: resid(p, phi_w), res.x, spec)
     free = np.ones(k, dtype=bool)
-    if not identifiable:
+    if not identifiable or not anneal:  # a term pinned at its bound has no variance
         free[spec.params.index(spec.anneal)] = False
     cov = np.zeros((k, k))
     cov[np.ix_(free, free)] = lrv * np.linalg.pinv(J[:, free].T @ J[:, free])
@@ -473,4 +487,4 @@ def _finish(spec, res, phi, phi_w, y, lengths, units, runs, identifiable, resid,
         cov[ia, ia] = gap ** 2 / 12
     return LawFit(spec.name, dict(zip(spec.params, map(float, x))), cov, units, phi,
                   marginal_sd(raw, lengths, phi), n, tuple(r.name for r in runs),
-                  identifiable, raw, tuple(s for s, _ in data), s2u)
+                  identifiable, raw, tuple(s for s, _ in data), s2u, anneal_fitted=anneal)

@@ -218,7 +218,10 @@ def stalled_warning(p: Planner) -> str | None:
     extends the plateau, and a longer run may leave it, or not. From tiny-1000 (14.1% at its
     end), a 2,000-step run read 16.0% (80%: 15.0-16.7%) where tiny-2000 left it for 31.7%."""
     with_acc = [r for r in p.runs if r.acc is not None]
-    if not with_acc or any(plateau_exit(r) is not None for r in with_acc):
+    # only runs whose history shows their start (before their warm-ups end): one that begins
+    # later (a resumed or foreign log from step 2,500) may have left its plateau before it
+    seen = [r for r in with_acc if len(r.curve.steps) and r.curve.steps[0] < r.curve.fit_from]
+    if not seen or len(seen) < len(with_acc) or any(plateau_exit(r) is not None for r in seen):
         return None
     return (f"no fitted run has left its plateau (its accuracy never rose {LEFT_PLATEAU * 100:.0f} "
             "points past where its fit begins): the law extends the plateau, and whether or when "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import sys
 from typing import Any, BinaryIO, Callable, Iterator
 
 from zhbert.corpus.decoding import Truncated, Unterminated
@@ -58,17 +57,31 @@ def _line_value(line: str) -> Any:
     """The JSON value of a line, nested no deeper than MAX_DEPTH. json's C decoder counts
     each level against Python's recursion limit: before 3.12, with the limit at its 1,000,
     it gives up (RecursionError) a little short of MAX_DEPTH (~990 levels, less from deep in
-    a call stack), and such a line is parsed as a .json item is. Elsewhere it may go deeper,
-    and a line that could be deeper than MAX_DEPTH is parsed so from the start."""
+    a call stack), and such a line is parsed as a .json item is. Elsewhere it may go deeper:
+    a parsed value that could be (more brackets than MAX_DEPTH, strings included) has its
+    depth counted. Parsed by json.loads either way, which reads NaN and 1e400 as Python does
+    (an earlier shortcut sent wiki text with many [[links]] to ijson, which refuses them)."""
     if line.startswith("\ufeff"):
         return json.loads(line)  # json.loads' own error: "Unexpected UTF-8 BOM"
-    if (sys.version_info >= (3, 12) or sys.getrecursionlimit() > MAX_DEPTH) \
-            and len(line) > 2 * MAX_DEPTH and line.count("[") + line.count("{") > MAX_DEPTH:
-        return _deep_value(line)
     try:
-        return json.loads(line)
+        value = json.loads(line)
     except RecursionError:
         return _deep_value(line)
+    if len(line) > 2 * MAX_DEPTH and line.count("[") + line.count("{") > MAX_DEPTH \
+            and _depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH:,} levels deep")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (a list or dict is one level), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (list, dict)):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def _deep_value(line: str) -> Any:

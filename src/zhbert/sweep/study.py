@@ -339,7 +339,7 @@ class SweepGone(UserError):
     """The sweep a process runs in was deleted or started over under it."""
 
 
-def sweep_mark(sweep_dir: Path, spec: SweepSpec, storage=None):
+def sweep_mark(sweep_dir: Path, spec: SweepSpec, storage=None, strict: bool = False):
     """What tells this sweep from one started over in its place (the same space, the same
     study name): its journal's first record, which names the process that created the study
     (Optuna's worker_id, a uuid; a new file may get the freed inode), or its study's id in the
@@ -350,7 +350,11 @@ def sweep_mark(sweep_dir: Path, spec: SweepSpec, storage=None):
                 return f.readline(4096) or None
         storage = storage or open_storage(sweep_dir, spec.storage)
         return storage.get_study_id_from_name(spec.study_name)
-    except (OSError, KeyError):
+    except (FileNotFoundError, KeyError):  # gone
+        return None
+    except OSError:  # a shared disk's ESTALE or EIO, too many open files: not "gone"
+        if strict:   # (require_same_sweep asks again later); a first mark goes without
+            raise
         return None
 
 
@@ -358,7 +362,11 @@ def require_same_sweep(sweep_dir: Path, spec: SweepSpec, mark, storage=None) -> 
     """SweepGone where the sweep marked ``mark`` (``sweep_mark``) is no longer in
     ``sweep_dir``: a process that went on read a missing journal (a traceback) or wrote
     its trials into the new sweep."""
-    if mark is None or sweep_mark(sweep_dir, spec, storage) == mark:
+    try:
+        now = sweep_mark(sweep_dir, spec, storage, strict=True)
+    except OSError:  # a passing read error is no evidence the sweep was deleted: ask again later
+        return
+    if mark is None or now == mark:
         return
     raise SweepGone(f"{sweep_dir}: the sweep this process ran was deleted or started over "
                     "under it (--force, or its files removed), so it stopped and left the sweep "
