@@ -90,3 +90,21 @@ def test_a_real_worker_signalled_as_it_starts_is_not_killed(tmp_path, synthetic_
     assert spawn.spawn_workers(sweep_dir, 1, 1, 120.0, str(synthetic_data)) == spawn.STOPPED
     assert made[0].returncode in (0, 130)
     assert not list(sweep_dir.glob("*.lock")) and not (sweep_dir / "ask.lock").exists()
+
+
+def test_a_worker_whose_parent_died_while_it_started_stops(monkeypatch):
+    """A parent killed by -9 while its worker still ignored signals: the death signal was
+    lost, and the worker would have run trials unattended to the end (a review). Once its
+    handlers are in, the worker compares its parent with the one that spawned it."""
+    import os
+
+    from zhbert.sweep import worker
+    monkeypatch.setenv(worker.PARENT_ENV, str(os.getppid()))
+    with worker._Stop() as stop:
+        assert not stop.flag
+    monkeypatch.setenv(worker.PARENT_ENV, str(os.getppid() + 1_000_000))  # not its parent now
+    with worker._Stop() as stop:
+        assert stop.flag
+    monkeypatch.delenv(worker.PARENT_ENV)  # not spawned (the sweep's own process): no check
+    with worker._Stop() as stop:
+        assert not stop.flag

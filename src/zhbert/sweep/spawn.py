@@ -11,6 +11,7 @@ disk space, or bad input every worker meets) stops the others the same way.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -43,14 +44,15 @@ def _start(base: list[str], k: int) -> list[subprocess.Popen]:
     one signalled in its first moments died outright, mid-append to the journal at worst,
     leaving Optuna's lock file for the other workers to wait out. A stop it ignored then
     is sent again (``_wait``)."""
-    from zhbert.sweep.worker import STOP_SIGNALS, die_with_parent  # not in the child: no imports
+    from zhbert.sweep.worker import PARENT_ENV, STOP_SIGNALS, die_with_parent  # not in the child
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}  # the worker tells a parent gone meanwhile
 
     def in_worker() -> None:  # between fork and exec (on the main thread, as spawn_workers is)
         for s in STOP_SIGNALS:
             signal.signal(s, signal.SIG_IGN)
         # SIGTERM should this process die by kill -9: once its handlers are in, it stops cleanly
         die_with_parent()
-    return [subprocess.Popen(base + ["--worker-index", str(i)], preexec_fn=in_worker)
+    return [subprocess.Popen(base + ["--worker-index", str(i)], preexec_fn=in_worker, env=env)
             for i in range(k)]
 
 

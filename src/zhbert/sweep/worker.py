@@ -58,6 +58,9 @@ class Tally:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+PARENT_ENV = "ZHBERT_SWEEP_PARENT"  # the spawning process's pid, set by spawn._start
+
+
 class _Stop:
     """SIGINT/SIGTERM: stop the running trial cleanly (the trainer checkpoints), then exit.
     A spawned worker ignores them until these handlers are in (spawn._start), and after:
@@ -68,6 +71,11 @@ class _Stop:
 
     def __enter__(self) -> "_Stop":
         self._old = {s: signal.signal(s, self._set) for s in STOP_SIGNALS}
+        # a parent killed by -9 while this worker still ignored signals (spawn._start) sent
+        # its death signal into the void: the worker would run trials unattended to the end
+        parent = os.environ.get(PARENT_ENV)
+        if parent and parent.isdigit() and os.getppid() != int(parent):
+            self.flag = True
         return self
 
     def _set(self, signum, frame) -> None:
