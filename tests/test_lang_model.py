@@ -89,7 +89,16 @@ def test_compare_by_characters_scales_tokens_by_the_data(english_run, tmp_path):
     cpt = open_data_dir(run.parent / "data").characters_per_token()
     assert 1.5 < cpt < 6.0  # English WordPiece: several characters a token (600 pieces here)
     out = tmp_path / "cmp"
-    assert cli_main(["compare", str(run), str(run), "--x", "characters", "--metric", "eval_mlm_acc",
+    # a second run to compare with: the same, started at another time (a run beside itself,
+    # or a copy of its folder, is refused)
+    import shutil
+    other = run.parent / "run_again"
+    shutil.copytree(run, other, dirs_exist_ok=True)
+    lines = (run / "history.jsonl").read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["started"] = "2000-01-01T00:00:00+00:00"
+    (other / "history.jsonl").write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    assert cli_main(["compare", str(run), str(other), "--x", "characters", "--metric", "eval_mlm_acc",
                      "--out", str(out)]) == 0
     j = json.loads((out / "comparison.json").read_text())
     tokens = load_history(run, "eval_mlm_acc").metric("eval_mlm_acc").tokens
@@ -97,4 +106,4 @@ def test_compare_by_characters_scales_tokens_by_the_data(english_run, tmp_path):
     assert j["runs"][0]["x_range"] == pytest.approx([tokens[0] * cpt, tokens[-1] * cpt])
     from zhbert.compare import load_runs
     with pytest.raises(UserError, match="needs run directories"):
-        load_runs([str(run / "history.jsonl"), str(run)], "eval_mlm_acc", "characters")
+        load_runs([str(other / "history.jsonl"), str(run)], "eval_mlm_acc", "characters")
