@@ -56,7 +56,7 @@ def test_a_history_that_starts_past_the_plateau_is_not_called_stalled():
 
     from zhbert.analysis.forecast import plan
     from zhbert.analysis.plan_runs import load_run
-    from zhbert.analysis.planning import stalled_warning
+    from zhbert.analysis.plateau import stalled_warning
     r = load_run(DATA / "tiny-4000")
     keep = r.curve.steps >= 2500
     late = replace(r, curve=replace(r.curve, steps=r.curve.steps[keep], loss=r.curve.loss[keep]),

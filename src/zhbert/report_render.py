@@ -163,6 +163,7 @@ def _fit_md(a: Analysis, j: dict) -> list[str]:
     p = j["prediction"]
     if p:
         out += ["", f"**Prediction for target {p['target']:g}:** {p['message']}."]
+        out += ["", f"**Warning:** {p['warning']}."] if p.get("warning") else []
         if p["by_model"]:
             out += ["", "Each model's answer: " + ", ".join(f"{k} {fmt(v)}" for k, v in p["by_model"].items())
                     + f" ({j['x_axis']})."]
@@ -273,6 +274,8 @@ def summary_text(a: Analysis, j: dict, out: Path) -> str:
             "; the schedule-aware line above is not)" if a.outlook is not None else ")")
             if scheduled else "")
         lines.append(f"  target {j['prediction']['target']:g}{blind}: {j['prediction']['message']}")
+        if j["prediction"].get("warning"):
+            lines.append(f"  warning: {j['prediction']['warning']}")
     for an in j["anomalies"]:
         where = (f"step {an['start']:,.0f}" if an["start"] == an["end"]
                  else f"steps {an['start']:,.0f}-{an['end']:,.0f}")

@@ -221,16 +221,21 @@ def _ci_column(rows: list[Record], key: str) -> np.ndarray:
 
 
 def _pick_default(series: dict[str, Series]) -> tuple[str, str]:
-    if "eval_mlm_acc" in series and len(series["eval_mlm_acc"]) >= 2:
-        return "eval_mlm_acc", ("held-out MLM accuracy (eval_mlm_acc): measured on a fixed "
-                                "held-out set, so it is comparable across steps")
+    # the accuracy and loss by plan_runs' rule, the law's: analyze took a Trainer's
+    # eval_accuracy for "no MLM accuracy" while predict's law forecast it
+    from zhbert.analysis.plan_runs import ACC_METRICS, LOSS_METRICS, first_metric
+    held = first_metric(series, ACC_METRICS[:2])
+    if held is not None:
+        what = "MLM accuracy" if held == "eval_mlm_acc" else "accuracy"
+        return held, (f"held-out {what} ({held}): measured on a fixed "
+                      "held-out set, so it is comparable across steps")
     if "mlm_acc" in series:
         why = "no held-out MLM accuracy with 2+ points in this history"
         return "mlm_acc", (f"training-batch MLM accuracy (mlm_acc), because {why}: "
                            "noisy and optimistic (the seed's measure)")
-    for name in ("eval_mlm_loss", "loss"):
-        if name in series:
-            return name, f"no MLM accuracy recorded; using {name}"
+    loss = first_metric(series, LOSS_METRICS) or next((n for n in LOSS_METRICS if n in series), None)
+    if loss is not None:
+        return loss, f"no MLM accuracy recorded; using {loss}"
     if series:
         name = sorted(series)[0]
         return name, f"no MLM accuracy or loss recorded; using the first metric, {name}"

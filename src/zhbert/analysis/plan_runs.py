@@ -21,8 +21,10 @@ from zhbert.analysis.runcurve import RunCurve
 from zhbert.errors import UserError
 from zhbert.schedule import Schedule, infer_schedule
 
+# which series are a history's loss and accuracy: one rule (``first_metric``,
+# ``loss_and_accuracy``) for the law's pair here and analyze's default metric (history.py)
 LOSS_METRICS = ("eval_mlm_loss", "eval_loss", "loss", "mlm_loss")
-ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")
+ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")  # held-out first, a Trainer's too
 LR_SERIES = ("lr", "learning_rate")
 
 
@@ -97,11 +99,17 @@ def _schedule(history: History, header: dict[str, Any]) -> tuple[Schedule, Any, 
                          "column, no zhbert config): the schedule-aware law cannot be fitted")
 
 
-def _pick(history: History, names: Sequence[str]) -> str | None:
-    for n in names:
-        if n in history.series and np.isfinite(history.series[n].y).sum() >= 2:
-            return n
-    return None
+def first_metric(series: dict[str, Any], names: Sequence[str]) -> str | None:
+    """The first of ``names`` with 2+ finite points in ``series`` (fewer fit nothing)."""
+    return next((n for n in names if n in series and np.isfinite(series[n].y).sum() >= 2), None)
+
+
+def loss_and_accuracy(series: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A history's loss and the accuracy measured beside it: held-out beside a held-out
+    loss, training-batch beside a training loss (the law maps one to the other per step)."""
+    loss = first_metric(series, LOSS_METRICS)
+    held = loss is None or loss.startswith("eval")
+    return loss, first_metric(series, ACC_METRICS[:2] if held else ACC_METRICS[2:])
 
 
 def _run_config(tb_dir: Path) -> dict[str, Any]:
@@ -137,11 +145,10 @@ def load_run(path: str | Path) -> RunData:
     history = load_history(path)
     header = _header(path)
     schedule, cfg, source = _schedule(history, header)
-    loss_name = _pick(history, LOSS_METRICS)
+    loss_name, acc_name = loss_and_accuracy(history.series)
     if loss_name is None:
         raise UserError(f"{path} records no loss ({', '.join(LOSS_METRICS)}): the law forecasts "
                         "the loss; evaluate with a held-out loss")
-    acc_name = _pick(history, ACC_METRICS[:2] if loss_name.startswith("eval") else ACC_METRICS[2:])
     # one rule for every point the planner reads: a NaN/inf loss or accuracy is left out, as
     # a null one is (never recorded). A NaN accuracy kept here turned every band, the plateau
     # warning and analysis.json's numbers into NaN
@@ -209,7 +216,7 @@ def refuse_copied_histories(paths: Sequence[Any], histories: Sequence[History], 
     against its own first half on purpose (tests/test_compare.py): whole copies only."""
     items = []
     for p, h in zip(paths, histories):
-        name = _pick(h, LOSS_METRICS)
+        name = first_metric(h.series, LOSS_METRICS)
         loss = h.series[name].finite()[0] if name else None
         items.append((str(p), _identity(_header(Path(p))), np.array([]) if loss is None else loss.step,
                       np.array([]) if loss is None else loss.y))

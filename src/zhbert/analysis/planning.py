@@ -23,6 +23,8 @@ import numpy as np
 from zhbert import argtypes
 from zhbert.config import MAX_STEPS  # --steps / --warmup: what a run may have (10^20 overflowed the law)
 from zhbert.analysis.extrapolation import check_loss, kinds_warning, lr_note, schedule_warning
+from zhbert.analysis.plateau import decay_warning, plateau_warning, stalled_warning
+from zhbert.analysis.plateau import joined as _warnings
 from zhbert.analysis.forecast import Forecast, Planner
 from zhbert.analysis.plan_runs import fit_from, run_name, run_paths
 from zhbert.errors import UserError
@@ -37,7 +39,8 @@ def add_input_arguments(parser: argparse.ArgumentParser, nargs: str | None = Non
     parser.add_argument("history", nargs=nargs, help="run directory, history.jsonl, checkpoint_eval.jsonl, "
                         "trainer_state.json, TensorBoard events, CSV or the seed's JSON"
                         + (" (several: one law for all)" if nargs == "+" else ""))
-    parser.add_argument("--metric", help="metric to use (default: eval_mlm_acc, else mlm_acc)")
+    parser.add_argument("--metric", help="metric to use (default: eval_mlm_acc, else a Trainer's "
+                        "eval_accuracy, else mlm_acc)")
     parser.add_argument("--x", choices=("step", "tokens", "seconds"), default="step",
                         help="what the curve is a function of (default: step)")
     parser.add_argument("--json", action="store_true", help="print JSON for tools")
@@ -93,14 +96,19 @@ class Reach:
     limit: float | None
     message: str
     shortest: int | None = None  # the shortest run searched: a bound equal to it means "<= it"
+    metric: str = "accuracy"     # "loss": a loss target, reached from above; limit is a loss
 
     def to_json(self) -> dict[str, Any]:
         j = lambda v: json_safe(None if v is None else float(v))  # noqa: E731
-        return {"target": self.target, "reachable": self.reachable, "steps": j(self.steps),
-                "steps_interval80": None if self.steps80 is None else [j(v) for v in self.steps80],
-                "steps_interval95": None if self.steps95 is None else [j(v) for v in self.steps95],
-                "limit_accuracy": self.limit, "message": self.message,
-                "shortest_searched": self.shortest}
+        out = {"target": self.target, "reachable": self.reachable, "steps": j(self.steps),
+               "steps_interval80": None if self.steps80 is None else [j(v) for v in self.steps80],
+               "steps_interval95": None if self.steps95 is None else [j(v) for v in self.steps95],
+               "limit_accuracy": self.limit, "message": self.message,
+               "shortest_searched": self.shortest}
+        if self.metric == "loss":  # the floor is a loss, not an accuracy
+            out["limit_loss"] = out.pop("limit_accuracy")
+            out["metric"] = "loss"
+        return out
 
 
 def _crossing(grid: np.ndarray, values: np.ndarray, target: float) -> float:
@@ -115,59 +123,97 @@ def _crossing(grid: np.ndarray, values: np.ndarray, target: float) -> float:
     return float(math.exp(x0 + (target - y0) / (y1 - y0) * (x1 - x0)))
 
 
-def reach(p: Planner, target: float, make: Any) -> Reach:
-    """Smallest N whose final expected accuracy reaches ``target``; ``make(N)`` is the
-    schedule of an N-step run. Interval: where the 80% / 95% band of the expected
-    accuracy crosses the target. A floor below the target is "not reachable" only when the
-    80% band does not reach it either: one run just off a plateau pins the floor loosely
-    (the demo's 1,200-step run put it at 39.7% while a 3,300-step run measured 42.6%)."""
-    limit = p.limit()
-    grid = _search_grid(p, make)
+def target_metric(p: Planner, args: argparse.Namespace) -> str:
+    """"loss" where --metric names the law's loss (reached from above), else "accuracy": a loss
+    target went to the curve families ("asymptote 3.812"; tiny-4000 measured 3.358)."""
+    m = getattr(args, "metric", None)
+    return "loss" if m is not None and m == p.runs[0].loss_metric else "accuracy"
+
+
+def _readings(p: Planner, make: Any, grid: np.ndarray, loss: bool) -> tuple[dict, np.ndarray]:
+    """Per length of ``grid``: the forecast with its bands, and the law's reading alone. A loss
+    is negated (its bounds swapped) to be reached from below by one crossing rule; its bands are
+    Planner.loss's, the last eval's noise included (the law has no noise-free 95% loss band)."""
+    keys = ("mean", "lo80", "hi80", "lo95", "hi95")
+    if loss:
+        fc = [p.loss(make(int(n)), [int(n)]) for n in grid]
+        swap = dict(zip(keys, ("mean", "hi80", "lo80", "hi95", "lo95")))
+        band = {k: -np.array([getattr(f, swap[k]) for f in fc]) for k in keys}
+        alone = [-float(p.law.predict(make(int(n)), [int(n)])[0]) for n in grid]
+        return band, np.array(alone)
     fc = [p.accuracy(make(int(n)), [int(n)], noise=False) for n in grid]
-    band = {k: np.array([getattr(f, k) for f in fc]) for k in ("mean", "lo80", "hi80", "lo95", "hi95")}
-    mean = band["mean"]
-    point = _crossing(grid, mean, target)
+    band = {k: np.array([getattr(f, k) for f in fc]) for k in keys}
+    alone = [float(p.accmap(p.law.predict(make(int(n)), [int(n)])[0])) for n in grid]
+    return band, np.array(alone)
+
+
+def _loss_limit(p: Planner) -> float:
+    """The least loss any length reaches: the floor, mixed as Planner.limit mixes its map."""
+    w = p.floor_share()
+    return p.floor() if not w else (1 - w) * p.floor() + w * p.no_gain_floor()
+
+
+def reach(p: Planner, target: float, make: Any, metric: str = "accuracy") -> Reach:
+    """Smallest N whose final expected accuracy reaches ``target`` (``metric`` "loss": whose
+    final loss falls to it); ``make(N)`` is the schedule of an N-step run. Interval: where the
+    80% / 95% band of the forecast crosses the target. A floor past the target is "not
+    reachable" only when the 80% band does not reach it either: one run just off a plateau pins
+    the floor loosely (the demo's 1,200-step run put it at 39.7% while a 3,300-step run
+    measured 42.6%)."""
+    sign = -1.0 if metric == "loss" else 1.0  # a loss is reached from above
+    limit = _loss_limit(p) if metric == "loss" else p.limit()
+    grid = _search_grid(p, make)
+    band, alone = _readings(p, make, grid, metric == "loss")
+    point = _crossing(grid, band["mean"], sign * target)
     k = _holds_until(p, make, grid)  # the lengths before the law forecasts a loss below 0
     # the law as fitted alone too: where the forecast weighs in the reading without annealing
     # gain (laws.LawFit.readings), its mean may stay below a target the law reaches only past
     # a loss below 0, and "not reachable" would rest on lengths where the law no longer holds
-    alone = [float(p.accmap(p.law.predict(make(int(n)), [int(n)])[0])) for n in grid]
-    relied = min(point, _crossing(grid, np.array(alone), target))
+    relied = min(point, _crossing(grid, alone, sign * target))
     if math.isfinite(relied) and k <= np.searchsorted(grid, relied):  # the answer relies on one
         check_loss(p, make(int(grid[k])), [int(grid[k])], f"--target {target:g}")  # raises
     if k == 0:
         return Reach(target, False, None, None, None, limit, "the law forecasts a loss below 0 "
-                     "at every length searched: it does not hold this far from its runs")
+                     "at every length searched: it does not hold this far from its runs", metric=metric)
     # not reached: searched only as far as the law holds, not refused for what lies past
     grid, band = grid[:k], {key: v[:k] for key, v in band.items()}
-    mean = band["mean"]
     # the forecasts' own bounds (the refits' quantiles), not mean +- z sd: the refits' spread
     # has long tails, and their sd put "never" beside a 2,000-step band that reached the target
-    i80 = (_crossing(grid, band["hi80"], target), _crossing(grid, band["lo80"], target))
-    i95 = (_crossing(grid, band["hi95"], target), _crossing(grid, band["lo95"], target))
-    first = int(grid[0])
+    cross = lambda lo, hi: (_crossing(grid, band[hi], sign * target),  # noqa: E731
+                            _crossing(grid, band[lo], sign * target))
+    return _reach_answer(p, target, grid, sign * band["mean"][-1], point, cross("lo80", "hi80"),
+                         cross("lo95", "hi95"), limit, metric)
+
+
+def _reach_answer(p: Planner, target: float, grid: np.ndarray, last: float, point: float,
+                  i80: tuple[float, float], i95: tuple[float, float], limit: float | None,
+                  metric: str) -> Reach:
+    """``reach``'s answer in words; ``last``: the forecast at the longest length searched."""
+    first, loss = int(grid[0]), metric == "loss"
     n = lambda v: steps_text(v, first)  # noqa: E731
-    below = limit is not None and limit < target
+    below = limit is not None and (limit > target if loss else limit < target)
+    floor = f"the law's floor {'is a loss of' if loss else 'maps to accuracy'} {limit:.4f}"
     if math.isinf(point) and math.isfinite(i80[0]):
-        # why the central forecast misses: its floor, or (a floor above the target) the
+        # why the central forecast misses: its floor, or (a floor past the target) the
         # search's longest run, which it reaches only after
-        why = (f"the law's floor maps to accuracy {limit:.4f}" if below else
-               f"not within {grid[-1]:,} steps, {MAX_STRETCH}x the longest run: {mean[-1]:.4f} there")
+        why = floor if below else (f"not within {grid[-1]:,} steps, {MAX_STRETCH}x the longest run: "
+                                   f"{last:.4f} there")
         return Reach(target, False, math.inf, i80, i95, limit,
                      f"uncertain: the central forecast does not reach {target:g} ({why}), but its "
                      f"80% band does with a run of {n(i80[0])} steps; more runs, or a longer one, "
-                     f"would pin the {'floor' if below else 'forecast'} down", first)
+                     f"would pin the {'floor' if below else 'forecast'} down", first, metric)
     if below:
+        said = (f"{_floor_text(p)}, a least loss of {limit:.4f}, above" if loss else
+                f"{_floor_text(p)} maps to accuracy {limit:.4f}, below")
         return Reach(target, False, None, None, None, limit,
-                     f"not reachable with this setup: {_floor_text(p)} maps to accuracy {limit:.4f}, "
-                     f"below {target:g}")
+                     f"not reachable with this setup: {said} {target:g}", metric=metric)
     if math.isinf(point):
         return Reach(target, False, math.inf, i80, i95, limit,
                      f"not reached within {grid[-1]:,} steps ({MAX_STRETCH}x the longest run): "
-                     f"forecast at that length {mean[-1]:.4f}; the law's limit is {limit:.4f}")
+                     f"forecast at that length {last:.4f}; the law's limit is {limit:.4f}", metric=metric)
     return Reach(target, True, point, i80, i95, limit,
-                 f"reaches {target:g} with a run of {n(point)} steps (80%: {n(i80[0])} to "
-                 f"{n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", first)
+                 f"reaches {'a loss of ' if loss else ''}{target:g} with a run of {n(point)} steps "
+                 f"(80%: {n(i80[0])} to {n(i80[1])}; 95%: {n(i95[0])} to {n(i95[1])})", first, metric)
 
 
 def _floor_text(p: Planner) -> str:
@@ -200,77 +246,6 @@ def _search_grid(p: Planner, make: Any) -> np.ndarray:
         raise UserError(f"--warmup {first - 1:,} is not shorter than the longest run --target "
                         f"searches ({last:,} steps, {MAX_STRETCH}x the longest run)")
     return np.unique(np.geomspace(first, last, 60).astype(int))
-
-
-def plateau_warning(p: Planner, *forecasts: float, answers: Sequence[Reach] = ()) -> str | None:
-    """The plateau warning (``Planner.climb_warning``) of one answer, decided here once for
-    predict, analyze, the dashboard (outlook.py) and compare, on the highest accuracy the
-    answer relies on: each forecast it shows, and each target it reaches (the accuracy
-    forecast at the steps found; an "uncertain" answer already says it is one).
-    Checking only a forecast at --steps N left predict --target 0.3 and compare's "steps to
-    0.3" silent on a run still on its plateau while analyze warned."""
-    relied = list(forecasts) + [r.target for r in answers if r.reachable]
-    return _warnings(p.climb_warning(max(relied)), stalled_warning(p)) if relied else None
-
-
-def stalled_warning(p: Planner) -> str | None:
-    """A warning when no fitted run has left its plateau (``plateau_exit``): the law then
-    extends the plateau, and a longer run may leave it, or not. From tiny-1000 (14.1% at its
-    end), a 2,000-step run read 16.0% (80%: 15.0-16.7%) where tiny-2000 left it for 31.7%."""
-    with_acc = [r for r in p.runs if r.acc is not None]
-    # only runs whose history shows their start (before their warm-ups end): one that begins
-    # later (a resumed or foreign log from step 2,500) may have left its plateau before it
-    seen = [r for r in with_acc if len(r.curve.steps) and r.curve.steps[0] < r.curve.fit_from]
-    if not seen or len(seen) < len(with_acc) or any(plateau_exit(r) is not None for r in seen):
-        return None
-    return (f"no fitted run has left its plateau (its accuracy never rose {LEFT_PLATEAU * 100:.0f} "
-            "points past where its fit begins): the law extends the plateau, and whether or when "
-            "a longer run leaves it is not in these runs; the forecast may be far off either way")
-
-
-# a run has left its plateau once its accuracy is this far above where its fit begins: tiny-1000,
-# which never left it, crept up 4 points (10.1% to 14.1%); tiny-2000 and tiny-4000 passed it
-# at steps 750 and 900, on their way to 31.7% and 40.5%
-LEFT_PLATEAU = 0.05
-
-
-def plateau_exit(run: Any) -> int | None:
-    """The step at which a fitted run had left its plateau (its accuracy LEFT_PLATEAU above
-    its first point after the warm-up and the short-sequence phase, and no earlier than its
-    first fitted step); None where it never did, or records no accuracy."""
-    if run.acc is None:
-        return None
-    after = run.curve.steps >= run.curve.fit_from
-    if after.sum() < 2:
-        return None
-    steps, acc = run.curve.steps[after], run.acc[after]
-    above = np.nonzero(acc >= acc[0] + LEFT_PLATEAU)[0]
-    return None if len(above) == 0 else max(int(steps[above[0]]), int(run.curve.start))
-
-
-def decay_warning(p: Planner, sched: Schedule) -> str | None:
-    """A warning when the run asked about ends, or has its lr under half of a fitted run's,
-    by the step that run had left its plateau. The law is fitted from after the plateau and
-    assumes the run leaves it: from tiny-4000, a 1,000-step run read 29.5% (95%: 27.6-30.8%)
-    where tiny-1000, whose lr had decayed first, stayed on the plateau at 14.1%."""
-    exits = [(e, r) for r in p.runs if (e := plateau_exit(r)) is not None]
-    if not exits:
-        return None
-    step, run = max(exits, key=lambda x: x[0])  # the slowest to leave: the least it took
-    if step < sched.steps and sched.at(step) >= 0.5 * run.curve.schedule.at(step):
-        return None
-    why = (f"ends before step {step:,}" if step >= sched.steps else
-           f"has its lr at step {step:,} ({sched.at(step):.2g}) under half of {run.curve.name}'s there "
-           f"({run.curve.schedule.at(step):.2g})")
-    return (f"this {sched.steps:,}-step run {why}, the step by which {run.curve.name} had left the "
-            "plateau: the forecast assumes it leaves the plateau as the fitted runs did; a run whose "
-            "lr is lower by then may never leave it; read it as an upper estimate")
-
-
-def _warnings(*lines: str | None) -> str | None:
-    """Several warnings of one answer as one line (None when there are none)."""
-    kept = [w for w in lines if w]
-    return "; and ".join(kept) if kept else None
 
 
 def steps_text(v: float | None, first: int | None = None) -> str:
@@ -346,7 +321,7 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
             out["compare_schedules_note"] = note
             text.append(f"  {note}")
     if args.target is not None:
-        r = reach(p, args.target, lambda n: schedule_for(p, args, n))
+        r = reach(p, args.target, lambda n: schedule_for(p, args, n), target_metric(p, args))
         out["target"] = {**r.to_json(), **({"units": units(p, r.steps, args)} if r.reachable else {}),
                          "warning": _target_warning(p, r, args)}
         text.append(r.message)
@@ -364,7 +339,9 @@ def _target_warning(p: Planner, r: Reach, args) -> str | None:
     """The warnings of a --target answer: the plateau's, and for the run found (where one
     is), its decay's and its schedule's (``schedule_warning``)."""
     sched = schedule_for(p, args, int(math.ceil(r.steps))) if r.reachable else None
-    return _warnings(plateau_warning(p, answers=[r]), sched and decay_warning(p, sched),
+    # a loss target is no accuracy to set beside the best measured one: the stalled run's only
+    plateau = plateau_warning(p, answers=[r]) if r.metric == "accuracy" else stalled_warning(p)
+    return _warnings(plateau, sched and decay_warning(p, sched),
                      sched and schedule_warning(p, sched))
 
 

@@ -91,6 +91,7 @@ class Prediction:
     backtest_winner: str | None
     notes: tuple[str, ...] = field(default=())
     chosen_by: str = "AIC"           # "AIC", or "--model" where the caller named the model
+    warning: str | None = None       # why the answer is no forecast (``straight_line_warning``)
 
     @property
     def interval80(self) -> tuple[float, float] | None:
@@ -115,7 +116,7 @@ class Prediction:
                 "already_reached_at": _f(self.already_reached_at),
                 "by_model": {k: _f(v) for k, v in self.by_model.items()},
                 "aic_best": self.aic_best, "backtest_winner": self.backtest_winner,
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "warning": self.warning}
 
 
 def check_target(target: float, metric: str) -> None:
@@ -268,7 +269,37 @@ def predict_steps(history_or_fit: Any, target: float, level: tuple[float, float]
         x=xq, cost=cost, **units, unreachable_fraction=unreach, asymptote=fit.asymptote,
         asymptote_ci95=fit.asymptote_ci95, already_reached_at=already,
         by_model=_reach_all(fits, target, d), aic_best=fits[0].name, backtest_winner=winner,
-        notes=tuple(notes), chosen_by="--model" if model is not None else "AIC")
+        notes=tuple(notes), chosen_by="--model" if model is not None else "AIC",
+        warning=straight_line_warning(fit, series.x(x) if series is not None else None,
+                                      xq.value if xq and already is None else None, x))
+
+
+# the answer lies this many times further out than the fitted points span (and more): the
+# families then extrapolate a shape the points never showed. Measured on tests/data (and
+# tiny-4000 cut at 1,500/2,000 steps, the seed's cut at 20K/50K), the good answers lie at most
+# 1.8 spans out; run-noeval's 15 training-batch points (steps 40-150) put 0.6 at 64 spans
+HORIZON_SPANS = 4.0
+
+
+def straight_line_warning(fit: CurveFit, xs: np.ndarray | None, point: float | None,
+                          x: str = "step") -> str | None:
+    """Why a schedule-free answer is no forecast: the family used is the straight line (AIC
+    picks it where the points show no bend, so nothing in them says where the curve turns), or
+    the answer lies over HORIZON_SPANS times as far out as the points span. The seed's line
+    read 91% at 95K steps where its run reached 58%; run-noeval's 15 points from its first 150
+    steps read 0.6 at step 6,998 without a word."""
+    if point is None or xs is None or not len(xs):
+        return None
+    span = float(xs[-1] - xs[0])
+    far = span <= 0 or point - xs[0] > HORIZON_SPANS * span
+    if fit.name != "linear" and not far:
+        return None
+    line = ("the fit is a straight line (linear): a straight line through a learning curve's "
+            "start is no forecast of where it goes (learning curves bend and level off)")
+    why = line if fit.name == "linear" else f"the {fit.name} curve is extrapolated far past its points"
+    return (f"{why}; the points span {x} {xs[0]:,.0f} to {xs[-1]:,.0f} and the answer lies at "
+            f"{point:,.0f}: train more steps, with held-out evals (train.eval_every), or ask "
+            "the schedule-aware law, before trusting it")
 
 
 def _winner_note(winner: str, used: str, aic_best: str, chosen: bool) -> str:

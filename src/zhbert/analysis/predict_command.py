@@ -14,7 +14,7 @@ import numpy as np
 
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.planning import add_input_arguments
-from zhbert.analysis.predict import Prediction, Throughput, _fmt, predict_steps
+from zhbert.analysis.predict import Prediction, Throughput, _fmt, check_target, predict_steps
 from zhbert import argtypes
 from zhbert.errors import UserError
 
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     """The schedule-aware law where the lr is known (planning.py); else, or with --law none,
     the schedule-free families of one run, saying why."""
     from zhbert.analysis import planning
+    from zhbert.analysis.consistency import with_phase_note
     from zhbert.analysis.forecast import plan
     from zhbert.analysis.plan_runs import NoLearningRate
     from zhbert.analysis.laws import TooFewPoints
@@ -102,13 +103,17 @@ def run(args: argparse.Namespace) -> int:
         except TooFewPoints as exc:  # the families may still answer: say so where they can
             raise UserError(f"{_too_few(args.history, str(exc))}{_families_hint(args.history)}") from None
         else:
-            # naming the accuracy the law forecasts anyway keeps the law (it switched methods)
-            if args.metric in (None, p.runs[0].acc_metric):
+            p = with_phase_note(p)  # consistency.py: as analyze's outlook notes it
+            # naming the accuracy the law forecasts anyway keeps the law (it switched methods);
+            # naming its loss asks the law too (planning.target_metric: reached from above)
+            if args.metric in (None, p.runs[0].acc_metric, p.runs[0].loss_metric):
+                if args.metric is not None and args.target is not None:
+                    check_target(args.target, args.metric)  # a loss target of 0 or less
                 out, text = _answer(p, args)
                 print(json.dumps(out, indent=2, default=float) if args.json else "\n".join(text))
                 return 0
             why = (f"--metric {args.metric} is not the accuracy the law forecasts "
-                   f"({p.runs[0].acc_metric})")
+                   f"({p.runs[0].acc_metric}) nor its loss ({p.runs[0].loss_metric})")
     if len(args.history) > 1:
         raise UserError(f"the schedule-free families fit one run at a time ({why}); give one run")
     if args.target is None:
@@ -160,6 +165,8 @@ def prediction_text(pred: Prediction, history: History | None = None) -> str:
         lo, hi = pred.asymptote_ci95
         lines.append(f"fitted ceiling: {pred.asymptote:.4f} [{lo:.4f}, {hi:.4f}]")
     lines.append(pred.message)
+    if pred.warning:
+        lines.append(f"warning: {pred.warning}")
     for name, unit in (("steps", ""), ("tokens", ""), ("hours", ""), ("cost", " USD")):
         q = getattr(pred, name)
         if q is not None and pred.already_reached_at is None:
