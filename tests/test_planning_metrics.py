@@ -155,3 +155,14 @@ def test_phase_change_note_stays_quiet_on_good_fits(source, capsys):
         pytest.skip("not here")
     out = _predict(capsys, source, "--steps", 4000, "--n-boot", 0)
     assert "phase change" not in out
+
+
+def test_the_accuracy_chart_draws_a_trainers_held_out_accuracy():
+    """analyze forecast a Trainer's eval_accuracy, while its accuracy chart said "no MLM
+    accuracy recorded" (metrics.HELD_OUT_ACC: one list for both)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from zhbert.analysis import load_history
+    from zhbert.plots import plot_accuracy
+    ax = plot_accuracy(load_history(Path(__file__).parent / "data" / "hf-tiny-bert" / "trainer_state.json"))
+    assert [t.get_text() for t in ax.texts] == [] and ax.get_legend_handles_labels()[1] == ["held-out"]

@@ -38,6 +38,13 @@ from typing import Any
 
 import numpy as np
 
+# The series a history's loss and MLM accuracy are read from, the first found first:
+# held-out before training-batch, zhbert's names before a Trainer's (eval_loss,
+# eval_accuracy). analysis.plan_runs.loss_and_accuracy pairs them; the plots draw them.
+LOSS_METRICS = ("eval_mlm_loss", "eval_loss", "loss", "mlm_loss")
+ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")
+HELD_OUT_ACC = ACC_METRICS[:2]
+
 
 @dataclass(frozen=True)
 class MetricInfo:

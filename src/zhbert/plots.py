@@ -27,7 +27,7 @@ from zhbert.analysis import Anomaly, CurveFit, CorrelationResult, History, Predi
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_bytes
 from zhbert.fonts import setup_cjk_font
-from zhbert.metrics import BINARY_TASKS
+from zhbert.metrics import BINARY_TASKS, HELD_OUT_ACC
 
 setup_cjk_font()  # before any Text is created: text objects pick their font when made
 
@@ -143,7 +143,9 @@ def plot_accuracy(history: History, ax: Axes | None = None, *, x: str = "step",
     """MLM accuracy: training batches (raw + smoothed) and held-out with its CI band.
     ``eval_ci`` is (step, low, high) as recorded by the trainer (Wilson intervals)."""
     ax = ax or new_ax()
-    train, held = history.series.get("mlm_acc"), history.series.get("eval_mlm_acc")
+    # held-out: zhbert's, else a Trainer's eval_accuracy (metrics.HELD_OUT_ACC, one home)
+    train = history.series.get("mlm_acc")
+    held = next((history.series[n] for n in HELD_OUT_ACC if n in history.series), None)
     if train is None and held is None:
         return _note(ax, "no MLM accuracy recorded")
     if train is not None:

@@ -168,7 +168,8 @@ def _outlook(history: History, metric: str, target: float | None, n_boot: int,
     held-out (or training-batch) MLM accuracy; else why not. Its bands come from the same
     ``n_boot`` bootstrap refits that ``zhbert predict --n-boot`` takes, so both commands give
     one answer (without them they came from the delta method: 1,893 steps here, 1,918 there)."""
-    from zhbert.analysis.plan_runs import ACC_METRICS, NoLearningRate
+    from zhbert.analysis.plan_runs import NoLearningRate
+    from zhbert.metrics import ACC_METRICS
     from zhbert.analysis.outlook import outlook
     if metric not in ACC_METRICS:
         skipped.append(("schedule-aware forecast", f"the law forecasts MLM loss and accuracy, not {metric}"))

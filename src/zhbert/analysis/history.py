@@ -223,7 +223,8 @@ def _ci_column(rows: list[Record], key: str) -> np.ndarray:
 def _pick_default(series: dict[str, Series]) -> tuple[str, str]:
     # the accuracy and loss by plan_runs' rule, the law's: analyze took a Trainer's
     # eval_accuracy for "no MLM accuracy" while predict's law forecast it
-    from zhbert.analysis.plan_runs import ACC_METRICS, LOSS_METRICS, first_metric
+    from zhbert.analysis.plan_runs import first_metric
+    from zhbert.metrics import ACC_METRICS, LOSS_METRICS
     held = first_metric(series, ACC_METRICS[:2])
     if held is not None:
         what = "MLM accuracy" if held == "eval_mlm_acc" else "accuracy"

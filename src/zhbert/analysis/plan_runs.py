@@ -19,12 +19,11 @@ import numpy as np
 from zhbert.analysis.history import History, load_history, run_labels
 from zhbert.analysis.runcurve import RunCurve
 from zhbert.errors import UserError
+from zhbert.metrics import ACC_METRICS, LOSS_METRICS  # noqa: F401  (read from here too)
 from zhbert.schedule import Schedule, infer_schedule
 
 # which series are a history's loss and accuracy: one rule (``first_metric``,
 # ``loss_and_accuracy``) for the law's pair here and analyze's default metric (history.py)
-LOSS_METRICS = ("eval_mlm_loss", "eval_loss", "loss", "mlm_loss")
-ACC_METRICS = ("eval_mlm_acc", "eval_accuracy", "mlm_acc")  # held-out first, a Trainer's too
 LR_SERIES = ("lr", "learning_rate")
 
 

@@ -95,10 +95,10 @@ def _study(h, x: str, target: float | None) -> dict[str, Any]:
 def _outlook(path, metric: str, target: float) -> dict[str, Any]:
     """Steps to target by the schedule-aware law (analysis.outlook); the families above
     only see where this run's schedule flattens. The law forecasts one accuracy (the
-    Outlook's acc_metric, one of plan_runs.ACC_METRICS): for any other metric a note says
+    Outlook's acc_metric, one of metrics.ACC_METRICS): for any other metric a note says
     so, as `zhbert predict --metric` falls back; a target out of that accuracy's range is
     refused by predict.check_target, the families' and the CLI's own check."""
-    from zhbert.analysis.plan_runs import ACC_METRICS
+    from zhbert.metrics import ACC_METRICS
     from zhbert.analysis.outlook import outlook
     from zhbert.analysis.predict import check_target
     pick = "pick it for its steps to target"
