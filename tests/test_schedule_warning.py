@@ -63,3 +63,13 @@ def test_a_history_that_starts_past_the_plateau_is_not_called_stalled():
                    acc=r.acc[keep])
     assert stalled_warning(plan([late], n_boot=0)) is None
     assert stalled_warning(plan([DATA / "tiny-1000"], n_boot=0))  # its log shows its start
+
+
+def test_a_loss_above_a_uniform_guess_is_warned_about(capsys):
+    """tiny-2000's law at --lr 1e-5 printed a loss of 10.66 at step 801, above a uniform guess
+    over its 5,036-token vocabulary (ln 5,036 = 8.52), with no word about it (a tester)."""
+    assert main(["predict", str(DATA / "tiny-2000"), "--steps", "4000", "--lr", "1e-5", "--n-boot", "0",
+                 "--json"]) == 0
+    w = json.loads(capsys.readouterr().out)["forecast"]["warning"] or ""
+    assert "above a uniform guess over the 5,036-token vocabulary (ln 5,036 = 8.52)" in w, w
+    assert "uniform guess" not in (_predict(capsys, "--steps", 8000)["forecast"]["warning"] or "")

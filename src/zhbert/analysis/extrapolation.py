@@ -24,6 +24,7 @@ tiny-2000 ended at 31.7%.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -93,6 +94,20 @@ def kinds_warning(p: Any, kinds: Sequence[str]) -> str | None:
     named = unseen[0] if len(unseen) == 1 else f"{', '.join(unseen[:-1])} or {unseen[-1]}"
     return f"no fitted run has a {named} schedule (fitted: {', '.join(fitted)}): " + \
         CARRIED.format(them="them", each="each")
+
+
+def uniform_warning(p: Any, losses: Any) -> str | None:
+    """A warning where the law forecasts a loss above a uniform guess over the fitted runs'
+    vocabulary (ln V nats): no model that has trained at all is that bad, so the law does not
+    hold there (tiny-2000's law at --lr 1e-5 read 10.66 at step 801, over 5,036 tokens' 8.52)."""
+    sizes = [r.setup["vocab"]["size"] for r in p.runs if (r.setup.get("vocab") or {}).get("size")]
+    worst = float(np.max(losses, initial=-np.inf))
+    if not sizes or not worst > math.log(max(sizes)):
+        return None
+    v = max(sizes)
+    return (f"the law forecasts a loss of {worst:.3g} along this run, above a uniform guess over the "
+            f"{v:,}-token vocabulary (ln {v:,} = {math.log(v):.2f}): it does not hold this far from the "
+            "fitted runs (an lr far below theirs?)")
 
 
 def check_loss(p: Any, schedule: Schedule, steps: Sequence[int], asked: str) -> None:

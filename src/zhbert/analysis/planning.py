@@ -22,7 +22,8 @@ import numpy as np
 
 from zhbert import argtypes
 from zhbert.config import MAX_STEPS  # --steps / --warmup: what a run may have (10^20 overflowed the law)
-from zhbert.analysis.extrapolation import check_loss, kinds_warning, lr_note, schedule_warning
+from zhbert.analysis.extrapolation import (check_loss, kinds_warning, lr_note, schedule_warning,
+                                           uniform_warning)
 from zhbert.analysis.plateau import decay_warning, plateau_warning, stalled_warning
 from zhbert.analysis.plateau import joined as _warnings
 from zhbert.analysis.forecast import Forecast, Planner
@@ -390,7 +391,7 @@ def _steps(p: Planner, args, n: int) -> tuple[dict[str, Any], list[str]]:
     if acc:
         lines.append(f"  final accuracy ({r0.acc_metric}) {_fc(acc)}")
         out["warning"] = _warnings(plateau_warning(p, acc.mean), decay_warning(p, sched),
-                                   schedule_warning(p, sched))
+                                   schedule_warning(p, sched), uniform_warning(p, curve["loss"]))
         lines += [f"  warning: {out['warning']}"] if out["warning"] else []
     lines.append(f"  {_fmt_units(out['units'])}")
     lines.append("  step      " + " ".join(f"{s:>8,}" for s in marks))
