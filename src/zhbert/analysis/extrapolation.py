@@ -63,6 +63,11 @@ def lr_note(p: Any, lr: float | None) -> str | None:
             f"measured there{unstable}: check the forecast with a short run at that lr, and fit it too")
 
 
+# warm-ups that end this much earlier than every fitted run's are new to the law: tiny-4000's
+# 2,000-step answer (400 against 800) missed by 3.3 points; the demo's own --target 0.40 answer,
+# a 3,619-step run (1,810 against 1,993), is a step inside what the fit saw, not a new start
+EARLIER = 0.75
+
 CARRIED = ("the law carries the fitted runs' way off their plateau over to {them}, which need not "
            "share it; check with a short run of {each}, and fit it too")
 
@@ -77,9 +82,9 @@ def schedule_warning(p: Any, schedule: Schedule) -> str | None:
     why = []
     if schedule.kind not in kinds:
         why.append(f"no fitted run has a {schedule.kind} schedule (fitted: {', '.join(kinds)})")
-    if ends < fitted:
+    if ends < EARLIER * fitted:
         why.append(f"its warm-ups (the lr's, and the short-sequence phase) end at step {ends:,}, "
-                   f"before any fitted run's ({fitted:,})")
+                   f"well before any fitted run's ({fitted:,})")
     if not why:
         return None
     return f"{' and '.join(why)}: {CARRIED.format(them='this run', each='this schedule')}"
