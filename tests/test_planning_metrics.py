@@ -166,3 +166,38 @@ def test_the_accuracy_chart_draws_a_trainers_held_out_accuracy():
     from zhbert.plots import plot_accuracy
     ax = plot_accuracy(load_history(Path(__file__).parent / "data" / "hf-tiny-bert" / "trainer_state.json"))
     assert [t.get_text() for t in ax.texts] == [] and ax.get_legend_handles_labels()[1] == ["held-out"]
+
+
+def test_a_foreign_run_beside_another_is_judged_by_its_own_fit(capsys):
+    """hf-small-bert fitted beside tiny-2000 read "31x the noise ... may span a phase change":
+    the joint fit's residuals measured how the two runs disagree, not the file (1.0x alone;
+    a review)."""
+    out = _predict(capsys, DATA / "tiny-2000", DATA / "hf-small-bert", "--steps", 4000, "--n-boot", 0)
+    assert "phase change" not in out and "disagree" in out
+
+
+def test_a_run_beside_its_own_csv_export_is_one_run(tmp_path, capsys):
+    """The equal-loss test ran only when neither history had a header: tiny-2000 beside its CSV
+    export was fitted twice (a review)."""
+    assert main(["predict", str(DATA / "tiny-2000"), str(_as_csv(tmp_path)), "--steps", "4000",
+                 "--n-boot", "0"]) == 2
+    assert "are one run (the same loss at all" in capsys.readouterr().err
+
+
+def test_a_run_branched_from_anothers_checkpoint_is_not_a_copy(tmp_path, capsys):
+    """A Trainer run branched at step 1,000 shares its first evals with the run it came from
+    and evaluates at its own steps after: "one run (the same loss at all 10 eval steps they
+    share)" refused it (a review). A snapshot's steps are all among the later state's."""
+    d = json.loads(HF.read_text())
+    logs = [e for e in d["log_history"] if e["step"] <= 1000]
+    for e in d["log_history"]:
+        if e["step"] > 1000:
+            e = {**e, "step": e["step"] + 50}
+            for k in ("loss", "eval_loss"):
+                if k in e:
+                    e[k] = e[k] * 0.97
+            logs.append(e)
+    (tmp_path / "branch").mkdir()
+    (tmp_path / "branch" / "trainer_state.json").write_text(json.dumps({**d, "log_history": logs}))
+    out = _predict(capsys, HF, tmp_path / "branch", "--steps", 3000, "--n-boot", 0)
+    assert "final accuracy" in out

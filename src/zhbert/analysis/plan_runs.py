@@ -241,8 +241,11 @@ def _refuse_same(items: Sequence[tuple[str, Any, np.ndarray, np.ndarray]], why: 
                                 f"the same run, {ida[0]}, started {ida[1]}, with the same config): "
                                 f"give it once ({why})")
             common, ia, ib = np.intersect1d(sa, sb, return_indices=True)
-            if ida is None and idb is None and len(common) >= SAME_POINTS \
-                    and np.array_equal(ya[ia], yb[ib]):
+            # one of them without a header (a Trainer's file, a CSV export of a zhbert run):
+            # the same losses at every shared step, and one's steps all among the other's (a
+            # snapshot; a run branched from another's checkpoint evaluates at its own steps)
+            if (ida is None or idb is None) and len(common) >= SAME_POINTS \
+                    and len(common) == min(len(sa), len(sb)) and np.array_equal(ya[ia], yb[ib]):
                 raise UserError(f"{pb} and {pa} are one run (the same loss at all {len(common)} "
                                 "eval steps they share: one is a snapshot or copy of the other): "
                                 f"give it once{'' if whole else ', the longer one'} ({why})")
