@@ -293,7 +293,7 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
     """Every question asked on the command line: (JSON, text lines)."""
     out: dict[str, Any] = {"runs": [r.curve.name for r in p.runs], "paths": run_paths(p.runs),
                            "method": p.method,
-                           "law": p.law.to_json(), "accuracy_map": p.accmap and p.accmap.to_json(),
+                           "law": None, "accuracy_map": p.accmap and p.accmap.to_json(),
                            "base_schedule": p.base.to_json(), "notes": list(p.notes)}
     text = [f"runs: {', '.join(run_name(n, out['paths'].get(n)) for n in out['runs'])}; {p.method}",
             f"law: {_law_line(p)}"]
@@ -333,6 +333,7 @@ def answer(p: Planner, args: argparse.Namespace) -> tuple[dict[str, Any], list[s
     if extrapolated:  # the answers above rest on the law's assumption about the lr
         out["notes"].append(extrapolated)
     text += [f"note: {n}" for n in out["notes"]]
+    out["law"] = p.law.to_json()  # after the answers: the second reading, where one was fitted
     return out, text
 
 
