@@ -84,3 +84,15 @@ def test_the_reading_without_gain_has_no_variance_in_the_term_it_pins():
     g = p.law.no_gain
     ia = g.spec.params.index(g.spec.anneal)
     assert g.cov[ia, ia] == 0 and g.to_json()["params_sd"]["C"] == 0 and not g.anneal_fitted
+
+
+def test_predict_json_reports_the_second_reading_it_used(capsys):
+    """The law's JSON was built before the answers fitted the lazy second reading: it said
+    without_annealing_gain null beside a note that the forecast weighed it (a review)."""
+    import json
+
+    from zhbert.cli import main
+    assert main(["predict", str(DATA / "tiny-4000"), "--steps", "8000", "--n-boot", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert any("annealing gain" in n for n in out["forecast"]["final_accuracy"]["notes"])
+    assert set(out["law"]["without_annealing_gain"]) == {"L0", "A", "alpha", "C"}
