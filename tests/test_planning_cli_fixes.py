@@ -202,3 +202,13 @@ def test_a_schedule_name_is_read_in_any_case(capsys):
     rc, upper, _ = _run([*argv, "WSD"], capsys)
     assert rc == 0 and upper == _run([*argv, "wsd"], capsys)[1]
     assert "--schedule Foo: unknown" in _refused([*argv, "Foo"], capsys)
+
+
+def test_a_source_given_twice_to_backtest_is_not_called_a_leak(capsys):
+    """backtest --predict tiny-4000 --from tiny-2000 tiny-2000 said "the run --predict names is
+    among --from" (a review): the repeat is among the sources."""
+    from zhbert.cli import main
+    assert main(["backtest", "--predict", str(DATA / "tiny-4000"), "--from", str(DATA / "tiny-2000"),
+                 str(DATA / "tiny-2000"), "--n-boot", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "give each run once" in err and "--predict names" not in err, err

@@ -72,8 +72,10 @@ def _run_between(args: argparse.Namespace) -> int:
         raise UserError(f"--law {','.join(bad)}: unknown; use {', '.join(LAWS)}")
     # the run predicted among its sources is fitted on its own answer: scored 0.1 points off
     why = "the run --predict names is among --from: fitted on its own answer, it is scored on what it was given"
+    refuse_repeats(args.from_runs)  # a source twice first, in its own words (it read as a leak)
     refuse_repeats([*args.from_runs, args.predict], why)
     target, sources = load_run(args.predict), [load_run(r) for r in args.from_runs]
+    refuse_copies(sources)
     refuse_copies([*sources, target], why)
     result = backtest_runs(target, sources, laws, until=args.fit_until, n_boot=args.n_boot)
     print(json.dumps(result.to_json(), indent=2) if args.json else backtest_runs_table(result))
