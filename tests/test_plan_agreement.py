@@ -53,12 +53,13 @@ def test_a_target_on_a_plateau_is_warned_about_everywhere(run, tmp_path, capsys)
     """Both Trainer runs end on the ~14% plateau; the law says 0.3 is reached. analyze warned,
     predict --target and compare's "steps to 0.3" did not."""
     path = DATA / run
-    assert "upper estimate" in outlook(path, 0.30).summary()
+    assert "above the best accuracy measured" in outlook(path, 0.30).summary()
     assert main(["predict", str(path), "--target", "0.30", "--n-boot", "0", "--json"]) == 0
     said = json.loads(capsys.readouterr().out)["target"]
-    assert said["reachable"] and "upper estimate" in (said.get("warning") or "")
+    # a target reached is worded as one, in predict as in compare (it read "the forecast (30.0%)")
+    assert said["reachable"] and "lower estimate" in (said.get("warning") or "")
     assert main(["predict", str(path), "--target", "0.30", "--n-boot", "0"]) == 0
-    assert "  warning: the forecast (30.0%)" in capsys.readouterr().out
+    assert "  warning: the target 30.0% is" in capsys.readouterr().out
     other = DATA / ("hf-small-bert" if run == "hf-tiny-bert" else "hf-tiny-bert")
     assert main(["compare", str(path), str(other), "--metric", "eval_accuracy", "--targets", "0.3",
                  "--out", str(tmp_path / "cmp")]) == 0

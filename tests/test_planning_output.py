@@ -89,7 +89,7 @@ def test_compare_writes_every_token_speed_in_whole_tokens(tmp_path, capsys):
 def test_the_plateau_warning_counts_percentage_points(capsys):
     """A difference of two accuracies read "is 18.3% above the best accuracy measured"."""
     text = _run(["predict", str(DATA / "hf-tiny-bert"), "--target", "0.30", "--n-boot", "0"], capsys)
-    warning = next(line for line in text.splitlines() if "warning: the forecast (30.0%)" in line)
+    warning = next(line for line in text.splitlines() if "warning: the target 30.0%" in line)
     assert "percentage points above the best accuracy measured (" in warning
     assert "% above" not in warning and "points): a run still on a plateau" in warning
 

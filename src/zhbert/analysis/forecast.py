@@ -253,7 +253,7 @@ class Planner:
         acc, se_map = self.accmap.predict(L)
         return acc, self.accmap.slope(L) * se_L, se_map
 
-    def climb_warning(self, forecast: float) -> str | None:
+    def climb_warning(self, forecast: float, target: bool = False) -> str | None:
         """A warning when ``forecast`` lies further above the runs' best measured accuracy
         than the runs climbed over the points the law was fitted on. The law has no plateau
         term: a run still on one (two Trainer histories at ~14-16% after 2,000 steps) is
@@ -269,10 +269,13 @@ class Planner:
         if not climbs or forecast - max(tops) <= max(climbs):
             return None
         # differences of two accuracies are percentage points, not percent ("18.3% above 32%")
-        return (f"the forecast ({forecast:.1%}) is {(forecast - max(tops)) * 100:.1f} percentage points "
-                f"above the best accuracy measured ({max(tops):.1%}), more than the run(s) climbed while "
-                f"fitted ({max(climbs) * 100:.1f} points): a run still on a plateau is forecast as if it "
-                "leaves it; read it as an upper estimate")
+        # a target reached is no forecast ("the forecast (50.0%)" beside a forecast of 31%)
+        what = f"the target {forecast:.1%}" if target else f"the forecast ({forecast:.1%})"
+        read = "read the steps to it as a lower estimate" if target else "read it as an upper estimate"
+        return (f"{what} is {(forecast - max(tops)) * 100:.1f} percentage points above the best accuracy "
+                f"measured ({max(tops):.1%}), more than the run(s) climbed while fitted "
+                f"({max(climbs) * 100:.1f} points): a run still on a plateau is forecast as if it leaves "
+                f"it; {read}")
 
     def floor(self) -> float:
         """The lowest loss the law allows: L0 less a full anneal (the annealing term is at

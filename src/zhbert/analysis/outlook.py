@@ -46,20 +46,21 @@ class Outlook:
     final_longer: Forecast
     reach: Reach | None
     notes: tuple[str, ...] = ()
+    warning: str | None = None          # the plateau's (plateau.plateau_warning), also in notes
 
     def to_json(self) -> dict[str, Any]:
         return {"run": self.run, "method": self.method, "metric": self.acc_metric,
                 "planned_steps": self.planned, "longer_steps": self.longer,
                 "final": self.final.to_json(), "final_longer": self.final_longer.to_json(),
                 "reach": self.reach and self.reach.to_json(), "current": self.current,
-                "stretched": self.stretched, "notes": list(self.notes)}
+                "stretched": self.stretched, "notes": list(self.notes), "warning": self.warning}
 
     def summary(self) -> str:
         line = (f"{self.method}: {self.acc_metric} {self.final.mean:.4f} at the end of this schedule "
                 f"({self.planned:,} steps; 80% {self.final.lo80:.4f}-{self.final.hi80:.4f}), "
                 f"{self.final_longer.mean:.4f} for the same schedule over {self.longer:,} steps")
         line += f"; {self.reach.message}" if self.reach else ""
-        return line + "".join(f"; warning: {n}" for n in self.notes if n.startswith("the forecast ("))
+        return line + (f"; warning: {self.warning}" if self.warning else "")
 
 
 def _plan_with_accuracy(source: Any, n_boot: int, seed: int = 0) -> Planner:
@@ -95,7 +96,7 @@ def outlook(source: Any, target: float | None = None, n_boot: int = 0, seed: int
                    {"step": [float(s) for s in run.curve.steps], "acc": [float(a) for a in run.acc]},
                    base.steps, longer, _curve(p, base, base.steps), _curve(p, far, longer),
                    p.accuracy(base, [base.steps]), final_longer, got,
-                   tuple(p.notes) + ((warning,) if warning else ()))
+                   tuple(p.notes) + ((warning,) if warning else ()), warning)
 
 
 def steps_to_targets(source: Any, targets: tuple[float, ...]) -> dict[str, Any]:
@@ -107,17 +108,6 @@ def steps_to_targets(source: Any, targets: tuple[float, ...]) -> dict[str, Any]:
     got = {f"{t:g}": reach(p, t, p.base.stretched) for t in targets}
     return {"method": p.method, "final": final.to_json(), "planned_steps": p.base.steps,
             "reach": {k: r.to_json() for k, r in got.items()},
-            "warning": _plateau(p, final.mean, list(got.values()))}
+            "warning": plateau_warning(p, final.mean, answers=list(got.values()))}
 
 
-def _plateau(p: Planner, forecast: float, answers: list[Reach]) -> str | None:
-    """``plateau_warning``, worded for what set it off: a target it reaches is not a forecast
-    (compare's table, one line per run for several targets, wrote "the forecast (50.0%) is
-    18.3 points above..." for its target 0.5, beside a forecast of 31%)."""
-    said = plateau_warning(p, forecast, answers=answers)
-    reached = [r.target for r in answers if r.reachable]
-    if said is None or not reached or max(reached) <= forecast:
-        return said
-    top = max(reached)
-    return (said.replace(f"the forecast ({top:.1%})", f"the target {top:.1%}", 1)
-            .replace("read it as an upper estimate", "read the steps to it as a lower estimate"))

@@ -22,8 +22,14 @@ def plateau_warning(p: Any, *forecasts: float, answers: Sequence[Any] = ()) -> s
     forecast at the steps found; an "uncertain" answer already says it is one).
     Checking only a forecast at --steps N left predict --target 0.3 and compare's "steps to
     0.3" silent on a run still on its plateau while analyze warned."""
-    relied = list(forecasts) + [r.target for r in answers if r.reachable]
-    return joined(p.climb_warning(max(relied)), stalled_warning(p)) if relied else None
+    targets = [r.target for r in answers if r.reachable]
+    if not forecasts and not targets:
+        return None
+    # worded for what sets it off: the highest is a target reached, or a forecast shown
+    top_target = max(targets, default=-np.inf)
+    climb = (p.climb_warning(top_target, target=True) if top_target > max(forecasts, default=-np.inf)
+             else p.climb_warning(max(forecasts)))
+    return joined(climb, stalled_warning(p))
 
 
 def stalled_warning(p: Any) -> str | None:
