@@ -96,3 +96,11 @@ def test_predict_json_reports_the_second_reading_it_used(capsys):
     out = json.loads(capsys.readouterr().out)
     assert any("annealing gain" in n for n in out["forecast"]["final_accuracy"]["notes"])
     assert set(out["law"]["without_annealing_gain"]) == {"L0", "A", "alpha", "C"}
+
+
+def test_one_step_in_gives_one_value_out():
+    """law.predict of one step returns one value, and loss_draws of one step one column (it
+    raised an IndexError; a review)."""
+    p = plan([DATA / "tiny-4000"], n_boot=20)
+    assert np.ndim(p.law.predict(p.base, 2000)) == 0
+    assert p.law.loss_draws(p.base.stretched(8000), 8000).shape == (20, 1)
