@@ -212,3 +212,18 @@ def test_a_source_given_twice_to_backtest_is_not_called_a_leak(capsys):
                  str(DATA / "tiny-2000"), "--n-boot", "0"]) == 2
     err = capsys.readouterr().err
     assert "give each run once" in err and "--predict names" not in err, err
+
+
+def test_backtest_names_a_source_too_short_for_the_law(tmp_path, capsys):
+    """backtest --predict tiny-4000 --from KILLED said "needs at least 6 eval points ... (have
+    2)" naming no file (a review; predict with one run already named it)."""
+    import shutil
+
+    from zhbert.cli import main
+    killed = tmp_path / "killed"
+    shutil.copytree(DATA / "tiny-2000", killed)
+    lines = (killed / "history.jsonl").read_text().splitlines(keepends=True)
+    (killed / "history.jsonl").write_text("".join(lines[:60]))  # killed soon after its switch
+    assert main(["backtest", "--predict", str(DATA / "tiny-4000"), "--from", str(killed), "--n-boot", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{killed}: a schedule-aware law needs at least" in err, err

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_between(args: argparse.Namespace) -> int:
     from zhbert.analysis.plan_runs import load_run, refuse_copies, refuse_repeats
-    from zhbert.analysis.laws import LAWS
+    from zhbert.analysis.laws import LAWS, TooFewPoints
     from zhbert.analysis.run_backtest import backtest_runs, backtest_runs_table
     if not args.predict or not (args.from_runs or args.fit_until):
         raise UserError("--predict RUN_B needs --from RUN_A [RUN_A2 ...] (or --fit-until X)")
@@ -77,6 +77,10 @@ def _run_between(args: argparse.Namespace) -> int:
     target, sources = load_run(args.predict), [load_run(r) for r in args.from_runs]
     refuse_copies(sources)
     refuse_copies([*sources, target], why)
-    result = backtest_runs(target, sources, laws, until=args.fit_until, n_boot=args.n_boot)
+    try:
+        result = backtest_runs(target, sources, laws, until=args.fit_until, n_boot=args.n_boot)
+    except TooFewPoints as exc:  # the law's words name no file: the runs it was fitted on
+        fitted = [*args.from_runs, *([args.predict] if args.fit_until else [])]
+        raise UserError(f"{', '.join(map(str, fitted))}: {exc}") from None
     print(json.dumps(result.to_json(), indent=2) if args.json else backtest_runs_table(result))
     return 0
