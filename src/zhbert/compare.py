@@ -24,7 +24,8 @@ from typing import Any
 
 from zhbert import argtypes
 from zhbert.analysis import History, Series, correlate, load_history, summary
-from zhbert.analysis.history import masking_warning, run_labels, with_characters
+from zhbert.analysis.consistency import masking_warning
+from zhbert.analysis.history import run_labels, with_characters
 from zhbert.analysis.planning import steps_text
 from zhbert.analysis.predict import _already_reached, check_target
 from zhbert.errors import UserError

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from zhbert.analysis.history import Meta, masking_warning
+from zhbert.analysis.history import Meta
 from zhbert.analysis.laws import fit_law
 from zhbert.config import describe_differences
 from zhbert.errors import UserError
@@ -64,6 +64,19 @@ def _config_mix(runs: Sequence[RunData]) -> list[str]:
     return [f"warning: {', '.join(lacks)} record{'s' * (len(lacks) == 1)} no zhbert config, "
             f"unlike {', '.join(has)}: their model and data setups cannot be compared, so one law "
             "over them means little; fit each kind on its own"]
+
+
+def masking_warning(runs: list[tuple[str, Meta]]) -> str | None:
+    """A line when the runs ((name, meta) pairs) recorded different masking rules (runs
+    that recorded none are left out: their rule is not known): their held-out sets mask
+    other slots, so a difference within the held-out intervals may be the masks."""
+    rules = {name: m.masking[-1] for name, m in runs if m.masking and m.masking[-1] is not None}
+    if len(set(rules.values())) < 2:
+        return None
+    return ("warning: the runs draw masks by different rules (" + ", ".join(
+        f"{name}: {rule}" for name, rule in rules.items()) + "): their held-out sets mask other "
+        "slots, so a difference within their 95% intervals (eval_mlm_acc_ci95) may be the "
+        "masks, not the models")
 
 
 def masking_unknown_note(runs: list[tuple[str, Meta]]) -> str | None:

@@ -381,19 +381,6 @@ def run_labels(names: Sequence[str]) -> list[str]:
     return out
 
 
-def masking_warning(runs: list[tuple[str, Meta]]) -> str | None:
-    """A line when the runs ((name, meta) pairs) recorded different masking rules (runs
-    that recorded none are left out: their rule is not known): their held-out sets mask
-    other slots, so a difference within the held-out intervals may be the masks."""
-    rules = {name: m.masking[-1] for name, m in runs if m.masking and m.masking[-1] is not None}
-    if len(set(rules.values())) < 2:
-        return None
-    return ("warning: the runs draw masks by different rules (" + ", ".join(
-        f"{name}: {rule}" for name, rule in rules.items()) + "): their held-out sets mask other "
-        "slots, so a difference within their 95% intervals (eval_mlm_acc_ci95) may be the "
-        "masks, not the models")
-
-
 def load_ckpt_eval(path: Path, metric: str | None) -> History:
     notes: list[str] = []
     records, names, _ = _zhbert_records(_read_jsonl(path, notes))

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,10 +21,11 @@ from zhbert.outputs import check_out
 from zhbert.run import SWEEP_SPEC
 from zhbert.sweep.pruner import PRUNERS
 from zhbert.sweep.liveness import HEARTBEAT_S, MIN_GRACE_S
-from zhbert.sweep.study import (BASE_TOML, DEFAULT_STUDY, JOURNAL, OBJECTIVES, STUDY_ATTR, SweepSpec,
+from zhbert.sweep.liveness import start_over_if_idle
+from zhbert.sweep.study import (BASE_TOML, DEFAULT_STUDY, OBJECTIVES, STUDY_ATTR, SweepSpec,
                                 load_study, no_sweep, open_storage, read_spec, require_database,
                                 require_same_sweep, require_study, safe_url, spec_from_storage,
-                                start_over, storage_url, stored_identity, sweep_mark,
+                                storage_url, stored_identity, sweep_mark,
                                 trial_label, with_runtime, write_spec)
 
 # what a sweep is (its identity) is fixed when it starts: a resume that gave another value
@@ -184,19 +184,19 @@ def prepare(args) -> tuple[Path, SweepSpec]:
     except UserError:  # an unreadable sweep.json: --force starts over, as its message says
         if not args.force:
             raise
-        _start_over(sweep_dir, spec.storage, spec.study_name, args.grace_seconds)
+        start_over_if_idle(sweep_dir, spec.storage, spec.study_name, args.grace_seconds)
         old = None
     if old is not None and (args.force or old.identity() != spec.identity()):
         if not args.force:
             _refuse_other(sweep_dir, "space, base config, steps or objective")
         # --force: over, even the same space
-        _start_over(sweep_dir, old.storage, old.study_name, args.grace_seconds)
+        start_over_if_idle(sweep_dir, old.storage, old.study_name, args.grace_seconds)
         old = None
     stored = stored_identity(open_storage(sweep_dir, spec.storage), spec.study_name)
     if stored is not None and stored != spec.identity():
         if not args.force:
             _refuse_other(sweep_dir, f"the storage's study {spec.study_name!r}")
-        _start_over(sweep_dir, spec.storage, spec.study_name, args.grace_seconds)
+        start_over_if_idle(sweep_dir, spec.storage, spec.study_name, args.grace_seconds)
     if old is not None:  # the same search again: a resume, on its own data and sampler
         if args.sampler_seed is not None and spec.sampler_seed != old.sampler_seed:
             _refuse_other(sweep_dir, "--sampler-seed")
@@ -205,52 +205,6 @@ def prepare(args) -> tuple[Path, SweepSpec]:
         spec = with_runtime(old, **runtime)
     publish(sweep_dir, spec)
     return sweep_dir, spec
-
-
-def _start_over(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> None:
-    """--force, refused while a process of the old sweep is alive: one registered in it
-    (liveness.live_workers: a worker between trials holds no running trial) or a running
-    trial's worker (liveness.live_trials: one joined from another machine registers in its
-    own SWEEP_DIR). It was deleted under a running worker, whose trainer then failed, whose
-    worker crashed, and whose trial and checkpoints were left in the new one."""
-    from zhbert.sweep.liveness import live_workers
-    nothing = "stop it (Ctrl-C) or let it finish, then start over; nothing was deleted"
-    if live := live_workers(sweep_dir):
-        path, a = live[0]
-        more = f" and {len(live) - 1} more" if len(live) > 1 else ""
-        remote = a.get("host") != socket.gethostname()  # its pid cannot be asked from here
-        raise UserError(f"--force: the sweep in {sweep_dir} has a live worker ({a.get('what')} pid "
-                        f"{a.get('pid')} on {a.get('host')} since {a.get('started')}{more}); {nothing}"
-                        + (f" (if that machine's worker is gone for good: remove {path})" if remote else ""))
-    if url or (sweep_dir / JOURNAL).exists():  # no journal: no study, and none created here
-        live_trial = _live_trial(sweep_dir, url, study_name, grace_s)
-        if live_trial:
-            raise UserError(f"--force: the sweep in {sweep_dir} has a live worker ({live_trial}; a "
-                            f"heartbeat within --grace-seconds {grace_s:g}); {nothing}")
-    start_over(sweep_dir, url, study_name)
-
-
-def _live_trial(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> str | None:
-    """The first running trial whose worker is alive, in words; None if none is."""
-    import optuna
-
-    from zhbert.history import warn_stderr
-    from zhbert.sweep.journal import DamagedJournal
-    from zhbert.sweep.liveness import live_trials
-    try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(sweep_dir, url))
-    except KeyError:
-        return None
-    except DamagedJournal as exc:  # --force is the way out of a damaged journal
-        warn_stderr(f"{exc}; starting over without knowing whether a worker is alive")
-        return None
-    live = live_trials(study, grace_s)
-    if not live:
-        return None
-    t, a = live[0], live[0].user_attrs
-    more = f" and {len(live) - 1} more" if len(live) > 1 else ""
-    return (f"{a.get('worker_host', '?')} pid {a.get('worker_pid', '?')}, running "
-            f"{trial_label(t.number, a.get('trial_dir'))}{more}")
 
 
 def _existing(args, target: Path, runtime: dict) -> SweepSpec:

@@ -203,3 +203,52 @@ def live_workers(sweep_dir: Path) -> list[tuple[Path, dict]]:
         if alive:
             live.append((path, entry))
     return live
+
+
+# ----------------------------------------------------------------------------- --force
+
+def start_over_if_idle(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> None:
+    """--force, refused while a process of the old sweep is alive: one registered in it
+    (liveness.live_workers: a worker between trials holds no running trial) or a running
+    trial's worker (liveness.live_trials: one joined from another machine registers in its
+    own SWEEP_DIR). It was deleted under a running worker, whose trainer then failed, whose
+    worker crashed, and whose trial and checkpoints were left in the new one."""
+    from zhbert.errors import UserError
+    from zhbert.sweep.study import JOURNAL, start_over  # study imports this module
+    nothing = "stop it (Ctrl-C) or let it finish, then start over; nothing was deleted"
+    if live := live_workers(sweep_dir):
+        path, a = live[0]
+        more = f" and {len(live) - 1} more" if len(live) > 1 else ""
+        remote = a.get("host") != socket.gethostname()  # its pid cannot be asked from here
+        raise UserError(f"--force: the sweep in {sweep_dir} has a live worker ({a.get('what')} pid "
+                        f"{a.get('pid')} on {a.get('host')} since {a.get('started')}{more}); {nothing}"
+                        + (f" (if that machine's worker is gone for good: remove {path})" if remote else ""))
+    if url or (sweep_dir / JOURNAL).exists():  # no journal: no study, and none created here
+        live_trial = _live_trial(sweep_dir, url, study_name, grace_s)
+        if live_trial:
+            raise UserError(f"--force: the sweep in {sweep_dir} has a live worker ({live_trial}; a "
+                            f"heartbeat within --grace-seconds {grace_s:g}); {nothing}")
+    start_over(sweep_dir, url, study_name)
+
+
+def _live_trial(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> str | None:
+    """The first running trial whose worker is alive, in words; None if none is."""
+    import optuna
+
+    from zhbert.history import warn_stderr
+    from zhbert.sweep.journal import DamagedJournal
+    from zhbert.sweep.study import open_storage, trial_label
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(sweep_dir, url))
+    except KeyError:
+        return None
+    except DamagedJournal as exc:  # --force is the way out of a damaged journal
+        warn_stderr(f"{exc}; starting over without knowing whether a worker is alive")
+        return None
+    live = live_trials(study, grace_s)
+    if not live:
+        return None
+    t, a = live[0], live[0].user_attrs
+    more = f" and {len(live) - 1} more" if len(live) > 1 else ""
+    return (f"{a.get('worker_host', '?')} pid {a.get('worker_pid', '?')}, running "
+            f"{trial_label(t.number, a.get('trial_dir'))}{more}")

@@ -329,7 +329,7 @@ def start_over(sweep_dir: Path, url: str, study_name: str) -> None:
         for name in (JOURNAL, JOURNAL + ".lock"):
             (sweep_dir / name).unlink(missing_ok=True)
     from zhbert.sweep.liveness import WORKERS
-    # its registered workers too: --force found every one dead (command._start_over)
+    # its registered workers too: --force found every one dead (liveness.start_over_if_idle)
     for name in ("trials", "report", WORKERS):
         shutil.rmtree(sweep_dir / name, ignore_errors=True)
     (sweep_dir / SPEC_FILE).unlink(missing_ok=True)
