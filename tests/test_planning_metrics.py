@@ -207,3 +207,10 @@ def test_a_run_branched_from_anothers_checkpoint_is_not_a_copy(tmp_path, capsys)
     (tmp_path / "branch" / "trainer_state.json").write_text(json.dumps({**d, "log_history": logs}))
     out = _predict(capsys, HF, tmp_path / "branch", "--steps", 3000, "--n-boot", 0)
     assert "final accuracy" in out
+
+
+def test_the_phase_change_note_is_the_planners_own(tmp_path):
+    """It was added by predict and analyze's outlook only, so compare, backtest and the sweep's
+    forecasts of the same history never carried it (a review): plan() notes it now."""
+    from zhbert.analysis.forecast import plan
+    assert any("phase change the file does not record" in n for n in plan([_as_csv(tmp_path)], n_boot=0).notes)

@@ -10,7 +10,7 @@ alone, and forecast 8,000 steps at 75.7% (80%: 5.8-89.8%) where the first alone 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from zhbert.analysis.history import Meta
 from zhbert.analysis.laws import fit_law
@@ -166,11 +166,3 @@ def phase_change_note(fit: "LawFit", runs: Sequence["RunData"]) -> str | None:
             "record (a sequence-length warm-up, or a plateau the run leaves), so its forecasts and "
             "bands may be far off; fit from a later step (there is no --fit-from: drop the rows "
             "before the change) and compare")
-
-
-def with_phase_note(p: Any) -> Any:
-    """The planner (forecast.Planner) with ``phase_change_note`` among its notes: one place
-    for predict and analyze's outlook (Planner's notes reach every forecast it makes)."""
-    from dataclasses import replace
-    note = phase_change_note(p.law, p.runs)
-    return p if note is None else replace(p, notes=tuple(p.notes) + (note,))

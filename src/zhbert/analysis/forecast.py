@@ -39,7 +39,7 @@ import numpy as np
 from scipy.stats import norm
 
 from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
-from zhbert.analysis.consistency import disagreement, setup_warnings
+from zhbert.analysis.consistency import disagreement, phase_change_note, setup_warnings
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.laws import fit_law
 from zhbert.analysis.mixture import mixture_bounds, mixture_moments
@@ -294,10 +294,14 @@ class Planner:
         the law's, and L0 of the law without annealing gain), weighted as the forecasts mix
         them; without, the mixed forecasts of a 1,000-step run rose past the floor they were
         told against ("not reachable" beside a central forecast that reached it)."""
-        if self.accmap is None:
-            return None
-        top, w = float(self.accmap(self.floor())), self.floor_share()
-        return top if not w else (1 - w) * top + w * float(self.accmap(self.no_gain_floor()))
+        return None if self.accmap is None else self.mixed_floor(self.accmap)
+
+    def mixed_floor(self, scale: Any = None) -> float:
+        """The floors of both readings weighted by ``floor_share``, on ``scale`` (the accuracy
+        map for ``limit``; none: the least loss, for a loss target)."""
+        f = (lambda v: v) if scale is None else (lambda v: float(scale(v)))  # noqa: E731
+        w = self.floor_share()
+        return f(self.floor()) if not w else (1 - w) * f(self.floor()) + w * f(self.no_gain_floor())
 
     def no_gain_floor(self) -> float:
         """The loss floor of the reading without annealing gain: its L0 (never below 0)."""
@@ -334,6 +338,7 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = 
     notes = setup_warnings(runs)
     fit = fit_law([r.curve for r in runs], law, n_boot=n_boot, seed=seed)
     notes += disagreement(fit, runs, law)
+    notes += [n for n in (phase_change_note(fit, runs),) if n]  # every surface: predict, analyze, compare
     if not fit.identifiable:
         notes.append("the lr never falls in these runs (constant lr): the annealing term "
                      f"({fit.spec.anneal}) cannot be identified; it is taken as anywhere from no "

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from zhbert.analysis.consistency import with_phase_note
 from zhbert.analysis.forecast import Forecast, Planner, plan
 from zhbert.analysis.plan_runs import fit_from
 from zhbert.analysis.plateau import plateau_warning
@@ -64,7 +63,7 @@ class Outlook:
 
 
 def _plan_with_accuracy(source: Any, n_boot: int, seed: int = 0) -> Planner:
-    p = with_phase_note(plan([source], n_boot=n_boot, seed=seed))  # as predict notes it
+    p = plan([source], n_boot=n_boot, seed=seed)
     if p.accmap is None or p.runs[0].acc is None:
         raise UserError(f"{p.runs[0].curve.name} records no held-out accuracy beside its loss: "
                         "only the loss can be forecast (zhbert predict)")

@@ -148,12 +148,6 @@ def _readings(p: Planner, make: Any, grid: np.ndarray, loss: bool) -> tuple[dict
     return band, np.array(alone)
 
 
-def _loss_limit(p: Planner) -> float:
-    """The least loss any length reaches: the floor, mixed as Planner.limit mixes its map."""
-    w = p.floor_share()
-    return p.floor() if not w else (1 - w) * p.floor() + w * p.no_gain_floor()
-
-
 def reach(p: Planner, target: float, make: Any, metric: str = "accuracy") -> Reach:
     """Smallest N whose final expected accuracy reaches ``target`` (``metric`` "loss": whose
     final loss falls to it); ``make(N)`` is the schedule of an N-step run. Interval: where the
@@ -162,7 +156,7 @@ def reach(p: Planner, target: float, make: Any, metric: str = "accuracy") -> Rea
     the floor loosely (the demo's 1,200-step run put it at 39.7% while a 3,300-step run
     measured 42.6%)."""
     sign = -1.0 if metric == "loss" else 1.0  # a loss is reached from above
-    limit = _loss_limit(p) if metric == "loss" else p.limit()
+    limit = p.mixed_floor() if metric == "loss" else p.limit()
     grid = _search_grid(p, make)
     band, alone = _readings(p, make, grid, metric == "loss")
     point = _crossing(grid, band["mean"], sign * target)

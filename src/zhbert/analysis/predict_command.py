@@ -87,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     """The schedule-aware law where the lr is known (planning.py); else, or with --law none,
     the schedule-free families of one run, saying why."""
     from zhbert.analysis import planning
-    from zhbert.analysis.consistency import with_phase_note
     from zhbert.analysis.forecast import plan
     from zhbert.analysis.plan_runs import NoLearningRate
     from zhbert.analysis.laws import TooFewPoints
@@ -103,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
         except TooFewPoints as exc:  # the families may still answer: say so where they can
             raise UserError(f"{_too_few(args.history, str(exc))}{_families_hint(args.history)}") from None
         else:
-            p = with_phase_note(p)  # consistency.py: as analyze's outlook notes it
             # naming the accuracy the law forecasts anyway keeps the law (it switched methods);
             # naming its loss asks the law too (planning.target_metric: reached from above)
             if args.metric in (None, p.runs[0].acc_metric, p.runs[0].loss_metric):
