@@ -79,6 +79,15 @@ def test_predict_unreachable_says_so():
     assert json.loads(json.dumps(p.to_json()))["steps"] is None
 
 
+def test_unreachable_without_refits_names_no_interval():
+    """`analyze --n-boot 0` printed "asymptote 0.371 [nan, nan]": no refits, no interval."""
+    fits = fit_curve(T, _power(T), ["power"], n_boot=0)
+    p = predict_steps(fits, 0.75)
+    assert not p.reachable
+    assert "nan" not in p.message and re.match(r"not reachable with this setup: asymptote 0\.\d+ \(power fit\)",
+                                               p.message)
+
+
 def test_predict_infinite_upper_bound_when_bootstrap_curves_stall():
     fits = fit_curve(T[:60], _power(T, sd=0.02)[:60], ["power"], n_boot=100, seed=1)
     target = fits[0].asymptote - 0.003  # just under a poorly determined ceiling

@@ -89,3 +89,20 @@ def test_a_negative_checkpoint_step_is_refused_by_the_parser(command, capsys):
         main([command, "RUN", "--checkpoint", "-5", "--out", "x"] if command == "export"
              else [command, "RUN", "--checkpoint", "-5"])
     assert exc.value.code == 2 and "--checkpoint: -5 is not a whole number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option,value", [("--tokens-per-step", "1e300"), ("--seconds-per-step", "1e300"),
+                                          ("--price-per-hour", "1e300")])
+def test_a_plans_speed_and_price_are_bounded(option, value, capsys):
+    """`predict RUN --tokens-per-step 1e300` printed a 300-digit token count and "inf USD"."""
+    from zhbert.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "some-run", option, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "is not a number in (0," in err and "Traceback" not in err
+
+
+def test_a_real_speed_and_price_pass():
+    assert argtypes.tokens_per_step("4e6") == 4e6 and argtypes.seconds_per_step("0.25") == 0.25
+    assert argtypes.price_per_hour("32.77") == 32.77

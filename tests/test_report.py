@@ -278,6 +278,8 @@ def test_an_asymptote_at_its_bound_reads_as_such():
         "0 (at its bound: not pinned by the points) [0, 1.2000]"
     assert asymptote_text({"asymptote": 0.3606, "asymptote_ci95": [0.3288, 0.4071]}) == "0.3606 [0.3288, 0.4071]"
     assert asymptote_text({"asymptote": None}) == "-"
+    # without refits (--n-boot 0) there is no interval: nothing, not a trailing "-"
+    assert asymptote_text({"asymptote": 0.371, "asymptote_ci95": None}) == "0.3710"
 
 
 def test_sources_are_counted_in_bounded_memory_and_reported_as_the_top_ones(tmp_path, capsys):

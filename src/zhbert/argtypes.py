@@ -99,6 +99,12 @@ def out_path(text: str) -> str:
 probability = number(0.0, 1.0)
 positive = number(0.0, low_open=True)
 non_negative = number(0.0)
+# A run's speed and price, given to cost a plan: bounded well past any real machine so that a
+# slip (1e300) is refused, not printed as a 300-digit token count and "inf USD". The largest
+# published batches are ~16M tokens a step; a day a step and a million USD an hour are no setup.
+tokens_per_step = number(0.0, 1e9, low_open=True)
+seconds_per_step = number(0.0, 86_400.0, low_open=True)
+price_per_hour = number(0.0, 1e6, low_open=True)
 # --n-boot: 0 takes the delta method instead of refits; 10^5 refits bound a bootstrap where
 # 10^20 never ended (a refit of tests/data/tiny-2000 took ~9 ms in predict and ~74 ms in
 # analyze on an EPYC family 26 model 2: 10^5 is ~15 minutes and ~2 hours); default 200

@@ -98,7 +98,8 @@ def asymptote_text(bf: dict) -> str:
     if a is None:
         return "-"
     shown = "0 (at its bound: not pinned by the points)" if abs(a) < 1e-9 else fmt(a)
-    return f"{shown} {fmt(bf['asymptote_ci95'])}"
+    ci = bf.get("asymptote_ci95")  # none without refits (--n-boot 0): no "-" or "[nan, nan]"
+    return f"{shown} {fmt(ci)}" if ci else shown
 
 
 def _summary_md(j: dict) -> list[str]:

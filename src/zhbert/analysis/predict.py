@@ -177,9 +177,11 @@ def _already_reached(series_x: np.ndarray, series_y: np.ndarray, target: float, 
 
 def _unreachable_message(fit: CurveFit, target: float, d: int) -> str:
     if fit.asymptote is not None:
-        ci = fit.asymptote_ci95 or (math.nan, math.nan)
-        return (f"not reachable with this setup: asymptote {fit.asymptote:.4g} "
-                f"[{ci[0]:.4g}, {ci[1]:.4g}] ({fit.name} fit) is "
+        # no interval without refits (--n-boot 0): say nothing of one, not "[nan, nan]"
+        ci = fit.asymptote_ci95
+        ci_text = f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
+        return (f"not reachable with this setup: asymptote {fit.asymptote:.4g}{ci_text} "
+                f"({fit.name} fit) is "
                 f"{'below' if d > 0 else 'above'} the target {target:g}")
     return f"not reachable with this setup: the fitted {fit.name} curve moves away from {target:g}"
 

@@ -27,11 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=float, help="target value, e.g. 0.60")
     add_plan_arguments(parser)
     parser.add_argument("--model", help="schedule-free family to use instead of the best by AIC")
-    parser.add_argument("--price-per-hour", type=argtypes.positive,
+    parser.add_argument("--price-per-hour", type=argtypes.price_per_hour,
                         help="USD per hour of the training machine")
-    parser.add_argument("--tokens-per-step", type=argtypes.positive,
+    parser.add_argument("--tokens-per-step", type=argtypes.tokens_per_step,
                         help="override the recorded tokens per step")
-    parser.add_argument("--seconds-per-step", type=argtypes.positive,
+    parser.add_argument("--seconds-per-step", type=argtypes.seconds_per_step,
                         help="override the recorded seconds per step")
     parser.add_argument("--n-boot", type=argtypes.boot_count, default=200, help="bootstrap refits of the law or "
                         "curve (default 200, at least 20; 0: the law's delta-method intervals)")
