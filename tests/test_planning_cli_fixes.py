@@ -75,7 +75,7 @@ def test_outlook_takes_the_seed():
 
 @pytest.mark.parametrize("text", ["1", "2", "19"])
 def test_too_few_refits_are_refused(text):
-    with pytest.raises(argparse.ArgumentTypeError, match="at least 20 refits.*0 means the delta"):
+    with pytest.raises(argparse.ArgumentTypeError, match="at least 20 refits.*0 takes no refits: the laws. delta-method intervals"):
         argtypes.boot_count(text)
 
 

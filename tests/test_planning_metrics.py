@@ -214,3 +214,46 @@ def test_the_phase_change_note_is_the_planners_own(tmp_path):
     forecasts of the same history never carried it (a review): plan() notes it now."""
     from zhbert.analysis.forecast import plan
     assert any("phase change the file does not record" in n for n in plan([_as_csv(tmp_path)], n_boot=0).notes)
+
+
+def test_a_loss_forecast_takes_the_refits_where_plan_has_some():
+    """Planner.loss took the delta band whatever --n-boot said: far past one short run that
+    band read 0.000-6.644 at 7,635 steps of tiny-2000, where the refits read 2.7-4.2."""
+    from zhbert.analysis.forecast import plan
+    boot, delta = plan([DATA / "tiny-2000"], n_boot=40), plan([DATA / "tiny-2000"], n_boot=0)
+    n = 7_635
+    fb, fd = (p.loss(p.base.stretched(n), [n]) for p in (boot, delta))
+    assert "40 bootstrap refits" in fb.method and "delta method" in fd.method
+    assert fb.mean == pytest.approx(fd.mean)          # one centre: the point fits
+    assert 0.5 < fb.lo80 < fb.mean < fb.hi80 < 8.0 and fb.lo95 <= fb.lo80
+    # the expected loss (reach's) is narrower than a single eval's, noise and all
+    quiet = boot.loss(boot.base.stretched(n), [n], noise=False)
+    assert quiet.hi80 - quiet.lo80 < fb.hi80 - fb.lo80
+
+
+def test_a_loss_target_past_the_climb_is_warned_about_by_the_accuracy_it_maps_to(capsys):
+    """A loss target was never set beside the best accuracy measured: tiny-2000 (31.7% at
+    best) reached a loss of 2.5 without a word, which the map reads as 58.7%."""
+    out = _predict(capsys, DATA / "tiny-2000", "--target", 2.5, "--metric", "eval_mlm_loss", "--n-boot", 0)
+    assert "reaches a loss of 2.5" in out
+    assert "warning: the accuracy a loss of 2.5 maps to (" in out and "lower estimate" in out
+
+
+def test_analyze_answers_a_loss_target_by_the_law():
+    """`analyze --metric eval_mlm_loss --target 2.5` answered from the curve families only
+    ("asymptote 3.812 is above the target") where predict's law reaches it."""
+    a = analyze(load_history(DATA / "tiny-2000", "eval_mlm_loss"), target=2.5, n_boot=0)
+    assert a.outlook is not None and a.outlook.reach.metric == "loss" and a.outlook.reach.reachable
+    assert "reaches a loss of 2.5" in a.outlook.summary()
+    # the training batches' loss is no loss the law is fitted to: said, not answered
+    b = analyze(load_history(DATA / "tiny-2000", "loss"), target=2.5, n_boot=0)
+    assert b.outlook is None
+    assert any("fitted to eval_mlm_loss, not loss" in why for w, why in b.not_computed)
+
+
+def test_a_target_not_reached_from_a_stalled_run_is_warned_about(capsys):
+    """From tiny-1000, which never left its plateau, an accuracy target "not reached" said
+    nothing of it (the plateau warnings read only answers reached), though the law extends
+    the plateau that a longer run left (tiny-2000: 31.7%)."""
+    out = _predict(capsys, DATA / "tiny-1000", "--target", 0.6, "--n-boot", 0)
+    assert "not reached within" in out and "no fitted run has left its plateau" in out

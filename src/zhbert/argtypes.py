@@ -121,5 +121,6 @@ def boot_count(text: str) -> int:
     if 0 < value < MIN_BOOT:
         raise argparse.ArgumentTypeError(
             f"{text} is too few: percentile intervals need at least {MIN_BOOT} refits "
-            "(0 means the delta method's intervals instead)")
+            "(0 takes no refits: the laws' delta-method intervals instead, and none for the "
+            "schedule-free curves)")
     return value

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=argtypes.out_path, help="output directory (default RUN_DIR/analysis, or NAME_analysis "
                         "next to a history file)")
     parser.add_argument("--n-boot", type=argtypes.boot_count, default=200,
-                        help="bootstrap refits per curve (default 200; 0: no refits)")
+                        help="bootstrap refits per curve and law (default 200, at least 20; 0: no refits: "
+                        "the law's delta-method intervals, none for the curves)")
     parser.add_argument("--seed", type=argtypes.seed, default=0,
                         help="seed of the bootstrap refits (the same seed, the same intervals)")
 

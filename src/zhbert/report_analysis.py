@@ -169,13 +169,13 @@ def _outlook(history: History, metric: str, target: float | None, n_boot: int,
     ``n_boot`` bootstrap refits that ``zhbert predict --n-boot`` takes, so both commands give
     one answer (without them they came from the delta method: 1,893 steps here, 1,918 there)."""
     from zhbert.analysis.plan_runs import NoLearningRate
-    from zhbert.metrics import ACC_METRICS
+    from zhbert.metrics import ACC_METRICS, LOSS_METRICS
     from zhbert.analysis.outlook import outlook
-    if metric not in ACC_METRICS:
+    if metric not in ACC_METRICS + LOSS_METRICS:
         skipped.append(("schedule-aware forecast", f"the law forecasts MLM loss and accuracy, not {metric}"))
         return None
-    try:
-        return outlook(history.meta.path, target, n_boot, seed)  # analyze --seed's refits too
+    try:  # a loss target by the law too, as predict answers it (outlook._target_kind)
+        return outlook(history.meta.path, target, n_boot, seed, metric)  # analyze --seed's refits too
     except NoLearningRate as why:
         skipped.append(("schedule-aware forecast", f"{why}; the schedule-free families above stand alone"))
     except UserError as why:

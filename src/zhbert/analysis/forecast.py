@@ -109,21 +109,50 @@ class Planner:
         return f"{self.law.law} law on {len(self.runs)} run(s)" + (
             " + loss->accuracy map" if self.accmap else "")
 
-    def loss(self, schedule: Schedule, steps: Any, window: int = 1) -> Forecast:
-        """Loss at ``steps`` (their mean when several: a window of ``window`` eval points)."""
+    def loss(self, schedule: Schedule, steps: Any, window: int = 1, noise: bool = True) -> Forecast:
+        """Loss at ``steps`` (their mean when several: a window of ``window`` eval points), the
+        observation noise included unless ``noise`` is False (then: the expected loss, which
+        ``reach`` crosses). Intervals as ``accuracy``'s: the bootstrap refits' percentiles where
+        plan took some (n_boot), else the delta method's; the law's own error stretched by the
+        small-sample ratio in both. (A loss target had taken the delta band with the noise
+        whatever --n-boot said, and a target just above 0 read "uncertain" on its clipped edge.)"""
         steps = np.atleast_1d(steps)
-        noise, share = _mean_var(self.law.sigma, self.law.phi, window), self._share(schedule, steps)
-        m, se = self.law.band(schedule, steps, mean=True)
-        m, sd = float(m[0]), math.sqrt(float(se[0]) ** 2 + noise)
-        f = Forecast.normal(m, sd, self.method, self.notes)
-        if share:  # two readings of the lr fall ahead (laws.LawFit.readings): their mixture's
-            m0, se0 = self.law.no_gain.band(schedule, steps, mean=True)  # quantiles, as curve's
-            sd0 = math.sqrt(float(se0[0]) ** 2 + noise)
-            (lo80,), (hi80,) = mixture_bounds(m, sd, float(m0[0]), sd0, share, 0.80)
-            (lo95,), (hi95,) = mixture_bounds(m, sd, float(m0[0]), sd0, share, 0.95)
-            mean, msd = mixture_moments(m, sd, float(m0[0]), sd0, share)
-            f = Forecast(mean, lo80, hi80, lo95, hi95, self.method, msd, self.notes + self._unseen_note(share))
+        var_noise = _mean_var(self.law.sigma, self.law.phi, window) if noise else 0.0
+        share = self._share(schedule, steps)  # one share for a window, as accuracy's
+        ratios = (self.law.small_sample_ratio(0.80), self.law.small_sample_ratio(0.95))
+        how = self._boot_loss if len(self.law.boot) else self._delta_loss
+        f = how(schedule, steps, var_noise, share, ratios)
         return replace(f, lo80=max(f.lo80, 0.0), lo95=max(f.lo95, 0.0))  # a cross-entropy is >= 0
+
+    def _boot_loss(self, schedule: Schedule, steps: np.ndarray, var_noise: float, share: float,
+                   ratios: tuple[float, float]) -> Forecast:
+        """``loss`` by the refits' percentiles; its centre the point fits, weighted by ``share``."""
+        draws = self.law.loss_draws(schedule, steps, share).mean(axis=1)
+        extra = np.random.default_rng(0).normal(0.0, math.sqrt(var_noise), len(draws))
+        centre = float(np.median(draws))
+        l80, l95 = (centre + (draws - centre) * r + extra for r in ratios)
+        fitted, no_gain, _ = self.law.readings(schedule, steps)
+        (lo80, hi80), (lo95, hi95) = np.quantile(l80, [0.1, 0.9]), np.quantile(l95, [0.025, 0.975])
+        return Forecast(float(np.mean((1 - share) * fitted + share * no_gain)), float(lo80), float(hi80),
+                        float(lo95), float(hi95), self.method + f", {len(draws)} bootstrap refits",
+                        float(np.std(l80)), self.notes + self._unseen_note(share))
+
+    def _delta_loss(self, schedule: Schedule, steps: np.ndarray, var_noise: float, share: float,
+                    ratios: tuple[float, float]) -> Forecast:
+        """``loss`` by the delta method: normal, or the two readings' mixture (mixture.py)."""
+        def normal(law):  # mean and (80%, 95%) sds of one reading's loss
+            m, se = law.band(schedule, steps, mean=True)
+            return float(m[0]), [math.sqrt((float(se[0]) * r) ** 2 + var_noise) for r in ratios]
+        m, sds = normal(self.law)
+        method = self.method + ", delta method"
+        if not share:
+            return Forecast(m, m - Z80 * sds[0], m + Z80 * sds[0], m - Z95 * sds[1], m + Z95 * sds[1],
+                            method, sds[0], self.notes)
+        m0, sds0 = normal(self.law.no_gain)  # the mixture's quantiles, as curve's
+        (lo80,), (hi80,) = mixture_bounds(m, sds[0], m0, sds0[0], share, 0.80)
+        (lo95,), (hi95,) = mixture_bounds(m, sds[1], m0, sds0[1], share, 0.95)
+        mean, msd = mixture_moments(m, sds[0], m0, sds0[0], share)
+        return Forecast(mean, lo80, hi80, lo95, hi95, method, msd, self.notes + self._unseen_note(share))
 
     def _mixed_accuracy(self, schedule: Schedule, steps: Any) -> float:
         """The expected accuracy at ``steps`` (their mean) of the two readings' point fits,
@@ -253,12 +282,13 @@ class Planner:
         acc, se_map = self.accmap.predict(L)
         return acc, self.accmap.slope(L) * se_L, se_map
 
-    def climb_warning(self, forecast: float, target: bool = False) -> str | None:
+    def climb_warning(self, forecast: float, target: bool = False, loss: float | None = None) -> str | None:
         """A warning when ``forecast`` lies further above the runs' best measured accuracy
         than the runs climbed over the points the law was fitted on. The law has no plateau
         term: a run still on one (two Trainer histories at ~14-16% after 2,000 steps) is
         forecast as if it kept descending, 16-20 points too high; runs that had left it
-        (tiny-*, demo-*) were forecast within 1-3 points and climbed more than that."""
+        (tiny-*, demo-*) were forecast within 1-3 points and climbed more than that.
+        ``loss``: the loss target ``forecast`` is the accuracy of (plateau._target_accuracy)."""
         climbs, tops = [], []
         for r in self.runs:  # from the switch on, its fall included: a run that fell off a plateau left it
             keep = r.curve.steps >= r.curve.fit_from
@@ -271,6 +301,8 @@ class Planner:
         # differences of two accuracies are percentage points, not percent ("18.3% above 32%")
         # a target reached is no forecast ("the forecast (50.0%)" beside a forecast of 31%)
         what = f"the target {forecast:.1%}" if target else f"the forecast ({forecast:.1%})"
+        if loss is not None:  # a loss target, by the accuracy the map reads at it
+            what = f"the accuracy a loss of {loss:g} maps to ({forecast:.1%})"
         read = "read the steps to it as a lower estimate" if target else "read it as an upper estimate"
         return (f"{what} is {(forecast - max(tops)) * 100:.1f} percentage points above the best accuracy "
                 f"measured ({max(tops):.1%}), more than the run(s) climbed while fitted "

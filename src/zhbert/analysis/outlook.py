@@ -25,6 +25,7 @@ from zhbert.analysis.plan_runs import fit_from
 from zhbert.analysis.plateau import plateau_warning
 from zhbert.analysis.planning import Reach, reach
 from zhbert.errors import UserError
+from zhbert.metrics import ACC_METRICS
 
 LONGER = 2            # the longer run drawn beside the current one: this many times its length
 MAX_LONGER = 16       # ... or as long as the target needs, up to this many times
@@ -70,6 +71,17 @@ def _plan_with_accuracy(source: Any, n_boot: int, seed: int = 0) -> Planner:
     return p
 
 
+def _target_kind(run: Any, metric: str | None) -> str:
+    """"loss" for the law's own loss metric, "accuracy" for an accuracy; another loss (the
+    training batches' where the law fits the held-out one) is no target the law can answer."""
+    if metric is None or metric in ACC_METRICS:
+        return "accuracy"
+    if metric != run.loss_metric:
+        raise UserError(f"the law is fitted to {run.loss_metric}, not {metric}: pass --metric "
+                        f"{run.loss_metric} for a loss target it can answer")
+    return "loss"
+
+
 def _curve(p, schedule, n: int) -> dict[str, list[float]]:
     """The law's curve where it holds: after the lr warm-up and the short-sequence phase
     (plan_runs.load_run fits from there); Planner.curve keeps its bands inside [0, 1]."""
@@ -78,13 +90,15 @@ def _curve(p, schedule, n: int) -> dict[str, list[float]]:
     return {k: [float(v) for v in vals] for k, vals in c.items()}
 
 
-def outlook(source: Any, target: float | None = None, n_boot: int = 0, seed: int = 0) -> Outlook:
+def outlook(source: Any, target: float | None = None, n_boot: int = 0, seed: int = 0,
+            metric: str | None = None) -> Outlook:
     """The outlook of one run (a run directory or history file) under the annealing law;
-    ``target``: also the steps a run (this schedule, stretched) needs to reach it."""
+    ``target``: also the steps a run (this schedule, stretched) needs to reach it, an accuracy
+    unless ``metric`` names the loss the law fits (then a loss, reached from above)."""
     p = _plan_with_accuracy(source, n_boot, seed)  # seed: analyze --seed's refits
     run = p.runs[0]
     base = p.base
-    got = reach(p, target, base.stretched) if target is not None else None
+    got = reach(p, target, base.stretched, _target_kind(run, metric)) if target is not None else None
     longer = LONGER * base.steps
     if got is not None and got.reachable and got.steps and math.isfinite(got.steps):
         longer = int(min(max(longer, math.ceil(got.steps * 1.1)), MAX_LONGER * base.steps))

@@ -133,11 +133,11 @@ def target_metric(p: Planner, args: argparse.Namespace) -> str:
 
 def _readings(p: Planner, make: Any, grid: np.ndarray, loss: bool) -> tuple[dict, np.ndarray]:
     """Per length of ``grid``: the forecast with its bands, and the law's reading alone. A loss
-    is negated (its bounds swapped) to be reached from below by one crossing rule; its bands are
-    Planner.loss's, the last eval's noise included (the law has no noise-free 95% loss band)."""
+    is negated (its bounds swapped) to be reached from below by one crossing rule. Both bands
+    are of the expected value, without the observation noise: a target is a run's expected end."""
     keys = ("mean", "lo80", "hi80", "lo95", "hi95")
     if loss:
-        fc = [p.loss(make(int(n)), [int(n)]) for n in grid]
+        fc = [p.loss(make(int(n)), [int(n)], noise=False) for n in grid]
         swap = dict(zip(keys, ("mean", "hi80", "lo80", "hi95", "lo95")))
         band = {k: -np.array([getattr(f, swap[k]) for f in fc]) for k in keys}
         alone = [-float(p.law.predict(make(int(n)), [int(n)])[0]) for n in grid]
@@ -335,8 +335,7 @@ def _target_warning(p: Planner, r: Reach, args) -> str | None:
     """The warnings of a --target answer: the plateau's, and for the run found (where one
     is), its decay's and its schedule's (``schedule_warning``)."""
     sched = schedule_for(p, args, int(math.ceil(r.steps))) if r.reachable else None
-    # a loss target is no accuracy to set beside the best measured one: the stalled run's only
-    plateau = plateau_warning(p, answers=[r]) if r.metric == "accuracy" else stalled_warning(p)
+    plateau = plateau_warning(p, answers=[r])  # a loss target by the accuracy it maps to
     return _warnings(plateau, sched and decay_warning(p, sched),
                      sched and schedule_warning(p, sched))
 
