@@ -77,14 +77,12 @@ def check_data_dir(path: Path | None) -> None:
     """Refuse a --data that exists, is not empty and is not a zhbert data directory (no
     manifest.json): preparing the built-in corpus into it would mix it with what is there."""
     import zhbert.datadir  # noqa: F401  (registers how a data directory's manifest is known)
-    from zhbert.outputs import is_output
+    from zhbert.outputs import out_state  # the one decision on a folder to be written
     from zhbert.run import DATA_MANIFEST
-    if path is None or not Path(path).exists():
-        return
-    path = Path(path)
-    if not path.is_dir():
+    state = "missing" if path is None else out_state(Path(path), DATA_MANIFEST)
+    if state == "file":
         raise BenchError(f"--data {path} is a file, not a data directory")
-    if is_output(path, DATA_MANIFEST) or not any(path.iterdir()):
+    if state in ("missing", "empty", "ours"):
         return
     raise BenchError(f"--data {path} is not a zhbert data directory (no {DATA_MANIFEST} of "
                      "zhbert prepare's) and not empty; give a prepared data directory, or a new "

@@ -103,9 +103,10 @@ def test_a_sentence_without_mask_gets_an_example_in_the_models_language():
         encode_masked(vocab, "The capital of France is Paris.", 64, language="en")
     with pytest.raises(UserError, match=r"write \[MASK\] \(in capitals\) where .*北京是中国的\[MASK\]都。"):
         encode_masked(vocab, "北京是中国的[mask]都。", 64)
-    # a Chinese input method types the mask full-width: it said only "no [MASK]"
-    with pytest.raises(UserError, match=r"write \[MASK\] \(in ASCII, not full-width characters\) where"):
-        encode_masked(vocab, "北京是中国的［ＭＡＳＫ］都。", 64)
+    # a Chinese input method types the mask full-width: it said only "no [MASK]"; it is now
+    # the mask (tests/test_h21a_fillmask_spellings.py), and its lower case gets the hint
+    with pytest.raises(UserError, match=r"write \[MASK\] \(in capitals\) where"):
+        encode_masked(vocab, "北京是中国的［ｍａｓｋ］都。", 64)
 
 
 def test_an_input_table_whose_every_row_was_skipped_says_so(trained_run, tmp_path, capsys):

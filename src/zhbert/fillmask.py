@@ -27,6 +27,7 @@ rebuilt for inference (the trained model itself stays untouched, in fp32):
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,6 +43,16 @@ from zhbert.vocab import MASK, SPECIAL_TOKENS, Vocab
 
 Candidates = list[tuple[str, float]]  # (token, probability), most likely first
 QUANTIZE = (None, "int8")
+# What reads as the mask token: [MASK] with ASCII or full-width brackets and letters, in any
+# mix. A Chinese input method types ［ＭＡＳＫ］, or its letters alone full-width; cleaning's NFKC
+# turned the letters to ASCII but kept the brackets (CJK punctuation), so [ＭＡＳＫ] was a mask
+# and ［MASK］ refused. Capitals only, as the vocabulary's token: [mask] gets a hint instead.
+MASK_SPELLINGS = re.compile(r"[\[［][MＭ][AＡ][SＳ][KＫ][\]］]")
+
+
+def spelled_masks(sentence: str) -> str:
+    """``sentence`` with each way of writing the mask (MASK_SPELLINGS) as [MASK]."""
+    return MASK_SPELLINGS.sub(MASK, sentence)
 
 
 # ----------------------------------------------------------------------------- inference model
@@ -234,6 +245,7 @@ def normalize(lm: MaskedLM, sentence: str) -> str:
     ...; not its sentence filters). A private-use character stands in for each [MASK]: NFKC
     and OpenCC leave it alone and the URL pattern stops at it ("www.[MASK].com" is a URL)."""
     from zhbert.corpus.clean import clean_text
+    sentence = spelled_masks(sentence)  # before NFKC, which would fold half of ［ＭＡＳＫ］
     stand_in = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in sentence)
     text = clean_text(sentence.replace(MASK, stand_in), lm.clean)
     assert text.count(stand_in) == sentence.count(MASK), (sentence, text)
@@ -285,12 +297,13 @@ def show_filled(lm: MaskedLM, masks: list[Candidates]) -> bool:
 
 
 def _mask_hint(sentence: str) -> str:
-    """What the written mask lacks: capitals ([mask]), or ASCII where an input method typed it
-    full-width (［ＭＡＳＫ］, which NFKC reads as [MASK] but the sentence does not hold)."""
+    """What the written mask lacks: capitals ([mask], ［ｍａｓｋ］), or ASCII where it is in
+    other compatibility characters that NFKC reads as [MASK] (circled or mathematical
+    letters; full-width ones are a mask: MASK_SPELLINGS)."""
     import unicodedata
     folded = unicodedata.normalize("NFKC", sentence)
     if MASK in folded:
-        return " (in ASCII, not full-width characters)"
+        return " (in ASCII letters)"
     return " (in capitals)" if MASK.lower() in folded.lower() else ""
 
 
@@ -298,6 +311,7 @@ def encode_masked(vocab: Vocab, sentence: str, max_len: int, where: str = "",
                   language: str = "zh") -> list[int]:
     """[CLS] ids [SEP], with every literal [MASK] as the mask id (the encoder maps it)."""
     from zhbert.corpus.languages import get as get_language
+    sentence = spelled_masks(sentence)  # as ``normalize`` reads it, for a caller that did not
     if MASK not in sentence:  # the example in the model's language (an English model got a Chinese one)
         case = _mask_hint(sentence)
         raise UserError(f"{where or repr(sentence)}: no [MASK] in the sentence; write [MASK]{case} "

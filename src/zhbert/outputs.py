@@ -60,18 +60,34 @@ def is_output(folder: Path, marker: str) -> bool:
     return (folder / marker).is_file() and _OUTPUT_KINDS[marker].recognise(folder)
 
 
+def out_state(out: Path, marker: str) -> str:
+    """What the folder ``out`` is to an output of the kind ``marker`` marks: "missing",
+    "empty", "ours" (an earlier output of that kind, by content: ``is_output``), "file" (no
+    folder), "foreign" (a folder of other things, no marker) or "unrecognised" (its marker
+    is another program's, or unreadable). The one decision on a folder to be written: by
+    ``check_out`` and by any check of its own wording (benchmarks' --data), so none of
+    them decides it again."""
+    if not out.exists():
+        return "missing"
+    if not out.is_dir():
+        return "file"
+    if (out / marker).exists():
+        return "ours" if is_output(out, marker) else "unrecognised"
+    return "foreign" if any(out.iterdir()) else "empty"
+
+
 def check_out(out: Path, marker: str) -> None:
     """Refuse to replace ``out`` unless it is missing, an empty directory or an earlier
     output of the kind ``marker`` marks (registered with ``output_kind``, which names it):
     replacing deletes it. ``prepare --force`` and ``export
     --force`` once deleted a training run, a folder of unrelated files and the corpus file
     they were reading, all named by mistake as --out."""
-    kind = _OUTPUT_KINDS[marker]  # KeyError: the module writing this kind registers it on import
-    what = kind.what
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
+    what = _OUTPUT_KINDS[marker].what  # KeyError: the module writing this kind registers it on import
+    state = out_state(out, marker)
+    if state in ("file", "foreign"):
         raise UserError(f"--out {out} exists and is not an earlier {what} (no {marker}); it would "
                         "be deleted: choose a new or empty directory")
-    if (out / marker).exists() and not is_output(out, marker):
+    if state == "unrecognised":
         raise UserError(f"--out {out} exists and is not an earlier {what} (the file {out / marker} "
                         f"is not a {what}'s: another program's, or unreadable); it would be deleted: "
                         "choose a new or empty directory")

@@ -272,11 +272,44 @@ def _utf16_without_bom(prefix: bytes) -> str:
             text = prefix[: len(prefix) // 2 * 2].decode(encoding)
         except UnicodeDecodeError:  # e.g. a lone surrogate, or cut inside a pair
             text = prefix[: len(prefix) // 2 * 2 - 2].decode(encoding, errors="replace")
-        if _readable_share(text) > share:
-            best, share = encoding, _readable_share(text)
+        if _one_script_share(text) > share:
+            best, share = encoding, _one_script_share(text)
     if share < 0.9:
         raise NotText("is a binary file, not text (it contains NUL bytes)")
     return best
+
+
+# scripts that one text mixes: Chinese and Japanese write hanzi, kana, CJK punctuation and
+# fullwidth forms together (the first word of their characters' Unicode names)
+_CJK_NAMES = frozenset({"CJK", "HIRAGANA", "KATAKANA", "IDEOGRAPHIC", "FULLWIDTH", "HALFWIDTH",
+                        "BOPOMOFO", "KANGXI", "VERTICAL", "PRESENTATION"})
+
+
+def _one_script_share(text: str) -> float:
+    """Share of characters that text in one script is made of: ASCII (printable, or a tab
+    or newline), punctuation and spaces, and the letters, digits and symbols of the script
+    most of the rest is in. NUL bytes in UTF-16 are its ASCII (spaces, newlines, digits):
+    Hangul, Cyrillic or Greek beside them were read as binary by ``_readable_share``, which
+    knows CJK only. Binary data read as UTF-16 scatters over many scripts (random bytes:
+    under half in the largest, CJK's ideographs), with control, private-use and unassigned
+    code points, and U+FFFD for a broken surrogate pair, counted against it; its padding
+    repeats one code unit (0xCCCC, MSVC's fill, reads as a Hangul syllable), where a text's
+    script has more than one character."""
+    ascii_ok = 0
+    letters: dict[str, list[str]] = {}
+    for c in text:
+        if c.isascii():
+            ascii_ok += c.isprintable() or c in ALLOWED_CONTROL
+            continue
+        category = unicodedata.category(c)
+        if category[0] in "PZ":
+            ascii_ok += 1
+        elif category[0] in "LMNS" and c != "\ufffd":
+            script = unicodedata.name(c, "?").split()[0].split("-")[0]
+            letters.setdefault("CJK" if script in _CJK_NAMES else script, []).append(c)
+    most = max(letters.values(), key=len, default=[])
+    varied = len(set(most)) > 1 or len(most) < 4
+    return (ascii_ok + len(most) * varied) / max(1, len(text))
 
 
 def guess_encoding(prefix: bytes) -> str:

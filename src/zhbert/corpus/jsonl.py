@@ -252,30 +252,71 @@ def array_documents(stream: "Utf8Stream", source: str, field_name: str,
                     bad: Callable[[int, str], None]) -> Iterator[Document]:
     """The documents of a JSON array of objects, streamed an item at a time from
     ``stream``; a bad item goes to ``bad(item number, why)``, which raises or lets the
-    reading go on. ijson's Python backend, not its C one (yajl2_c, ~10x faster to
-    parse): yajl turns a lone high surrogate's escape ("\\ud83d" cut from its pair, common
-    in scraped text) into "?" or merges it with the next escape into another character,
-    silently, where the Python backend keeps it, and the item is then bad on its own
-    (``_check_characters``). Parsing is not what limits prepare (its cleaning is)."""
+    reading go on. Stray bytes between two items (``_stray``) are a bad item of their own,
+    and the reading goes on at the next object. ijson's Python backend, not its C one
+    (yajl2_c, ~10x faster to parse): yajl turns a lone high surrogate's escape ("\\ud83d"
+    cut from its pair, common in scraped text) into "?" or merges it with the next escape
+    into another character, silently, where the Python backend keeps it, and the item is
+    then bad on its own (``_check_characters``). Parsing is not what limits prepare (its
+    cleaning is)."""
     import ijson
 
     number = 0  # items read so far
     in_array = stream.first() == b"["  # else the values one after another (`jq '.[]'`)
-    events = ijson.get_backend("python").basic_parse(stream, use_float=True, multiple_values=not in_array)
-    try:
-        for number, (obj, why) in enumerate(_items(events, in_array), 1):
-            try:
-                if why:
-                    raise ValueError(why)
-                yield document_from(obj, number, source, field_name)
-            except ValueError as exc:
-                bad(number, str(exc))
-    except (ijson.JSONError, ValueError) as exc:  # ValueError: a raw tab or bad escape in a string
-        why = _ijson_why(exc, *stream.recent())
-        why = f"item {number + 1:,} {why}" if why.startswith("holds ") else why  # NaN, Infinity
-        message = f"after item {number:,} ({why})"
-        raise (ArrayCut(f"its JSON ends {message}") if _incomplete(exc)
-               else ArrayDamage(f"stops parsing as JSON {message}")) from None
+    while True:
+        depth = [0]  # the parse's depth at its last event: where an error stopped it
+        events = ijson.get_backend("python").basic_parse(stream, use_float=True, multiple_values=not in_array)
+        try:
+            for obj, why in _items(_depth_kept(events, depth), in_array):
+                number += 1
+                try:
+                    if why:
+                        raise ValueError(why)
+                    yield document_from(obj, number, source, field_name)
+                except ValueError as exc:
+                    bad(number, str(exc))
+            return
+        except (ijson.JSONError, ValueError) as exc:  # ValueError: a raw tab or bad escape in a string
+            stray = None if depth[0] != in_array or _incomplete(exc) else _stray(exc, stream, number, in_array)
+            if stray is None:
+                raise _damage(exc, stream, number) from None
+        number += 1  # the stray bytes: told as a bad item, then a fresh parse from the next object
+        bad(number, stray)
+
+
+def _damage(exc: Exception, stream: "Utf8Stream", number: int) -> ArrayDamage:
+    """What stopped the parse after item ``number``: the file cut short, or broken there.
+    ijson counts characters from where its parse began, the file's ``stream.base``."""
+    why = _ijson_why(exc, *stream.recent())
+    why = f"item {number + 1:,} {why}" if why.startswith("holds ") else why  # NaN, Infinity
+    if stream.base:
+        why = re.sub(r"(?<= at )(\d+)$", lambda m: str(int(m[1]) + stream.base), why)
+    message = f"after item {number:,} ({why})"
+    return (ArrayCut(f"its JSON ends {message}") if _incomplete(exc)
+            else ArrayDamage(f"stops parsing as JSON {message}"))
+
+
+def _stray(exc: Exception, stream: "Utf8Stream", number: int, in_array: bool) -> str | None:
+    """Why the bytes where ijson stopped, between two items (a stray \\x01 or letter, as a
+    bad disk sector or a hand edit leaves), are skipped, once the stream is resumed at the
+    next object (``Utf8Stream.resume``): before this one damaged spot cost every item after
+    it. None where they cannot be skipped safely: a missing comma (nothing stray), a quote
+    among them (a string's bounds are lost: what follows may be text, not items)."""
+    at = re.fullmatch(r"Unexpected symbol .* at (\d+)", str(exc.args[0]) if exc.args else "")
+    skipped = at and stream.resume(int(at[1]), "[" if in_array else "", '{]"' if in_array else '{"')
+    if not skipped:
+        return None
+    head, length, offset = skipped
+    more = f" ({length:,} characters)" if length > len(head) else ""
+    return (f"stray text {head.strip()!r}{more} at character {offset:,}, after item {number:,}, "
+            "is no JSON value (remove it; --skip-bad skips it and reads on at the next object)")
+
+
+def _depth_kept(events: Iterator[tuple[str, Any]], depth: list[int]) -> Iterator[tuple[str, Any]]:
+    """``events``, counting in ``depth[0]`` how deep the parse is after each."""
+    for event, value in events:
+        depth[0] += (event in _OPENS) - (event in _CLOSES)
+        yield event, value
 
 
 def _items(events: Iterator[tuple[str, Any]], in_array: bool) -> Iterator[tuple[Any, str | None]]:
@@ -319,6 +360,7 @@ class Utf8Stream:
         # (it counts characters, not bytes), counted back from the end on an error only
         self._recent: list[bytes] = []
         self._chars = 0
+        self.base = 0  # the characters before this parse's first (``resume`` starts another)
 
     def recent(self) -> tuple[str, int]:
         """The text of the last two reads (less a character cut at either end), and the
@@ -341,19 +383,53 @@ class Utf8Stream:
         self._recent = [self._recent[-1], out] if self._recent else [out]
         return out
 
+    def resume(self, at: int, prefix: str, stops: str) -> tuple[str, int, int] | None:
+        """Skip the text from character ``at`` of this parse (where ijson stopped) to the
+        first of ``stops``, and start the stream again there, behind ``prefix`` (a fresh
+        parse: "[" for the rest of an array); (the skipped text's start, its length, the
+        file's character it began at). None, the stream left as it was, if nothing would be
+        skipped, the text at ``at`` is no longer held (ijson reads ahead two reads at most),
+        or the first stop is a quote (a string's bounds lost)."""
+        data = b"".join(self._recent) + self._buffer
+        start = self._chars - len(data.translate(None, _CONTINUATION))
+        text = data.decode("utf-8", "ignore")[at - start:] if at >= start else None
+        head, length, texts = "", 0, []  # texts: those read on, pushed back on a failure
+        while text is not None and not any(c in text for c in stops):
+            head, length = (head + text)[:40], length + len(text)
+            texts.append(text := self._next_text())
+        stop = min((i for i in map(text.find, stops) if i >= 0), default=-1) if text else -1
+        if stop <= 0 and length == 0 or stop < 0 or text[stop] == '"':
+            pushed = "".join(t for t in texts if t)  # as if read as ever: for ``recent``
+            self._buffer, self._chars = self._buffer + pushed.encode("utf-8"), self._chars + len(pushed)
+            return None
+        head, length = (head + text[:stop])[:40], length + stop
+        self._buffer = (prefix + text[stop:]).encode("utf-8")
+        self._recent, self._chars = [], len(prefix) + len(text) - stop
+        offset = self.base + at
+        self.base = offset + length - len(prefix)
+        return head, length, offset
+
+    def _next_text(self) -> str | None:
+        """The next chunk of text (an undecodable byte as UNDECODABLE); None at the end, or
+        at an error from the chunks (kept in ``error``)."""
+        if self.error is not None:
+            return None
+        try:
+            text = next(self._texts, None)
+        except Exception as exc:  # noqa: BLE001 - the reader raises it (see above)
+            self.error = exc
+            return None
+        return None if text is None else SURROGATES.sub(UNDECODABLE, text)
+
     def _fill(self, size: int) -> int:
         """Decode until ``size`` bytes are buffered (all: -1), the text ends or an error comes;
         how many bytes were added."""
         added = 0
-        while self.error is None and (size < 0 or len(self._buffer) < size):
-            try:
-                text = next(self._texts, None)
-            except Exception as exc:  # noqa: BLE001 - the reader raises it (see above)
-                self.error = exc
-                break
+        while size < 0 or len(self._buffer) < size:
+            text = self._next_text()
             if text is None:
                 break
-            chunk = SURROGATES.sub(UNDECODABLE, text).encode("utf-8")
+            chunk = text.encode("utf-8")
             self._chars += len(text)  # a character each, UNDECODABLE for a surrogate
             self._buffer += chunk
             added += len(chunk)
