@@ -104,7 +104,7 @@ def test_a_sentence_without_mask_gets_an_example_in_the_models_language():
     with pytest.raises(UserError, match=r"write \[MASK\] \(in capitals\) where .*北京是中国的\[MASK\]都。"):
         encode_masked(vocab, "北京是中国的[mask]都。", 64)
     # a Chinese input method types the mask full-width: it said only "no [MASK]"; it is now
-    # the mask (tests/test_h21a_fillmask_spellings.py), and its lower case gets the hint
+    # the mask (tests/test_fillmask_spellings.py), and its lower case gets the hint
     with pytest.raises(UserError, match=r"write \[MASK\] \(in capitals\) where"):
         encode_masked(vocab, "北京是中国的［ｍａｓｋ］都。", 64)
 
