@@ -16,7 +16,8 @@ from zhbert.sweep.worker import claim
 
 REPORT = """
 import pathlib, signal, sys
-pathlib.Path(sys.argv[1]).write_text(" ".join(str(int(signal.getsignal(s) in (signal.SIG_IGN,)))
+blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])  # held from the fork: blocked, not ignored
+pathlib.Path(sys.argv[1]).write_text(" ".join(str(int(s in blocked))
                                               for s in (signal.SIGINT, signal.SIGTERM)))
 """
 
@@ -32,6 +33,7 @@ def stop(signum, frame):
     sys.exit(130)
 signal.signal(signal.SIGINT, stop)
 signal.signal(signal.SIGTERM, stop)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))  # as worker._Stop
 time.sleep(15)
 """
 
@@ -48,7 +50,8 @@ def _workers_run(monkeypatch, script: str, *args) -> list[subprocess.Popen]:
 
 
 def test_a_spawned_worker_starts_ignoring_the_stop_signals(tmp_path, monkeypatch):
-    """From its fork until its own handlers are in: Python keeps an ignored SIGINT."""
+    """From its fork until its own handlers are in: blocked (a mask survives exec), so a
+    stop sent meanwhile is held, not dropped as an ignored one was."""
     _workers_run(monkeypatch, REPORT, tmp_path / "seen")
     assert spawn.spawn_workers(tmp_path, 1, 1, 120.0, None) == 0
     assert (tmp_path / "seen").read_text() == "1 1"

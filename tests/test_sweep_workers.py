@@ -109,6 +109,7 @@ def stop(signum, frame):
     sys.exit(130)
 signal.signal(signal.SIGINT, stop)
 signal.signal(signal.SIGTERM, stop)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))  # as worker._Stop
 out.with_suffix(".ready").write_text("")
 time.sleep(float(sys.argv[2]))
 sys.exit(int(sys.argv[3]))

@@ -179,6 +179,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         return int(module.run(args) or 0)
     except UserError as exc:
+        from zhbert.failure import tell_failure  # stdlib only; does nothing unless a sweep started this
+        tell_failure(exc)  # the errno behind the error, for the sweep's worker
         print(f"zhbert: error: {exc}{_option_hint(exc, args)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -10,8 +10,10 @@ resume against a run started with a different config.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -27,7 +29,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from zhbert.errors import UserError
-from zhbert.schedule import DEFAULT_DECAY_FRACTION, SCHEDULES
+from zhbert.schedule import DEFAULT_DECAY_FRACTION, SCHEDULES, schedule_name
 
 PRESETS = ("tiny", "seed", "base")  # configs/NAME.toml: the one home of each preset's shape
 # the pretraining objectives -> the sentence-pair task of their second head (None: MLM only);
@@ -137,6 +139,8 @@ class Config:
             del d["data"]["warmup_len"], d["data"]["warmup_len_fraction"]
         if d["model"]["norm"] == "post":  # BERT's: the hash of runs made before the option existed
             del d["model"]["norm"]
+        # one spelling (a Config built directly, not through load_config, may hold "WSD")
+        d["train"]["schedule"] = schedule_name(d["train"]["schedule"])
         if d["train"]["schedule"] != "wsd":  # only wsd reads it: older runs keep their hash
             del d["train"]["decay_fraction"]
         return d
@@ -151,6 +155,13 @@ SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection}
 
 def _preset_text(name: str) -> str:
     return resources.files("zhbert").joinpath(f"configs/{name}.toml").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_sections(name: str) -> dict[str, Any]:
+    """A preset's parsed TOML, read once: a sweep's space check resolves thousands of
+    configs on one preset, and reading and parsing it was three quarters of each."""
+    return tomllib.loads(_preset_text(name))
 
 
 class ConfigError(UserError):
@@ -199,8 +210,8 @@ def closest(word: str, options, fmt: str = "{}") -> str:
 
 def _read_toml(spec: str) -> tuple[dict[str, Any], str, str | None]:
     """(sections, name, TOML text or None) of a preset, a TOML file or a run's config.json."""
-    if spec in PRESETS:
-        return tomllib.loads(_preset_text(spec)), spec, None
+    if spec in PRESETS:  # a copy: the caller's changes stay out of the next one's
+        return copy.deepcopy(_preset_sections(spec)), spec, None
     path = Path(spec)
     if path.is_dir() and (path / "config.json").is_file():  # a run directory
         path = path / "config.json"
@@ -260,6 +271,12 @@ def _parse_overrides(overrides: list[str], errors: list[str]) -> dict[str, dict[
     return out
 
 
+# values read in one spelling whatever their case, as their command-line option reads them
+# (--schedule WSD): a file's "Cosine" was refused. Normalised before the Config exists, so a
+# run's hash and config.json hold the one spelling: "Cosine" and "cosine" are the same run.
+_SPELLINGS = {"train.schedule": schedule_name}
+
+
 def _build_section(cls: type, values: dict[str, Any], section: str, errors: list[str],
                    where: dict[str, int] | None = None, lines: dict[int, int] | None = None) -> Any:
     """``where``: the line of each "section.key" a TOML file set; ``lines`` gets the line
@@ -275,6 +292,8 @@ def _build_section(cls: type, values: dict[str, Any], section: str, errors: list
                                                    or f" (known: {', '.join(known)})"))
         else:
             kwargs[name] = _coerce(value, known[name].default, key, errors)
+            if key in _SPELLINGS and isinstance(kwargs[name], str):
+                kwargs[name] = _SPELLINGS[key](kwargs[name])
         if len(errors) > said and key in where and lines is not None:
             lines[len(errors) - 1] = where[key]
     return cls(**kwargs)

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import socket
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -162,16 +163,33 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
-def _may_be_alive(entry: dict) -> bool:
-    """A registered process: on this host, its pid running and the same process (its start
-    time); on another host no pid can be asked, so it counts as alive."""
+def _ps_start(pid: int) -> str | None:
+    """When process ``pid`` started, as `ps` tells it (macOS and the BSDs have no /proc;
+    `ps -o lstart` is theirs and procps'), in the C locale's words; None if it cannot say.
+    Asked only where /proc is not there: it costs a process."""
+    try:
+        done = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
+                              text=True, timeout=10, env={**os.environ, "LC_ALL": "C"})
+    except (OSError, subprocess.SubprocessError):
+        return None
+    stamp = " ".join(done.stdout.split())
+    return stamp if done.returncode == 0 and stamp else None
+
+
+def _verdict(entry: dict) -> str:
+    """A registered process: "remote" (another host: no pid can be asked), "dead" (its pid
+    gone, or reused by a process started at another time), "alive" (its pid, the same
+    process), or "unverified" (its pid runs, but no start time tells whether it is the same
+    process: a kill -9 left the entry and the pid may since be another's)."""
     if entry.get("host") != socket.gethostname():
-        return True
+        return "remote"
     pid = int(entry["pid"])
     if not pid_alive(pid):
-        return False
-    ticks, now = entry.get("start_ticks"), _start_ticks(pid)
-    return ticks is None or now is None or ticks == now
+        return "dead"
+    for key, read in (("start_ticks", _start_ticks), ("start_ps", _ps_start)):
+        if entry.get(key) is not None and (now := read(pid)) is not None:
+            return "alive" if now == entry[key] else "dead"
+    return "unverified"
 
 
 @contextlib.contextmanager
@@ -181,8 +199,12 @@ def registered(sweep_dir: Path, what: str) -> Iterator[Path]:
     the body ends; a kill -9 leaves it, and ``live_workers`` then finds its pid dead)."""
     pid, host = os.getpid(), socket.gethostname()
     path = sweep_dir / WORKERS / f"{host}-{pid}.json"
-    atomic_write_json(path, {"what": what, "pid": pid, "host": host, "start_ticks": _start_ticks(pid),
-                             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    ticks = _start_ticks(pid)
+    entry = {"what": what, "pid": pid, "host": host, "start_ticks": ticks,
+             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if ticks is None:  # no /proc (macOS): `ps` tells the start time a reused pid would not share
+        entry["start_ps"] = _ps_start(pid)
+    atomic_write_json(path, entry)
     try:
         yield path
     finally:
@@ -191,13 +213,13 @@ def registered(sweep_dir: Path, what: str) -> Iterator[Path]:
 
 def live_workers(sweep_dir: Path) -> list[tuple[Path, dict]]:
     """The registered processes of the sweep in ``sweep_dir`` that may be alive (entry
-    file, entry), stale ones (dead on this host) left out."""
+    file, entry), stale ones (dead on this host, or their pid reused) left out."""
     live = []
     # not the dot-files: atomic_write_json's temporary files, being written
     for path in sorted((sweep_dir / WORKERS).glob("[!.]*.json")):
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-            alive = _may_be_alive(entry)
+            alive = _verdict(entry) != "dead"
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # removed as it was read (its process ended), or no entry of ours
         if alive:
@@ -219,16 +241,28 @@ def start_over_if_idle(sweep_dir: Path, url: str, study_name: str, grace_s: floa
     if live := live_workers(sweep_dir):
         path, a = live[0]
         more = f" and {len(live) - 1} more" if len(live) > 1 else ""
-        remote = a.get("host") != socket.gethostname()  # its pid cannot be asked from here
         raise UserError(f"--force: the sweep in {sweep_dir} has a live worker ({a.get('what')} pid "
                         f"{a.get('pid')} on {a.get('host')} since {a.get('started')}{more}); {nothing}"
-                        + (f" (if that machine's worker is gone for good: remove {path})" if remote else ""))
+                        + _removal_hint(path, a))
     if url or (sweep_dir / JOURNAL).exists():  # no journal: no study, and none created here
         live_trial = _live_trial(sweep_dir, url, study_name, grace_s)
         if live_trial:
             raise UserError(f"--force: the sweep in {sweep_dir} has a live worker ({live_trial}; a "
                             f"heartbeat within --grace-seconds {grace_s:g}); {nothing}")
     start_over(sweep_dir, url, study_name)
+
+
+def _removal_hint(path: Path, entry: dict) -> str:
+    """How to go on where the entry's process cannot be told alive from here: its pid on
+    another host cannot be asked; on this one without a start time (no /proc, no `ps`) the
+    pid may be another process's since a kill -9 left the entry."""
+    verdict = _verdict(entry)
+    if verdict == "remote":
+        return f" (if that machine's worker is gone for good: remove {path})"
+    if verdict == "unverified":
+        return (f" (this system cannot tell whether pid {entry.get('pid')} is still that worker: "
+                f"if it is not, remove {path})")
+    return ""
 
 
 def _live_trial(sweep_dir: Path, url: str, study_name: str, grace_s: float) -> str | None:

@@ -5,6 +5,7 @@ retried (a signal, a lost trainer, a full disk: not counted; ``zhbert.sweep.live
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
+from zhbert.failure import FAILURE_FD_ENV, os_error_behind, tell_failure  # noqa: F401 (the worker's)
 from zhbert.sweep.liveness import GIVEN_UP, failure_message, lost_attrs, queue_retry
 
 if TYPE_CHECKING:
@@ -26,10 +28,52 @@ SIGNAL_EXITS = (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGINT)
 # The outcome of a trial whose trainer ran out of disk space: the worker stops there (every
 # trial after it would fail the same way, each counted as a failure for good)
 DISK_FULL = "out of disk space"
-# The trainer exits 2 on a full disk like on any bad input, so its message is all that tells
-# them apart: the OS's own words (strerror) that its checkpoint, history and output errors
-# quote, a full disk or a full quota
-_NO_SPACE = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EDQUOT))
+# The trainer exits 2 on a full disk like on any bad input. What tells them apart: first the
+# trainer's own word, the errno of the OS error behind its error (``tell_failure``), by name,
+# on a pipe the worker passes it (not a file: the disk is full; the log may not take it
+# either); failing that (a trainer of before), its message: the OS's words (strerror) that
+# its checkpoint, history and output errors quote, a full disk or a full quota, in this
+# process's locale and in the C locale's, and the errno number as Python and Rust print it
+_NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_NO_SPACE = tuple({os.strerror(e) for e in _NO_SPACE_ERRNOS}
+                  | {"No space left on device", "Disk quota exceeded"}
+                  | {f"{form} {e}" for e in _NO_SPACE_ERRNOS for form in ("[Errno", "(os error")})
+
+
+def read_told(fd: int) -> dict | None:
+    """What the trainer told on the pipe's read end ``fd`` (closed here), once it exited;
+    None when it told nothing (it did not fail on an OS error, or is a trainer of before)."""
+    os.set_blocking(fd, False)  # a data-loader child of the trainer may still hold it open
+    try:
+        data = os.read(fd, 1 << 16)
+    except BlockingIOError:
+        data = b""
+    finally:
+        os.close(fd)
+    try:
+        told = json.loads(data.decode("utf-8", "replace").splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    return told if isinstance(told, dict) else None
+
+
+def _out_of_space_here(told: dict | None, msg: str, trial_dir: Path) -> bool:
+    """A full disk (or quota) under the trial directory: the trainer's own outputs, not a
+    full /dev/shm (torch's shared memory), which no freeing of disk space under the sweep
+    helps. ``msg``: the log's error, spaces and line breaks as they came (it may wrap)."""
+    flat = " ".join(msg.split())
+    if told is not None:  # its errno, as the trainer told it
+        if told.get("errno") not in {errno.errorcode[e] for e in _NO_SPACE_ERRNOS}:
+            return False
+        where = told.get("path")
+        if where:  # a file named: under the trial directory?
+            where = os.path.abspath(where)
+            return where == os.path.abspath(trial_dir) or where.startswith(
+                os.path.abspath(trial_dir) + os.sep)
+    elif not any(words in flat for words in _NO_SPACE):
+        return False
+    # a write naming no file (f.write on a full disk): its message names it
+    return "".join(str(trial_dir).split()) in "".join(msg.split())
 
 
 def finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> str:
@@ -48,12 +92,23 @@ def finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> str
         return _stopped(study, run, stopped, interrupted, rc)
     msg = (failure_message(run.trial_dir / "train.log", rc) if rc else
            f"the trainer exited without an eval at step {spec.steps:,}")
-    # the trainer's own outputs on a full disk: its messages name the file (a full /dev/shm
-    # in torch's shared memory is no disk space the user can free under the sweep)
-    if rc and any(words in msg for words in _NO_SPACE) and str(run.trial_dir) in msg:
-        return _out_of_space(study, trial, msg)
+    told = run.told() if hasattr(run, "told") else None  # a stand-in run has no pipe
+    text = _error_text(run.trial_dir / "train.log") or msg
+    if rc and _out_of_space_here(told, text, run.trial_dir):
+        return _out_of_space(study, trial, " ".join(text.split()))  # a wrapped one, whole
     tell_failed(study, trial, "trainer", msg, retry=False)
     return f"failed: {msg}"
+
+
+def _error_text(log: Path) -> str:
+    """The trainer's log from its last line naming an error to the end: its error message,
+    with the lines a wrapped one continues on."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    last = max((i for i, ln in enumerate(lines) if "error" in ln.lower()), default=None)
+    return "\n".join(lines[last:]) if last is not None else ""
 
 
 def _out_of_space(study: optuna.Study, trial: optuna.Trial, msg: str) -> str:

@@ -95,12 +95,13 @@ def _note(t) -> str:
     return "; ".join(parts)
 
 
-def _row(t, sweep_dir: Path) -> TrialRow:
+def _row(t, sweep_dir: Path, space: Any) -> TrialRow:
     rel = t.user_attrs.get("trial_dir", "")
     steps, minutes = _run_progress(sweep_dir / rel) if rel else (0, None)
     complete = t.state.name == "COMPLETE"
     last = None if complete or t.last_step is None else t.last_step
-    return TrialRow(t.number, rel, t.state.name, dict(t.params), t.value if complete else None,
+    # the values as the trial got them (space.Param.tidy): 0.3, not 0.30000000000000004
+    return TrialRow(t.number, rel, t.state.name, space.tidy(dict(t.params)), t.value if complete else None,
                     steps, minutes, _note(t), None if last is None else t.intermediate_values[last], last)
 
 
@@ -162,7 +163,7 @@ def collect(sweep_dir: Path, storage_url: str | None = None, study_name: str | N
     study = load_study(storage, spec)
     trials = study.get_trials(deepcopy=False)
     # one row per trial; an attempt whose worker died is shown through its retry's note
-    rows = [_row(t, sweep_dir) for t in trials
+    rows = [_row(t, sweep_dir, spec.space) for t in trials
             if not (t.state.name == "FAIL" and t.user_attrs.get("failure") in NOT_COUNTED)]
     complete = [r for r in rows if r.state == "COMPLETE" and r.value is not None]
     maximize = spec.direction == "maximize"

@@ -39,21 +39,26 @@ def spawn_workers(sweep_dir: Path, k: int, threads: int, grace_s: float, data: s
 
 
 def _start(base: list[str], k: int) -> list[subprocess.Popen]:
-    """The K workers. Each ignores SIGINT and SIGTERM from its fork (dispositions set to
-    SIG_IGN survive exec, and Python keeps them) until its own handlers are in (worker._Stop):
-    one signalled in its first moments died outright, mid-append to the journal at worst,
-    leaving Optuna's lock file for the other workers to wait out. A stop it ignored then
-    is sent again (``_wait``)."""
+    """The K workers. Each holds SIGINT and SIGTERM blocked from its fork until its own
+    handlers are in (worker._Stop unblocks them): one signalled in its first moments died
+    outright, mid-append to the journal at worst, leaving Optuna's lock file for the other
+    workers to wait out. Blocked, not ignored: a signal mask survives exec, and a stop sent
+    to the worker's pid meanwhile stays pending and is delivered once the handlers are in
+    (ignored, it was dropped and the worker ran on until ``_wait`` sent it again)."""
     from zhbert.sweep.worker import PARENT_ENV, STOP_SIGNALS, die_with_parent  # not in the child
     env = {**os.environ, PARENT_ENV: str(os.getpid())}  # the worker tells a parent gone meanwhile
 
-    def in_worker() -> None:  # between fork and exec (on the main thread, as spawn_workers is)
-        for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
+    def in_worker() -> None:  # between fork and exec
         # SIGTERM should this process die by kill -9: once its handlers are in, it stops cleanly
         die_with_parent()
-    return [subprocess.Popen(base + ["--worker-index", str(i)], preexec_fn=in_worker, env=env)
-            for i in range(k)]
+    # blocked here, around the fork (on the main thread, as spawn_workers is), so the child
+    # holds them from its first instruction; this process's own arrive once they are unblocked
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return [subprocess.Popen(base + ["--worker-index", str(i)], preexec_fn=in_worker, env=env)
+                for i in range(k)]
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _wait(procs: list[subprocess.Popen], received: list[int]) -> int:
@@ -70,8 +75,8 @@ def _wait(procs: list[subprocess.Popen], received: list[int]) -> int:
             stop, forwarded = received[-1], len(received)
         elif stop is None and any(p.returncode == STOPS_THE_SWEEP for p in procs):
             stop = signal.SIGINT
-        # sent each round until they exit: a worker still starting ignores it (``_start``);
-        # one running only sets its stop flag again
+        # sent each round until they exit: a worker still starting holds it pending
+        # (``_start``); one running only sets its stop flag again
         for p in running if stop is not None else []:
             p.send_signal(stop)
         time.sleep(0.5)

@@ -16,7 +16,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json, atomic_write_text, read_json, writing
@@ -78,9 +78,9 @@ class SweepSpec:
         """`--config` for the trials: the preset's name or the sweep's own copy of the file."""
         return self.config if self.config != BASE_TOML else str(sweep_dir / BASE_TOML)
 
-    def trial_overrides(self, params: dict[str, Any]) -> list[str]:
+    def trial_overrides(self, params: dict[str, Any], exact: Iterable[str] = ()) -> list[str]:
         # the sweep's own last: the later --set wins, and the sweep waits for these evals
-        return self.space.overrides(params) + [f"train.steps={self.steps}",
+        return self.space.overrides(params, exact) + [f"train.steps={self.steps}",
                                                f"train.eval_every={self.eval_every}"]
 
 

@@ -13,6 +13,7 @@ end is told to Optuna: ``zhbert.sweep.outcome``; a sweep's K workers: ``zhbert.s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -30,7 +31,8 @@ from zhbert.argtypes import SEED_LIMIT
 from zhbert.fileio import atomic_write_json
 from zhbert.history import HistoryReader, eval_points
 from zhbert.sweep.liveness import HEARTBEAT_S, counted, finished_count, reap_stale
-from zhbert.sweep.outcome import DISK_FULL, TakenOver, finish, interrupt, set_attrs, tell
+from zhbert.sweep.outcome import (DISK_FULL, FAILURE_FD_ENV, TakenOver, finish, interrupt,
+                                  read_told, set_attrs, tell)
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
 from zhbert.sweep.study import (SweepSpec, load_study, open_storage, require_same_sweep, sweep_mark,
                                 trial_dir_name, trial_label)
@@ -63,16 +65,19 @@ PARENT_ENV = "ZHBERT_SWEEP_PARENT"  # the spawning process's pid, set by spawn._
 
 class _Stop:
     """SIGINT/SIGTERM: stop the running trial cleanly (the trainer checkpoints), then exit.
-    A spawned worker ignores them until these handlers are in (spawn._start), and after:
-    the old dispositions come back on the way out."""
+    A spawned worker holds them blocked until these handlers are in (spawn._start), then
+    unblocks them: a stop sent while it started is delivered here. The old dispositions
+    come back on the way out."""
 
     def __init__(self) -> None:
         self.flag = False
 
     def __enter__(self) -> "_Stop":
         self._old = {s: signal.signal(s, self._set) for s in STOP_SIGNALS}
-        # a parent killed by -9 while this worker still ignored signals (spawn._start) sent
-        # its death signal into the void: the worker would run trials unattended to the end
+        # a stop held pending since the fork runs _set now (not blocked here: a no-op)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        # a parent killed by -9 before this worker's death signal was set (spawn._start, as
+        # it forked) sent none: the worker would run trials unattended to the end
         parent = os.environ.get(PARENT_ENV)
         if parent and parent.isdigit() and os.getppid() != int(parent):
             self.flag = True
@@ -130,13 +135,26 @@ def train_command(spec: SweepSpec, opts: WorkerOptions, trial_dir: Path, params:
     cmd = [sys.executable, "-m", "zhbert", "train", "--data", opts.data or spec.data,
            "--out", str(trial_dir), "--config", spec.config_spec(opts.sweep_dir),
            "--no-progress", "--threads", str(opts.threads)]
-    for item in spec.trial_overrides(params):
+    resume = bool(list_checkpoints(trial_dir))
+    for item in spec.trial_overrides(params, exact=_as_started(trial_dir, params) if resume else ()):
         cmd += ["--set", item]
-    if list_checkpoints(trial_dir):
+    if resume:
         cmd.append("--resume")                      # a retry: continue where it stopped
     elif (trial_dir / "config.json").exists():
         cmd.append("--force")                       # started but never checkpointed
     return cmd
+
+
+def _as_started(trial_dir: Path, params: dict) -> set[str]:
+    """The keys a retry passes as drawn, not tidied (space.Param.tidy): those its run started
+    with so, before the space tidied its float grids. Its config holds 0.30000000000000004,
+    whose hash its checkpoints carry; the tidied 0.3 would have the resume refused."""
+    try:
+        saved = json.loads((trial_dir / "config.json").read_text(encoding="utf-8"))["config"]
+        return {k for k, v in params.items() if isinstance(v, float)
+                and saved[k.partition(".")[0]][k.partition(".")[2]] == v}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
 
 
 def _wait_for_old_trainer(trial_dir: Path, beat, timeout_s: float = 300) -> None:
@@ -166,6 +184,7 @@ class TrialRun:
     _records: list = field(default_factory=list)   # the eval records read so far
     _stale: bool = False   # the history is still the dead attempt's (``_hold_old_history``)
     _held: Any = None      # that file, open until the trainer has replaced it
+    _told: Any = None      # the pipe's read end, the trainer's errno from it once read (outcome)
 
     def evals(self) -> list[tuple[int, float]]:
         """The trial's held-out evals of the sweep's metric so far; each poll parses only
@@ -214,10 +233,22 @@ class TrialRun:
         _wait_for_old_trainer(self.trial_dir, self.beat)
         self._hold_old_history()  # before the trainer can rewrite it
         cmd = train_command(self.spec, self.opts, self.trial_dir, self.trial.params)
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.opts.threads)}
-        with open(self.trial_dir / "train.log", "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True, preexec_fn=die_with_parent)
+        self._told, told = os.pipe()
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.opts.threads), FAILURE_FD_ENV: str(told)}
+        try:
+            with open(self.trial_dir / "train.log", "ab") as log:
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                             start_new_session=True, preexec_fn=die_with_parent,
+                                             pass_fds=(told,))
+        finally:
+            os.close(told)  # the trainer's alone: its exit ends the pipe
+
+    def told(self) -> dict | None:
+        """The errno the exited trainer told of its failure (outcome.tell_failure), or None;
+        read once (the pipe is closed then)."""
+        if isinstance(self._told, int):
+            self._told = read_told(self._told)
+        return self._told
 
     def beat(self) -> bool:
         """Heartbeat; False when another worker has failed this trial meanwhile."""
@@ -263,6 +294,7 @@ class TrialRun:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+        self.told()  # not read after a stop: closed
         self._let_go(reset=False)  # stopped before it rewrote the history: no need to hold it
 
 
@@ -303,7 +335,7 @@ def _supervise(study: optuna.Study, run: TrialRun, pruner, stop: _Stop, log) -> 
     rel = trial.user_attrs.get("trial_dir")
     run.start()
     # said at the start too: the first line came only when a trial ended (1.6 min for 200 steps)
-    chosen = ", ".join(f"{k}={format_value(v)}" for k, v in trial.params.items())
+    chosen = ", ".join(f"{k}={format_value(v)}" for k, v in spec.space.tidy(trial.params).items())
     log(f"sweep: {trial_label(trial.number, rel)} started ({chosen or 'no parameters'}; "
         f"{spec.steps:,} steps): zhbert status {run.trial_dir}")
     prune_on = spec.pruner != "none"
