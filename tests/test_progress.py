@@ -56,3 +56,28 @@ def test_lines_fall_where_the_metrics_are_new():
     for _ in range(1200):
         bar.update(1)
     assert len(out.getvalue().splitlines()) == 20  # 5% of 1,200 is already a multiple of 10
+
+
+def test_a_trainings_plain_lines_carry_the_figures_of_the_step_they_name(synthetic_data, tmp_path, capsys):
+    """`make demo > demo.log` printed each line with the last log's figures under the next
+    step ("train 140/2783 ... loss=6.949" was step 130's): the loop updated the count
+    before the log set the new figures. Off a terminal, stderr here, each line's loss and
+    accuracy are now its own step's history record's."""
+    import json
+
+    from zhbert.cli import main
+    small = ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=128",
+             "data.max_len=32", "data.eval_sequences=32", "train.batch_size=8", "train.steps=20",
+             "train.log_every=5", "train.eval_every=20", "train.warmup_steps=2", "train.precision=fp32"]
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(synthetic_data), "--out", str(run), "--config", "tiny",
+                 "--threads", "1", *[a for s in small for a in ("--set", s)]]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("train ") and "loss=" in ln]
+    records = {r["step"]: r for r in map(json.loads, (run / "history.jsonl").read_text().splitlines())
+               if r.get("type") == "train"}
+    assert len(lines) >= 3
+    for line in lines:
+        step = int(line.split()[1].split("/")[0])
+        fields = dict(f.split("=") for f in line.split() if "=" in f)
+        assert fields["loss"] == f"{records[step]['loss']:.3f}", (line, records[step])
+        assert fields["mlm"] == f"{records[step]['mlm_acc'] or 0:.3f}"

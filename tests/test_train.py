@@ -452,3 +452,20 @@ def test_a_resume_with_other_data_is_told_the_runs_own():
     again = _other_run_message(Path("runs/r"), {"the vocabulary": ("/data/zh", "/data/zh")}, resume=True)
     assert "restore the data it was trained on in /data/zh (prepared again since" in again
 
+
+
+def test_a_run_stopped_early_is_told_to_resume_first(synthetic_data, tmp_path, capsys):
+    """A run stopped by a signal at step 121 of 500 ended on "Next: zhbert status RUN;
+    zhbert analyze RUN", as a finished one does: its next step is its resume."""
+    from zhbert.config import load_config
+    from zhbert.train import summary_line
+    from zhbert.trainloop import Progress
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=3"]), [])
+    run = tmp_path / "my run"
+    assert cli_main(["train", "--data", str(synthetic_data), "--no-progress", "--out", str(run)] + sets) == 0
+    capsys.readouterr()
+    cfg = load_config(str(run / "config.json"), ["train.steps=500"])
+    line = summary_line(run, cfg, Progress(step=121, tokens=1000, elapsed=60.0), str(synthetic_data))
+    assert line.endswith(f". Next: zhbert train --data {synthetic_data} --out '{run}' --resume"), line
+    done = summary_line(run, load_config(str(run / "config.json")), Progress(step=3, tokens=10, elapsed=1.0))
+    assert done.endswith(f"Next: zhbert status {run}; zhbert analyze {run}")

@@ -89,7 +89,7 @@ def run(args) -> int:
     if args.minutes is not None:  # the steps it chose are in the run's config
         cfg = load_config(str(Path(args.out) / "config.json"))
     if _launched_rank() == 0:
-        print(summary_line(Path(args.out), cfg, progress), file=sys.stderr)
+        print(summary_line(Path(args.out), cfg, progress, args.data), file=sys.stderr)
         if args.minutes is not None and progress.step >= cfg.train.steps:
             from zhbert.budget import budget_note
             note = budget_note(args.minutes, progress.elapsed)
@@ -142,9 +142,10 @@ def _launched_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
+def summary_line(run_dir: Path, cfg: Config, progress: "Progress", data: str | None = None) -> str:
     """What a finished (or stopped) `zhbert train` says last: where it got, how fast, the
-    latest held-out figures (as `zhbert status` reads them), and what to run next."""
+    latest held-out figures (as `zhbert status` reads them), and what to run next: for a run
+    stopped early, its resume (``data``: the --data to name) before anything else."""
     from zhbert.runstate import average_tokens_per_s, collect
 
     e = collect(run_dir)["eval"]
@@ -154,6 +155,9 @@ def summary_line(run_dir: Path, cfg: Config, progress: "Progress") -> str:
     if e:
         nsp = f", NSP {e['eval_nsp_acc']:.1%}" if e.get("eval_nsp_acc") is not None else ""
         line += f"; held-out MLM accuracy {e['eval_mlm_acc']:.1%}{nsp} at step {e['step']:,}"
+    if progress.step < cfg.train.steps:  # stopped by a signal: "analyze" came first
+        import shlex
+        return line + f". Next: zhbert train --data {shlex.quote(data or 'DATA')} --out {shlex.quote(str(run_dir))} --resume"
     return line + f". Next: zhbert status {run_dir}; zhbert analyze {run_dir}"
 
 

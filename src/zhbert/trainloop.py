@@ -155,14 +155,14 @@ def fit(tr: Trainer, show_progress: bool = True) -> None:
                 _handle_nonfinite(tr, step, bad)
             tr.progress.step = step
             rebalance()  # every few seconds: other trainings may have started or ended
-            if bar is not None:
-                bar.update(1)
             # a skipped step still evaluates and checkpoints where it falls (it skipped them,
             # the last step's included: a run ended without its final checkpoint); its log
             # waits for a step that was taken (the interval holds none of its sums), except
             # at the end, where the steps taken since the last log are logged
             if (step % t.log_every == 0 or step == t.steps) and (not bad or _ends_taken(tr, step)):
                 _log(tr, bar)
+            if bar is not None:  # after the log: a plain line (progress.LineProgress) prints
+                bar.update(1)    # at the update, with this step's figures, not the last log's
             if step % t.eval_every == 0 or step == t.steps:  # rank 0 evaluates; a failure stops all
                 _sync_tokens(tr)  # the record's tokens
                 on_main(tr.dist, tr.device, lambda: _eval(tr))
