@@ -143,7 +143,7 @@ def test_options_fixed_at_the_start_are_refused_on_resume(tmp_path, synthetic_da
     sweep_dir, _ = _new(tmp_path, synthetic_data)
     assert cli_main(["sweep", str(sweep_dir), "--steps", "500", "--objective", "loss"]) == 2
     err = capsys.readouterr().err
-    assert "--steps, --objective: fixed when the sweep started" in err
+    assert "--steps 500: the sweep started with 8; --objective loss: the sweep started with acc" in err
     assert json.loads((sweep_dir / "sweep.json").read_text())["steps"] == 8
 
 

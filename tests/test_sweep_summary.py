@@ -26,8 +26,9 @@ def test_the_summary_counts_interrupts_and_lost_attempts_apart_from_failures(tmp
     assert "0 failed attempts, 1 lost attempt (retried), 5 interrupted, 1 waiting)" in line
     # the retry fails on its own (as _finish tells a trainer's error): counted, not retried
     outcome.tell_failed(study, claim(study, spec, sweep_dir), "trainer", "diverged", retry=False)
-    assert "(0 complete, 0 pruned, 1 failed attempt, 1 lost attempt (retried), 5 interrupted, " \
-           "0 waiting)" in command.summary(sweep_dir, spec)
+    # the five Ctrl-Cs' retry has finished: none of them is still to come
+    assert "(0 complete, 0 pruned, 1 failed attempt, 1 lost attempt (retried), 5 interrupted and " \
+           "resumed, 0 waiting)" in command.summary(sweep_dir, spec)
 
 
 def _fc(lo: float, hi: float) -> Forecast:

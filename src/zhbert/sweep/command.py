@@ -25,8 +25,8 @@ from zhbert.sweep.liveness import start_over_if_idle
 from zhbert.sweep.study import (BASE_TOML, DEFAULT_STUDY, OBJECTIVES, STUDY_ATTR, SweepSpec,
                                 load_study, no_sweep, open_storage, read_spec, require_database,
                                 require_same_sweep, require_study, safe_url, spec_from_storage,
-                                storage_url, stored_identity, sweep_mark,
-                                trial_label, with_runtime, write_spec)
+                                spec_warmup_warning, started_with, storage_url, stored_identity,
+                                sweep_mark, trial_label, with_runtime, write_spec)
 
 # what a sweep is (its identity) is fixed when it starts: a resume that gave another value
 # ran the old one without a word
@@ -204,17 +204,15 @@ def prepare(args) -> tuple[Path, SweepSpec]:
         check_data(old, args.data, spec.data_identity)
         spec = with_runtime(old, **runtime)
     publish(sweep_dir, spec)
+    # once it starts (not before a refusal): a warning, the sweep runs, but such trials end alike
+    if warmup := spec_warmup_warning(spec, sweep_dir, "--steps" if args.steps else "train.steps"):
+        print(f"sweep: warning: {warmup}", file=sys.stderr)
     return sweep_dir, spec
 
 
 def _existing(args, target: Path, runtime: dict) -> SweepSpec:
     """The spec of the sweep in SWEEP_DIR (or the storage, for a --worker that sees only
     the database), checked against this command's options and data."""
-    given = [f"--{k.replace('_', '-')}" for k in START_ONLY if getattr(args, k) is not None]
-    if given:
-        raise UserError(f"{', '.join(given)}: fixed when the sweep started (sweep.json); "
-                        f"resume {target} without {'them' if len(given) > 1 else 'it'}, or "
-                        "start a new sweep (another --out)")
     spec = read_spec(target) if target.is_dir() else None
     joined = spec is None and bool(args.storage)
     if joined:  # a machine that sees only the database: its own SWEEP_DIR for trials
@@ -222,6 +220,7 @@ def _existing(args, target: Path, runtime: dict) -> SweepSpec:
         spec = spec_from_storage(open_storage(target, args.storage), args.study or DEFAULT_STUDY)
     if spec is None:
         raise no_sweep(target)
+    _same_start(args, spec, target, "the study's spec in the storage" if joined else SWEEP_SPEC)
     if not joined:
         _same_store(args, spec, target)
         require_study(open_storage(target, spec.storage), spec, target)
@@ -232,6 +231,17 @@ def _existing(args, target: Path, runtime: dict) -> SweepSpec:
     elif not args.worker:
         publish(target, spec)
     return spec
+
+
+def _same_start(args, spec: SweepSpec, target: Path, where: str) -> None:
+    """A resume's start-only options (START_ONLY) are the sweep's: its own values are
+    accepted, another is refused with both (any given one was refused, the same too)."""
+    other = [f"--{k.replace('_', '-')} {given}: the sweep started with {own}"
+             for k in START_ONLY if (given := getattr(args, k)) is not None
+             and (own := started_with(spec, k, given, target)) is not None]
+    if other:
+        raise UserError(f"{'; '.join(other)} ({where}); resume {target} without "
+                        f"{'them' if len(other) > 1 else 'it'}, or start a new sweep (another --out)")
 
 
 def _same_store(args, spec: SweepSpec, target: Path) -> None:
@@ -274,14 +284,21 @@ def _failed_attempts(trials: list) -> str:
     attempts": a kill -9 and five Ctrl-Cs read as 6 failures of a healthy sweep."""
     from optuna.trial import TrialState
 
-    from zhbert.sweep.liveness import NOT_COUNTED
+    from zhbert.sweep.liveness import NOT_COUNTED, counted
     kinds = [t.user_attrs.get("failure") for t in trials if t.state == TrialState.FAIL]
     interrupted, disk_full = kinds.count("interrupted"), kinds.count("disk_full")
     lost = sum(k in NOT_COUNTED for k in kinds) - interrupted - disk_full
     failed = len(kinds) - lost - interrupted - disk_full
+    # an interrupted attempt whose retry finished (Optuna's retry_history names the attempts
+    # a retry resumed): "3 of 3 finished (..., 1 interrupted, 0 waiting)" read as a 4th to come
+    done = {n for t in trials if counted(t) for n in t.system_attrs.get("retry_history", ())}
+    resumed = sum(t.number in done for t in trials if t.state == TrialState.FAIL
+                  and t.user_attrs.get("failure") == "interrupted")
+    interrupted -= resumed
     return (f"{failed} failed attempt{'s' * (failed != 1)}"
             + (f", {lost} lost attempt{'s' * (lost != 1)} (retried)" if lost else "")
             + (f", {interrupted} interrupted" if interrupted else "")
+            + (f", {resumed} interrupted and resumed" if resumed else "")
             + (f", {disk_full} stopped on a full disk (retried)" if disk_full else ""))
 
 

@@ -26,7 +26,7 @@ from zhbert.report_render import fmt
 from zhbert.outputs import check_out, json_object, output_kind
 from zhbert.sweep.study import (DEFAULT_STUDY, SweepSpec, is_spec_json, load_study, no_sweep,
                                 open_storage, read_spec, require_database, require_study,
-                                spec_from_storage, storage_url, trial_label)
+                                spec_from_storage, spec_warmup_warning, storage_url, trial_label)
 
 MARKER = "sweep_report.json"
 # every report written names the sweep's spec: another program's sweep_report.json does not
@@ -62,11 +62,13 @@ class SweepReport:
     importance_note: str
     curves: list[tuple[str, str, np.ndarray, np.ndarray]] = field(repr=False)
     best_toml: str = ""
+    tie_note: str = ""          # where the best value is shared: the space did not tell them apart
 
     def to_json(self) -> dict[str, Any]:
         return {"spec": self.spec.to_json(), "trials": [r.to_json() for r in self.rows],
                 "best": self.best.to_json() if self.best else None,
                 "importances": self.importances, "importance_note": self.importance_note,
+                "tie_note": self.tie_note,
                 "total_steps_run": sum(r.steps_run for r in self.rows)}
 
 
@@ -131,6 +133,22 @@ def _importances(study) -> tuple[dict[str, float], str]:
             f"Optuna's PED-ANOVA over {len(done)} complete trials; few trials make it coarse")
 
 
+def _ties(spec: SweepSpec, sweep_dir: Path, complete: list[TrialRow], best: TrialRow) -> str:
+    """What to say where the best value is shared ("" where it is not): a sweep whose three
+    trials never left their lr warm-up ended all at one value and its report still named
+    a "Best" and printed importances of 0.1667 each, as if the space had told them apart."""
+    tied = [r for r in complete if math.isclose(r.value, best.value, rel_tol=1e-9, abs_tol=1e-12)]
+    if len(tied) < 2:
+        return ""
+    if len(tied) < len(complete):
+        others = ", ".join(trial_label(r.number, r.trial_dir) for r in tied if r is not best)
+        return (f"{trial_label(best.number, best.trial_dir)} tied with {others} at {best.value:.4f}: "
+                "the first is named best; the space did not tell them apart")
+    why = spec_warmup_warning(spec, sweep_dir)
+    return (f"all {len(complete)} complete trials ended at {best.value:.4f}: the space made no "
+            f"difference at these steps" + (f" (the likely cause: {why})" if why else ""))
+
+
 def _curves(rows: list[TrialRow], sweep_dir: Path, metric: str):
     from zhbert.history import eval_points, iter_records
     out = []
@@ -168,9 +186,14 @@ def collect(sweep_dir: Path, storage_url: str | None = None, study_name: str | N
     complete = [r for r in rows if r.state == "COMPLETE" and r.value is not None]
     maximize = spec.direction == "maximize"
     best = (max if maximize else min)(complete, key=lambda r: r.value) if complete else None
-    imp, note = _importances(study)
+    tie = _ties(spec, sweep_dir, complete, best) if best is not None else ""
+    if tie.startswith("all "):  # Optuna's importances of equal values are noise (0.1667 each)
+        imp, note = {}, (f"uninformative: all {len(complete)} complete trials ended at the same "
+                         "value, so no parameter made a difference")
+    else:
+        imp, note = _importances(study)
     rep = SweepReport(spec, rows, best, imp, note,
-                      _curves(rows, sweep_dir, spec.metric))
+                      _curves(rows, sweep_dir, spec.metric), tie_note=tie)
     if best is not None:
         rep.best_toml = best_config_toml(spec, sweep_dir, best)
     return rep
@@ -218,6 +241,7 @@ def report_markdown(rep: SweepReport, images: dict[str, str]) -> str:
         lines += [f"**Best: {trial_label(rep.best.number, rep.best.trial_dir)}**, {s.metric} "
                   f"{rep.best.value:.4f}: {_fmt_params(rep.best.params)}. Its full config is "
                   "`best_config.toml` (`zhbert train --config best_config.toml ...`).", ""]
+        lines += [f"**Tie:** {rep.tie_note}.", ""] if rep.tie_note else []
     else:
         lines += ["No complete trial, so no best config (no `best_config.toml`).", ""]
     header = (["Optuna trial", "dir", "state"] + list(s.space.params)
@@ -230,7 +254,8 @@ def report_markdown(rep: SweepReport, images: dict[str, str]) -> str:
               "trial has none, and its last eval (an intermediate value) is shown apart.", ""]
     lines += ["## Parameter importances", ""]
     lines += ([md_table(["parameter", "importance"], [[k, v] for k, v in rep.importances.items()]),
-               "", f"({rep.importance_note})"] if rep.importances else [f"Not computed: {rep.importance_note}."])
+               "", f"({rep.importance_note})"] if rep.importances else
+              [f"{'Not shown' if rep.tie_note.startswith('all ') else 'Not computed'}: {rep.importance_note}."])
     for name, title in (("importances", None), ("history", "## Optimisation history"),
                         ("curves", "## All trials' curves")):
         if name in images:
@@ -300,6 +325,7 @@ def run(args) -> int:
         line += (f"; best: {trial_label(rep.best.number, rep.best.trial_dir)}: {rep.spec.metric} "
                  f"{rep.best.value:.4f} ({_fmt_params(rep.best.params)})")
         files += ", best_config.toml"
+        line += f"; but {rep.tie_note}" if rep.tie_note else ""
     else:
         line += "; no complete trial, so no best config"
     print(line)

@@ -312,6 +312,41 @@ def _check_with_config(space: Space, base: str, text: str) -> list[str]:
     return problems or [m for m in [_check_together(space, base, fixed, seen)] if m]
 
 
+WARMUP = "train.warmup_steps"  # the lr warm-up (config.py has no warm-up fraction)
+
+
+def warmup_warning(space: Space, base_warmup: int, steps: int, steps_from: str = "--steps") -> str | None:
+    """Where trials can draw (or are fixed to) an lr warm-up of ``steps`` or more: their lr
+    never leaves it, and such trials end alike (three of a sweep over warmup_steps 0..200 at
+    --steps 60 ended at the same value; the only word was each trial's train.log). A
+    warning, not a refusal; None where every trial leaves its warm-up."""
+    p = space.params.get(WARMUP)
+    what = f"{steps_from} {steps}: {{}} never leave the lr warm-up; {{}} or raise {steps_from}"
+    if p is None:
+        value, whose = (space.fixed[WARMUP], "the space's") if WARMUP in space.fixed else (
+            base_warmup, "the base config's")
+        if _number(value) is None or _number(value) < steps:
+            return None
+        return f"{WARMUP} = {value} ({whose}) >= " + what.format("all trials", "lower it")
+    values = [v for v in map(_number, p.choices if p.kind == "categorical" else (p.low, p.high))
+              if v is not None]
+    if not values or max(values) < steps:
+        return None
+    shown = (f"choices {list(p.choices)}" if p.kind == "categorical" else f"{p.low:g} to {p.high:g}")
+    if min(values) >= steps:
+        return f"{WARMUP} ({shown}) is all >= " + what.format("all trials", "lower the range")
+    fix = "drop the choices" if p.kind == "categorical" else "lower its high"
+    return (f"{WARMUP} ({shown}) reaches {max(values):g} >= "
+            + what.format(f"trials drawing {steps} or more", f"{fix} below {steps}"))
+
+
+def _number(v: Any) -> float | None:
+    try:
+        return None if isinstance(v, bool) else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
 def _flat(exc: UserError) -> str:
     return "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)
 

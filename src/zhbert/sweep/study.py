@@ -84,6 +84,35 @@ class SweepSpec:
                                                f"train.eval_every={self.eval_every}"]
 
 
+def started_with(spec: SweepSpec, key: str, value: Any, sweep_dir: Path) -> str | None:
+    """None where ``value``, a start-only option (``key``: config, steps, objective,
+    sampler_seed) as a resume gives it, is the sweep's own; else the sweep's own, as a
+    message names it. A TOML --config is compared by its text with the sweep's copy (the
+    sweep keeps no path to it); a resume that repeated the sweep's own options was refused."""
+    if key != "config":
+        own = getattr(spec, key)
+        return None if value == own else str(own)
+    if spec.config != BASE_TOML:
+        return None if value == spec.config else spec.config
+    try:
+        same = Path(value).is_file() and Path(value).read_text(encoding="utf-8") == spec.config_text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    return None if same else f"another base config, copied to {sweep_dir / BASE_TOML}"
+
+
+def spec_warmup_warning(spec: SweepSpec, sweep_dir: Path, steps_from: str = "train.steps") -> str | None:
+    """space.warmup_warning for the sweep: where its trials can draw (or are fixed to) an lr
+    warm-up of its steps or more (the base config's warm-up where the space sets none)."""
+    from zhbert.config import load_config
+    from zhbert.sweep.space import warmup_warning
+    try:
+        base = load_config(spec.config_spec(sweep_dir)).train.warmup_steps
+    except UserError:  # a report of a joined sweep, without the base's copy: the space still says
+        base = 0
+    return warmup_warning(spec.space, base, spec.steps, steps_from)
+
+
 def is_spec_json(d: Any) -> bool:
     """A sweep spec as SweepSpec.to_json wrote it since the first sweep (another program's
     sweep.json has not these keys); the sweep report carries one too."""
