@@ -99,3 +99,18 @@ def test_stray_bytes_anywhere_in_a_large_array_whatever_the_chunks(size, where):
     assert [d.text for d in docs] == [json.loads(it)["text"] for it in items]
     assert len(bad) == 1 and bad[0][0] == cut + 1
     assert f"at character {text.index(chr(1)):,}, after item {cut:,}" in bad[0][1]
+
+
+@pytest.mark.parametrize("word", ["n", "nu", "t", "tr", "f", "fals"])
+def test_a_stray_word_that_starts_a_literal_is_damage_not_a_cut_file(tmp_path, word):
+    """ijson reads a stray "n" or "tr" mid-file as "Incomplete JSON content", as if the file
+    ended inside null or true: it was kept as a cut file, with a warning, and every item after
+    it was lost, even without --skip-bad. It is damage, told as such."""
+    path = tmp_path / "a.json"
+    path.write_text(_with(word, before=", "), encoding="utf-8")  # [.., item 3, n, item 4, ..]
+    with pytest.raises(UserError, match=r"after item 3 \(a stray word there, part of true, false or null"):
+        _read(path)
+    # a file that does end inside a literal is still a cut one: its items before are kept
+    path.write_text("[" + ", ".join(ITEMS[:2]) + ", " + word, encoding="utf-8")
+    _, docs = _read(path)
+    assert len(docs) == 2

@@ -257,3 +257,22 @@ def test_a_target_not_reached_from_a_stalled_run_is_warned_about(capsys):
     the plateau that a longer run left (tiny-2000: 31.7%)."""
     out = _predict(capsys, DATA / "tiny-1000", "--target", 0.6, "--n-boot", 0)
     assert "not reached within" in out and "no fitted run has left its plateau" in out
+
+
+def test_analyze_answers_no_training_batch_target_by_the_held_out_law():
+    """`analyze --metric mlm_acc --target 0.35` answered with the law of eval_mlm_acc (the
+    held-out accuracy), where predict refuses: the training batches' accuracy is no target
+    the law forecasts."""
+    a = analyze(load_history(DATA / "tiny-2000", "mlm_acc"), target=0.35, n_boot=0)
+    assert a.outlook is None
+    assert any("the law forecasts eval_mlm_acc, not mlm_acc" in why for w, why in a.not_computed)
+
+
+def test_a_curve_answer_without_refits_names_no_interval(capsys):
+    """--n-boot 0 printed "reaches 0.35 at step 2,902 (80%: 2,902 to 2,902; 95%: 2,902 to
+    2,902)": no refits, no interval, and none is printed."""
+    out = _predict(capsys, DATA / "tiny-2000", "--metric", "mlm_acc", "--target", 0.35, "--n-boot", 0,
+                   "--law", "none")
+    assert "(no interval without refits), exp fit" in out and "80%" not in out
+    assert "80%: " in _predict(capsys, DATA / "tiny-2000", "--metric", "mlm_acc", "--target", 0.35,
+                               "--n-boot", 20, "--law", "none")

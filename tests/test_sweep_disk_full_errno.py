@@ -106,8 +106,14 @@ def test_the_os_error_behind_a_user_error_is_found():
 @pytest.mark.parametrize("fd", ["", "x"])
 def test_tell_failure_outside_a_sweep_does_nothing(monkeypatch, fd):
     monkeypatch.setenv(outcome.FAILURE_FD_ENV, fd)
-    outcome.tell_failure(UserError("x"))  # no pipe: no error
-    assert os.environ[outcome.FAILURE_FD_ENV] == fd
+    written = []
+    monkeypatch.setattr(os, "write", lambda *a: written.append(a))
+    full = OSError(errno.ENOSPC, "No space left on device", "/x/history.jsonl")
+    try:
+        raise UserError("could not append") from full
+    except UserError as exc:
+        outcome.tell_failure(exc)  # no pipe named: nothing written, no error
+    assert written == []
 
 
 def test_the_cli_tells_the_errno_behind_a_users_error(monkeypatch, capsys):
@@ -133,3 +139,19 @@ def test_the_cli_tells_the_errno_behind_a_users_error(monkeypatch, capsys):
     os.close(r)
     assert told == {"errno": "ENOSPC", "path": "/tmp/run/history.jsonl"}
     assert "could not append" in capsys.readouterr().err
+
+
+def test_a_trials_pipe_is_closed_however_the_trial_ends(tmp_path, synthetic_data, monkeypatch):
+    """The read end of each trainer's pipe stayed open after a complete or stopped trial (only
+    a failure read it): a long-lived worker lost one file descriptor a trial."""
+    sweep_dir, spec = _new(tmp_path, synthetic_data, trials=3)
+    _, study = _study(sweep_dir)
+    monkeypatch.setattr(worker, "train_command", lambda *a: [  # stopped by a signal: rc -15
+        sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"])
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        trial = claim(study, spec, sweep_dir)
+        out = worker.run_trial(study, trial, spec, WorkerOptions(sweep_dir, threads=1, poll_s=0.05),
+                               optuna.pruners.NopPruner(), worker._Stop(), log=lambda m: None)
+        assert out.startswith("stopped")
+    assert len(os.listdir("/proc/self/fd")) == before

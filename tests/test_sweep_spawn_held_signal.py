@@ -72,3 +72,25 @@ def test_a_spawned_worker_holds_the_stop_signals_blocked_not_ignored(tmp_path, m
                         lambda cmd, **kw: real([sys.executable, "-c", report, str(tmp_path / "seen")], **kw))
     assert spawn.spawn_workers(tmp_path, 1, 1, 120.0, None) == 0
     assert (tmp_path / "seen").read_text() == "10 10"  # blocked, and not ignored
+
+
+LATE_STOP = """
+import os, signal, sys, time
+from zhbert.sweep.worker import STOP_SIGNALS, _Stop
+signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)   # as spawn._start leaves a worker
+with _Stop() as stop:
+    os.kill(os.getpid(), signal.SIGTERM)                  # the parent's stop: the flag
+    time.sleep(0.2)
+assert stop.flag
+os.kill(os.getpid(), signal.SIGTERM)                      # its repeat, after the loop
+time.sleep(0.2)
+print("exited cleanly", flush=True)
+"""
+
+
+def test_a_stop_repeated_after_the_workers_loop_does_not_kill_it_on_its_way_out():
+    """The parent re-sends its stop until the worker exits (spawn._wait); once _Stop had
+    unblocked the signals and put the default SIGTERM back, a late repeat killed the worker
+    (rc -15), its registration in .workers left behind. _Stop's exit now blocks them again."""
+    done = subprocess.run([sys.executable, "-c", LATE_STOP], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "exited cleanly" in done.stdout, (done.returncode, done.stderr)

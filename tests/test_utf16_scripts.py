@@ -61,3 +61,21 @@ def test_binary_data_that_reads_as_letters_is_still_binary(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(UserError, match=r"is a binary file, not text"):
         resolve_sources([str(path)])
+
+
+@pytest.mark.parametrize("text", [
+    "温度25℃，面积100㎡，价格￥30，重量5㎏。今天天气很好。\n",      # read before the script rule: kept
+    "대한민국(大韓民國)의 수도(首都)는 서울입니다. 한강(漢江)이 흐릅니다.\n",  # Korean with hanja
+    "北京 Пекин 是中国的首都，Москва 是俄罗斯的首都。\n",             # two scripts
+    "Běijīng shì Zhōngguó de shǒudū. 北京是中国的首都。\n",           # pinyin with tone marks
+    "┌──┬──┐\n│甲│乙│\n└──┴──┘ ① ② ③\n",                          # box drawing, circled digits
+])
+def test_utf16_with_symbols_and_two_scripts_is_read(tmp_path, text):
+    """The one-script rule counted each symbol as a script of its own (℃ "DEGREE", ㎡
+    "SQUARE"): Chinese UTF-16 read before was called "a binary file", and so were Korean
+    with hanja and Chinese beside Russian. Symbols and numbers now count with punctuation,
+    and the letters of two scripts."""
+    path = tmp_path / "a.txt"
+    path.write_bytes((text * 20).encode("utf-16-le"))
+    info, docs = _read(path)
+    assert info.encoding == "utf-16-le" and docs

@@ -164,8 +164,9 @@ def analyze(history: History, *, x: str = "step", target: float | None = None, n
 
 def _outlook(history: History, metric: str, target: float | None, n_boot: int,
              skipped: list, seed: int = 0) -> Any:
-    """The schedule-aware law's forecast, where the run's lr is known and the metric is its
-    held-out (or training-batch) MLM accuracy; else why not. Its bands come from the same
+    """The schedule-aware law's forecast, where the run's lr is known and the metric is the
+    accuracy or the loss the law forecasts (a target on it answered by the law:
+    outlook._target_kind); else why not. Its bands come from the same
     ``n_boot`` bootstrap refits that ``zhbert predict --n-boot`` takes, so both commands give
     one answer (without them they came from the delta method: 1,893 steps here, 1,918 there)."""
     from zhbert.analysis.plan_runs import NoLearningRate

@@ -72,10 +72,15 @@ def _plan_with_accuracy(source: Any, n_boot: int, seed: int = 0) -> Planner:
 
 
 def _target_kind(run: Any, metric: str | None) -> str:
-    """"loss" for the law's own loss metric, "accuracy" for an accuracy; another loss (the
-    training batches' where the law fits the held-out one) is no target the law can answer."""
-    if metric is None or metric in ACC_METRICS:
+    """"loss" for the law's own loss metric, "accuracy" for its accuracy; another (the
+    training batches' loss or accuracy where the law fits the held-out ones) is no target the
+    law can answer: `analyze --metric mlm_acc --target` had answered with eval_mlm_acc's law,
+    where predict refused."""
+    if metric is None or metric == run.acc_metric:
         return "accuracy"
+    if metric in ACC_METRICS:
+        raise UserError(f"the law forecasts {run.acc_metric}, not {metric}: pass --metric "
+                        f"{run.acc_metric} for an accuracy target it can answer")
     if metric != run.loss_metric:
         raise UserError(f"the law is fitted to {run.loss_metric}, not {metric}: pass --metric "
                         f"{run.loss_metric} for a loss target it can answer")

@@ -322,9 +322,17 @@ def _message(fit: CurveFit, target: float, d: int, xq: Quantity | None, x: str,
         return f"already reached: the smoothed history first reaches {target:g} at {x} {already:,.0f}"
     if xq is None:
         return _unreachable_message(fit, target, d)
+    if not has_interval(xq):  # --n-boot 0: no refits, no interval ("80%: 2,902 to 2,902")
+        return f"reaches {target:g} at {x} {_fmt(xq.value)} (no interval without refits), {fit.name} fit"
     return (f"reaches {target:g} at {x} {_fmt(xq.value)} (80%: {_fmt(xq.interval80[0])} to "
             f"{_fmt(xq.interval80[1])}; 95%: {_fmt(xq.interval95[0])} to {_fmt(xq.interval95[1])}), "
             f"{fit.name} fit")
+
+
+def has_interval(q: Quantity) -> bool:
+    """Whether ``q`` has an interval: without bootstrap refits (``_interval``) both are the
+    point itself."""
+    return tuple(q.interval95) != (q.value, q.value)
 
 
 def _fmt(v: float | None, digits: int = 0) -> str:

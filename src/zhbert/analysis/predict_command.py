@@ -14,7 +14,7 @@ import numpy as np
 
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.planning import add_input_arguments
-from zhbert.analysis.predict import Prediction, Throughput, _fmt, check_target, predict_steps
+from zhbert.analysis.predict import Prediction, Throughput, _fmt, check_target, has_interval, predict_steps
 from zhbert import argtypes
 from zhbert.errors import UserError
 
@@ -169,9 +169,9 @@ def prediction_text(pred: Prediction, history: History | None = None) -> str:
         q = getattr(pred, name)
         if q is not None and pred.already_reached_at is None:
             digits = 1 if name in ("hours", "cost") else 0
-            lines.append(f"  {name:<6} {_fmt(q.value, digits)}{unit}   80%: {_fmt(q.interval80[0], digits)}"
-                         f" to {_fmt(q.interval80[1], digits)}   95%: {_fmt(q.interval95[0], digits)}"
-                         f" to {_fmt(q.interval95[1], digits)}")
+            lines.append(f"  {name:<6} {_fmt(q.value, digits)}{unit}" + (
+                f"   80%: {_fmt(q.interval80[0], digits)} to {_fmt(q.interval80[1], digits)}   95%: "
+                f"{_fmt(q.interval95[0], digits)} to {_fmt(q.interval95[1], digits)}" if has_interval(q) else ""))
     lines.append("by model: " + ", ".join(f"{k} {_by_model(v)}" for k, v in pred.by_model.items()))
     lines += [f"note: {n}" for n in pred.notes]
     return "\n".join(lines)

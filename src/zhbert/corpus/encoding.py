@@ -286,9 +286,9 @@ _CJK_NAMES = frozenset({"CJK", "HIRAGANA", "KATAKANA", "IDEOGRAPHIC", "FULLWIDTH
 
 
 def _one_script_share(text: str) -> float:
-    """Share of characters that text in one script is made of: ASCII (printable, or a tab
-    or newline), punctuation and spaces, and the letters, digits and symbols of the script
-    most of the rest is in. NUL bytes in UTF-16 are its ASCII (spaces, newlines, digits):
+    """Share of characters that text in one or two scripts is made of: ASCII (printable, or
+    a tab or newline), punctuation, spaces, symbols and numbers (℃, ㎡, ①), and the letters
+    of the two scripts most of the rest is in. NUL bytes in UTF-16 are its ASCII (spaces, newlines, digits):
     Hangul, Cyrillic or Greek beside them were read as binary by ``_readable_share``, which
     knows CJK only. Binary data read as UTF-16 scatters over many scripts (random bytes:
     under half in the largest, CJK's ideographs), with control, private-use and unassigned
@@ -302,14 +302,15 @@ def _one_script_share(text: str) -> float:
             ascii_ok += c.isprintable() or c in ALLOWED_CONTROL
             continue
         category = unicodedata.category(c)
-        if category[0] in "PZ":
+        if category[0] in "PZSN" and c != "\ufffd":  # ℃, ㎡, ￥, circled digits, box drawing
             ascii_ok += 1
-        elif category[0] in "LMNS" and c != "\ufffd":
+        elif category[0] in "LM":
             script = unicodedata.name(c, "?").split()[0].split("-")[0]
             letters.setdefault("CJK" if script in _CJK_NAMES else script, []).append(c)
-    most = max(letters.values(), key=len, default=[])
+    most, second = (sorted(letters.values(), key=len, reverse=True) + [[], []])[:2]
     varied = len(set(most)) > 1 or len(most) < 4
-    return (ascii_ok + len(most) * varied) / max(1, len(text))
+    # two scripts: Korean with hanja, Chinese beside Russian or pinyin with tone marks
+    return (ascii_ok + (len(most) + len(second)) * varied) / max(1, len(text))
 
 
 def guess_encoding(prefix: bytes) -> str:

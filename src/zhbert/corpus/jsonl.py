@@ -277,7 +277,7 @@ def array_documents(stream: "Utf8Stream", source: str, field_name: str,
                     bad(number, str(exc))
             return
         except (ijson.JSONError, ValueError) as exc:  # ValueError: a raw tab or bad escape in a string
-            stray = None if depth[0] != in_array or _incomplete(exc) else _stray(exc, stream, number, in_array)
+            stray = None if depth[0] != in_array or _cut(exc, stream) else _stray(exc, stream, number, in_array)
             if stray is None:
                 raise _damage(exc, stream, number) from None
         number += 1  # the stray bytes: told as a bad item, then a fresh parse from the next object
@@ -292,8 +292,17 @@ def _damage(exc: Exception, stream: "Utf8Stream", number: int) -> ArrayDamage:
     if stream.base:
         why = re.sub(r"(?<= at )(\d+)$", lambda m: str(int(m[1]) + stream.base), why)
     message = f"after item {number:,} ({why})"
-    return (ArrayCut(f"its JSON ends {message}") if _incomplete(exc)
+    if _incomplete(exc) and not stream.ended:  # ijson's word for a stray "n" or "tr", mid-file
+        message = f"after item {number:,} (a stray word there, part of true, false or null, is no JSON value)"
+    return (ArrayCut(f"its JSON ends {message}") if _cut(exc, stream)
             else ArrayDamage(f"stops parsing as JSON {message}"))
+
+
+def _cut(exc: Exception, stream: "Utf8Stream") -> bool:
+    """The file cut short: ijson out of input at the file's end. It says "Incomplete JSON
+    content" for a stray "n" or "tr" mid-file too (a prefix of null or true, as a cut file
+    would end), which is damage: kept as a cut, it lost every item after it, with a warning."""
+    return _incomplete(exc) and stream.ended
 
 
 def _stray(exc: Exception, stream: "Utf8Stream", number: int, in_array: bool) -> str | None:
@@ -361,6 +370,7 @@ class Utf8Stream:
         self._recent: list[bytes] = []
         self._chars = 0
         self.base = 0  # the characters before this parse's first (``resume`` starts another)
+        self.ended = False  # a read found nothing left: the parse saw the file's end
 
     def recent(self) -> tuple[str, int]:
         """The text of the last two reads (less a character cut at either end), and the
@@ -380,6 +390,7 @@ class Utf8Stream:
         self._fill(size)
         size = len(self._buffer) if size < 0 else size
         out, self._buffer = self._buffer[:size], self._buffer[size:]
+        self.ended = self.ended or (not out and size != 0)
         self._recent = [self._recent[-1], out] if self._recent else [out]
         return out
 

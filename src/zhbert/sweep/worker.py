@@ -75,7 +75,7 @@ class _Stop:
     def __enter__(self) -> "_Stop":
         self._old = {s: signal.signal(s, self._set) for s in STOP_SIGNALS}
         # a stop held pending since the fork runs _set now (not blocked here: a no-op)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        self._mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         # a parent killed by -9 before this worker's death signal was set (spawn._start, as
         # it forked) sent none: the worker would run trials unattended to the end
         parent = os.environ.get(PARENT_ENV)
@@ -87,8 +87,15 @@ class _Stop:
         self.flag = True
 
     def __exit__(self, *exc) -> None:
+        # a spawned worker (its stops came blocked) ignores them on its way out: its parent
+        # re-sends a stop until it exits, and one landing on the old dispositions (the
+        # default SIGTERM, KeyboardInterrupt) killed it, its registration left behind.
+        # Ignored, not blocked again: other threads (torch's, Optuna's) do not share this
+        # thread's mask, and a signal sent to the process goes to one that does not block it
+        spawned = bool(self._mask & set(STOP_SIGNALS))
         for s, old in self._old.items():
-            signal.signal(s, old)
+            signal.signal(s, signal.SIG_IGN if spawned else old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
 
 
 # ----------------------------------------------------------------------------- claiming
@@ -240,6 +247,9 @@ class TrialRun:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                              start_new_session=True, preexec_fn=die_with_parent,
                                              pass_fds=(told,))
+        except BaseException:
+            self.told()  # no trainer: the read end too
+            raise
         finally:
             os.close(told)  # the trainer's alone: its exit ends the pipe
 
@@ -326,6 +336,9 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: W
     except (TakenOver, UpdateFinishedTrialError):  # its report, attributes or tell refused
         run.stop()
         return "taken over: another worker failed it as lost and queued its retry"
+    finally:  # the pipe's read end closed whichever way the trial ended: a worker had kept
+        if hasattr(run, "told"):  # one open per complete or stopped trial (a stand-in has none)
+            run.told()
 
 
 def _supervise(study: optuna.Study, run: TrialRun, pruner, stop: _Stop, log) -> str:
