@@ -1,7 +1,7 @@
 """Training throughput: zhbert's step vs Hugging Face's BertForPreTraining, side by side.
 
     python -m benchmarks.train_throughput --config tiny|seed [--precision auto|fp32|bf16]
-        [--quick] [--batch-size 32] [--steps N] [--rounds 3] [--compile]
+        [--quick] [--batch-size 32] [--steps N] [--rounds 3] [--compile] [--real-share 0.87]
 
 Both models have the same shape and the same weights (HF loads zhbert's state_dict).
 Each side runs a plain loop: zero_grad, forward with MLM + NSP labels, backward,
@@ -10,6 +10,13 @@ per row, the head only there; fused AdamW, gradient clipping and, in bf16, a bf1
 copy of fp32 master weights, as zhbert.train does); HF gets the same
 tokens with a (B, T) labels tensor (-100 off the masked slots), SDPA attention and
 the default AdamW, as in the reference issue.
+
+``--real-share S`` pads the rows as packing leaves them on real data (the built-in corpus:
+0.87 of a `tiny` batch's positions are real tokens after its length switch): a random
+share of the rows end early, at a uniform length from T/4, so that S of the positions are
+real. Tokens/s then count real tokens on both sides (zhbert's layers skip the padding:
+zhbert.unpadding; HF computes it); model FLOP/s count zhbert's per real token, HF's per
+position.
 
 glibc's malloc is tuned as ``zhbert train`` tunes it (``machine.tune_malloc``: no page
 faults on activations every step). The reference runs in the same process and gains
@@ -45,25 +52,33 @@ def model_config(name: str):
     return preset(name, VOCAB, max_predictions=M, max_position_embeddings=512)
 
 
-def make_batch(B: int, seed: int, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
-    """A full-length [CLS] A [SEP] B [SEP] batch in zhbert's contract, plus ``labels``
-    (B, T) for HF. 80/10/10 masking does not change the cost, so every slot is [MASK]."""
+def _lengths(B: int, real_share: float, g: torch.Generator) -> torch.Tensor:
+    """Row lengths whose mean is ``real_share`` of T: a share q of the rows end at a uniform
+    length in [T/4, T) (5/8 of T on average), the rest are full: q = (1 - S) * 8 / 3."""
+    short = torch.rand(B, generator=g) < (1 - real_share) * 8 / 3
+    return torch.where(short, torch.randint(T // 4, T, (B,), generator=g), torch.full((B,), T))
+
+
+def make_batch(B: int, seed: int, vocab: int = VOCAB, real_share: float = 1.0) -> dict[str, torch.Tensor]:
+    """A [CLS] A [SEP] B [SEP] batch in zhbert's contract, plus ``labels`` (B, T) for HF;
+    full-length rows, or padded to ``real_share`` of the positions (``_lengths``). 80/10/10
+    masking does not change the cost, so every slot is [MASK]."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, vocab, (B, T), generator=g)
-    cut = torch.randint(T // 4, 3 * T // 4, (B,), generator=g)
-    ids[:, 0], ids[:, -1] = 2, 3
-    ids[torch.arange(B), cut] = 3
-    types = (torch.arange(T) > cut[:, None]).long()
-    # M distinct positions per row, never [CLS]/[SEP]; sorted like zhbert.data's
-    score = torch.rand(B, T, generator=g)
-    score[:, 0] = score[:, -1] = 2.0
-    score[torch.arange(B), cut] = 2.0
+    n = _lengths(B, real_share, g) if real_share < 1 else torch.full((B,), T)
+    rows, real = torch.arange(B), torch.arange(T)[None, :] < n[:, None]
+    ids = torch.randint(5, vocab, (B, T), generator=g).masked_fill(~real, 0)
+    cut = (n // 4 + (torch.rand(B, generator=g) * (n // 2)).long()).clamp(max=n - 2)
+    ids[:, 0], ids[rows, n - 1], ids[rows, cut] = 2, 3, 3
+    types = ((torch.arange(T) > cut[:, None]) & real).long()
+    # M distinct positions per row, never [CLS]/[SEP]/padding; sorted like zhbert.data's
+    score = torch.rand(B, T, generator=g).masked_fill(~real, 2.0)
+    score[:, 0] = 2.0
+    score[rows, n - 1] = score[rows, cut] = 2.0
     positions = score.argsort(1)[:, :M].sort(1).values
     mlm_labels = torch.gather(ids, 1, positions)
     ids.scatter_(1, positions, 4)  # [MASK]
     labels = torch.full((B, T), -100).scatter_(1, positions, mlm_labels)
-    return {"input_ids": ids, "token_type_ids": types,
-            "attention_mask": torch.ones(B, T, dtype=torch.bool),
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": real,
             "mlm_positions": positions, "mlm_labels": mlm_labels,
             "nsp_labels": torch.randint(0, 2, (B,), generator=g), "labels": labels}
 
@@ -162,7 +177,7 @@ def measure(args, cfg, precision: str) -> dict:
     sides = {}
     for side in ("zhbert", "reference"):
         sides[side] = build(side, cfg, state, args.compile and side == "zhbert", precision)
-    batches = [make_batch(args.batch_size, s) for s in range(4)]
+    batches = [make_batch(args.batch_size, s, real_share=args.real_share) for s in range(4)]
     warm = {}
     for side, step in sides.items():  # the first zhbert step includes compile time when compiled
         t = time.perf_counter()
@@ -174,7 +189,8 @@ def measure(args, cfg, precision: str) -> dict:
         order = list(sides) if r % 2 == 0 else list(sides)[::-1]  # neither side always goes first
         for side in order:
             secs[side].extend(timed(sides[side], batches, args.steps, r))
-    return {"first_step_s": warm, "step_s": secs}
+    return {"first_step_s": warm, "step_s": secs,
+            "real_tokens": statistics.mean(int(b["attention_mask"].sum()) for b in batches)}
 
 
 def ratio_lines(summary: dict, step_s: dict, tokens: int) -> tuple[dict, list[str]]:
@@ -191,10 +207,11 @@ def ratio_lines(summary: dict, step_s: dict, tokens: int) -> tuple[dict, list[st
 def report(args, cfg, precision: str, result: dict, info: dict, peak: dict, rss: dict) -> dict:
     from zhbert.accounting import flops_per_token
 
-    tokens = args.batch_size * T  # per step
+    tokens = result.get("real_tokens", args.batch_size * T)  # real tokens per step
+    share = tokens / (args.batch_size * T)
     fpt_ours = flops_per_token(cfg, T, M / T, (M + cfg.has_nsp) / T)  # last layer at M (+ [CLS])
-    # HF computes the MLM head at every position: count what each side really does
-    fpt_ref = flops_per_token(cfg, T, 1.0)
+    # HF computes the MLM head at every position, and the padding: count what each side does
+    fpt_ref = flops_per_token(cfg, T, 1.0) / share
     rows = [["side", "precision", "tokens/s", "mean tok/s", "best..worst step", "model GFLOP/s",
              "% peak", "peak RSS MB", "first step s"]]
     summary = {}
@@ -215,7 +232,8 @@ def report(args, cfg, precision: str, result: dict, info: dict, peak: dict, rss:
     print(common.machine_line(info))
     print(f"config {args.config} (hidden {cfg.hidden_size}, {cfg.num_layers} layers, {cfg.num_heads} "
           f"heads, FFN {cfg.intermediate_size}, vocab {cfg.vocab_size}), batch {args.batch_size}x{T}, "
-          f"M={M}, {args.rounds} rounds x {args.steps} steps per side, compile={args.compile}")
+          f"M={M}, {args.rounds} rounds x {args.steps} steps per side, compile={args.compile}, "
+          f"real tokens {share:.1%} of the positions")
     print("matmul peak (1024^3, best of before and after the run): " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in peak.items()))
     print(common.table(rows))
     print("tokens/s from the median step; mean tok/s from the total time")
@@ -240,6 +258,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--compile", action="store_true", help="torch.compile zhbert's forward")
     p.add_argument("--threads", type=argtypes.cores, help="torch threads (default: torch's)")
     p.add_argument("--no-rss", action="store_true", help="skip the per-side RSS child processes")
+    p.add_argument("--real-share", type=argtypes.number(0.625, 1.0), default=1.0,
+                   help="share of the positions that are real tokens, the rest padding (default 1: full rows)")
     p.add_argument("--child", choices=("zhbert", "reference"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

@@ -265,3 +265,18 @@ def test_a_bad_option_is_one_line_without_the_usage_block(capsys):
         p.parse_args(["--trials", "0"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith("benchmarks.x: error: ")
+
+
+def test_train_throughputs_padded_batches_keep_the_contract():
+    """--real-share pads rows as packing leaves them on real data: the masked slots, [SEP]s
+    and token types stay inside each row's real tokens, and about that share is real."""
+    from benchmarks.train_throughput import make_batch, parse_args
+    b = make_batch(256, 0, real_share=0.87)
+    real = b["attention_mask"]
+    assert abs(real.float().mean().item() - 0.87) < 0.03
+    assert bool(real.gather(1, b["mlm_positions"]).all()) and bool((b["input_ids"][~real] == 0).all())
+    assert bool((b["token_type_ids"][~real] == 0).all()) and bool((b["labels"][~real] == -100).all())
+    assert bool(make_batch(8, 0)["attention_mask"].all())
+    assert parse_args(["--real-share", "0.87"]).real_share == 0.87
+    with pytest.raises(SystemExit):
+        parse_args(["--real-share", "0.5"])

@@ -38,6 +38,7 @@ from torch import nn
 from zhbert.dropout import Dropout
 from zhbert.kernels import Linear, attention, cross_entropy, linear
 from zhbert.hits import correct_and_count
+from zhbert.unpadding import Unpadded, unpadded
 # the model's settings live in modelconfig (no torch there); importable from here as before
 from zhbert.modelconfig import HF_NAMES, PAD_ID, ModelConfig, preset  # noqa: F401
 
@@ -61,12 +62,16 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.hidden_dropout)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                layout: Unpadded | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, C), or (N, C) at the real tokens (``layout``)."""
         T = input_ids.shape[1]
         # positions are always 0..T-1: slice the table instead of an index lookup (cheaper backward)
         x = (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
              + self.position_embeddings.weight[:T])
-        return self.dropout(self.LayerNorm(x))  # (B, T, C)
+        if layout is not None:  # before the norm and dropout: none of their work on padding
+            x = layout.unpad(x)
+        return self.dropout(self.LayerNorm(x))
 
 
 # Devices where attention dropout is written out (attend_written_out). Elsewhere (CUDA)
@@ -97,17 +102,23 @@ class SelfAttention(nn.Module):
         self.dropout = Dropout(cfg.attention_dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
-                xq: torch.Tensor | None = None) -> torch.Tensor:
+                xq: torch.Tensor | None = None, layout: Unpadded | None = None) -> torch.Tensor:
         """(B, T, C) -> (B, T, C); with ``xq`` (B, R, C), the rows of x whose outputs are
-        wanted, -> (B, R, C): queries only there, keys and values everywhere."""
+        wanted, -> (B, R, C): queries only there, keys and values everywhere. With
+        ``layout``, x is (N, C) at the real tokens (unpadding.py), and so is the output."""
         if xq is not None:
-            return self.attend_from(xq, x, mask)
-        B, T, C = x.shape
-        H = self.num_heads
+            return self.attend_from(xq, x, mask, layout)
         # one (C, 3C) matmul instead of three; the params keep HF's separate names
         w = torch.cat((self.query.weight, self.key.weight, self.value.weight))
         b = torch.cat((self.query.bias, self.key.bias, self.value.bias))
-        qkv = linear(x, w, b)  # (B, T, 3C)
+        qkv = linear(x, w, b)  # (B, T, 3C), or (N, 3C): padded back for the attention
+        out = self.attend_qkv(qkv if layout is None else layout.pad(qkv), mask)
+        return out if layout is None else layout.unpad(out)
+
+    def attend_qkv(self, qkv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, 3C) fused projections -> (B, T, C)."""
+        B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        H = self.num_heads
         p = self.dropout.p if self.training else 0.0
         if written_out_attention(qkv, p) and not torch.compiler.is_compiling():
             return attention(qkv, H, p, mask)  # the same, in fewer copies (kernels._Attention)
@@ -115,13 +126,16 @@ class SelfAttention(nn.Module):
         q, k, v = qkv.view(B, T, 3 * H, C // H).transpose(1, 2).split(H, dim=1)
         return self.attend(q, k, v, mask, p).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
 
-    def attend_from(self, xq: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None):
-        """Queries from xq (B, R, C) attending over keys and values from x (B, T, C)."""
-        B, T, C = x.shape
-        H, R = self.num_heads, xq.shape[1]
+    def attend_from(self, xq: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None,
+                    layout: Unpadded | None = None):
+        """Queries from xq (B, R, C) attending over keys and values from x (B, T, C), or
+        from x (N, C) at the real tokens (``layout``)."""
+        H, (B, R, C) = self.num_heads, xq.shape
         w = torch.cat((self.key.weight, self.value.weight))
         b = torch.cat((self.key.bias, self.value.bias))
-        k, v = linear(x, w, b).view(B, T, 2 * H, C // H).transpose(1, 2).split(H, dim=1)
+        kv = linear(x, w, b)
+        kv = kv if layout is None else layout.pad(kv)  # (B, T, 2C)
+        k, v = kv.view(B, kv.shape[1], 2 * H, C // H).transpose(1, 2).split(H, dim=1)
         q = self.query(xq).view(B, R, H, C // H).transpose(1, 2)
         p = self.dropout.p if self.training else 0.0
         return self.attend(q, k, v, mask, p).transpose(1, 2).reshape(B, R, C)
@@ -169,7 +183,10 @@ class AddNorm(nn.Module):
 
 
 def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """(B, T, C) at the positions ``rows`` (B, R) -> (B, R, C)."""
+    """(B, T, C) at the positions ``rows`` (B, R) -> (B, R, C); unpadded x (N, C) at its
+    rows ``rows`` (B, R) (``Unpadded.rows``) -> (B, R, C)."""
+    if x.dim() == 2:
+        return x[rows]
     return torch.gather(x, 1, rows[:, :, None].expand(-1, -1, x.shape[-1]))
 
 
@@ -179,14 +196,15 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = AddNorm(cfg.hidden_size, cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, C) -> (B, T, C), or only at the positions ``rows`` (B, R) -> (B, R, C)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor | None = None,
+                layout: Unpadded | None = None) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C), or only at the positions ``rows`` (B, R) -> (B, R, C);
+        with ``layout``, x is (N, C) at the real tokens and ``rows`` are rows of it."""
         h = self.output.normed(x)
         if rows is None:
-            return self.output(self.self(h, mask), x)
+            return self.output(self.self(h, mask, layout=layout), x)
         hq = _gather_rows(h, rows)
-        return self.output(self.self(h, mask, hq), _gather_rows(x, rows) if h is not x else hq)
+        return self.output(self.self(h, mask, hq, layout), _gather_rows(x, rows) if h is not x else hq)
 
 
 class Intermediate(nn.Module):
@@ -210,9 +228,9 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(cfg)
         self.output = AddNorm(cfg.intermediate_size, cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.attention(x, mask, rows)  # past here each position is on its own
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor | None = None,
+                layout: Unpadded | None = None) -> torch.Tensor:
+        x = self.attention(x, mask, rows, layout)  # past here each position is on its own
         return self.output(self.intermediate(self.output.normed(x)), x)
 
 
@@ -224,15 +242,16 @@ class Encoder(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) \
             if cfg.norm == "pre" else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor | None = None,
+                layout: Unpadded | None = None) -> torch.Tensor:
         """(B, T, C) -> (B, T, C); with ``rows`` (B, R) the last layer computes only the
         outputs at those positions, (B, R, C): nothing reads the others, and each position's
-        queries, feed-forward and norms are its own (keys and values still come from all)."""
+        queries, feed-forward and norms are its own (keys and values still come from all).
+        With ``layout`` (and ``rows``), x is (N, C) at the real tokens (unpadding.py)."""
         *first, last = self.layer
         for layer in first:
-            x = layer(x, mask)
-        x = last(x, mask, rows)
+            x = layer(x, mask, layout=layout)
+        x = last(x, mask, rows if layout is None else layout.rows(rows), layout)
         return x if self.LayerNorm is None else self.LayerNorm(x)
 
 
@@ -355,8 +374,10 @@ class BertForPretraining(nn.Module):
         if padded is None:
             padded = any_padding(attention_mask)
         mask = attention_mask.bool()[:, None, None, :] if padded else None
-        x = self.bert.embeddings(input_ids, token_type_ids)
-        return self.bert.encoder(x, mask, rows)
+        # a padded batch's layers at its real tokens only, where only some rows are read
+        layout = unpadded(attention_mask, padded) if rows is not None else None
+        x = self.bert.embeddings(input_ids, token_type_ids, layout)
+        return self.bert.encoder(x, mask, rows, layout)
 
     def mlm_rows(self, slots: torch.Tensor,
                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
