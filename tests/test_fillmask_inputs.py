@@ -117,3 +117,16 @@ def test_an_input_table_whose_every_row_was_skipped_says_so(trained_run, tmp_pat
     assert cli_main(["fill-mask", str(trained_run), "--input", str(table)]) == 2
     err = capsys.readouterr().err
     assert f"--input file {table} holds no sentence to fill" in err and "or --input FILE" not in err
+
+
+def test_a_run_whose_config_is_corrupt_is_named_as_such(trained_run, tmp_path, capsys):
+    """fill-mask on a run whose config.json is garbage said "neither a run directory nor an
+    exported model; check the path", where export and eval name the corrupt file."""
+    import shutil
+    from zhbert.cli import main
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "config.json").write_text("garbage{{", encoding="utf-8")
+    assert main(["fill-mask", str(run), "北京是中国的[MASK]都。"]) == 2
+    err = capsys.readouterr().err
+    assert f"run config {run / 'config.json'} is corrupt" in err and "neither" not in err

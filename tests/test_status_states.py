@@ -168,3 +168,17 @@ def test_the_thread_count_is_read_from_what_describe_machine_writes():
     from zhbert.threads import recorded_threads
     assert recorded_threads(describe_machine()) == torch.get_num_threads()
     assert recorded_threads("cpu · 1 thread · torch 2") == 1 and recorded_threads(None) is None
+
+
+def test_status_of_a_run_killed_before_its_history_says_how_to_go_on(tmp_path, capsys):
+    """A training killed 0.3 s after it wrote config.json: status said "not a zhbert run (no
+    history.jsonl); start one with zhbert train --data DATA --out RUN", which then refused
+    ("already holds this run; pass --resume")."""
+    import json
+    from zhbert.cli import main
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"config": {}, "config_hash": "0123456789abcdef"}))
+    assert main(["status", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "stopped before its first step" in err and f"--out {run} --resume" in err

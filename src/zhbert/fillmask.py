@@ -208,7 +208,9 @@ def load_masked_lm(path: str | Path, checkpoint: int | None = None, device=None,
 
     path = Path(path)
     device = device or default_device()
-    if is_run_dir(path):
+    # a run whose config.json no longer reads is still a run (its history says so): open_run
+    # names the corrupt file, where "neither a run nor an export" sent the user to the path
+    if is_run_dir(path) or (path / "history.jsonl").is_file() and not (path / EXPORT_MARKER).is_file():
         run = open_run(path)
         ref = select_checkpoints(path, checkpoint)[0]
         data = open_run_data(run)

@@ -116,7 +116,7 @@ def average_tokens_per_s(tokens: float | None, seconds: float | None) -> float |
 
 def not_a_run(run_dir: Path) -> UserError:
     """Why ``run_dir`` (without history.jsonl) is no run, and what to run instead."""
-    from zhbert.run import not_a_run_dir
+    from zhbert.run import is_run_dir, not_a_run_dir
 
     if not run_dir.exists():
         return UserError(f"{run_dir} does not exist; give a run directory made by "
@@ -126,6 +126,10 @@ def not_a_run(run_dir: Path) -> UserError:
         return UserError(f"{run_dir} is a file, not a run directory: give "
                          + (f"the run it is in, {parent}" if (parent / "history.jsonl").is_file()
                             else "the folder `zhbert train --out RUN` made"))
+    if is_run_dir(run_dir):  # a run's config (not an export's), no history: killed as it started
+        return UserError(f"{run_dir} holds a run's config.json but no history.jsonl: its training "
+                         "stopped before its first step; start it again with `zhbert train --data "
+                         f"DATA --out {run_dir} --resume` (or --force for a new run there)")
     return not_a_run_dir(run_dir) or UserError(
         f"{run_dir} is not a zhbert run (no history.jsonl); start one with "
         "`zhbert train --data DATA --out RUN`")
