@@ -20,6 +20,8 @@ What makes it faster than HF at equal shapes:
   only at the labelled ones: ``mlm_rows``), and the last layer only where the heads read,
   the masked slots and [CLS] (``Encoder``: keys and values still at all T; exact);
 - q/k/v are one matmul (weights concatenated at forward, names unchanged);
+- on the CPU a padded batch's layers run at its real tokens only (``zhbert.unpadding``;
+  attention pads its projections back), where only some rows are read;
 - no attention mask when the batch has no padding (known on the host: no sync); on the
   CPU with dropout or in bf16 the attention is written out (``written_out_attention``),
   elsewhere SDPA (on CUDA it does the dropout in its fused kernels);
