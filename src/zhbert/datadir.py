@@ -153,12 +153,23 @@ class DataDir:
     def characters_per_token(self, split: str = "train") -> float:
         """Characters of text per token in ``split`` (report.json), what `compare --x
         characters` scales tokens by: ~1 for a Chinese character vocabulary."""
-        from zhbert.fileio import read_json
-        counts = read_json(self.path / "report.json", "dataset report").get("splits", {}).get(split, {})
-        if not counts.get("tokens") or "characters" not in counts:
+        counts = self.report().get("splits")
+        counts = counts.get(split) if isinstance(counts, dict) else None
+        if not isinstance(counts, dict) or not counts.get("tokens") or "characters" not in counts:
             raise UserError(f"{self.path / 'report.json'} has no {split} characters and tokens; "
                             "re-run zhbert prepare")
         return counts["characters"] / counts["tokens"]
+
+    def report(self) -> dict[str, Any]:
+        """report.json, the dataset report prepare wrote: a JSON object, or a UserError."""
+        where = self.path / "report.json"
+        if where.is_dir():
+            raise UserError(f"{where} is a folder, not a file: re-run zhbert prepare")
+        report = read_json(where, "dataset report", "re-run zhbert prepare")
+        if not isinstance(report, dict):
+            raise UserError(f"{where} is not a zhbert dataset report (a JSON object; it holds "
+                            f"{_json_kind(report)}): re-run zhbert prepare")
+        return report
 
     def split(self, name: str) -> SplitArrays:
         if name not in self.manifest.get("splits", {}):
@@ -172,12 +183,13 @@ class DataDir:
                          if self.manifest.get("word_boundaries") else None),
         )
         _check_split(arrays, name, self.path)
+        _check_token_ids(arrays.tokens, len(self.vocab), self.path / f"{name}.tokens.npy")
         return arrays
 
     def check_arrays(self) -> None:
         """Open every split as training does (``split``), so that a missing, truncated or
-        inconsistent array is a UserError here too, not only once a run starts. Cheap:
-        the arrays are memory-mapped, only their headers and last offsets are read."""
+        inconsistent array, or a token id outside the vocabulary, is a UserError here too,
+        not only once a run starts (``_check_token_ids``: one pass over each token array)."""
         for name in self.manifest.get("splits", {}):
             self.split(name)
 
@@ -214,24 +226,135 @@ def open_data_dir(path: str | Path, expect_vocab_sha256: str | None = None) -> D
     if not (path / DATA_MANIFEST).exists() and is_run_dir(path):  # not "prepare --out RUN"
         raise UserError(f"{path} is a training run, not a data directory; give the data directory "
                         f"it was trained on ({_run_data_dir(path)})")
-    manifest = read_json(path / DATA_MANIFEST, "data manifest",
-                         f"{path} is not a data directory; make one with "
-                         f"`zhbert prepare SOURCES --out NEW_DIR` (SOURCES: builtin, files, a dump)")
-    if manifest.get("format") != FORMAT:
-        raise UserError(f"{path} is not a zhbert data directory (manifest format "
-                        f"{manifest.get('format')!r}); create one with zhbert prepare")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path} has data format version {manifest.get('format_version')}, "
-                        f"this zhbert reads version {FORMAT_VERSION}: re-run zhbert prepare "
-                        "to rebuild it")
+    manifest = _read_manifest(path)
     vocab = Vocab.load(path / "vocab.txt")
-    if vocab.sha256 != manifest.get("vocab", {}).get("sha256"):
+    if vocab.sha256 != manifest["vocab"]["sha256"]:
         raise UserError(f"{path / 'vocab.txt'} does not match the manifest's vocab hash "
                         "(edited or replaced?); re-run zhbert prepare")
+    if manifest["vocab"].get("size", len(vocab)) != len(vocab):
+        raise UserError(f"{path / DATA_MANIFEST} says the vocabulary has "
+                        f"{manifest['vocab']['size']:,} tokens, {path / 'vocab.txt'} has "
+                        f"{len(vocab):,} (edited?); re-run zhbert prepare")
     if expect_vocab_sha256 is not None and vocab.sha256 != expect_vocab_sha256:
         raise UserError(f"the vocabulary of {path} differs from the one this run was trained "
                         "with; use the data directory the run was started on, or start a new run")
     return DataDir(path=path, manifest=manifest, vocab=vocab)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of data directory ``path``, its shape checked (``_manifest_problem``):
+    a UserError naming the file and the fix otherwise, never an AttributeError later."""
+    where = path / DATA_MANIFEST
+    if where.is_dir():
+        raise UserError(f"{where} is a folder, not a file: {path} is not a usable data "
+                        "directory; re-run zhbert prepare")
+    manifest = read_json(where, "data manifest",
+                         f"{path} is not a data directory; make one with "
+                         f"`zhbert prepare SOURCES --out NEW_DIR` (SOURCES: builtin, files, a dump)")
+    if not isinstance(manifest, dict):
+        raise UserError(f"{where} is not a zhbert manifest (a JSON object; it holds "
+                        f"{_json_kind(manifest)}): re-run zhbert prepare")
+    if manifest.get("format") != FORMAT:
+        raise UserError(f"{path} is not a zhbert data directory (manifest format "
+                        f"{manifest.get('format')!r}); create one with zhbert prepare")
+    version = manifest.get("format_version")
+    if type(version) is not int:  # noqa: E721 - True == 1, and "1" printed as 1 read as a match
+        raise UserError(f"{where} has format_version {_show(version)}, not a whole number: "
+                        "re-run zhbert prepare")
+    if version != FORMAT_VERSION:
+        raise UserError(f"{path} has data format version {version}, "
+                        f"this zhbert reads version {FORMAT_VERSION}: re-run zhbert prepare "
+                        "to rebuild it")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise UserError(f"{where} {problem} (edited or damaged?): re-run zhbert prepare")
+    return manifest
+
+
+def _show(value: Any) -> str:
+    """A manifest value for a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), "value")
+
+
+_COUNTS = ("documents", "sentences", "tokens")
+# key: (what it must be, test); None values pass where a key may be null
+_OPTIONAL = {
+    "dtype": ("a string", lambda v: isinstance(v, str)),
+    "word_boundaries": ("true or false", lambda v: isinstance(v, bool)),
+    "language": ("a string", lambda v: isinstance(v, str)),
+    "tokenizer": ('"char" or "wordpiece"', lambda v: v in ("char", "wordpiece")),
+    "config": ("an object", lambda v: v is None or isinstance(v, dict)),
+    "sources": ("a list", lambda v: v is None or isinstance(v, list)),
+}
+
+
+def _manifest_problem(m: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's keys and value types ("has no 'splits'"), or None.
+    Only their shape: a count that differs from its array is what another preparation
+    looks like (DataDir.identity tells runs so), not damage."""
+    for key in ("splits", "vocab"):
+        if key not in m:
+            return f"has no {key!r}"
+        if not isinstance(m[key], dict):
+            return f"has {key!r} as {_json_kind(m[key])}, not an object"
+    for name, counts in m["splits"].items():
+        if name not in SPLITS:
+            return f"names an unknown split {_show(name)} (zhbert's are {', '.join(SPLITS)})"
+        if not isinstance(counts, dict):
+            return f"has split {name!r} as {_json_kind(counts)}, not an object"
+        for key in _COUNTS:
+            v = counts.get(key, 0)
+            if type(v) is not int or v < 0:  # noqa: E721 - not true/false
+                return f"has {name} {key} {_show(v)}, not a count"
+    if not isinstance(m["vocab"].get("sha256"), str):
+        return "has no vocab sha256 (a string)"
+    size = m["vocab"].get("size", 0)
+    if type(size) is not int:  # noqa: E721
+        return f"has vocab size {_show(size)}, not a number"
+    for key, (want, ok) in _OPTIONAL.items():
+        if key in m and not ok(m[key]):
+            return f"has {key} {_show(m[key])}, not {want}"
+    clean = (m.get("config") or {}).get("clean")
+    if clean is not None and not isinstance(clean, dict):
+        return f"has config.clean {_show(clean)}, not an object"
+    return None
+
+
+_ID_CHUNK = 1 << 22  # ids per pass: min and max of a chunk read it from the cache once
+_VERIFIED: set[tuple] = set()  # token arrays found in range, by file identity and vocab size
+
+
+def _check_token_ids(tokens: np.ndarray, vocab_size: int, where: Path) -> None:
+    """Every id in [0, vocab_size): one outside made torch.embedding raise an IndexError
+    in the first step (or worse, on a GPU, a device assert). One pass over the array
+    (PERFORMANCE in tests/test_data_dir_validation.py), once per file per process."""
+    if tokens.dtype.kind not in "ui":
+        raise UserError(f"{where} holds {tokens.dtype} values, not token ids: the data "
+                        "directory is damaged; re-run zhbert prepare")
+    try:
+        st = where.stat()
+        key = (str(where.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, vocab_size)
+    except OSError:
+        key = None
+    if key in _VERIFIED:
+        return
+    signed = tokens.dtype.kind == "i"
+    for lo in range(0, len(tokens), _ID_CHUNK):
+        chunk = tokens[lo:lo + _ID_CHUNK]
+        if int(chunk.max()) < vocab_size and not (signed and int(chunk.min()) < 0):
+            continue
+        at = lo + int(np.flatnonzero((chunk >= vocab_size) | (chunk < 0))[0])
+        raise UserError(f"{where} holds token id {int(tokens[at])} at position {at:,}, outside "
+                        f"the vocabulary's {vocab_size:,} ids (0 to {vocab_size - 1:,}): the data "
+                        "directory is damaged; re-run zhbert prepare")
+    if key is not None:
+        _VERIFIED.add(key)
 
 
 def _check_split(a: SplitArrays, split: str, where: Path | None = None) -> None:
@@ -239,7 +362,17 @@ def _check_split(a: SplitArrays, split: str, where: Path | None = None) -> None:
     ok = (a.tokens.ndim == 1 and a.sentences.ndim == 1 and a.documents.ndim == 1
           and len(a.sentences) >= 1 and len(a.documents) >= 1
           and int(a.sentences[-1]) == len(a.tokens) and int(a.documents[-1]) == len(a.sentences) - 1
-          and (a.word_starts is None or len(a.word_starts) == len(a.tokens)))
+          and (a.word_starts is None or len(a.word_starts) == len(a.tokens))
+          and _offsets_ok(a.sentences) and _offsets_ok(a.documents))
     if not ok:
         raise UserError(f"split {split!r}{loc} has inconsistent arrays (truncated or corrupt); "
                         "recreate the data directory with zhbert prepare")
+
+
+def _offsets_ok(offsets: np.ndarray) -> bool:
+    """Offsets from 0, never going back: one overwritten (10**9 in train.sentences.npy)
+    trained on in silence, a segment cut short at the end of the tokens."""
+    if offsets.dtype.kind not in "ui" or int(offsets[0]) != 0:
+        return False
+    chunks = (offsets[lo:lo + _ID_CHUNK + 1] for lo in range(0, max(len(offsets) - 1, 1), _ID_CHUNK))
+    return all(bool((c[1:] >= c[:-1]).all()) for c in chunks)  # not np.diff: uint64 wraps

@@ -402,10 +402,16 @@ class Vocab:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UserError(f"vocabulary file not found: {path}") from None
+        except IsADirectoryError:
+            raise UserError(f"{path} is a folder, not a file: the vocabulary must be a text file; "
+                            "recreate it with zhbert prepare") from None
         except UnicodeDecodeError:
             raise UserError(f"vocabulary file {path} is not UTF-8; recreate it with zhbert prepare") from None
+        except OSError as exc:  # unreadable (permissions, I/O)
+            raise UserError(f"cannot read vocabulary file {path} ({exc.strerror or exc})") from None
         tokens = tuple(line for line in text.split("\n") if line != "")
         if tuple(tokens[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
-            raise UserError(f"{path} is not a zhbert vocabulary (it must start with "
+            what = "is empty" if not text.strip() else "is not a zhbert vocabulary"
+            raise UserError(f"{path} {what} (it must start with "
                             f"{', '.join(SPECIAL_TOKENS)}); recreate it with zhbert prepare")
         return cls(tokens)

@@ -349,7 +349,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from zhbert.datadir import open_data_dir
-    from zhbert.fileio import read_json
 
     from zhbert.corpus.languages import get as language
 
@@ -357,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
     # report.json was cached at prepare time: its PASS says nothing of the arrays now on
     # disk, so check them the way train will (a missing or truncated one exits 2)
     data.check_arrays()
-    report = read_json(data.path / "report.json", "dataset report")
+    report = data.report()
     lang = language(data.language)
     min_vocab = lang.report_min_vocab if args.min_vocab is None else args.min_vocab
     avg_len = lang.report_avg_len if args.avg_len is None else args.avg_len
