@@ -182,3 +182,21 @@ def test_status_of_a_run_killed_before_its_history_says_how_to_go_on(tmp_path, c
     assert main(["status", str(run)]) == 2
     err = capsys.readouterr().err
     assert "stopped before its first step" in err and f"--out {run} --resume" in err
+
+
+def test_status_of_a_history_cut_before_its_checkpoints_warns(tmp_path, capsys):
+    """A finished run whose history.jsonl was cut short read "[finished]", held-out "-",
+    without a word: a checkpoint is saved only after the records before it, so a history
+    ending more than a log interval before the newest checkpoint lost records."""
+    import shutil
+    from trained_run import build_trained_run
+    base = build_trained_run(tmp_path / "base")          # 30 steps, logs and checkpoints every 10
+    run = tmp_path / "run"
+    shutil.copytree(base, run)
+    lines = (run / "history.jsonl").read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= 10]
+    (run / "history.jsonl").write_text("".join(kept))
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "ends at step 10, yet the run was checkpointed at step 30" in out
+    assert main(["status", str(base)]) == 0 and "were lost" not in capsys.readouterr().out

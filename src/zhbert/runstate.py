@@ -165,16 +165,29 @@ def history_note(run_dir: Path, bad_lines: int, ckpt_step: int | None) -> str:
     return f"{what}: no header, train or eval record to report; {where}"
 
 
-def configured_steps(run_dir: Path) -> int:
-    """train.steps from the run's config.json, for a run whose history lost its header; 0
-    when that is unreadable too (status reports what it can, it does not fail). Read by
-    run_config_sections (`--config RUN`'s reader), not open_run, which also demands the
-    data section and defaults a missing train.steps."""
+def configured_steps(run_dir: Path, key: str = "steps") -> int:
+    """train.steps (or another train ``key``) from the run's config.json, for a run whose
+    history lost its header; 0 when that is unreadable too (status reports what it can, it
+    does not fail). Read by run_config_sections (`--config RUN`'s reader), not open_run,
+    which also demands the data section and defaults a missing train.steps."""
     try:
-        steps = run_config_sections(run_dir / "config.json")[0]["train"]["steps"]
+        steps = run_config_sections(run_dir / "config.json")[0]["train"][key]
     except (OSError, UserError, KeyError, TypeError):  # read_json: missing/corrupt -> UserError
         return 0
     return steps if is_count(steps, 1) else 0
+
+
+def history_gap(run_dir: Path, last_step: int, ckpt_step: int | None) -> str | None:
+    """A history that ends more than a log interval before the newest checkpoint was cut
+    (or restored from an older copy): a checkpoint is saved only after the records before
+    it (a stop between logs checkpoints less than an interval past the last). Status had
+    read such a run "[finished]", its held-out figures "-", without a word."""
+    if ckpt_step is None or ckpt_step - last_step < (configured_steps(run_dir, "log_every") or 1):
+        return None
+    return (f"warning: {run_dir / 'history.jsonl'} ends at step {last_step:,}, yet the run was "
+            f"checkpointed at step {ckpt_step:,}: its records after step {last_step:,} were lost "
+            "(the file was cut, or restored from an older copy); --resume goes on from the "
+            "checkpoint and leaves that gap")
 
 
 def _checkpointed(run_dir: Path, ckpts: list, logged: int) -> int:
@@ -219,7 +232,9 @@ def summarize(run_dir: Path, last: dict[str, dict],
             "precision": header.get("precision"), "machine": header.get("machine"),
             "starved": starved.to_dict() if starved else None,
             "starved_advice": starved.advice() if starved else None,
-            "history_note": None if last else history_note(run_dir, bad_lines, ckpts[-1].step if ckpts else None)}
+            "history_note": None if last else history_note(run_dir, bad_lines, ckpts[-1].step if ckpts else None),
+            "history_gap": history_gap(run_dir, max(logged, int(last_eval.get("step", 0))),
+                                       ckpts[-1].step if ckpts else None) if last else None}
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ def _lines(s: dict[str, Any]) -> list[str]:
         _speed_line(s),
         checkpoint,
         f"precision  {_fmt(s['precision'])} on {_fmt(s['machine'])}"]
+    if s.get("history_gap"):
+        lines.append(f"history    {s['history_gap']}")
     if s["starved_advice"]:
         lines.append(f"cpu        {s['starved_advice']}")
     return lines
