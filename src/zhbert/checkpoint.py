@@ -10,8 +10,9 @@
 
 A checkpoint is written into a hidden temporary directory, fsynced, and
 renamed into place, so a crash or a full disk leaves the previous checkpoints
-untouched. `meta.json` checksums let resume skip a corrupt checkpoint, and keep
-retention from counting one among the newest it keeps.
+untouched. `meta.json` checksums let resume skip a corrupt checkpoint, keep
+retention from counting (or deleting) one among the newest it keeps, and have a new save
+of its step move it aside (``step_N.corrupt-<UTC time>``) rather than replace it.
 Dropout randomness is re-seeded from (seed, step, rank) every step by the
 trainer, so no RNG state needs saving for an exact resume.
 """
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,10 +35,16 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from zhbert.errors import UserError
-from zhbert.fileio import fsync_dir, temp_dir_for, usual_permissions
+from zhbert.fileio import (fsync_dir, temp_dir_for, unused_name, usual_permissions,
+                           utc_stamp)
+from zhbert.write_errors import no_space, write_fix
 
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def checkpoint_name(step: int) -> str:
@@ -87,37 +95,68 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
 
 
 def save_checkpoint(run_dir: str | Path, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> Path:
-    """Write a complete checkpoint for `step`; returns its directory."""
+                    optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                    warn: Callable[[str], None] = _stderr) -> Path:
+    """Write a complete checkpoint for `step`; returns its directory. A corrupt one of the
+    same step is moved aside (``_make_room``), never replaced: nothing the user was told is
+    left in place is deleted. Any OSError (the folder's, its temporary one's, a write's) is
+    one UserError naming the folder and the fix; the previous checkpoints are untouched."""
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / checkpoint_name(step)
-    tmp = temp_dir_for(final)
+    final, tmp = root / checkpoint_name(step), None
     try:
-        safetensors_io(save_model, model, str(tmp / "model.safetensors"))
-        opt_tensors, opt_json = _optimizer_tensors(optimizer)
-        safetensors_io(save_file, opt_tensors, str(tmp / "optimizer.safetensors"))
-        for name in ("model.safetensors", "optimizer.safetensors"):
-            usual_permissions(tmp / name)
-        full_state = {"format_version": FORMAT_VERSION, "step": step, **state, "optimizer": opt_json}
-        (tmp / "state.json").write_text(json.dumps(full_state, ensure_ascii=False), encoding="utf-8")
-        meta = {"format_version": FORMAT_VERSION, "step": step,
-                "sha256": {f: _sha256(tmp / f) for f in FILES}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        for f in (*FILES, "meta.json"):
-            with open(tmp / f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():  # re-saving the same step (e.g. SIGTERM right after a save)
-            shutil.rmtree(final)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = temp_dir_for(final)
+        _write_files(tmp, step, model, optimizer, state)
+        _make_room(final, warn)
         os.replace(tmp, final)
         fsync_dir(root)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        need = (f" (it needs about {_mb(_checkpoint_bytes(model, optimizer))}, "
-                f"{_mb(shutil.disk_usage(root).free)} free)" if exc.errno == errno.ENOSPC else "")
-        raise UserError(f"could not write checkpoint {final}: {exc.strerror or exc}{need}; "
-                        "the previous checkpoints are intact. Free disk space and resume.") from None
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        where = root if root.is_dir() else root.parent  # the folder that refused it
+        need = (no_space(where, _checkpoint_bytes(model, optimizer),
+                         lambda need, free: f"it needs about {_mb(need)}, {_mb(free)} free")
+                if exc.errno == errno.ENOSPC else "")
+        raise UserError(f"could not write checkpoint {final}: {exc.strerror or exc}{need}; the "
+                        f"previous checkpoints are intact; {write_fix(exc, where)}") from None
     return final
+
+
+def _write_files(tmp: Path, step: int, model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """The checkpoint's four files in ``tmp``, fsynced."""
+    safetensors_io(save_model, model, str(tmp / "model.safetensors"))
+    opt_tensors, opt_json = _optimizer_tensors(optimizer)
+    safetensors_io(save_file, opt_tensors, str(tmp / "optimizer.safetensors"))
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        usual_permissions(tmp / name)
+    full_state = {"format_version": FORMAT_VERSION, "step": step, **state, "optimizer": opt_json}
+    (tmp / "state.json").write_text(json.dumps(full_state, ensure_ascii=False), encoding="utf-8")
+    meta = {"format_version": FORMAT_VERSION, "step": step,
+            "sha256": {f: _sha256(tmp / f) for f in FILES}}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    for f in (*FILES, "meta.json"):
+        with open(tmp / f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _make_room(final: Path, warn: Callable[[str], None]) -> None:
+    """Clear the way for a new checkpoint at ``final``. One that verifies is this run's own
+    save of the same step (a SIGTERM right after a save): replaced. A corrupt one (a resume
+    fell back past it, and retention said it was left in place) is moved aside to
+    ``<name>.corrupt-<UTC time>``, which no reader lists, and ``warn`` names it."""
+    if not os.path.lexists(final):
+        return
+    # not the cached _verified: a checkpoint corrupted since this process hashed it
+    problem = (verify_checkpoint(final) if final.is_dir() and not final.is_symlink()
+               else "not a folder")
+    if problem is None:
+        shutil.rmtree(final)
+        return
+    aside = unused_name(final.with_name(f"{final.name}.corrupt-{utc_stamp()}"))
+    os.replace(final, aside)
+    warn(f"zhbert: moved the corrupt checkpoint {final} ({problem}) aside to {aside.name}, "
+         "untouched, to save this step again; delete it once you no longer need it")
 
 
 def safetensors_io(save, *args) -> None:
@@ -320,7 +359,8 @@ def apply_retention(run_dir: str | Path, keep_last: int, keep_every: int,
     A checkpoint that fails ``verify_checkpoint`` neither counts toward `keep_last`
     (counting it would delete the good checkpoint a resume falls back to, to keep one no
     resume can use) nor is deleted (a user may still repair or inspect it): it is left
-    untouched and named through `warn`. Only checkpoints that verify are ever deleted.
+    untouched and named through `warn`. Only checkpoints that verify are ever deleted; one
+    the OS will not let go is kept, named through `warn` too (``_delete``).
     """
     good, deleted = 0, []
     # Newest first, verifying each (never deleting one on the word of a file count); each is
@@ -336,16 +376,24 @@ def apply_retention(run_dir: str | Path, keep_last: int, keep_every: int,
                  "yourself once you no longer need it")
         elif good < keep_last:
             good += 1
-        else:
-            _delete(r.path)
+        elif _delete(r.path, warn):
             deleted.append(r.step)
     return sorted(deleted)
 
 
-def _delete(path: Path) -> None:
+def _delete(path: Path, warn: Callable[[str], None] = _stderr) -> bool:
     """Out of the checkpoints first (one rename), then its bytes: a kill inside rmtree left
     a half-deleted ``step_*`` that every later run warned about as corrupt. The hidden
-    ``.step_*.deleting`` a kill leaves goes with the next ``remove_partial``."""
+    ``.step_*.deleting`` a kill leaves goes with the next ``remove_partial``. A checkpoint
+    the OS will not let go (an immutable or read-only folder) is kept, with a warning:
+    nothing is lost by keeping it, so training goes on. True once it is gone."""
     doomed = path.with_name(f".{path.name}.deleting")
-    os.replace(path, doomed)
+    try:
+        os.replace(path, doomed)
+    except OSError as exc:
+        warn(f"zhbert: warning: could not delete the old checkpoint {path} (train.keep_last "
+             f"retention): {exc.strerror or exc}; it is kept and training goes on. Make "
+             f"{path.parent} writable (chmod/chattr) or delete it yourself")
+        return False
     shutil.rmtree(doomed, ignore_errors=True)
+    return True

@@ -8,7 +8,7 @@ interrupted job never leaves a directory that looks complete.
 from __future__ import annotations
 
 import contextlib
-import errno
+import datetime
 import fcntl
 import json
 import math
@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 from zhbert.errors import UserError
 from zhbert.runlock import pid_alive
+# the advice by errno has its own module; its names stay importable from here
+from zhbert.write_errors import _WRITE_ONLY_ERRNOS, OutputError, cannot_write, writing  # noqa: F401
 
 
 def fsync_dir(path: Path) -> None:
@@ -47,46 +49,10 @@ def usual_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~_umask())
 
 
-# The fix for an output the OS refused, by errno (any other: choose another location)
-_WRITE_FIXES = {
-    errno.EACCES: "no permission to write there: choose a folder you can write to",
-    errno.EPERM: "the system does not allow writing there: choose another location",
-    errno.EROFS: "that file system is read-only: choose a location on a writable one",
-    errno.ENOSPC: "free disk space or choose another location",
-    errno.EDQUOT: "free space under your disk quota or choose another location",
-    errno.EFBIG: "the file is too large for that file system: choose another location",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
-    errno.EEXIST: "a part of the path is a file, not a folder: choose another path",  # mkdir
-    errno.ENOENT: "its folder cannot be created there: choose an existing, writable location",
-}
-# a write's errors that name no file (f.write on a full disk): still the output's
-_WRITE_ONLY_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
-
-
-class OutputError(UserError):
-    """An output the OS refused to create, write or rename: ``path`` and the ``error``."""
-
-    def __init__(self, message: str, path: Path, error: OSError):
-        super().__init__(message)
-        self.path, self.error = path, error
-
-
-def cannot_write(path: str | os.PathLike, exc: OSError, kept: str) -> OutputError:
-    """One line for an OSError writing ``path``: the OS's reason, what was ``kept``, the fix."""
-    fix = _WRITE_FIXES.get(exc.errno, "choose another location")
-    return OutputError(f"cannot write {path}: {exc.strerror or exc} ({kept}); {fix}", Path(path), exc)
-
-
-@contextlib.contextmanager
-def writing(path: str | os.PathLike, kept: str = "nothing was written") -> Iterator[None]:
-    """An OSError in the body (making ``path``'s folder, opening it) is ``cannot_write``."""
-    try:
-        yield
-    except OSError as exc:
-        raise cannot_write(path, exc, kept) from None
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes,
+                       run_folder: str | os.PathLike | None = None) -> None:
+    """``path`` holds ``data`` or what it held before; a failure is ``cannot_write``
+    (given ``run_folder``, a run's own file: its fix is one for a resume)."""
     path = Path(path)
     tmp = None
     try:  # the folder and the temporary file too: --out under /proc or a read-only mount
@@ -103,16 +69,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        raise cannot_write(path, exc, "the previous version, if any, is untouched") from exc
+        raise cannot_write(path, exc, "the previous version, if any, is untouched",
+                           run_folder) from exc
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str,
+                      run_folder: str | os.PathLike | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), run_folder)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any,
+                      run_folder: str | os.PathLike | None = None) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n",
+                      run_folder)
+
+
+def utc_stamp() -> str:
+    """Now in UTC for a file name's suffix (a kept copy's, a corrupt checkpoint's aside)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def unused_name(path: Path) -> Path:
+    """``path``, else ``path-2``, ``path-3``, ...: the first name not taken (two copies
+    within a second never overwrite each other)."""
+    found, n = path, 1
+    while os.path.lexists(found):
+        n += 1
+        found = path.with_name(f"{path.name}-{n}")
+    return found
 
 
 def json_safe(v: Any) -> Any:

@@ -38,27 +38,27 @@ rules for history.jsonl and checkpoint_eval.jsonl):
 - ``HistoryReader.read()`` returns only what was appended since its last read; a
   file that shrank or was replaced (``truncate_after`` on resume rewrites it) is
   read again from the start, with ``Chunk.reset`` set;
-- the one rewrite, ``truncate_after`` on resume, keeps only the records it read: when
-  the file had lines it could not parse it first keeps the file as it was beside it,
-  as ``history.jsonl.corrupt-<UTC time>``, and names that copy in its warning.
+- the one rewrite, ``truncate_after`` on resume, keeps only the records it read up to the
+  checkpoint: when it drops any, it first keeps the file as it was beside it, as
+  ``history.jsonl.dropped-<UTC time>``, or ``history.jsonl.corrupt-<UTC time>`` where the
+  file had lines it could not parse, and names that copy in its warning.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import json
 import math
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_bytes, atomic_write_text
+from zhbert.fileio import atomic_write_bytes, atomic_write_text, unused_name, utc_stamp
+from zhbert.write_errors import OutputError, cannot_write, no_space, write_fix
 
 SCHEMA = "zhbert-history"
 VERSION = 1
@@ -83,7 +83,7 @@ class HistoryWriter:
         try:
             self._f = open(self.path, "ab", buffering=0)  # unbuffered: nothing left to flush after an error
         except OSError as exc:
-            raise UserError(f"cannot write the history {self.path}: {exc.strerror}") from None
+            raise cannot_write(self.path, exc, "nothing was written", self.path.parent) from None
 
     def write(self, record: dict[str, Any]) -> None:
         data = (json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n").encode("utf-8")
@@ -285,12 +285,9 @@ class HistoryReader:
 
 
 def _write_error(path: Path, exc: OSError, size: int) -> UserError:
-    need = ""
-    if exc.errno == errno.ENOSPC:
-        free = shutil.disk_usage(path.parent).free
-        need = f" ({size:,} more bytes needed, {free:,} free)" if size else ""
+    need = no_space(path.parent, size) if exc.errno == errno.ENOSPC else ""
     return UserError(f"could not append to {path}: {exc.strerror or exc}{need}; every record "
-                     "before this one is intact. Free disk space, then continue with --resume")
+                     f"before this one is intact; {write_fix(exc, path.parent)}")
 
 
 def read_history(path: str | Path, warn: Callable[[str], None] = warn_stderr) -> Chunk:
@@ -344,19 +341,26 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
 
 def truncate_after(path: str | Path, step: int,
                    warn: Callable[[str], None] = warn_stderr) -> int:
-    """Drop train/eval/event records after `step` (resume from a checkpoint at `step`).
+    """Drop train/eval/event records after `step` (resume from a checkpoint at `step`);
+    returns how many (``rewrite_for_resume``, which also says where they are kept)."""
+    return rewrite_for_resume(path, step, warn)[0]
+
+
+def rewrite_for_resume(path: str | Path, step: int, warn: Callable[[str], None] = warn_stderr
+                       ) -> tuple[int, Path | None]:
+    """Drop train/eval/event records after `step` (resume from a checkpoint at `step`):
+    (how many, the copy that keeps them or None).
 
     Records written after the checkpoint describe steps that will be re-run;
-    keeping them would duplicate steps. Returns the number of records dropped.
-
-    The file is rewritten from the records read, so lines the reader could not parse
-    (corrupt lines, a torn last line) would vanish with it: in that case the file as it
-    was is first kept beside it (``_keep_original``) and the warning names the copy, so a
-    user can still repair those lines by hand.
+    keeping them would duplicate steps. The file is rewritten from the records read, so
+    what it drops (those records; lines the reader could not parse: corrupt lines, a torn
+    last line) would vanish with it: the file as it was is first kept beside it
+    (``_keep_original``), as ``history.jsonl.dropped-<UTC time>``, or ``.corrupt-`` with
+    lines it could not parse, which the warning names, so a user can still repair them.
     """
     path = Path(path)
     if not path.exists():
-        return 0
+        return 0, None
     chunk = read_history(path, lambda message: None)  # the one warning below names the copy
     kept, dropped = [], 0
     for rec in chunk.records:
@@ -364,13 +368,16 @@ def truncate_after(path: str | Path, step: int,
             dropped += 1
             continue
         kept.append(json.dumps(rec, ensure_ascii=False, allow_nan=True))
+    copy = None
     if chunk.bad_lines or chunk.partial:
-        copy = _keep_original(path)
+        copy = _keep_original(path, "corrupt")
         warn(f"resuming rewrites {path} without {_unparsed(chunk)}; the file as it was is "
              f"kept in {copy}: repair those lines there and copy them back by hand if you "
              "need them")
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-    return dropped
+    elif dropped:
+        copy = _keep_original(path, "dropped")
+    atomic_write_text(path, "".join(line + "\n" for line in kept), path.parent)
+    return dropped, copy
 
 
 def _unparsed(chunk: Chunk) -> str:
@@ -383,20 +390,18 @@ def _unparsed(chunk: Chunk) -> str:
     return " and ".join(parts + (["an unfinished last line"] if chunk.partial else []))
 
 
-def _keep_original(path: Path) -> Path:
-    """Copy `path` byte for byte to a new ``<name>.corrupt-<UTC time>`` beside it (a name
+def _keep_original(path: Path, why: str) -> Path:
+    """Copy `path` byte for byte to a new ``<name>.<why>-<UTC time>`` beside it (a name
     that no reader of ``history.jsonl`` picks up); returns the copy. Fails with a
     UserError, before anything else is written, when the copy cannot be made."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    copy, n = path.with_name(f"{path.name}.corrupt-{stamp}"), 1
-    while copy.exists():  # two resumes within a second: never overwrite an earlier copy
-        n += 1
-        copy = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    copy = unused_name(path.with_name(f"{path.name}.{why}-{utc_stamp()}"))
     try:
         atomic_write_bytes(copy, path.read_bytes())
     except (UserError, OSError) as exc:
-        cause = exc.__cause__ if isinstance(exc, UserError) and exc.__cause__ else exc
+        cause = exc.error if isinstance(exc, OutputError) else exc.__cause__ or exc
+        if not isinstance(cause, OSError):
+            raise
         raise UserError(f"could not keep a copy of {path} before rewriting it for the resume: "
-                        f"{getattr(cause, 'strerror', None) or cause}; nothing was changed. Free "
-                        "disk space and resume again") from None
+                        f"{cause.strerror or cause}; nothing was changed; "
+                        f"{write_fix(cause, path.parent)}") from None
     return copy

@@ -57,6 +57,7 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> "WriterLock":
+        existed = self.path.parent.is_dir()  # a run's folder: a resume cannot go elsewhere
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
@@ -65,8 +66,10 @@ class WriterLock:
             if file is not None:  # mkdir says only "File exists" (a newcomer's --out file.txt)
                 raise UserError(f"{file} is a file, not a directory: give a directory "
                                 "(a new one, or the run's)") from None
+            from zhbert.write_errors import write_fix
             raise UserError(f"cannot create the run directory {self.path.parent} or its lock: "
-                            f"{exc.strerror or exc}; choose a writable location") from None
+                            f"{exc.strerror or exc}; "
+                            f"{write_fix(exc, self.path.parent if existed else None)}") from None
         try:
             _flock_exclusive(fd)
         except BlockingIOError:

@@ -33,7 +33,7 @@ from zhbert.distributed import Dist, agree_on_step, barrier, on_main, setup, shu
 from zhbert import argtypes
 from zhbert.errors import UserError
 from zhbert.fileio import atomic_write_json
-from zhbert.history import SCHEMA, VERSION, HistoryWriter, truncate_after
+from zhbert.history import SCHEMA, VERSION, HistoryWriter, rewrite_for_resume
 from zhbert.run import DATA_MANIFEST, data_config, is_run_dir, model_config_from
 from zhbert.rundir import (check_resumable, check_resume_target, check_run_folder, orphan_error,
                            orphaned, prepare_run_dir)
@@ -293,7 +293,7 @@ def _check_memory(cfg: Config, vocab_size: int, device: torch.device) -> None:
 def _fit_and_close(tr: Trainer, show_progress: bool) -> Progress:
     if tr.dist.main:
         atomic_write_json(tr.run_dir / "running.json", {"pid": os.getpid(), "host": _host(),
-                                                        "started": _now()})
+                                                        "started": _now()}, tr.run_dir)
     try:
         fit(tr, show_progress=show_progress)
         barrier(tr.dist)  # every rank is done with the node's shared epoch files
@@ -356,9 +356,9 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
     agree_on_step(dist, ref.step if ref else None, device, str(run_dir))  # all ranks, or none
     if ref is None:
         if dist.main:  # the records of an attempt killed before its first checkpoint go too
-            dropped = truncate_after(run_dir / "history.jsonl", 0)
+            dropped, copy = rewrite_for_resume(run_dir / "history.jsonl", 0)
             print(f"zhbert: no checkpoint in {run_dir} to resume from; starting at step 0 "
-                  f"({dropped} history records dropped)", file=sys.stderr)
+                  f"({dropped} history records dropped){_kept(copy)}", file=sys.stderr)
         return None, None
     header = _kept_header(run_dir, ref.step)  # the history read once for both checks
     _check_world(run_dir, header, dist, ref.step)  # every rank reads it: every rank stops alike
@@ -367,10 +367,15 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
     state = load_checkpoint(ref.path, raw_model, optimizer, config_hash=cfg.hash())
     if dist.main:
         _warn_masking(run_dir, header, cfg, ref.step)
-        dropped = truncate_after(run_dir / "history.jsonl", ref.step)
+        dropped, copy = rewrite_for_resume(run_dir / "history.jsonl", ref.step)
         print(f"zhbert: resuming from step {ref.step} ({ref.path.name}); "
-              f"{dropped} history records after it dropped", file=sys.stderr)
+              f"{dropped} history records after it dropped{_kept(copy)}", file=sys.stderr)
     return ref, state
+
+
+def _kept(copy: Path | None) -> str:
+    """Where the history as it was before a resume's rewrite is kept (rewrite_for_resume)."""
+    return f"; the history as it was is kept in {copy}" if copy else ""
 
 
 def _kept_header(run_dir: Path, step: int) -> dict:
