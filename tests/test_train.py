@@ -469,3 +469,23 @@ def test_a_run_stopped_early_is_told_to_resume_first(synthetic_data, tmp_path, c
     assert line.endswith(f". Next: zhbert train --data {synthetic_data} --out '{run}' --resume"), line
     done = summary_line(run, load_config(str(run / "config.json")), Progress(step=3, tokens=10, elapsed=1.0))
     assert done.endswith(f"Next: zhbert status {run}; zhbert analyze {run}")
+
+
+def test_a_resume_of_a_run_whose_config_json_was_edited_names_the_edit(synthetic_data, tmp_path, capsys):
+    """train.steps 60 -> 90 edited into config.json: --resume read it, refused every
+    checkpoint as "another config" and advised moving them aside, which restarted the run at
+    step 0. The edit is named, against the history's first header, and nothing is touched."""
+    import json
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=4", "train.checkpoint_every=2"]), [])
+    run = tmp_path / "run"
+    base = ["train", "--data", str(synthetic_data), "--no-progress", "--out", str(run)]
+    assert cli_main(base + sets) == 0
+    capsys.readouterr()
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["config"]["train"]["steps"] = 9
+    (run / "config.json").write_text(json.dumps(cfg))
+    before = (run / "history.jsonl").read_text()
+    assert cli_main(base + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'config.json'} was edited after the run started (train.steps: 4 -> 9)" in err
+    assert (run / "history.jsonl").read_text() == before and "Traceback" not in err

@@ -4,6 +4,7 @@ a lost config.json), clearing one on --force, and what --resume needs to find th
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 from zhbert.config import Config, config_from_dict, describe_differences
@@ -91,6 +92,7 @@ def run_changes(run_dir: Path, cfg: Config, data_info: dict) -> dict[str, tuple]
     if not cfg_path.exists():
         return None
     old = read_json(cfg_path, "run config")
+    _check_unedited(cfg_path, old)
     changed = config_from_dict(old.get("config", {})).differences(cfg)
     was = old.get("data", {})
     if was.get("vocab_sha256") != data_info["vocab_sha256"]:
@@ -100,6 +102,40 @@ def run_changes(run_dir: Path, cfg: Config, data_info: dict) -> dict[str, tuple]
         # batches and another held-out set (runs from before the identity: not checked)
         changed["the data"] = (was.get("dir"), data_info["dir"])
     return changed
+
+
+def _check_unedited(cfg_path: Path, old: dict) -> None:
+    """config.json holds the hash of the config it was written with: another hash is an
+    edit since (train.steps 60 -> 90 by hand). --resume read the edited settings, then
+    refused every checkpoint as "another config", and moving them aside as it advised
+    restarted the run at step 0. The edit is named (against the history's first header)."""
+    try:
+        edited = isinstance(old, dict) and old.get("config_hash") not in (
+            None, config_from_dict(old.get("config", {})).hash())
+    except (UserError, TypeError, AttributeError, ValueError):
+        return  # a config that does not read: open_run and load_config name it
+    if not edited:
+        return
+    started = _started_config(cfg_path.parent)
+    what = ""
+    if started is not None:
+        with contextlib.suppress(UserError, TypeError, AttributeError, ValueError):
+            changed = config_from_dict(started).differences(config_from_dict(old["config"]))
+            what = f" ({describe_differences(changed)})"
+    raise UserError(f"{cfg_path} was edited after the run started{what}: a run keeps the settings "
+                    "it started with (its checkpoints were made with them; train.steps sets its "
+                    "lr schedule); put the old values back to continue it, or start a new run "
+                    f"in another --out with `--config {cfg_path} --set KEY=VALUE`")
+
+
+def _started_config(run_dir: Path) -> dict | None:
+    """The config in the history's first header: the run's settings as it started."""
+    try:
+        with open(run_dir / "history.jsonl", encoding="utf-8") as f:
+            first = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    return first.get("config") if isinstance(first, dict) and isinstance(first.get("config"), dict) else None
 
 
 def check_resume_target(run_dir: Path, cfg: Config, data_info: dict) -> None:
