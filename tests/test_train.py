@@ -489,3 +489,19 @@ def test_a_resume_of_a_run_whose_config_json_was_edited_names_the_edit(synthetic
     err = capsys.readouterr().err
     assert f"{run / 'config.json'} was edited after the run started (train.steps: 4 -> 9)" in err
     assert (run / "history.jsonl").read_text() == before and "Traceback" not in err
+
+
+def test_a_resume_past_a_cut_history_says_it_leaves_a_gap(synthetic_data, tmp_path, capsys):
+    """A history cut to its first records before a resume from a later checkpoint: "0
+    history records after it dropped", and a gap in the history for good, without a word."""
+    import json
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=6", "train.checkpoint_every=6",
+                                                "train.log_every=1"]), [])
+    run = tmp_path / "run"
+    base = ["train", "--data", str(synthetic_data), "--no-progress", "--out", str(run)]
+    assert cli_main(base + sets) == 0
+    lines = (run / "history.jsonl").read_text().splitlines(keepends=True)
+    (run / "history.jsonl").write_text("".join(ln for ln in lines if json.loads(ln).get("step", 0) <= 2))
+    capsys.readouterr()
+    assert cli_main(base + ["--resume"]) == 0
+    assert "ends at step 2, yet the run was checkpointed at step 6" in capsys.readouterr().err

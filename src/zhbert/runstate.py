@@ -177,6 +177,14 @@ def configured_steps(run_dir: Path, key: str = "steps") -> int:
     return steps if is_count(steps, 1) else 0
 
 
+def logged_gap(run_dir: Path, ckpt_step: int) -> str | None:
+    """``history_gap`` from the history on disk: a resume from ``ckpt_step`` tells of it (it
+    had said "0 history records after it dropped" and left the gap without a word)."""
+    records = read_history(run_dir / "history.jsonl").records
+    last = max((int(r.get("step", 0)) for r in records if r.get("type") in ("train", "eval")), default=0)
+    return history_gap(run_dir, last, ckpt_step)
+
+
 def history_gap(run_dir: Path, last_step: int, ckpt_step: int | None) -> str | None:
     """A history that ends more than a log interval before the newest checkpoint was cut
     (or restored from an older copy): a checkpoint is saved only after the records before

@@ -370,6 +370,9 @@ def _load_resume(cfg: Config, run_dir: Path, dist: Dist, device: torch.device,
         dropped, copy = rewrite_for_resume(run_dir / "history.jsonl", ref.step)
         print(f"zhbert: resuming from step {ref.step} ({ref.path.name}); "
               f"{dropped} history records after it dropped{_kept(copy)}", file=sys.stderr)
+        from zhbert.runstate import logged_gap  # a history cut before the checkpoint: a gap
+        if gap := logged_gap(run_dir, ref.step):
+            print(f"zhbert: {gap}", file=sys.stderr)
     return ref, state
 
 
