@@ -77,3 +77,11 @@ def test_json_safe_writes_nan_and_infinity_one_way():
     json.dumps(safe, allow_nan=False)  # strict JSON: no NaN/Infinity literals left
     with pytest.raises(ValueError):
         json.dumps(v, allow_nan=False)
+
+
+def test_read_json_of_a_folder_is_one_line(tmp_path):
+    """A JSON file that is a folder (manifest.json, report.json, a run's config.json made a
+    directory) was an IsADirectoryError traceback."""
+    (tmp_path / "config.json").mkdir()
+    with pytest.raises(UserError, match=r"run config .*config\.json is a folder, not a file"):
+        read_json(tmp_path / "config.json", "run config")

@@ -129,6 +129,11 @@ def read_json(path: str | os.PathLike, what: str = "file", missing_hint: str = "
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{what} {path} is corrupt (not valid JSON: {exc}); "
                         "recreate it or restore it from a backup") from None
+    except IsADirectoryError:  # a traceback before
+        raise UserError(f"{what} {path} is a folder, not a file; recreate it or restore it "
+                        "from a backup") from None
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def temp_dir_for(final: Path) -> Path:
