@@ -38,9 +38,13 @@ def batch(lengths=(T, T, T), seed: int = 0) -> dict[str, torch.Tensor]:
             "nsp_labels": torch.tensor([0, 1, 0])}
 
 
-def reference_attention(self: SelfAttention, x: torch.Tensor, mask, xq=None) -> torch.Tensor:
+def reference_attention(self: SelfAttention, x: torch.Tensor, mask, xq=None, layout=None) -> torch.Tensor:
     """The straightforward path: three Linear layers and masked SDPA (mask always given),
-    queries from xq (the last layer's read positions) or from all of x."""
+    queries from xq (the last layer's read positions) or from all of x. With ``layout``
+    (zhbert.unpadding) x holds the real tokens only: padded back, and the output unpadded."""
+    if layout is not None:
+        y = reference_attention(self, layout.pad(x), mask, xq)
+        return y if xq is not None else layout.unpad(y)
     B_, T_, C = x.shape
     H = self.num_heads
     xq = x if xq is None else xq
