@@ -200,3 +200,16 @@ def test_status_of_a_history_cut_before_its_checkpoints_warns(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ends at step 10, yet the run was checkpointed at step 30" in out
     assert main(["status", str(base)]) == 0 and "were lost" not in capsys.readouterr().out
+
+
+def test_the_history_gap_rule_reads_events_and_the_largest_log_interval(tmp_path):
+    """Two healthy runs the first rule called cut: one resumed with train.log_every 10 -> 1
+    (stopped at 65, last log 60: the rule read the new interval, 1), and one whose step 10
+    was skipped as non-finite (no train record there; its events are at step 10)."""
+    from zhbert.runstate import history_gap, last_step
+    header = {"type": "header", "config": {"train": {"log_every": 10}}}
+    assert history_gap(tmp_path, 60, 65, [header, {"type": "header", "config": {"train": {"log_every": 1}}}]) is None
+    assert history_gap(tmp_path, 40, 65, [header]) is not None  # more than an interval: cut
+    skipped = [header, {"type": "event", "event": "nonfinite_loss", "step": 10},
+               {"type": "event", "event": "checkpoint", "step": 10}]
+    assert last_step(skipped) == 10 and history_gap(tmp_path, last_step(skipped), 10, [header]) is None

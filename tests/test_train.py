@@ -505,3 +505,20 @@ def test_a_resume_past_a_cut_history_says_it_leaves_a_gap(synthetic_data, tmp_pa
     capsys.readouterr()
     assert cli_main(base + ["--resume"]) == 0
     assert "ends at step 2, yet the run was checkpointed at step 6" in capsys.readouterr().err
+
+
+def test_force_clears_an_edited_run_and_the_history_copies_of_resumes(synthetic_data, tmp_path, capsys):
+    """--force on a run whose config.json was edited was refused by the edit check, which is
+    a resume's; and the history copies a resume kept (history.jsonl.dropped-*) stayed beside
+    the new run."""
+    import json
+    sets = sum((["--set", s] for s in SMALL + ["train.steps=4", "train.checkpoint_every=2"]), [])
+    run = tmp_path / "run"
+    base = ["train", "--data", str(synthetic_data), "--no-progress", "--out", str(run)]
+    assert cli_main(base + sets) == 0
+    (run / "history.jsonl.dropped-20260101T000000Z").write_text("{}\n")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["config"]["train"]["steps"] = 9
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert cli_main(base + sets + ["--force"]) == 0
+    assert not list(run.glob("history.jsonl.*")), capsys.readouterr().err

@@ -390,6 +390,14 @@ def _unparsed(chunk: Chunk) -> str:
     return " and ".join(parts + (["an unfinished last line"] if chunk.partial else []))
 
 
+KEPT_COPIES = ("corrupt", "dropped")  # history.jsonl.<why>-<UTC time>: --force deletes them too
+
+
+def kept_copies(run_dir: Path) -> list[Path]:
+    """The copies of a run's history that resumes kept (``_keep_original``)."""
+    return sorted(p for why in KEPT_COPIES for p in run_dir.glob(f"history.jsonl.{why}-*"))
+
+
 def _keep_original(path: Path, why: str) -> Path:
     """Copy `path` byte for byte to a new ``<name>.<why>-<UTC time>`` beside it (a name
     that no reader of ``history.jsonl`` picks up); returns the copy. Fails with a

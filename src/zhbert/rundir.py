@@ -63,6 +63,8 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
                         "another --out for the run, e.g. runs/NAME")
     check_run_folder(run_dir)
     cfg_path = run_dir / "config.json"
+    if resume:
+        _check_unedited(run_dir)
     changed = run_changes(run_dir, cfg, data_info)
     if changed is not None:
         same = not changed
@@ -92,7 +94,6 @@ def run_changes(run_dir: Path, cfg: Config, data_info: dict) -> dict[str, tuple]
     if not cfg_path.exists():
         return None
     old = read_json(cfg_path, "run config")
-    _check_unedited(cfg_path, old)
     changed = config_from_dict(old.get("config", {})).differences(cfg)
     was = old.get("data", {})
     if was.get("vocab_sha256") != data_info["vocab_sha256"]:
@@ -104,11 +105,16 @@ def run_changes(run_dir: Path, cfg: Config, data_info: dict) -> dict[str, tuple]
     return changed
 
 
-def _check_unedited(cfg_path: Path, old: dict) -> None:
+def _check_unedited(run_dir: Path) -> None:
     """config.json holds the hash of the config it was written with: another hash is an
     edit since (train.steps 60 -> 90 by hand). --resume read the edited settings, then
     refused every checkpoint as "another config", and moving them aside as it advised
-    restarted the run at step 0. The edit is named (against the history's first header)."""
+    restarted the run at step 0. The edit is named (against the history's first header).
+    Asked of a --resume only: --force clears the run whatever its config says."""
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        return
+    old = read_json(cfg_path, "run config")
     try:
         edited = isinstance(old, dict) and old.get("config_hash") not in (
             None, config_from_dict(old.get("config", {})).hash())
@@ -142,6 +148,7 @@ def check_resume_target(run_dir: Path, cfg: Config, data_info: dict) -> None:
     """--resume's refusal of other settings or other data, asked before the data are read:
     a loader's complaint about other data (too few sequences) named fixes that --resume
     refuses (a smaller batch, the warm-up off) instead of the run's own --data."""
+    _check_unedited(run_dir)
     changed = run_changes(run_dir, cfg, data_info)
     if changed:
         raise UserError(_other_run_message(run_dir, changed, resume=True))
@@ -196,12 +203,16 @@ def _clear_run(run_dir: Path) -> None:
 
 def _delete_run_files(run_dir: Path) -> None:
     import shutil
+
+    from zhbert.history import kept_copies
     for name in RUN_OUTPUTS:
         p = run_dir / name
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+    for copy in kept_copies(run_dir):  # the old run's history copies: not the new run's
+        copy.unlink(missing_ok=True)
 
 
 def check_resumable(run_dir: Path) -> None:

@@ -181,19 +181,33 @@ def logged_gap(run_dir: Path, ckpt_step: int) -> str | None:
     """``history_gap`` from the history on disk: a resume from ``ckpt_step`` tells of it (it
     had said "0 history records after it dropped" and left the gap without a word)."""
     records = read_history(run_dir / "history.jsonl").records
-    last = max((int(r.get("step", 0)) for r in records if r.get("type") in ("train", "eval")), default=0)
-    return history_gap(run_dir, last, ckpt_step)
+    return history_gap(run_dir, last_step(records), ckpt_step, [r for r in records if r.get("type") == "header"])
 
 
-def history_gap(run_dir: Path, last_step: int, ckpt_step: int | None) -> str | None:
-    """A history that ends more than a log interval before the newest checkpoint was cut
-    (or restored from an older copy): a checkpoint is saved only after the records before
-    it (a stop between logs checkpoints less than an interval past the last). Status had
-    read such a run "[finished]", its held-out figures "-", without a word."""
-    if ckpt_step is None or ckpt_step - last_step < (configured_steps(run_dir, "log_every") or 1):
+def last_step(records: list[dict]) -> int:
+    """The last step any record names: train, eval and events (a checkpoint's, a skipped
+    step's: a step skipped as non-finite at a log step writes no train record)."""
+    steps = [r.get("step") for r in records]
+    return max((int(v) for v in steps if isinstance(v, (int, float)) and not isinstance(v, bool)), default=0)
+
+
+def _log_interval(run_dir: Path, headers: list[dict]) -> int:
+    """The largest log interval the run had: config.json's and its headers' (a resume may
+    change train.log_every, which the config hash leaves out)."""
+    found = [configured_steps(run_dir, "log_every")] + [
+        h["config"].get("train", {}).get("log_every") for h in headers if isinstance(h.get("config"), dict)]
+    return max((v for v in found if is_count(v, 1)), default=1)
+
+
+def history_gap(run_dir: Path, last: int, ckpt_step: int | None, headers: list[dict]) -> str | None:
+    """A history whose records end more than a log interval before the newest checkpoint was
+    cut (or restored from an older copy): a checkpoint is saved only after the records
+    before it, and its event follows (a stop between logs checkpoints less than an interval
+    past the last). Status had read such a run "[finished]", held-out "-", without a word."""
+    if ckpt_step is None or ckpt_step - last < _log_interval(run_dir, headers):
         return None
-    return (f"warning: {run_dir / 'history.jsonl'} ends at step {last_step:,}, yet the run was "
-            f"checkpointed at step {ckpt_step:,}: its records after step {last_step:,} were lost "
+    return (f"warning: {run_dir / 'history.jsonl'} ends at step {last:,}, yet the run was "
+            f"checkpointed at step {ckpt_step:,}: its records after step {last:,} were lost "
             "(the file was cut, or restored from an older copy); --resume goes on from the "
             "checkpoint and leaves that gap")
 
@@ -241,8 +255,8 @@ def summarize(run_dir: Path, last: dict[str, dict],
             "starved": starved.to_dict() if starved else None,
             "starved_advice": starved.advice() if starved else None,
             "history_note": None if last else history_note(run_dir, bad_lines, ckpts[-1].step if ckpts else None),
-            "history_gap": history_gap(run_dir, max(logged, int(last_eval.get("step", 0))),
-                                       ckpts[-1].step if ckpts else None) if last else None}
+            "history_gap": history_gap(run_dir, last_step(list(last.values())),
+                                       ckpts[-1].step if ckpts else None, [header]) if last else None}
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ Sequences are packed up to max_len, and what a document's last chunk leaves is p
 13% of a `tiny` batch's positions on the built-in corpus (3,550 real tokens of 64 x 64 a
 step after its length switch). Every op but attention works position by position, so the
 layers run on the (N, C) rows of the real tokens (MosaicBERT's "unpadding"); attention pads
-its projections back to (B, T, .), where the key mask hides the padding as before. Exact:
-no head reads a padding position's output (they read the masked slots and [CLS]).
+its projections back to (B, T, .), where the key mask hides the padding as before. Exact
+without dropout (no head reads a padding position's output: they read the masked slots and
+[CLS]); with dropout, the same distribution, its masks drawn over the real tokens only, so
+a run resumed across this change goes on with other (equally random) masks.
 
 The encoder's forward + backward at the `tiny` shape, batch 64 x 64 with 89% real tokens,
 one thread, AMD EPYC family 26 model 2: fp32 0.417 -> 0.374 s a step (1.12x), bf16 0.201
