@@ -9,13 +9,18 @@ from zhbert.sweep.pruner import decide
 from zhbert.sweep.worker import claim
 
 
-def test_the_summary_counts_interrupts_and_lost_attempts_apart_from_failures(tmp_path, synthetic_data):
-    """A worker killed once (kill -9) and five Ctrl-Cs said "6 failed attempts"."""
-    sweep_dir, spec = command.prepare(_args(_space(tmp_path), synthetic_data, tmp_path / "s",
-                                            trials=1, steps=4))
+def _started(tmp_path, data, trials: int):
+    """A new sweep of 4-step trials, its study and its first trial, claimed in trials/0000."""
+    sweep_dir, spec = command.prepare(_args(_space(tmp_path), data, tmp_path / "s", trials=trials, steps=4))
     _, study = _study(sweep_dir)
     trial = claim(study, spec, sweep_dir)
     trial.set_user_attr("trial_dir", "trials/0000")
+    return sweep_dir, spec, study, trial
+
+
+def test_the_summary_counts_interrupts_and_lost_attempts_apart_from_failures(tmp_path, synthetic_data):
+    """A worker killed once (kill -9) and five Ctrl-Cs said "6 failed attempts"."""
+    sweep_dir, spec, study, trial = _started(tmp_path, synthetic_data, trials=1)
     for k, v in {"worker_host": "here", "worker_pid": _dead_pid(), "heartbeat": 0.0}.items():
         trial.set_user_attr(k, v)
     assert reap_stale(study, grace_s=60) == [trial.number]  # the kill -9: lost, retried
@@ -112,3 +117,22 @@ def test_a_report_keeps_a_failed_or_pruned_trials_last_eval_apart_from_the_value
 def test_train_minutes_read_as_minutes():
     from zhbert.sweep.report import _minutes
     assert [_minutes(m) for m in (None, 0.0123, 0.2345, 12.345, 130.4)] == ["-", "0.01", "0.2", "12.3", "130"]
+
+
+def test_an_interrupted_attempt_whose_retry_finished_is_told_as_resumed(tmp_path, synthetic_data):
+    """After a Ctrl-C and a resume: "3 of 3 trials finished (3 complete, ..., 1 interrupted,
+    0 waiting)" read as if a fourth trial were still to come."""
+    sweep_dir, spec, study, first = _started(tmp_path, synthetic_data, trials=2)
+    outcome.tell_failed(study, first, "interrupted", "Ctrl-C", retry=True)
+    line = command.summary(sweep_dir, spec)  # not resumed yet: interrupted, its retry waiting
+    assert "0 failed attempts, 1 interrupted, 1 waiting)" in line
+    retry = claim(study, spec, sweep_dir)
+    outcome.tell_failed(study, retry, "interrupted", "Ctrl-C", retry=True)  # twice
+    retry = claim(study, spec, sweep_dir)
+    other = claim(study, spec, sweep_dir)
+    study.tell(retry, 0.5)
+    study.tell(other, 0.4)
+    line = command.summary(sweep_dir, spec)
+    assert "2 of 2 trials finished (2 complete, 0 pruned, 0 failed attempts, 2 interrupted and " \
+           "resumed, 0 waiting)" in line
+    assert ", 2 interrupted," not in line
