@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from zhbert.cli import main
-from zhbert.history import read_history, truncate_after
+from zhbert.history import read_history, rewrite_for_resume
 from zhbert.monitor.server import create_app
 
 HEADER = {"type": "header", "schema": "zhbert-history", "version": 1, "run": "r",
@@ -147,11 +147,11 @@ def test_a_run_that_fails_unforeseen_is_an_error_in_its_own_row(tmp_path, monkey
 
 
 def test_resume_rewrite_drops_the_bad_record_and_keeps_the_original(tmp_path, capsys):
-    """truncate_after compared "x" > 10: a TypeError in `train --resume`."""
+    """The resume's rewrite compared "x" > 10: a TypeError in `train --resume`."""
     p = _write(tmp_path / "history.jsonl", [HEADER, _train(10)], ['{"type": "train", "step": "x"}',
                                                                   json.dumps(_train(20))])
     warned = []
-    assert truncate_after(p, 10, warned.append) == 1  # step 20
+    assert rewrite_for_resume(p, 10, warned.append)[0] == 1  # step 20
     assert [r.get("step") for r in read_history(p).records] == [None, 10]
     (copy,) = tmp_path.glob("history.jsonl.corrupt-*")
     assert '"step": "x"' in copy.read_text() and "line 3 (not a valid record)" in warned[0]

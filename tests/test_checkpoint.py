@@ -4,7 +4,7 @@ import torch
 
 from zhbert.checkpoint import (apply_retention, latest_valid_checkpoint, list_checkpoints,
                                load_checkpoint, save_checkpoint, verify_checkpoint)
-from zhbert.history import HistoryWriter, iter_records, truncate_after
+from zhbert.history import HistoryWriter, iter_records, rewrite_for_resume
 
 
 class Tied(torch.nn.Module):
@@ -74,6 +74,6 @@ def test_history_partial_line_and_truncate(tmp_path):
     with open(p, "a") as f:
         f.write('{"type": "train", "st')  # a record being written
     assert [r.get("step") for r in iter_records(p)] == [None, 10, 20, 30]
-    assert truncate_after(p, 20) == 1
+    assert rewrite_for_resume(p, 20)[0] == 1
     assert [r.get("step") for r in iter_records(p)] == [None, 10, 20]
     assert json.loads(p.read_text().splitlines()[0])["schema"] == "zhbert-history"

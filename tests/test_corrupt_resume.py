@@ -16,7 +16,7 @@ from zhbert import history
 from zhbert.checkpoint import apply_retention, list_checkpoints, save_checkpoint, verify_checkpoint
 from zhbert.cli import main as cli_main
 from zhbert.errors import UserError
-from zhbert.history import HistoryWriter, read_history, truncate_after
+from zhbert.history import HistoryWriter, read_history, rewrite_for_resume
 
 
 def _corrupt(ckpt):
@@ -85,32 +85,32 @@ def _history(path, lines):
     return path.read_bytes()
 
 
-def test_truncate_after_keeps_the_unparsed_lines_in_a_copy(tmp_path):
+def test_the_resume_rewrite_keeps_the_unparsed_lines_in_a_copy(tmp_path):
     p = tmp_path / "history.jsonl"
     original = _history(p, {1: b'{"type": "header", "sch\n', 3: b"\x00\x00\x00\n"})
     seen = []
-    assert truncate_after(p, 20, warn=seen.append) == 1
+    assert rewrite_for_resume(p, 20, warn=seen.append)[0] == 1
     copies = list(tmp_path.glob("history.jsonl.corrupt-*"))
     assert len(copies) == 1 and copies[0].read_bytes() == original  # byte for byte
     assert str(copies[0]) in seen[-1] and "lines 1, 3" in seen[-1]
     assert len(seen) == 1  # one warning, the one naming the copy (not the reader's as well)
     assert [r["step"] for r in read_history(p).records] == [10]  # 20 was line 3, 30 dropped
     # a second resume with a clean file makes no copy; one with bad lines never overwrites
-    assert truncate_after(p, 10, warn=seen.append) == 0
+    assert rewrite_for_resume(p, 10, warn=seen.append)[0] == 0
     assert len(list(tmp_path.glob("history.jsonl.corrupt-*"))) == 1
     p.write_bytes(original)
-    truncate_after(p, 20, warn=seen.append)
+    rewrite_for_resume(p, 20, warn=seen.append)
     assert sorted(c.read_bytes() for c in tmp_path.glob("history.jsonl.corrupt-*")) == [original] * 2
 
 
-def test_truncate_after_keeps_an_unfinished_last_line_in_a_copy(tmp_path):
+def test_the_resume_rewrite_keeps_an_unfinished_last_line_in_a_copy(tmp_path):
     p = tmp_path / "history.jsonl"
     _history(p, {})
     with open(p, "ab") as f:
         f.write(b'{"type": "eval", "step": 30, "eval_mlm')  # torn by a crash
     original = p.read_bytes()
     seen = []
-    truncate_after(p, 30, warn=seen.append)
+    rewrite_for_resume(p, 30, warn=seen.append)
     (copy,) = tmp_path.glob("history.jsonl.corrupt-*")
     assert copy.read_bytes() == original and "unfinished last line" in seen[-1]
 
@@ -123,7 +123,7 @@ def test_a_copy_that_cannot_be_written_leaves_the_history_untouched(tmp_path, mo
         raise UserError(f"could not write {path}") from OSError(28, "No space left on device")
     monkeypatch.setattr(history, "atomic_write_bytes", full_disk)
     with pytest.raises(UserError, match="No space left on device; nothing was changed"):
-        truncate_after(p, 10, warn=lambda m: None)
+        rewrite_for_resume(p, 10, warn=lambda m: None)
     assert p.read_bytes() == original
 
 

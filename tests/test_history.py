@@ -68,7 +68,7 @@ def test_reader_starts_again_when_the_file_shrinks_or_is_replaced(tmp_path):
     assert again.reset and [x["step"] for x in again.records] == [1]
     new = tmp_path / "new.jsonl"
     new.write_text(_lines(1, 2, 3, 4))
-    new.replace(p)  # rewritten atomically (truncate_after on resume): same or larger size
+    new.replace(p)  # rewritten atomically (rewrite_for_resume on resume): same or larger size
     third = r.read()
     assert third.reset and [x["step"] for x in third.records] == [1, 2, 3, 4]
 

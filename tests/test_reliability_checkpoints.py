@@ -26,7 +26,7 @@ from zhbert import checkpoint, history
 from zhbert.checkpoint import apply_retention, list_checkpoints, save_checkpoint, verify_checkpoint
 from zhbert.cli import main as cli_main
 from zhbert.errors import UserError
-from zhbert.history import HistoryWriter, read_history, truncate_after
+from zhbert.history import HistoryWriter, read_history, rewrite_for_resume
 
 
 def _error(code: int, filename: str | None = None) -> OSError:
@@ -175,10 +175,10 @@ def _history(path: Path) -> bytes:
 def test_the_records_a_resume_drops_are_kept_in_a_copy(tmp_path, step):
     path = tmp_path / "history.jsonl"
     original = _history(path)
-    assert truncate_after(path, step, warn=lambda m: None) == (4 if step == 0 else 2)
+    assert rewrite_for_resume(path, step, warn=lambda m: None)[0] == (4 if step == 0 else 2)
     (copy,) = tmp_path.glob("history.jsonl.dropped-*")
     assert copy.read_bytes() == original
-    assert truncate_after(path, step) == 0  # nothing dropped: no copy
+    assert rewrite_for_resume(path, step)[0] == 0  # nothing dropped: no copy
     assert len(list(tmp_path.glob("history.jsonl.*"))) == 1
 
 
@@ -241,7 +241,7 @@ def test_a_resume_that_cannot_rewrite_the_history_says_make_the_run_writable(
         raise PermissionError(code, os.strerror(code), str(src))
     monkeypatch.setattr(fileio.os, "replace", replace)
     with pytest.raises(UserError) as caught:
-        truncate_after(path, step, warn=lambda m: None)
+        rewrite_for_resume(path, step, warn=lambda m: None)
     message = str(caught.value)
     assert f"make {tmp_path} writable (chmod/chattr) and continue with --resume" in message
     assert "choose another" not in message and "free disk space" not in message.lower()

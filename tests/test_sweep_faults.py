@@ -288,13 +288,13 @@ def test_a_retry_reports_none_of_its_dead_attempts_evals_before_its_trainer_resu
     """The retry's first polls, before its trainer truncated the history back to its
     checkpoint (seconds after the start), read the dead attempt's evals past step 20,
     reported them and pruned the trial on the stale one at step 40."""
-    from zhbert.history import truncate_after
+    from zhbert.history import rewrite_for_resume
     header = json.dumps({"type": "header", "schema": "zhbert-history", "version": 1}) + "\n"
     run, reported = _retry_started(tmp_path, monkeypatch,
                                    header + _evals((10, 20, 30, 40), lambda s: 0.01 * s), 20)
     stale = run.report_new(prune=True)
     assert reported == [] and not stale, f"reported the dead attempt's evals {reported}"
-    truncate_after(tmp_path / "history.jsonl", 20)  # the resumed trainer, at last
+    rewrite_for_resume(tmp_path / "history.jsonl", 20)  # the resumed trainer, at last
     with open(tmp_path / "history.jsonl", "a") as f:
         f.write(json.dumps({"type": "header", "resumed_from": 20}) + "\n" + _evals([30], lambda s: 0.5))
     assert run.report_new(prune=False) is False

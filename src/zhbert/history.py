@@ -36,9 +36,9 @@ rules for history.jsonl and checkpoint_eval.jsonl):
   a number or null; a header whose total_steps, config, ... are not what the writer
   writes. Readers may then take these fields as typed: ``int(rec["step"])`` never fails;
 - ``HistoryReader.read()`` returns only what was appended since its last read; a
-  file that shrank or was replaced (``truncate_after`` on resume rewrites it) is
+  file that shrank or was replaced (``rewrite_for_resume`` on resume rewrites it) is
   read again from the start, with ``Chunk.reset`` set;
-- the one rewrite, ``truncate_after`` on resume, keeps only the records it read up to the
+- the one rewrite, ``rewrite_for_resume`` on resume, keeps only the records it read up to the
   checkpoint: when it drops any, it first keeps the file as it was beside it, as
   ``history.jsonl.dropped-<UTC time>``, or ``history.jsonl.corrupt-<UTC time>`` where the
   file had lines it could not parse, and names that copy in its warning.
@@ -337,13 +337,6 @@ def eval_points(records: Iterable[dict[str, Any]], metric: str) -> list[tuple[in
 def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
     """Complete records of a history file: ``read_history(path).records``."""
     yield from read_history(path).records
-
-
-def truncate_after(path: str | Path, step: int,
-                   warn: Callable[[str], None] = warn_stderr) -> int:
-    """Drop train/eval/event records after `step` (resume from a checkpoint at `step`);
-    returns how many (``rewrite_for_resume``, which also says where they are kept)."""
-    return rewrite_for_resume(path, step, warn)[0]
 
 
 def rewrite_for_resume(path: str | Path, step: int, warn: Callable[[str], None] = warn_stderr

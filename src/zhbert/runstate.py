@@ -204,7 +204,8 @@ def history_gap(run_dir: Path, last: int, ckpt_step: int | None, headers: list[d
     cut (or restored from an older copy): a checkpoint is saved only after the records
     before it, and its event follows (a stop between logs checkpoints less than an interval
     past the last). Status had read such a run "[finished]", held-out "-", without a word."""
-    if ckpt_step is None or ckpt_step - last < _log_interval(run_dir, headers):
+    # the config is read only past the last record (the dashboard polls this)
+    if ckpt_step is None or ckpt_step <= last or ckpt_step - last < _log_interval(run_dir, headers):
         return None
     return (f"warning: {run_dir / 'history.jsonl'} ends at step {last:,}, yet the run was "
             f"checkpointed at step {ckpt_step:,}: its records after step {last:,} were lost "

@@ -204,14 +204,14 @@ class TrialRun:
         except FileNotFoundError:  # not written yet, or removed by --force for a new one
             self._let_go(reset=False)
             return []
-        if chunk.reset:  # rewritten by a resume (truncate_after) or a new run (--force)
+        if chunk.reset:  # rewritten by a resume (rewrite_for_resume) or a new run (--force)
             self._records = []
         self._let_go(chunk.reset)
         self._records += [r for r in chunk.records if r.get("type") == "eval"]
         return [] if self._stale else eval_points(self._records, self.spec.metric)
 
     def _hold_old_history(self) -> None:
-        """A retry: until its trainer rewrites the history (truncate_after on --resume, a
+        """A retry: until its trainer rewrites the history (rewrite_for_resume on --resume, a
         new file on --force), seconds after it starts, the file is the dead attempt's, with
         evals past the checkpoint the trainer resumes from that it will run again: reported,
         the pruner judged the trial on values the resumed run replaces. Read it before the
