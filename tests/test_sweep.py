@@ -174,6 +174,9 @@ def test_a_pruned_trial_is_recorded_before_its_trainer_is_stopped(tmp_path, synt
         def beat(self):
             return True
 
+        def told(self):  # no pipe: the trainer told no errno
+            return None
+
         def report_new(self, prune):
             self.trial.report(0.1, 2)
             return True

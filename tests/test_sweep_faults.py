@@ -74,6 +74,9 @@ def _fake_run(on_report, stops, evals=()):
             self.reported = set()
             self.proc = types.SimpleNamespace(poll=lambda: 0 if evals else None, returncode=0)
 
+        def told(self):  # no pipe: the trainer told no errno
+            return None
+
         def start(self):
             stops.append(("start", (self.trial_dir / "pruned.json").exists(),
                           self.trial.study._storage.get_trial(self.trial._trial_id).user_attrs.get("pruned_by")))

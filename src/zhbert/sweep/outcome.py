@@ -92,7 +92,7 @@ def finish(study: optuna.Study, run: TrialRun, interrupted: bool = False) -> str
         return _stopped(study, run, stopped, interrupted, rc)
     msg = (failure_message(run.trial_dir / "train.log", rc) if rc else
            f"the trainer exited without an eval at step {spec.steps:,}")
-    told = run.told() if hasattr(run, "told") else None  # a stand-in run has no pipe
+    told = run.told()
     text = _error_text(run.trial_dir / "train.log") or msg
     if rc and _out_of_space_here(told, text, run.trial_dir):
         return _out_of_space(study, trial, " ".join(text.split()))  # a wrapped one, whole

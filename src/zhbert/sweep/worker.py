@@ -337,8 +337,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, opts: W
         run.stop()
         return "taken over: another worker failed it as lost and queued its retry"
     finally:  # the pipe's read end closed whichever way the trial ended: a worker had kept
-        if hasattr(run, "told"):  # one open per complete or stopped trial (a stand-in has none)
-            run.told()
+        run.told()  # one open per complete or stopped trial
 
 
 def _supervise(study: optuna.Study, run: TrialRun, pruner, stop: _Stop, log) -> str:
