@@ -106,7 +106,7 @@ def test_a_manifest_that_is_a_list_or_a_folder(data, capsys):
     (data / "manifest.json").write_text("[1, 2, 3]\n")
     err = refused(["data", "report", str(data)], capsys)
     assert err == (f"zhbert: error: {data / 'manifest.json'} is not a zhbert manifest (a JSON "
-                   "object; it holds a list): re-run zhbert prepare\n")
+                   "object; it holds an array): re-run zhbert prepare\n")
     assert "not a zhbert manifest" in refused(["train", "--data", str(data), "--out",
                                                str(data.parent / "run"), *TRAIN], capsys)
     (data / "manifest.json").unlink()
@@ -117,7 +117,7 @@ def test_a_manifest_that_is_a_list_or_a_folder(data, capsys):
 @pytest.mark.parametrize("edit, says", [
     (lambda m: m.pop("splits"), "has no 'splits'"),
     (lambda m: m.update(splits="train"), "has 'splits' as a string, not an object"),
-    (lambda m: m["splits"].update(train=[1]), "has split 'train' as a list, not an object"),
+    (lambda m: m["splits"].update(train=[1]), "has split 'train' as an array, not an object"),
     (lambda m: m["splits"]["train"].update(tokens="12"), "has train tokens '12', not a count"),
     (lambda m: m["splits"]["test"].update(documents=-1), "has test documents -1, not a count"),
     (lambda m: m["splits"].update({"../x": {}}), "names an unknown split '../x'"),
@@ -170,7 +170,7 @@ def test_the_id_check_finds_the_last_id_of_a_big_array(tmp_path):
 
 def test_a_report_json_that_is_a_list_or_a_folder(data, capsys):
     (data / "report.json").write_text("[1]\n")
-    assert "report.json is not a zhbert dataset report (a JSON object; it holds a list)" in \
+    assert "report.json is not a zhbert dataset report (a JSON object; it holds an array)" in \
         refused(["data", "report", str(data)], capsys)
     with pytest.raises(UserError, match="not a zhbert dataset report"):
         open_data_dir(data).characters_per_token()  # compare --x characters

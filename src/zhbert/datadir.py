@@ -34,7 +34,7 @@ import numpy as np
 
 from zhbert import __version__
 from zhbert.errors import UserError
-from zhbert.fileio import atomic_write_json, read_json
+from zhbert.fileio import atomic_write_json, json_type, read_json
 from zhbert.outputs import json_says, output_kind
 from zhbert.run import DATA_MANIFEST, is_run_dir, open_run
 from zhbert.vocab import Vocab
@@ -168,7 +168,7 @@ class DataDir:
         report = read_json(where, "dataset report", "re-run zhbert prepare")
         if not isinstance(report, dict):
             raise UserError(f"{where} is not a zhbert dataset report (a JSON object; it holds "
-                            f"{_json_kind(report)}): re-run zhbert prepare")
+                            f"{json_type(report)}): re-run zhbert prepare")
         return report
 
     def split(self, name: str) -> SplitArrays:
@@ -253,7 +253,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
                          f"`zhbert prepare SOURCES --out NEW_DIR` (SOURCES: builtin, files, a dump)")
     if not isinstance(manifest, dict):
         raise UserError(f"{where} is not a zhbert manifest (a JSON object; it holds "
-                        f"{_json_kind(manifest)}): re-run zhbert prepare")
+                        f"{json_type(manifest)}): re-run zhbert prepare")
     if manifest.get("format") != FORMAT:
         raise UserError(f"{path} is not a zhbert data directory (manifest format "
                         f"{manifest.get('format')!r}); create one with zhbert prepare")
@@ -277,11 +277,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _json_kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "true/false",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value), "value")
-
-
 _COUNTS = ("documents", "sentences", "tokens")
 # key: (what it must be, test); None values pass where a key may be null
 _OPTIONAL = {
@@ -302,12 +297,12 @@ def _manifest_problem(m: dict[str, Any]) -> str | None:
         if key not in m:
             return f"has no {key!r}"
         if not isinstance(m[key], dict):
-            return f"has {key!r} as {_json_kind(m[key])}, not an object"
+            return f"has {key!r} as {json_type(m[key])}, not an object"
     for name, counts in m["splits"].items():
         if name not in SPLITS:
             return f"names an unknown split {_show(name)} (zhbert's are {', '.join(SPLITS)})"
         if not isinstance(counts, dict):
-            return f"has split {name!r} as {_json_kind(counts)}, not an object"
+            return f"has split {name!r} as {json_type(counts)}, not an object"
         for key in _COUNTS:
             v = counts.get(key, 0)
             if type(v) is not int or v < 0:  # noqa: E721 - not true/false

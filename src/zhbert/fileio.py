@@ -117,6 +117,14 @@ def json_safe(v: Any) -> Any:
     return v
 
 
+def json_type(value: Any) -> str:
+    """A JSON value's kind as a message names it ("an array", "null"): what a file holds
+    where another kind was wanted (a corpus item's text, a manifest's value)."""
+    names = {bool: "true or false", int: "a number", float: "a number", str: "a string",
+             list: "an array", dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
 def read_json(path: str | os.PathLike, what: str = "file", missing_hint: str = "") -> Any:
     """Read a JSON file, turning every failure into a readable UserError; ``missing_hint``
     is the fix to print when the file is not there."""

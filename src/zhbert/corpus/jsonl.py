@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 from zhbert.corpus.decoding import Truncated, Unterminated
 from zhbert.corpus.document import Document
 from zhbert.corpus.filetypes import SURROGATES, shown
+from zhbert.fileio import json_type
 
 # stands for an undecodable byte in the UTF-8 handed to ijson (``Utf8Stream``): a Unicode
 # noncharacter, reserved for a program's internal use, so never text a corpus holds
@@ -137,7 +138,7 @@ def document_from(obj: Any, number: int, source: str, field_name: str = "text") 
     has one. ValueError says what is wrong."""
     if isinstance(obj, dict) and field_name in obj and not isinstance(obj[field_name], str):
         # the field is there: naming another one with --text-column is not the fix
-        raise ValueError(f'the "{field_name}" value is {_json_type(obj[field_name])}, not a string')
+        raise ValueError(f'the "{field_name}" value is {json_type(obj[field_name])}, not a string')
     if not isinstance(obj, dict) or not isinstance(obj.get(field_name), str):
         keys = f" (its keys: {', '.join(map(str, list(obj)[:8]))})" if isinstance(obj, dict) else ""
         raise ValueError(f'expected a JSON object with a string "{field_name}" field{keys}; '
@@ -167,13 +168,6 @@ def _check_characters(name: str, value) -> None:
             raise ValueError(f'the "{name}" value holds a lone surrogate escape '
                              f"({shown(bad.group())}, half of a UTF-16 pair, at character "
                              f"{bad.start()}), which is no character (remove it, or complete the pair)")
-
-
-def _json_type(value) -> str:
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object"}
-    return names.get(type(value), type(value).__name__)
 
 
 # -- .json files: an array of objects, or JSON Lines under another name ------------------
