@@ -112,20 +112,28 @@ def vocab_difference(a: dict | None, b: dict | None) -> list[str]:
 DISAGREE = 2.5
 
 
-def disagreement(fit: "LawFit", runs: Sequence["RunData"], law: str) -> list[str]:
-    """A note when the runs fit one law much worse together than one by one."""
-    if len(runs) < 2:
-        return []
-    alone = []
+def alone_sigmas(fit: "LawFit", runs: Sequence["RunData"]) -> dict[str, float]:
+    """Each run's residual sd under the law fitted to it alone (the joint fit's for one
+    run; a run with too few points alone is left out): fitted once for ``disagreement``
+    and ``phase_change_note``, which had each fitted every run again."""
+    if len(runs) == 1:
+        return {runs[0].curve.name: fit.sigma}
+    alone = {}
     for r in runs:
         try:
-            alone.append(fit_law([r.curve], law, n_boot=0).sigma)
+            alone[r.curve.name] = fit_law([r.curve], fit.law, n_boot=0).sigma
         except UserError:  # too few points alone: nothing to compare with
             pass
-    if not alone or fit.sigma <= DISAGREE * max(alone):
+    return alone
+
+
+def disagreement(fit: "LawFit", runs: Sequence["RunData"], alone: dict[str, float]) -> list[str]:
+    """A note when the runs fit one law much worse together than one by one (``alone``:
+    ``alone_sigmas``)."""
+    if len(runs) < 2 or not alone or fit.sigma <= DISAGREE * max(alone.values()):
         return []
     return [f"warning: the runs disagree under one law: residual sd {fit.sigma:.3f} fitted "
-            f"together against {max(alone):.3f} at most one by one; one may still be on a "
+            f"together against {max(alone.values()):.3f} at most one by one; one may still be on a "
             "plateau (the law has no plateau term) or their setups differ, so expect wide "
             "bands, and compare with a forecast from the longest run alone"]
 
@@ -135,25 +143,24 @@ def disagreement(fit: "LawFit", runs: Sequence["RunData"], law: str) -> list[str
 # short-sequence phase whose held-out loss follows other dynamics: tiny-2000 exported as CSV
 # read residual sd 0.588 against 0.029 from one point to the next (the run folder: 0.109,
 # 41.1% at 4,000 steps, the CSV 49.3%), without a word. The ratio measured: that CSV 20; the
-# seed's JSON 1.0, hf-tiny-bert 1.1, hf-small-bert 1.0 (zhbert's own runs, not checked, 0.9-4.1)
+# seed's JSON 1.0, hf-tiny-bert 1.1, hf-small-bert 1.0; zhbert's own runs, not checked: 0.3
+# (demo-1000) to 4.2 (cos-2000, which as a CSV would come within 16% of the note)
 PHASE_RATIO = 5.0
 
 
-def phase_change_note(fit: "LawFit", runs: Sequence["RunData"]) -> str | None:
+def phase_change_note(runs: Sequence["RunData"], alone: dict[str, float]) -> str | None:
     """A note when the law, fitted to a foreign history alone, leaves residuals over
     PHASE_RATIO times the noise its fitted losses show from one point to the next (sd of the
     differences / sqrt 2): a curve the law follows leaves residuals of about that size. Each
     foreign run by its own fit: a joint fit's residuals measure how the runs disagree
-    (``disagreement``), and hf-small-bert beside tiny-2000 read 31x for 1.0x alone."""
+    (``disagreement``), and hf-small-bert beside tiny-2000 read 31x for 1.0x alone
+    (``alone``: ``alone_sigmas``)."""
     import numpy as np
     worst = None
     for r in (r for r in runs if not r.setup.get("config")):
         y = r.curve.fitted()[1]
-        if len(y) <= 2:
-            continue
-        try:
-            sigma = fit.sigma if len(runs) == 1 else fit_law([r.curve], fit.law, n_boot=0).sigma
-        except UserError:  # too few points alone
+        sigma = alone.get(r.curve.name)
+        if len(y) <= 2 or sigma is None:
             continue
         noise = float(np.std(np.diff(y), ddof=1) / np.sqrt(2))
         if sigma > PHASE_RATIO * noise and (worst is None or sigma / noise > worst[0]):

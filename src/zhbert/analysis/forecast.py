@@ -39,7 +39,7 @@ import numpy as np
 from scipy.stats import norm
 
 from zhbert.analysis.accmap import AccuracyMap, fit_accuracy_map
-from zhbert.analysis.consistency import disagreement, phase_change_note, setup_warnings
+from zhbert.analysis.consistency import alone_sigmas, disagreement, phase_change_note, setup_warnings
 from zhbert.analysis.history import History, load_history
 from zhbert.analysis.laws import fit_law
 from zhbert.analysis.mixture import mixture_bounds, mixture_moments
@@ -369,8 +369,9 @@ def plan(paths_or_runs: Sequence[Any], law: str = "lr_annealing", n_boot: int = 
     runs = labelled(runs)
     notes = setup_warnings(runs)
     fit = fit_law([r.curve for r in runs], law, n_boot=n_boot, seed=seed)
-    notes += disagreement(fit, runs, law)
-    notes += [n for n in (phase_change_note(fit, runs),) if n]  # every surface: predict, analyze, compare
+    alone = alone_sigmas(fit, runs)
+    notes += disagreement(fit, runs, alone)
+    notes += [n for n in (phase_change_note(runs, alone),) if n]  # every surface: predict, analyze, compare
     if not fit.identifiable:
         notes.append("the lr never falls in these runs (constant lr): the annealing term "
                      f"({fit.spec.anneal}) cannot be identified; it is taken as anywhere from no "

@@ -224,8 +224,8 @@ def _pick_default(series: dict[str, Series]) -> tuple[str, str]:
     # the accuracy and loss by plan_runs' rule, the law's: analyze took a Trainer's
     # eval_accuracy for "no MLM accuracy" while predict's law forecast it
     from zhbert.analysis.plan_runs import first_metric
-    from zhbert.metrics import ACC_METRICS, LOSS_METRICS
-    held = first_metric(series, ACC_METRICS[:2])
+    from zhbert.metrics import HELD_OUT_ACC, LOSS_METRICS
+    held = first_metric(series, HELD_OUT_ACC)
     if held is not None:
         what = "MLM accuracy" if held == "eval_mlm_acc" else "accuracy"
         return held, (f"held-out {what} ({held}): measured on a fixed "

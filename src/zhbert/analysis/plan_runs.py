@@ -19,7 +19,7 @@ import numpy as np
 from zhbert.analysis.history import History, load_history, run_labels
 from zhbert.analysis.runcurve import RunCurve
 from zhbert.errors import UserError
-from zhbert.metrics import ACC_METRICS, LOSS_METRICS  # noqa: F401  (read from here too)
+from zhbert.metrics import ACC_METRICS, HELD_OUT_ACC, LOSS_METRICS
 from zhbert.schedule import Schedule, infer_schedule
 
 # which series are a history's loss and accuracy: one rule (``first_metric``,
@@ -108,7 +108,7 @@ def loss_and_accuracy(series: dict[str, Any]) -> tuple[str | None, str | None]:
     loss, training-batch beside a training loss (the law maps one to the other per step)."""
     loss = first_metric(series, LOSS_METRICS)
     held = loss is None or loss.startswith("eval")
-    return loss, first_metric(series, ACC_METRICS[:2] if held else ACC_METRICS[2:])
+    return loss, first_metric(series, HELD_OUT_ACC if held else ACC_METRICS[len(HELD_OUT_ACC):])
 
 
 def _run_config(tb_dir: Path) -> dict[str, Any]:
