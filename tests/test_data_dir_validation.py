@@ -177,3 +177,18 @@ def test_a_report_json_that_is_a_list_or_a_folder(data, capsys):
     (data / "report.json").unlink()
     (data / "report.json").mkdir()
     assert "report.json is a folder, not a file" in refused(["data", "report", str(data)], capsys)
+
+
+def test_a_loaders_workers_do_not_read_the_token_ids_again(data, monkeypatch):
+    """The range check ran again in each DataLoader worker opening its split: its cache
+    reaches workers only when they are forked (not under forkserver, Python 3.14's default,
+    or spawn), so each re-read every token array. The loader's own process checks once."""
+    from zhbert.data import DataConfig
+    from zhbert.loader import PretrainingLoader, _BatchStream
+    passes = []
+    real = datadir._check_token_ids
+    monkeypatch.setattr(datadir, "_check_token_ids", lambda *a: passes.append(a[2]) or real(*a))
+    loader = PretrainingLoader(data, "train", DataConfig(max_len=32), batch_size=2)
+    assert len(passes) == 1
+    _BatchStream(*loader._spec).arrays()  # what a worker does first
+    assert len(passes) == 1

@@ -394,9 +394,10 @@ def make_batch(split: SplitArrays, rows: np.ndarray, indices: np.ndarray, epoch:
 
 # ----------------------------------------------------------------------------- loading
 
-def open_split(data_dir: str | Path | DataDir, split: str, cfg: DataConfig) -> tuple[DataDir, SplitArrays]:
+def open_split(data_dir: str | Path | DataDir, split: str, cfg: DataConfig,
+               check_ids: bool = True) -> tuple[DataDir, SplitArrays]:
     dd = data_dir if isinstance(data_dir, DataDir) else open_data_dir(data_dir)
-    arrays = dd.split(split)
+    arrays = dd.split(split, check_ids)
     if cfg.whole_word and arrays.word_starts is None:
         raise UserError(f"whole-word masking needs word boundaries, but data directory {dd.path} "
                         "has none; re-run zhbert prepare with word boundaries, or turn whole_word off")

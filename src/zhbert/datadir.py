@@ -163,15 +163,16 @@ class DataDir:
     def report(self) -> dict[str, Any]:
         """report.json, the dataset report prepare wrote: a JSON object, or a UserError."""
         where = self.path / "report.json"
-        if where.is_dir():
-            raise UserError(f"{where} is a folder, not a file: re-run zhbert prepare")
         report = read_json(where, "dataset report", "re-run zhbert prepare")
         if not isinstance(report, dict):
             raise UserError(f"{where} is not a zhbert dataset report (a JSON object; it holds "
                             f"{json_type(report)}): re-run zhbert prepare")
         return report
 
-    def split(self, name: str) -> SplitArrays:
+    def split(self, name: str, check_ids: bool = True) -> SplitArrays:
+        """The arrays of split ``name``, checked; ``check_ids`` False skips the token-id pass
+        where the parent process made it (a loader's worker: ``_VERIFIED`` reaches workers
+        only when they are forked, not under forkserver or spawn)."""
         if name not in self.manifest.get("splits", {}):
             raise UserError(f"data directory {self.path} has no split {name!r} "
                             f"(it has: {', '.join(self.manifest.get('splits', {}))})")
@@ -183,7 +184,8 @@ class DataDir:
                          if self.manifest.get("word_boundaries") else None),
         )
         _check_split(arrays, name, self.path)
-        _check_token_ids(arrays.tokens, len(self.vocab), self.path / f"{name}.tokens.npy")
+        if check_ids:
+            _check_token_ids(arrays.tokens, len(self.vocab), self.path / f"{name}.tokens.npy")
         return arrays
 
     def check_arrays(self) -> None:
@@ -245,9 +247,6 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of data directory ``path``, its shape checked (``_manifest_problem``):
     a UserError naming the file and the fix otherwise, never an AttributeError later."""
     where = path / DATA_MANIFEST
-    if where.is_dir():
-        raise UserError(f"{where} is a folder, not a file: {path} is not a usable data "
-                        "directory; re-run zhbert prepare")
     manifest = read_json(where, "data manifest",
                          f"{path} is not a data directory; make one with "
                          f"`zhbert prepare SOURCES --out NEW_DIR` (SOURCES: builtin, files, a dump)")

@@ -41,7 +41,8 @@ class _BatchStream(torch.utils.data.IterableDataset):
 
     def arrays(self) -> tuple[DataDir, SplitArrays]:
         if self._arrays is None:
-            self._arrays = open_split(self.path, self.split, self.cfg)
+            # in a worker: the loader's process checked the token ids (__init__), once
+            self._arrays = open_split(self.path, self.split, self.cfg, check_ids=False)
         return self._arrays
 
     def instances(self, epoch: int) -> np.ndarray:
