@@ -41,10 +41,3 @@ def test_a_runs_config_json_with_a_capitalised_schedule_is_the_same_run():
 def test_an_unknown_schedule_is_still_refused_quoting_it(tmp_path):
     with pytest.raises(Exception, match="train.schedule must be one of cosine"):
         load_config(_toml(tmp_path, "Cosin"))
-
-
-def test_a_config_built_directly_with_a_capitalised_schedule_hashes_as_the_lower_case():
-    import dataclasses
-    cfg = load_config("tiny", ["train.schedule=wsd"])
-    odd = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, schedule="WSD"))
-    assert odd.hash() == TINY_WSD and not odd.differences(cfg)

@@ -78,7 +78,7 @@ def test_killed_before_the_first_checkpoint_inside_a_save(synthetic_data, tmp_pa
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert cli_main(_train_args(synthetic_data, ref)) == 0
 
-    def dies_mid_save(run_dir, step, *args):
+    def dies_mid_save(run_dir, step, *args, **kwargs):
         partial = Path(run_dir) / "checkpoints" / f".step_{step:08d}.abc.partial"
         partial.mkdir(parents=True)
         (partial / "model.safetensors").write_bytes(b"half")

@@ -12,20 +12,18 @@ import pytest
 
 from test_sweep import _study
 from test_sweep_faults import _new
+from zhbert import failure
 from zhbert.errors import UserError
 from zhbert.sweep import outcome, worker
 from zhbert.sweep.liveness import counted
 from zhbert.sweep.worker import WorkerOptions, claim
 
 # a trainer failing on an OS error: its CLI's output (in French), and what the CLI tells the
-# worker (outcome.tell_failure; the CLI calls it where it prints a UserError)
+# worker (failure.tell_failure; the CLI calls it where it prints a UserError)
 TRAINER = """
 import errno, os, sys
 from zhbert.errors import UserError
-try:
-    from zhbert.sweep.outcome import tell_failure
-except ImportError:  # the code before the fix: no errno told
-    tell_failure = lambda exc: None
+from zhbert.failure import tell_failure
 if sys.argv[2] == "wrapped":  # a trainer of before: no errno told, its message over two lines
     print(f"zhbert: error: could not write checkpoint {sys.argv[1]}/checkpoints/step_8: No space\\n"
           "  left on device; the previous checkpoints are intact.", file=sys.stderr)
@@ -90,7 +88,7 @@ def test_an_older_trainers_errno_number_is_read_and_dev_shm_is_not_the_disk(tmp_
 
 def test_the_os_error_behind_a_user_error_is_found():
     from zhbert.fileio import cannot_write
-    from zhbert.sweep.outcome import os_error_behind
+    from zhbert.failure import os_error_behind
     full = OSError(errno.ENOSPC, "x", "/a/b")
     assert os_error_behind(cannot_write("/a/b", full, "kept")).errno == errno.ENOSPC
     try:
@@ -105,14 +103,14 @@ def test_the_os_error_behind_a_user_error_is_found():
 
 @pytest.mark.parametrize("fd", ["", "x"])
 def test_tell_failure_outside_a_sweep_does_nothing(monkeypatch, fd):
-    monkeypatch.setenv(outcome.FAILURE_FD_ENV, fd)
+    monkeypatch.setenv(failure.FAILURE_FD_ENV, fd)
     written = []
     monkeypatch.setattr(os, "write", lambda *a: written.append(a))
     full = OSError(errno.ENOSPC, "No space left on device", "/x/history.jsonl")
     try:
         raise UserError("could not append") from full
     except UserError as exc:
-        outcome.tell_failure(exc)  # no pipe named: nothing written, no error
+        failure.tell_failure(exc)  # no pipe named: nothing written, no error
     assert written == []
 
 
@@ -130,7 +128,7 @@ def test_the_cli_tells_the_errno_behind_a_users_error(monkeypatch, capsys):
             raise UserError("could not append to /tmp/run/history.jsonl") from None
     monkeypatch.setattr(zhbert.status, "run", failing)
     r, w = os.pipe()
-    monkeypatch.setenv(outcome.FAILURE_FD_ENV, str(w))
+    monkeypatch.setenv(failure.FAILURE_FD_ENV, str(w))
     try:
         assert main(["status", "some-run"]) == 2
     finally:

@@ -139,8 +139,6 @@ class Config:
             del d["data"]["warmup_len"], d["data"]["warmup_len_fraction"]
         if d["model"]["norm"] == "post":  # BERT's: the hash of runs made before the option existed
             del d["model"]["norm"]
-        # one spelling (a Config built directly, not through load_config, may hold "WSD")
-        d["train"]["schedule"] = schedule_name(d["train"]["schedule"])
         if d["train"]["schedule"] != "wsd":  # only wsd reads it: older runs keep their hash
             del d["train"]["decay_fraction"]
         return d

@@ -127,7 +127,7 @@ def json_type(value: Any) -> str:
 
 def read_json(path: str | os.PathLike, what: str = "file", missing_hint: str = "") -> Any:
     """Read a JSON file, turning every failure into a readable UserError; ``missing_hint``
-    is the fix to print when the file is not there."""
+    is the fix to print when the file is not there (or a folder is, by its name)."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -137,9 +137,9 @@ def read_json(path: str | os.PathLike, what: str = "file", missing_hint: str = "
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{what} {path} is corrupt (not valid JSON: {exc}); "
                         "recreate it or restore it from a backup") from None
-    except IsADirectoryError:  # a traceback before
-        raise UserError(f"{what} {path} is a folder, not a file; recreate it or restore it "
-                        "from a backup") from None
+    except IsADirectoryError:  # a traceback before; the file is not there either
+        raise UserError(f"{what} {path} is a folder, not a file; "
+                        + (missing_hint or "recreate it or restore it from a backup")) from None
     except OSError as exc:  # unreadable: permissions, an I/O error
         raise UserError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 

@@ -57,8 +57,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from zhbert.errors import UserError
+from zhbert.failure import os_error_behind
 from zhbert.fileio import atomic_write_bytes, atomic_write_text, unused_name, utc_stamp
-from zhbert.write_errors import OutputError, cannot_write, no_space, write_fix
+from zhbert.write_errors import cannot_write, no_space, write_fix
 
 SCHEMA = "zhbert-history"
 VERSION = 1
@@ -399,8 +400,8 @@ def _keep_original(path: Path, why: str) -> Path:
     try:
         atomic_write_bytes(copy, path.read_bytes())
     except (UserError, OSError) as exc:
-        cause = exc.error if isinstance(exc, OutputError) else exc.__cause__ or exc
-        if not isinstance(cause, OSError):
+        cause = os_error_behind(exc)
+        if cause is None:
             raise
         raise UserError(f"could not keep a copy of {path} before rewriting it for the resume: "
                         f"{cause.strerror or cause}; nothing was changed; "

@@ -63,8 +63,6 @@ def prepare_run_dir(run_dir: Path, cfg: Config, data_info: dict, resume: bool, f
                         "another --out for the run, e.g. runs/NAME")
     check_run_folder(run_dir)
     cfg_path = run_dir / "config.json"
-    if resume:
-        _check_unedited(run_dir)
     changed = run_changes(run_dir, cfg, data_info)
     if changed is not None:
         same = not changed
@@ -110,7 +108,8 @@ def _check_unedited(run_dir: Path) -> None:
     edit since (train.steps 60 -> 90 by hand). --resume read the edited settings, then
     refused every checkpoint as "another config", and moving them aside as it advised
     restarted the run at step 0. The edit is named (against the history's first header).
-    Asked of a --resume only: --force clears the run whatever its config says."""
+    Asked of a --resume only (``check_resume_target``, before the data are read): --force
+    clears the run whatever its config says."""
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         return

@@ -375,7 +375,7 @@ def _checkpoint(tr: Trainer, kind: str, since: float | None = None) -> None:
         # outlive them (a resume from it never writes them again)
         tr.history.sync()
         path = save_checkpoint(tr.run_dir, tr.progress.step, tr.raw_model, tr.optimizer,
-                               tr.state_dict())
+                               tr.state_dict(), warn=tr.warn_once)  # as retention's warnings
         apply_retention(tr.run_dir, tr.cfg.train.keep_last, tr.cfg.train.keep_every,
                         warn=tr.warn_once)
         message = f"checkpoint {path.name}"

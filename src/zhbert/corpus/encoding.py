@@ -272,8 +272,8 @@ def _utf16_without_bom(prefix: bytes) -> str:
             text = prefix[: len(prefix) // 2 * 2].decode(encoding)
         except UnicodeDecodeError:  # e.g. a lone surrogate, or cut inside a pair
             text = prefix[: len(prefix) // 2 * 2 - 2].decode(encoding, errors="replace")
-        if _one_script_share(text) > share:
-            best, share = encoding, _one_script_share(text)
+        if (score := _one_script_share(text)) > share:  # a Python pass per character: once
+            best, share = encoding, score
     if share < 0.9:
         raise NotText("is a binary file, not text (it contains NUL bytes)")
     return best

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
-from zhbert.failure import FAILURE_FD_ENV, os_error_behind, tell_failure  # noqa: F401 (the worker's)
 from zhbert.sweep.liveness import GIVEN_UP, failure_message, lost_attrs, queue_retry
 
 if TYPE_CHECKING:

@@ -28,10 +28,11 @@ import optuna
 from optuna.trial import TrialState
 
 from zhbert.argtypes import SEED_LIMIT
+from zhbert.failure import FAILURE_FD_ENV
 from zhbert.fileio import atomic_write_json
 from zhbert.history import HistoryReader, eval_points
 from zhbert.sweep.liveness import HEARTBEAT_S, counted, finished_count, reap_stale
-from zhbert.sweep.outcome import (DISK_FULL, FAILURE_FD_ENV, TakenOver, finish, interrupt,
+from zhbert.sweep.outcome import (DISK_FULL, TakenOver, finish, interrupt,
                                   read_told, set_attrs, tell)
 from zhbert.sweep.pruner import ForecastPruner, make_pruner
 from zhbert.sweep.study import (SweepSpec, load_study, open_storage, require_same_sweep, sweep_mark,
@@ -254,7 +255,7 @@ class TrialRun:
             os.close(told)  # the trainer's alone: its exit ends the pipe
 
     def told(self) -> dict | None:
-        """The errno the exited trainer told of its failure (outcome.tell_failure), or None;
+        """The errno the exited trainer told of its failure (failure.tell_failure), or None;
         read once (the pipe is closed then)."""
         if isinstance(self._told, int):
             self._told = read_told(self._told)
