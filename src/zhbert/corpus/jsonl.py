@@ -91,7 +91,7 @@ def _deep_value(line: str) -> Any:
 
     events = ijson.get_backend("python").basic_parse(Utf8Stream(iter([line])), use_float=True)
     try:
-        [(obj, why)] = _items(events, in_array=False)  # ijson raises on a second value
+        [(obj, why)] = _items(events, False, [0])  # ijson raises on a second value
     except (ijson.JSONError, ValueError) as exc:
         why = _ijson_why(exc, line)
         raise ValueError(f"it {why}" if why.startswith("holds ") else why) from None
@@ -261,7 +261,7 @@ def array_documents(stream: "Utf8Stream", source: str, field_name: str,
         depth = [0]  # the parse's depth at its last event: where an error stopped it
         events = ijson.get_backend("python").basic_parse(stream, use_float=True, multiple_values=not in_array)
         try:
-            for obj, why in _items(_depth_kept(events, depth), in_array):
+            for obj, why in _items(events, in_array, depth):
                 number += 1
                 try:
                     if why:
@@ -315,27 +315,22 @@ def _stray(exc: Exception, stream: "Utf8Stream", number: int, in_array: bool) ->
             "is no JSON value (remove it; --skip-bad skips it and reads on at the next object)")
 
 
-def _depth_kept(events: Iterator[tuple[str, Any]], depth: list[int]) -> Iterator[tuple[str, Any]]:
-    """``events``, counting in ``depth[0]`` how deep the parse is after each."""
-    for event, value in events:
-        depth[0] += (event in _OPENS) - (event in _CLOSES)
-        yield event, value
-
-
-def _items(events: Iterator[tuple[str, Any]], in_array: bool) -> Iterator[tuple[Any, str | None]]:
+def _items(events: Iterator[tuple[str, Any]], in_array: bool,
+           kept: list[int]) -> Iterator[tuple[Any, str | None]]:
     """(value, None) for each item of the array (``in_array``) or each top-level value, built
     from basic_parse's events; (None, why) for one nested deeper than MAX_DEPTH, whose events
-    are passed over without building anything."""
+    are passed over without building anything. ``kept[0]``: the depth after the last event,
+    where an error stopped the parse (``_stray`` resumes only between items)."""
     import ijson
 
     base = int(in_array)  # the array's own level
     depth, builder, too_deep = 0, None, False
     for event, value in events:
         step = (event in _OPENS) - (event in _CLOSES)
-        if in_array and (depth + step == 0 or depth == 0):  # the array's own start and end
-            depth += step
-            continue
         depth += step
+        kept[0] = depth
+        if in_array and (depth == 0 or depth - step == 0):  # the array's own start and end
+            continue
         if builder is None and not too_deep:
             builder = ijson.ObjectBuilder()
         if depth - base > MAX_DEPTH and not too_deep:
